@@ -1,0 +1,333 @@
+"""JA3, JA3N, JA3S and JA4 (with ja4_r, ja4_o, ja4_ro), computed once per unique hello.
+
+Only the BSD-3-licensed methods live here: JA3/JA3S (salesforce) and JA4 for the TLS client
+(FoxIO). JA4S, JA4X, JA4H and the other JA4+ methods are under the FoxIO License 1.1 and are
+deliberately not implemented (see DESIGN.md, Licences).
+
+Rules that real tools disagree on, and what this module does (the reference corpus follows the
+written spec where the tools deviate):
+
+* GREASE (RFC 8701) is removed from ciphers, extensions, groups and, for JA4, from
+  signature_algorithms too.
+* JA4 ALPN characters: empty or absent -> ``00``; first and last byte of the first protocol
+  both ASCII alphanumeric -> those two characters; otherwise the first and last character of
+  the protocol's hex string (``0xBAAD`` -> ``bd``).
+* An empty cipher or extension list hashes to ``000000000000``; counts are capped at 99.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from .tls import EXT_ALPN, EXT_SERVER_NAME, EXT_SUPPORTED_VERSIONS, ClientHello, ServerHello, is_grease
+
+__all__ = [
+    "JA4",
+    "ClientFingerprints",
+    "add_fingerprints",
+    "client_fingerprints",
+    "ja3_string",
+    "ja3s_string",
+    "ja4",
+    "ja4_alpn_chars",
+    "ja4_version",
+    "md5_hex",
+]
+
+_EMPTY_HASH = "000000000000"
+
+_TLS_VERSIONS = {
+    0x0304: "13",
+    0x0303: "12",
+    0x0302: "11",
+    0x0301: "10",
+    0x0300: "s3",
+    0x0002: "s2",
+    0x0200: "s2",
+    0xFEFF: "d1",
+    0xFEFD: "d2",
+    0xFEFC: "d3",
+}
+#: DTLS versions count down: a larger number is an older protocol.
+_DTLS_RANK = {0xFEFF: 1, 0xFEFD: 2, 0xFEFC: 3}
+
+
+def md5_hex(text: str) -> str:
+    return hashlib.md5(text.encode("ascii"), usedforsecurity=False).hexdigest()
+
+
+def _sha12(text: str) -> str:
+    return hashlib.sha256(text.encode("ascii")).hexdigest()[:12]
+
+
+def _dec(values: Iterable[int]) -> str:
+    return "-".join(str(v) for v in values)
+
+
+def _no_grease(values: Iterable[int]) -> list[int]:
+    return [v for v in values if not is_grease(v)]
+
+
+def ja3_string(
+    version: int,
+    ciphers: Sequence[int],
+    extensions: Sequence[int],
+    groups: Sequence[int],
+    point_formats: Sequence[int],
+    *,
+    sort_extensions: bool = False,
+) -> str:
+    """The JA3 text ``version,ciphers,extensions,groups,point_formats`` (decimal, GREASE removed).
+
+    ``sort_extensions`` gives JA3N, which stays stable when a client (Chrome >= 110) shuffles
+    its extension order on every connection.
+    """
+    exts = _no_grease(extensions)
+    if sort_extensions:
+        exts.sort()
+    return ",".join(
+        (
+            str(version),
+            _dec(_no_grease(ciphers)),
+            _dec(exts),
+            _dec(_no_grease(groups)),
+            _dec(point_formats),
+        )
+    )
+
+
+def ja3s_string(version: int, cipher: int, extensions: Sequence[int]) -> str:
+    """The JA3S text ``version,cipher,extensions`` of a ServerHello."""
+    return f"{version},{cipher},{_dec(_no_grease(extensions))}"
+
+
+def ja4_version(legacy_version: int, supported_versions: Sequence[int], *, dtls: bool = False) -> str:
+    """Two version characters: the highest supported_versions entry, else the legacy version."""
+    offered = _no_grease(supported_versions)
+    if offered:
+        if dtls and all(v in _DTLS_RANK for v in offered):
+            best = max(offered, key=_DTLS_RANK.__getitem__)
+        else:
+            best = max(offered)
+    else:
+        best = legacy_version
+    return _TLS_VERSIONS.get(best, "00")
+
+
+def _is_alnum(byte: int) -> bool:
+    return 0x30 <= byte <= 0x39 or 0x41 <= byte <= 0x5A or 0x61 <= byte <= 0x7A
+
+
+def ja4_alpn_chars(first_alpn: bytes | None) -> str:
+    """JA4's two ALPN characters, by the written spec's hex rule for non-alphanumeric values."""
+    if not first_alpn:
+        return "00"
+    if _is_alnum(first_alpn[0]) and _is_alnum(first_alpn[-1]):
+        return chr(first_alpn[0]) + chr(first_alpn[-1])
+    hexed = first_alpn.hex()
+    return hexed[0] + hexed[-1]
+
+
+class JA4(NamedTuple):
+    ja4: str
+    ja4_r: str
+    ja4_o: str
+    ja4_ro: str
+
+
+def _hex4(values: Iterable[int]) -> list[str]:
+    return [f"{v:04x}" for v in values]
+
+
+def _c_part(exts: list[str], sigs: list[str]) -> tuple[str, str]:
+    raw = ",".join(exts) + ("_" + ",".join(sigs) if sigs else "")
+    return raw, (_sha12(raw) if exts else _EMPTY_HASH)
+
+
+def ja4(
+    transport: str,
+    legacy_version: int,
+    ciphers: Sequence[int],
+    extensions: Sequence[int],
+    first_alpn: bytes | None,
+    sig_algs: Sequence[int],
+    supported_versions: Sequence[int],
+) -> JA4:
+    """JA4 and its raw (``_r``), original-order (``_o``) and raw-original (``_ro``) forms.
+
+    ``transport`` is the one-letter protocol: ``t`` (TLS over TCP), ``q`` (QUIC), ``d`` (DTLS).
+    """
+    cs = _no_grease(ciphers)
+    ext = _no_grease(extensions)
+    sigs = _hex4(_no_grease(sig_algs))
+    has_versions = EXT_SUPPORTED_VERSIONS in ext
+    version = ja4_version(
+        legacy_version, supported_versions if has_versions else (), dtls=transport == "d"
+    )
+    sni = "d" if EXT_SERVER_NAME in ext else "i"
+    alpn = ja4_alpn_chars(first_alpn if EXT_ALPN in ext else None)
+    a = f"{transport}{version}{sni}{min(len(cs), 99):02d}{min(len(ext), 99):02d}{alpn}"
+
+    cs_sorted = sorted(_hex4(cs))
+    cs_orig = _hex4(cs)
+    b_sorted = ",".join(cs_sorted)
+    b_orig = ",".join(cs_orig)
+    b_hash = _sha12(b_sorted) if cs else _EMPTY_HASH
+    b_hash_o = _sha12(b_orig) if cs else _EMPTY_HASH
+
+    ext_sorted = sorted(_hex4(e for e in ext if e not in (EXT_SERVER_NAME, EXT_ALPN)))
+    c_raw, c_hash = _c_part(ext_sorted, sigs)
+    c_raw_o, c_hash_o = _c_part(_hex4(ext), sigs)
+    return JA4(
+        ja4=f"{a}_{b_hash}_{c_hash}",
+        ja4_r=f"{a}_{b_sorted}_{c_raw}",
+        ja4_o=f"{a}_{b_hash_o}_{c_hash_o}",
+        ja4_ro=f"{a}_{b_orig}_{c_raw_o}",
+    )
+
+
+class ClientFingerprints(NamedTuple):
+    ja3: str
+    ja3_full: str
+    ja3n: str
+    ja4: str
+    ja4_r: str
+    ja4_o: str
+    ja4_ro: str
+
+
+def client_fingerprints(transport: str, hello: ClientHello) -> ClientFingerprints:
+    """All client fingerprints of one hello: the scalar reference the vectorised path must equal."""
+    full = ja3_string(
+        hello.legacy_version, hello.ciphers, hello.extensions, hello.groups, hello.point_formats
+    )
+    ja3n = ja3_string(
+        hello.legacy_version,
+        hello.ciphers,
+        hello.extensions,
+        hello.groups,
+        hello.point_formats,
+        sort_extensions=True,
+    )
+    j4 = ja4(
+        transport,
+        hello.legacy_version,
+        hello.ciphers,
+        hello.extensions,
+        hello.alpn[0] if hello.alpn else None,
+        hello.sig_algs,
+        hello.supported_versions,
+    )
+    return ClientFingerprints(md5_hex(full), full, md5_hex(ja3n), *j4)
+
+
+def server_fingerprint(hello: ServerHello) -> tuple[str, str]:
+    """(ja3s, ja3s_full) of a ServerHello."""
+    full = ja3s_string(hello.legacy_version, hello.cipher, hello.extensions)
+    return md5_hex(full), full
+
+
+# ---------------------------------------------------------------------------------------------
+# Table-level: compute once per unique hello, broadcast to every row that carries it.
+
+#: The connections-table columns a client fingerprint is a pure function of.
+CLIENT_INPUT_COLUMNS = (
+    "transport",
+    "ch_version",
+    "ch_ciphers",
+    "ch_extensions",
+    "ch_groups",
+    "ch_point_formats",
+    "ch_sig_algs",
+    "ch_supported_versions",
+    "ch_alpn",
+)
+SERVER_INPUT_COLUMNS = ("sh_version", "sh_cipher", "sh_extensions")
+
+_TRANSPORT_LETTER = {"tcp": "t", "quic": "q", "dtls": "d"}
+
+
+def _as_tuple(value: object) -> tuple[object, ...]:
+    """Lists arrive as tuples from readers and as numpy arrays after a Parquet round trip."""
+    if value is None or (isinstance(value, float) and value != value):
+        return ()
+    if isinstance(value, tuple):
+        return value
+    return tuple(value)  # type: ignore[call-overload,no-any-return]
+
+
+def _client_row(key: tuple[object, ...]) -> ClientFingerprints | None:
+    transport, version, ciphers, exts, groups, pfs, sigs, svs, alpn = key
+    if pd.isna(version):  # no ClientHello in this row
+        return None
+    alpn_list = _as_tuple(alpn)
+    hello = ClientHello(
+        legacy_version=int(version),  # type: ignore[call-overload]
+        ciphers=_as_tuple(ciphers),  # type: ignore[arg-type]
+        extensions=_as_tuple(exts),  # type: ignore[arg-type]
+        groups=_as_tuple(groups),  # type: ignore[arg-type]
+        point_formats=_as_tuple(pfs),  # type: ignore[arg-type]
+        sig_algs=_as_tuple(sigs),  # type: ignore[arg-type]
+        supported_versions=_as_tuple(svs),  # type: ignore[arg-type]
+        alpn=tuple(bytes.fromhex(str(a)) for a in alpn_list),
+    )
+    return client_fingerprints(_TRANSPORT_LETTER.get(str(transport), "t"), hello)
+
+
+def _hashable_column(series: pd.Series) -> pd.Series:
+    """List columns come back from Parquet as numpy arrays, which cannot be hashed."""
+    first = series.dropna().head(1)
+    if len(first) and isinstance(first.iloc[0], (list, np.ndarray)):
+        return series.map(lambda v: tuple(v.tolist() if hasattr(v, "tolist") else v) if v is not None else None)
+    return series
+
+
+def _factorize_rows(df: pd.DataFrame, columns: Sequence[str]) -> tuple[np.ndarray, list[tuple[object, ...]]]:
+    """Codes of the distinct combinations of ``columns`` and one key tuple per combination.
+
+    Each column is factorised on its own (a C hash loop), then the integer codes are combined
+    with ``np.unique``: no Python runs per row.
+    """
+    cols = [_hashable_column(df[c]) for c in columns]
+    codes = np.column_stack([pd.factorize(c, use_na_sentinel=True)[0] for c in cols])
+    _, first, inverse = np.unique(codes, axis=0, return_index=True, return_inverse=True)
+    keys = [tuple(c.iloc[i] for c in cols) for i in first.tolist()]
+    return inverse.reshape(-1), keys
+
+
+def add_fingerprints(df: pd.DataFrame) -> pd.DataFrame:
+    """Add ja3/ja3_full/ja3n/ja4/ja4_r/ja4_o/ja4_ro and ja3s/ja3s_full from the hello columns.
+
+    Fingerprints are computed once per distinct hello and broadcast, so a capture of 100k
+    connections from a dozen stacks costs a dozen hash computations. Rows without a hello get
+    missing values. Returns a new frame; the input is not changed.
+    """
+    out = df.copy()
+    client_cols = ["ja3", "ja3_full", "ja3n", "ja4", "ja4_r", "ja4_o", "ja4_ro"]
+    if len(df) == 0:
+        for col in [*client_cols, "ja3s", "ja3s_full"]:
+            out[col] = pd.Series(dtype="string")
+        return out
+    codes, uniques = _factorize_rows(df, CLIENT_INPUT_COLUMNS)
+    per_unique = [_client_row(k) for k in uniques]
+    for i, col in enumerate(client_cols):
+        values = np.array([fp[i] if fp is not None else None for fp in per_unique], dtype=object)
+        out[col] = pd.array(values[codes], dtype="string")
+
+    s_codes, s_uniques = _factorize_rows(df, SERVER_INPUT_COLUMNS)
+    s_values: list[tuple[str | None, str | None]] = []
+    for version, cipher, exts in s_uniques:
+        if pd.isna(version):
+            s_values.append((None, None))
+            continue
+        full = ja3s_string(int(version), int(cipher), _as_tuple(exts))  # type: ignore[call-overload,arg-type]
+        s_values.append((md5_hex(full), full))
+    for i, col in enumerate(("ja3s", "ja3s_full")):
+        values = np.array([v[i] for v in s_values], dtype=object)
+        out[col] = pd.array(values[s_codes], dtype="string")
+    return out

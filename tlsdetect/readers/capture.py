@@ -1,0 +1,510 @@
+"""Packet index of pcap and pcapng files, found with numpy instead of a per-packet loop.
+
+A capture file is a chain: every record (pcap) or block (pcapng) says how long it is, and the
+next one starts right after. Walking that chain in Python costs a bytecode loop per packet. Here
+each window of the file (``WINDOW`` bytes, so memory stays bounded on multi-GB files) is instead
+
+1. scanned with vectorised byte comparisons for every offset that *could* start a record
+   (plausible timestamp and length bytes); real record starts are always among them;
+2. turned into a jump table ``next[i]`` (candidate -> candidate its length points at);
+3. resolved by pointer doubling into exactly the chain reachable from the known first record:
+   false candidates inside packet data are never on that chain.
+
+If the chain ever stops short of the window end (an odd file whose headers the filter did not
+expect, a new pcapng section, damage) the window is finished by :class:`_SlowWalker`, an exact
+sequential reader that also produces the precise error message for damaged files. Both paths
+yield the same :class:`PacketBatch` and are checked against each other in the tests.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "CaptureError",
+    "CaptureFormat",
+    "CaptureReader",
+    "PacketBatch",
+    "ReadStats",
+]
+
+U8 = npt.NDArray[np.uint8]
+I64 = npt.NDArray[np.int64]
+
+#: Bytes per window. Temporaries are a few window-sized boolean arrays.
+WINDOW = 32 * 1024 * 1024
+#: Largest record we follow; Wireshark's own limit for ordinary link types.
+MAX_PACKET = 262_144
+#: Tail read past the window so a record that starts inside it is whole in the buffer.
+TAIL = MAX_PACKET + 64
+
+PCAP_MAGIC_US = 0xA1B2C3D4
+PCAP_MAGIC_NS = 0xA1B23C4D
+PCAPNG_SHB = 0x0A0D0D0A
+PCAPNG_BYTE_ORDER = 0x1A2B3C4D
+
+BT_IDB = 1
+BT_PB = 2  # obsolete Packet Block
+BT_SPB = 3
+BT_EPB = 6
+
+
+class CaptureError(ValueError):
+    """The file is not a capture, or is damaged where reading cannot go on."""
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureFormat:
+    kind: str  # "pcap" or "pcapng"
+    little_endian: bool
+    nanosecond: bool = False
+    linktype: int = -1
+    snaplen: int = 0
+
+
+@dataclass(slots=True)
+class PacketBatch:
+    """Packets of one window: ``buf`` holds the bytes, the arrays index into it.
+
+    ``data`` is the offset of each packet's first link-layer byte in ``buf``; ``caplen`` its
+    captured length; ``ts_ns`` nanoseconds since the epoch; ``linktype`` per packet (pcapng
+    interfaces may differ).
+    """
+
+    buf: U8
+    data: I64
+    caplen: I64
+    ts_ns: I64
+    linktype: I64
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
+@dataclass(slots=True)
+class ReadStats:
+    packets: int = 0
+    bytes_read: int = 0
+    slow_path_records: int = 0
+    skipped_blocks: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Interface:
+    linktype: int
+    ts_unit_ns: float = 1000.0  # pcapng default resolution is microseconds
+    ts_offset_s: int = 0
+
+
+def _u32(buf: U8, idx: I64, little: bool) -> I64:
+    """Unaligned 32-bit read at many offsets at once."""
+    b0 = buf[idx].astype(np.int64)
+    b1 = buf[idx + 1].astype(np.int64)
+    b2 = buf[idx + 2].astype(np.int64)
+    b3 = buf[idx + 3].astype(np.int64)
+    if little:
+        return b0 | (b1 << 8) | (b2 << 16) | (b3 << 24)
+    return (b0 << 24) | (b1 << 16) | (b2 << 8) | b3
+
+
+def _chain(cand: I64, nxt_pos: I64, start: int) -> I64:
+    """Candidate indices on the chain from ``cand[start]``, by pointer doubling.
+
+    ``nxt_pos`` is where each candidate's successor would start. Returns the indices of the
+    chain in order. Work is O(n log n) numpy, never a per-record Python step.
+    """
+    idx = np.searchsorted(cand, nxt_pos)
+    idx_c = np.minimum(idx, len(cand) - 1)
+    jump = np.where((idx < len(cand)) & (cand[idx_c] == nxt_pos), idx_c, -1).astype(np.int64)
+    levels = [jump]
+    # Build jump tables 2^k until no chain that starts at `start` can go further.
+    while True:
+        j = levels[-1]
+        if j[start] < 0:
+            break
+        j2 = np.where(j >= 0, j[np.maximum(j, 0)], -1)
+        levels.append(j2)
+    path = np.array([start], dtype=np.int64)
+    for j in reversed(levels[:-1]):
+        step = j[path]
+        step = step[step >= 0]
+        path = np.concatenate([path, step]) if len(step) else path
+    # The doubled union is the chain but not in order; positions are increasing along it.
+    path.sort()
+    return path
+
+
+class CaptureReader:
+    """Iterate :class:`PacketBatch` windows over a pcap or pcapng file.
+
+    Damage ends the read with a warning in :attr:`stats` that names the byte offset, after
+    everything before it has been yielded: a truncated capture is read up to the damage.
+    """
+
+    def __init__(self, path: str | Path, *, window: int = WINDOW, vectorised: bool = True) -> None:
+        self.path = Path(path)
+        self.window = window
+        self.vectorised = vectorised
+        self.stats = ReadStats()
+        self.size = self.path.stat().st_size
+        with self.path.open("rb") as fh:
+            head = fh.read(64)
+        self.format = self._detect(head)
+        self._interfaces: list[_Interface] = []
+        self._little = self.format.little_endian
+
+    # -- format detection -------------------------------------------------------------------
+
+    def _detect(self, head: bytes) -> CaptureFormat:
+        if len(head) < 4:
+            raise CaptureError(f"{self.path}: not a capture file ({len(head)} bytes)")
+        magic_le = struct.unpack("<I", head[:4])[0]
+        magic_be = struct.unpack(">I", head[:4])[0]
+        if magic_be == PCAPNG_SHB:
+            if len(head) < 12:
+                raise CaptureError(f"{self.path}: truncated pcapng section header")
+            bom = head[8:12]
+            if bom == b"\x4d\x3c\x2b\x1a":
+                return CaptureFormat("pcapng", True)
+            if bom == b"\x1a\x2b\x3c\x4d":
+                return CaptureFormat("pcapng", False)
+            raise CaptureError(f"{self.path}: pcapng section header with bad byte-order magic")
+        for magic, little in ((magic_le, True), (magic_be, False)):
+            if magic in (PCAP_MAGIC_US, PCAP_MAGIC_NS):
+                if len(head) < 24:
+                    raise CaptureError(f"{self.path}: truncated pcap file header ({len(head)} bytes)")
+                fmt = "<" if little else ">"
+                _, _, _, _, snaplen, linktype = struct.unpack(fmt + "HHiIII", head[4:24])
+                return CaptureFormat(
+                    "pcap", little, magic == PCAP_MAGIC_NS, linktype & 0x0FFFFFFF, snaplen
+                )
+        if head[:4] == b"\xa1\xb2\xcd\x34" or head[:4] == b"\x34\xcd\xb2\xa1":
+            raise CaptureError(f"{self.path}: modified (Kuznetzov) pcap format is not supported")
+        raise CaptureError(f"{self.path}: not a pcap or pcapng file (magic {head[:4].hex()})")
+
+    # -- iteration --------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[PacketBatch]:
+        pcap = self.format.kind == "pcap"
+        fast = self._pcap_fast if pcap else self._pcapng_fast
+        slow = self._pcap_slow if pcap else self._pcapng_slow
+        batch = self._pcap_batch if pcap else self._pcapng_batch
+        pos = 24 if pcap else 0
+        with self.path.open("rb") as fh:
+            while pos < self.size:
+                buf = self._read(fh, pos, self.window + TAIL)
+                limit = min(self.window, len(buf))
+                found: list[I64] = []
+                at, failures, status = 0, 0, "ok"
+                while at < limit:
+                    can_fast = self.vectorised and failures < 3
+                    if can_fast and (pcap or self._interfaces):
+                        got, nxt = fast(buf, at, limit)
+                        if len(got):
+                            found.append(got)
+                            at = nxt
+                            continue
+                        failures += 1
+                    got, at, status = slow(buf, at, limit, pos, 64 if can_fast else None, bool(found))
+                    if len(got):
+                        found.append(got)
+                    if status == "flush" and found:
+                        yield batch(buf, np.concatenate(found))
+                        found = []
+                        got, at, status = slow(buf, at, limit, pos, 1, False)
+                        if len(got):
+                            found.append(got)
+                    if status in ("stop", "more"):
+                        break
+                if found:
+                    yield batch(buf, np.concatenate(found))
+                if status == "stop" or at == 0:
+                    return
+                pos += at
+
+    def _read(self, fh: BinaryIO, pos: int, n: int) -> U8:
+        fh.seek(pos)
+        data = fh.read(n)
+        self.stats.bytes_read += len(data)
+        return np.frombuffer(data, dtype=np.uint8)
+
+    def _warn(self, message: str) -> None:
+        self.stats.warnings.append(f"{self.path}: {message}")
+
+    # -- classic pcap -----------------------------------------------------------------------
+
+    @property
+    def _frac_limit(self) -> int:
+        return 1_000_000_000 if self.format.nanosecond else 1_000_000
+
+    def _pcap_fast(self, buf: U8, at: int, limit: int) -> tuple[I64, int]:
+        """Record starts on the chain from ``buf[at]``, and where the chain left off."""
+        n = len(buf)
+        m = min(limit, n - 16) - at
+        if m <= 0:
+            return np.empty(0, dtype=np.int64), at
+        little = self._little
+        ts_hi = int(buf[at + 3] if little else buf[at])
+        hi_ts, hi_incl, hi_orig = (3, 11, 15) if little else (0, 8, 12)
+        base = at
+        mask = buf[base + hi_ts : base + hi_ts + m] == ts_hi
+        mask &= buf[base + hi_incl : base + hi_incl + m] == 0
+        mask &= buf[base + hi_orig : base + hi_orig + m] == 0
+        cand = np.flatnonzero(mask).astype(np.int64)
+        if len(cand) == 0 or cand[0] != 0 or len(cand) > max(m // 8, 64):
+            return np.empty(0, dtype=np.int64), at
+        cand += base
+        incl = _u32(buf, cand + 8, little)
+        frac = _u32(buf, cand + 4, little)
+        ok = (incl <= MAX_PACKET) & (frac < self._frac_limit)
+        if not ok[0]:
+            return np.empty(0, dtype=np.int64), at
+        cand = cand[ok]
+        incl = incl[ok]
+        nxt = cand + 16 + incl
+        path = _chain(cand, nxt, 0)
+        starts = cand[path]
+        ends = nxt[path]
+        # Records must be whole in the buffer; one that is not starts the next window.
+        whole = ends <= n
+        if not whole.all():
+            cut = int(np.argmin(whole))
+            return starts[:cut], int(starts[cut])
+        return starts, int(ends[-1])
+
+    def _pcap_slow(
+        self, buf: U8, pos: int, limit: int, file_base: int, max_records: int | None, _pending: bool
+    ) -> tuple[I64, int, str]:
+        """Exact sequential walk from ``pos``; finds and names damage."""
+        fmt = "<IIII" if self._little else ">IIII"
+        out: list[int] = []
+        n = len(buf)
+        at_eof = file_base + n >= self.size
+        raw = buf[pos : min(n, limit + TAIL)].tobytes()
+        base = pos
+        while pos < limit:
+            if max_records is not None and len(out) >= max_records:
+                return np.asarray(out, dtype=np.int64), pos, "ok"
+            if pos + 16 > n:
+                if at_eof:
+                    self._warn(
+                        f"truncated record header at byte {file_base + pos} "
+                        f"({n - pos} of 16 bytes); read up to the damage"
+                    )
+                    return np.asarray(out, dtype=np.int64), pos, "stop"
+                return np.asarray(out, dtype=np.int64), pos, "more"
+            _, _, incl, _ = struct.unpack_from(fmt, raw, pos - base)
+            if incl > MAX_PACKET:
+                self._warn(
+                    f"record at byte {file_base + pos} claims {incl} captured bytes "
+                    f"(limit {MAX_PACKET}); the file is damaged from here, read up to the damage"
+                )
+                return np.asarray(out, dtype=np.int64), pos, "stop"
+            if pos + 16 + incl > n:
+                if at_eof:
+                    self._warn(
+                        f"truncated packet at byte {file_base + pos}: record needs {incl} bytes, "
+                        f"{n - pos - 16} present; read up to the damage"
+                    )
+                    return np.asarray(out, dtype=np.int64), pos, "stop"
+                return np.asarray(out, dtype=np.int64), pos, "more"
+            out.append(pos)
+            self.stats.slow_path_records += 1
+            pos += 16 + incl
+        return np.asarray(out, dtype=np.int64), pos, "ok"
+
+    def _pcap_batch(self, buf: U8, starts: I64) -> PacketBatch:
+        little = self._little
+        unit = 1 if self.format.nanosecond else 1000
+        sec = _u32(buf, starts, little)
+        frac = _u32(buf, starts + 4, little)
+        incl = _u32(buf, starts + 8, little)
+        self.stats.packets += len(starts)
+        return PacketBatch(
+            buf=buf,
+            data=starts + 16,
+            caplen=incl,
+            ts_ns=sec * 1_000_000_000 + frac * unit,
+            linktype=np.full(len(starts), self.format.linktype, dtype=np.int64),
+        )
+
+    # -- pcapng -----------------------------------------------------------------------------
+
+    def _pcapng_fast(self, buf: U8, at: int, limit: int) -> tuple[I64, int]:
+        """Packet blocks on the block chain from ``buf[at]``, found without a per-block loop.
+
+        Only EPB/SPB/PB blocks are followed here; any other block type (a new section, an
+        interface description, statistics) ends the fast chain and the slow walker takes it.
+        """
+        n = len(buf)
+        m = min(limit, n - 12) - at
+        if m <= 0:
+            return np.empty(0, dtype=np.int64), at
+        little = self._little
+        t0, t1, t2, t3, l3 = (0, 1, 2, 3, 7) if little else (3, 2, 1, 0, 4)
+        b = at
+        mask = buf[b + t1 : b + t1 + m] == 0
+        mask &= buf[b + t2 : b + t2 + m] == 0
+        mask &= buf[b + t3 : b + t3 + m] == 0
+        mask &= buf[b + l3 : b + l3 + m] == 0
+        tb = buf[b + t0 : b + t0 + m]
+        mask &= (tb == BT_EPB) | (tb == BT_SPB) | (tb == BT_PB)
+        cand = np.flatnonzero(mask).astype(np.int64)
+        if len(cand) == 0 or cand[0] != 0 or len(cand) > max(m // 8, 64):
+            return np.empty(0, dtype=np.int64), at
+        cand += b
+        blen = _u32(buf, cand + 4, little)
+        end = cand + blen
+        inside = (blen >= 16) & (blen % 4 == 0) & (end <= n)
+        trailer = np.zeros(len(cand), dtype=np.int64)
+        trailer[inside] = _u32(buf, end[inside] - 4, little)
+        ok = inside & (trailer == blen)
+        if not ok[0]:
+            return np.empty(0, dtype=np.int64), at
+        cand = cand[ok]
+        end = end[ok]
+        path = _chain(cand, end, 0)
+        return cand[path], int(end[path[-1]])
+
+    def _pcapng_slow(
+        self, buf: U8, pos: int, limit: int, file_base: int, max_records: int | None, pending: bool
+    ) -> tuple[I64, int, str]:
+        """Sequential block walk: section headers, interfaces, and anything the fast path left.
+
+        Returns ``"flush"`` before a block that changes the interface table while packets are
+        pending, so every batch is decoded with the interfaces it was captured on.
+        """
+        n = len(buf)
+        raw = buf[pos : min(n, limit + TAIL)].tobytes()
+        base = pos
+        at_eof = file_base + n >= self.size
+        packets: list[int] = []
+        while pos < limit:
+            if max_records is not None and len(packets) >= max_records:
+                return np.asarray(packets, dtype=np.int64), pos, "ok"
+            rel = pos - base
+            if pos + 12 > n:
+                if at_eof:
+                    self._warn(f"truncated block header at byte {file_base + pos}; read up to the damage")
+                    return np.asarray(packets, dtype=np.int64), pos, "stop"
+                return np.asarray(packets, dtype=np.int64), pos, "more"
+            (btype_le,) = struct.unpack_from("<I", raw, rel)
+            e = "<" if self._little else ">"
+            is_shb = btype_le == PCAPNG_SHB
+            btype = PCAPNG_SHB if is_shb else struct.unpack_from(e + "I", raw, rel)[0]
+            if (is_shb or btype == BT_IDB) and (pending or packets):
+                return np.asarray(packets, dtype=np.int64), pos, "flush"
+            if is_shb:
+                bom = raw[rel + 8 : rel + 12]
+                if bom == b"\x4d\x3c\x2b\x1a":
+                    self._little = True
+                elif bom == b"\x1a\x2b\x3c\x4d":
+                    self._little = False
+                else:
+                    self._warn(f"bad section header at byte {file_base + pos}; read up to the damage")
+                    return np.asarray(packets, dtype=np.int64), pos, "stop"
+                self._interfaces = []
+                e = "<" if self._little else ">"
+            (blen,) = struct.unpack_from(e + "I", raw, rel + 4)
+            if blen < 12 or blen % 4 or blen > TAIL:
+                self._warn(
+                    f"block at byte {file_base + pos} claims length {blen}; "
+                    "the file is damaged from here, read up to the damage"
+                )
+                return np.asarray(packets, dtype=np.int64), pos, "stop"
+            if pos + blen > n:
+                if at_eof:
+                    self._warn(
+                        f"truncated block at byte {file_base + pos}: needs {blen} bytes, "
+                        f"{n - pos} present; read up to the damage"
+                    )
+                    return np.asarray(packets, dtype=np.int64), pos, "stop"
+                return np.asarray(packets, dtype=np.int64), pos, "more"
+            (trailer,) = struct.unpack_from(e + "I", raw, rel + blen - 4)
+            if trailer != blen:
+                self._warn(
+                    f"block at byte {file_base + pos} has mismatched trailing length; read up to the damage"
+                )
+                return np.asarray(packets, dtype=np.int64), pos, "stop"
+            if btype == BT_IDB:
+                self._interfaces.append(self._parse_idb(raw, rel, blen, e))
+                if max_records is not None:  # let the fast path take the packets that follow
+                    return np.asarray(packets, dtype=np.int64), pos + blen, "ok"
+            elif btype in (BT_EPB, BT_SPB, BT_PB):
+                if not self._interfaces:
+                    self._warn(f"packet block at byte {file_base + pos} before any interface; skipped")
+                    self.stats.skipped_blocks += 1
+                else:
+                    packets.append(pos)
+                    self.stats.slow_path_records += 1
+            elif btype != PCAPNG_SHB:
+                self.stats.skipped_blocks += 1
+            pos += blen
+        return np.asarray(packets, dtype=np.int64), pos, "ok"
+
+    def _parse_idb(self, raw: bytes, pos: int, blen: int, e: str) -> _Interface:
+        linktype, _, _snaplen = struct.unpack_from(e + "HHI", raw, pos + 8)
+        iface = _Interface(linktype=linktype)
+        opt = pos + 16
+        end = pos + blen - 4
+        while opt + 4 <= end:
+            code, length = struct.unpack_from(e + "HH", raw, opt)
+            if code == 0:
+                break
+            value = raw[opt + 4 : opt + 4 + length]
+            if code == 9 and length >= 1:  # if_tsresol
+                r = value[0]
+                iface.ts_unit_ns = 1e9 / (2 ** (r & 0x7F) if r & 0x80 else 10 ** (r & 0x7F))
+            elif code == 14 and length == 8:  # if_tsoffset
+                (iface.ts_offset_s,) = struct.unpack(e + "q", value)
+            opt += 4 + length + (-length % 4)
+        return iface
+
+    def _pcapng_batch(self, buf: U8, blocks: I64) -> PacketBatch:
+        little = self._little
+        btype = _u32(buf, blocks, little)
+        blen = _u32(buf, blocks + 4, little)
+        is_spb = btype == BT_SPB
+        is_pb = btype == BT_PB
+        if little:
+            iface_pb = buf[blocks + 8].astype(np.int64) | (buf[blocks + 9].astype(np.int64) << 8)
+        else:
+            iface_pb = (buf[blocks + 8].astype(np.int64) << 8) | buf[blocks + 9].astype(np.int64)
+        iface = np.where(is_spb, 0, np.where(is_pb, iface_pb, _u32(buf, blocks + 8, little)))
+        ts_hi = _u32(buf, blocks + 12, little)
+        ts_lo = _u32(buf, blocks + 16, little)
+        cap = np.where(
+            is_spb,
+            np.minimum(_u32(buf, blocks + 8, little), blen - 16),
+            _u32(buf, blocks + 20, little),
+        )
+        data = np.where(is_spb, blocks + 12, blocks + 28)
+        cap = np.clip(cap, 0, np.maximum(blen - (data - blocks) - 4, 0))
+        n_if = len(self._interfaces)
+        known = iface < n_if
+        if not known.all():
+            self._warn(f"{int((~known).sum())} packets name an undeclared interface; skipped")
+        iface_c = np.where(known, iface, 0)
+        units = np.array([i.ts_unit_ns for i in self._interfaces] or [1000.0])
+        offsets = np.array([i.ts_offset_s for i in self._interfaces] or [0], dtype=np.int64)
+        links = np.array([i.linktype for i in self._interfaces] or [-1], dtype=np.int64)
+        ticks = (ts_hi << 32) | ts_lo
+        unit = units[iface_c]
+        # Integer arithmetic for the common resolutions keeps nanoseconds exact.
+        ts_ns = np.where(
+            unit == 1000.0,
+            ticks * 1000,
+            np.where(unit == 1.0, ticks, (ticks.astype(np.float64) * unit).astype(np.int64)),
+        ) + offsets[iface_c] * 1_000_000_000
+        ts_ns = np.where(is_spb, 0, ts_ns)
+        linktype = np.where(known, links[iface_c], -1)
+        self.stats.packets += int(known.sum())
+        return PacketBatch(buf=buf, data=data[known], caplen=cap[known], ts_ns=ts_ns[known], linktype=linktype[known])

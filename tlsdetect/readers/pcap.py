@@ -1,0 +1,308 @@
+"""The native pcap/pcapng engine: capture bytes -> connections table.
+
+Per window of the file (see :mod:`.capture`) everything up to "which packets matter" is numpy:
+
+1. index the records, decode link/IP/TCP headers (:mod:`.packets`);
+2. mark packets whose payload starts a TLS handshake record (``16 03 0x .. .. 01|02``); the
+   first such packet of a flow direction opens it, wherever it is in the stream (after an HTTP
+   CONNECT, SOCKS or STARTTLS preamble) and on any port;
+3. select, for open directions only, the segments whose sequence range lies inside the bytes
+   that direction still needs.
+
+Only those few segments reach Python, where :func:`.tls_stream.reassemble` orders them (any
+arrival order, retransmissions, overlaps) and :class:`.tls_stream.Connection` parses the
+handshake and says how many more bytes each side needs. Step 3 then repeats on the same window
+for the directions whose need grew (a record longer than its first segment, a HelloRetryRequest,
+a certificate chain), so data packets past the handshake are never touched by Python.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from .. import schema
+from ..fingerprint import add_fingerprints, client_fingerprints
+from ..tls import ClientHello
+from .capture import CaptureReader, PacketBatch
+from .packets import PROTO_TCP, decode, flow_hash
+from .tls_stream import Connection, Endpoint, reassemble, read_direction
+
+__all__ = ["PcapStats", "read_pcap"]
+
+log = logging.getLogger(__name__)
+
+#: Most bytes of one direction we ever reassemble: hellos plus a long certificate chain.
+MAX_STREAM = 256 * 1024
+#: A connection untouched for this many windows is finished with what it has (memory bound).
+IDLE_WINDOWS = 8
+#: Rounds of "select the needed segments, parse, grow the need" per window.
+MAX_ROUNDS = 8
+
+I64 = npt.NDArray[np.int64]
+
+
+@dataclass(slots=True)
+class PcapStats:
+    files: int = 0
+    packets: int = 0
+    bytes_read: int = 0
+    tcp_payload_packets: int = 0
+    handshake_start_packets: int = 0
+    segments_parsed: int = 0
+    connections: int = 0
+    ip_fragments_skipped: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Direction:
+    conn: Connection
+    forward: bool
+    base_seq: int
+    need: int
+    segments: list[tuple[int, bytes]] = field(default_factory=list)
+    dirty: bool = False
+
+
+@dataclass(slots=True)
+class _State:
+    flows: dict[int, _Direction] = field(default_factory=dict)
+    touched: dict[int, int] = field(default_factory=dict)  # id(conn) -> window number
+    conns: dict[int, Connection] = field(default_factory=dict)
+    #: id(conn) -> {forward: flow key}; both keys are known when the first direction opens.
+    conn_keys: dict[int, dict[bool, int]] = field(default_factory=dict)
+    rows: list[dict[str, object]] = field(default_factory=list)
+    window: int = 0
+
+
+def _start_mask(buf: npt.NDArray[np.uint8], p: I64, plen: I64) -> npt.NDArray[np.bool_]:
+    """Payloads that begin a TLS handshake record carrying a Client- or ServerHello.
+
+    A first segment may be shorter than the record header (a hello split after 1-5 bytes), so
+    each test applies only where its byte was captured.
+    """
+    last = len(buf) - 1
+
+    def at(k: int) -> I64:
+        return buf[np.minimum(p + k, last)].astype(np.int64)
+
+    b0, b1, b2, b5 = at(0), at(1), at(2), at(5)
+    return (
+        (b0 == 0x16)
+        & ((plen < 2) | (b1 == 3))
+        & ((plen < 3) | (b2 <= 4))
+        & ((plen < 6) | (b5 == 1) | (b5 == 2))
+    )
+
+
+class _Engine:
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.state = _State()
+        self.stats = PcapStats()
+
+    # -- per window ---------------------------------------------------------------------------
+
+    def window(self, batch: PacketBatch) -> None:
+        st = self.state
+        st.window += 1
+        dec = decode(batch)
+        self.stats.ip_fragments_skipped += dec.fragments
+        idx = np.flatnonzero(dec.valid & (dec.proto == PROTO_TCP) & (dec.payload_len > 0))
+        self.stats.tcp_payload_packets += len(idx)
+        if len(idx) == 0:
+            self._expire()
+            return
+        src_hi, src_lo, dst_hi, dst_lo = dec.src_hi[idx], dec.src_lo[idx], dec.dst_hi[idx], dec.dst_lo[idx]
+        sport, dport = dec.sport[idx], dec.dport[idx]
+        keys = flow_hash(src_hi, src_lo, dst_hi, dst_lo, sport, dport)
+        payload, plen, seq = dec.payload[idx], dec.payload_len[idx], dec.seq[idx]
+        ts = batch.ts_ns[idx]
+
+        start = np.flatnonzero(_start_mask(batch.buf, payload, plen))
+        self.stats.handshake_start_packets += len(start)
+        if len(start):
+            rev = flow_hash(dst_hi[start], dst_lo[start], src_hi[start], src_lo[start], dport[start], sport[start])
+            uniq, first = np.unique(keys[start], return_index=True)
+            known = np.fromiter(st.flows.keys(), dtype=np.uint64, count=len(st.flows))
+            fresh = ~np.isin(uniq, known)
+            for j in np.sort(first[fresh]).tolist():  # one Python step per new flow direction
+                i = int(start[j])
+                self._open(
+                    int(keys[i]),
+                    int(rev[j]),
+                    Endpoint(int(src_hi[i]), int(src_lo[i]), int(sport[i])),
+                    Endpoint(int(dst_hi[i]), int(dst_lo[i]), int(dport[i])),
+                    int(seq[i]),
+                    int(ts[i]),
+                    batch.buf,
+                    int(payload[i]),
+                    int(plen[i]),
+                )
+        self._select_rounds(batch.buf, keys, seq, payload, plen)
+        self._expire()
+
+    def _open(
+        self, key: int, rev: int, src: Endpoint, dst: Endpoint, seq: int, ts: int,
+        buf: npt.NDArray[np.uint8], p: int, plen: int,
+    ) -> None:
+        st = self.state
+        other = st.flows.get(rev)
+        if other is not None:
+            conn, forward = other.conn, not other.forward
+        else:
+            conn, forward = Connection(a=src, b=dst, ts_ns=ts), True
+            st.conns[id(conn)] = conn
+            st.conn_keys[id(conn)] = {True: key, False: rev}
+        need = 5
+        if plen >= 5:
+            need = 5 + ((int(buf[p + 3]) << 8) | int(buf[p + 4]))
+        st.flows[key] = _Direction(conn=conn, forward=forward, base_seq=seq, need=need)
+        st.touched[id(conn)] = st.window
+
+    def _select_rounds(self, buf: npt.NDArray[np.uint8], keys: npt.NDArray[np.uint64], seq: I64, payload: I64, plen: I64) -> None:
+        st = self.state
+        taken = np.zeros(len(keys), dtype=bool)
+        for _ in range(MAX_ROUNDS):
+            wanting = [(k, d) for k, d in st.flows.items() if d.need > 0]
+            if not wanting:
+                return
+            k_arr = np.fromiter((k for k, _ in wanting), dtype=np.uint64, count=len(wanting))
+            order = np.argsort(k_arr)
+            k_arr = k_arr[order]
+            base = np.fromiter((d.base_seq for _, d in wanting), dtype=np.int64, count=len(wanting))[order]
+            need = np.fromiter((d.need for _, d in wanting), dtype=np.int64, count=len(wanting))[order]
+            pos = np.minimum(np.searchsorted(k_arr, keys), len(k_arr) - 1)
+            hit = (k_arr[pos] == keys) & ~taken
+            rel = (seq - base[pos]) & 0xFFFFFFFF
+            rel = np.where(rel >= 1 << 31, rel - (1 << 32), rel)
+            hit &= (rel + plen > 0) & (rel < need[pos])
+            chosen = np.flatnonzero(hit)
+            if len(chosen) == 0:
+                return
+            taken[chosen] = True
+            self.stats.segments_parsed += len(chosen)
+            touched: dict[int, Connection] = {}
+            for j in chosen.tolist():  # Python only for segments inside a handshake
+                d = st.flows[int(keys[j])]
+                r, start = int(rel[j]), int(payload[j])
+                data = buf[start : start + int(plen[j])].tobytes()
+                if r < 0:
+                    data, r = data[-r:], 0
+                d.segments.append((r, data))
+                d.dirty = True
+                touched[id(d.conn)] = d.conn
+            self._reparse(touched.values())
+
+    def _reparse(self, conns: Iterable[Connection]) -> None:
+        st = self.state
+        for conn in conns:
+            st.touched[id(conn)] = st.window
+            dirs = [d for d in self._directions(conn)]
+            for d in dirs:
+                if d.dirty:
+                    conn.views[d.forward] = read_direction(reassemble(d.segments, MAX_STREAM))
+                    d.dirty = False
+            for d in dirs:
+                want = conn.want(d.forward)
+                d.need = 0 if want is None else min(want, MAX_STREAM)
+            if conn.settled():
+                self._finish(conn)
+
+    def _directions(self, conn: Connection) -> list[_Direction]:
+        return [d for d in (self._dir_of(conn, True), self._dir_of(conn, False)) if d is not None]
+
+    def _dir_of(self, conn: Connection, forward: bool) -> _Direction | None:
+        return self.state.flows.get(self.state.conn_keys[id(conn)][forward])
+
+    def _finish(self, conn: Connection) -> None:
+        st = self.state
+        for key in st.conn_keys.pop(id(conn)).values():
+            st.flows.pop(key, None)
+        st.conns.pop(id(conn), None)
+        st.touched.pop(id(conn), None)
+        if any(v.client_hellos or v.server_hellos for v in conn.views.values()):
+            st.rows.append(conn.row())
+
+    def _expire(self) -> None:
+        st = self.state
+        old = [cid for cid, w in st.touched.items() if st.window - w >= IDLE_WINDOWS]
+        for cid in old:
+            self._finish(st.conns[cid])
+
+    def finish(self) -> pd.DataFrame:
+        for conn in list(self.state.conns.values()):
+            self._finish(conn)
+        rows = self.state.rows
+        self.stats.connections += len(rows)
+        return _to_frame(rows, self.source)
+
+
+def _retry_fingerprints(rows: list[dict[str, object]]) -> None:
+    for row in rows:
+        hello = row.pop("retry_hello", None)
+        if isinstance(hello, ClientHello):
+            fps = client_fingerprints("t", hello)
+            row["ja3_retry"], row["ja4_retry"] = fps.ja3, fps.ja4
+
+
+def _to_frame(rows: list[dict[str, object]], source: str) -> pd.DataFrame:
+    _retry_fingerprints(rows)
+    if not rows:
+        return schema.empty()
+    df = pd.DataFrame.from_records(rows)
+    df["ts"] = pd.to_datetime(df["ts"].astype("int64"), unit="ns", utc=True)
+    df["source"] = "pcap"
+    df["conn_id"] = [f"{source}#{i}" for i in range(len(df))]
+    df = df.sort_values("ts", kind="stable").reset_index(drop=True)
+    return schema.conform(add_fingerprints(schema.conform(df)))
+
+
+def read_pcap(
+    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    *,
+    progress: Callable[[int], None] | None = None,
+    window: int | None = None,
+) -> tuple[pd.DataFrame, PcapStats]:
+    """Fingerprint every TLS handshake in one or more capture files.
+
+    Returns the connections table and what was read; damage in a file ends that file with a
+    warning in ``stats.warnings`` (everything before the damage is kept). ``progress`` is called
+    with the number of bytes consumed after each window.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    frames = []
+    total = PcapStats()
+    for path in paths:
+        reader = CaptureReader(path) if window is None else CaptureReader(path, window=window)
+        engine = _Engine(Path(path).name)
+        for batch in reader:
+            engine.window(batch)
+            if progress is not None:
+                progress(reader.stats.bytes_read)
+        frames.append(engine.finish())
+        s = engine.stats
+        total.files += 1
+        total.packets += reader.stats.packets
+        total.bytes_read += reader.stats.bytes_read
+        total.tcp_payload_packets += s.tcp_payload_packets
+        total.handshake_start_packets += s.handshake_start_packets
+        total.segments_parsed += s.segments_parsed
+        total.connections += s.connections
+        total.ip_fragments_skipped += s.ip_fragments_skipped
+        total.warnings.extend(reader.stats.warnings)
+        for w in reader.stats.warnings:
+            log.warning(w)
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return schema.empty(), total
+    return (frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)), total

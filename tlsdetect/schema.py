@@ -1,0 +1,135 @@
+"""The ``connections`` table: the one frame every reader yields and every later stage extends.
+
+One row per TLS handshake. A value a source cannot know is missing (``<NA>``/``None``), never a
+placeholder: a TLS 1.3 capture cannot show the server certificate, Envoy can.
+
+Column groups:
+
+* identity and addressing: ``ts`` (UTC), ``source``, ``conn_id``, the 4-tuple, ``transport``
+  (``tcp``, ``quic``, ``dtls``);
+* what was said in clear: ``sni``, ``tls_version`` (negotiated when a ServerHello was seen, else
+  the highest the client offered), ``alpn`` (client's first offered protocol);
+* fingerprints: ``ja3``, ``ja3_full``, ``ja3n`` (JA3 with sorted extensions), ``ja3s``,
+  ``ja3s_full``, ``ja4``, ``ja4_r``, ``ja4_o``, ``ja4_ro``; ``ja3_retry``/``ja4_retry`` hold the
+  second ClientHello after a HelloRetryRequest (the first one is the connection's fingerprint);
+* certificates: ``server_subject``, ``server_issuer``, ``server_cert_sha256`` (leaf) and
+  ``server_chain`` (JSON list of ``{subject, issuer, sha256}``, leaf first); ``peer_*`` for the
+  client certificate in mTLS;
+* the parsed hello lists (``ch_*``, ``sh_*``) so fingerprints can be recomputed from the table
+  and features derived. Lists hold ints in wire order, GREASE kept; ``ch_alpn`` holds each
+  protocol as lowercase hex so non-ASCII values survive every output format;
+* later stages' columns (``user_agent``, ``client_id``) exist from the start so all sources
+  share one shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pandas as pd
+
+__all__ = ["COLUMNS", "LIST_COLUMNS", "OUTPUT_COLUMNS", "empty", "validate", "conform"]
+
+#: Column name -> pandas dtype. ``object`` columns hold tuples of ints (or of hex strings).
+COLUMNS: Mapping[str, str] = {
+    "ts": "datetime64[ns, UTC]",
+    "source": "string",
+    "conn_id": "string",
+    "client_ip": "string",
+    "client_port": "Int32",
+    "server_ip": "string",
+    "server_port": "Int32",
+    "transport": "string",
+    "sni": "string",
+    "tls_version": "string",
+    "alpn": "string",
+    "ja3": "string",
+    "ja3_full": "string",
+    "ja3n": "string",
+    "ja3s": "string",
+    "ja3s_full": "string",
+    "ja4": "string",
+    "ja4_r": "string",
+    "ja4_o": "string",
+    "ja4_ro": "string",
+    "ja3_retry": "string",
+    "ja4_retry": "string",
+    "hello_retry": "boolean",
+    "server_subject": "string",
+    "server_issuer": "string",
+    "server_cert_sha256": "string",
+    "server_chain": "string",
+    "peer_subject": "string",
+    "peer_issuer": "string",
+    "peer_cert_sha256": "string",
+    "user_agent": "string",
+    "client_id": "string",
+    "ch_version": "Int32",
+    "ch_ciphers": "object",
+    "ch_extensions": "object",
+    "ch_groups": "object",
+    "ch_point_formats": "object",
+    "ch_sig_algs": "object",
+    "ch_supported_versions": "object",
+    "ch_alpn": "object",
+    "sh_version": "Int32",
+    "sh_cipher": "Int32",
+    "sh_extensions": "object",
+    "sh_selected_version": "Int32",
+    "sh_alpn": "string",
+}
+
+LIST_COLUMNS = tuple(c for c, t in COLUMNS.items() if t == "object")
+
+#: What ``tlsdetect fingerprint`` shows by default, in this order.
+OUTPUT_COLUMNS = (
+    "ts",
+    "client_ip",
+    "client_port",
+    "server_ip",
+    "server_port",
+    "transport",
+    "sni",
+    "tls_version",
+    "alpn",
+    "ja3",
+    "ja3_full",
+    "ja3n",
+    "ja3s",
+    "ja4",
+    "ja4_r",
+    "ja4_o",
+    "ja4_ro",
+    "server_subject",
+    "server_issuer",
+    "server_cert_sha256",
+)
+
+
+def empty() -> pd.DataFrame:
+    """A zero-row connections table with every column and dtype."""
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in COLUMNS.items()})
+
+
+def conform(df: pd.DataFrame) -> pd.DataFrame:
+    """Add missing columns, cast known ones to their dtypes, keep schema order (extras last)."""
+    out = df.copy()
+    for col, dtype in COLUMNS.items():
+        if col not in out.columns:
+            out[col] = pd.Series([None] * len(out), dtype=dtype, index=out.index)
+        elif dtype != "object" and str(out[col].dtype) != dtype:
+            out[col] = out[col].astype(dtype)  # type: ignore[call-overload]
+    extras = [c for c in out.columns if c not in COLUMNS]
+    return out[[*COLUMNS, *extras]]
+
+
+def validate(df: pd.DataFrame) -> None:
+    """Raise ``ValueError`` naming every column that is missing or of the wrong dtype."""
+    problems = []
+    for col, dtype in COLUMNS.items():
+        if col not in df.columns:
+            problems.append(f"missing column {col!r}")
+        elif str(df[col].dtype) != dtype:
+            problems.append(f"column {col!r} is {df[col].dtype}, expected {dtype}")
+    if problems:
+        raise ValueError("not a connections table: " + "; ".join(problems))
