@@ -261,8 +261,8 @@ def _to_frame(rows: list[dict[str, object]], source: str) -> pd.DataFrame:
     df = pd.DataFrame.from_records(rows)
     df["ts"] = pd.to_datetime(df["ts"].astype("int64"), unit="ns", utc=True)
     df["source"] = "pcap"
-    df["conn_id"] = [f"{source}#{i}" for i in range(len(df))]
     df = df.sort_values("ts", kind="stable").reset_index(drop=True)
+    df["conn_id"] = [f"{source}#{i}" for i in range(len(df))]
     return schema.conform(add_fingerprints(schema.conform(df)))
 
 

@@ -224,8 +224,9 @@ class Connection:
             )
             real = [v for v in ch.supported_versions if (v & 0x0F0F) != 0x0A0A]
             offered = max(real) if real else ch.legacy_version
-            if len(client.client_hellos) > 1:
+            if len(client.client_hellos) > 1:  # only a HelloRetryRequest makes a client say hello twice
                 row["retry_hello"] = client.client_hellos[1]
+                row["hello_retry"] = True
             if client.certificates:
                 leaf = client.certificates[0]
                 row.update(peer_subject=leaf.subject, peer_issuer=leaf.issuer, peer_cert_sha256=leaf.sha256)
@@ -238,8 +239,8 @@ class Connection:
                 sh_extensions=sh.extensions,
                 sh_selected_version=sh.selected_version,
                 sh_alpn=sh.alpn.decode("ascii", "backslashreplace") if sh.alpn else None,
-                hello_retry=sh.is_hello_retry_request,
             )
+            row["hello_retry"] = sh.is_hello_retry_request or bool(row.get("hello_retry"))
             negotiated = server.server_hellos[-1].version
             if server.certificates:
                 leaf = server.certificates[0]

@@ -1,0 +1,155 @@
+"""The handshake parser's contract: a value, "need more", or TLSParseError — nothing else."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tlsdetect.tls import (
+    HRR_RANDOM,
+    TLSParseError,
+    is_grease,
+    parse_certificate,
+    parse_client_hello,
+    parse_server_hello,
+    scan_records,
+)
+
+
+def _ext(ext_type: int, data: bytes) -> bytes:
+    return struct.pack(">HH", ext_type, len(data)) + data
+
+
+def client_hello_body(
+    *,
+    version: int = 0x0303,
+    ciphers: tuple[int, ...] = (0x1301, 0xC02F),
+    extensions: bytes | None = None,
+    session_id: bytes = b"",
+) -> bytes:
+    body = struct.pack(">H", version) + bytes(32) + bytes([len(session_id)]) + session_id
+    body += struct.pack(">H", 2 * len(ciphers)) + b"".join(struct.pack(">H", c) for c in ciphers)
+    body += b"\x01\x00"
+    if extensions is not None:
+        body += struct.pack(">H", len(extensions)) + extensions
+    return body
+
+
+def record(body: bytes, msg_type: int = 1, content: int = 22) -> bytes:
+    msg = bytes([msg_type]) + len(body).to_bytes(3, "big") + body
+    return bytes([content, 3, 1]) + struct.pack(">H", len(msg)) + msg
+
+
+SNI = _ext(0, struct.pack(">HBH", 14, 0, 11) + b"example.com")
+ALPN = _ext(16, struct.pack(">H", 12) + b"\x02h2\x08http/1.1")
+GROUPS = _ext(10, struct.pack(">HHHH", 6, 0x0A0A, 0x001D, 0x0017))
+POINTS = _ext(11, b"\x01\x00")
+SIGS = _ext(13, struct.pack(">HHH", 4, 0x0403, 0x0804))
+VERSIONS = _ext(43, b"\x04\x03\x04\x03\x03")
+
+
+def test_client_hello_fields() -> None:
+    hello = parse_client_hello(client_hello_body(extensions=SNI + ALPN + GROUPS + POINTS + SIGS + VERSIONS))
+    assert hello.legacy_version == 0x0303
+    assert hello.ciphers == (0x1301, 0xC02F)
+    assert hello.extensions == (0, 16, 10, 11, 13, 43)
+    assert hello.sni == "example.com"
+    assert hello.alpn == (b"h2", b"http/1.1")
+    assert hello.groups == (0x0A0A, 0x001D, 0x0017)
+    assert hello.point_formats == (0,)
+    assert hello.sig_algs == (0x0403, 0x0804)
+    assert hello.supported_versions == (0x0304, 0x0303)
+
+
+def test_client_hello_without_extensions() -> None:
+    hello = parse_client_hello(client_hello_body(extensions=None))
+    assert hello.extensions == ()
+    assert hello.sni is None
+
+
+def test_malformed_inner_extension_keeps_the_type() -> None:
+    broken_groups = _ext(10, b"\x00\x08\x00\x1d")  # claims 8 bytes, has 2
+    hello = parse_client_hello(client_hello_body(extensions=SNI + broken_groups))
+    assert hello.extensions == (0, 10)
+    assert hello.groups == ()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"\x03\x03",
+        client_hello_body()[:40],
+        client_hello_body(session_id=bytes(33)),
+        client_hello_body()[:-3],
+    ],
+)
+def test_malformed_client_hello_raises_parse_error(body: bytes) -> None:
+    with pytest.raises(TLSParseError):
+        parse_client_hello(body)
+
+
+def test_server_hello_and_hrr() -> None:
+    ext = _ext(43, b"\x03\x04") + _ext(51, b"\x00\x1d")
+    body = b"\x03\x03" + HRR_RANDOM + b"\x00" + b"\x13\x01" + b"\x00" + struct.pack(">H", len(ext)) + ext
+    sh = parse_server_hello(body)
+    assert sh.is_hello_retry_request
+    assert sh.version == 0x0304
+    assert sh.extensions == (43, 51)
+    assert sh.cipher == 0x1301
+
+
+def test_scan_records_joins_fragments_and_reports_need_more() -> None:
+    msg_body = client_hello_body(extensions=SNI)
+    whole = record(msg_body)
+    # The same message split over two records, then cut short.
+    msg = whole[5:]
+    split = bytes([22, 3, 1]) + struct.pack(">H", 10) + msg[:10]
+    split += bytes([22, 3, 1]) + struct.pack(">H", len(msg) - 10) + msg[10:]
+    scan = scan_records(split)
+    assert [m.msg_type for m in scan.messages] == [1]
+    assert scan.messages[0].body == msg_body
+    partial = scan_records(split[:-1])
+    assert partial.messages == []
+    assert partial.stop == "need_more"
+    assert scan_records(b"GET / HTTP/1.1\r\n").stop == "not_tls"
+    assert scan_records(whole + bytes([23, 3, 3, 0, 1, 0])).stop == "encrypted"
+
+
+def test_grease_values() -> None:
+    greases = [g for g in range(0x10000) if is_grease(g)]
+    assert greases == [0x0A0A + 0x1010 * i for i in range(16)]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=600))
+def test_parsers_only_raise_parse_errors(data: bytes) -> None:
+    for parse in (parse_client_hello, parse_server_hello, parse_certificate):
+        try:
+            parse(data)
+        except TLSParseError:
+            pass
+    try:
+        parse_client_hello(data, dtls=True)
+    except TLSParseError:
+        pass
+    scan = scan_records(data)
+    assert 0 <= scan.consumed <= len(data)
+    assert scan.stop in {"need_more", "encrypted", "alert", "not_tls", "limit"}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=1, max_size=300), st.integers(min_value=0, max_value=2000), st.integers(0, 255))
+def test_mutated_real_hello_never_crashes(ext: bytes, pos: int, value: int) -> None:
+    """Byte flips in an otherwise well-formed hello: parse or TLSParseError, never anything else."""
+    body = bytearray(client_hello_body(extensions=SNI + ALPN + GROUPS + SIGS + VERSIONS + _ext(0x4469, ext)))
+    body[pos % len(body)] = value
+    try:
+        hello = parse_client_hello(bytes(body))
+    except TLSParseError:
+        return
+    assert all(0 <= c <= 0xFFFF for c in hello.ciphers)
+    assert all(0 <= e <= 0xFFFF for e in hello.extensions)
