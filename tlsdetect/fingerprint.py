@@ -28,6 +28,7 @@ from .tls import EXT_ALPN, EXT_SERVER_NAME, EXT_SUPPORTED_VERSIONS, ClientHello,
 
 __all__ = [
     "JA4",
+    "CLIENT_FP_COLUMNS",
     "ClientFingerprints",
     "add_fingerprints",
     "client_fingerprints",
@@ -201,6 +202,10 @@ class ClientFingerprints(NamedTuple):
     ja4_ro: str
 
 
+#: Connections-table columns of :class:`ClientFingerprints`, in order.
+CLIENT_FP_COLUMNS: tuple[str, ...] = ClientFingerprints._fields
+
+
 def client_fingerprints(transport: str, hello: ClientHello) -> ClientFingerprints:
     """All client fingerprints of one hello: the scalar reference the vectorised path must equal."""
     full = ja3_string(
@@ -308,7 +313,7 @@ def add_fingerprints(df: pd.DataFrame) -> pd.DataFrame:
     missing values. Returns a new frame; the input is not changed.
     """
     out = df.copy()
-    client_cols = ["ja3", "ja3_full", "ja3n", "ja4", "ja4_r", "ja4_o", "ja4_ro"]
+    client_cols = list(CLIENT_FP_COLUMNS)
     if len(df) == 0:
         for col in [*client_cols, "ja3s", "ja3s_full"]:
             out[col] = pd.Series(dtype="string")

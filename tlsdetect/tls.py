@@ -14,6 +14,7 @@ Nothing here does I/O, so the pcap reader, the tshark engine and the log readers
 from __future__ import annotations
 
 import hashlib
+import struct
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -263,25 +264,59 @@ def scan_records(
     return scan
 
 
-def _parse_extensions(r: _Reader) -> list[tuple[int, _Reader]]:
-    """Extension block: absent (no bytes left) is legal and means no extensions.
+_U16 = struct.Struct(">H")
+
+
+def _u16s(buf: bytes, pos: int, n_bytes: int) -> tuple[int, ...]:
+    return struct.unpack_from(f">{n_bytes // 2}H", buf, pos)
+
+
+def _extensions(body: bytes, pos: int) -> list[tuple[int, int, int]]:
+    """(type, data_start, data_len) of each extension from ``pos``; absent block -> [].
 
     A block whose framing breaks part-way keeps the extensions before the break, as Wireshark
-    does (tshark's JA3 of such a hello is computed from them), instead of losing the hello.
+    does (tshark's JA3 of such a hello is computed from them), instead of losing the hello; the
+    overrunning extension keeps its type with no data (``data_len`` -1).
     """
-    if r.remaining() < 2:
+    n = len(body)
+    if n - pos < 2:
         return []
-    total = r.u16("extensions length")
-    block = r.sub(min(total, r.remaining()), "extensions")
-    out: list[tuple[int, _Reader]] = []
-    while block.remaining() >= 4:
-        ext_type = block.u16("extension type")
-        ext_len = block.u16("extension length")
-        if ext_len > block.remaining():
-            out.append((ext_type, _Reader(b"")))
+    end = min(pos + 2 + _U16.unpack_from(body, pos)[0], n)
+    pos += 2
+    out: list[tuple[int, int, int]] = []
+    while end - pos >= 4:
+        ext_type, ext_len = struct.unpack_from(">HH", body, pos)
+        pos += 4
+        if ext_len > end - pos:
+            out.append((ext_type, pos, -1))
             break
-        out.append((ext_type, block.sub(ext_len, f"extension 0x{ext_type:04x}")))
+        out.append((ext_type, pos, ext_len))
+        pos += ext_len
     return out
+
+
+def _u16_vector(body: bytes, start: int, length: int, len_bytes: int) -> tuple[int, ...] | None:
+    """A length-prefixed list of uint16 inside one extension; None when it does not fit."""
+    if length < len_bytes:
+        return None
+    n = body[start] if len_bytes == 1 else _U16.unpack_from(body, start)[0]
+    if n % 2 or n > length - len_bytes:
+        return None
+    return _u16s(body, start + len_bytes, n)
+
+
+def _sni_value(body: bytes, start: int, length: int) -> str | None:
+    try:
+        return _parse_sni(_Reader(body, start, start + length))
+    except TLSParseError:
+        return None
+
+
+def _alpn_value(body: bytes, start: int, length: int) -> tuple[bytes, ...] | None:
+    try:
+        return _parse_alpn(_Reader(body, start, start + length))
+    except TLSParseError:
+        return None
 
 
 def _parse_sni(r: _Reader) -> str | None:
@@ -302,27 +337,42 @@ def _parse_alpn(r: _Reader) -> tuple[bytes, ...]:
     return tuple(out)
 
 
+def _need(ok: bool, what: str) -> None:
+    if not ok:
+        raise TLSParseError(what)
+
+
 def parse_client_hello(body: bytes, *, dtls: bool = False) -> ClientHello:
     """Parse a ClientHello message body (the bytes after the 4-byte handshake header).
 
     The outer structure (version, session id, ciphers, compression, extension framing) must be
     well formed. A malformed *inner* extension (say a short supported_groups list) leaves that
     one field empty but keeps the extension type, as Wireshark does, because the fingerprint
-    of a broken hello is still evidence.
+    of a broken hello is still evidence. Written with flat offsets rather than a cursor object:
+    this runs once per connection that the bulk path cannot take.
     """
-    r = _Reader(body)
-    legacy_version = r.u16("client_version")
-    r.take(32, "random")
-    session_id_length = r.u8("session_id length")
-    if session_id_length > 32:
-        raise TLSParseError(f"session_id length {session_id_length} > 32")
-    r.take(session_id_length, "session_id")
+    body = bytes(body)
+    n = len(body)
+    _need(n >= 35, "ClientHello shorter than version + random + session_id length")
+    legacy_version = _U16.unpack_from(body, 0)[0]
+    session_id_length = body[34]
+    _need(session_id_length <= 32, f"session_id length {session_id_length} > 32")
+    pos = 35 + session_id_length
     if dtls:
-        r.take(r.u8("cookie length"), "cookie")
-    cs_len = r.u16("cipher_suites length")
-    ciphers = r.u16_list(cs_len, "cipher_suites")
-    compression = tuple(r.take(r.u8("compression_methods length"), "compression_methods"))
-    extensions = _parse_extensions(r)
+        _need(pos < n, "cookie length missing")
+        pos += 1 + body[pos]
+    _need(pos + 2 <= n, "cipher_suites length missing")
+    cs_len = _U16.unpack_from(body, pos)[0]
+    pos += 2
+    _need(cs_len % 2 == 0 and pos + cs_len <= n, f"cipher_suites: bad length {cs_len}")
+    ciphers = _u16s(body, pos, cs_len)
+    pos += cs_len
+    _need(pos < n, "compression_methods length missing")
+    comp_len = body[pos]
+    pos += 1
+    _need(pos + comp_len <= n, f"compression_methods: bad length {comp_len}")
+    compression = tuple(body[pos : pos + comp_len])
+    pos += comp_len
 
     sni: str | None = None
     alpn: tuple[bytes, ...] = ()
@@ -330,26 +380,29 @@ def parse_client_hello(body: bytes, *, dtls: bool = False) -> ClientHello:
     point_formats: tuple[int, ...] = ()
     sig_algs: tuple[int, ...] = ()
     versions: tuple[int, ...] = ()
-    for ext_type, data in extensions:
-        try:
-            if ext_type == EXT_SERVER_NAME:
-                sni = _parse_sni(data)
-            elif ext_type == EXT_ALPN:
-                alpn = _parse_alpn(data)
-            elif ext_type == EXT_SUPPORTED_GROUPS:
-                groups = data.u16_list(data.u16("supported_groups length"), "supported_groups")
-            elif ext_type == EXT_EC_POINT_FORMATS:
-                point_formats = tuple(data.take(data.u8("ec_point_formats length"), "ec_point_formats"))
-            elif ext_type == EXT_SIGNATURE_ALGORITHMS:
-                sig_algs = data.u16_list(data.u16("signature_algorithms length"), "signature_algorithms")
-            elif ext_type == EXT_SUPPORTED_VERSIONS:
-                versions = data.u16_list(data.u8("supported_versions length"), "supported_versions")
-        except TLSParseError:
+    extensions = _extensions(body, pos)
+    for ext_type, start, length in extensions:
+        if length < 0:
             continue
+        if ext_type == EXT_SERVER_NAME:
+            sni = _sni_value(body, start, length)
+        elif ext_type == EXT_ALPN:
+            alpn = _alpn_value(body, start, length) or ()
+        elif ext_type == EXT_SUPPORTED_GROUPS:
+            groups = _u16_vector(body, start, length, 2) or ()
+        elif ext_type == EXT_EC_POINT_FORMATS:
+            if length >= 1 and body[start] <= length - 1:
+                point_formats = tuple(body[start + 1 : start + 1 + body[start]])
+            else:
+                point_formats = ()
+        elif ext_type == EXT_SIGNATURE_ALGORITHMS:
+            sig_algs = _u16_vector(body, start, length, 2) or ()
+        elif ext_type == EXT_SUPPORTED_VERSIONS:
+            versions = _u16_vector(body, start, length, 1) or ()
     return ClientHello(
         legacy_version=legacy_version,
         ciphers=ciphers,
-        extensions=tuple(t for t, _ in extensions),
+        extensions=tuple(t for t, _, _ in extensions),
         sni=sni,
         alpn=alpn,
         groups=groups,
@@ -364,35 +417,38 @@ def parse_client_hello(body: bytes, *, dtls: bool = False) -> ClientHello:
 
 def parse_server_hello(body: bytes) -> ServerHello:
     """Parse a ServerHello body; a TLS 1.3 HelloRetryRequest is a ServerHello with a fixed random."""
-    r = _Reader(body)
-    legacy_version = r.u16("server_version")
-    random = r.take(32, "random")
+    body = bytes(body)
+    n = len(body)
+    _need(n >= 34, "ServerHello shorter than version + random")
+    legacy_version = _U16.unpack_from(body, 0)[0]
+    random = body[2:34]
+    pos = 34
     # TLS 1.3 drafts (0x7Fxx) put the version here and dropped session id and compression.
     draft13 = (legacy_version >> 8) == 0x7F
     if not draft13:
-        sid_len = r.u8("session_id length")
-        if sid_len > 32:
-            raise TLSParseError(f"session_id length {sid_len} > 32")
-        r.take(sid_len, "session_id")
-    cipher = r.u16("cipher_suite")
+        _need(pos < n, "session_id length missing")
+        sid_len = body[pos]
+        _need(sid_len <= 32, f"session_id length {sid_len} > 32")
+        pos += 1 + sid_len
+    _need(pos + 2 <= n, "cipher_suite missing")
+    cipher = _U16.unpack_from(body, pos)[0]
+    pos += 2
     if not draft13:
-        r.u8("compression_method")
-    extensions = _parse_extensions(r)
+        _need(pos < n, "compression_method missing")
+        pos += 1
     selected: int | None = None
     alpn: bytes | None = None
-    for ext_type, data in extensions:
-        try:
-            if ext_type == EXT_SUPPORTED_VERSIONS and data.remaining() == 2:
-                selected = data.u16("selected_version")
-            elif ext_type == EXT_ALPN:
-                protos = _parse_alpn(data)
-                alpn = protos[0] if protos else None
-        except TLSParseError:
-            continue
+    extensions = _extensions(body, pos)
+    for ext_type, start, length in extensions:
+        if ext_type == EXT_SUPPORTED_VERSIONS and length == 2:
+            selected = _U16.unpack_from(body, start)[0]
+        elif ext_type == EXT_ALPN and length >= 0:
+            protos = _alpn_value(body, start, length)
+            alpn = protos[0] if protos else None
     return ServerHello(
         legacy_version=legacy_version,
         cipher=cipher,
-        extensions=tuple(t for t, _ in extensions),
+        extensions=tuple(t for t, _, _ in extensions),
         selected_version=selected,
         alpn=alpn,
         is_hello_retry_request=random == HRR_RANDOM,

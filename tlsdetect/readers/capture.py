@@ -18,6 +18,7 @@ yield the same :class:`PacketBatch` and are checked against each other in the te
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ U8 = npt.NDArray[np.uint8]
 I64 = npt.NDArray[np.int64]
 
 #: Bytes per window. Temporaries are a few window-sized boolean arrays.
-WINDOW = 32 * 1024 * 1024
+WINDOW = 8 * 1024 * 1024
 #: Largest record we follow; Wireshark's own limit for ordinary link types.
 MAX_PACKET = 262_144
 #: Tail read past the window so a record that starts inside it is whole in the buffer.
@@ -54,6 +55,10 @@ BT_IDB = 1
 BT_PB = 2  # obsolete Packet Block
 BT_SPB = 3
 BT_EPB = 6
+#: Smallest valid length of each packet block: the fixed fields plus the trailing length.
+MIN_PACKET_BLOCK = {BT_EPB: 32, BT_PB: 32, BT_SPB: 16}
+MIN_IDB = 20
+NS = 1_000_000_000
 
 
 class CaptureError(ValueError):
@@ -100,8 +105,27 @@ class ReadStats:
 @dataclass(slots=True)
 class _Interface:
     linktype: int
-    ts_unit_ns: float = 1000.0  # pcapng default resolution is microseconds
+    ts_per_s: int = 1_000_000  # timestamp units per second; pcapng default is microseconds
     ts_offset_s: int = 0
+
+
+def _ticks_to_ns(ticks: I64, per_s: int) -> I64:
+    """Exact nanoseconds of pcapng timestamps at ``per_s`` units per second.
+
+    Whole seconds first, then the fraction truncated to nanoseconds, as Wireshark does; integer
+    arithmetic throughout (float64 loses up to ~256 ns at today's epoch).
+    """
+    if NS % per_s == 0:
+        return ticks * (NS // per_s)
+    if per_s % NS == 0 and per_s // NS < 2**63:
+        return ticks // (per_s // NS)
+    g = math.gcd(NS, per_s)
+    a, b = NS // g, per_s // g
+    if per_s * a < 2**63:
+        sec, rem = np.divmod(ticks, per_s)
+        return sec * NS + rem * a // b  # type: ignore[no-any-return]
+    # Resolutions finer than ~0.1 ns: rare enough for Python integers.
+    return np.array([t * NS // per_s for t in ticks.tolist()], dtype=np.int64)
 
 
 def _u32(buf: U8, idx: I64, little: bool) -> I64:
@@ -149,8 +173,14 @@ class CaptureReader:
     everything before it has been yielded: a truncated capture is read up to the damage.
     """
 
-    def __init__(self, path: str | Path, *, window: int = WINDOW, vectorised: bool = True) -> None:
+    def __init__(
+        self, path: str | Path, *, window: int = WINDOW, vectorised: bool = True, reuse_buffer: bool = True
+    ) -> None:
+        """``reuse_buffer``: each batch's ``buf`` is overwritten by the next window (the engine
+        finishes with a batch before asking for the next); pass False to keep every batch."""
         self.path = Path(path)
+        self.reuse_buffer = reuse_buffer
+        self._buffer: bytearray | None = None
         self.window = window
         self.vectorised = vectorised
         self.stats = ReadStats()
@@ -227,14 +257,20 @@ class CaptureReader:
                 if found:
                     yield batch(buf, np.concatenate(found))
                 if status == "stop" or at == 0:
+                    self.stats.bytes_read = self.size
                     return
                 pos += at
+                self.stats.bytes_read = min(pos, self.size)
 
     def _read(self, fh: BinaryIO, pos: int, n: int) -> U8:
+        """The bytes at ``pos``; one buffer is reused so memory stays flat and pages stay warm."""
         fh.seek(pos)
-        data = fh.read(n)
-        self.stats.bytes_read += len(data)
-        return np.frombuffer(data, dtype=np.uint8)
+        if not self.reuse_buffer:
+            return np.frombuffer(fh.read(n), dtype=np.uint8)
+        if self._buffer is None or len(self._buffer) < n:
+            self._buffer = bytearray(n)
+        got = fh.readinto(memoryview(self._buffer)[:n])
+        return np.frombuffer(self._buffer, dtype=np.uint8, count=got)
 
     def _warn(self, message: str) -> None:
         self.stats.warnings.append(f"{self.path}: {message}")
@@ -255,13 +291,13 @@ class CaptureReader:
         ts_hi = int(buf[at + 3] if little else buf[at])
         hi_ts, hi_incl, hi_orig = (3, 11, 15) if little else (0, 8, 12)
         base = at
-        mask = buf[base + hi_ts : base + hi_ts + m] == ts_hi
-        mask &= buf[base + hi_incl : base + hi_incl + m] == 0
-        mask &= buf[base + hi_orig : base + hi_orig + m] == 0
-        cand = np.flatnonzero(mask).astype(np.int64)
+        # One pass over the window: the top timestamp byte changes every 194 days, so nearly
+        # every record shares the first one's, while encrypted payload matches 1 time in 256.
+        cand = np.flatnonzero(buf[base + hi_ts : base + hi_ts + m] == ts_hi).astype(np.int64)
         if len(cand) == 0 or cand[0] != 0 or len(cand) > max(m // 8, 64):
             return np.empty(0, dtype=np.int64), at
         cand += base
+        cand = cand[(buf[cand + hi_incl] == 0) & (buf[cand + hi_orig] == 0)]
         incl = _u32(buf, cand + 8, little)
         frac = _u32(buf, cand + 4, little)
         ok = (incl <= MAX_PACKET) & (frac < self._frac_limit)
@@ -363,7 +399,9 @@ class CaptureReader:
         cand += b
         blen = _u32(buf, cand + 4, little)
         end = cand + blen
-        inside = (blen >= 16) & (blen % 4 == 0) & (end <= n)
+        # The same limits as the slow walker, so both paths accept exactly the same blocks.
+        min_len = np.where(buf[cand + t0] == BT_SPB, MIN_PACKET_BLOCK[BT_SPB], MIN_PACKET_BLOCK[BT_EPB])
+        inside = (blen >= min_len) & (blen % 4 == 0) & (blen <= TAIL) & (end <= n)
         trailer = np.zeros(len(cand), dtype=np.int64)
         trailer[inside] = _u32(buf, end[inside] - 4, little)
         ok = inside & (trailer == blen)
@@ -414,7 +452,20 @@ class CaptureReader:
                 self._interfaces = []
                 e = "<" if self._little else ">"
             (blen,) = struct.unpack_from(e + "I", raw, rel + 4)
-            if blen < 12 or blen % 4 or blen > TAIL:
+            if blen > TAIL and blen % 4 == 0 and btype not in (PCAPNG_SHB, BT_IDB, *MIN_PACKET_BLOCK):
+                # A large block we do not read (custom, decryption secrets, name resolution):
+                # skip it without buffering it; the next window starts after it.
+                if file_base + pos + blen > self.size:
+                    self._warn(
+                        f"truncated block at byte {file_base + pos}: needs {blen} bytes, "
+                        f"{self.size - file_base - pos} present; read up to the damage"
+                    )
+                    return np.asarray(packets, dtype=np.int64), pos, "stop"
+                self.stats.skipped_blocks += 1
+                return np.asarray(packets, dtype=np.int64), pos + blen, "more"
+            if blen < max(12, MIN_PACKET_BLOCK.get(btype, 0), MIN_IDB if btype == BT_IDB else 0) or (
+                blen % 4 or blen > TAIL
+            ):
                 self._warn(
                     f"block at byte {file_base + pos} claims length {blen}; "
                     "the file is damaged from here, read up to the damage"
@@ -457,12 +508,12 @@ class CaptureReader:
         end = pos + blen - 4
         while opt + 4 <= end:
             code, length = struct.unpack_from(e + "HH", raw, opt)
-            if code == 0:
+            if code == 0 or opt + 4 + length > end:  # an option running past the block is damage
                 break
             value = raw[opt + 4 : opt + 4 + length]
             if code == 9 and length >= 1:  # if_tsresol
                 r = value[0]
-                iface.ts_unit_ns = 1e9 / (2 ** (r & 0x7F) if r & 0x80 else 10 ** (r & 0x7F))
+                iface.ts_per_s = 2 ** (r & 0x7F) if r & 0x80 else 10 ** (r & 0x7F)
             elif code == 14 and length == 8:  # if_tsoffset
                 (iface.ts_offset_s,) = struct.unpack(e + "q", value)
             opt += 4 + length + (-length % 4)
@@ -493,17 +544,15 @@ class CaptureReader:
         if not known.all():
             self._warn(f"{int((~known).sum())} packets name an undeclared interface; skipped")
         iface_c = np.where(known, iface, 0)
-        units = np.array([i.ts_unit_ns for i in self._interfaces] or [1000.0])
+        per_s = [i.ts_per_s for i in self._interfaces] or [1_000_000]
         offsets = np.array([i.ts_offset_s for i in self._interfaces] or [0], dtype=np.int64)
         links = np.array([i.linktype for i in self._interfaces] or [-1], dtype=np.int64)
         ticks = (ts_hi << 32) | ts_lo
-        unit = units[iface_c]
-        # Integer arithmetic for the common resolutions keeps nanoseconds exact.
-        ts_ns = np.where(
-            unit == 1000.0,
-            ticks * 1000,
-            np.where(unit == 1.0, ticks, (ticks.astype(np.float64) * unit).astype(np.int64)),
-        ) + offsets[iface_c] * 1_000_000_000
+        ts_ns = np.zeros(len(blocks), dtype=np.int64)
+        for res in set(per_s):  # one step per distinct resolution, normally one
+            sel = np.isin(iface_c, [k for k, p in enumerate(per_s) if p == res])
+            ts_ns[sel] = _ticks_to_ns(ticks[sel], res)
+        ts_ns += offsets[iface_c] * NS
         ts_ns = np.where(is_spb, 0, ts_ns)
         linktype = np.where(known, links[iface_c], -1)
         self.stats.packets += int(known.sum())

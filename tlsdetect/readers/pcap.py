@@ -32,6 +32,7 @@ from .. import schema
 from ..fingerprint import add_fingerprints, client_fingerprints
 from ..tls import ClientHello
 from .capture import CaptureReader, PacketBatch
+from .fastlane import FastLane, Segments
 from .packets import PROTO_TCP, decode, flow_hash
 from .tls_stream import Connection, Endpoint, reassemble, read_direction
 
@@ -58,6 +59,7 @@ class PcapStats:
     handshake_start_packets: int = 0
     segments_parsed: int = 0
     connections: int = 0
+    fast_lane_connections: int = 0
     ip_fragments_skipped: int = 0
     warnings: list[str] = field(default_factory=list)
 
@@ -104,10 +106,12 @@ def _start_mask(buf: npt.NDArray[np.uint8], p: I64, plen: I64) -> npt.NDArray[np
 
 
 class _Engine:
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, *, fast_lane: bool = True) -> None:
         self.source = source
         self.state = _State()
         self.stats = PcapStats()
+        self.fast = FastLane(recent_windows=IDLE_WINDOWS)
+        self.use_fast_lane = fast_lane
 
     # -- per window ---------------------------------------------------------------------------
 
@@ -129,6 +133,11 @@ class _Engine:
 
         start = np.flatnonzero(_start_mask(batch.buf, payload, plen))
         self.stats.handshake_start_packets += len(start)
+        if len(start) and self.use_fast_lane:
+            busy = np.fromiter(st.flows.keys(), dtype=np.uint64, count=len(st.flows))
+            segments = Segments(keys, seq, payload, plen, ts, src_hi, src_lo, dst_hi, dst_lo, sport, dport)
+            fast = self.fast.take(batch.buf, segments, start, busy)
+            start = start[~fast]
         if len(start):
             rev = flow_hash(dst_hi[start], dst_lo[start], src_hi[start], src_lo[start], dport[start], sport[start])
             uniq, first = np.unique(keys[start], return_index=True)
@@ -242,8 +251,9 @@ class _Engine:
         for conn in list(self.state.conns.values()):
             self._finish(conn)
         rows = self.state.rows
-        self.stats.connections += len(rows)
-        return _to_frame(rows, self.source)
+        self.stats.connections += len(rows) + len(self.fast)
+        self.stats.fast_lane_connections += len(self.fast)
+        return _to_frame(rows, self.fast.frame(), self.source)
 
 
 def _retry_fingerprints(rows: list[dict[str, object]]) -> None:
@@ -254,16 +264,23 @@ def _retry_fingerprints(rows: list[dict[str, object]]) -> None:
             row["ja3_retry"], row["ja4_retry"] = fps.ja3, fps.ja4
 
 
-def _to_frame(rows: list[dict[str, object]], source: str) -> pd.DataFrame:
+def _to_frame(rows: list[dict[str, object]], fast: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Slow-lane rows (fingerprinted here) and fast-lane rows (already fingerprinted) as one table."""
     _retry_fingerprints(rows)
-    if not rows:
+    parts = []
+    for part in (pd.DataFrame.from_records(rows) if rows else None, fast if len(fast) else None):
+        if part is not None:
+            part["ts"] = pd.to_datetime(part["ts"].astype("int64"), unit="ns", utc=True)
+            parts.append(schema.conform(part))
+    if not parts:
         return schema.empty()
-    df = pd.DataFrame.from_records(rows)
-    df["ts"] = pd.to_datetime(df["ts"].astype("int64"), unit="ns", utc=True)
+    if rows:
+        parts[0] = add_fingerprints(parts[0])
+    df = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
     df["source"] = "pcap"
     df = df.sort_values("ts", kind="stable").reset_index(drop=True)
     df["conn_id"] = [f"{source}#{i}" for i in range(len(df))]
-    return schema.conform(add_fingerprints(schema.conform(df)))
+    return schema.conform(df)
 
 
 def read_pcap(
@@ -271,12 +288,14 @@ def read_pcap(
     *,
     progress: Callable[[int], None] | None = None,
     window: int | None = None,
+    fast_lane: bool = True,
 ) -> tuple[pd.DataFrame, PcapStats]:
     """Fingerprint every TLS handshake in one or more capture files.
 
     Returns the connections table and what was read; damage in a file ends that file with a
     warning in ``stats.warnings`` (everything before the damage is kept). ``progress`` is called
-    with the number of bytes consumed after each window.
+    with the number of bytes consumed after each window. ``fast_lane=False`` sends every
+    handshake through the reassembling path (the tests compare the two).
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
@@ -284,7 +303,7 @@ def read_pcap(
     total = PcapStats()
     for path in paths:
         reader = CaptureReader(path) if window is None else CaptureReader(path, window=window)
-        engine = _Engine(Path(path).name)
+        engine = _Engine(Path(path).name, fast_lane=fast_lane)
         for batch in reader:
             engine.window(batch)
             if progress is not None:
@@ -298,6 +317,7 @@ def read_pcap(
         total.handshake_start_packets += s.handshake_start_packets
         total.segments_parsed += s.segments_parsed
         total.connections += s.connections
+        total.fast_lane_connections += s.fast_lane_connections
         total.ip_fragments_skipped += s.ip_fragments_skipped
         total.warnings.extend(reader.stats.warnings)
         for w in reader.stats.warnings:

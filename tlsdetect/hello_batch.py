@@ -1,0 +1,253 @@
+"""Hello messages in bulk: group thousands of hellos by fingerprint input without a Python loop.
+
+Real traffic repeats a handful of TLS stacks, but every hello is byte-unique (random, session
+id, key shares, SNI). Parsing each one in Python is the cost that dominates a large capture.
+Here all hellos of a window are walked at once with numpy (one gather per field, one loop
+iteration per extension *position*, not per hello), and each hello gets a 128-bit key hashed
+from exactly the bytes its fingerprints depend on: version, cipher list, extension type
+sequence and the contents of supported_groups, ec_point_formats, signature_algorithms, ALPN
+and supported_versions (ServerHello: version, cipher, extension types, supported_versions and
+ALPN). Equal keys mean equal fingerprint inputs, so :mod:`tlsdetect.tls` parses one
+representative per key and its result is broadcast.
+
+The walk also yields the per-hello values that are not part of a fingerprint (the SNI) and a
+``valid`` mask; a hello the walk finds odd is left to the scalar parser, never guessed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from .tls import HRR_RANDOM
+
+__all__ = ["HelloBatch", "client_hello_batch", "ragged_hash", "server_hello_batch"]
+
+I64 = npt.NDArray[np.int64]
+U64 = npt.NDArray[np.uint64]
+U8 = npt.NDArray[np.uint8]
+B = npt.NDArray[np.bool_]
+
+#: Extensions whose *contents* feed a client fingerprint (JA3: 10, 11; JA4: 13, 16, 43).
+CLIENT_CONTENT_EXTS = (0x000A, 0x000B, 0x000D, 0x0010, 0x002B)
+SERVER_CONTENT_EXTS = (0x0010, 0x002B)
+#: Longest walk over the extension list; a real hello has < 40, Arkime's synthetic one 256.
+MAX_EXTENSIONS = 1024
+
+_RNG = np.random.default_rng(0x7157DE7EC7)
+_WEIGHTS = _RNG.integers(1, 2**63, size=(2, 4096), dtype=np.uint64) | np.uint64(1)
+
+
+class _G:
+    """Clamped gathers from one buffer."""
+
+    __slots__ = ("buf", "last")
+
+    def __init__(self, buf: U8) -> None:
+        self.buf = buf
+        self.last = len(buf) - 1
+
+    def u8(self, idx: I64) -> I64:
+        return self.buf[np.clip(idx, 0, self.last)].astype(np.int64)
+
+    def u16(self, idx: I64) -> I64:
+        return (self.u8(idx) << 8) | self.u8(idx + 1)
+
+    def u24(self, idx: I64) -> I64:
+        return (self.u8(idx) << 16) | self.u16(idx + 1)
+
+
+def _segment_sums(values: U64, group: I64, n_groups: int) -> U64:
+    """Wrapping uint64 sum of ``values`` per ``group`` (``group`` sorted ascending)."""
+    out = np.zeros(n_groups, dtype=np.uint64)
+    if len(values) == 0:
+        return out
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    with np.errstate(over="ignore"):
+        out[group[starts]] = np.add.reduceat(values, starts)
+    return out
+
+
+def ragged_hash(buf: U8, starts: I64, lengths: I64, owner: I64, n_owners: int, salt: int) -> U64:
+    """Two-lane polynomial hash of byte ranges, summed per owner (order within an owner counts).
+
+    ``owner`` must be sorted ascending, and ranges of one owner given in wire order. Returns
+    ``(2, n_owners)`` uint64. Each range's length is folded in, so a different split between
+    ranges never hashes like the same bytes.
+    """
+    out = np.zeros((2, n_owners), dtype=np.uint64)
+    if len(starts) == 0:
+        return out
+    lengths = np.maximum(lengths, 0)
+    total = int(lengths.sum())
+    order = np.arange(len(starts), dtype=np.int64)
+    new_owner = np.r_[True, owner[1:] != owner[:-1]]
+    rank = order - np.maximum.accumulate(np.where(new_owner, order, 0))
+    with np.errstate(over="ignore"):
+        if total:
+            seg = np.repeat(order, lengths)
+            seg_start = np.cumsum(lengths) - lengths
+            within = np.arange(total, dtype=np.int64) - np.repeat(seg_start, lengths)
+            vals = buf[np.repeat(starts, lengths) + within].astype(np.uint64) + np.uint64(1)
+            slot = (within + rank[seg] * 131 + salt * 977) % _WEIGHTS.shape[1]
+            for lane in range(2):
+                out[lane] += _segment_sums(vals * _WEIGHTS[lane][slot], owner[seg], n_owners)
+        tag_slot = (rank * 7 + salt * 31 + 4000) % _WEIGHTS.shape[1]
+        for lane in range(2):
+            tag = (lengths.astype(np.uint64) + np.uint64(7)) * _WEIGHTS[lane][tag_slot]
+            out[lane] += _segment_sums(tag, owner, n_owners)
+    return out
+
+
+@dataclass(slots=True)
+class HelloBatch:
+    """Per hello: ``valid`` walk, ``key`` (2 x uint64 -> use :meth:`codes`), SNI location."""
+
+    valid: B
+    key: U64
+    sni_start: I64
+    sni_len: I64
+    hrr: B
+    selected_tls13: B
+
+    def subset(self, sel: I64) -> HelloBatch:
+        return HelloBatch(
+            self.valid[sel], self.key[:, sel], self.sni_start[sel], self.sni_len[sel], self.hrr[sel],
+            self.selected_tls13[sel],
+        )
+
+    def codes(self) -> tuple[I64, I64]:
+        """(group code per hello, index of one representative hello per group)."""
+        k = np.ascontiguousarray(self.key.T)
+        _, first, inverse = np.unique(k, axis=0, return_index=True, return_inverse=True)
+        return inverse.reshape(-1).astype(np.int64), first.astype(np.int64)
+
+
+def _walk_extensions(g: _G, ext_start: I64, ext_end: I64, active: B) -> tuple[I64, I64, I64, I64, I64]:
+    """All extension headers of all hellos: (owner, type, data_start, data_len, position)."""
+    owners, types, dstarts, dlens, positions = [], [], [], [], []
+    pos = ext_start.copy()
+    idx = np.flatnonzero(active & (pos + 4 <= ext_end))
+    k = 0
+    while len(idx) and k < MAX_EXTENSIONS:
+        p = pos[idx]
+        t = g.u16(p)
+        ln = g.u16(p + 2)
+        fits = p + 4 + ln <= ext_end[idx]
+        owners.append(idx)
+        types.append(t)
+        dstarts.append(p + 4)
+        # Like the scalar parser: an extension whose length overruns keeps its type, no data.
+        dlens.append(np.where(fits, ln, -1))
+        positions.append(np.full(len(idx), k, dtype=np.int64))
+        pos[idx] = p + 4 + ln
+        idx = idx[fits & (pos[idx] + 4 <= ext_end[idx])]
+        k += 1
+    if not owners:
+        e = np.empty(0, dtype=np.int64)
+        return e, e, e, e, e
+    cat = np.concatenate
+    return cat(owners), cat(types), cat(dstarts), cat(dlens), cat(positions)
+
+
+def _hash_key(
+    g: _G, n: int, fixed: list[tuple[I64, I64]], ext: tuple[I64, I64, I64, I64, I64], content_exts: tuple[int, ...]
+) -> U64:
+    """Combine fixed byte ranges and the extension list into one 128-bit key per hello."""
+    owner, etype, dstart, dlen, position = ext
+    key = np.zeros((2, n), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for salt, (start, length) in enumerate(fixed):
+            key += ragged_hash(g.buf, start, length, np.arange(n, dtype=np.int64), n, salt) * np.uint64(salt + 3)
+        if len(owner):
+            order = np.lexsort((position, owner))
+            o = owner[order]
+            # Extension type sequence: the two type bytes of each header, in wire order.
+            key += ragged_hash(g.buf, dstart[order] - 4, np.full(len(o), 2, dtype=np.int64), o, n, 50)
+            # Overrunning extensions (no data) must not hash like empty ones.
+            bad = dlen[order] < 0
+            key += ragged_hash(g.buf, dstart[order][bad], np.zeros(int(bad.sum()), dtype=np.int64), o[bad], n, 51)
+            sel = np.isin(etype[order], content_exts) & ~bad
+            if sel.any():
+                key += ragged_hash(g.buf, dstart[order][sel], dlen[order][sel], o[sel], n, 60)
+    return key
+
+
+def _sni(g: _G, n: int, ext: tuple[I64, I64, I64, I64, I64]) -> tuple[I64, I64, B]:
+    """Start and length of the first server_name entry when it is a host_name that fits."""
+    owner, etype, dstart, dlen, position = ext
+    start = np.full(n, -1, dtype=np.int64)
+    length = np.zeros(n, dtype=np.int64)
+    odd = np.zeros(n, dtype=bool)
+    sel = np.flatnonzero(etype == 0)
+    if len(sel) == 0:
+        return start, length, odd
+    # The first SNI extension of each hello (a repeated one is left to the scalar parser).
+    o, first = np.unique(owner[sel], return_index=True)
+    counts = np.bincount(owner[sel], minlength=n)
+    s = sel[first]
+    d, ln = dstart[s], dlen[s]
+    list_len = g.u16(d)
+    name_type = g.u8(d + 2)
+    name_len = g.u16(d + 3)
+    ok = (ln >= 5) & (list_len + 2 <= ln) & (name_type == 0) & (name_len + 3 <= list_len)
+    start[o] = np.where(ok, d + 5, -1)
+    length[o] = np.where(ok, name_len, 0)
+    odd[o] = ~ok & (ln >= 0) & ~((ln == 0) | (list_len == 0))
+    odd |= counts > 1
+    return start, length, odd
+
+
+def client_hello_batch(buf: U8, body: I64, end: I64) -> HelloBatch:
+    """Walk ClientHello bodies ``buf[body:end]`` (after the 4-byte handshake header)."""
+    g = _G(buf)
+    n = len(body)
+    version_at = body
+    sid_len = g.u8(body + 34)
+    cs_at = body + 35 + sid_len
+    cs_len = g.u16(cs_at)
+    comp_at = cs_at + 2 + cs_len
+    comp_len = g.u8(comp_at)
+    ext_at = comp_at + 1 + comp_len
+    valid = (sid_len <= 32) & (cs_len % 2 == 0) & (ext_at <= end) & (body + 35 <= end)
+    has_ext = valid & (ext_at + 2 <= end)
+    ext_len = np.where(has_ext, g.u16(ext_at), 0)
+    ext_end = np.where(has_ext, np.minimum(ext_at + 2 + ext_len, end), ext_at)
+    ext = _walk_extensions(g, ext_at + 2, ext_end, has_ext)
+    key = _hash_key(
+        g, n, [(version_at, np.full(n, 2, dtype=np.int64)), (cs_at + 2, cs_len)], ext, CLIENT_CONTENT_EXTS
+    )
+    sni_start, sni_len, sni_odd = _sni(g, n, ext)
+    zero = np.zeros(n, dtype=bool)
+    return HelloBatch(valid & ~sni_odd, key, sni_start, sni_len, zero, zero.copy())
+
+
+def server_hello_batch(buf: U8, body: I64, end: I64) -> HelloBatch:
+    """Walk ServerHello bodies; flags HelloRetryRequests and TLS 1.3 selections."""
+    g = _G(buf)
+    n = len(body)
+    version = g.u16(body)
+    draft = (version >> 8) == 0x7F
+    sid_len = np.where(draft, 0, g.u8(body + 34))
+    cipher_at = np.where(draft, body + 34, body + 35 + sid_len)
+    ext_at = np.where(draft, cipher_at + 2, cipher_at + 3)
+    valid = (sid_len <= 32) & (ext_at <= end) & (body + 38 <= end) & ~draft
+    has_ext = valid & (ext_at + 2 <= end)
+    ext_len = np.where(has_ext, g.u16(ext_at), 0)
+    ext_end = np.where(has_ext, np.minimum(ext_at + 2 + ext_len, end), ext_at)
+    ext = _walk_extensions(g, ext_at + 2, ext_end, has_ext)
+    two = np.full(n, 2, dtype=np.int64)
+    key = _hash_key(g, n, [(body, two), (cipher_at, two)], ext, SERVER_CONTENT_EXTS)
+    # HelloRetryRequest: the random is a fixed constant.
+    hrr = np.ones(n, dtype=bool)
+    for i, byte in enumerate(HRR_RANDOM):
+        hrr &= g.u8(body + 2 + i) == byte
+    owner, etype, dstart, dlen, _ = ext
+    sv = (etype == 0x002B) & (dlen == 2)
+    tls13 = np.zeros(n, dtype=bool)
+    tls13[owner[sv]] = g.u16(dstart[sv]) == 0x0304
+    tls13 |= version == 0x0304
+    empty = np.zeros(n, dtype=np.int64)
+    return HelloBatch(valid, key, empty - 1, empty.copy(), hrr, tls13)

@@ -1,0 +1,319 @@
+"""The fast lane: whole TLS 1.3 handshakes that need no reassembly, done entirely in numpy.
+
+Most connections in bulk traffic look the same on the wire: one segment holding the whole
+ClientHello, one holding the whole ServerHello, the ServerHello selects TLS 1.3 (so nothing
+after it is in clear) and is not a HelloRetryRequest. For those, :mod:`..hello_batch` groups
+the hellos by fingerprint input, one representative per group is parsed by
+:mod:`..tls`, and the rows are built column-wise. Everything else (split hellos, TLS <= 1.2
+with certificates in clear, HelloRetryRequest, a hello whose partner is in another window,
+retransmitted hellos) is left to the reassembling slow lane in :mod:`.pcap`, which gives the
+same row for the same handshake — the tests compare the two lanes on the reference corpus.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from ..fingerprint import CLIENT_FP_COLUMNS, client_fingerprints, server_fingerprint
+from ..hello_batch import HelloBatch, client_hello_batch, server_hello_batch
+from ..tls import ClientHello, ServerHello, TLSParseError, parse_client_hello, parse_server_hello
+from .packets import flow_hash
+from .tls_stream import VERSION_NAMES
+
+__all__ = ["FastLane", "Segments"]
+
+I64 = npt.NDArray[np.int64]
+U64 = npt.NDArray[np.uint64]
+U8 = npt.NDArray[np.uint8]
+B = npt.NDArray[np.bool_]
+
+
+@dataclass(slots=True)
+class Segments:
+    """Every TCP packet with payload in one window (the arrays the pcap engine already has)."""
+
+    keys: U64
+    seq: I64
+    payload: I64
+    plen: I64
+    ts: I64
+    src_hi: U64
+    src_lo: U64
+    dst_hi: U64
+    dst_lo: U64
+    sport: I64
+    dport: I64
+
+
+def _next_segment(seg: Segments, first: I64, need: I64) -> I64:
+    """Index of the segment that continues each ``first`` with at least ``need`` bytes, or -1."""
+    with np.errstate(over="ignore"):
+        composite = seg.keys ^ (seg.seq.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+        wanted_seq = (seg.seq[first] + seg.plen[first]) & 0xFFFFFFFF
+        wanted = seg.keys[first] ^ (wanted_seq.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+    order = np.argsort(composite)
+    sorted_c = composite[order]
+    pos = np.minimum(np.searchsorted(sorted_c, wanted), len(sorted_c) - 1)
+    j = order[pos]
+    ok = (sorted_c[pos] == wanted) & (seg.keys[j] == seg.keys[first]) & (seg.seq[j] == wanted_seq)
+    ok &= seg.plen[j] >= need
+    return np.where(ok, j, -1)
+
+
+def _gather_bodies(
+    buf: U8, p1: I64, l1: I64, all_payload: I64, second: I64, body_len: I64
+) -> tuple[U8, I64]:
+    """Copy each handshake body (record header and message header stripped) into one buffer.
+
+    A body may continue from the first segment (``p1``, ``l1`` bytes) into ``second``.
+    Returns the buffer and ``len + 1`` offsets.
+    """
+    off = np.concatenate([[0], np.cumsum(body_len)]).astype(np.int64)
+    total = int(off[-1])
+    owner = np.repeat(np.arange(len(p1), dtype=np.int64), body_len)
+    q = 9 + np.arange(total, dtype=np.int64) - off[owner]  # offset in the TLS stream
+    p2 = all_payload[np.maximum(second, 0)]
+    src = np.where(q < l1[owner], p1[owner] + q, p2[owner] + q - l1[owner])
+    return buf[src], off
+
+
+def _be16(buf: U8, idx: I64) -> I64:
+    last = len(buf) - 1
+    return (buf[np.minimum(idx, last)].astype(np.int64) << 8) | buf[np.minimum(idx + 1, last)].astype(np.int64)
+
+
+def _be24(buf: U8, idx: I64) -> I64:
+    last = len(buf) - 1
+    return (buf[np.minimum(idx, last)].astype(np.int64) << 16) | _be16(buf, idx + 1)
+
+
+@dataclass(slots=True)
+class _Groups:
+    """Distinct hellos seen so far (by 128-bit key) and what parsing the first of each gave."""
+
+    index: dict[tuple[int, int], int] = field(default_factory=dict)
+    parsed: list[ClientHello | ServerHello | None] = field(default_factory=list)
+
+    def ids(
+        self, key: U64, local_codes: I64, reps: I64, bodies: list[bytes], parse: Callable[[bytes], object]
+    ) -> I64:
+        """Global group id per hello; a representative the scalar parser rejects maps to -1."""
+        local_to_global = np.empty(len(reps), dtype=np.int64)
+        for local, rep in enumerate(reps.tolist()):
+            k = (int(key[0, rep]), int(key[1, rep]))
+            gid = self.index.get(k)
+            if gid is None:
+                gid = len(self.parsed)
+                self.index[k] = gid
+                try:
+                    self.parsed.append(parse(bodies[local]))  # type: ignore[arg-type]
+                except TLSParseError:
+                    self.parsed.append(None)
+            local_to_global[local] = gid if self.parsed[gid] is not None else -1
+        return local_to_global[local_codes]
+
+
+@dataclass(slots=True)
+class FastLane:
+    """Accumulates fast-lane connections window by window; :meth:`frame` renders them."""
+
+    recent_windows: int = 8
+    clients: _Groups = field(default_factory=_Groups)
+    servers: _Groups = field(default_factory=_Groups)
+    cols: dict[str, list[npt.NDArray[np.generic]]] = field(default_factory=dict)
+    sni: list[str | None] = field(default_factory=list)
+    recent: deque[U64] = field(default_factory=deque)
+
+    def _add(self, name: str, values: npt.NDArray[np.generic]) -> None:
+        self.cols.setdefault(name, []).append(values)
+
+    def take(self, buf: U8, seg: Segments, start: I64, busy: U64) -> B:
+        """Consume the complete handshakes among the hello-start packets ``start`` of a window.
+
+        ``seg`` holds every TCP payload packet of the window; ``busy`` the flow keys the slow
+        lane already follows. A ClientHello may span its start segment and the next one in
+        sequence (every Chrome hello with an ML-KEM key share does). Returns the mask of start
+        packets this lane took; retransmissions of a taken hello are swallowed for
+        ``recent_windows`` windows.
+        """
+        keys = seg.keys[start]
+        payload, plen = seg.payload[start], seg.plen[start]
+        n = len(start)
+        taken = np.zeros(n, dtype=bool)
+        if self.recent:
+            taken |= np.isin(keys, np.concatenate(list(self.recent)))
+        rec_len = _be16(buf, payload + 3)
+        msg_type = buf[np.minimum(payload + 5, len(buf) - 1)].astype(np.int64)
+        msg_len = _be24(buf, payload + 6)
+        framed = (plen >= 9) & (rec_len >= 4 + msg_len) & (msg_len > 0)
+        whole = framed & (plen >= 5 + rec_len)
+        uniq, counts = np.unique(keys, return_counts=True)
+        single = np.isin(keys, uniq[counts == 1]) & ~np.isin(keys, busy) & ~taken
+        # The second segment of a two-segment ClientHello: same flow, next sequence number.
+        second = np.full(n, -1, dtype=np.int64)
+        split = np.flatnonzero(framed & ~whole & single & (msg_type == 1))
+        if len(split):
+            second[split] = _next_segment(seg, start[split], 5 + rec_len[split] - plen[split])
+        ch = np.flatnonzero(single & (msg_type == 1) & (whole | (second >= 0)))
+        sh = np.flatnonzero(whole & single & (msg_type == 2))
+        if len(ch) == 0 or len(sh) == 0:
+            self._remember(keys[taken])
+            return taken
+        c_buf, c_off = _gather_bodies(buf, payload[ch], plen[ch], seg.payload, second[ch], msg_len[ch])
+        s_buf, s_off = _gather_bodies(buf, payload[sh], plen[sh], seg.payload, second[sh], msg_len[sh])
+        cb = client_hello_batch(c_buf, c_off[:-1], c_off[1:])
+        sb = server_hello_batch(s_buf, s_off[:-1], s_off[1:])
+        c_ok = np.flatnonzero(cb.valid)
+        s_ok = np.flatnonzero(sb.valid & sb.selected_tls13 & ~sb.hrr)
+        # Pair each ClientHello with the ServerHello travelling the other way.
+        rev = flow_hash(
+            seg.dst_hi[start[ch[c_ok]]], seg.dst_lo[start[ch[c_ok]]], seg.src_hi[start[ch[c_ok]]],
+            seg.src_lo[start[ch[c_ok]]], seg.dport[start[ch[c_ok]]], seg.sport[start[ch[c_ok]]],
+        )
+        order = np.argsort(keys[sh[s_ok]])
+        sh_keys = keys[sh[s_ok]][order]
+        if len(sh_keys) == 0:
+            self._remember(keys[taken])
+            return taken
+        pos = np.minimum(np.searchsorted(sh_keys, rev), len(sh_keys) - 1)
+        paired = np.flatnonzero(sh_keys[pos] == rev)
+        if len(paired) == 0:
+            self._remember(keys[taken])
+            return taken
+        c_sel = c_ok[paired]
+        s_sel = s_ok[order[pos[paired]]]
+        cb, sb = cb.subset(c_sel), sb.subset(s_sel)
+        c_gid = self._group(self.clients, cb, c_buf, c_off[c_sel], msg_len[ch[c_sel]], parse_client_hello)
+        s_gid = self._group(self.servers, sb, s_buf, s_off[s_sel], msg_len[sh[s_sel]], parse_server_hello)
+        good = (c_gid >= 0) & (s_gid >= 0)
+        c_idx, s_idx = ch[c_sel][good], sh[s_sel][good]
+        for lo, length in zip(cb.sni_start[good].tolist(), cb.sni_len[good].tolist(), strict=True):
+            self.sni.append(None if lo < 0 else c_buf[lo : lo + length].tobytes().decode("ascii", "backslashreplace"))
+        w = start[c_idx]
+        for name, values in (
+            ("ts", seg.ts[w]),
+            ("c_hi", seg.src_hi[w]),
+            ("c_lo", seg.src_lo[w]),
+            ("c_port", seg.sport[w]),
+            ("s_hi", seg.dst_hi[w]),
+            ("s_lo", seg.dst_lo[w]),
+            ("s_port", seg.dport[w]),
+            ("c_gid", c_gid[good]),
+            ("s_gid", s_gid[good]),
+        ):
+            self._add(name, values)
+        taken[c_idx] = True
+        taken[s_idx] = True
+        self._remember(keys[taken])
+        return taken
+
+    def _remember(self, keys: U64) -> None:
+        self.recent.append(keys)
+        while len(self.recent) > self.recent_windows:
+            self.recent.popleft()
+
+    @staticmethod
+    def _group(
+        groups: _Groups, batch: HelloBatch, buf: U8, body: I64, length: I64, parse: Callable[[bytes], object]
+    ) -> I64:
+        codes, reps = batch.codes()
+        bodies = [buf[b : b + n].tobytes() for b, n in zip(body[reps].tolist(), length[reps].tolist(), strict=True)]
+        return groups.ids(batch.key, codes, reps, bodies, parse)
+
+    def __len__(self) -> int:
+        return len(self.sni)
+
+    def frame(self) -> pd.DataFrame:
+        """The fast-lane rows as a connections-table fragment (fingerprints included)."""
+        if not self.sni:
+            return pd.DataFrame()
+        col = {k: np.concatenate(v) for k, v in self.cols.items()}
+        out: dict[str, object] = {
+            "ts": col["ts"],
+            "client_ip": _ips(col["c_hi"], col["c_lo"]),
+            "client_port": col["c_port"],
+            "server_ip": _ips(col["s_hi"], col["s_lo"]),
+            "server_port": col["s_port"],
+            "transport": "tcp",
+            "sni": self.sni,
+            "hello_retry": False,
+        }
+        c_gid, s_gid = col["c_gid"], col["s_gid"]
+        clients = [h for h in self.clients.parsed]
+        servers = [h for h in self.servers.parsed]
+        out.update(_client_columns(clients, c_gid))
+        out.update(_server_columns(servers, s_gid))
+        return pd.DataFrame(out)
+
+
+def _ips(hi: U64, lo: U64) -> npt.NDArray[np.object_]:
+    """Format each distinct address once; captures repeat a few thousand addresses at most."""
+    pairs = np.stack([hi, lo], axis=1)
+    uniq, inverse = np.unique(pairs, axis=0, return_inverse=True)
+    text = np.empty(len(uniq), dtype=object)
+    for i, (h, lo_) in enumerate(uniq.tolist()):
+        if h == 0 and (lo_ >> 32) == 0xFFFF:
+            text[i] = str(ipaddress.IPv4Address(lo_ & 0xFFFFFFFF))
+        else:
+            text[i] = str(ipaddress.IPv6Address((h << 64) | lo_))
+    return text[inverse.reshape(-1)]  # type: ignore[no-any-return]
+
+
+def _broadcast(values: list[object], gid: I64) -> npt.NDArray[np.object_]:
+    arr = np.empty(len(values), dtype=object)
+    arr[:] = values
+    return arr[gid]  # type: ignore[no-any-return]
+
+
+def _client_columns(hellos: list[ClientHello | ServerHello | None], gid: I64) -> dict[str, object]:
+    per: dict[str, list[object]] = {}
+    for h in hellos:
+        if not isinstance(h, ClientHello):
+            fields: dict[str, object] = {}
+        else:
+            fps = client_fingerprints("t", h)
+            fields = dict(zip(CLIENT_FP_COLUMNS, fps, strict=True))
+            fields.update(
+                alpn=h.alpn[0].decode("ascii", "backslashreplace") if h.alpn else None,
+                ch_version=h.legacy_version,
+                ch_ciphers=h.ciphers,
+                ch_extensions=h.extensions,
+                ch_groups=h.groups,
+                ch_point_formats=h.point_formats,
+                ch_sig_algs=h.sig_algs,
+                ch_supported_versions=h.supported_versions,
+                ch_alpn=tuple(a.hex() for a in h.alpn),
+            )
+        for name in (*CLIENT_FP_COLUMNS, "alpn", "ch_version", "ch_ciphers", "ch_extensions", "ch_groups",
+                     "ch_point_formats", "ch_sig_algs", "ch_supported_versions", "ch_alpn"):
+            per.setdefault(name, []).append(fields.get(name))
+    return {name: _broadcast(values, gid) for name, values in per.items()}
+
+
+def _server_columns(hellos: list[ClientHello | ServerHello | None], gid: I64) -> dict[str, object]:
+    per: dict[str, list[object]] = {}
+    for h in hellos:
+        fields: dict[str, object] = {}
+        if isinstance(h, ServerHello):
+            ja3s, ja3s_full = server_fingerprint(h)
+            fields = {
+                "ja3s": ja3s,
+                "ja3s_full": ja3s_full,
+                "sh_version": h.legacy_version,
+                "sh_cipher": h.cipher,
+                "sh_extensions": h.extensions,
+                "sh_selected_version": h.selected_version,
+                "sh_alpn": h.alpn.decode("ascii", "backslashreplace") if h.alpn else None,
+                "tls_version": VERSION_NAMES.get(h.version, f"0x{h.version:04x}"),
+            }
+        for name in ("ja3s", "ja3s_full", "sh_version", "sh_cipher", "sh_extensions", "sh_selected_version",
+                     "sh_alpn", "tls_version"):
+            per.setdefault(name, []).append(fields.get(name))
+    return {name: _broadcast(values, gid) for name, values in per.items()}
