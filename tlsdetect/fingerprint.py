@@ -18,6 +18,7 @@ written spec where the tools deviate):
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
@@ -27,8 +28,8 @@ import pandas as pd
 from .tls import EXT_ALPN, EXT_SERVER_NAME, EXT_SUPPORTED_VERSIONS, ClientHello, ServerHello, is_grease
 
 __all__ = [
-    "JA4",
     "CLIENT_FP_COLUMNS",
+    "JA4",
     "ClientFingerprints",
     "add_fingerprints",
     "client_fingerprints",
@@ -259,16 +260,20 @@ _TRANSPORT_LETTER = {"tcp": "t", "quic": "q", "dtls": "d"}
 
 def _as_tuple(value: object) -> tuple[object, ...]:
     """Lists arrive as tuples from readers and as numpy arrays after a Parquet round trip."""
-    if value is None or (isinstance(value, float) and value != value):
-        return ()
     if isinstance(value, tuple):
         return value
-    return tuple(value)  # type: ignore[call-overload,no-any-return]
+    if _missing(value) or not isinstance(value, Iterable):
+        return ()
+    return tuple(value)
+
+
+def _missing(value: object) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
 def _client_row(key: tuple[object, ...]) -> ClientFingerprints | None:
     transport, version, ciphers, exts, groups, pfs, sigs, svs, alpn = key
-    if pd.isna(version):  # no ClientHello in this row
+    if _missing(version):  # no ClientHello in this row
         return None
     alpn_list = _as_tuple(alpn)
     hello = ClientHello(
@@ -327,7 +332,7 @@ def add_fingerprints(df: pd.DataFrame) -> pd.DataFrame:
     s_codes, s_uniques = _factorize_rows(df, SERVER_INPUT_COLUMNS)
     s_values: list[tuple[str | None, str | None]] = []
     for version, cipher, exts in s_uniques:
-        if pd.isna(version):
+        if _missing(version):
             s_values.append((None, None))
             continue
         full = ja3s_string(int(version), int(cipher), _as_tuple(exts))  # type: ignore[call-overload,arg-type]

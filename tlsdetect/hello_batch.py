@@ -177,7 +177,7 @@ def _hash_key(
 
 def _sni(g: _G, n: int, ext: tuple[I64, I64, I64, I64, I64]) -> tuple[I64, I64, B]:
     """Start and length of the first server_name entry when it is a host_name that fits."""
-    owner, etype, dstart, dlen, position = ext
+    owner, etype, dstart, dlen, _ = ext
     start = np.full(n, -1, dtype=np.int64)
     length = np.zeros(n, dtype=np.int64)
     odd = np.zeros(n, dtype=bool)

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-__all__ = ["COLUMNS", "LIST_COLUMNS", "OUTPUT_COLUMNS", "empty", "validate", "conform"]
+__all__ = ["COLUMNS", "LIST_COLUMNS", "OUTPUT_COLUMNS", "conform", "empty", "validate"]
 
 #: Column name -> pandas dtype. ``object`` columns hold tuples of ints (or of hex strings).
 COLUMNS: Mapping[str, str] = {

@@ -19,11 +19,12 @@ yield the same :class:`PacketBatch` and are checked against each other in the te
 from __future__ import annotations
 
 import math
+import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from io import BufferedReader
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -174,7 +175,7 @@ class CaptureReader:
     """
 
     def __init__(
-        self, path: str | Path, *, window: int = WINDOW, vectorised: bool = True, reuse_buffer: bool = True
+        self, path: str | os.PathLike[str], *, window: int = WINDOW, vectorised: bool = True, reuse_buffer: bool = True
     ) -> None:
         """``reuse_buffer``: each batch's ``buf`` is overwritten by the next window (the engine
         finishes with a batch before asking for the next); pass False to keep every batch."""
@@ -262,7 +263,7 @@ class CaptureReader:
                 pos += at
                 self.stats.bytes_read = min(pos, self.size)
 
-    def _read(self, fh: BinaryIO, pos: int, n: int) -> U8:
+    def _read(self, fh: BufferedReader, pos: int, n: int) -> U8:
         """The bytes at ``pos``; one buffer is reused so memory stays flat and pages stay warm."""
         fh.seek(pos)
         if not self.reuse_buffer:

@@ -13,8 +13,8 @@ same row for the same handshake — the tests compare the two lanes on the refer
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -246,10 +246,8 @@ class FastLane:
             "hello_retry": False,
         }
         c_gid, s_gid = col["c_gid"], col["s_gid"]
-        clients = [h for h in self.clients.parsed]
-        servers = [h for h in self.servers.parsed]
-        out.update(_client_columns(clients, c_gid))
-        out.update(_server_columns(servers, s_gid))
+        out.update(_client_columns(self.clients.parsed, c_gid))
+        out.update(_server_columns(self.servers.parsed, s_gid))
         return pd.DataFrame(out)
 
 
@@ -263,13 +261,13 @@ def _ips(hi: U64, lo: U64) -> npt.NDArray[np.object_]:
             text[i] = str(ipaddress.IPv4Address(lo_ & 0xFFFFFFFF))
         else:
             text[i] = str(ipaddress.IPv6Address((h << 64) | lo_))
-    return text[inverse.reshape(-1)]  # type: ignore[no-any-return]
+    return text[inverse.reshape(-1)]
 
 
 def _broadcast(values: list[object], gid: I64) -> npt.NDArray[np.object_]:
     arr = np.empty(len(values), dtype=object)
     arr[:] = values
-    return arr[gid]  # type: ignore[no-any-return]
+    return arr[gid]
 
 
 def _client_columns(hellos: list[ClientHello | ServerHello | None], gid: I64) -> dict[str, object]:

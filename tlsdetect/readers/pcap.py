@@ -34,7 +34,7 @@ from ..tls import ClientHello
 from .capture import CaptureReader, PacketBatch
 from .fastlane import FastLane, Segments
 from .packets import PROTO_TCP, decode, flow_hash
-from .tls_stream import Connection, Endpoint, reassemble, read_direction
+from .tls_stream import Connection, Endpoint, read_direction, reassemble
 
 __all__ = ["PcapStats", "read_pcap"]
 
@@ -97,12 +97,13 @@ def _start_mask(buf: npt.NDArray[np.uint8], p: I64, plen: I64) -> npt.NDArray[np
         return buf[np.minimum(p + k, last)].astype(np.int64)
 
     b0, b1, b2, b5 = at(0), at(1), at(2), at(5)
-    return (
+    mask: npt.NDArray[np.bool_] = (
         (b0 == 0x16)
         & ((plen < 2) | (b1 == 3))
         & ((plen < 3) | (b2 <= 4))
         & ((plen < 6) | (b5 == 1) | (b5 == 2))
     )
+    return mask
 
 
 class _Engine:
@@ -177,7 +178,9 @@ class _Engine:
         st.flows[key] = _Direction(conn=conn, forward=forward, base_seq=seq, need=need)
         st.touched[id(conn)] = st.window
 
-    def _select_rounds(self, buf: npt.NDArray[np.uint8], keys: npt.NDArray[np.uint64], seq: I64, payload: I64, plen: I64) -> None:
+    def _select_rounds(
+        self, buf: npt.NDArray[np.uint8], keys: npt.NDArray[np.uint64], seq: I64, payload: I64, plen: I64
+    ) -> None:
         st = self.state
         taken = np.zeros(len(keys), dtype=bool)
         for _ in range(MAX_ROUNDS):
@@ -215,7 +218,7 @@ class _Engine:
         st = self.state
         for conn in conns:
             st.touched[id(conn)] = st.window
-            dirs = [d for d in self._directions(conn)]
+            dirs = self._directions(conn)
             for d in dirs:
                 if d.dirty:
                     conn.views[d.forward] = read_direction(reassemble(d.segments, MAX_STREAM))

@@ -25,7 +25,7 @@ from ..tls import (
     scan_records,
 )
 
-__all__ = ["Connection", "DirectionView", "reassemble", "read_direction"]
+__all__ = ["Connection", "DirectionView", "read_direction", "reassemble"]
 
 HANDSHAKE_CERTIFICATE_REQUEST = 13
 HANDSHAKE_SERVER_HELLO_DONE = 14
