@@ -68,7 +68,9 @@ hellos = st.builds(
     ClientHello,
     legacy_version=st.sampled_from([0x0300, 0x0301, 0x0302, 0x0303, 0xFEFD]),
     ciphers=st.lists(st.one_of(u16, grease), max_size=20).map(tuple),
-    extensions=st.lists(st.one_of(st.sampled_from([0, 10, 11, 13, 16, 43, 51, 65281]), grease, u16), max_size=20).map(tuple),
+    extensions=st.lists(
+        st.one_of(st.sampled_from([0, 10, 11, 13, 16, 43, 51, 65281]), grease, u16), max_size=20
+    ).map(tuple),
     alpn=st.lists(st.binary(min_size=0, max_size=5), max_size=3).map(tuple),
     groups=st.lists(st.one_of(u16, grease), max_size=6).map(tuple),
     point_formats=st.lists(st.integers(0, 2), max_size=3).map(tuple),
