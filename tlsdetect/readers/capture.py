@@ -299,6 +299,8 @@ class CaptureReader:
             return np.empty(0, dtype=np.int64), at
         cand += base
         cand = cand[(buf[cand + hi_incl] == 0) & (buf[cand + hi_orig] == 0)]
+        if len(cand) == 0 or cand[0] != at:  # the record at ``at`` itself failed the length test
+            return np.empty(0, dtype=np.int64), at
         incl = _u32(buf, cand + 8, little)
         frac = _u32(buf, cand + 4, little)
         ok = (incl <= MAX_PACKET) & (frac < self._frac_limit)

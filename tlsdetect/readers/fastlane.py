@@ -67,21 +67,27 @@ def _next_segment(seg: Segments, first: I64, need: I64) -> I64:
     return np.where(ok, j, -1)
 
 
-def _gather_bodies(
-    buf: U8, p1: I64, l1: I64, all_payload: I64, second: I64, body_len: I64
-) -> tuple[U8, I64]:
-    """Copy each handshake body (record header and message header stripped) into one buffer.
+def _with_joined(buf: U8, p1: I64, l1: I64, all_payload: I64, second: I64, rec_end: I64) -> tuple[U8, I64]:
+    """A buffer where every hello's record is contiguous, and where each record starts.
 
-    A body may continue from the first segment (``p1``, ``l1`` bytes) into ``second``.
-    Returns the buffer and ``len + 1`` offsets.
+    Whole records stay where they are in ``buf``; a record continued in a ``second`` segment is
+    copied (both parts) behind it. Only split hellos are copied.
     """
-    off = np.concatenate([[0], np.cumsum(body_len)]).astype(np.int64)
-    total = int(off[-1])
-    owner = np.repeat(np.arange(len(p1), dtype=np.int64), body_len)
-    q = 9 + np.arange(total, dtype=np.int64) - off[owner]  # offset in the TLS stream
-    p2 = all_payload[np.maximum(second, 0)]
-    src = np.where(q < l1[owner], p1[owner] + q, p2[owner] + q - l1[owner])
-    return buf[src], off
+    starts = p1.copy()
+    split = np.flatnonzero(second >= 0)
+    if len(split) == 0:
+        return buf, starts
+    pieces = [buf]
+    at = len(buf)
+    for i, j, first_len, need in zip(
+        split.tolist(), all_payload[second[split]].tolist(), l1[split].tolist(), rec_end[split].tolist(), strict=True
+    ):
+        head = buf[p1[i] : p1[i] + first_len]
+        tail = buf[j : j + need - first_len]
+        pieces += [head, tail]
+        starts[i] = at
+        at += len(head) + len(tail)
+    return np.concatenate(pieces), starts
 
 
 def _be16(buf: U8, idx: I64) -> I64:
@@ -166,10 +172,10 @@ class FastLane:
         if len(ch) == 0 or len(sh) == 0:
             self._remember(keys[taken])
             return taken
-        c_buf, c_off = _gather_bodies(buf, payload[ch], plen[ch], seg.payload, second[ch], msg_len[ch])
-        s_buf, s_off = _gather_bodies(buf, payload[sh], plen[sh], seg.payload, second[sh], msg_len[sh])
-        cb = client_hello_batch(c_buf, c_off[:-1], c_off[1:])
-        sb = server_hello_batch(s_buf, s_off[:-1], s_off[1:])
+        c_buf, c_rec = _with_joined(buf, payload[ch], plen[ch], seg.payload, second[ch], 5 + rec_len[ch])
+        c_body, s_body = c_rec + 9, payload[sh] + 9
+        cb = client_hello_batch(c_buf, c_body, c_body + msg_len[ch])
+        sb = server_hello_batch(buf, s_body, s_body + msg_len[sh])
         c_ok = np.flatnonzero(cb.valid)
         s_ok = np.flatnonzero(sb.valid & sb.selected_tls13 & ~sb.hrr)
         # Pair each ClientHello with the ServerHello travelling the other way.
@@ -190,8 +196,8 @@ class FastLane:
         c_sel = c_ok[paired]
         s_sel = s_ok[order[pos[paired]]]
         cb, sb = cb.subset(c_sel), sb.subset(s_sel)
-        c_gid = self._group(self.clients, cb, c_buf, c_off[c_sel], msg_len[ch[c_sel]], parse_client_hello)
-        s_gid = self._group(self.servers, sb, s_buf, s_off[s_sel], msg_len[sh[s_sel]], parse_server_hello)
+        c_gid = self._group(self.clients, cb, c_buf, c_body[c_sel], msg_len[ch[c_sel]], parse_client_hello)
+        s_gid = self._group(self.servers, sb, buf, s_body[s_sel], msg_len[sh[s_sel]], parse_server_hello)
         good = (c_gid >= 0) & (s_gid >= 0)
         c_idx, s_idx = ch[c_sel][good], sh[s_sel][good]
         for lo, length in zip(cb.sni_start[good].tolist(), cb.sni_len[good].tolist(), strict=True):

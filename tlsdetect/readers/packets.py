@@ -181,7 +181,9 @@ def decode(batch: PacketBatch) -> Decoded:
         proto[is4] = np.where(is_frag | (ihl < 20), -1, v.u8(o + 9))
         l4[is4] = o + ihl
         # Total length 0 is TCP segmentation offload as captured on the sender: trust caplen.
-        ip_end[is4] = np.where(total >= ihl, np.minimum(o + np.where(total == 0, 1 << 30, total), end[is4]), -1)
+        ip_end[is4] = np.where(
+            (total >= ihl) | (total == 0), np.minimum(o + np.where(total == 0, 1 << 30, total), end[is4]), -1
+        )
         mapped = np.uint64(0xFFFF_0000_0000)
         src_lo[is4] = v.be32(o + 12).astype(np.uint64) | mapped
         dst_lo[is4] = v.be32(o + 16).astype(np.uint64) | mapped

@@ -221,7 +221,8 @@ class _Engine:
             dirs = self._directions(conn)
             for d in dirs:
                 if d.dirty:
-                    conn.views[d.forward] = read_direction(reassemble(d.segments, MAX_STREAM))
+                    data = reassemble(d.segments, MAX_STREAM)
+                    conn.views[d.forward] = read_direction(data, conn.views.get(d.forward))
                     d.dirty = False
             for d in dirs:
                 want = conn.want(d.forward)

@@ -78,6 +78,8 @@ class DirectionView:
     stop: str = "need_more"
     next_need: int = 5
     errors: list[str] = field(default_factory=list)
+    consumed: int = 0
+    messages: int = 0
 
 
 def _next_need(data: bytes, consumed: int) -> int:
@@ -91,11 +93,26 @@ def _next_need(data: bytes, consumed: int) -> int:
     return pos + 5
 
 
-def read_direction(data: bytes) -> DirectionView:
-    """Parse every plaintext handshake message at the start of one direction."""
-    scan = scan_records(data, max_messages=16, after_ccs=True)
-    view = DirectionView(stop=scan.stop, change_cipher_spec=scan.saw_change_cipher_spec)
-    view.next_need = _next_need(data, scan.consumed) if scan.stop == "need_more" else len(data)
+MAX_MESSAGES = 16
+
+
+def read_direction(data: bytes, previous: DirectionView | None = None) -> DirectionView:
+    """Parse every plaintext handshake message at the start of one direction.
+
+    ``previous`` is the view of a shorter prefix of the same bytes (the stream grows as segments
+    arrive): scanning resumes after the records it consumed, so a connection's handshake is
+    parsed once however many segments it comes in. The view is updated in place.
+    """
+    view = previous if previous is not None else DirectionView()
+    if view.stop != "need_more":
+        return view  # encryption, an alert or junk already ended the plaintext
+    base = view.consumed
+    scan = scan_records(data[base:], max_messages=MAX_MESSAGES - view.messages, after_ccs=True)
+    view.stop = scan.stop
+    view.change_cipher_spec |= scan.saw_change_cipher_spec
+    view.consumed = base + scan.consumed
+    view.messages += len(scan.messages)
+    view.next_need = base + _next_need(data[base:], scan.consumed) if scan.stop == "need_more" else len(data)
     for msg in scan.messages:
         try:
             if msg.msg_type == HANDSHAKE_CLIENT_HELLO:

@@ -57,9 +57,7 @@ __all__ = ["TsharkError", "TsharkStats", "read_pcap_tshark", "tshark_command"]
 log = logging.getLogger(__name__)
 
 #: Frames worth printing. Spelled with ``==`` because set syntax changed between tshark 3 and 4.
-DISPLAY_FILTER = " || ".join(
-    f"{proto}.handshake.type == {t}" for proto in ("tls", "dtls") for t in (1, 2, 11)
-)
+DISPLAY_FILTER = " || ".join(f"{proto}.handshake.type == {t}" for proto in ("tls", "dtls") for t in (1, 2, 11))
 #: Preferences pinned so a user's Wireshark profile cannot switch reassembly off.
 PREFERENCES = (
     "tcp.desegment_tcp_streams:TRUE",
@@ -76,9 +74,17 @@ PRINTED_NODES = (
 )
 #: ek keys (``<proto>_<field>_raw``) that hold the bytes of one handshake message.
 _RAW_KEYS = {"tls_tls_handshake_raw": "tls", "dtls_dtls_handshake_raw": "dtls"}
+#: Layers that never hold a handshake message: not walked.
+_NO_HANDSHAKES = frozenset(
+    {"frame", "frame_raw", "eth", "eth_raw", "ip", "ip_raw", "ipv6", "ipv6_raw", "tcp", "tcp_raw", "udp", "udp_raw"}
+)
 _WANTED = (HANDSHAKE_CLIENT_HELLO, HANDSHAKE_SERVER_HELLO, HANDSHAKE_CERTIFICATE)
 _TLS13 = 0x0304
 _DTLS_HEADER = 12
+#: DTLS message_seq values worth joining: hellos and certificates are in the first flights, and
+#: the bound keeps a hostile capture from parking fragments of thousands of messages.
+_DTLS_MAX_SEQ = 16
+_DTLS_MAX_PARTS = 64
 #: DTLS versions count down: a larger rank is a newer protocol.
 _DTLS_RANK = {0xFEFF: 1, 0xFEFD: 2, 0xFEFC: 3}
 #: Lines of tshark's stderr that are chatter, not the reason it failed.
@@ -137,23 +143,25 @@ def _epoch_ns(text: str) -> int:
     return int(Decimal(text).scaleb(9))
 
 
-def _raw_messages(node: Any, out: list[tuple[str, bytes]]) -> None:
-    """Collect every handshake-message raw value under ``node``, in tree order."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            proto = _RAW_KEYS.get(key)
-            if proto is None:
-                _raw_messages(value, out)
-                continue
+def _raw_messages(node: dict[str, Any] | list[Any], out: list[tuple[str, bytes]]) -> None:
+    """Collect every handshake-message raw value under ``node``, in tree order.
+
+    Only containers are descended into: most of a frame's nodes are leaves or ``{"filtered": ...}``
+    placeholders, and a call per leaf would cost more than the JSON parse.
+    """
+    values = node.values() if isinstance(node, dict) else node
+    keys = node.keys() if isinstance(node, dict) else [None] * len(node)
+    for key, value in zip(keys, values, strict=True):
+        proto = _RAW_KEYS.get(key) if key is not None else None
+        if proto is not None:
             for hexed in value if isinstance(value, list) else [value]:
                 if isinstance(hexed, str):
                     try:
                         out.append((proto, bytes.fromhex(hexed)))
                     except ValueError:
                         continue
-    elif isinstance(node, list):
-        for item in node:
-            _raw_messages(item, out)
+        elif isinstance(value, (dict, list)) and "filtered" not in value:
+            _raw_messages(value, out)
 
 
 def _innermost(protocols: str, names: Iterable[str]) -> str | None:
@@ -180,15 +188,13 @@ def parse_ek_frame(layers: dict[str, Any]) -> Frame | None:
     if not isinstance(ip, dict) or not isinstance(transport, dict) or l4 is None:
         return None
     messages: list[tuple[str, bytes]] = []
-    for key, value in layers.items():
-        if key not in ("frame", "eth", "ip", "ipv6", "tcp", "udp") and not key.endswith("_raw"):
-            _raw_messages(value, messages)
+    _raw_messages({k: v for k, v in layers.items() if k not in _NO_HANDSHAKES}, messages)
     try:
         return Frame(
             number=int(frame["frame_frame_number"]),
             ts_ns=_epoch_ns(str(frame["frame_frame_time_epoch"])),
-            src=str(_last(ip[f"{ip_name}_{ip_name}_src"])),
-            dst=str(_last(ip[f"{ip_name}_{ip_name}_dst"])),
+            src=str(ipaddress.ip_address(_last(ip[f"{ip_name}_{ip_name}_src"]))),
+            dst=str(ipaddress.ip_address(_last(ip[f"{ip_name}_{ip_name}_dst"]))),
             sport=int(_last(transport[f"{l4}_{l4}_srcport"])),
             dport=int(_last(transport[f"{l4}_{l4}_dstport"])),
             l4=l4,
@@ -255,6 +261,7 @@ class _Conn:
     transport: str  # tcp / quic / dtls
     stream: int
     conn: Connection
+    first_sender: tuple[str, int]  # (ip, port) as tshark spells it: the ``a`` side of ``conn``
     sides: dict[bool, _Side] = field(default_factory=dict)
     hello_ts: int | None = None
 
@@ -303,7 +310,7 @@ class _Assembler:
                 self.stats.skipped_messages += 1
                 continue
             conn = self._conn(frame, transport)
-            forward = (frame.src, frame.sport) == (conn.conn.a.ip, conn.conn.a.port)
+            forward = (frame.src, frame.sport) == conn.first_sender
             if proto == "dtls":
                 self._add_dtls(conn, forward, frame, raw)
             else:
@@ -316,7 +323,8 @@ class _Assembler:
         conn = self.conns.get(key)
         if conn is None:
             src, dst = _endpoint(frame.src, frame.sport), _endpoint(frame.dst, frame.dport)
-            conn = _Conn(transport, frame.stream, Connection(a=src, b=dst, ts_ns=frame.ts_ns))
+            connection = Connection(a=src, b=dst, ts_ns=frame.ts_ns)
+            conn = _Conn(transport, frame.stream, connection, (frame.src, frame.sport))
             self.conns[key] = conn
         return conn
 
@@ -324,9 +332,11 @@ class _Assembler:
         """Join DTLS fragments by message_seq; a sequence number already complete is a retransmission."""
         frag = _dtls_fragment(raw)
         side = conn.side(forward)
-        if frag is None or frag.seq in side.dtls_done:
+        if frag is None or frag.seq in side.dtls_done or frag.seq >= _DTLS_MAX_SEQ:
             return
         parts = side.dtls_parts.setdefault(frag.seq, [])
+        if len(parts) >= _DTLS_MAX_PARTS:
+            return
         parts.append((frag.offset, frag.data))
         body = reassemble(parts, frag.length)
         if len(body) < frag.length:
@@ -466,11 +476,15 @@ def _read_file(tshark: str, path: str | os.PathLike[str]) -> tuple[list[dict[str
         except OSError as exc:
             raise TsharkError(f"cannot run {tshark}: {exc.strerror or exc}") from None
         assert proc.stdout is not None
+        finished = False
         try:
             for frame in _frames(proc.stdout, stats, name):
                 assembler.add(frame)
+            finished = True
         finally:
-            proc.stdout.close()  # if we stopped early, tshark ends on the broken pipe
+            if not finished:  # an error or an interrupt here: nobody will read the rest
+                proc.kill()
+            proc.stdout.close()
             code = proc.wait()
         err.seek(0)
         message = _stderr_message(err.read(_STDERR_LIMIT))
@@ -504,6 +518,21 @@ def _to_frame(rows: list[dict[str, object]]) -> pd.DataFrame:
     return schema.conform(add_fingerprints(schema.conform(df)))
 
 
+def _map_files(
+    exe: str, files: list[str | os.PathLike[str]], workers: int
+) -> Iterator[tuple[list[dict[str, object]], TsharkStats]]:
+    """Results in file order; with several workers, tshark processes overlap their start-up."""
+    if workers == 1 or len(files) <= 1:
+        for path in files:
+            yield _read_file(exe, path)
+        return
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        yield from pool.map(lambda p: _read_file(exe, p), files)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # a failed file stops the files not started
+
+
 def read_pcap_tshark(
     paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
     *,
@@ -527,14 +556,10 @@ def read_pcap_tshark(
     workers = max(1, jobs if jobs is not None else min(4, os.cpu_count() or 1))
     total = TsharkStats()
     frames: list[pd.DataFrame] = []
-    pool = ThreadPoolExecutor(max_workers=workers)
-    try:
-        for rows, stats in pool.map(lambda p: _read_file(exe, p), files):
-            _merge(total, stats)
-            if rows:
-                frames.append(_to_frame(rows))
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)  # a failed file stops the files not started
+    for rows, stats in _map_files(exe, files, workers):
+        _merge(total, stats)
+        if rows:
+            frames.append(_to_frame(rows))
     if not frames:
         return schema.empty(), total
     return (frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)), total
