@@ -7,13 +7,13 @@ readable part has been used.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import click
-import pandas as pd
 
 from . import __version__, schema, sinks
 from .readers.capture import CaptureError
@@ -116,8 +116,26 @@ def fingerprint(
     files = _expand(paths)
     if fmt == "parquet" and not output:
         raise click.ClickException("parquet output needs a file: add -o FILE")
-    frames: list[pd.DataFrame] = []
-    warnings: list[str] = []
+    wanted = [c.strip() for c in columns.split(",")] if columns else None
+    if wanted:
+        unknown = [c for c in wanted if c not in schema.COLUMNS]
+        if unknown:
+            raise click.ClickException(f"unknown column(s): {', '.join(unknown)}")
+    with contextlib.ExitStack() as stack:
+        if fmt == "parquet":
+            sink = sinks.Sink(fmt, path=output, columns=wanted)
+        else:
+            fh = stack.enter_context(open(output, "w", encoding="utf-8", newline="")) if output else sys.stdout
+            sink = sinks.Sink(fmt, fh, columns=wanted)
+        warnings = _fingerprint_into(sink, files, engine, progress=not no_progress)
+        sink.close()
+    for w in warnings:
+        click.echo(f"warning: {w}", err=True)
+    click.echo(f"{sink.rows} connections from {len(files)} file(s)", err=True)
+
+
+def _fingerprint_into(sink: sinks.Sink, files: list[Path], engine: str, *, progress: bool) -> list[str]:
+    """Stream every file's connections into ``sink``; returns the warnings to show."""
     try:
         if engine == "tshark":
             from .readers.tshark import TsharkError, read_pcap_tshark
@@ -126,34 +144,17 @@ def fingerprint(
                 df, tstats = read_pcap_tshark(files)
             except TsharkError as exc:
                 raise click.ClickException(str(exc)) from None
-            frames.append(df)
-            warnings.extend(getattr(tstats, "warnings", []))
-        else:
-            from .readers.pcap import read_pcap
+            sink.write(df)
+            return list(getattr(tstats, "warnings", []))
+        from .readers.pcap import PcapStats, iter_pcap
 
-            for f, callback in _progress_bytes(files, not no_progress):
-                df, stats = read_pcap(f, progress=callback)  # type: ignore[arg-type]
-                frames.append(df)
-                warnings.extend(stats.warnings)
+        stats = PcapStats()
+        for f, callback in _progress_bytes(files, progress):
+            for chunk in iter_pcap(f, stats=stats, progress=callback):  # type: ignore[arg-type]
+                sink.write(chunk)
+        return stats.warnings
     except CaptureError as exc:
         raise click.ClickException(str(exc)) from None
-    for w in warnings:
-        click.echo(f"warning: {w}", err=True)
-    frames = [f for f in frames if len(f)]
-    table = pd.concat(frames, ignore_index=True) if frames else schema.empty()
-    wanted = [c.strip() for c in columns.split(",")] if columns else None
-    if wanted:
-        unknown = [c for c in wanted if c not in table.columns]
-        if unknown:
-            raise click.ClickException(f"unknown column(s): {', '.join(unknown)}")
-    if fmt == "parquet":
-        sinks.write(table, fmt, path=output, columns=wanted)
-    elif output:
-        with open(output, "w", encoding="utf-8", newline="") as fh:
-            sinks.write(table, fmt, fh, columns=wanted)
-    else:
-        sinks.write(table, fmt, sys.stdout, columns=wanted)
-    click.echo(f"{len(table)} connections from {len(files)} file(s)", err=True)
 
 
 if __name__ == "__main__":

@@ -236,11 +236,17 @@ class FastLane:
     def __len__(self) -> int:
         return len(self.sni)
 
-    def frame(self) -> pd.DataFrame:
-        """The fast-lane rows as a connections-table fragment (fingerprints included)."""
+    def drain(self) -> pd.DataFrame:
+        """The fast-lane rows so far as a connections-table fragment (fingerprints included).
+
+        The rows are handed over and forgotten, so memory holds one chunk, not the capture;
+        the distinct hellos (a few hundred) are kept for the rest of the file.
+        """
         if not self.sni:
             return pd.DataFrame()
         col = {k: np.concatenate(v) for k, v in self.cols.items()}
+        sni = self.sni
+        self.cols, self.sni = {}, []
         out: dict[str, object] = {
             "ts": col["ts"],
             "client_ip": _ips(col["c_hi"], col["c_lo"]),
@@ -248,7 +254,7 @@ class FastLane:
             "server_ip": _ips(col["s_hi"], col["s_lo"]),
             "server_port": col["s_port"],
             "transport": "tcp",
-            "sni": self.sni,
+            "sni": sni,
             "hello_retry": False,
         }
         c_gid, s_gid = col["c_gid"], col["s_gid"]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +36,7 @@ from .fastlane import FastLane, Segments
 from .packets import PROTO_TCP, decode, flow_hash
 from .tls_stream import Connection, Endpoint, read_direction, reassemble
 
-__all__ = ["PcapStats", "read_pcap"]
+__all__ = ["PcapStats", "iter_pcap", "read_pcap"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,8 @@ MAX_STREAM = 256 * 1024
 IDLE_WINDOWS = 8
 #: Rounds of "select the needed segments, parse, grow the need" per window.
 MAX_ROUNDS = 8
+#: Rows per chunk handed to the sinks.
+CHUNK_ROWS = 50_000
 
 I64 = npt.NDArray[np.int64]
 
@@ -113,6 +115,7 @@ class _Engine:
         self.stats = PcapStats()
         self.fast = FastLane(recent_windows=IDLE_WINDOWS)
         self.use_fast_lane = fast_lane
+        self.emitted = 0
 
     # -- per window ---------------------------------------------------------------------------
 
@@ -251,13 +254,21 @@ class _Engine:
         for cid in old:
             self._finish(st.conns[cid])
 
-    def finish(self) -> pd.DataFrame:
-        for conn in list(self.state.conns.values()):
-            self._finish(conn)
-        rows = self.state.rows
+    def pending_rows(self) -> int:
+        return len(self.state.rows) + len(self.fast)
+
+    def drain(self, *, final: bool = False) -> pd.DataFrame:
+        """Finished connections so far as a table (``final``: finish every open one first)."""
+        if final:
+            for conn in list(self.state.conns.values()):
+                self._finish(conn)
+        rows, self.state.rows = self.state.rows, []
         self.stats.connections += len(rows) + len(self.fast)
         self.stats.fast_lane_connections += len(self.fast)
-        return _to_frame(rows, self.fast.frame(), self.source)
+        df = _to_frame(rows, self.fast.drain())
+        df["conn_id"] = [f"{self.source}#{i}" for i in range(self.emitted, self.emitted + len(df))]
+        self.emitted += len(df)
+        return df
 
 
 def _retry_fingerprints(rows: list[dict[str, object]]) -> None:
@@ -268,7 +279,7 @@ def _retry_fingerprints(rows: list[dict[str, object]]) -> None:
             row["ja3_retry"], row["ja4_retry"] = fps.ja3, fps.ja4
 
 
-def _to_frame(rows: list[dict[str, object]], fast: pd.DataFrame, source: str) -> pd.DataFrame:
+def _to_frame(rows: list[dict[str, object]], fast: pd.DataFrame) -> pd.DataFrame:
     """Slow-lane rows (fingerprinted here) and fast-lane rows (already fingerprinted) as one table."""
     _retry_fingerprints(rows)
     parts = []
@@ -282,9 +293,51 @@ def _to_frame(rows: list[dict[str, object]], fast: pd.DataFrame, source: str) ->
         parts[0] = add_fingerprints(parts[0])
     df = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
     df["source"] = "pcap"
-    df = df.sort_values("ts", kind="stable").reset_index(drop=True)
-    df["conn_id"] = [f"{source}#{i}" for i in range(len(df))]
-    return schema.conform(df)
+    return schema.conform(df.sort_values("ts", kind="stable").reset_index(drop=True))
+
+
+def iter_pcap(
+    path: str | os.PathLike[str],
+    *,
+    stats: PcapStats | None = None,
+    progress: Callable[[int], None] | None = None,
+    window: int | None = None,
+    fast_lane: bool = True,
+    chunk_rows: int = CHUNK_ROWS,
+) -> Iterator[pd.DataFrame]:
+    """Yield the connections of one capture in chunks of about ``chunk_rows`` rows.
+
+    Memory holds one window of the file and one chunk of rows, however large the capture.
+    Rows are in time order within a chunk; a connection is emitted when its handshake is
+    settled, so chunks overlap a little in time. Damage ends the file with a warning in
+    ``stats.warnings`` (everything before it is kept). ``progress`` gets the bytes consumed.
+    ``fast_lane=False`` sends every handshake through the reassembling path (the tests compare).
+    """
+    total = stats if stats is not None else PcapStats()
+    reader = CaptureReader(path) if window is None else CaptureReader(path, window=window)
+    engine = _Engine(Path(path).name, fast_lane=fast_lane)
+    for batch in reader:
+        engine.window(batch)
+        if progress is not None:
+            progress(reader.stats.bytes_read)
+        if engine.pending_rows() >= chunk_rows:
+            yield engine.drain()
+    last = engine.drain(final=True)
+    s = engine.stats
+    total.files += 1
+    total.packets += reader.stats.packets
+    total.bytes_read += reader.stats.bytes_read
+    total.tcp_payload_packets += s.tcp_payload_packets
+    total.handshake_start_packets += s.handshake_start_packets
+    total.segments_parsed += s.segments_parsed
+    total.connections += s.connections
+    total.fast_lane_connections += s.fast_lane_connections
+    total.ip_fragments_skipped += s.ip_fragments_skipped
+    total.warnings.extend(reader.stats.warnings)
+    for w in reader.stats.warnings:
+        log.warning(w)
+    if len(last):
+        yield last
 
 
 def read_pcap(
@@ -294,38 +347,18 @@ def read_pcap(
     window: int | None = None,
     fast_lane: bool = True,
 ) -> tuple[pd.DataFrame, PcapStats]:
-    """Fingerprint every TLS handshake in one or more capture files.
+    """Every TLS handshake of one or more captures as one table, and what was read.
 
-    Returns the connections table and what was read; damage in a file ends that file with a
-    warning in ``stats.warnings`` (everything before the damage is kept). ``progress`` is called
-    with the number of bytes consumed after each window. ``fast_lane=False`` sends every
-    handshake through the reassembling path (the tests compare the two).
+    Convenience over :func:`iter_pcap` for inputs whose table fits in memory.
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    frames = []
     total = PcapStats()
-    for path in paths:
-        reader = CaptureReader(path) if window is None else CaptureReader(path, window=window)
-        engine = _Engine(Path(path).name, fast_lane=fast_lane)
-        for batch in reader:
-            engine.window(batch)
-            if progress is not None:
-                progress(reader.stats.bytes_read)
-        frames.append(engine.finish())
-        s = engine.stats
-        total.files += 1
-        total.packets += reader.stats.packets
-        total.bytes_read += reader.stats.bytes_read
-        total.tcp_payload_packets += s.tcp_payload_packets
-        total.handshake_start_packets += s.handshake_start_packets
-        total.segments_parsed += s.segments_parsed
-        total.connections += s.connections
-        total.fast_lane_connections += s.fast_lane_connections
-        total.ip_fragments_skipped += s.ip_fragments_skipped
-        total.warnings.extend(reader.stats.warnings)
-        for w in reader.stats.warnings:
-            log.warning(w)
+    frames = [
+        chunk
+        for path in paths
+        for chunk in iter_pcap(path, stats=total, progress=progress, window=window, fast_lane=fast_lane)
+    ]
     frames = [f for f in frames if len(f)]
     if not frames:
         return schema.empty(), total

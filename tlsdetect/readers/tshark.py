@@ -5,10 +5,12 @@ reassembles TCP, TLS records, QUIC CRYPTO frames and DTLS fragments with code th
 nothing with ours), and it is how tlsdetect reads QUIC (tshark decrypts QUIC Initial packets)
 and DTLS hellos, which the native engine does not read yet.
 
-How: ``tshark -T ek -x`` prints one JSON object per frame that carries a Client/ServerHello or a
-Certificate, with the raw bytes of every handshake message Wireshark assembled
-(``tls.handshake_raw`` / ``dtls.handshake_raw``; for a message reassembled from several
-segments, records or CRYPTO frames the raw value is the reassembled message). Those bytes go
+How: ``tshark -T ek -x -j NODES`` prints one JSON line per frame that carries a Client- or
+ServerHello or a Certificate, with the raw bytes of every handshake message Wireshark assembled
+(``tls.handshake_raw`` / ``dtls.handshake_raw``; for a message reassembled from several TCP
+segments, TLS records or QUIC CRYPTO frames, in any order, the raw value is the whole message,
+beside the pieces it was built from). DTLS fragments are joined here, by message_seq, because
+Wireshark gives up on retransmitted fragments. Those bytes go
 through the same parsers (:mod:`tlsdetect.tls`) and the same row rendering
 (:class:`.tls_stream.Connection`) as the native engine, so the two engines differ only in
 dissection, reassembly and decryption; fingerprints come from :func:`add_fingerprints`, never
@@ -16,6 +18,10 @@ from tshark's own ``ja3`` fields (those are the oracle in the tests).
 
 The output is read line by line while tshark runs, so memory holds one frame's JSON plus one
 small state per connection (about the size of its row), never the whole dissection.
+
+Known, deliberate differences from the native engine: ``ts`` is the time of the frame in which
+the ClientHello was complete (the native engine takes the first segment of the first record), and
+for DTLS a second ClientHello (the answer to a HelloVerifyRequest) is not a HelloRetryRequest.
 """
 
 from __future__ import annotations
@@ -56,7 +62,7 @@ __all__ = ["TsharkError", "TsharkStats", "read_pcap_tshark", "tshark_command"]
 
 log = logging.getLogger(__name__)
 
-#: Frames worth printing. Spelled with ``==`` because set syntax changed between tshark 3 and 4.
+#: Frames worth printing. Spelled with ``==``: tshark 4.0 rejects the 3.x set syntax ``in {1 2 11}``.
 DISPLAY_FILTER = " || ".join(f"{proto}.handshake.type == {t}" for proto in ("tls", "dtls") for t in (1, 2, 11))
 #: Preferences pinned so a user's Wireshark profile cannot switch reassembly off.
 PREFERENCES = (

@@ -14,7 +14,7 @@ from typing import IO, Any
 
 import pandas as pd
 
-__all__ = ["FORMATS", "TABLE_COLUMNS", "to_records", "write"]
+__all__ = ["FORMATS", "TABLE_COLUMNS", "Sink", "to_records", "write"]
 
 FORMATS = ("table", "jsonl", "csv", "parquet")
 
@@ -62,23 +62,64 @@ def _write_jsonl(df: pd.DataFrame, fh: IO[str]) -> None:
         fh.write("\n")
 
 
-def _write_csv(df: pd.DataFrame, fh: IO[str]) -> None:
+def _write_csv(df: pd.DataFrame, fh: IO[str], *, header: bool = True) -> None:
     out = df.copy()
     for col in out.columns:
         if out[col].dtype == object:
             out[col] = out[col].map(lambda v: json.dumps(_plain(v)) if isinstance(v, tuple | list) else v)
-    out.to_csv(fh, index=False)
+    out.to_csv(fh, index=False, header=header)
 
 
-def _write_parquet(df: pd.DataFrame, path: str) -> None:
+def _arrow_schema(df: pd.DataFrame) -> Any:
+    """Arrow types from the table schema, so every chunk of one file has the same schema."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    out = df.copy()
-    for col in out.columns:
-        if out[col].dtype == object:
-            out[col] = out[col].map(lambda v: list(v) if isinstance(v, tuple) else v)
-    pq.write_table(pa.Table.from_pandas(out, preserve_index=False), path)
+    from .. import schema
+
+    kinds = {
+        "string": pa.string(),
+        "Int32": pa.int32(),
+        "boolean": pa.bool_(),
+        "datetime64[ns, UTC]": pa.timestamp("ns", tz="UTC"),
+    }
+    fields = []
+    for col in df.columns:
+        dtype = schema.COLUMNS.get(col)
+        if dtype == "object":
+            item = pa.string() if col == "ch_alpn" else pa.int32()
+            fields.append(pa.field(col, pa.list_(item)))
+        elif dtype in kinds:
+            fields.append(pa.field(col, kinds[dtype]))
+        else:
+            fields.append(pa.Schema.from_pandas(df[[col]], preserve_index=False).field(col))
+    return pa.schema(fields)
+
+
+class _ParquetSink:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.writer: Any = None
+        self.schema: Any = None
+
+    def write(self, df: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        out = df.copy()
+        for col in out.columns:
+            if out[col].dtype == object:
+                out[col] = out[col].map(lambda v: list(v) if isinstance(v, tuple) else v)
+        if self.writer is None:
+            self.schema = _arrow_schema(out)
+            self.writer = pq.ParquetWriter(self.path, self.schema)
+        self.writer.write_table(pa.Table.from_pandas(out, schema=self.schema, preserve_index=False))
+
+    def close(self) -> None:
+        if self.writer is None:  # no rows at all: still write a valid, empty file
+            from .. import schema
+
+            self.write(schema.empty())
+        self.writer.close()
 
 
 def _write_table(df: pd.DataFrame, fh: IO[str], columns: Sequence[str], width: int | None) -> None:
@@ -102,6 +143,67 @@ def _write_table(df: pd.DataFrame, fh: IO[str], columns: Sequence[str], width: i
     console.print(table)
 
 
+class _TextSink:
+    def __init__(self, fmt: str, fh: IO[str], columns: Sequence[str] | None, width: int | None) -> None:
+        self.fmt, self.fh, self.columns, self.width = fmt, fh, columns, width
+        self.header = True
+        self.held: list[pd.DataFrame] = []
+
+    def write(self, df: pd.DataFrame) -> None:
+        if self.fmt == "jsonl":
+            _write_jsonl(df, self.fh)
+        elif self.fmt == "csv":
+            _write_csv(df, self.fh, header=self.header)
+            self.header = False
+        else:
+            self.held.append(df)  # a table is laid out once, over all its rows
+
+    def close(self) -> None:
+        if self.fmt == "table":
+            held = [d for d in self.held if len(d)]
+            df = pd.concat(held, ignore_index=True) if held else pd.DataFrame(columns=list(TABLE_COLUMNS))
+            _write_table(df, self.fh, self.columns or TABLE_COLUMNS, self.width)
+        elif self.fmt == "csv" and self.header:
+            self.fh.write(",".join(self.columns or ()) + "\n")
+        self.fh.flush()
+
+
+class Sink:
+    """Writes chunks of the connections table as they come; call :meth:`close` at the end."""
+
+    def __init__(
+        self,
+        fmt: str,
+        fh: IO[str] | None = None,
+        *,
+        path: str | None = None,
+        columns: Sequence[str] | None = None,
+        width: int | None = None,
+    ) -> None:
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        self.columns = list(columns) if columns is not None else None
+        self.rows = 0
+        self._impl: _ParquetSink | _TextSink
+        if fmt == "parquet":
+            if path is None:
+                raise ValueError("parquet output needs a file: give -o FILE")
+            self._impl = _ParquetSink(path)
+        else:
+            if fh is None:
+                raise ValueError(f"{fmt} output needs a stream")
+            self._impl = _TextSink(fmt, fh, self.columns, width)
+
+    def write(self, df: pd.DataFrame) -> None:
+        if self.columns is not None:
+            df = df[[c for c in self.columns if c in df.columns]]
+        self.rows += len(df)
+        self._impl.write(df)
+
+    def close(self) -> None:
+        self._impl.close()
+
+
 def write(
     df: pd.DataFrame,
     fmt: str,
@@ -111,21 +213,7 @@ def write(
     columns: Sequence[str] | None = None,
     width: int | None = None,
 ) -> None:
-    """Write ``df`` as ``fmt`` to ``fh`` (text formats) or ``path`` (Parquet needs a file)."""
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    if columns is not None:
-        df = df[[c for c in columns if c in df.columns]]
-    if fmt == "parquet":
-        if path is None:
-            raise ValueError("parquet output needs a file: give -o FILE")
-        _write_parquet(df, path)
-        return
-    if fh is None:
-        raise ValueError(f"{fmt} output needs a stream")
-    if fmt == "jsonl":
-        _write_jsonl(df, fh)
-    elif fmt == "csv":
-        _write_csv(df, fh)
-    else:
-        _write_table(df, fh, columns or TABLE_COLUMNS, width)
+    """Write one whole table (a :class:`Sink` with a single chunk)."""
+    sink = Sink(fmt, fh, path=path, columns=columns, width=width)
+    sink.write(df)
+    sink.close()
