@@ -46,8 +46,10 @@ MAX_STREAM = 256 * 1024
 IDLE_WINDOWS = 8
 #: Rounds of "select the needed segments, parse, grow the need" per window.
 MAX_ROUNDS = 8
+#: Bytes of a server's first flight taken at once (a typical chain fits).
+SERVER_FIRST_FLIGHT = 16 * 1024
 #: Rows per chunk handed to the sinks.
-CHUNK_ROWS = 50_000
+CHUNK_ROWS = 10_000
 
 I64 = npt.NDArray[np.int64]
 
@@ -178,6 +180,10 @@ class _Engine:
         need = 5
         if plen >= 5:
             need = 5 + ((int(buf[p + 3]) << 8) | int(buf[p + 4]))
+        if plen >= 6 and buf[p + 5] == 2:
+            # A server's first flight (ServerHello, certificates, key exchange) is read in one
+            # round instead of one round per record.
+            need = max(need, SERVER_FIRST_FLIGHT)
         st.flows[key] = _Direction(conn=conn, forward=forward, base_seq=seq, need=need)
         st.touched[id(conn)] = st.window
 
