@@ -220,24 +220,7 @@ def conversations(draw: st.DrawFn, client: bytes, server: bytes) -> list[tuple[b
         segs += own
     rng = random.Random(draw(st.integers(0, 2**32)))
     rng.shuffle(segs)
-    return opener_first(segs)
-
-
-def opener_first(segs: list[tuple[bool, int, bytes]]) -> list[tuple[bool, int, bytes]]:
-    """Keep the engine's documented contract: the first packet of a direction that *looks like* the
-    start of a TLS record (payload beginning 0x16) opens that direction, so no such look-alike
-    from the middle of the stream may arrive before the stream's first byte does. Every other
-    order is allowed. (What happens when one does: :func:`test_stray_record_lookalike_arrives_first`.)
-    """
-    out = list(segs)
-    for direction in (True, False):
-        first = next(i for i, (d, rel, _) in enumerate(out) if d == direction and rel == 0)
-        lookalike = next(
-            (i for i, (d, rel, data) in enumerate(out) if d == direction and rel != 0 and data[:1] == b"\x16"), None
-        )
-        if lookalike is not None and lookalike < first:
-            out.insert(lookalike, out.pop(first))
-    return out
+    return segs
 
 
 _TMP = Path(tempfile.mkdtemp(prefix="tlsdetect-reassembly-"))
@@ -341,15 +324,9 @@ def test_tls12_certificate_resegmented_reordered_retransmitted() -> None:
 
 @needs_reference
 @needs_tshark
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug (tlsdetect/readers/pcap.py, _Engine.window/_open): a direction is opened at the "
-    "first packet in capture order whose payload looks like a record start; a reordered 1-byte "
-    "segment 0x16 from the middle of the stream (or any short segment starting 16 03 0x) that "
-    "arrives before the real first segment sets the wrong base sequence, and the ServerHello "
-    "is never parsed (ja3s missing)",
-)
 def test_stray_record_lookalike_arrives_first() -> None:
+    """A reordered 1-byte segment 0x16 from inside the ServerHello arrives before the real first
+    segment: the direction must still start at the lowest sequence number."""
     name, tcp_stream = STREAMS["chrome-tls13"]
     client, server = (records_prefix(s) for s in follow(name, tcp_stream))
     stray = server.index(b"\x16", 1)  # a 0x16 byte inside the ServerHello body

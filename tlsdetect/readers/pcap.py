@@ -110,6 +110,20 @@ def _start_mask(buf: npt.NDArray[np.uint8], p: I64, plen: I64) -> npt.NDArray[np
     return mask
 
 
+def _lowest_start(keys: npt.NDArray[np.uint64], seq: I64) -> tuple[npt.NDArray[np.uint64], I64]:
+    """Per flow direction, the start packet lowest in sequence space (not first in time).
+
+    A reordered capture can show a later segment that merely looks like a record start before
+    the real first one; the stream must begin at the lowest sequence number.
+    """
+    uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    rel = ((seq - seq[first][inverse] + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+    order = np.lexsort((rel, inverse))
+    group_starts = np.r_[0, np.flatnonzero(np.diff(inverse[order])) + 1]
+    return uniq, order[group_starts].astype(np.int64)
+
+
 class _Engine:
     def __init__(self, source: str, *, fast_lane: bool = True) -> None:
         self.source = source
@@ -146,7 +160,7 @@ class _Engine:
             start = start[~fast]
         if len(start):
             rev = flow_hash(dst_hi[start], dst_lo[start], src_hi[start], src_lo[start], dport[start], sport[start])
-            uniq, first = np.unique(keys[start], return_index=True)
+            uniq, first = _lowest_start(keys[start], seq[start])
             known = np.fromiter(st.flows.keys(), dtype=np.uint64, count=len(st.flows))
             fresh = ~np.isin(uniq, known)
             for j in np.sort(first[fresh]).tolist():  # one Python step per new flow direction
