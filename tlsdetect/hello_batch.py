@@ -55,9 +55,6 @@ class _G:
     def u16(self, idx: I64) -> I64:
         return (self.u8(idx) << 8) | self.u8(idx + 1)
 
-    def u24(self, idx: I64) -> I64:
-        return (self.u8(idx) << 16) | self.u16(idx + 1)
-
 
 def _segment_sums(values: U64, group: I64, n_groups: int) -> U64:
     """Wrapping uint64 sum of ``values`` per ``group`` (``group`` sorted ascending)."""

@@ -3,8 +3,9 @@
 Every parser here obeys one contract, borrowed from mitmproxy's ``parse_client_hello``:
 
 * it returns a parsed value,
-* or ``None`` when the bytes end before the structure does ("need more bytes"),
-  for the functions that read from a growing stream (:func:`scan_records`),
+* or says "need more bytes" when the bytes end before the structure does: the stream reader
+  :func:`scan_records` returns what it has with ``stop == "need_more"`` (a message body handed
+  to the message parsers is complete by construction, so for them a short body is malformed),
 * or raises :class:`TLSParseError` (a ``ValueError``) for malformed input.
 
 Any other exception escaping from here is a bug; the hypothesis tests feed arbitrary bytes to prove it.
@@ -104,12 +105,6 @@ class _Reader:
         start = self.pos
         self.take(n, what)
         return _Reader(self.buf, start, start + n)
-
-    def u16_list(self, n_bytes: int, what: str) -> tuple[int, ...]:
-        if n_bytes % 2:
-            raise TLSParseError(f"{what}: odd length {n_bytes}")
-        raw = self.take(n_bytes, what)
-        return tuple(int.from_bytes(raw[i : i + 2], "big") for i in range(0, n_bytes, 2))
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ same row for the same handshake — the tests compare the two lanes on the refer
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from collections import deque
 from collections.abc import Callable
@@ -23,9 +24,18 @@ import pandas as pd
 
 from ..fingerprint import CLIENT_FP_COLUMNS, client_fingerprints, server_fingerprint
 from ..hello_batch import HelloBatch, client_hello_batch, server_hello_batch
-from ..tls import ClientHello, ServerHello, TLSParseError, parse_client_hello, parse_server_hello
+from ..tls import (
+    CertInfo,
+    ClientHello,
+    ServerHello,
+    TLSParseError,
+    parse_certificate,
+    parse_client_hello,
+    parse_server_hello,
+)
+from .flight import Flight, server_flights
 from .packets import flow_hash
-from .tls_stream import VERSION_NAMES
+from .tls_stream import VERSION_NAMES, chain_json
 
 __all__ = ["FastLane", "Segments"]
 
@@ -127,6 +137,14 @@ class _Groups:
 
 
 @dataclass(slots=True)
+class _Chains:
+    """Distinct certificate chains seen so far and their parsed certificates."""
+
+    index: dict[bytes, int] = field(default_factory=dict)
+    parsed: list[tuple[CertInfo, ...] | None] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class FastLane:
     """Accumulates fast-lane connections window by window; :meth:`frame` renders them."""
 
@@ -136,6 +154,7 @@ class FastLane:
     cols: dict[str, list[npt.NDArray[np.generic]]] = field(default_factory=dict)
     sni: list[str | None] = field(default_factory=list)
     recent: deque[U64] = field(default_factory=deque)
+    chains: _Chains = field(default_factory=_Chains)
 
     def _add(self, name: str, values: npt.NDArray[np.generic]) -> None:
         self.cols.setdefault(name, []).append(values)
@@ -177,7 +196,18 @@ class FastLane:
         cb = client_hello_batch(c_buf, c_body, c_body + msg_len[ch])
         sb = server_hello_batch(buf, s_body, s_body + msg_len[sh])
         c_ok = np.flatnonzero(cb.valid)
-        s_ok = np.flatnonzero(sb.valid & sb.selected_tls13 & ~sb.hrr)
+        # TLS 1.3: nothing after the ServerHello is in clear. TLS <= 1.2: the rest of the
+        # server's first flight (certificates) must be whole in this window.
+        s_cert = np.full(len(sh), -1, dtype=np.int64)
+        s_flat = sb.valid & ~sb.hrr
+        older = np.flatnonzero(s_flat & ~sb.selected_tls13)
+        if len(older):
+            flight = server_flights(
+                buf, keys[sh[older]], seg.seq[start[sh[older]]], seg.keys, seg.seq, seg.payload, seg.plen
+            )
+            s_cert[older] = self._cert_groups(flight)
+            s_flat[older] &= flight.settled & (s_cert[older] != -2)
+        s_ok = np.flatnonzero(s_flat)
         # Pair each ClientHello with the ServerHello travelling the other way.
         rev = flow_hash(
             seg.dst_hi[start[ch[c_ok]]], seg.dst_lo[start[ch[c_ok]]], seg.src_hi[start[ch[c_ok]]],
@@ -200,6 +230,7 @@ class FastLane:
         s_gid = self._group(self.servers, sb, buf, s_body[s_sel], msg_len[sh[s_sel]], parse_server_hello)
         good = (c_gid >= 0) & (s_gid >= 0)
         c_idx, s_idx = ch[c_sel][good], sh[s_sel][good]
+        cert_gid = s_cert[s_sel][good]
         for lo, length in zip(cb.sni_start[good].tolist(), cb.sni_len[good].tolist(), strict=True):
             self.sni.append(None if lo < 0 else c_buf[lo : lo + length].tobytes().decode("ascii", "backslashreplace"))
         w = start[c_idx]
@@ -213,12 +244,36 @@ class FastLane:
             ("s_port", seg.dport[w]),
             ("c_gid", c_gid[good]),
             ("s_gid", s_gid[good]),
+            ("cert_gid", cert_gid),
         ):
             self._add(name, values)
         taken[c_idx] = True
         taken[s_idx] = True
         self._remember(keys[taken])
         return taken
+
+    def _cert_groups(self, flight: Flight) -> I64:
+        """Certificate-chain group per server: -1 no Certificate, -2 one the parser rejects.
+
+        Chains are told apart by a cryptographic digest of the whole certificate list: a
+        forged chain that shares a prefix with a trusted one must never borrow its identity.
+        """
+        out = np.full(len(flight.cert_start), -1, dtype=np.int64)
+        view = memoryview(flight.buf.tobytes())
+        index, parsed = self.chains.index, self.chains.parsed
+        for i in np.flatnonzero(flight.cert_start >= 0).tolist():
+            lo = int(flight.cert_start[i])
+            body = view[lo : lo + int(flight.cert_len[i])]
+            digest = hashlib.blake2b(body, digest_size=16).digest()
+            gid = index.get(digest)
+            if gid is None:
+                gid = index[digest] = len(parsed)
+                try:
+                    parsed.append(parse_certificate(bytes(body)))
+                except TLSParseError:
+                    parsed.append(None)
+            out[i] = gid if parsed[gid] is not None else -2
+        return out
 
     def _remember(self, keys: U64) -> None:
         self.recent.append(keys)
@@ -260,6 +315,7 @@ class FastLane:
         c_gid, s_gid = col["c_gid"], col["s_gid"]
         out.update(_client_columns(self.clients.parsed, c_gid))
         out.update(_server_columns(self.servers.parsed, s_gid))
+        out.update(_cert_columns(self.chains.parsed, col["cert_gid"]))
         return pd.DataFrame(out)
 
 
@@ -326,4 +382,16 @@ def _server_columns(hellos: list[ClientHello | ServerHello | None], gid: I64) ->
         for name in ("ja3s", "ja3s_full", "sh_version", "sh_cipher", "sh_extensions", "sh_selected_version",
                      "sh_alpn", "tls_version"):
             per.setdefault(name, []).append(fields.get(name))
+    return {name: _broadcast(values, gid) for name, values in per.items()}
+
+
+def _cert_columns(chains: list[tuple[CertInfo, ...] | None], gid: I64) -> dict[str, object]:
+    per: dict[str, list[object]] = {"server_subject": [], "server_issuer": [], "server_cert_sha256": [],
+                                     "server_chain": []}
+    for chain in [*chains, None]:  # the extra last entry serves gid -1 (no certificate)
+        leaf = chain[0] if chain else None
+        per["server_subject"].append(leaf.subject if leaf else None)
+        per["server_issuer"].append(leaf.issuer if leaf else None)
+        per["server_cert_sha256"].append(leaf.sha256 if leaf else None)
+        per["server_chain"].append(chain_json(chain) if chain else None)
     return {name: _broadcast(values, gid) for name, values in per.items()}

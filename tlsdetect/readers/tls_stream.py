@@ -132,6 +132,11 @@ def read_direction(data: bytes, previous: DirectionView | None = None) -> Direct
     return view
 
 
+def chain_json(chain: tuple[CertInfo, ...]) -> str:
+    """The ``server_chain`` column: leaf first, each with subject, issuer and SHA-256."""
+    return json.dumps([{"subject": c.subject, "issuer": c.issuer, "sha256": c.sha256} for c in chain])
+
+
 def _ip(hi: int, lo: int) -> str:
     if hi == 0 and (lo >> 32) == 0xFFFF:
         return str(ipaddress.IPv4Address(lo & 0xFFFFFFFF))
@@ -265,9 +270,7 @@ class Connection:
                     server_subject=leaf.subject,
                     server_issuer=leaf.issuer,
                     server_cert_sha256=leaf.sha256,
-                    server_chain=json.dumps(
-                        [{"subject": c.subject, "issuer": c.issuer, "sha256": c.sha256} for c in server.certificates]
-                    ),
+                    server_chain=chain_json(server.certificates),
                 )
         version = negotiated if negotiated is not None else offered
         if version is not None:

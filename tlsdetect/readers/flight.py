@@ -1,0 +1,171 @@
+"""A TLS <= 1.2 server's first flight, assembled and walked for many connections at once.
+
+After a TLS 1.2 ServerHello come Certificate, (ServerKeyExchange), (CertificateRequest) and
+ServerHelloDone, usually over a few in-order segments. For the fast lane this module, with numpy
+only:
+
+1. stitches each server's segments into one contiguous byte run from the ServerHello on, as
+   long as they tile without gap or overlap (exact retransmissions are dropped);
+2. walks the records and the handshake messages inside them, one step per message position;
+3. reports where the Certificate message's list is and whether the flight ended cleanly with
+   ServerHelloDone (or with ChangeCipherSpec: an abbreviated, resumed handshake).
+
+Anything else (a message spanning records, a CertificateRequest, a gap, an alert) is reported
+as not settled, and the connection goes to the reassembling slow lane instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["Flight", "server_flights"]
+
+I64 = npt.NDArray[np.int64]
+U64 = npt.NDArray[np.uint64]
+U8 = npt.NDArray[np.uint8]
+B = npt.NDArray[np.bool_]
+
+#: Bytes of a first flight considered (the slow lane takes longer ones); most fit the first try.
+MAX_FLIGHT = 16 * 1024
+FIRST_TRY = 4 * 1024
+MAX_MESSAGES = 16
+
+HS_CERTIFICATE = 11
+HS_CERTIFICATE_REQUEST = 13
+HS_SERVER_HELLO_DONE = 14
+
+
+@dataclass(slots=True)
+class Flight:
+    """Per server: ``settled`` flight; certificate_list ``cert_start``/``cert_len`` in ``buf``
+    (-1 when the flight had no Certificate)."""
+
+    buf: U8
+    settled: B
+    cert_start: I64
+    cert_len: I64
+    ran_out: B  # the walk reached the end of the assembled bytes before the flight ended
+
+
+def _be(buf: U8, idx: I64, width: int) -> I64:
+    last = len(buf) - 1
+    out = np.zeros(len(idx), dtype=np.int64)
+    for k in range(width):
+        out = (out << 8) | buf[np.clip(idx + k, 0, last)].astype(np.int64)
+    return out
+
+
+def _assemble(
+    buf: U8, owner_key: U64, owner_seq: I64, keys: U64, seq: I64, payload: I64, plen: I64, limit: int
+) -> tuple[U8, I64, I64]:
+    """Contiguous prefix of each owner's stream: (bytes, start offset, length) per owner."""
+    n = len(owner_key)
+    order = np.argsort(owner_key)
+    sorted_keys = owner_key[order]
+    pos = np.minimum(np.searchsorted(sorted_keys, keys), max(n - 1, 0))
+    hit = np.flatnonzero(sorted_keys[pos] == keys) if n else np.empty(0, dtype=np.int64)
+    owner = order[pos[hit]]
+    rel = ((seq[hit] - owner_seq[owner] + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+    keep = (rel >= 0) & (rel < limit)
+    owner, rel, seg = owner[keep], rel[keep], hit[keep]
+    seg_len = plen[seg]
+    # Exact retransmissions (same place, same length) are one segment.
+    srt = np.lexsort((seg_len, rel, owner))
+    owner, rel, seg, seg_len = owner[srt], rel[srt], seg[srt], seg_len[srt]
+    dup = np.r_[False, (owner[1:] == owner[:-1]) & (rel[1:] == rel[:-1]) & (seg_len[1:] == seg_len[:-1])]
+    owner, rel, seg, seg_len = owner[~dup], rel[~dup], seg[~dup], seg_len[~dup]
+    # A segment extends the prefix only if it starts exactly where its predecessor ended.
+    first = np.r_[True, owner[1:] != owner[:-1]]
+    ends = rel + seg_len
+    follows = np.r_[False, (owner[1:] == owner[:-1]) & (rel[1:] == ends[:-1])]
+    ok = np.where(first, rel == 0, follows)
+    # Once a link breaks, nothing after it in that owner counts: keep segments with no failed
+    # link between them and the start of their owner's run.
+    fails = (~ok).astype(np.int64)
+    cum = np.cumsum(fails)
+    group_start = np.maximum.accumulate(np.where(first, np.arange(len(first)), 0))
+    ok = (cum - (cum[group_start] - fails[group_start])) == 0
+    owner, seg, seg_len = owner[ok], seg[ok], seg_len[ok]
+    length = np.bincount(owner, weights=seg_len, minlength=n).astype(np.int64)
+    start = np.concatenate([[0], np.cumsum(length)[:-1]]).astype(np.int64)
+    total = int(length.sum())
+    if total == 0:
+        return np.empty(0, dtype=np.uint8), start, length
+    seg_off = np.cumsum(seg_len) - seg_len
+    within = np.arange(total, dtype=np.int64) - np.repeat(seg_off, seg_len)
+    data = buf[np.repeat(payload[seg], seg_len) + within]
+    return data, start, length
+
+
+def server_flights(
+    buf: U8, owner_key: U64, owner_seq: I64, keys: U64, seq: I64, payload: I64, plen: I64
+) -> Flight:
+    """Assemble and walk the first flight of each server ``owner_key`` (stream starting at
+    ``owner_seq``) from this window's TCP payload segments ``keys``/``seq``/``payload``/``plen``.
+
+    Most flights end within a few KiB, and the bytes after them (encrypted data) are not
+    wanted: a short prefix is tried first, the long one only for flights it did not settle.
+    """
+    short = _walk(*_assemble(buf, owner_key, owner_seq, keys, seq, payload, plen, FIRST_TRY), len(owner_key))
+    retry = np.flatnonzero(short.ran_out)
+    if len(retry) == 0:
+        return short
+    long = _walk(
+        *_assemble(buf, owner_key[retry], owner_seq[retry], keys, seq, payload, plen, MAX_FLIGHT), len(retry)
+    )
+    # One buffer for both: the long walk's offsets move past the short one's bytes.
+    shift = len(short.buf)
+    settled = short.settled.copy()
+    cert_start, cert_len = short.cert_start.copy(), short.cert_len.copy()
+    settled[retry] = long.settled
+    cert_start[retry] = np.where(long.cert_start >= 0, long.cert_start + shift, -1)
+    cert_len[retry] = long.cert_len
+    return Flight(np.concatenate([short.buf, long.buf]), settled, cert_start, cert_len, long.ran_out[:0])
+
+
+def _walk(data: U8, start: I64, length: I64, n: int) -> Flight:
+    """Records and handshake messages of each assembled flight, one message position a step."""
+    end = start + length
+    pos = start.copy()
+    rec_end = start.copy()
+    settled = np.zeros(n, dtype=bool)
+    cert_start = np.full(n, -1, dtype=np.int64)
+    cert_len = np.zeros(n, dtype=np.int64)
+    ran_out = np.zeros(n, dtype=bool)
+    active = length > 0
+    for _ in range(MAX_MESSAGES):
+        idx = np.flatnonzero(active)
+        if len(idx) == 0:
+            break
+        p = pos[idx]
+        at_boundary = p == rec_end[idx]
+        # A new record: handshake continues the walk; ChangeCipherSpec ends a resumed one.
+        ctype = _be(data, p, 1)
+        rlen = _be(data, p + 3, 2)
+        header_ok = (p + 5 <= end[idx]) & (_be(data, p + 1, 1) == 3)
+        ccs = at_boundary & header_ok & (ctype == 20)
+        settled[idx[ccs]] = True
+        stop = at_boundary & ~(header_ok & (ctype == 22) & (p + 5 + rlen <= end[idx]))
+        short = at_boundary & ((p + 5 > end[idx]) | ((ctype == 22) & (p + 5 + rlen > end[idx])))
+        ran_out[idx[short]] = True
+        new_rec = at_boundary & ~stop
+        rec_end[idx[new_rec]] = p[new_rec] + 5 + rlen[new_rec]
+        p = np.where(new_rec, p + 5, p)
+        mtype = _be(data, p, 1)
+        mlen = _be(data, p + 1, 3)
+        fits = p + 4 + mlen <= rec_end[idx]
+        stop |= ~fits  # a message spanning records: leave it to the slow lane
+        go = ~stop
+        is_cert = go & (mtype == HS_CERTIFICATE) & (cert_start[idx] < 0)
+        cert_start[idx[is_cert]] = p[is_cert] + 4
+        cert_len[idx[is_cert]] = mlen[is_cert]
+        request = go & (mtype == HS_CERTIFICATE_REQUEST)
+        done = go & (mtype == HS_SERVER_HELLO_DONE)
+        settled[idx[done]] = True
+        stop |= request | done
+        pos[idx] = np.where(go, p + 4 + mlen, p)
+        active[idx[stop]] = False
+    return Flight(data, settled, cert_start, cert_len, ran_out)
