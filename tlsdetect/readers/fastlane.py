@@ -321,15 +321,19 @@ class FastLane:
 
 def _ips(hi: U64, lo: U64) -> npt.NDArray[np.object_]:
     """Format each distinct address once; captures repeat a few thousand addresses at most."""
-    pairs = np.stack([hi, lo], axis=1)
-    uniq, inverse = np.unique(pairs, axis=0, return_inverse=True)
-    text = np.empty(len(uniq), dtype=object)
-    for i, (h, lo_) in enumerate(uniq.tolist()):
-        if h == 0 and (lo_ >> 32) == 0xFFFF:
-            text[i] = str(ipaddress.IPv4Address(lo_ & 0xFFFFFFFF))
+    if not hi.any():  # all IPv4 (mapped into the low half): a hash factorisation of one column
+        codes, uniq_lo = pd.factorize(lo)
+        pairs = [(0, int(v)) for v in uniq_lo.tolist()]
+    else:
+        uniq, inverse = np.unique(np.stack([hi, lo], axis=1), axis=0, return_inverse=True)
+        codes, pairs = inverse.reshape(-1), [(int(h), int(v)) for h, v in uniq.tolist()]
+    text = np.empty(len(pairs), dtype=object)
+    for i, (h, v) in enumerate(pairs):
+        if h == 0 and (v >> 32) == 0xFFFF:
+            text[i] = str(ipaddress.IPv4Address(v & 0xFFFFFFFF))
         else:
-            text[i] = str(ipaddress.IPv6Address((h << 64) | lo_))
-    return text[inverse.reshape(-1)]
+            text[i] = str(ipaddress.IPv6Address((h << 64) | v))
+    return text[codes]
 
 
 def _broadcast(values: list[object], gid: I64) -> npt.NDArray[np.object_]:
