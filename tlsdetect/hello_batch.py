@@ -77,7 +77,10 @@ def ragged_hash(buf: U8, starts: I64, lengths: I64, owner: I64, n_owners: int, s
     out = np.zeros((2, n_owners), dtype=np.uint64)
     if len(starts) == 0:
         return out
-    lengths = np.maximum(lengths, 0)
+    # Ranges of malformed hellos may point anywhere: clamp to the buffer so a lying length
+    # can only make a key wrong (the hello is then marked invalid), never read out of bounds.
+    starts = np.clip(starts, 0, len(buf))
+    lengths = np.clip(lengths, 0, len(buf) - starts)
     total = int(lengths.sum())
     order = np.arange(len(starts), dtype=np.int64)
     new_owner = np.r_[True, owner[1:] != owner[:-1]]
@@ -213,8 +216,9 @@ def client_hello_batch(buf: U8, body: I64, end: I64) -> HelloBatch:
     ext_len = np.where(has_ext, g.u16(ext_at), 0)
     ext_end = np.where(has_ext, np.minimum(ext_at + 2 + ext_len, end), ext_at)
     ext = _walk_extensions(g, ext_at + 2, ext_end, has_ext)
+    cs_len_in = np.where(valid, np.minimum(cs_len, np.maximum(end - cs_at - 2, 0)), 0)
     key = _hash_key(
-        g, n, [(version_at, np.full(n, 2, dtype=np.int64)), (cs_at + 2, cs_len)], ext, CLIENT_CONTENT_EXTS
+        g, n, [(version_at, np.full(n, 2, dtype=np.int64)), (cs_at + 2, cs_len_in)], ext, CLIENT_CONTENT_EXTS
     )
     sni_start, sni_len, sni_odd = _sni(g, n, ext)
     zero = np.zeros(n, dtype=bool)

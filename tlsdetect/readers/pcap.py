@@ -1,19 +1,21 @@
-"""The native pcap/pcapng engine: capture bytes -> connections table.
+"""The native pcap/pcapng engine: capture bytes -> connections table, in chunks.
 
 Per window of the file (see :mod:`.capture`) everything up to "which packets matter" is numpy:
 
 1. index the records, decode link/IP/TCP headers (:mod:`.packets`);
-2. mark packets whose payload starts a TLS handshake record (``16 03 0x .. .. 01|02``); the
-   first such packet of a flow direction opens it, wherever it is in the stream (after an HTTP
-   CONNECT, SOCKS or STARTTLS preamble) and on any port;
-3. select, for open directions only, the segments whose sequence range lies inside the bytes
-   that direction still needs.
+2. mark packets whose payload starts a TLS handshake record (``16 03 0x .. .. 01|02``): the
+   lowest-sequence such packet of a flow direction opens it, wherever it is in the stream
+   (after an HTTP CONNECT, SOCKS or STARTTLS preamble) and on any port;
+3. hand complete, ordinary handshakes to the fast lane (:mod:`.fastlane`), which fingerprints
+   them without Python per connection;
+4. for the rest, select the segments whose sequence range lies inside the bytes each open
+   direction still needs.
 
-Only those few segments reach Python, where :func:`.tls_stream.reassemble` orders them (any
-arrival order, retransmissions, overlaps) and :class:`.tls_stream.Connection` parses the
-handshake and says how many more bytes each side needs. Step 3 then repeats on the same window
-for the directions whose need grew (a record longer than its first segment, a HelloRetryRequest,
-a certificate chain), so data packets past the handshake are never touched by Python.
+Only those segments reach Python, where :func:`.tls_stream.reassemble` orders them (any arrival
+order, retransmissions, overlaps) and :class:`.tls_stream.Connection` parses the handshake and
+says how many more bytes each side needs. Step 4 then repeats on the same window for the
+directions whose need grew (a HelloRetryRequest, a long certificate chain), so data packets
+past the handshake are never touched by Python.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ I64 = npt.NDArray[np.int64]
 
 @dataclass(slots=True)
 class PcapStats:
+    """What was read: counts for the summary line and the benchmarks, and damage warnings."""
+
     files: int = 0
     packets: int = 0
     bytes_read: int = 0

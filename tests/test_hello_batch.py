@@ -1,0 +1,91 @@
+"""The bulk hello walk against the scalar parser: same key => same fingerprints, same SNI."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tlsdetect.fingerprint import client_fingerprints
+from tlsdetect.hello_batch import client_hello_batch, server_hello_batch
+from tlsdetect.tls import HRR_RANDOM, TLSParseError, parse_client_hello, parse_server_hello
+
+from .test_tls import ALPN, GROUPS, POINTS, SIGS, SNI, VERSIONS, _ext, client_hello_body
+
+PARTS = [SNI, ALPN, GROUPS, POINTS, SIGS, VERSIONS, _ext(0x0A0A, b""), _ext(21, bytes(7)), _ext(51, bytes(36))]
+
+
+def _batch(bodies: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    buf = np.frombuffer(b"".join(bodies) or b"\0", dtype=np.uint8)
+    lens = np.array([len(b) for b in bodies], dtype=np.int64)
+    starts = np.cumsum(lens) - lens
+    return buf, starts, starts + lens
+
+
+hellos = st.builds(
+    lambda ciphers, parts, sid, junk: client_hello_body(
+        ciphers=tuple(ciphers), extensions=b"".join(parts) + junk, session_id=sid
+    ),
+    st.lists(st.sampled_from([0x1301, 0x1302, 0xC02F, 0x0A0A, 0x009C]), max_size=6),
+    st.lists(st.sampled_from(PARTS), max_size=7),
+    st.binary(max_size=32),
+    st.sampled_from([b"", b"\x00", b"\x00\x10\x00\x05\x00"]),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(hellos, min_size=1, max_size=12),
+    st.lists(st.tuples(st.integers(0, 400), st.integers(0, 255)), max_size=3),
+)
+def test_equal_keys_mean_equal_fingerprints(bodies: list[bytes], flips: list[tuple[int, int]]) -> None:
+    mutated = []
+    for body in bodies:
+        b = bytearray(body)
+        for pos, value in flips:
+            b[pos % len(b)] = value
+        mutated.append(bytes(b))
+    batch = client_hello_batch(*_batch(mutated))
+    codes, _ = batch.codes()
+    seen: dict[int, object] = {}
+    for i, body in enumerate(mutated):
+        try:
+            hello = parse_client_hello(body)
+        except TLSParseError:
+            continue  # the walk may accept what the scalar parser rejects: such a group maps to -1
+        if not batch.valid[i]:
+            continue
+        fps = client_fingerprints("t", hello)
+        first = seen.setdefault(int(codes[i]), fps)
+        assert first == fps
+        start, length = int(batch.sni_start[i]), int(batch.sni_len[i])
+        buf = b"".join(mutated)
+        sni = None if start < 0 else buf[start : start + length].decode("ascii", "backslashreplace")
+        assert sni == hello.sni
+
+
+def test_different_fingerprints_get_different_keys() -> None:
+    a = client_hello_body(extensions=SNI + GROUPS + SIGS)
+    b = client_hello_body(extensions=SNI + SIGS + GROUPS)  # same set, other order: JA3 differs
+    c = client_hello_body(extensions=SNI + GROUPS + SIGS, session_id=bytes(32))  # session id: same fps
+    batch = client_hello_batch(*_batch([a, b, c]))
+    codes, _ = batch.codes()
+    assert codes[0] != codes[1]
+    assert codes[0] == codes[2]
+
+
+def test_server_hello_flags() -> None:
+    def sh(random: bytes, selected: int | None) -> bytes:
+        ext = _ext(43, struct.pack(">H", selected)) if selected else b""
+        return b"\x03\x03" + random + b"\x00\x13\x01\x00" + struct.pack(">H", len(ext)) + ext
+
+    bodies = [sh(HRR_RANDOM, 0x0304), sh(bytes(32), 0x0304), sh(bytes(32), None)]
+    batch = server_hello_batch(*_batch(bodies))
+    assert batch.hrr.tolist() == [True, False, False]
+    assert batch.selected_tls13.tolist() == [True, True, False]
+    for i, body in enumerate(bodies):
+        parsed = parse_server_hello(body)
+        assert parsed.is_hello_retry_request == bool(batch.hrr[i])
+        assert (parsed.version == 0x0304) == bool(batch.selected_tls13[i])
