@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..fingerprint import CLIENT_FP_COLUMNS, client_fingerprints, server_fingerprint
 from ..hello_batch import HelloBatch, client_hello_batch, server_hello_batch
@@ -309,7 +311,7 @@ class FastLane:
             "server_ip": _ips(col["s_hi"], col["s_lo"]),
             "server_port": col["s_port"],
             "transport": "tcp",
-            "sni": sni,
+            "sni": pd.array(pa.array(sni, type=pa.string()), dtype="string"),
             "hello_retry": False,
         }
         c_gid, s_gid = col["c_gid"], col["s_gid"]
@@ -319,24 +321,28 @@ class FastLane:
         return pd.DataFrame(out)
 
 
-def _ips(hi: U64, lo: U64) -> npt.NDArray[np.object_]:
-    """Format each distinct address once; captures repeat a few thousand addresses at most."""
-    if not hi.any():  # all IPv4 (mapped into the low half): a hash factorisation of one column
-        codes, uniq_lo = pd.factorize(lo)
-        pairs = [(0, int(v)) for v in uniq_lo.tolist()]
-    else:
-        uniq, inverse = np.unique(np.stack([hi, lo], axis=1), axis=0, return_inverse=True)
-        codes, pairs = inverse.reshape(-1), [(int(h), int(v)) for h, v in uniq.tolist()]
-    text = np.empty(len(pairs), dtype=object)
-    for i, (h, v) in enumerate(pairs):
-        if h == 0 and (v >> 32) == 0xFFFF:
-            text[i] = str(ipaddress.IPv4Address(v & 0xFFFFFFFF))
-        else:
-            text[i] = str(ipaddress.IPv6Address((h << 64) | v))
-    return text[codes]
+def _ips(hi: U64, lo: U64) -> object:
+    """Addresses as text. IPv4 (mapped into the low half) is formatted by Arrow kernels, octet
+    by octet; the rare IPv6 address through :mod:`ipaddress`, once per distinct value."""
+    v4 = (hi == 0) & ((lo >> np.uint64(32)) == np.uint64(0xFFFF))
+    octets = [pc.cast(pa.array(((lo >> np.uint64(s)) & np.uint64(0xFF)).astype(np.uint8)), pa.string())
+              for s in (24, 16, 8, 0)]
+    text = pc.binary_join_element_wise(*octets, ".")
+    if not v4.all():
+        other = np.flatnonzero(~v4)
+        pairs = np.stack([hi[other], lo[other]], axis=1)
+        uniq, inverse = np.unique(pairs, axis=0, return_inverse=True)
+        words = [str(ipaddress.IPv6Address((int(h) << 64) | int(v))) for h, v in uniq.tolist()]
+        values = text.to_numpy(zero_copy_only=False).astype(object)
+        values[other] = np.array(words, dtype=object)[inverse.reshape(-1)]
+        return pd.array(values, dtype="string")
+    return pd.array(text, dtype="string")
 
 
-def _broadcast(values: list[object], gid: I64) -> npt.NDArray[np.object_]:
+def _broadcast(values: list[object], gid: I64) -> object:
+    """``values[gid]`` per row. Text goes through Arrow's take (no Python string per row)."""
+    if all(v is None or isinstance(v, str) for v in values):
+        return pd.array(pa.array(values, type=pa.string()).take(pa.array(gid % max(len(values), 1))), dtype="string")
     arr = np.empty(len(values), dtype=object)
     arr[:] = values
     return arr[gid]
