@@ -105,14 +105,11 @@ class _ParquetSink:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        out = df.copy()
-        for col in out.columns:
-            if out[col].dtype == object:
-                out[col] = out[col].map(lambda v: list(v) if isinstance(v, tuple) else v)
+        # Arrow takes the tuple cells of the list columns as they are.
         if self.writer is None:
-            self.schema = _arrow_schema(out)
+            self.schema = _arrow_schema(df)
             self.writer = pq.ParquetWriter(self.path, self.schema)
-        self.writer.write_table(pa.Table.from_pandas(out, schema=self.schema, preserve_index=False))
+        self.writer.write_table(pa.Table.from_pandas(df, schema=self.schema, preserve_index=False))
 
     def close(self) -> None:
         if self.writer is None:  # no rows at all: still write a valid, empty file
