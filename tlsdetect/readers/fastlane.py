@@ -201,6 +201,7 @@ class FastLane:
         # TLS 1.3: nothing after the ServerHello is in clear. TLS <= 1.2: the rest of the
         # server's first flight (certificates) must be whole in this window.
         s_cert = np.full(len(sh), -1, dtype=np.int64)
+        s_request = np.zeros(len(sh), dtype=bool)
         s_flat = sb.valid & ~sb.hrr
         older = np.flatnonzero(s_flat & ~sb.selected_tls13)
         if len(older):
@@ -208,6 +209,7 @@ class FastLane:
                 buf, keys[sh[older]], seg.seq[start[sh[older]]], seg.keys, seg.seq, seg.payload, seg.plen
             )
             s_cert[older] = self._cert_groups(flight)
+            s_request[older] = flight.cert_request
             s_flat[older] &= flight.settled & (s_cert[older] != -2)
         s_ok = np.flatnonzero(s_flat)
         # Pair each ClientHello with the ServerHello travelling the other way.
@@ -231,8 +233,19 @@ class FastLane:
         c_gid = self._group(self.clients, cb, c_buf, c_body[c_sel], msg_len[ch[c_sel]], parse_client_hello)
         s_gid = self._group(self.servers, sb, buf, s_body[s_sel], msg_len[sh[s_sel]], parse_server_hello)
         good = (c_gid >= 0) & (s_gid >= 0)
+        # mTLS on TLS <= 1.2: the client's certificate follows in its second flight.
+        peer = np.full(len(c_sel), -1, dtype=np.int64)
+        asked = np.flatnonzero(s_request[s_sel] & good)
+        if len(asked):
+            c_first = start[ch[c_sel[asked]]]
+            client_flight = server_flights(
+                buf, seg.keys[c_first], seg.seq[c_first], seg.keys, seg.seq, seg.payload, seg.plen
+            )
+            peer[asked] = self._cert_groups(client_flight)
+            good[asked] &= client_flight.settled & (peer[asked] != -2)
         c_idx, s_idx = ch[c_sel][good], sh[s_sel][good]
         cert_gid = s_cert[s_sel][good]
+        peer_gid = peer[good]
         for lo, length in zip(cb.sni_start[good].tolist(), cb.sni_len[good].tolist(), strict=True):
             self.sni.append(None if lo < 0 else c_buf[lo : lo + length].tobytes().decode("ascii", "backslashreplace"))
         w = start[c_idx]
@@ -247,6 +260,7 @@ class FastLane:
             ("c_gid", c_gid[good]),
             ("s_gid", s_gid[good]),
             ("cert_gid", cert_gid),
+            ("peer_gid", peer_gid),
         ):
             self._add(name, values)
         taken[c_idx] = True
@@ -318,6 +332,7 @@ class FastLane:
         out.update(_client_columns(self.clients.parsed, c_gid))
         out.update(_server_columns(self.servers.parsed, s_gid))
         out.update(_cert_columns(self.chains.parsed, col["cert_gid"]))
+        out.update(_cert_columns(self.chains.parsed, col["peer_gid"], prefix="peer_", chain=False))
         return pd.DataFrame(out)
 
 
@@ -395,13 +410,16 @@ def _server_columns(hellos: list[ClientHello | ServerHello | None], gid: I64) ->
     return {name: _broadcast(values, gid) for name, values in per.items()}
 
 
-def _cert_columns(chains: list[tuple[CertInfo, ...] | None], gid: I64) -> dict[str, object]:
-    per: dict[str, list[object]] = {"server_subject": [], "server_issuer": [], "server_cert_sha256": [],
-                                     "server_chain": []}
-    for chain in [*chains, None]:  # the extra last entry serves gid -1 (no certificate)
-        leaf = chain[0] if chain else None
-        per["server_subject"].append(leaf.subject if leaf else None)
-        per["server_issuer"].append(leaf.issuer if leaf else None)
-        per["server_cert_sha256"].append(leaf.sha256 if leaf else None)
-        per["server_chain"].append(chain_json(chain) if chain else None)
+def _cert_columns(
+    chains: list[tuple[CertInfo, ...] | None], gid: I64, *, prefix: str = "server_", chain: bool = True
+) -> dict[str, object]:
+    names = [f"{prefix}subject", f"{prefix}issuer", f"{prefix}cert_sha256"] + ([f"{prefix}chain"] if chain else [])
+    per: dict[str, list[object]] = {name: [] for name in names}
+    for certs in [*chains, None]:  # the extra last entry serves gid -1 (no certificate)
+        leaf = certs[0] if certs else None
+        per[names[0]].append(leaf.subject if leaf else None)
+        per[names[1]].append(leaf.issuer if leaf else None)
+        per[names[2]].append(leaf.sha256 if leaf else None)
+        if chain:
+            per[names[3]].append(chain_json(certs) if certs else None)
     return {name: _broadcast(values, gid) for name, values in per.items()}

@@ -7,10 +7,12 @@ only:
 1. stitches each server's segments into one contiguous byte run from the ServerHello on, as
    long as they tile without gap or overlap (exact retransmissions are dropped);
 2. walks the records and the handshake messages inside them, one step per message position;
-3. reports where the Certificate message's list is and whether the flight ended cleanly with
-   ServerHelloDone (or with ChangeCipherSpec: an abbreviated, resumed handshake).
+3. reports where the Certificate message's list is, whether a CertificateRequest was made, and
+   whether the flight ended cleanly with ServerHelloDone (or with ChangeCipherSpec: an
+   abbreviated, resumed handshake).
 
-Anything else (a message spanning records, a CertificateRequest, a gap, an alert) is reported
+The same walk reads a client's second flight (its Certificate, up to ChangeCipherSpec) when the
+server asked for one. Anything else (a message spanning records, a gap, an alert) is reported
 as not settled, and the connection goes to the reassembling slow lane instead.
 """
 
@@ -48,6 +50,7 @@ class Flight:
     cert_start: I64
     cert_len: I64
     ran_out: B  # the walk reached the end of the assembled bytes before the flight ended
+    cert_request: B  # the server asked for a client certificate (mTLS)
 
 
 def _be(buf: U8, idx: I64, width: int) -> I64:
@@ -121,7 +124,11 @@ def server_flights(
     settled[retry] = long.settled
     cert_start[retry] = np.where(long.cert_start >= 0, long.cert_start + shift, -1)
     cert_len[retry] = long.cert_len
-    return Flight(np.concatenate([short.buf, long.buf]), settled, cert_start, cert_len, long.ran_out[:0])
+    cert_request = short.cert_request.copy()
+    cert_request[retry] = long.cert_request
+    return Flight(
+        np.concatenate([short.buf, long.buf]), settled, cert_start, cert_len, long.ran_out[:0], cert_request
+    )
 
 
 def _walk(data: U8, start: I64, length: I64, n: int) -> Flight:
@@ -133,6 +140,7 @@ def _walk(data: U8, start: I64, length: I64, n: int) -> Flight:
     cert_start = np.full(n, -1, dtype=np.int64)
     cert_len = np.zeros(n, dtype=np.int64)
     ran_out = np.zeros(n, dtype=bool)
+    cert_request = np.zeros(n, dtype=bool)
     active = length > 0
     for _ in range(MAX_MESSAGES):
         idx = np.flatnonzero(active)
@@ -160,10 +168,10 @@ def _walk(data: U8, start: I64, length: I64, n: int) -> Flight:
         is_cert = go & (mtype == HS_CERTIFICATE) & (cert_start[idx] < 0)
         cert_start[idx[is_cert]] = p[is_cert] + 4
         cert_len[idx[is_cert]] = mlen[is_cert]
-        request = go & (mtype == HS_CERTIFICATE_REQUEST)
+        cert_request[idx[go & (mtype == HS_CERTIFICATE_REQUEST)]] = True
         done = go & (mtype == HS_SERVER_HELLO_DONE)
         settled[idx[done]] = True
-        stop |= request | done
+        stop |= done
         pos[idx] = np.where(go, p + 4 + mlen, p)
         active[idx[stop]] = False
-    return Flight(data, settled, cert_start, cert_len, ran_out)
+    return Flight(data, settled, cert_start, cert_len, ran_out, cert_request)
