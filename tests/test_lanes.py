@@ -80,3 +80,15 @@ def test_every_hello_is_found_with_its_ja3(synthetic: Path) -> None:
     df, _ = read_pcap(synthetic)
     assert len(df) == manifest["connections"]
     assert Counter(df["ja3"]) == Counter(manifest["expected_ja3_md5"])
+
+
+@pytest.mark.slow
+def test_stopping_early_stops_the_reader_thread(synthetic: Path) -> None:
+    """The prefetch thread must not outlive a consumer that stops reading (no hang, no leak)."""
+    import threading
+
+    before = threading.active_count()
+    chunks = iter_pcap(synthetic, chunk_rows=50, window=64 * 1024)
+    assert len(next(chunks)) > 0
+    chunks.close()
+    assert threading.active_count() == before

@@ -20,11 +20,14 @@ past the handshake are never touched by Python.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from queue import Empty, Full, Queue
 
 import numpy as np
 import numpy.typing as npt
@@ -33,9 +36,9 @@ import pandas as pd
 from .. import schema
 from ..fingerprint import add_fingerprints, client_fingerprints
 from ..tls import ClientHello
-from .capture import CaptureReader, PacketBatch
+from .capture import WINDOW, CaptureReader, PacketBatch
 from .fastlane import FastLane, Segments
-from .packets import PROTO_TCP, decode, flow_hash
+from .packets import PROTO_TCP, Decoded, decode, flow_hash
 from .tls_stream import Connection, Endpoint, read_direction, reassemble
 
 __all__ = ["PcapStats", "iter_pcap", "read_pcap"]
@@ -139,10 +142,9 @@ class _Engine:
 
     # -- per window ---------------------------------------------------------------------------
 
-    def window(self, batch: PacketBatch) -> None:
+    def window(self, batch: PacketBatch, dec: Decoded) -> None:
         st = self.state
         st.window += 1
-        dec = decode(batch)
         self.stats.ip_fragments_skipped += dec.fragments
         idx = np.flatnonzero(dec.valid & (dec.proto == PROTO_TCP) & (dec.payload_len > 0))
         self.stats.tcp_payload_packets += len(idx)
@@ -303,6 +305,50 @@ def _retry_fingerprints(rows: list[dict[str, object]]) -> None:
             row["ja3_retry"], row["ja4_retry"] = fps.ja3, fps.ja4
 
 
+def _prefetch(reader: CaptureReader, depth: int = 2) -> Iterator[tuple[PacketBatch, Decoded, int]]:
+    """Index and decode the next windows in a thread while the caller works on this one.
+
+    numpy releases the GIL inside its loops, so on two cores reading, indexing and decoding
+    overlap with the handshake work; errors raised while reading reach the caller unchanged.
+    """
+    done = object()
+    queue: Queue[object] = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for batch in reader:
+                item = (batch, decode(batch), reader.stats.bytes_read)
+                while not stop.is_set():
+                    try:
+                        queue.put(item, timeout=0.1)
+                        break
+                    except Full:
+                        continue
+                if stop.is_set():
+                    return
+            queue.put(done)
+        except BaseException as exc:  # handed over to the consumer, which re-raises it
+            queue.put(exc)
+
+    thread = threading.Thread(target=produce, name="tlsdetect-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = queue.get()
+            if item is done:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            with contextlib.suppress(Empty):
+                queue.get(timeout=0.1)
+        thread.join()
+
+
 def _to_frame(rows: list[dict[str, object]], fast: pd.DataFrame) -> pd.DataFrame:
     """Slow-lane rows (fingerprinted here) and fast-lane rows (already fingerprinted) as one table."""
     _retry_fingerprints(rows)
@@ -338,12 +384,12 @@ def iter_pcap(
     ``fast_lane=False`` sends every handshake through the reassembling path (the tests compare).
     """
     total = stats if stats is not None else PcapStats()
-    reader = CaptureReader(path) if window is None else CaptureReader(path, window=window)
+    reader = CaptureReader(path, window=window or WINDOW, reuse_buffer=False)
     engine = _Engine(Path(path).name, fast_lane=fast_lane)
-    for batch in reader:
-        engine.window(batch)
+    for batch, dec, position in _prefetch(reader):
+        engine.window(batch, dec)
         if progress is not None:
-            progress(reader.stats.bytes_read)
+            progress(position)
         if engine.pending_rows() >= chunk_rows:
             yield engine.drain()
     last = engine.drain(final=True)
