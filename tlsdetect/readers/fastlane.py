@@ -37,7 +37,14 @@ from ..tls import (
 )
 from .flight import Flight, server_flights
 from .packets import flow_hash
-from .tls_stream import VERSION_NAMES, chain_json
+from .tls_stream import (
+    CLIENT_HELLO_COLUMNS,
+    SERVER_HELLO_COLUMNS,
+    chain_json,
+    client_hello_columns,
+    server_hello_columns,
+    version_name,
+)
 
 __all__ = ["FastLane", "Segments"]
 
@@ -364,49 +371,29 @@ def _broadcast(values: list[object], gid: I64) -> object:
 
 
 def _client_columns(hellos: list[ClientHello | ServerHello | None], gid: I64) -> dict[str, object]:
-    per: dict[str, list[object]] = {}
+    names = (*CLIENT_FP_COLUMNS, *CLIENT_HELLO_COLUMNS)
+    per: dict[str, list[object]] = {name: [] for name in names}
     for h in hellos:
-        if not isinstance(h, ClientHello):
-            fields: dict[str, object] = {}
-        else:
-            fps = client_fingerprints("t", h)
-            fields = dict(zip(CLIENT_FP_COLUMNS, fps, strict=True))
-            fields.update(
-                alpn=h.alpn[0].decode("ascii", "backslashreplace") if h.alpn else None,
-                ch_version=h.legacy_version,
-                ch_ciphers=h.ciphers,
-                ch_extensions=h.extensions,
-                ch_groups=h.groups,
-                ch_point_formats=h.point_formats,
-                ch_sig_algs=h.sig_algs,
-                ch_supported_versions=h.supported_versions,
-                ch_alpn=tuple(a.hex() for a in h.alpn),
-            )
-        for name in (*CLIENT_FP_COLUMNS, "alpn", "ch_version", "ch_ciphers", "ch_extensions", "ch_groups",
-                     "ch_point_formats", "ch_sig_algs", "ch_supported_versions", "ch_alpn"):
-            per.setdefault(name, []).append(fields.get(name))
+        fields: dict[str, object] = {}
+        if isinstance(h, ClientHello):
+            fields = dict(zip(CLIENT_FP_COLUMNS, client_fingerprints("t", h), strict=True))
+            fields.update(client_hello_columns(h))
+        for name in names:
+            per[name].append(fields.get(name))
     return {name: _broadcast(values, gid) for name, values in per.items()}
 
 
 def _server_columns(hellos: list[ClientHello | ServerHello | None], gid: I64) -> dict[str, object]:
-    per: dict[str, list[object]] = {}
+    names = ("ja3s", "ja3s_full", "tls_version", *SERVER_HELLO_COLUMNS)
+    per: dict[str, list[object]] = {name: [] for name in names}
     for h in hellos:
         fields: dict[str, object] = {}
         if isinstance(h, ServerHello):
-            ja3s, ja3s_full = server_fingerprint(h)
-            fields = {
-                "ja3s": ja3s,
-                "ja3s_full": ja3s_full,
-                "sh_version": h.legacy_version,
-                "sh_cipher": h.cipher,
-                "sh_extensions": h.extensions,
-                "sh_selected_version": h.selected_version,
-                "sh_alpn": h.alpn.decode("ascii", "backslashreplace") if h.alpn else None,
-                "tls_version": VERSION_NAMES.get(h.version, f"0x{h.version:04x}"),
-            }
-        for name in ("ja3s", "ja3s_full", "sh_version", "sh_cipher", "sh_extensions", "sh_selected_version",
-                     "sh_alpn", "tls_version"):
-            per.setdefault(name, []).append(fields.get(name))
+            fields = dict(zip(("ja3s", "ja3s_full"), server_fingerprint(h), strict=True))
+            fields["tls_version"] = version_name(h.version)
+            fields.update(server_hello_columns(h))
+        for name in names:
+            per[name].append(fields.get(name))
     return {name: _broadcast(values, gid) for name, values in per.items()}
 
 

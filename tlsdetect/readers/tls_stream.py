@@ -132,6 +132,43 @@ def read_direction(data: bytes, previous: DirectionView | None = None) -> Direct
     return view
 
 
+CLIENT_HELLO_COLUMNS = (
+    "alpn", "ch_version", "ch_ciphers", "ch_extensions", "ch_groups", "ch_point_formats", "ch_sig_algs",
+    "ch_supported_versions", "ch_alpn",
+)
+SERVER_HELLO_COLUMNS = ("sh_version", "sh_cipher", "sh_extensions", "sh_selected_version", "sh_alpn")
+
+
+def client_hello_columns(ch: ClientHello) -> dict[str, object]:
+    """The connections-table cells a ClientHello fills (both native lanes use this)."""
+    return {
+        "alpn": ch.alpn[0].decode("ascii", "backslashreplace") if ch.alpn else None,
+        "ch_version": ch.legacy_version,
+        "ch_ciphers": ch.ciphers,
+        "ch_extensions": ch.extensions,
+        "ch_groups": ch.groups,
+        "ch_point_formats": ch.point_formats,
+        "ch_sig_algs": ch.sig_algs,
+        "ch_supported_versions": ch.supported_versions,
+        "ch_alpn": tuple(a.hex() for a in ch.alpn),
+    }
+
+
+def server_hello_columns(sh: ServerHello) -> dict[str, object]:
+    """The connections-table cells a ServerHello fills (both native lanes use this)."""
+    return {
+        "sh_version": sh.legacy_version,
+        "sh_cipher": sh.cipher,
+        "sh_extensions": sh.extensions,
+        "sh_selected_version": sh.selected_version,
+        "sh_alpn": sh.alpn.decode("ascii", "backslashreplace") if sh.alpn else None,
+    }
+
+
+def version_name(version: int) -> str:
+    return VERSION_NAMES.get(version, f"0x{version:04x}")
+
+
 def chain_json(chain: tuple[CertInfo, ...]) -> str:
     """The ``server_chain`` column: leaf first, each with subject, issuer and SHA-256."""
     return json.dumps([{"subject": c.subject, "issuer": c.issuer, "sha256": c.sha256} for c in chain])
@@ -232,18 +269,8 @@ class Connection:
         offered: int | None = None
         if client and client.client_hellos:
             ch = client.client_hellos[0]
-            row.update(
-                sni=ch.sni,
-                alpn=ch.alpn[0].decode("ascii", "backslashreplace") if ch.alpn else None,
-                ch_version=ch.legacy_version,
-                ch_ciphers=ch.ciphers,
-                ch_extensions=ch.extensions,
-                ch_groups=ch.groups,
-                ch_point_formats=ch.point_formats,
-                ch_sig_algs=ch.sig_algs,
-                ch_supported_versions=ch.supported_versions,
-                ch_alpn=tuple(a.hex() for a in ch.alpn),
-            )
+            row["sni"] = ch.sni
+            row.update(client_hello_columns(ch))
             real = [v for v in ch.supported_versions if (v & 0x0F0F) != 0x0A0A]
             offered = max(real) if real else ch.legacy_version
             if len(client.client_hellos) > 1:  # only a HelloRetryRequest makes a client say hello twice
@@ -255,13 +282,7 @@ class Connection:
         negotiated: int | None = None
         if server and server.server_hellos:
             sh = server.server_hellos[0]
-            row.update(
-                sh_version=sh.legacy_version,
-                sh_cipher=sh.cipher,
-                sh_extensions=sh.extensions,
-                sh_selected_version=sh.selected_version,
-                sh_alpn=sh.alpn.decode("ascii", "backslashreplace") if sh.alpn else None,
-            )
+            row.update(server_hello_columns(sh))
             row["hello_retry"] = sh.is_hello_retry_request or bool(row.get("hello_retry"))
             negotiated = server.server_hellos[-1].version
             if server.certificates:
@@ -274,5 +295,5 @@ class Connection:
                 )
         version = negotiated if negotiated is not None else offered
         if version is not None:
-            row["tls_version"] = VERSION_NAMES.get(version, f"0x{version:04x}")
+            row["tls_version"] = version_name(version)
         return row
