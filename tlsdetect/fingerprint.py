@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from .tls import EXT_ALPN, EXT_SERVER_NAME, EXT_SUPPORTED_VERSIONS, ClientHello, ServerHello, is_grease
@@ -314,8 +315,10 @@ def add_fingerprints(df: pd.DataFrame) -> pd.DataFrame:
     """Add ja3/ja3_full/ja3n/ja4/ja4_r/ja4_o/ja4_ro and ja3s/ja3s_full from the hello columns.
 
     Fingerprints are computed once per distinct hello and broadcast, so a capture of 100k
-    connections from a dozen stacks costs a dozen hash computations. Rows without a hello get
-    missing values. Returns a new frame; the input is not changed.
+    connections from a dozen stacks costs a dozen hash computations. Rows without the hello
+    lists keep whatever fingerprint they already carry (a value a Zeek or Envoy log reported),
+    else get missing values; ``fingerprint_origin`` says which is which. Returns a new frame;
+    the input is not changed.
     """
     out = df.copy()
     client_cols = list(CLIENT_FP_COLUMNS)
@@ -325,11 +328,15 @@ def add_fingerprints(df: pd.DataFrame) -> pd.DataFrame:
         return out
     codes, uniques = _factorize_rows(df, CLIENT_INPUT_COLUMNS)
     per_unique = [_client_row(k) for k in uniques]
+    computed = np.array([fp is not None for fp in per_unique], dtype=bool)[codes]
     for i, col in enumerate(client_cols):
         values = np.array([fp[i] if fp is not None else None for fp in per_unique], dtype=object)
-        out[col] = pd.array(values[codes], dtype="string")
+        out[col] = _keep_carried(df, col, pd.array(values[codes], dtype="string"), computed)
+    origin = df["fingerprint_origin"] if "fingerprint_origin" in df.columns else pd.Series(None, index=df.index)
+    out["fingerprint_origin"] = pd.array(np.where(computed, "computed", origin.astype(object)), dtype="string")
 
     s_codes, s_uniques = _factorize_rows(df, SERVER_INPUT_COLUMNS)
+    s_computed = np.array([not _missing(k[0]) for k in s_uniques], dtype=bool)[s_codes]
     s_values: list[tuple[str | None, str | None]] = []
     for version, cipher, exts in s_uniques:
         if _missing(version):
@@ -339,5 +346,15 @@ def add_fingerprints(df: pd.DataFrame) -> pd.DataFrame:
         s_values.append((md5_hex(full), full))
     for i, col in enumerate(("ja3s", "ja3s_full")):
         values = np.array([v[i] for v in s_values], dtype=object)
-        out[col] = pd.array(values[s_codes], dtype="string")
+        out[col] = _keep_carried(df, col, pd.array(values[s_codes], dtype="string"), s_computed)
     return out
+
+
+def _keep_carried(df: pd.DataFrame, col: str, computed: pd.api.extensions.ExtensionArray,
+                  mask: npt.NDArray[np.bool_]) -> pd.api.extensions.ExtensionArray:
+    """Computed values where the row had hello lists, the row's own value elsewhere."""
+    if col not in df.columns:
+        return computed
+    carried = df[col].astype(object).to_numpy()
+    merged = np.where(mask, np.asarray(computed, dtype=object), carried)
+    return pd.array(merged, dtype="string")

@@ -12,9 +12,13 @@ Column groups:
 * fingerprints: ``ja3``, ``ja3_full``, ``ja3n`` (JA3 with sorted extensions), ``ja3s``,
   ``ja3s_full``, ``ja4``, ``ja4_r``, ``ja4_o``, ``ja4_ro``; ``ja3_retry``/``ja4_retry`` hold the
   second ClientHello after a HelloRetryRequest (the first one is the connection's fingerprint);
+  ``fingerprint_origin`` is ``computed`` when tlsdetect computed them from the hello lists, else
+  the tool whose log carried them (``zeek``, ``suricata``, ``envoy``: Envoy's JA3 keeps GREASE in
+  supported_groups and its JA4 keeps GREASE in signature_algorithms, so compare like with like);
 * certificates: ``server_subject``, ``server_issuer``, ``server_cert_sha256`` (leaf) and
   ``server_chain`` (JSON list of ``{subject, issuer, sha256}``, leaf first); ``peer_*`` for the
-  client certificate in mTLS;
+  client certificate in mTLS; ``*_issuer_key`` is the issuer DN in the canonical form of
+  :func:`tlsdetect.issuers.dn_key`, equal whichever tool printed the DN;
 * the parsed hello lists (``ch_*``, ``sh_*``) so fingerprints can be recomputed from the table
   and features derived. Lists hold ints in wire order, GREASE kept; ``ch_alpn`` holds each
   protocol as lowercase hex so non-ASCII values survive every output format;
@@ -52,6 +56,7 @@ COLUMNS: Mapping[str, str] = {
     "ja4_r": "string",
     "ja4_o": "string",
     "ja4_ro": "string",
+    "fingerprint_origin": "string",
     "ja3_retry": "string",
     "ja4_retry": "string",
     "hello_retry": "boolean",
@@ -59,9 +64,11 @@ COLUMNS: Mapping[str, str] = {
     "server_issuer": "string",
     "server_cert_sha256": "string",
     "server_chain": "string",
+    "server_issuer_key": "string",
     "peer_subject": "string",
     "peer_issuer": "string",
     "peer_cert_sha256": "string",
+    "peer_issuer_key": "string",
     "user_agent": "string",
     "client_id": "string",
     "ch_version": "Int32",

@@ -334,6 +334,7 @@ class FastLane:
             "transport": "tcp",
             "sni": pd.array(pa.array(sni, type=pa.string()), dtype="string"),
             "hello_retry": False,
+            "fingerprint_origin": "computed",
         }
         c_gid, s_gid = col["c_gid"], col["s_gid"]
         out.update(_client_columns(self.clients.parsed, c_gid))

@@ -35,6 +35,7 @@ import pandas as pd
 
 from .. import schema
 from ..fingerprint import add_fingerprints, client_fingerprints
+from ..issuers import add_issuer_keys
 from ..tls import ClientHello
 from .capture import WINDOW, CaptureReader, PacketBatch
 from .fastlane import FastLane, Segments
@@ -363,6 +364,7 @@ def _to_frame(rows: list[dict[str, object]], fast: pd.DataFrame) -> pd.DataFrame
         parts[0] = add_fingerprints(parts[0])
     df = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
     df["source"] = "pcap"
+    df = add_issuer_keys(df)
     return schema.conform(df.sort_values("ts", kind="stable").reset_index(drop=True))
 
 

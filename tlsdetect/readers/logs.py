@@ -1,0 +1,138 @@
+"""What every log reader shares: the dead-letter file, read statistics, and format detection.
+
+A log line that does not parse is never dropped silently and never crashes a run: it is counted,
+written to the dead-letter file (when one is given) with its file, line number and reason, and
+summarised at the end. A whole file of the wrong kind is a :class:`LogFormatError` instead.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+__all__ = ["DeadLetter", "LogFormatError", "LogStats", "detect_format", "open_text", "sniff"]
+
+#: Formats :func:`detect_format` can name. ``pcap`` covers pcap and pcapng.
+FORMATS = ("pcap", "zeek", "suricata", "envoy")
+
+
+class LogFormatError(ValueError):
+    """A file is not the kind of log it was given or detected as."""
+
+
+@dataclass(slots=True)
+class LogStats:
+    files: int = 0
+    lines: int = 0
+    rows: int = 0
+    bad_lines: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        top = ", ".join(f"{reason} ({n})" for reason, n in self.reasons.most_common(3))
+        return f"{self.bad_lines} of {self.lines} lines could not be read" + (f": {top}" if top else "")
+
+
+class DeadLetter:
+    """Collects unreadable lines: a JSON line each with file, line number, reason and the line."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, stats: LogStats | None = None) -> None:
+        self.stats = stats if stats is not None else LogStats()
+        self._fh: IO[str] | None = open(path, "a", encoding="utf-8") if path is not None else None  # noqa: SIM115
+
+    def add(self, file: str | os.PathLike[str], line_no: int, reason: str, line: str | bytes) -> None:
+        self.stats.bad_lines += 1
+        self.stats.reasons[reason.split(":", maxsplit=1)[0]] += 1
+        if self._fh is not None:
+            text = line.decode("utf-8", "backslashreplace") if isinstance(line, bytes) else line
+            record = {"file": str(file), "line": line_no, "reason": reason, "text": text[:4096]}
+            self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def __enter__(self) -> DeadLetter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_text(path: str | os.PathLike[str]) -> IO[str]:
+    """A log opened as text, gunzipped when it is gzip (Zeek rotates to ``*.log.gz``)."""
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    if magic == b"\x1f\x8b":
+        return gzip.open(path, "rt", encoding="utf-8", errors="surrogateescape", newline="")
+    return open(path, encoding="utf-8", errors="surrogateescape", newline="")
+
+
+def _head(path: Path, size: int = 65536) -> bytes:
+    with open(path, "rb") as fh:
+        head = fh.read(size)
+    if head[:2] == b"\x1f\x8b":
+        with gzip.open(path, "rb") as gz:
+            try:
+                head = gz.read(size)
+            except (OSError, EOFError):
+                return b""
+    return head
+
+
+def sniff(path: str | os.PathLike[str]) -> str | None:
+    """Which format a file holds, from its first bytes; None when it is none of them.
+
+    Zeek: a ``#separator``/``#fields`` header (TSV) or JSON objects with ``uid`` and Zeek's
+    field names; Suricata EVE: JSON with ``event_type``; Envoy: JSON access-log objects (any
+    other JSON lines, since Envoy's keys are whatever the operator configured). Related files are
+    matched by content, never by file name.
+    """
+    head = _head(Path(path))
+    if head[:4] in (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d") or (
+        head[:4] == b"\x0a\x0d\x0d\x0a"
+    ):
+        return "pcap"
+    text = head.decode("utf-8", "replace")
+    if text.startswith("#separator") or "\n#fields\t" in text:
+        return "zeek"
+    for raw in text.splitlines()[:20]:
+        line = raw.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(obj, dict):
+            continue
+        if "event_type" in obj and ("flow_id" in obj or "src_ip" in obj):
+            return "suricata"
+        if "uid" in obj or "fuid" in obj or ("id" in obj and "certificate.subject" in obj) or "id.orig_h" in obj:
+            return "zeek"
+        return "envoy"
+    return None
+
+
+def detect_format(paths: list[Path], forced: str | None = None) -> dict[str, list[Path]]:
+    """Group input files by format (``forced`` skips detection). Unknown files are an error."""
+    if forced is not None:
+        if forced not in FORMATS:
+            raise LogFormatError(f"unknown input format {forced!r}; choose one of {', '.join(FORMATS)}")
+        return {forced: list(paths)}
+    groups: dict[str, list[Path]] = {}
+    for path in paths:
+        kind = sniff(path)
+        if kind is None:
+            raise LogFormatError(
+                f"{path}: not a capture, Zeek, Suricata EVE or Envoy log (use --input-format to force one)"
+            )
+        groups.setdefault(kind, []).append(path)
+    return groups
