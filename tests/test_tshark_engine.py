@@ -69,8 +69,11 @@ CROSS_FIELDS = (
     "tls_version",
     "server_cert_sha256",
     "server_issuer",
+    "server_issuer_key",
     "server_chain",
     "peer_cert_sha256",
+    "peer_issuer_key",
+    "fingerprint_origin",
 )
 UDP_TRANSPORTS = {"quic", "dtls"}
 

@@ -45,6 +45,7 @@ import pandas as pd
 
 from .. import schema
 from ..fingerprint import add_fingerprints, client_fingerprints
+from ..issuers import add_issuer_keys
 from ..tls import (
     HANDSHAKE_CERTIFICATE,
     HANDSHAKE_CLIENT_HELLO,
@@ -521,7 +522,7 @@ def _to_frame(rows: list[dict[str, object]]) -> pd.DataFrame:
     df["ts"] = pd.to_datetime(df["ts"].astype("int64"), unit="ns", utc=True)
     df["source"] = "pcap"
     df = df.sort_values("ts", kind="stable").reset_index(drop=True)
-    return schema.conform(add_fingerprints(schema.conform(df)))
+    return schema.conform(add_issuer_keys(add_fingerprints(schema.conform(df))))
 
 
 def _map_files(
