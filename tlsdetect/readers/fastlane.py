@@ -86,6 +86,24 @@ def _next_segment(seg: Segments, first: I64, need: I64) -> I64:
     return np.where(ok, j, -1)
 
 
+def _overlapped(seg: Segments, first: I64, second: I64, span: I64) -> B:
+    """Whether any segment other than ``first``/``second`` of the same flow direction carries
+    bytes of the stream range ``[0, span)`` that starts at ``first``."""
+    order = np.argsort(seg.keys, kind="stable")
+    sorted_keys = seg.keys[order]
+    keys = seg.keys[first]
+    lo = np.searchsorted(sorted_keys, keys, "left")
+    counts = np.searchsorted(sorted_keys, keys, "right") - lo
+    total = int(counts.sum())
+    owner = np.repeat(np.arange(len(first), dtype=np.int64), counts)
+    within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+    idx = order[np.repeat(lo, counts) + within]
+    rel = ((seg.seq[idx] - seg.seq[first][owner] + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+    other = (idx != first[owner]) & (idx != second[owner])
+    hits = other & (rel < span[owner]) & (rel + seg.plen[idx] > 0)
+    return np.bincount(owner[hits], minlength=len(first)) > 0
+
+
 def _with_joined(buf: U8, p1: I64, l1: I64, all_payload: I64, second: I64, rec_end: I64) -> tuple[U8, I64]:
     """A buffer where every hello's record is contiguous, and where each record starts.
 
@@ -195,6 +213,9 @@ class FastLane:
         split = np.flatnonzero(framed & ~whole & single & (msg_type == 1))
         if len(split):
             second[split] = _next_segment(seg, start[split], 5 + rec_len[split] - plen[split])
+        # Another segment over the hello's bytes (a retransmission, or a conflicting overlap as
+        # in evasion) is the reassembling lane's business: it has one rule for who wins.
+        single &= ~_overlapped(seg, start, second, 5 + rec_len)
         ch = np.flatnonzero(single & (msg_type == 1) & (whole | (second >= 0)))
         sh = np.flatnonzero(whole & single & (msg_type == 2))
         if len(ch) == 0 or len(sh) == 0:
