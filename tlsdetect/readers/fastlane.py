@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 from ..fingerprint import CLIENT_FP_COLUMNS, client_fingerprints, server_fingerprint
 from ..hello_batch import HelloBatch, client_hello_batch, server_hello_batch
 from ..tls import (
+    MAX_RECORD_LENGTH,
     CertInfo,
     ClientHello,
     ServerHello,
@@ -204,7 +205,7 @@ class FastLane:
         rec_len = _be16(buf, payload + 3)
         msg_type = buf[np.minimum(payload + 5, len(buf) - 1)].astype(np.int64)
         msg_len = _be24(buf, payload + 6)
-        framed = (plen >= 9) & (rec_len >= 4 + msg_len) & (msg_len > 0)
+        framed = (plen >= 9) & (rec_len >= 4 + msg_len) & (msg_len > 0) & (rec_len <= MAX_RECORD_LENGTH)
         whole = framed & (plen >= 5 + rec_len)
         uniq, counts = np.unique(keys, return_counts=True)
         single = np.isin(keys, uniq[counts == 1]) & ~np.isin(keys, busy) & ~taken

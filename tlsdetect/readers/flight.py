@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from ..tls import MAX_RECORD_LENGTH
+
 __all__ = ["Flight", "server_flights"]
 
 I64 = npt.NDArray[np.int64]
@@ -151,7 +153,10 @@ def _walk(data: U8, start: I64, length: I64, n: int) -> Flight:
         # A new record: handshake continues the walk; ChangeCipherSpec ends a resumed one.
         ctype = _be(data, p, 1)
         rlen = _be(data, p + 3, 2)
-        header_ok = (p + 5 <= end[idx]) & (_be(data, p + 1, 1) == 3)
+        # The same record-header test as tls.scan_records, so both lanes stop at the same junk.
+        header_ok = (
+            (p + 5 <= end[idx]) & (_be(data, p + 1, 1) == 3) & (_be(data, p + 2, 1) <= 4) & (rlen <= MAX_RECORD_LENGTH)
+        )
         ccs = at_boundary & header_ok & (ctype == 20)
         settled[idx[ccs]] = True
         stop = at_boundary & ~(header_ok & (ctype == 22) & (p + 5 + rlen <= end[idx]))
