@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Time ``read_zeek`` (ssl.log + x509.log join) against plain table readers of the same ssl.log.
+
+Generates a Zeek TSV ssl.log of ``--rows`` connections (default 1M; the field layout of Zeek
+>= 4.1's ``ssl.log`` with the FoxIO ``ja4`` column, as in the shared samples) and a matching
+x509.log of ``--certs`` distinct certificates (leaf + intermediate per chain, DNs with ``\\\\,``
+escapes like the AWS RDS sample), then times in one run, best of ``--repeat``:
+
+* ``read_zeek([ssl, x509])`` -- the full connections table, certificate join included;
+* ``pandas.read_csv(ssl, sep="\\t", comment="#", header=None)`` -- zat's approach, no join;
+* ``pyarrow.csv.read_csv(ssl)`` -- the bare columnar read (header lines skipped), no join.
+
+Prints a Markdown table and writes it to ``benchmarks/results/zeek-<date>.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tlsdetect.readers.zeek import read_zeek  # noqa: E402
+
+SSL_FIELDS = ["ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "version", "cipher", "curve",
+              "server_name", "resumed", "last_alert", "next_protocol", "established", "ssl_history",
+              "cert_chain_fps", "client_cert_chain_fps", "sni_matches_cert", "ja4", "ja4s"]
+SSL_TYPES = ["time", "string", "addr", "port", "addr", "port", "string", "string", "string", "string", "bool",
+             "string", "string", "bool", "string", "vector[string]", "vector[string]", "bool", "string", "string"]
+X509_FIELDS = ["ts", "fingerprint", "certificate.version", "certificate.serial", "certificate.subject",
+               "certificate.issuer", "certificate.not_valid_before", "certificate.not_valid_after",
+               "certificate.key_alg", "certificate.sig_alg", "certificate.key_type", "certificate.key_length",
+               "certificate.exponent", "certificate.curve", "san.dns", "san.uri", "san.email", "san.ip",
+               "basic_constraints.ca", "basic_constraints.path_len", "host_cert", "client_cert"]
+X509_TYPES = ["time", "string", "count", "string", "string", "string", "time", "time", "string", "string",
+              "string", "count", "string", "string", "vector[string]", "vector[string]", "vector[string]",
+              "vector[addr]", "bool", "count", "bool", "bool"]
+
+
+def header(path: str, fields: list[str], types: list[str]) -> str:
+    return (f"#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\t{path}\n"
+            f"#open\t2024-05-01-00-00-00\n#fields\t{chr(9).join(fields)}\n#types\t{chr(9).join(types)}\n")
+
+
+def generate(folder: Path, rows: int, certs: int, seed: int = 7) -> tuple[Path, Path]:
+    rng = np.random.default_rng(seed)
+    n_chains = max(1, certs // 2)
+    leaf_fp = [f"{rng.integers(0, 2**63):016x}" * 4 for _ in range(n_chains)]
+    ca_fp = [f"{rng.integers(0, 2**63):016x}" * 4 for _ in range(max(1, n_chains // 10))]
+    hosts = [f"svc{i}.example{i % 37}.com" for i in range(n_chains)]
+    x509 = folder / "x509.log"
+    with open(x509, "w") as fh:
+        fh.write(header("x509", X509_FIELDS, X509_TYPES))
+        for j, fp in enumerate(ca_fp):
+            dn = f"CN=Example Issuing CA {j},OU=PKI,O=Example Trust Services\\\\, Inc.,L=Seattle,ST=Washington,C=US"
+            fh.write(f"1714521600.000000\t{fp}\t3\t{j:04X}\t{dn}\tCN=Example Root CA,O=Example Trust,C=US\t"
+                     f"1568917013.000000\t1824346530.000000\trsaEncryption\tsha256WithRSAEncryption\trsa\t2048\t"
+                     f"65537\t-\t-\t-\t-\t-\tT\t0\tF\tF\n")
+        for i, fp in enumerate(leaf_fp):
+            j = i % len(ca_fp)
+            issuer = f"CN=Example Issuing CA {j},OU=PKI,O=Example Trust Services\\\\, Inc.,L=Seattle,ST=Washington,C=US"
+            fh.write(f"1714521600.000000\t{fp}\t3\t{i:08X}\tCN={hosts[i]},O=Example\\\\, Inc.,C=US\t{issuer}\t"
+                     f"1670687517.000000\t1824346530.000000\tid-ecPublicKey\tsha256WithRSAEncryption\tecdsa\t256\t"
+                     f"-\tprime256v1\t{hosts[i]},www.{hosts[i]}\t-\t-\t-\tF\t-\tT\tF\n")
+        fh.write("#close\t2024-05-01-01-00-00\n")
+    chain_of = [f"{leaf_fp[i]},{ca_fp[i % len(ca_fp)]}" for i in range(n_chains)]
+    pick = rng.integers(0, n_chains, rows)
+    ts = 1714521600.0 + np.sort(rng.random(rows)) * 3600
+    clients = [f"10.{a}.{b}.{c}" for a, b, c in rng.integers(0, 255, (2000, 3))]
+    cli = rng.integers(0, len(clients), rows)
+    ports = rng.integers(1024, 65535, rows)
+    versions = np.array(["TLSv13", "TLSv12"])[(rng.random(rows) < 0.2).astype(int)]
+    ja4s = ["t13d1516h2_8daaf6152771_02713d6af862", "t13d1517h2_8daaf6152771_b1ff8ab2d16f",
+            "t12d1209h2_d34a8e72043a_b39be8c56a14"]
+    ssl = folder / "ssl.log"
+    with open(ssl, "w") as fh:
+        fh.write(header("ssl", SSL_FIELDS, SSL_TYPES))
+        out = []
+        for k in range(rows):
+            i = int(pick[k])
+            v = versions[k]
+            out.append(
+                f"{ts[k]:.6f}\tC{k:017x}\t{clients[cli[k]]}\t{ports[k]}\t52.{i % 250}.{i // 250 % 250}.7\t443\t{v}\t"
+                f"TLS_AES_128_GCM_SHA256\tx25519\t{hosts[i]}\tF\t-\t-\tT\tCsiI\t{chain_of[i]}\t(empty)\tT\t"
+                f"{ja4s[k % 3]}\tt130200_1301_234ea6891581\n"
+            )
+            if len(out) == 50_000:
+                fh.write("".join(out))
+                out = []
+        fh.write("".join(out))
+        fh.write("#close\t2024-05-01-01-00-00\n")
+    return ssl, x509
+
+
+def best(fn: Callable[[], int], repeat: int) -> tuple[float, int]:
+    times, n = [], 0
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        n = fn()
+        times.append(time.perf_counter() - t0)
+    return min(times), n
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--certs", type=int, default=400)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--results", type=Path, default=None)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        t0 = time.perf_counter()
+        ssl, x509 = generate(folder, args.rows, args.certs)
+        gen = time.perf_counter() - t0
+        size = ssl.stat().st_size
+        n_header = 8
+
+        def run_ours() -> int:
+            df = read_zeek([ssl, x509])
+            assert df["server_issuer"].notna().all(), "certificate join failed"
+            return len(df)
+
+        def run_pandas() -> int:
+            return len(pd.read_csv(ssl, sep="\t", comment="#", header=None))
+
+        def run_arrow() -> int:
+            t = pacsv.read_csv(ssl, read_options=pacsv.ReadOptions(skip_rows=n_header, autogenerate_column_names=True),
+                               parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False,
+                                                                invalid_row_handler=lambda r: "skip"))
+            return int(t.num_rows)
+
+        ssl.read_bytes()  # warm the page cache
+        results = [
+            ("tlsdetect `read_zeek` (ssl + x509 join, full schema)", *best(run_ours, args.repeat)),
+            ('`pandas.read_csv(sep="\\t", comment="#", header=None)` (ssl only)', *best(run_pandas, args.repeat)),
+            ("`pyarrow.csv.read_csv` (ssl only)", *best(run_arrow, args.repeat)),
+        ]
+    arrow = results[2][1]
+    lines = [
+        f"# Zeek reader benchmark, {dt.date.today().isoformat()}",
+        "",
+        f"ssl.log: {args.rows:,} rows, {size / 1e6:.0f} MB TSV; x509.log: {args.certs} certificates; "
+        f"best of {args.repeat}; generated in {gen:.1f} s.",
+        f"Machine: {platform.machine()}, {platform.python_implementation()} {platform.python_version()}, "
+        f"pandas {pd.__version__}, pyarrow {pa.__version__}, CPUs {len(__import__('os').sched_getaffinity(0))}.",
+        "",
+        "| reader | rows | seconds | MB/s | x pyarrow |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for name, secs, n in results:
+        lines.append(f"| {name} | {n:,} | {secs:.2f} | {size / 1e6 / secs:.0f} | {secs / arrow:.2f} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    path = args.results or ROOT / "benchmarks" / "results" / f"zeek-{dt.date.today().isoformat()}.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    print(f"written to {path}")
+
+
+if __name__ == "__main__":
+    main()

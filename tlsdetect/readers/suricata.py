@@ -1,0 +1,450 @@
+"""Suricata EVE JSON ``tls`` events -> the connections table.
+
+One EVE line with ``"event_type": "tls"`` is one row. Other event types (alert, flow, dns, ...)
+are skipped and counted in ``stats.reasons["not-tls"]`` (they are not errors and are not
+dead-lettered; ``stats.bad_lines`` is not increased). A line that is not JSON, not a JSON
+object, has no ``event_type``, or lacks the flow keys (``timestamp``, ``src_ip``, ``src_port``,
+``dest_ip``, ``dest_port``), or has a timestamp that is not ISO 8601 or lies outside the
+table's nanosecond range goes to the dead-letter file with its reason. ``flow_id`` is optional
+(``conn_id`` is then missing). A file in which not one line is an EVE record raises
+:class:`LogFormatError` and leaves the statistics and the dead-letter file untouched.
+Blank lines are not counted. Invariant: ``rows + bad_lines + reasons["not-tls"] == lines``.
+
+Parsing is one bulk ``json.loads`` over the whole file; only if that fails is each line parsed
+on its own to find the bad ones. Derived values (JA3N, JA4, SHA-1 normalisation) are computed
+once per distinct input.
+
+Field mapping (Suricata's documented names):
+
+========================================  =============================================
+EVE                                       connections table
+========================================  =============================================
+``timestamp`` (ISO 8601 with offset)      ``ts`` (UTC)
+``flow_id``                               ``conn_id`` (decimal string)
+``src_ip``/``src_port``                   ``client_ip``/``client_port``
+``dest_ip``/``dest_port``                 ``server_ip``/``server_port``
+``proto``/``app_proto``                   ``transport``: ``tcp``; ``quic`` when UDP and
+                                          the app protocol says QUIC; else missing
+``tls.sni``                               ``sni``
+``tls.version`` (``"TLS 1.2"``, ...)      ``tls_version`` (``TLSv1.2``, ...)
+``tls.subject``/``tls.issuerdn``          ``server_subject``/``server_issuer`` as printed
+                                          (certificate order); ``server_issuer_key`` via
+                                          ``add_issuer_keys(order="x509")``
+``tls.fingerprint`` (SHA-1 ``aa:bb:..``)  extra column ``server_cert_sha1`` (lowercase
+                                          hex, colons removed); never ``*_sha256``
+``tls.client.{subject,issuerdn,           ``peer_subject``/``peer_issuer``/
+fingerprint}`` (mTLS, Suricata >= 7)      ``peer_cert_sha1`` (extra)
+``tls.ja3.hash``/``tls.ja3.string``       ``ja3``/``ja3_full``; ``ja3n`` derived from the
+                                          string (extensions sorted, MD5)
+``tls.ja3s.hash``/``tls.ja3s.string``     ``ja3s``/``ja3s_full``
+``tls.ja4`` (Suricata >= 8)               ``ja4``
+``tls.client_handshake.ciphers/exts/      ``ch_ciphers``/``ch_extensions``/``ch_sig_algs``
+sig_algs`` (Suricata >= 8)                (tuples of ints, in the order logged)
+``tls.client_alpns`` (Suricata >= 8)      ``ch_alpn`` (each protocol as lowercase hex)
+``tls.server_handshake.cipher/exts``      ``sh_cipher``/``sh_extensions``
+========================================  =============================================
+
+``source`` is ``suricata``; ``fingerprint_origin`` is ``suricata`` for every row that carries a
+JA3, JA3S or JA4 from the log.
+
+What can honestly be recomputed, and what is not
+------------------------------------------------
+Suricata 8's ``client_handshake`` object (``rust/src/handshake.rs``) holds ``version`` as a
+*string*, and it is the highest version the client offered (the maximum over the legacy
+version and supported_versions), not the legacy ``ClientHello.version``. It does not log the
+supported groups, the EC point formats, or the supported_versions list. Suricata's
+``HandshakeParams`` also drops GREASE values from ciphers, extensions and signature
+algorithms in the releases read while writing this (the lists are kept exactly as logged, so
+a build that keeps GREASE works too).
+
+* **JA3 cannot be recomputed** from these fields (no groups, no point formats, no legacy
+  version). So ``ch_version``, ``ch_groups``, ``ch_point_formats`` and
+  ``ch_supported_versions`` stay missing. Leaving ``ch_version`` missing is deliberate:
+  :func:`tlsdetect.fingerprint.add_fingerprints` only recomputes rows with ``ch_version``,
+  so it keeps Suricata's own JA3/JA4 values instead of overwriting them with a JA3 computed
+  from half a hello. ``ja3n`` is derived from ``tls.ja3.string`` itself (that string is the
+  complete JA3 input), which is exact.
+* **JA4 can be recomputed** when ``client_handshake`` is present and either the ALPN extension
+  (16) is absent or ``client_alpns`` was logged: JA4's version is the highest
+  supported_versions entry (or the legacy version without that extension), which is exactly
+  what Suricata logs. This reader does that with :func:`tlsdetect.fingerprint.ja4` to fill
+  ``ja4_r``, ``ja4_o`` and ``ja4_ro`` (which Suricata does not log), and ``ja4`` itself when
+  Suricata did not log one (``fingerprint_origin`` is then ``computed`` unless the row also
+  carries Suricata's JA3/JA3S). When Suricata's JA4 and the recomputed one differ, Suricata's
+  value is kept, the ``_r``/``_o``/``_ro`` forms are left missing (they would describe a
+  different hello) and a warning is recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from .. import schema
+from ..fingerprint import ja4 as ja4_fingerprint
+from ..issuers import add_issuer_keys
+from .logs import DeadLetter, LogFormatError, LogStats, open_text
+
+__all__ = ["read_suricata"]
+
+#: Suricata's version strings (``SCTlsVersion::as_str``) -> tlsdetect's names.
+_VERSION_NAMES = {
+    "SSLv2": "SSLv2",
+    "SSLv3": "SSLv3",
+    "TLSv1": "TLSv1.0",
+    "TLS 1.0": "TLSv1.0",
+    "TLS 1.1": "TLSv1.1",
+    "TLS 1.2": "TLSv1.2",
+    "TLS 1.3": "TLSv1.3",
+}
+#: The same strings -> wire values, for JA4's version characters.
+_VERSION_NUMBERS = {"SSLv2": 0x0200, "SSLv3": 0x0300, "TLSv1": 0x0301, "TLS 1.0": 0x0301,
+                    "TLS 1.1": 0x0302, "TLS 1.2": 0x0303, "TLS 1.3": 0x0304}
+_FLOW_KEYS = ("timestamp", "src_ip", "src_port", "dest_ip", "dest_port")
+_EXT_ALPN = 16
+_TS_MIN = pd.Timestamp("1678-01-01", tz="UTC")
+_TS_MAX = pd.Timestamp("2262-04-01", tz="UTC")
+
+
+def _version_name(value: object) -> str | None:
+    if not isinstance(value, str) or not value or value == "UNDETERMINED":
+        return None
+    if value in _VERSION_NAMES:
+        return _VERSION_NAMES[value]
+    if value.startswith("TLS 1.3 draft"):
+        return "TLSv1.3"
+    return value
+
+
+def _version_number(value: object) -> int | None:
+    if not isinstance(value, str):
+        return None
+    if value.startswith("TLS 1.3 draft"):
+        return 0x0304
+    return _VERSION_NUMBERS.get(value)
+
+
+def _int_tuple(value: object) -> tuple[int, ...] | None:
+    """A JSON list of 16-bit unsigned ints as a tuple; None for anything else (C-speed checks)."""
+    if not isinstance(value, list):
+        return None
+    out = tuple(value)
+    if out and (set(map(type, out)) != {int} or min(out) < 0 or max(out) > 0xFFFF):
+        return None
+    return out
+
+
+def _str_or_none(value: object) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)) and not (isinstance(value, float) and np.isnan(value)):
+        return str(int(value)) if isinstance(value, int) or float(value).is_integer() else str(value)
+    return None
+
+
+def _port(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) and 0 <= value <= 65535:
+        return value
+    if isinstance(value, str) and value.isdigit() and int(value) <= 65535:
+        return int(value)
+    return None
+
+
+def _sha1(value: object) -> str | None:
+    return _sha1_text(value) if isinstance(value, str) else None
+
+
+@lru_cache(maxsize=65536)
+def _sha1_text(value: str) -> str | None:
+    hexed = value.replace(":", "").strip().lower()
+    return hexed if len(hexed) == 40 and all(c in "0123456789abcdef" for c in hexed) else None
+
+
+def _sub(obj: dict[str, Any], key: str) -> dict[str, Any]:
+    value = obj.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _ja3n(ja3_full: object) -> str | None:
+    """JA3N from a JA3 string: the same fields with the extension list sorted numerically."""
+    return _ja3n_text(ja3_full) if isinstance(ja3_full, str) else None
+
+
+@lru_cache(maxsize=65536)
+def _ja3n_text(ja3_full: str) -> str | None:
+    fields = ja3_full.split(",")
+    if len(fields) != 5:
+        return None
+    try:
+        exts = sorted(int(e) for e in fields[2].split("-") if e)
+    except ValueError:
+        return None
+    fields[2] = "-".join(str(e) for e in exts)
+    try:
+        text = ",".join(fields).encode("ascii")
+    except UnicodeEncodeError:
+        return None
+    return hashlib.md5(text, usedforsecurity=False).hexdigest()
+
+
+_Bad = tuple[int, str, str]
+
+
+def _parse_lines(lines: list[str]) -> tuple[list[dict[str, Any]], list[_Bad]]:
+    """JSON objects of the non-blank lines (each tagged with ``__line__``) and the bad lines.
+
+    The common case is one bulk parse of the whole file (the C JSON decoder over one array);
+    only when it fails is each line parsed on its own to find the culprits.
+    """
+    numbered = [(i + 1, line) for i, line in enumerate(lines) if line.strip()]
+    if not numbered:
+        return [], []
+    if all(line.lstrip().startswith("{") for _, line in numbered):
+        try:
+            parsed = json.loads("[" + ",".join(line for _, line in numbered) + "]")
+        except (ValueError, RecursionError):
+            parsed = None
+        if isinstance(parsed, list) and len(parsed) == len(numbered) and all(isinstance(o, dict) for o in parsed):
+            return [dict(o, __line__=n) for (n, _), o in zip(numbered, parsed, strict=True)], []
+    records: list[dict[str, Any]] = []
+    bad: list[_Bad] = []
+    for n, line in numbered:
+        try:
+            obj = json.loads(line)
+        except (ValueError, RecursionError) as exc:
+            bad.append((n, f"bad-json: {exc}", line))
+            continue
+        if not isinstance(obj, dict):
+            bad.append((n, "not-an-object: EVE lines are JSON objects", line))
+            continue
+        obj["__line__"] = n
+        records.append(obj)
+    return records, bad
+
+
+def _read_one(path: Path, dead_letter: DeadLetter) -> tuple[pd.DataFrame, int]:
+    with open_text(path) as fh:
+        lines = fh.read().splitlines()
+    records, bad = _parse_lines(lines)
+    eve = [r for r in records if isinstance(r.get("event_type"), str)]
+    n_lines = sum(1 for line in lines if line.strip())
+    if n_lines and not eve:
+        raise LogFormatError(f"{path}: not Suricata EVE JSON (no line is a JSON object with an event_type)")
+    stats = dead_letter.stats
+    stats.files += 1
+    stats.lines += n_lines
+    bad += [(r["__line__"], "no-event-type: JSON object without event_type", lines[r["__line__"] - 1])
+            for r in records if not isinstance(r.get("event_type"), str)]
+    skipped = sum(1 for r in eve if r["event_type"] != "tls")
+    if skipped:
+        stats.reasons["not-tls"] += skipped
+    tls_records: list[dict[str, Any]] = []
+    for r in (r for r in eve if r["event_type"] == "tls"):
+        missing = [k for k in _FLOW_KEYS if r.get(k) in (None, "")]
+        if not missing and (_port(r["src_port"]) is None or _port(r["dest_port"]) is None):
+            missing = ["src_port/dest_port (not a port number)"]
+        if missing:
+            bad.append((r["__line__"], f"missing-flow-keys: {', '.join(missing)}", lines[r["__line__"] - 1]))
+            continue
+        tls_records.append(r)
+    frame, mismatches = _to_frame(tls_records) if tls_records else (schema.empty(), 0)
+    if len(frame):
+        bad_ts = frame["ts"].isna().to_numpy()
+        if bad_ts.any():
+            for i in np.flatnonzero(bad_ts).tolist():
+                n = tls_records[i]["__line__"]
+                bad.append((n, "bad-timestamp: not ISO 8601 with a UTC offset", lines[n - 1]))
+            frame = frame.loc[~bad_ts].reset_index(drop=True)
+    for n, reason, line in sorted(bad):
+        dead_letter.add(path, n, reason, line)
+    return frame, mismatches
+
+
+def _to_frame(records: list[dict[str, Any]]) -> tuple[pd.DataFrame, int]:
+    """Map EVE tls records (flow keys already checked) to connections-table columns."""
+    tls = [_sub(r, "tls") for r in records]
+    client = [_sub(t, "client") for t in tls]
+    ch = [_sub(t, "client_handshake") for t in tls]
+    ch_ciphers = [_int_tuple(c.get("ciphers")) for c in ch]
+    ch_exts = [_int_tuple(c.get("exts")) for c in ch]
+    ch_sigs = [_int_tuple(c.get("sig_algs")) for c in ch]
+    sh = [_sub(t, "server_handshake") for t in tls]
+    ja3 = [_sub(t, "ja3") for t in tls]
+    ja3s = [_sub(t, "ja3s") for t in tls]
+
+    def col(values: list[Any], dtype: str) -> pd.Series:
+        return pd.Series(values, dtype=dtype if dtype != "object" else object)
+
+    proto = [str(r.get("proto", "")).upper() for r in records]
+    app = [str(r.get("app_proto", "")).lower() for r in records]
+    transport = [
+        "tcp" if p in ("TCP", "") else ("quic" if "quic" in a else None) for p, a in zip(proto, app, strict=True)
+    ]
+    alpns: list[tuple[str, ...] | None] = []
+    for t in tls:
+        raw = t.get("client_alpns")
+        if isinstance(raw, list) and all(isinstance(a, str) for a in raw):
+            alpns.append(tuple(a.encode("utf-8", "surrogateescape").hex() for a in raw))
+        else:
+            alpns.append(None)
+    ts = pd.to_datetime(
+        pd.Series([r["timestamp"] if isinstance(r["timestamp"], str) else None for r in records], dtype=object),
+        utc=True, format="ISO8601", errors="coerce",
+    )
+    # The table holds nanoseconds: a timestamp outside 1677..2262 is unreadable, not a crash.
+    ts = ts.where((ts >= _TS_MIN) & (ts <= _TS_MAX)).astype("datetime64[ns, UTC]")
+    data: dict[str, pd.Series] = {
+        "ts": ts,
+        "source": col(["suricata"] * len(records), "string"),
+        "conn_id": col([_str_or_none(r.get("flow_id")) for r in records], "string"),
+        "client_ip": col([str(r["src_ip"]) for r in records], "string"),
+        "client_port": col([_port(r["src_port"]) for r in records], "Int32"),
+        "server_ip": col([str(r["dest_ip"]) for r in records], "string"),
+        "server_port": col([_port(r["dest_port"]) for r in records], "Int32"),
+        "transport": col(transport, "string"),
+        "sni": col([t.get("sni") if isinstance(t.get("sni"), str) else None for t in tls], "string"),
+        "tls_version": col([_version_name(t.get("version")) for t in tls], "string"),
+        "ja3": col([j.get("hash") if isinstance(j.get("hash"), str) else None for j in ja3], "string"),
+        "ja3_full": col([j.get("string") if isinstance(j.get("string"), str) else None for j in ja3], "string"),
+        "ja3s": col([j.get("hash") if isinstance(j.get("hash"), str) else None for j in ja3s], "string"),
+        "ja3s_full": col([j.get("string") if isinstance(j.get("string"), str) else None for j in ja3s], "string"),
+        "server_subject": col([t.get("subject") if isinstance(t.get("subject"), str) else None for t in tls],
+                              "string"),
+        "server_issuer": col([t.get("issuerdn") if isinstance(t.get("issuerdn"), str) else None for t in tls],
+                             "string"),
+        "peer_subject": col([c.get("subject") if isinstance(c.get("subject"), str) else None for c in client],
+                            "string"),
+        "peer_issuer": col([c.get("issuerdn") if isinstance(c.get("issuerdn"), str) else None for c in client],
+                           "string"),
+        "ch_ciphers": col(ch_ciphers, "object"),
+        "ch_extensions": col(ch_exts, "object"),
+        "ch_sig_algs": col(ch_sigs, "object"),
+        "ch_alpn": col(alpns, "object"),
+        "sh_cipher": col([s.get("cipher") if _port(s.get("cipher")) is not None else None for s in sh], "Int32"),
+        "sh_extensions": col([_int_tuple(s.get("exts")) for s in sh], "object"),
+        "server_cert_sha1": col([_sha1(t.get("fingerprint")) for t in tls], "string"),
+        "peer_cert_sha1": col([_sha1(c.get("fingerprint")) for c in client], "string"),
+    }
+    first_alpn = [a[0] if a else None for a in alpns]
+    data["alpn"] = col(
+        [bytes.fromhex(a).decode("utf-8", "backslashreplace") if a is not None else None for a in first_alpn],
+        "string",
+    )
+    own_ja4 = [t.get("ja4") if isinstance(t.get("ja4"), str) else None for t in tls]
+    origin: list[str | None] = [
+        "suricata" if isinstance(a.get("hash"), str) or isinstance(b.get("hash"), str) or c is not None else None
+        for a, b, c in zip(ja3, ja3s, own_ja4, strict=True)
+    ]
+    inputs = [
+        _ja4_inputs(c.get("version"), ci, ex, sg, a, tr)
+        for c, ci, ex, sg, a, tr in zip(ch, ch_ciphers, ch_exts, ch_sigs, alpns, transport, strict=True)
+    ]
+    fps, origin, mismatches = _recompute_ja4(inputs, own_ja4, origin)
+    for name, values in fps.items():
+        data[name] = col(values, "string")
+    data["fingerprint_origin"] = col(origin, "string")
+    df = pd.DataFrame(data)
+    df["ja3n"] = pd.array([_ja3n(v) for v in df["ja3_full"].astype(object)], dtype="string")
+    df = add_issuer_keys(df, order="x509")
+    return schema.conform(df), mismatches
+
+
+class _Ja4Inputs(NamedTuple):
+    letter: str
+    version: int
+    ciphers: tuple[int, ...]
+    exts: tuple[int, ...]
+    first_alpn: bytes | None
+    sig_algs: tuple[int, ...]
+
+
+def _ja4_inputs(
+    version: object,
+    ciphers: tuple[int, ...] | None,
+    exts: tuple[int, ...] | None,
+    sig_algs: tuple[int, ...] | None,
+    alpns: tuple[str, ...] | None,
+    transport: str | None,
+) -> _Ja4Inputs | None:
+    """What JA4 needs, when the logged handshake holds all of it; else None."""
+    number = _version_number(version)
+    if number is None or ciphers is None or exts is None or (_EXT_ALPN in exts and alpns is None):
+        return None
+    first = bytes.fromhex(alpns[0]) if alpns else None
+    return _Ja4Inputs("q" if transport == "quic" else "t", number, ciphers, exts, first, sig_algs or ())
+
+
+_JA4_COLUMNS = ("ja4", "ja4_r", "ja4_o", "ja4_ro")
+
+
+def _recompute_ja4(
+    inputs: list[_Ja4Inputs | None], carried: list[str | None], origin: list[str | None]
+) -> tuple[dict[str, list[str | None]], list[str | None], int]:
+    """ja4/ja4_r/ja4_o/ja4_ro per row (computed once per distinct hello), the origin, mismatches."""
+    cache: dict[_Ja4Inputs, tuple[str, str, str, str]] = {}
+    out: dict[str, list[str | None]] = {c: [None] * len(inputs) for c in _JA4_COLUMNS}
+    origin = list(origin)
+    mismatches = 0
+    for i, key in enumerate(inputs):
+        own = carried[i]
+        if key is None:
+            out["ja4"][i] = own
+            continue
+        if key not in cache:
+            fp = ja4_fingerprint(key.letter, key.version, key.ciphers, key.exts, key.first_alpn, key.sig_algs,
+                                 (key.version,))
+            cache[key] = (fp.ja4, fp.ja4_r, fp.ja4_o, fp.ja4_ro)
+        values = cache[key]
+        if own is not None and own != values[0]:
+            mismatches += 1
+            out["ja4"][i] = own
+            continue
+        if own is None and origin[i] is None:
+            origin[i] = "computed"
+        for col, value in zip(_JA4_COLUMNS, values, strict=True):
+            out[col][i] = value
+    return out, origin, mismatches
+
+
+def read_suricata(
+    paths: Sequence[Path] | Sequence[str | os.PathLike[str]],
+    *,
+    dead_letter: DeadLetter | None = None,
+) -> pd.DataFrame:
+    """Every TLS event of one or more Suricata EVE JSON files as one connections table.
+
+    ``dead_letter`` collects unreadable lines and carries the read statistics
+    (``dead_letter.stats``: files, lines, rows, bad lines by reason, skipped ``not-tls``
+    events); without one, a throwaway collector is used. A file with no EVE record at all
+    raises :class:`LogFormatError`.
+    """
+    dl = dead_letter if dead_letter is not None else DeadLetter(stats=LogStats())
+    frames = []
+    for p in paths:
+        path = Path(p)
+        frame, mismatches = _read_one(path, dl)
+        if mismatches:
+            dl.stats.warnings.append(
+                f"{path}: {mismatches} rows where Suricata's ja4 differs from the one recomputed from "
+                "client_handshake; kept Suricata's"
+            )
+        dl.stats.rows += len(frame)
+        if len(frame):
+            frames.append(frame)
+    if not frames:
+        return schema.empty()
+    out = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    return schema.conform(out)
+
