@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from tlsdetect.cli import main
 from tlsdetect.readers.pcap import read_pcap
 
-from .conftest import PROJECT_PCAPS
+from .conftest import PROJECT_PCAPS, SHARED
 
 SAMPLE = PROJECT_PCAPS / "tls13_stacks.pcapng"
 
@@ -57,13 +57,20 @@ def test_csv_and_parquet(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("content", "message"),
-    [(b"", "not a capture file"), (b"hello world, not a pcap", "not a pcap or pcapng file")],
+    ("content", "forced", "message"),
+    [
+        (b"", None, "not a capture, Zeek, Suricata EVE or Envoy log"),
+        (b"hello world, not a pcap", None, "not a capture, Zeek, Suricata EVE or Envoy log"),
+        (b"hello world, not a pcap", "pcap", "not a pcap or pcapng file"),
+        (b"", "pcap", "not a capture file"),
+    ],
 )
-def test_not_a_capture_is_one_line_and_nonzero(tmp_path: Path, content: bytes, message: str) -> None:
+def test_not_a_capture_is_one_line_and_nonzero(
+    tmp_path: Path, content: bytes, forced: str | None, message: str
+) -> None:
     bad = tmp_path / "bad.pcap"
     bad.write_bytes(content)
-    code, _, err = _run("fingerprint", str(bad))
+    code, _, err = _run("fingerprint", str(bad), *(["--input-format", forced] if forced else []))
     assert code != 0
     assert message in err
     assert "Traceback" not in err
@@ -95,3 +102,40 @@ def test_unknown_column_is_an_error() -> None:
     code, _, err = _run("fingerprint", str(SAMPLE), "--columns", "ja4,nonsense")
     assert code != 0
     assert "nonsense" in err
+
+
+SAMPLES = SHARED / "samples"
+
+
+@pytest.mark.skipif(not (SAMPLES / "zeek").is_dir(), reason=f"samples not found at {SAMPLES}")
+def test_zeek_logs_are_detected_and_joined(tmp_path: Path) -> None:
+    """ssl.log and x509.log given together (names do not matter), detected by their content."""
+    ssl, x509 = tmp_path / "a.txt", tmp_path / "b.txt"
+    ssl.write_bytes((SAMPLES / "zeek" / "zeek_basic_ssl.log").read_bytes())
+    x509.write_bytes((SAMPLES / "zeek" / "zeek_basic_x509.log").read_bytes())
+    code, out, err = _run("fingerprint", str(ssl), str(x509), "-f", "jsonl")
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert rows
+    assert {r["source"] for r in rows} == {"zeek"}
+    assert any(r["server_issuer"] for r in rows)
+
+
+def test_mixed_inputs_and_dead_letter(tmp_path: Path) -> None:
+    """A capture and a Suricata log in one call; a broken EVE line goes to the dead-letter file."""
+    eve = tmp_path / "eve.json"
+    good = {
+        "timestamp": "2024-05-01T10:00:00.000000+0000", "flow_id": 1, "event_type": "tls",
+        "src_ip": "10.0.0.1", "src_port": 50000, "dest_ip": "10.0.0.2", "dest_port": 443, "proto": "TCP",
+        "tls": {"sni": "example.org", "version": "TLS 1.2", "ja3": {"hash": "a" * 32, "string": "771,1,,,"}},
+    }
+    eve.write_text(json.dumps(good) + "\n{broken\n")
+    dead = tmp_path / "dead.jsonl"
+    code, out, err = _run("fingerprint", str(SAMPLE), str(eve), "-f", "jsonl", "--dead-letter", str(dead))
+    assert code == 0, err
+    sources = [json.loads(line)["source"] for line in out.splitlines()]
+    assert sources.count("suricata") == 1
+    assert sources.count("pcap") == len(read_pcap(SAMPLE)[0])
+    letters = [json.loads(line) for line in dead.read_text().splitlines()]
+    assert [(d["line"], d["text"]) for d in letters] == [(2, "{broken")]
+    assert "1 of 2 lines could not be read" in err

@@ -41,7 +41,7 @@ def test_content_not_name_decides(tmp_path: Path) -> None:
 def test_unknown_file_is_a_clear_error(tmp_path: Path) -> None:
     junk = tmp_path / "notes.txt"
     junk.write_text("hello\n")
-    with pytest.raises(LogFormatError, match="notes.txt: not a capture"):
+    with pytest.raises(LogFormatError, match=r"notes\.txt: not a capture"):
         detect_format([junk])
     assert detect_format([junk], "envoy") == {"envoy": [junk]}
     with pytest.raises(LogFormatError, match="unknown input format"):

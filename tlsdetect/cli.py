@@ -17,28 +17,37 @@ import click
 
 from . import __version__, schema, sinks
 from .readers.capture import CaptureError
+from .readers.logs import FORMATS, DeadLetter, LogFormatError, detect_format, sniff
 
-CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".dmp")
 #: Below this many bytes of input a progress bar is noise.
 PROGRESS_MIN_BYTES = 64 * 1024 * 1024
 
 EXIT_INPUT = 2
 
 
-def _expand(paths: tuple[str, ...]) -> list[Path]:
-    """Files as given; directories to the capture files inside them (sorted, recursive)."""
+def _expand(paths: tuple[str, ...]) -> tuple[list[Path], list[str]]:
+    """Files as given; directories to the files inside them that hold a known format.
+
+    A file named on the command line must be readable as some format (else the caller errors);
+    a file found inside a directory that is none of them is skipped with a warning.
+    """
     out: list[Path] = []
+    skipped: list[str] = []
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in CAPTURE_SUFFIXES))
+            for f in sorted(f for f in p.rglob("*") if f.is_file()):
+                if sniff(f) is None:
+                    skipped.append(f"{f}: skipped, not a capture or a known log")
+                else:
+                    out.append(f)
         elif p.exists():
             out.append(p)
         else:
             raise click.ClickException(f"{raw}: no such file or directory")
     if not out:
-        raise click.ClickException("no capture files found in: " + " ".join(paths))
-    return out
+        raise click.ClickException("no capture or log files found in: " + " ".join(paths))
+    return out, skipped
 
 
 def _progress_bytes(files: list[Path], enabled: bool) -> Iterator[tuple[Path, object]]:
@@ -104,16 +113,35 @@ def main(verbose: bool) -> None:
 )
 @click.option("--columns", help="Comma-separated columns to output (default: all for files, a summary for the table).")
 @click.option("--no-progress", is_flag=True, help="Never show a progress bar.")
+@click.option(
+    "--input-format", type=click.Choice(FORMATS), help="Skip detection: read every PATH as this format."
+)
+@click.option(
+    "--dead-letter", type=click.Path(dir_okay=False, writable=True),
+    help="Append log lines that cannot be read here (JSON lines: file, line, reason, text).",
+)
 def fingerprint(
-    paths: tuple[str, ...], fmt: str, output: str | None, engine: str, columns: str | None, no_progress: bool
+    paths: tuple[str, ...],
+    fmt: str,
+    output: str | None,
+    engine: str,
+    columns: str | None,
+    no_progress: bool,
+    input_format: str | None,
+    dead_letter: str | None,
 ) -> None:
-    """Fingerprint every TLS handshake in pcap/pcapng PATHS (files or directories).
+    """Fingerprint every TLS handshake in PATHS: pcap/pcapng captures, Zeek ssl/x509/conn logs,
+    Suricata EVE or Envoy access logs (files or directories; the format is detected from the
+    content, related logs are given together).
 
     One row per connection: 4-tuple, SNI, version, ALPN, JA3, JA3N, JA3S, JA4 (with _r, _o,
-    _ro) and, where the certificate is in clear (TLS <= 1.2), the server's subject, issuer and
-    SHA-256.
+    _ro) and, where the certificate is visible, the server's subject, issuer and SHA-256.
     """
-    files = _expand(paths)
+    files, skipped = _expand(paths)
+    try:
+        groups = detect_format(files, input_format)
+    except LogFormatError as exc:
+        raise click.ClickException(str(exc)) from None
     if fmt == "parquet" and not output:
         raise click.ClickException("parquet output needs a file: add -o FILE")
     wanted = [c.strip() for c in columns.split(",")] if columns else None
@@ -127,11 +155,40 @@ def fingerprint(
         else:
             fh = stack.enter_context(open(output, "w", encoding="utf-8", newline="")) if output else sys.stdout
             sink = sinks.Sink(fmt, fh, columns=wanted)
-        warnings = _fingerprint_into(sink, files, engine, progress=not no_progress)
+        letters = stack.enter_context(DeadLetter(dead_letter))
+        warnings = list(skipped)
+        for kind, group in groups.items():
+            if kind == "pcap":
+                warnings += _fingerprint_into(sink, group, engine, progress=not no_progress)
+            else:
+                warnings += _read_logs_into(sink, kind, group, letters)
         sink.close()
     for w in warnings:
         click.echo(f"warning: {w}", err=True)
+    if letters.stats.bad_lines:
+        where = f"; see {dead_letter}" if dead_letter else " (add --dead-letter FILE to keep them)"
+        click.echo(f"warning: {letters.stats.summary()}{where}", err=True)
     click.echo(f"{sink.rows} connections from {len(files)} file(s)", err=True)
+
+
+def _read_logs_into(sink: sinks.Sink, kind: str, files: list[Path], letters: DeadLetter) -> list[str]:
+    """Read one group of related logs (e.g. ssl.log with its x509.log) into ``sink``."""
+    try:
+        if kind == "zeek":
+            from .readers.zeek import read_zeek
+
+            sink.write(read_zeek(files, dead_letter=letters))
+        elif kind == "suricata":
+            from .readers.suricata import read_suricata
+
+            sink.write(read_suricata(files, dead_letter=letters))
+        else:
+            from .readers.envoy import read_envoy
+
+            sink.write(read_envoy(files, dead_letter=letters))
+    except LogFormatError as exc:
+        raise click.ClickException(str(exc)) from None
+    return list(letters.stats.warnings)
 
 
 def _fingerprint_into(sink: sinks.Sink, files: list[Path], engine: str, *, progress: bool) -> list[str]:

