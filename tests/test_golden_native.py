@@ -117,3 +117,10 @@ def test_certificates_in_clear_are_read() -> None:
     assert tls12["server_cert_sha256"].str.fullmatch(r"[0-9a-f]{64}").all()
     assert tls12["server_issuer"].str.contains("CN=").all()
     assert isinstance(tls12["ts"].dtype, pd.DatetimeTZDtype)
+
+
+def test_table_passes_the_schema() -> None:
+    from tlsdetect.schema import validate
+
+    df, _ = read_pcap(REFERENCE / "tls-handshake.pcapng")
+    validate(df)

@@ -293,7 +293,8 @@ class _Engine:
         self.stats.connections += len(rows) + len(self.fast)
         self.stats.fast_lane_connections += len(self.fast)
         df = _to_frame(rows, self.fast.drain())
-        df["conn_id"] = [f"{self.source}#{i}" for i in range(self.emitted, self.emitted + len(df))]
+        ids = [f"{self.source}#{i}" for i in range(self.emitted, self.emitted + len(df))]
+        df["conn_id"] = pd.array(ids, dtype="string")
         self.emitted += len(df)
         return df
 
