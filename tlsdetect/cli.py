@@ -32,21 +32,22 @@ def _expand(paths: tuple[str, ...]) -> tuple[list[Path], list[str]]:
     a file found inside a directory that is none of them is skipped with a warning.
     """
     out: list[Path] = []
-    skipped: list[str] = []
+    ignored: list[Path] = []
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
             for f in sorted(f for f in p.rglob("*") if f.is_file()):
-                if sniff(f) is None:
-                    skipped.append(f"{f}: skipped, not a capture or a known log")
-                else:
-                    out.append(f)
+                (ignored if sniff(f) is None else out).append(f)
         elif p.exists():
             out.append(p)
         else:
             raise click.ClickException(f"{raw}: no such file or directory")
     if not out:
         raise click.ClickException("no capture or log files found in: " + " ".join(paths))
+    skipped = []
+    if ignored:
+        names = ", ".join(f.name for f in ignored[:5]) + (", ..." if len(ignored) > 5 else "")
+        skipped.append(f"skipped {len(ignored)} file(s) that are not captures or known logs: {names}")
     return out, skipped
 
 
