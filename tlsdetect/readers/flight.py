@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from ..gather import Gather
 from ..tls import MAX_RECORD_LENGTH
 
 __all__ = ["Flight", "server_flights"]
@@ -53,14 +54,6 @@ class Flight:
     cert_len: I64
     ran_out: B  # the walk reached the end of the assembled bytes before the flight ended
     cert_request: B  # the server asked for a client certificate (mTLS)
-
-
-def _be(buf: U8, idx: I64, width: int) -> I64:
-    last = len(buf) - 1
-    out = np.zeros(len(idx), dtype=np.int64)
-    for k in range(width):
-        out = (out << 8) | buf[np.clip(idx + k, 0, last)].astype(np.int64)
-    return out
 
 
 def _assemble(
@@ -135,6 +128,7 @@ def server_flights(
 
 def _walk(data: U8, start: I64, length: I64, n: int) -> Flight:
     """Records and handshake messages of each assembled flight, one message position a step."""
+    g = Gather(data)
     end = start + length
     pos = start.copy()
     rec_end = start.copy()
@@ -151,11 +145,11 @@ def _walk(data: U8, start: I64, length: I64, n: int) -> Flight:
         p = pos[idx]
         at_boundary = p == rec_end[idx]
         # A new record: handshake continues the walk; ChangeCipherSpec ends a resumed one.
-        ctype = _be(data, p, 1)
-        rlen = _be(data, p + 3, 2)
+        ctype = g.u8(p)
+        rlen = g.be16(p + 3)
         # The same record-header test as tls.scan_records, so both lanes stop at the same junk.
         header_ok = (
-            (p + 5 <= end[idx]) & (_be(data, p + 1, 1) == 3) & (_be(data, p + 2, 1) <= 4) & (rlen <= MAX_RECORD_LENGTH)
+            (p + 5 <= end[idx]) & (g.u8(p + 1) == 3) & (g.u8(p + 2) <= 4) & (rlen <= MAX_RECORD_LENGTH)
         )
         ccs = at_boundary & header_ok & (ctype == 20)
         settled[idx[ccs]] = True
@@ -165,8 +159,8 @@ def _walk(data: U8, start: I64, length: I64, n: int) -> Flight:
         new_rec = at_boundary & ~stop
         rec_end[idx[new_rec]] = p[new_rec] + 5 + rlen[new_rec]
         p = np.where(new_rec, p + 5, p)
-        mtype = _be(data, p, 1)
-        mlen = _be(data, p + 1, 3)
+        mtype = g.u8(p)
+        mlen = g.be24(p + 1)
         fits = p + 4 + mlen <= rec_end[idx]
         stop |= ~fits  # a message spanning records: leave it to the slow lane
         go = ~stop

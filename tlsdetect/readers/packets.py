@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from ..gather import Gather
 from .capture import PacketBatch
 
 __all__ = ["LINKTYPES", "Decoded", "decode", "flow_hash"]
@@ -74,29 +75,7 @@ class Decoded:
     fragments: int = 0
 
 
-class _View:
-    """Gathers from one buffer with every index clamped, so reads past the end cannot fail."""
-
-    __slots__ = ("buf", "last")
-
-    def __init__(self, buf: npt.NDArray[np.uint8]) -> None:
-        self.buf = buf
-        self.last = len(buf) - 1
-
-    def u8(self, idx: I64) -> I64:
-        return self.buf[np.clip(idx, 0, self.last)].astype(np.int64)
-
-    def be16(self, idx: I64) -> I64:
-        return (self.u8(idx) << 8) | self.u8(idx + 1)
-
-    def be32(self, idx: I64) -> I64:
-        return (self.be16(idx) << 16) | self.be16(idx + 2)
-
-    def be64(self, idx: I64) -> U64:
-        return ((self.be32(idx).astype(np.uint64) << np.uint64(32)) | self.be32(idx + 4).astype(np.uint64))
-
-
-def _link_layer(v: _View, batch: PacketBatch) -> tuple[I64, I64]:
+def _link_layer(v: Gather, batch: PacketBatch) -> tuple[I64, I64]:
     """Offset of the network header and its ethertype (0 when unknown) per packet."""
     off = batch.data
     lt = batch.linktype
@@ -154,7 +133,7 @@ def flow_hash(src_hi: U64, src_lo: U64, dst_hi: U64, dst_lo: U64, sport: I64, dp
 
 def decode(batch: PacketBatch) -> Decoded:
     """Decode every packet of ``batch`` down to its TCP/UDP payload, in one pass of gathers."""
-    v = _View(batch.buf)
+    v = Gather(batch.buf)
     n = len(batch)
     end = batch.data + batch.caplen
     l3, etype = _link_layer(v, batch)

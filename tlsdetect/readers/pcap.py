@@ -35,6 +35,7 @@ import pandas as pd
 
 from .. import schema
 from ..fingerprint import add_fingerprints, client_fingerprints
+from ..gather import Gather
 from ..issuers import add_issuer_keys
 from ..tls import ClientHello
 from .capture import WINDOW, CaptureReader, PacketBatch
@@ -103,12 +104,8 @@ def _start_mask(buf: npt.NDArray[np.uint8], p: I64, plen: I64) -> npt.NDArray[np
     A first segment may be shorter than the record header (a hello split after 1-5 bytes), so
     each test applies only where its byte was captured.
     """
-    last = len(buf) - 1
-
-    def at(k: int) -> I64:
-        return buf[np.minimum(p + k, last)].astype(np.int64)
-
-    b0, b1, b2, b5 = at(0), at(1), at(2), at(5)
+    g = Gather(buf)
+    b0, b1, b2, b5 = g.u8(p), g.u8(p + 1), g.u8(p + 2), g.u8(p + 5)
     mask: npt.NDArray[np.bool_] = (
         (b0 == 0x16)
         & ((plen < 2) | (b1 == 3))
