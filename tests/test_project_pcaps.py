@@ -77,3 +77,44 @@ def test_ja3_equals_tshark(name: str) -> None:
             assert rows[int(dport)]["ja3s"] == ja3s
             checked += 1
     assert checked == 2 * len(_connections(name))
+
+
+def _certificate_in_capture(name: str, sha256: str) -> bytes:
+    """The DER certificate with this SHA-256, found in the capture's raw bytes (a chain sent on
+    loopback sits in one segment), so the expected values do not come from tlsdetect's parser."""
+    import hashlib
+    import re
+
+    data = (PROJECT_PCAPS / name).read_bytes()
+    for m in re.finditer(rb"\x30\x82(..)\x30\x82", data, re.DOTALL):
+        der = data[m.start() : m.start() + 4 + int.from_bytes(m.group(1), "big")]
+        if hashlib.sha256(der).hexdigest() == sha256:
+            return der
+    raise AssertionError(f"{sha256} not in {name}")
+
+
+@pytest.mark.parametrize("fast_lane", [True, False])
+def test_issuer_akid_is_the_intermediate_ca_key(fast_lane: bool) -> None:
+    """TLS 1.2 leaves (server and mTLS client) name the key of the intermediate CA that signed them."""
+    from cryptography import x509
+
+    pki = MANIFEST["pki"]
+    der = _certificate_in_capture("tls12_stacks.pcap", pki["intermediate_ca"]["sha256"])
+    inter = x509.load_der_x509_certificate(der)
+    ski = inter.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest.hex()
+    df, _ = read_pcap(PROJECT_PCAPS / "tls12_stacks.pcap", fast_lane=fast_lane)
+    tls12 = df[df["tls_version"] == "TLSv1.2"]
+    assert len(tls12) > 0
+    assert tls12["server_cert_sha256"].eq(pki["server_leaf"]["sha256"]).all()
+    assert tls12["server_issuer_akid"].eq(ski).all()
+    assert df.loc[df["tls_version"] == "TLSv1.3", "server_issuer_akid"].isna().all()  # certificates encrypted
+    assert str(df["server_issuer_akid"].dtype) == "string"
+    chain = json.loads(tls12["server_chain"].iloc[0])
+    assert [c["sha256"] for c in chain] == [pki["server_leaf"]["sha256"], pki["intermediate_ca"]["sha256"]]
+    assert chain[1]["ski"] == chain[0]["akid"] == ski
+
+    edge, _ = read_pcap(PROJECT_PCAPS / "edge_cases.pcapng", fast_lane=fast_lane)
+    mtls = edge[edge["peer_cert_sha256"] == pki["client_leaf"]["sha256"]]
+    assert len(mtls) == 1
+    assert mtls["peer_issuer_akid"].iloc[0] == ski
+    assert edge.loc[edge["peer_cert_sha256"].isna(), "peer_issuer_akid"].isna().all()

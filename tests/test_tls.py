@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import json
 import struct
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -15,6 +21,7 @@ from tlsdetect.tls import (
     is_grease,
     parse_certificate,
     parse_client_hello,
+    parse_der_certificate,
     parse_server_hello,
     scan_records,
 )
@@ -150,3 +157,74 @@ def test_mutated_real_hello_never_crashes(ext: bytes, pos: int, value: int) -> N
         return
     assert all(0 <= c <= 0xFFFF for c in hello.ciphers)
     assert all(0 <= e <= 0xFFFF for e in hello.extensions)
+
+
+# ------------------------------------------------------------------------------ certificate identity
+
+CA_SKI = bytes.fromhex("0123456789abcdef0123456789abcdef01234567")
+LEAF_SKI = bytes.fromhex("fedcba9876543210fedcba9876543210fedcba98")
+
+
+def make_cert(
+    subject: str = "leaf.test",
+    issuer: str = "Test Issuing CA",
+    *,
+    ski: bytes | None = LEAF_SKI,
+    akid: bytes | None = CA_SKI,
+    key: ec.EllipticCurvePrivateKey | None = None,
+) -> x509.Certificate:
+    """A certificate with exactly the SKI/AKI given (None: no such extension), signed by ``key``."""
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+        .public_key(key.public_key())
+        .serial_number(1000)
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=30))
+    )
+    if ski is not None:
+        builder = builder.add_extension(x509.SubjectKeyIdentifier(ski), critical=False)
+    if akid is not None:
+        builder = builder.add_extension(x509.AuthorityKeyIdentifier(akid, None, None), critical=False)
+    return builder.sign(key, hashes.SHA256())
+
+
+def certificate_body(*certs: x509.Certificate) -> bytes:
+    """A TLS <= 1.2 Certificate message body holding ``certs`` in order."""
+    ders = [c.public_bytes(serialization.Encoding.DER) for c in certs]
+    chain = b"".join(len(d).to_bytes(3, "big") + d for d in ders)
+    return len(chain).to_bytes(3, "big") + chain
+
+
+def test_cert_info_carries_ski_and_akid() -> None:
+    from tlsdetect.readers.tls_stream import chain_json
+
+    ca = make_cert("Test Issuing CA", "Test Root", ski=CA_SKI, akid=None)
+    leaf = make_cert()
+    infos = parse_certificate(certificate_body(leaf, ca))
+    assert (infos[0].ski, infos[0].akid) == (LEAF_SKI.hex(), CA_SKI.hex())
+    assert (infos[1].ski, infos[1].akid) == (CA_SKI.hex(), None)
+    assert infos[0].akid == infos[1].ski  # the leaf names the key of the CA that signed it
+    assert infos[0].issuer == "CN=Test Issuing CA"
+    chain = json.loads(chain_json(infos))
+    assert [set(c) for c in chain] == [{"subject", "issuer", "sha256", "ski", "akid"}] * 2
+    assert chain[0]["akid"] == chain[1]["ski"] == CA_SKI.hex()
+
+
+def test_look_alike_ca_differs_only_in_akid() -> None:
+    """Same issuer DN, another key: the DN matches, the AKI does not."""
+    real = parse_der_certificate(make_cert().public_bytes(serialization.Encoding.DER))
+    fake = parse_der_certificate(make_cert(akid=bytes(20)).public_bytes(serialization.Encoding.DER))
+    assert real.issuer == fake.issuer
+    assert real.akid != fake.akid == "00" * 20
+
+
+def test_cert_without_key_identifiers() -> None:
+    info = parse_der_certificate(make_cert(ski=None, akid=None).public_bytes(serialization.Encoding.DER))
+    assert info.subject == "CN=leaf.test"
+    assert (info.ski, info.akid) == (None, None)
+    broken = parse_der_certificate(b"\x30\x03\x02\x01\x00")
+    assert (broken.subject, broken.ski, broken.akid) == (None, None, None)

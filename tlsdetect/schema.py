@@ -16,9 +16,16 @@ Column groups:
   the tool whose log carried them (``zeek``, ``suricata``, ``envoy``: Envoy's JA3 keeps GREASE in
   supported_groups and its JA4 keeps GREASE in signature_algorithms, so compare like with like);
 * certificates: ``server_subject``, ``server_issuer``, ``server_cert_sha256`` (leaf) and
-  ``server_chain`` (JSON list of ``{subject, issuer, sha256}``, leaf first); ``peer_*`` for the
-  client certificate in mTLS; ``*_issuer_key`` is the issuer DN in the canonical form of
-  :func:`tlsdetect.issuers.dn_key`, equal whichever tool printed the DN;
+  ``server_chain`` (JSON list of ``{subject, issuer, sha256, ski, akid}``, leaf first; ``ski``/
+  ``akid`` are the Subject/Authority Key Identifiers as lowercase hex, null when absent, and
+  sources without them, such as Zeek's x509 log, omit the two keys); ``peer_*`` for the client
+  certificate in mTLS; ``*_issuer_key`` is the issuer DN in the canonical form of
+  :func:`tlsdetect.issuers.dn_key`, equal whichever tool printed the DN; ``*_issuer_akid`` is the
+  leaf's Authority Key Identifier (``key_identifier``, lowercase hex): which key signed the leaf,
+  equal to the issuing CA's SKI. A look-alike CA (same issuer DN, another key) shows as an equal
+  ``*_issuer_key`` with a different ``*_issuer_akid``. It is missing when the source never saw
+  the certificate itself (TLS 1.3 captures, Zeek, Suricata, Envoy logs without
+  ``%DOWNSTREAM_PEER_CERT%``/``%UPSTREAM_PEER_CERT%``) or the leaf has no AKI;
 * the parsed hello lists (``ch_*``, ``sh_*``) so fingerprints can be recomputed from the table
   and features derived. Lists hold ints in wire order, GREASE kept; ``ch_alpn`` holds each
   protocol as lowercase hex so non-ASCII values survive every output format;
@@ -65,10 +72,12 @@ COLUMNS: Mapping[str, str] = {
     "server_cert_sha256": "string",
     "server_chain": "string",
     "server_issuer_key": "string",
+    "server_issuer_akid": "string",
     "peer_subject": "string",
     "peer_issuer": "string",
     "peer_cert_sha256": "string",
     "peer_issuer_key": "string",
+    "peer_issuer_akid": "string",
     "user_agent": "string",
     "client_id": "string",
     "ch_version": "Int32",

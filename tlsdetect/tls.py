@@ -18,6 +18,10 @@ import hashlib
 import struct
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 __all__ = [
     "HANDSHAKE_CERTIFICATE",
@@ -33,6 +37,7 @@ __all__ = [
     "is_grease",
     "parse_certificate",
     "parse_client_hello",
+    "parse_der_certificate",
     "parse_server_hello",
     "scan_records",
 ]
@@ -148,12 +153,20 @@ class ServerHello:
 
 @dataclass(frozen=True, slots=True)
 class CertInfo:
-    """One certificate of a chain. ``subject``/``issuer`` are None when the DER does not parse."""
+    """One certificate of a chain. ``subject``/``issuer`` are None when the DER does not parse.
+
+    ``ski`` (Subject Key Identifier) and ``akid`` (the ``key_identifier`` of the Authority Key
+    Identifier: which key signed this certificate) are lowercase hex, None when the certificate
+    lacks the extension (or an AKI carries only issuer/serial). Together with the issuer DN they
+    tell a look-alike CA (same DN, another key) from the real one.
+    """
 
     sha256: str
     subject: str | None
     issuer: str | None
     der_length: int
+    ski: str | None = None
+    akid: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -461,8 +474,35 @@ def _cert_info(der: bytes) -> CertInfo:
         subject: str | None = cert.subject.rfc4514_string()
         issuer: str | None = cert.issuer.rfc4514_string()
     except (ValueError, TypeError):
-        subject = issuer = None
-    return CertInfo(sha256=digest, subject=subject, issuer=issuer, der_length=len(der))
+        return CertInfo(sha256=digest, subject=None, issuer=None, der_length=len(der))
+    ski, akid = _key_ids(cert)
+    return CertInfo(sha256=digest, subject=subject, issuer=issuer, der_length=len(der), ski=ski, akid=akid)
+
+
+def _key_ids(cert: x509.Certificate) -> tuple[str | None, str | None]:
+    """(SKI, AKI ``key_identifier``) of a certificate as lowercase hex; None when absent or unreadable.
+
+    cryptography parses extensions lazily, so a malformed extension list raises only here: it
+    loses these two values, never the certificate.
+    """
+    from cryptography import x509
+
+    ski = akid = None
+    try:
+        for ext in cert.extensions:
+            value = ext.value
+            if isinstance(value, x509.SubjectKeyIdentifier):
+                ski = value.digest.hex() or None
+            elif isinstance(value, x509.AuthorityKeyIdentifier) and value.key_identifier:
+                akid = value.key_identifier.hex()
+    except (ValueError, TypeError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
+        return None, None
+    return ski, akid
+
+
+def parse_der_certificate(der: bytes) -> CertInfo:
+    """One DER certificate (cached per distinct DER); subject/issuer None when it does not parse."""
+    return _cert_info(bytes(der))
 
 
 def parse_certificate(body: bytes) -> tuple[CertInfo, ...]:

@@ -28,15 +28,26 @@ operator                               column
 ``%DOWNSTREAM_PEER_ISSUER%``           ``peer_issuer`` (and ``peer_issuer_key``)
 ``%DOWNSTREAM_PEER_FINGERPRINT_256%``  ``peer_cert_sha256``
 ``%DOWNSTREAM_PEER_URI_SAN%``          ``peer_uri_san`` (extra column; SPIFFE ID source)
+``%DOWNSTREAM_PEER_CERT%``             ``peer_issuer_akid`` (see below)
 ``%UPSTREAM_PEER_SUBJECT%``            ``server_subject``
 ``%UPSTREAM_PEER_ISSUER%``             ``server_issuer`` (and ``server_issuer_key``)
 ``%UPSTREAM_PEER_FINGERPRINT_256%``    ``server_cert_sha256``
+``%UPSTREAM_PEER_CERT%``               ``server_issuer_akid`` (see below)
 ``%CONNECTION_ID%``                    ``conn_id``
 ``%REQ(USER-AGENT)%``                  ``user_agent``
 =====================================  ==========================================
 
 ``server_*`` here is the certificate of the *upstream* connection (Envoy -> backend): the one an
 interceptor between Envoy and its backend would replace.
+
+``%DOWNSTREAM_PEER_CERT%``/``%UPSTREAM_PEER_CERT%`` (JSON keys ``downstream_peer_cert``/
+``upstream_peer_cert`` and the other derived names; raw columns ``peer_cert_pem``/
+``server_cert_pem`` for ``mapping``) log the leaf certificate as URL-encoded PEM. It gives
+``peer_issuer_akid``/``server_issuer_akid`` (the leaf's Authority Key Identifier, lowercase hex: which
+key signed it) and, where the line lacks them, the ``*_subject``, ``*_issuer`` and
+``*_cert_sha256`` of the same side. Each distinct PEM is parsed once. A PEM that does not parse
+leaves those cells missing and the row kept: it is counted in ``stats.reasons["bad certificate"]``
+(not a bad line) with one warning per block in ``stats.warnings`` naming the first line.
 
 Rows
 ----
@@ -91,8 +102,10 @@ import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any, cast
+from urllib.parse import unquote
 
 import numpy as np
 import pandas as pd
@@ -103,6 +116,7 @@ import pyarrow.json as pj
 from tlsdetect.issuers import add_issuer_keys
 from tlsdetect.readers.logs import DeadLetter, LogFormatError, LogStats
 from tlsdetect.schema import COLUMNS, conform
+from tlsdetect.tls import CertInfo, parse_der_certificate
 
 __all__ = ["OPERATORS", "compile_text_format", "default_mapping", "read_envoy"]
 
@@ -122,9 +136,11 @@ OPERATORS: Mapping[str, str] = {
     "DOWNSTREAM_PEER_ISSUER": "peer_issuer",
     "DOWNSTREAM_PEER_FINGERPRINT_256": "peer_cert_sha256",
     "DOWNSTREAM_PEER_URI_SAN": "peer_uri_san",
+    "DOWNSTREAM_PEER_CERT": "peer_cert_pem",
     "UPSTREAM_PEER_SUBJECT": "server_subject",
     "UPSTREAM_PEER_ISSUER": "server_issuer",
     "UPSTREAM_PEER_FINGERPRINT_256": "server_cert_sha256",
+    "UPSTREAM_PEER_CERT": "server_cert_pem",
     "CONNECTION_ID": "conn_id",
     "REQ(USER-AGENT)": "user_agent",
     "REQ(:METHOD)": "method",
@@ -137,7 +153,7 @@ RAW_COLUMNS = (
     "ts", "client_address", "server_address", "client_ip", "client_port", "server_ip", "server_port",
     "sni", "tls_version", "alpn", "ja3", "ja4", "peer_subject", "peer_issuer", "peer_cert_sha256",
     "peer_uri_san", "server_subject", "server_issuer", "server_cert_sha256", "conn_id", "user_agent",
-    "client_id", "method", "response_code", "access_log_type",
+    "client_id", "method", "response_code", "access_log_type", "peer_cert_pem", "server_cert_pem",
 )  # fmt: skip
 
 #: Keys seen in the wild for some columns, beyond the operator-derived names.
@@ -249,7 +265,7 @@ _OPERATOR_RE = re.compile(r"%%|%([A-Z0-9_]+(?:\([^)]*\))?)(?::[0-9]+)?%")
 #: Operators whose values never hold whitespace: a tighter group keeps the regex unambiguous.
 _NO_SPACE = frozenset(
     {"client_address", "server_address", "conn_id", "ja3", "ja4", "tls_version", "sni", "response_code",
-     "peer_cert_sha256", "server_cert_sha256", "method", "access_log_type"}
+     "peer_cert_sha256", "server_cert_sha256", "method", "access_log_type", "peer_cert_pem", "server_cert_pem"}
 )  # fmt: skip
 _NO_SPACE_OPS = re.compile(
     r"^(?:BYTES_|DURATION|RESPONSE_|REQUEST_DURATION|RESPONSE_DURATION|RESPONSE_TX_DURATION|UPSTREAM_HOST|"
@@ -626,10 +642,69 @@ def _frame(chunk: _Chunk, file: Path, dead: DeadLetter, time_format: str | None)
                 "tls_version", "client_id", "method", "response_code", "access_log_type"):  # fmt: skip
         frame[col] = cols.get(col, empty)
     frame.update(out)
+    frame.update(_certificates(cols, frame, bad, chunk, file, dead))
     table = pa.table({k: v.filter(keep) for k, v in frame.items()})
     df: pd.DataFrame = table.to_pandas(types_mapper={pa.string(): pd.StringDtype(), pa.int32(): pd.Int32Dtype()}.get)
     df["ts"] = ts[~bad].reset_index(drop=True)
     return df
+
+
+#: (side, raw PEM column, operator) of the logged leaf certificates.
+_PEM_SIDES = (("peer", "peer_cert_pem", "DOWNSTREAM_PEER_CERT"), ("server", "server_cert_pem", "UPSTREAM_PEER_CERT"))
+
+
+@lru_cache(maxsize=4096)
+def _pem_certificate(text: str) -> CertInfo | None:
+    """One logged leaf certificate (URL-encoded PEM, or plain PEM); None when it is not one."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    try:
+        cert = x509.load_pem_x509_certificate(unquote(text).strip().encode("utf-8", "surrogateescape"))
+        info = parse_der_certificate(cert.public_bytes(Encoding.DER))
+    except (ValueError, TypeError, UnicodeError):
+        return None
+    return info if info.subject is not None else None
+
+
+def _certificates(
+    cols: Mapping[str, pa.Array], frame: Mapping[str, pa.Array], bad: np.ndarray[Any, np.dtype[np.bool_]],
+    chunk: _Chunk, file: Path, dead: DeadLetter,
+) -> dict[str, pa.Array]:
+    """``*_issuer_akid`` (and missing subject, issuer, SHA-256) from the logged PEM leaves.
+
+    Vectorised over distinct PEM texts: each is parsed once (and cached across blocks), its
+    fields broadcast with Arrow's take. Rows already dead-lettered (``bad``) are not counted.
+    """
+    n = chunk.rows
+    out: dict[str, pa.Array] = {}
+    for side, raw, op in _PEM_SIDES:
+        pem = cols.get(raw)
+        if pem is None or pem.null_count == n:
+            out[f"{side}_issuer_akid"] = pa.nulls(n, pa.string())
+            continue
+        encoded = pc.dictionary_encode(pem)
+        infos = [_pem_certificate(t) for t in encoded.dictionary.to_pylist()]
+        codes = pc.fill_null(encoded.indices, len(infos))  # null PEM -> the trailing None entry
+        infos.append(None)
+
+        def per_row(values: list[str | None], codes: pa.Array = codes) -> pa.Array:
+            return pa.array(values, type=pa.string()).take(codes)
+
+        out[f"{side}_issuer_akid"] = per_row([i.akid if i else None for i in infos])
+        for col, attr in (("subject", "subject"), ("issuer", "issuer"), ("cert_sha256", "sha256")):
+            logged = frame[f"{side}_{col}"]
+            out[f"{side}_{col}"] = pc.coalesce(logged, per_row([getattr(i, attr) if i else None for i in infos]))
+        unreadable = np.array([i is None for i in infos], dtype=bool)
+        unreadable[-1] = False
+        rows = np.flatnonzero(unreadable[codes.to_numpy(zero_copy_only=False)] & ~bad)
+        if len(rows):
+            dead.stats.reasons["bad certificate"] += len(rows)
+            dead.stats.warnings.append(
+                f"{file}: {len(rows)} line(s) whose %{op}% is not a PEM certificate (first at line "
+                f"{chunk.line_no(int(rows[0]))}); their {side}_issuer_akid is left missing"
+            )
+    return out
 
 
 def _finish(df: pd.DataFrame, collapse: bool) -> pd.DataFrame:
@@ -745,7 +820,8 @@ def read_envoy(
     if frames:
         df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     else:
-        raw = [c for c in RAW_COLUMNS if c not in ("client_address", "server_address")]
+        raw = [c for c in RAW_COLUMNS if c not in ("client_address", "server_address", "peer_cert_pem",
+                                                   "server_cert_pem")]  # fmt: skip
         df = pd.DataFrame({c: pd.Series(dtype="string") for c in raw})
         df["ts"] = pd.Series(dtype="datetime64[ns, UTC]")
         df["client_port"] = pd.Series(dtype="Int32")

@@ -170,8 +170,10 @@ def version_name(version: int) -> str:
 
 
 def chain_json(chain: tuple[CertInfo, ...]) -> str:
-    """The ``server_chain`` column: leaf first, each with subject, issuer and SHA-256."""
-    return json.dumps([{"subject": c.subject, "issuer": c.issuer, "sha256": c.sha256} for c in chain])
+    """The ``server_chain`` column: leaf first, each with subject, issuer, SHA-256, SKI and AKI."""
+    return json.dumps(
+        [{"subject": c.subject, "issuer": c.issuer, "sha256": c.sha256, "ski": c.ski, "akid": c.akid} for c in chain]
+    )
 
 
 def _ip(hi: int, lo: int) -> str:
@@ -278,7 +280,12 @@ class Connection:
                 row["hello_retry"] = True
             if client.certificates:
                 leaf = client.certificates[0]
-                row.update(peer_subject=leaf.subject, peer_issuer=leaf.issuer, peer_cert_sha256=leaf.sha256)
+                row.update(
+                    peer_subject=leaf.subject,
+                    peer_issuer=leaf.issuer,
+                    peer_issuer_akid=leaf.akid,
+                    peer_cert_sha256=leaf.sha256,
+                )
         negotiated: int | None = None
         if server and server.server_hellos:
             sh = server.server_hellos[0]
@@ -290,6 +297,7 @@ class Connection:
                 row.update(
                     server_subject=leaf.subject,
                     server_issuer=leaf.issuer,
+                    server_issuer_akid=leaf.akid,
                     server_cert_sha256=leaf.sha256,
                     server_chain=chain_json(server.certificates),
                 )
