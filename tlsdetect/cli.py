@@ -8,47 +8,25 @@ readable part has been used.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
+import pandas as pd
 
 from . import __version__, schema, sinks
-from .readers.capture import CaptureError
-from .readers.logs import FORMATS, DeadLetter, LogFormatError, detect_format, sniff
+from .baseline import BaselineError
+from .inputs import InputError, Inputs
+from .readers.logs import FORMATS, DeadLetter
 
 #: Below this many bytes of input a progress bar is noise.
 PROGRESS_MIN_BYTES = 64 * 1024 * 1024
 
 EXIT_INPUT = 2
-
-
-def _expand(paths: tuple[str, ...]) -> tuple[list[Path], list[str]]:
-    """Files as given; directories to the files inside them that hold a known format.
-
-    A file named on the command line must be readable as some format (else the caller errors);
-    a file found inside a directory that is none of them is skipped with a warning.
-    """
-    out: list[Path] = []
-    ignored: list[Path] = []
-    for raw in paths:
-        p = Path(raw)
-        if p.is_dir():
-            for f in sorted(f for f in p.rglob("*") if f.is_file()):
-                (ignored if sniff(f) is None else out).append(f)
-        elif p.exists():
-            out.append(p)
-        else:
-            raise click.ClickException(f"{raw}: no such file or directory")
-    if not out:
-        raise click.ClickException("no capture or log files found in: " + " ".join(paths))
-    skipped = []
-    if ignored:
-        names = ", ".join(f.name for f in ignored[:5]) + (", ..." if len(ignored) > 5 else "")
-        skipped.append(f"skipped {len(ignored)} file(s) that are not captures or known logs: {names}")
-    return out, skipped
 
 
 def _progress_bytes(files: list[Path], enabled: bool) -> Iterator[tuple[Path, object]]:
@@ -138,11 +116,6 @@ def fingerprint(
     One row per connection: 4-tuple, SNI, version, ALPN, JA3, JA3N, JA3S, JA4 (with _r, _o,
     _ro) and, where the certificate is visible, the server's subject, issuer and SHA-256.
     """
-    files, skipped = _expand(paths)
-    try:
-        groups = detect_format(files, input_format)
-    except LogFormatError as exc:
-        raise click.ClickException(str(exc)) from None
     if fmt == "parquet" and not output:
         raise click.ClickException("parquet output needs a file: add -o FILE")
     wanted = [c.strip() for c in columns.split(",")] if columns else None
@@ -151,68 +124,244 @@ def fingerprint(
         if unknown:
             raise click.ClickException(f"unknown column(s): {', '.join(unknown)}")
     with contextlib.ExitStack() as stack:
-        if fmt == "parquet":
-            sink = sinks.Sink(fmt, path=output, columns=wanted)
-        else:
-            fh = stack.enter_context(open(output, "w", encoding="utf-8", newline="")) if output else sys.stdout
-            sink = sinks.Sink(fmt, fh, columns=wanted)
         letters = stack.enter_context(DeadLetter(dead_letter))
-        warnings = list(skipped)
-        for kind, group in groups.items():
-            if kind == "pcap":
-                warnings += _fingerprint_into(sink, group, engine, progress=not no_progress)
-            else:
-                warnings += _read_logs_into(sink, kind, group, letters)
+        inputs = _inputs(paths, engine, input_format, letters, progress=not no_progress)
+        sink = _open_sink(stack, fmt, output, wanted)
+        with _user_errors():
+            for chunk in inputs.chunks():
+                sink.write(chunk)
         sink.close()
-    for w in warnings:
+    _report(inputs, letters, dead_letter)
+    click.echo(f"{sink.rows} connections from {len(inputs.files)} file(s)", err=True)
+
+
+def _inputs(paths: tuple[str, ...], engine: str, input_format: str | None, letters: DeadLetter, *,
+            progress: bool) -> Inputs:
+    return Inputs(paths, engine=engine, input_format=input_format, dead_letter=letters,
+                  progress=lambda files: _progress_bytes(files, progress))
+
+
+def _open_sink(stack: contextlib.ExitStack, fmt: str, output: str | None, columns: list[str] | None,
+               table_columns: tuple[str, ...] | None = None) -> sinks.Sink:
+    if fmt == "parquet":
+        if not output:
+            raise click.ClickException("parquet output needs a file: add -o FILE")
+        return sinks.Sink(fmt, path=output, columns=columns)
+    fh = stack.enter_context(open(output, "w", encoding="utf-8", newline="")) if output else sys.stdout  # noqa: SIM115
+    if fmt == "table" and columns is None and table_columns is not None:
+        columns = list(table_columns)
+    return sinks.Sink(fmt, fh, columns=columns)
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """Input problems a user can fix end in one line and exit status 2, not a traceback."""
+    try:
+        yield
+    except (InputError, BaselineError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _report(inputs: Inputs, letters: DeadLetter, dead_letter: str | None) -> None:
+    for w in inputs.warnings:
         click.echo(f"warning: {w}", err=True)
     if letters.stats.bad_lines:
         where = f"; see {dead_letter}" if dead_letter else " (add --dead-letter FILE to keep them)"
         click.echo(f"warning: {letters.stats.summary()}{where}", err=True)
-    click.echo(f"{sink.rows} connections from {len(files)} file(s)", err=True)
 
 
-def _read_logs_into(sink: sinks.Sink, kind: str, files: list[Path], letters: DeadLetter) -> list[str]:
-    """Read one group of related logs (e.g. ssl.log with its x509.log) into ``sink``."""
+# --- detection: baseline fit / show, score, lookup -------------------------------------------------------
+_COMMON_INPUT = [
+    click.option("--engine", type=click.Choice(["native", "tshark"]), default="native", show_default=True,
+                 help="Capture engine (see 'fingerprint --help')."),
+    click.option("--input-format", type=click.Choice(FORMATS), help="Skip detection: read every PATH as this format."),
+    click.option("--dead-letter", type=click.Path(dir_okay=False, writable=True),
+                 help="Append log lines that cannot be read here."),
+    click.option("--no-progress", is_flag=True, help="Never show a progress bar."),
+]
+
+
+def _input_options(f: Any) -> Any:
+    for opt in reversed(_COMMON_INPUT):
+        f = opt(f)
+    return f
+
+
+def _time_filter(df: pd.DataFrame, since: str | None, until: str | None) -> pd.DataFrame:
+    if not since and not until:
+        return df
+    ts = pd.to_datetime(df["ts"], utc=True)
+    keep = pd.Series(True, index=df.index)
+
+    def utc(text: str) -> pd.Timestamp:
+        t = pd.Timestamp(text)
+        return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
     try:
-        if kind == "zeek":
-            from .readers.zeek import read_zeek
+        if since:
+            keep &= ts >= utc(since)
+        if until:
+            keep &= ts < utc(until)
+    except ValueError as exc:
+        raise click.ClickException(f"--since/--until: {exc}") from None
+    return df[keep.fillna(False).to_numpy(dtype=bool)]
 
-            sink.write(read_zeek(files, dead_letter=letters))
-        elif kind == "suricata":
-            from .readers.suricata import read_suricata
 
-            sink.write(read_suricata(files, dead_letter=letters))
-        else:
-            from .readers.envoy import read_envoy
+@main.group()
+def baseline() -> None:
+    """Learn what clean traffic looks like (fit) and inspect a baseline (show)."""
 
-            sink.write(read_envoy(files, dead_letter=letters))
-    except LogFormatError as exc:
+
+@baseline.command("fit")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Baseline directory to write.")
+@click.option("--client-key", default="auto", show_default=True,
+              help="What identifies a client: auto (mTLS subject, else IP), ip, mtls, ua, or a column name.")
+@click.option("--mesh-ca", default="auto", show_default=True,
+              help="The mesh's CA: a PEM file, a DN ('CN=...,O=...'), 'auto' (learn the dominant private issuer) "
+                   "or 'none'.")
+@click.option("--since", help="Learn only from connections at or after this time (ISO 8601, UTC if no zone).")
+@click.option("--until", help="Learn only from connections before this time.")
+@click.option("--update", is_flag=True, help="Fold the input into the existing baseline in OUTPUT (partial_fit).")
+@click.option("--no-model", is_flag=True, help="Do not fit the ClientHello population model.")
+@_input_options
+def baseline_fit(paths: tuple[str, ...], output: str, client_key: str, mesh_ca: str, since: str | None,
+                 until: str | None, update: bool, no_model: bool, engine: str, input_format: str | None,
+                 dead_letter: str | None, no_progress: bool) -> None:
+    """Learn a baseline from traffic believed clean in PATHS (captures and logs, like 'fingerprint')."""
+    from .baseline import Baseline, parse_mesh_ca
+
+    try:
+        mesh = parse_mesh_ca(mesh_ca)
+    except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    return list(letters.stats.warnings)
-
-
-def _fingerprint_into(sink: sinks.Sink, files: list[Path], engine: str, *, progress: bool) -> list[str]:
-    """Stream every file's connections into ``sink``; returns the warnings to show."""
-    try:
-        if engine == "tshark":
-            from .readers.tshark import TsharkError, read_pcap_tshark
-
+    with contextlib.ExitStack() as stack:
+        letters = stack.enter_context(DeadLetter(dead_letter))
+        inputs = _inputs(paths, engine, input_format, letters, progress=not no_progress)
+        with _user_errors():
+            df = _time_filter(inputs.read_all(), since, until)
+            if update:
+                model = Baseline.load(output)
+            else:
+                model = Baseline(client_key=client_key, mesh_ca=mesh, model=not no_model)
             try:
-                df, tstats = read_pcap_tshark(files)
-            except TsharkError as exc:
-                raise click.ClickException(str(exc)) from None
-            sink.write(df)
-            return list(getattr(tstats, "warnings", []))
-        from .readers.pcap import PcapStats, iter_pcap
+                (model.partial_fit(df) if update else model.fit(df)).save(output)
+            except ValueError as exc:
+                raise click.ClickException(f"cannot fit: {exc}") from None
+    _report(inputs, letters, dead_letter)
+    _print_summary(model.summary(), output)
 
-        stats = PcapStats()
-        for f, callback in _progress_bytes(files, progress):
-            for chunk in iter_pcap(f, stats=stats, progress=callback):  # type: ignore[arg-type]
-                sink.write(chunk)
-        return stats.warnings
-    except CaptureError as exc:
+
+def _print_summary(summary: dict[str, Any], where: str) -> None:
+    fps = summary["distinct_fingerprints"]
+    click.echo(f"baseline {where}: {summary['connections']} connections, {summary['clients']} clients, "
+               f"{fps.get('ja4', 0)} distinct JA4, {fps.get('ja3n', 0)} distinct JA3N, {summary['issuers']} issuers, "
+               f"{summary['distinct_hellos']} distinct ClientHellos")
+    click.echo(f"  time range: {summary['first_seen']} .. {summary['last_seen']}")
+    mesh = summary["mesh_cas"]
+    if not mesh:
+        click.echo("  mesh CA: none (issuer signals use the knowledge base only)")
+    for m in mesh:
+        how = "given" if m["origin"] == "given" else "LEARNED - confirm, or refit with --mesh-ca"
+        click.echo(f"  mesh CA ({m['role']}): {m['issuer']}  key id {m['ski'] or '?'}  [{how}]")
+    model = summary.get("model")
+    click.echo("  model: " + ("none" if not model else
+                              f"IsolationForest, {model['features']} features, threshold {model['threshold']:.3f}"))
+
+
+@baseline.command("show")
+@click.argument("directory", type=click.Path())
+@click.option("--clients", "n_clients", default=10, show_default=True, help="How many clients to list.")
+def baseline_show(directory: str, n_clients: int) -> None:
+    """Print what a baseline knows: counts, mesh CAs, the busiest clients and their fingerprints."""
+    from .baseline import Baseline
+
+    with _user_errors():
+        model = Baseline.load(directory)
+    _print_summary(model.summary(), directory)
+    stab = model.client_stability().set_index("client_id")
+    clients = model.clients_.sort_values("connections", ascending=False).head(n_clients)
+    fps = model.fingerprints_[model.fingerprints_["kind"] == "ja4"]
+    for rec in clients.itertuples(index=False):
+        st = stab["stability"].get(rec.client_id, float("nan"))
+        click.echo(f"  client {rec.client_id}: {rec.connections} connections, stability {st:.0%}")
+        mine = fps[fps["client_id"] == rec.client_id].sort_values("count", ascending=False).head(3)
+        for f in mine.itertuples(index=False):
+            click.echo(f"      {f.value}  x{f.count}")
+
+
+SCORE_TABLE_COLUMNS = ("ts", "client_id", "server_ip", "server_port", "sni", "ja4", "score", "verdict", "reason_codes")
+SCORE_OUTPUT_COLUMNS = (
+    "ts", "source", "conn_id", "client_ip", "client_port", "server_ip", "server_port", "transport", "sni",
+    "tls_version", "ja3", "ja3n", "ja4", "server_issuer", "peer_subject", "peer_issuer", "user_agent",
+    "client_id", "issuer_class", "known_product", "score", "verdict", "reasons", "compared",
+)
+
+
+@main.command("score")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--baseline", "baseline_dir", required=True, type=click.Path(), help="Baseline directory.")
+@click.option("-f", "--format", "fmt", type=click.Choice(sinks.FORMATS), default="table", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write here instead of stdout.")
+@click.option("--only-flagged", is_flag=True, help="Output only suspicious and intercepted connections.")
+@click.option("--columns", help="Comma-separated columns to output.")
+@_input_options
+def score_cmd(paths: tuple[str, ...], baseline_dir: str, fmt: str, output: str | None, only_flagged: bool,
+              columns: str | None, engine: str, input_format: str | None, dead_letter: str | None,
+              no_progress: bool) -> None:
+    """Score every connection in PATHS against a baseline: score 0-100, verdict, reasons.
+
+    A summary (verdict counts, top reasons, top flagged clients) goes to stderr at the end.
+    """
+    from .baseline import Baseline
+    from .scoring import score, summarize
+
+    wanted = [c.strip() for c in columns.split(",")] if columns else None
+    with contextlib.ExitStack() as stack:
+        letters = stack.enter_context(DeadLetter(dead_letter))
+        inputs = _inputs(paths, engine, input_format, letters, progress=not no_progress)
+        with _user_errors():
+            model = Baseline.load(baseline_dir)
+            scored = score(inputs.read_all(), model)
+        scored["reason_codes"] = scored["reasons"].map(lambda rs: ", ".join(r["code"] for r in rs))
+        shown = scored[scored["verdict"] != "ok"] if only_flagged else scored
+        default = SCORE_TABLE_COLUMNS if fmt == "table" else SCORE_OUTPUT_COLUMNS
+        sink = _open_sink(stack, fmt, output, wanted or list(default))
+        sink.write(shown)
+        sink.close()
+    _report(inputs, letters, dead_letter)
+    summary = summarize(scored)
+    v = summary["verdicts"]
+    click.echo(f"{summary['connections']} connections: {v['intercepted']} intercepted, {v['suspicious']} suspicious, "
+               f"{v['ok']} ok", err=True)
+    if summary["top_reasons"]:
+        click.echo("top reasons: " + ", ".join(f"{k} ({n})" for k, n in summary["top_reasons"].items()), err=True)
+    if summary["top_flagged_clients"]:
+        click.echo("top flagged clients: " + ", ".join(f"{k} ({n})" for k, n in summary["top_flagged_clients"].items()),
+                   err=True)
+
+
+@main.command()
+@click.argument("fingerprint_value", metavar="FINGERPRINT")
+@click.option("--baseline", "baseline_dir", type=click.Path(), help="Baseline directory (else knowledge only).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def lookup(fingerprint_value: str, baseline_dir: str | None, as_json: bool) -> None:
+    """What is known about one JA3, JA3N or JA4: products, applications, stacks, clients, prevalence."""
+    from .baseline import Baseline
+    from .lookup import FingerprintShapeError, describe
+
+    with _user_errors():
+        model = Baseline.load(baseline_dir) if baseline_dir else None
+    try:
+        info = describe(fingerprint_value, model)
+    except FingerprintShapeError as exc:
         raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(info, indent=2, default=str))
+        return
+    click.echo(f"{info['fingerprint']} ({info['kind']}): verdict {info['verdict']}")
+    for line in info["why"]:
+        click.echo(f"  - {line}")
 
 
 if __name__ == "__main__":

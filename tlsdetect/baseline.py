@@ -1,0 +1,613 @@
+"""Per-client profiles learned from traffic believed clean.
+
+A :class:`Baseline` follows scikit-learn's estimator conventions: ``__init__`` only stores the
+parameters, :meth:`Baseline.fit` learns from scratch and :meth:`Baseline.partial_fit` folds more
+traffic in, learned state ends in ``_``. Everything is a grouped aggregation over the
+connections table (no Python per row), so fitting a million connections takes seconds.
+
+What is learned, per ``client_id``: the JA4 and JA3N fingerprints it used (never raw JA3:
+Chrome shuffles its extensions), the issuers it saw, the SNIs it asked for, each with counts and
+first/last seen; population-wide, how many connections and clients use each fingerprint, which
+User-Agent families send it, which issuers each SNI presented; the mesh's own CA(s); and an
+IsolationForest over ClientHello features that says how unlike the population a hello is.
+
+A baseline is saved as a directory: ``meta.json`` a person can read (format version, parameters,
+counts, the mesh CAs for confirmation), one Parquet file per learned table and the model in
+skops format, loaded with an allow-list of types (never a pickle of a file a user may be handed).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import __version__
+from .features import HelloVocabulary, feature_matrix, hello_codes
+from .issuers import dn_key
+from .useragent import ua_family
+
+__all__ = [
+    "CLIENT_KEYS",
+    "FORMAT_VERSION",
+    "Baseline",
+    "BaselineError",
+    "MeshCA",
+    "client_ids",
+    "parse_mesh_ca",
+]
+
+FORMAT = "tlsdetect-baseline"
+FORMAT_VERSION = 1
+CLIENT_KEYS = ("auto", "ip", "mtls", "ua")
+FP_KINDS = ("ja4", "ja3n")
+ROLES = {"server": ("server_issuer_key", "server_issuer", "server_issuer_akid"),
+         "peer": ("peer_issuer_key", "peer_issuer", "peer_issuer_akid")}
+
+#: Types a baseline's model file may contain; anything else is refused before it is built.
+TRUSTED_MODEL_TYPES = [
+    "sklearn.ensemble._iforest.IsolationForest",
+    "sklearn.tree._classes.ExtraTreeRegressor",
+    "sklearn.tree._tree.Tree",
+    "numpy.random.mtrand.RandomState",
+    "numpy.random._mt19937.MT19937",
+    "numpy.random._pickle.__randomstate_ctor",
+    "numpy.random._pickle.__bit_generator_ctor",
+    "builtins.slice",
+    "numpy.dtype",
+    "numpy.ndarray",
+    "numpy.int64",
+    "numpy.float64",
+]
+
+
+class BaselineError(ValueError):
+    """A baseline directory that is missing, corrupt, hand-edited wrongly or from another version."""
+
+
+@dataclass(frozen=True)
+class MeshCA:
+    """One CA the mesh trusts: its DN and, when known, its key identifier and certificate hash."""
+
+    issuer: str
+    ski: str | None = None
+    sha256: str | None = None
+
+
+def _ts_series(df: pd.DataFrame) -> pd.Series:
+    if "ts" in df.columns:
+        return pd.to_datetime(df["ts"], utc=True)
+    return pd.Series(pd.NaT, index=df.index, dtype="datetime64[ns, UTC]")
+
+
+def client_ids(df: pd.DataFrame, key: str = "auto") -> pd.Series:
+    """The baseline key of each row.
+
+    ``auto``: the row's own ``client_id`` if a source set one, else the mTLS peer subject (a
+    workload identity), else the client IP. ``ip``, ``mtls`` (peer subject) and ``ua`` (User-
+    Agent family) pick one; any other value names a column of the table.
+    """
+
+    def col(name: str) -> pd.Series:
+        if name in df.columns:
+            return df[name].astype("string")
+        return pd.Series(pd.NA, index=df.index, dtype="string")
+
+    if key == "auto":
+        out = col("client_id").fillna(col("peer_subject")).fillna(col("client_ip"))
+    elif key == "ip":
+        out = col("client_ip")
+    elif key == "mtls":
+        out = col("peer_subject")
+    elif key == "ua":
+        out = ua_family(col("user_agent"))
+    elif key in df.columns:
+        out = col(key)
+    else:
+        raise ValueError(f"client key {key!r} is neither one of {', '.join(CLIENT_KEYS)} nor a column of the input")
+    return out.rename("client_id")
+
+
+def parse_mesh_ca(spec: str | None) -> list[MeshCA] | None:
+    """``--mesh-ca``: ``auto`` (learn it, ``None``), ``none`` (no mesh, ``[]``), a PEM file or a DN."""
+    if spec is None or spec.lower() == "auto":
+        return None
+    if spec.lower() == "none":
+        return []
+    path = Path(spec)
+    if path.exists():
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes
+
+        try:
+            certs = x509.load_pem_x509_certificates(path.read_bytes())
+        except ValueError as exc:
+            raise ValueError(f"{spec}: not a PEM certificate file ({exc})") from None
+        out = []
+        for cert in certs:
+            try:
+                ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest.hex()
+            except x509.ExtensionNotFound:
+                ski = None
+            out.append(MeshCA(cert.subject.rfc4514_string(), ski, cert.fingerprint(hashes.SHA256()).hex()))
+        return out
+    if "=" not in spec:
+        raise ValueError(f"--mesh-ca {spec!r} is neither a file, a DN (CN=...,O=...), 'auto' nor 'none'")
+    if dn_key(spec) is None:
+        raise ValueError(f"--mesh-ca {spec!r}: not a distinguished name")
+    return [MeshCA(spec)]
+
+
+# --- the tables a baseline keeps: name -> column dtypes (validated on load) -----------------------
+_TIME = "datetime64[ns, UTC]"
+TABLES: dict[str, dict[str, str]] = {
+    "clients": {"client_id": "string", "connections": "int64", "first_seen": _TIME, "last_seen": _TIME},
+    "fingerprints": {"client_id": "string", "kind": "string", "value": "string", "count": "int64",
+                     "first_seen": _TIME, "last_seen": _TIME},
+    "fp_families": {"kind": "string", "value": "string", "ua_family": "string", "count": "int64"},
+    "issuers": {"client_id": "string", "role": "string", "issuer_key": "string", "issuer": "string",
+                "count": "int64", "first_seen": _TIME, "last_seen": _TIME},
+    "issuer_akids": {"role": "string", "issuer_key": "string", "akid": "string", "count": "int64"},
+    "snis": {"client_id": "string", "sni": "string", "count": "int64", "first_seen": _TIME, "last_seen": _TIME},
+    "sni_issuers": {"sni": "string", "issuer_key": "string", "issuer": "string", "count": "int64"},
+    "versions": {"client_id": "string", "max_version": "string", "count": "int64"},
+    "mesh_cas": {"role": "string", "issuer_key": "string", "issuer": "string", "ski": "string",
+                 "sha256": "string", "origin": "string", "connections": "int64"},
+}
+
+
+def _empty(name: str) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in TABLES[name].items()})
+
+
+def _typed(name: str, df: pd.DataFrame) -> pd.DataFrame:
+    cols = TABLES[name]
+    out = df[list(cols)].copy()
+    for c, t in cols.items():
+        if str(out[c].dtype) != t:
+            out[c] = out[c].astype(t)  # type: ignore[call-overload]
+    return out.reset_index(drop=True)
+
+
+def _merge(name: str, old: pd.DataFrame, new: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Fold ``new`` aggregates into ``old``: counts add, first/last seen widen."""
+    both = pd.concat([old, new], ignore_index=True) if len(old) else new
+    if len(both) == 0:
+        return _empty(name)
+    agg: dict[str, Any] = {}
+    for c in TABLES[name]:
+        if c in keys:
+            continue
+        if c in ("count", "connections"):
+            agg[c] = "sum"
+        elif c == "first_seen":
+            agg[c] = "min"
+        elif c == "last_seen":
+            agg[c] = "max"
+        else:
+            agg[c] = "first"
+    out = both.groupby(keys, sort=True, dropna=False, observed=True).agg(agg).reset_index()
+    return _typed(name, out)
+
+
+def _count_by(frame: pd.DataFrame, keys: list[str], ts: bool = True) -> pd.DataFrame:
+    g = frame.groupby(keys, sort=False, dropna=False, observed=True)
+    out = g.size().rename("count").to_frame()
+    if ts:
+        out["first_seen"] = g["ts"].min()
+        out["last_seen"] = g["ts"].max()
+    return out.reset_index()
+
+
+def _version_of(df: pd.DataFrame) -> pd.Series:
+    """Highest TLS version the client offered, from the JA4 version field (present in every source)."""
+    ja4 = df["ja4"].astype("string") if "ja4" in df.columns else pd.Series(pd.NA, index=df.index, dtype="string")
+    return ja4.str.slice(1, 3)
+
+
+class Baseline:
+    """Per-client fingerprint, issuer and SNI profiles, population prevalence, mesh CAs, hello model.
+
+    Parameters
+    ----------
+    client_key: how rows map to clients (see :func:`client_ids`).
+    mesh_ca: the mesh's CAs (:func:`parse_mesh_ca`), or ``None`` to learn the dominant private
+        issuer per role (shown in ``meta.json`` for confirmation), or ``[]`` for no mesh.
+    model: fit the IsolationForest over ClientHello features.
+    n_estimators, random_state, vocabulary_size, model_quantile: the model's settings;
+        ``model_quantile`` is the share of training connections the model may call outliers.
+    mesh_min_share: an issuer is learned as the mesh CA of a role when it signed at least this
+        share of that role's certificates.
+    """
+
+    # learned state (set by fit; annotated here for type checkers, never assigned in __init__)
+    clients_: pd.DataFrame
+    fingerprints_: pd.DataFrame
+    fp_families_: pd.DataFrame
+    issuers_: pd.DataFrame
+    issuer_akids_: pd.DataFrame
+    snis_: pd.DataFrame
+    sni_issuers_: pd.DataFrame
+    versions_: pd.DataFrame
+    mesh_cas_: pd.DataFrame
+    hellos_: pd.DataFrame
+    n_connections_: int
+    vocabulary_: HelloVocabulary | None
+    model_: Any
+    model_threshold_: float | None
+
+    def __init__(
+        self,
+        client_key: str = "auto",
+        mesh_ca: list[MeshCA] | None = None,
+        model: bool = True,
+        n_estimators: int = 100,
+        random_state: int = 0,
+        vocabulary_size: int = 64,
+        model_quantile: float = 0.002,
+        mesh_min_share: float = 0.8,
+    ) -> None:
+        self.client_key = client_key
+        self.mesh_ca = mesh_ca
+        self.model = model
+        self.n_estimators = n_estimators
+        self.random_state = random_state
+        self.vocabulary_size = vocabulary_size
+        self.model_quantile = model_quantile
+        self.mesh_min_share = mesh_min_share
+
+    # --- learning -----------------------------------------------------------------------------
+    def fit(self, df: pd.DataFrame) -> Baseline:
+        """Learn from ``df`` alone (earlier state is discarded)."""
+        for name in TABLES:
+            setattr(self, f"{name}_", _empty(name))
+        self.hellos_ = pd.DataFrame()
+        self.n_connections_ = 0
+        return self.partial_fit(df)
+
+    def partial_fit(self, df: pd.DataFrame) -> Baseline:
+        """Fold more clean traffic into the learned state; the model is refitted on all hellos."""
+        if not hasattr(self, "clients_"):
+            return self.fit(df)
+        if len(df) == 0:
+            raise ValueError("no connections to learn from")
+        frame = pd.DataFrame({"client_id": client_ids(df, self.client_key), "ts": _ts_series(df)})
+        usable = frame["client_id"].notna().to_numpy()
+        fps = {k: (df[k].astype("string") if k in df.columns else None) for k in FP_KINDS}
+        if not any(v is not None and v.notna().any() for v in fps.values()) and not any(
+            c in df.columns and df[c].notna().any() for c, _, _ in ROLES.values()
+        ):
+            raise ValueError("no usable rows: the input has neither JA4/JA3N fingerprints nor certificate issuers")
+
+        self.n_connections_ += len(df)
+        clients = _count_by(frame[usable], ["client_id"]).rename(columns={"count": "connections"})
+        self.clients_ = _merge("clients", self.clients_, clients, ["client_id"])
+
+        uaf = ua_family(df["user_agent"]) if "user_agent" in df.columns else None
+        parts, fam_parts = [], []
+        for kind, values in fps.items():
+            if values is None:
+                continue
+            sub = frame.assign(kind=kind, value=values)
+            sub = sub[usable & values.notna().to_numpy()]
+            parts.append(_count_by(sub, ["client_id", "kind", "value"]))
+            if uaf is not None:
+                fam = pd.DataFrame({"kind": kind, "value": values, "ua_family": uaf})
+                fam = fam[values.notna().to_numpy() & uaf.notna().to_numpy()]
+                fam_parts.append(_count_by(fam, ["kind", "value", "ua_family"], ts=False))
+        if parts:
+            self.fingerprints_ = _merge("fingerprints", self.fingerprints_, pd.concat(parts),
+                                        ["client_id", "kind", "value"])
+        if fam_parts:
+            self.fp_families_ = _merge("fp_families", self.fp_families_, pd.concat(fam_parts),
+                                       ["kind", "value", "ua_family"])
+
+        iss_parts, akid_parts = [], []
+        for role, (key_col, name_col, akid_col) in ROLES.items():
+            if key_col not in df.columns:
+                continue
+            keys = df[key_col].astype("string")
+            has = keys.notna().to_numpy()
+            names = df[name_col].astype("string") if name_col in df.columns else keys
+            sub = frame.assign(role=role, issuer_key=keys, issuer=names)[usable & has]
+            g = sub.groupby(["client_id", "role", "issuer_key"], sort=False, observed=True)
+            agg = g.size().rename("count").to_frame()
+            agg["issuer"] = g["issuer"].first()
+            agg["first_seen"] = g["ts"].min()
+            agg["last_seen"] = g["ts"].max()
+            iss_parts.append(agg.reset_index())
+            if akid_col in df.columns:
+                ak = pd.DataFrame({"role": role, "issuer_key": keys, "akid": df[akid_col].astype("string")})
+                ak = ak[has & ak["akid"].notna().to_numpy()]
+                akid_parts.append(_count_by(ak, ["role", "issuer_key", "akid"], ts=False))
+        if iss_parts:
+            self.issuers_ = _merge("issuers", self.issuers_, pd.concat(iss_parts), ["client_id", "role", "issuer_key"])
+        if akid_parts:
+            self.issuer_akids_ = _merge("issuer_akids", self.issuer_akids_, pd.concat(akid_parts),
+                                        ["role", "issuer_key", "akid"])
+
+        if "sni" in df.columns:
+            sni = df["sni"].astype("string").str.lower()
+            sub = frame.assign(sni=sni)[usable & sni.notna().to_numpy()]
+            self.snis_ = _merge("snis", self.snis_, _count_by(sub, ["client_id", "sni"]), ["client_id", "sni"])
+            if "server_issuer_key" in df.columns:
+                si = pd.DataFrame({"sni": sni, "issuer_key": df["server_issuer_key"].astype("string"),
+                                   "issuer": df.get("server_issuer", df["server_issuer_key"]).astype("string")})
+                si = si[si["sni"].notna().to_numpy() & si["issuer_key"].notna().to_numpy()]
+                g = si.groupby(["sni", "issuer_key"], sort=False, observed=True)
+                agg = g.size().rename("count").to_frame()
+                agg["issuer"] = g["issuer"].first()
+                self.sni_issuers_ = _merge("sni_issuers", self.sni_issuers_, agg.reset_index(), ["sni", "issuer_key"])
+
+        ver = frame.assign(max_version=_version_of(df))
+        ver = ver[usable & ver["max_version"].notna().to_numpy()]
+        self.versions_ = _merge("versions", self.versions_, _count_by(ver, ["client_id", "max_version"], ts=False),
+                                ["client_id", "max_version"])
+
+        _, hellos = hello_codes(df)
+        if len(hellos):
+            self.hellos_ = self._merge_hellos(self.hellos_, hellos)
+        self._learn_mesh()
+        self._fit_model()
+        return self
+
+    @staticmethod
+    def _merge_hellos(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+        both = pd.concat([old, new], ignore_index=True) if len(old) else new.reset_index(drop=True)
+        key = both.drop(columns="connections").map(
+            lambda v: tuple(int(x) if not isinstance(x, str) else x for x in v)
+            if isinstance(v, (list, tuple, np.ndarray)) else v
+        )
+        ident = pd.util.hash_pandas_object(key.astype(str), index=False)
+        both["connections"] = both.groupby(ident.to_numpy())["connections"].transform("sum")
+        return both[~ident.duplicated().to_numpy()].reset_index(drop=True)
+
+    def _learn_mesh(self) -> None:
+        if self.mesh_ca is not None:
+            rows = [{"role": "any", "issuer_key": dn_key(m.issuer), "issuer": m.issuer, "ski": m.ski,
+                     "sha256": m.sha256, "origin": "given", "connections": 0} for m in self.mesh_ca]
+            self.mesh_cas_ = _typed("mesh_cas", pd.DataFrame(rows, columns=list(TABLES["mesh_cas"])))
+            return
+        from .knowledge import classify_issuers
+
+        rows = []
+        for role in ROLES:
+            iss = self.issuers_[self.issuers_["role"] == role]
+            if len(iss) == 0:
+                continue
+            per = iss.groupby("issuer_key", observed=True).agg(count=("count", "sum"), issuer=("issuer", "first"))
+            per = per.sort_values("count", ascending=False)
+            top_key, top = per.index[0], per.iloc[0]
+            if top["count"] < self.mesh_min_share * per["count"].sum():
+                continue
+            cls = classify_issuers(pd.Series([top["issuer"]], dtype="string"))
+            if bool(cls["public"].fillna(False).iloc[0]) or pd.notna(cls["interception_product"].iloc[0]):
+                continue
+            akids = self.issuer_akids_[(self.issuer_akids_["role"] == role)
+                                       & (self.issuer_akids_["issuer_key"] == top_key)]
+            for ski in akids["akid"].tolist() or [None]:
+                rows.append({"role": role, "issuer_key": top_key, "issuer": top["issuer"], "ski": ski,
+                             "sha256": None, "origin": "learned", "connections": int(top["count"])})
+        self.mesh_cas_ = _typed("mesh_cas", pd.DataFrame(rows, columns=list(TABLES["mesh_cas"])))
+
+    def _fit_model(self) -> None:
+        self.vocabulary_ = HelloVocabulary.learn(self.hellos_, self.vocabulary_size) if len(self.hellos_) else None
+        self.model_ = None
+        self.model_threshold_: float | None = None
+        if not self.model or self.vocabulary_ is None or len(self.hellos_) < 2:
+            return
+        from sklearn.ensemble import IsolationForest
+
+        x = feature_matrix(self.hellos_, self.vocabulary_)
+        weights = self.hellos_["connections"].to_numpy(dtype=np.float64)
+        rng = np.random.default_rng(self.random_state)
+        size = int(min(weights.sum(), 20_000))
+        sample = rng.choice(len(x), size=size, p=weights / weights.sum())
+        model = IsolationForest(n_estimators=self.n_estimators, random_state=self.random_state)
+        model.fit(x[sample])
+        train = model.score_samples(x)
+        order = np.argsort(train)
+        cum = np.cumsum(weights[order]) / weights.sum()
+        # the lowest score such that at most model_quantile of training connections fall below it
+        below = order[cum <= self.model_quantile]
+        self.model_threshold_ = float(train[order[len(below)]]) if len(below) < len(order) else float(train.min())
+        self.model_ = model
+
+    # --- derived views ------------------------------------------------------------------------
+    def prevalence(self) -> pd.DataFrame:
+        """Per fingerprint: connections, clients using it, first/last seen."""
+        fp = self.fingerprints_
+        if len(fp) == 0:
+            return pd.DataFrame(columns=["kind", "value", "connections", "clients", "first_seen", "last_seen"])
+        g = fp.groupby(["kind", "value"], observed=True)
+        return pd.DataFrame({
+            "connections": g["count"].sum(), "clients": g["client_id"].nunique(),
+            "first_seen": g["first_seen"].min(), "last_seen": g["last_seen"].max(),
+        }).reset_index()
+
+    def client_stability(self) -> pd.DataFrame:
+        """Per client: distinct JA4s and the share of its connections on its most common one."""
+        fp = self.fingerprints_
+        kind = fp[fp["kind"] == "ja4"]
+        if len(kind) == 0:
+            kind = fp[fp["kind"] == "ja3n"]
+        g = kind.groupby("client_id", observed=True)["count"]
+        out = pd.DataFrame({"fingerprints": g.size(), "stability": g.max() / g.sum()})
+        return out.reset_index()
+
+    def summary(self) -> dict[str, Any]:
+        """What ``meta.json`` and ``baseline show`` print: parameters, counts, mesh CAs."""
+        fp = self.fingerprints_
+        first = self.clients_["first_seen"].min() if len(self.clients_) else pd.NaT
+        last = self.clients_["last_seen"].max() if len(self.clients_) else pd.NaT
+        return {
+            "connections": int(self.n_connections_),
+            "clients": len(self.clients_),
+            "fingerprints": {k: int((fp["kind"] == k).sum()) for k in FP_KINDS},
+            "distinct_fingerprints": {k: int(fp.loc[fp["kind"] == k, "value"].nunique()) for k in FP_KINDS},
+            "issuers": int(self.issuers_["issuer_key"].nunique()),
+            "snis": int(self.snis_["sni"].nunique()),
+            "distinct_hellos": len(self.hellos_),
+            "first_seen": None if pd.isna(first) else first.isoformat(),
+            "last_seen": None if pd.isna(last) else last.isoformat(),
+            "mesh_cas": [
+                {k: (None if pd.isna(v) else (int(v) if k == "connections" else str(v))) for k, v in r.items()}
+                for r in self.mesh_cas_.to_dict("records")
+            ],
+            "model": None if self.model_ is None else {
+                "kind": "IsolationForest", "n_estimators": self.n_estimators,
+                "features": len(self.vocabulary_.feature_names()) if self.vocabulary_ else 0,
+                "threshold": self.model_threshold_, "quantile": self.model_quantile,
+            },
+        }
+
+    # --- persistence --------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Write the baseline directory (created if needed; files in it are replaced)."""
+        if not hasattr(self, "clients_"):
+            raise ValueError("this baseline has not been fitted")
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        files: dict[str, str] = {}
+        for name in TABLES:
+            path = out / f"{name}.parquet"
+            _typed(name, getattr(self, f"{name}_")).to_parquet(path, index=False)
+            files[name] = path.name
+        if len(self.hellos_):
+            hellos = self.hellos_.copy()
+            for c in hellos.columns:
+                if c != "connections":
+                    hellos[c] = hellos[c].map(lambda v: None if v is None or v is pd.NA else
+                                              [str(x) if isinstance(x, str) else int(x) for x in v]
+                                              if isinstance(v, (list, tuple, np.ndarray)) else int(v))
+            hellos.to_parquet(out / "hellos.parquet", index=False)
+            files["hellos"] = "hellos.parquet"
+        if self.model_ is not None:
+            import skops.io as sio
+
+            sio.dump(self.model_, out / "model.skops")
+            files["model"] = "model.skops"
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "tlsdetect_version": __version__,
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "params": {
+                "client_key": self.client_key,
+                "mesh_ca": None if self.mesh_ca is None else [m.__dict__ for m in self.mesh_ca],
+                "model": self.model, "n_estimators": self.n_estimators, "random_state": self.random_state,
+                "vocabulary_size": self.vocabulary_size, "model_quantile": self.model_quantile,
+                "mesh_min_share": self.mesh_min_share,
+            },
+            "summary": self.summary(),
+            "vocabulary": None if self.vocabulary_ is None else self.vocabulary_.values,
+            "files": files,
+        }
+        (out / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        return out
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Baseline:
+        """Read a baseline directory; any problem is a :class:`BaselineError` naming the file."""
+        root = Path(directory)
+        if not root.is_dir():
+            raise BaselineError(f"{root}: no such baseline directory")
+        meta_path = root / "meta.json"
+        if not meta_path.is_file():
+            raise BaselineError(f"{meta_path}: missing (is {root} a baseline directory? make one with "
+                                "'tlsdetect baseline fit')")
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BaselineError(f"{meta_path}: not valid JSON ({exc})") from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise BaselineError(f"{meta_path}: not a tlsdetect baseline (\"format\" must be {FORMAT!r})")
+        version = meta.get("format_version")
+        if version != FORMAT_VERSION:
+            raise BaselineError(f"{meta_path}: baseline format version {version!r}, this tlsdetect reads version "
+                                f"{FORMAT_VERSION}: refit the baseline with this version")
+        params = meta.get("params")
+        if not isinstance(params, dict):
+            raise BaselineError(f"{meta_path}: \"params\" must be an object")
+        try:
+            mesh = params.get("mesh_ca")
+            self = cls(
+                client_key=str(params["client_key"]),
+                mesh_ca=None if mesh is None else [MeshCA(**m) for m in mesh],
+                model=bool(params["model"]), n_estimators=int(params["n_estimators"]),
+                random_state=int(params["random_state"]), vocabulary_size=int(params["vocabulary_size"]),
+                model_quantile=float(params["model_quantile"]), mesh_min_share=float(params["mesh_min_share"]),
+            )
+            summary = meta["summary"]
+            self.n_connections_ = int(summary["connections"])
+            vocab = meta.get("vocabulary")
+            self.vocabulary_ = None if vocab is None else HelloVocabulary({k: list(v) for k, v in vocab.items()})
+            threshold = (summary.get("model") or {}).get("threshold")
+            self.model_threshold_ = None if threshold is None else float(threshold)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise BaselineError(f"{meta_path}: missing or malformed field ({type(exc).__name__}: {exc})") from None
+        for name, cols in TABLES.items():
+            setattr(self, f"{name}_", _read_table(root / f"{name}.parquet", name, cols))
+        hellos = root / "hellos.parquet"
+        self.hellos_ = _read_parquet(hellos) if hellos.exists() else pd.DataFrame()
+        self.model_ = None
+        model_path = root / "model.skops"
+        if "model" in (meta.get("files") or {}):
+            self.model_ = _load_model(model_path)
+            if self.vocabulary_ is None or self.model_threshold_ is None:
+                raise BaselineError(f"{meta_path}: a model file is listed but the vocabulary or threshold is missing")
+            n = len(self.vocabulary_.feature_names())
+            if getattr(self.model_, "n_features_in_", n) != n:
+                raise BaselineError(f"{model_path}: the model expects {self.model_.n_features_in_} features, "
+                                    f"meta.json's vocabulary gives {n}")
+        return self
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    import pyarrow as pa
+
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise BaselineError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from None
+
+
+def _read_table(path: Path, name: str, cols: dict[str, str]) -> pd.DataFrame:
+    if not path.is_file():
+        raise BaselineError(f"{path}: missing from the baseline directory")
+    df = _read_parquet(path)
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise BaselineError(f"{path}: missing column(s) {', '.join(missing)}")
+    try:
+        return _typed(name, df)
+    except (TypeError, ValueError) as exc:
+        raise BaselineError(f"{path}: a column has the wrong type ({exc})") from None
+
+
+def _load_model(path: Path) -> Any:
+    import skops.io as sio
+
+    if not path.is_file():
+        raise BaselineError(f"{path}: missing from the baseline directory (meta.json lists a model)")
+    try:
+        untrusted = sio.get_untrusted_types(file=path)
+    except Exception as exc:  # skops raises many types on a damaged zip
+        raise BaselineError(f"{path}: not a skops model file ({type(exc).__name__}: {exc})") from None
+    refused = [t for t in untrusted if t not in TRUSTED_MODEL_TYPES]
+    if refused:
+        raise BaselineError(f"{path}: refusing to load types outside the allow-list: {', '.join(refused)}")
+    try:
+        model = sio.load(path, trusted=untrusted)
+    except Exception as exc:
+        raise BaselineError(f"{path}: cannot be loaded ({type(exc).__name__}: {exc})") from None
+    if type(model).__name__ != "IsolationForest":
+        raise BaselineError(f"{path}: holds a {type(model).__name__}, expected an IsolationForest")
+    return model
+
+

@@ -1,0 +1,529 @@
+"""Signals -> score, verdict and reasons, over a whole connections table at once.
+
+Each signal is a boolean mask with a weight and the evidence an analyst needs (``code``,
+``detail``, ``expected``, ``observed``). Masks are computed over distinct values (issuers,
+fingerprints, hellos, client/fingerprint pairs) and broadcast by integer codes, so scoring costs
+a few hash lookups per row and no Python per row; reasons are assembled only for flagged rows.
+
+The score is the noisy-OR of the weights that fired (two independent 50s make 75, not 100):
+strong evidence (a known interception CA or product, a public CA or a look-alike of the mesh CA
+where only the mesh CA belongs) reaches ``intercepted`` on its own; anomalies (a fingerprint new
+for a stable client, a User-Agent that does not match its hello, structural tells, the
+population model) make a row ``suspicious`` and ``intercepted`` when they add up.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from .baseline import ROLES, Baseline, client_ids
+from .features import feature_matrix, has_grease, hello_codes, weak_cipher_count
+from .issuers import dn_key
+from .knowledge import Knowledge, classify_issuers, load_knowledge, match_fingerprints
+from .useragent import family_of_stack, ua_family
+
+__all__ = ["SCORE_COLUMNS", "SIGNALS", "VERDICTS", "Signal", "score", "summarize", "verdict_of"]
+
+VERDICTS = ("ok", "suspicious", "intercepted")
+INTERCEPTED_AT = 70.0
+SUSPICIOUS_AT = 30.0
+SCORE_COLUMNS = ("client_id", "issuer_class", "known_product", "score", "verdict", "reasons", "compared")
+BROWSERS = frozenset({"chromium", "firefox", "safari"})
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One kind of evidence: its code, weight (0-100) and what it means to an analyst."""
+
+    code: str
+    weight: float
+    meaning: str
+
+
+SIGNALS: dict[str, Signal] = {s.code: s for s in (
+    Signal("interception_ca", 95, "the certificate was issued by a known TLS-interception CA"),
+    Signal("mesh_ca_lookalike", 90, "the issuer has the mesh CA's name but another key"),
+    Signal("known_interception_fingerprint", 85, "the ClientHello is a known interception product's"),
+    Signal("public_ca_in_mesh", 75, "a public CA issued a certificate where only the mesh CA belongs"),
+    Signal("new_fingerprint_for_client", 60, "this client never sent this ClientHello in the baseline"),
+    Signal("ua_fingerprint_mismatch", 50, "the ClientHello is not what the claimed User-Agent sends"),
+    Signal("issuer_changed_for_sni", 50, "this server name presented a certificate from another issuer before"),
+    Signal("partial_interception_fingerprint", 45, "the hello's cipher list and shape match an interception product"),
+    Signal("unknown_issuer_in_mesh", 45, "a private CA other than the mesh CA issued a mesh certificate"),
+    Signal("tls_downgrade", 40, "the client offered a lower TLS version than it always did"),
+    Signal("browser_without_grease", 40, "a Chromium User-Agent sent a hello without GREASE values"),
+    Signal("weak_ciphers", 40, "the hello offers ciphers its population never offered"),
+    Signal("fingerprint_convergence", 40, "several clients switched to the same new fingerprint at once"),
+    Signal("model_outlier", 30, "the population model finds this ClientHello unlike any it learned"),
+)}
+
+
+def verdict_of(scores: npt.NDArray[np.float64]) -> npt.NDArray[np.object_]:
+    """``intercepted`` from 70, ``suspicious`` from 30, else ``ok``."""
+    return np.where(scores >= INTERCEPTED_AT, "intercepted", np.where(scores >= SUSPICIOUS_AT, "suspicious", "ok"))
+
+
+def _str(df: pd.DataFrame, col: str) -> pd.Series:
+    if col in df.columns:
+        return df[col].astype("string").reset_index(drop=True)
+    return pd.Series(pd.NA, index=range(len(df)), dtype="string")
+
+
+def _lookup(values: pd.Series, index: pd.Index) -> npt.NDArray[np.int64]:
+    """Position of each value in ``index`` (-1 if absent or missing), hashing each distinct value once."""
+    codes, uniq = pd.factorize(values, use_na_sentinel=True)
+    if len(uniq) == 0:
+        return np.full(len(values), -1, dtype=np.int64)
+    pos = np.asarray(index.get_indexer(uniq), dtype=np.int64)
+    return np.where(codes < 0, -1, pos[np.maximum(codes, 0)])
+
+
+def _pair_in(a: npt.NDArray[np.int64], b: npt.NDArray[np.int64], pairs_a: npt.NDArray[np.int64],
+             pairs_b: npt.NDArray[np.int64], nb: int) -> npt.NDArray[np.bool_]:
+    """Whether each (a, b) row pair is one of the known pairs (codes from the same indexes)."""
+    known = np.unique(pairs_a.astype(np.int64) * (nb + 1) + pairs_b)
+    row = a * (nb + 1) + b
+    return (a >= 0) & (b >= 0) & np.isin(row, known)
+
+
+class _Evidence:
+    """Collects fired signals: masks, weights and per-row evidence strings for flagged rows."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.parts: list[pd.DataFrame] = []
+        self.survival = np.ones(n, dtype=np.float64)
+
+    def add(self, code: str, mask: npt.NDArray[np.bool_], detail: Any, expected: Any = None, observed: Any = None,
+            weight: npt.NDArray[np.float64] | float | None = None) -> None:
+        mask = np.asarray(mask, dtype=bool)
+        if not mask.any():
+            return
+        w = np.full(self.n, SIGNALS[code].weight) if weight is None else np.broadcast_to(weight, (self.n,))
+        self.survival[mask] *= 1.0 - np.clip(w[mask], 0, 100) / 100.0
+        idx = np.flatnonzero(mask)
+
+        def pick(v: Any) -> Any:
+            if isinstance(v, pd.Series):
+                return v.to_numpy(dtype=object)[idx]
+            if isinstance(v, np.ndarray):
+                return v[idx]
+            return [v] * len(idx)
+
+        self.parts.append(pd.DataFrame({
+            "row": idx, "code": code, "weight": w[idx], "detail": pick(detail), "expected": pick(expected),
+            "observed": pick(observed),
+        }))
+
+    def scores(self) -> npt.NDArray[np.float64]:
+        return np.round(100.0 * (1.0 - self.survival), 1)
+
+    def reasons(self) -> npt.NDArray[np.object_]:
+        out = np.empty(self.n, dtype=object)
+        out[:] = [[] for _ in range(self.n)] if self.n < 1024 else _shared_empty(self.n)
+        if not self.parts:
+            return out
+        allr = pd.concat(self.parts, ignore_index=True).sort_values(["row", "weight"], ascending=[True, False],
+                                                                     kind="stable")
+        rows = allr["row"].to_numpy()
+        recs = [
+            {"code": c, "detail": d, "expected": _none(e), "observed": _none(o)}
+            for c, d, e, o in zip(allr["code"], allr["detail"], allr["expected"], allr["observed"], strict=True)
+        ]
+        bounds = np.flatnonzero(np.diff(rows)) + 1
+        starts = np.concatenate([[0], bounds])
+        ends = np.concatenate([bounds, [len(rows)]])
+        for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
+            out[rows[s]] = recs[s:e]
+        return out
+
+
+def _shared_empty(n: int) -> list[list[Any]]:
+    empty: list[Any] = []
+    return [empty] * n
+
+
+def _none(v: Any) -> Any:
+    if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
+        return None
+    return v
+
+
+def _top_list(frame: pd.DataFrame, key: str, value: str, count: str, k: int = 3) -> dict[str, str]:
+    """Per ``key``: its ``k`` most common ``value``s as 'v (n)', for the 'expected' of a reason."""
+    if len(frame) == 0:
+        return {}
+    top = frame.sort_values(count, ascending=False, kind="stable").groupby(key, observed=True).head(k)
+    text = top[value].astype(str) + " (" + top[count].astype(str) + ")"
+    joined = text.groupby(top[key].astype(str), observed=True).agg(", ".join)
+    return {str(k): str(v) for k, v in joined.items()}
+
+
+def score(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge | None = None, *,
+          convergence_window: str = "1h", convergence_min_clients: int = 3) -> pd.DataFrame:
+    """Score every row of a connections table; returns it with :data:`SCORE_COLUMNS` added.
+
+    ``baseline`` may be ``None`` (knowledge-only scoring); rows whose client is not in the
+    baseline are compared with the population and the knowledge base only, as ``compared`` says.
+    """
+    kb = kb or load_knowledge()
+    out = df.reset_index(drop=True).copy()
+    n = len(out)
+    ev = _Evidence(n)
+    cid = client_ids(out, baseline.client_key if baseline is not None else "auto").reset_index(drop=True)
+    ja4, ja3n, ja3 = _str(out, "ja4"), _str(out, "ja3n"), _str(out, "ja3")
+    uaf = ua_family(_str(out, "user_agent"))
+
+    issuer_class = _issuer_signals(out, baseline, kb, ev)
+    known_product = _product_signals(ja3, ja3n, ja4, kb, ev)
+
+    compared = np.full(n, "population and knowledge only: no baseline given", dtype=object)
+    if baseline is not None:
+        compared = _baseline_signals(out, baseline, cid, ja4, ja3n, ev)
+        _convergence(out, baseline, cid, ja4, ev, convergence_window, convergence_min_clients)
+        _model_signal(out, baseline, ev)
+    _ua_signals(out, baseline, kb, ja4, ja3n, ja3, uaf, ev)
+
+    scores = ev.scores()
+    out["client_id"] = cid.astype("string").to_numpy()
+    out["issuer_class"] = pd.array(issuer_class, dtype="string")
+    out["known_product"] = pd.array(known_product, dtype="string")
+    out["score"] = scores
+    out["verdict"] = pd.array(verdict_of(scores), dtype="string")
+    out["reasons"] = ev.reasons()
+    out["compared"] = pd.array(compared, dtype="string")
+    return out
+
+
+# --- issuers ----------------------------------------------------------------------------------------
+_CLASS_RANK = ["interception", "mesh-lookalike", "public-in-mesh", "unknown-in-mesh", "mesh", "public", "private"]
+
+
+def _issuer_signals(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge,
+                    ev: _Evidence) -> npt.NDArray[np.object_]:
+    n = len(df)
+    rank = np.full(n, len(_CLASS_RANK), dtype=np.int64)
+    mesh = baseline.mesh_cas_ if baseline is not None else None
+    keys_by_sha = kb.interception_keys.set_index("sha256") if len(kb.interception_keys) else None
+    for role, (key_col, name_col, akid_col) in ROLES.items():
+        names = _str(df, name_col)
+        keys = _str(df, key_col)
+        if names.isna().all() and keys.isna().all():
+            continue
+        names = names.fillna(keys)
+        keys = keys.fillna(pd.Series([dn_key(v) if isinstance(v, str) else None for v in names], dtype="string"))
+        cls = classify_issuers(names, kb).reset_index(drop=True)
+        has = names.notna().to_numpy()
+        product = cls["interception_product"].astype("string")
+        intercept = product.notna().to_numpy()
+        public = cls["public"].astype("boolean").fillna(False).to_numpy(dtype=bool) & ~intercept
+        what = "server certificate" if role == "server" else "client certificate"
+        ev.add("interception_ca", intercept,
+               f"the {what} was issued by " + names.fillna("") + ", a known interception CA (" + product.fillna("")
+               + "; source: " + cls["interception_source"].astype("string").fillna("") + ")",
+               expected="an issuer that is not an interception product", observed=names)
+        rank = np.where(intercept, np.minimum(rank, 0), rank)
+
+        sha_col = "server_cert_sha256" if role == "server" else "peer_cert_sha256"
+        if keys_by_sha is not None and sha_col in df.columns:
+            sha = _str(df, sha_col).str.lower()
+            pos = _lookup(sha, pd.Index(keys_by_sha.index))
+            blocked = pos >= 0
+            prod = np.asarray(keys_by_sha["product"].to_numpy(dtype=object))
+            ev.add("interception_ca", blocked,
+                   pd.Series([f"the {what} is a blocklisted interception certificate ({prod[p]})" if p >= 0 else ""
+                              for p in pos], dtype=object),
+                   expected="a certificate not on Chromium's interception blocklist", observed=sha)
+            rank = np.where(blocked, 0, rank)
+
+        mesh_role = mesh[mesh["role"].isin([role, "any"])] if mesh is not None and len(mesh) else None
+        if mesh_role is None or len(mesh_role) == 0:
+            rank = np.where(has & public, np.minimum(rank, 5), np.where(has, np.minimum(rank, 6), rank))
+            continue
+        mesh_keys = pd.Index(mesh_role["issuer_key"].dropna().unique())
+        in_mesh_dn = _lookup(keys, mesh_keys) >= 0
+        mesh_names = "; ".join(mesh_role["issuer"].dropna().unique().tolist())
+        skis = mesh_role["ski"].dropna()
+        lookalike = np.zeros(n, dtype=bool)
+        if len(skis) and akid_col in df.columns:
+            akid = _str(df, akid_col).str.lower()
+            known = pd.Index(skis.str.lower().unique())
+            lookalike = in_mesh_dn & akid.notna().to_numpy() & (_lookup(akid, known) < 0)
+            ev.add("mesh_ca_lookalike", lookalike,
+                   f"the {what} names the mesh CA " + names.fillna("") + " as issuer but was signed by key "
+                   + akid.fillna("") + ", not the mesh CA's key",
+                   expected="key id " + ", ".join(known.tolist()), observed=akid)
+        chain_hit = _chain_lookalike(df, role, mesh_role)
+        if chain_hit is not None:
+            ev.add("mesh_ca_lookalike", chain_hit & ~lookalike,
+                   f"the {what} chain holds a CA certificate with the mesh CA's name and another fingerprint",
+                   expected="mesh CA certificate " + ", ".join(mesh_role["sha256"].dropna().tolist()),
+                   observed=_str(df, "server_chain"))
+            lookalike |= chain_hit
+        pub_mesh = has & public & ~in_mesh_dn
+        ev.add("public_ca_in_mesh", pub_mesh,
+               "a public CA (" + names.fillna("") + f") issued the {what}; in this mesh only {mesh_names} issues them",
+               expected=mesh_names, observed=names)
+        unknown = has & ~public & ~intercept & ~in_mesh_dn
+        ev.add("unknown_issuer_in_mesh", unknown,
+               f"the {what} was issued by " + names.fillna("") + f", which is neither the mesh CA ({mesh_names}) "
+               "nor a public CA",
+               expected=mesh_names, observed=names)
+        rank = np.where(lookalike, np.minimum(rank, 1), rank)
+        rank = np.where(pub_mesh, np.minimum(rank, 2), rank)
+        rank = np.where(unknown, np.minimum(rank, 3), rank)
+        rank = np.where(has & in_mesh_dn, np.minimum(rank, 4), rank)
+    labels = np.array([*_CLASS_RANK, None], dtype=object)
+    return labels[rank]
+
+
+def _chain_lookalike(df: pd.DataFrame, role: str, mesh_role: pd.DataFrame) -> npt.NDArray[np.bool_] | None:
+    """Chains (pcap TLS <= 1.2) holding a CA cert named like the mesh CA but with another SHA-256."""
+    shas = set(mesh_role["sha256"].dropna().str.lower())
+    if role != "server" or not shas or "server_chain" not in df.columns:
+        return None
+    keys = set(mesh_role["issuer_key"].dropna())
+    codes, uniq = pd.factorize(_str(df, "server_chain"), use_na_sentinel=True)
+    hit = np.zeros(len(uniq), dtype=bool)
+    for i, text in enumerate(uniq):
+        try:
+            chain = json.loads(text)
+        except (TypeError, ValueError):
+            continue
+        for cert in chain[1:] if isinstance(chain, list) else []:
+            if isinstance(cert, dict) and dn_key(cert.get("subject")) in keys \
+                    and str(cert.get("sha256", "")).lower() not in shas:
+                hit[i] = True
+    return np.where(codes < 0, False, hit[np.maximum(codes, 0)])
+
+
+# --- known products ---------------------------------------------------------------------------------
+def _product_signals(ja3: pd.Series, ja3n: pd.Series, ja4: pd.Series, kb: Knowledge,
+                     ev: _Evidence) -> npt.NDArray[np.object_]:
+    n = len(ja3)
+    product = np.full(n, None, dtype=object)
+    exact = np.zeros(n, dtype=bool)
+    exact_ja4 = set(kb.product_fingerprints.loc[kb.product_fingerprints["kind"] == "ja4", "value"])
+    for kind, values in (("ja3", ja3), ("ja3n", ja3n), ("ja4", ja4)):
+        if values.isna().all():
+            continue
+        m = match_fingerprints(values, kind, kb).reset_index(drop=True)
+        hit = m["product"].notna().to_numpy()
+        if kind == "ja4":
+            full = hit & values.isin(exact_ja4).to_numpy()
+            partial = hit & ~full & ~exact
+            ev.add("partial_interception_fingerprint", partial,
+                   "the JA4 " + values.fillna("") + " matches the shape and cipher list of " +
+                   m["product"].astype("string").fillna("") + " (" + m["product_type"].astype("string").fillna("")
+                   + "; source: " + m["source"].astype("string").fillna("") + "); the fields that source lacks "
+                   "were not compared",
+                   expected="a hello unlike any interception product's", observed=values)
+            product = np.where(partial & (product == None), m["product"].to_numpy(dtype=object), product)  # noqa: E711
+            hit = full
+        new = hit & ~exact
+        ev.add("known_interception_fingerprint", new,
+               f"the {kind.upper()} " + values.fillna("") + " is that of " + m["product"].astype("string").fillna("")
+               + " (" + m["product_type"].astype("string").fillna("") + "; source: "
+               + m["source"].astype("string").fillna("") + ")",
+               expected="the client's own TLS stack", observed=values)
+        product = np.where(new, m["product"].to_numpy(dtype=object), product)
+        exact |= hit
+    return product
+
+
+# --- client baseline --------------------------------------------------------------------------------
+def _baseline_signals(df: pd.DataFrame, b: Baseline, cid: pd.Series, ja4: pd.Series, ja3n: pd.Series,
+                      ev: _Evidence) -> npt.NDArray[np.object_]:
+    clients = pd.Index(b.clients_["client_id"])
+    c = _lookup(cid, clients)
+    known_client = c >= 0
+    conns = b.clients_["connections"].to_numpy()
+    stab = b.client_stability().set_index("client_id").reindex(clients)["stability"].fillna(0.0).to_numpy()
+    prev = b.prevalence()
+
+    seen: dict[str, npt.NDArray[np.bool_]] = {}
+    for kind, values in (("ja4", ja4), ("ja3n", ja3n)):
+        fp = b.fingerprints_[b.fingerprints_["kind"] == kind]
+        vals = pd.Index(fp["value"].unique())
+        v = _lookup(values, vals)
+        pairs_c = np.asarray(clients.get_indexer(fp["client_id"]), dtype=np.int64)
+        pairs_v = np.asarray(vals.get_indexer(fp["value"]), dtype=np.int64)
+        seen[kind] = _pair_in(c, v, pairs_c, pairs_v, len(vals))
+    has4, has3 = ja4.notna().to_numpy(), ja3n.notna().to_numpy()
+    # a JA4 can change with the SNI or ALPN alone; it is a new hello only when JA3N (the lists) is new too
+    new = known_client & (
+        (has4 & ~seen["ja4"] & (~has3 | ~seen["ja3n"])) | (~has4 & has3 & ~seen["ja3n"])
+    )
+    observed = ja4.where(ja4.notna(), ja3n)
+    p4 = prev[prev["kind"] == "ja4"].set_index("value") if len(prev) else pd.DataFrame(columns=["clients"])
+    pos = _lookup(ja4, pd.Index(p4.index))
+    others = np.where(pos >= 0, np.asarray(p4["clients"].to_numpy(dtype=np.int64))[np.maximum(pos, 0)]
+                      if len(p4) else 0, 0)
+    weight = (30.0 + 30.0 * stab[np.maximum(c, 0)]) * np.where(others > 0, 0.6, 1.0)
+    fp = b.fingerprints_[b.fingerprints_["kind"] == "ja4"]
+    expected = _top_list(fp, "client_id", "value", "count")
+    exp = cid.map(lambda x: expected.get(str(x))) if new.any() else None
+    stab_txt = pd.Series(np.round(stab[np.maximum(c, 0)] * 100).astype(int).astype(str), dtype=object)
+    detail = ("client " + cid.fillna("") + " sent " + observed.fillna("") + ", a ClientHello it never sent in the "
+              "baseline (" + stab_txt + "% of its " + pd.Series(conns[np.maximum(c, 0)].astype(str), dtype=object)
+              + " baseline connections used its usual one)"
+              + pd.Series(np.where(others > 0, "; " + others.astype(str) + " other baseline client(s) use it",
+                                   "; no baseline client uses it"), dtype=object))
+    ev.add("new_fingerprint_for_client", new, detail, expected=exp, observed=observed, weight=weight)
+
+    # TLS downgrade: the highest version offered is below anything this client offered before
+    vers = b.versions_
+    if len(vers):
+        floor = vers.groupby("client_id", observed=True)["max_version"].min()
+        fl = floor.reindex(clients).to_numpy(dtype=object)
+        row_v = _str(df, "ja4").str.slice(1, 3).to_numpy(dtype=object)
+        client_floor = np.where(known_client, fl[np.maximum(c, 0)], np.array(None, dtype=object))
+        down = _vector_less(row_v, client_floor)
+        ev.add("tls_downgrade", down,
+               "client " + cid.fillna("") + " offered at most TLS " + pd.Series(row_v, dtype=object).fillna("")
+               + "; in the baseline it always offered at least TLS " + pd.Series(client_floor, dtype=object).fillna(""),
+               expected=pd.Series(client_floor, dtype=object), observed=pd.Series(row_v, dtype=object))
+
+    n_conn = np.where(known_client, conns[np.maximum(c, 0)], 0)
+    return np.where(
+        known_client,
+        "client baseline (" + pd.Series(n_conn.astype(str), dtype=object) + " connections), population, knowledge",
+        "population and knowledge only: client " + cid.fillna("<unknown>") + " is not in the baseline",
+    )
+
+
+def _vector_less(a: npt.NDArray[np.object_], b: npt.NDArray[np.object_]) -> npt.NDArray[np.bool_]:
+    """Elementwise ``a < b`` for two-digit version strings, missing values compare False."""
+    sa = pd.to_numeric(pd.Series(a), errors="coerce").to_numpy(dtype=np.float64)
+    sb = pd.to_numeric(pd.Series(b), errors="coerce").to_numpy(dtype=np.float64)
+    less: npt.NDArray[np.bool_] = np.nan_to_num(sa, nan=np.inf) < np.nan_to_num(sb, nan=-np.inf)
+    return less
+
+
+def _convergence(df: pd.DataFrame, b: Baseline, cid: pd.Series, ja4: pd.Series, ev: _Evidence, window: str,
+                 min_clients: int) -> None:
+    """Many clients on one fingerprint the population never used, inside one time window."""
+    if "ts" not in df.columns or ja4.isna().all():
+        return
+    known = pd.Index(b.fingerprints_.loc[b.fingerprints_["kind"] == "ja4", "value"].unique())
+    fresh = ja4.notna().to_numpy() & (_lookup(ja4, known) < 0)
+    if not fresh.any():
+        return
+    ts = pd.to_datetime(df["ts"], utc=True).reset_index(drop=True)
+    bucket = ts.dt.floor(window)
+    frame = pd.DataFrame({"bucket": bucket, "ja4": ja4, "client": cid})[fresh]
+    counts = frame.groupby(["bucket", "ja4"], observed=True)["client"].transform("nunique")
+    hit = np.zeros(len(df), dtype=bool)
+    hit[np.flatnonzero(fresh)] = counts.to_numpy() >= min_clients
+    many = np.zeros(len(df), dtype=np.int64)
+    many[np.flatnonzero(fresh)] = counts.to_numpy()
+    ev.add("fingerprint_convergence", hit,
+           pd.Series(many.astype(str), dtype=object) + " clients started sending " + ja4.fillna("")
+           + f" within one {window} window; no baseline client ever used it (a new middlebox in the path?)",
+           expected="fingerprints spread as clients update, one by one", observed=ja4)
+
+
+def _model_signal(df: pd.DataFrame, b: Baseline, ev: _Evidence) -> None:
+    if b.model_ is None or b.vocabulary_ is None or b.model_threshold_ is None:
+        return
+    codes, hellos = hello_codes(df)
+    if len(hellos) == 0:
+        return
+    s = b.model_.score_samples(feature_matrix(hellos, b.vocabulary_))
+    row_s = np.where(codes >= 0, s[np.maximum(codes, 0)], np.nan)
+    out = np.nan_to_num(row_s, nan=np.inf) < b.model_threshold_
+    ev.add("model_outlier", out,
+           "the ClientHello scores " + pd.Series(np.round(row_s, 3).astype(str), dtype=object) + " on the population"
+           f" model; {b.model_quantile:.1%} of baseline connections score below {b.model_threshold_:.3f}",
+           expected=f">= {b.model_threshold_:.3f}", observed=pd.Series(np.round(row_s, 3), dtype=object))
+    weak = weak_cipher_count(hellos)
+    pop_weak = int(weak_cipher_count(b.hellos_).sum()) if len(b.hellos_) else 0
+    if pop_weak == 0:
+        row_weak = np.where(codes >= 0, weak[np.maximum(codes, 0)], 0)
+        ev.add("weak_ciphers", row_weak > 0,
+               "the hello offers " + pd.Series(row_weak.astype(str), dtype=object) + " weak cipher(s) (NULL, anon, "
+               "export, RC4 or DES); no hello in the baseline offered any",
+               expected="no weak ciphers", observed=pd.Series(row_weak, dtype=object))
+
+
+def _ua_signals(df: pd.DataFrame, b: Baseline | None, kb: Knowledge, ja4: pd.Series, ja3n: pd.Series,
+                ja3: pd.Series, uaf: pd.Series, ev: _Evidence) -> None:
+    """User-Agent family vs the families known to send this fingerprint; Chromium without GREASE."""
+    if uaf.isna().all():
+        return
+    n = len(df)
+    pairs: list[pd.DataFrame] = []
+    if b is not None and len(b.fp_families_):
+        pairs.append(b.fp_families_[["kind", "value", "ua_family"]].rename(columns={"ua_family": "family"}))
+    apps = kb.applications.assign(family=kb.applications["family"].astype("string"))
+    pairs.append(apps[["kind", "value", "family"]])
+    stacks = kb.stacks.assign(family=kb.stacks["stack"].map(family_of_stack).astype("string"))
+    pairs.append(stacks[["kind", "value", "family"]])
+    known = pd.concat(pairs, ignore_index=True).dropna()
+    known = known[known["family"] != "other"]
+    mismatch = np.zeros(n, dtype=bool)
+    decided = np.zeros(n, dtype=bool)
+    expected = pd.Series(pd.NA, index=range(n), dtype="string")
+    for kind, values in (("ja4", ja4), ("ja3n", ja3n), ("ja3", ja3)):
+        sub = known[known["kind"] == kind]
+        if len(sub) == 0 or values.isna().all():
+            continue
+        sub = sub.drop_duplicates(["value", "family"])
+        vals = pd.Index(sub["value"].unique())
+        fam_index = pd.Index(sub["family"].unique())
+        joined = sub.groupby("value", observed=True)["family"].agg(lambda s: ", ".join(sorted(set(s))))
+        pos = _lookup(values, vals)
+        f = _lookup(uaf, fam_index)
+        has = (pos >= 0) & ~decided & uaf.notna().to_numpy()
+        ok = _pair_in(pos, f, np.asarray(vals.get_indexer(sub["value"]), dtype=np.int64),
+                      np.asarray(fam_index.get_indexer(sub["family"]), dtype=np.int64), len(fam_index))
+        bad = has & ~ok
+        mismatch |= bad
+        decided |= has
+        exp_text = joined.reindex(vals).to_numpy(dtype=object)
+        expected = expected.where(~bad, pd.Series(exp_text[np.maximum(pos, 0)], dtype="string"))
+    ev.add("ua_fingerprint_mismatch", mismatch,
+           "the User-Agent claims " + uaf.fillna("") + " but the hello is one that " + expected.fillna("")
+           + " sends", expected=expected, observed=uaf)
+
+    codes, hellos = hello_codes(df)
+    if len(hellos):
+        grease = has_grease(hellos)
+        no_grease = (codes >= 0) & ~grease[np.maximum(codes, 0)] & (uaf == "chromium").fillna(False).to_numpy()
+        ev.add("browser_without_grease", no_grease,
+               "the User-Agent claims Chromium, which puts GREASE values in every ClientHello; this hello has none",
+               expected="GREASE in ciphers, extensions and groups", observed="no GREASE")
+        weak = weak_cipher_count(hellos)
+        row_weak = np.where(codes >= 0, weak[np.maximum(codes, 0)], 0)
+        browser = uaf.isin(list(BROWSERS)).fillna(False).to_numpy()
+        ev.add("weak_ciphers", (row_weak > 0) & browser,
+               "the User-Agent claims a current browser, which offers no weak ciphers; this hello offers "
+               + pd.Series(row_weak.astype(str), dtype=object),
+               expected="no NULL, anon, export, RC4 or DES ciphers", observed=pd.Series(row_weak, dtype=object))
+
+
+# --- summaries --------------------------------------------------------------------------------------
+def summarize(scored: pd.DataFrame, top: int = 5) -> dict[str, Any]:
+    """Verdict counts, the most frequent reasons and the most flagged clients."""
+    verdicts = scored["verdict"].value_counts().reindex(list(VERDICTS), fill_value=0)
+    flagged = scored[scored["verdict"] != "ok"]
+    codes = pd.Series([r["code"] for rs in flagged["reasons"] for r in rs], dtype="string")
+    clients = flagged["client_id"].value_counts().head(top)
+    return {
+        "connections": len(scored),
+        "verdicts": {k: int(v) for k, v in verdicts.items()},
+        "top_reasons": {str(k): int(v) for k, v in codes.value_counts().head(top).items()},
+        "top_flagged_clients": {str(k): int(v) for k, v in clients.items()},
+    }
+
+
+def explain(codes: Sequence[str]) -> list[str]:
+    """One line per signal code: what it means."""
+    return [f"{c}: {SIGNALS[c].meaning}" for c in codes if c in SIGNALS]
