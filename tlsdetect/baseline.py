@@ -8,12 +8,12 @@ connections table (no Python per row), so fitting a million connections takes se
 What is learned, per ``client_id``: the JA4 and JA3N fingerprints it used (never raw JA3:
 Chrome shuffles its extensions), the issuers it saw, the SNIs it asked for, each with counts and
 first/last seen; population-wide, how many connections and clients use each fingerprint, which
-User-Agent families send it, which issuers each SNI presented; the mesh's own CA(s); and an
-IsolationForest over ClientHello features that says how unlike the population a hello is.
+User-Agent families send it, which issuers each SNI presented; the mesh's own CA(s); and a
+nearest-neighbour model over ClientHello values that says how unlike the population a hello is.
 
 A baseline is saved as a directory: ``meta.json`` a person can read (format version, parameters,
-counts, the mesh CAs for confirmation), one Parquet file per learned table and the model in
-skops format, loaded with an allow-list of types (never a pickle of a file a user may be handed).
+counts, the mesh CAs for confirmation), one Parquet file per learned table and the model as plain
+NumPy arrays (``np.load(allow_pickle=False)``: never a pickle of a file a user may be handed).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .features import HelloVocabulary, feature_matrix, hello_codes
+from .features import HelloNovelty, hello_codes
 from .issuers import dn_key
 from .useragent import ua_family
 
@@ -48,23 +48,6 @@ CLIENT_KEYS = ("auto", "ip", "mtls", "ua")
 FP_KINDS = ("ja4", "ja3n")
 ROLES = {"server": ("server_issuer_key", "server_issuer", "server_issuer_akid"),
          "peer": ("peer_issuer_key", "peer_issuer", "peer_issuer_akid")}
-
-#: Types a baseline's model file may contain; anything else is refused before it is built.
-TRUSTED_MODEL_TYPES = [
-    "sklearn.ensemble._iforest.IsolationForest",
-    "sklearn.tree._classes.ExtraTreeRegressor",
-    "sklearn.tree._tree.Tree",
-    "numpy.random.mtrand.RandomState",
-    "numpy.random._mt19937.MT19937",
-    "numpy.random._pickle.__randomstate_ctor",
-    "numpy.random._pickle.__bit_generator_ctor",
-    "builtins.slice",
-    "numpy.dtype",
-    "numpy.ndarray",
-    "numpy.int64",
-    "numpy.float64",
-]
-
 
 class BaselineError(ValueError):
     """A baseline directory that is missing, corrupt, hand-edited wrongly or from another version."""
@@ -218,9 +201,10 @@ class Baseline:
     client_key: how rows map to clients (see :func:`client_ids`).
     mesh_ca: the mesh's CAs (:func:`parse_mesh_ca`), or ``None`` to learn the dominant private
         issuer per role (shown in ``meta.json`` for confirmation), or ``[]`` for no mesh.
-    model: fit the IsolationForest over ClientHello features.
-    n_estimators, random_state, vocabulary_size, model_quantile: the model's settings;
-        ``model_quantile`` is the share of training connections the model may call outliers.
+    model: learn the population model (:class:`tlsdetect.features.HelloNovelty`).
+    novelty_threshold: a hello whose nearest baseline hello is farther than this (Jaccard
+        distance over offered values) is an outlier; 0.35 means "shares under 65% of its values
+        with any hello the population sent".
     mesh_min_share: an issuer is learned as the mesh CA of a role when it signed at least this
         share of that role's certificates.
     """
@@ -237,28 +221,20 @@ class Baseline:
     mesh_cas_: pd.DataFrame
     hellos_: pd.DataFrame
     n_connections_: int
-    vocabulary_: HelloVocabulary | None
-    model_: Any
-    model_threshold_: float | None
+    model_: HelloNovelty | None
 
     def __init__(
         self,
         client_key: str = "auto",
         mesh_ca: list[MeshCA] | None = None,
         model: bool = True,
-        n_estimators: int = 100,
-        random_state: int = 0,
-        vocabulary_size: int = 64,
-        model_quantile: float = 0.002,
+        novelty_threshold: float = 0.35,
         mesh_min_share: float = 0.8,
     ) -> None:
         self.client_key = client_key
         self.mesh_ca = mesh_ca
         self.model = model
-        self.n_estimators = n_estimators
-        self.random_state = random_state
-        self.vocabulary_size = vocabulary_size
-        self.model_quantile = model_quantile
+        self.novelty_threshold = novelty_threshold
         self.mesh_min_share = mesh_min_share
 
     # --- learning -----------------------------------------------------------------------------
@@ -396,27 +372,7 @@ class Baseline:
         self.mesh_cas_ = _typed("mesh_cas", pd.DataFrame(rows, columns=list(TABLES["mesh_cas"])))
 
     def _fit_model(self) -> None:
-        self.vocabulary_ = HelloVocabulary.learn(self.hellos_, self.vocabulary_size) if len(self.hellos_) else None
-        self.model_ = None
-        self.model_threshold_: float | None = None
-        if not self.model or self.vocabulary_ is None or len(self.hellos_) < 2:
-            return
-        from sklearn.ensemble import IsolationForest
-
-        x = feature_matrix(self.hellos_, self.vocabulary_)
-        weights = self.hellos_["connections"].to_numpy(dtype=np.float64)
-        rng = np.random.default_rng(self.random_state)
-        size = int(min(weights.sum(), 20_000))
-        sample = rng.choice(len(x), size=size, p=weights / weights.sum())
-        model = IsolationForest(n_estimators=self.n_estimators, random_state=self.random_state)
-        model.fit(x[sample])
-        train = model.score_samples(x)
-        order = np.argsort(train)
-        cum = np.cumsum(weights[order]) / weights.sum()
-        # the lowest score such that at most model_quantile of training connections fall below it
-        below = order[cum <= self.model_quantile]
-        self.model_threshold_ = float(train[order[len(below)]]) if len(below) < len(order) else float(train.min())
-        self.model_ = model
+        self.model_ = HelloNovelty.fit(self.hellos_) if self.model and len(self.hellos_) else None
 
     # --- derived views ------------------------------------------------------------------------
     def prevalence(self) -> pd.DataFrame:
@@ -460,9 +416,9 @@ class Baseline:
                 for r in self.mesh_cas_.to_dict("records")
             ],
             "model": None if self.model_ is None else {
-                "kind": "IsolationForest", "n_estimators": self.n_estimators,
-                "features": len(self.vocabulary_.feature_names()) if self.vocabulary_ else 0,
-                "threshold": self.model_threshold_, "quantile": self.model_quantile,
+                "kind": "nearest-neighbour Jaccard novelty (sklearn NearestNeighbors)",
+                "hellos": len(self.model_.labels), "values": len(self.model_.tokens),
+                "threshold": self.novelty_threshold,
             },
         }
 
@@ -482,16 +438,12 @@ class Baseline:
             hellos = self.hellos_.copy()
             for c in hellos.columns:
                 if c != "connections":
-                    hellos[c] = hellos[c].map(lambda v: None if v is None or v is pd.NA else
-                                              [str(x) if isinstance(x, str) else int(x) for x in v]
-                                              if isinstance(v, (list, tuple, np.ndarray)) else int(v))
+                    hellos[c] = hellos[c].map(_plain_cell)
             hellos.to_parquet(out / "hellos.parquet", index=False)
             files["hellos"] = "hellos.parquet"
         if self.model_ is not None:
-            import skops.io as sio
-
-            sio.dump(self.model_, out / "model.skops")
-            files["model"] = "model.skops"
+            self.model_.save(out / "model.npz")
+            files["model"] = "model.npz"
         meta = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -500,12 +452,10 @@ class Baseline:
             "params": {
                 "client_key": self.client_key,
                 "mesh_ca": None if self.mesh_ca is None else [m.__dict__ for m in self.mesh_ca],
-                "model": self.model, "n_estimators": self.n_estimators, "random_state": self.random_state,
-                "vocabulary_size": self.vocabulary_size, "model_quantile": self.model_quantile,
+                "model": self.model, "novelty_threshold": self.novelty_threshold,
                 "mesh_min_share": self.mesh_min_share,
             },
             "summary": self.summary(),
-            "vocabulary": None if self.vocabulary_ is None else self.vocabulary_.values,
             "files": files,
         }
         (out / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n", encoding="utf-8")
@@ -539,16 +489,14 @@ class Baseline:
             self = cls(
                 client_key=str(params["client_key"]),
                 mesh_ca=None if mesh is None else [MeshCA(**m) for m in mesh],
-                model=bool(params["model"]), n_estimators=int(params["n_estimators"]),
-                random_state=int(params["random_state"]), vocabulary_size=int(params["vocabulary_size"]),
-                model_quantile=float(params["model_quantile"]), mesh_min_share=float(params["mesh_min_share"]),
+                model=bool(params["model"]), novelty_threshold=float(params["novelty_threshold"]),
+                mesh_min_share=float(params["mesh_min_share"]),
             )
             summary = meta["summary"]
             self.n_connections_ = int(summary["connections"])
-            vocab = meta.get("vocabulary")
-            self.vocabulary_ = None if vocab is None else HelloVocabulary({k: list(v) for k, v in vocab.items()})
-            threshold = (summary.get("model") or {}).get("threshold")
-            self.model_threshold_ = None if threshold is None else float(threshold)
+            files = meta["files"]
+            if not isinstance(files, dict):
+                raise TypeError("\"files\" must be an object")
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise BaselineError(f"{meta_path}: missing or malformed field ({type(exc).__name__}: {exc})") from None
         for name, cols in TABLES.items():
@@ -556,16 +504,24 @@ class Baseline:
         hellos = root / "hellos.parquet"
         self.hellos_ = _read_parquet(hellos) if hellos.exists() else pd.DataFrame()
         self.model_ = None
-        model_path = root / "model.skops"
-        if "model" in (meta.get("files") or {}):
-            self.model_ = _load_model(model_path)
-            if self.vocabulary_ is None or self.model_threshold_ is None:
-                raise BaselineError(f"{meta_path}: a model file is listed but the vocabulary or threshold is missing")
-            n = len(self.vocabulary_.feature_names())
-            if getattr(self.model_, "n_features_in_", n) != n:
-                raise BaselineError(f"{model_path}: the model expects {self.model_.n_features_in_} features, "
-                                    f"meta.json's vocabulary gives {n}")
+        if "model" in files:
+            model_path = root / "model.npz"
+            if not model_path.is_file():
+                raise BaselineError(f"{model_path}: missing from the baseline directory (meta.json lists a model)")
+            try:
+                self.model_ = HelloNovelty.load(model_path)
+            except (OSError, ValueError, EOFError) as exc:
+                raise BaselineError(f"{model_path}: not a tlsdetect model ({type(exc).__name__}: {exc})") from None
         return self
+
+
+def _plain_cell(v: Any) -> Any:
+    """A hello-table cell Parquet can store: lists of ints or hex strings, ints, strings."""
+    if v is None or v is pd.NA:
+        return None
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return [x if isinstance(x, str) else int(x) for x in v]
+    return v if isinstance(v, str) else int(v)
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
@@ -588,26 +544,3 @@ def _read_table(path: Path, name: str, cols: dict[str, str]) -> pd.DataFrame:
         return _typed(name, df)
     except (TypeError, ValueError) as exc:
         raise BaselineError(f"{path}: a column has the wrong type ({exc})") from None
-
-
-def _load_model(path: Path) -> Any:
-    import skops.io as sio
-
-    if not path.is_file():
-        raise BaselineError(f"{path}: missing from the baseline directory (meta.json lists a model)")
-    try:
-        untrusted = sio.get_untrusted_types(file=path)
-    except Exception as exc:  # skops raises many types on a damaged zip
-        raise BaselineError(f"{path}: not a skops model file ({type(exc).__name__}: {exc})") from None
-    refused = [t for t in untrusted if t not in TRUSTED_MODEL_TYPES]
-    if refused:
-        raise BaselineError(f"{path}: refusing to load types outside the allow-list: {', '.join(refused)}")
-    try:
-        model = sio.load(path, trusted=untrusted)
-    except Exception as exc:
-        raise BaselineError(f"{path}: cannot be loaded ({type(exc).__name__}: {exc})") from None
-    if type(model).__name__ != "IsolationForest":
-        raise BaselineError(f"{path}: holds a {type(model).__name__}, expected an IsolationForest")
-    return model
-
-

@@ -1,4 +1,4 @@
-"""Numeric features of ClientHellos, for the population model.
+"""ClientHello features and the population model.
 
 A capture of a million connections holds a few hundred distinct hellos, so features are
 computed once per distinct hello (identified by ``ja3_full`` and ``ja4_ro``, which together pin
@@ -6,14 +6,14 @@ every list the hello carried except GREASE values) and broadcast by integer code
 the parsed hello lists (Envoy and most Zeek logs carry only the hashes) get no features: the
 model says "not applicable" for them rather than guessing from a hash.
 
-The vocabulary (which cipher, extension, group and signature-algorithm values get a presence
-column) is learned from the baseline's hellos, so the feature space follows the population.
+The population model (:class:`HelloNovelty`) compares each distinct hello with the baseline's
+distinct hellos as sets of offered values.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable, Sequence
+import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,8 @@ import pandas as pd
 
 from .tls import is_grease
 
-__all__ = ["HELLO_COLUMNS", "LIST_KINDS", "HelloVocabulary", "feature_matrix", "hello_codes"]
+__all__ = ["HELLO_COLUMNS", "LIST_KINDS", "HelloNovelty", "has_grease", "hello_codes", "hello_tokens",
+           "weak_cipher_count"]
 
 #: The hello-list columns features read, in the order the vocabulary keeps them.
 LIST_KINDS = ("ch_ciphers", "ch_extensions", "ch_groups", "ch_sig_algs")
@@ -63,86 +64,10 @@ def hello_codes(df: pd.DataFrame) -> tuple[npt.NDArray[np.int64], pd.DataFrame]:
                                              return_counts=True)
     codes[has] = inverse.reshape(-1)
     rows = np.flatnonzero(has)[first]
-    table = df.iloc[rows][[c for c in HELLO_COLUMNS if c in df.columns]].reset_index(drop=True)
+    table = df.iloc[rows][[c for c in (*HELLO_COLUMNS, "ja4") if c in df.columns]].reset_index(drop=True)
     table["connections"] = counts.astype(np.int64)
     del uniq
     return codes, table
-
-
-class HelloVocabulary:
-    """Which list values get a presence column: the most common ones of the learned population."""
-
-    def __init__(self, values: dict[str, list[int]]) -> None:
-        self.values = {k: [int(v) for v in values.get(k, [])] for k in LIST_KINDS}
-
-    @classmethod
-    def learn(cls, hellos: pd.DataFrame, size: int = 64) -> HelloVocabulary:
-        """Top ``size`` values per list kind, weighted by how many connections carried them."""
-        vocab: dict[str, list[int]] = {}
-        weights = hellos["connections"].to_numpy() if "connections" in hellos else np.ones(len(hellos))
-        for kind in LIST_KINDS:
-            counter: Counter[int] = Counter()
-            if kind in hellos.columns:
-                for lst, w in zip(hellos[kind], weights, strict=True):
-                    for v in _ints(lst):
-                        if not is_grease(v):
-                            counter[v] += int(w)
-            vocab[kind] = sorted(v for v, _ in counter.most_common(size))
-        return cls(vocab)
-
-    def feature_names(self) -> list[str]:
-        names = ["n_ciphers", "n_extensions", "n_groups", "n_sig_algs", "n_point_formats", "has_grease",
-                 "max_version", "has_sni", "has_alpn", "alpn_h2", "n_weak_ciphers"]
-        for kind in LIST_KINDS:
-            short = kind.removeprefix("ch_")
-            names += [f"{short}_{v:04x}" for v in self.values[kind]]
-            names.append(f"{short}_other")
-        return names
-
-
-def _max_version(legacy: Any, supported: Iterable[int]) -> int:
-    real = [v for v in supported if not is_grease(v)]
-    if real:
-        return max(real)
-    try:
-        return int(legacy)
-    except (TypeError, ValueError):
-        return 0
-
-
-def feature_matrix(hellos: pd.DataFrame, vocab: HelloVocabulary) -> npt.NDArray[np.float64]:
-    """One row of features per distinct hello (the frame :func:`hello_codes` returns)."""
-    names = vocab.feature_names()
-    out = np.zeros((len(hellos), len(names)), dtype=np.float64)
-    index = {kind: {v: i for i, v in enumerate(vocab.values[kind])} for kind in LIST_KINDS}
-    offsets: dict[str, int] = {}
-    pos = 11
-    for kind in LIST_KINDS:
-        offsets[kind] = pos
-        pos += len(vocab.values[kind]) + 1
-    for r, rec in enumerate(hellos.to_dict("records")):
-        lists = {k: _ints(rec.get(k)) for k in (*LIST_KINDS, "ch_point_formats", "ch_supported_versions")}
-        clean = {k: [v for v in lst if not is_grease(v)] for k, lst in lists.items()}
-        alpn = rec.get("ch_alpn")
-        alpn_list: Sequence[Any] = () if alpn is None or alpn is pd.NA else list(alpn)
-        out[r, 0] = len(clean["ch_ciphers"])
-        out[r, 1] = len(clean["ch_extensions"])
-        out[r, 2] = len(clean["ch_groups"])
-        out[r, 3] = len(clean["ch_sig_algs"])
-        out[r, 4] = len(clean["ch_point_formats"])
-        out[r, 5] = float(any(len(clean[k]) != len(lists[k]) for k in lists))
-        out[r, 6] = _max_version(rec.get("ch_version"), lists["ch_supported_versions"])
-        out[r, 7] = float(0 in clean["ch_extensions"])
-        out[r, 8] = float(len(alpn_list) > 0)
-        out[r, 9] = float(len(alpn_list) > 0 and str(alpn_list[0]) == "6832")
-        out[r, 10] = sum(1 for c in clean["ch_ciphers"] if c in WEAK_CIPHERS)
-        for kind in LIST_KINDS:
-            base = offsets[kind]
-            other = base + len(vocab.values[kind])
-            for v in clean[kind]:
-                i = index[kind].get(v)
-                out[r, other if i is None else base + i] += 1.0
-    return out
 
 
 def has_grease(hellos: pd.DataFrame) -> npt.NDArray[np.bool_]:
@@ -160,3 +85,86 @@ def weak_cipher_count(hellos: pd.DataFrame) -> npt.NDArray[np.int64]:
         for r, lst in enumerate(hellos["ch_ciphers"]):
             out[r] = sum(1 for c in _ints(lst) if c in WEAK_CIPHERS)
     return out
+
+
+# --- the population model: nearest-neighbour novelty over the values a hello offers -------------------
+_TOKEN_KINDS = (*LIST_KINDS, "ch_supported_versions", "ch_point_formats")
+
+
+def hello_tokens(hellos: pd.DataFrame) -> list[frozenset[str]]:
+    """Each distinct hello as the set of values it offers (``kind:value``, GREASE dropped, order ignored)."""
+    out: list[frozenset[str]] = []
+    for rec in hellos.to_dict("records"):
+        toks = {f"{k.removeprefix('ch_')}:{v}" for k in _TOKEN_KINDS for v in _ints(rec.get(k)) if not is_grease(v)}
+        alpn = rec.get("ch_alpn")
+        if alpn is not None and alpn is not pd.NA:
+            toks.update(f"alpn:{a}" for a in alpn)
+        out.append(frozenset(toks))
+    return out
+
+
+class HelloNovelty:
+    """How unlike the learned population a hello is: Jaccard distance to its nearest baseline hello.
+
+    A hello is the set of cipher, extension, group, signature-algorithm, version and ALPN values it
+    offers; the distance to the closest hello of the baseline says how much of it no known client
+    ever sent in that combination (0: an exact known hello, 1: nothing in common). Unlike a tree
+    ensemble, this sees a value the population never offered, and a handful of distinct stacks is
+    enough to learn from. The neighbour search is scikit-learn's ``NearestNeighbors`` (brute force,
+    Jaccard metric) over boolean presence columns; the state is plain arrays, saved without pickle.
+    """
+
+    def __init__(self, tokens: Sequence[str], matrix: npt.NDArray[np.bool_], labels: Sequence[str]) -> None:
+        self.tokens = list(tokens)
+        self.matrix = np.asarray(matrix, dtype=bool)
+        self.labels = list(labels)
+
+    @classmethod
+    def fit(cls, hellos: pd.DataFrame) -> HelloNovelty:
+        sets = hello_tokens(hellos)
+        tokens = sorted(set().union(*sets)) if sets else []
+        index = {t: i for i, t in enumerate(tokens)}
+        matrix = np.zeros((len(sets), len(tokens)), dtype=bool)
+        for r, s in enumerate(sets):
+            matrix[r, [index[t] for t in s]] = True
+        labels = hellos["ja4"].astype(str).tolist() if "ja4" in hellos.columns else [""] * len(sets)
+        return cls(tokens, matrix, labels)
+
+    def distances(self, hellos: pd.DataFrame) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+        """Distance of each distinct hello to its nearest baseline hello, and that neighbour's row."""
+        if len(hellos) == 0 or len(self.matrix) == 0:
+            return np.ones(len(hellos)), np.full(len(hellos), -1, dtype=np.int64)
+        from sklearn.neighbors import NearestNeighbors
+
+        sets = hello_tokens(hellos)
+        tokens = list(self.tokens)
+        index = {t: i for i, t in enumerate(tokens)}
+        for s in sets:  # values the population never offered still count in the distance
+            for t in sorted(s - index.keys()):
+                index[t] = len(tokens)
+                tokens.append(t)
+        train = np.zeros((len(self.matrix), len(tokens)), dtype=bool)
+        train[:, : len(self.tokens)] = self.matrix
+        query = np.zeros((len(sets), len(tokens)), dtype=bool)
+        for r, s in enumerate(sets):
+            query[r, [index[t] for t in s]] = True
+        nn = NearestNeighbors(n_neighbors=1, metric="jaccard", algorithm="brute").fit(train)
+        dist, idx = nn.kneighbors(query)
+        return np.asarray(dist[:, 0], dtype=np.float64), np.asarray(idx[:, 0], dtype=np.int64)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        np.savez(path, tokens=np.array(self.tokens, dtype=str), matrix=self.matrix,
+                 labels=np.array(self.labels, dtype=str))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> HelloNovelty:
+        """Raises ``ValueError`` on anything but the three plain arrays :meth:`save` writes."""
+        with np.load(path, allow_pickle=False) as data:
+            names = set(data.files)
+            if names != {"tokens", "matrix", "labels"}:
+                raise ValueError(f"expected arrays tokens, matrix, labels; found {', '.join(sorted(names))}")
+            tokens, matrix, labels = data["tokens"], data["matrix"], data["labels"]
+        if matrix.dtype != bool or matrix.ndim != 2 or matrix.shape != (len(labels), len(tokens)):
+            raise ValueError(f"matrix of shape {matrix.shape} and type {matrix.dtype} does not fit "
+                             f"{len(labels)} hellos x {len(tokens)} values")
+        return cls(tokens.tolist(), matrix, labels.tolist())

@@ -24,7 +24,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from .baseline import ROLES, Baseline, client_ids
-from .features import feature_matrix, has_grease, hello_codes, weak_cipher_count
+from .features import has_grease, hello_codes, weak_cipher_count
 from .issuers import dn_key
 from .knowledge import Knowledge, classify_issuers, load_knowledge, match_fingerprints
 from .useragent import family_of_stack, ua_family
@@ -431,18 +431,21 @@ def _convergence(df: pd.DataFrame, b: Baseline, cid: pd.Series, ja4: pd.Series, 
 
 
 def _model_signal(df: pd.DataFrame, b: Baseline, ev: _Evidence) -> None:
-    if b.model_ is None or b.vocabulary_ is None or b.model_threshold_ is None:
-        return
     codes, hellos = hello_codes(df)
     if len(hellos) == 0:
         return
-    s = b.model_.score_samples(feature_matrix(hellos, b.vocabulary_))
-    row_s = np.where(codes >= 0, s[np.maximum(codes, 0)], np.nan)
-    out = np.nan_to_num(row_s, nan=np.inf) < b.model_threshold_
-    ev.add("model_outlier", out,
-           "the ClientHello scores " + pd.Series(np.round(row_s, 3).astype(str), dtype=object) + " on the population"
-           f" model; {b.model_quantile:.1%} of baseline connections score below {b.model_threshold_:.3f}",
-           expected=f">= {b.model_threshold_:.3f}", observed=pd.Series(np.round(row_s, 3), dtype=object))
+    if b.model_ is not None:
+        dist, nearest = b.model_.distances(hellos)
+        row_d = np.where(codes >= 0, dist[np.maximum(codes, 0)], np.nan)
+        out = np.nan_to_num(row_d, nan=0.0) > b.novelty_threshold
+        labels = np.array([*b.model_.labels, ""], dtype=object)
+        near = pd.Series(labels[np.where(codes >= 0, nearest[np.maximum(codes, 0)], -1)], dtype=object)
+        shared = pd.Series(np.round(100 * (1 - np.nan_to_num(row_d, nan=1.0))).astype(int).astype(str), dtype=object)
+        ev.add("model_outlier", out,
+               "the closest ClientHello the baseline population sent (" + near + ") shares only " + shared
+               + f"% of this hello's values; at least {100 * (1 - b.novelty_threshold):.0f}% is usual",
+               expected=f"a hello within Jaccard distance {b.novelty_threshold} of a known one",
+               observed=pd.Series(np.round(row_d, 3), dtype=object))
     weak = weak_cipher_count(hellos)
     pop_weak = int(weak_cipher_count(b.hellos_).sum()) if len(b.hellos_) else 0
     if pop_weak == 0:
