@@ -73,7 +73,8 @@ def test_save_load_round_trip(tmp_path: Path, train: pd.DataFrame, fitted: Basel
     loaded = Baseline.load(tmp_path / "b")
     assert loaded.summary() == fitted.summary()
     pd.testing.assert_frame_equal(loaded.fingerprints_, fitted.fingerprints_)
-    assert loaded.model_ is not None and fitted.model_ is not None
+    assert loaded.model_ is not None
+    assert fitted.model_ is not None
     probe = train.head(40)
     from tlsdetect.features import hello_codes
 

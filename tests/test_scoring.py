@@ -55,7 +55,9 @@ def test_every_flagged_row_has_reasons_with_evidence(fitted: Baseline, test_rows
         for r in reasons:
             assert set(r) == {"code", "detail", "expected", "observed"}
             assert r["code"] in SIGNALS
-            assert r["detail"] and "<NA>" not in r["detail"] and "dtype" not in r["detail"]
+            assert r["detail"]
+            assert "<NA>" not in r["detail"]
+            assert "dtype" not in r["detail"]
 
 
 def test_interception_ca(fitted: Baseline, test_rows: pd.DataFrame) -> None:
@@ -66,7 +68,8 @@ def test_interception_ca(fitted: Baseline, test_rows: pd.DataFrame) -> None:
     assert "interception_ca" in codes(row)
     assert row["issuer_class"] == "interception"
     detail = next(r["detail"] for r in row["reasons"] if r["code"] == "interception_ca")
-    assert "mitmproxy" in detail and "source" in detail
+    assert "mitmproxy" in detail
+    assert "source" in detail
 
 
 def test_blocklisted_certificate(fitted: Baseline, test_rows: pd.DataFrame) -> None:

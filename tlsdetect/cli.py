@@ -266,7 +266,8 @@ def _print_summary(summary: dict[str, Any], where: str) -> None:
         click.echo(f"  mesh CA ({m['role']}): {m['issuer']}  key id {m['ski'] or '?'}  [{how}]")
     model = summary.get("model")
     click.echo("  model: " + ("none" if not model else
-                              f"IsolationForest, {model['features']} features, threshold {model['threshold']:.3f}"))
+                              f"nearest-neighbour novelty over {model['hellos']} distinct hellos "
+                              f"({model['values']} values), outlier beyond Jaccard distance {model['threshold']}"))
 
 
 @baseline.command("show")

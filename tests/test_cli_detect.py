@@ -1,0 +1,153 @@
+"""``tlsdetect baseline fit/show``, ``score`` and ``lookup`` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from tlsdetect.cli import main
+
+from .conftest import INTERCEPTION, PROJECT_PCAPS, ROOT
+
+needs_interception = pytest.mark.skipif(not INTERCEPTION.is_dir(), reason=f"no captures at {INTERCEPTION}")
+
+
+def _run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture(scope="module")
+def baseline_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("b") / "sample"
+    code, stdout, err = _run("baseline", "fit", str(PROJECT_PCAPS), "-o", str(out), "--no-progress")
+    assert code == 0, err
+    assert "15 connections" in stdout
+    assert "LEARNED - confirm" in stdout
+    return out
+
+
+def test_show(baseline_dir: Path) -> None:
+    code, out, _ = _run("baseline", "show", str(baseline_dir))
+    assert code == 0
+    assert "mesh CA (server): CN=tlsdetect Sample Intermediate CA,O=tlsdetect" in out
+    assert "client 127.0.0.1" in out
+
+
+def test_fit_with_a_given_mesh_ca_and_a_time_window(tmp_path: Path) -> None:
+    out = tmp_path / "b"
+    code, stdout, err = _run("baseline", "fit", str(PROJECT_PCAPS), "-o", str(out), "--mesh-ca", "CN=Mesh,O=corp",
+                             "--since", "2000-01-01", "--until", "2100-01-01T00:00:00Z")
+    assert code == 0, err
+    assert "mesh CA (any): CN=Mesh,O=corp" in stdout
+    assert "[given]" in stdout
+    code, _, err = _run("baseline", "fit", str(PROJECT_PCAPS), "-o", str(out), "--since", "2100-01-01")
+    assert code != 0
+    assert "cannot fit: no connections" in err
+
+
+def test_update_folds_more_traffic_in(baseline_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(baseline_dir, copy)
+    code, _stdout, err = _run("baseline", "fit", str(PROJECT_PCAPS / "tls13_stacks.pcapng"), "-o", str(copy),
+                             "--update")
+    assert code == 0, err
+    meta = json.loads((copy / "meta.json").read_text())
+    assert meta["summary"]["connections"] > 15
+
+
+@needs_interception
+def test_score_jsonl_keeps_the_4_tuple_and_reasons(baseline_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "scored.jsonl"
+    code, _, err = _run("score", str(INTERCEPTION), "--baseline", str(baseline_dir), "-f", "jsonl", "-o", str(out))
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows
+    for row in rows:
+        for key in ("client_ip", "client_port", "server_ip", "server_port", "ts", "verdict", "score", "reasons"):
+            assert key in row
+        assert row["verdict"] == "intercepted"
+        assert row["reasons"][0]["code"]
+    assert f"{len(rows)} connections: {len(rows)} intercepted" in err
+    assert "top reasons: known_interception_fingerprint" in err
+    assert "top flagged clients:" in err
+
+
+def test_score_table_and_only_flagged(baseline_dir: Path) -> None:
+    code, out, err = _run("score", str(PROJECT_PCAPS), "--baseline", str(baseline_dir))
+    assert code == 0, err
+    assert "verdict" in out
+    assert "reason_codes" in out
+    assert "15 connections: 0 intercepted, 0 suspicious, 15 ok" in err
+    code, out, err = _run("score", str(PROJECT_PCAPS), "--baseline", str(baseline_dir), "-f", "jsonl",
+                          "--only-flagged")
+    assert code == 0
+    assert out == ""
+
+
+def test_score_parquet(baseline_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "s.parquet"
+    code, _, err = _run("score", str(PROJECT_PCAPS), "--baseline", str(baseline_dir), "-f", "parquet", "-o", str(out))
+    assert code == 0, err
+    table = pq.read_table(out)
+    assert table.num_rows == 15
+    assert {"verdict", "score", "reasons"} <= set(table.column_names)
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt-meta", "old-version", "missing-table"])
+def test_score_with_a_bad_baseline_is_one_clear_line(baseline_dir: Path, tmp_path: Path, damage: str) -> None:
+    import shutil
+
+    bad = tmp_path / "bad"
+    if damage != "missing":
+        shutil.copytree(baseline_dir, bad)
+    if damage == "corrupt-meta":
+        (bad / "meta.json").write_text("{")
+    elif damage == "old-version":
+        meta = json.loads((bad / "meta.json").read_text())
+        (bad / "meta.json").write_text(json.dumps({**meta, "format_version": 0}))
+    elif damage == "missing-table":
+        (bad / "fingerprints.parquet").unlink()
+    code, out, err = _run("score", str(PROJECT_PCAPS), "--baseline", str(bad))
+    assert code == 1
+    assert out == ""
+    assert err.startswith("Error: ")
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+    assert str(bad) in err
+
+
+def test_fit_on_input_without_usable_rows(tmp_path: Path) -> None:
+    log = tmp_path / "ssl.log"
+    log.write_text("#separator \\x09\n#path\tssl\n#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\n"
+                   "#types\ttime\tstring\taddr\tport\taddr\tport\n1700000000.0\tC1\t10.0.0.1\t5000\t10.0.0.2\t443\n")
+    code, _, err = _run("baseline", "fit", str(log), "-o", str(tmp_path / "b"))
+    assert code != 0
+    assert "cannot fit: no usable rows" in err
+
+
+def test_lookup(baseline_dir: Path) -> None:
+    code, out, _ = _run("lookup", "t13d1812h1_85036bcba153_d41ae481755e", "--baseline", str(baseline_dir))
+    assert code == 0
+    assert "verdict ok" in out
+    assert "seen in the baseline on 2 connection(s)" in out
+    code, out, _ = _run("lookup", "t13d1812h1_85036bcba153_d41ae481755e", "--json")
+    info = json.loads(out)
+    assert info["kind"] == "ja4"
+    assert info["stacks"]
+    code, out, err = _run("lookup", "not-a-fingerprint")
+    assert code != 0
+    assert "is not a fingerprint" in err
+
+
+def test_committed_sample_baseline_loads() -> None:
+    """baselines/sample is rebuilt by the command in baselines/README.md; it must stay loadable."""
+    code, out, err = _run("baseline", "show", str(ROOT / "baselines" / "sample"))
+    assert code == 0, err
+    assert "15 connections" in out
