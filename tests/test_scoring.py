@@ -97,8 +97,12 @@ def test_public_ca_without_a_mesh_is_not_an_alarm(train: pd.DataFrame, test_rows
     b = Baseline(mesh_ca=[], model=False).fit(train)
     df = with_issuer(test_rows, [2], "CN=ISRG Root X1,O=Internet Security Research Group,C=US")
     out = score(df, b)
-    assert out.iloc[2]["verdict"] == "ok"
     assert out.iloc[2]["issuer_class"] == "public"
+    assert codes(out.iloc[2]) == {"issuer_changed_for_sni"}  # no mesh alarm; the server name's issuer changed
+    assert out.iloc[2]["verdict"] == "suspicious"
+    reason = out.iloc[2]["reasons"][0]
+    assert reason["observed"].startswith("CN=ISRG Root X1")
+    assert reason["expected"] == "CN=tlsdetect Sample Intermediate CA,O=tlsdetect"
 
 
 def test_lookalike_of_the_mesh_ca(fitted: Baseline, test_rows: pd.DataFrame) -> None:
@@ -117,8 +121,9 @@ def test_given_mesh_ca_flags_an_unknown_private_issuer(train: pd.DataFrame, test
     b = Baseline(mesh_ca=[MeshCA(MESH_DN, MESH_SKI)], model=False).fit(train)
     df = with_issuer(test_rows, [4], "CN=Corp Inspection CA,O=Corp")
     out = score(df, b)
-    assert "unknown_issuer_in_mesh" in codes(out.iloc[4])
-    assert out.iloc[4]["verdict"] == "suspicious"
+    assert codes(out.iloc[4]) == {"unknown_issuer_in_mesh", "issuer_changed_for_sni"}
+    assert out.iloc[4]["score"] == pytest.approx(100 * (1 - (1 - 0.45) * (1 - 0.50)), abs=0.1)
+    assert out.iloc[4]["verdict"] == "intercepted"
 
 
 def test_known_interception_product_fingerprint(fitted: Baseline, test_rows: pd.DataFrame) -> None:

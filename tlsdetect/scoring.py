@@ -93,8 +93,18 @@ def _pair_in(a: npt.NDArray[np.int64], b: npt.NDArray[np.int64], pairs_a: npt.ND
     return (a >= 0) & (b >= 0) & np.isin(row, known)
 
 
+def _at(values: Any, idx: npt.NDArray[np.int64]) -> pd.Series:
+    """``values`` at row positions ``idx`` as text (missing -> ""), for evidence strings of fired rows only."""
+    arr = np.asarray(values, dtype=object)[idx]
+    return pd.Series(arr, dtype=object).map(lambda v: "" if v is None or v is pd.NA else str(v))
+
+
 class _Evidence:
-    """Collects fired signals: masks, weights and per-row evidence strings for flagged rows."""
+    """Collects fired signals: masks, weights and per-row evidence strings for flagged rows.
+
+    Evidence may be given as a callable of the fired rows' positions, so its strings are built
+    for those rows only, never for the whole table.
+    """
 
     def __init__(self, n: int) -> None:
         self.n = n
@@ -111,6 +121,8 @@ class _Evidence:
         idx = np.flatnonzero(mask)
 
         def pick(v: Any) -> Any:
+            if callable(v):
+                return np.asarray(v(idx), dtype=object)
             if isinstance(v, pd.Series):
                 return v.to_numpy(dtype=object)[idx]
             if isinstance(v, np.ndarray):
@@ -184,12 +196,14 @@ def score(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge | None = No
     issuer_class = _issuer_signals(out, baseline, kb, ev)
     known_product = _product_signals(ja3, ja3n, ja4, kb, ev)
 
+    codes, hellos = hello_codes(out)
     compared = np.full(n, "population and knowledge only: no baseline given", dtype=object)
     if baseline is not None:
         compared = _baseline_signals(out, baseline, cid, ja4, ja3n, ev)
+        _sni_issuer_signal(out, baseline, ev)
         _convergence(out, baseline, cid, ja4, ev, convergence_window, convergence_min_clients)
-        _model_signal(out, baseline, ev)
-    _ua_signals(out, baseline, kb, ja4, ja3n, ja3, uaf, ev)
+        _model_signal(codes, hellos, baseline, ev)
+    _ua_signals(out, baseline, kb, ja4, ja3n, ja3, uaf, codes, hellos, ev)
 
     scores = ev.scores()
     out["client_id"] = cid.astype("string").to_numpy()
@@ -218,16 +232,23 @@ def _issuer_signals(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge,
         if names.isna().all() and keys.isna().all():
             continue
         names = names.fillna(keys)
-        keys = keys.fillna(pd.Series([dn_key(v) if isinstance(v, str) else None for v in names], dtype="string"))
+        if keys.isna().any():
+            need = keys.isna() & names.notna()
+            codes, uniq = pd.factorize(names[need])
+            computed = np.array([dn_key(str(u)) for u in uniq] + [None], dtype=object)[codes]
+            keys = keys.copy()
+            keys[need] = pd.array(computed, dtype="string")
         cls = classify_issuers(names, kb).reset_index(drop=True)
         has = names.notna().to_numpy()
         product = cls["interception_product"].astype("string")
         intercept = product.notna().to_numpy()
         public = cls["public"].astype("boolean").fillna(False).to_numpy(dtype=bool) & ~intercept
         what = "server certificate" if role == "server" else "client certificate"
+        source = cls["interception_source"]
         ev.add("interception_ca", intercept,
-               f"the {what} was issued by " + names.fillna("") + ", a known interception CA (" + product.fillna("")
-               + "; source: " + cls["interception_source"].astype("string").fillna("") + ")",
+               lambda i, what=what, names=names, product=product, source=source: (
+                   f"the {what} was issued by " + _at(names, i) + ", a known interception CA (" + _at(product, i)
+                   + "; source: " + _at(source, i) + ")"),
                expected="an issuer that is not an interception product", observed=names)
         rank = np.where(intercept, np.minimum(rank, 0), rank)
 
@@ -238,8 +259,8 @@ def _issuer_signals(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge,
             blocked = pos >= 0
             prod = np.asarray(keys_by_sha["product"].to_numpy(dtype=object))
             ev.add("interception_ca", blocked,
-                   pd.Series([f"the {what} is a blocklisted interception certificate ({prod[p]})" if p >= 0 else ""
-                              for p in pos], dtype=object),
+                   lambda i, what=what, pos=pos, prod=prod: [
+                       f"the {what} is a blocklisted interception certificate ({prod[p]})" for p in pos[i]],
                    expected="a certificate not on Chromium's interception blocklist", observed=sha)
             rank = np.where(blocked, 0, rank)
 
@@ -257,8 +278,9 @@ def _issuer_signals(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge,
             known = pd.Index(skis.str.lower().unique())
             lookalike = in_mesh_dn & akid.notna().to_numpy() & (_lookup(akid, known) < 0)
             ev.add("mesh_ca_lookalike", lookalike,
-                   f"the {what} names the mesh CA " + names.fillna("") + " as issuer but was signed by key "
-                   + akid.fillna("") + ", not the mesh CA's key",
+                   lambda i, what=what, names=names, akid=akid: (
+                       f"the {what} names the mesh CA " + _at(names, i) + " as issuer but was signed by key "
+                       + _at(akid, i) + ", not the mesh CA's key"),
                    expected="key id " + ", ".join(known.tolist()), observed=akid)
         chain_hit = _chain_lookalike(df, role, mesh_role)
         if chain_hit is not None:
@@ -269,12 +291,15 @@ def _issuer_signals(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge,
             lookalike |= chain_hit
         pub_mesh = has & public & ~in_mesh_dn
         ev.add("public_ca_in_mesh", pub_mesh,
-               "a public CA (" + names.fillna("") + f") issued the {what}; in this mesh only {mesh_names} issues them",
+               lambda i, what=what, names=names, mesh_names=mesh_names: (
+                   "a public CA (" + _at(names, i)
+                   + f") issued the {what}; in this mesh only {mesh_names} issues them"),
                expected=mesh_names, observed=names)
         unknown = has & ~public & ~intercept & ~in_mesh_dn
         ev.add("unknown_issuer_in_mesh", unknown,
-               f"the {what} was issued by " + names.fillna("") + f", which is neither the mesh CA ({mesh_names}) "
-               "nor a public CA",
+               lambda i, what=what, names=names, mesh_names=mesh_names: (
+                   f"the {what} was issued by " + _at(names, i) + f", which is neither the mesh CA ({mesh_names}) "
+                   "nor a public CA"),
                expected=mesh_names, observed=names)
         rank = np.where(lookalike, np.minimum(rank, 1), rank)
         rank = np.where(pub_mesh, np.minimum(rank, 2), rank)
@@ -320,18 +345,18 @@ def _product_signals(ja3: pd.Series, ja3n: pd.Series, ja4: pd.Series, kb: Knowle
             full = hit & values.isin(exact_ja4).to_numpy()
             partial = hit & ~full & ~exact
             ev.add("partial_interception_fingerprint", partial,
-                   "the JA4 " + values.fillna("") + " matches the shape and cipher list of " +
-                   m["product"].astype("string").fillna("") + " (" + m["product_type"].astype("string").fillna("")
-                   + "; source: " + m["source"].astype("string").fillna("") + "); the fields that source lacks "
-                   "were not compared",
+                   lambda i, values=values, m=m: (
+                       "the JA4 " + _at(values, i) + " matches the shape and cipher list of " + _at(m["product"], i)
+                       + " (" + _at(m["product_type"], i) + "; source: " + _at(m["source"], i)
+                       + "); the fields that source lacks were not compared"),
                    expected="a hello unlike any interception product's", observed=values)
             product = np.where(partial & (product == None), m["product"].to_numpy(dtype=object), product)  # noqa: E711
             hit = full
         new = hit & ~exact
         ev.add("known_interception_fingerprint", new,
-               f"the {kind.upper()} " + values.fillna("") + " is that of " + m["product"].astype("string").fillna("")
-               + " (" + m["product_type"].astype("string").fillna("") + "; source: "
-               + m["source"].astype("string").fillna("") + ")",
+               lambda i, kind=kind, values=values, m=m: (
+                   f"the {kind.upper()} " + _at(values, i) + " is that of " + _at(m["product"], i)
+                   + " (" + _at(m["product_type"], i) + "; source: " + _at(m["source"], i) + ")"),
                expected="the client's own TLS stack", observed=values)
         product = np.where(new, m["product"].to_numpy(dtype=object), product)
         exact |= hit
@@ -368,15 +393,22 @@ def _baseline_signals(df: pd.DataFrame, b: Baseline, cid: pd.Series, ja4: pd.Ser
                       if len(p4) else 0, 0)
     weight = (30.0 + 30.0 * stab[np.maximum(c, 0)]) * np.where(others > 0, 0.6, 1.0)
     fp = b.fingerprints_[b.fingerprints_["kind"] == "ja4"]
-    expected = _top_list(fp, "client_id", "value", "count")
-    exp = cid.map(lambda x: expected.get(str(x))) if new.any() else None
-    stab_txt = pd.Series(np.round(stab[np.maximum(c, 0)] * 100).astype(int).astype(str), dtype=object)
-    detail = ("client " + cid.fillna("") + " sent " + observed.fillna("") + ", a ClientHello it never sent in the "
-              "baseline (" + stab_txt + "% of its " + pd.Series(conns[np.maximum(c, 0)].astype(str), dtype=object)
-              + " baseline connections used its usual one)"
-              + pd.Series(np.where(others > 0, "; " + others.astype(str) + " other baseline client(s) use it",
-                                   "; no baseline client uses it"), dtype=object))
-    ev.add("new_fingerprint_for_client", new, detail, expected=exp, observed=observed, weight=weight)
+
+    def expected(i: npt.NDArray[np.int64]) -> list[str | None]:
+        mine = fp[fp["client_id"].isin(set(cid.iloc[i].dropna()))]
+        tops = _top_list(mine, "client_id", "value", "count")
+        return [tops.get(str(x)) for x in cid.iloc[i]]
+
+    def detail(i: npt.NDArray[np.int64]) -> pd.Series:
+        ci = np.maximum(c[i], 0)
+        pct = pd.Series(np.round(stab[ci] * 100).astype(int).astype(str), dtype=object)
+        tail = np.where(others[i] > 0, "; " + others[i].astype(str) + " other baseline client(s) use it",
+                        "; no baseline client uses it")
+        return ("client " + _at(cid, i) + " sent " + _at(observed, i) + ", a ClientHello it never sent in the "
+                "baseline (" + pct + "% of its " + pd.Series(conns[ci].astype(str), dtype=object)
+                + " baseline connections used its usual one)" + pd.Series(tail, dtype=object))
+
+    ev.add("new_fingerprint_for_client", new, detail, expected=expected, observed=observed, weight=weight)
 
     # TLS downgrade: the highest version offered is below anything this client offered before
     vers = b.versions_
@@ -387,22 +419,56 @@ def _baseline_signals(df: pd.DataFrame, b: Baseline, cid: pd.Series, ja4: pd.Ser
         client_floor = np.where(known_client, fl[np.maximum(c, 0)], np.array(None, dtype=object))
         down = _vector_less(row_v, client_floor)
         ev.add("tls_downgrade", down,
-               "client " + cid.fillna("") + " offered at most TLS " + pd.Series(row_v, dtype=object).fillna("")
-               + "; in the baseline it always offered at least TLS " + pd.Series(client_floor, dtype=object).fillna(""),
-               expected=pd.Series(client_floor, dtype=object), observed=pd.Series(row_v, dtype=object))
+               lambda i: ("client " + _at(cid, i) + " offered at most TLS " + _at(row_v, i)
+                          + "; in the baseline it always offered at least TLS " + _at(client_floor, i)),
+               expected=client_floor, observed=row_v)
 
-    n_conn = np.where(known_client, conns[np.maximum(c, 0)], 0)
-    return np.where(
-        known_client,
-        "client baseline (" + pd.Series(n_conn.astype(str), dtype=object) + " connections), population, knowledge",
-        "population and knowledge only: client " + cid.fillna("<unknown>") + " is not in the baseline",
-    )
+    # one text per distinct client, broadcast
+    codes, uniq = pd.factorize(cid, use_na_sentinel=True)
+    pos_u = np.asarray(clients.get_indexer(uniq), dtype=np.int64)
+    texts = [f"client baseline ({conns[p]} connections), population, knowledge" if p >= 0 else
+             f"population and knowledge only: client {u} is not in the baseline"
+             for u, p in zip(uniq, pos_u, strict=True)]
+    texts.append("population and knowledge only: the row has no client id")
+    return np.asarray(texts, dtype=object)[codes]
+
+
+def _numbers(a: npt.NDArray[np.object_]) -> npt.NDArray[np.float64]:
+    codes, uniq = pd.factorize(pd.Series(a, dtype=object), use_na_sentinel=True)
+    vals = np.append(pd.to_numeric(pd.Series(uniq, dtype=object), errors="coerce").to_numpy(dtype=np.float64), np.nan)
+    out: npt.NDArray[np.float64] = vals[codes]
+    return out
+
+
+def _sni_issuer_signal(df: pd.DataFrame, b: Baseline, ev: _Evidence) -> None:
+    """A server name that presented certificates of other issuers throughout the baseline."""
+    si = b.sni_issuers_
+    if len(si) == 0 or "sni" not in df.columns or "server_issuer_key" not in df.columns:
+        return
+    sni = _str(df, "sni").str.lower()
+    key = _str(df, "server_issuer_key")
+    snis = pd.Index(si["sni"].unique())
+    keys = pd.Index(si["issuer_key"].unique())
+    s_pos, k_pos = _lookup(sni, snis), _lookup(key, keys)
+    seen = _pair_in(s_pos, k_pos, np.asarray(snis.get_indexer(si["sni"]), dtype=np.int64),
+                    np.asarray(keys.get_indexer(si["issuer_key"]), dtype=np.int64), len(keys))
+    changed = (s_pos >= 0) & key.notna().to_numpy() & ~seen
+    if not changed.any():
+        return
+    usual = si.sort_values("count", ascending=False).groupby("sni", observed=True)["issuer"].agg(
+        lambda v: "; ".join(v.astype(str).head(3)))
+    usual_arr = usual.reindex(snis).to_numpy(dtype=object)
+    expected = usual_arr[np.maximum(s_pos, 0)]
+    names = _str(df, "server_issuer").fillna(key)
+    ev.add("issuer_changed_for_sni", changed,
+           lambda i: ("the server " + _at(sni, i) + " presented a certificate issued by " + _at(names, i)
+                      + "; throughout the baseline its certificates came from " + _at(expected, i)),
+           expected=expected, observed=names)
 
 
 def _vector_less(a: npt.NDArray[np.object_], b: npt.NDArray[np.object_]) -> npt.NDArray[np.bool_]:
     """Elementwise ``a < b`` for two-digit version strings, missing values compare False."""
-    sa = pd.to_numeric(pd.Series(a), errors="coerce").to_numpy(dtype=np.float64)
-    sb = pd.to_numeric(pd.Series(b), errors="coerce").to_numpy(dtype=np.float64)
+    sa, sb = _numbers(a), _numbers(b)
     less: npt.NDArray[np.bool_] = np.nan_to_num(sa, nan=np.inf) < np.nan_to_num(sb, nan=-np.inf)
     return less
 
@@ -425,13 +491,12 @@ def _convergence(df: pd.DataFrame, b: Baseline, cid: pd.Series, ja4: pd.Series, 
     many = np.zeros(len(df), dtype=np.int64)
     many[np.flatnonzero(fresh)] = counts.to_numpy()
     ev.add("fingerprint_convergence", hit,
-           pd.Series(many.astype(str), dtype=object) + " clients started sending " + ja4.fillna("")
-           + f" within one {window} window; no baseline client ever used it (a new middlebox in the path?)",
+           lambda i: (_at(many, i) + " clients started sending " + _at(ja4, i)
+                      + f" within one {window} window; no baseline client ever used it (a new middlebox in the path?)"),
            expected="fingerprints spread as clients update, one by one", observed=ja4)
 
 
-def _model_signal(df: pd.DataFrame, b: Baseline, ev: _Evidence) -> None:
-    codes, hellos = hello_codes(df)
+def _model_signal(codes: npt.NDArray[np.int64], hellos: pd.DataFrame, b: Baseline, ev: _Evidence) -> None:
     if len(hellos) == 0:
         return
     if b.model_ is not None:
@@ -439,25 +504,27 @@ def _model_signal(df: pd.DataFrame, b: Baseline, ev: _Evidence) -> None:
         row_d = np.where(codes >= 0, dist[np.maximum(codes, 0)], np.nan)
         out = np.nan_to_num(row_d, nan=0.0) > b.novelty_threshold
         labels = np.array([*b.model_.labels, ""], dtype=object)
-        near = pd.Series(labels[np.where(codes >= 0, nearest[np.maximum(codes, 0)], -1)], dtype=object)
-        shared = pd.Series(np.round(100 * (1 - np.nan_to_num(row_d, nan=1.0))).astype(int).astype(str), dtype=object)
+        near = labels[np.where(codes >= 0, nearest[np.maximum(codes, 0)], -1)]
+        shared = np.round(100 * (1 - np.nan_to_num(row_d, nan=1.0))).astype(int)
+        usual = f"{100 * (1 - b.novelty_threshold):.0f}"
         ev.add("model_outlier", out,
-               "the closest ClientHello the baseline population sent (" + near + ") shares only " + shared
-               + f"% of this hello's values; at least {100 * (1 - b.novelty_threshold):.0f}% is usual",
+               lambda i: ("the closest ClientHello the baseline population sent (" + _at(near, i) + ") shares only "
+                          + _at(shared, i) + f"% of this hello's values; at least {usual}% is usual"),
                expected=f"a hello within Jaccard distance {b.novelty_threshold} of a known one",
-               observed=pd.Series(np.round(row_d, 3), dtype=object))
+               observed=np.round(row_d, 3))
     weak = weak_cipher_count(hellos)
     pop_weak = int(weak_cipher_count(b.hellos_).sum()) if len(b.hellos_) else 0
     if pop_weak == 0:
         row_weak = np.where(codes >= 0, weak[np.maximum(codes, 0)], 0)
         ev.add("weak_ciphers", row_weak > 0,
-               "the hello offers " + pd.Series(row_weak.astype(str), dtype=object) + " weak cipher(s) (NULL, anon, "
-               "export, RC4 or DES); no hello in the baseline offered any",
-               expected="no weak ciphers", observed=pd.Series(row_weak, dtype=object))
+               lambda i: ("the hello offers " + _at(row_weak, i) + " weak cipher(s) (NULL, anon, export, RC4 or DES); "
+                          "no hello in the baseline offered any"),
+               expected="no weak ciphers", observed=row_weak)
 
 
 def _ua_signals(df: pd.DataFrame, b: Baseline | None, kb: Knowledge, ja4: pd.Series, ja3n: pd.Series,
-                ja3: pd.Series, uaf: pd.Series, ev: _Evidence) -> None:
+                ja3: pd.Series, uaf: pd.Series, codes: npt.NDArray[np.int64], hellos: pd.DataFrame,
+                ev: _Evidence) -> None:
     """User-Agent family vs the families known to send this fingerprint; Chromium without GREASE."""
     if uaf.isna().all():
         return
@@ -493,10 +560,10 @@ def _ua_signals(df: pd.DataFrame, b: Baseline | None, kb: Knowledge, ja4: pd.Ser
         exp_text = joined.reindex(vals).to_numpy(dtype=object)
         expected = expected.where(~bad, pd.Series(exp_text[np.maximum(pos, 0)], dtype="string"))
     ev.add("ua_fingerprint_mismatch", mismatch,
-           "the User-Agent claims " + uaf.fillna("") + " but the hello is one that " + expected.fillna("")
-           + " sends", expected=expected, observed=uaf)
+           lambda i: ("the User-Agent claims " + _at(uaf, i) + " but the hello is one that " + _at(expected, i)
+                      + " sends"),
+           expected=expected, observed=uaf)
 
-    codes, hellos = hello_codes(df)
     if len(hellos):
         grease = has_grease(hellos)
         no_grease = (codes >= 0) & ~grease[np.maximum(codes, 0)] & (uaf == "chromium").fillna(False).to_numpy()
@@ -506,10 +573,12 @@ def _ua_signals(df: pd.DataFrame, b: Baseline | None, kb: Knowledge, ja4: pd.Ser
         weak = weak_cipher_count(hellos)
         row_weak = np.where(codes >= 0, weak[np.maximum(codes, 0)], 0)
         browser = uaf.isin(list(BROWSERS)).fillna(False).to_numpy()
-        ev.add("weak_ciphers", (row_weak > 0) & browser,
-               "the User-Agent claims a current browser, which offers no weak ciphers; this hello offers "
-               + pd.Series(row_weak.astype(str), dtype=object),
-               expected="no NULL, anon, export, RC4 or DES ciphers", observed=pd.Series(row_weak, dtype=object))
+        # where the population never offered weak ciphers, the model signal already said so
+        population_weak = b is None or (len(b.hellos_) > 0 and int(weak_cipher_count(b.hellos_).sum()) > 0)
+        ev.add("weak_ciphers", (row_weak > 0) & browser & population_weak,
+               lambda i: ("the User-Agent claims a current browser, which offers no weak ciphers; this hello offers "
+                          + _at(row_weak, i)),
+               expected="no NULL, anon, export, RC4 or DES ciphers", observed=row_weak)
 
 
 # --- summaries --------------------------------------------------------------------------------------
