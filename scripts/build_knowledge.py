@@ -354,7 +354,8 @@ def build_stacks(repo: Path) -> pd.DataFrame:
             for kind in ("ja3", "ja3n", "ja4"):
                 value = entry.get(kind)
                 if value:
-                    src = entry.get("source") or "pcaps/eval/STACKS.json"
+                    part = str(entry.get("source") or "capture").removeprefix("pcap-")
+                    src = f"pcaps/eval/STACKS.json ({part}.pcapng of scripts/make_eval_corpus.py)"
                     rows.append((str(entry["stack"]), str(entry.get("version", "")), kind, str(value), str(src)))
     frame = pd.DataFrame(rows, columns=["stack", "version", "kind", "value", "source"])
     keys = ["stack", "version", "kind", "value"]
