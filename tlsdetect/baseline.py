@@ -88,7 +88,7 @@ def client_ids(df: pd.DataFrame, key: str = "auto") -> pd.Series:
     elif key == "mtls":
         out = col("peer_subject")
     elif key == "ua":
-        out = ua_family(col("user_agent"))
+        out = ua_family(col("user_agent")).astype("string")
     elif key in df.columns:
         out = col(key)
     else:

@@ -73,7 +73,7 @@ def verdict_of(scores: npt.NDArray[np.float64]) -> npt.NDArray[np.object_]:
 def _str(df: pd.DataFrame, col: str) -> pd.Series:
     if col in df.columns:
         return df[col].astype("string").reset_index(drop=True)
-    return pd.Series(pd.NA, index=range(len(df)), dtype="string")
+    return pd.Series(None, index=range(len(df)), dtype=object)
 
 
 def _lookup(values: pd.Series, index: pd.Index) -> npt.NDArray[np.int64]:
@@ -95,8 +95,25 @@ def _pair_in(a: npt.NDArray[np.int64], b: npt.NDArray[np.int64], pairs_a: npt.ND
 
 def _at(values: Any, idx: npt.NDArray[np.int64]) -> pd.Series:
     """``values`` at row positions ``idx`` as text (missing -> ""), for evidence strings of fired rows only."""
-    arr = np.asarray(values, dtype=object)[idx]
-    return pd.Series(arr, dtype=object).map(lambda v: "" if v is None or v is pd.NA else str(v))
+    sub = values.iloc[idx].to_numpy(dtype=object) if isinstance(values, pd.Series) else np.asarray(values)[idx]
+    return pd.Series(sub, dtype=object).map(lambda v: "" if v is None or v is pd.NA else str(v))
+
+
+class _Unique:
+    """A column as codes into its distinct values: look each value up once, broadcast by code."""
+
+    def __init__(self, values: pd.Series) -> None:
+        codes, uniq = pd.factorize(values, use_na_sentinel=True)
+        self.codes = np.asarray(codes, dtype=np.int64)
+        self.values = pd.Series(uniq, dtype="string")
+
+    def rows(self, per_unique: Any, fill: Any = None) -> npt.NDArray[Any]:
+        """Per-row values from one value per distinct value (``fill`` where the row is missing)."""
+        arr = np.asarray(per_unique)
+        ext = np.empty(len(arr) + 1, dtype=arr.dtype if fill is None or arr.dtype == object else object)
+        ext[:-1] = arr
+        ext[-1] = fill if fill is not None else (False if arr.dtype == bool else None)
+        return ext[self.codes]
 
 
 class _Evidence:
@@ -124,7 +141,7 @@ class _Evidence:
             if callable(v):
                 return np.asarray(v(idx), dtype=object)
             if isinstance(v, pd.Series):
-                return v.to_numpy(dtype=object)[idx]
+                return v.iloc[idx].to_numpy(dtype=object)
             if isinstance(v, np.ndarray):
                 return v[idx]
             return [v] * len(idx)
@@ -145,9 +162,10 @@ class _Evidence:
         allr = pd.concat(self.parts, ignore_index=True).sort_values(["row", "weight"], ascending=[True, False],
                                                                      kind="stable")
         rows = allr["row"].to_numpy()
+        cols = [allr[c].to_numpy(dtype=object).tolist() for c in ("code", "detail", "expected", "observed")]
         recs = [
             {"code": c, "detail": d, "expected": _none(e), "observed": _none(o)}
-            for c, d, e, o in zip(allr["code"], allr["detail"], allr["expected"], allr["observed"], strict=True)
+            for c, d, e, o in zip(*cols, strict=True)
         ]
         bounds = np.flatnonzero(np.diff(rows)) + 1
         starts = np.concatenate([[0], bounds])
@@ -189,8 +207,11 @@ def score(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge | None = No
     out = df.reset_index(drop=True).copy()
     n = len(out)
     ev = _Evidence(n)
+    # the columns looked up again and again become categoricals: hashed once here, then codes
     cid = client_ids(out, baseline.client_key if baseline is not None else "auto").reset_index(drop=True)
-    ja4, ja3n, ja3 = _str(out, "ja4"), _str(out, "ja3n"), _str(out, "ja3")
+    cid_text = cid
+    cid = cid.astype("category")
+    ja4, ja3n, ja3 = (_str(out, c).astype("category") for c in ("ja4", "ja3n", "ja3"))
     uaf = ua_family(_str(out, "user_agent"))
 
     issuer_class = _issuer_signals(out, baseline, kb, ev)
@@ -206,14 +227,21 @@ def score(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge | None = No
     _ua_signals(out, baseline, kb, ja4, ja3n, ja3, uaf, codes, hellos, ev)
 
     scores = ev.scores()
-    out["client_id"] = cid.astype("string").to_numpy()
-    out["issuer_class"] = pd.array(issuer_class, dtype="string")
-    out["known_product"] = pd.array(known_product, dtype="string")
+    out["client_id"] = cid_text.astype("string")
+    out["issuer_class"] = _category(issuer_class)
+    out["known_product"] = _category(known_product)
     out["score"] = scores
-    out["verdict"] = pd.array(verdict_of(scores), dtype="string")
+    v = np.where(scores >= INTERCEPTED_AT, 2, np.where(scores >= SUSPICIOUS_AT, 1, 0)).astype(np.int64)
+    out["verdict"] = pd.Categorical.from_codes(v, categories=pd.Index(list(VERDICTS), dtype=object))
     out["reasons"] = ev.reasons()
-    out["compared"] = pd.array(compared, dtype="string")
+    out["compared"] = _category(compared)
     return out
+
+
+def _category(values: npt.NDArray[np.object_]) -> pd.Categorical:
+    """Few distinct texts over many rows: a categorical costs one code per row, not one string."""
+    codes, uniq = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=True)
+    return pd.Categorical.from_codes(codes, categories=pd.Index(uniq, dtype=object))
 
 
 # --- issuers ----------------------------------------------------------------------------------------
@@ -232,19 +260,21 @@ def _issuer_signals(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge,
         if names.isna().all() and keys.isna().all():
             continue
         names = names.fillna(keys)
-        if keys.isna().any():
-            need = keys.isna() & names.notna()
-            codes, uniq = pd.factorize(names[need])
-            computed = np.array([dn_key(str(u)) for u in uniq] + [None], dtype=object)[codes]
-            keys = keys.copy()
-            keys[need] = pd.array(computed, dtype="string")
-        cls = classify_issuers(names, kb).reset_index(drop=True)
-        has = names.notna().to_numpy()
-        product = cls["interception_product"].astype("string")
-        intercept = product.notna().to_numpy()
-        public = cls["public"].astype("boolean").fillna(False).to_numpy(dtype=bool) & ~intercept
+        u = _Unique(names)
+        first = np.full(len(u.values), -1, dtype=np.int64)
+        valid = u.codes >= 0
+        first[u.codes[valid][::-1]] = np.flatnonzero(valid)[::-1]  # first row of each distinct name
+        row_keys = keys.to_numpy(dtype=object)
+        keys_u = np.array([row_keys[f] if row_keys[f] is not None and row_keys[f] is not pd.NA else dn_key(str(nm))
+                           for f, nm in zip(first, u.values, strict=True)], dtype=object)
+        keys = pd.Series(u.rows(keys_u), dtype=object)
+        cls = classify_issuers(u.values, kb)
+        has = valid
+        product = pd.Series(u.rows(cls["interception_product"].to_numpy(dtype=object)), dtype=object)
+        source = pd.Series(u.rows(cls["interception_source"].to_numpy(dtype=object)), dtype=object)
+        intercept = u.rows(cls["interception_product"].notna().to_numpy())
+        public = u.rows(cls["public"].astype("boolean").fillna(False).to_numpy(dtype=bool)) & ~intercept
         what = "server certificate" if role == "server" else "client certificate"
-        source = cls["interception_source"]
         ev.add("interception_ca", intercept,
                lambda i, what=what, names=names, product=product, source=source: (
                    f"the {what} was issued by " + _at(names, i) + ", a known interception CA (" + _at(product, i)
@@ -339,10 +369,12 @@ def _product_signals(ja3: pd.Series, ja3n: pd.Series, ja4: pd.Series, kb: Knowle
     for kind, values in (("ja3", ja3), ("ja3n", ja3n), ("ja4", ja4)):
         if values.isna().all():
             continue
-        m = match_fingerprints(values, kind, kb).reset_index(drop=True)
-        hit = m["product"].notna().to_numpy()
+        u = _Unique(values)
+        mu = match_fingerprints(u.values, kind, kb)
+        m = {c: u.rows(mu[c].to_numpy(dtype=object)) for c in ("product", "product_type", "source")}
+        hit = u.rows(mu["product"].notna().to_numpy())
         if kind == "ja4":
-            full = hit & values.isin(exact_ja4).to_numpy()
+            full = hit & u.rows(u.values.isin(exact_ja4).to_numpy())
             partial = hit & ~full & ~exact
             ev.add("partial_interception_fingerprint", partial,
                    lambda i, values=values, m=m: (
@@ -350,7 +382,7 @@ def _product_signals(ja3: pd.Series, ja3n: pd.Series, ja4: pd.Series, kb: Knowle
                        + " (" + _at(m["product_type"], i) + "; source: " + _at(m["source"], i)
                        + "); the fields that source lacks were not compared"),
                    expected="a hello unlike any interception product's", observed=values)
-            product = np.where(partial & (product == None), m["product"].to_numpy(dtype=object), product)  # noqa: E711
+            product = np.where(partial & (product == None), m["product"], product)  # noqa: E711
             hit = full
         new = hit & ~exact
         ev.add("known_interception_fingerprint", new,
@@ -358,7 +390,7 @@ def _product_signals(ja3: pd.Series, ja3n: pd.Series, ja4: pd.Series, kb: Knowle
                    f"the {kind.upper()} " + _at(values, i) + " is that of " + _at(m["product"], i)
                    + " (" + _at(m["product_type"], i) + "; source: " + _at(m["source"], i) + ")"),
                expected="the client's own TLS stack", observed=values)
-        product = np.where(new, m["product"].to_numpy(dtype=object), product)
+        product = np.where(new, m["product"], product)
         exact |= hit
     return product
 
@@ -386,7 +418,7 @@ def _baseline_signals(df: pd.DataFrame, b: Baseline, cid: pd.Series, ja4: pd.Ser
     new = known_client & (
         (has4 & ~seen["ja4"] & (~has3 | ~seen["ja3n"])) | (~has4 & has3 & ~seen["ja3n"])
     )
-    observed = ja4.where(ja4.notna(), ja3n)
+    observed = pd.Series(np.where(has4, ja4.to_numpy(dtype=object), ja3n.to_numpy(dtype=object)), dtype=object)
     p4 = prev[prev["kind"] == "ja4"].set_index("value") if len(prev) else pd.DataFrame(columns=["clients"])
     pos = _lookup(ja4, pd.Index(p4.index))
     others = np.where(pos >= 0, np.asarray(p4["clients"].to_numpy(dtype=np.int64))[np.maximum(pos, 0)]
@@ -483,8 +515,9 @@ def _convergence(df: pd.DataFrame, b: Baseline, cid: pd.Series, ja4: pd.Series, 
     if not fresh.any():
         return
     ts = pd.to_datetime(df["ts"], utc=True).reset_index(drop=True)
-    bucket = ts.dt.floor(window)
-    frame = pd.DataFrame({"bucket": bucket, "ja4": ja4, "client": cid})[fresh]
+    bucket = ts[fresh].dt.floor(window)
+    frame = pd.DataFrame({"bucket": bucket.to_numpy(), "ja4": ja4[fresh].to_numpy(),
+                          "client": cid[fresh].to_numpy()})
     counts = frame.groupby(["bucket", "ja4"], observed=True)["client"].transform("nunique")
     hit = np.zeros(len(df), dtype=bool)
     hit[np.flatnonzero(fresh)] = counts.to_numpy() >= min_clients
@@ -540,7 +573,7 @@ def _ua_signals(df: pd.DataFrame, b: Baseline | None, kb: Knowledge, ja4: pd.Ser
     known = known[known["family"] != "other"]
     mismatch = np.zeros(n, dtype=bool)
     decided = np.zeros(n, dtype=bool)
-    expected = pd.Series(pd.NA, index=range(n), dtype="string")
+    expected = np.full(n, None, dtype=object)
     for kind, values in (("ja4", ja4), ("ja3n", ja3n), ("ja3", ja3)):
         sub = known[known["kind"] == kind]
         if len(sub) == 0 or values.isna().all():
@@ -558,7 +591,7 @@ def _ua_signals(df: pd.DataFrame, b: Baseline | None, kb: Knowledge, ja4: pd.Ser
         mismatch |= bad
         decided |= has
         exp_text = joined.reindex(vals).to_numpy(dtype=object)
-        expected = expected.where(~bad, pd.Series(exp_text[np.maximum(pos, 0)], dtype="string"))
+        expected[bad] = exp_text[pos[bad]]
     ev.add("ua_fingerprint_mismatch", mismatch,
            lambda i: ("the User-Agent claims " + _at(uaf, i) + " but the hello is one that " + _at(expected, i)
                       + " sends"),

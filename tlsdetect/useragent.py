@@ -53,9 +53,14 @@ def _one(ua: str) -> str | None:
 
 def ua_family(user_agents: pd.Series) -> pd.Series:
     """Family of each User-Agent (``<NA>`` when missing or not recognised), computed per unique value."""
-    codes, uniques = pd.factorize(user_agents.astype("string"), use_na_sentinel=True)
-    fams = np.array([_one(str(u)) for u in uniques] + [None], dtype=object)
-    return pd.Series(pd.array(fams[codes], dtype="string"), index=user_agents.index, name="ua_family")
+    codes, uniques = pd.factorize(user_agents, use_na_sentinel=True)
+    fams = [_one(str(u)) for u in uniques]
+    cats = sorted({f for f in fams if f is not None})
+    pos = {f: i for i, f in enumerate(cats)}
+    fam_codes = np.array([pos[f] if f is not None else -1 for f in fams] + [-1], dtype=np.int64)
+    # a categorical: a few families over many rows cost one small code per row
+    return pd.Series(pd.Categorical.from_codes(fam_codes[codes], categories=pd.Index(cats, dtype=object)),
+                     index=user_agents.index, name="ua_family")
 
 
 def family_of_stack(name: str | None) -> str | None:
