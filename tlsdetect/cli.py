@@ -365,5 +365,9 @@ def lookup(fingerprint_value: str, baseline_dir: str | None, as_json: bool) -> N
         click.echo(f"  - {line}")
 
 
+# Subcommands that live in their own modules register themselves on ``main`` when imported.
+# serve-import
+# stream-import
+
 if __name__ == "__main__":
     main()
