@@ -118,15 +118,32 @@ def public_roots() -> pd.DataFrame:
     return frame.astype("string")
 
 
+#: Stacks of the project's own captures that are interception tools: their measured fingerprints
+#: count as known interception products (product type as mitmengine words it).
+INTERCEPTION_TOOLS = {"mitmproxy": "Proxy"}
+
+
+def _tool_products(stacks: pd.DataFrame) -> pd.DataFrame:
+    """The measured fingerprints of interception tools, in the product table's columns."""
+    tools = stacks[stacks["stack"].isin(list(INTERCEPTION_TOOLS))]
+    return pd.DataFrame({
+        "product": tools["stack"] + " " + tools["version"].str.replace(r"^\w+:\s*", "", regex=True),
+        "product_type": tools["stack"].map(INTERCEPTION_TOOLS),
+        "kind": tools["kind"], "value": tools["value"], "missing": "", "source": tools["source"],
+    }).astype("string")
+
+
 @lru_cache(maxsize=1)
 def load_knowledge() -> Knowledge:
     """Every table of the knowledge base, read once per process."""
+    stacks = _read_csv(_FILES["stacks"])
+    products = _read_csv(_FILES["product_fingerprints"])
     return Knowledge(
         interception_cas=_read_csv(_FILES["interception_cas"]),
         interception_keys=_read_csv(_FILES["interception_keys"]),
-        product_fingerprints=_read_csv(_FILES["product_fingerprints"]),
+        product_fingerprints=pd.concat([products, _tool_products(stacks)], ignore_index=True),
         applications=_read_csv(_FILES["applications"]),
-        stacks=_read_csv(_FILES["stacks"]),
+        stacks=stacks,
         public_roots=public_roots(),
     )
 
