@@ -218,7 +218,7 @@ def score(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge | None = No
     known_product = _product_signals(ja3, ja3n, ja4, kb, ev)
 
     codes, hellos = hello_codes(out)
-    compared = np.full(n, "population and knowledge only: no baseline given", dtype=object)
+    compared: Any = np.full(n, "population and knowledge only: no baseline given", dtype=object)
     if baseline is not None:
         compared = _baseline_signals(out, baseline, cid, ja4, ja3n, ev)
         _sni_issuer_signal(out, baseline, ev)
@@ -238,8 +238,10 @@ def score(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge | None = No
     return out
 
 
-def _category(values: npt.NDArray[np.object_]) -> pd.Categorical:
+def _category(values: Any) -> pd.Categorical:
     """Few distinct texts over many rows: a categorical costs one code per row, not one string."""
+    if isinstance(values, pd.Categorical):
+        return values
     codes, uniq = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=True)
     return pd.Categorical.from_codes(codes, categories=pd.Index(uniq, dtype=object))
 
@@ -248,8 +250,7 @@ def _category(values: npt.NDArray[np.object_]) -> pd.Categorical:
 _CLASS_RANK = ["interception", "mesh-lookalike", "public-in-mesh", "unknown-in-mesh", "mesh", "public", "private"]
 
 
-def _issuer_signals(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge,
-                    ev: _Evidence) -> npt.NDArray[np.object_]:
+def _issuer_signals(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge, ev: _Evidence) -> pd.Categorical:
     n = len(df)
     rank = np.full(n, len(_CLASS_RANK), dtype=np.int64)
     mesh = baseline.mesh_cas_ if baseline is not None else None
@@ -264,9 +265,9 @@ def _issuer_signals(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge,
         first = np.full(len(u.values), -1, dtype=np.int64)
         valid = u.codes >= 0
         first[u.codes[valid][::-1]] = np.flatnonzero(valid)[::-1]  # first row of each distinct name
-        row_keys = keys.to_numpy(dtype=object)
-        keys_u = np.array([row_keys[f] if row_keys[f] is not None and row_keys[f] is not pd.NA else dn_key(str(nm))
-                           for f, nm in zip(first, u.values, strict=True)], dtype=object)
+        first_keys = keys.iloc[first].to_numpy(dtype=object) if len(first) else np.array([], dtype=object)
+        keys_u = np.array([k if k is not None and k is not pd.NA else dn_key(str(nm))
+                           for k, nm in zip(first_keys, u.values, strict=True)], dtype=object)
         keys = pd.Series(u.rows(keys_u), dtype=object)
         cls = classify_issuers(u.values, kb)
         has = valid
@@ -335,8 +336,8 @@ def _issuer_signals(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge,
         rank = np.where(pub_mesh, np.minimum(rank, 2), rank)
         rank = np.where(unknown, np.minimum(rank, 3), rank)
         rank = np.where(has & in_mesh_dn, np.minimum(rank, 4), rank)
-    labels = np.array([*_CLASS_RANK, None], dtype=object)
-    return labels[rank]
+    codes = np.where(rank >= len(_CLASS_RANK), -1, rank)
+    return pd.Categorical.from_codes(codes, categories=pd.Index(_CLASS_RANK, dtype=object))
 
 
 def _chain_lookalike(df: pd.DataFrame, role: str, mesh_role: pd.DataFrame) -> npt.NDArray[np.bool_] | None:
@@ -397,7 +398,7 @@ def _product_signals(ja3: pd.Series, ja3n: pd.Series, ja4: pd.Series, kb: Knowle
 
 # --- client baseline --------------------------------------------------------------------------------
 def _baseline_signals(df: pd.DataFrame, b: Baseline, cid: pd.Series, ja4: pd.Series, ja3n: pd.Series,
-                      ev: _Evidence) -> npt.NDArray[np.object_]:
+                      ev: _Evidence) -> Any:
     clients = pd.Index(b.clients_["client_id"])
     c = _lookup(cid, clients)
     known_client = c >= 0
@@ -426,10 +427,12 @@ def _baseline_signals(df: pd.DataFrame, b: Baseline, cid: pd.Series, ja4: pd.Ser
     weight = (30.0 + 30.0 * stab[np.maximum(c, 0)]) * np.where(others > 0, 0.6, 1.0)
     fp = b.fingerprints_[b.fingerprints_["kind"] == "ja4"]
 
-    def expected(i: npt.NDArray[np.int64]) -> list[str | None]:
-        mine = fp[fp["client_id"].isin(set(cid.iloc[i].dropna()))]
+    def expected(i: npt.NDArray[np.int64]) -> npt.NDArray[np.object_]:
+        ci = np.unique(c[i])
+        mine = fp[fp["client_id"].isin(clients[ci])]
         tops = _top_list(mine, "client_id", "value", "count")
-        return [tops.get(str(x)) for x in cid.iloc[i]]
+        per_client = np.array([tops.get(str(x)) for x in clients[ci]], dtype=object)
+        return per_client[np.searchsorted(ci, c[i])]
 
     def detail(i: npt.NDArray[np.int64]) -> pd.Series:
         ci = np.maximum(c[i], 0)
@@ -445,31 +448,33 @@ def _baseline_signals(df: pd.DataFrame, b: Baseline, cid: pd.Series, ja4: pd.Ser
     # TLS downgrade: the highest version offered is below anything this client offered before
     vers = b.versions_
     if len(vers):
-        floor = vers.groupby("client_id", observed=True)["max_version"].min()
-        fl = floor.reindex(clients).to_numpy(dtype=object)
-        row_v = _str(df, "ja4").str.slice(1, 3).to_numpy(dtype=object)
-        client_floor = np.where(known_client, fl[np.maximum(c, 0)], np.array(None, dtype=object))
-        down = _vector_less(row_v, client_floor)
-        ev.add("tls_downgrade", down,
-               lambda i: ("client " + _at(cid, i) + " offered at most TLS " + _at(row_v, i)
-                          + "; in the baseline it always offered at least TLS " + _at(client_floor, i)),
-               expected=client_floor, observed=row_v)
+        floor = pd.to_numeric(vers.groupby("client_id", observed=True)["max_version"].min(), errors="coerce")
+        fl = np.append(floor.reindex(clients).to_numpy(dtype=np.float64), np.nan)
+        # the version digits of each distinct JA4, broadcast by the categorical's codes
+        cats = ja4.cat.categories
+        v_cat = np.append(pd.to_numeric(pd.Series(cats.str.slice(1, 3)), errors="coerce").to_numpy(np.float64), np.nan)
+        row_num = v_cat[ja4.cat.codes.to_numpy()]
+        floor_num = fl[np.where(known_client, c, -1)]
+        down = np.nan_to_num(row_num, nan=np.inf) < np.nan_to_num(floor_num, nan=-np.inf)
 
-    # one text per distinct client, broadcast
-    codes, uniq = pd.factorize(cid, use_na_sentinel=True)
+
+        def version(values: npt.NDArray[np.float64]) -> list[str | None]:
+            return [None if np.isnan(v) else f"{v:02.0f}" for v in values]
+
+        ev.add("tls_downgrade", down,
+               lambda i: ("client " + _at(cid, i) + " offered at most TLS " + pd.Series(version(row_num[i]))
+                          + "; in the baseline it always offered at least TLS " + pd.Series(version(floor_num[i]))),
+               expected=lambda i: version(floor_num[i]), observed=lambda i: version(row_num[i]))
+
+    # one text per distinct client, broadcast by the categorical's codes
+    uniq = cid.cat.categories
     pos_u = np.asarray(clients.get_indexer(uniq), dtype=np.int64)
     texts = [f"client baseline ({conns[p]} connections), population, knowledge" if p >= 0 else
              f"population and knowledge only: client {u} is not in the baseline"
              for u, p in zip(uniq, pos_u, strict=True)]
     texts.append("population and knowledge only: the row has no client id")
-    return np.asarray(texts, dtype=object)[codes]
-
-
-def _numbers(a: npt.NDArray[np.object_]) -> npt.NDArray[np.float64]:
-    codes, uniq = pd.factorize(pd.Series(a, dtype=object), use_na_sentinel=True)
-    vals = np.append(pd.to_numeric(pd.Series(uniq, dtype=object), errors="coerce").to_numpy(dtype=np.float64), np.nan)
-    out: npt.NDArray[np.float64] = vals[codes]
-    return out
+    text_codes, text_cats = pd.factorize(pd.Series(texts, dtype=object))
+    return pd.Categorical.from_codes(text_codes[cid.cat.codes.to_numpy()], categories=pd.Index(text_cats, dtype=object))
 
 
 def _sni_issuer_signal(df: pd.DataFrame, b: Baseline, ev: _Evidence) -> None:
@@ -477,7 +482,9 @@ def _sni_issuer_signal(df: pd.DataFrame, b: Baseline, ev: _Evidence) -> None:
     si = b.sni_issuers_
     if len(si) == 0 or "sni" not in df.columns or "server_issuer_key" not in df.columns:
         return
-    sni = _str(df, "sni").str.lower()
+    sni_cat = _str(df, "sni").astype("category")
+    sni = sni_cat.cat.rename_categories(list(sni_cat.cat.categories.str.lower())) \
+        if not sni_cat.cat.categories.str.lower().duplicated().any() else sni_cat.astype("string").str.lower()
     key = _str(df, "server_issuer_key")
     snis = pd.Index(si["sni"].unique())
     keys = pd.Index(si["issuer_key"].unique())
@@ -496,13 +503,6 @@ def _sni_issuer_signal(df: pd.DataFrame, b: Baseline, ev: _Evidence) -> None:
            lambda i: ("the server " + _at(sni, i) + " presented a certificate issued by " + _at(names, i)
                       + "; throughout the baseline its certificates came from " + _at(expected, i)),
            expected=expected, observed=names)
-
-
-def _vector_less(a: npt.NDArray[np.object_], b: npt.NDArray[np.object_]) -> npt.NDArray[np.bool_]:
-    """Elementwise ``a < b`` for two-digit version strings, missing values compare False."""
-    sa, sb = _numbers(a), _numbers(b)
-    less: npt.NDArray[np.bool_] = np.nan_to_num(sa, nan=np.inf) < np.nan_to_num(sb, nan=-np.inf)
-    return less
 
 
 def _convergence(df: pd.DataFrame, b: Baseline, cid: pd.Series, ja4: pd.Series, ev: _Evidence, window: str,
