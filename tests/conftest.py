@@ -32,14 +32,19 @@ needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark
 Tuple4 = tuple[str, int, str, int]
 
 
-def load_envoy_script() -> ModuleType:
-    """``scripts/envoy_logs.py`` as a module (it is a script, not part of the package)."""
-    spec = importlib.util.spec_from_file_location("envoy_logs", ROOT / "scripts" / "envoy_logs.py")
+def load_script(name: str) -> ModuleType:
+    """``scripts/<name>.py`` as a module (scripts are not part of the package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_envoy_script() -> ModuleType:
+    """``scripts/envoy_logs.py`` as a module."""
+    return load_script("envoy_logs")
 
 
 @cache

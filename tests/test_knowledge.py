@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
-import importlib.util
 import re
 import subprocess
 import time
@@ -35,7 +34,7 @@ from tlsdetect.knowledge import (
     verify_chain,
 )
 
-from .conftest import INTERCEPTION, PROJECT_PCAPS, ROOT, SHARED
+from .conftest import INTERCEPTION, PROJECT_PCAPS, ROOT, SHARED, load_script
 
 KNOWLEDGE_DIR = ROOT / "tlsdetect" / "knowledge"
 MITMPROXY = ROOT / ".tools" / "mitmproxy" / "bin" / "mitmdump"
@@ -69,12 +68,7 @@ def read(name: str) -> pd.DataFrame:
 
 
 def load_build_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("build_knowledge", ROOT / "scripts" / "build_knowledge.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("build_knowledge")
 
 
 def interception_table() -> list[tuple[str, str]]:
