@@ -15,7 +15,6 @@ population model) make a row ``suspicious`` and ``intercepted`` when they add up
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,9 +64,10 @@ SIGNALS: dict[str, Signal] = {s.code: s for s in (
 )}
 
 
-def verdict_of(scores: npt.NDArray[np.float64]) -> npt.NDArray[np.object_]:
-    """``intercepted`` from 70, ``suspicious`` from 30, else ``ok``."""
-    return np.where(scores >= INTERCEPTED_AT, "intercepted", np.where(scores >= SUSPICIOUS_AT, "suspicious", "ok"))
+def verdict_of(scores: npt.NDArray[np.float64]) -> pd.Categorical:
+    """``intercepted`` from 70, ``suspicious`` from 30, else ``ok`` (a categorical of :data:`VERDICTS`)."""
+    codes = np.where(scores >= INTERCEPTED_AT, 2, np.where(scores >= SUSPICIOUS_AT, 1, 0)).astype(np.int64)
+    return pd.Categorical.from_codes(codes, categories=pd.Index(list(VERDICTS), dtype=object))
 
 
 def _str(df: pd.DataFrame, col: str) -> pd.Series:
@@ -156,7 +156,7 @@ class _Evidence:
 
     def reasons(self) -> npt.NDArray[np.object_]:
         out = np.empty(self.n, dtype=object)
-        out[:] = [[] for _ in range(self.n)] if self.n < 1024 else _shared_empty(self.n)
+        out[:] = [[] for _ in range(self.n)]
         if not self.parts:
             return out
         allr = pd.concat(self.parts, ignore_index=True).sort_values(["row", "weight"], ascending=[True, False],
@@ -173,11 +173,6 @@ class _Evidence:
         for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
             out[rows[s]] = recs[s:e]
         return out
-
-
-def _shared_empty(n: int) -> list[list[Any]]:
-    empty: list[Any] = []
-    return [empty] * n
 
 
 def _none(v: Any) -> Any:
@@ -231,8 +226,7 @@ def score(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge | None = No
     out["issuer_class"] = _category(issuer_class)
     out["known_product"] = _category(known_product)
     out["score"] = scores
-    v = np.where(scores >= INTERCEPTED_AT, 2, np.where(scores >= SUSPICIOUS_AT, 1, 0)).astype(np.int64)
-    out["verdict"] = pd.Categorical.from_codes(v, categories=pd.Index(list(VERDICTS), dtype=object))
+    out["verdict"] = verdict_of(scores)
     out["reasons"] = ev.reasons()
     out["compared"] = _category(compared)
     return out
@@ -627,8 +621,3 @@ def summarize(scored: pd.DataFrame, top: int = 5) -> dict[str, Any]:
         "top_reasons": {str(k): int(v) for k, v in codes.value_counts().head(top).items()},
         "top_flagged_clients": {str(k): int(v) for k, v in clients.items()},
     }
-
-
-def explain(codes: Sequence[str]) -> list[str]:
-    """One line per signal code: what it means."""
-    return [f"{c}: {SIGNALS[c].meaning}" for c in codes if c in SIGNALS]
