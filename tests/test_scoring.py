@@ -289,3 +289,16 @@ def test_any_mix_of_missing_columns_and_values_scores(data: st.DataObject, fitte
     assert set(out["verdict"]) <= set(VERDICTS)
     assert all(v == "ok" or bool(r) for v, r in zip(out["verdict"], out["reasons"], strict=True))
     assert ((out["score"] >= 0) & (out["score"] <= 100)).all()
+
+
+def test_rows_without_a_time_are_not_placed_in_a_convergence_window(fitted: Baseline,
+                                                                    test_rows: pd.DataFrame) -> None:
+    import warnings
+
+    df = with_hello_of(test_rows, np.arange(6), new_hello())
+    df["ts"] = pd.Series(pd.NaT, index=df.index, dtype="datetime64[ns, UTC]")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = score(df, fitted)
+    assert not any("fingerprint_convergence" in codes(out.iloc[r]) for r in range(6))
+    assert all("new_fingerprint_for_client" in codes(out.iloc[r]) for r in range(6))

@@ -505,10 +505,11 @@ def _convergence(df: pd.DataFrame, b: Baseline, cid: pd.Series, ja4: pd.Series, 
     if "ts" not in df.columns or ja4.isna().all():
         return
     known = pd.Index(b.fingerprints_.loc[b.fingerprints_["kind"] == "ja4", "value"].unique())
-    fresh = ja4.notna().to_numpy() & (_lookup(ja4, known) < 0)
+    ts = pd.to_datetime(df["ts"], utc=True).reset_index(drop=True)
+    # a row without a time cannot be placed in a window
+    fresh = ja4.notna().to_numpy() & (_lookup(ja4, known) < 0) & ts.notna().to_numpy()
     if not fresh.any():
         return
-    ts = pd.to_datetime(df["ts"], utc=True).reset_index(drop=True)
     bucket = ts[fresh].dt.floor(window)
     frame = pd.DataFrame({"bucket": bucket.to_numpy(), "ja4": ja4[fresh].to_numpy(),
                           "client": cid[fresh].to_numpy()})
