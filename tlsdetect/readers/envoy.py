@@ -118,7 +118,7 @@ from tlsdetect.readers.logs import DeadLetter, LogFormatError, LogStats
 from tlsdetect.schema import COLUMNS, conform
 from tlsdetect.tls import CertInfo, parse_der_certificate
 
-__all__ = ["OPERATORS", "compile_text_format", "default_mapping", "read_envoy"]
+__all__ = ["OPERATORS", "compile_text_format", "default_mapping", "parse_envoy_lines", "read_envoy"]
 
 #: Envoy command operator -> raw column. ``client_address``/``server_address`` are split later;
 #: ``method``, ``response_code`` and ``access_log_type`` only tell HTTP from listener lines.
@@ -388,6 +388,10 @@ class _JsonReader:
         return isinstance(obj, dict) and any(self.key_column.get(k) in _CORE for k in obj)
 
     def read_block(self, file: Path, first: int, block: bytes, dead: DeadLetter) -> _Chunk:
+        # Arrow (26) crashes the process on a block whose first line is ``null`` and reads a ``null``
+        # line elsewhere as an empty row: such blocks are read line by line (the lines dead-lettered).
+        if block.lstrip()[:1] not in (b"{", b"") or b"\nnull" in block:
+            return self._line_by_line(file, first, block, dead)
         try:
             table = pj.read_json(io.BytesIO(block), read_options=pj.ReadOptions(block_size=1 << 20))
             columns = self._from_table(table)
@@ -828,6 +832,39 @@ def read_envoy(
         df["server_port"] = pd.Series(dtype="Int32")
     out = _finish(df, collapse)
     stats.rows += len(out)
+    return out
+
+
+@lru_cache(maxsize=16)
+def _reader(mapping: tuple[tuple[str, str], ...] | None, text_format: str | None) -> _JsonReader | _TextReader:
+    return _TextReader(text_format) if text_format is not None else _JsonReader(dict(mapping or ()))
+
+
+def parse_envoy_lines(
+    block: bytes,
+    *,
+    source: Path,
+    first_line: int = 1,
+    dead_letter: DeadLetter | None = None,
+    mapping: Mapping[str, str] | None = None,
+    text_format: str | None = None,
+    collapse: bool = False,
+) -> pd.DataFrame:
+    """The rows of whole lines of one Envoy access log (``block``: complete, ``\\n``-separated lines).
+
+    The same parse as :func:`read_envoy` over one block of a file, for readers that follow a log
+    (``tlsdetect stream``): ``source`` and ``first_line`` (the 1-based number of the block's first
+    line) only name bad lines in ``dead_letter``. Blank lines are skipped; no format check is made
+    (a line that is not a record is a dead letter, never an error). ``dead_letter.stats`` counts
+    lines and rows as :func:`read_envoy` does, but not files.
+    """
+    dead = dead_letter if dead_letter is not None else DeadLetter()
+    reader = _reader(tuple(sorted(mapping.items())) if mapping else None, text_format)
+    time_format = reader.fmt.time_format if isinstance(reader, _TextReader) else None
+    chunk = reader.read_block(Path(source), first_line, block, dead)
+    dead.stats.lines += chunk.lines
+    out = _finish(_frame(chunk, Path(source), dead, time_format), collapse)
+    dead.stats.rows += len(out)
     return out
 
 

@@ -1,0 +1,108 @@
+"""``tlsdetect stream``: score an Envoy access log as it grows, alerts to sinks (see :mod:`tlsdetect.stream`)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from pathlib import Path
+
+import click
+
+from .cli import main
+
+log = logging.getLogger("tlsdetect.stream")
+
+
+def _mapping(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, col = pair.partition("=")
+        if not sep or not key or not col:
+            raise click.BadParameter(f"{pair!r}: expected JSON_KEY=COLUMN", param_hint="--mapping")
+        out[key] = col
+    return out
+
+
+@main.command("stream")
+@click.option(
+    "--baseline", "baseline_dir", type=click.Path(file_okay=False), help="Baseline directory (else knowledge only)."
+)
+@click.option(
+    "--source", required=True, metavar="envoy:PATH", help="The Envoy access log to read (JSON lines or --text-format)."
+)
+@click.option("--follow", is_flag=True, help="Keep following the log through rotation (else read to its end and exit).")
+@click.option(
+    "--sink", "sink_specs", multiple=True, required=True, metavar="SPEC",
+    help="jsonl:PATH|-, syslog+tcp://HOST:PORT, syslog+udp://HOST:PORT, cef:PATH|-, cef+syslog+tcp://HOST:PORT, "
+    "hec+https://HOST:PORT[/path]?token=T[&verify=false][&ca=PEM]. Repeat for several.",
+)  # fmt: skip
+@click.option("--state", "state_dir", required=True, type=click.Path(file_okay=False),
+              help="Directory for the checkpoint (SQLite) and the sinks' spools.")  # fmt: skip
+@click.option("--dead-letter", type=click.Path(dir_okay=False),
+              help="Unparseable lines go here (default: STATE/dead-letter.jsonl).")  # fmt: skip
+@click.option("--text-format", help="The Envoy text format string, for a text access log.")
+@click.option("--mapping", "mapping_pairs", multiple=True, metavar="KEY=COLUMN", help="Custom JSON key -> column.")
+@click.option("--metrics-port", type=int, help="Serve Prometheus /metrics on 127.0.0.1:PORT.")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port.")
+@click.option("--batch-lines", default=5000, show_default=True, help="Lines per micro-batch at most.")
+@click.option("--batch-ms", default=200, show_default=True, help="A micro-batch is sent after this long at most.")
+@click.option("--spool-max-mb", default=256, show_default=True, help="On-disk spool per network sink, bounded.")
+@click.option("--workers", default=1, show_default=True, help="Parse+score processes (catch-up runs only).")
+def stream(
+    baseline_dir: str | None, source: str, follow: bool, sink_specs: tuple[str, ...], state_dir: str,
+    dead_letter: str | None, text_format: str | None, mapping_pairs: tuple[str, ...], metrics_port: int | None,
+    metrics_host: str, batch_lines: int, batch_ms: int, spool_max_mb: int, workers: int,
+) -> None:  # fmt: skip
+    """Follow an Envoy access log, score every line and send alerts to sinks.
+
+    Without --follow the log is read to its end, alerts delivered, the checkpoint committed, and the
+    command exits (a catch-up run); with --follow it keeps reading, through rename and copytruncate
+    rotation. A restart goes on from the checkpoint in --state, which moves only after every sink took
+    the alerts (a sink that is down is retried with backoff and spooled on disk meanwhile).
+    """
+    from .baseline import Baseline, BaselineError
+    from .stream import (
+        CheckpointStore,
+        Metrics,
+        Processor,
+        StreamConfig,
+        Streamer,
+        open_sink,
+        serve_metrics,
+    )
+
+    kind, sep, path = source.partition(":")
+    if not sep or kind != "envoy" or not path:
+        raise click.BadParameter(f"{source!r}: expected envoy:PATH", param_hint="--source")
+    # the stream says what happens to its sinks and its file (down, spooling, rotated) even without -v
+    verbose = logging.getLogger().level <= logging.INFO
+    logging.getLogger("tlsdetect.stream").setLevel(logging.INFO if verbose else logging.WARNING)
+    if not follow and not Path(path).is_file():
+        raise click.ClickException(f"{path}: no such file (with --follow the stream waits for it)")
+    state = Path(state_dir)
+    try:
+        baseline = Baseline.load(baseline_dir) if baseline_dir else None
+    except (BaselineError, OSError, ValueError) as exc:
+        raise click.ClickException(f"baseline: {exc}") from None
+    try:
+        sinks = [open_sink(spec, state, spool_max_bytes=spool_max_mb << 20) for spec in sink_specs]
+    except (ValueError, KeyError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    state.mkdir(parents=True, exist_ok=True)
+    processor = Processor(baseline, _mapping(mapping_pairs), text_format)
+    config = StreamConfig(follow=follow, batch_lines=batch_lines, batch_ms=batch_ms, workers=workers)
+    metrics = Metrics()
+    server = serve_metrics(metrics, metrics_port, metrics_host) if metrics_port else None
+    streamer = Streamer(Path(path), processor, sinks, CheckpointStore(state), config=config, metrics=metrics,
+                        dead_letter=Path(dead_letter) if dead_letter else state / "dead-letter.jsonl")  # fmt: skip
+    signal.signal(signal.SIGTERM, streamer.stop)
+    signal.signal(signal.SIGINT, streamer.stop)
+    try:
+        m = streamer.run()
+    finally:
+        streamer.close()
+        if server is not None:
+            server.shutdown()
+    click.echo(
+        f"{m.lines_read} lines, {m.rows} connections, {m.alerts} alerts, {m.dead_letters} dead letters", err=True
+    )
