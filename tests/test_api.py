@@ -165,7 +165,7 @@ async def test_score_equals_score_function(baseline_dir: Path, rows: pd.DataFram
         assert list(g) == list(SCORE_OUTPUT_COLUMNS)
         assert g["verdict"] == e["verdict"]
         assert g["score"] == pytest.approx(float(e["score"]))
-        assert g["reasons"] == e["reasons"]
+        assert g["reasons"] == list(e["reasons"])
         assert g["client_id"] == e["client_id"]
     # the very rows `tlsdetect score --format jsonl` writes
     assert got == sinks.to_records(expected[list(SCORE_OUTPUT_COLUMNS)])

@@ -156,7 +156,7 @@ class _Evidence:
 
     def reasons(self) -> npt.NDArray[np.object_]:
         out = np.empty(self.n, dtype=object)
-        out[:] = [[] for _ in range(self.n)]
+        out.fill(())  # rows without a reason share one immutable empty sequence; flagged rows get lists
         if not self.parts:
             return out
         allr = pd.concat(self.parts, ignore_index=True).sort_values(["row", "weight"], ascending=[True, False],
@@ -197,6 +197,8 @@ def score(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge | None = No
 
     ``baseline`` may be ``None`` (knowledge-only scoring); rows whose client is not in the
     baseline are compared with the population and the knowledge base only, as ``compared`` says.
+    ``reasons`` holds a list of ``{code, detail, expected, observed}`` dicts on a flagged row and
+    the empty tuple on a row without a reason (one shared immutable object, not a million lists).
     """
     kb = kb or load_knowledge()
     out = df.reset_index(drop=True).copy()
