@@ -60,13 +60,16 @@ def hello_codes(df: pd.DataFrame) -> tuple[npt.NDArray[np.int64], pd.DataFrame]:
     codes = np.full(n, -1, dtype=np.int64)
     if not has.any():
         return codes, pd.DataFrame(columns=[*HELLO_COLUMNS, "connections"])
-    uniq, first, inverse, counts = np.unique(combined[has], return_index=True, return_inverse=True,
-                                             return_counts=True)
-    codes[has] = inverse.reshape(-1)
-    rows = np.flatnonzero(has)[first]
+    # hash-based grouping (no sort of the whole column): codes in order of first appearance
+    inverse, uniq = pd.factorize(combined[has])
+    codes[has] = inverse
+    positions = np.flatnonzero(has)
+    first = np.empty(len(uniq), dtype=np.int64)
+    first[inverse[::-1]] = positions[::-1]  # the last write per code is its first row
+    counts = np.bincount(inverse, minlength=len(uniq))
+    rows = first
     table = df.iloc[rows][[c for c in (*HELLO_COLUMNS, "ja4") if c in df.columns]].reset_index(drop=True)
     table["connections"] = counts.astype(np.int64)
-    del uniq
     return codes, table
 
 

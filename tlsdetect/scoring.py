@@ -88,14 +88,44 @@ def _lookup(values: pd.Series, index: pd.Index) -> npt.NDArray[np.int64]:
 def _pair_in(a: npt.NDArray[np.int64], b: npt.NDArray[np.int64], pairs_a: npt.NDArray[np.int64],
              pairs_b: npt.NDArray[np.int64], nb: int) -> npt.NDArray[np.bool_]:
     """Whether each (a, b) row pair is one of the known pairs (codes from the same indexes)."""
+    ok = (a >= 0) & (b >= 0)
+    na = int(max(a.max(initial=-1), pairs_a.max(initial=-1))) + 1
+    if na * nb <= 50_000_000:  # a lookup table: one gather per row instead of a sort
+        table = np.zeros((max(na, 1), max(nb, 1)), dtype=bool)
+        good = (pairs_a >= 0) & (pairs_b >= 0)
+        table[pairs_a[good], pairs_b[good]] = True
+        out: npt.NDArray[np.bool_] = ok & table[np.maximum(a, 0), np.maximum(b, 0)]
+        return out
     known = np.unique(pairs_a.astype(np.int64) * (nb + 1) + pairs_b)
-    row = a * (nb + 1) + b
-    return (a >= 0) & (b >= 0) & np.isin(row, known)
+    return ok & np.isin(a * (nb + 1) + b, known)
+
+
+class _Codes:
+    """A column kept as codes into per-distinct values (the last one for missing): rows are taken on demand."""
+
+    def __init__(self, codes: npt.NDArray[np.int64], values: npt.NDArray[np.object_]) -> None:
+        self.codes, self.values = codes, values
+
+    def take(self, idx: npt.NDArray[np.int64]) -> npt.NDArray[np.object_]:
+        out: npt.NDArray[np.object_] = self.values[self.codes[idx]]
+        return out
+
+
+def _codes_of(u: _Unique, per_unique: pd.Series) -> _Codes:
+    values = np.empty(len(per_unique) + 1, dtype=object)
+    values[:-1] = per_unique.to_numpy(dtype=object)
+    values[-1] = None
+    return _Codes(u.codes, values)
 
 
 def _at(values: Any, idx: npt.NDArray[np.int64]) -> pd.Series:
     """``values`` at row positions ``idx`` as text (missing -> ""), for evidence strings of fired rows only."""
-    sub = values.iloc[idx].to_numpy(dtype=object) if isinstance(values, pd.Series) else np.asarray(values)[idx]
+    if isinstance(values, _Codes):
+        sub = values.take(idx)
+    elif isinstance(values, pd.Series):
+        sub = values.iloc[idx].to_numpy(dtype=object)
+    else:
+        sub = np.asarray(values)[idx]
     return pd.Series(sub, dtype=object).map(lambda v: "" if v is None or v is pd.NA else str(v))
 
 
@@ -138,6 +168,8 @@ class _Evidence:
         idx = np.flatnonzero(mask)
 
         def pick(v: Any) -> Any:
+            if isinstance(v, _Codes):
+                return v.take(idx)
             if callable(v):
                 return np.asarray(v(idx), dtype=object)
             if isinstance(v, pd.Series):
@@ -264,25 +296,26 @@ def _issuer_signals(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge, 
         first_keys = keys.iloc[first].to_numpy(dtype=object) if len(first) else np.array([], dtype=object)
         keys_u = np.array([k if k is not None and k is not pd.NA else dn_key(str(nm))
                            for k, nm in zip(first_keys, u.values, strict=True)], dtype=object)
-        keys = pd.Series(u.rows(keys_u), dtype=object)
         cls = classify_issuers(u.values, kb)
         has = valid
-        product = pd.Series(u.rows(cls["interception_product"].to_numpy(dtype=object)), dtype=object)
-        source = pd.Series(u.rows(cls["interception_source"].to_numpy(dtype=object)), dtype=object)
+        names_c = _codes_of(u, u.values)
+        product, source = _codes_of(u, cls["interception_product"]), _codes_of(u, cls["interception_source"])
         intercept = u.rows(cls["interception_product"].notna().to_numpy())
         public = u.rows(cls["public"].astype("boolean").fillna(False).to_numpy(dtype=bool)) & ~intercept
         what = "server certificate" if role == "server" else "client certificate"
         ev.add("interception_ca", intercept,
-               lambda i, what=what, names=names, product=product, source=source: (
+               lambda i, what=what, names=names_c, product=product, source=source: (
                    f"the {what} was issued by " + _at(names, i) + ", a known interception CA (" + _at(product, i)
                    + "; source: " + _at(source, i) + ")"),
-               expected="an issuer that is not an interception product", observed=names)
+               expected="an issuer that is not an interception product", observed=names_c)
         rank = np.where(intercept, np.minimum(rank, 0), rank)
 
         sha_col = "server_cert_sha256" if role == "server" else "peer_cert_sha256"
         if keys_by_sha is not None and sha_col in df.columns:
-            sha = _str(df, sha_col).str.lower()
-            pos = _lookup(sha, pd.Index(keys_by_sha.index))
+            su = _Unique(_str(df, sha_col))
+            sha = _codes_of(su, su.values.str.lower())
+            pos = su.rows(np.asarray(pd.Index(keys_by_sha.index).get_indexer(su.values.str.lower()), dtype=np.int64),
+                          fill=-1).astype(np.int64)
             blocked = pos >= 0
             prod = np.asarray(keys_by_sha["product"].to_numpy(dtype=object))
             ev.add("interception_ca", blocked,
@@ -296,16 +329,18 @@ def _issuer_signals(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge, 
             rank = np.where(has & public, np.minimum(rank, 5), np.where(has, np.minimum(rank, 6), rank))
             continue
         mesh_keys = pd.Index(mesh_role["issuer_key"].dropna().unique())
-        in_mesh_dn = _lookup(keys, mesh_keys) >= 0
+        in_mesh_dn = u.rows(np.asarray(mesh_keys.get_indexer(pd.Index(keys_u, dtype=object)), dtype=np.int64) >= 0)
         mesh_names = "; ".join(mesh_role["issuer"].dropna().unique().tolist())
         skis = mesh_role["ski"].dropna()
         lookalike = np.zeros(n, dtype=bool)
         if len(skis) and akid_col in df.columns:
-            akid = _str(df, akid_col).str.lower()
+            au = _Unique(_str(df, akid_col))
+            akid = _codes_of(au, au.values.str.lower())
             known = pd.Index(skis.str.lower().unique())
-            lookalike = in_mesh_dn & akid.notna().to_numpy() & (_lookup(akid, known) < 0)
+            unknown_key = au.rows(np.asarray(known.get_indexer(au.values.str.lower())) < 0)
+            lookalike = in_mesh_dn & (au.codes >= 0) & unknown_key
             ev.add("mesh_ca_lookalike", lookalike,
-                   lambda i, what=what, names=names, akid=akid: (
+                   lambda i, what=what, names=names_c, akid=akid: (
                        f"the {what} names the mesh CA " + _at(names, i) + " as issuer but was signed by key "
                        + _at(akid, i) + ", not the mesh CA's key"),
                    expected="key id " + ", ".join(known.tolist()), observed=akid)
@@ -318,16 +353,16 @@ def _issuer_signals(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge, 
             lookalike |= chain_hit
         pub_mesh = has & public & ~in_mesh_dn
         ev.add("public_ca_in_mesh", pub_mesh,
-               lambda i, what=what, names=names, mesh_names=mesh_names: (
+               lambda i, what=what, names=names_c, mesh_names=mesh_names: (
                    "a public CA (" + _at(names, i)
                    + f") issued the {what}; in this mesh only {mesh_names} issues them"),
-               expected=mesh_names, observed=names)
+               expected=mesh_names, observed=names_c)
         unknown = has & ~public & ~intercept & ~in_mesh_dn
         ev.add("unknown_issuer_in_mesh", unknown,
-               lambda i, what=what, names=names, mesh_names=mesh_names: (
+               lambda i, what=what, names=names_c, mesh_names=mesh_names: (
                    f"the {what} was issued by " + _at(names, i) + f", which is neither the mesh CA ({mesh_names}) "
                    "nor a public CA"),
-               expected=mesh_names, observed=names)
+               expected=mesh_names, observed=names_c)
         rank = np.where(lookalike, np.minimum(rank, 1), rank)
         rank = np.where(pub_mesh, np.minimum(rank, 2), rank)
         rank = np.where(unknown, np.minimum(rank, 3), rank)
@@ -368,7 +403,7 @@ def _product_signals(ja3: pd.Series, ja3n: pd.Series, ja4: pd.Series, kb: Knowle
             continue
         u = _Unique(values)
         mu = match_fingerprints(u.values, kind, kb)
-        m = {c: u.rows(mu[c].to_numpy(dtype=object)) for c in ("product", "product_type", "source")}
+        m = {c: _codes_of(u, mu[c]) for c in ("product", "product_type", "source")}
         hit = u.rows(mu["product"].notna().to_numpy())
         if kind == "ja4":
             full = hit & u.rows(u.values.isin(exact_ja4).to_numpy())
@@ -379,7 +414,8 @@ def _product_signals(ja3: pd.Series, ja3n: pd.Series, ja4: pd.Series, kb: Knowle
                        + " (" + _at(m["product_type"], i) + "; source: " + _at(m["source"], i)
                        + "); the fields that source lacks were not compared"),
                    expected="a hello unlike any interception product's", observed=values)
-            product = np.where(partial & (product == None), m["product"], product)  # noqa: E711
+            take = partial & (product == None)  # noqa: E711
+            product[take] = m["product"].take(np.flatnonzero(take))
             hit = full
         new = hit & ~exact
         ev.add("known_interception_fingerprint", new,
@@ -387,7 +423,7 @@ def _product_signals(ja3: pd.Series, ja3n: pd.Series, ja4: pd.Series, kb: Knowle
                    f"the {kind.upper()} " + _at(values, i) + " is that of " + _at(m["product"], i)
                    + " (" + _at(m["product_type"], i) + "; source: " + _at(m["source"], i) + ")"),
                expected="the client's own TLS stack", observed=values)
-        product = np.where(new, m["product"], product)
+        product[new] = m["product"].take(np.flatnonzero(new))
         exact |= hit
     return product
 
@@ -415,7 +451,10 @@ def _baseline_signals(df: pd.DataFrame, b: Baseline, cid: pd.Series, ja4: pd.Ser
     new = known_client & (
         (has4 & ~seen["ja4"] & (~has3 | ~seen["ja3n"])) | (~has4 & has3 & ~seen["ja3n"])
     )
-    observed = pd.Series(np.where(has4, ja4.to_numpy(dtype=object), ja3n.to_numpy(dtype=object)), dtype=object)
+    def observed(i: npt.NDArray[np.int64]) -> npt.NDArray[np.object_]:
+        out: npt.NDArray[np.object_] = np.where(has4[i], ja4.iloc[i].to_numpy(dtype=object),
+                                                ja3n.iloc[i].to_numpy(dtype=object))
+        return out
     p4 = prev[prev["kind"] == "ja4"].set_index("value") if len(prev) else pd.DataFrame(columns=["clients"])
     pos = _lookup(ja4, pd.Index(p4.index))
     others = np.where(pos >= 0, np.asarray(p4["clients"].to_numpy(dtype=np.int64))[np.maximum(pos, 0)]
@@ -435,7 +474,8 @@ def _baseline_signals(df: pd.DataFrame, b: Baseline, cid: pd.Series, ja4: pd.Ser
         pct = pd.Series(np.round(stab[ci] * 100).astype(int).astype(str), dtype=object)
         tail = np.where(others[i] > 0, "; " + others[i].astype(str) + " other baseline client(s) use it",
                         "; no baseline client uses it")
-        return ("client " + _at(cid, i) + " sent " + _at(observed, i) + ", a ClientHello it never sent in the "
+        seen_now = pd.Series(observed(i), dtype=object).fillna("")
+        return ("client " + _at(cid, i) + " sent " + seen_now + ", a ClientHello it never sent in the "
                 "baseline (" + pct + "% of its " + pd.Series(conns[ci].astype(str), dtype=object)
                 + " baseline connections used its usual one)" + pd.Series(tail, dtype=object))
 
@@ -494,9 +534,15 @@ def _sni_issuer_signal(df: pd.DataFrame, b: Baseline, ev: _Evidence) -> None:
         lambda v: "; ".join(v.astype(str).head(3)))
     usual_arr = usual.reindex(snis).to_numpy(dtype=object)
     expected = usual_arr[np.maximum(s_pos, 0)]
-    names = _str(df, "server_issuer").fillna(key)
+    def names(i: npt.NDArray[np.int64]) -> npt.NDArray[np.object_]:
+        shown = _str(df, "server_issuer").iloc[i].to_numpy(dtype=object)
+        fallback = key.iloc[i].to_numpy(dtype=object)
+        out: npt.NDArray[np.object_] = np.where(pd.isna(shown), fallback, shown)
+        return out
+
     ev.add("issuer_changed_for_sni", changed,
-           lambda i: ("the server " + _at(sni, i) + " presented a certificate issued by " + _at(names, i)
+           lambda i: ("the server " + _at(sni, i) + " presented a certificate issued by "
+                      + pd.Series(names(i), dtype=object).fillna("")
                       + "; throughout the baseline its certificates came from " + _at(expected, i)),
            expected=expected, observed=names)
 
