@@ -302,3 +302,9 @@ def test_rows_without_a_time_are_not_placed_in_a_convergence_window(fitted: Base
         out = score(df, fitted)
     assert not any("fingerprint_convergence" in codes(out.iloc[r]) for r in range(6))
     assert all("new_fingerprint_for_client" in codes(out.iloc[r]) for r in range(6))
+
+
+def test_scoring_leaves_the_input_table_alone(fitted: Baseline, test_rows: pd.DataFrame) -> None:
+    before = test_rows.copy()
+    score(test_rows, fitted)
+    pd.testing.assert_frame_equal(test_rows, before)

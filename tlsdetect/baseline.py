@@ -35,6 +35,7 @@ from .useragent import ua_family
 __all__ = [
     "CLIENT_KEYS",
     "FORMAT_VERSION",
+    "TABLE_KEYS",
     "Baseline",
     "BaselineError",
     "MeshCA",
@@ -82,7 +83,16 @@ def client_ids(df: pd.DataFrame, key: str = "auto") -> pd.Series:
         return pd.Series(pd.NA, index=df.index, dtype="string")
 
     if key == "auto":
-        out = col("client_id").fillna(col("peer_subject")).fillna(col("client_ip"))
+        out = col("client_id")
+        for fallback in ("peer_subject", "client_ip"):
+            missing = out.isna()
+            if not missing.any():
+                break
+            other = col(fallback)
+            if missing.all():
+                out = other
+            elif other.notna().any():
+                out = out.fillna(other)
     elif key == "ip":
         out = col("client_ip")
     elif key == "mtls":
@@ -141,6 +151,14 @@ TABLES: dict[str, dict[str, str]] = {
     "versions": {"client_id": "string", "max_version": "string", "count": "int64"},
     "mesh_cas": {"role": "string", "issuer_key": "string", "issuer": "string", "ski": "string",
                  "sha256": "string", "origin": "string", "connections": "int64"},
+}
+
+#: The key of each table learned from connections (``mesh_cas`` is derived from ``issuers``).
+TABLE_KEYS: dict[str, list[str]] = {
+    "clients": ["client_id"], "fingerprints": ["client_id", "kind", "value"],
+    "fp_families": ["kind", "value", "ua_family"], "issuers": ["client_id", "role", "issuer_key"],
+    "issuer_akids": ["role", "issuer_key", "akid"], "snis": ["client_id", "sni"], "sni_issuers": ["sni", "issuer_key"],
+    "versions": ["client_id", "max_version"],
 }
 
 
@@ -328,6 +346,27 @@ class Baseline:
         _, hellos = hello_codes(df)
         if len(hellos):
             self.hellos_ = self._merge_hellos(self.hellos_, hellos)
+        self._learn_mesh()
+        self._fit_model()
+        return self
+
+    def from_tables(self, tables: dict[str, pd.DataFrame], hellos: pd.DataFrame, n_connections: int) -> Baseline:
+        """Learn from aggregates computed elsewhere (``tlsdetect.spark``): the state ``fit`` would set.
+
+        ``tables`` maps each learned table but ``mesh_cas`` (see :data:`TABLES`) to its rows, one per
+        key of :data:`TABLE_KEYS` (counts summed, first/last seen over the whole input, names the
+        first seen); ``hellos`` holds the distinct hellos with ``connections`` in the order
+        :func:`tlsdetect.features.hello_codes` gives them; ``n_connections`` counts every input row.
+        Tables are folded as :meth:`partial_fit` folds its own, then the mesh and model are learned.
+        """
+        if n_connections <= 0:
+            raise ValueError("no connections to learn from")
+        for name, keys in TABLE_KEYS.items():
+            part = tables.get(name)
+            new = _empty(name) if part is None or len(part) == 0 else _typed(name, part)
+            setattr(self, f"{name}_", _merge(name, _empty(name), new, keys))
+        self.hellos_ = self._merge_hellos(pd.DataFrame(), hellos) if len(hellos) else pd.DataFrame()
+        self.n_connections_ = int(n_connections)
         self._learn_mesh()
         self._fit_model()
         return self

@@ -233,7 +233,7 @@ def score(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge | None = No
     the empty tuple on a row without a reason (one shared immutable object, not a million lists).
     """
     kb = kb or load_knowledge()
-    out = df.reset_index(drop=True).copy()
+    out = df.reset_index(drop=True)  # a new frame (copy-on-write): the caller's table is never changed
     n = len(out)
     ev = _Evidence(n)
     # the columns looked up again and again become categoricals: hashed once here, then codes
@@ -288,7 +288,8 @@ def _issuer_signals(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge, 
         keys = _str(df, key_col)
         if names.isna().all() and keys.isna().all():
             continue
-        names = names.fillna(keys)
+        if names.isna().any() and keys.notna().any():
+            names = names.fillna(keys)
         u = _Unique(names)
         first = np.full(len(u.values), -1, dtype=np.int64)
         valid = u.codes >= 0
