@@ -366,8 +366,9 @@ def lookup(fingerprint_value: str, baseline_dir: str | None, as_json: bool) -> N
 
 
 # Subcommands that live in their own modules register themselves on ``main`` when imported.
-# serve-import
-# stream-import
+from . import cli_serve  # noqa: E402,F401,I001
+from . import cli_stream  # noqa: E402,F401
+from . import cli_spark  # noqa: E402,F401
 
 if __name__ == "__main__":
     main()

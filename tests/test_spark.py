@@ -1,0 +1,203 @@
+"""The Spark path gives the local path's rows: connections, baseline tables, scores (Spark local mode)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("pyspark")
+
+from tlsdetect import schema
+from tlsdetect.baseline import TABLES, Baseline
+from tlsdetect.inputs import Inputs
+from tlsdetect.scoring import score
+
+ROOT = Path(__file__).resolve().parents[1]
+PCAPS = ROOT / "pcaps"
+SHARED = ROOT.parent / "shared" / "samples"
+KEY = ["conn_id", "client_ip", "client_port", "server_ip", "server_port", "_ns"]
+
+
+def _cell(v: Any) -> Any:
+    if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
+        return None
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return tuple(_cell(x) for x in v)
+    if isinstance(v, dict):
+        return tuple((k, None if _cell(x) is None else str(x)) for k, x in sorted(v.items()))
+    if isinstance(v, pd.Timestamp):
+        return v.value
+    if isinstance(v, (np.integer, np.floating, np.bool_)):
+        return v.item()
+    return v
+
+
+def _plain(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    out = pd.DataFrame({c: [_cell(v) for v in df[c].astype(object)] for c in cols})
+    return out
+
+
+def _rows(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    df = df.reset_index(drop=True).copy()
+    df["_ns"] = [None if pd.isna(t) else pd.Timestamp(t).value for t in df["ts"]]
+    out = _plain(df, [*cols, "_ns"])
+    return out.sort_values(KEY, key=lambda s: s.astype(str), kind="stable").reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def spark() -> Iterator[Any]:
+    from tlsdetect.spark import session
+
+    s = session("local[2]", driver_memory="1g", conf={"spark.sql.shuffle.partitions": "4"})
+    yield s
+    s.stop()
+
+
+def _cases() -> list[Any]:
+    shared = [str(SHARED / "zeek"), str(SHARED / "envoy" / "envoy_access.sample.jsonl")]
+    skip = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/samples is absent")
+    return [
+        pytest.param([str(PCAPS)], 128 * 2**20, id="pcaps"),
+        pytest.param(shared, 128 * 2**20, id="samples", marks=skip),
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/samples is absent")
+def test_spark_split_logs_equal_local(spark: Any) -> None:
+    """Zeek ssl (TSV and JSON) and Envoy logs split into ~2 kB tasks read as the whole files do."""
+    from tlsdetect.spark import read_connections
+    from tlsdetect.spark.read import plan_tasks
+    from tlsdetect.spark.schema import from_spark_frame
+
+    paths = [str(SHARED / "zeek"), str(SHARED / "envoy" / "envoy_access.sample.jsonl")]
+    tasks, _ = plan_tasks(paths, split_bytes=2048)
+    assert len(tasks) > len({t.path for t in tasks})  # some files really are split
+    local = Inputs(paths).read_all()
+    got = from_spark_frame(read_connections(spark, paths, split_bytes=2048).toPandas())
+    cols = list(schema.COLUMNS)
+    pd.testing.assert_frame_equal(_rows(got, cols), _rows(local, cols))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("paths", "split"), _cases())
+def test_spark_equals_local(spark: Any, tmp_path: Path, paths: list[str], split: int) -> None:
+    from tlsdetect.spark import fit_baseline, read_connections, score_connections, write_scored
+    from tlsdetect.spark.schema import from_spark_frame
+
+    local = Inputs(paths).read_all()
+    sdf = read_connections(spark, paths, split_bytes=split)
+    got = from_spark_frame(sdf.toPandas())
+    cols = list(schema.COLUMNS)
+    assert len(got) == len(local) > 0
+    pd.testing.assert_frame_equal(_rows(got, cols), _rows(local, cols))
+
+    # baseline: every table equal (after sorting), hellos in the same order
+    mine = fit_baseline(sdf)
+    mine.save(tmp_path / "spark")
+    theirs = Baseline().fit(local)
+    theirs.save(tmp_path / "local")
+    a, b = Baseline.load(tmp_path / "spark"), Baseline.load(tmp_path / "local")
+    assert a.n_connections_ == b.n_connections_
+    for name in TABLES:
+        x, y = getattr(a, f"{name}_"), getattr(b, f"{name}_")
+        pd.testing.assert_frame_equal(x, y, obj=name)
+    pd.testing.assert_frame_equal(_plain(a.hellos_, list(a.hellos_.columns)),
+                                  _plain(b.hellos_, list(b.hellos_.columns)), obj="hellos")
+    assert (a.model_ is None) == (b.model_ is None)
+    if a.model_ is not None and b.model_ is not None:
+        assert a.model_.tokens == b.model_.tokens
+        assert a.model_.labels == b.model_.labels
+        assert np.array_equal(a.model_.matrix, b.model_.matrix)
+    assert a.summary() == b.summary()
+
+    # scoring with the broadcast baseline: the same verdicts, scores and reasons per row
+    scored_local = score(local, b)
+    scored_spark = from_spark_frame(score_connections(spark, sdf, tmp_path / "local").toPandas())
+    extra = ["client_id", "issuer_class", "known_product", "score", "verdict", "reasons", "compared"]
+    sp = scored_spark.copy()
+    for c in ("issuer_class", "known_product", "verdict", "compared"):
+        scored_local[c] = scored_local[c].astype(object)
+    pd.testing.assert_frame_equal(_rows(sp, [*KEY[:-1], *extra]), _rows(scored_local, [*KEY[:-1], *extra]))
+
+    # written as Parquet partitioned by date and verdict
+    out = tmp_path / "scored"
+    write_scored(score_connections(spark, sdf, tmp_path / "local"), str(out))
+    parts = {p.name.split("=")[0] for p in out.iterdir() if p.is_dir()}
+    assert parts == {"date"}
+    back = spark.read.parquet(str(out))
+    assert back.count() == len(local)
+    got_verdicts = {r["verdict"] for r in back.select("verdict").distinct().collect()}
+    assert got_verdicts == set(scored_local["verdict"].astype(str))
+
+
+def test_spark_schema_matches_package_schema() -> None:
+    from pyspark.sql import types as st
+
+    from tlsdetect.spark.schema import connections_schema, scored_schema
+
+    s = connections_schema(hidden=False)
+    assert s.fieldNames() == list(schema.COLUMNS)
+    assert s["ch_alpn"].dataType == st.ArrayType(st.StringType())
+    assert s["ch_ciphers"].dataType == st.ArrayType(st.IntegerType())
+    assert s["ts"].dataType == st.TimestampType()
+    assert scored_schema().fieldNames()[-6:] == ["issuer_class", "known_product", "score", "verdict", "reasons",
+                                                 "compared"]
+
+
+def test_split_ranges_cover_every_line_once(tmp_path: Path) -> None:
+    from tlsdetect.spark.read import _range_bytes
+
+    data = b"".join(f"line {i} {'x' * (i % 13)}\n".encode() for i in range(500))
+    f = tmp_path / "log"
+    f.write_bytes(data)
+    for size in (1, 7, 64, 1000, len(data)):
+        got = b"".join(_range_bytes(f, s, min(s + size, len(data))) for s in range(0, len(data), size))
+        assert got == data
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/samples is absent")
+def test_spark_score_new_fingerprints_equal_local(spark: Any, tmp_path: Path) -> None:
+    """Rows whose JA4 the baseline never saw take the (hour, JA4) path; still the local rows."""
+    from tlsdetect.spark import read_connections, score_connections
+    from tlsdetect.spark.schema import from_spark_frame
+
+    Baseline().fit(Inputs([str(PCAPS)]).read_all()).save(tmp_path / "b")
+    b = Baseline.load(tmp_path / "b")
+    paths = [str(SHARED / "zeek"), str(SHARED / "envoy" / "envoy_access.sample.jsonl")]
+    local = score(Inputs(paths).read_all(), b)
+    known = set(b.fingerprints_["value"])
+    assert (local["ja4"].notna() & ~local["ja4"].isin(known)).any()
+    got = from_spark_frame(score_connections(spark, read_connections(spark, paths), tmp_path / "b").toPandas())
+    for c in ("issuer_class", "known_product", "verdict", "compared"):
+        local[c] = local[c].astype(object)
+    extra = ["client_id", "issuer_class", "known_product", "score", "verdict", "reasons", "compared"]
+    pd.testing.assert_frame_equal(_rows(got, [*KEY[:-1], *extra]), _rows(local, [*KEY[:-1], *extra]))
+
+
+@pytest.mark.slow
+def test_cli_spark_fit_and_score(spark: Any, tmp_path: Path) -> None:
+    """The commands (last in the module: they stop the session they get, the module's one)."""
+    from click.testing import CliRunner
+
+    from tlsdetect.cli import main
+
+    runner = CliRunner()
+    res = runner.invoke(main, ["spark", "fit", str(PCAPS), "-o", str(tmp_path / "b"), "--master", "local[2]",
+                               "--driver-memory", "1g"])
+    assert res.exit_code == 0, res.output
+    local = tmp_path / "lb"
+    assert runner.invoke(main, ["baseline", "fit", str(PCAPS), "-o", str(local), "--no-progress"]).exit_code == 0
+    a, b = Baseline.load(tmp_path / "b"), Baseline.load(local)
+    for name in TABLES:
+        pd.testing.assert_frame_equal(getattr(a, f"{name}_"), getattr(b, f"{name}_"), obj=name)
+    res = runner.invoke(main, ["spark", "score", str(PCAPS), "--baseline", str(local), "-o", str(tmp_path / "s"),
+                               "--master", "local[2]", "--driver-memory", "1g"])
+    assert res.exit_code == 0, res.output
+    assert f"{len(Inputs([str(PCAPS)]).read_all())} connections" in res.output

@@ -1,0 +1,83 @@
+"""The tlsdetect pipeline as Apache Spark jobs: read captures and logs, fit a baseline, score, at cluster scale.
+
+Install with the ``spark`` extra (``pip install 'tlsdetect[spark]'``, PySpark; Java 17). The same
+readers, baseline and scoring code as the local CLI run inside Spark tasks, so the local and the
+Spark paths give identical rows (``tests/test_spark.py`` checks it):
+
+* :func:`read_connections` -- PATHs (files, directories, as the CLI takes them) to a DataFrame of
+  the connections table (:mod:`tlsdetect.spark.schema`): one task per capture, Zeek ssl / Suricata
+  EVE / Envoy logs split into line-aligned byte ranges (:mod:`tlsdetect.spark.read`);
+* :func:`fit_baseline` -- the baseline tables as Spark aggregations; only the aggregates reach the
+  driver, which saves the usual baseline directory (:mod:`tlsdetect.spark.fit`);
+* :func:`score_connections` / :func:`write_scored` -- scoring with the baseline broadcast, written
+  as Parquet partitioned by date and verdict (:mod:`tlsdetect.spark.score`).
+
+Command line (``--master`` defaults to ``local[2]``, or to spark-submit's master under it)::
+
+    tlsdetect spark fit captures/ zeek/ -o baseline/ --master local[2]
+    tlsdetect spark score new/ --baseline baseline/ -o scored/ --master spark://head:7077
+
+On a cluster, submit the module file (every executor needs ``tlsdetect`` importable -- install
+the wheel on the nodes, or ship it with ``--py-files`` -- and the input paths mounted alike)::
+
+    spark-submit --master yarn --executor-memory 2g \\
+        $(python -c 'import tlsdetect.spark.__main__ as m; print(m.__file__)') \\
+        score /data/pcaps --baseline /data/baseline -o /data/scored
+
+``python -m tlsdetect.spark fit|score ...`` is the same entry without spark-submit. The baseline
+directory is written by the driver (its local filesystem); the scored Parquet by the executors
+(give a path every node shares, or an ``hdfs://``/``s3a://`` URL).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from .fit import fit_baseline
+from .read import read_connections
+from .schema import connections_schema, scored_schema
+from .score import score_connections, write_scored
+
+__all__ = [
+    "connections_schema",
+    "fit_baseline",
+    "read_connections",
+    "score_connections",
+    "scored_schema",
+    "session",
+    "write_scored",
+]
+
+
+def session(master: str | None = None, *, app_name: str = "tlsdetect", driver_memory: str | None = "2g",
+            conf: dict[str, str] | None = None) -> Any:
+    """A SparkSession for the jobs: UTC session time, Arrow batches of 50k rows.
+
+    ``master`` None: spark-submit's master when run under it, else ``local[2]``. ``driver_memory``
+    only applies when this call starts the JVM (not under spark-submit, which sets its own).
+    """
+    from pyspark.sql import SparkSession
+
+    under_submit = "PYSPARK_GATEWAY_PORT" in os.environ
+    if not under_submit and (master or "local").startswith("local"):
+        # local mode: Python workers run this interpreter (its venv has tlsdetect and its dependencies)
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = SparkSession.builder.appName(app_name)
+    if master is not None or not under_submit:
+        builder = builder.master(master or "local[2]")
+    if driver_memory and not under_submit:
+        builder = builder.config("spark.driver.memory", driver_memory)
+    local = not under_submit and (master or "local").startswith("local")
+    settings = {
+        # the aggregates are small: a few shuffle partitions, not Spark's 200 (override with conf)
+        **({"spark.sql.shuffle.partitions": "8"} if local else {}),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.execution.arrow.maxRecordsPerBatch": "50000",
+        "spark.ui.showConsoleProgress": "false",
+        **(conf or {}),
+    }
+    for k, v in settings.items():
+        builder = builder.config(k, v)
+    return builder.getOrCreate()
