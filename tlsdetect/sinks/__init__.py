@@ -7,6 +7,7 @@ fingerprints.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 from collections.abc import Sequence
@@ -32,6 +33,17 @@ TABLE_COLUMNS = (
     "ja3s",
     "server_issuer",
 )
+
+
+def utc_time(ts: Any) -> dt.datetime | None:
+    """An alert's ISO 8601 ``ts`` as an aware UTC datetime (naive counts as UTC); None when absent or bad."""
+    if not isinstance(ts, str) or not ts:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when
 
 
 def _plain(value: Any) -> Any:

@@ -13,13 +13,13 @@ issuer, ``cs6`` client-certificate SHA-256, each with its ``csNLabel``.
 
 from __future__ import annotations
 
-import datetime as dt
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from .. import __version__
+from . import utc_time
 
 __all__ = ["CefFileSink", "cef_escape_extension", "cef_escape_header", "format_cef"]
 
@@ -39,15 +39,8 @@ def cef_escape_extension(value: str) -> str:
 
 
 def _epoch_ms(ts: Any) -> str | None:
-    if not isinstance(ts, str) or not ts:
-        return None
-    try:
-        when = dt.datetime.fromisoformat(ts.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return str(int(when.timestamp() * 1000))
+    when = utc_time(ts)
+    return None if when is None else str(int(when.timestamp() * 1000))
 
 
 def format_cef(alert: Mapping[str, Any]) -> str:

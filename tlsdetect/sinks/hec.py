@@ -13,7 +13,6 @@ setups only). ``hec+http://`` is plain HTTP. A batch is delivered when HEC answe
 
 from __future__ import annotations
 
-import datetime as dt
 import http.client
 import json
 import os
@@ -23,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from . import utc_time
 from .ecs import to_ecs
 from .spool import SinkError
 
@@ -32,15 +32,8 @@ DEFAULT_PATH = "/services/collector/event"
 
 
 def _epoch(ts: Any) -> float | None:
-    if not isinstance(ts, str) or not ts:
-        return None
-    try:
-        when = dt.datetime.fromisoformat(ts.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return round(when.timestamp(), 3)
+    when = utc_time(ts)
+    return None if when is None else round(when.timestamp(), 3)
 
 
 def hec_event(
