@@ -15,6 +15,7 @@ population model) make a row ``suspicious`` and ``intercepted`` when they add up
 from __future__ import annotations
 
 import json
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -599,13 +600,28 @@ def _model_signal(codes: npt.NDArray[np.int64], hellos: pd.DataFrame, b: Baselin
                expected="no weak ciphers", observed=row_weak)
 
 
-def _ua_signals(df: pd.DataFrame, b: Baseline | None, kb: Knowledge, ja4: pd.Series, ja3n: pd.Series,
-                ja3: pd.Series, uaf: pd.Series, codes: npt.NDArray[np.int64], hellos: pd.DataFrame,
-                ev: _Evidence) -> None:
-    """User-Agent family vs the families known to send this fingerprint; Chromium without GREASE."""
-    if uaf.isna().all():
-        return
-    n = len(df)
+_FAMILY_TABLES: weakref.WeakKeyDictionary[Any, dict[Any, Any]] = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class _FamilyTable:
+    values: pd.Index
+    families: pd.Index
+    pair_values: npt.NDArray[np.int64]
+    pair_families: npt.NDArray[np.int64]
+    expected: npt.NDArray[np.object_]  # per value: the families that send it, as text
+
+
+def _family_tables(b: Baseline | None, kb: Knowledge) -> dict[str, _FamilyTable]:
+    """Per fingerprint kind: which stack families send each value (baseline, FoxIO, salesforce, own stacks).
+
+    Built once per (baseline, knowledge) pair and kept while both live: a stream scores many small
+    batches against the same two.
+    """
+    per_kb = _FAMILY_TABLES.setdefault(kb, {})
+    key = id(b) if b is not None else None
+    if key in per_kb and per_kb[key][0] is b:
+        return per_kb[key][1]  # type: ignore[no-any-return]
     pairs: list[pd.DataFrame] = []
     if b is not None and len(b.fp_families_):
         pairs.append(b.fp_families_[["kind", "value", "ua_family"]].rename(columns={"ua_family": "family"}))
@@ -615,26 +631,44 @@ def _ua_signals(df: pd.DataFrame, b: Baseline | None, kb: Knowledge, ja4: pd.Ser
     pairs.append(stacks[["kind", "value", "family"]])
     known = pd.concat(pairs, ignore_index=True).dropna()
     known = known[known["family"] != "other"]
+    out: dict[str, _FamilyTable] = {}
+    for kind in ("ja4", "ja3n", "ja3"):
+        sub = known[known["kind"] == kind].drop_duplicates(["value", "family"])
+        if len(sub) == 0:
+            continue
+        joined = sub.groupby("value", observed=True)["family"].agg(lambda s: ", ".join(sorted(set(s))))
+        vals, fams = pd.Index(sub["value"].unique()), pd.Index(sub["family"].unique())
+        out[kind] = _FamilyTable(vals, fams, np.asarray(vals.get_indexer(pd.Index(sub["value"])), dtype=np.int64),
+                                 np.asarray(fams.get_indexer(pd.Index(sub["family"])), dtype=np.int64),
+                                 joined.reindex(vals).to_numpy(dtype=object))
+    per_kb.clear()  # one baseline at a time per knowledge base: a reloaded baseline replaces the old entry
+    per_kb[key] = (b, out)
+    return out
+
+
+def _ua_signals(df: pd.DataFrame, b: Baseline | None, kb: Knowledge, ja4: pd.Series, ja3n: pd.Series,
+                ja3: pd.Series, uaf: pd.Series, codes: npt.NDArray[np.int64], hellos: pd.DataFrame,
+                ev: _Evidence) -> None:
+    """User-Agent family vs the families known to send this fingerprint; Chromium without GREASE."""
+    if uaf.isna().all():
+        return
+    n = len(df)
+    tables = _family_tables(b, kb)
     mismatch = np.zeros(n, dtype=bool)
     decided = np.zeros(n, dtype=bool)
     expected = np.full(n, None, dtype=object)
     for kind, values in (("ja4", ja4), ("ja3n", ja3n), ("ja3", ja3)):
-        sub = known[known["kind"] == kind]
-        if len(sub) == 0 or values.isna().all():
+        if kind not in tables or values.isna().all():
             continue
-        sub = sub.drop_duplicates(["value", "family"])
-        vals = pd.Index(sub["value"].unique())
-        fam_index = pd.Index(sub["family"].unique())
-        joined = sub.groupby("value", observed=True)["family"].agg(lambda s: ", ".join(sorted(set(s))))
-        pos = _lookup(values, vals)
-        f = _lookup(uaf, fam_index)
+        t = tables[kind]
+        pos = _lookup(values, t.values)
+        f = _lookup(uaf, t.families)
         has = (pos >= 0) & ~decided & uaf.notna().to_numpy()
-        ok = _pair_in(pos, f, np.asarray(vals.get_indexer(sub["value"]), dtype=np.int64),
-                      np.asarray(fam_index.get_indexer(sub["family"]), dtype=np.int64), len(fam_index))
+        ok = _pair_in(pos, f, t.pair_values, t.pair_families, len(t.families))
         bad = has & ~ok
         mismatch |= bad
         decided |= has
-        exp_text = joined.reindex(vals).to_numpy(dtype=object)
+        exp_text = t.expected
         expected[bad] = exp_text[pos[bad]]
     ev.add("ua_fingerprint_mismatch", mismatch,
            lambda i: ("the User-Agent claims " + _at(uaf, i) + " but the hello is one that " + _at(expected, i)
