@@ -64,8 +64,8 @@ def hello_codes(df: pd.DataFrame) -> tuple[npt.NDArray[np.int64], pd.DataFrame]:
     inverse, uniq = pd.factorize(combined[has])
     codes[has] = inverse
     positions = np.flatnonzero(has)
-    first = np.empty(len(uniq), dtype=np.int64)
-    first[inverse[::-1]] = positions[::-1]  # the last write per code is its first row
+    first = np.full(len(uniq), len(df), dtype=np.int64)
+    np.minimum.at(first, inverse, positions)  # the first row of each hello (repeated-index writes have no order)
     counts = np.bincount(inverse, minlength=len(uniq))
     rows = first
     table = df.iloc[rows][[c for c in (*HELLO_COLUMNS, "ja4") if c in df.columns]].reset_index(drop=True)

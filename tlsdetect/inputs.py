@@ -7,7 +7,6 @@ table, collecting warnings (damaged captures, skipped files, dead letters) for t
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,7 +128,3 @@ class Inputs:
             self.warnings += stats.warnings
         except CaptureError as exc:
             raise InputError(str(exc)) from None
-
-
-def stderr_is_terminal() -> bool:
-    return sys.stderr.isatty()

@@ -292,9 +292,9 @@ def _issuer_signals(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge, 
         if names.isna().any() and keys.notna().any():
             names = names.fillna(keys)
         u = _Unique(names)
-        first = np.full(len(u.values), -1, dtype=np.int64)
         valid = u.codes >= 0
-        first[u.codes[valid][::-1]] = np.flatnonzero(valid)[::-1]  # first row of each distinct name
+        first = np.full(len(u.values), len(valid), dtype=np.int64)
+        np.minimum.at(first, u.codes[valid], np.flatnonzero(valid))  # first row of each distinct name
         first_keys = keys.iloc[first].to_numpy(dtype=object) if len(first) else np.array([], dtype=object)
         keys_u = np.array([k if k is not None and k is not pd.NA else dn_key(str(nm))
                            for k, nm in zip(first_keys, u.values, strict=True)], dtype=object)
