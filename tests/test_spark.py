@@ -150,6 +150,63 @@ def test_spark_schema_matches_package_schema() -> None:
                                                  "compared"]
 
 
+LIST_CASES = [None, (), (4865,), (4865, 4866, 0), (2**31 - 1,)]
+ALPN_CASES = [None, (), ("",), ("6832",), ("6832", "687474702f312e31"), ("2c",)]
+
+
+def _list_frame() -> pd.DataFrame:
+    n = len(LIST_CASES) * len(ALPN_CASES)
+    df = schema.empty()
+    df = pd.concat([df, pd.DataFrame(index=range(n))], ignore_index=True)
+    df = schema.conform(df)
+    for col in schema.LIST_COLUMNS:
+        cases = ALPN_CASES if col == "ch_alpn" else LIST_CASES
+        reps = len(LIST_CASES) if col == "ch_alpn" else len(ALPN_CASES)
+        df[col] = pd.Series([c for c in cases for _ in range(reps)], dtype=object)
+    df["sh_extensions"] = pd.Series([None] * n, dtype=object)  # an all-null column takes its own path
+    return df
+
+
+def test_packed_lists_round_trip_in_python() -> None:
+    """Inside the jobs list cells cross the boundary as JSON text: (), None and ("",) stay apart."""
+    from tlsdetect.spark.schema import from_spark_frame, to_spark_frame
+
+    df = _list_frame()
+    packed = to_spark_frame(df)
+    assert pd.isna(packed.loc[0, "ch_ciphers"]) and packed.loc[len(ALPN_CASES), "ch_ciphers"] == "[]"
+    assert set(packed["ch_alpn"].dropna()) >= {"[]", '[""]', '["2c"]'}
+    back = from_spark_frame(packed)
+    for col in schema.LIST_COLUMNS:
+        assert back[col].tolist() == df[col].tolist(), col
+
+
+@pytest.mark.slow
+def test_packed_lists_round_trip_through_the_jvm(spark: Any) -> None:
+    """``pack_columns``/``unpack_columns`` (to_json/from_json) and the Python side agree on every case."""
+    from tlsdetect.spark.schema import (connections_schema, from_spark_frame, pack_columns, to_spark_frame,
+                                        unpack_columns)
+
+    df = _list_frame()
+    sdf = spark.createDataFrame(to_spark_frame(df), connections_schema(packed=True))
+    arrays = unpack_columns(sdf)
+    assert arrays.schema == connections_schema()
+    back = from_spark_frame(arrays.toPandas())  # arrays, as a public DataFrame gives them
+    again = from_spark_frame(pack_columns(arrays).toPandas())  # and packed again in the JVM
+    for col in schema.LIST_COLUMNS:
+        assert back[col].tolist() == df[col].tolist(), col
+        assert again[col].tolist() == df[col].tolist(), col
+
+
+def test_split_size_follows_sparks_rule() -> None:
+    from tlsdetect.spark.read import DEFAULT_SPLIT_BYTES, OPEN_COST_BYTES, split_size
+
+    mb = 1024 * 1024
+    assert split_size(172 * mb, 2) == 86 * mb  # two cores, two even tasks (not 128 + 44 MB)
+    assert split_size(10_000 * mb, 2) == DEFAULT_SPLIT_BYTES  # never above the cap
+    assert split_size(mb, 8) == OPEN_COST_BYTES  # never below Spark's open cost
+    assert split_size(10 * mb, 2, split_bytes=2048) == 2048  # an explicit small split wins
+
+
 def test_split_ranges_cover_every_line_once(tmp_path: Path) -> None:
     from tlsdetect.spark.read import _range_bytes
 

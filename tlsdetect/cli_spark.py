@@ -28,7 +28,8 @@ def _spark_options(f: Any) -> Any:
         click.option("--input-format", type=click.Choice(FORMATS), help="Skip detection: read every PATH as this "
                                                                         "format."),
         click.option("--split-mb", type=float, default=128.0, show_default=True,
-                     help="Split Zeek ssl, Suricata and Envoy logs larger than this into tasks of this size."),
+                     help="Split Zeek ssl, Suricata and Envoy logs into tasks of at most this size (smaller when "
+                          "needed to give every core a task, as Spark splits files)."),
         click.option("--conf", "confs", multiple=True, metavar="KEY=VALUE", help="Extra Spark configuration."),
     ]
     for opt in reversed(opts):

@@ -43,11 +43,13 @@ import pandas as pd
 
 from ..inputs import InputError, expand_paths
 from ..readers.logs import LogFormatError, detect_format
-from .schema import connections_schema, to_spark_frame
+from .schema import connections_schema, to_spark_frame, unpack_columns
 
-__all__ = ["DEFAULT_SPLIT_BYTES", "ReadTask", "plan_tasks", "read_connections", "read_task"]
+__all__ = ["DEFAULT_SPLIT_BYTES", "ReadTask", "plan_tasks", "read_connections", "read_task", "split_size"]
 
 DEFAULT_SPLIT_BYTES = 128 * 1024 * 1024
+#: Spark's ``spark.sql.files.openCostInBytes``: the smallest split worth a task.
+OPEN_COST_BYTES = 4 * 1024 * 1024
 #: Rows per Arrow batch a read task hands to Spark.
 BATCH_ROWS = 20_000
 _GROUP_SHIFT = 56
@@ -107,10 +109,24 @@ def _ranges(path: Path, split_bytes: int) -> list[tuple[int, int]]:
     return [(s, min(s + split_bytes, size)) for s in range(0, size, split_bytes)]
 
 
+def split_size(total_bytes: int, parallelism: int, split_bytes: int = DEFAULT_SPLIT_BYTES) -> int:
+    """Spark's own rule for file splits (``FilePartition.maxSplitBytes``): at most ``split_bytes``,
+    but small enough that the input fills every core (``total / parallelism``), never below 4 MiB."""
+    return max(1, min(split_bytes, max(OPEN_COST_BYTES, -(-total_bytes // max(1, parallelism)))))
+
+
 def plan_tasks(paths: Sequence[str], *, input_format: str | None = None,
-               split_bytes: int = DEFAULT_SPLIT_BYTES) -> tuple[list[ReadTask], list[str]]:
-    """The read tasks of ``paths`` in the local CLI's read order, and warnings (skipped files)."""
+               split_bytes: int = DEFAULT_SPLIT_BYTES,
+               parallelism: int | None = None) -> tuple[list[ReadTask], list[str]]:
+    """The read tasks of ``paths`` in the local CLI's read order, and warnings (skipped files).
+
+    ``parallelism`` (Spark's ``defaultParallelism``): when given, logs are split into ranges of
+    :func:`split_size` so that a small input still gives every core a task.
+    """
     files, warnings = expand_paths(list(paths))
+    if parallelism is not None:
+        logs = [f for f in files if f.stat().st_size > 0]
+        split_bytes = split_size(sum(f.stat().st_size for f in logs), parallelism, split_bytes)
     try:
         groups = detect_format(files, input_format)
     except LogFormatError as exc:
@@ -228,7 +244,8 @@ def read_connections(spark: Any, paths: Sequence[str], *, input_format: str | No
     ``_ts_ns`` and ``_order``). Nothing is read on the driver but the file headers used to
     detect formats; the DataFrame is lazy. ``warnings`` collects skipped-file notices.
     """
-    tasks, skipped = plan_tasks(paths, input_format=input_format, split_bytes=split_bytes)
+    tasks, skipped = plan_tasks(paths, input_format=input_format, split_bytes=split_bytes,
+                                parallelism=spark.sparkContext.defaultParallelism)
     if warnings is not None:
         warnings.extend(skipped)
     rows = [{**asdict(t), "side": json.dumps(t.side)} for t in tasks]
@@ -243,4 +260,4 @@ def read_connections(spark: Any, paths: Sequence[str], *, input_format: str | No
     ordered = [tuple(r[f.name] for f in task_schema.fields) for r in rows]
     rdd = spark.sparkContext.parallelize(ordered, numSlices=max(1, len(ordered)))
     frame = spark.createDataFrame(rdd, task_schema)
-    return frame.mapInPandas(_read_partitions, connections_schema())
+    return unpack_columns(frame.mapInPandas(_read_partitions, connections_schema(packed=True)))

@@ -12,10 +12,17 @@ The conversions here are the only place pandas chunks cross into and out of Spar
   first/last seen must equal the local fit's), and ``_order`` (``LongType``), the row's position
   in the order the local CLI reads the same inputs (input group, task, row), so "first value seen"
   aggregations and the order of the baseline's hello table are those of the local path.
+
+Inside the jobs the list columns cross the Python boundary *packed*: one JSON string per cell
+(``"[4865,4866]"``, ``"[]"``, null), encoded and decoded once per distinct value on the pandas
+side and by ``to_json``/``from_json`` in the JVM. PySpark's Arrow <-> pandas conversion of
+``ArrayType`` columns is per element in Python and made Spark scoring ~50x slower than the local
+path; the public DataFrames (:func:`read_connections`, scored rows) carry the arrays.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -29,9 +36,11 @@ __all__ = [
     "SCORE_EXTRA",
     "connections_schema",
     "from_spark_frame",
+    "pack_columns",
     "scored_schema",
     "to_spark_frame",
     "to_spark_scored",
+    "unpack_columns",
 ]
 
 HIDDEN = ("_ts_ns", "_order")
@@ -59,39 +68,90 @@ def spark_type(column: str, dtype: str) -> Any:
     raise ValueError(f"no Spark type for column {column!r} of dtype {dtype!r}")
 
 
-def connections_schema(hidden: bool = True) -> Any:
-    """``StructType`` of the connections table (plus ``_ts_ns`` and ``_order`` unless ``hidden=False``)."""
+def connections_schema(hidden: bool = True, *, packed: bool = False) -> Any:
+    """``StructType`` of the connections table (plus ``_ts_ns`` and ``_order`` unless ``hidden=False``).
+
+    ``packed``: list columns as JSON strings, the shape pandas batches cross the boundary in.
+    """
     from pyspark.sql import types as st
 
-    fields = [st.StructField(c, spark_type(c, t), True) for c, t in schema.COLUMNS.items()]
+    def typ(c: str, t: str) -> Any:
+        return st.StringType() if packed and t == "object" else spark_type(c, t)
+
+    fields = [st.StructField(c, typ(c, t), True) for c, t in schema.COLUMNS.items()]
     if hidden:
         fields += [st.StructField(c, st.LongType(), True) for c in HIDDEN]
     return st.StructType(fields)
 
 
-def scored_schema(hidden: bool = True) -> Any:
-    """``StructType`` of a scored row: the connections table, then the columns ``score`` adds."""
+def reason_type() -> Any:
+    """``ArrayType`` of the reason structs (four strings each)."""
     from pyspark.sql import types as st
 
-    reason = st.StructType([st.StructField(f, st.StringType(), True) for f in REASON_FIELDS])
-    base = connections_schema(hidden)
+    return st.ArrayType(st.StructType([st.StructField(f, st.StringType(), True) for f in REASON_FIELDS]))
+
+
+def scored_schema(hidden: bool = True, *, packed: bool = False) -> Any:
+    """``StructType`` of a scored row: the connections table, then the columns ``score`` adds.
+
+    ``packed``: list columns and ``reasons`` as JSON strings (see :func:`connections_schema`).
+    """
+    from pyspark.sql import types as st
+
+    base = connections_schema(hidden, packed=packed)
     extra = [
         st.StructField("issuer_class", st.StringType(), True),
         st.StructField("known_product", st.StringType(), True),
         st.StructField("score", st.DoubleType(), True),
         st.StructField("verdict", st.StringType(), True),
-        st.StructField("reasons", st.ArrayType(reason), True),
+        st.StructField("reasons", st.StringType() if packed else reason_type(), True),
         st.StructField("compared", st.StringType(), True),
     ]
     return st.StructType(list(base.fields) + extra)
 
 
-def _plain_list(v: Any) -> Any:
-    if v is None or v is pd.NA:
-        return None
-    if isinstance(v, float) and np.isnan(v):
-        return None
-    return [x if isinstance(x, str) else int(x) for x in v]
+def pack_columns(df: Any) -> Any:
+    """A Spark DataFrame with its list columns (and ``reasons``, if any) as JSON strings, in the JVM."""
+    from pyspark.sql import functions as F  # noqa: N812
+
+    packs = {c for c in (*schema.LIST_COLUMNS, "reasons") if c in df.columns}
+    return df.select(*[F.to_json(F.col(c)).alias(c) if c in packs else F.col(c) for c in df.columns])
+
+
+def unpack_columns(df: Any) -> Any:
+    """The inverse of :func:`pack_columns`: JSON strings back to arrays (of reason structs), in the JVM."""
+    from pyspark.sql import functions as F  # noqa: N812
+
+    types = {c: spark_type(c, "object") for c in schema.LIST_COLUMNS}
+    types["reasons"] = reason_type()
+    return df.select(*[F.from_json(F.col(c), types[c]).alias(c) if c in types else F.col(c) for c in df.columns])
+
+
+def _per_distinct(s: pd.Series, fn: Any) -> np.ndarray:
+    """``fn`` of each distinct non-null value of ``s``, broadcast back; ``None`` where ``s`` is null."""
+    codes, uniques = pd.factorize(s.to_numpy(dtype=object), use_na_sentinel=True)
+    values = np.empty(len(uniques) + 1, dtype=object)
+    values[:-1] = [fn(u) for u in uniques]
+    values[-1] = None
+    return values[codes]  # code -1 (null) takes the last slot
+
+
+def _pack_list(v: Any) -> Any:
+    return json.dumps([x if isinstance(x, str) else int(x) for x in v], separators=(",", ":"))
+
+
+def _unpack_list(v: str) -> Any:
+    return tuple(json.loads(v))
+
+
+def _pack_lists(s: pd.Series) -> np.ndarray:
+    """JSON text per cell of a list column (tuples: hashable, so once per distinct tuple)."""
+    values = s.to_numpy(dtype=object)
+    present = pd.notna(s).to_numpy()
+    out = np.full(len(values), None, dtype=object)
+    if present.any():
+        out[present] = _per_distinct(pd.Series(values[present], dtype=object), _pack_list)
+    return out
 
 
 def _nullable(s: pd.Series) -> pd.Series:
@@ -100,7 +160,7 @@ def _nullable(s: pd.Series) -> pd.Series:
 
 
 def to_spark_frame(df: pd.DataFrame, order: Any = None) -> pd.DataFrame:
-    """A conformed connections chunk as the pandas frame a ``mapInPandas`` task returns.
+    """A conformed connections chunk as the pandas frame a ``mapInPandas`` task returns (packed lists).
 
     ``order``: the ``_order`` values (default: the frame's existing ``_order`` column).
     """
@@ -109,7 +169,7 @@ def to_spark_frame(df: pd.DataFrame, order: Any = None) -> pd.DataFrame:
     for col, dtype in schema.COLUMNS.items():
         s = conf[col].reset_index(drop=True)
         if dtype == "object":
-            out[col] = s.map(_plain_list).astype(object)
+            out[col] = _pack_lists(s)
         elif dtype.startswith("datetime64"):
             out[col] = s.dt.floor("us")
         else:
@@ -140,7 +200,14 @@ def from_spark_frame(pdf: pd.DataFrame) -> pd.DataFrame:
         out["ts"] = pd.Series(ns, index=out.index).dt.tz_localize("UTC")
     for col in schema.LIST_COLUMNS:
         if col in out.columns:
-            out[col] = out[col].map(_as_tuple).astype(object)
+            col_values = out[col]
+            first = col_values.dropna().head(1).tolist()
+            if not first:
+                out[col] = pd.Series(np.full(len(out), None, dtype=object), index=out.index, dtype=object)
+            elif isinstance(first[0], str):  # packed JSON (inside the jobs)
+                out[col] = _per_distinct(col_values, _unpack_list)
+            else:  # arrays (a public DataFrame's toPandas)
+                out[col] = col_values.map(_as_tuple).astype(object)
     for col, dtype in schema.COLUMNS.items():
         if col in out.columns and dtype in ("string", "boolean") and str(out[col].dtype) != dtype:
             out[col] = out[col].where(out[col].notna(), None).astype(dtype)  # type: ignore[call-overload]
@@ -158,12 +225,14 @@ def to_spark_scored(scored: pd.DataFrame, hidden: pd.DataFrame) -> pd.DataFrame:
 
     ``hidden``: the input rows' ``_order`` column, in the same order (``ts`` still holds the exact
     nanoseconds, so ``_ts_ns`` is recomputed from it). Reason
-    fields become strings (``str()`` of numbers) so every row has one struct type.
+    fields become strings (``str()`` of numbers) so every row has one struct type; list columns
+    and ``reasons`` are packed (:func:`scored_schema` with ``packed=True``).
     """
     out = to_spark_frame(scored[list(schema.COLUMNS)], order=hidden["_order"].to_numpy())
     for col in ("issuer_class", "known_product", "verdict", "compared"):
-        out[col] = [_text(v) for v in scored[col].astype(object)]
+        out[col] = _per_distinct(scored[col], _text)
     out["score"] = scored["score"].to_numpy(dtype=np.float64)
-    reasons = [[{f: _text(r.get(f)) for f in REASON_FIELDS} for r in rs] for rs in scored["reasons"]]
+    reasons = [json.dumps([{f: _text(r.get(f)) for f in REASON_FIELDS} for r in rs], separators=(",", ":"))
+               if len(rs) else "[]" for rs in scored["reasons"]]
     out["reasons"] = pd.Series(reasons, dtype=object)
     return out

@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 
 from ..baseline import Baseline
-from .schema import HIDDEN, NAT, from_spark_frame, scored_schema, to_spark_scored
+from .schema import HIDDEN, NAT, from_spark_frame, pack_columns, scored_schema, to_spark_scored, unpack_columns
 
 __all__ = ["HOUR_NS", "score_connections", "write_scored"]
 
@@ -73,7 +73,7 @@ def score_connections(spark: Any, df: Any, baseline_dir: str | Path) -> Any:
     known = Baseline.load(baseline_dir).fingerprints_
     ja4s = sorted(set(known.loc[known["kind"] == "ja4", "value"].dropna().astype(str)))
     shared = spark.sparkContext.broadcast(files)
-    out_schema = scored_schema()
+    out_schema = scored_schema(packed=True)
 
     def by_group(pdf: pd.DataFrame) -> pd.DataFrame:
         return _score_frame(pdf.drop(columns=["_hour", "_fresh", "_chunk", "_ja4"]), shared.value)
@@ -89,8 +89,8 @@ def score_connections(spark: Any, df: Any, baseline_dir: str | Path) -> Any:
         F.when(F.col("_fresh"), hour).alias("_hour"),
         F.when(~F.col("_fresh"), F.shiftright(F.col("_order"), CHUNK_BITS)).alias("_chunk"),
     )
-    keyed = keyed.withColumn("_ja4", F.when(F.col("_fresh"), F.col("ja4")))
-    return keyed.groupBy("_fresh", "_hour", "_ja4", "_chunk").applyInPandas(by_group, out_schema)
+    keyed = pack_columns(keyed.withColumn("_ja4", F.when(F.col("_fresh"), F.col("ja4"))))
+    return unpack_columns(keyed.groupBy("_fresh", "_hour", "_ja4", "_chunk").applyInPandas(by_group, out_schema))
 
 
 def write_scored(scored: Any, directory: str, *, mode: str = "overwrite") -> None:
