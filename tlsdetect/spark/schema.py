@@ -154,9 +154,16 @@ def _pack_lists(s: pd.Series) -> np.ndarray:
     return out
 
 
-def _nullable(s: pd.Series) -> pd.Series:
-    """Arrow-friendly object column: Python values, ``None`` for missing."""
-    return s.astype(object).where(s.notna().to_numpy(), None)
+def _one_chunk(s: pd.Series) -> pd.Series:
+    """An Arrow-backed column over one Arrow chunk: PySpark's ``pa.Array.from_pandas`` rejects a chunked one."""
+    import pyarrow as pa
+
+    if not hasattr(s.array, "__arrow_array__") or not isinstance(s.array, pd.arrays.ArrowStringArray):
+        return s
+    arr = s.array.__arrow_array__()
+    if not isinstance(arr, pa.ChunkedArray) or arr.num_chunks == 1:
+        return s
+    return pd.Series(type(s.array)(pa.chunked_array([arr.combine_chunks()])), dtype=s.dtype, index=s.index)
 
 
 def to_spark_frame(df: pd.DataFrame, order: Any = None) -> pd.DataFrame:
@@ -173,7 +180,7 @@ def to_spark_frame(df: pd.DataFrame, order: Any = None) -> pd.DataFrame:
         elif dtype.startswith("datetime64"):
             out[col] = s.dt.floor("us")
         else:
-            out[col] = _nullable(s)
+            out[col] = _one_chunk(s)  # Arrow-backed or masked: PySpark takes them as Arrow arrays, no Python objects
     ts = conf["ts"].reset_index(drop=True)
     out["_ts_ns"] = ts.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").view("int64")
     if order is None:
