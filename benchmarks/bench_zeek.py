@@ -4,19 +4,23 @@
 Generates a Zeek TSV ssl.log of ``--rows`` connections (default 1M; the field layout of Zeek
 >= 4.1's ``ssl.log`` with the FoxIO ``ja4`` column, as in the shared samples) and a matching
 x509.log of ``--certs`` distinct certificates (leaf + intermediate per chain, DNs with ``\\\\,``
-escapes like the AWS RDS sample), then times in one run, best of ``--repeat``:
+escapes like the AWS RDS sample), then times in one run, best of ``--repeat`` (the readers take
+turns, so a change in the machine's load hits all of them alike; wall and process CPU seconds, and
+the 1-minute load average, are shown):
 
 * ``read_zeek([ssl, x509])`` -- the full connections table, certificate join included;
 * ``pandas.read_csv(ssl, sep="\\t", comment="#", header=None)`` -- zat's approach, no join;
 * ``pyarrow.csv.read_csv(ssl)`` -- the bare columnar read (header lines skipped), no join.
 
-Prints a Markdown table and writes it to ``benchmarks/results/zeek-<date>.md``.
+Prints a Markdown table and writes it to ``benchmarks/results/zeek-<date>.md`` (``--results`` to
+write elsewhere). ``--keep DIR`` keeps the generated logs in DIR (reused when already there).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import platform
 import sys
 import tempfile
@@ -104,13 +108,15 @@ def generate(folder: Path, rows: int, certs: int, seed: int = 7) -> tuple[Path, 
     return ssl, x509
 
 
-def best(fn: Callable[[], int], repeat: int) -> tuple[float, int]:
-    times, n = [], 0
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        n = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), n
+def timed(fn: Callable[[], int]) -> tuple[float, float, int]:
+    """Wall and process CPU seconds (all threads) of one call, and the rows it read."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    n = fn()
+    return time.perf_counter() - t0, time.process_time() - c0, n
+
+
+def load() -> float:
+    return os.getloadavg()[0]
 
 
 def main() -> None:
@@ -119,11 +125,16 @@ def main() -> None:
     ap.add_argument("--certs", type=int, default=400)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--results", type=Path, default=None)
+    ap.add_argument("--keep", type=Path, default=None, help="keep (or reuse) the generated logs in this folder")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
+        folder = args.keep or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        ssl, x509 = generate(folder, args.rows, args.certs)
+        ssl, x509 = folder / "ssl.log", folder / "x509.log"
+        reused = bool(args.keep and ssl.is_file() and x509.is_file())
+        if not reused:
+            ssl, x509 = generate(folder, args.rows, args.certs)
         gen = time.perf_counter() - t0
         size = ssl.stat().st_size
         n_header = 8
@@ -143,25 +154,36 @@ def main() -> None:
             return int(t.num_rows)
 
         ssl.read_bytes()  # warm the page cache
-        results = [
-            ("tlsdetect `read_zeek` (ssl + x509 join, full schema)", *best(run_ours, args.repeat)),
-            ('`pandas.read_csv(sep="\\t", comment="#", header=None)` (ssl only)', *best(run_pandas, args.repeat)),
-            ("`pyarrow.csv.read_csv` (ssl only)", *best(run_arrow, args.repeat)),
-        ]
-    arrow = results[2][1]
+        names = ["tlsdetect `read_zeek` (ssl + x509 join, full schema)",
+                 '`pandas.read_csv(sep="\\t", comment="#", header=None)` (ssl only)',
+                 "`pyarrow.csv.read_csv` (ssl only)"]
+        runs: list[list[tuple[float, float, int]]] = [[], [], []]
+        loads = [load()]
+        for _ in range(args.repeat):  # round robin: ours, pandas, pyarrow, ours, ...
+            for i, fn in enumerate((run_ours, run_pandas, run_arrow)):
+                runs[i].append(timed(fn))
+            loads.append(load())
+        rows = [r[-1][2] for r in runs]
+        results = [(name, min(w for w, _, _ in r), min(c for _, c, _ in r), n)
+                   for name, r, n in zip(names, runs, rows, strict=True)]
+    arrow, arrow_cpu = results[2][1], results[2][2]
     lines = [
         f"# Zeek reader benchmark, {dt.date.today().isoformat()}",
         "",
         f"ssl.log: {args.rows:,} rows, {size / 1e6:.0f} MB TSV; x509.log: {args.certs} certificates; "
-        f"best of {args.repeat}; generated in {gen:.1f} s.",
+        f"best of {args.repeat}; " + (f"reused from {args.keep}." if reused else f"generated in {gen:.1f} s."),
         f"Machine: {platform.machine()}, {platform.python_implementation()} {platform.python_version()}, "
-        f"pandas {pd.__version__}, pyarrow {pa.__version__}, CPUs {len(__import__('os').sched_getaffinity(0))}.",
+        f"pandas {pd.__version__}, pyarrow {pa.__version__}, CPUs {len(os.sched_getaffinity(0))}.",
         "",
-        "| reader | rows | seconds | MB/s | x pyarrow |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        f"1-minute load average during the runs: {min(loads):.2f}-{max(loads):.2f} "
+        f"(readers timed in turn, best of each).",
+        "",
+        "| reader | rows | seconds | MB/s | x pyarrow | CPU seconds | CPU x pyarrow |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for name, secs, n in results:
-        lines.append(f"| {name} | {n:,} | {secs:.2f} | {size / 1e6 / secs:.0f} | {secs / arrow:.2f} |")
+    for name, secs, cpu, n in results:
+        lines.append(f"| {name} | {n:,} | {secs:.2f} | {size / 1e6 / secs:.0f} | {secs / arrow:.2f} | {cpu:.2f} | "
+                     f"{cpu / arrow_cpu:.2f} |")
     text = "\n".join(lines) + "\n"
     print(text)
     path = args.results or ROOT / "benchmarks" / "results" / f"zeek-{dt.date.today().isoformat()}.md"

@@ -1,0 +1,175 @@
+"""The Zeek reader's fast paths give exactly what its general paths give.
+
+* big plain TSV files are parsed by Arrow from disk after a chunked scan (``_read_tsv_streamed``);
+  anything it does not handle (carriage returns, a second header block, gzip, unreadable lines, a
+  failed typed parse) falls back to the in-memory path, which must not count anything twice;
+* large string columns are gathered with ``bytes.join`` instead of Arrow's dictionary decode;
+* numeric columns Arrow already typed skip the generic number checks.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tlsdetect.readers import zeek
+from tlsdetect.readers.logs import DeadLetter
+from tlsdetect.readers.zeek import read_zeek
+
+from .test_zeek import _row, _tsv_value, _x509_pair, ssl_tsv
+
+
+def _rows(n: int) -> list[list[str]]:
+    rows = []
+    for i in range(n):
+        r = [_tsv_value(v) for v in _row(i % 3).values()]
+        r[1] = f"C{i}"
+        if i % 7 == 1:
+            r[8] = f"caf\\xc3\\xa9 \\\\ tab\\x09{i}"  # escapes in server_name
+        if i % 11 == 2:
+            r[10] = "-"  # unset vector
+        if i % 13 == 3:
+            r[10] = "(empty)"
+        if i % 17 == 4:
+            r[9] = "-"
+        rows.append(r)
+    return rows
+
+
+def _read(paths: list[Path], dead: Path) -> tuple[pd.DataFrame, list[dict[str, object]], object]:
+    dead.unlink(missing_ok=True)
+    with DeadLetter(dead) as letters:
+        df = read_zeek(paths, dead_letter=letters)
+    return df, [json.loads(x) for x in dead.read_text().splitlines()], letters.stats
+
+
+def _both(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, paths: list[Path], chunk: int) -> bool:
+    """Read with the general path, then with every file eligible for the streamed one: same results.
+    Returns whether the streamed path took the ssl file."""
+    general = _read(paths, tmp_path / "dead1.jsonl")
+    monkeypatch.setattr(zeek, "_STREAM_BYTES", 0)
+    monkeypatch.setattr(zeek, "_SCAN_CHUNK", chunk)
+    taken: list[Path] = []
+    real = zeek._read_tsv_streamed
+
+    def spy(path: Path, letters: DeadLetter) -> list[zeek._Part] | None:
+        parts = real(path, letters)
+        if parts is not None:
+            taken.append(path)
+        return parts
+
+    monkeypatch.setattr(zeek, "_read_tsv_streamed", spy)
+    streamed = _read(paths, tmp_path / "dead2.jsonl")
+    monkeypatch.undo()
+    pd.testing.assert_frame_equal(streamed[0], general[0], check_exact=True)
+    assert streamed[1] == general[1]
+    assert streamed[2] == general[2]
+    return paths[0] in taken
+
+
+@pytest.mark.parametrize("chunk", [1 << 23, 64, 7])
+@pytest.mark.parametrize("ending", ["close", "no_close", "no_newline"])
+def test_streamed_equals_general(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, chunk: int, ending: str) -> None:
+    text = ssl_tsv(_rows(300))
+    if ending != "close":
+        text = text[: text.rindex("#close")]
+    if ending == "no_newline":
+        text = text.rstrip("\n")
+    ssl = tmp_path / "ssl.log"
+    ssl.write_text(text)
+    x509, _ = _x509_pair(tmp_path)
+    assert _both(monkeypatch, tmp_path, [ssl, x509], chunk)
+
+
+def test_streamed_with_comments_and_bad_numbers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    rows = _rows(40)
+    rows[5][0] = "12345678901.5"  # parses, but out of range: dead letter with its line
+    rows[6][3] = str(2**62 + 5)  # parses as int64, too big: dead letter
+    rows[7][8] = "#separator-like sni"  # '#' inside a line is data
+    lines = ssl_tsv(rows).splitlines(keepends=True)
+    lines.insert(20, "#a comment line\n")
+    ssl = tmp_path / "ssl.log"
+    ssl.write_text("".join(lines))
+    assert _both(monkeypatch, tmp_path, [ssl], 16)
+    df, records, _ = _read([ssl], tmp_path / "dead.jsonl")
+    assert len(df) == 38
+    assert [(r["line"], r["reason"]) for r in records] == [(13, "bad number: ts"), (14, "bad number: id.orig_p")]
+
+
+@pytest.mark.parametrize("case", ["crlf", "second_block", "wrong_count", "masked_ts", "gzip", "quotes"])
+def test_streamed_falls_back(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, case: str) -> None:
+    rows = _rows(30)
+    text = ssl_tsv(rows)
+    if case == "crlf":
+        text = text.replace("\n", "\r\n")
+    elif case == "second_block":
+        text += ssl_tsv(_rows(3))
+    elif case == "wrong_count":
+        text = text.replace("\tC4\t", "\tC4\t\t")
+    elif case == "masked_ts":
+        text = text.replace("1700000001.25", "XXXXXXXXXX.XXXXXX")
+    elif case == "quotes":
+        text = text.replace("\tC4\t", '\t"C4\t')
+    ssl = tmp_path / "ssl.log"
+    if case == "gzip":
+        ssl.write_bytes(gzip.compress(text.encode()))
+    else:
+        ssl.write_text(text, newline="")
+    took = _both(monkeypatch, tmp_path, [ssl], 32)
+    assert took is (case == "quotes")  # quotes are plain data to both paths
+
+
+def test_streamed_x509_and_unset_vectors_keep_the_tsv_meaning(monkeypatch: pytest.MonkeyPatch,
+                                                              tmp_path: Path) -> None:
+    """An unset (``-``) chain reads as an empty one in TSV, on both paths."""
+    ssl = tmp_path / "ssl.log"
+    ssl.write_text(ssl_tsv(_rows(30)))
+    x509, _ = _x509_pair(tmp_path)
+    assert _both(monkeypatch, tmp_path, [ssl, x509], 1 << 20)
+    df = read_zeek([ssl, x509])
+    assert df.loc[2, "conn_id"] == "C2"
+    assert df["server_chain"].isna().iloc[2]
+    assert df.loc[0, "server_subject"] == "CN=leaf,O=Ex\\, Inc."
+
+
+@pytest.mark.parametrize("threshold", [0, 1 << 40])
+def test_take_join_and_decode_agree(monkeypatch: pytest.MonkeyPatch, threshold: int) -> None:
+    rng = np.random.default_rng(3)
+    monkeypatch.setattr(zeek, "_JOIN_BYTES", threshold)
+    cases: list[tuple[list[str | None], np.ndarray]] = [
+        ([None if i % 5 == 2 else "é" * (i % 4) + "x" * int(rng.integers(0, 300)) for i in range(60)],
+         rng.integers(-1, 60, 5000)),
+        (["zeek"], np.zeros(100, dtype=np.int64)),
+        (["zeek"], np.array([0, -1, 0])),
+        ([None], np.array([0, -1])),
+        ([""], np.zeros(4, dtype=np.int64)),
+        ([], np.full(3, -1)),
+    ]
+    for values, codes in cases:
+        got = zeek._take(values, codes)
+        got._pa_array.validate(full=True)  # type: ignore[attr-defined]
+        want = pd.array([values[c] if c >= 0 else None for c in codes], dtype="string")
+        pd.testing.assert_extension_array_equal(got, want)
+
+
+def test_whole_numbers_match_the_generic_checks() -> None:
+    ints = pd.Series(np.array([0, 1, -5, 2**53 + 1, 2**62 - 1, 2**62, 2**63 - 1, -(2**63)], dtype=np.int64))
+    floats = pd.Series([0.0, np.nan, 1.5, -3.0, 2.0**62, np.inf, -np.inf, 443.0])
+    for s in (ints, floats):
+        fast, fast_bad = zeek._whole_numbers(s)
+        slow, slow_bad = zeek._to_number(s.astype(object), integer=True)
+        pd.testing.assert_series_equal(fast, slow)
+        assert (fast_bad == slow_bad).all()
+
+
+def test_streamed_plain_file_with_a_compressed_name(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Content decides, never the name: a plain log called ``*.gz`` is read as it is."""
+    ssl = tmp_path / "ssl.log.gz"
+    ssl.write_text(ssl_tsv(_rows(20)))
+    assert _both(monkeypatch, tmp_path, [ssl], 1 << 20)
+    assert len(read_zeek([ssl])) == 20
