@@ -173,7 +173,8 @@ def test_packed_lists_round_trip_in_python() -> None:
 
     df = _list_frame()
     packed = to_spark_frame(df)
-    assert pd.isna(packed.loc[0, "ch_ciphers"]) and packed.loc[len(ALPN_CASES), "ch_ciphers"] == "[]"
+    assert pd.isna(packed.loc[0, "ch_ciphers"])
+    assert packed.loc[len(ALPN_CASES), "ch_ciphers"] == "[]"
     assert set(packed["ch_alpn"].dropna()) >= {"[]", '[""]', '["2c"]'}
     back = from_spark_frame(packed)
     for col in schema.LIST_COLUMNS:
@@ -183,8 +184,13 @@ def test_packed_lists_round_trip_in_python() -> None:
 @pytest.mark.slow
 def test_packed_lists_round_trip_through_the_jvm(spark: Any) -> None:
     """``pack_columns``/``unpack_columns`` (to_json/from_json) and the Python side agree on every case."""
-    from tlsdetect.spark.schema import (connections_schema, from_spark_frame, pack_columns, to_spark_frame,
-                                        unpack_columns)
+    from tlsdetect.spark.schema import (
+        connections_schema,
+        from_spark_frame,
+        pack_columns,
+        to_spark_frame,
+        unpack_columns,
+    )
 
     df = _list_frame()
     half = len(df) // 2  # a string column over two Arrow chunks, as concatenated reader output is

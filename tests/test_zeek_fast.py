@@ -173,3 +173,34 @@ def test_streamed_plain_file_with_a_compressed_name(monkeypatch: pytest.MonkeyPa
     ssl.write_text(ssl_tsv(_rows(20)))
     assert _both(monkeypatch, tmp_path, [ssl], 1 << 20)
     assert len(read_zeek([ssl])) == 20
+
+
+@pytest.mark.parametrize("chunk", [7, 64, 1 << 20])
+@pytest.mark.parametrize("damage", ["none", "invalid", "truncated_at_end"])
+def test_streamed_utf8(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, chunk: int, damage: str) -> None:
+    """Raw UTF-8 in a body (Zeek escapes odd bytes, but not valid text): multi-byte characters across
+    scan-chunk ends stay on the streamed path; invalid bytes take the general one and are dead letters."""
+    rows = _rows(40)
+    for i in range(0, 40, 3):
+        rows[i][8] = f"caf\u00e9-\u00fc\u20ac{i}"  # raw 2- and 3-byte characters in server_name
+    data = ssl_tsv(rows).encode()
+    if damage == "invalid":
+        data = data.replace(b"\tC5\t", b"\tC\xff5\t")
+    elif damage == "truncated_at_end":
+        data = data[: data.rindex(b"#close")] + b"x\t\xe2\x82"  # a last line ending mid-character
+    ssl = tmp_path / "ssl.log"
+    ssl.write_bytes(data)
+    took = _both(monkeypatch, tmp_path, [ssl], chunk)
+    assert took is (damage == "none")
+    df, records, _ = _read([ssl], tmp_path / "dead.jsonl")
+    assert df["sni"].str.startswith("caf\u00e9-\u00fc\u20ac").sum() == 14
+    if damage == "invalid":
+        assert [r["reason"] for r in records] == ["invalid UTF-8"]
+        assert "C\\xff5" in str(records[0]["text"])
+        assert len(df) == 39
+    elif damage == "truncated_at_end":
+        assert len(records) == 1
+        assert len(df) == 40
+    else:
+        assert records == []
+        assert len(df) == 40

@@ -359,6 +359,16 @@ class _Chunk:
     line_no: Callable[[int], int]
 
 
+def _utf8(block: bytes) -> bool:
+    if block.isascii():
+        return True
+    try:
+        block.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _line_texts(block: bytes) -> list[str]:
     return block.decode("utf-8", "replace").split("\n")
 
@@ -390,7 +400,9 @@ class _JsonReader:
     def read_block(self, file: Path, first: int, block: bytes, dead: DeadLetter) -> _Chunk:
         # Arrow (26) crashes the process on a block whose first line is ``null`` and reads a ``null``
         # line elsewhere as an empty row: such blocks are read line by line (the lines dead-lettered).
-        if block.lstrip()[:1] not in (b"{", b"") or b"\nnull" in block:
+        # Arrow's JSON reader passes invalid UTF-8 through into string columns (which then fail to
+        # convert): such blocks too, where each line is decoded with replacement characters.
+        if block.lstrip()[:1] not in (b"{", b"") or b"\nnull" in block or not _utf8(block):
             return self._line_by_line(file, first, block, dead)
         try:
             table = pj.read_json(io.BytesIO(block), read_options=pj.ReadOptions(block_size=1 << 20))

@@ -50,6 +50,9 @@ class DeadLetter:
         self.stats.bad_lines += 1
         self.stats.reasons[reason.split(":", maxsplit=1)[0]] += 1
         if self._fh is not None:
+            if isinstance(line, str) and not line.isascii():
+                # a line decoded with surrogateescape: its raw bytes as the bytes case shows them (\\xff)
+                line = line.encode("utf-8", "surrogateescape")
             text = line.decode("utf-8", "backslashreplace") if isinstance(line, bytes) else line
             record = {"file": str(file), "line": line_no, "reason": reason, "text": text[:4096]}
             self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -64,6 +67,21 @@ class DeadLetter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def valid_utf8(text: str) -> bool:
+    """False for text decoded with ``surrogateescape`` from bytes that are not UTF-8.
+
+    Zeek and Suricata escape odd bytes in their logs, so a raw invalid byte means a damaged line:
+    the readers dead-letter it (Arrow-backed string columns cannot hold lone surrogates).
+    """
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def open_text(path: str | os.PathLike[str]) -> IO[str]:

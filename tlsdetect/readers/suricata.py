@@ -91,7 +91,7 @@ import pandas as pd
 from .. import schema
 from ..fingerprint import ja4 as ja4_fingerprint
 from ..issuers import add_issuer_keys
-from .logs import DeadLetter, LogFormatError, LogStats, open_text
+from .logs import DeadLetter, LogFormatError, LogStats, open_text, valid_utf8
 
 __all__ = ["read_suricata"]
 
@@ -211,15 +211,19 @@ def _parse_lines(lines: list[str]) -> tuple[list[dict[str, Any]], list[_Bad]]:
     numbered = [(i + 1, line) for i, line in enumerate(lines) if line.strip()]
     if not numbered:
         return [], []
+    damaged: list[_Bad] = [(n, "invalid-utf8: raw bytes that are not UTF-8 (Suricata escapes them)", line)
+                           for n, line in numbered if not valid_utf8(line)]
+    if damaged:
+        numbered = [(n, line) for n, line in numbered if valid_utf8(line)]
     if all(line.lstrip().startswith("{") for _, line in numbered):
         try:
             parsed = json.loads("[" + ",".join(line for _, line in numbered) + "]")
         except (ValueError, RecursionError):
             parsed = None
         if isinstance(parsed, list) and len(parsed) == len(numbered) and all(isinstance(o, dict) for o in parsed):
-            return [dict(o, __line__=n) for (n, _), o in zip(numbered, parsed, strict=True)], []
+            return [dict(o, __line__=n) for (n, _), o in zip(numbered, parsed, strict=True)], damaged
     records: list[dict[str, Any]] = []
-    bad: list[_Bad] = []
+    bad: list[_Bad] = damaged
     for n, line in numbered:
         try:
             obj = json.loads(line)
@@ -231,7 +235,7 @@ def _parse_lines(lines: list[str]) -> tuple[list[dict[str, Any]], list[_Bad]]:
             continue
         obj["__line__"] = n
         records.append(obj)
-    return records, bad
+    return records, sorted(bad)
 
 
 def _read_one(path: Path, dead_letter: DeadLetter) -> tuple[pd.DataFrame, int]:

@@ -27,6 +27,7 @@ do not parse go to the :class:`~tlsdetect.readers.logs.DeadLetter` with file, li
 
 from __future__ import annotations
 
+import codecs
 import functools
 import gzip
 import json
@@ -42,7 +43,7 @@ import pandas as pd
 
 from .. import schema
 from ..issuers import add_issuer_keys
-from .logs import DeadLetter, LogFormatError
+from .logs import DeadLetter, LogFormatError, valid_utf8
 
 __all__ = ["read_zeek"]
 
@@ -307,6 +308,16 @@ def _read_tsv(path: Path, data: bytes, letters: DeadLetter) -> list[_Part]:
     return parts
 
 
+def _utf8_bytes(data: memoryview) -> bool:
+    if data.obj is not None and isinstance(data.obj, bytes) and data.obj.isascii():
+        return True
+    try:
+        codecs.decode(data, "utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _separator_lines(data: bytes) -> list[int]:
     """Offsets of the ``#separator`` lines after the first byte: a ``memchr`` for ``#`` (rare in a body)
     is ~7x faster than searching for ``\\n#separator`` (``\\n`` starts every line)."""
@@ -380,6 +391,7 @@ def _read_tsv_streamed(path: Path, letters: DeadLetter) -> list[_Part] | None:
             pos = nl + 1
         fh.seek(0)
         buf = bytearray(_SCAN_CHUNK)
+        utf8 = codecs.getincrementaldecoder("utf-8")()
         offset = 0
         prev_last = -1
         while True:
@@ -388,6 +400,11 @@ def _read_tsv_streamed(path: Path, letters: DeadLetter) -> list[_Part] | None:
                 break
             if buf.find(b"\r", 0, got) >= 0:
                 return None
+            if utf8.getstate()[0] or not buf[:got].isascii():  # UTF-8, across chunk ends; invalid: general path
+                try:
+                    utf8.decode(bytes(buf[:got]))
+                except UnicodeDecodeError:
+                    return None
             hit = buf.find(b"#", 1 if offset == 0 else 0, got)
             while hit >= 0:
                 hashes += 1
@@ -400,6 +417,10 @@ def _read_tsv_streamed(path: Path, letters: DeadLetter) -> list[_Part] | None:
                 hit = buf.find(b"#", hit + 1, got)
             prev_last = buf[got - 1]
             offset += got
+        try:
+            utf8.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return None
     if offset != st.st_size or pos == 0 or pos >= offset:
         return None
     head = _parse_header(header_lines)
@@ -440,7 +461,8 @@ def _read_tsv_block(path: Path, block: bytes, line_base: int, letters: DeadLette
     if kind is None or (head.path is not None and head.path not in KINDS and _kind_from_fields(head.fields) is None):
         raise LogFormatError(f"{path}: Zeek log of kind {head.path or 'unknown'!r}, expected ssl, x509 or conn")
     first_line = line_base + len(header_lines) + 1
-    plain = len(head.separator) == 1 and block.find(b"\r", pos) < 0
+    # Arrow's handler for a bad row cannot be called on invalid UTF-8: such a block takes the exact path
+    plain = len(head.separator) == 1 and block.find(b"\r", pos) < 0 and _utf8_bytes(memoryview(block)[pos:])
     frame = _tsv_body(path, memoryview(block)[pos:], head, first_line, letters, plain=plain)
     return _Part(kind, frame)
 
@@ -460,7 +482,11 @@ def _tsv_body(path: Path, body: memoryview | _FileBody, head: _Header, first_lin
 
     def on_invalid(row: Any) -> str:
         nonlocal invalid, comments
-        if str(row.text).startswith("#"):
+        try:
+            text = str(row.text)
+        except UnicodeDecodeError:  # pyarrow decodes the row for us: a damaged row, counted as invalid
+            text = ""
+        if text.startswith("#"):
             comments += 1  # ``#close`` and other trailing header lines
         else:
             invalid += 1
@@ -524,6 +550,9 @@ def _tsv_body(path: Path, body: memoryview | _FileBody, head: _Header, first_lin
         good = [(no, text) for no, text in lines if text and not text.startswith("#")]
         rows, numbers = [], []
         for no, text in good:
+            if not valid_utf8(text):  # Zeek escapes odd bytes as \\xNN: raw invalid UTF-8 is a damaged line
+                letters.add(path, no, "invalid UTF-8", text)
+                continue
             values = text.split(sep)
             if len(values) != n:
                 letters.add(path, no, f"wrong field count: {len(values)} instead of {n}", text)
@@ -634,6 +663,9 @@ def _read_json(path: Path, data: bytes, letters: DeadLetter) -> list[_Part]:
         if not text:
             continue
         letters.stats.lines += 1
+        if not valid_utf8(text):  # Zeek's JSON writer escapes odd bytes: raw invalid UTF-8 is damage
+            letters.add(path, no, "invalid UTF-8", line)
+            continue
         try:
             obj = json.loads(text)
         except ValueError as exc:
