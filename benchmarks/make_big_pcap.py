@@ -9,7 +9,9 @@ replays the real ClientHello / server-flight bytes of small source captures as m
 synthetic connections.
 
 Each connection is: SYN, SYN/ACK, ACK, ClientHello segment(s), the server's first flight
-(ServerHello ...), a client ACK, K application-data packets (TLS record 0x17, random
+(ServerHello ...), the client's second flight when the source has one (TLS <= 1.2: its
+Certificate if one was asked for, key exchange, ChangeCipherSpec, Finished), a client ACK,
+K application-data packets (TLS record 0x17, random
 payload, both directions) and FIN, FIN, ACK. Per connection the client IP/port, server
 IP, ISNs, timestamps and the 32-byte client/server random and the session id bytes are
 varied, so every hello is byte-unique while its fingerprint (JA3/JA4) is that of the
@@ -101,6 +103,9 @@ class HelloPair:
     client_hello: bytes  # the TLS record(s) carrying the ClientHello, as sent
     server_flight: bytes  # complete records of the server's first flight, or b""
     source: str
+    # The client's records after its hello and before application data (TLS <= 1.2:
+    # Certificate if asked, ClientKeyExchange, CertificateVerify, ChangeCipherSpec, Finished).
+    client_flight: bytes = b""
 
 
 FlowKey = tuple[bytes, int, bytes, int]  # src IP, src port, dst IP, dst port
@@ -185,6 +190,32 @@ def server_first_flight(stream: bytes) -> bytes:
     return stream[:ends[-1]] if ends else b""
 
 
+def client_second_flight(stream: bytes, hello_len: int, server_flight: bytes) -> bytes:
+    """Complete records the client sent after its hello, up to its first application data.
+
+    A TLS <= 1.2 client answers the server's first flight with its own (Certificate when the
+    server sent a CertificateRequest, ClientKeyExchange, ..., ChangeCipherSpec, Finished)
+    before any application data; replaying the hello alone would make every mutual-TLS
+    connection one no real client sends. After a HelloRetryRequest, or a second ClientHello,
+    nothing is taken (the generator replays single-hello exchanges only).
+    """
+    if len(server_flight) >= 43 and server_flight[11:43] == HRR_RANDOM:
+        return b""
+    rest = stream[hello_len:]
+    end, after_ccs = 0, False
+    for start, stop in complete_records(rest):
+        ctype = rest[start]
+        if ctype == 23 or ctype not in (20, 22):
+            break
+        if ctype == 22 and not after_ccs and rest[start + 5:start + 6] == b"\x01":
+            break  # another ClientHello
+        after_ccs |= ctype == 20
+        end = stop
+        if ctype == 22 and after_ccs:
+            break  # the encrypted Finished ends the flight
+    return rest[:end]
+
+
 def extract_pairs(path: Path) -> list[HelloPair]:
     """All (ClientHello, server flight) pairs of the TCP connections in one capture."""
     flows = read_tcp_flows(path)
@@ -198,7 +229,9 @@ def extract_pairs(path: Path) -> list[HelloPair]:
         next_client = min((s.index for rel, s in client_rel if rel >= len(hello)), default=1 << 62)
         reverse = flows.get((key[2], key[3], key[0], key[1]), [])
         server_rel = [(rel, s) for rel, s in _relative(reverse) if s.index < next_client]
-        pairs.append(HelloPair(hello, server_first_flight(assemble(server_rel)), path.name))
+        flight = server_first_flight(assemble(server_rel))
+        client_flight = client_second_flight(assemble(client_rel), len(hello), flight)
+        pairs.append(HelloPair(hello, flight, path.name, client_flight))
     return pairs
 
 
@@ -218,7 +251,7 @@ def load_pairs(sources: list[Path]) -> list[HelloPair]:
             print(f"skipping {path}: {exc}", file=sys.stderr)
             continue
         for pair in found:
-            seen.setdefault((pair.client_hello, pair.server_flight), pair)
+            seen.setdefault((pair.client_hello, pair.server_flight + pair.client_flight), pair)
     return list(seen.values())
 
 
@@ -292,7 +325,8 @@ def build_layouts(pairs: list[HelloPair], split_fraction: float) -> Layouts:
     rows: list[_LayoutRow] = []
     for t, pair in enumerate(pairs):
         ch_at, sf_at = len(bank), len(bank) + len(pair.client_hello)
-        bank += pair.client_hello + pair.server_flight
+        cf_at = sf_at + len(pair.server_flight)
+        bank += pair.client_hello + pair.server_flight + pair.client_flight
         ch, sf = pair.client_hello, pair.server_flight
         ch_sid = range(44, 44 + ch[43])
         sf_sid = range(44, 44 + sf[43]) if len(sf) > 44 and sf[43] == ch[43] else range(0)
@@ -305,6 +339,8 @@ def build_layouts(pairs: list[HelloPair], split_fraction: float) -> Layouts:
             ch_segs = _mss_cuts(len(ch), extra_cut)
             segs = [(CLIENT, ch_at + a, n, 1, 1) for a, n in ch_segs]
             segs += [(SERVER, sf_at + a, n, int(a < sh_end), 0) for a, n in sf_segs]
+            if pair.client_flight:
+                segs += [(CLIENT, cf_at + a, n, 0, 0) for a, n in _mss_cuts(len(pair.client_flight), None)]
             patches = (_patch_rows(ch_segs, 0, range(11, 43), 0)
                        + _patch_rows(ch_segs, 0, ch_sid, 32)
                        + _patch_rows(sf_segs, len(ch_segs), sf_random, 64)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -13,7 +14,9 @@ import pytest
 
 from tlsdetect.readers.pcap import iter_pcap, read_pcap
 
-from .conftest import INTERCEPTION, PROJECT_PCAPS, REFERENCE, ROOT
+from .conftest import INTERCEPTION, PROJECT_PCAPS, REFERENCE, ROOT, needs_reference
+from .craft import tcp_conversation
+from .test_reassembly import follow, needs_tshark
 
 CAPTURES = sorted(
     [
@@ -92,3 +95,123 @@ def test_stopping_early_stops_the_reader_thread(synthetic: Path) -> None:
     assert len(next(chunks)) > 0
     chunks.close()
     assert threading.active_count() == before
+
+
+# -- handshakes the fast lane takes only since issue 2, crafted from real streams ---------------
+
+HRR_STREAM = ("tls-handshake.pcapng", 38)  # TLS 1.3: ClientHello, HelloRetryRequest, CCS, ClientHello
+TLS12_STREAM = ("latest.pcapng", 3)  # TLS 1.2 with Certificate, ServerKeyExchange, ServerHelloDone
+APP_DATA = b"\x17\x03\x03\x00\x10" + bytes(range(16))
+
+
+def _records(stream: bytes) -> list[bytes]:
+    out, pos = [], 0
+    while pos + 5 <= len(stream):
+        end = pos + 5 + int.from_bytes(stream[pos + 3 : pos + 5], "big")
+        out.append(stream[pos:end])
+        pos = end
+    return out
+
+
+def _segments(stream: bytes, cuts: list[int], *, client: bool) -> list[tuple[bool, int, bytes]]:
+    bounds = [0, *cuts, len(stream)]
+    return [(client, a, stream[a:b]) for a, b in itertools.pairwise(bounds) if b > a]
+
+
+def _lanes_on(tmp_path: Path, segs: list[tuple[bool, int, bytes]]) -> int:
+    path = tmp_path / "crafted.pcap"
+    path.write_bytes(tcp_conversation(("10.1.2.3", 40000), ("10.9.8.7", 443), segs))
+    fast, _ = read_pcap(path)
+    assert len(fast) == 1
+    return _assert_same(path)
+
+
+@needs_reference
+@needs_tshark
+@pytest.mark.parametrize("cut", [1, 3, 5, 8, 9, 40])
+def test_client_hello_split_inside_its_header(tmp_path: Path, cut: int) -> None:
+    """A ClientHello whose first segment ends inside (or right after) the 9 header bytes."""
+    ch = _records(follow(*HRR_STREAM)[0])[0]
+    server = _records(follow(*TLS12_STREAM)[1])
+    segs = _segments(ch + APP_DATA, [cut, len(ch)], client=True)
+    segs.insert(1, (False, 0, b"".join(server[:5])))
+    assert _lanes_on(tmp_path, segs) == 1
+
+
+@needs_reference
+@needs_tshark
+@pytest.mark.parametrize("mss", [200, 1400, 20000])
+def test_server_hello_record_spanning_segments(tmp_path: Path, mss: int) -> None:
+    """A TLS 1.2 server packing ServerHello ... ServerHelloDone into one record over several segments."""
+    client, server = (_records(s) for s in follow(*TLS12_STREAM))
+    messages = b"".join(r[5:] for r in server[:5])
+    flight = b"\x16\x03\x03" + len(messages).to_bytes(2, "big") + messages
+    segs = [(True, 0, client[0])]
+    segs += _segments(flight, list(range(mss, len(flight), mss)), client=False)
+    segs += [(True, len(client[0]), b"".join(client[1:4]))]
+    assert _lanes_on(tmp_path, segs) == 1
+
+
+@needs_reference
+@needs_tshark
+@pytest.mark.parametrize(
+    ("client_after", "server_after", "fast"),
+    [
+        ("app", "ccs+app", 1),  # no second hello on either side: taken
+        ("ccs+app", "app", 1),
+        ("alert", "ccs+app", 1),
+        ("ccs+hello", "ccs+hello", 0),  # the real exchange: the slow lane pairs both hellos
+        ("hello", "app", 0),
+        ("app", "ccs+hello", 0),
+        ("", "ccs+app", 0),  # nothing after the first hello in this capture: not decided here
+        ("ccs", "ccs+app", 0),
+    ],
+)
+def test_hello_retry_request(tmp_path: Path, client_after: str, server_after: str, fast: int) -> None:
+    client, server = (_records(s) for s in follow(*HRR_STREAM))
+    ccs = b"\x14\x03\x03\x00\x01\x01"
+    parts = {"app": APP_DATA, "ccs": ccs, "alert": b"\x15\x03\x03\x00\x02\x02\x28", "": b""}
+    c_tail = b"".join(client[2] if p == "hello" else parts[p] for p in client_after.split("+"))
+    s_tail = b"".join(server[2] if p == "hello" else parts[p] for p in server_after.split("+"))
+    segs = [(True, 0, client[0]), (False, 0, server[0])]
+    if s_tail:
+        segs.append((False, len(server[0]), s_tail))
+    if c_tail:
+        segs.append((True, len(client[0]), c_tail))
+    assert _lanes_on(tmp_path, segs) == fast
+
+
+@needs_reference
+@needs_tshark
+@pytest.mark.parametrize("hidden_first", [True, False])
+def test_hello_retry_with_a_conflicting_overlap(tmp_path: Path, hidden_first: bool) -> None:
+    """After the first ClientHello one segment carries application data and another, longer one
+    at the same place ChangeCipherSpec and the second ClientHello: whichever the reassembling
+    lane's rule picks, both lanes must give the same row."""
+    client, server = (_records(s) for s in follow(*HRR_STREAM))
+    at = len(client[0])
+    ccs = b"\x14\x03\x03\x00\x01\x01"
+    app, hello = (True, at, APP_DATA), (True, at, ccs + client[2])
+    segs = [(True, 0, client[0]), (False, 0, server[0]), (False, len(server[0]), ccs + APP_DATA)]
+    segs += [hello, app] if hidden_first else [app, hello]
+    _lanes_on(tmp_path, segs)
+
+
+@needs_reference
+@needs_tshark
+@pytest.mark.parametrize("forged_first", [True, False])
+def test_certificate_flight_with_a_conflicting_overlap(tmp_path: Path, forged_first: bool) -> None:
+    """A TLS 1.2 server flight where a longer segment with one certificate byte changed overlaps
+    the real Certificate segment at the same place: both lanes must pick the same bytes."""
+    client, server = (_records(s) for s in follow(*TLS12_STREAM))
+    flight = b"".join(server[:5])
+    cut = len(server[0])
+    cert_len = int.from_bytes(flight[cut + 12 : cut + 15], "big")
+    last = cut + 15 + cert_len - 1  # the leaf certificate's last signature byte
+    forged = bytearray(flight[cut : last + 20])
+    forged[last - cut] ^= 0xFF
+    real = (False, cut, flight[cut : last - 100])
+    segs = [(True, 0, client[0]), (False, 0, flight[:cut])]
+    segs += [(False, cut, bytes(forged)), real] if forged_first else [real, (False, cut, bytes(forged))]
+    segs += [(False, last - 100, flight[last - 100 :]), (True, len(client[0]), b"".join(client[1:4]))]
+    _lanes_on(tmp_path, segs)

@@ -11,7 +11,8 @@ import contextlib
 import json
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -128,11 +129,27 @@ def fingerprint(
         inputs = _inputs(paths, engine, input_format, letters, progress=not no_progress)
         sink = _open_sink(stack, fmt, output, wanted)
         with _user_errors():
-            for chunk in inputs.chunks():
-                sink.write(chunk)
+            _write_behind(inputs.chunks(), sink.write)
         sink.close()
     _report(inputs, letters, dead_letter)
     click.echo(f"{sink.rows} connections from {len(inputs.files)} file(s)", err=True)
+
+
+def _write_behind(chunks: Iterator[pd.DataFrame], write: Callable[[pd.DataFrame], None]) -> None:
+    """``write`` every chunk in order, each in a writer thread while the next one is computed.
+
+    Encoding and writing a chunk (Arrow conversion, Parquet compression, text formatting) then
+    overlaps with reading the input. One write is in flight at a time, so memory holds at most
+    two chunks; an error from either side is raised here after the pending write has finished.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tlsdetect-sink") as pool:
+        pending: Future[None] | None = None
+        for chunk in chunks:
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(write, chunk)
+        if pending is not None:
+            pending.result()
 
 
 def _inputs(paths: tuple[str, ...], engine: str, input_format: str | None, letters: DeadLetter, *,

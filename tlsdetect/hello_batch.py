@@ -3,8 +3,9 @@
 Real traffic repeats a handful of TLS stacks, but every hello is byte-unique (random, session
 id, key shares, SNI). Parsing each one in Python is the cost that dominates a large capture.
 Here all hellos of a window are walked at once with numpy (one gather per field, one loop
-iteration per extension *position*, not per hello), and each hello gets a 128-bit key hashed
-from exactly the bytes its fingerprints depend on: version, cipher list, extension type
+iteration per extension *position*, not per hello), and each hello gets a key made of
+exactly the bytes its fingerprints depend on (copied out in one ragged gather, each range
+length-prefixed so the key is exact, not a hash): version, cipher list, extension type
 sequence and the contents of supported_groups, ec_point_formats, signature_algorithms, ALPN
 and supported_versions (ServerHello: version, cipher, extension types, supported_versions and
 ALPN). Equal keys mean equal fingerprint inputs, so :mod:`tlsdetect.tls` parses one
@@ -88,10 +89,11 @@ def ragged_hash(buf: U8, starts: I64, lengths: I64, owner: I64, n_owners: int, s
 
 @dataclass(slots=True)
 class HelloBatch:
-    """Per hello: ``valid`` walk, ``key`` (2 x uint64 -> use :meth:`codes`), SNI location."""
+    """Per hello: ``valid`` walk, ``key`` (the exact fingerprint-input bytes -> use
+    :meth:`codes`), SNI location."""
 
     valid: B
-    key: U64
+    key: list[bytes]
     sni_start: I64
     sni_len: I64
     hrr: B
@@ -99,15 +101,21 @@ class HelloBatch:
 
     def subset(self, sel: I64) -> HelloBatch:
         return HelloBatch(
-            self.valid[sel], self.key[:, sel], self.sni_start[sel], self.sni_len[sel], self.hrr[sel],
-            self.selected_tls13[sel],
+            self.valid[sel], [self.key[i] for i in sel.tolist()], self.sni_start[sel], self.sni_len[sel],
+            self.hrr[sel], self.selected_tls13[sel],
         )
 
     def codes(self) -> tuple[I64, I64]:
         """(group code per hello, index of one representative hello per group)."""
-        k = np.ascontiguousarray(self.key.T)
-        _, first, inverse = np.unique(k, axis=0, return_index=True, return_inverse=True)
-        return inverse.reshape(-1).astype(np.int64), first.astype(np.int64)
+        index: dict[bytes, int] = {}
+        first: list[int] = []
+        codes = np.empty(len(self.key), dtype=np.int64)
+        for i, k in enumerate(self.key):
+            code = index.setdefault(k, len(first))
+            if code == len(first):
+                first.append(i)
+            codes[i] = code
+        return codes, np.asarray(first, dtype=np.int64)
 
 
 def _walk_extensions(g: Gather, ext_start: I64, ext_end: I64, active: B) -> tuple[I64, I64, I64, I64, I64]:
@@ -137,27 +145,69 @@ def _walk_extensions(g: Gather, ext_start: I64, ext_end: I64, active: B) -> tupl
     return cat(owners), cat(types), cat(dstarts), cat(dlens), cat(positions)
 
 
+def _byte_keys(buf: U8, owner: I64, salt: I64, starts: I64, lengths: I64, n: int) -> list[bytes]:
+    """Per owner, its byte ranges as one ``bytes`` key: each range as (salt, 2-byte length,
+    bytes), in the order given (``owner`` ascending, a stable order within an owner).
+
+    Every range is self-delimiting, so equal keys mean equal ranges: grouping is exact, with
+    no hash to collide. Ranges of malformed hellos may point anywhere: they are clamped to the
+    buffer, so a lying length can only make a key wrong (the hello is then invalid), never read
+    out of bounds.
+    """
+    starts = np.clip(starts, 0, len(buf))
+    lengths = np.clip(lengths, 0, np.minimum(len(buf) - starts, 0xFFFF))
+    size = lengths + 3
+    out_at = np.cumsum(size) - size
+    total = int(size.sum())
+    out = np.empty(total, dtype=np.uint8)
+    out[out_at] = salt.astype(np.uint8)
+    out[out_at + 1] = (lengths >> 8).astype(np.uint8)
+    out[out_at + 2] = (lengths & 0xFF).astype(np.uint8)
+    n_bytes = int(lengths.sum())
+    if n_bytes:
+        within = np.arange(n_bytes, dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        out[np.repeat(out_at + 3, lengths) + within] = buf[np.repeat(starts, lengths) + within]
+    ends = np.cumsum(np.bincount(owner, weights=size, minlength=n).astype(np.int64))
+    blob = out.tobytes()
+    bounds = [0, *ends.tolist()]
+    return [blob[bounds[i] : bounds[i + 1]] for i in range(n)]
+
+
 def _hash_key(
     g: Gather, n: int, fixed: list[tuple[I64, I64]], ext: tuple[I64, I64, I64, I64, I64], content_exts: tuple[int, ...]
-) -> U64:
-    """Combine fixed byte ranges and the extension list into one 128-bit key per hello."""
+) -> list[bytes]:
+    """The fixed byte ranges and the extension list of each hello as one exact key.
+
+    Per hello, in order: the fixed ranges; the two type bytes of every extension header in
+    wire order (an overrunning extension, which has no data, marked apart from an empty one);
+    the contents of the extensions in ``content_exts``, in wire order.
+    """
     owner, etype, dstart, dlen, position = ext
-    key = np.zeros((2, n), dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for salt, (start, length) in enumerate(fixed):
-            key += ragged_hash(g.buf, start, length, np.arange(n, dtype=np.int64), n, salt) * np.uint64(salt + 3)
-        if len(owner):
-            order = np.lexsort((position, owner))
-            o = owner[order]
-            # Extension type sequence: the two type bytes of each header, in wire order.
-            key += ragged_hash(g.buf, dstart[order] - 4, np.full(len(o), 2, dtype=np.int64), o, n, 50)
-            # Overrunning extensions (no data) must not hash like empty ones.
-            bad = dlen[order] < 0
-            key += ragged_hash(g.buf, dstart[order][bad], np.zeros(int(bad.sum()), dtype=np.int64), o[bad], n, 51)
-            sel = np.isin(etype[order], content_exts) & ~bad
-            if sel.any():
-                key += ragged_hash(g.buf, dstart[order][sel], dlen[order][sel], o[sel], n, 60)
-    return key
+    hellos = np.arange(n, dtype=np.int64)
+    parts_owner = [hellos for _ in fixed]
+    parts_salt = [np.full(n, salt, dtype=np.int64) for salt in range(len(fixed))]
+    parts_start = [start for start, _ in fixed]
+    parts_len = [length for _, length in fixed]
+    if len(owner):
+        order = np.lexsort((position, owner))
+        o, t, ds, dl = owner[order], etype[order], dstart[order], dlen[order]
+        bad = dl < 0
+        parts_owner.append(o)
+        parts_salt.append(np.where(bad, 51, 50))
+        parts_start.append(ds - 4)
+        parts_len.append(np.full(len(o), 2, dtype=np.int64))
+        sel = np.isin(t, content_exts) & ~bad
+        parts_owner.append(o[sel])
+        parts_salt.append(np.full(int(sel.sum()), 60, dtype=np.int64))
+        parts_start.append(ds[sel])
+        parts_len.append(dl[sel])
+    cat = np.concatenate
+    all_owner = cat(parts_owner)
+    # Owner-major, and within an owner the part order above (a stable sort keeps it).
+    order = np.argsort(all_owner, kind="stable")
+    return _byte_keys(
+        g.buf, all_owner[order], cat(parts_salt)[order], cat(parts_start)[order], cat(parts_len)[order], n
+    )
 
 
 def _sni(g: Gather, n: int, ext: tuple[I64, I64, I64, I64, I64]) -> tuple[I64, I64, B]:

@@ -1,15 +1,17 @@
-"""The fast lane: whole TLS 1.3 handshakes that need no reassembly, done entirely in numpy.
+"""The fast lane: ordinary TLS handshakes that need no general reassembly, done in numpy.
 
-Most connections in bulk traffic look the same on the wire: one segment holding the whole
-ClientHello, one holding the whole ServerHello, the ServerHello selects TLS 1.3 (so nothing
-after it is in clear) and is not a HelloRetryRequest. For those, :mod:`..hello_batch` groups
-the hellos by fingerprint input, one representative per group is parsed by
-:mod:`..tls`, and the rows are built column-wise. Everything else (split hellos, TLS <= 1.2
-with certificates in clear, HelloRetryRequest, a hello whose partner is in another window,
-retransmitted hellos) is left to the reassembling slow lane in :mod:`.pcap`, which gives the
-same row for the same handshake — the tests compare the two lanes on the reference corpus.
+Most connections in bulk traffic look the same on the wire: a ClientHello in one segment (or
+two in sequence, also when the first ends inside the record header), a ServerHello whole in
+its segment, and after it either nothing in clear (TLS 1.3) or a TLS <= 1.2 first flight
+(Certificate ... ServerHelloDone, in its own records or in the ServerHello's) whose segments
+tile without overlap; a client certificate flight when the server asked for one; a
+HelloRetryRequest only when neither side visibly sends another hello. For those,
+:mod:`..hello_batch` groups the hellos by fingerprint input, one representative per group is
+parsed by :mod:`..tls`, and the rows are built column-wise. Everything else (partial overlaps,
+gaps, a hello whose partner is in another window, retransmitted hellos, a second ClientHello)
+is left to the reassembling slow lane in :mod:`.pcap`, which gives the same row for the same
+handshake — the tests compare the two lanes on the reference corpus and on crafted streams.
 """
-
 from __future__ import annotations
 
 import hashlib
@@ -37,7 +39,7 @@ from ..tls import (
     parse_client_hello,
     parse_server_hello,
 )
-from .flight import Flight, server_flights
+from .flight import Flight, assemble_prefix, server_flights
 from .packets import flow_hash
 from .tls_stream import (
     CLIENT_HELLO_COLUMNS,
@@ -55,6 +57,9 @@ U64 = npt.NDArray[np.uint64]
 U8 = npt.NDArray[np.uint8]
 B = npt.NDArray[np.bool_]
 
+#: Bytes copied after each whole ClientHello record, as the batch walk may peek past its end.
+SLACK = 16
+
 
 @dataclass(slots=True)
 class Segments:
@@ -71,6 +76,19 @@ class Segments:
     dst_lo: U64
     sport: I64
     dport: I64
+    _by_key: I64 | None = None
+
+    def by_key(self) -> I64:
+        """Segment indices sorted by flow key (stable: arrival order within a flow), computed once."""
+        if self._by_key is None:
+            self._by_key = np.argsort(self.keys, kind="stable")
+        return self._by_key
+
+
+def _member(values: U64, sorted_set: U64) -> B:
+    """``np.isin`` for a sorted, non-empty ``sorted_set``, by binary search."""
+    pos = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
+    return sorted_set[pos] == values  # type: ignore[no-any-return]
 
 
 def _next_segment(seg: Segments, first: I64, need: I64) -> I64:
@@ -91,7 +109,7 @@ def _next_segment(seg: Segments, first: I64, need: I64) -> I64:
 def _overlapped(seg: Segments, first: I64, second: I64, span: I64) -> B:
     """Whether any segment other than ``first``/``second`` of the same flow direction carries
     bytes of the stream range ``[0, span)`` that starts at ``first``."""
-    order = np.argsort(seg.keys, kind="stable")
+    order = seg.by_key()
     sorted_keys = seg.keys[order]
     keys = seg.keys[first]
     lo = np.searchsorted(sorted_keys, keys, "left")
@@ -106,43 +124,142 @@ def _overlapped(seg: Segments, first: I64, second: I64, span: I64) -> B:
     return np.bincount(owner[hits], minlength=len(first)) > 0
 
 
-def _with_joined(buf: U8, p1: I64, l1: I64, all_payload: I64, second: I64, rec_end: I64) -> tuple[U8, I64]:
-    """A buffer where every hello's record is contiguous, and where each record starts.
+def _no_more_hellos(buf: U8, seg: Segments, first: I64, rec_end: I64) -> B:
+    """Whether each stream (starting with the hello-carrying segment ``first``) visibly carries
+    no further handshake record after its first record (``rec_end`` bytes).
 
-    Whole records stay where they are in ``buf``; a record continued in a ``second`` segment is
-    copied (both parts) behind it. Only split hellos are copied.
+    The bytes that follow are read from the window's segments, stitched as the flight walk
+    does (contiguous, exact retransmissions dropped): after any ChangeCipherSpec records the
+    next record must start with a byte other than 22 (handshake), e.g. application data. When
+    the bytes are missing or anything is odd the answer is False and the slow lane decides.
     """
-    starts = p1.copy()
-    split = np.flatnonzero(second >= 0)
-    if len(split) == 0:
-        return buf, starts
-    pieces = [buf]
-    at = len(buf)
-    for i, j, first_len, need in zip(
-        split.tolist(), all_payload[second[split]].tolist(), l1[split].tolist(), rec_end[split].tolist(), strict=True
+    limit = int(rec_end.max()) + 16
+    data, st, ln = assemble_prefix(
+        buf, seg.keys[first], seg.seq[first], seg.keys, seg.seq, seg.payload, seg.plen, limit
+    )
+    n = len(first)
+    ok = np.zeros(n, dtype=bool)
+    if len(data) == 0:
+        return ok
+    g = Gather(data)
+    pos = rec_end.copy()
+    active = np.ones(n, dtype=bool)
+    for _ in range(4):
+        have = active & (pos < ln)
+        c = g.u8(st + pos)
+        ok |= have & (c != 20) & (c != 22)
+        ccs = have & (c == 20) & (pos + 5 <= ln)
+        pos = np.where(ccs, pos + 5 + g.be16(st + pos + 3), pos)
+        active = ccs
+    # The bytes read must be the ones the slow lane would read: no partly overlapping segment.
+    return ok & _tiles(seg, first, np.minimum(pos + 5, ln))
+
+
+def _tiles(seg: Segments, first: I64, span: I64) -> B:
+    """Whether the segments of each stream (starting at segment ``first``) over ``[0, span)``
+    tile it: any two of them carry either exactly the same range or disjoint ones.
+
+    Where they partly overlap, which bytes count is the reassembling lane's rule (lower sequence
+    number, then earlier arrival); the numpy stitching only follows an exact chain, so such a
+    stream is left to the slow lane.
+    """
+    n = len(first)
+    order = seg.by_key()
+    sorted_keys = seg.keys[order]
+    keys = seg.keys[first]
+    lo = np.searchsorted(sorted_keys, keys, "left")
+    counts = np.searchsorted(sorted_keys, keys, "right") - lo
+    total = int(counts.sum())
+    owner = np.repeat(np.arange(n, dtype=np.int64), counts)
+    within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+    idx = order[np.repeat(lo, counts) + within]
+    rel = ((seg.seq[idx] - seg.seq[first][owner] + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+    length = seg.plen[idx]
+    inside = (rel < span[owner]) & (rel + length > 0)
+    owner, rel, length = owner[inside], rel[inside], length[inside]
+    srt = np.lexsort((length, rel, owner))
+    owner, rel, length = owner[srt], rel[srt], length[srt]
+    same = owner[1:] == owner[:-1]
+    dup = same & (rel[1:] == rel[:-1]) & (length[1:] == length[:-1])
+    overlap = same & ~dup & (rel[1:] < rel[:-1] + length[:-1])
+    tiled: B = np.bincount(owner[1:][overlap], minlength=n) == 0
+    return tiled
+
+
+def _with_joined(buf: U8, p1: I64, l1: I64, all_payload: I64, second: I64, rec_end: I64) -> tuple[U8, I64]:
+    """A small buffer where every hello's record is contiguous, and where each record starts.
+
+    Only the hello records are copied (a slice each, not the window): a whole record with the
+    few bytes after it (``SLACK``: the batch walk may peek a byte past a malformed extension), a
+    record continued in a ``second`` segment as its two parts.
+    """
+    view = buf.data
+    pieces: list[memoryview] = []
+    starts = np.empty(len(p1), dtype=np.int64)
+    at = 0
+    tail_at = all_payload[np.maximum(second, 0)] if len(all_payload) else np.zeros(len(p1), dtype=np.int64)
+    for i, (p, first_len, j, q, need) in enumerate(
+        zip(p1.tolist(), l1.tolist(), second.tolist(), tail_at.tolist(), rec_end.tolist(), strict=True)
     ):
-        head = buf[p1[i] : p1[i] + first_len]
-        tail = buf[j : j + need - first_len]
-        pieces += [head, tail]
         starts[i] = at
-        at += len(head) + len(tail)
-    return np.concatenate(pieces), starts
+        if j < 0:
+            piece = view[p : p + need + SLACK]
+            pieces.append(piece)
+            at += len(piece)
+        else:
+            head = view[p : p + first_len]
+            tail = view[q : q + need - first_len]
+            pieces += [head, tail]
+            at += len(head) + len(tail)
+    if not at:
+        return np.zeros(1, dtype=np.uint8), starts
+    return np.frombuffer(b"".join(pieces), dtype=np.uint8), starts
+
+
+def _joined_headers(
+    buf: U8, seg: Segments, first: I64, plen: I64
+) -> tuple[I64, I64, I64, I64]:
+    """For hello-start segments shorter than the 9 header bytes: the segment that continues
+    each one, and the record length, handshake type and message length read across both.
+
+    -1 / zeros where no continuing segment holds the rest of the header.
+    """
+    second = _next_segment(seg, first, 9 - plen)
+    found = second >= 0
+    j = np.maximum(second, 0)
+    g = Gather(buf)
+
+    def byte(k: int) -> I64:
+        in_first = k < plen
+        return np.where(in_first, g.u8(seg.payload[first] + k), g.u8(seg.payload[j] + k - plen))
+
+    rec_len = (byte(3) << 8) | byte(4)
+    msg_type = byte(5)
+    msg_len = (byte(6) << 16) | (byte(7) << 8) | byte(8)
+    zero = np.zeros(len(first), dtype=np.int64)
+    return (
+        second,
+        np.where(found, rec_len, zero),
+        np.where(found, msg_type, zero),
+        np.where(found, msg_len, zero),
+    )
 
 
 @dataclass(slots=True)
 class _Groups:
-    """Distinct hellos seen so far (by 128-bit key) and what parsing the first of each gave."""
+    """Distinct hellos seen so far (by exact fingerprint-input key) and what parsing the first
+    of each gave."""
 
-    index: dict[tuple[int, int], int] = field(default_factory=dict)
+    index: dict[bytes, int] = field(default_factory=dict)
     parsed: list[ClientHello | ServerHello | None] = field(default_factory=list)
 
     def ids(
-        self, key: U64, local_codes: I64, reps: I64, bodies: list[bytes], parse: Callable[[bytes], object]
+        self, key: list[bytes], local_codes: I64, reps: I64, bodies: list[bytes], parse: Callable[[bytes], object]
     ) -> I64:
         """Global group id per hello; a representative the scalar parser rejects maps to -1."""
         local_to_global = np.empty(len(reps), dtype=np.int64)
         for local, rep in enumerate(reps.tolist()):
-            k = (int(key[0, rep]), int(key[1, rep]))
+            k = key[rep]
             gid = self.index.get(k)
             if gid is None:
                 gid = len(self.parsed)
@@ -192,25 +309,42 @@ class FastLane:
         n = len(start)
         taken = np.zeros(n, dtype=bool)
         if self.recent:
-            taken |= np.isin(keys, np.concatenate(list(self.recent)))
+            taken |= _member(keys, np.sort(np.concatenate(list(self.recent))))
         g = Gather(buf)
         rec_len = g.be16(payload + 3)
         msg_type = g.u8(payload + 5)
         msg_len = g.be24(payload + 6)
-        framed = (plen >= 9) & (rec_len >= 4 + msg_len) & (msg_len > 0) & (rec_len <= MAX_RECORD_LENGTH)
-        whole = framed & (plen >= 5 + rec_len)
-        uniq, counts = np.unique(keys, return_counts=True)
-        single = np.isin(keys, uniq[counts == 1]) & ~np.isin(keys, busy) & ~taken
-        # The second segment of a two-segment ClientHello: same flow, next sequence number.
+        _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+        single = (counts[inverse.reshape(-1)] == 1) & ~taken
+        if len(busy):
+            single &= ~_member(keys, np.sort(busy))
+        # A hello whose first segment ends inside the 9 header bytes (a split right after the
+        # record header): the header is read across it and the segment that follows it.
         second = np.full(n, -1, dtype=np.int64)
+        short = np.flatnonzero(single & (plen < 9))
+        if len(short):
+            second[short], rec_len[short], msg_type[short], msg_len[short] = _joined_headers(
+                buf, seg, start[short], plen[short]
+            )
+        head_ok = (plen >= 9) | (second >= 0)
+        framed = head_ok & (rec_len >= 4 + msg_len) & (msg_len > 0) & (rec_len <= MAX_RECORD_LENGTH)
+        whole = framed & (plen >= 5 + rec_len)
+        # The second segment of a two-segment ClientHello: same flow, next sequence number.
         split = np.flatnonzero(framed & ~whole & single & (msg_type == 1))
         if len(split):
             second[split] = _next_segment(seg, start[split], 5 + rec_len[split] - plen[split])
+        second[(msg_type != 1) | ~framed] = -1
+        # A ServerHello message whole in its segment, its record possibly continuing (TLS <= 1.2
+        # servers often put ServerHello, Certificate, ... ServerHelloDone in one record): the
+        # flight walk below reads the rest and settles it, or leaves it to the slow lane.
+        sh_here = framed & single & (msg_type == 2) & (plen >= 9 + msg_len)
         # Another segment over the hello's bytes (a retransmission, or a conflicting overlap as
-        # in evasion) is the reassembling lane's business: it has one rule for who wins.
-        single &= ~_overlapped(seg, start, second, 5 + rec_len)
+        # in evasion) is the reassembling lane's business: it has one rule for who wins. For a
+        # ServerHello only its own segment is checked; the flight assembly vets the rest.
+        span = np.where(sh_here & ~whole, plen, 5 + rec_len)
+        single &= ~_overlapped(seg, start, second, span)
         ch = np.flatnonzero(single & (msg_type == 1) & (whole | (second >= 0)))
-        sh = np.flatnonzero(whole & single & (msg_type == 2))
+        sh = np.flatnonzero(sh_here & single)
         if len(ch) == 0 or len(sh) == 0:
             self._remember(keys[taken])
             return taken
@@ -223,7 +357,13 @@ class FastLane:
         # server's first flight (certificates) must be whole in this window.
         s_cert = np.full(len(sh), -1, dtype=np.int64)
         s_request = np.zeros(len(sh), dtype=bool)
-        s_flat = sb.valid & ~sb.hrr
+        # TLS 1.3 sends nothing else in clear after the ServerHello: its record must be whole.
+        s_flat = sb.valid & (whole[sh] | ~sb.selected_tls13)
+        # A HelloRetryRequest: taken only when neither side says another hello afterwards (no
+        # second ClientHello, no second ServerHello); otherwise the slow lane pairs them up.
+        hrr = np.flatnonzero(s_flat & sb.hrr)
+        if len(hrr):
+            s_flat[hrr] &= _no_more_hellos(buf, seg, start[sh[hrr]], 5 + rec_len[sh[hrr]])
         older = np.flatnonzero(s_flat & ~sb.selected_tls13)
         if len(older):
             flight = server_flights(
@@ -232,6 +372,7 @@ class FastLane:
             s_cert[older] = self._cert_groups(flight)
             s_request[older] = flight.cert_request
             s_flat[older] &= flight.settled & (s_cert[older] != -2)
+            s_flat[older] &= _tiles(seg, start[sh[older]], flight.span)
         s_ok = np.flatnonzero(s_flat)
         # Pair each ClientHello with the ServerHello travelling the other way.
         rev = flow_hash(
@@ -254,6 +395,10 @@ class FastLane:
         c_gid = self._group(self.clients, cb, c_buf, c_body[c_sel], msg_len[ch[c_sel]], parse_client_hello)
         s_gid = self._group(self.servers, sb, buf, s_body[s_sel], msg_len[sh[s_sel]], parse_server_hello)
         good = (c_gid >= 0) & (s_gid >= 0)
+        retried = np.flatnonzero(sb.hrr & good)
+        if len(retried):
+            c_first = ch[c_sel[retried]]
+            good[retried] &= _no_more_hellos(buf, seg, start[c_first], 5 + rec_len[c_first])
         # mTLS on TLS <= 1.2: the client's certificate follows in its second flight.
         peer = np.full(len(c_sel), -1, dtype=np.int64)
         asked = np.flatnonzero(s_request[s_sel] & good)
@@ -264,6 +409,7 @@ class FastLane:
             )
             peer[asked] = self._cert_groups(client_flight)
             good[asked] &= client_flight.settled & (peer[asked] != -2)
+            good[asked] &= _tiles(seg, c_first, client_flight.span)
         c_idx, s_idx = ch[c_sel][good], sh[s_sel][good]
         cert_gid = s_cert[s_sel][good]
         peer_gid = peer[good]
@@ -282,6 +428,7 @@ class FastLane:
             ("s_gid", s_gid[good]),
             ("cert_gid", cert_gid),
             ("peer_gid", peer_gid),
+            ("hrr", sb.hrr[good]),
         ):
             self._add(name, values)
         taken[c_idx] = True
@@ -296,7 +443,7 @@ class FastLane:
         forged chain that shares a prefix with a trusted one must never borrow its identity.
         """
         out = np.full(len(flight.cert_start), -1, dtype=np.int64)
-        view = memoryview(flight.buf.tobytes())
+        view = flight.buf.data
         index, parsed = self.chains.index, self.chains.parsed
         for i in np.flatnonzero(flight.cert_start >= 0).tolist():
             lo = int(flight.cert_start[i])
@@ -347,7 +494,7 @@ class FastLane:
             "server_port": col["s_port"],
             "transport": "tcp",
             "sni": pd.array(pa.array(sni, type=pa.string()), dtype="string"),
-            "hello_retry": False,
+            "hello_retry": col["hrr"],
             "fingerprint_origin": "computed",
         }
         c_gid, s_gid = col["c_gid"], col["s_gid"]

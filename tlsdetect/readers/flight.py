@@ -26,7 +26,7 @@ import numpy.typing as npt
 from ..gather import Gather
 from ..tls import MAX_RECORD_LENGTH
 
-__all__ = ["Flight", "server_flights"]
+__all__ = ["Flight", "assemble_prefix", "server_flights"]
 
 I64 = npt.NDArray[np.int64]
 U64 = npt.NDArray[np.uint64]
@@ -54,9 +54,10 @@ class Flight:
     cert_len: I64
     ran_out: B  # the walk reached the end of the assembled bytes before the flight ended
     cert_request: B  # the server asked for a client certificate (mTLS)
+    span: I64  # stream bytes assembled per owner (what the walk could have read)
 
 
-def _assemble(
+def assemble_prefix(
     buf: U8, owner_key: U64, owner_seq: I64, keys: U64, seq: I64, payload: I64, plen: I64, limit: int
 ) -> tuple[U8, I64, I64]:
     """Contiguous prefix of each owner's stream: (bytes, start offset, length) per owner."""
@@ -92,8 +93,9 @@ def _assemble(
     if int(length.sum()) == 0:
         return np.empty(0, dtype=np.uint8), start, length
     # Whole segments are copied as slices (memcpy each), cheaper than a per-byte index.
-    pieces = [buf[p : p + n] for p, n in zip(payload[seg].tolist(), seg_len.tolist(), strict=True)]
-    return np.concatenate(pieces), start, length
+    view = buf.data
+    pieces = [view[p : p + n] for p, n in zip(payload[seg].tolist(), seg_len.tolist(), strict=True)]
+    return np.frombuffer(b"".join(pieces), dtype=np.uint8), start, length
 
 
 def server_flights(
@@ -105,12 +107,12 @@ def server_flights(
     Most flights end within a few KiB, and the bytes after them (encrypted data) are not
     wanted: a short prefix is tried first, the long one only for flights it did not settle.
     """
-    short = _walk(*_assemble(buf, owner_key, owner_seq, keys, seq, payload, plen, FIRST_TRY), len(owner_key))
+    short = _walk(*assemble_prefix(buf, owner_key, owner_seq, keys, seq, payload, plen, FIRST_TRY), len(owner_key))
     retry = np.flatnonzero(short.ran_out)
     if len(retry) == 0:
         return short
     long = _walk(
-        *_assemble(buf, owner_key[retry], owner_seq[retry], keys, seq, payload, plen, MAX_FLIGHT), len(retry)
+        *assemble_prefix(buf, owner_key[retry], owner_seq[retry], keys, seq, payload, plen, MAX_FLIGHT), len(retry)
     )
     # One buffer for both: the long walk's offsets move past the short one's bytes.
     shift = len(short.buf)
@@ -121,8 +123,10 @@ def server_flights(
     cert_len[retry] = long.cert_len
     cert_request = short.cert_request.copy()
     cert_request[retry] = long.cert_request
+    span = short.span.copy()
+    span[retry] = long.span
     return Flight(
-        np.concatenate([short.buf, long.buf]), settled, cert_start, cert_len, long.ran_out[:0], cert_request
+        np.concatenate([short.buf, long.buf]), settled, cert_start, cert_len, long.ran_out[:0], cert_request, span
     )
 
 
@@ -173,4 +177,4 @@ def _walk(data: U8, start: I64, length: I64, n: int) -> Flight:
         stop |= done
         pos[idx] = np.where(go, p + 4 + mlen, p)
         active[idx[stop]] = False
-    return Flight(data, settled, cert_start, cert_len, ran_out, cert_request)
+    return Flight(data, settled, cert_start, cert_len, ran_out, cert_request, length)

@@ -355,9 +355,13 @@ def _to_frame(rows: list[dict[str, object]], fast: pd.DataFrame) -> pd.DataFrame
     for part in (pd.DataFrame.from_records(rows) if rows else None, fast if len(fast) else None):
         if part is not None:
             part["ts"] = pd.to_datetime(part["ts"].astype("int64"), unit="ns", utc=True)
-            parts.append(schema.conform(part))
+            parts.append(part)
     if not parts:
         return schema.empty()
+    # Slow-lane rows need every column for add_fingerprints, and two parts one column set for
+    # the concatenation; a fast-lane part alone is conformed once, at the end.
+    if rows or len(parts) > 1:
+        parts = [schema.conform(part) for part in parts]
     if rows:
         parts[0] = add_fingerprints(parts[0])
     df = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
