@@ -22,7 +22,7 @@ import pandas as pd
 from .. import schema
 from ..baseline import ROLES, TABLES, Baseline, MeshCA, client_ids
 from ..features import HELLO_COLUMNS
-from .schema import NAT, from_spark_frame, spark_type
+from .schema import NAT, from_spark_frame, pack_columns, spark_type, unpack_columns
 
 __all__ = ["fit_baseline"]
 
@@ -35,7 +35,8 @@ def _prepare(client_key: str) -> Any:
         from ..useragent import ua_family
 
         for pdf in batches:
-            df = from_spark_frame(pdf)
+            # the packed hello lists ride along untouched (for the hello table); only the rest is decoded
+            df = from_spark_frame(pdf.drop(columns=[c for c in schema.LIST_COLUMNS if c in pdf.columns]))
             out = pdf.copy()
             out["_cid"] = client_ids(df, client_key).astype(object).where(lambda s: s.notna(), None).to_numpy()
             uaf = ua_family(df["user_agent"]).astype("string")
@@ -75,24 +76,25 @@ def fit_baseline(df: Any, *, client_key: str = "auto", mesh_ca: list[MeshCA] | N
     from pyspark.sql import functions as F  # noqa: N812
     from pyspark.sql import types as st
 
-    # list columns stay out of Python: Arrow -> pandas of array columns is slow, and only the hello
-    # table needs them (aggregated in Spark alone, from ``base``)
-    needed = ["ts", "client_id", "peer_subject", "client_ip", "user_agent", "ja4", "ja3n", "sni", *_ISSUER_COLS]
+    # only the columns the tables need: the input is read (captures parsed) once, into this narrow
+    # persisted frame; the hello lists pass through Python packed (see ``schema.pack_columns``)
+    needed = ["ts", "client_id", "peer_subject", "client_ip", "user_agent", "ja4", "ja3n", "sni", *_ISSUER_COLS,
+              *HELLO_COLUMNS, "ja3_full", "ja4_ro"]
     if client_key in df.columns and client_key not in needed and schema.COLUMNS.get(client_key) != "object":
         needed.append(client_key)
     needed = list(dict.fromkeys(c for c in schema.COLUMNS if c in needed))
-    fields = [st.StructField(c, spark_type(c, schema.COLUMNS[c]), True) for c in needed]
+    fields = [st.StructField(c, st.StringType() if schema.COLUMNS[c] == "object" else spark_type(c, schema.COLUMNS[c]),
+                             True) for c in needed]
     fields += [st.StructField("_ts_ns", st.LongType(), True), st.StructField("_order", st.LongType(), True)]
     fields += [st.StructField(c, st.StringType(), True) for c in _DERIVED]
-    base = df.persist(StorageLevel.MEMORY_AND_DISK)  # the input is read (captures parsed) once
-    rows = base.select(*needed, "_ts_ns", "_order").mapInPandas(_prepare(client_key), st.StructType(fields))
+    packed = pack_columns(df.select(*needed, "_ts_ns", "_order"))
+    rows = unpack_columns(packed.mapInPandas(_prepare(client_key), st.StructType(fields)))
     rows = rows.withColumn("_t", F.when(F.col("_ts_ns") != F.lit(NAT), F.col("_ts_ns")))
     rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        return _fit(base, rows, client_key=client_key, mesh_ca=mesh_ca, model=model)
+        return _fit(rows, client_key=client_key, mesh_ca=mesh_ca, model=model)
     finally:
         rows.unpersist()
-        base.unpersist()
 
 
 def _first(value: str) -> Any:
@@ -102,7 +104,7 @@ def _first(value: str) -> Any:
     return F.min_by(F.col(value), F.when(F.col(value).isNotNull(), F.col("_order")))
 
 
-def _fit(base: Any, rows: Any, *, client_key: str, mesh_ca: list[MeshCA] | None, model: bool) -> Baseline:
+def _fit(rows: Any, *, client_key: str, mesh_ca: list[MeshCA] | None, model: bool) -> Baseline:
     from pyspark.sql import functions as F  # noqa: N812
 
     c = F.col
@@ -161,7 +163,7 @@ def _fit(base: Any, rows: Any, *, client_key: str, mesh_ca: list[MeshCA] | None,
     for name, t in tables.items():
         tables[name] = _times(t)[list(TABLES[name])]
 
-    hellos = _hellos(base)
+    hellos = _hellos(rows)
     learned = Baseline(client_key=client_key, mesh_ca=mesh_ca, model=model)
     return learned.from_tables(tables, hellos, int(counts["n"]))
 
