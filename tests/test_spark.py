@@ -179,6 +179,9 @@ def test_packed_lists_round_trip_in_python() -> None:
     back = from_spark_frame(packed)
     for col in schema.LIST_COLUMNS:
         assert back[col].tolist() == df[col].tolist(), col
+    # one distinct list (numpy would broadcast a list of equal-length tuples into a 2-D array)
+    same = pd.DataFrame({"ch_ciphers": ["[4865,4866]", None, "[4865,4866]"], "ch_alpn": ['["6832"]'] * 3})
+    assert from_spark_frame(same)["ch_ciphers"].tolist() == [(4865, 4866), None, (4865, 4866)]
 
 
 @pytest.mark.slow

@@ -283,6 +283,32 @@ def test_ssl_log_ext_lists_recompute_fingerprints(tmp_path: Path) -> None:
     assert r["ja3"] != "e7d705a3286e19ea42f587b344ee6865"
 
 
+def test_unset_and_empty_vectors_mean_the_same_in_tsv_and_json(tmp_path: Path) -> None:
+    """TSV ``-`` (unset) is JSON's missing key, TSV ``(empty)`` is JSON's ``[]``: same rows either way.
+
+    An unset list used to read as an empty one in TSV only, and a hello with an unset cipher list
+    got a JA4 computed from no ciphers.
+    """
+    fields = [*SSL_FIELDS, "client_version", "client_ciphers", "ssl_client_exts", "client_curves", "point_formats"]
+    types = [*SSL_TYPES, "count", *(["vector[count]"] * 4)]
+    base = [_tsv_value(v) for v in _row(0).values()]
+    rows = [[*base, "771", "-", "0,10", "-", "(empty)"], [*base, "771", "4865", "(empty)", "29", "0"]]
+    rows[1][1] = "C1"
+    tsv = tmp_path / "ext.log"
+    tsv.write_text(ssl_tsv(rows, fields, types))
+    records = [_row(0) | {"client_version": 771, "ssl_client_exts": [0, 10], "point_formats": []},
+               _row(0) | {"uid": "C1", "client_version": 771, "client_ciphers": [4865], "ssl_client_exts": [],
+                          "client_curves": [29], "point_formats": [0]}]
+    js = tmp_path / "ext.json"
+    js.write_text("".join(json.dumps(r) + "\n" for r in records))
+    a, _ = read(tsv)
+    b, _ = read(js)
+    cols = ["conn_id", "ch_version", "ch_ciphers", "ch_extensions", "ch_groups", "ch_point_formats", "ja4", "ja3"]
+    pd.testing.assert_frame_equal(a[cols], b[cols])
+    assert pd.isna(a.loc[0, "ja4"])  # no cipher list logged: no fingerprint from nothing
+    assert a.loc[1, "ch_extensions"] == ()
+
+
 # ------------------------------------------------------------------- gzip, directories, errors
 
 

@@ -751,7 +751,7 @@ def _typed(path: Path, raw: pd.DataFrame, head: _Header, letters: DeadLetter,
 def _tsv_vector(s: pd.Series, head: _Header) -> pd.Series:
     if head.set_separator != ",":
         s = s.str.replace(head.set_separator, ",", regex=False)
-    return s.mask(s == head.empty, "")
+    return s.mask((s == head.empty).fillna(False), "")  # unset (-) stays null, as in JSON
 
 
 def _per_category(s: pd.Series, fn: Any) -> pd.Series:
@@ -1127,7 +1127,9 @@ def _first(cell: str) -> str | None:
 def _per_unique(s: pd.Series, fn: Any) -> np.ndarray:
     codes, uniques = _codes(s)
     table = np.empty(len(uniques) + 1, dtype=object)
-    table[:] = [*(fn(str(u)) for u in uniques), None]
+    for i, u in enumerate(uniques):  # one by one: a slice assignment would broadcast equal-length tuples
+        table[i] = fn(str(u))
+    table[-1] = None
     picked: np.ndarray = table[codes]
     return picked
 
@@ -1146,8 +1148,8 @@ def _client_hello(raw: pd.DataFrame, out: pd.DataFrame) -> None:
         if src in raw.columns:
             vals = _per_unique(raw[src], _safe(_ints))
         else:
-            vals = np.full(len(raw), (), dtype=object)
-            vals[:] = [()] * len(raw)
+            vals = np.empty(len(raw), dtype=object)
+            vals.fill(())  # not a slice assignment: numpy would broadcast the tuples
         out[dst] = pd.Series(vals, index=raw.index, dtype=object).where(present, None)
     if "sigalgs" in raw.columns:
         sig = _per_unique(raw["sigalgs"], _safe(_ints))

@@ -131,7 +131,8 @@ def _per_distinct(s: pd.Series, fn: Any) -> np.ndarray:
     """``fn`` of each distinct non-null value of ``s``, broadcast back; ``None`` where ``s`` is null."""
     codes, uniques = pd.factorize(s.to_numpy(dtype=object), use_na_sentinel=True)
     values = np.empty(len(uniques) + 1, dtype=object)
-    values[:-1] = [fn(u) for u in uniques]
+    for i, u in enumerate(uniques):  # one by one: a slice assignment would broadcast equal-length tuples
+        values[i] = fn(u)
     values[-1] = None
     return values[codes]  # code -1 (null) takes the last slot
 
