@@ -17,12 +17,17 @@ Command line (``--master`` defaults to ``local[2]``, or to spark-submit's master
     tlsdetect spark fit captures/ zeek/ -o baseline/ --master local[2]
     tlsdetect spark score new/ --baseline baseline/ -o scored/ --master spark://head:7077
 
-On a cluster, submit the module file (every executor needs ``tlsdetect`` importable -- install
-the wheel on the nodes, or ship it with ``--py-files`` -- and the input paths mounted alike)::
+Every executor needs a Python with ``tlsdetect`` installed and the input paths mounted alike
+(relative paths are made absolute on the driver). Started by these commands, the executors use
+the driver's interpreter path (give another with ``--conf spark.pyspark.python=PATH`` or
+``PYSPARK_PYTHON``). Under spark-submit, set ``PYSPARK_PYTHON`` (spark-submit's own rule) and
+submit the module file::
 
-    spark-submit --master yarn --executor-memory 2g \\
+    PYSPARK_PYTHON=/opt/tlsdetect/bin/python spark-submit --master yarn --executor-memory 2g \\
         $(python -c 'import tlsdetect.spark.__main__ as m; print(m.__file__)') \\
         score /data/pcaps --baseline /data/baseline -o /data/scored
+
+``tests/test_spark_cluster.py`` runs both ways against a real standalone master and worker.
 
 ``python -m tlsdetect.spark fit|score ...`` is the same entry without spark-submit. The baseline
 directory is written by the driver (its local filesystem); the scored Parquet by the executors
@@ -61,9 +66,16 @@ def session(master: str | None = None, *, app_name: str = "tlsdetect", driver_me
     from pyspark.sql import SparkSession
 
     under_submit = "PYSPARK_GATEWAY_PORT" in os.environ
-    if not under_submit and (master or "local").startswith("local"):
-        # local mode: Python workers run this interpreter (its venv has tlsdetect and its dependencies)
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    if not under_submit:
+        # PySpark takes the executors' Python from PYSPARK_PYTHON only (spark-submit turns the
+        # ``spark.pyspark.python`` setting into it; a session started here must do the same).
+        # Default: this interpreter, whose environment has tlsdetect -- on a cluster, the same
+        # path must hold a Python with tlsdetect on every node (or give the setting).
+        chosen = (conf or {}).get("spark.pyspark.python")
+        if chosen:
+            os.environ["PYSPARK_PYTHON"] = chosen
+        else:
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name)
     if master is not None or not under_submit:
         builder = builder.master(master or "local[2]")

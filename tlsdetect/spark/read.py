@@ -123,7 +123,8 @@ def plan_tasks(paths: Sequence[str], *, input_format: str | None = None,
     ``parallelism`` (Spark's ``defaultParallelism``): when given, logs are split into ranges of
     :func:`split_size` so that a small input still gives every core a task.
     """
-    files, warnings = expand_paths(list(paths))
+    # absolute: executors run in their own working directories (on a cluster, on other nodes)
+    files, warnings = expand_paths([str(Path(p).absolute()) for p in paths])
     if parallelism is not None:
         logs = [f for f in files if f.stat().st_size > 0]
         split_bytes = split_size(sum(f.stat().st_size for f in logs), parallelism, split_bytes)

@@ -156,10 +156,11 @@ def _pack_lists(s: pd.Series) -> np.ndarray:
 
 
 def _one_chunk(s: pd.Series) -> pd.Series:
-    """An Arrow-backed column over one Arrow chunk: PySpark's ``pa.Array.from_pandas`` rejects a chunked one."""
+    """An Arrow-backed string column over one Arrow chunk: PySpark builds each batch with
+    ``RecordBatch.from_arrays``, which rejects the chunked array a concatenated column yields."""
     import pyarrow as pa
 
-    if not hasattr(s.array, "__arrow_array__") or not isinstance(s.array, pd.arrays.ArrowStringArray):
+    if not isinstance(s.array, pd.arrays.ArrowStringArray):
         return s
     arr = s.array.__arrow_array__()
     if not isinstance(arr, pa.ChunkedArray) or arr.num_chunks == 1:
