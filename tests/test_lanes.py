@@ -215,3 +215,37 @@ def test_certificate_flight_with_a_conflicting_overlap(tmp_path: Path, forged_fi
     segs += [(False, cut, bytes(forged)), real] if forged_first else [real, (False, cut, bytes(forged))]
     segs += [(False, last - 100, flight[last - 100 :]), (True, len(client[0]), b"".join(client[1:4]))]
     _lanes_on(tmp_path, segs)
+
+
+@needs_reference
+@needs_tshark
+@pytest.mark.parametrize("where", ["after_done_same_record", "after_done_next_record", "after_done_next_segment",
+                                   "before_certificate", "before_certificate_same_record"])
+def test_second_server_hello(tmp_path: Path, where: str) -> None:
+    """A hostile TLS 1.2 server sends a second ServerHello (one random byte changed) in its first
+    flight, before or after ServerHelloDone, in the same record or not: both lanes, one row."""
+    client, server = (_records(s) for s in follow(*TLS12_STREAM))
+    flight = server[:5]
+    first = server[0]
+    second = bytearray(first)
+    second[5 + 4 + 2 + 3] ^= 0xFF
+    if where == "after_done_same_record":
+        body = flight[-1][5:] + bytes(second[5:])
+        data = b"".join(flight[:-1]) + flight[-1][:3] + len(body).to_bytes(2, "big") + body
+    elif where == "after_done_next_record":
+        data = b"".join(flight) + bytes(second)
+    elif where == "before_certificate":
+        data = first + bytes(second) + b"".join(flight[1:])
+    elif where == "before_certificate_same_record":
+        body = first[5:] + bytes(second[5:]) + b"".join(r[5:] for r in flight[1:])
+        data = first[:3] + len(body).to_bytes(2, "big") + body
+    else:
+        data = b""
+    segs = [(True, 0, client[0])]
+    if data:
+        segs.append((False, 0, data))
+    else:  # after_done_next_segment
+        flight_bytes = b"".join(flight)
+        segs += [(False, 0, flight_bytes), (False, len(flight_bytes), bytes(second))]
+    segs.append((True, len(client[0]), b"".join(client[1:4])))
+    _lanes_on(tmp_path, segs)
