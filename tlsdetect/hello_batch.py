@@ -25,10 +25,9 @@ import numpy.typing as npt
 from .gather import Gather
 from .tls import HRR_RANDOM
 
-__all__ = ["HelloBatch", "client_hello_batch", "ragged_hash", "server_hello_batch"]
+__all__ = ["HelloBatch", "client_hello_batch", "server_hello_batch"]
 
 I64 = npt.NDArray[np.int64]
-U64 = npt.NDArray[np.uint64]
 U8 = npt.NDArray[np.uint8]
 B = npt.NDArray[np.bool_]
 
@@ -37,55 +36,6 @@ CLIENT_CONTENT_EXTS = (0x000A, 0x000B, 0x000D, 0x0010, 0x002B)
 SERVER_CONTENT_EXTS = (0x0010, 0x002B)
 #: Longest walk over the extension list; a real hello has < 40, Arkime's synthetic one 256.
 MAX_EXTENSIONS = 1024
-
-_RNG = np.random.default_rng(0x7157DE7EC7)
-_WEIGHTS = _RNG.integers(1, 2**63, size=(2, 4096), dtype=np.uint64) | np.uint64(1)
-
-
-def _segment_sums(values: U64, group: I64, n_groups: int) -> U64:
-    """Wrapping uint64 sum of ``values`` per ``group`` (``group`` sorted ascending)."""
-    out = np.zeros(n_groups, dtype=np.uint64)
-    if len(values) == 0:
-        return out
-    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
-    with np.errstate(over="ignore"):
-        out[group[starts]] = np.add.reduceat(values, starts)
-    return out
-
-
-def ragged_hash(buf: U8, starts: I64, lengths: I64, owner: I64, n_owners: int, salt: int) -> U64:
-    """Two-lane polynomial hash of byte ranges, summed per owner (order within an owner counts).
-
-    ``owner`` must be sorted ascending, and ranges of one owner given in wire order. Returns
-    ``(2, n_owners)`` uint64. Each range's length is folded in, so a different split between
-    ranges never hashes like the same bytes.
-    """
-    out = np.zeros((2, n_owners), dtype=np.uint64)
-    if len(starts) == 0:
-        return out
-    # Ranges of malformed hellos may point anywhere: clamp to the buffer so a lying length
-    # can only make a key wrong (the hello is then marked invalid), never read out of bounds.
-    starts = np.clip(starts, 0, len(buf))
-    lengths = np.clip(lengths, 0, len(buf) - starts)
-    total = int(lengths.sum())
-    order = np.arange(len(starts), dtype=np.int64)
-    new_owner = np.r_[True, owner[1:] != owner[:-1]]
-    rank = order - np.maximum.accumulate(np.where(new_owner, order, 0))
-    with np.errstate(over="ignore"):
-        if total:
-            seg = np.repeat(order, lengths)
-            seg_start = np.cumsum(lengths) - lengths
-            within = np.arange(total, dtype=np.int64) - np.repeat(seg_start, lengths)
-            vals = buf[np.repeat(starts, lengths) + within].astype(np.uint64) + np.uint64(1)
-            slot = (within + rank[seg] * 131 + salt * 977) % _WEIGHTS.shape[1]
-            for lane in range(2):
-                out[lane] += _segment_sums(vals * _WEIGHTS[lane][slot], owner[seg], n_owners)
-        tag_slot = (rank * 7 + salt * 31 + 4000) % _WEIGHTS.shape[1]
-        for lane in range(2):
-            tag = (lengths.astype(np.uint64) + np.uint64(7)) * _WEIGHTS[lane][tag_slot]
-            out[lane] += _segment_sums(tag, owner, n_owners)
-    return out
-
 
 @dataclass(slots=True)
 class HelloBatch:
