@@ -759,7 +759,7 @@ def _per_category(s: pd.Series, fn: Any) -> pd.Series:
     if not isinstance(s.dtype, pd.CategoricalDtype):
         out: pd.Series = fn(s.astype("string"))
         return out
-    # the missing value is mapped too (last, at code -1): ``mask(s == empty, "")`` turns it into ""
+    # the missing value is mapped too (last, at code -1), so ``fn`` decides what a missing cell becomes
     mapped = fn(pd.Series([*s.cat.categories, None], dtype="string"))
     to_new, uniques = pd.factorize(mapped.astype(object), use_na_sentinel=True)
     codes = np.asarray(s.cat.codes, dtype=np.int64)
