@@ -114,7 +114,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from tlsdetect.issuers import add_issuer_keys
-from tlsdetect.readers.logs import DeadLetter, LogFormatError, LogStats
+from tlsdetect.readers.logs import DeadLetter, LogFormatError, LogStats, valid_utf8
 from tlsdetect.schema import COLUMNS, conform
 from tlsdetect.tls import CertInfo, parse_der_certificate
 
@@ -359,16 +359,6 @@ class _Chunk:
     line_no: Callable[[int], int]
 
 
-def _utf8(block: bytes) -> bool:
-    if block.isascii():
-        return True
-    try:
-        block.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
 def _line_texts(block: bytes) -> list[str]:
     return block.decode("utf-8", "replace").split("\n")
 
@@ -402,7 +392,7 @@ class _JsonReader:
         # line elsewhere as an empty row: such blocks are read line by line (the lines dead-lettered).
         # Arrow's JSON reader passes invalid UTF-8 through into string columns (which then fail to
         # convert): such blocks too, where each line is decoded with replacement characters.
-        if block.lstrip()[:1] not in (b"{", b"") or b"\nnull" in block or not _utf8(block):
+        if block.lstrip()[:1] not in (b"{", b"") or b"\nnull" in block or not valid_utf8(block):
             return self._line_by_line(file, first, block, dead)
         try:
             table = pj.read_json(io.BytesIO(block), read_options=pj.ReadOptions(block_size=1 << 20))

@@ -69,17 +69,18 @@ class DeadLetter:
         self.close()
 
 
-def valid_utf8(text: str) -> bool:
-    """False for text decoded with ``surrogateescape`` from bytes that are not UTF-8.
+def valid_utf8(data: str | bytes) -> bool:
+    """Whether raw bytes are UTF-8, or text was decoded (``surrogateescape``) from bytes that were.
 
     Zeek and Suricata escape odd bytes in their logs, so a raw invalid byte means a damaged line:
-    the readers dead-letter it (Arrow-backed string columns cannot hold lone surrogates).
+    the readers dead-letter it (Arrow-backed string columns cannot hold lone surrogates), and
+    check a whole block before handing it to Arrow's readers, which do not.
     """
-    if text.isascii():
+    if data.isascii():
         return True
     try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
+        data.decode("utf-8") if isinstance(data, bytes) else data.encode("utf-8")
+    except (UnicodeDecodeError, UnicodeEncodeError):
         return False
     return True
 

@@ -308,16 +308,6 @@ def _read_tsv(path: Path, data: bytes, letters: DeadLetter) -> list[_Part]:
     return parts
 
 
-def _utf8_bytes(data: memoryview) -> bool:
-    if data.obj is not None and isinstance(data.obj, bytes) and data.obj.isascii():
-        return True
-    try:
-        codecs.decode(data, "utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
 def _separator_lines(data: bytes) -> list[int]:
     """Offsets of the ``#separator`` lines after the first byte: a ``memchr`` for ``#`` (rare in a body)
     is ~7x faster than searching for ``\\n#separator`` (``\\n`` starts every line)."""
@@ -462,7 +452,7 @@ def _read_tsv_block(path: Path, block: bytes, line_base: int, letters: DeadLette
         raise LogFormatError(f"{path}: Zeek log of kind {head.path or 'unknown'!r}, expected ssl, x509 or conn")
     first_line = line_base + len(header_lines) + 1
     # Arrow's handler for a bad row cannot be called on invalid UTF-8: such a block takes the exact path
-    plain = len(head.separator) == 1 and block.find(b"\r", pos) < 0 and _utf8_bytes(memoryview(block)[pos:])
+    plain = len(head.separator) == 1 and block.find(b"\r", pos) < 0 and valid_utf8(block)
     frame = _tsv_body(path, memoryview(block)[pos:], head, first_line, letters, plain=plain)
     return _Part(kind, frame)
 
