@@ -43,6 +43,7 @@ import pandas as pd
 
 from .. import schema
 from ..issuers import add_issuer_keys
+from ..sinks.ecs import flatten
 from .logs import DeadLetter, LogFormatError, valid_utf8
 
 __all__ = ["read_zeek"]
@@ -618,17 +619,6 @@ def _classify(
 # ------------------------------------------------------------------------------------------ JSON
 
 
-def _flatten(obj: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in obj.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(_flatten(value, name + "."))
-        else:
-            out[name] = value
-    return out
-
-
 def _kind_from_record(obj: dict[str, Any]) -> str | None:
     if "certificate.subject" in obj or "fingerprint" in obj:
         return "x509"
@@ -664,7 +654,7 @@ def _read_json(path: Path, data: bytes, letters: DeadLetter) -> list[_Part]:
         if not isinstance(obj, dict):
             letters.add(path, no, "bad json: not an object", line)
             continue
-        flat = _flatten(obj)
+        flat = flatten(obj)
         if kind is None:
             kind = _kind_from_record(flat)
             if kind is None:
