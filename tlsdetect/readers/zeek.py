@@ -19,7 +19,7 @@ put there). DNs are kept as Zeek prints them (RFC 2253-like, ``\\,`` inside a va
 
 The TSV hot path is one ``pyarrow.csv.read_csv`` per file (only the used columns; Zeek's numeric
 types parsed by Arrow, vectors read dictionary-encoded, unset -> null); a big plain file is read by
-Arrow from disk after a chunked scan rather than from a copy in memory. Escapes are decoded only on
+Arrow from disk after a scan of the mapped file rather than from a copy in memory. Escapes are decoded only on
 the rows that hold a backslash, and the certificate join is done once per distinct chain, then
 broadcast by the chain column's codes (large string columns gathered with ``bytes.join``). Lines that
 do not parse go to the :class:`~tlsdetect.readers.logs.DeadLetter` with file, line number and reason.
@@ -31,7 +31,7 @@ import codecs
 import functools
 import gzip
 import json
-import os
+import mmap
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -329,7 +329,7 @@ def _separator_lines(data: bytes) -> list[int]:
 
 
 #: TSV files at least this big, plain and with one header block, are parsed by Arrow from the file
-#: itself (its reads overlap the parse) after a chunked scan, instead of from one ``bytes`` copy.
+#: itself (its reads overlap the parse) after a scan of the mapped file, instead of from one ``bytes`` copy.
 _STREAM_BYTES = 1 << 24
 _SCAN_CHUNK = 1 << 23
 
@@ -362,14 +362,14 @@ class _FileBody:
 
 def _read_tsv_streamed(path: Path, letters: DeadLetter) -> list[_Part] | None:
     """A big, plain (single-character separator, no carriage return), single-header-block TSV file read
-    without holding it in memory: the header from the file's start, a chunked scan for carriage returns
-    and further ``#separator`` lines, then Arrow reads the file. ``None``: use the general path."""
+    without holding it in memory: the header from the file's start, a scan of the mapped file for carriage
+    returns, non-UTF-8 bytes and further ``#separator`` lines, then Arrow reads the file. ``None``: use the
+    general path."""
     st = path.stat()
     if st.st_size < _STREAM_BYTES:
         return None
     header_lines: list[str] = []
     pos = 0
-    hashes = 0
     with open(path, "rb", buffering=0) as fh:
         first = fh.read(1 << 20)
         if first[:1] != b"#":  # gzip, JSON, leading blank lines: general path
@@ -380,39 +380,11 @@ def _read_tsv_streamed(path: Path, letters: DeadLetter) -> list[_Part] | None:
                 return None
             header_lines.append(first[pos:nl].decode("utf-8", "replace").rstrip("\r"))
             pos = nl + 1
-        fh.seek(0)
-        buf = bytearray(_SCAN_CHUNK)
-        utf8 = codecs.getincrementaldecoder("utf-8")()
-        offset = 0
-        prev_last = -1
-        while True:
-            got = fh.readinto(buf)
-            if not got:
-                break
-            if buf.find(b"\r", 0, got) >= 0:
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            size = len(mapped)
+            if not _plain_body(mapped):
                 return None
-            if utf8.getstate()[0] or not buf[:got].isascii():  # UTF-8, across chunk ends; invalid: general path
-                try:
-                    utf8.decode(bytes(buf[:got]))
-                except UnicodeDecodeError:
-                    return None
-            hit = buf.find(b"#", 1 if offset == 0 else 0, got)
-            while hit >= 0:
-                hashes += 1
-                if hashes > 4096:
-                    return None  # '#' all over the body: the general path's search is faster
-                if (buf[hit - 1] if hit else prev_last) == 0x0A:
-                    word = bytes(buf[hit : hit + 10]) if hit + 10 <= got else os.pread(fh.fileno(), 10, offset + hit)
-                    if word == b"#separator":
-                        return None  # another header block: general path
-                hit = buf.find(b"#", hit + 1, got)
-            prev_last = buf[got - 1]
-            offset += got
-        try:
-            utf8.decode(b"", final=True)
-        except UnicodeDecodeError:
-            return None
-    if offset != st.st_size or pos == 0 or pos >= offset:
+    if size != st.st_size or pos == 0 or pos >= size:
         return None
     head = _parse_header(header_lines)
     if not head.fields or len(head.separator) != 1:
@@ -426,6 +398,35 @@ def _read_tsv_streamed(path: Path, letters: DeadLetter) -> list[_Part] | None:
     except _FallbackError:
         return None
     return [_Part(kind, frame)]
+
+
+def _plain_body(data: mmap.mmap) -> bool:
+    """No carriage return, valid UTF-8 and no second header block: what Arrow's read of the file needs.
+
+    ``memchr``-speed searches and one numpy pass (~0.08 s for 344 MB, against 0.16 s for a chunked
+    ``readinto`` scan); UTF-8 is decoded only when a byte is not ASCII.
+    """
+    if data.find(b"\r") >= 0:
+        return False
+    view = np.frombuffer(data, dtype=np.uint8)
+    ascii_only = int(view.max()) < 0x80
+    del view  # the map cannot close while an exported view lives
+    if not ascii_only:
+        utf8 = codecs.getincrementaldecoder("utf-8")()
+        try:
+            for start in range(0, len(data), _SCAN_CHUNK):
+                utf8.decode(data[start : start + _SCAN_CHUNK])
+            utf8.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return False
+    hit = data.find(b"#", 1)
+    for _ in range(4096):
+        if hit < 0:
+            return True
+        if data[hit - 1] == 0x0A and data[hit : hit + 10] == b"#separator":
+            return False  # another header block: general path
+        hit = data.find(b"#", hit + 1)
+    return False  # '#' all over the body: the general path's search is faster
 
 
 def _read_tsv_block(path: Path, block: bytes, line_base: int, letters: DeadLetter, *, first: bool) -> _Part | None:
