@@ -17,14 +17,15 @@ U64 = npt.NDArray[np.uint64]
 
 
 class Gather:
-    __slots__ = ("buf", "last")
+    __slots__ = ("buf",)
 
     def __init__(self, buf: npt.NDArray[np.uint8]) -> None:
         self.buf = buf
-        self.last = len(buf) - 1
 
     def u8(self, idx: I64) -> I64:
-        return self.buf[np.clip(idx, 0, self.last)].astype(np.int64)
+        # take(mode="clip") clamps to [0, len - 1] inside one C call: the same bytes as
+        # ``buf[np.clip(idx, 0, last)]`` without clip's Python-level wrapper (hot: ~50k calls).
+        return self.buf.take(idx, mode="clip").astype(np.int64)
 
     def be(self, idx: I64, width: int) -> I64:
         """Unsigned big-endian integer of ``width`` bytes (1 to 7) at each offset."""

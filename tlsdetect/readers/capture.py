@@ -130,14 +130,12 @@ def _ticks_to_ns(ticks: I64, per_s: int) -> I64:
 
 
 def _u32(buf: U8, idx: I64, little: bool) -> I64:
-    """Unaligned 32-bit read at many offsets at once."""
-    b0 = buf[idx].astype(np.int64)
-    b1 = buf[idx + 1].astype(np.int64)
-    b2 = buf[idx + 2].astype(np.int64)
-    b3 = buf[idx + 3].astype(np.int64)
-    if little:
-        return b0 | (b1 << 8) | (b2 << 16) | (b3 << 24)
-    return (b0 << 24) | (b1 << 16) | (b2 << 8) | b3
+    """Unaligned 32-bit read at many offsets at once (offsets must lie in the buffer).
+
+    One gather through an overlapping view (element ``i`` is bytes ``i .. i + 3``), not four.
+    """
+    words = np.ndarray((max(len(buf) - 3, 0),), dtype="<u4" if little else ">u4", buffer=buf, strides=(1,))
+    return words[idx].astype(np.int64)
 
 
 def _chain(cand: I64, nxt_pos: I64, start: int) -> I64:
@@ -146,6 +144,9 @@ def _chain(cand: I64, nxt_pos: I64, start: int) -> I64:
     ``nxt_pos`` is where each candidate's successor would start. Returns the indices of the
     chain in order. Work is O(n log n) numpy, never a per-record Python step.
     """
+    if start == 0 and np.array_equal(nxt_pos[:-1], cand[1:]):
+        # The usual window: every candidate is a record, each pointing at the next one.
+        return np.arange(len(cand), dtype=np.int64)
     idx = np.searchsorted(cand, nxt_pos)
     idx_c = np.minimum(idx, len(cand) - 1)
     jump = np.where((idx < len(cand)) & (cand[idx_c] == nxt_pos), idx_c, -1).astype(np.int64)
