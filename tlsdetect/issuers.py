@@ -35,6 +35,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 __all__ = ["add_issuer_keys", "dn_key", "parse_dn"]
 
@@ -249,7 +250,9 @@ def add_issuer_keys(df: pd.DataFrame, *, order: Order = "rfc2253") -> pd.DataFra
     for src, dst in (("server_issuer", "server_issuer_key"), ("peer_issuer", "peer_issuer_key")):
         if src not in out.columns:
             continue
-        codes, uniques = pd.factorize(out[src].astype(object), use_na_sentinel=True)
-        keys = np.array([dn_key(str(u), order=order) for u in uniques] + [None], dtype=object)
-        out[dst] = pd.array(keys[codes], dtype="string")
+        # Factorised as stored (Arrow text needs no Python string per row); the keys go back
+        # through Arrow's take, the last entry (None) serving the missing DNs (code -1).
+        codes, uniques = pd.factorize(out[src], use_na_sentinel=True)
+        keys = pa.array([*(dn_key(str(u), order=order) for u in uniques), None], type=pa.string())
+        out[dst] = pd.array(keys.take(pa.array(np.where(codes < 0, len(keys) - 1, codes))), dtype="string")
     return out

@@ -107,6 +107,28 @@ def _arrow_schema(df: pd.DataFrame) -> Any:
     return pa.schema(fields)
 
 
+def _shared_list_array(cells: pd.Series, kind: Any) -> Any:
+    """An Arrow list column converted once per distinct cell *object*, or None when most cells
+    are distinct objects (then Arrow's own conversion of the frame is as good).
+
+    The pcap fast lane broadcasts a few hundred parsed hello lists to every row: converting
+    those once and repeating them by index is exact (one object, one value) and spares Arrow a
+    Python-level walk over every tuple of every row.
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    values = cells.to_numpy(dtype=object)
+    probe = values[:256]
+    if 2 * len(set(map(id, probe))) > len(probe):  # distinct objects: not worth the detour
+        return None
+    ids = np.fromiter(map(id, values), dtype=np.uint64, count=len(values))
+    _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+    if 2 * len(first) > len(values):
+        return None
+    return pa.array(values[first], type=kind, from_pandas=True).take(pa.array(inverse.reshape(-1)))
+
+
 class _ParquetSink:
     def __init__(self, path: str) -> None:
         self.path = path
@@ -117,11 +139,15 @@ class _ParquetSink:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        # Arrow takes the tuple cells of the list columns as they are.
         if self.writer is None:
             self.schema = _arrow_schema(df)
             self.writer = pq.ParquetWriter(self.path, self.schema)
-        self.writer.write_table(pa.Table.from_pandas(df, schema=self.schema, preserve_index=False))
+        shared = {f.name: _shared_list_array(df[f.name], f.type) for f in self.schema if pa.types.is_list(f.type)}
+        done = {name: array for name, array in shared.items() if array is not None}
+        rest = [f for f in self.schema if f.name not in done]
+        table = pa.Table.from_pandas(df[[f.name for f in rest]], schema=pa.schema(rest), preserve_index=False)
+        done.update({f.name: table.column(f.name) for f in rest})
+        self.writer.write_table(pa.Table.from_arrays([done[f.name] for f in self.schema], schema=self.schema))
 
     def close(self) -> None:
         if self.writer is None:  # no rows at all: still write a valid, empty file
