@@ -37,6 +37,19 @@ SERVER_CONTENT_EXTS = (0x0010, 0x002B)
 #: Longest walk over the extension list; a real hello has < 40, Arkime's synthetic one 256.
 MAX_EXTENSIONS = 1024
 
+
+def _lookup(types: tuple[int, ...]) -> B:
+    """A table over all 16-bit extension types: True for ``types`` (cheaper than ``np.isin``)."""
+    table = np.zeros(1 << 16, dtype=bool)
+    table[list(types)] = True
+    return table
+
+
+_CONTENT_TABLES: dict[tuple[int, ...], B] = {
+    types: _lookup(types) for types in (CLIENT_CONTENT_EXTS, SERVER_CONTENT_EXTS)
+}
+
+
 @dataclass(slots=True)
 class HelloBatch:
     """Per hello: ``valid`` walk, ``key`` (the exact fingerprint-input bytes -> use
@@ -58,18 +71,15 @@ class HelloBatch:
     def codes(self) -> tuple[I64, I64]:
         """(group code per hello, index of one representative hello per group)."""
         index: dict[bytes, int] = {}
-        first: list[int] = []
-        codes = np.empty(len(self.key), dtype=np.int64)
-        for i, k in enumerate(self.key):
-            code = index.setdefault(k, len(first))
-            if code == len(first):
-                first.append(i)
-            codes[i] = code
-        return codes, np.asarray(first, dtype=np.int64)
+        code_of = index.setdefault  # a new key gets the next code: codes count up from 0
+        codes = np.array([code_of(k, len(index)) for k in self.key], dtype=np.int64)
+        _, first = np.unique(codes, return_index=True)
+        return codes, first.astype(np.int64)
 
 
 def _walk_extensions(g: Gather, ext_start: I64, ext_end: I64, active: B) -> tuple[I64, I64, I64, I64, I64]:
-    """All extension headers of all hellos: (owner, type, data_start, data_len, position)."""
+    """All extension headers of all hellos: (owner, type, data_start, data_len, position), in walk
+    order (position by position, owners ascending within one)."""
     owners, types, dstarts, dlens, positions = [], [], [], [], []
     pos = ext_start.copy()
     idx = np.flatnonzero(active & (pos + 4 <= ext_end))
@@ -132,21 +142,23 @@ def _hash_key(
     wire order (an overrunning extension, which has no data, marked apart from an empty one);
     the contents of the extensions in ``content_exts``, in wire order.
     """
-    owner, etype, dstart, dlen, position = ext
+    owner, etype, dstart, dlen, _ = ext
     hellos = np.arange(n, dtype=np.int64)
     parts_owner = [hellos for _ in fixed]
     parts_salt = [np.full(n, salt, dtype=np.int64) for salt in range(len(fixed))]
     parts_start = [start for start, _ in fixed]
     parts_len = [length for _, length in fixed]
     if len(owner):
-        order = np.lexsort((position, owner))
+        # Owner-major, wire order within an owner: the walk emitted position by position.
+        order = np.argsort(owner, kind="stable")
         o, t, ds, dl = owner[order], etype[order], dstart[order], dlen[order]
         bad = dl < 0
         parts_owner.append(o)
         parts_salt.append(np.where(bad, 51, 50))
         parts_start.append(ds - 4)
         parts_len.append(np.full(len(o), 2, dtype=np.int64))
-        sel = np.isin(t, content_exts) & ~bad
+        table = _CONTENT_TABLES.get(content_exts)
+        sel = (np.isin(t, content_exts) if table is None else table[t]) & ~bad
         parts_owner.append(o[sel])
         parts_salt.append(np.full(int(sel.sum()), 60, dtype=np.int64))
         parts_start.append(ds[sel])
@@ -227,9 +239,8 @@ def server_hello_batch(buf: U8, body: I64, end: I64) -> HelloBatch:
     two = np.full(n, 2, dtype=np.int64)
     key = _hash_key(g, n, [(body, two), (cipher_at, two)], ext, SERVER_CONTENT_EXTS)
     # HelloRetryRequest: the random is a fixed constant.
-    hrr = np.ones(n, dtype=bool)
-    for i, byte in enumerate(HRR_RANDOM):
-        hrr &= g.u8(body + 2 + i) == byte
+    random_at = body[:, None] + np.arange(2, 2 + len(HRR_RANDOM), dtype=np.int64)
+    hrr = (g.u8(random_at) == np.frombuffer(HRR_RANDOM, dtype=np.uint8)).all(axis=1)
     owner, etype, dstart, dlen, _ = ext
     sv = (etype == 0x002B) & (dlen == 2)
     tls13 = np.zeros(n, dtype=bool)

@@ -26,6 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .. import schema
 from ..fingerprint import CLIENT_FP_COLUMNS, client_fingerprints, server_fingerprint
 from ..gather import Gather
 from ..hello_batch import HelloBatch, client_hello_batch, server_hello_batch
@@ -59,6 +60,9 @@ B = npt.NDArray[np.bool_]
 
 #: Bytes copied after each whole ClientHello record, as the batch walk may peek past its end.
 SLACK = 16
+#: Certificate lists kept to recognise a repeated chain without hashing it (see ``_Chains``).
+RECENT_CHAINS = 1024
+RECENT_PER_PROBE = 4
 
 
 @dataclass(slots=True)
@@ -135,7 +139,7 @@ def _no_more_hellos(buf: U8, seg: Segments, first: I64, rec_end: I64) -> B:
     """
     limit = int(rec_end.max()) + 16
     data, st, ln = assemble_prefix(
-        buf, seg.keys[first], seg.seq[first], seg.keys, seg.seq, seg.payload, seg.plen, limit
+        buf, seg.keys[first], seg.seq[first], seg.keys, seg.seq, seg.payload, seg.plen, limit, seg.by_key()
     )
     n = len(first)
     ok = np.zeros(n, dtype=bool)
@@ -193,26 +197,19 @@ def _with_joined(buf: U8, p1: I64, l1: I64, all_payload: I64, second: I64, rec_e
     few bytes after it (``SLACK``: the batch walk may peek a byte past a malformed extension), a
     record continued in a ``second`` segment as its two parts.
     """
-    view = buf.data
-    pieces: list[memoryview] = []
-    starts = np.empty(len(p1), dtype=np.int64)
-    at = 0
     tail_at = all_payload[np.maximum(second, 0)] if len(all_payload) else np.zeros(len(p1), dtype=np.int64)
-    for i, (p, first_len, j, q, need) in enumerate(
-        zip(p1.tolist(), l1.tolist(), second.tolist(), tail_at.tolist(), rec_end.tolist(), strict=True)
-    ):
-        starts[i] = at
-        if j < 0:
-            piece = view[p : p + need + SLACK]
-            pieces.append(piece)
-            at += len(piece)
-        else:
-            head = view[p : p + first_len]
-            tail = view[q : q + need - first_len]
-            pieces += [head, tail]
-            at += len(head) + len(tail)
-    if not at:
+    split = second >= 0
+    # Two slices per hello (the second empty for a whole record), bounded as slicing would.
+    lo = np.stack([p1, np.where(split, tail_at, p1)], axis=1)
+    hi = np.stack([np.where(split, p1 + l1, p1 + rec_end + SLACK), np.where(split, tail_at + rec_end - l1, p1)], axis=1)
+    lo = np.minimum(lo, len(buf))
+    hi = np.maximum(np.minimum(hi, len(buf)), lo)
+    size = (hi - lo).sum(axis=1)
+    starts = np.cumsum(size) - size
+    if not size.sum():
         return np.zeros(1, dtype=np.uint8), starts
+    view = buf.data
+    pieces = [view[a:b] for a, b in zip(lo.ravel().tolist(), hi.ravel().tolist(), strict=True)]
     return np.frombuffer(b"".join(pieces), dtype=np.uint8), starts
 
 
@@ -274,10 +271,44 @@ class _Groups:
 
 @dataclass(slots=True)
 class _Chains:
-    """Distinct certificate chains seen so far and their parsed certificates."""
+    """Distinct certificate chains seen so far and their parsed certificates.
+
+    Chains are told apart by a cryptographic digest of the whole certificate list: a forged
+    chain that shares a prefix with a trusted one must never borrow its identity. Hashing the
+    chain of every connection is what costs, so ``recent`` keeps the bytes of some chains under
+    a cheap probe (length, sampled words): a chain equal byte for byte to a kept one has that
+    one's group, which is the group its digest gives, without being hashed again. Bounded:
+    ``RECENT_CHAINS`` kept in all, ``RECENT_PER_PROBE`` per probe.
+    """
 
     index: dict[bytes, int] = field(default_factory=dict)
     parsed: list[tuple[CertInfo, ...] | None] = field(default_factory=list)
+    recent: dict[tuple[int, ...], list[tuple[bytes, int]]] = field(default_factory=dict)
+    kept: int = 0
+
+    def group(self, body: memoryview, probe: tuple[int, ...]) -> int:
+        """Group id of the certificate list ``body``; ``probe`` is only a hint for finding it."""
+        raw = bytes(body)
+        bucket = self.recent.setdefault(probe, [])
+        for known, gid in bucket:
+            if raw == known:
+                return gid
+        gid = self._by_digest(raw)
+        if self.kept < RECENT_CHAINS and len(bucket) < RECENT_PER_PROBE:
+            bucket.append((raw, gid))
+            self.kept += 1
+        return gid
+
+    def _by_digest(self, raw: bytes) -> int:
+        digest = hashlib.blake2b(raw, digest_size=16).digest()
+        gid = self.index.get(digest)
+        if gid is None:
+            gid = self.index[digest] = len(self.parsed)
+            try:
+                self.parsed.append(parse_certificate(raw))
+            except TLSParseError:
+                self.parsed.append(None)
+        return gid
 
 
 @dataclass(slots=True)
@@ -288,7 +319,7 @@ class FastLane:
     clients: _Groups = field(default_factory=_Groups)
     servers: _Groups = field(default_factory=_Groups)
     cols: dict[str, list[npt.NDArray[np.generic]]] = field(default_factory=dict)
-    sni: list[str | None] = field(default_factory=list)
+    rows: int = 0
     recent: deque[U64] = field(default_factory=deque)
     chains: _Chains = field(default_factory=_Chains)
 
@@ -367,7 +398,8 @@ class FastLane:
         older = np.flatnonzero(s_flat & ~sb.selected_tls13)
         if len(older):
             flight = server_flights(
-                buf, keys[sh[older]], seg.seq[start[sh[older]]], seg.keys, seg.seq, seg.payload, seg.plen
+                buf, keys[sh[older]], seg.seq[start[sh[older]]], seg.keys, seg.seq, seg.payload, seg.plen,
+                seg.by_key(),
             )
             s_cert[older] = self._cert_groups(flight)
             s_request[older] = flight.cert_request
@@ -405,7 +437,8 @@ class FastLane:
         if len(asked):
             c_first = start[ch[c_sel[asked]]]
             client_flight = server_flights(
-                buf, seg.keys[c_first], seg.seq[c_first], seg.keys, seg.seq, seg.payload, seg.plen
+                buf, seg.keys[c_first], seg.seq[c_first], seg.keys, seg.seq, seg.payload, seg.plen,
+                seg.by_key(),
             )
             peer[asked] = self._cert_groups(client_flight)
             good[asked] &= client_flight.settled & (peer[asked] != -2)
@@ -413,8 +446,7 @@ class FastLane:
         c_idx, s_idx = ch[c_sel][good], sh[s_sel][good]
         cert_gid = s_cert[s_sel][good]
         peer_gid = peer[good]
-        for lo, length in zip(cb.sni_start[good].tolist(), cb.sni_len[good].tolist(), strict=True):
-            self.sni.append(None if lo < 0 else c_buf[lo : lo + length].tobytes().decode("ascii", "backslashreplace"))
+        self._add_sni(c_buf, cb.sni_start[good], cb.sni_len[good])
         w = start[c_idx]
         for name, values in (
             ("ts", seg.ts[w]),
@@ -437,27 +469,30 @@ class FastLane:
         return taken
 
     def _cert_groups(self, flight: Flight) -> I64:
-        """Certificate-chain group per server: -1 no Certificate, -2 one the parser rejects.
-
-        Chains are told apart by a cryptographic digest of the whole certificate list: a
-        forged chain that shares a prefix with a trusted one must never borrow its identity.
-        """
+        """Certificate-chain group per server (see :class:`_Chains`): -1 no Certificate, -2 one
+        the parser rejects."""
         out = np.full(len(flight.cert_start), -1, dtype=np.int64)
+        have = np.flatnonzero(flight.cert_start >= 0)
+        lo, length = flight.cert_start[have], flight.cert_len[have]
+        g = Gather(flight.buf)
+        samples = [g.be32(at).tolist() for at in (lo, lo + length // 2, lo + length - 4)]
+        probes = zip(length.tolist(), *samples, strict=True)
         view = flight.buf.data
-        index, parsed = self.chains.index, self.chains.parsed
-        for i in np.flatnonzero(flight.cert_start >= 0).tolist():
-            lo = int(flight.cert_start[i])
-            body = view[lo : lo + int(flight.cert_len[i])]
-            digest = hashlib.blake2b(body, digest_size=16).digest()
-            gid = index.get(digest)
-            if gid is None:
-                gid = index[digest] = len(parsed)
-                try:
-                    parsed.append(parse_certificate(bytes(body)))
-                except TLSParseError:
-                    parsed.append(None)
-            out[i] = gid if parsed[gid] is not None else -2
+        gids = [
+            self.chains.group(view[a : a + n], probe)
+            for a, n, probe in zip(lo.tolist(), length.tolist(), probes, strict=True)
+        ]
+        gid_arr = np.array(gids, dtype=np.int64)
+        usable = np.array([chain is not None for chain in self.chains.parsed], dtype=bool)
+        out[have] = np.where(usable[gid_arr], gid_arr, -2)
         return out
+
+    def _add_sni(self, buf: U8, start: I64, length: I64) -> None:
+        """Keep the SNI bytes of the new rows (length -1: no SNI); :meth:`drain` makes the text."""
+        length = np.where(start < 0, -1, np.clip(np.minimum(length, len(buf) - start), 0, None))  # as a slice
+        self._add("sni_len", length)
+        self._add("sni_bytes", buf[_ranges(start, np.maximum(length, 0))])
+        self.rows += len(start)
 
     def _remember(self, keys: U64) -> None:
         self.recent.append(keys)
@@ -473,7 +508,7 @@ class FastLane:
         return groups.ids(batch.key, codes, reps, bodies, parse)
 
     def __len__(self) -> int:
-        return len(self.sni)
+        return self.rows
 
     def drain(self) -> pd.DataFrame:
         """The fast-lane rows so far as a connections-table fragment (fingerprints included).
@@ -481,28 +516,56 @@ class FastLane:
         The rows are handed over and forgotten, so memory holds one chunk, not the capture;
         the distinct hellos (a few hundred) are kept for the rest of the file.
         """
-        if not self.sni:
+        if not self.rows:
             return pd.DataFrame()
         col = {k: np.concatenate(v) for k, v in self.cols.items()}
-        sni = self.sni
-        self.cols, self.sni = {}, []
+        self.cols, self.rows = {}, 0
+        c_gid, s_gid = col["c_gid"], col["s_gid"]
         out: dict[str, object] = {
             "ts": col["ts"],
             "client_ip": _ips(col["c_hi"], col["c_lo"]),
-            "client_port": col["c_port"],
+            "client_port": pd.array(col["c_port"], dtype="Int32"),
             "server_ip": _ips(col["s_hi"], col["s_lo"]),
-            "server_port": col["s_port"],
-            "transport": "tcp",
-            "sni": pd.array(pa.array(sni, type=pa.string()), dtype="string"),
-            "hello_retry": col["hrr"],
-            "fingerprint_origin": "computed",
+            "server_port": pd.array(col["s_port"], dtype="Int32"),
+            "transport": _constant("tcp", len(c_gid)),
+            "sni": _ascii_texts(col["sni_len"], col["sni_bytes"]),
+            "hello_retry": pd.array(col["hrr"], dtype="boolean"),
+            "fingerprint_origin": _constant("computed", len(c_gid)),
         }
-        c_gid, s_gid = col["c_gid"], col["s_gid"]
         out.update(_client_columns(self.clients.parsed, c_gid))
         out.update(_server_columns(self.servers.parsed, s_gid))
         out.update(_cert_columns(self.chains.parsed, col["cert_gid"]))
         out.update(_cert_columns(self.chains.parsed, col["peer_gid"], prefix="peer_", chain=False))
         return pd.DataFrame(out)
+
+
+def _ranges(start: I64, length: I64) -> I64:
+    """The indices ``start[i] .. start[i] + length[i] - 1`` of every range, concatenated."""
+    within = np.arange(int(length.sum()), dtype=np.int64) - np.repeat(np.cumsum(length) - length, length)
+    return np.repeat(start, length) + within
+
+
+def _ascii_texts(length: I64, data: U8) -> object:
+    """Consecutive byte strings of ``data`` (``length`` each, -1 for missing) as text, equal to
+    ``bytes.decode("ascii", "backslashreplace")``: Arrow wraps the buffers as they are when all
+    bytes are ASCII; otherwise Python decodes each one."""
+    offsets = np.concatenate([[0], np.cumsum(np.maximum(length, 0))])
+    if len(data) < 2**31 and not (data >= 0x80).any():
+        missing = length < 0
+        text = pa.StringArray.from_buffers(
+            len(length),
+            pa.py_buffer(offsets.astype(np.int32)),
+            pa.py_buffer(data),
+            pa.py_buffer(np.packbits(~missing, bitorder="little")),
+            int(missing.sum()),
+        )
+        return pd.array(text, dtype="string")
+    raw = data.tobytes()
+    texts = [
+        None if n < 0 else raw[at : at + n].decode("ascii", "backslashreplace")
+        for at, n in zip(offsets[:-1].tolist(), length.tolist(), strict=True)
+    ]
+    return pd.array(pa.array(texts, type=pa.string()), dtype="string")
 
 
 def _ips(hi: U64, lo: U64) -> object:
@@ -523,8 +586,17 @@ def _ips(hi: U64, lo: U64) -> object:
     return pd.array(text, dtype="string")
 
 
-def _broadcast(values: list[object], gid: I64) -> object:
-    """``values[gid]`` per row. Text goes through Arrow's take (no Python string per row)."""
+def _constant(text: str, n: int) -> object:
+    """``n`` times the same text, as a string column."""
+    return pd.array(pa.array([text], type=pa.string()).take(pa.array(np.zeros(n, dtype=np.int64))), dtype="string")
+
+
+def _broadcast(values: list[object], gid: I64, dtype: str) -> object:
+    """``values[gid]`` per row, typed as the connections table wants it (``schema.conform``
+    then has nothing to convert). Text goes through Arrow's take (no Python string per row);
+    integer columns are converted once per distinct value, not per row."""
+    if dtype not in ("string", "object"):
+        return pd.Series(values, dtype=dtype).array[gid]
     if all(v is None or isinstance(v, str) for v in values):
         return pd.array(pa.array(values, type=pa.string()).take(pa.array(gid % max(len(values), 1))), dtype="string")
     arr = np.empty(len(values), dtype=object)
@@ -542,7 +614,7 @@ def _client_columns(hellos: list[ClientHello | ServerHello | None], gid: I64) ->
             fields.update(client_hello_columns(h))
         for name in names:
             per[name].append(fields.get(name))
-    return {name: _broadcast(values, gid) for name, values in per.items()}
+    return {name: _broadcast(values, gid, schema.COLUMNS.get(name, "object")) for name, values in per.items()}
 
 
 def _server_columns(hellos: list[ClientHello | ServerHello | None], gid: I64) -> dict[str, object]:
@@ -556,7 +628,7 @@ def _server_columns(hellos: list[ClientHello | ServerHello | None], gid: I64) ->
             fields.update(server_hello_columns(h))
         for name in names:
             per[name].append(fields.get(name))
-    return {name: _broadcast(values, gid) for name, values in per.items()}
+    return {name: _broadcast(values, gid, schema.COLUMNS.get(name, "object")) for name, values in per.items()}
 
 
 def _cert_columns(
@@ -573,4 +645,4 @@ def _cert_columns(
         per[names[3]].append(leaf.akid if leaf else None)
         if chain:
             per[names[4]].append(chain_json(certs) if certs else None)
-    return {name: _broadcast(values, gid) for name, values in per.items()}
+    return {name: _broadcast(values, gid, schema.COLUMNS.get(name, "object")) for name, values in per.items()}

@@ -58,15 +58,23 @@ class Flight:
 
 
 def assemble_prefix(
-    buf: U8, owner_key: U64, owner_seq: I64, keys: U64, seq: I64, payload: I64, plen: I64, limit: int
+    buf: U8, owner_key: U64, owner_seq: I64, keys: U64, seq: I64, payload: I64, plen: I64, limit: int,
+    by_key: I64 | None = None,
 ) -> tuple[U8, I64, I64]:
-    """Contiguous prefix of each owner's stream: (bytes, start offset, length) per owner."""
+    """Contiguous prefix of each owner's stream: (bytes, start offset, length) per owner.
+
+    ``by_key``, when the caller has it, is the stable argsort of ``keys``: the segments of a
+    few owners are then found by searching the owners among the segments, not the reverse.
+    """
     n = len(owner_key)
     order = np.argsort(owner_key)
     sorted_keys = owner_key[order]
-    pos = np.minimum(np.searchsorted(sorted_keys, keys), max(n - 1, 0))
-    hit = np.flatnonzero(sorted_keys[pos] == keys) if n else np.empty(0, dtype=np.int64)
-    owner = order[pos[hit]]
+    if by_key is not None and not (sorted_keys[1:] == sorted_keys[:-1]).any():
+        hit, owner = _segments_of(owner_key, keys, by_key)
+    else:
+        pos = np.minimum(np.searchsorted(sorted_keys, keys), max(n - 1, 0))
+        hit = np.flatnonzero(sorted_keys[pos] == keys) if n else np.empty(0, dtype=np.int64)
+        owner = order[pos[hit]]
     rel = ((seq[hit] - owner_seq[owner] + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
     keep = (rel >= 0) & (rel < limit)
     owner, rel, seg = owner[keep], rel[keep], hit[keep]
@@ -98,8 +106,23 @@ def assemble_prefix(
     return np.frombuffer(b"".join(pieces), dtype=np.uint8), start, length
 
 
+def _segments_of(owner_key: U64, keys: U64, by_key: I64) -> tuple[I64, I64]:
+    """Every segment whose key is one of the distinct ``owner_key``s, and its owner.
+
+    Grouped by key, in arrival order within one: after the (stable) sort by owner, position
+    and length that follows, the order is the same as scanning the segments in arrival order.
+    """
+    sorted_keys = keys[by_key]
+    lo = np.searchsorted(sorted_keys, owner_key, "left")
+    counts = np.searchsorted(sorted_keys, owner_key, "right") - lo
+    owner = np.repeat(np.arange(len(owner_key), dtype=np.int64), counts)
+    within = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+    return by_key[np.repeat(lo, counts) + within], owner
+
+
 def server_flights(
-    buf: U8, owner_key: U64, owner_seq: I64, keys: U64, seq: I64, payload: I64, plen: I64
+    buf: U8, owner_key: U64, owner_seq: I64, keys: U64, seq: I64, payload: I64, plen: I64,
+    by_key: I64 | None = None,
 ) -> Flight:
     """Assemble and walk the first flight of each server ``owner_key`` (stream starting at
     ``owner_seq``) from this window's TCP payload segments ``keys``/``seq``/``payload``/``plen``.
@@ -107,12 +130,15 @@ def server_flights(
     Most flights end within a few KiB, and the bytes after them (encrypted data) are not
     wanted: a short prefix is tried first, the long one only for flights it did not settle.
     """
-    short = _walk(*assemble_prefix(buf, owner_key, owner_seq, keys, seq, payload, plen, FIRST_TRY), len(owner_key))
+    short = _walk(
+        *assemble_prefix(buf, owner_key, owner_seq, keys, seq, payload, plen, FIRST_TRY, by_key), len(owner_key)
+    )
     retry = np.flatnonzero(short.ran_out)
     if len(retry) == 0:
         return short
     long = _walk(
-        *assemble_prefix(buf, owner_key[retry], owner_seq[retry], keys, seq, payload, plen, MAX_FLIGHT), len(retry)
+        *assemble_prefix(buf, owner_key[retry], owner_seq[retry], keys, seq, payload, plen, MAX_FLIGHT, by_key),
+        len(retry),
     )
     # One buffer for both: the long walk's offsets move past the short one's bytes.
     shift = len(short.buf)

@@ -32,6 +32,8 @@ from queue import Empty, Full, Queue
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .. import schema
 from ..fingerprint import add_fingerprints, client_fingerprints
@@ -115,6 +117,31 @@ def _start_mask(buf: npt.NDArray[np.uint8], p: I64, plen: I64) -> npt.NDArray[np
     return mask
 
 
+@dataclass(slots=True)
+class _Window:
+    """What the engine needs of one window and can be had without its state: the TCP payload
+    packets (flow keys included, sorted by key once) and which of them start a hello. The
+    prefetch thread prepares it while the engine works on the window before."""
+
+    buf: npt.NDArray[np.uint8]
+    seg: Segments
+    start: I64
+    fragments: int
+
+
+def _prepare(batch: PacketBatch, dec: Decoded) -> _Window:
+    idx = np.flatnonzero(dec.valid & (dec.proto == PROTO_TCP) & (dec.payload_len > 0))
+    src_hi, src_lo, dst_hi, dst_lo = dec.src_hi[idx], dec.src_lo[idx], dec.dst_hi[idx], dec.dst_lo[idx]
+    sport, dport = dec.sport[idx], dec.dport[idx]
+    keys = flow_hash(src_hi, src_lo, dst_hi, dst_lo, sport, dport)
+    payload, plen = dec.payload[idx], dec.payload_len[idx]
+    seg = Segments(keys, dec.seq[idx], payload, plen, batch.ts_ns[idx], src_hi, src_lo, dst_hi, dst_lo, sport, dport)
+    start = np.flatnonzero(_start_mask(batch.buf, payload, plen))
+    if len(start):
+        seg.by_key()  # the fast lane's flow-key order
+    return _Window(batch.buf, seg, start, dec.fragments)
+
+
 def _lowest_start(keys: npt.NDArray[np.uint64], seq: I64) -> tuple[npt.NDArray[np.uint64], I64]:
     """Per flow direction, the start packet lowest in sequence space (not first in time).
 
@@ -140,48 +167,48 @@ class _Engine:
 
     # -- per window ---------------------------------------------------------------------------
 
-    def window(self, batch: PacketBatch, dec: Decoded) -> None:
+    def window(self, w: _Window) -> None:
         st = self.state
         st.window += 1
-        self.stats.ip_fragments_skipped += dec.fragments
-        idx = np.flatnonzero(dec.valid & (dec.proto == PROTO_TCP) & (dec.payload_len > 0))
-        self.stats.tcp_payload_packets += len(idx)
-        if len(idx) == 0:
+        self.stats.ip_fragments_skipped += w.fragments
+        seg, start = w.seg, w.start
+        self.stats.tcp_payload_packets += len(seg.keys)
+        if len(seg.keys) == 0:
             self._expire()
             return
-        src_hi, src_lo, dst_hi, dst_lo = dec.src_hi[idx], dec.src_lo[idx], dec.dst_hi[idx], dec.dst_lo[idx]
-        sport, dport = dec.sport[idx], dec.dport[idx]
-        keys = flow_hash(src_hi, src_lo, dst_hi, dst_lo, sport, dport)
-        payload, plen, seq = dec.payload[idx], dec.payload_len[idx], dec.seq[idx]
-        ts = batch.ts_ns[idx]
-
-        start = np.flatnonzero(_start_mask(batch.buf, payload, plen))
         self.stats.handshake_start_packets += len(start)
         if len(start) and self.use_fast_lane:
             busy = np.fromiter(st.flows.keys(), dtype=np.uint64, count=len(st.flows))
-            segments = Segments(keys, seq, payload, plen, ts, src_hi, src_lo, dst_hi, dst_lo, sport, dport)
-            fast = self.fast.take(batch.buf, segments, start, busy)
+            fast = self.fast.take(w.buf, seg, start, busy)
             start = start[~fast]
         if len(start):
-            rev = flow_hash(dst_hi[start], dst_lo[start], src_hi[start], src_lo[start], dport[start], sport[start])
-            uniq, first = _lowest_start(keys[start], seq[start])
-            known = np.fromiter(st.flows.keys(), dtype=np.uint64, count=len(st.flows))
-            fresh = ~np.isin(uniq, known)
-            for j in np.sort(first[fresh]).tolist():  # one Python step per new flow direction
-                i = int(start[j])
-                self._open(
-                    int(keys[i]),
-                    int(rev[j]),
-                    Endpoint(int(src_hi[i]), int(src_lo[i]), int(sport[i])),
-                    Endpoint(int(dst_hi[i]), int(dst_lo[i]), int(dport[i])),
-                    int(seq[i]),
-                    int(ts[i]),
-                    batch.buf,
-                    int(payload[i]),
-                    int(plen[i]),
-                )
-        self._select_rounds(batch.buf, keys, seq, payload, plen)
+            self._open_new(w.buf, seg, start)
+        self._select_rounds(w.buf, seg.keys, seg.seq, seg.payload, seg.plen)
         self._expire()
+
+    def _open_new(self, buf: npt.NDArray[np.uint8], seg: Segments, start: I64) -> None:
+        """Open the flow directions that the hello-start packets ``start`` begin, if new."""
+        st = self.state
+        rev = flow_hash(
+            seg.dst_hi[start], seg.dst_lo[start], seg.src_hi[start], seg.src_lo[start], seg.dport[start],
+            seg.sport[start],
+        )
+        uniq, first = _lowest_start(seg.keys[start], seg.seq[start])
+        known = np.fromiter(st.flows.keys(), dtype=np.uint64, count=len(st.flows))
+        fresh = ~np.isin(uniq, known)
+        for j in np.sort(first[fresh]).tolist():  # one Python step per new flow direction
+            i = int(start[j])
+            self._open(
+                int(seg.keys[i]),
+                int(rev[j]),
+                Endpoint(int(seg.src_hi[i]), int(seg.src_lo[i]), int(seg.sport[i])),
+                Endpoint(int(seg.dst_hi[i]), int(seg.dst_lo[i]), int(seg.dport[i])),
+                int(seg.seq[i]),
+                int(seg.ts[i]),
+                buf,
+                int(seg.payload[i]),
+                int(seg.plen[i]),
+            )
 
     def _open(
         self, key: int, rev: int, src: Endpoint, dst: Endpoint, seq: int, ts: int,
@@ -290,8 +317,9 @@ class _Engine:
         self.stats.connections += len(rows) + len(self.fast)
         self.stats.fast_lane_connections += len(self.fast)
         df = _to_frame(rows, self.fast.drain())
-        ids = [f"{self.source}#{i}" for i in range(self.emitted, self.emitted + len(df))]
-        df["conn_id"] = pd.array(ids, dtype="string")
+        numbers = pc.cast(pa.array(np.arange(self.emitted, self.emitted + len(df), dtype=np.int64)), pa.string())
+        prefix = pa.scalar(f"{self.source}#", pa.string())
+        df["conn_id"] = pd.array(pc.binary_join_element_wise(prefix, numbers, ""), dtype="string")
         self.emitted += len(df)
         return df
 
@@ -304,8 +332,8 @@ def _retry_fingerprints(rows: list[dict[str, object]]) -> None:
             row["ja3_retry"], row["ja4_retry"] = fps.ja3, fps.ja4
 
 
-def _prefetch(reader: CaptureReader, depth: int = 2) -> Iterator[tuple[PacketBatch, Decoded, int]]:
-    """Index and decode the next windows in a thread while the caller works on this one.
+def _prefetch(reader: CaptureReader, depth: int = 2) -> Iterator[tuple[_Window, int]]:
+    """Index, decode and prepare the next windows in a thread while the caller works on this one.
 
     numpy releases the GIL inside its loops, so on two cores reading, indexing and decoding
     overlap with the handshake work; errors raised while reading reach the caller unchanged.
@@ -317,7 +345,7 @@ def _prefetch(reader: CaptureReader, depth: int = 2) -> Iterator[tuple[PacketBat
     def produce() -> None:
         try:
             for batch in reader:
-                item = (batch, decode(batch), reader.stats.bytes_read)
+                item = (_prepare(batch, decode(batch)), reader.stats.bytes_read)
                 while not stop.is_set():
                     try:
                         queue.put(item, timeout=0.1)
@@ -390,8 +418,8 @@ def iter_pcap(
     total = stats if stats is not None else PcapStats()
     reader = CaptureReader(path, window=window or WINDOW, reuse_buffer=False)
     engine = _Engine(Path(path).name, fast_lane=fast_lane)
-    for batch, dec, position in _prefetch(reader):
-        engine.window(batch, dec)
+    for prepared, position in _prefetch(reader):
+        engine.window(prepared)
         if progress is not None:
             progress(position)
         if engine.pending_rows() >= chunk_rows:
