@@ -249,3 +249,27 @@ def test_second_server_hello(tmp_path: Path, where: str) -> None:
         segs += [(False, 0, flight_bytes), (False, len(flight_bytes), bytes(second))]
     segs.append((True, len(client[0]), b"".join(client[1:4])))
     _lanes_on(tmp_path, segs)
+
+
+def test_recent_chains_never_lend_a_group_to_other_bytes() -> None:
+    """The fast lane recognises a repeated certificate list by its bytes under a cheap probe: a list
+    with the same probe (length, sampled words) but one other byte must get its own group, the same
+    bytes the group their digest gives, and the kept lists stay within their bounds."""
+    from tlsdetect.readers import fastlane
+
+    chains = fastlane._Chains()
+    probe = (64, 1, 2, 3)  # the probe is only a hint: force every list into one bucket
+    base = bytes(range(64))
+    twin = bytearray(base)
+    twin[17] ^= 0x01
+    a = chains.group(memoryview(base), probe)
+    b = chains.group(memoryview(bytes(twin)), probe)
+    assert a != b
+    assert chains.group(memoryview(bytes(base)), probe) == a  # from the kept bytes
+    assert chains._by_digest(bytes(twin)) == b  # the digest path agrees
+    many = [bytes([i % 256, i // 256]) * 32 for i in range(2 * fastlane.RECENT_CHAINS)]
+    groups = [chains.group(memoryview(m), (i % 7,)) for i, m in enumerate(many)]
+    assert len(set(groups)) == len(many)  # distinct bytes, distinct groups, kept or not
+    assert [chains.group(memoryview(m), (i % 7,)) for i, m in enumerate(many)] == groups
+    assert chains.kept <= fastlane.RECENT_CHAINS
+    assert all(len(bucket) <= fastlane.RECENT_PER_PROBE for bucket in chains.recent.values())

@@ -78,6 +78,8 @@ def assemble_prefix(
     rel = ((seq[hit] - owner_seq[owner] + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
     keep = (rel >= 0) & (rel < limit)
     owner, rel, seg = owner[keep], rel[keep], hit[keep]
+    if len(seg) == 0:  # no segment within reach of any owner (the callers' owners have one)
+        return np.empty(0, dtype=np.uint8), np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
     seg_len = plen[seg]
     # Exact retransmissions (same place, same length) are one segment.
     srt = np.lexsort((seg_len, rel, owner))

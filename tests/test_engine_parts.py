@@ -1,0 +1,140 @@
+"""The pcap engine's vectorised shortcuts against straightforward versions of the same step.
+
+Each shortcut exists for speed only (issue 2); these properties pin that it changes no value.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tlsdetect import schema
+from tlsdetect.readers.capture import _chain
+from tlsdetect.readers.fastlane import SLACK, _ascii_texts, _with_joined
+from tlsdetect.readers.flight import assemble_prefix
+
+SETTINGS = settings(max_examples=150, deadline=None)
+
+
+@st.composite
+def _segments(draw: st.DrawFn) -> tuple[np.ndarray, ...]:
+    """A small window: a payload buffer, segments of a few flows (retransmitted, overlapping, out
+    of order, some far off in sequence space) and a few distinct owners with their start seq."""
+    buf = np.frombuffer(draw(st.binary(min_size=64, max_size=256)), dtype=np.uint8)
+    n_flows = draw(st.integers(1, 4))
+    flow_keys = np.array(draw(st.lists(st.integers(1, 2**63), min_size=n_flows, max_size=n_flows, unique=True)),
+                         dtype=np.uint64)
+    base = np.array(draw(st.lists(st.integers(0, 2**32 - 1), min_size=n_flows, max_size=n_flows)), dtype=np.int64)
+    rows = draw(st.lists(st.tuples(st.integers(0, n_flows - 1), st.integers(-8, 40), st.integers(0, 200),
+                                   st.integers(1, 30)), min_size=0, max_size=24))
+    keys = np.array([flow_keys[f] for f, _, _, _ in rows], dtype=np.uint64)
+    seq = np.array([(base[f] + rel) & 0xFFFFFFFF for f, rel, _, _ in rows], dtype=np.int64)
+    plen = np.array([min(ln, len(buf) - p) if p < len(buf) else 0 for _, _, p, ln in rows], dtype=np.int64)
+    payload = np.array([min(p, len(buf)) for _, _, p, _ in rows], dtype=np.int64)
+    owners = draw(st.lists(st.integers(0, n_flows - 1), min_size=1, max_size=n_flows, unique=True))
+    owner_key = flow_keys[owners]
+    owner_seq = base[owners]
+    return buf, owner_key, owner_seq, keys, seq, payload, plen
+
+
+@SETTINGS
+@given(_segments(), st.sampled_from([4, 16, 64]))
+def test_segments_found_by_key_order_equal_the_general_search(seg: tuple[np.ndarray, ...], limit: int) -> None:
+    buf, owner_key, owner_seq, keys, seq, payload, plen = seg
+    general = assemble_prefix(buf, owner_key, owner_seq, keys, seq, payload, plen, limit)
+    by_key = assemble_prefix(buf, owner_key, owner_seq, keys, seq, payload, plen, limit,
+                             np.argsort(keys, kind="stable"))
+    for a, b in zip(general, by_key, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def _follow(cand: np.ndarray, nxt_pos: np.ndarray, start: int) -> list[int]:
+    where = {int(c): i for i, c in enumerate(cand)}
+    path, i = [start], start
+    while int(nxt_pos[i]) in where:
+        i = where[int(nxt_pos[i])]
+        path.append(i)
+    return path
+
+
+@SETTINGS
+@given(st.lists(st.integers(1, 40), min_size=1, max_size=30), st.lists(st.integers(0, 29), max_size=5),
+       st.integers(0, 29))
+def test_record_chain_shortcut_equals_following_it(lengths: list[int], breaks: list[int], start: int) -> None:
+    """Candidates back to back (the shortcut's case) or with some successors broken off."""
+    cand = np.cumsum([0, *lengths[:-1]]).astype(np.int64)
+    nxt = cand + np.array(lengths, dtype=np.int64)
+    for b in breaks:
+        if b < len(nxt):
+            nxt[b] += 1  # points between candidates: the chain ends there
+    start = min(start, len(cand) - 1)
+    assert _chain(cand, nxt, start).tolist() == _follow(cand, nxt, start)
+
+
+@SETTINGS
+@given(st.lists(st.one_of(st.none(), st.binary(max_size=12)), max_size=20))
+def test_sni_text_from_buffers_equals_python_decode(values: list[bytes | None]) -> None:
+    data = np.frombuffer(b"".join(v for v in values if v is not None), dtype=np.uint8)
+    length = np.array([-1 if v is None else len(v) for v in values], dtype=np.int64)
+    got = list(_ascii_texts(length, data))  # type: ignore[call-overload]
+    want = [None if v is None else v.decode("ascii", "backslashreplace") for v in values]
+    assert [None if pd.isna(g) else g for g in got] == want
+
+
+def _joined_by_hand(buf: np.ndarray, p1: list[int], l1: list[int], tail_at: list[int], second: list[int],
+                    rec_end: list[int]) -> tuple[bytes, list[int]]:
+    out, starts = b"", []
+    raw = buf.tobytes()
+    for p, first, q, j, need in zip(p1, l1, tail_at, second, rec_end, strict=True):
+        starts.append(len(out))
+        if j < 0:
+            out += raw[p : p + need + SLACK]
+        else:
+            out += raw[p : p + first] + raw[q : max(q, q + need - first)]
+    return out, starts
+
+
+@SETTINGS
+@given(st.binary(min_size=1, max_size=200),
+       st.lists(st.tuples(st.integers(0, 220), st.integers(0, 40), st.integers(-1, 3), st.integers(0, 80)),
+                max_size=8),
+       st.lists(st.integers(0, 220), min_size=4, max_size=4))
+def test_joined_hello_records_equal_slicing_by_hand(data: bytes, hellos: list[tuple[int, int, int, int]],
+                                                    payloads: list[int]) -> None:
+    buf = np.frombuffer(data, dtype=np.uint8)
+    p1 = np.array([h[0] for h in hellos], dtype=np.int64)
+    l1 = np.array([h[1] for h in hellos], dtype=np.int64)
+    second = np.array([h[2] for h in hellos], dtype=np.int64)
+    rec_end = np.array([max(h[3], h[1] + 1) for h in hellos], dtype=np.int64)  # a split record is longer
+    all_payload = np.array(payloads, dtype=np.int64)
+    got, starts = _with_joined(buf, p1, l1, all_payload, second, rec_end)
+    tail_at = [int(all_payload[max(j, 0)]) for j in second.tolist()]
+    want, want_starts = _joined_by_hand(buf, p1.tolist(), l1.tolist(), tail_at, second.tolist(), rec_end.tolist())
+    assert starts.tolist() == want_starts
+    assert got.tobytes()[: len(want)] == want
+    assert len(got) == max(len(want), 1)
+
+
+_DTYPES = {"string": ["a", None], "Int32": [1, None], "boolean": [True, None], "object": [(1, 2), None]}
+
+
+@SETTINGS
+@given(st.lists(st.sampled_from(list(schema.COLUMNS)), unique=True, max_size=12),
+       st.lists(st.sampled_from(list(schema.COLUMNS)), unique=True, max_size=4),
+       st.booleans())
+def test_conform_in_one_step_equals_column_by_column(present: list[str], as_object: list[str], extra: bool) -> None:
+    """Columns missing, present with the schema dtype or as plain objects needing a cast, extras."""
+    data: dict[str, pd.Series] = {}
+    for col in present:
+        dtype = schema.COLUMNS[col]
+        if dtype == "datetime64[ns, UTC]":
+            data[col] = pd.Series(pd.to_datetime([0, None], utc=True))
+        else:
+            values = _DTYPES[dtype]
+            data[col] = pd.Series(values, dtype=object if col in as_object or dtype == "object" else dtype)
+    if extra:
+        data["conn_extra"] = pd.Series([1.5, 2.5])
+    df = pd.DataFrame(data, index=pd.RangeIndex(2)) if data else pd.DataFrame(index=pd.RangeIndex(2))
+    pd.testing.assert_frame_equal(schema.conform(df), schema._conform_by_column(df))
