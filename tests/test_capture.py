@@ -635,3 +635,29 @@ def test_byte_flips_in_a_valid_capture(
         _outcome(assert_only_capture_errors(path, window=window))
     finally:
         path.unlink()
+
+
+def test_kept_batches_are_never_overwritten(tmp_path: Path) -> None:
+    """Without ``reuse_buffer`` window buffers are recycled only once nothing refers to them: every
+    batch kept across many later reads still holds the file's bytes, and dropped ones are reused."""
+    from tlsdetect.readers import capture
+
+    records = [bytes([i % 251]) * 1000 + i.to_bytes(4, "big") for i in range(600)]
+    path = tmp_path / "many.pcap"
+    path.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, LT_RAW) + b"".join(
+        struct.pack("<IIII", 1_700_000_000 + i, 0, len(r), len(r)) + r for i, r in enumerate(records)))
+    reader = CaptureReader(path, window=4096, reuse_buffer=False)
+    kept, seen, recycled = [], 0, 0
+    for i, batch in enumerate(reader):
+        recycled += any(batch.buf.base is b for b in reader._pool)
+        firsts = [bytes(batch.buf[d : d + c]) for d, c in zip(batch.data.tolist(), batch.caplen.tolist(), strict=True)]
+        assert firsts == records[seen : seen + len(firsts)]
+        if i % 2 == 0:
+            kept.append((batch, seen, len(firsts)))  # every other batch outlives all later reads
+        seen += len(firsts)
+    assert seen == len(records)
+    assert len(kept) > 2 * capture.POOL_BUFFERS
+    for batch, at, n in kept:
+        got = [bytes(batch.buf[d : d + c]) for d, c in zip(batch.data.tolist(), batch.caplen.tolist(), strict=True)]
+        assert got == records[at : at + n]
+    assert recycled > len(kept) // 2  # the dropped batches' buffers were read into again
