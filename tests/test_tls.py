@@ -228,3 +228,28 @@ def test_cert_without_key_identifiers() -> None:
     assert (info.ski, info.akid) == (None, None)
     broken = parse_der_certificate(b"\x30\x03\x02\x01\x00")
     assert (broken.subject, broken.ski, broken.akid) == (None, None, None)
+
+
+def test_certificate_with_an_unknown_version_is_kept_without_names() -> None:
+    """cryptography raises ``InvalidVersion`` (not a ValueError) for an X.509 version other than 1-3:
+    found by the engine fuzz test flipping the version byte of a real chain. The certificate keeps its
+    SHA-256 and loses only the names; Envoy's logged PEM of it reads as no certificate."""
+    import base64
+    import hashlib
+
+    from tlsdetect.readers.envoy import _pem_certificate
+
+    der = make_cert().public_bytes(serialization.Encoding.DER)
+    assert der.count(b"\xa0\x03\x02\x01\x02") == 1  # [0] EXPLICIT INTEGER 2 (v3)
+    bad = der.replace(b"\xa0\x03\x02\x01\x02", b"\xa0\x03\x02\x01\x04")
+    with pytest.raises(x509.InvalidVersion):
+        x509.load_der_x509_certificate(bad)
+    (info,) = parse_certificate(certificate_body_from_ders(bad))
+    assert (info.sha256, info.subject, info.issuer) == (hashlib.sha256(bad).hexdigest(), None, None)
+    pem = b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(bad) + b"-----END CERTIFICATE-----\n"
+    assert _pem_certificate(pem.decode()) is None
+
+
+def certificate_body_from_ders(*ders: bytes) -> bytes:
+    chain = b"".join(len(d).to_bytes(3, "big") + d for d in ders)
+    return len(chain).to_bytes(3, "big") + chain

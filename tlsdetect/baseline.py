@@ -119,7 +119,7 @@ def parse_mesh_ca(spec: str | None) -> list[MeshCA] | None:
 
         try:
             certs = x509.load_pem_x509_certificates(path.read_bytes())
-        except ValueError as exc:
+        except (ValueError, x509.InvalidVersion) as exc:
             raise ValueError(f"{spec}: not a PEM certificate file ({exc})") from None
         out = []
         for cert in certs:

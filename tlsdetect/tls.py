@@ -473,7 +473,7 @@ def _cert_info(der: bytes) -> CertInfo:
         cert = x509.load_der_x509_certificate(der)
         subject: str | None = cert.subject.rfc4514_string()
         issuer: str | None = cert.issuer.rfc4514_string()
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, x509.InvalidVersion):  # InvalidVersion: not a ValueError
         return CertInfo(sha256=digest, subject=None, issuer=None, der_length=len(der))
     ski, akid = _key_ids(cert)
     return CertInfo(sha256=digest, subject=subject, issuer=issuer, der_length=len(der), ski=ski, akid=akid)

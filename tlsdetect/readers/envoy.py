@@ -668,7 +668,7 @@ def _pem_certificate(text: str) -> CertInfo | None:
     try:
         cert = x509.load_pem_x509_certificate(unquote(text).strip().encode("utf-8", "surrogateescape"))
         info = parse_der_certificate(cert.public_bytes(Encoding.DER))
-    except (ValueError, TypeError, UnicodeError):
+    except (ValueError, TypeError, UnicodeError, x509.InvalidVersion):
         return None
     return info if info.subject is not None else None
 
