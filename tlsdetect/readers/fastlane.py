@@ -40,7 +40,7 @@ from ..tls import (
     parse_client_hello,
     parse_server_hello,
 )
-from .flight import Flight, assemble_prefix, server_flights
+from .flight import Flight, assemble_prefix, segments_of, server_flights
 from .packets import flow_hash
 from .tls_stream import (
     CLIENT_HELLO_COLUMNS,
@@ -113,15 +113,7 @@ def _next_segment(seg: Segments, first: I64, need: I64) -> I64:
 def _overlapped(seg: Segments, first: I64, second: I64, span: I64) -> B:
     """Whether any segment other than ``first``/``second`` of the same flow direction carries
     bytes of the stream range ``[0, span)`` that starts at ``first``."""
-    order = seg.by_key()
-    sorted_keys = seg.keys[order]
-    keys = seg.keys[first]
-    lo = np.searchsorted(sorted_keys, keys, "left")
-    counts = np.searchsorted(sorted_keys, keys, "right") - lo
-    total = int(counts.sum())
-    owner = np.repeat(np.arange(len(first), dtype=np.int64), counts)
-    within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
-    idx = order[np.repeat(lo, counts) + within]
+    idx, owner = segments_of(seg.keys[first], seg.keys, seg.by_key())
     rel = ((seg.seq[idx] - seg.seq[first][owner] + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
     other = (idx != first[owner]) & (idx != second[owner])
     hits = other & (rel < span[owner]) & (rel + seg.plen[idx] > 0)
@@ -168,15 +160,7 @@ def _tiles(seg: Segments, first: I64, span: I64) -> B:
     stream is left to the slow lane.
     """
     n = len(first)
-    order = seg.by_key()
-    sorted_keys = seg.keys[order]
-    keys = seg.keys[first]
-    lo = np.searchsorted(sorted_keys, keys, "left")
-    counts = np.searchsorted(sorted_keys, keys, "right") - lo
-    total = int(counts.sum())
-    owner = np.repeat(np.arange(n, dtype=np.int64), counts)
-    within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
-    idx = order[np.repeat(lo, counts) + within]
+    idx, owner = segments_of(seg.keys[first], seg.keys, seg.by_key())
     rel = ((seg.seq[idx] - seg.seq[first][owner] + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
     length = seg.plen[idx]
     inside = (rel < span[owner]) & (rel + length > 0)

@@ -70,7 +70,7 @@ def assemble_prefix(
     order = np.argsort(owner_key)
     sorted_keys = owner_key[order]
     if by_key is not None and not (sorted_keys[1:] == sorted_keys[:-1]).any():
-        hit, owner = _segments_of(owner_key, keys, by_key)
+        hit, owner = segments_of(owner_key, keys, by_key)
     else:
         pos = np.minimum(np.searchsorted(sorted_keys, keys), max(n - 1, 0))
         hit = np.flatnonzero(sorted_keys[pos] == keys) if n else np.empty(0, dtype=np.int64)
@@ -108,11 +108,13 @@ def assemble_prefix(
     return np.frombuffer(b"".join(pieces), dtype=np.uint8), start, length
 
 
-def _segments_of(owner_key: U64, keys: U64, by_key: I64) -> tuple[I64, I64]:
-    """Every segment whose key is one of the distinct ``owner_key``s, and its owner.
+def segments_of(owner_key: U64, keys: U64, by_key: I64) -> tuple[I64, I64]:
+    """(segment index, owner) for every segment carrying an owner's key (``by_key``: the stable
+    argsort of ``keys``), without a search per segment.
 
-    Grouped by key, in arrival order within one: after the (stable) sort by owner, position
-    and length that follows, the order is the same as scanning the segments in arrival order.
+    Grouped by owner, in arrival order within one: for :func:`assemble_prefix` (distinct owners),
+    after its stable sort by owner, position and length the order is the same as scanning the
+    segments in arrival order.
     """
     sorted_keys = keys[by_key]
     lo = np.searchsorted(sorted_keys, owner_key, "left")
