@@ -35,12 +35,15 @@ Column groups:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-__all__ = ["COLUMNS", "LIST_COLUMNS", "OUTPUT_COLUMNS", "conform", "empty", "validate"]
+__all__ = ["COLUMNS", "LIST_COLUMNS", "OUTPUT_COLUMNS", "conform", "empty", "missing", "null_strings", "validate"]
 
 #: Column name -> pandas dtype. ``object`` columns hold tuples of ints (or of hex strings).
 COLUMNS: Mapping[str, str] = {
@@ -141,7 +144,7 @@ def conform(df: pd.DataFrame) -> pd.DataFrame:
     data: dict[str, object] = {}
     for col, dtype in COLUMNS.items():
         if col not in have:
-            data[col] = _missing(dtype, df.index).array
+            data[col] = missing(dtype, df.index).array
         elif dtype != "object" and have[col] != dtype:
             data[col] = df[col].astype(dtype).array  # type: ignore[call-overload]
         else:
@@ -155,19 +158,39 @@ def _conform_by_column(df: pd.DataFrame) -> pd.DataFrame:
     out = df.copy()
     for col, dtype in COLUMNS.items():
         if col not in out.columns:
-            out[col] = _missing(dtype, out.index)
+            out[col] = missing(dtype, out.index)
         elif dtype != "object" and str(out[col].dtype) != dtype:
             out[col] = out[col].astype(dtype)  # type: ignore[call-overload]
     extras = [c for c in out.columns if c not in COLUMNS]
     return out[[*COLUMNS, *extras]]
 
 
-def _missing(dtype: str, index: pd.Index) -> pd.Series:
-    """A column of missing values; text ones straight from an Arrow null array, without a
-    Python list of ``None`` to convert."""
+def missing(dtype: str, index: pd.Index) -> pd.Series:
+    """An all-missing column of a schema dtype, built from arrays, never from a Python list of
+    ``None`` (a new array each time: frames may not share one)."""
+    n = len(index)
+    values: Any
     if dtype == "string":
-        return pd.Series(pd.array(pa.nulls(len(index), type=pa.string()), dtype=dtype), index=index)
-    return pd.Series([None] * len(index), dtype=dtype, index=index)
+        values = null_strings(n)
+    elif dtype == "Int32":
+        values = pd.arrays.IntegerArray(np.zeros(n, dtype=np.int32), np.ones(n, dtype=bool))
+    elif dtype == "boolean":
+        values = pd.arrays.BooleanArray(np.zeros(n, dtype=bool), np.ones(n, dtype=bool))
+    elif dtype == "object":
+        values = np.full(n, None, dtype=object)
+    else:
+        values = pd.array([None] * n, dtype=dtype)  # type: ignore[call-overload]
+    return pd.Series(values, index=index, dtype=dtype, copy=False)
+
+
+def null_strings(n: int) -> pd.api.extensions.ExtensionArray:
+    """A new all-missing string array over one shared (immutable) Arrow array of that length."""
+    return pd.arrays.ArrowStringArray(_arrow_nulls(n))
+
+
+@functools.lru_cache(maxsize=2)
+def _arrow_nulls(n: int) -> Any:
+    return pa.chunked_array([pa.nulls(n, pa.large_string())])
 
 
 def validate(df: pd.DataFrame) -> None:

@@ -28,7 +28,6 @@ do not parse go to the :class:`~tlsdetect.readers.logs.DeadLetter` with file, li
 from __future__ import annotations
 
 import codecs
-import functools
 import gzip
 import json
 import mmap
@@ -176,10 +175,10 @@ def _conformed(out: pd.DataFrame) -> pd.DataFrame:
     if all(str(out[c].dtype) == t for c, t in schema.COLUMNS.items() if t != "object" and c in out.columns):
         # one frame from the columns' arrays (no concat, no copies); missing columns built cheaply
         # (Series, not arrays: pandas would scan object arrays to infer a dtype)
-        cols = {c: out[c] if c in out.columns else _missing(t, out.index) for c, t in schema.COLUMNS.items()}
+        cols = {c: out[c] if c in out.columns else schema.missing(t, out.index) for c, t in schema.COLUMNS.items()}
         cols.update((c, out[c]) for c in out.columns if c not in schema.COLUMNS)
         return pd.DataFrame(cols, index=out.index, copy=False)
-    return schema.conform(_fill_schema(out))
+    return schema.conform(out)
 
 
 def _issuer_keys(out: pd.DataFrame, known: dict[str, tuple[np.ndarray, list[Any]]]) -> pd.DataFrame:
@@ -933,7 +932,7 @@ def _link(raw: pd.DataFrame, cache: _CertCache, fps_col: str,
     """
     n = len(raw)
     keys = ("subject", "issuer", "sha256", "chain")
-    result: dict[str, pd.Series] = {k: pd.Series(_null_strings(n), index=raw.index) for k in keys}
+    result: dict[str, pd.Series] = {k: pd.Series(schema.null_strings(n), index=raw.index) for k in keys}
     issuer_codes: tuple[np.ndarray, list[Any]] | None = None
     linked = 0
     for col, by_fp in ((fps_col, True), (fuids_col, False)):
@@ -976,7 +975,7 @@ def _take(values: Sequence[str | None], codes: np.ndarray) -> pd.api.extensions.
     dictionary = pa.array(list(values), type=pa.large_string())
     n, k = len(codes), len(dictionary)
     if dictionary.null_count == k:  # e.g. no client certificates at all
-        return _null_strings(n)
+        return schema.null_strings(n)
     if k == 1 and (codes == 0).all():  # a constant (source, fingerprint origin)
         one = str(values[0]).encode("utf-8")
         const = pa.Array.from_buffers(pa.large_string(), n, [None, pa.py_buffer(np.arange(n + 1) * len(one)),
@@ -1002,46 +1001,6 @@ def _take(values: Sequence[str | None], codes: np.ndarray) -> pd.api.extensions.
     arr = pa.Array.from_buffers(pa.large_string(), n, [validity, pa.py_buffer(offsets), pa.py_buffer(data)],
                                 null_count=nulls)
     return pd.arrays.ArrowStringArray(pa.chunked_array([arr]))
-
-
-def _null_strings(n: int) -> pd.api.extensions.ExtensionArray:
-    """A new all-missing string array over one shared (immutable) Arrow array of that length."""
-    return pd.arrays.ArrowStringArray(_arrow_nulls(n))
-
-
-@functools.lru_cache(maxsize=2)
-def _arrow_nulls(n: int) -> Any:
-    import pyarrow as pa
-
-    return pa.chunked_array([pa.nulls(n, pa.large_string())])
-
-
-def _fill_schema(out: pd.DataFrame) -> pd.DataFrame:
-    """Create the schema columns a source lacks, cheaply (``schema.conform`` would build them from lists)."""
-    add: dict[str, Any] = {}
-    for col, dtype in schema.COLUMNS.items():
-        if col not in out.columns:
-            add[col] = _missing(dtype, out.index)
-    if not add:
-        return out
-    return pd.concat([out, pd.DataFrame(add, index=out.index)], axis=1)
-
-
-def _missing(dtype: str, index: pd.Index) -> pd.Series:
-    """An all-missing column of a schema dtype (a new array each time: frames may not share one)."""
-    n = len(index)
-    values: Any
-    if dtype == "string":
-        values = _null_strings(n)
-    elif dtype == "Int32":
-        values = pd.arrays.IntegerArray(np.zeros(n, dtype=np.int32), np.ones(n, dtype=bool))
-    elif dtype == "boolean":
-        values = pd.arrays.BooleanArray(np.zeros(n, dtype=bool), np.ones(n, dtype=bool))
-    elif dtype == "object":
-        values = np.full(n, None, dtype=object)
-    else:
-        values = pd.array([None] * n, dtype=dtype)  # type: ignore[call-overload]
-    return pd.Series(values, index=index, dtype=dtype, copy=False)
 
 
 # -------------------------------------------------------------------------------------- mapping
