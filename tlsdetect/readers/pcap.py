@@ -157,8 +157,11 @@ def _lowest_start(keys: npt.NDArray[np.uint64], seq: I64) -> tuple[npt.NDArray[n
 
 
 class _Engine:
-    def __init__(self, source: str, *, fast_lane: bool = True) -> None:
+    def __init__(self, source: str, *, fast_lane: bool = True, slow_batch: int = 1) -> None:
         self.source = source
+        # Slow-lane rows wait until there are this many (or the file ends): each batch costs a
+        # table conversion and a merge, worth paying for a thousand rows, not for eight.
+        self.slow_batch = slow_batch
         self.state = _State()
         self.stats = PcapStats()
         self.fast = FastLane(recent_windows=IDLE_WINDOWS)
@@ -313,7 +316,9 @@ class _Engine:
         if final:
             for conn in list(self.state.conns.values()):
                 self._finish(conn)
-        rows, self.state.rows = self.state.rows, []
+        rows: list[dict[str, object]] = []
+        if final or len(self.state.rows) >= self.slow_batch:
+            rows, self.state.rows = self.state.rows, []
         self.stats.connections += len(rows) + len(self.fast)
         self.stats.fast_lane_connections += len(self.fast)
         df = _to_frame(rows, self.fast.drain())
@@ -377,25 +382,29 @@ def _prefetch(reader: CaptureReader, depth: int = 2) -> Iterator[tuple[_Window, 
 
 
 def _to_frame(rows: list[dict[str, object]], fast: pd.DataFrame) -> pd.DataFrame:
-    """Slow-lane rows (fingerprinted here) and fast-lane rows (already fingerprinted) as one table."""
+    """Slow-lane rows (fingerprinted here) and fast-lane rows (already fingerprinted) as one
+    table in time order.
+
+    The fast lane hands its rows over sorted by time, so a chunk is reordered only to merge in
+    the few slow-lane rows (one take per column), never sorted column by column from scratch.
+    """
     _retry_fingerprints(rows)
     parts = []
-    for part in (pd.DataFrame.from_records(rows) if rows else None, fast if len(fast) else None):
-        if part is not None:
-            part["ts"] = pd.to_datetime(part["ts"].astype("int64"), unit="ns", utc=True)
-            parts.append(part)
+    if rows:
+        slow = pd.DataFrame.from_records(rows)
+        slow["ts"] = pd.to_datetime(slow["ts"].astype("int64"), unit="ns", utc=True)
+        parts.append(add_fingerprints(schema.conform(slow)))
+    if len(fast):
+        fast["ts"] = pd.to_datetime(fast["ts"], unit="ns", utc=True)
+        parts.append(schema.conform(fast))
     if not parts:
         return schema.empty()
-    # Slow-lane rows need every column for add_fingerprints, and two parts one column set for
-    # the concatenation; a fast-lane part alone is conformed once, at the end.
-    if rows or len(parts) > 1:
-        parts = [schema.conform(part) for part in parts]
-    if rows:
-        parts[0] = add_fingerprints(parts[0])
     df = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
-    df["source"] = "pcap"
+    df["source"] = pd.Series("pcap", index=df.index, dtype="string")
     df = add_issuer_keys(df)
-    return schema.conform(df.sort_values("ts", kind="stable").reset_index(drop=True))
+    if not df["ts"].is_monotonic_increasing:
+        df = df.sort_values("ts", kind="stable", ignore_index=True)
+    return df
 
 
 def iter_pcap(
@@ -411,13 +420,15 @@ def iter_pcap(
 
     Memory holds one window of the file and one chunk of rows, however large the capture.
     Rows are in time order within a chunk; a connection is emitted when its handshake is
-    settled, so chunks overlap a little in time. Damage ends the file with a warning in
+    settled, so chunks overlap a little in time. The rare connection that needed the
+    reassembling path waits until ``chunk_rows // 8`` such connections have gathered (or the
+    file ends): its chunk may come later than its neighbours' in time. Damage ends the file with a warning in
     ``stats.warnings`` (everything before it is kept). ``progress`` gets the bytes consumed.
     ``fast_lane=False`` sends every handshake through the reassembling path (the tests compare).
     """
     total = stats if stats is not None else PcapStats()
     reader = CaptureReader(path, window=window or WINDOW, reuse_buffer=False)
-    engine = _Engine(Path(path).name, fast_lane=fast_lane)
+    engine = _Engine(Path(path).name, fast_lane=fast_lane, slow_batch=max(1, chunk_rows // 8))
     for prepared, position in _prefetch(reader):
         engine.window(prepared)
         if progress is not None:
