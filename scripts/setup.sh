@@ -26,6 +26,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[dev]'
+# Bytecode up front: an editable install leaves it to the first import, and environments with
+# PYTHONDONTWRITEBYTECODE never write it, so every command would compile the package again (~55 ms).
+.venv/bin/python -m compileall -q tlsdetect
 # mitmproxy is a tool the capture scripts drive, not a library of ours: it pins an older
 # cryptography, so it lives in its own venv under .tools/.
 if [ ! -x .tools/mitmproxy/bin/mitmdump ]; then
