@@ -62,6 +62,7 @@ class Result:
     status: str = "ok"
     seconds: float | None = None
     peak_rss_mb: float | None = None
+    runs: list[float] = field(default_factory=list)
     hellos: int | None = None
     check: str = ""
     notes: list[str] = field(default_factory=list)
@@ -92,9 +93,20 @@ def measure(result: Result, stdout_path: Path, repeat: int, env: dict[str, str] 
             result.status = "failed"
             result.notes.append(f"exit code {rc}: {tail}")
             return False
+        result.runs.append(seconds)
         result.seconds = seconds if result.seconds is None else min(result.seconds, seconds)
         result.peak_rss_mb = max(result.peak_rss_mb or 0.0, rss)
     return True
+
+
+def _merge(best: Result | None, new: Result) -> Result:
+    """One tool's results over the rounds: the best time, the largest RSS, every run's time."""
+    if best is None or new.status != "ok":
+        return new
+    new.runs = best.runs + new.runs
+    new.seconds = min(best.seconds or float("inf"), new.seconds or float("inf"))
+    new.peak_rss_mb = max(best.peak_rss_mb or 0.0, new.peak_rss_mb or 0.0)
+    return new
 
 
 def warm_cache(path: Path) -> float:
@@ -354,12 +366,13 @@ def report(pcap: Path, manifest: dict[str, Any] | None, *, build_s: float | None
         f"- file: {file_line}; {built}",
         f"- page cache: warm -- the file was read once before the tools ran "
         f"({warm_s:.2f} s, {size / 1e6 / warm_s:,.0f} MB/s); every tool ran in the same run, "
-        "one after another",
+        "in rounds of one run each (round robin)",
         f"- 1-minute load average before / after the tools: {load[0]:.2f} / {load[1]:.2f} on "
         f"{os.cpu_count()} cores (anything else running on the machine skews the times)",
-        "- seconds: wall time of the subprocess (best of the repeats); peak RSS: ru_maxrss from wait4 "
-        "(largest single process of the tool's tree)", "",
+        "- seconds: wall time of the subprocess (best of the rounds; every run's time is listed "
+        "below the table); peak RSS: ru_maxrss from wait4 (largest single process of the tool's tree)", "",
         table(results, conns, size), "",
+        *(f"- {r.tool}, every run (s): {', '.join(f'{t:.2f}' for t in r.runs)}" for r in results if r.runs), "",
         "Targets (issue):", *targets(results, size), "",
         "Commands and notes:",
     ]
@@ -389,7 +402,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="small ~50 MB file for a smoke run")
     p.add_argument("--skip", type=parse_skip, action="append", default=[],
                    help=f"tools to skip, comma separated or repeated: {','.join(TOOLS)}")
-    p.add_argument("--repeat", type=int, default=1, help="runs per tool; the best time is kept")
+    p.add_argument("--repeat", type=int, default=1, help="rounds; every tool runs once per round (round robin), the best time is kept")
     p.add_argument("--cache-dir", help="where built pcaps are kept (default ~/.cache/tlsdetect-bench)")
     p.add_argument("--results", help="Markdown output (default benchmarks/results/pcap-<date>[-quick].md)")
     return p.parse_args(argv)
@@ -405,14 +418,19 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="tlsdetect-bench-") as tmp:
-        for name in TOOLS:
-            if name in skip:
-                continue
-            print(f"running {name} ...", flush=True)
-            results.append(RUNNERS[name](pcap, manifest, Path(tmp), args.repeat))
-            r = results[-1]
-            print(f"  {r.status}: {fmt(r.seconds, '.2f')} s, {fmt(r.peak_rss_mb, '.0f')} MiB, "
-                  f"hellos {fmt(r.hellos, ',')} {r.check} {'; '.join(r.notes)}", flush=True)
+        # Round robin, one run per tool per round: a slow phase of the machine (a noisy host
+        # moves times by 20-40% over minutes) hits every tool alike, so the ratios hold.
+        best: dict[str, Result] = {}
+        for round_no in range(1, args.repeat + 1):
+            for name in TOOLS:
+                if name in skip or (name in best and best[name].status != "ok"):
+                    continue
+                print(f"round {round_no}/{args.repeat}: running {name} ...", flush=True)
+                r = RUNNERS[name](pcap, manifest, Path(tmp), 1)
+                print(f"  {r.status}: {fmt(r.seconds, '.2f')} s, {fmt(r.peak_rss_mb, '.0f')} MiB, "
+                      f"hellos {fmt(r.hellos, ',')} {r.check} {'; '.join(r.notes)}", flush=True)
+                best[name] = _merge(best.get(name), r)
+        results = list(best.values())
     text = report(pcap, manifest, build_s=build_s, warm_s=warm_s, results=results,
                   load=(load_before, os.getloadavg()[0]))
     suffix = "-quick" if args.quick else ""

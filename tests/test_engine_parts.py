@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from tlsdetect import schema
 from tlsdetect.readers.capture import _chain
-from tlsdetect.readers.fastlane import SLACK, _ascii_texts, _with_joined
+from tlsdetect.readers.fastlane import SLACK, _ascii_texts, _in_time_order, _with_joined
 from tlsdetect.readers.flight import assemble_prefix
 
 SETTINGS = settings(max_examples=150, deadline=None)
@@ -138,3 +138,21 @@ def test_conform_in_one_step_equals_column_by_column(present: list[str], as_obje
         data["conn_extra"] = pd.Series([1.5, 2.5])
     df = pd.DataFrame(data, index=pd.RangeIndex(2)) if data else pd.DataFrame(index=pd.RangeIndex(2))
     pd.testing.assert_frame_equal(schema.conform(df), schema._conform_by_column(df))
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.integers(0, 5), st.one_of(st.none(), st.binary(max_size=6))), max_size=25))
+def test_time_order_moves_every_row_with_its_sni(rows: list[tuple[int, bytes | None]]) -> None:
+    """The fast lane's rows sorted by time (ties in arrival order), SNI bytes moved as ranges."""
+    col = {
+        "ts": np.array([t for t, _ in rows], dtype=np.int64),
+        "row": np.arange(len(rows), dtype=np.int64),
+        "sni_len": np.array([-1 if s is None else len(s) for _, s in rows], dtype=np.int64),
+        "sni_bytes": np.frombuffer(b"".join(s or b"" for _, s in rows), dtype=np.uint8),
+    }
+    out = _in_time_order(col)
+    expected = sorted(range(len(rows)), key=lambda i: rows[i][0])  # sorted() is stable
+    assert out["row"].tolist() == expected
+    assert out["ts"].tolist() == [rows[i][0] for i in expected]
+    assert out["sni_len"].tolist() == [-1 if rows[i][1] is None else len(rows[i][1] or b"") for i in expected]
+    assert out["sni_bytes"].tobytes() == b"".join(rows[i][1] or b"" for i in expected)
