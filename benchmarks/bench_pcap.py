@@ -402,7 +402,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="small ~50 MB file for a smoke run")
     p.add_argument("--skip", type=parse_skip, action="append", default=[],
                    help=f"tools to skip, comma separated or repeated: {','.join(TOOLS)}")
-    p.add_argument("--repeat", type=int, default=1, help="rounds; every tool runs once per round (round robin), the best time is kept")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="rounds; every tool runs once per round (round robin), the best time is kept")
     p.add_argument("--cache-dir", help="where built pcaps are kept (default ~/.cache/tlsdetect-bench)")
     p.add_argument("--results", help="Markdown output (default benchmarks/results/pcap-<date>[-quick].md)")
     return p.parse_args(argv)

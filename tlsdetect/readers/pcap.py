@@ -422,8 +422,9 @@ def iter_pcap(
     Rows are in time order within a chunk; a connection is emitted when its handshake is
     settled, so chunks overlap a little in time. The rare connection that needed the
     reassembling path waits until ``chunk_rows // 8`` such connections have gathered (or the
-    file ends): its chunk may come later than its neighbours' in time. Damage ends the file with a warning in
-    ``stats.warnings`` (everything before it is kept). ``progress`` gets the bytes consumed.
+    file ends): its chunk may come later than its neighbours' in time. Damage ends the file
+    with a warning in ``stats.warnings`` (everything before it is kept). ``progress`` gets the
+    bytes consumed.
     ``fast_lane=False`` sends every handshake through the reassembling path (the tests compare).
     """
     total = stats if stats is not None else PcapStats()
