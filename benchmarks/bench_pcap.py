@@ -85,17 +85,16 @@ def run_measured(cmd: list[str], stdout_path: Path,
     return seconds, usage.ru_maxrss / 1024, proc.returncode, " | ".join(tail)
 
 
-def measure(result: Result, stdout_path: Path, repeat: int, env: dict[str, str] | None = None) -> bool:
-    """Best-of-``repeat`` wall time and the largest peak RSS; False if the tool failed."""
-    for _ in range(repeat):
-        seconds, rss, rc, tail = run_measured(result.command, stdout_path, env)
-        if rc != 0:
-            result.status = "failed"
-            result.notes.append(f"exit code {rc}: {tail}")
-            return False
-        result.runs.append(seconds)
-        result.seconds = seconds if result.seconds is None else min(result.seconds, seconds)
-        result.peak_rss_mb = max(result.peak_rss_mb or 0.0, rss)
+def measure(result: Result, stdout_path: Path, env: dict[str, str] | None = None) -> bool:
+    """One run's wall time and peak RSS into ``result`` (rounds are merged by :func:`_merge`);
+    False if the tool failed."""
+    seconds, rss, rc, tail = run_measured(result.command, stdout_path, env)
+    if rc != 0:
+        result.status = "failed"
+        result.notes.append(f"exit code {rc}: {tail}")
+        return False
+    result.runs.append(seconds)
+    result.seconds, result.peak_rss_mb = seconds, rss
     return True
 
 
@@ -171,7 +170,7 @@ def tlsdetect_unavailable(env: dict[str, str]) -> str | None:
     return lines[-1] if lines else f"exit code {probe.returncode}"
 
 
-def run_tlsdetect(pcap: Path, manifest: dict[str, Any] | None, work: Path, repeat: int) -> Result:
+def run_tlsdetect(pcap: Path, manifest: dict[str, Any] | None, work: Path) -> Result:
     out = work / "tlsdetect.parquet"
     res = Result("tlsdetect fingerprint", [sys.executable, "-m", "tlsdetect", "fingerprint",
                                            str(pcap), "--format", "parquet", "-o", str(out)])
@@ -181,7 +180,7 @@ def run_tlsdetect(pcap: Path, manifest: dict[str, Any] | None, work: Path, repea
         res.status = "unavailable"
         res.notes.append(f"not runnable yet: {reason}")
         return res
-    if measure(res, work / "tlsdetect.stdout", repeat, env):
+    if measure(res, work / "tlsdetect.stdout", env):
         try:
             res.hellos, md5s, info = parquet_ja3(out)
             expected = manifest and manifest["expected_ja3_md5"]
@@ -191,14 +190,14 @@ def run_tlsdetect(pcap: Path, manifest: dict[str, Any] | None, work: Path, repea
     return res
 
 
-def run_tshark(pcap: Path, manifest: dict[str, Any] | None, work: Path, repeat: int) -> Result:
+def run_tshark(pcap: Path, manifest: dict[str, Any] | None, work: Path) -> Result:
     res = Result("tshark", ["tshark", "-r", str(pcap), "-Y", "tls.handshake.type==1",
                             "-T", "fields", "-e", "tls.handshake.ja3"])
     if shutil.which("tshark") is None:
         res.status, res.notes = "unavailable", ["tshark not on PATH"]
         return res
     out = work / "tshark.txt"
-    if measure(res, out, repeat):
+    if measure(res, out):
         found = md5_lines(out)
         res.hellos = sum(found.values())
         res.check = compare_ja3(found, manifest and manifest["expected_ja3_md5"])
@@ -206,10 +205,10 @@ def run_tshark(pcap: Path, manifest: dict[str, Any] | None, work: Path, repeat: 
     return res
 
 
-def run_dpkt(pcap: Path, manifest: dict[str, Any] | None, work: Path, repeat: int) -> Result:
+def run_dpkt(pcap: Path, manifest: dict[str, Any] | None, work: Path) -> Result:
     res = Result("dpkt JA3 script", [sys.executable, str(PEERS / "dpkt_ja3.py"), str(pcap)])
     out = work / "dpkt.txt"
-    if measure(res, out, repeat):
+    if measure(res, out):
         found = md5_lines(out)
         res.hellos = sum(found.values())
         res.check = compare_ja3(found, manifest and manifest["expected_ja3_md5_single_segment"])
@@ -218,10 +217,10 @@ def run_dpkt(pcap: Path, manifest: dict[str, Any] | None, work: Path, repeat: in
     return res
 
 
-def run_bare(pcap: Path, manifest: dict[str, Any] | None, work: Path, repeat: int) -> Result:
+def run_bare(pcap: Path, manifest: dict[str, Any] | None, work: Path) -> Result:
     res = Result("bare numpy scan", [sys.executable, str(PEERS / "bare_scan.py"), str(pcap)])
     out = work / "bare.txt"
-    if measure(res, out, repeat):
+    if measure(res, out):
         res.hellos = int(out.read_text().strip() or 0)
         res.check = "record-start pattern count (approximate by design)"
     return res
@@ -427,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
                 if name in skip or (name in best and best[name].status != "ok"):
                     continue
                 print(f"round {round_no}/{args.repeat}: running {name} ...", flush=True)
-                r = RUNNERS[name](pcap, manifest, Path(tmp), 1)
+                r = RUNNERS[name](pcap, manifest, Path(tmp))
                 print(f"  {r.status}: {fmt(r.seconds, '.2f')} s, {fmt(r.peak_rss_mb, '.0f')} MiB, "
                       f"hellos {fmt(r.hellos, ',')} {r.check} {'; '.join(r.notes)}", flush=True)
                 best[name] = _merge(best.get(name), r)
