@@ -117,7 +117,8 @@ def test_joined_hello_records_equal_slicing_by_hand(data: bytes, hellos: list[tu
     assert len(got) == max(len(want), 1)
 
 
-_DTYPES = {"string": ["a", None], "Int32": [1, None], "boolean": [True, None], "object": [(1, 2), None]}
+_DTYPES = {"string": ["a", None], "category": ["a", None], "Int32": [1, None], "boolean": [True, None],
+           "object": [(1, 2), None]}
 
 
 @SETTINGS

@@ -431,7 +431,7 @@ def test_peer_certificate_pem_gives_the_issuing_key(tmp_path: Path) -> None:
     assert (a["server_subject"], a["server_issuer"]) == ("CN=backend.test", "CN=Mesh CA")
     assert b["peer_subject"] == "CN=as logged"
     assert c[["peer_issuer_akid", "server_issuer_akid", "peer_subject"]].isna().all()
-    assert str(df["peer_issuer_akid"].dtype) == str(df["server_issuer_akid"].dtype) == "string"
+    assert str(df["peer_issuer_akid"].dtype) == str(df["server_issuer_akid"].dtype) == "category"
     assert (dead.stats.bad_lines, dead.stats.warnings) == (0, [])
 
     collapsed = read_envoy([write(tmp_path, lines[:1] + lines[:1])], collapse=True)

@@ -244,7 +244,7 @@ def test_add_issuer_keys_columns() -> None:
     out = add_issuer_keys(df, order="x509")
     assert out["server_issuer_key"].tolist() == ["cn=x,o=A,c=US", pd.NA, "cn=x,o=A,c=US"]
     assert out["peer_issuer_key"].tolist() == [pd.NA, "cn=Mesh CA,o=Mesh", pd.NA]
-    assert str(out["server_issuer_key"].dtype) == "string"
+    assert str(out["server_issuer_key"].dtype) == "category"
     assert "server_issuer_key" not in df.columns  # input untouched
 
 

@@ -108,7 +108,7 @@ def test_issuer_akid_is_the_intermediate_ca_key(fast_lane: bool) -> None:
     assert tls12["server_cert_sha256"].eq(pki["server_leaf"]["sha256"]).all()
     assert tls12["server_issuer_akid"].eq(ski).all()
     assert df.loc[df["tls_version"] == "TLSv1.3", "server_issuer_akid"].isna().all()  # certificates encrypted
-    assert str(df["server_issuer_akid"].dtype) == "string"
+    assert str(df["server_issuer_akid"].dtype) == "category"
     chain = json.loads(tls12["server_chain"].iloc[0])
     assert [c["sha256"] for c in chain] == [pki["server_leaf"]["sha256"], pki["intermediate_ca"]["sha256"]]
     assert chain[1]["ski"] == chain[0]["akid"] == ski

@@ -370,7 +370,7 @@ _INT32 = Annotated[int | None, Field(ge=-(2**31), le=2**31 - 1)]
 
 
 def _input_field(name: str, dtype: str) -> tuple[Any, Any]:
-    if dtype == "string":
+    if dtype in ("string", "category"):  # category: the certificate columns, text on the wire
         return (str | None, Field(default=None, max_length=65_536))
     if dtype == "Int32":
         return (_INT32, None)

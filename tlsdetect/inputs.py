@@ -88,7 +88,7 @@ class Inputs:
         from . import schema
 
         parts = [c for c in self.chunks() if len(c)]
-        return pd.concat(parts, ignore_index=True) if parts else schema.empty()
+        return schema.concat(parts) if parts else schema.empty()
 
     def _logs(self, kind: str, files: list[Path]) -> Iterator[pd.DataFrame]:
         try:

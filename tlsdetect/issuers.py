@@ -31,11 +31,12 @@ RFC 4514) is read as Zeek's TSV-escaped comma.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
+
+from . import schema
 
 __all__ = ["add_issuer_keys", "dn_key", "parse_dn"]
 
@@ -246,13 +247,16 @@ def dn_key(text: str | None, *, order: Order = "rfc2253") -> str | None:
 
 def add_issuer_keys(df: pd.DataFrame, *, order: Order = "rfc2253") -> pd.DataFrame:
     """Fill ``server_issuer_key``/``peer_issuer_key`` from the issuer columns, once per distinct DN."""
-    out = df.copy()
+    out = df.copy(deep=False)  # only whole columns are replaced (and pandas copies on write)
     for src, dst in (("server_issuer", "server_issuer_key"), ("peer_issuer", "peer_issuer_key")):
         if src not in out.columns:
             continue
-        # Factorised as stored (Arrow text needs no Python string per row); the keys go back
-        # through Arrow's take, the last entry (None) serving the missing DNs (code -1).
-        codes, uniques = pd.factorize(out[src], use_na_sentinel=True)
-        keys = pa.array([*(dn_key(str(u), order=order) for u in uniques), None], type=pa.string())
-        out[dst] = pd.array(keys.take(pa.array(np.where(codes < 0, len(keys) - 1, codes))), dtype="string")
+        col = out[src]
+        uniques: Any
+        if isinstance(col.dtype, pd.CategoricalDtype):  # the schema's form: its codes already factorise it
+            codes, uniques = np.asarray(col.cat.codes, dtype=np.int64), col.cat.categories
+        else:
+            codes, uniques = pd.factorize(col, use_na_sentinel=True)
+        keys = [dn_key(str(u), order=order) for u in uniques]
+        out[dst] = pd.Series(schema.category_from_codes(keys, codes), index=out.index)
     return out

@@ -29,6 +29,13 @@ Column groups:
 * the parsed hello lists (``ch_*``, ``sh_*``) so fingerprints can be recomputed from the table
   and features derived. Lists hold ints in wire order, GREASE kept; ``ch_alpn`` holds each
   protocol as lowercase hex so non-ASCII values survive every output format;
+* the certificate columns (``server_*``/``peer_*`` above) are categoricals with string
+  categories (:data:`CERT_COLUMNS`): a network sees a few hundred distinct certificates behind
+  millions of connections, so each DN, digest and chain is stored once and the rows hold codes.
+  A million Zeek rows carry ~0.8 GB of certificate text when spelled out per row; the codes are
+  a few MB, and Parquet and Arrow keep them as dictionaries. Read them as text with
+  ``.astype("string")``; comparing two categoricals needs equal categories, and a new value needs
+  its category added first, so derive text columns rather than writing into these;
 * later stages' columns (``user_agent``, ``client_id``) exist from the start so all sources
   share one shape.
 """
@@ -36,14 +43,16 @@ Column groups:
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 
-__all__ = ["COLUMNS", "LIST_COLUMNS", "OUTPUT_COLUMNS", "conform", "empty", "missing", "null_strings", "validate"]
+__all__ = ["CERT_COLUMNS", "COLUMNS", "LIST_COLUMNS", "OUTPUT_COLUMNS", "as_category", "category_from_codes", "concat",
+           "conform", "dtype_name", "empty", "missing", "null_categories", "null_strings", "validate"]
 
 #: Column name -> pandas dtype. ``object`` columns hold tuples of ints (or of hex strings).
 COLUMNS: Mapping[str, str] = {
@@ -71,17 +80,17 @@ COLUMNS: Mapping[str, str] = {
     "ja3_retry": "string",
     "ja4_retry": "string",
     "hello_retry": "boolean",
-    "server_subject": "string",
-    "server_issuer": "string",
-    "server_cert_sha256": "string",
-    "server_chain": "string",
-    "server_issuer_key": "string",
-    "server_issuer_akid": "string",
-    "peer_subject": "string",
-    "peer_issuer": "string",
-    "peer_cert_sha256": "string",
-    "peer_issuer_key": "string",
-    "peer_issuer_akid": "string",
+    "server_subject": "category",
+    "server_issuer": "category",
+    "server_cert_sha256": "category",
+    "server_chain": "category",
+    "server_issuer_key": "category",
+    "server_issuer_akid": "category",
+    "peer_subject": "category",
+    "peer_issuer": "category",
+    "peer_cert_sha256": "category",
+    "peer_issuer_key": "category",
+    "peer_issuer_akid": "category",
     "user_agent": "string",
     "client_id": "string",
     "ch_version": "Int32",
@@ -100,6 +109,9 @@ COLUMNS: Mapping[str, str] = {
 }
 
 LIST_COLUMNS = tuple(c for c, t in COLUMNS.items() if t == "object")
+
+#: Columns held as categoricals with string categories (see the module docstring).
+CERT_COLUMNS = tuple(c for c, t in COLUMNS.items() if t == "category")
 
 #: What ``tlsdetect fingerprint`` shows by default, in this order.
 OUTPUT_COLUMNS = (
@@ -128,7 +140,8 @@ OUTPUT_COLUMNS = (
 
 def empty() -> pd.DataFrame:
     """A zero-row connections table with every column and dtype."""
-    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in COLUMNS.items()})
+    index = pd.RangeIndex(0)
+    return pd.DataFrame({c: missing(t, index) for c, t in COLUMNS.items()}, index=index)
 
 
 def conform(df: pd.DataFrame) -> pd.DataFrame:
@@ -138,7 +151,7 @@ def conform(df: pd.DataFrame) -> pd.DataFrame:
     arrays: inserting columns one at a time costs more than the casts on a chunk of a few
     thousand rows. A frame that only needs its order (or nothing) is copied and reordered.
     """
-    have = dict(zip(df.columns, map(str, df.dtypes), strict=True)) if df.columns.is_unique else None
+    have = dict(zip(df.columns, map(dtype_name, df.dtypes), strict=True)) if df.columns.is_unique else None
     if have is None or all(c in have and t in ("object", have[c]) for c, t in COLUMNS.items()):
         return _conform_by_column(df)  # nothing to add or cast (or duplicate column names)
     data: dict[str, object] = {}
@@ -146,11 +159,31 @@ def conform(df: pd.DataFrame) -> pd.DataFrame:
         if col not in have:
             data[col] = missing(dtype, df.index).array
         elif dtype != "object" and have[col] != dtype:
-            data[col] = df[col].astype(dtype).array  # type: ignore[call-overload]
+            data[col] = _cast(df[col], dtype).array
         else:
             data[col] = df[col].array
     data.update({c: df[c].array for c in df.columns if c not in COLUMNS})
     return pd.DataFrame(data, index=df.index.copy())
+
+
+def concat(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """``pd.concat(frames, ignore_index=True)`` for connections tables (chunks of one input, inputs of
+    one run), with the certificate columns kept categorical over the union of the frames' categories.
+
+    pandas spells out two categoricals with different categories as text: per row, the very cost
+    the categories are there to avoid.
+    """
+    from pandas.api.types import union_categoricals
+
+    frames = list(frames)
+    if len(frames) == 1:
+        return frames[0].reset_index(drop=True)
+    cert = [c for c in CERT_COLUMNS if all(c in f.columns for f in frames)]
+    out = pd.concat([f.drop(columns=cert) for f in frames], ignore_index=True)
+    cats = {c: union_categoricals([as_category(f[c]).array for f in frames]) for c in cert}
+    out = out.assign(**{c: pd.Series(v, index=out.index, copy=False) for c, v in cats.items()})
+    order = [*frames[0].columns, *(c for c in out.columns if c not in frames[0].columns)]
+    return out[order]
 
 
 def _conform_by_column(df: pd.DataFrame) -> pd.DataFrame:
@@ -159,10 +192,36 @@ def _conform_by_column(df: pd.DataFrame) -> pd.DataFrame:
     for col, dtype in COLUMNS.items():
         if col not in out.columns:
             out[col] = missing(dtype, out.index)
-        elif dtype != "object" and str(out[col].dtype) != dtype:
-            out[col] = out[col].astype(dtype)  # type: ignore[call-overload]
+        elif dtype != "object" and dtype_name(out[col].dtype) != dtype:
+            out[col] = _cast(out[col], dtype)
     extras = [c for c in out.columns if c not in COLUMNS]
     return out[[*COLUMNS, *extras]]
+
+
+def dtype_name(dtype: Any) -> str:
+    """``str(dtype)``, except that a categorical of other than strings is not a schema "category"."""
+    if isinstance(dtype, pd.CategoricalDtype) and str(dtype.categories.dtype) != "string":
+        return f"category[{dtype.categories.dtype}]"
+    return str(dtype)
+
+
+def _cast(s: pd.Series, dtype: str) -> pd.Series:
+    if dtype == "category":
+        return as_category(s)
+    cast: pd.Series = s.astype(dtype)  # type: ignore[call-overload]
+    return cast
+
+
+def as_category(s: pd.Series) -> pd.Series:
+    """A text column as a certificate column: a categorical with string categories.
+
+    Through ``string`` first, so the categories have one dtype whatever the input held (object,
+    ``str``, a categorical of objects): categoricals concatenate as categoricals only when their
+    categories match in dtype too.
+    """
+    if isinstance(s.dtype, pd.CategoricalDtype) and str(s.cat.categories.dtype) == "string":
+        return s
+    return s.astype("string").astype("category")
 
 
 def missing(dtype: str, index: pd.Index) -> pd.Series:
@@ -178,9 +237,32 @@ def missing(dtype: str, index: pd.Index) -> pd.Series:
         values = pd.arrays.BooleanArray(np.zeros(n, dtype=bool), np.ones(n, dtype=bool))
     elif dtype == "object":
         values = np.full(n, None, dtype=object)
+    elif dtype == "category":
+        values = null_categories(n)
     else:
         values = pd.array([None] * n, dtype=dtype)  # type: ignore[call-overload]
     return pd.Series(values, index=index, dtype=dtype, copy=False)
+
+
+def category_from_codes(values: Sequence[str | None], codes: npt.NDArray[np.integer[Any]]) -> pd.Categorical:
+    """A certificate column from per-code values and codes (-1 = missing), without a Python step per row.
+
+    ``values`` may repeat or hold ``None`` (two DNs with one canonical key; an unparseable DN):
+    they are deduplicated here, so the categories are unique and the codes remapped.
+    """
+    uniq: dict[str, int] = {}
+    remap = np.full(len(values) + 1, -1, dtype=np.int64)  # the last slot: code -1 stays missing
+    for j, v in enumerate(values):
+        if v is not None:
+            remap[j] = uniq.setdefault(v, len(uniq))
+    picked = remap[codes]
+    small = picked.astype(np.int8 if len(uniq) < 127 else np.int16 if len(uniq) < 32_767 else np.int32)
+    return pd.Categorical.from_codes(small, categories=pd.Index(list(uniq), dtype="string"), validate=False)
+
+
+def null_categories(n: int) -> pd.Categorical:
+    """An all-missing categorical column with (no) string categories, the shape of a certificate column."""
+    return pd.Categorical.from_codes(np.full(n, -1, dtype=np.int8), categories=pd.Index([], dtype="string"))
 
 
 def null_strings(n: int) -> pd.api.extensions.ExtensionArray:
@@ -199,7 +281,7 @@ def validate(df: pd.DataFrame) -> None:
     for col, dtype in COLUMNS.items():
         if col not in df.columns:
             problems.append(f"missing column {col!r}")
-        elif str(df[col].dtype) != dtype:
-            problems.append(f"column {col!r} is {df[col].dtype}, expected {dtype}")
+        elif dtype_name(df[col].dtype) != dtype:
+            problems.append(f"column {col!r} is {dtype_name(df[col].dtype)}, expected {dtype}")
     if problems:
         raise ValueError("not a connections table: " + "; ".join(problems))

@@ -115,7 +115,7 @@ import pyarrow.json as pj
 
 from tlsdetect.issuers import add_issuer_keys
 from tlsdetect.readers.logs import DeadLetter, LogFormatError, LogStats, valid_utf8
-from tlsdetect.schema import COLUMNS, conform
+from tlsdetect.schema import COLUMNS, conform, null_categories
 from tlsdetect.tls import CertInfo, parse_der_certificate
 
 __all__ = ["OPERATORS", "compile_text_format", "default_mapping", "parse_envoy_lines", "read_envoy"]
@@ -756,6 +756,8 @@ def _fill_missing(df: pd.DataFrame) -> pd.DataFrame:
             new[col] = _constant(None, n).to_numpy(dtype=object) if n == 0 else _constant(None, n).array
         elif dtype == "object":
             new[col] = np.full(n, None, dtype=object)
+        elif dtype == "category":
+            new[col] = null_categories(n)
         else:
             new[col] = pd.Series(pd.NA, index=range(n), dtype=dtype).array
     if not new:

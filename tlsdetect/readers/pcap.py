@@ -399,7 +399,7 @@ def _to_frame(rows: list[dict[str, object]], fast: pd.DataFrame) -> pd.DataFrame
         parts.append(schema.conform(fast))
     if not parts:
         return schema.empty()
-    df = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+    df = parts[0] if len(parts) == 1 else schema.concat(parts)
     df["source"] = pd.Series("pcap", index=df.index, dtype="string")
     df = add_issuer_keys(df)
     if not df["ts"].is_monotonic_increasing:
@@ -476,4 +476,4 @@ def read_pcap(
     frames = [f for f in frames if len(f)]
     if not frames:
         return schema.empty(), total
-    return (frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)), total
+    return (frames[0] if len(frames) == 1 else schema.concat(frames)), total

@@ -569,4 +569,4 @@ def read_pcap_tshark(
             frames.append(_to_frame(rows))
     if not frames:
         return schema.empty(), total
-    return (frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)), total
+    return (frames[0] if len(frames) == 1 else schema.concat(frames)), total

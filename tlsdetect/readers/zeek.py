@@ -157,43 +157,28 @@ def read_zeek(paths: Sequence[Path], *, dead_letter: DeadLetter | None = None) -
         return schema.conform(add_issuer_keys(schema.empty()))
     raw = pd.concat(ssl, ignore_index=True) if len(ssl) > 1 else ssl[0]
     cache = _CertCache.build(x509)
-    out, issuer_codes = _map_ssl(raw, cache)
+    out = _map_ssl(raw, cache)
     if conn:
         out = _join_conn(out, pd.concat(conn, ignore_index=True))
-        issuer_codes = {}  # rows may move in the merge
     out = _conformed(out)
     if out["ch_version"].notna().any():
         from ..fingerprint import add_fingerprints
 
         out = schema.conform(add_fingerprints(out))
-        issuer_codes = {}
-    return _issuer_keys(out, issuer_codes)
+    return add_issuer_keys(out)  # once per distinct issuer: the column's categories
 
 
 def _conformed(out: pd.DataFrame) -> pd.DataFrame:
     """Schema order and dtypes; the frame is built with the right dtypes, so usually no cast or copy."""
-    if all(str(out[c].dtype) == t for c, t in schema.COLUMNS.items() if t != "object" and c in out.columns):
+    have = [c for c in schema.COLUMNS if c in out.columns and schema.COLUMNS[c] != "object"]
+    typed = (schema.dtype_name(out[c].dtype) == schema.COLUMNS[c] for c in have)
+    if all(typed):
         # one frame from the columns' arrays (no concat, no copies); missing columns built cheaply
         # (Series, not arrays: pandas would scan object arrays to infer a dtype)
         cols = {c: out[c] if c in out.columns else schema.missing(t, out.index) for c, t in schema.COLUMNS.items()}
         cols.update((c, out[c]) for c in out.columns if c not in schema.COLUMNS)
         return pd.DataFrame(cols, index=out.index, copy=False)
     return schema.conform(out)
-
-
-def _issuer_keys(out: pd.DataFrame, known: dict[str, tuple[np.ndarray, list[Any]]]) -> pd.DataFrame:
-    """:func:`add_issuer_keys` run on the distinct issuer DNs only, then broadcast (same result).
-
-    ``known`` holds, per issuer column built by a take, its codes and per-code values: no need to
-    factorise the column again.
-    """
-    out = out.copy(deep=False)
-    for src, dst in (("server_issuer", "server_issuer_key"), ("peer_issuer", "peer_issuer_key")):
-        codes, uniques = known[src] if src in known else _codes(out[src])
-        keyed = add_issuer_keys(pd.DataFrame({src: pd.array(uniques, dtype="string")}))
-        keys = [None if pd.isna(v) else str(v) for v in keyed[dst]] if len(uniques) else []
-        out[dst] = _take(keys, codes)
-    return out
 
 
 def _codes(s: pd.Series) -> tuple[np.ndarray, list[Any]]:
@@ -924,24 +909,22 @@ def _col(frame: pd.DataFrame, name: str) -> pd.Series:
     return pd.Series(pd.NA, index=frame.index, dtype="string")
 
 
-def _link(raw: pd.DataFrame, cache: _CertCache, fps_col: str,
-          fuids_col: str) -> tuple[dict[str, pd.Series], tuple[np.ndarray, list[Any]] | None]:
+def _link(raw: pd.DataFrame, cache: _CertCache, fps_col: str, fuids_col: str) -> dict[str, pd.Series]:
     """subject, issuer, sha256 of the leaf and the chain JSON, once per distinct chain cell.
 
-    Also the issuer column's codes and per-code values when one chain column alone made it.
+    Certificate columns are categoricals: the per-cell values become the categories and the
+    chain column's codes the rows' codes, so no text is written per row. Fingerprint links win;
+    the fuid links fill what they left missing.
     """
     n = len(raw)
     keys = ("subject", "issuer", "sha256", "chain")
-    result: dict[str, pd.Series] = {k: pd.Series(schema.null_strings(n), index=raw.index) for k in keys}
-    issuer_codes: tuple[np.ndarray, list[Any]] | None = None
-    linked = 0
+    result: dict[str, pd.Series] = {k: pd.Series(schema.null_categories(n), index=raw.index) for k in keys}
     for col, by_fp in ((fps_col, True), (fuids_col, False)):
         if col not in raw.columns:
             continue
         codes, uniques = _codes(raw[col])
         if len(uniques) == 0:
             continue
-        linked += 1
         per: list[tuple[str | None, str | None, str | None, str | None]] = []
         for cell in uniques:
             chain = cache.chain(str(cell), by_fp=by_fp)
@@ -952,10 +935,22 @@ def _link(raw: pd.DataFrame, cache: _CertCache, fps_col: str,
             doc = json.dumps([{"subject": s, "issuer": i, "sha256": h} for s, i, h in chain])
             per.append((leaf[0], leaf[1], leaf[2], doc))
         for j, key in enumerate(keys):
-            values = pd.Series(_take([p[j] for p in per], codes), index=raw.index)
-            result[key] = result[key].fillna(values) if not by_fp else values
-        issuer_codes = (codes, [p[1] for p in per])
-    return result, issuer_codes if linked == 1 else None
+            values = pd.Series(schema.category_from_codes([p[j] for p in per], codes), index=raw.index)
+            result[key] = _coalesce(result[key], values) if not by_fp else values
+    return result
+
+
+def _coalesce(first: pd.Series, second: pd.Series) -> pd.Series:
+    """``first.fillna(second)`` for certificate columns: a categorical cannot take a value it has no
+    category for, so the two are recoded onto the union of their categories."""
+    a, b = schema.as_category(first), schema.as_category(second)
+    union = a.cat.categories.append(b.cat.categories).unique()
+    codes = []
+    for s in (a, b):
+        own = np.asarray(s.cat.codes, dtype=np.int64)
+        codes.append(np.append(union.get_indexer(s.cat.categories), -1)[own])  # own -1 -> the last slot: -1
+    picked = np.where(codes[0] >= 0, codes[0], codes[1])
+    return pd.Series(pd.Categorical.from_codes(picked, categories=union, validate=False), index=first.index)
 
 
 #: Above this many bytes of output a string column is gathered with ``bytes.join`` (see :func:`_take`).
@@ -1006,7 +1001,7 @@ def _take(values: Sequence[str | None], codes: np.ndarray) -> pd.api.extensions.
 # -------------------------------------------------------------------------------------- mapping
 
 
-def _map_ssl(raw: pd.DataFrame, cache: _CertCache) -> tuple[pd.DataFrame, dict[str, tuple[np.ndarray, list[Any]]]]:
+def _map_ssl(raw: pd.DataFrame, cache: _CertCache) -> pd.DataFrame:
     n = len(raw)
     cols: dict[str, Any] = {}
     cols["ts"] = raw["ts"] if "ts" in raw.columns else pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
@@ -1031,19 +1026,14 @@ def _map_ssl(raw: pd.DataFrame, cache: _CertCache) -> tuple[pd.DataFrame, dict[s
             carried |= cols[col].notna().to_numpy(dtype=bool)
     cols["fingerprint_origin"] = _take(["zeek"], np.where(carried, 0, -1))
 
-    server, server_codes = _link(raw, cache, "cert_chain_fps", "cert_chain_fuids")
-    peer, peer_codes = _link(raw, cache, "client_cert_chain_fps", "client_cert_chain_fuids")
-    issuer_codes = {}
-    if server_codes is not None and "issuer_subject" not in raw.columns:
-        issuer_codes["server_issuer"] = server_codes
-    if peer_codes is not None and "client_issuer_subject" not in raw.columns:
-        issuer_codes["peer_issuer"] = peer_codes
+    server = _link(raw, cache, "cert_chain_fps", "cert_chain_fuids")
+    peer = _link(raw, cache, "client_cert_chain_fps", "client_cert_chain_fuids")
     for prefix, linked, inline in (("server", server, ("subject", "issuer_subject")),
                                    ("peer", peer, ("client_subject", "client_issuer_subject"))):
         for key, inline_col in zip(("subject", "issuer"), inline, strict=True):
             values = linked[key]
             if inline_col in raw.columns:  # Bro 2.2 (and zat's JSON) print the leaf inline
-                values = values.fillna(raw[inline_col].astype("string"))
+                values = _coalesce(values, raw[inline_col])
             cols[f"{prefix}_{key}"] = values
         cols[f"{prefix}_cert_sha256"] = linked["sha256"]
     cols["server_chain"] = server["chain"]
@@ -1056,7 +1046,7 @@ def _map_ssl(raw: pd.DataFrame, cache: _CertCache) -> tuple[pd.DataFrame, dict[s
     cols["alpn"] = alpn
     out = pd.DataFrame(cols, index=raw.index, copy=False)
     _client_hello(raw, out)
-    return out, issuer_codes
+    return out
 
 
 def _first(cell: str) -> str | None:

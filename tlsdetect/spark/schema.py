@@ -55,7 +55,7 @@ def spark_type(column: str, dtype: str) -> Any:
     """The Spark SQL type of one connections-table column."""
     from pyspark.sql import types as st
 
-    if dtype == "string":
+    if dtype in ("string", "category"):  # category: certificate text, stored once per value in pandas
         return st.StringType()
     if dtype == "Int32":
         return st.IntegerType()
@@ -181,6 +181,8 @@ def to_spark_frame(df: pd.DataFrame, order: Any = None) -> pd.DataFrame:
             out[col] = _pack_lists(s)
         elif dtype.startswith("datetime64"):
             out[col] = s.dt.floor("us")
+        elif dtype == "category":  # Spark's string type: the text (Arrow dictionaries do not cross)
+            out[col] = _one_chunk(s.astype("string"))
         else:
             out[col] = _one_chunk(s)  # Arrow-backed or masked: PySpark takes them as Arrow arrays, no Python objects
     ts = conf["ts"].reset_index(drop=True)
