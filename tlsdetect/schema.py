@@ -236,7 +236,7 @@ def missing(dtype: str, index: pd.Index) -> pd.Series:
     elif dtype == "boolean":
         values = pd.arrays.BooleanArray(np.zeros(n, dtype=bool), np.ones(n, dtype=bool))
     elif dtype == "object":
-        values = np.full(n, None, dtype=object)
+        values = np.empty(n, dtype=object)  # numpy fills object arrays with None (faster than np.full)
     elif dtype == "category":
         values = null_categories(n)
     else:
@@ -255,8 +255,9 @@ def category_from_codes(values: Sequence[str | None], codes: npt.NDArray[np.inte
     for j, v in enumerate(values):
         if v is not None:
             remap[j] = uniq.setdefault(v, len(uniq))
-    picked = remap[codes]
-    small = picked.astype(np.int8 if len(uniq) < 127 else np.int16 if len(uniq) < 32_767 else np.int32)
+    width: type[np.signedinteger[Any]] = np.int8 if len(uniq) < 127 else np.int16 if len(uniq) < 32_767 else np.int32
+    # values already distinct and none missing (chains, digests): the codes as they are
+    small: npt.NDArray[np.signedinteger[Any]] = (codes if len(uniq) == len(values) else remap[codes]).astype(width)
     return pd.Categorical.from_codes(small, categories=pd.Index(list(uniq), dtype="string"), validate=False)
 
 

@@ -112,6 +112,7 @@ _NEVER_ESCAPED = frozenset({"uid", "id.orig_h", "id.resp_h", "version", "ja3", "
 _CARRIED = ("ja3", "ja3s", "ja4", "ja4_r", "ja4_o", "ja4_ro")
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _ESCAPE = re.compile(rb"\\(\\|x[0-9a-fA-F]{2})")
+_BACKSLASH = re.compile(rb"\\")
 _MASKED_TS = re.compile(r"X+(\.X+)?")
 
 
@@ -494,11 +495,13 @@ def _tsv_body(path: Path, body: memoryview | _FileBody, head: _Header, first_lin
                     delimiter=sep, quote_char=False, escape_char=False, invalid_row_handler=on_invalid
                 ),
                 convert_options=pacsv.ConvertOptions(
-                    column_types={f"c{i}": attempt.get(i, pa.string()) for i in range(n)},
+                    # large_string: what pandas' Arrow strings hold, so no per-column cast on the way out
+                    column_types={f"c{i}": attempt.get(i, pa.large_string()) for i in range(n)},
                     include_columns=[f"c{i}" for i in used],
                     null_values=[head.unset],
                     strings_can_be_null=True,
                     quoted_strings_can_be_null=False,
+                    check_utf8=False,  # ``plain``: the caller has checked every byte is UTF-8
                 ),
             )
             break
@@ -573,7 +576,7 @@ def _tsv_body(path: Path, body: memoryview | _FileBody, head: _Header, first_lin
 def _string_mapper(t: Any) -> Any:
     import pyarrow as pa
 
-    return pd.StringDtype("pyarrow") if t == pa.string() else None
+    return pd.StringDtype("pyarrow") if t in (pa.string(), pa.large_string()) else None
 
 
 def _empty_raw(fields: list[str]) -> pd.DataFrame:
@@ -838,12 +841,8 @@ def _unescape_one(value: str) -> str:
 
 def _unescape(s: pd.Series) -> pd.Series:
     """Zeek TSV escapes (``\\\\`` and ``\\xNN``), decoded only where a backslash occurs."""
-    if str(s.dtype) == "string":  # the common case, no backslash at all: one Arrow scan, no mask
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        if not pc.any(pc.match_substring(pa.chunked_array(pa.array(s.array)), "\\")).as_py():
-            return s
+    if str(s.dtype) == "string" and not _any_backslash(s):  # the common case: nothing to decode
+        return s
     has = s.str.contains("\\", regex=False).fillna(False).to_numpy(dtype=bool)
     if not has.any():
         return s
@@ -852,6 +851,21 @@ def _unescape(s: pd.Series) -> pd.Series:
     out = s.astype(object).to_numpy(copy=True)
     out[has] = decoded[codes]
     return pd.Series(pd.array(out, dtype="string"), index=s.index)
+
+
+def _any_backslash(s: pd.Series) -> bool:
+    """Whether a backslash may occur in an Arrow-backed string column: a search of its data buffers
+    (C speed, ~4x faster than Arrow's per-value ``match_substring``). A buffer can hold bytes outside
+    the column's slice, so a hit only sends the column down the exact path."""
+    import pyarrow as pa
+
+    arr = pa.array(s.array)
+    chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
+    for chunk in chunks:
+        data = chunk.buffers()[2] if len(chunk) and len(chunk.buffers()) > 2 else None
+        if data is not None and _BACKSLASH.search(memoryview(data)):
+            return True
+    return False
 
 
 def _split_vector(value: str) -> list[str]:
@@ -1012,12 +1026,12 @@ def _map_ssl(raw: pd.DataFrame, cache: _CertCache) -> pd.DataFrame:
     cols["server_ip"] = _col(raw, "id.resp_h")
     cols["server_port"] = _col(raw, "id.resp_p").astype("Int32")
     cols["sni"] = _col(raw, "server_name")
-    version = _col(raw, "version").astype("string")
-    v_codes, v_uniques = _codes(version)
+    v_codes, v_uniques = _codes(_col(raw, "version").astype("string"))
     cols["tls_version"] = _take([_VERSIONS.get(str(v), str(v)) for v in v_uniques], v_codes)
-    ja4 = _col(raw, "ja4").astype("string")
-    quic = ja4.str.startswith("q").fillna(False).to_numpy(dtype=bool)
-    dtls = (version.str.startswith("DTLS").fillna(False) | ja4.str.startswith("d").fillna(False)).to_numpy(dtype=bool)
+    dtls_version = np.array([str(v).startswith("DTLS") for v in v_uniques] + [False], dtype=bool)
+    letter = _first_bytes(_col(raw, "ja4").astype("string"))  # JA4's first letter: t(cp), q(uic), d(tls)
+    quic = letter == ord("q")
+    dtls = dtls_version[v_codes] | (letter == ord("d"))  # code -1 (no version) takes the trailing False
     cols["transport"] = _take(["tcp", "quic", "dtls"], np.where(dtls, 2, np.where(quic, 1, 0)))
     carried = np.zeros(n, dtype=bool)
     for col in _CARRIED:
@@ -1047,6 +1061,29 @@ def _map_ssl(raw: pd.DataFrame, cache: _CertCache) -> pd.DataFrame:
     out = pd.DataFrame(cols, index=raw.index, copy=False)
     _client_hello(raw, out)
     return out
+
+
+def _first_bytes(s: pd.Series) -> np.ndarray:
+    """The first byte of each value of a string column (0 where missing or empty), from Arrow's
+    buffers: one gather instead of a per-value ``startswith`` per letter."""
+    import pyarrow as pa
+
+    arr = pa.array(s.array)
+    chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
+    parts = []
+    for part in chunks:
+        chunk = part.cast(pa.large_string())
+        n = len(chunk)
+        if n == 0:
+            continue
+        _, offs_buf, data_buf = chunk.buffers()
+        offs = np.frombuffer(offs_buf, dtype=np.int64, count=chunk.offset + n + 1)[chunk.offset :]
+        empty = data_buf is None or data_buf.size == 0
+        data = np.zeros(1, np.uint8) if empty else np.frombuffer(data_buf, dtype=np.uint8)
+        starts = offs[:-1]
+        has = (np.diff(offs) > 0) & np.asarray(chunk.is_valid(), dtype=bool)
+        parts.append(np.where(has, data[np.where(has, starts, 0)], 0).astype(np.uint8))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint8)
 
 
 def _first(cell: str) -> str | None:
