@@ -250,6 +250,8 @@ def category_from_codes(values: Sequence[str | None], codes: npt.NDArray[np.inte
     ``values`` may repeat or hold ``None`` (two DNs with one canonical key; an unparseable DN):
     they are deduplicated here, so the categories are unique and the codes remapped.
     """
+    if all(v is None for v in values):  # nothing known (no client certificates): no per-row work
+        return null_categories(len(codes))
     uniq: dict[str, int] = {}
     remap = np.full(len(values) + 1, -1, dtype=np.int64)  # the last slot: code -1 stays missing
     for j, v in enumerate(values):

@@ -774,15 +774,19 @@ def _arrow_cast(s: pd.Series, target: Any) -> np.ndarray | None:
 def _to_ts(s: pd.Series) -> tuple[pd.Series, np.ndarray]:
     n = len(s)
     if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
-        fast: np.ndarray | None = pd.to_numeric(s).to_numpy(dtype=np.float64, na_value=np.nan)
+        fast: np.ndarray | None = s.to_numpy(dtype=np.float64, na_value=np.nan)
     else:
         fast = _arrow_cast(s, _pa_type("float64"))
     if fast is not None:
-        secs = fast.astype(np.float64)
+        secs = fast.astype(np.float64, copy=False)
         finite = np.isfinite(secs) & (np.abs(secs) < 9e9)
-        micros = np.round(np.where(finite, secs, 0.0) * 1e6).astype(np.int64)
-        utc = pd.DatetimeIndex((micros * 1000).view("datetime64[ns]")).tz_localize("UTC")
-        ts = pd.Series(utc, index=s.index).where(finite)
+        every = bool(finite.all())  # the common case: no masking, no copies for it
+        nanos = np.round((secs if every else np.where(finite, secs, 0.0)) * 1e6).astype(np.int64)
+        nanos *= 1000
+        utc = pd.DatetimeIndex(nanos.view("datetime64[ns]")).tz_localize("UTC")
+        ts = pd.Series(utc, index=s.index, copy=False)
+        if not every:
+            ts = ts.where(finite)
         return ts.astype("datetime64[ns, UTC]"), np.isfinite(secs) & ~finite
     if not pd.api.types.is_numeric_dtype(s.dtype):
         text = s.astype("string")
