@@ -239,6 +239,22 @@ def _x509_pair(tmp_path: Path) -> tuple[Path, Path]:
     return tsv, js
 
 
+@pytest.mark.parametrize("as_json", [False, True])
+@pytest.mark.parametrize("port", [65536, 99_999_999_999, -1])
+def test_port_outside_16_bits_is_a_bad_number_not_a_wrapped_one(tmp_path: Path, as_json: bool, port: int) -> None:
+    rows = [_row(i) for i in range(3)]
+    rows[1]["id.orig_p"] = port
+    path = tmp_path / ("ssl.json" if as_json else "ssl.tsv")
+    if as_json:
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    else:
+        path.write_text(ssl_tsv([[_tsv_value(r[f]) for f in SSL_FIELDS] for r in rows]))
+    df, letters = read(path)
+    assert df["conn_id"].tolist() == ["C0", "C2"]
+    assert df["client_port"].tolist() == [40000, 40002]
+    assert letters.stats.reasons == {"bad number": 1}
+
+
 def test_tsv_and_json_give_the_same_table(tmp_path: Path) -> None:
     rows = [_row(i) for i in range(3)]
     tsv = tmp_path / "ssl.tsv"

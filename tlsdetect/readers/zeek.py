@@ -105,6 +105,7 @@ _STRING_FIELDS = (
     "service",
 )
 _INT_FIELDS = ("id.orig_p", "id.resp_p", "client_version", "orig_bytes", "resp_bytes")
+_U16_FIELDS = frozenset({"id.orig_p", "id.resp_p", "client_version"})
 _FLOAT_FIELDS = ("duration",)
 #: Fields the mapping only reads per distinct value (Arrow reads them dictionary-encoded).
 _PER_DISTINCT = frozenset({*_VECTOR_FIELDS, "version"})
@@ -717,6 +718,8 @@ def _typed(path: Path, raw: pd.DataFrame, head: _Header, letters: DeadLetter,
         if col not in raw.columns:
             continue
         values, col_bad = _to_number(raw[col], integer=col in _INT_FIELDS)
+        if col in _U16_FIELDS:  # ports and the hello version: the table's Int32 must not wrap them
+            values, col_bad = _u16(values, col_bad)
         out[col] = values
         reasons[col_bad & ~bad] = f"bad number: {col}"
         bad |= col_bad
@@ -844,6 +847,17 @@ def _to_number(s: pd.Series, *, integer: bool) -> tuple[pd.Series, np.ndarray]:
         f = f.where(pd.Series(whole, index=s.index))
         return f.astype("Int64"), failed
     return num.astype("Float64"), failed
+
+
+def _u16(values: pd.Series, bad: np.ndarray) -> tuple[pd.Series, np.ndarray]:
+    """A 16-bit field as ``Int32``; a value outside 0-65535 is a bad number (a damaged line), not a
+    wrapped one."""
+    data = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    missing = np.isnan(data)
+    wide = ~missing & ((data < 0) | (data > 0xFFFF))
+    keep = ~missing & ~wide
+    ints = np.where(keep, data, 0).astype(np.int32)
+    return pd.Series(pd.arrays.IntegerArray(ints, ~keep), index=values.index), bad | wide
 
 
 def _whole_numbers(s: pd.Series) -> tuple[pd.Series, np.ndarray]:
