@@ -73,7 +73,7 @@ def read_rows(patterns: list[Path]) -> tuple[pd.DataFrame, int]:
     chunks = [chunk for f in files for chunk in iter_pcap(f)]
     if not chunks:
         return schema.empty(), len(files)
-    df = schema.conform(pd.concat(chunks, ignore_index=True))
+    df = schema.conform(schema.concat(chunks))
     keep = df["ch_version"].notna() & df["ja3_full"].notna() & (df["ja4"].notna() | df["ja3n"].notna())
     return df[keep.to_numpy()].reset_index(drop=True), len(files)
 
@@ -119,6 +119,8 @@ def inject(test: pd.DataFrame, pool: pd.DataFrame, icpt_rows: np.ndarray, share:
            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Interception-like hellos and switched issuers in the test table (in place); their row numbers."""
     n = len(test)
+    for col in schema.CERT_COLUMNS:  # written row by row below: as text here, categorical again after conform
+        test[col] = test[col].astype("string")
     hit = np.sort(rng.choice(n, size=int(n * share), replace=False))
     if len(icpt_rows) and len(hit):
         repl = pool.take(icpt_rows[rng.integers(0, len(icpt_rows), len(hit))]).reset_index(drop=True)

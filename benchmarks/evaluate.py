@@ -34,6 +34,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tlsdetect import schema  # noqa: E402
 from tlsdetect.baseline import Baseline, parse_mesh_ca  # noqa: E402
 from tlsdetect.evaluation import by_group, metrics, per_signal, to_markdown  # noqa: E402
 from tlsdetect.inputs import Inputs  # noqa: E402
@@ -57,7 +58,7 @@ def labelled(corpus: Path) -> pd.DataFrame:
         df = Inputs(paths).read_all()
         df["_source"] = source
         parts.append(df)
-    data = pd.concat(parts, ignore_index=True)
+    data = schema.concat(parts)  # certificate columns stay categorical across the two sources
     data["_port"] = data["client_port"].astype("int64")
     keyed = labels.rename(columns={"source": "_source", "client_port": "_port"})
     keep = ["_source", "client_ip", "_port", "stack", "label", "split", "path"]

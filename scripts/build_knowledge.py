@@ -35,6 +35,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tlsdetect import schema  # noqa: E402
 from tlsdetect.fingerprint import ja3_string, ja4, md5_hex  # noqa: E402
 from tlsdetect.readers.pcap import iter_pcap  # noqa: E402
 from tlsdetect.tls import EXT_ALPN, EXT_SIGNATURE_ALGORITHMS, EXT_SUPPORTED_VERSIONS  # noqa: E402
@@ -257,7 +258,7 @@ def _capture_commit(shared: Path) -> str:
 
 def _read_capture(path: Path) -> pd.DataFrame:
     chunks = list(iter_pcap(path))
-    return pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
+    return schema.concat(chunks) if chunks else pd.DataFrame()
 
 
 def _vendor(name: str) -> str:

@@ -135,3 +135,24 @@ def test_parquet_round_trip_recomputes_the_same(tmp_path: object) -> None:
     again = add_fingerprints(schema.conform(back))
     assert again["ja4"].iloc[0] == first["ja4"].iloc[0] == client_fingerprints("t", hello).ja4
     assert again["ja3"].iloc[0] == first["ja3"].iloc[0]
+
+
+def test_parquet_chunks_with_more_certificates_than_the_first(tmp_path: object) -> None:
+    """Certificate columns are categoricals whose codes widen with their categories (int8 -> int16):
+    a later chunk knowing 300 issuers must still fit the file's schema, and read back the same."""
+    import pyarrow.parquet as pq
+
+    from tlsdetect import sinks
+
+    few = schema.conform(pd.DataFrame({"server_issuer": ["CN=a", None, "CN=b"]}))
+    many = schema.conform(pd.DataFrame({"server_issuer": [f"CN=issuer {i}" for i in range(300)]}))
+    assert few["server_issuer"].cat.codes.dtype != many["server_issuer"].cat.codes.dtype
+    path = f"{tmp_path}/t.parquet"
+    sink = sinks.Sink("parquet", path=path)
+    sink.write(few)
+    sink.write(many)
+    sink.close()
+    back = schema.conform(pq.read_table(path).to_pandas())
+    schema.validate(back)
+    assert back["server_issuer"].astype("string").tolist() == [
+        "CN=a", pd.NA, "CN=b", *(f"CN=issuer {i}" for i in range(300))]

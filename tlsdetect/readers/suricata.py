@@ -449,6 +449,6 @@ def read_suricata(
             frames.append(frame)
     if not frames:
         return schema.empty()
-    out = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    out = frames[0] if len(frames) == 1 else schema.concat(frames)
     return schema.conform(out)
 

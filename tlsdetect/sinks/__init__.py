@@ -93,6 +93,9 @@ def _arrow_schema(df: pd.DataFrame) -> Any:
         "Int32": pa.int32(),
         "boolean": pa.bool_(),
         "datetime64[ns, UTC]": pa.timestamp("ns", tz="UTC"),
+        # certificate columns: dictionaries, read back as categoricals; 32-bit indices whatever
+        # width a chunk's codes have (a later chunk may know more certificates than the first)
+        "category": pa.dictionary(pa.int32(), pa.string()),
     }
     fields = []
     for col in df.columns:
