@@ -190,7 +190,7 @@ def main() -> None:
     icpt, n_icpt_files = read_rows([SHARED / "interception" / "*.pcap*"])
     if len(real) == 0:
         raise SystemExit("no ClientHello in pcaps/ (nor ../shared/pcaps/reference): nothing to build from")
-    pool = pd.concat([real, icpt], ignore_index=True) if len(icpt) else real
+    pool = schema.concat([real, icpt]) if len(icpt) else real
     stack_code, stack_ja3n = pd.factorize(real["ja3n"].fillna(real["ja3_full"]), sort=True)
     order = np.argsort(stack_code, kind="stable")
     sizes = np.bincount(stack_code, minlength=len(stack_ja3n))

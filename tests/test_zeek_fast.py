@@ -3,7 +3,8 @@
 * big plain TSV files are parsed by Arrow from disk while a scan checks their bytes (``_read_tsv_streamed``);
   anything it does not handle (carriage returns, a second header block, gzip, unreadable lines, a
   failed typed parse) falls back to the in-memory path, which must not count anything twice;
-* large string columns are gathered with ``bytes.join`` instead of Arrow's dictionary decode;
+* large string columns are gathered with ``bytes.join`` instead of Arrow's dictionary decode
+  (``schema.strings_from_codes``, also behind ``schema.as_text``);
 * numeric columns Arrow already typed skip the generic number checks.
 """
 
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tlsdetect import schema
 from tlsdetect.readers import zeek
 from tlsdetect.readers.logs import DeadLetter
 from tlsdetect.readers.zeek import read_zeek
@@ -142,7 +144,7 @@ def test_streamed_x509_and_unset_vectors_keep_the_tsv_meaning(monkeypatch: pytes
 @pytest.mark.parametrize("threshold", [0, 1 << 40])
 def test_take_join_and_decode_agree(monkeypatch: pytest.MonkeyPatch, threshold: int) -> None:
     rng = np.random.default_rng(3)
-    monkeypatch.setattr(zeek, "_JOIN_BYTES", threshold)
+    monkeypatch.setattr(schema, "_JOIN_BYTES", threshold)
     cases: list[tuple[list[str | None], np.ndarray]] = [
         ([None if i % 5 == 2 else "é" * (i % 4) + "x" * int(rng.integers(0, 300)) for i in range(60)],
          rng.integers(-1, 60, 5000)),
@@ -153,10 +155,13 @@ def test_take_join_and_decode_agree(monkeypatch: pytest.MonkeyPatch, threshold: 
         ([], np.full(3, -1)),
     ]
     for values, codes in cases:
-        got = zeek._take(values, codes)
+        got = schema.strings_from_codes(values, codes)
         got._pa_array.validate(full=True)  # type: ignore[attr-defined]
         want = pd.array([values[c] if c >= 0 else None for c in codes], dtype="string")
         pd.testing.assert_extension_array_equal(got, want)
+        if values:  # the same values as a certificate column, spelled out by as_text
+            cat = pd.Series(schema.category_from_codes(values, codes))
+            pd.testing.assert_extension_array_equal(schema.as_text(cat).array, want)
 
 
 def test_whole_numbers_match_the_generic_checks() -> None:

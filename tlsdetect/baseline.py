@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import __version__
+from . import __version__, schema
 from .features import HelloNovelty, hello_codes
 from .issuers import dn_key
 from .useragent import ua_family
@@ -79,7 +79,7 @@ def client_ids(df: pd.DataFrame, key: str = "auto") -> pd.Series:
 
     def col(name: str) -> pd.Series:
         if name in df.columns:
-            return df[name].astype("string")
+            return schema.as_text(df[name])
         return pd.Series(pd.NA, index=df.index, dtype="string")
 
     if key == "auto":
@@ -196,6 +196,11 @@ def _merge(name: str, old: pd.DataFrame, new: pd.DataFrame, keys: list[str]) -> 
     return _typed(name, out)
 
 
+def _as_text(frame: pd.DataFrame, *cols: str) -> pd.DataFrame:
+    """Aggregates grouped by certificate columns (categoricals) with those columns as text, as the tables hold them."""
+    return frame.assign(**{c: schema.as_text(frame[c]) for c in cols})
+
+
 def _count_by(frame: pd.DataFrame, keys: list[str], ts: bool = True) -> pd.DataFrame:
     g = frame.groupby(keys, sort=False, dropna=False, observed=True)
     out = g.size().rename("count").to_frame()
@@ -305,20 +310,22 @@ class Baseline:
         for role, (key_col, name_col, akid_col) in ROLES.items():
             if key_col not in df.columns:
                 continue
-            keys = df[key_col].astype("string")
+            # grouped as stored (certificate columns: categorical codes); only the small aggregates become text
+            keys = df[key_col]
             has = keys.notna().to_numpy()
-            names = df[name_col].astype("string") if name_col in df.columns else keys
+            names = df[name_col] if name_col in df.columns else keys
             sub = frame.assign(role=role, issuer_key=keys, issuer=names)[usable & has]
             g = sub.groupby(["client_id", "role", "issuer_key"], sort=False, observed=True)
             agg = g.size().rename("count").to_frame()
             agg["issuer"] = g["issuer"].first()
             agg["first_seen"] = g["ts"].min()
             agg["last_seen"] = g["ts"].max()
-            iss_parts.append(agg.reset_index())
+            iss_parts.append(_as_text(agg.reset_index(), "issuer_key", "issuer"))
             if akid_col in df.columns:
-                ak = pd.DataFrame({"role": role, "issuer_key": keys, "akid": df[akid_col].astype("string")})
+                ak = pd.DataFrame({"role": role, "issuer_key": keys, "akid": df[akid_col]})
                 ak = ak[has & ak["akid"].notna().to_numpy()]
-                akid_parts.append(_count_by(ak, ["role", "issuer_key", "akid"], ts=False))
+                counted = _count_by(ak, ["role", "issuer_key", "akid"], ts=False)
+                akid_parts.append(_as_text(counted, "issuer_key", "akid"))
         if iss_parts:
             self.issuers_ = _merge("issuers", self.issuers_, pd.concat(iss_parts), ["client_id", "role", "issuer_key"])
         if akid_parts:
@@ -330,13 +337,14 @@ class Baseline:
             sub = frame.assign(sni=sni)[usable & sni.notna().to_numpy()]
             self.snis_ = _merge("snis", self.snis_, _count_by(sub, ["client_id", "sni"]), ["client_id", "sni"])
             if "server_issuer_key" in df.columns:
-                si = pd.DataFrame({"sni": sni, "issuer_key": df["server_issuer_key"].astype("string"),
-                                   "issuer": df.get("server_issuer", df["server_issuer_key"]).astype("string")})
+                si_keys = df["server_issuer_key"]
+                si = pd.DataFrame({"sni": sni, "issuer_key": si_keys, "issuer": df.get("server_issuer", si_keys)})
                 si = si[si["sni"].notna().to_numpy() & si["issuer_key"].notna().to_numpy()]
                 g = si.groupby(["sni", "issuer_key"], sort=False, observed=True)
                 agg = g.size().rename("count").to_frame()
                 agg["issuer"] = g["issuer"].first()
-                self.sni_issuers_ = _merge("sni_issuers", self.sni_issuers_, agg.reset_index(), ["sni", "issuer_key"])
+                self.sni_issuers_ = _merge("sni_issuers", self.sni_issuers_,
+                                           _as_text(agg.reset_index(), "issuer_key", "issuer"), ["sni", "issuer_key"])
 
         ver = frame.assign(max_version=_version_of(df))
         ver = ver[usable & ver["max_version"].notna().to_numpy()]

@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from . import schema
 from .baseline import ROLES, Baseline, client_ids
 from .features import has_grease, hello_codes, weak_cipher_count
 from .issuers import dn_key
@@ -73,7 +74,14 @@ def verdict_of(scores: npt.NDArray[np.float64]) -> pd.Categorical:
 
 def _str(df: pd.DataFrame, col: str) -> pd.Series:
     if col in df.columns:
-        return df[col].astype("string").reset_index(drop=True)
+        return schema.as_text(df[col]).reset_index(drop=True)
+    return pd.Series(None, index=range(len(df)), dtype=object)
+
+
+def _raw(df: pd.DataFrame, col: str) -> pd.Series:
+    """A column as stored (certificate columns stay categorical: codes, never text per row), by position."""
+    if col in df.columns:
+        return df[col].reset_index(drop=True)
     return pd.Series(None, index=range(len(df)), dtype=object)
 
 
@@ -134,6 +142,16 @@ class _Unique:
     """A column as codes into its distinct values: look each value up once, broadcast by code."""
 
     def __init__(self, values: pd.Series) -> None:
+        if isinstance(values.dtype, pd.CategoricalDtype):  # certificate columns: already codes
+            codes = np.asarray(values.cat.codes, dtype=np.int64)
+            cats = values.cat.categories
+            used = np.bincount(codes[codes >= 0], minlength=len(cats)) > 0
+            if not used.all():  # categories no row uses: renumber, so every value has a row
+                codes = np.append(np.cumsum(used) - 1, -1)[codes]
+                cats = cats[used]
+            self.codes = codes
+            self.values = pd.Series(np.asarray(cats, dtype=object), dtype="string")
+            return
         codes, uniq = pd.factorize(values, use_na_sentinel=True)
         self.codes = np.asarray(codes, dtype=np.int64)
         self.values = pd.Series(uniq, dtype="string")
@@ -285,12 +303,12 @@ def _issuer_signals(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge, 
     mesh = baseline.mesh_cas_ if baseline is not None else None
     keys_by_sha = kb.interception_keys.set_index("sha256") if len(kb.interception_keys) else None
     for role, (key_col, name_col, akid_col) in ROLES.items():
-        names = _str(df, name_col)
-        keys = _str(df, key_col)
+        names = _raw(df, name_col)
+        keys = _raw(df, key_col)
         if names.isna().all() and keys.isna().all():
             continue
-        if names.isna().any() and keys.notna().any():
-            names = names.fillna(keys)
+        if (names.isna() & keys.notna()).any():  # a key without its DN: as text (a categorical takes no new values)
+            names = schema.as_text(names).fillna(schema.as_text(keys))
         u = _Unique(names)
         valid = u.codes >= 0
         first = np.full(len(u.values), len(valid), dtype=np.int64)
@@ -314,7 +332,7 @@ def _issuer_signals(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge, 
 
         sha_col = "server_cert_sha256" if role == "server" else "peer_cert_sha256"
         if keys_by_sha is not None and sha_col in df.columns:
-            su = _Unique(_str(df, sha_col))
+            su = _Unique(_raw(df, sha_col))
             sha = _codes_of(su, su.values.str.lower())
             pos = su.rows(np.asarray(pd.Index(keys_by_sha.index).get_indexer(su.values.str.lower()), dtype=np.int64),
                           fill=-1).astype(np.int64)
@@ -336,7 +354,7 @@ def _issuer_signals(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge, 
         skis = mesh_role["ski"].dropna()
         lookalike = np.zeros(n, dtype=bool)
         if len(skis) and akid_col in df.columns:
-            au = _Unique(_str(df, akid_col))
+            au = _Unique(_raw(df, akid_col))
             akid = _codes_of(au, au.values.str.lower())
             known = pd.Index(skis.str.lower().unique())
             unknown_key = au.rows(np.asarray(known.get_indexer(au.values.str.lower())) < 0)
@@ -351,7 +369,7 @@ def _issuer_signals(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge, 
             ev.add("mesh_ca_lookalike", chain_hit & ~lookalike,
                    f"the {what} chain holds a CA certificate with the mesh CA's name and another fingerprint",
                    expected="mesh CA certificate " + ", ".join(mesh_role["sha256"].dropna().tolist()),
-                   observed=_str(df, "server_chain"))
+                   observed=_raw(df, "server_chain"))
             lookalike |= chain_hit
         pub_mesh = has & public & ~in_mesh_dn
         ev.add("public_ca_in_mesh", pub_mesh,
@@ -379,9 +397,10 @@ def _chain_lookalike(df: pd.DataFrame, role: str, mesh_role: pd.DataFrame) -> np
     if role != "server" or not shas or "server_chain" not in df.columns:
         return None
     keys = set(mesh_role["issuer_key"].dropna())
-    codes, uniq = pd.factorize(_str(df, "server_chain"), use_na_sentinel=True)
-    hit = np.zeros(len(uniq), dtype=bool)
-    for i, text in enumerate(uniq):
+    chains = _Unique(_raw(df, "server_chain"))  # each distinct chain parsed once
+    codes = chains.codes
+    hit = np.zeros(len(chains.values), dtype=bool)
+    for i, text in enumerate(chains.values):
         try:
             chain = json.loads(text)
         except (TypeError, ValueError):
@@ -523,7 +542,7 @@ def _sni_issuer_signal(df: pd.DataFrame, b: Baseline, ev: _Evidence) -> None:
     sni_cat = _str(df, "sni").astype("category")
     sni = sni_cat.cat.rename_categories(list(sni_cat.cat.categories.str.lower())) \
         if not sni_cat.cat.categories.str.lower().duplicated().any() else sni_cat.astype("string").str.lower()
-    key = _str(df, "server_issuer_key")
+    key = _raw(df, "server_issuer_key")
     snis = pd.Index(si["sni"].unique())
     keys = pd.Index(si["issuer_key"].unique())
     s_pos, k_pos = _lookup(sni, snis), _lookup(key, keys)
@@ -537,7 +556,7 @@ def _sni_issuer_signal(df: pd.DataFrame, b: Baseline, ev: _Evidence) -> None:
     usual_arr = usual.reindex(snis).to_numpy(dtype=object)
     expected = usual_arr[np.maximum(s_pos, 0)]
     def names(i: npt.NDArray[np.int64]) -> npt.NDArray[np.object_]:
-        shown = _str(df, "server_issuer").iloc[i].to_numpy(dtype=object)
+        shown = _raw(df, "server_issuer").iloc[i].to_numpy(dtype=object)
         fallback = key.iloc[i].to_numpy(dtype=object)
         out: npt.NDArray[np.object_] = np.where(pd.isna(shown), fallback, shown)
         return out

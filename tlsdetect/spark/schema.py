@@ -182,7 +182,7 @@ def to_spark_frame(df: pd.DataFrame, order: Any = None) -> pd.DataFrame:
         elif dtype.startswith("datetime64"):
             out[col] = s.dt.floor("us")
         elif dtype == "category":  # Spark's string type: the text (Arrow dictionaries do not cross)
-            out[col] = _one_chunk(s.astype("string"))
+            out[col] = _one_chunk(schema.as_text(s))
         else:
             out[col] = _one_chunk(s)  # Arrow-backed or masked: PySpark takes them as Arrow arrays, no Python objects
     ts = conf["ts"].reset_index(drop=True)
