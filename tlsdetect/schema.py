@@ -34,8 +34,10 @@ Column groups:
   millions of connections, so each DN, digest and chain is stored once and the rows hold codes.
   A million Zeek rows carry ~0.8 GB of certificate text when spelled out per row; the codes are
   a few MB, and Parquet and Arrow keep them as dictionaries. Read them as text with
-  ``.astype("string")``; comparing two categoricals needs equal categories, and a new value needs
-  its category added first, so derive text columns rather than writing into these;
+  :func:`as_text` (pandas' ``astype("string")`` also works, through a Python object per row);
+  comparing two categoricals needs equal categories, and a new value needs its category added
+  first, so derive text columns rather than writing into these; :func:`concat` keeps them
+  categorical across tables;
 * later stages' columns (``user_agent``, ``client_id``) exist from the start so all sources
   share one shape.
 """
