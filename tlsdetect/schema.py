@@ -179,6 +179,8 @@ def concat(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     from pandas.api.types import union_categoricals
 
     frames = list(frames)
+    if not frames:
+        return empty()
     if len(frames) == 1:
         return frames[0].reset_index(drop=True)
     cert = [c for c in CERT_COLUMNS if all(c in f.columns for f in frames)]

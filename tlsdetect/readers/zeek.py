@@ -355,9 +355,9 @@ class _FileBody:
 
 def _read_tsv_streamed(path: Path, letters: DeadLetter) -> list[_Part] | None:
     """A big, plain (single-character separator, no carriage return), single-header-block TSV file read
-    without holding it in memory: the header from the file's start, then Arrow reads the file while a
-    scan of the mapped file checks for carriage returns, non-UTF-8 bytes and further ``#separator`` lines
-    (the read is used only if the scan passes). ``None``: use the general path."""
+    without holding it in memory: the header from the file's start, a UTF-8 check of the mapped file, then
+    Arrow reads the file while a scan checks for carriage returns and further ``#separator`` lines (the
+    read is used only if the scan passes). ``None``: use the general path."""
     st = path.stat()
     if st.st_size < _STREAM_BYTES:
         return None
