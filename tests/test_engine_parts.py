@@ -157,3 +157,31 @@ def test_time_order_moves_every_row_with_its_sni(rows: list[tuple[int, bytes | N
     assert out["ts"].tolist() == [rows[i][0] for i in expected]
     assert out["sni_len"].tolist() == [-1 if rows[i][1] is None else len(rows[i][1] or b"") for i in expected]
     assert out["sni_bytes"].tobytes() == b"".join(rows[i][1] or b"" for i in expected)
+
+
+_DN = st.one_of(st.none(), st.sampled_from(["CN=a", "CN=b", "O=Ex\\, Inc.,CN=c", "", "CN=é"]), st.text(max_size=6))
+
+
+@SETTINGS
+@given(st.lists(st.lists(_DN, max_size=6), min_size=1, max_size=4))
+def test_concat_keeps_certificate_columns_and_equals_plain_concat(parts: list[list[str | None]]) -> None:
+    """schema.concat: the same values as pd.concat spelled out, the certificate column still categorical."""
+    frames = [schema.conform(pd.DataFrame({"server_issuer": pd.Series(p, dtype="string"), "sni": "x"}))
+              for p in parts]
+    got = schema.concat(frames)
+    schema.validate(got)
+    want = schema.conform(pd.concat(frames, ignore_index=True))
+    pd.testing.assert_series_equal(schema.as_text(got["server_issuer"]), schema.as_text(want["server_issuer"]))
+    assert got["server_issuer"].astype("string").tolist() == [v for p in parts for v in pd.array(p, dtype="string")]
+    assert list(got.columns) == list(frames[0].columns)
+
+
+@SETTINGS
+@given(st.lists(_DN, max_size=8), st.lists(st.integers(-1, 7), max_size=40))
+def test_category_from_codes_and_as_text_equal_a_lookup_by_hand(values: list[str | None], picks: list[int]) -> None:
+    codes = np.array([c if c < len(values) else -1 for c in picks], dtype=np.int64)
+    col = pd.Series(schema.category_from_codes(values, codes))
+    want = [values[c] if c >= 0 else None for c in codes]
+    assert [None if v is pd.NA else v for v in schema.as_text(col).tolist()] == want
+    assert col.cat.categories.is_unique
+    assert str(col.cat.categories.dtype) == "string"
