@@ -149,6 +149,8 @@ def test_take_join_and_decode_agree(monkeypatch: pytest.MonkeyPatch, threshold: 
         ([None if i % 5 == 2 else "é" * (i % 4) + "x" * int(rng.integers(0, 300)) for i in range(60)],
          rng.integers(-1, 60, 5000)),
         (["zeek"], np.zeros(100, dtype=np.int64)),
+        (["tcp", "quic", "dtls"], np.ones(7, dtype=np.int64)),  # one value of several: the constant path
+        (["tcp", None], np.ones(3, dtype=np.int64)),
         (["zeek"], np.array([0, -1, 0])),
         ([None], np.array([0, -1])),
         ([""], np.zeros(4, dtype=np.int64)),

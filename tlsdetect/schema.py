@@ -285,8 +285,9 @@ def strings_from_codes(values: Sequence[str | None],
     n, k = len(codes), len(dictionary)
     if dictionary.null_count == k:  # e.g. no client certificates at all
         return null_strings(n)
-    if k == 1 and (codes == 0).all():  # a constant (source, fingerprint origin)
-        one = str(values[0]).encode("utf-8")
+    if n and codes[0] >= 0 and values[int(codes[0])] is not None and (codes == codes[0]).all():
+        # a constant (source, fingerprint origin, a capture of one transport)
+        one = str(values[int(codes[0])]).encode("utf-8")
         const = pa.Array.from_buffers(pa.large_string(), n, [None, pa.py_buffer(np.arange(n + 1) * len(one)),
                                                               pa.py_buffer(one * n)])
         return pd.arrays.ArrowStringArray(pa.chunked_array([const]))

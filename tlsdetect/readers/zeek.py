@@ -717,9 +717,12 @@ def _typed(path: Path, raw: pd.DataFrame, head: _Header, letters: DeadLetter,
     for col in (*_INT_FIELDS, *_FLOAT_FIELDS):
         if col not in raw.columns:
             continue
-        values, col_bad = _to_number(raw[col], integer=col in _INT_FIELDS)
-        if col in _U16_FIELDS:  # ports and the hello version: the table's Int32 must not wrap them
-            values, col_bad = _u16(values, col_bad)
+        if col in _U16_FIELDS and raw[col].dtype == np.int64:  # typed by Arrow, no nulls: one range check
+            values, col_bad = _u16_ints(raw[col])
+        else:
+            values, col_bad = _to_number(raw[col], integer=col in _INT_FIELDS)
+            if col in _U16_FIELDS:  # ports and the hello version: the table's Int32 must not wrap them
+                values, col_bad = _u16(values, col_bad)
         out[col] = values
         reasons[col_bad & ~bad] = f"bad number: {col}"
         bad |= col_bad
@@ -847,6 +850,15 @@ def _to_number(s: pd.Series, *, integer: bool) -> tuple[pd.Series, np.ndarray]:
         f = f.where(pd.Series(whole, index=s.index))
         return f.astype("Int64"), failed
     return num.astype("Float64"), failed
+
+
+def _u16_ints(s: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """:func:`_u16` of a column Arrow read as int64 without nulls (what ``_whole_numbers`` then
+    ``_u16`` make of it, in one pass)."""
+    data = s.to_numpy(dtype=np.int64)
+    wide = (data < 0) | (data > 0xFFFF)
+    ints = np.where(wide, 0, data).astype(np.int32)
+    return pd.Series(pd.arrays.IntegerArray(ints, wide.copy()), index=s.index), wide
 
 
 def _u16(values: pd.Series, bad: np.ndarray) -> tuple[pd.Series, np.ndarray]:
