@@ -377,9 +377,6 @@ def _read_tsv_streamed(path: Path, letters: DeadLetter) -> list[_Part] | None:
     # UTF-8 first (Arrow's handler for a bad row fails on other bytes), then the search for carriage
     # returns and header blocks runs while Arrow reads: a file that fails it is read by the general path
     with mapped, ThreadPoolExecutor(1) as pool:
-        if not _utf8_body(mapped):
-            return None
-        scan = pool.submit(_one_plain_block, mapped)
         size = len(mapped)
         if size != st.st_size or pos == 0 or pos >= size:
             return None
@@ -390,6 +387,9 @@ def _read_tsv_streamed(path: Path, letters: DeadLetter) -> list[_Part] | None:
         if kind is None or (head.path is not None and head.path not in KINDS
                             and _kind_from_fields(head.fields) is None):
             return None
+        if not _utf8_body(mapped):
+            return None
+        scan = pool.submit(_one_plain_block, mapped)
         body = _FileBody(path, pos, len(header_lines), st.st_size, st.st_mtime_ns, scan.result)
         try:
             frame = _tsv_body(path, body, head, len(header_lines) + 1, letters, plain=True)
@@ -717,8 +717,8 @@ def _typed(path: Path, raw: pd.DataFrame, head: _Header, letters: DeadLetter,
     for col in (*_INT_FIELDS, *_FLOAT_FIELDS):
         if col not in raw.columns:
             continue
-        if col in _U16_FIELDS and raw[col].dtype == np.int64:  # typed by Arrow, no nulls: one range check
-            values, col_bad = _u16_ints(raw[col])
+        if col in _U16_FIELDS and raw[col].dtype == np.int64:  # typed by Arrow, no nulls: the range check only
+            values, col_bad = _u16(raw[col], np.zeros(len(raw), dtype=bool))
         else:
             values, col_bad = _to_number(raw[col], integer=col in _INT_FIELDS)
             if col in _U16_FIELDS:  # ports and the hello version: the table's Int32 must not wrap them
@@ -850,15 +850,6 @@ def _to_number(s: pd.Series, *, integer: bool) -> tuple[pd.Series, np.ndarray]:
         f = f.where(pd.Series(whole, index=s.index))
         return f.astype("Int64"), failed
     return num.astype("Float64"), failed
-
-
-def _u16_ints(s: pd.Series) -> tuple[pd.Series, np.ndarray]:
-    """:func:`_u16` of a column Arrow read as int64 without nulls (what ``_whole_numbers`` then
-    ``_u16`` make of it, in one pass)."""
-    data = s.to_numpy(dtype=np.int64)
-    wide = (data < 0) | (data > 0xFFFF)
-    ints = np.where(wide, 0, data).astype(np.int32)
-    return pd.Series(pd.arrays.IntegerArray(ints, wide.copy()), index=s.index), wide
 
 
 def _u16(values: pd.Series, bad: np.ndarray) -> tuple[pd.Series, np.ndarray]:
@@ -1017,10 +1008,6 @@ def _coalesce(first: pd.Series, second: pd.Series) -> pd.Series:
     return pd.Series(pd.Categorical.from_codes(picked, categories=union, validate=False), index=first.index)
 
 
-def _take(values: Sequence[str | None], codes: np.ndarray) -> pd.api.extensions.ExtensionArray:
-    return schema.strings_from_codes(values, codes)
-
-
 # -------------------------------------------------------------------------------------- mapping
 
 
@@ -1028,7 +1015,7 @@ def _map_ssl(raw: pd.DataFrame, cache: _CertCache) -> pd.DataFrame:
     n = len(raw)
     cols: dict[str, Any] = {}
     cols["ts"] = raw["ts"] if "ts" in raw.columns else pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
-    cols["source"] = _take(["zeek"], np.zeros(n, dtype=np.int64))
+    cols["source"] = schema.strings_from_codes(["zeek"], np.zeros(n, dtype=np.int64))
     cols["conn_id"] = _col(raw, "uid")
     cols["client_ip"] = _col(raw, "id.orig_h")
     cols["client_port"] = _col(raw, "id.orig_p").astype("Int32")
@@ -1036,18 +1023,18 @@ def _map_ssl(raw: pd.DataFrame, cache: _CertCache) -> pd.DataFrame:
     cols["server_port"] = _col(raw, "id.resp_p").astype("Int32")
     cols["sni"] = _col(raw, "server_name")
     v_codes, v_uniques = _codes(_col(raw, "version"))  # categorical when read from TSV: its codes
-    cols["tls_version"] = _take([_VERSIONS.get(str(v), str(v)) for v in v_uniques], v_codes)
+    cols["tls_version"] = schema.strings_from_codes([_VERSIONS.get(str(v), str(v)) for v in v_uniques], v_codes)
     dtls_version = np.array([str(v).startswith("DTLS") for v in v_uniques] + [False], dtype=bool)
     letter = _first_bytes(_col(raw, "ja4").astype("string"))  # JA4's first letter: t(cp), q(uic), d(tls)
     quic = letter == ord("q")
     dtls = dtls_version[v_codes] | (letter == ord("d"))  # code -1 (no version) takes the trailing False
-    cols["transport"] = _take(["tcp", "quic", "dtls"], np.where(dtls, 2, np.where(quic, 1, 0)))
+    cols["transport"] = schema.strings_from_codes(["tcp", "quic", "dtls"], np.where(dtls, 2, np.where(quic, 1, 0)))
     carried = np.zeros(n, dtype=bool)
     for col in _CARRIED:
         if col in raw.columns:
             cols[col] = raw[col].astype("string")
             carried |= cols[col].notna().to_numpy(dtype=bool)
-    cols["fingerprint_origin"] = _take(["zeek"], np.where(carried, 0, -1))
+    cols["fingerprint_origin"] = schema.strings_from_codes(["zeek"], np.where(carried, 0, -1))
 
     server = _link(raw, cache, "cert_chain_fps", "cert_chain_fuids")
     peer = _link(raw, cache, "client_cert_chain_fps", "client_cert_chain_fuids")
@@ -1064,7 +1051,7 @@ def _map_ssl(raw: pd.DataFrame, cache: _CertCache) -> pd.DataFrame:
     alpn = _col(raw, "next_protocol").astype("string")
     if "orig_alpn" in raw.columns:
         a_codes, a_uniques = _codes(raw["orig_alpn"])
-        first = pd.Series(_take([_first(str(u)) for u in a_uniques], a_codes), index=raw.index)
+        first = pd.Series(schema.strings_from_codes([_first(str(u)) for u in a_uniques], a_codes), index=raw.index)
         alpn = first.fillna(alpn)
     cols["alpn"] = alpn
     out = pd.DataFrame(cols, index=raw.index, copy=False)
