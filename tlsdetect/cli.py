@@ -362,8 +362,10 @@ def score_cmd(paths: tuple[str, ...], baseline_dir: str, fmt: str, output: str |
 @main.command()
 @click.argument("fingerprint_value", metavar="FINGERPRINT")
 @click.option("--baseline", "baseline_dir", type=click.Path(), help="Baseline directory (else knowledge only).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-def lookup(fingerprint_value: str, baseline_dir: str | None, as_json: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text (always the long form).")
+@click.option("--verbose", is_flag=True,
+              help="Long form: a TLS stack's whole version string and every source (else name, version, first source).")
+def lookup(fingerprint_value: str, baseline_dir: str | None, as_json: bool, verbose: bool) -> None:
     """What is known about one JA3, JA3N or JA4: products, applications, stacks, clients, prevalence."""
     from .baseline import Baseline
     from .lookup import FingerprintShapeError, describe
@@ -371,7 +373,7 @@ def lookup(fingerprint_value: str, baseline_dir: str | None, as_json: bool) -> N
     with _user_errors():
         model = Baseline.load(baseline_dir) if baseline_dir else None
     try:
-        info = describe(fingerprint_value, model)
+        info = describe(fingerprint_value, model, verbose=verbose or as_json)
     except FingerprintShapeError as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:

@@ -19,10 +19,12 @@ import pandas as pd
 from .baseline import Baseline
 from .knowledge import Knowledge, load_knowledge
 
-__all__ = ["JA4_SHAPE", "FingerprintShapeError", "describe", "kind_of"]
+__all__ = ["JA4_SHAPE", "FingerprintShapeError", "describe", "kind_of", "short_release", "short_sources"]
 
 JA4_SHAPE = re.compile(r"^[tqd](?:1[0-3]|s[23]|d[0-3]|00)[di]\d{4}[0-9a-z]{2}_[0-9a-f]{12}_[0-9a-f]{12}$")
 _MD5 = re.compile(r"^[0-9a-f]{32}$")
+#: The first version number of a stack's self-description (``curl 7.88.1 (x86_64...) libcurl/...`` -> 7.88.1).
+_VERSION = re.compile(r"(?<![\w.])v?(\d+(?:\.\d+)+)")
 
 
 class FingerprintShapeError(ValueError):
@@ -42,6 +44,21 @@ def kind_of(value: str) -> tuple[str, ...]:
     )
 
 
+def short_release(stack: str, version: str) -> str:
+    """``stack`` and the first version number of its description (``curl 7.88.1``): the knowledge base keeps
+    the whole ``--version`` output of the tool that made the capture, hundreds of characters of build flags."""
+    m = _VERSION.search(version)
+    return f"{stack} {m.group(1)}" if m else stack
+
+
+def short_sources(sources: str) -> str:
+    """The first of ``; ``-separated sources and how many more (the full list is in the JSON answer)."""
+    parts = [p for p in (s.strip() for s in sources.split("; ")) if p]
+    if len(parts) <= 1:
+        return sources
+    return f"{parts[0]} (+{len(parts) - 1} more)"
+
+
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
     out = []
     for rec in df.to_dict("records"):
@@ -51,8 +68,13 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def describe(value: str, baseline: Baseline | None, kb: Knowledge | None = None, *,
-             top_clients: int = 10) -> dict[str, Any]:
-    """Verdict, known products and applications, prevalence and clients of one fingerprint, and why."""
+             top_clients: int = 10, verbose: bool = True) -> dict[str, Any]:
+    """Verdict, known products and applications, prevalence and clients of one fingerprint, and why.
+
+    ``verbose=False`` words ``why`` for a terminal: a TLS stack as its name and version number, a list of
+    sources as the first one and a count (``tlsdetect lookup`` without ``--verbose``); the JSON answer and
+    the API keep the long form.
+    """
     kb = kb or load_knowledge()
     v = value.strip().lower()
     kinds = kind_of(v)
@@ -113,7 +135,11 @@ def describe(value: str, baseline: Baseline | None, kb: Knowledge | None = None,
         why.append(f"{str(r['kind']).upper()} of the application {r['application']} ({r['family']}); "
                    f"source: {r['source']}")
     for r in stacks.to_dict("records"):
-        why.append(f"{str(r['kind']).upper()} of the TLS stack {r['stack']} {r['version']}; source: {r['source']}")
+        if verbose:
+            why.append(f"{str(r['kind']).upper()} of the TLS stack {r['stack']} {r['version']}; source: {r['source']}")
+        else:
+            why.append(f"{str(r['kind']).upper()} of the TLS stack {short_release(str(r['stack']), str(r['version']))}"
+                       f"; source: {short_sources(str(r['source']))}")
     return {
         "fingerprint": v,
         "kind": "/".join(kinds),
