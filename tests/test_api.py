@@ -178,6 +178,34 @@ async def test_score_equals_score_function(baseline_dir: Path, rows: pd.DataFram
 
 
 @pytest.mark.anyio
+async def test_score_reasons_are_text_in_the_response_and_its_model(baseline_dir: Path, rows: pd.DataFrame) -> None:
+    """issue 14 item 1: a reason's ``expected``/``observed`` are text or null (a count too), and the model says so."""
+    from tlsdetect.api import Reason, ScoreResponse
+
+    from tlsdetect.fingerprint import add_fingerprints
+
+    weak = rows.iloc[[1]].copy()
+    weak["ch_ciphers"] = pd.Series([(5, *weak["ch_ciphers"].iloc[0])], index=weak.index, dtype=object)  # + RC4-SHA
+    weak = add_fingerprints(weak)
+    async with client(create_app(Settings(baseline_dir=baseline_dir))) as c:
+        r = await c.post("/v1/score", json=payload(pd.concat([rows, weak], ignore_index=True)))
+        spec = (await c.get("/openapi.json")).json()
+    assert r.status_code == 200, r.text
+    body = r.json()
+    ScoreResponse.model_validate(body)
+    reasons = [x for row in body["rows"] for x in row["reasons"]]
+    assert next(x for x in body["rows"][-1]["reasons"] if x["code"] == "weak_ciphers")["observed"] == "1"
+    for x in reasons:
+        assert all(x[f] is None or isinstance(x[f], str) for f in ("expected", "observed")), x
+    with pytest.raises(ValueError):
+        Reason.model_validate({"code": "weak_ciphers", "detail": "d", "observed": 1})
+    props = spec["components"]["schemas"]["Reason"]["properties"]
+    for f in ("expected", "observed"):
+        assert {t.get("type") for t in props[f]["anyOf"]} == {"string", "null"}
+    assert props["code"]["type"] == props["detail"]["type"] == "string"
+
+
+@pytest.mark.anyio
 async def test_score_minimal_and_empty_batches(baseline_dir: Path) -> None:
     async with client(create_app(Settings(baseline_dir=baseline_dir))) as c:
         empty = await c.post("/v1/score", json={"connections": []})
@@ -316,6 +344,37 @@ async def test_health_metrics_docs(baseline_dir: Path, rows: pd.DataFrame) -> No
     assert "swagger" in docs.text.lower()
     assert {"/v1/fingerprints/{fingerprint}", "/v1/score", "/healthz", "/metrics"} <= set(spec["paths"])
     assert "Connection" in spec["components"]["schemas"]
+
+
+@pytest.mark.anyio
+async def test_docs_served_locally_and_labelled(baseline_dir: Path) -> None:
+    """issue 14 item 12: /docs loaded Swagger UI from a public CDN (blank when air-gapped), and /docs and
+    /openapi.json were counted as route "unmatched" in the metrics."""
+    import re
+
+    from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
+
+    async with client(create_app(Settings(baseline_dir=baseline_dir))) as c:
+        docs = await c.get("/docs")
+        assert docs.status_code == 200
+        assert docs.headers["content-type"].startswith("text/html")
+        assert "http://" not in docs.text  # nothing from another host
+        assert "https://" not in docs.text
+        urls = re.findall(r'<script src="([^"]+)"', docs.text) + re.findall(r'<link[^>]*href="([^"]+)"', docs.text)
+        assert any(u.endswith(".js") for u in urls), urls
+        assert any(u.endswith(".css") for u in urls), urls
+        for url in urls:
+            assert url.startswith("/docs/assets/"), url
+            asset = await c.get(url)
+            assert asset.status_code == 200, url
+            assert asset.content == (Path(str(swagger_ui_path)) / url.rsplit("/", 1)[1]).read_bytes()
+        assert "SwaggerUIBundle" in (await c.get(next(u for u in urls if u.endswith(".js")))).text
+        assert (await c.get("/openapi.json")).json()["openapi"].startswith("3.")
+        assert_error(await c.get("/redoc"), 404)  # no ReDoc: its script would come from a CDN
+        text = (await c.get("/metrics")).text
+    labels = set(re.findall(r'tlsdetect_api_requests_total\{method="GET",route="([^"]+)",status="200"\}', text))
+    assert {"/docs", "/docs/assets/{path}", "/openapi.json"} <= labels, labels
+    assert 'route="unmatched",status="200"' not in text
 
 
 def test_two_apps_have_their_own_registries(baseline_dir: Path) -> None:

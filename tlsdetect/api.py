@@ -16,6 +16,9 @@ Built by :func:`create_app` from :class:`Settings`. It adds no detection logic: 
 * Every error reaches the caller as JSON ``{"error": <code>, "detail": ...}``; a request body is
   limited before anything parses it (``Content-Length`` and the bytes actually streamed).
 * Metrics go to a registry of this app only (``/metrics``, Prometheus text format).
+* ``/docs`` (Swagger UI) loads its script and style sheet from this server (``/docs/assets``, the files
+  of the installed ``swagger-ui-bundle-v2``), never from a CDN: a SOC network is often air-gapped.
+  There is no ReDoc page (its script would have to come from a CDN too).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -42,12 +45,16 @@ import pandas as pd
 from fastapi import Depends, FastAPI, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Mount, Route
 
 from . import __version__, schema, sinks
 from .baseline import Baseline, BaselineError
@@ -395,10 +402,12 @@ Connection: type[BaseModel] = create_model(  # type: ignore[call-overload]
 
 
 class Reason(BaseModel):
-    code: str
-    detail: str
-    expected: Any = None
-    observed: Any = None
+    """One piece of evidence for a verdict; every field is text (numbers too), see ``schema.REASON_FIELDS``."""
+
+    code: str = Field(description="the signal that fired (tlsdetect.scoring.SIGNALS)")
+    detail: str = Field(description="what was seen, in a sentence for an analyst")
+    expected: str | None = Field(default=None, description="what the baseline or knowledge predicts, as text")
+    observed: str | None = Field(default=None, description="what this connection shows, as text (numbers too)")
 
 
 def _output_field(name: str) -> tuple[Any, Any]:
@@ -572,8 +581,10 @@ class Instrument:
     LOOKUP_ROUTE = "/v1/fingerprints/{fingerprint}"
     _PREFIX = "/v1/fingerprints/"
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, holder: BaselineHolder, token: str | None) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, holder: BaselineHolder, token: str | None,
+                 labels: Mapping[int, str] | None = None) -> None:
         self.app = app
+        self.labels = dict(labels or {})
         self.metrics = metrics
         self.holder = holder
         self.auth = None if token is None else b"Bearer " + token.encode()
@@ -622,8 +633,8 @@ class Instrument:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            route = scope.get("route")
-            path = getattr(route, "path", None) or "unmatched"
+            route = scope.get("route")  # set for API routes only: the others are known by their endpoint
+            path = getattr(route, "path", None) or self.labels.get(id(scope.get("endpoint")), "unmatched")
             method = scope.get("method", "")
             self.metrics.requests.labels(path, method if method in _METHODS else "other", str(status)).inc()
             self.metrics.latency.labels(path).observe(time.perf_counter() - start)
@@ -641,6 +652,45 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+#: Where /docs takes Swagger UI's script, style sheet and icon from (this server, not a CDN).
+DOCS_ASSETS = "/docs/assets"
+
+
+def _add_docs(app: FastAPI) -> None:
+    """Swagger UI at ``/docs`` from the files of the installed ``swagger-ui-bundle-v2`` (Swagger UI 5, which
+    reads OpenAPI 3.1); without that package there is no ``/docs`` rather than a page that needs a CDN."""
+    try:
+        from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
+    except ImportError:
+        log.warning("no /docs page: swagger-ui-bundle-v2 is not installed (pip install 'tlsdetect[serve]')")
+        return
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")  # behind a proxy that strips a prefix
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon-32x32.png",
+            oauth2_redirect_url=None,  # bearer tokens only: no OAuth2 flow to come back from
+            swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from the public validator
+        )
+
+
+def _route_labels(app: FastAPI) -> dict[int, str]:
+    """Metric labels of the routes that are not API routes (the OpenAPI document, the docs' files): the
+    framework records only API routes in the request scope, and these would all count as ``unmatched``."""
+    labels: dict[int, str] = {}
+    for r in app.routes:
+        if isinstance(r, Mount):
+            labels[id(r.app)] = r.path + "/{path}"
+        elif isinstance(r, Route) and not isinstance(r, APIRoute):
+            labels[id(r.endpoint)] = r.path
+    return labels
+
+
 def create_app(settings: Settings, kb: Knowledge | None = None) -> FastAPI:
     """The API over ``settings.baseline_dir``; raises :class:`BaselineError` when it does not load."""
     metrics = Metrics()
@@ -652,7 +702,10 @@ def create_app(settings: Settings, kb: Knowledge | None = None) -> FastAPI:
         version=__version__,
         description="Detect TLS interception: look up JA3/JA3N/JA4 fingerprints and score connections against a "
                     "baseline. Errors are JSON objects {error, detail}.",
+        docs_url=None,  # served from local files by _add_docs, not from a CDN
+        redoc_url=None,
     )
+    _add_docs(app)
     app.state.settings = settings
     app.state.holder = holder
     app.state.metrics = metrics
@@ -782,7 +835,7 @@ def create_app(settings: Settings, kb: Knowledge | None = None) -> FastAPI:
              tags=["detection"], summary="Score a batch of connections as tlsdetect score does")(score_batch)
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, metrics=metrics)
-    app.add_middleware(Instrument, metrics=metrics, holder=holder, token=settings.token)
+    app.add_middleware(Instrument, metrics=metrics, holder=holder, token=settings.token, labels=_route_labels(app))
     return app
 
 
