@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,9 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tlsdetect.baseline import Baseline, MeshCA
+from tlsdetect.issuers import add_issuer_keys
 from tlsdetect.knowledge import load_knowledge
 from tlsdetect.scoring import SCORE_COLUMNS, SIGNALS, VERDICTS, score, summarize
 
+from .conftest import SHARED
 from .detect_data import captured, later, population, stack_of, with_hello_of, with_issuer
 
 MESH_DN = "CN=tlsdetect Sample Intermediate CA,O=tlsdetect"
@@ -211,10 +216,9 @@ def new_hello() -> pd.Series:
 
 
 def test_model_flags_a_hello_unlike_the_population(train: pd.DataFrame, test_rows: pd.DataFrame) -> None:
-    from .conftest import INTERCEPTION
+    from .conftest import INTERCEPTION, require_shared
 
-    if not INTERCEPTION.is_dir():
-        pytest.skip(f"interception captures not found at {INTERCEPTION}")
+    require_shared("pcaps/interception/SOURCES.md")
     from tlsdetect.inputs import Inputs
 
     b = Baseline().fit(train)
@@ -224,7 +228,7 @@ def test_model_flags_a_hello_unlike_the_population(train: pd.DataFrame, test_row
     assert flagged[len(test_rows):].all()
     assert not flagged[: len(test_rows)].any()
     reason = next(r for r in out.iloc[-1]["reasons"] if r["code"] == "model_outlier")
-    assert reason["observed"] > b.novelty_threshold
+    assert float(reason["observed"]) > b.novelty_threshold  # evidence is text, numbers too
 
 
 def test_model_sees_a_value_the_population_never_offered(train: pd.DataFrame, test_rows: pd.DataFrame) -> None:
@@ -243,10 +247,9 @@ def test_model_sees_a_value_the_population_never_offered(train: pd.DataFrame, te
 
 
 def test_interception_captures_are_caught(fitted: Baseline) -> None:
-    from .conftest import INTERCEPTION
+    from .conftest import INTERCEPTION, require_shared
 
-    if not INTERCEPTION.is_dir():
-        pytest.skip(f"interception captures not found at {INTERCEPTION}")
+    require_shared("pcaps/interception/SOURCES.md")
     from tlsdetect.inputs import Inputs
 
     out = score(Inputs([str(INTERCEPTION)]).read_all(), fitted)
@@ -308,3 +311,194 @@ def test_scoring_leaves_the_input_table_alone(fitted: Baseline, test_rows: pd.Da
     before = test_rows.copy()
     score(test_rows, fitted)
     pd.testing.assert_frame_equal(test_rows, before)
+
+
+def _with_weak_cipher(df: pd.DataFrame, rows: list[int]) -> pd.DataFrame:
+    """Rows ``rows`` also offer RC4-SHA (0x0005), a cipher no baseline hello offered (fingerprints recomputed)."""
+    from tlsdetect.fingerprint import add_fingerprints
+
+    out = df.copy()
+    values = out["ch_ciphers"].to_numpy(dtype=object, copy=True)
+    for r in rows:
+        values[r] = (5, *values[r])
+    out["ch_ciphers"] = pd.Series(values, index=out.index, dtype=object)
+    return add_fingerprints(out)
+
+
+def test_reason_fields_are_text_or_null_numbers_included(fitted: Baseline, test_rows: pd.DataFrame) -> None:
+    """issue 14 item 1: ``expected``/``observed`` mixed numbers and text (Parquet failed); now one type: str or None."""
+    df = with_issuer(_with_weak_cipher(test_rows, [0, 1]), [2], "CN=mitmproxy,O=mitmproxy")
+    out = score(df, fitted)
+    reasons = [r for rs in out["reasons"] for r in rs]
+    assert {"weak_ciphers", "interception_ca"} <= {r["code"] for r in reasons}
+    for r in reasons:
+        assert list(r) == ["code", "detail", "expected", "observed"]
+        assert isinstance(r["code"], str)
+        assert isinstance(r["detail"], str)
+        assert all(r[f] is None or isinstance(r[f], str) for f in ("expected", "observed")), r
+    weak = [r for r in out.iloc[0]["reasons"] if r["code"] == "weak_ciphers"]
+    assert weak and weak[0]["observed"] == "1"  # a count, written once as decimal text
+
+
+def test_flagged_reasons_round_trip_through_parquet(fitted: Baseline, test_rows: pd.DataFrame,
+                                                    tmp_path: Path) -> None:
+    """issue 14 item 1: Parquet of flagged rows (numbers and text in the evidence) reads back as written."""
+    import pyarrow.parquet as pq
+
+    from tlsdetect import schema, sinks
+
+    df = with_issuer(_with_weak_cipher(test_rows, [0, 1]), [2], "CN=mitmproxy,O=mitmproxy")
+    out = score(df, fitted)
+    assert (out["verdict"] != "ok").sum() >= 3
+    path = tmp_path / "scored.parquet"
+    sinks.write(out[["ts", "verdict", "reasons"]], "parquet", path=str(path))
+    table = pq.read_table(path)
+    assert table.schema.field("reasons").type == schema.REASONS_ARROW
+    back = table.column("reasons").to_pylist()
+    assert back == [list(rs) for rs in out["reasons"]]
+
+
+# --- issue 14 item 2: a mesh CA given as a PEM file, on sources with and without chains --------------------
+ENVOY_SAMPLE = SHARED / "samples" / "envoy" / "envoy_access.sample.jsonl"
+ENVOY_CA_DN = "CN=Example Corp Internal Root CA,OU=Corporate Security,O=Example Corp,C=US"
+
+
+def _name(dn: str) -> Any:
+    from cryptography import x509
+
+    return x509.Name.from_rfc4514_string(dn)
+
+
+def _ca(dn: str) -> tuple[Any, Any]:
+    """A real self-signed CA certificate (and its key) with ``dn`` as subject, as RFC 4514 prints it."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(_name(dn)).issuer_name(_name(dn)).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now)
+            .not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .sign(key, hashes.SHA256()))
+    return cert, key
+
+
+def _leaf_pem(ca: tuple[Any, Any], cn: str) -> str:
+    """A leaf signed by ``ca`` (its AKID is the CA's SKI), URL-encoded as Envoy logs %DOWNSTREAM_PEER_CERT%."""
+    import datetime as dt
+    from urllib.parse import quote
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    ca_cert, ca_key = ca
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    cert = (x509.CertificateBuilder().subject_name(_name(f"CN={cn}")).issuer_name(ca_cert.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number()).not_valid_before(now)
+            .not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    return quote(cert.public_bytes(serialization.Encoding.PEM).decode(), safe="")
+
+
+def _pem_mesh(tmp_path: Path, ca: tuple[Any, Any]) -> list[MeshCA]:
+    from cryptography.hazmat.primitives import serialization
+
+    from tlsdetect.baseline import parse_mesh_ca
+
+    path = tmp_path / "internal-ca.crt"
+    path.write_bytes(ca[0].public_bytes(serialization.Encoding.PEM))
+    mesh = parse_mesh_ca(str(path))
+    assert isinstance(mesh, list)
+    assert mesh[0].ski
+    assert mesh[0].sha256
+    return mesh
+
+
+@pytest.mark.skipif(not ENVOY_SAMPLE.is_file(), reason=f"Envoy sample not found at {ENVOY_SAMPLE}")
+def test_pem_mesh_ca_scores_an_envoy_log_without_chains(tmp_path: Path) -> None:
+    """Issue 14 item 2: a PEM mesh CA, then an Envoy log (no chain, no AKID: DNs only) crashed in
+    ``_chain_lookalike`` (IndexError); the rows are now compared by DN and come out as the mesh's."""
+    from tlsdetect.readers.envoy import read_envoy
+
+    mesh = _pem_mesh(tmp_path, _ca(ENVOY_CA_DN))
+    envoy = read_envoy([ENVOY_SAMPLE])
+    assert envoy["server_chain"].isna().all()
+    b = Baseline(mesh_ca=mesh, model=False).fit(envoy)
+    out = score(envoy, b)
+    assert (out["verdict"] == "ok").all(), out["reasons"].tolist()
+    assert set(out["issuer_class"].dropna()) == {"mesh"}
+    # what serve's warm-up scores: one row, no chain, an issuer the mesh never saw
+    one = score(pd.DataFrame({"client_ip": ["192.0.2.1"], "server_issuer": ["CN=warm-up"],
+                              "server_chain": pd.Series([None], dtype="category")}), b)
+    assert codes(one.iloc[0]) == {"unknown_issuer_in_mesh"}
+    assert len(score(envoy.iloc[:0], b)) == 0  # an empty table
+    other = envoy.assign(peer_issuer="CN=Other CA,O=elsewhere", peer_issuer_key="cn=Other CA,o=elsewhere")
+    assert "unknown_issuer_in_mesh" in codes(score(other, b).iloc[0])
+
+
+def test_pem_mesh_ca_compares_by_issuing_key_where_the_log_has_it(tmp_path: Path) -> None:
+    """Issue 14 item 2: Envoy lines with the PEM leaf carry its AKID; the mesh CA's key (its SKI) decides:
+    a leaf of the mesh CA is the mesh's, a leaf of a CA with the mesh CA's DN and another key is a look-alike."""
+    import json
+
+    from tlsdetect.readers.envoy import read_envoy
+
+    mesh_ca = _ca("CN=Mesh Root CA,O=corp")
+    impostor = _ca("CN=Mesh Root CA,O=corp")  # same DN, its own key
+    mesh = _pem_mesh(tmp_path, mesh_ca)
+
+    def line(i: int, ca: tuple[Any, Any]) -> str:
+        return json.dumps({"start_time": f"2026-11-26T17:08:{i:02d}.000Z", "connection_id": i,
+                           "downstream_remote_address": f"10.1.2.{i}:40000", "downstream_local_address": "10.0.0.1:443",
+                           "requested_server_name": "api.mesh.test", "downstream_tls_version": "TLSv1.3",
+                           "ja4": "t13d591000_a33745022dd6_1f22a2ca17c4",
+                           "downstream_peer_cert": _leaf_pem(ca, f"w{i}.mesh.test")})
+
+    log = tmp_path / "access.log"
+    log.write_text("\n".join(line(i, mesh_ca) for i in range(1, 6)) + "\n")
+    b = Baseline(mesh_ca=mesh, model=False).fit(read_envoy([log]))
+    log.write_text(line(6, mesh_ca) + "\n" + line(7, impostor) + "\n")
+    df = read_envoy([log])
+    assert df["peer_issuer_akid"].notna().all()
+    assert df["peer_issuer"].nunique() == 1
+    out = score(df, b)
+    assert out.loc[0, "issuer_class"] == "mesh"
+    assert "mesh_ca_lookalike" not in codes(out.iloc[0])
+    assert out.loc[1, "issuer_class"] == "mesh-lookalike"
+    assert "mesh_ca_lookalike" in codes(out.iloc[1])
+    assert out.loc[1, "verdict"] == "intercepted"
+
+
+def test_pem_mesh_ca_in_a_chain_is_compared_by_key(tmp_path: Path) -> None:
+    """Issue 14 item 2: in a chain (pcap TLS <= 1.2) a CA certificate named like the mesh CA is the mesh CA
+    when it has its key (a re-issued mesh CA has another SHA-256, same SKI), a look-alike when its key differs."""
+    import json
+
+    from cryptography.hazmat.primitives import hashes
+
+    ca = _ca("CN=Mesh Root CA,O=corp")
+    mesh = _pem_mesh(tmp_path, ca)
+    ski, sha = mesh[0].ski, ca[0].fingerprint(hashes.SHA256()).hex()
+
+    def chain(ca_ski: str, ca_sha: str) -> str:
+        return json.dumps([{"subject": "CN=w.mesh.test", "issuer": "CN=Mesh Root CA,O=corp", "sha256": "11" * 32},
+                           {"subject": "CN=Mesh Root CA,O=corp", "issuer": "CN=Mesh Root CA,O=corp",
+                            "sha256": ca_sha, "ski": ca_ski}])
+
+    df = pd.DataFrame({"client_ip": ["10.0.0.1"] * 4, "server_issuer": ["CN=Mesh Root CA,O=corp"] * 4,
+                       "server_chain": [chain(ski, sha), chain(ski, "22" * 32), chain("33" * 20, "44" * 32), None]})
+    df = add_issuer_keys(df)
+    b = Baseline(mesh_ca=mesh, model=False).fit(df.iloc[:1])
+    out = score(df, b)
+    assert out["issuer_class"].tolist() == ["mesh", "mesh", "mesh-lookalike", "mesh"]
+    assert codes(out.iloc[2]) == {"mesh_ca_lookalike"}
+    assert out.loc[2, "reasons"][0]["expected"].startswith(f"mesh CA key id {ski}")

@@ -1,7 +1,7 @@
 """Signals -> score, verdict and reasons, over a whole connections table at once.
 
 Each signal is a boolean mask with a weight and the evidence an analyst needs (``code``,
-``detail``, ``expected``, ``observed``). Masks are computed over distinct values (issuers,
+``detail``, ``expected``, ``observed``: text or null, see :data:`tlsdetect.schema.REASON_FIELDS`). Masks are computed over distinct values (issuers,
 fingerprints, hellos, client/fingerprint pairs) and broadcast by integer codes, so scoring costs
 a few hash lookups per row and no Python per row; reasons are assembled only for flagged rows.
 
@@ -213,11 +213,8 @@ class _Evidence:
         allr = pd.concat(self.parts, ignore_index=True).sort_values(["row", "weight"], ascending=[True, False],
                                                                      kind="stable")
         rows = allr["row"].to_numpy()
-        cols = [allr[c].to_numpy(dtype=object).tolist() for c in ("code", "detail", "expected", "observed")]
-        recs = [
-            {"code": c, "detail": d, "expected": _none(e), "observed": _none(o)}
-            for c, d, e, o in zip(*cols, strict=True)
-        ]
+        cols = [_evidence_text(allr[c].to_numpy(dtype=object)) for c in schema.REASON_FIELDS]
+        recs = [dict(zip(schema.REASON_FIELDS, values, strict=True)) for values in zip(*cols, strict=True)]
         bounds = np.flatnonzero(np.diff(rows)) + 1
         starts = np.concatenate([[0], bounds])
         ends = np.concatenate([bounds, [len(rows)]])
@@ -226,10 +223,30 @@ class _Evidence:
         return out
 
 
-def _none(v: Any) -> Any:
-    if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
+def _text_of(v: Any) -> str | None:
+    """One evidence value as text: missing -> None, whole numbers as ``"2"``, others as their shortest
+    decimal (``"0.731"``), so a reason field never mixes types (Arrow, Spark and SIEM mappings need one)."""
+    if v is None or v is pd.NA or v is pd.NaT:
         return None
-    return v
+    if isinstance(v, str):
+        return v
+    if isinstance(v, float | np.floating):
+        f = float(v)
+        return None if np.isnan(f) else str(int(f)) if f.is_integer() else repr(f)
+    if isinstance(v, int | np.integer):
+        return str(int(v))
+    return str(v)
+
+
+def _evidence_text(values: npt.NDArray[np.object_]) -> list[str | None]:
+    """:func:`_text_of` of each value, rendered once per distinct value (2 and 2.0 are one value and one text)."""
+    try:
+        codes, uniq = pd.factorize(values, use_na_sentinel=True)
+    except TypeError:  # an unhashable value (a list): render each one
+        return [_text_of(v) for v in values.tolist()]
+    texts = np.array([*(_text_of(v) for v in uniq), None], dtype=object)
+    out: list[str | None] = texts[codes].tolist()  # code -1 (missing) takes the trailing None
+    return out
 
 
 def _top_list(frame: pd.DataFrame, key: str, value: str, count: str, k: int = 3) -> dict[str, str]:
@@ -250,6 +267,8 @@ def score(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge | None = No
     baseline are compared with the population and the knowledge base only, as ``compared`` says.
     ``reasons`` holds a list of ``{code, detail, expected, observed}`` dicts on a flagged row and
     the empty tuple on a row without a reason (one shared immutable object, not a million lists).
+    Every field is a ``str`` or ``None``, numbers written once as decimal text here, so every writer
+    and reader sees one type per field (the schema: :data:`tlsdetect.schema.REASON_FIELDS`).
     """
     kb = kb or load_knowledge()
     out = df.reset_index(drop=True)  # a new frame (copy-on-write): the caller's table is never changed
@@ -348,6 +367,8 @@ def _issuer_signals(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge, 
         if mesh_role is None or len(mesh_role) == 0:
             rank = np.where(has & public, np.minimum(rank, 5), np.where(has, np.minimum(rank, 6), rank))
             continue
+        # the mesh CA by DN (readers put every source's DNs in one order), then its key where the row has
+        # one: the leaf's AKID against the mesh CA's SKI, chain certificates (_chain_lookalike)
         mesh_keys = pd.Index(mesh_role["issuer_key"].dropna().unique())
         in_mesh_dn = u.rows(np.asarray(mesh_keys.get_indexer(pd.Index(keys_u, dtype=object)), dtype=np.int64) >= 0)
         mesh_names = "; ".join(mesh_role["issuer"].dropna().unique().tolist())
@@ -367,8 +388,9 @@ def _issuer_signals(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge, 
         chain_hit = _chain_lookalike(df, role, mesh_role)
         if chain_hit is not None:
             ev.add("mesh_ca_lookalike", chain_hit & ~lookalike,
-                   f"the {what} chain holds a CA certificate with the mesh CA's name and another fingerprint",
-                   expected="mesh CA certificate " + ", ".join(mesh_role["sha256"].dropna().tolist()),
+                   f"the {what} chain holds a CA certificate with the mesh CA's name and another key or fingerprint",
+                   expected="mesh CA " + ", ".join([f"key id {k}" for k in skis.str.lower().unique()]
+                                                   + [f"certificate {h}" for h in mesh_role["sha256"].dropna()]),
                    observed=_raw(df, "server_chain"))
             lookalike |= chain_hit
         pub_mesh = has & public & ~in_mesh_dn
@@ -392,13 +414,18 @@ def _issuer_signals(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge, 
 
 
 def _chain_lookalike(df: pd.DataFrame, role: str, mesh_role: pd.DataFrame) -> npt.NDArray[np.bool_] | None:
-    """Chains (pcap TLS <= 1.2) holding a CA cert named like the mesh CA but with another SHA-256."""
+    """Chains (pcap TLS <= 1.2) holding a CA cert named like the mesh CA but with another key or SHA-256.
+
+    A chain certificate is compared by its SKI where both it and the mesh CA have one (a re-issued
+    mesh CA keeps its key), else by its SHA-256; ``None`` when there is nothing to compare with.
+    A source without chains, or whose chains are all missing, gives no hit.
+    """
     shas = set(mesh_role["sha256"].dropna().str.lower())
-    if role != "server" or not shas or "server_chain" not in df.columns:
+    skis = set(mesh_role["ski"].dropna().str.lower())
+    if role != "server" or not (shas or skis) or "server_chain" not in df.columns:
         return None
     keys = set(mesh_role["issuer_key"].dropna())
     chains = _Unique(_raw(df, "server_chain"))  # each distinct chain parsed once
-    codes = chains.codes
     hit = np.zeros(len(chains.values), dtype=bool)
     for i, text in enumerate(chains.values):
         try:
@@ -406,10 +433,14 @@ def _chain_lookalike(df: pd.DataFrame, role: str, mesh_role: pd.DataFrame) -> np
         except (TypeError, ValueError):
             continue
         for cert in chain[1:] if isinstance(chain, list) else []:
-            if isinstance(cert, dict) and dn_key(cert.get("subject")) in keys \
-                    and str(cert.get("sha256", "")).lower() not in shas:
-                hit[i] = True
-    return np.where(codes < 0, False, hit[np.maximum(codes, 0)])
+            if not isinstance(cert, dict) or dn_key(cert.get("subject")) not in keys:
+                continue
+            ski = str(cert.get("ski") or "").lower()
+            if ski and skis:
+                hit[i] |= ski not in skis
+            elif shas:
+                hit[i] |= str(cert.get("sha256", "")).lower() not in shas
+    return np.asarray(chains.rows(hit), dtype=bool)  # a row without a chain: no hit
 
 
 # --- known products ---------------------------------------------------------------------------------
