@@ -1,6 +1,6 @@
 """The REST API (``tlsdetect serve``) with httpx against the real app, and end to end as a process.
 
-The baselines are fitted here from the project's own captures (``pcaps/``): one on the first
+The baselines are fitted here from the project's own clean captures (``pcaps/``): one on the first
 rows only, so scoring every row gives ok, suspicious and (with a known interception JA3)
 intercepted rows.
 """
@@ -31,6 +31,8 @@ from tlsdetect.inputs import Inputs
 from tlsdetect.knowledge import load_knowledge
 from tlsdetect.scoring import score
 
+from .conftest import CLEAN_PCAPS
+
 ROOT = Path(__file__).resolve().parents[1]
 ESET_JA3 = "2d0c1aa81856c537394b05616d38dbae"  # product_fingerprints.csv: eset-nod32-antivirus-9
 UNKNOWN_JA4 = "t13d0000h2_000000000000_000000000000"
@@ -43,7 +45,7 @@ def anyio_backend() -> str:
 
 @pytest.fixture(scope="module")
 def captures() -> pd.DataFrame:
-    return Inputs([str(ROOT / "pcaps")]).read_all()
+    return Inputs([str(p) for p in CLEAN_PCAPS]).read_all()
 
 
 @pytest.fixture(scope="module")
@@ -180,8 +182,9 @@ async def test_score_equals_score_function(baseline_dir: Path, rows: pd.DataFram
 @pytest.mark.anyio
 async def test_score_reasons_are_text_in_the_response_and_its_model(baseline_dir: Path, rows: pd.DataFrame) -> None:
     """issue 14 item 1: a reason's ``expected``/``observed`` are text or null (a count too), and the model says so."""
-    from tlsdetect.api import Reason, ScoreResponse
+    from pydantic import ValidationError
 
+    from tlsdetect.api import Reason, ScoreResponse
     from tlsdetect.fingerprint import add_fingerprints
 
     weak = rows.iloc[[1]].copy()
@@ -197,7 +200,7 @@ async def test_score_reasons_are_text_in_the_response_and_its_model(baseline_dir
     assert next(x for x in body["rows"][-1]["reasons"] if x["code"] == "weak_ciphers")["observed"] == "1"
     for x in reasons:
         assert all(x[f] is None or isinstance(x[f], str) for f in ("expected", "observed")), x
-    with pytest.raises(ValueError):
+    with pytest.raises(ValidationError, match="observed"):
         Reason.model_validate({"code": "weak_ciphers", "detail": "d", "observed": 1})
     props = spec["components"]["schemas"]["Reason"]["properties"]
     for f in ("expected", "observed"):

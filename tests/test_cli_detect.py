@@ -100,6 +100,27 @@ def test_score_parquet(baseline_dir: Path, tmp_path: Path) -> None:
     assert {"verdict", "score", "reasons"} <= set(table.column_names)
 
 
+@needs_interception
+def test_score_parquet_of_flagged_rows_round_trips(baseline_dir: Path, tmp_path: Path) -> None:
+    """issue 14 item 1: Parquet of flagged rows (a JA3 and a count in the evidence) failed with ArrowInvalid;
+    now ``reasons`` is a list of four-string structs holding what JSON lines holds."""
+    out, jsonl = tmp_path / "s.parquet", tmp_path / "s.jsonl"
+    args = ("score", str(INTERCEPTION), "--baseline", str(baseline_dir), "--no-progress")
+    code, _, err = _run(*args, "-f", "parquet", "-o", str(out))
+    assert code == 0, err
+    assert "Traceback" not in err
+    table = pq.read_table(out)
+    reasons = table.schema.field("reasons").type
+    assert [(f.name, str(f.type)) for f in reasons.value_type] == [
+        ("code", "string"), ("detail", "string"), ("expected", "string"), ("observed", "string")]
+    code, _, err = _run(*args, "-f", "jsonl", "-o", str(jsonl))
+    assert code == 0, err
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert table.column("reasons").to_pylist() == [r["reasons"] for r in rows]
+    assert table.column("verdict").to_pylist() == [r["verdict"] for r in rows]
+    assert "intercepted" in table.column("verdict").to_pylist()
+
+
 @pytest.mark.parametrize("damage", ["missing", "corrupt-meta", "old-version", "missing-table"])
 def test_score_with_a_bad_baseline_is_one_clear_line(baseline_dir: Path, tmp_path: Path, damage: str) -> None:
     import shutil

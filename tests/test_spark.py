@@ -150,6 +150,27 @@ def test_spark_schema_matches_package_schema() -> None:
                                                  "compared"]
 
 
+def test_spark_reasons_are_the_local_reasons_and_the_parquet_type() -> None:
+    """issue 14 item 1: Spark's reasons hold the very strings local scoring writes (no ``str()`` of its own),
+    in the struct type local Parquet files have."""
+    import json
+
+    from pyspark.sql.pandas.types import from_arrow_type
+
+    from tlsdetect.fingerprint import add_fingerprints
+    from tlsdetect.spark.schema import reason_type, to_spark_scored
+
+    assert reason_type() == from_arrow_type(schema.REASONS_ARROW)
+    local = Inputs([str(PCAPS)]).read_all()
+    weak = local.iloc[[1]].copy()
+    weak["ch_ciphers"] = pd.Series([(5, *weak["ch_ciphers"].iloc[0])], index=weak.index, dtype=object)  # + RC4-SHA
+    rows = pd.concat([local, add_fingerprints(weak)], ignore_index=True)
+    scored = score(rows, Baseline().fit(local.iloc[:8]))
+    assert "weak_ciphers" in {r["code"] for r in scored["reasons"].iloc[-1]}  # numeric evidence (a count)
+    packed = to_spark_scored(scored, pd.DataFrame({"_order": np.arange(len(scored), dtype=np.int64)}))
+    assert [json.loads(text) for text in packed["reasons"]] == [list(rs) for rs in scored["reasons"]]
+
+
 LIST_CASES = [None, (), (4865,), (4865, 4866, 0), (2**31 - 1,)]
 ALPN_CASES = [None, (), ("",), ("6832",), ("6832", "687474702f312e31"), ("2c",)]
 

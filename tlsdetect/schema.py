@@ -53,9 +53,9 @@ import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 
-__all__ = ["CERT_COLUMNS", "COLUMNS", "LIST_COLUMNS", "OUTPUT_COLUMNS", "as_category", "as_text", "category_from_codes",
-           "concat", "conform", "dtype_name", "empty", "missing", "null_categories", "null_strings",
-           "strings_from_codes", "validate"]
+__all__ = ["CERT_COLUMNS", "COLUMNS", "LIST_COLUMNS", "OUTPUT_COLUMNS", "REASONS_ARROW", "REASON_FIELDS", "as_category",
+           "as_text", "category_from_codes", "concat", "conform", "dtype_name", "empty", "missing", "null_categories",
+           "null_strings", "strings_from_codes", "validate"]
 
 #: Column name -> pandas dtype. ``object`` columns hold tuples of ints (or of hex strings).
 COLUMNS: Mapping[str, str] = {
@@ -115,6 +115,18 @@ LIST_COLUMNS = tuple(c for c, t in COLUMNS.items() if t == "object")
 
 #: Columns held as categoricals with string categories (see the module docstring).
 CERT_COLUMNS = tuple(c for c, t in COLUMNS.items() if t == "category")
+
+#: The fields of one entry of ``reasons``, the column :func:`tlsdetect.scoring.score` adds: a list of
+#: ``{code, detail, expected, observed}`` per row (empty on a row without a reason). Every field is
+#: text or null, in every output (table, JSON lines, CSV, Parquet, ECS, CEF, the REST API, Spark):
+#: ``code`` is a :data:`tlsdetect.scoring.SIGNALS` key, ``detail`` the sentence for an analyst,
+#: ``expected``/``observed`` what the baseline or knowledge predicts and what the row shows, numbers
+#: written as decimal text (``"0.731"``, ``"2"``), null when a signal has nothing to compare.
+#: One type per field lets Arrow, Spark and a SIEM's index mapping take every row.
+REASON_FIELDS = ("code", "detail", "expected", "observed")
+
+#: ``reasons`` in Arrow (Parquet): ``list<struct<code, detail, expected, observed: string>>``.
+REASONS_ARROW = pa.list_(pa.struct([pa.field(f, pa.string(), nullable=True) for f in REASON_FIELDS]))
 
 #: What ``tlsdetect fingerprint`` shows by default, in this order.
 OUTPUT_COLUMNS = (

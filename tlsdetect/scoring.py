@@ -1,9 +1,10 @@
 """Signals -> score, verdict and reasons, over a whole connections table at once.
 
 Each signal is a boolean mask with a weight and the evidence an analyst needs (``code``,
-``detail``, ``expected``, ``observed``: text or null, see :data:`tlsdetect.schema.REASON_FIELDS`). Masks are computed over distinct values (issuers,
-fingerprints, hellos, client/fingerprint pairs) and broadcast by integer codes, so scoring costs
-a few hash lookups per row and no Python per row; reasons are assembled only for flagged rows.
+``detail``, ``expected``, ``observed``: text or null, see :data:`tlsdetect.schema.REASON_FIELDS`).
+Masks are computed over distinct values (issuers, fingerprints, hellos, client/fingerprint pairs)
+and broadcast by integer codes, so scoring costs a few hash lookups per row and no Python per row;
+reasons are assembled only for flagged rows.
 
 The score is the noisy-OR of the weights that fired (two independent 50s make 75, not 100):
 strong evidence (a known interception CA or product, a public CA or a look-alike of the mesh CA

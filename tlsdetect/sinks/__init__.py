@@ -100,7 +100,9 @@ def _arrow_schema(df: pd.DataFrame) -> Any:
     fields = []
     for col in df.columns:
         dtype = schema.COLUMNS.get(col)
-        if dtype == "object":
+        if col == "reasons":  # one fixed type, whatever the first chunk holds (even no reason at all)
+            fields.append(pa.field(col, schema.REASONS_ARROW))
+        elif dtype == "object":
             item = pa.string() if col == "ch_alpn" else pa.int32()
             fields.append(pa.field(col, pa.list_(item)))
         elif dtype in kinds:

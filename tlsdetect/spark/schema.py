@@ -48,7 +48,8 @@ HIDDEN = ("_ts_ns", "_order")
 NAT = int(np.iinfo(np.int64).min)
 #: Columns :func:`tlsdetect.scoring.score` adds, in its order, with their Spark meaning.
 SCORE_EXTRA = ("issuer_class", "known_product", "score", "verdict", "reasons", "compared")
-REASON_FIELDS = ("code", "detail", "expected", "observed")
+#: The fields of a reason (all text or null, numbers written as text by scoring): :data:`schema.REASON_FIELDS`.
+REASON_FIELDS = schema.REASON_FIELDS
 
 
 def spark_type(column: str, dtype: str) -> Any:
@@ -85,7 +86,7 @@ def connections_schema(hidden: bool = True, *, packed: bool = False) -> Any:
 
 
 def reason_type() -> Any:
-    """``ArrayType`` of the reason structs (four strings each)."""
+    """``ArrayType`` of the reason structs (four strings each): :data:`schema.REASONS_ARROW` in Spark's terms."""
     from pyspark.sql import types as st
 
     return st.ArrayType(st.StructType([st.StructField(f, st.StringType(), True) for f in REASON_FIELDS]))
@@ -235,15 +236,15 @@ def to_spark_scored(scored: pd.DataFrame, hidden: pd.DataFrame) -> pd.DataFrame:
     """A frame from :func:`tlsdetect.scoring.score` as the rows of :func:`scored_schema`.
 
     ``hidden``: the input rows' ``_order`` column, in the same order (``ts`` still holds the exact
-    nanoseconds, so ``_ts_ns`` is recomputed from it). Reason
-    fields become strings (``str()`` of numbers) so every row has one struct type; list columns
-    and ``reasons`` are packed (:func:`scored_schema` with ``packed=True``).
+    nanoseconds, so ``_ts_ns`` is recomputed from it). Reason fields are already text or null
+    (scoring writes them so), so every row has one struct type and Spark's reasons equal the
+    local ones; list columns and ``reasons`` are packed (:func:`scored_schema` with ``packed=True``).
     """
     out = to_spark_frame(scored[list(schema.COLUMNS)], order=hidden["_order"].to_numpy())
     for col in ("issuer_class", "known_product", "verdict", "compared"):
         out[col] = _per_distinct(scored[col], _text)
     out["score"] = scored["score"].to_numpy(dtype=np.float64)
-    reasons = [json.dumps([{f: _text(r.get(f)) for f in REASON_FIELDS} for r in rs], separators=(",", ":"))
+    reasons = [json.dumps([{f: r.get(f) for f in REASON_FIELDS} for r in rs], separators=(",", ":"))
                if len(rs) else "[]" for rs in scored["reasons"]]
     out["reasons"] = pd.Series(reasons, dtype=object)
     return out
