@@ -99,7 +99,7 @@ def without_sources(kb: Knowledge, needle: str) -> Knowledge:
 
 #: Fingerprints the knowledge base learned from an earlier run of the corpus script (mitmproxy's among
 #: them): held out, so the evaluation measures what the baseline and the other signals catch.
-CORPUS_SOURCE = "pcaps/eval/STACKS.json"
+CORPUS_SOURCE = "docs/captures/STACKS.json"
 
 
 def interception_captures(train: pd.DataFrame) -> dict[str, Any] | None:

@@ -22,6 +22,11 @@ SHARED = Path(os.environ.get("TLSDETECT_SHARED", ROOT.parent / "shared"))
 REFERENCE = SHARED / "pcaps" / "reference"
 INTERCEPTION = SHARED / "pcaps" / "interception"
 PROJECT_PCAPS = ROOT / "pcaps"
+#: Ground truth of ``pcaps/`` (written by ``scripts/make_captures.py``).
+CAPTURES_MANIFEST = ROOT / "docs" / "captures" / "MANIFEST.json"
+#: The captures of clean traffic (what ``baselines/sample`` learned); ``pcaps/intercepted.pcapng`` is not one.
+CLEAN_PCAPS = tuple(PROJECT_PCAPS / name for name, capture in json.loads(CAPTURES_MANIFEST.read_text())["captures"]
+                    .items() if capture["label"] == "clean")
 
 needs_reference = pytest.mark.skipif(
     not (REFERENCE / "expected_ja4.json").is_file(),

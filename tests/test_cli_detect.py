@@ -11,7 +11,9 @@ from click.testing import CliRunner
 
 from tlsdetect.cli import main
 
-from .conftest import INTERCEPTION, PROJECT_PCAPS, ROOT
+from .conftest import CLEAN_PCAPS, INTERCEPTION, PROJECT_PCAPS, ROOT
+
+CLEAN = [str(p) for p in CLEAN_PCAPS]  # the project's clean captures (not pcaps/intercepted.pcapng)
 
 needs_interception = pytest.mark.skipif(not INTERCEPTION.is_dir(), reason=f"no captures at {INTERCEPTION}")
 
@@ -24,7 +26,7 @@ def _run(*args: str) -> tuple[int, str, str]:
 @pytest.fixture(scope="module")
 def baseline_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("b") / "sample"
-    code, stdout, err = _run("baseline", "fit", str(PROJECT_PCAPS), "-o", str(out), "--no-progress")
+    code, stdout, err = _run("baseline", "fit", *CLEAN, "-o", str(out), "--no-progress")
     assert code == 0, err
     assert "15 connections" in stdout
     assert "LEARNED - confirm" in stdout
@@ -40,12 +42,12 @@ def test_show(baseline_dir: Path) -> None:
 
 def test_fit_with_a_given_mesh_ca_and_a_time_window(tmp_path: Path) -> None:
     out = tmp_path / "b"
-    code, stdout, err = _run("baseline", "fit", str(PROJECT_PCAPS), "-o", str(out), "--mesh-ca", "CN=Mesh,O=corp",
+    code, stdout, err = _run("baseline", "fit", *CLEAN, "-o", str(out), "--mesh-ca", "CN=Mesh,O=corp",
                              "--since", "2000-01-01", "--until", "2100-01-01T00:00:00Z")
     assert code == 0, err
     assert "mesh CA (any): CN=Mesh,O=corp" in stdout
     assert "[given]" in stdout
-    code, _, err = _run("baseline", "fit", str(PROJECT_PCAPS), "-o", str(out), "--since", "2100-01-01")
+    code, _, err = _run("baseline", "fit", *CLEAN, "-o", str(out), "--since", "2100-01-01")
     assert code != 0
     assert "cannot fit: no connections" in err
 
@@ -80,12 +82,12 @@ def test_score_jsonl_keeps_the_4_tuple_and_reasons(baseline_dir: Path, tmp_path:
 
 
 def test_score_table_and_only_flagged(baseline_dir: Path) -> None:
-    code, out, err = _run("score", str(PROJECT_PCAPS), "--baseline", str(baseline_dir))
+    code, out, err = _run("score", *CLEAN, "--baseline", str(baseline_dir))
     assert code == 0, err
     assert "verdict" in out
     assert "reason_codes" in out
     assert "15 connections: 0 intercepted, 0 suspicious, 15 ok" in err
-    code, out, err = _run("score", str(PROJECT_PCAPS), "--baseline", str(baseline_dir), "-f", "jsonl",
+    code, out, err = _run("score", *CLEAN, "--baseline", str(baseline_dir), "-f", "jsonl",
                           "--only-flagged")
     assert code == 0
     assert out == ""
@@ -93,7 +95,7 @@ def test_score_table_and_only_flagged(baseline_dir: Path) -> None:
 
 def test_score_parquet(baseline_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "s.parquet"
-    code, _, err = _run("score", str(PROJECT_PCAPS), "--baseline", str(baseline_dir), "-f", "parquet", "-o", str(out))
+    code, _, err = _run("score", *CLEAN, "--baseline", str(baseline_dir), "-f", "parquet", "-o", str(out))
     assert code == 0, err
     table = pq.read_table(out)
     assert table.num_rows == 15
@@ -135,7 +137,7 @@ def test_score_with_a_bad_baseline_is_one_clear_line(baseline_dir: Path, tmp_pat
         (bad / "meta.json").write_text(json.dumps({**meta, "format_version": 0}))
     elif damage == "missing-table":
         (bad / "fingerprints.parquet").unlink()
-    code, out, err = _run("score", str(PROJECT_PCAPS), "--baseline", str(bad))
+    code, out, err = _run("score", *CLEAN, "--baseline", str(bad))
     assert code == 1
     assert out == ""
     assert err.startswith("Error: ")

@@ -34,7 +34,7 @@ from tlsdetect.knowledge import (
     verify_chain,
 )
 
-from .conftest import INTERCEPTION, PROJECT_PCAPS, ROOT, SHARED, load_script
+from .conftest import CAPTURES_MANIFEST, INTERCEPTION, ROOT, SHARED, load_script
 
 KNOWLEDGE_DIR = ROOT / "tlsdetect" / "knowledge"
 MITMPROXY = ROOT / ".tools" / "mitmproxy" / "bin" / "mitmdump"
@@ -230,9 +230,12 @@ def test_application_families() -> None:
 def test_stacks_cover_the_manifest() -> None:
     import json
 
-    manifest = json.loads((PROJECT_PCAPS / "MANIFEST.json").read_text())
+    manifest = json.loads(CAPTURES_MANIFEST.read_text())
     stacks = read("stack_fingerprints.csv")
-    for name, capture in manifest["captures"].items():
+    clean = {name: c for name, c in manifest["captures"].items() if c["label"] == "clean"}
+    assert clean, "no clean capture in the manifest"
+    assert len(clean) < len(manifest["captures"]), "the interception demo must not count as a stack's own"
+    for name, capture in clean.items():
         for conn in capture["connections"]:
             src = f"pcaps/{name} tcp_stream {conn['tcp_stream']} "
             rows = stacks[stacks["source"].str.contains(src, regex=False)]
