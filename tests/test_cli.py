@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from tlsdetect.cli import main
 from tlsdetect.readers.pcap import read_pcap
 
-from .conftest import PROJECT_PCAPS, SHARED
+from .conftest import PROJECT_PCAPS, SHARED, needs_shared
 
 SAMPLE = PROJECT_PCAPS / "tls13_stacks.pcapng"
 
@@ -107,7 +107,7 @@ def test_unknown_column_is_an_error() -> None:
 SAMPLES = SHARED / "samples"
 
 
-@pytest.mark.skipif(not (SAMPLES / "zeek").is_dir(), reason=f"samples not found at {SAMPLES}")
+@needs_shared("samples/zeek")
 def test_zeek_logs_are_detected_and_joined(tmp_path: Path) -> None:
     """ssl.log and x509.log given together (names do not matter), detected by their content."""
     ssl, x509 = tmp_path / "a.txt", tmp_path / "b.txt"

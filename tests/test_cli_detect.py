@@ -11,11 +11,9 @@ from click.testing import CliRunner
 
 from tlsdetect.cli import main
 
-from .conftest import CLEAN_PCAPS, INTERCEPTION, PROJECT_PCAPS, ROOT
+from .conftest import CLEAN_PCAPS, INTERCEPTION, PROJECT_PCAPS, ROOT, needs_interception
 
 CLEAN = [str(p) for p in CLEAN_PCAPS]  # the project's clean captures (not pcaps/intercepted.pcapng)
-
-needs_interception = pytest.mark.skipif(not INTERCEPTION.is_dir(), reason=f"no captures at {INTERCEPTION}")
 
 
 def _run(*args: str) -> tuple[int, str, str]:
