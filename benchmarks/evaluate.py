@@ -80,7 +80,7 @@ def fit_and_score(data: pd.DataFrame, corpus: Path, *, model: bool, kb: Knowledg
     for source, part in data.groupby("_source", sort=True):
         train = part[(part["split"] == "train") & (part["label"] == "clean")]
         test = part[part["split"] == "test"]
-        mesh = parse_mesh_ca(str(corpus / "mesh_ca.pem")) if source == "envoy" else None
+        mesh = parse_mesh_ca(str(corpus / "mesh_ca.pem")) if source == "envoy" else "learn"
         b = Baseline(mesh_ca=mesh, model=model).fit(train)
         scored.append(score(test, b, kb))
     return pd.concat(scored, ignore_index=True)

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import click
 
 from .cli import main
+from .cli_params import UserPath
 
 log = logging.getLogger("tlsdetect.stream")
 
@@ -23,22 +28,43 @@ def _mapping(pairs: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+SOURCE_FORMS = "envoy:PATH, envoy:- (standard input) or the path of an existing log file"
+STDIN_NOTE = ("reading standard input until it ends: no checkpoint is kept (a pipe cannot be read again), so a "
+              "restart starts with whatever comes next; give a file path to resume where a run stopped")
+
+
+def source_path(spec: str, is_file: Callable[[str], bool] = os.path.isfile) -> str | None:
+    """The log path of ``--source`` (``-``: standard input), or None when ``spec`` is none of the accepted forms.
+
+    ``envoy:PATH`` and ``envoy:-`` as documented; what log shippers' users try first is accepted too: a
+    bare ``-`` and a bare path, when it names an existing file (else a typo would wait for it forever).
+    """
+    kind, sep, path = spec.partition(":")
+    if sep and kind == "envoy":
+        return path or None
+    if spec == "-" or (spec and is_file(spec)):
+        return spec
+    return None
+
+
 @main.command("stream")
 @click.option(
-    "--baseline", "baseline_dir", type=click.Path(file_okay=False), help="Baseline directory (else knowledge only)."
+    "--baseline", "baseline_dir", type=UserPath(file_okay=False), help="Baseline directory (else knowledge only)."
 )
 @click.option(
-    "--source", required=True, metavar="envoy:PATH", help="The Envoy access log to read (JSON lines or --text-format)."
-)
+    "--source", required=True, metavar="envoy:PATH|envoy:-",
+    help="The Envoy access log to read (JSON lines or --text-format): envoy:PATH, a bare PATH of an existing "
+    "file, or envoy:- (also -) for standard input, read until it ends, without a checkpoint.",
+)  # fmt: skip
 @click.option("--follow", is_flag=True, help="Keep following the log through rotation (else read to its end and exit).")
 @click.option(
     "--sink", "sink_specs", multiple=True, required=True, metavar="SPEC",
     help="jsonl:PATH|-, syslog+tcp://HOST:PORT, syslog+udp://HOST:PORT, cef:PATH|-, cef+syslog+tcp://HOST:PORT, "
     "hec+https://HOST:PORT[/path]?token=T[&verify=false][&ca=PEM]. Repeat for several.",
 )  # fmt: skip
-@click.option("--state", "state_dir", required=True, type=click.Path(file_okay=False),
+@click.option("--state", "state_dir", required=True, type=UserPath(file_okay=False, output=True),
               help="Directory for the checkpoint (SQLite) and the sinks' spools.")  # fmt: skip
-@click.option("--dead-letter", type=click.Path(dir_okay=False),
+@click.option("--dead-letter", type=UserPath(dir_okay=False, output=True),
               help="Unparseable lines go here (default: STATE/dead-letter.jsonl).")  # fmt: skip
 @click.option("--text-format", help="The Envoy text format string, for a text access log.")
 @click.option("--mapping", "mapping_pairs", multiple=True, metavar="KEY=COLUMN", help="Custom JSON key -> column.")
@@ -71,19 +97,23 @@ def stream(
         serve_metrics,
     )
 
-    kind, sep, path = source.partition(":")
-    if not sep or kind != "envoy" or not path:
-        raise click.BadParameter(f"{source!r}: expected envoy:PATH", param_hint="--source")
+    path = source_path(source)
+    if path is None:
+        raise click.ClickException(f"--source {source!r}: expected {SOURCE_FORMS}")
+    stdin = path == "-"
     # the stream says what happens to its sinks and its file (down, spooling, rotated) even without -v
     verbose = logging.getLogger().level <= logging.INFO
     logging.getLogger("tlsdetect.stream").setLevel(logging.INFO if verbose else logging.WARNING)
-    if not follow and not Path(path).is_file():
+    if not stdin and not follow and not Path(path).is_file():
         raise click.ClickException(f"{path}: no such file (with --follow the stream waits for it)")
     state = Path(state_dir)
     try:
         baseline = Baseline.load(baseline_dir) if baseline_dir else None
     except (BaselineError, OSError, ValueError) as exc:
         raise click.ClickException(f"baseline: {exc}") from None
+    learned = baseline.learned_mesh_warning() if baseline is not None else None
+    if learned:
+        click.echo(f"WARNING: {learned}", err=True)
     try:
         sinks = [open_sink(spec, state, spool_max_bytes=spool_max_mb << 20) for spec in sink_specs]
     except (ValueError, KeyError, OSError) as exc:
@@ -93,7 +123,10 @@ def stream(
     config = StreamConfig(follow=follow, batch_lines=batch_lines, batch_ms=batch_ms, workers=workers)
     metrics = Metrics()
     server = serve_metrics(metrics, metrics_port, metrics_host) if metrics_port else None
-    streamer = Streamer(Path(path), processor, sinks, CheckpointStore(state), config=config, metrics=metrics,
+    if stdin:
+        click.echo(STDIN_NOTE, err=True)
+    src: BinaryIO | Path = sys.stdin.buffer if stdin else Path(path)
+    streamer = Streamer(src, processor, sinks, CheckpointStore(state), config=config, metrics=metrics,
                         dead_letter=Path(dead_letter) if dead_letter else state / "dead-letter.jsonl")  # fmt: skip
     signal.signal(signal.SIGTERM, streamer.stop)
     signal.signal(signal.SIGINT, streamer.stop)
@@ -103,6 +136,8 @@ def stream(
         streamer.close()
         if server is not None:
             server.shutdown()
+    refused = sum(m.sink_rejected.values())
     click.echo(
-        f"{m.lines_read} lines, {m.rows} connections, {m.alerts} alerts, {m.dead_letters} dead letters", err=True
+        f"{m.lines_read} lines, {m.rows} connections, {m.alerts} alerts, {m.dead_letters} dead letters"
+        + (f", {refused} alerts refused by a sink (in the dead letters)" if refused else ""), err=True
     )
