@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from cryptography import x509
@@ -23,7 +23,7 @@ from cryptography.x509.oid import NameOID
 from tlsdetect.sinks.cef import CefFileSink, cef_escape_extension, cef_escape_header, format_cef
 from tlsdetect.sinks.ecs import JsonlSink, flatten, to_ecs
 from tlsdetect.sinks.hec import HecSink
-from tlsdetect.sinks.spool import SinkError
+from tlsdetect.sinks.spool import SinkError, SinkRejectedError, Spooled
 from tlsdetect.sinks.syslog import SyslogSink, format_rfc5424, frame_octet, parse_octet_frames, sd_escape
 
 ALERT: dict[str, Any] = {
@@ -254,48 +254,6 @@ def test_cef_file_sink(tmp_path: Path) -> None:
     assert (tmp_path / "a.cef").read_text().startswith("CEF:0|tlsdetect|")
 
 
-# ------------------------------------------------------------------------------ batch writers (score)
-
-
-def test_write_alerts_renders_as_the_stream_sinks_do(tmp_path: Path) -> None:
-    """issue 14 item 8: ``score -f ecs``/``-f cef`` write what ``stream --sink jsonl:``/``cef:`` write."""
-    import io
-
-    from tlsdetect.sinks import ALERT_FORMATS, write_alerts
-
-    other = {**ALERT, "id": "f" * 32, "verdict": "suspicious", "score": 40.0}
-    streamed = {}
-    for name, sink in (("ecs", JsonlSink(str(tmp_path / "a.jsonl"))), ("cef", CefFileSink(str(tmp_path / "a.cef")))):
-        sink.send([ALERT, other])
-        sink.close()
-        streamed[name] = (tmp_path / ("a.jsonl" if name == "ecs" else "a.cef")).read_text(encoding="utf-8")
-    for fmt in ALERT_FORMATS:
-        buf = io.StringIO()
-        write_alerts([ALERT, other], fmt, buf)
-        assert buf.getvalue() == streamed[fmt]
-    assert [json.loads(line)["event"]["id"] for line in streamed["ecs"].splitlines()] == [ALERT["id"], "f" * 32]
-    with pytest.raises(ValueError, match="unknown alert format"):
-        write_alerts([ALERT], "syslog", io.StringIO())
-
-
-@pytest.mark.parametrize("unit", ["ns", "us", "ms", "s"])
-def test_iso_utc_is_the_text_jsonl_writes(unit: str) -> None:
-    """issue 14 item 9: CSV's vectorised ``ts`` text equals JSON lines' per value (ISO 8601 UTC, ``Z``)."""
-    import pandas as pd
-
-    from tlsdetect.sinks import _plain, iso_utc
-
-    times = pd.Series(pd.to_datetime([
-        "2016-01-28T18:37:10.545976Z", "2016-01-28T18:37:10Z", "2016-01-28T18:37:10.545976123Z",
-        "2016-01-28T18:37:10.5Z", "1960-01-01T00:00:00.25Z", "1969-12-31T23:59:59.999999999Z", None,
-    ], format="ISO8601", utc=True)).dt.as_unit("ns")
-    times = times.dt.floor({"ns": "ns", "us": "us", "ms": "ms", "s": "s"}[unit]).dt.as_unit(unit)
-    got = iso_utc(times).tolist()
-    assert got == [_plain(t) for t in times]
-    assert got[-1] is None
-    assert all(t.endswith("Z") and " " not in t for t in got[:-1])
-
-
 # ------------------------------------------------------------------------------------------------ HEC
 
 
@@ -413,3 +371,91 @@ def test_hec_needs_token(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TLSDETECT_HEC_TOKEN", raising=False)
     with pytest.raises(ValueError, match="token"):
         HecSink("hec+https://127.0.0.1:8088")
+
+
+class PlainHec:
+    """A real plain-HTTP server on 127.0.0.1 answering every POST with the next status of ``statuses``
+    (the last one repeats), with HEC's JSON bodies; keeps the status it answered each request with."""
+
+    BODIES: ClassVar[dict[int, bytes]] = {
+        200: b'{"text":"Success","code":0}', 400: b'{"text":"Incorrect index","code":7}',
+        403: b'{"text":"Invalid token","code":4}', 429: b'{"text":"Too many requests","code":9}',
+        503: b'{"text":"Server is busy","code":9}',
+    }  # fmt: skip
+
+    def __init__(self, *statuses: int) -> None:
+        self.statuses = list(statuses)
+        self.answered: list[int] = []
+        self.events: list[dict[str, Any]] = []
+        self.auth: list[str | None] = []
+        hec = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                status = hec.statuses[min(len(hec.answered), len(hec.statuses) - 1)]
+                hec.answered.append(status)
+                hec.auth.append(self.headers.get("Authorization"))
+                if status == 200:
+                    hec.events.extend(_events(body))
+                reply = hec.BODIES[status]
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.spec = f"hec+http://127.0.0.1:{self.port}?token=t0ken"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize(("status", "for_good"), [(403, True), (400, True), (429, False), (503, False)])
+def test_hec_4xx_refused_for_good_429_5xx_retryable(status: int, for_good: bool) -> None:
+    """issue 14 item 13: a 4xx other than 429 is a SinkRejectedError (dead letters), 429/5xx a SinkError (retry)."""
+    hec = PlainHec(status)
+    try:
+        with pytest.raises(SinkError, match=f"HTTP {status}: .*{json.loads(PlainHec.BODIES[status])['text']}") as err:
+            HecSink(hec.spec).send([ALERT])
+    finally:
+        hec.close()
+    assert isinstance(err.value, SinkRejectedError) is for_good
+    assert hec.answered == [status]
+
+
+def test_hec_refused_batches_leave_the_spool(tmp_path: Path) -> None:
+    """issue 14 item 13: behind the spool, a 403/400 batch is set aside with its reason (not retried, not
+    spooled); a 503 or 429 batch is spooled and retried until HEC takes it; a spooled batch HEC then refuses
+    for good leaves the spool too."""
+    hec = PlainHec(403, 400, 503, 429, 200, 503, 400, 200)
+    try:
+        sp = Spooled(HecSink(hec.spec), tmp_path / "spool", backoff_min=0.0, backoff_max=0.0)
+        sp.send([{**ALERT, "id": "1" * 32}])  # 403
+        sp.send([{**ALERT, "id": "2" * 32}])  # 400
+        assert [(len(a), r.split(": ", 1)[1][:8]) for a, r in sp.take_rejected()] == [(1, "HTTP 403"), (1, "HTTP 400")]
+        assert sp.spooled_batches == 0
+        assert not sp.down
+        sp.send([{**ALERT, "id": "3" * 32}])  # 503: spooled
+        assert sp.spooled_batches == 1
+        assert sp.down
+        assert sp.drain(force=True) is False  # 429: still spooled
+        assert sp.spooled_batches == 1
+        assert sp.drain(force=True) is True  # 200
+        sp.send([{**ALERT, "id": "4" * 32}])  # 503: spooled
+        assert sp.drain(force=True) is True  # 400: refused for good, out of the spool
+        sp.send([{**ALERT, "id": "5" * 32}])  # 200
+        assert [r.split(": ", 1)[1][:8] for _, r in sp.take_rejected()] == ["HTTP 400"]
+    finally:
+        hec.close()
+    assert hec.answered == [403, 400, 503, 429, 200, 503, 400, 200]
+    assert [e["event"]["event"]["id"] for e in hec.events] == ["3" * 32, "5" * 32]
+    assert sp.spooled_batches == 0
+    assert sp.rejected_alerts == 3

@@ -429,6 +429,80 @@ def test_sink_down_then_up_spool_drains(tmp_path: Path, baseline: Baseline) -> N
     assert spooled.spooled_batches == 0
 
 
+def test_hec_refusal_goes_to_dead_letters_and_metrics(tmp_path: Path, baseline: Baseline) -> None:
+    """issue 14 item 13: HEC answering 403 (a bad token) was retried forever and held the stream; now the
+    refused alerts are dead letters with HEC's answer as the reason, counted in the metrics, and the
+    checkpoint moves on. 503 and 429 keep being retried (spooled) until HEC takes the alerts."""
+    from tlsdetect.sinks.hec import HecSink
+    from tlsdetect.stream import open_sink
+
+    from .test_sinks_stream import PlainHec
+
+    log = tmp_path / "access.log"
+    write(log, range(5))
+    hec = PlainHec(403)
+    try:
+        sink = Spooled(HecSink(hec.spec), tmp_path / "spool", backoff_min=0.0, backoff_max=0.0)
+        s = streamer(tmp_path, baseline, [sink], lines=2)
+        m = s.run()
+        s.close()
+    finally:
+        hec.close()
+    assert hec.answered == [403, 403, 403]  # three batches, each tried once
+    assert m.sink_rejected[sink.name] == 5
+    assert m.alerts == 5
+    assert m.sink_sent[sink.name] == 0
+    assert sink.spooled_batches == 0
+    assert f'tlsdetect_stream_alerts_rejected_total{{sink="{sink.name}"}} 5' in m.prometheus()
+    dead = [json.loads(x) for x in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    assert len(dead) == 5
+    assert all(d["sink"] == sink.name and "HTTP 403" in d["reason"] and "Invalid token" in d["reason"] for d in dead)
+    assert sorted(json.loads(d["text"])["conn_id"] for d in dead) == ["0", "1", "2", "3", "4"]
+    assert all(d["file"] == str(log) for d in dead)
+    assert CheckpointStore(tmp_path / "state").load(str(log.resolve())).line == 5  # type: ignore[union-attr]
+
+    # 503 then 429: spooled and retried, nothing dead-lettered; then HEC takes everything, in order
+    write(log, range(5, 8))
+    hec = PlainHec(503, 429, 200)
+    try:
+        spooled = open_sink(hec.spec, tmp_path / "st2")
+        assert isinstance(spooled, Spooled)
+        spooled.backoff_min = spooled.backoff_max = 0.0
+        s = streamer(tmp_path, baseline, [spooled], lines=10)
+        m = s.run()
+        s.close()
+    finally:
+        hec.close()
+    assert hec.answered[:3] == [503, 429, 200]
+    assert m.sink_rejected[spooled.name] == 0
+    assert spooled.sent == 3  # the last retry is the drain at close
+    assert len({e["event"]["event"]["id"] for e in hec.events}) == 3
+    assert not {e["event"]["event"]["id"] for e in hec.events} & {json.loads(d["text"])["id"] for d in dead}
+    assert len((tmp_path / "dead.jsonl").read_text().splitlines()) == 5
+
+
+def test_cli_hec_token_from_env_and_refusal_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """issue 14 item 13: the token comes from TLSDETECT_HEC_TOKEN when the spec has none; a refusing HEC
+    ends the run (not an endless retry) and the summary says where the alerts went."""
+    from .test_sinks_stream import PlainHec
+
+    log = tmp_path / "access.log"
+    write(log, range(3))
+    monkeypatch.setenv("TLSDETECT_HEC_TOKEN", "from-env")
+    hec = PlainHec(403)
+    try:
+        res = CliRunner().invoke(main, ["stream", "--baseline", str(SAMPLE_BASELINE), "--source", f"envoy:{log}",
+                                        "--sink", f"hec+http://127.0.0.1:{hec.port}", "--state", str(tmp_path / "st")])
+    finally:
+        hec.close()
+    assert res.exit_code == 0, res.output
+    assert "3 alerts, 0 dead letters, 3 alerts refused by a sink (in the dead letters)" in res.output
+    assert set(hec.auth) == {"Splunk from-env"}
+    dead = (tmp_path / "st" / "dead-letter.jsonl").read_text().splitlines()
+    assert len(dead) == 3
+    assert all("HTTP 403" in json.loads(d)["reason"] for d in dead)
+
+
 def test_spool_is_bounded(tmp_path: Path) -> None:
     sink = ListSink(fail=lambda _: True)
     sp = Spooled(sink, tmp_path / "spool", max_bytes=600, backoff_min=0.0, backoff_max=0.0)
@@ -604,3 +678,126 @@ def test_fuzz_corpus_through_the_streamer(tmp_path: Path, baseline: Baseline) ->
     dead = (tmp_path / "dead.jsonl").read_text().splitlines()
     assert m.dead_letters == len(dead)
     assert m.rows + m.dead_letters == m.lines_read
+
+
+# ------------------------------------------------------------------------------------------ --source forms
+
+
+def test_source_forms(tmp_path: Path) -> None:
+    """issue 14 item 14: envoy:PATH, envoy:- and -, and a bare path when it is an existing file."""
+    from tlsdetect.cli_stream import source_path
+
+    log = tmp_path / "access.log"
+    write(log, range(1))
+    assert source_path(f"envoy:{log}") == str(log)
+    assert source_path("envoy:/not/yet/there.log") == "/not/yet/there.log"  # --follow waits for it
+    assert source_path("envoy:-") == "-"
+    assert source_path("-") == "-"
+    assert source_path(str(log)) == str(log)
+    assert source_path(str(tmp_path / "missing.log")) is None
+    assert source_path(str(tmp_path)) is None  # a directory
+    assert source_path("zeek:x") is None
+    assert source_path("envoy:") is None
+    assert source_path("") is None
+
+
+def test_stdin_follower_lines_as_they_come() -> None:
+    """issue 14 item 14: lines from a real pipe, whole lines only, the last one without newline at the end."""
+    from tlsdetect.stream import STDIN, StdinFollower
+
+    r, w = os.pipe()
+    with os.fdopen(r, "rb") as reader:
+        f = StdinFollower(reader)
+
+        def until(pred: Callable[[], Any]) -> Any:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                got = pred()
+                if got:
+                    return got
+                time.sleep(0.01)
+            raise AssertionError("timed out")
+
+        os.write(w, line(0).encode() + b'{"half": ')
+        b = until(lambda: f.read(100))
+        assert (b.data, b.first_line, b.lines, b.file) == (line(0).encode(), 1, 1, STDIN)
+        assert f.read(100) is None
+        assert not f.ended
+        os.write(w, b'1}\n' + line(1).encode() + line(2).encode())
+        b = until(lambda: f.read(2))
+        assert (b.data, b.first_line, b.lines) == (b'{"half": 1}\n' + line(1).encode(), 2, 2)
+        b = until(lambda: f.read(100))
+        assert (b.data, b.first_line, b.lines) == (line(2).encode(), 4, 1)
+        os.write(w, b"last without newline")
+        time.sleep(0.05)
+        assert f.read(100) is None  # not whole until the stream ends
+        os.close(w)
+        b = until(lambda: f.read(100))
+        assert (b.data, b.first_line, b.lines) == (b"last without newline", 5, 1)
+        assert f.read(100) is None
+        assert f.ended
+
+
+def _sample_lines() -> bytes:
+    """Real Envoy JSON lines (the shared sample) and lines that are alerts against the sample baseline."""
+    from .conftest import SHARED
+
+    path = SHARED / "samples" / "envoy" / "envoy_access.sample.jsonl"
+    if not path.is_file():  # CI checks the corpus before any test (conftest)
+        pytest.skip(f"shared data not found: {path} (set TLSDETECT_SHARED to the shared/ folder)")
+    sample = path.read_bytes()
+    return sample + "".join(line(i) for i in range(4)).encode()
+
+
+def test_cli_stdin_pipe_equals_the_file(tmp_path: Path) -> None:
+    """issue 14 item 14: `--source envoy:-` reads a real pipe (the installed command, stdin piped) and gives
+    the alerts that `--source envoy:PATH` and a bare PATH give for the same lines; it says once that no
+    checkpoint is kept, and keeps none."""
+    import subprocess
+    import sys
+
+    data = _sample_lines()
+    n = data.count(b"\n")
+    log = tmp_path / "access.log"
+    log.write_bytes(data)
+    base = ["stream", "--baseline", str(SAMPLE_BASELINE), "--sink"]
+    by_file = CliRunner().invoke(main, [*base, f"jsonl:{tmp_path / 'file.jsonl'}", "--source", f"envoy:{log}",
+                                        "--state", str(tmp_path / "st-file")])  # fmt: skip
+    assert by_file.exit_code == 0, by_file.output
+    bare = CliRunner().invoke(main, [*base, f"jsonl:{tmp_path / 'bare.jsonl'}", "--source", str(log),
+                                     "--state", str(tmp_path / "st-bare")])  # fmt: skip
+    assert bare.exit_code == 0, bare.output
+    exe = Path(sys.executable).with_name("tlsdetect")
+    cmd = [str(exe), *base, f"jsonl:{tmp_path / 'stdin.jsonl'}", "--source", "envoy:-", "--state", str(tmp_path / "x")]
+    proc = subprocess.run(cmd, input=data, capture_output=True, timeout=120, check=False)
+    err = proc.stderr.decode()
+    assert proc.returncode == 0, err
+    assert err.count("no checkpoint is kept") == 1
+    assert f"{n} lines, {n} connections" in err
+
+    def ids(name: str) -> list[str]:
+        return [json.loads(x)["event"]["id"] for x in (tmp_path / name).read_text().splitlines()]
+
+    assert len(ids("file.jsonl")) >= 4  # the template lines at least
+    assert ids("stdin.jsonl") == ids("file.jsonl") == ids("bare.jsonl")
+    assert CheckpointStore(tmp_path / "x").db.execute("SELECT count(*) FROM checkpoint").fetchone() == (0,)
+    assert CheckpointStore(tmp_path / "st-file").load(str(log.resolve())) is not None
+    # CliRunner's input= (a file object, not a pipe) and a bare "-" too; the alerts' file says <stdin>
+    res = CliRunner().invoke(main, [*base, f"jsonl:{tmp_path / 'runner.jsonl'}", "--source", "-",
+                                    "--state", str(tmp_path / "st-runner")], input=data)  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert ids("runner.jsonl") == ids("file.jsonl")
+    assert json.loads((tmp_path / "runner.jsonl").read_text().splitlines()[0])["log"]["file"]["path"] == "<stdin>"
+
+
+def test_cli_source_errors_list_the_forms(tmp_path: Path) -> None:
+    """issue 14 item 14: a --source that is none of the forms is one line naming them all."""
+    for spec in (str(tmp_path / "missing.log"), "zeek:x", str(tmp_path)):
+        args = ["stream", "--source", spec, "--sink", "jsonl:-", "--state", str(tmp_path / "s")]
+        res = CliRunner().invoke(main, args)
+        assert res.exit_code != 0
+        assert res.output.strip().splitlines() == [
+            f"Error: --source {spec!r}: expected envoy:PATH, envoy:- (standard input) or the path of an existing "
+            "log file"
+        ]
+        assert "Traceback" not in res.output

@@ -26,6 +26,11 @@ Rotation
 * copytruncate: the same inode got shorter than the offset, or its first line changed: read again
   from the start.
 
+Standard input
+--------------
+``--source envoy:-``: :class:`StdinFollower` reads whatever a log shipper pipes in until it ends. A pipe
+cannot be read again from an offset, so no checkpoint is kept: a restart starts with what comes next.
+
 Alert ids
 ---------
 ``id`` = the first 32 hex digits of SHA-256 over the *connection* as the line records it: START_TIME,
@@ -41,6 +46,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import queue
 import signal
 import sqlite3
 import threading
@@ -50,7 +56,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -60,11 +66,11 @@ from .readers.envoy import parse_envoy_lines
 from .readers.logs import DeadLetter, LogStats
 from .scoring import score
 from .sinks import _plain
-from .sinks.spool import AlertSink, SinkError, Spooled, SpoolFullError
+from .sinks.spool import AlertSink, SinkError, SinkRejectedError, Spooled, SpoolFullError
 
 __all__ = [
-    "ALERT_FIELDS", "Batch", "Checkpoint", "CheckpointStore", "Follower", "Metrics", "Processor", "Streamer",
-    "alert_id", "alerts_of", "open_sink", "resume_decision",
+    "ALERT_FIELDS", "STDIN", "Batch", "Checkpoint", "CheckpointStore", "Follower", "Metrics", "Processor",
+    "StdinFollower", "Streamer", "alert_id", "alerts_of", "open_sink", "resume_decision",
 ]  # fmt: skip
 
 log = logging.getLogger("tlsdetect.stream")
@@ -73,6 +79,8 @@ HEAD_BYTES = 1024
 #: After a rename, how long the writer may still append to the old file (a last line without newline
 #: is taken whole after this).
 ROTATE_GRACE = 1.0
+#: The ``file`` of alerts and dead letters read from standard input.
+STDIN = "<stdin>"
 ID_FIELDS = ("ts", "client_ip", "client_port", "server_ip", "server_port", "conn_id", "ja4", "ja3",
              "peer_cert_sha256", "sni")  # fmt: skip
 ALERT_FIELDS = (
@@ -202,6 +210,11 @@ class Batch:
 
 class Follower:
     """Reads complete lines of one log from a checkpoint on, through rename and copytruncate rotation."""
+
+    #: At the end of the file, whether more may still come without ``--follow`` (a file: no).
+    live = False
+    #: Nothing more can ever come (only a stream that ended: a file may always grow).
+    ended = False
 
     def __init__(self, path: Path, start: Checkpoint | None, *, read_bytes: int = 32 << 20) -> None:
         self.path = Path(path)
@@ -382,6 +395,72 @@ class Follower:
         self._close()
 
 
+class StdinFollower:
+    """Reads complete lines from a byte stream (standard input) until it ends, in the shape of :class:`Follower`.
+
+    A thread does the blocking reads, so the stream's loop keeps its batch deadline and drains spools while
+    the writer is quiet. There is no checkpoint to resume from: a pipe cannot be read again from an offset.
+    """
+
+    live = True
+
+    def __init__(self, stream: BinaryIO, *, read_bytes: int = 32 << 20, chunk: int = 1 << 16) -> None:
+        self.file = STDIN
+        self.read_bytes = read_bytes
+        self.events: list[str] = []
+        self.ended = False
+        self.offset = 0
+        self.line = 0
+        self._pending = bytearray()
+        self._eof = False
+        self._chunks: queue.Queue[bytes] = queue.Queue(maxsize=max(4, read_bytes // chunk))  # backpressure
+        threading.Thread(target=self._pump, args=(stream, chunk), daemon=True, name="stdin").start()
+
+    def _pump(self, stream: BinaryIO, chunk: int) -> None:
+        read = getattr(stream, "read1", stream.read)  # read1: what the pipe has, without waiting for a full chunk
+        try:
+            while data := read(chunk):
+                self._chunks.put(bytes(data))
+        except (OSError, ValueError) as exc:
+            log.error("reading standard input failed (%s): taking it as its end", exc)
+        finally:
+            self._chunks.put(b"")  # the end
+
+    @property
+    def checkpoint(self) -> Checkpoint:
+        return Checkpoint(0, 0, "", self.offset, self.line)
+
+    def read(self, max_lines: int, *, final: bool = False) -> Batch | None:
+        """The next complete lines that have arrived (at most ``max_lines``); None when none has for now, or
+        at the end (then :attr:`ended`). A last line without its newline is taken at the end of the stream."""
+        while not self._eof and len(self._pending) < self.read_bytes:
+            try:
+                data = self._chunks.get_nowait()
+            except queue.Empty:
+                break
+            if not data:
+                self._eof = True
+            self._pending += data
+        chunk = bytes(cut_lines(self._pending, max_lines))  # type: ignore[arg-type]
+        if not chunk and self._eof and self._pending and max_lines > 0:
+            chunk = bytes(self._pending)
+        if not chunk:
+            self.ended = self._eof and not self._pending
+            return None
+        del self._pending[: len(chunk)]
+        first = self.line + 1
+        n = chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
+        self.offset += len(chunk)
+        self.line += n
+        return Batch(chunk, first, self.file, self.checkpoint, n)
+
+    def lag_bytes(self) -> int:
+        return len(self._pending)
+
+    def close(self) -> None:
+        pass  # the reading thread is a daemon: it ends with the process, or when the writer closes the pipe
+
+
 # ------------------------------------------------------------------------------------------ scoring
 
 
@@ -467,6 +546,7 @@ class Metrics:
     lag_bytes: int = 0
     lag_seconds: float = 0.0
     sink_sent: dict[str, int] = field(default_factory=dict)
+    sink_rejected: dict[str, int] = field(default_factory=dict)
     sink_up: dict[str, int] = field(default_factory=dict)
     spool_bytes: dict[str, int] = field(default_factory=dict)
 
@@ -504,6 +584,12 @@ class Metrics:
             "counter",
             "Alerts a sink acknowledged.",
             [(lab(k), v) for k, v in self.sink_sent.items()],
+        )
+        metric(
+            "tlsdetect_stream_alerts_rejected_total",
+            "counter",
+            "Alerts a sink refused for good (HEC 4xx other than 408/429), written to the dead letters.",
+            [(lab(k), v) for k, v in self.sink_rejected.items()],
         )
         metric(
             "tlsdetect_stream_sink_up",
@@ -591,7 +677,7 @@ class Streamer:
 
     def __init__(
         self,
-        source: Path,
+        source: Path | BinaryIO,
         processor: Processor,
         sinks: Sequence[AlertSink | Spooled],
         store: CheckpointStore,
@@ -601,8 +687,6 @@ class Streamer:
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.source = Path(source)
-        self.key = str(self.source.resolve())
         self.processor = processor
         self.sinks = list(sinks)
         self.store = store
@@ -612,11 +696,19 @@ class Streamer:
         self.dead_path = dead_letter
         self._dead_fh = dead_letter.open("a", encoding="utf-8") if dead_letter is not None else None
         self.stopping = False
-        self.follower = Follower(self.source, store.load(self.key))
+        self.follower: Follower | StdinFollower
+        if isinstance(source, str | os.PathLike):
+            self.source = Path(source)
+            self.key = str(self.source.resolve())
+            self.follower = Follower(self.source, store.load(self.key))
+        else:  # a stream (standard input): no checkpoint, see StdinFollower
+            self.source, self.key = Path(STDIN), ""
+            self.follower = StdinFollower(source)
         self._log_events()
         for s in self.sinks:
             self.metrics.sink_up[s.name] = 1
             self.metrics.sink_sent[s.name] = 0
+            self.metrics.sink_rejected[s.name] = 0
 
     def _log_events(self) -> None:
         for e in self.follower.events:
@@ -654,7 +746,7 @@ class Streamer:
                 yield merged()
                 parts = []
             if got is None:
-                if not cfg.follow:
+                if self.follower.ended or not (cfg.follow or self.follower.live):
                     return
                 self.idle()
                 time.sleep(cfg.poll_ms / 1000)
@@ -666,6 +758,7 @@ class Streamer:
         for s in self.sinks:
             if isinstance(s, Spooled):
                 s.drain()
+        self._dead_letter_rejected()
         self._sink_metrics()
         self.metrics.lag_bytes = self.follower.lag_bytes()
 
@@ -676,6 +769,38 @@ class Streamer:
                 self.metrics.sink_up[s.name] = 0 if s.down else 1
                 self.metrics.spool_bytes[s.name] = s.spooled_bytes
 
+    # -- dead letters
+    def _write_dead(self, records: Iterable[Mapping[str, Any]]) -> None:
+        """Append to the dead-letter file and fsync (before the checkpoint moves past what they came from)."""
+        if self._dead_fh is None:
+            return
+        import json
+
+        n = 0
+        for rec in records:
+            self._dead_fh.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
+            n += 1
+        if n:
+            self._dead_fh.flush()
+            os.fsync(self._dead_fh.fileno())
+
+    def _reject(self, sink: str, alerts: Sequence[Mapping[str, Any]], reason: str) -> None:
+        """Alerts a sink refused for good: one dead letter each (``text`` is the alert as JSON), and counted."""
+        import json
+
+        self.metrics.sink_rejected[sink] = self.metrics.sink_rejected.get(sink, 0) + len(alerts)
+        if self._dead_fh is None:
+            log.error("sink %s refused %d alert(s) (%s) and there is no dead-letter file: they are lost",
+                      sink, len(alerts), reason)  # fmt: skip
+        self._write_dead({"file": a.get("file"), "line": None, "sink": sink, "reason": f"refused by the sink: {reason}",
+                          "text": json.dumps(a, ensure_ascii=False, default=str)} for a in alerts)  # fmt: skip
+
+    def _dead_letter_rejected(self) -> None:
+        for s in self.sinks:
+            if isinstance(s, Spooled):
+                for alerts, reason in s.take_rejected():
+                    self._reject(s.name, alerts, reason)
+
     # -- delivery
     def deliver(self, batch: Batch, result: Scored) -> None:
         """Send to every sink (waiting out full spools), write dead letters, then commit the checkpoint."""
@@ -684,6 +809,9 @@ class Streamer:
             while True:
                 try:
                     s.send(result.alerts)
+                    break
+                except SinkRejectedError as exc:  # a sink without a spool that refuses the batch for good
+                    self._reject(s.name, result.alerts, str(exc))
                     break
                 except SpoolFullError as exc:
                     log.error("%s; holding at %s line %d until it drains", exc, batch.file, batch.first_line)
@@ -698,15 +826,11 @@ class Streamer:
                 delay = min(delay * 2, 30.0)
                 if isinstance(s, Spooled):
                     s.drain(force=True)
-        if self._dead_fh is not None and result.dead:
-            import json
-
-            for file, line_no, reason, text in result.dead:
-                rec = {"file": file, "line": line_no, "reason": reason, "text": text[:4096]}
-                self._dead_fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-            self._dead_fh.flush()
-            os.fsync(self._dead_fh.fileno())
-        self.store.commit(self.key, batch.end)
+        self._dead_letter_rejected()
+        self._write_dead({"file": file, "line": line_no, "reason": reason, "text": text[:4096]}
+                         for file, line_no, reason, text in result.dead)  # fmt: skip
+        if self.key:  # not standard input
+            self.store.commit(self.key, batch.end)
         m = self.metrics
         m.lines_read += result.lines
         m.rows += result.rows
@@ -742,6 +866,7 @@ class Streamer:
         for s in self.sinks:
             if isinstance(s, Spooled):
                 s.drain(force=True)
+        self._dead_letter_rejected()
         self._sink_metrics()
         return self.metrics
 
@@ -752,6 +877,7 @@ class Streamer:
                 s.close()
             except (SinkError, OSError) as exc:
                 log.warning("sink %s: %s at close", s.name, exc)
+        self._dead_letter_rejected()
         if self._dead_fh is not None:
             self._dead_fh.close()
         self.store.close()

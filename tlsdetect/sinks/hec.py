@@ -7,8 +7,12 @@ One POST per batch, the body the concatenated HEC events ``{"time", "host", "sou
 Options (query string): ``token`` (else the ``TLSDETECT_HEC_TOKEN`` environment variable, which keeps it
 out of the process list), ``index``, ``sourcetype`` (``tlsdetect:alert``), ``source`` (``tlsdetect``),
 ``ca=PATH`` (a CA bundle to verify the collector with), ``verify=false`` (no certificate check: test
-setups only). ``hec+http://`` is plain HTTP. A batch is delivered when HEC answers 2xx; anything else
-(connection refused, timeout, 5xx, 503 "server busy", even 4xx) is a :class:`SinkError` the spool retries.
+setups only). ``hec+http://`` is plain HTTP. A batch is delivered when HEC answers 2xx. What may pass (connection
+refused, timeout, 5xx, 503 "server busy", 429 "too many requests", 408) is a :class:`SinkError` the spool
+retries with backoff; any other 4xx (400 "incorrect index" or "invalid data format", 401/403 a missing
+or wrong token, 404 a wrong path, 413 a batch too large) would be refused again on every retry and
+block the stream behind it, so it is a :class:`SinkRejectedError`: the batch goes to the dead letters with
+HEC's answer as the reason.
 """
 
 from __future__ import annotations
@@ -24,11 +28,13 @@ from urllib.parse import parse_qs, urlsplit
 
 from . import utc_time
 from .ecs import to_ecs
-from .spool import SinkError
+from .spool import SinkError, SinkRejectedError
 
 __all__ = ["HecSink", "hec_event"]
 
 DEFAULT_PATH = "/services/collector/event"
+#: 4xx answers worth retrying: HEC's back-pressure (429) and a request timeout (408).
+RETRY_4XX = frozenset({408, 429})
 
 
 def _epoch(ts: Any) -> float | None:
@@ -105,6 +111,8 @@ class HecSink:
             raise SinkError(f"{self.name}: {exc}") from exc
         finally:
             conn.close()
+        if 400 <= resp.status < 500 and resp.status not in RETRY_4XX:
+            raise SinkRejectedError(f"{self.name}: HTTP {resp.status}: {text[:200]}")
         if not 200 <= resp.status < 300:
             raise SinkError(f"{self.name}: HTTP {resp.status}: {text[:200]}")
         self.sent += len(alerts)

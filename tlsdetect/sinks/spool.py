@@ -7,6 +7,10 @@ attempt per backoff step (exponential from ``backoff_min`` to ``backoff_max`` se
 Every change of state is logged (``sink X is down ...``, ``sink X is back ...``): the process never
 dies of a sink that is down.
 
+A batch the receiver refuses for good (:class:`SinkRejectedError`: Splunk HEC's 4xx other than 429, a bad
+token or a wrong index) is neither retried nor spooled: it is kept in :attr:`Spooled.rejected` with the
+reason, for the stream to write to its dead letters and count, and the next batch goes on.
+
 The spool is bounded (``max_bytes``). When a batch does not fit, :class:`SpoolFullError` is raised: the
 caller must not checkpoint past that batch and should try again later (backpressure), so nothing is
 lost and nothing is silently dropped.
@@ -23,13 +27,18 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-__all__ = ["AlertSink", "SinkError", "SpoolFullError", "Spooled"]
+__all__ = ["AlertSink", "SinkError", "SinkRejectedError", "SpoolFullError", "Spooled"]
 
 log = logging.getLogger("tlsdetect.stream")
 
 
 class SinkError(Exception):
     """A sink could not deliver a batch (down, refused, timed out); worth retrying."""
+
+
+class SinkRejectedError(SinkError):
+    """The receiver answered and refused the batch for good (a bad token, a wrong index): a retry would be
+    refused the same way, so the batch goes to the dead letters instead of blocking every later one."""
 
 
 class SpoolFullError(SinkError):
@@ -69,6 +78,10 @@ class Spooled:
         self._next_try = 0.0
         self.down = False
         self.errors = 0
+        self.refusing = False
+        #: Batches refused for good and why, until the stream takes them (:meth:`take_rejected`).
+        self.rejected: list[tuple[list[dict[str, Any]], str]] = []
+        self.rejected_alerts = 0
         self._seq = max((int(p.stem) for p in self._segments()), default=0)
         if self._segments():
             log.warning(
@@ -100,6 +113,20 @@ class Spooled:
             log.info("sink %s still down (%s); next try in %.1f s", self.name, exc, self._delay)
         self.down = True
 
+    def _rejected(self, alerts: Sequence[Mapping[str, Any]], exc: SinkRejectedError) -> None:
+        self.rejected.append(([dict(a) for a in alerts], str(exc)))
+        self.rejected_alerts += len(alerts)
+        if not self.refusing:
+            log.error("sink %s refuses alerts (%s): they go to the dead letters, not retried", self.name, exc)
+        else:
+            log.info("sink %s refused %d more alert(s) (%s)", self.name, len(alerts), exc)
+        self.refusing = True
+
+    def take_rejected(self) -> list[tuple[list[dict[str, Any]], str]]:
+        """The refused batches with their reasons since the last call (the caller dead-letters them)."""
+        out, self.rejected = self.rejected, []
+        return out
+
     def _ok(self) -> None:
         if self.down:
             log.warning("sink %s is back; spool drained", self.name)
@@ -130,6 +157,9 @@ class Spooled:
             alerts = [json.loads(line) for line in seg.read_text(encoding="utf-8").splitlines() if line.strip()]
             try:
                 self.sink.send(alerts)
+                self.refusing = False
+            except SinkRejectedError as exc:
+                self._rejected(alerts, exc)
             except SinkError as exc:
                 self._failed(exc)
                 return False
@@ -145,7 +175,14 @@ class Spooled:
         if self.drain():
             try:
                 self.sink.send(alerts)
+                if self.refusing:
+                    log.warning("sink %s takes alerts again", self.name)
+                self.refusing = False
                 self._ok()
+                return
+            except SinkRejectedError as exc:
+                self._rejected(alerts, exc)
+                self._ok()  # it answered: not down
                 return
             except SinkError as exc:
                 self._failed(exc)
