@@ -10,14 +10,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
 import pandas as pd
 
-__all__ = ["FORMATS", "TABLE_COLUMNS", "Sink", "to_records", "write"]
+__all__ = ["ALERT_FORMATS", "FORMATS", "TABLE_COLUMNS", "Sink", "iso_utc", "to_records", "write", "write_alerts"]
 
 FORMATS = ("table", "jsonl", "csv", "parquet")
+#: Formats of the stream's alerts (one record per connection whose verdict is not ``ok``), which
+#: ``tlsdetect score`` can also write: ECS JSON lines (:mod:`.ecs`) and CEF lines (:mod:`.cef`).
+ALERT_FORMATS = ("ecs", "cef")
 
 #: What fits a terminal: enough to act on, the full rows are one ``--format jsonl`` away.
 TABLE_COLUMNS = (
@@ -63,6 +66,28 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def iso_utc(ts: pd.Series) -> pd.Series:
+    """Times as ISO 8601 UTC text ending in ``Z`` (missing -> None), exactly as :func:`_plain` writes one.
+
+    Fractions are written as ``Timestamp.isoformat`` does: none for whole seconds, else 6 digits, or 9
+    when there are nanoseconds, so CSV, JSON lines, the table and alerts agree character for character.
+    Vectorised: one numpy pass per column, not a Timestamp object per row.
+    """
+    import numpy as np
+
+    when = pd.to_datetime(ts, utc=True)
+    missing = when.isna().to_numpy()
+    ns = when.dt.tz_convert(None).to_numpy(dtype="datetime64[ns]").view(np.int64)
+    frac = np.mod(ns, 1_000_000_000)  # non-negative, also before 1970
+    seconds = np.datetime_as_string((ns - frac).view("datetime64[ns]").astype("datetime64[s]"), unit="s")
+    micro = pd.Series(frac // 1000, dtype="int64").astype(str).str.zfill(6).to_numpy(dtype=object)
+    nano = pd.Series(frac, dtype="int64").astype(str).str.zfill(9).to_numpy(dtype=object)
+    tail = np.where(frac == 0, "Z", np.where(frac % 1000 == 0, "." + micro + "Z", "." + nano + "Z"))
+    text = seconds.astype(object) + tail
+    text[missing] = None
+    return pd.Series(text, index=ts.index, dtype="object")
+
+
 def to_records(df: pd.DataFrame) -> list[dict[str, Any]]:
     cols = list(df.columns)
     return [{c: _plain(v) for c, v in zip(cols, row, strict=True)} for row in df.itertuples(index=False)]
@@ -77,7 +102,9 @@ def _write_jsonl(df: pd.DataFrame, fh: IO[str]) -> None:
 def _write_csv(df: pd.DataFrame, fh: IO[str], *, header: bool = True) -> None:
     out = df.copy()
     for col in out.columns:
-        if out[col].dtype == object:
+        if isinstance(out[col].dtype, pd.DatetimeTZDtype):  # "...T18:37:10.545976Z", as JSON lines and the table
+            out[col] = iso_utc(out[col])
+        elif out[col].dtype == object:
             out[col] = out[col].map(lambda v: json.dumps(_plain(v)) if isinstance(v, tuple | list) else v)
     out.to_csv(fh, index=False, header=header)
 
@@ -257,3 +284,22 @@ def write(
     sink = Sink(fmt, fh, path=path, columns=columns, width=width)
     sink.write(df)
     sink.close()
+
+
+def write_alerts(alerts: Sequence[Mapping[str, Any]], fmt: str, fh: IO[str]) -> None:
+    """Alerts (:func:`tlsdetect.stream.alerts_of`) as the stream's sinks render them: ``ecs`` or ``cef``, one a line.
+
+    The same rendering functions as ``stream --sink jsonl:``/``cef:``, so a batch run loads into the
+    index the stream feeds, with the same ``event.id``/``externalId`` for the same connection.
+    """
+    if fmt == "ecs":
+        from .ecs import write_jsonl
+
+        write_jsonl(alerts, fh)
+    elif fmt == "cef":
+        from .cef import write_cef
+
+        write_cef(alerts, fh)
+    else:
+        raise ValueError(f"unknown alert format {fmt!r}; choose one of {', '.join(ALERT_FORMATS)}")
+    fh.flush()
