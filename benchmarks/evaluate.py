@@ -80,7 +80,7 @@ def fit_and_score(data: pd.DataFrame, corpus: Path, *, model: bool, kb: Knowledg
     for source, part in data.groupby("_source", sort=True):
         train = part[(part["split"] == "train") & (part["label"] == "clean")]
         test = part[part["split"] == "test"]
-        mesh = parse_mesh_ca(str(corpus / "mesh_ca.pem")) if source == "envoy" else None
+        mesh = parse_mesh_ca(str(corpus / "mesh_ca.pem")) if source == "envoy" else "learn"
         b = Baseline(mesh_ca=mesh, model=model).fit(train)
         scored.append(score(test, b, kb))
     return pd.concat(scored, ignore_index=True)
@@ -99,7 +99,7 @@ def without_sources(kb: Knowledge, needle: str) -> Knowledge:
 
 #: Fingerprints the knowledge base learned from an earlier run of the corpus script (mitmproxy's among
 #: them): held out, so the evaluation measures what the baseline and the other signals catch.
-CORPUS_SOURCE = "pcaps/eval/STACKS.json"
+CORPUS_SOURCE = "docs/captures/STACKS.json"
 
 
 def interception_captures(train: pd.DataFrame) -> dict[str, Any] | None:

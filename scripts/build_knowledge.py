@@ -12,8 +12,9 @@ Inputs (nothing else is read; nothing is downloaded):
   and SOURCES.md, whose table gives every source's repository, path and commit;
 * ``<shared>/pcaps/interception/`` -- five real captures of interception products, fingerprinted with tlsdetect's own
   pcap engine (``SOURCES.md`` there names the product of each file);
-* ``pcaps/*.pcap*`` with ``pcaps/MANIFEST.json`` -- the project's own captures of real TLS stacks;
-* ``pcaps/eval/STACKS.json`` if present (written by the evaluation-corpus script).
+* ``pcaps/*.pcap*`` with ``docs/captures/MANIFEST.json`` -- the project's own captures of real TLS stacks (the
+  captures the manifest labels ``clean`` only: the interception demo's hellos are not a stack's own);
+* ``docs/captures/STACKS.json`` if present (written by the evaluation-corpus script).
 
 Every row names its source. Every hash is computed here from real lists or real captures, never typed in. The output
 is deterministic: running the script twice gives byte-identical files. It prints the row count of each file.
@@ -330,13 +331,14 @@ def build_applications(shared: Path, sources: dict[str, dict[str, str]]) -> pd.D
 
 
 def build_stacks(repo: Path) -> pd.DataFrame:
-    pcaps = repo / "pcaps"
-    manifest = json.loads((pcaps / "MANIFEST.json").read_text())
-    generator = manifest.get("generator", "pcaps/make_captures.py")
+    docs = repo / "docs" / "captures"
+    manifest = json.loads((docs / "MANIFEST.json").read_text())
+    generator = manifest.get("generator", "scripts/make_captures.py")
+    pcaps = repo / manifest.get("captures_dir", "pcaps")
     rows: list[tuple[str, str, str, str, str]] = []
     for name, capture in sorted(manifest["captures"].items()):
         path = pcaps / name
-        if not path.is_file():
+        if not path.is_file() or capture.get("label", "clean") != "clean":
             continue
         df = _read_capture(path)
         by_ports = {(int(c["client_port"]), int(c["server_port"])): c for c in capture["connections"]}
@@ -349,14 +351,14 @@ def build_stacks(repo: Path) -> pd.DataFrame:
                 if isinstance(value, str) and value:
                     src = f"pcaps/{name} tcp_stream {conn['tcp_stream']} ({generator})"
                     rows.append((conn["stack"], conn["stack_version"], kind, value, src))
-    stacks_json = pcaps / "eval" / "STACKS.json"
+    stacks_json = docs / "STACKS.json"
     if stacks_json.is_file():
         for entry in json.loads(stacks_json.read_text()):
             for kind in ("ja3", "ja3n", "ja4"):
                 value = entry.get(kind)
                 if value:
                     part = str(entry.get("source") or "capture").removeprefix("pcap-")
-                    src = f"pcaps/eval/STACKS.json ({part}.pcapng of scripts/make_eval_corpus.py)"
+                    src = f"docs/captures/STACKS.json ({part}.pcapng of scripts/make_eval_corpus.py)"
                     rows.append((str(entry["stack"]), str(entry.get("version", "")), kind, str(value), str(src)))
     frame = pd.DataFrame(rows, columns=["stack", "version", "kind", "value", "source"])
     keys = ["stack", "version", "kind", "value"]

@@ -21,7 +21,7 @@ Three parts, each with ground truth in ``labels.csv``:
     .venv/bin/python scripts/make_eval_corpus.py [--out DIR] [--per-stack N] [--seed S]
         [--skip java,chromium] [--update-stacks]
 
-Reuses the helpers of ``pcaps/make_captures.py`` (PKI, dumpcap, relay, client helpers) and
+Reuses the helpers of ``scripts/make_captures.py`` (PKI, dumpcap, relay, client helpers, mitmdump) and
 ``scripts/envoy_logs.py`` (Envoy binary and config).
 """
 
@@ -59,9 +59,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 REPO = Path(__file__).resolve().parents[1]
-for _p in (REPO / "pcaps", REPO / "scripts"):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
+if str(REPO / "scripts") not in sys.path:
+    sys.path.insert(0, str(REPO / "scripts"))
 mc: Any = importlib.import_module("make_captures")
 el: Any = importlib.import_module("envoy_logs")
 
@@ -76,7 +75,7 @@ ENVOY_STACKS = ("curl", "python", "openssl")
 MESH_DOMAIN = "mesh.tlsdetect.test"
 MESH_CA_DN = "CN=tlsdetect Mesh CA,O=tlsdetect mesh"
 PUBLIC_ROOT_DN = "CN=ISRG Root X1,O=Internet Security Research Group,C=US"
-MITMDUMP = REPO / ".tools" / "mitmproxy" / "bin" / "mitmdump"
+MITMDUMP = mc.MITMDUMP
 CHROMIUM = "/usr/bin/chromium"
 DEFAULT_OUT = Path("~/.cache/tlsdetect/eval-corpus").expanduser()
 DEFAULT_PER_STACK = 80  # about 3 minutes on 2 cores
@@ -149,18 +148,6 @@ def log(msg: str) -> None:
 
 def iso(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def listening(port: int) -> bool:
-    """True when something listens on 127.0.0.1:port (read from /proc, no probe connection)."""
-    needle = f"0100007F:{port:04X}"
-    for table in ("/proc/net/tcp",):
-        with open(table) as fh:
-            for line in fh.readlines()[1:]:
-                parts = line.split()
-                if parts[1] == needle and parts[3] == "0A":
-                    return True
-    return False
 
 
 # --------------------------------------------------------------------------------------------------
@@ -527,34 +514,8 @@ def mitmproxy(out: Path, work: Path, upstream_port: int) -> Iterator[tuple[int, 
     conn_log.unlink(missing_ok=True)
     addon = out / "mitm_source_bind.py"
     addon.write_text(MITM_ADDON.format(log=str(conn_log)))
-    port = mc.free_port()
-    cmd = [
-        str(MITMDUMP),
-        "--mode",
-        f"reverse:https://{HOST}:{upstream_port}@{port}",
-        "--listen-host",
-        HOST,
-        "--set",
-        f"confdir={confdir}",
-        "--set",
-        "connection_strategy=lazy",
-        "--ssl-insecure",
-        "-s",
-        str(addon),
-        "--flow-detail",
-        "1",
-    ]
-    logf = work / "mitmdump.log"
-    with logf.open("wb") as fh:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT)
-    try:
-        mc.wait_for(lambda: proc.poll() is not None or listening(port), "mitmdump to listen", timeout=60)
-        if proc.poll() is not None:
-            raise CaptureError(f"mitmproxy: exited early:\n{logf.read_text()[-2000:]}")
-        mc.wait_for((confdir / "mitmproxy-ca-cert.pem").is_file, "mitmproxy CA")
+    with mc.mitmdump(confdir, work / "mitmdump.log", upstream_port, addon, ("--ssl-insecure",)) as port:
         yield port, confdir, conn_log
-    finally:
-        mc.stop_process(proc)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -970,7 +931,7 @@ def envoy_part(ctx: Ctx, per_stack: int) -> tuple[list[dict[str, Any]], dict[str
         stderr=stderr,
     )
     try:
-        mc.wait_for(lambda: proc.poll() is not None or listening(port), "envoy to listen", timeout=30)
+        mc.wait_for(lambda: proc.poll() is not None or mc.listening(port), "envoy to listen", timeout=30)
         if proc.poll() is not None:
             raise CaptureError(f"envoy: exited early ({proc.returncode}); see {ctx.work / 'envoy.stderr'}")
         log(f"  envoy :{port}: {len(plan)} mTLS connections")
@@ -1043,7 +1004,6 @@ def versions(stacks: list[str]) -> dict[str, str]:
         v["chromium"] = mc.first_line(
             subprocess.run([CHROMIUM, "--version"], check=False, capture_output=True, text=True).stdout
         )
-    v["mitmproxy"] = mc.first_line(mc.run([str(MITMDUMP), "--version"]))
     binary = el.envoy_binary()
     if binary is not None:
         v["envoy"] = mc.first_line(mc.run([str(binary), "--version"]).strip().splitlines()[-1])
@@ -1107,7 +1067,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--seed", type=int, default=4, help="seed of the connection order and SNI choice")
     p.add_argument("--skip", default="", help="comma-separated optional stacks to leave out (java, chromium)")
-    p.add_argument("--update-stacks", action="store_true", help="also copy STACKS.json to pcaps/eval/STACKS.json")
+    p.add_argument("--update-stacks", action="store_true", help="also copy STACKS.json to docs/captures/STACKS.json")
     p.add_argument("--keep-workdir", action="store_true", help="keep the scratch dir (PKI, logs) for debugging")
     args = p.parse_args(argv)
     args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
@@ -1166,7 +1126,7 @@ def main(argv: list[str] | None = None) -> int:
         stack_fps = stacks_json(out, rows, vers)
         (out / "STACKS.json").write_text(json.dumps(stack_fps, indent=1) + "\n")
         if args.update_stacks:
-            dest = REPO / "pcaps" / "eval" / "STACKS.json"
+            dest = REPO / "docs" / "captures" / "STACKS.json"
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(out / "STACKS.json", dest)
             log(f"  copied to {dest}")

@@ -15,7 +15,7 @@ import pandas as pd
 from tlsdetect.inputs import Inputs
 from tlsdetect.issuers import add_issuer_keys
 
-from .conftest import PROJECT_PCAPS
+from .conftest import CLEAN_PCAPS
 
 HELLO_COLUMNS = [
     "ja3", "ja3_full", "ja3n", "ja4", "ja4_r", "ja4_o", "ja4_ro", "fingerprint_origin", "tls_version", "alpn",
@@ -26,8 +26,8 @@ HELLO_COLUMNS = [
 
 @cache
 def captured() -> pd.DataFrame:
-    """The project's captures as read by tlsdetect (15 real handshakes of 7 stacks)."""
-    return Inputs([str(PROJECT_PCAPS)]).read_all()
+    """The project's clean captures as read by tlsdetect (15 real handshakes of 7 stacks)."""
+    return Inputs([str(p) for p in CLEAN_PCAPS]).read_all()
 
 
 def stack_of(df: pd.DataFrame) -> pd.Series:

@@ -10,7 +10,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tlsdetect.baseline import FORMAT_VERSION, Baseline, BaselineError, MeshCA, client_ids, parse_mesh_ca
+from tlsdetect.baseline import (
+    FORMAT_VERSION,
+    Baseline,
+    BaselineError,
+    BaselineExistsError,
+    MeshCA,
+    client_ids,
+    parse_mesh_ca,
+    parse_mesh_cas,
+)
 
 from .detect_data import population
 
@@ -22,7 +31,7 @@ def train() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def fitted(train: pd.DataFrame) -> Baseline:
-    return Baseline().fit(train)
+    return Baseline(mesh_ca="learn").fit(train)
 
 
 def test_learns_one_fingerprint_per_stable_client(train: pd.DataFrame, fitted: Baseline) -> None:
@@ -106,7 +115,8 @@ def test_client_keys() -> None:
 
 
 def test_parse_mesh_ca(tmp_path: Path) -> None:
-    assert parse_mesh_ca("auto") is None
+    assert parse_mesh_ca("learn") == "learn"
+    assert parse_mesh_ca("auto") == "learn"  # the old name (the CLI warns that it is deprecated)
     assert parse_mesh_ca("none") == []
     assert parse_mesh_ca("CN=Mesh CA,O=corp") == [MeshCA("CN=Mesh CA,O=corp")]
     with pytest.raises(ValueError, match="neither"):
@@ -215,3 +225,116 @@ def test_copied_directory_still_loads(saved: Path, tmp_path: Path) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(saved, copy)
     assert Baseline.load(copy).summary()["connections"] == Baseline.load(saved).summary()["connections"]
+
+
+# --- issue 14 item 5: no mesh CA unless given or asked to learn -------------------------------------------
+def test_default_is_no_mesh_ca(train: pd.DataFrame, tmp_path: Path) -> None:
+    """Issue 14 item 5: a default fit used to learn a "mesh CA" from whatever traffic it saw."""
+    b = Baseline(model=False).fit(train)
+    assert len(b.mesh_cas_) == 0
+    assert b.summary()["mesh_cas"] == []
+    assert b.learned_mesh_warning() is None
+    b.save(tmp_path / "b")
+    assert json.loads((tmp_path / "b" / "meta.json").read_text())["params"]["mesh_ca"] == []
+    assert len(Baseline.load(tmp_path / "b").mesh_cas_) == 0
+
+
+def test_learned_mesh_ca_is_flagged_and_survives_a_reload(fitted: Baseline, tmp_path: Path) -> None:
+    """Issue 14 item 5: 'learn' is said out loud, and kept as 'learn' through save/load and --update."""
+    warning = fitted.learned_mesh_warning()
+    assert warning is not None
+    assert "LEARNED mesh CA (CN=tlsdetect Sample Intermediate CA,O=tlsdetect)" in warning
+    fitted.save(tmp_path / "b")
+    assert json.loads((tmp_path / "b" / "meta.json").read_text())["params"]["mesh_ca"] == "learn"
+    loaded = Baseline.load(tmp_path / "b")
+    assert loaded.mesh_ca == "learn"
+    assert loaded.learned_mesh_warning() == warning
+
+
+def test_old_baseline_that_learned_its_mesh_ca_still_loads_as_learned(fitted: Baseline, tmp_path: Path) -> None:
+    """Issue 14 item 5: before the change ``params.mesh_ca`` was null for a learned mesh CA ('auto')."""
+    saved = fitted.save(tmp_path / "old")
+    meta = json.loads((saved / "meta.json").read_text())
+    meta["params"]["mesh_ca"] = None  # what 'baseline fit' wrote when 'auto' was the default
+    (saved / "meta.json").write_text(json.dumps(meta))
+    old = Baseline.load(saved)
+    assert old.mesh_ca == "learn"
+    assert (old.mesh_cas_["origin"] == "learned").all()
+    assert old.learned_mesh_warning() is not None
+    more = old.partial_fit(population(repeat=2, start="2026-12-01"))  # --update keeps learning, as before
+    assert (more.mesh_cas_["origin"] == "learned").all()
+
+
+def test_parse_mesh_ca_mistakes_are_one_line_errors(tmp_path: Path) -> None:
+    """Issue 14 item 3: ``--mesh-ca ""`` read the current directory (IsADirectoryError)."""
+    for bad, message in (("", "empty value"), ("  ", "empty value"), (str(tmp_path), "a directory, not a PEM")):
+        with pytest.raises(ValueError, match=message):
+            parse_mesh_ca(bad)
+    assert parse_mesh_cas([]) == []
+    assert parse_mesh_cas(["CN=A,O=x", "CN=B,O=x"]) == [MeshCA("CN=A,O=x"), MeshCA("CN=B,O=x")]
+    with pytest.raises(ValueError, match="'learn' cannot be combined"):
+        parse_mesh_cas(["learn", "CN=A,O=x"])
+    with pytest.raises(ValueError, match="'none' cannot be combined"):
+        parse_mesh_cas(["none", "CN=A,O=x"])
+
+
+# --- issue 14 item 4: never overwrite silently, never leave half a baseline ----------------------------------
+def _files(d: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(d.iterdir())}
+
+
+def test_save_refuses_an_existing_baseline_unless_told(fitted: Baseline, tmp_path: Path) -> None:
+    """Issue 14 item 4: ``save`` silently replaced the files of an existing baseline."""
+    target = fitted.save(tmp_path / "b")
+    before = _files(target)
+    other = Baseline(model=False).fit(population(repeat=2))
+    with pytest.raises(BaselineExistsError, match="already there"):
+        other.save(target)
+    assert _files(target) == before
+    other.save(target, overwrite=True)
+    assert Baseline.load(target).summary() == other.summary()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]  # no temporary directory left beside it
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("mine")
+    with pytest.raises(BaselineExistsError, match="not a baseline"):
+        other.save(tmp_path / "notes", overwrite=True)  # --force never deletes what is not a baseline
+    assert (tmp_path / "notes" / "todo.txt").read_text() == "mine"
+    (tmp_path / "empty").mkdir()
+    other.save(tmp_path / "empty")  # an empty directory (made by the user) is fine
+    assert Baseline.load(tmp_path / "empty").summary() == other.summary()
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "two-renames"])
+def test_a_crash_mid_write_leaves_the_old_baseline_or_none(fitted: Baseline, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch, exchange: bool) -> None:
+    """Issue 14 item 4: the writer fails after the first table; the target is untouched (or still absent)."""
+    import tlsdetect.baseline as mod
+
+    if not exchange:  # the fallback where renameat2 is missing
+        monkeypatch.setattr(mod, "_exchange", lambda a, b: False)
+    target = fitted.save(tmp_path / "b")
+    before = _files(target)
+    other = Baseline(model=False).fit(population(repeat=2))
+    real = pd.DataFrame.to_parquet
+    calls = []
+
+    def failing(self: pd.DataFrame, *args: object, **kwargs: object) -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", failing)
+    with pytest.raises(OSError, match="No space left"):
+        other.save(target, overwrite=True)
+    assert _files(target) == before
+    assert Baseline.load(target).summary() == fitted.summary()
+    calls.clear()
+    with pytest.raises(OSError, match="No space left"):
+        other.save(tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]  # the half-written directories are gone
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", real)
+    other.save(target, overwrite=True)  # and a replacement that succeeds, on either path
+    assert Baseline.load(target).summary() == other.summary()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]

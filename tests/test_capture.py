@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from tlsdetect.readers.capture import WINDOW, CaptureError, CaptureReader
 from tlsdetect.readers.pcap import read_pcap
 
-from .conftest import INTERCEPTION, REFERENCE
+from .conftest import INTERCEPTION, REFERENCE, needs_shared
 from .craft import (
     LT_ETHERNET,
     LT_RAW,
@@ -60,7 +60,7 @@ def corpus_files() -> list[Path]:
 
 
 CORPUS = corpus_files()
-needs_corpus = pytest.mark.skipif(not CORPUS, reason=f"reference corpus not found at {REFERENCE}")
+needs_corpus = needs_shared("pcaps/reference/expected_ja4.json", "pcaps/interception/SOURCES.md")
 needs_capinfos = pytest.mark.skipif(shutil.which("capinfos") is None, reason="capinfos is not installed")
 needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
 

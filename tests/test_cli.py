@@ -104,6 +104,38 @@ def test_unknown_column_is_an_error() -> None:
     assert "nonsense" in err
 
 
+def test_unknown_column_error_lists_the_valid_names() -> None:
+    """issue 14 item 10: ``--columns ja4,bogus`` names the valid columns, on one line."""
+    from tlsdetect import schema
+
+    code, _, err = _run("fingerprint", str(SAMPLE), "--columns", "ja4,bogus")
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1
+    assert "unknown column(s): bogus; valid columns: " in lines[0]
+    listed = lines[0].split("valid columns: ", 1)[1].split(", ")
+    assert listed == list(schema.COLUMNS)
+    assert "Traceback" not in err
+
+
+def test_csv_writes_ts_as_jsonl_and_the_table_do(tmp_path: Path) -> None:
+    """issue 14 item 9: CSV wrote ``2016-01-28 18:37:10.545976+00:00``, JSON lines ``...T...Z``; now one format."""
+    import csv
+
+    code, out, _ = _run("fingerprint", str(PROJECT_PCAPS), "-f", "csv", "--columns", "ts,client_port")
+    assert code == 0
+    from_csv = [r["ts"] for r in csv.DictReader(out.splitlines())]
+    code, out, _ = _run("fingerprint", str(PROJECT_PCAPS), "-f", "jsonl", "--columns", "ts,client_port")
+    assert code == 0
+    from_jsonl = [json.loads(line)["ts"] for line in out.splitlines()]
+    assert from_csv == from_jsonl
+    assert from_csv
+    assert all(t.endswith("Z") and "T" in t and "+" not in t for t in from_csv)
+    code, out, _ = _run("fingerprint", str(PROJECT_PCAPS), "--columns", "ts")
+    assert code == 0
+    assert set(from_csv) <= {line.strip() for line in out.splitlines()}  # the table shows the same text
+
+
 SAMPLES = SHARED / "samples"
 
 

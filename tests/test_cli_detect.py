@@ -11,7 +11,9 @@ from click.testing import CliRunner
 
 from tlsdetect.cli import main
 
-from .conftest import INTERCEPTION, PROJECT_PCAPS, ROOT
+from .conftest import CLEAN_PCAPS, INTERCEPTION, PROJECT_PCAPS, ROOT
+
+CLEAN = [str(p) for p in CLEAN_PCAPS]  # the project's clean captures (not pcaps/intercepted.pcapng)
 
 needs_interception = pytest.mark.skipif(not INTERCEPTION.is_dir(), reason=f"no captures at {INTERCEPTION}")
 
@@ -24,7 +26,7 @@ def _run(*args: str) -> tuple[int, str, str]:
 @pytest.fixture(scope="module")
 def baseline_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("b") / "sample"
-    code, stdout, err = _run("baseline", "fit", str(PROJECT_PCAPS), "-o", str(out), "--no-progress")
+    code, stdout, err = _run("baseline", "fit", *CLEAN, "-o", str(out), "--no-progress")
     assert code == 0, err
     assert "15 connections" in stdout
     assert "LEARNED - confirm" in stdout
@@ -40,12 +42,12 @@ def test_show(baseline_dir: Path) -> None:
 
 def test_fit_with_a_given_mesh_ca_and_a_time_window(tmp_path: Path) -> None:
     out = tmp_path / "b"
-    code, stdout, err = _run("baseline", "fit", str(PROJECT_PCAPS), "-o", str(out), "--mesh-ca", "CN=Mesh,O=corp",
+    code, stdout, err = _run("baseline", "fit", *CLEAN, "-o", str(out), "--mesh-ca", "CN=Mesh,O=corp",
                              "--since", "2000-01-01", "--until", "2100-01-01T00:00:00Z")
     assert code == 0, err
     assert "mesh CA (any): CN=Mesh,O=corp" in stdout
     assert "[given]" in stdout
-    code, _, err = _run("baseline", "fit", str(PROJECT_PCAPS), "-o", str(out), "--since", "2100-01-01")
+    code, _, err = _run("baseline", "fit", *CLEAN, "-o", str(out), "--since", "2100-01-01")
     assert code != 0
     assert "cannot fit: no connections" in err
 
@@ -80,12 +82,12 @@ def test_score_jsonl_keeps_the_4_tuple_and_reasons(baseline_dir: Path, tmp_path:
 
 
 def test_score_table_and_only_flagged(baseline_dir: Path) -> None:
-    code, out, err = _run("score", str(PROJECT_PCAPS), "--baseline", str(baseline_dir))
+    code, out, err = _run("score", *CLEAN, "--baseline", str(baseline_dir))
     assert code == 0, err
     assert "verdict" in out
     assert "reason_codes" in out
     assert "15 connections: 0 intercepted, 0 suspicious, 15 ok" in err
-    code, out, err = _run("score", str(PROJECT_PCAPS), "--baseline", str(baseline_dir), "-f", "jsonl",
+    code, out, err = _run("score", *CLEAN, "--baseline", str(baseline_dir), "-f", "jsonl",
                           "--only-flagged")
     assert code == 0
     assert out == ""
@@ -93,7 +95,7 @@ def test_score_table_and_only_flagged(baseline_dir: Path) -> None:
 
 def test_score_parquet(baseline_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "s.parquet"
-    code, _, err = _run("score", str(PROJECT_PCAPS), "--baseline", str(baseline_dir), "-f", "parquet", "-o", str(out))
+    code, _, err = _run("score", *CLEAN, "--baseline", str(baseline_dir), "-f", "parquet", "-o", str(out))
     assert code == 0, err
     table = pq.read_table(out)
     assert table.num_rows == 15
@@ -121,6 +123,50 @@ def test_score_parquet_of_flagged_rows_round_trips(baseline_dir: Path, tmp_path:
     assert "intercepted" in table.column("verdict").to_pylist()
 
 
+@needs_interception
+@pytest.mark.parametrize("fmt", ["ecs", "cef"])
+def test_score_writes_the_streams_alerts_for_flagged_rows_only(baseline_dir: Path, tmp_path: Path, fmt: str) -> None:
+    """issue 14 item 8: ``score -f ecs|cef`` writes the stream's alert records (same functions, same ids), one per
+    suspicious or intercepted connection; ok rows are not written."""
+    from tlsdetect.baseline import Baseline
+    from tlsdetect.inputs import Inputs
+    from tlsdetect.scoring import score
+    from tlsdetect.sinks.cef import format_cef
+    from tlsdetect.sinks.ecs import to_ecs
+    from tlsdetect.stream import alerts_of
+
+    paths = [str(PROJECT_PCAPS), str(INTERCEPTION)]
+    out = tmp_path / f"alerts.{fmt}"
+    code, _, err = _run("score", *paths, "--baseline", str(baseline_dir), "--no-progress", "-f", fmt, "-o", str(out))
+    assert code == 0, err
+    scored = score(Inputs(paths).read_all(), Baseline.load(baseline_dir))
+    flagged = int((scored["verdict"] != "ok").sum())
+    assert 0 < flagged < len(scored)  # ok rows exist and are left out
+    alerts = alerts_of(scored)
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == flagged
+    if fmt == "ecs":
+        docs = [json.loads(line) for line in lines]
+        assert docs == [json.loads(json.dumps(to_ecs(a), default=str)) for a in alerts]
+        assert {d["event"]["action"] for d in docs} <= {"suspicious", "intercepted"}
+        assert all(d["@timestamp"].endswith("Z") for d in docs)
+    else:
+        assert lines == [format_cef(a) for a in alerts]
+    assert f"{len(scored)} connections:" in err
+
+
+def test_score_columns_error_lists_the_valid_names_and_ecs_takes_none(baseline_dir: Path) -> None:
+    """issue 14 item 10: an unknown ``--columns`` name lists the valid ones (score's own columns too)."""
+    code, _, err = _run("score", str(PROJECT_PCAPS), "--baseline", str(baseline_dir), "--columns", "ja4,bogus")
+    assert code == 1
+    assert len(err.strip().splitlines()) == 1
+    assert "unknown column(s): bogus; valid columns: ts, " in err
+    assert ", verdict, reasons, compared, reason_codes" in err
+    code, _, err = _run("score", str(PROJECT_PCAPS), "--baseline", str(baseline_dir), "-f", "ecs", "--columns", "ja4")
+    assert code == 1
+    assert "--columns does not apply to -f ecs" in err
+
+
 @pytest.mark.parametrize("damage", ["missing", "corrupt-meta", "old-version", "missing-table"])
 def test_score_with_a_bad_baseline_is_one_clear_line(baseline_dir: Path, tmp_path: Path, damage: str) -> None:
     import shutil
@@ -135,7 +181,7 @@ def test_score_with_a_bad_baseline_is_one_clear_line(baseline_dir: Path, tmp_pat
         (bad / "meta.json").write_text(json.dumps({**meta, "format_version": 0}))
     elif damage == "missing-table":
         (bad / "fingerprints.parquet").unlink()
-    code, out, err = _run("score", str(PROJECT_PCAPS), "--baseline", str(bad))
+    code, out, err = _run("score", *CLEAN, "--baseline", str(bad))
     assert code == 1
     assert out == ""
     assert err.startswith("Error: ")

@@ -11,15 +11,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import SHARED, load_envoy_script
+from tests.conftest import SHARED, load_envoy_script, needs_shared
 from tlsdetect.readers.envoy import compile_text_format, default_mapping, read_envoy
 from tlsdetect.readers.logs import DeadLetter, LogFormatError
 from tlsdetect.schema import validate
 
 SAMPLE = SHARED / "samples" / "envoy" / "envoy_access.sample.jsonl"
-needs_sample = pytest.mark.skipif(
-    not SAMPLE.is_file(), reason=f"Envoy sample not found at {SAMPLE} (set TLSDETECT_SHARED to the shared/ folder)"
-)
+needs_sample = needs_shared("samples/envoy/envoy_access.sample.jsonl")
 
 ISSUER = "CN=Example Corp Internal Root CA,OU=Corporate Security,O=Example Corp,C=US"
 

@@ -285,12 +285,10 @@ def test_arbitrary_text_never_raises(text: str, order: str) -> None:
 
 def test_real_zeek_tsv_samples() -> None:
     """Zeek's own TSV output (``\\\\,`` and ``\\x2c`` escapes) keys like the other tools' forms."""
-    from .conftest import SHARED
+    from .conftest import require_shared
 
-    x509_log = SHARED / "samples" / "zeek" / "zeek_aws-rds_escaped-comma_x509.log"
-    ssl_log = SHARED / "samples" / "zeek" / "zeek_cert-request-info_vector-escape_ssl.log"
-    if not (x509_log.is_file() and ssl_log.is_file()):
-        pytest.skip("Zeek samples not found")
+    x509_log = require_shared("samples/zeek/zeek_aws-rds_escaped-comma_x509.log")
+    ssl_log = require_shared("samples/zeek/zeek_cert-request-info_vector-escape_ssl.log")
     issuers = {line.split("\t")[5] for line in x509_log.read_text().splitlines() if not line.startswith("#")}
     zeek = "CN=Amazon RDS us-east-1 2019 CA,OU=Amazon RDS,O=Amazon Web Services\\\\, Inc.,L=Seattle,ST=Washington,C=US"
     assert zeek in issuers

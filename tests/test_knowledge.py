@@ -34,7 +34,7 @@ from tlsdetect.knowledge import (
     verify_chain,
 )
 
-from .conftest import INTERCEPTION, PROJECT_PCAPS, ROOT, SHARED, load_script
+from .conftest import CAPTURES_MANIFEST, INTERCEPTION, ROOT, SHARED, load_script, needs_interception, needs_shared
 
 KNOWLEDGE_DIR = ROOT / "tlsdetect" / "knowledge"
 MITMPROXY = ROOT / ".tools" / "mitmproxy" / "bin" / "mitmdump"
@@ -53,14 +53,7 @@ KEYS = {
     "stack_fingerprints.csv": ["stack", "version", "kind", "value"],
 }
 
-needs_shared = pytest.mark.skipif(
-    not (SHARED / "knowledge" / "SOURCES.md").is_file(),
-    reason=f"shared knowledge not found at {SHARED}/knowledge (set TLSDETECT_SHARED to the shared/ folder)",
-)
-needs_interception = pytest.mark.skipif(
-    not (INTERCEPTION / "SOURCES.md").is_file(),
-    reason=f"interception captures not found at {INTERCEPTION} (set TLSDETECT_SHARED to the shared/ folder)",
-)
+needs_knowledge = needs_shared("knowledge/SOURCES.md")
 
 
 def read(name: str) -> pd.DataFrame:
@@ -164,7 +157,7 @@ def test_ja3_of_a_mitmengine_line_recomputed_by_hand() -> None:
     assert set(ab["missing"]) == {"signature_algorithms"}
 
 
-@needs_shared
+@needs_knowledge
 def test_the_hand_computed_line_is_the_shared_one() -> None:
     line3 = (SHARED / "knowledge" / "mitmengine_mitm.txt").read_text().splitlines()[2]
     assert line3.split("|")[1].startswith(
@@ -200,7 +193,7 @@ def test_capture_and_mitmengine_record_agree_for_kaspersky() -> None:
     assert got["source"].iloc[0].startswith("cloudflare/mitmengine mitm.txt @b587be9c line ")
 
 
-@needs_shared
+@needs_knowledge
 def test_applications_use_only_foxio_ja4_column() -> None:
     apps = read("applications.csv")
     assert set(apps["kind"]) == {"ja3", "ja4"}
@@ -230,9 +223,12 @@ def test_application_families() -> None:
 def test_stacks_cover_the_manifest() -> None:
     import json
 
-    manifest = json.loads((PROJECT_PCAPS / "MANIFEST.json").read_text())
+    manifest = json.loads(CAPTURES_MANIFEST.read_text())
     stacks = read("stack_fingerprints.csv")
-    for name, capture in manifest["captures"].items():
+    clean = {name: c for name, c in manifest["captures"].items() if c["label"] == "clean"}
+    assert clean, "no clean capture in the manifest"
+    assert len(clean) < len(manifest["captures"]), "the interception demo must not count as a stack's own"
+    for name, capture in clean.items():
         for conn in capture["connections"]:
             src = f"pcaps/{name} tcp_stream {conn['tcp_stream']} "
             rows = stacks[stacks["source"].str.contains(src, regex=False)]
@@ -245,7 +241,7 @@ def test_stacks_cover_the_manifest() -> None:
 # The build script
 
 
-@needs_shared
+@needs_knowledge
 @needs_interception
 def test_build_reproduces_committed_csvs(tmp_path: Path) -> None:
     script = load_build_script()

@@ -10,7 +10,7 @@ import pytest
 
 from tlsdetect.readers.logs import DeadLetter, LogFormatError, detect_format, sniff
 
-from .conftest import PROJECT_PCAPS, SHARED
+from .conftest import PROJECT_PCAPS, SHARED, needs_shared
 
 SAMPLES = SHARED / "samples"
 
@@ -20,7 +20,7 @@ def test_pcaps_are_detected_by_magic() -> None:
         assert sniff(capture) == "pcap"
 
 
-@pytest.mark.skipif(not SAMPLES.is_dir(), reason=f"samples not found at {SAMPLES}")
+@needs_shared("samples/zeek", "samples/envoy/envoy_access.sample.jsonl")
 def test_shared_samples_are_detected_by_content() -> None:
     for log in (SAMPLES / "zeek").iterdir():
         assert sniff(log) == "zeek", log.name

@@ -254,6 +254,48 @@ def test_cef_file_sink(tmp_path: Path) -> None:
     assert (tmp_path / "a.cef").read_text().startswith("CEF:0|tlsdetect|")
 
 
+# ------------------------------------------------------------------------------ batch writers (score)
+
+
+def test_write_alerts_renders_as_the_stream_sinks_do(tmp_path: Path) -> None:
+    """issue 14 item 8: ``score -f ecs``/``-f cef`` write what ``stream --sink jsonl:``/``cef:`` write."""
+    import io
+
+    from tlsdetect.sinks import ALERT_FORMATS, write_alerts
+
+    other = {**ALERT, "id": "f" * 32, "verdict": "suspicious", "score": 40.0}
+    streamed = {}
+    for name, sink in (("ecs", JsonlSink(str(tmp_path / "a.jsonl"))), ("cef", CefFileSink(str(tmp_path / "a.cef")))):
+        sink.send([ALERT, other])
+        sink.close()
+        streamed[name] = (tmp_path / ("a.jsonl" if name == "ecs" else "a.cef")).read_text(encoding="utf-8")
+    for fmt in ALERT_FORMATS:
+        buf = io.StringIO()
+        write_alerts([ALERT, other], fmt, buf)
+        assert buf.getvalue() == streamed[fmt]
+    assert [json.loads(line)["event"]["id"] for line in streamed["ecs"].splitlines()] == [ALERT["id"], "f" * 32]
+    with pytest.raises(ValueError, match="unknown alert format"):
+        write_alerts([ALERT], "syslog", io.StringIO())
+
+
+@pytest.mark.parametrize("unit", ["ns", "us", "ms", "s"])
+def test_iso_utc_is_the_text_jsonl_writes(unit: str) -> None:
+    """issue 14 item 9: CSV's vectorised ``ts`` text equals JSON lines' per value (ISO 8601 UTC, ``Z``)."""
+    import pandas as pd
+
+    from tlsdetect.sinks import _plain, iso_utc
+
+    times = pd.Series(pd.to_datetime([
+        "2016-01-28T18:37:10.545976Z", "2016-01-28T18:37:10Z", "2016-01-28T18:37:10.545976123Z",
+        "2016-01-28T18:37:10.5Z", "1960-01-01T00:00:00.25Z", "1969-12-31T23:59:59.999999999Z", None,
+    ], format="ISO8601", utc=True)).dt.as_unit("ns")
+    times = times.dt.floor({"ns": "ns", "us": "us", "ms": "ms", "s": "s"}[unit]).dt.as_unit(unit)
+    got = iso_utc(times).tolist()
+    assert got == [_plain(t) for t in times]
+    assert got[-1] is None
+    assert all(t.endswith("Z") and " " not in t for t in got[:-1])
+
+
 # ------------------------------------------------------------------------------------------------ HEC
 
 

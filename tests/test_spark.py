@@ -17,9 +17,11 @@ from tlsdetect.baseline import TABLES, Baseline
 from tlsdetect.inputs import Inputs
 from tlsdetect.scoring import score
 
-ROOT = Path(__file__).resolve().parents[1]
-PCAPS = ROOT / "pcaps"
-SHARED = ROOT.parent / "shared" / "samples"
+from .conftest import PROJECT_PCAPS as PCAPS
+from .conftest import SHARED, needs_shared
+
+SAMPLES = SHARED / "samples"
+needs_samples = needs_shared("samples/zeek", "samples/envoy/envoy_access.sample.jsonl")
 KEY = ["conn_id", "client_ip", "client_port", "server_ip", "server_port", "_ns"]
 
 
@@ -59,23 +61,22 @@ def spark() -> Iterator[Any]:
 
 
 def _cases() -> list[Any]:
-    shared = [str(SHARED / "zeek"), str(SHARED / "envoy" / "envoy_access.sample.jsonl")]
-    skip = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/samples is absent")
+    shared = [str(SAMPLES / "zeek"), str(SAMPLES / "envoy" / "envoy_access.sample.jsonl")]
     return [
         pytest.param([str(PCAPS)], 128 * 2**20, id="pcaps"),
-        pytest.param(shared, 128 * 2**20, id="samples", marks=skip),
+        pytest.param(shared, 128 * 2**20, id="samples", marks=needs_samples),
     ]
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/samples is absent")
+@needs_samples
 def test_spark_split_logs_equal_local(spark: Any) -> None:
     """Zeek ssl (TSV and JSON) and Envoy logs split into ~2 kB tasks read as the whole files do."""
     from tlsdetect.spark import read_connections
     from tlsdetect.spark.read import plan_tasks
     from tlsdetect.spark.schema import from_spark_frame
 
-    paths = [str(SHARED / "zeek"), str(SHARED / "envoy" / "envoy_access.sample.jsonl")]
+    paths = [str(SAMPLES / "zeek"), str(SAMPLES / "envoy" / "envoy_access.sample.jsonl")]
     tasks, _ = plan_tasks(paths, split_bytes=2048)
     assert len(tasks) > len({t.path for t in tasks})  # some files really are split
     local = Inputs(paths).read_all()
@@ -262,7 +263,7 @@ def test_split_ranges_cover_every_line_once(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/samples is absent")
+@needs_samples
 def test_spark_score_new_fingerprints_equal_local(spark: Any, tmp_path: Path) -> None:
     """Rows whose JA4 the baseline never saw take the (hour, JA4) path; still the local rows."""
     from tlsdetect.spark import read_connections, score_connections
@@ -270,7 +271,7 @@ def test_spark_score_new_fingerprints_equal_local(spark: Any, tmp_path: Path) ->
 
     Baseline().fit(Inputs([str(PCAPS)]).read_all()).save(tmp_path / "b")
     b = Baseline.load(tmp_path / "b")
-    paths = [str(SHARED / "zeek"), str(SHARED / "envoy" / "envoy_access.sample.jsonl")]
+    paths = [str(SAMPLES / "zeek"), str(SAMPLES / "envoy" / "envoy_access.sample.jsonl")]
     local = score(Inputs(paths).read_all(), b)
     known = set(b.fingerprints_["value"])
     assert (local["ja4"].notna() & ~local["ja4"].isin(known)).any()

@@ -17,15 +17,12 @@ from tlsdetect import schema
 from tlsdetect.readers.logs import DeadLetter, LogFormatError
 from tlsdetect.readers.zeek import read_zeek
 
-from .conftest import SHARED
+from .conftest import SHARED, needs_shared
 
 SAMPLES = SHARED / "samples"
 ZEEK = SAMPLES / "zeek"
 
-needs_samples = pytest.mark.skipif(
-    not (ZEEK / "zeek_basic_ssl.log").is_file(),
-    reason=f"Zeek samples not found at {ZEEK} (set TLSDETECT_SHARED to the shared/ folder)",
-)
+needs_samples = needs_shared("samples/zeek/zeek_basic_ssl.log")
 
 FOXIO_JA4 = "q13d0310h3_55b375c5d22e_cd85d2d88918"
 GSTATIC_FP = "a580247a25324adf4add5af648de4ac5798030dfd622f26a5f2280d7528ae244"

@@ -19,10 +19,16 @@ NumPy arrays (``np.load(allow_pickle=False)``: never a pickle of a file a user m
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
+import os
+import secrets
+import shutil
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -38,9 +44,13 @@ __all__ = [
     "TABLE_KEYS",
     "Baseline",
     "BaselineError",
+    "BaselineExistsError",
     "MeshCA",
+    "MeshSpec",
+    "check_save_target",
     "client_ids",
     "parse_mesh_ca",
+    "parse_mesh_cas",
 ]
 
 FORMAT = "tlsdetect-baseline"
@@ -54,6 +64,10 @@ class BaselineError(ValueError):
     """A baseline directory that is missing, corrupt, hand-edited wrongly or from another version."""
 
 
+class BaselineExistsError(BaselineError):
+    """:meth:`Baseline.save` refused: the target holds a baseline (and ``overwrite`` was not given) or other files."""
+
+
 @dataclass(frozen=True)
 class MeshCA:
     """One CA the mesh trusts: its DN and, when known, its key identifier and certificate hash."""
@@ -61,6 +75,14 @@ class MeshCA:
     issuer: str
     ski: str | None = None
     sha256: str | None = None
+
+
+#: ``Baseline(mesh_ca=...)``: the given CAs (``[]`` or ``None``: no mesh CA) or ``"learn"`` (the dominant
+#: private issuer of the fitted traffic, flagged as learned wherever it is used).
+MeshSpec: TypeAlias = list[MeshCA] | Literal["learn"] | None
+LEARN: Literal["learn"] = "learn"
+#: ``--mesh-ca auto``: what ``learn`` was called when it was the default; still accepted, with a warning.
+DEPRECATED_AUTO = "auto"
 
 
 def _ts_series(df: pd.DataFrame) -> pd.Series:
@@ -106,19 +128,29 @@ def client_ids(df: pd.DataFrame, key: str = "auto") -> pd.Series:
     return out.rename("client_id")
 
 
-def parse_mesh_ca(spec: str | None) -> list[MeshCA] | None:
-    """``--mesh-ca``: ``auto`` (learn it, ``None``), ``none`` (no mesh, ``[]``), a PEM file or a DN."""
-    if spec is None or spec.lower() == "auto":
-        return None
+def parse_mesh_ca(spec: str) -> list[MeshCA] | Literal["learn"]:
+    """One ``--mesh-ca`` value: ``none`` (``[]``), ``learn`` (or its old name ``auto``), a PEM file or a DN.
+
+    Any mistake is a ``ValueError`` whose text is one line for the user (an empty value, a directory,
+    an unreadable file, a file without a certificate, text that is neither a file nor a DN).
+    """
+    if not spec.strip():
+        raise ValueError("empty value: give a PEM file, a DN ('CN=...,O=...'), 'learn' or 'none'")
+    if spec.lower() in (LEARN, DEPRECATED_AUTO):
+        return LEARN
     if spec.lower() == "none":
         return []
     path = Path(spec)
+    if path.is_dir():
+        raise ValueError(f"{spec}: a directory, not a PEM certificate file")
     if path.exists():
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes
 
         try:
             certs = x509.load_pem_x509_certificates(path.read_bytes())
+        except OSError as exc:
+            raise ValueError(f"{spec}: cannot read it ({exc.strerror or exc})") from None
         except (ValueError, x509.InvalidVersion) as exc:
             raise ValueError(f"{spec}: not a PEM certificate file ({exc})") from None
         out = []
@@ -130,10 +162,26 @@ def parse_mesh_ca(spec: str | None) -> list[MeshCA] | None:
             out.append(MeshCA(cert.subject.rfc4514_string(), ski, cert.fingerprint(hashes.SHA256()).hex()))
         return out
     if "=" not in spec:
-        raise ValueError(f"--mesh-ca {spec!r} is neither a file, a DN (CN=...,O=...), 'auto' nor 'none'")
+        raise ValueError(f"{spec!r} is neither a file, a DN (CN=...,O=...), 'learn' nor 'none'")
     if dn_key(spec) is None:
-        raise ValueError(f"--mesh-ca {spec!r}: not a distinguished name")
+        raise ValueError(f"{spec!r}: not a distinguished name")
     return [MeshCA(spec)]
+
+
+def parse_mesh_cas(specs: Sequence[str]) -> list[MeshCA] | Literal["learn"]:
+    """Every ``--mesh-ca`` given (repeatable): no value at all is no mesh CA (``[]``).
+
+    ``learn`` and ``none`` stand alone: learning beside given CAs would silently trust whatever
+    else dominates the traffic, and ``none`` beside a CA contradicts it.
+    """
+    parsed = [parse_mesh_ca(s) for s in specs]
+    if LEARN in parsed:
+        if len(parsed) > 1:
+            raise ValueError("'learn' cannot be combined with other mesh CAs")
+        return LEARN
+    if len(parsed) > 1 and any(p == [] for p in parsed):
+        raise ValueError("'none' cannot be combined with a mesh CA")
+    return [m for p in parsed if not isinstance(p, str) for m in p]
 
 
 # --- the tables a baseline keeps: name -> column dtypes (validated on load) -----------------------
@@ -222,8 +270,10 @@ class Baseline:
     Parameters
     ----------
     client_key: how rows map to clients (see :func:`client_ids`).
-    mesh_ca: the mesh's CAs (:func:`parse_mesh_ca`), or ``None`` to learn the dominant private
-        issuer per role (shown in ``meta.json`` for confirmation), or ``[]`` for no mesh.
+    mesh_ca: the mesh's CAs (:func:`parse_mesh_ca`); ``None`` or ``[]`` for no mesh CA (the
+        default: issuer signals then use the knowledge base only); ``"learn"`` to learn the dominant
+        private issuer per role, which trusts whatever the fitted traffic shows, so it is only done
+        when asked and flagged as learned (``origin``, :meth:`learned_mesh_warning`).
     model: learn the population model (:class:`tlsdetect.features.HelloNovelty`).
     novelty_threshold: a hello whose nearest baseline hello is farther than this (Jaccard
         distance over offered values) is an outlier; 0.35 means "shares under 65% of its values
@@ -249,7 +299,7 @@ class Baseline:
     def __init__(
         self,
         client_key: str = "auto",
-        mesh_ca: list[MeshCA] | None = None,
+        mesh_ca: MeshSpec = None,
         model: bool = True,
         novelty_threshold: float = 0.35,
         mesh_min_share: float = 0.8,
@@ -391,9 +441,9 @@ class Baseline:
         return both[~ident.duplicated().to_numpy()].reset_index(drop=True)
 
     def _learn_mesh(self) -> None:
-        if self.mesh_ca is not None:
+        if not isinstance(self.mesh_ca, str):  # given (or none): never learned
             rows = [{"role": "any", "issuer_key": dn_key(m.issuer), "issuer": m.issuer, "ski": m.ski,
-                     "sha256": m.sha256, "origin": "given", "connections": 0} for m in self.mesh_ca]
+                     "sha256": m.sha256, "origin": "given", "connections": 0} for m in self.mesh_ca or []]
             self.mesh_cas_ = _typed("mesh_cas", pd.DataFrame(rows, columns=list(TABLES["mesh_cas"])))
             return
         from .knowledge import classify_issuers
@@ -422,6 +472,20 @@ class Baseline:
         self.model_ = HelloNovelty.fit(self.hellos_) if self.model and len(self.hellos_) else None
 
     # --- derived views ------------------------------------------------------------------------
+    def learned_mesh_warning(self) -> str | None:
+        """One line saying that a learned mesh CA is in use (``None`` when every mesh CA was given).
+
+        A learned mesh CA makes every certificate from another issuer an alarm: fitted on ordinary
+        internet traffic it turns public CAs into ``public_ca_in_mesh``. Every command that fits,
+        shows or scores with such a baseline prints this line.
+        """
+        learned = self.mesh_cas_[self.mesh_cas_["origin"] == "learned"] if hasattr(self, "mesh_cas_") else None
+        if learned is None or len(learned) == 0:
+            return None
+        names = "; ".join(dict.fromkeys(learned["issuer"].dropna().astype(str)))
+        return (f"this baseline uses a LEARNED mesh CA ({names}): certificates of every other issuer are alarms; "
+                "confirm it is your mesh's CA, or refit with --mesh-ca FILE.pem|DN (or none)")
+
     def prevalence(self) -> pd.DataFrame:
         """Per fingerprint: connections, clients using it, first/last seen."""
         fp = self.fingerprints_
@@ -470,12 +534,30 @@ class Baseline:
         }
 
     # --- persistence --------------------------------------------------------------------------
-    def save(self, directory: str | Path) -> Path:
-        """Write the baseline directory (created if needed; files in it are replaced)."""
+    def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:
+        """Write the baseline directory atomically: a reader (``serve``) sees the old or the new one, whole.
+
+        The files are written into a fresh directory beside ``directory`` and renamed into place;
+        an existing baseline is swapped out in one step (Linux ``renameat2(RENAME_EXCHANGE)``) and
+        then deleted, so an error or a crash at any moment leaves the old baseline or the new one,
+        never a mixture. An existing baseline is replaced only with ``overwrite``; a directory with
+        other files in it never is (:class:`BaselineExistsError`). Parents are created as needed.
+        """
         if not hasattr(self, "clients_"):
             raise ValueError("this baseline has not been fitted")
         out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
+        check_save_target(out, overwrite=overwrite)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.parent / f".{out.name}.tmp-{secrets.token_hex(4)}"
+        tmp.mkdir()  # beside the target: the same file system, so the rename is atomic
+        try:
+            self._write(tmp)
+            _move_into_place(tmp, out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)  # a half-written new baseline, or the old one swapped out
+        return out
+
+    def _write(self, out: Path) -> None:
         files: dict[str, str] = {}
         for name in TABLES:
             path = out / f"{name}.parquet"
@@ -498,7 +580,8 @@ class Baseline:
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "params": {
                 "client_key": self.client_key,
-                "mesh_ca": None if self.mesh_ca is None else [m.__dict__ for m in self.mesh_ca],
+                # "learn", or the given CAs ([] for none); null was "learn" before issue 14 (see load)
+                "mesh_ca": LEARN if isinstance(self.mesh_ca, str) else [m.__dict__ for m in self.mesh_ca or []],
                 "model": self.model, "novelty_threshold": self.novelty_threshold,
                 "mesh_min_share": self.mesh_min_share,
             },
@@ -506,7 +589,6 @@ class Baseline:
             "files": files,
         }
         (out / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-        return out
 
     @classmethod
     def load(cls, directory: str | Path) -> Baseline:
@@ -535,7 +617,8 @@ class Baseline:
             mesh = params.get("mesh_ca")
             self = cls(
                 client_key=str(params["client_key"]),
-                mesh_ca=None if mesh is None else [MeshCA(**m) for m in mesh],
+                # null: a baseline written when learning was the default ('--mesh-ca auto') learned its CA
+                mesh_ca=LEARN if mesh in (None, LEARN) else [MeshCA(**m) for m in mesh],
                 model=bool(params["model"]), novelty_threshold=float(params["novelty_threshold"]),
                 mesh_min_share=float(params["mesh_min_share"]),
             )
@@ -560,6 +643,57 @@ class Baseline:
             except (OSError, ValueError, EOFError) as exc:
                 raise BaselineError(f"{model_path}: not a tlsdetect model ({type(exc).__name__}: {exc})") from None
         return self
+
+
+def check_save_target(out: Path, *, overwrite: bool = False) -> None:
+    """Raise :class:`BaselineExistsError` unless :meth:`Baseline.save` may write ``out``.
+
+    Absent or an empty directory: yes. A baseline (it has ``meta.json``): only with ``overwrite``.
+    Anything else (a file, a directory of other files): never, so ``--force`` cannot delete them.
+    """
+    if out.exists() and not out.is_dir():
+        raise BaselineExistsError(f"{out}: exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / "meta.json").is_file():
+            raise BaselineExistsError(f"{out}: holds other files, not a baseline; not writing there")
+        if not overwrite:
+            raise BaselineExistsError(f"{out}: a baseline is already there (add --force to replace it)")
+
+
+def _move_into_place(new: Path, target: Path) -> None:
+    """Put the directory ``new`` at ``target``; a baseline already there ends up at ``new``."""
+    if not target.exists() or (target.is_dir() and not any(target.iterdir())):
+        os.rename(new, target)  # atomic; replaces an empty directory
+        return
+    if _exchange(new, target):
+        return
+    # no atomic exchange (not Linux, or a file system without it): two renames; between them the target
+    # is absent and the old baseline sits complete beside it (.NAME.old-*), never half of either
+    old = target.parent / f".{target.name}.old-{secrets.token_hex(4)}"
+    os.rename(target, old)
+    os.rename(new, target)
+    os.rename(old, new)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically with Linux ``renameat2(RENAME_EXCHANGE)``; False where it is not available."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # a libc without it (glibc < 2.28, some musl)
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    renameat2.restype = ctypes.c_int
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
 
 
 def _plain_cell(v: Any) -> Any:

@@ -119,11 +119,7 @@ def fingerprint(
     """
     if fmt == "parquet" and not output:
         raise click.ClickException("parquet output needs a file: add -o FILE")
-    wanted = [c.strip() for c in columns.split(",")] if columns else None
-    if wanted:
-        unknown = [c for c in wanted if c not in schema.COLUMNS]
-        if unknown:
-            raise click.ClickException(f"unknown column(s): {', '.join(unknown)}")
+    wanted = _columns(columns, list(schema.COLUMNS))
     with contextlib.ExitStack() as stack:
         letters = stack.enter_context(DeadLetter(dead_letter))
         inputs = _inputs(paths, engine, input_format, letters, progress=not no_progress)
@@ -133,6 +129,15 @@ def fingerprint(
         sink.close()
     _report(inputs, letters, dead_letter)
     click.echo(f"{sink.rows} connections from {len(inputs.files)} file(s)", err=True)
+
+
+def _columns(text: str | None, valid: list[str]) -> list[str] | None:
+    """``--columns`` as a list (None: the default); a name not in ``valid`` is one line that lists them all."""
+    wanted = [c.strip() for c in text.split(",") if c.strip()] if text else []
+    unknown = [c for c in wanted if c not in valid]
+    if unknown:
+        raise click.ClickException(f"unknown column(s): {', '.join(unknown)}; valid columns: {', '.join(valid)}")
+    return wanted or None
 
 
 def _write_behind(chunks: Iterator[pd.DataFrame], write: Callable[[pd.DataFrame], None]) -> None:
@@ -319,10 +324,14 @@ SCORE_OUTPUT_COLUMNS = (
 @main.command("score")
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--baseline", "baseline_dir", required=True, type=click.Path(), help="Baseline directory.")
-@click.option("-f", "--format", "fmt", type=click.Choice(sinks.FORMATS), default="table", show_default=True)
+@click.option("-f", "--format", "fmt", type=click.Choice((*sinks.FORMATS, *sinks.ALERT_FORMATS)), default="table",
+              show_default=True,
+              help="table, jsonl, csv, parquet: every connection (--only-flagged: the others). ecs, cef: the "
+                   "stream's alerts, one per suspicious or intercepted connection (ok rows are not written), as "
+                   "ECS JSON lines or CEF lines for the SIEM index the stream feeds.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write here instead of stdout.")
 @click.option("--only-flagged", is_flag=True, help="Output only suspicious and intercepted connections.")
-@click.option("--columns", help="Comma-separated columns to output.")
+@click.option("--columns", help="Comma-separated columns to output (not with ecs/cef: their fields are fixed).")
 @_input_options
 def score_cmd(paths: tuple[str, ...], baseline_dir: str, fmt: str, output: str | None, only_flagged: bool,
               columns: str | None, engine: str, input_format: str | None, dead_letter: str | None,
@@ -332,9 +341,11 @@ def score_cmd(paths: tuple[str, ...], baseline_dir: str, fmt: str, output: str |
     A summary (verdict counts, top reasons, top flagged clients) goes to stderr at the end.
     """
     from .baseline import Baseline
-    from .scoring import score, summarize
+    from .scoring import SCORE_COLUMNS, score, summarize
 
-    wanted = [c.strip() for c in columns.split(",")] if columns else None
+    wanted = _columns(columns, list(dict.fromkeys((*schema.COLUMNS, *SCORE_COLUMNS, "reason_codes"))))
+    if wanted and fmt in sinks.ALERT_FORMATS:
+        raise click.ClickException(f"--columns does not apply to -f {fmt}: its fields are fixed (see the README)")
     with contextlib.ExitStack() as stack:
         letters = stack.enter_context(DeadLetter(dead_letter))
         inputs = _inputs(paths, engine, input_format, letters, progress=not no_progress)
@@ -342,11 +353,14 @@ def score_cmd(paths: tuple[str, ...], baseline_dir: str, fmt: str, output: str |
             model = Baseline.load(baseline_dir)
             scored = score(inputs.read_all(), model)
         scored["reason_codes"] = scored["reasons"].map(lambda rs: ", ".join(r["code"] for r in rs))
-        shown = scored[scored["verdict"] != "ok"] if only_flagged else scored
-        default = SCORE_TABLE_COLUMNS if fmt == "table" else SCORE_OUTPUT_COLUMNS
-        sink = _open_sink(stack, fmt, output, wanted or list(default))
-        sink.write(shown)
-        sink.close()
+        if fmt in sinks.ALERT_FORMATS:
+            _write_alerts(stack, fmt, output, scored)
+        else:
+            shown = scored[scored["verdict"] != "ok"] if only_flagged else scored
+            default = SCORE_TABLE_COLUMNS if fmt == "table" else SCORE_OUTPUT_COLUMNS
+            sink = _open_sink(stack, fmt, output, wanted or list(default))
+            sink.write(shown)
+            sink.close()
     _report(inputs, letters, dead_letter)
     summary = summarize(scored)
     v = summary["verdicts"]
@@ -357,6 +371,17 @@ def score_cmd(paths: tuple[str, ...], baseline_dir: str, fmt: str, output: str |
     if summary["top_flagged_clients"]:
         click.echo("top flagged clients: " + ", ".join(f"{k} ({n})" for k, n in summary["top_flagged_clients"].items()),
                    err=True)
+
+
+def _write_alerts(stack: contextlib.ExitStack, fmt: str, output: str | None, scored: pd.DataFrame) -> None:
+    """The stream's alerts of the scored rows (not ``ok``), rendered by its own ECS/CEF functions."""
+    from .stream import alerts_of
+
+    try:
+        fh = stack.enter_context(open(output, "w", encoding="utf-8", newline="")) if output else sys.stdout  # noqa: SIM115
+    except OSError as exc:
+        raise click.ClickException(f"{output}: cannot write ({exc.strerror or exc})") from None
+    sinks.write_alerts(alerts_of(scored), fmt, fh)
 
 
 @main.command()

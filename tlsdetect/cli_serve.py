@@ -30,14 +30,16 @@ from typing import Any
 import click
 
 from .cli import EXIT_INPUT, main
+from .cli_params import UserPath
 
 
 @main.command("serve")
-@click.option("--baseline", "baseline_dir", required=True, type=click.Path(),
+@click.option("--baseline", "baseline_dir", required=True, type=UserPath(file_okay=False),
               help="Baseline directory (from 'tlsdetect baseline fit').")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="TLSDETECT_HOST", show_envvar=True,
+              help="Address to listen on (0.0.0.0: every interface; the Docker image sets TLSDETECT_HOST=0.0.0.0).")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="TCP port.")
-@click.option("--token-file", type=click.Path(dir_okay=False),
+@click.option("--token-file", type=UserPath(dir_okay=False),
               help="Require 'Authorization: Bearer <token>' with the token in this file (/healthz stays open).")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Worker processes (metrics are per process).")
@@ -90,6 +92,9 @@ def serve(baseline_dir: str, host: str, port: int, token_file: str | None, worke
                             server_header=False, timeout_graceful_shutdown=30)
     click.echo(f"tlsdetect serve: http://{host}:{sock.getsockname()[1]} (docs at /docs), {workers} worker(s), "
                f"baseline {baseline_dir}", err=True)
+    learned = app.state.holder.current.baseline.learned_mesh_warning()
+    if learned:
+        click.echo(f"tlsdetect serve: WARNING: {learned}", err=True)
     if workers == 1:
         _run_worker(config, app, sock)
     else:

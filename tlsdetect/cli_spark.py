@@ -9,11 +9,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
 
+from .baseline import MeshSpec
 from .cli import _print_summary, main
+from .cli_params import UserPath, mesh_ca_option
 from .readers.logs import FORMATS
 
 _MASTER_HELP = ("Spark master: local[2], local[*], spark://host:7077, yarn, k8s://... "
@@ -62,23 +65,28 @@ def spark_group() -> None:
 
 
 @spark_group.command("fit")
-@click.argument("paths", nargs=-1, required=True)
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Baseline directory to write.")
+@click.argument("paths", nargs=-1, required=True, type=UserPath())
+@click.option("-o", "--output", required=True, type=UserPath(file_okay=False, output=True),
+              help="Baseline directory to write (written beside it, then renamed into place).")
+@click.option("--force", is_flag=True, help="Replace the baseline already in OUTPUT.")
 @click.option("--client-key", default="auto", show_default=True,
               help="What identifies a client: auto (mTLS subject, else IP), ip, mtls, ua, or a column name.")
-@click.option("--mesh-ca", default="auto", show_default=True,
-              help="The mesh's CA: a PEM file, a DN, 'auto' (learn the dominant private issuer) or 'none'.")
+@mesh_ca_option
 @click.option("--no-model", is_flag=True, help="Do not fit the ClientHello population model.")
 @_spark_options
-def spark_fit(paths: tuple[str, ...], output: str, client_key: str, mesh_ca: str, no_model: bool, master: str | None,
-              driver_memory: str, input_format: str | None, split_mb: float, confs: tuple[str, ...]) -> None:
-    """Learn a baseline from PATHS with Spark; writes the same directory as 'tlsdetect baseline fit'."""
-    from .baseline import parse_mesh_ca
+def spark_fit(paths: tuple[str, ...], output: str, force: bool, client_key: str, mesh_ca: MeshSpec, no_model: bool,
+              master: str | None, driver_memory: str, input_format: str | None, split_mb: float,
+              confs: tuple[str, ...]) -> None:
+    """Learn a baseline from PATHS with Spark; writes the same directory as 'tlsdetect baseline fit'.
+
+    No mesh CA unless one is given (--mesh-ca FILE.pem|DN) or learning is asked for (--mesh-ca learn).
+    """
+    from .baseline import BaselineError, check_save_target
     from .inputs import InputError
 
     try:
-        mesh = parse_mesh_ca(mesh_ca)
-    except ValueError as exc:
+        check_save_target(Path(output), overwrite=force)  # before Spark starts
+    except BaselineError as exc:
         raise click.ClickException(str(exc)) from None
     t0 = time.perf_counter()
     with _session(master, driver_memory, confs) as spark:
@@ -88,22 +96,26 @@ def spark_fit(paths: tuple[str, ...], output: str, client_key: str, mesh_ca: str
         try:
             df = read_connections(spark, list(paths), input_format=input_format,
                                   split_bytes=int(split_mb * 1024 * 1024), warnings=warnings)
-            model = fit_baseline(df, client_key=client_key, mesh_ca=mesh, model=not no_model)
+            model = fit_baseline(df, client_key=client_key, mesh_ca=mesh_ca, model=not no_model)
         except InputError as exc:
             raise click.ClickException(str(exc)) from None
         except ValueError as exc:
             raise click.ClickException(f"cannot fit: {exc}") from None
-        model.save(output)
+        try:
+            model.save(output, overwrite=force)
+        except (BaselineError, OSError) as exc:
+            raise click.ClickException(f"{output}: cannot write the baseline ({exc})") from None
     for w in warnings:
         click.echo(f"warning: {w}", err=True)
-    _print_summary(model.summary(), output)
+    _print_summary(model, output)
     click.echo(f"  spark: {time.perf_counter() - t0:.1f} s", err=True)
 
 
 @spark_group.command("score")
-@click.argument("paths", nargs=-1, required=True)
-@click.option("--baseline", "baseline_dir", required=True, type=click.Path(), help="Baseline directory.")
-@click.option("-o", "--output", required=True, help="Output directory (Parquet, partitioned by date and verdict).")
+@click.argument("paths", nargs=-1, required=True, type=UserPath())
+@click.option("--baseline", "baseline_dir", required=True, type=UserPath(file_okay=False), help="Baseline directory.")
+@click.option("-o", "--output", required=True, type=UserPath(),
+              help="Output directory (Parquet, partitioned by date and verdict).")
 @_spark_options
 def spark_score(paths: tuple[str, ...], baseline_dir: str, output: str, master: str | None, driver_memory: str,
                 input_format: str | None, split_mb: float, confs: tuple[str, ...]) -> None:

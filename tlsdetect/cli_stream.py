@@ -13,6 +13,7 @@ from typing import BinaryIO
 import click
 
 from .cli import main
+from .cli_params import UserPath
 
 log = logging.getLogger("tlsdetect.stream")
 
@@ -48,7 +49,7 @@ def source_path(spec: str, is_file: Callable[[str], bool] = os.path.isfile) -> s
 
 @main.command("stream")
 @click.option(
-    "--baseline", "baseline_dir", type=click.Path(file_okay=False), help="Baseline directory (else knowledge only)."
+    "--baseline", "baseline_dir", type=UserPath(file_okay=False), help="Baseline directory (else knowledge only)."
 )
 @click.option(
     "--source", required=True, metavar="envoy:PATH|envoy:-",
@@ -61,9 +62,9 @@ def source_path(spec: str, is_file: Callable[[str], bool] = os.path.isfile) -> s
     help="jsonl:PATH|-, syslog+tcp://HOST:PORT, syslog+udp://HOST:PORT, cef:PATH|-, cef+syslog+tcp://HOST:PORT, "
     "hec+https://HOST:PORT[/path]?token=T[&verify=false][&ca=PEM]. Repeat for several.",
 )  # fmt: skip
-@click.option("--state", "state_dir", required=True, type=click.Path(file_okay=False),
+@click.option("--state", "state_dir", required=True, type=UserPath(file_okay=False, output=True),
               help="Directory for the checkpoint (SQLite) and the sinks' spools.")  # fmt: skip
-@click.option("--dead-letter", type=click.Path(dir_okay=False),
+@click.option("--dead-letter", type=UserPath(dir_okay=False, output=True),
               help="Unparseable lines go here (default: STATE/dead-letter.jsonl).")  # fmt: skip
 @click.option("--text-format", help="The Envoy text format string, for a text access log.")
 @click.option("--mapping", "mapping_pairs", multiple=True, metavar="KEY=COLUMN", help="Custom JSON key -> column.")
@@ -110,6 +111,9 @@ def stream(
         baseline = Baseline.load(baseline_dir) if baseline_dir else None
     except (BaselineError, OSError, ValueError) as exc:
         raise click.ClickException(f"baseline: {exc}") from None
+    learned = baseline.learned_mesh_warning() if baseline is not None else None
+    if learned:
+        click.echo(f"WARNING: {learned}", err=True)
     try:
         sinks = [open_sink(spec, state, spool_max_bytes=spool_max_mb << 20) for spec in sink_specs]
     except (ValueError, KeyError, OSError) as exc:

@@ -14,14 +14,14 @@ issuer, ``cs6`` client-certificate SHA-256, each with its ``csNLabel``.
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from .. import __version__
 from . import utc_time
 
-__all__ = ["CefFileSink", "cef_escape_extension", "cef_escape_header", "format_cef"]
+__all__ = ["CefFileSink", "cef_escape_extension", "cef_escape_header", "format_cef", "write_cef"]
 
 SEVERITY = {"intercepted": 9, "suspicious": 6}
 _CUSTOM = (
@@ -64,6 +64,12 @@ def format_cef(alert: Mapping[str, Any]) -> str:
             ext += [(key, value), (f"{key}Label", label)]
     body = " ".join(f"{k}={cef_escape_extension(str(v))}" for k, v in ext if v is not None and v != "")
     return "|".join(cef_escape_header(h) if i else h for i, h in enumerate(header)) + "|" + body
+
+
+def write_cef(alerts: Iterable[Mapping[str, Any]], fh: IO[str]) -> None:
+    """Write CEF records, one a line, to an open text stream (what :class:`CefFileSink` appends)."""
+    for alert in alerts:
+        fh.write(format_cef(alert) + "\n")
 
 
 class CefFileSink:

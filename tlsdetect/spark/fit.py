@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .. import schema
-from ..baseline import ROLES, TABLES, Baseline, MeshCA, client_ids
+from ..baseline import ROLES, TABLES, Baseline, MeshSpec, client_ids
 from ..features import HELLO_COLUMNS
 from .schema import NAT, from_spark_frame, pack_columns, spark_type, unpack_columns
 
@@ -66,7 +66,7 @@ def _times(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def fit_baseline(df: Any, *, client_key: str = "auto", mesh_ca: list[MeshCA] | None = None,
+def fit_baseline(df: Any, *, client_key: str = "auto", mesh_ca: MeshSpec = None,
                  model: bool = True) -> Baseline:
     """Learn a :class:`Baseline` from a Spark connections DataFrame (from :func:`read_connections`).
 
@@ -104,7 +104,7 @@ def _first(value: str) -> Any:
     return F.min_by(F.col(value), F.when(F.col(value).isNotNull(), F.col("_order")))
 
 
-def _fit(rows: Any, *, client_key: str, mesh_ca: list[MeshCA] | None, model: bool) -> Baseline:
+def _fit(rows: Any, *, client_key: str, mesh_ca: MeshSpec, model: bool) -> Baseline:
     from pyspark.sql import functions as F  # noqa: N812
 
     c = F.col

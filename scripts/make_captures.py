@@ -10,15 +10,25 @@ them.  It also produces the awkward cases a parser must survive: a ClientHello
 split across two TCP segments, TLS behind an HTTP CONNECT preamble, and mutual
 TLS with both Certificate messages in clear (TLS 1.2).
 
-Everything it learns about each connection (stack, version, ports, SNI,
-requested/negotiated TLS version, notes) goes to ``MANIFEST.json`` so tests
-can compare detector output against ground truth.
+So that the README's first command shows what the detector is for, it also
+records interception (``intercepted.pcapng``): the same clients through a real
+mitmproxy that forges certificates with its own CA (TLS 1.2 on the client leg,
+so the forged issuer is in clear), and an mTLS client presenting a certificate
+from a look-alike of the sample root (same DN, another key).
 
-Usage:  python3 pcaps/make_captures.py [--out pcaps]
+Everything it learns about each connection (stack, version, ports, SNI,
+requested/negotiated TLS version, ground-truth label, notes) goes to
+``docs/captures/MANIFEST.json`` so tests can compare detector output against
+ground truth.  The sample mesh CA (the root and its issuing intermediate,
+public certificates only) goes to ``baselines/sample-mesh-ca.pem``; no private
+key is ever kept.
+
+Usage:  python3 scripts/make_captures.py [--out pcaps]
 
 Only the standard library is used; the real tools it drives are openssl,
-dumpcap/tcpdump, curl, gnutls-cli, node and (optionally) java.  tshark is
-used only for the optional self-check at the end.
+dumpcap/tcpdump, curl, gnutls-cli, node, mitmdump (``.tools/mitmproxy``, made
+by ``scripts/setup.sh``) and (optionally) java.  tshark is used only for the
+optional self-check at the end.
 """
 
 from __future__ import annotations
@@ -42,7 +52,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Self
 
@@ -55,6 +65,12 @@ SPLIT_PAUSE = 0.2  # seconds between the two halves, so they are 2 segments
 CLIENT_TIMEOUT = 60.0
 CLIENT_GAP = 0.25  # seconds between consecutive client connections
 REQUIRED_TOOLS = ("openssl", "curl", "gnutls-cli", "node")
+REPO = Path(__file__).resolve().parents[1]
+MITMDUMP = REPO / ".tools" / "mitmproxy" / "bin" / "mitmdump"
+DEFAULT_MANIFEST = REPO / "docs" / "captures" / "MANIFEST.json"
+DEFAULT_MESH_CA = REPO / "baselines" / "sample-mesh-ca.pem"
+#: Captures of traffic believed clean: what ``baselines/sample`` is fitted on.
+CLEAN_CAPTURES = ("tls13_stacks", "tls12_stacks", "edge_cases")
 
 
 class CaptureError(RuntimeError):
@@ -200,6 +216,8 @@ def require_tools(capture_tool: str) -> str:
             + ", ".join(missing)
             + "\n(Debian: apt-get install openssl curl gnutls-bin nodejs dumpcap tcpdump)"
         )
+    if not os.access(MITMDUMP, os.X_OK):
+        raise CaptureError(f"mitmdump not found at {MITMDUMP} (run: bash scripts/setup.sh)")
     return capture_tool
 
 
@@ -222,6 +240,7 @@ def detect_versions(java_enabled: bool) -> dict[str, str]:
         proc = subprocess.run(["java", "-version"], check=False, capture_output=True, text=True)
         lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
         versions["java"] = "; ".join(lines[:2]) if lines else "unknown"
+    versions["mitmproxy"] = first_line(run([str(MITMDUMP), "--version"]))
     return versions
 
 
@@ -270,6 +289,9 @@ class Pki:
     server_key: Path
     client_cert: Path
     client_key: Path
+    lookalike_root: Path  # the root's DN with another key: an attacker's copy of the sample root
+    impostor_cert: Path  # the client leaf's subject, issued by the look-alike root
+    impostor_key: Path
 
 
 def gen_key(path: Path, algorithm: str) -> None:
@@ -342,6 +364,8 @@ def make_pki(d: Path) -> Pki:
         ("inter", "RSA", "/O=tlsdetect/CN=tlsdetect Sample Intermediate CA", "v3_inter", "root"),
         ("server", "EC", f"/O=tlsdetect/CN={BASE_SNI}", "v3_server", "inter"),
         ("client", "EC", "/O=tlsdetect/CN=tlsdetect sample client", "v3_client", "inter"),
+        ("lookalike", "RSA", "/O=tlsdetect/CN=tlsdetect Sample Root CA", "v3_root", None),
+        ("impostor", "EC", "/O=tlsdetect/CN=tlsdetect sample client", "v3_client", "lookalike"),
     ]
     for name, alg, subject, section, issuer in specs:
         gen_key(d / f"{name}.key", alg)
@@ -353,6 +377,9 @@ def make_pki(d: Path) -> Pki:
         d / "server.key",
         d / "client.pem",
         d / "client.key",
+        d / "lookalike.pem",
+        d / "impostor.pem",
+        d / "impostor.key",
     )
 
 
@@ -379,12 +406,18 @@ def describe_cert(path: Path) -> dict[str, str]:
     for line in out.splitlines():
         key, _, value = line.partition("=")
         info[key.strip().lower().replace(" ", "_")] = value.strip()
+    ext = run(["openssl", "x509", "-in", str(path), "-noout", "-ext", "subjectKeyIdentifier,authorityKeyIdentifier"])
+    ids = {}
+    for name, label in (("ski", "Subject"), ("akid", "Authority")):
+        if m := re.search(label + r" Key Identifier:\s*\n\s*(?:keyid:)?([0-9A-Fa-f:]+)", ext):
+            ids[name] = m.group(1).replace(":", "").lower()
     return {
         "subject": info.get("subject", ""),
         "issuer": info.get("issuer", ""),
         "not_before": info.get("notbefore", ""),
         "not_after": info.get("notafter", ""),
         "sha256": info.get("sha256_fingerprint", "").replace(":", "").lower(),
+        **{k: v for k, v in ids.items() if v},
     }
 
 
@@ -413,6 +446,7 @@ def openssl_server(
     tls12_only: bool = False,
     mtls: bool = False,
     captured: bool = True,
+    ca_file: Path | None = None,
 ) -> Iterator[ServerInfo]:
     """Run ``openssl s_server -WWW`` on a free loopback port for the block's duration.
 
@@ -437,7 +471,7 @@ def openssl_server(
         "-cert_chain",
         str(pki.inter_cert),
         "-CAfile",
-        str(pki.root_cert),
+        str(ca_file or pki.root_cert),
         "-WWW",
         "-alpn",
         "http/1.1",
@@ -548,6 +582,80 @@ def relay(a: socket.socket, b: socket.socket) -> None:
                 open_reads.discard(sock)
                 with contextlib.suppress(OSError):
                     peers[sock].shutdown(socket.SHUT_WR)
+
+
+# --------------------------------------------------------------------------
+# mitmproxy: a real interception proxy (also driven by make_eval_corpus.py)
+# --------------------------------------------------------------------------
+
+MITM_ADDON = '''\
+"""Generated by scripts/make_captures.py: forward the client's SNI upstream, log every upstream TLS leg."""
+import json
+import time
+
+LOG = {log!r}
+
+
+class UpstreamLog:
+    def server_connect(self, data):
+        if data.client.sni:  # a transparent interceptor forwards the client's SNI
+            data.server.sni = data.client.sni
+
+    def tls_established_server(self, data):
+        c = data.conn
+        with open(LOG, "a") as fh:
+            fh.write(json.dumps({{"ts": time.time(), "sockname": list(c.sockname[:2]), "sni": c.sni,
+                                 "tls_version": c.tls_version,
+                                 "alpn_offers": [a.decode() for a in c.alpn_offers or ()]}}) + "\\n")
+
+
+addons = [UpstreamLog()]
+'''
+
+
+def listening(port: int) -> bool:
+    """True when something listens on 127.0.0.1:port (read from /proc, no probe connection)."""
+    needle = f"0100007F:{port:04X}"
+    with open("/proc/net/tcp") as fh:
+        return any(p[1] == needle and p[3] == "0A" for p in (ln.split() for ln in fh.readlines()[1:]))
+
+
+@contextlib.contextmanager
+def mitmdump(confdir: Path, log: Path, upstream_port: int, addon: Path, extra: tuple[str, ...] = ()) -> Iterator[int]:
+    """mitmdump as a reverse proxy to ``127.0.0.1:upstream_port`` for the block; yields its port.
+
+    It terminates each client's TLS with a certificate forged for the client's SNI and signed
+    by its own CA (made in ``confdir`` on first start: ``mitmproxy-ca-cert.pem`` is the public
+    certificate clients are told to trust), and opens its own TLS connection upstream.  The
+    lazy strategy connects upstream only once the client's request has arrived.
+    """
+    port = free_port()
+    cmd = [
+        str(MITMDUMP),
+        "--mode",
+        f"reverse:https://{HOST}:{upstream_port}@{port}",
+        "--listen-host",
+        HOST,
+        "--set",
+        f"confdir={confdir}",
+        "--set",
+        "connection_strategy=lazy",
+        *extra,
+        "-s",
+        str(addon),
+        "--flow-detail",
+        "1",
+    ]
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: proc.poll() is not None or listening(port), "mitmdump to listen", timeout=60)
+        if proc.poll() is not None:
+            raise CaptureError(f"mitmdump exited early:\n{log.read_text()[-2000:]}")
+        wait_for((confdir / "mitmproxy-ca-cert.pem").is_file, "mitmproxy's CA")
+        yield port
+    finally:
+        stop_process(proc)
 
 
 # --------------------------------------------------------------------------
@@ -683,7 +791,8 @@ class Connection:
     """One client connection as recorded in MANIFEST.json (field order = JSON order)."""
 
     tcp_stream: int | None = None  # Wireshark's tcp.stream numbering (first-SYN order)
-    scenario: str  # "plain", "split-client-hello", "http-connect", "mtls"
+    scenario: str  # "plain", "split-client-hello", "http-connect", "mtls", "mitmproxy-*", "mtls-lookalike-ca"
+    label: str = "clean"  # ground truth: "clean" or "intercepted"
     stack: str
     stack_version: str
     client: str
@@ -715,6 +824,7 @@ class Env:
     versions: dict[str, str]
     java_enabled: bool
     skipped: list[dict[str, str]] = field(default_factory=list)
+    certs: dict[str, dict[str, str]] = field(default_factory=dict)  # more certificates for the manifest
 
 
 @dataclass
@@ -765,7 +875,9 @@ def client_openssl(env: Env, port: int, sni: str, tls12: bool, extra: tuple[str,
         *extra,
     ]
     res = run_client_tool(cmd, stdin_data=http_get(sni, port))
-    if res.returncode != 0:
+    # mitmproxy closes without a close_notify: s_client exits 1 after the whole response arrived
+    eof_after_body = PAYLOAD.decode().strip() in res.stdout and "unexpected eof while reading" in res.stderr
+    if res.returncode != 0 and not eof_after_body:
         raise CaptureError(f"openssl s_client failed:\n{res.text[-2000:]}")
     expect_payload("openssl", res.stdout)
     version = search(r"New, (TLSv1\.\d), Cipher", res.stdout, "openssl")
@@ -1282,6 +1394,142 @@ def capture_edge_cases(env: Env, name: str, fmt: str, tool: str) -> CaptureResul
     )
 
 
+def _has_more_lines(path: Path, n: int) -> bool:
+    return path.exists() and len(path.read_text().splitlines()) > n
+
+
+def _upstream_leg(env: Env, client: Connection, rec: dict[str, object], server_port: int) -> Connection:
+    """The connection mitmproxy opened upstream for ``client``, from the addon's log line."""
+    sockname = rec["sockname"]
+    assert isinstance(sockname, list)
+    offers = rec["alpn_offers"]
+    assert isinstance(offers, list)
+    return Connection(
+        scenario="mitmproxy-upstream-leg",
+        label="intercepted",
+        stack="mitmproxy",
+        stack_version=env.versions.get("mitmproxy", "unknown"),
+        client=f"mitmdump --mode reverse (re-originates the {client.stack} connection on its own TLS stack)",
+        client_port=int(sockname[1]),
+        server_port=server_port,
+        sni=str(rec["sni"] or ""),
+        tls_version_requested="mitmproxy default",
+        tls_version_negotiated=str(rec["tls_version"]),
+        alpn_offered=[str(a) for a in offers],
+        notes=[
+            f"mitmproxy's own ClientHello towards the real server, for the {client.stack} connection "
+            f"in tcp stream of client port {client.client_port}; the server's real chain is in clear when TLS 1.2"
+        ],
+        started=client.started,
+        ended=client.ended,
+    )
+
+
+def capture_interception(env: Env, name: str, fmt: str, tool: str) -> CaptureResult:
+    """Interception the detector must flag: every stack through mitmproxy, and a look-alike mTLS client.
+
+    mitmproxy runs as a reverse proxy in front of an ``openssl s_server``; the clients trust its
+    CA (as a corporate TLS-inspection box's clients do) and limit themselves to TLS 1.2, so the
+    certificate it forges is in clear.  Both legs are captured: the client's own hello answered
+    with the forged chain, and mitmproxy's hello to the real server.  Then ``openssl s_client``
+    presents a client certificate with the sample client's subject, issued by a look-alike of the
+    sample root (same DN, another key), to an mTLS server whose trust store also holds that root.
+    """
+    path = env.work / f"{name}.{fmt}"
+    path.unlink(missing_ok=True)
+    confdir = env.work / "mitmproxy"
+    confdir.mkdir(exist_ok=True)
+    up_log = env.work / "mitmproxy-upstream.jsonl"
+    up_log.unlink(missing_ok=True)  # a redo without Java starts afresh
+    addon = env.work / "mitm_upstream_log.py"
+    addon.write_text(MITM_ADDON.format(log=str(up_log)))
+    trust = env.work / "trust-with-lookalike.pem"
+    trust.write_bytes(env.pki.root_cert.read_bytes() + env.pki.lookalike_root.read_bytes())
+    conns: list[Connection] = []
+    print(f"  {path.name}: mitmproxy (TLS 1.2 client legs + upstream legs), look-alike CA mTLS")
+    with contextlib.ExitStack() as stack:
+        upstream = stack.enter_context(openssl_server(env.pki, env.work, "mitm-upstream"))
+        # verify the real server as a TLS-inspection box does; HTTP/1 only, since the clients offer h2
+        # but speak HTTP/1.0 (``openssl s_client`` sends the request as text)
+        opts = ("--set", f"ssl_verify_upstream_trusted_ca={env.pki.root_cert}", "--set", "http2=false")
+        mitm_port = stack.enter_context(mitmdump(confdir, env.work / "mitmdump.log", upstream.port, addon, opts))
+        mitm_ca = confdir / "mitmproxy-ca-cert.pem"
+        env.certs["mitmproxy_ca"] = describe_cert(mitm_ca)
+        trusting = replace(env, pki=replace(env.pki, root_cert=mitm_ca))
+        mtls_srv = stack.enter_context(
+            openssl_server(env.pki, env.work, "mtls-lookalike", tls12_only=True, mtls=True, ca_file=trust)
+        )
+        bpf = stack.enter_context(
+            packet_capture(path, [mitm_port, upstream.port, mtls_srv.port], tool, fmt, env.work)
+        )
+        for stack_name, fn in STACK_CLIENTS:
+            if stack_name == "java" and not env.java_enabled:
+                continue
+            sni = stack_sni(stack_name)
+            seen = len(up_log.read_text().splitlines()) if up_log.exists() else 0
+            conn = record(
+                trusting,
+                stack_name,
+                sni,
+                mitm_port,
+                functools.partial(fn, trusting, mitm_port, sni, True),
+                expected_version="TLSv1.2",
+                scenario="mitmproxy-client-leg",
+            )
+            conn.label = "intercepted"
+            conn.notes.append(
+                "client leg through mitmproxy: the client's own hello, answered with a certificate mitmproxy "
+                "forged for the SNI and signed with its CA (TLS 1.2: in clear); the client trusts that CA"
+            )
+            wait_for(functools.partial(_has_more_lines, up_log, seen), f"mitmproxy's upstream leg for {stack_name}")
+            lines = up_log.read_text().splitlines()
+            if len(lines) != seen + 1:
+                raise CaptureError(f"mitmproxy opened {len(lines) - seen} upstream connections for {stack_name}")
+            conns += [conn, _upstream_leg(env, conn, json.loads(lines[-1]), upstream.port)]
+
+        sni = stack_sni("mtls-lookalike")
+        extra = ("-cert", str(env.pki.impostor_cert), "-key", str(env.pki.impostor_key))
+        conn = record(
+            env,
+            "openssl",
+            sni,
+            mtls_srv.port,
+            lambda: client_openssl(env, mtls_srv.port, sni, True, extra),
+            expected_version="TLSv1.2",
+            scenario="mtls-lookalike-ca",
+        )
+        impostor = describe_cert(env.pki.impostor_cert)
+        conn.label = "intercepted"
+        conn.notes.append(
+            "mTLS on TLS 1.2 with a client certificate for the sample client's identity issued by a look-alike "
+            "of the sample root (same DN, another key); the server was given that root too (its CAfile holds "
+            "both), as after a trust-store compromise"
+        )
+        conn.details = {
+            "client_certificate_subject": impostor["subject"],
+            "client_certificate_issuer": impostor["issuer"],
+            "client_certificate_akid": impostor.get("akid", ""),
+            "client_certificate_chain": ["client leaf (issued directly by the look-alike root)"],
+        }
+        conns.append(conn)
+    assign_client_ports(path, conns)
+    return CaptureResult(
+        path,
+        fmt,
+        "interception: every client stack through mitmproxy (reverse proxy forging certificates with its own "
+        "CA; TLS 1.2 client legs and mitmproxy's upstream legs), and an mTLS client certificate from a "
+        "look-alike of the sample root",
+        bpf,
+        [
+            upstream,
+            ServerInfo("mitmproxy", mitm_port, "mitmproxy defaults", f"mitmdump --mode reverse:https://{HOST}:"
+                       f"{upstream.port} ({env.versions.get('mitmproxy', 'unknown')})"),
+            mtls_srv,
+        ],
+        conns,
+    )
+
+
 def with_optional_java(env: Env, make: Callable[[], CaptureResult]) -> CaptureResult:
     """Run a group; if only Java failed, note why and redo the group without it."""
     try:
@@ -1298,12 +1546,37 @@ def with_optional_java(env: Env, make: Callable[[], CaptureResult]) -> CaptureRe
 # --------------------------------------------------------------------------
 
 
-def write_manifest(out: Path, env: Env, results: list[CaptureResult], tool: str) -> Path:
+def repo_path(path: Path) -> str:
+    """``path`` relative to the repository when inside it (the manifest must not name a temp dir)."""
+    with contextlib.suppress(ValueError):
+        return str(path.resolve().relative_to(REPO))
+    return str(path)
+
+
+def write_mesh_ca(path: Path, pki: Pki) -> None:
+    """The sample mesh CA for ``baseline fit --mesh-ca``: the root and its issuing intermediate.
+
+    Public certificates only (checked: a private key here would be a leak).  Both are given
+    because the scorer matches a certificate's direct issuer, and the leaves are issued by the
+    intermediate; the root is what a look-alike copies.
+    """
+    text = pki.root_cert.read_text() + pki.inter_cert.read_text()
+    if "PRIVATE KEY" in text:
+        raise CaptureError("refusing to write a private key into the mesh CA file")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def write_manifest(
+    manifest_path: Path, out: Path, env: Env, results: list[CaptureResult], tool: str, mesh_ca: Path
+) -> Path:
     """MANIFEST.json: ground truth for every connection in every capture."""
     tool_version = first_line(run([tool, "--version"]))
     manifest = {
-        "generator": "pcaps/make_captures.py",
-        "regenerate": "python3 pcaps/make_captures.py --out pcaps",
+        "generator": "scripts/make_captures.py",
+        "regenerate": "python3 scripts/make_captures.py",
+        "captures_dir": repo_path(out),
+        "mesh_ca_pem": repo_path(mesh_ca),
         "generated_at": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
         "provenance": "tlsdetect's own captures of real TLS stacks on 127.0.0.1 with a "
         "throw-away test PKI; no third-party data",
@@ -1317,11 +1590,15 @@ def write_manifest(out: Path, env: Env, results: list[CaptureResult], tool: str)
             "server_leaf": describe_cert(env.pki.server_cert)
             | {"subject_alt_names": f"DNS:{BASE_SNI}, DNS:*.{BASE_SNI}"},
             "client_leaf": describe_cert(env.pki.client_cert),
+            "lookalike_root_ca": describe_cert(env.pki.lookalike_root),
+            "impostor_client_leaf": describe_cert(env.pki.impostor_cert),
+            **env.certs,
         },
         "stack_versions": env.versions,
         "skipped_stacks": env.skipped,
         "captures": {
             r.path.name: {
+                "label": "clean" if r.path.stem in CLEAN_CAPTURES else "intercepted",
                 "format": r.fmt,
                 "size_bytes": (out / r.path.name).stat().st_size,
                 "description": r.description,
@@ -1333,14 +1610,13 @@ def write_manifest(out: Path, env: Env, results: list[CaptureResult], tool: str)
             for r in results
         },
     }
-    path = out / "MANIFEST.json"
-    path.write_text(json.dumps(manifest, indent=2) + "\n")
-    return path
+    manifest_path.parent.mkdir(parents=True, exist_ok=True)
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest_path
 
 
-def publish(results: list[CaptureResult], out: Path) -> None:
+def publish(results: list[CaptureResult], out: Path, old_manifest: Path) -> None:
     """Move finished captures into ``out`` and drop stale ones from older runs."""
-    old_manifest = out / "MANIFEST.json"
     new_names = {r.path.name for r in results}
     if old_manifest.exists():
         with contextlib.suppress(ValueError, KeyError, TypeError):
@@ -1382,9 +1658,12 @@ def self_check(out: Path, results: list[CaptureResult]) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    here = Path(__file__).resolve().parent
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", type=Path, default=here, help="output directory (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=REPO / "pcaps", help="capture directory (default: %(default)s)")
+    p.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST, help="ground truth (default: %(default)s)")
+    p.add_argument(
+        "--mesh-ca-out", type=Path, default=DEFAULT_MESH_CA, help="sample mesh CA, public certs (default: %(default)s)"
+    )
     p.add_argument(
         "--capture-tool",
         choices=("auto", "dumpcap", "tcpdump"),
@@ -1415,9 +1694,11 @@ def main(argv: list[str] | None = None) -> int:
                 with_optional_java(env, lambda: capture_stacks(env, "tls13_stacks", ng, tool, False)),
                 with_optional_java(env, lambda: capture_stacks(env, "tls12_stacks", "pcap", tool, True)),
                 capture_edge_cases(env, "edge_cases", ng, tool),
+                with_optional_java(env, lambda: capture_interception(env, "intercepted", ng, tool)),
             ]
-            publish(results, args.out)
-            manifest = write_manifest(args.out, env, results, tool)
+            publish(results, args.out, args.manifest)
+            write_mesh_ca(args.mesh_ca_out, env.pki)
+            manifest = write_manifest(args.manifest, args.out, env, results, tool, args.mesh_ca_out)
             self_check(args.out, results)
         finally:
             if args.keep_workdir:
@@ -1432,6 +1713,7 @@ def main(argv: list[str] | None = None) -> int:
         f = args.out / r.path.name
         print(f"  {f}  {f.stat().st_size} bytes, {len(r.connections)} connections")
     print(f"  {manifest}  {manifest.stat().st_size} bytes")
+    print(f"  {args.mesh_ca_out}  (sample mesh CA: root + intermediate, public certificates)")
     return 0
 
 
