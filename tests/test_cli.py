@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from tlsdetect.cli import main
 from tlsdetect.readers.pcap import read_pcap
 
-from .conftest import PROJECT_PCAPS, SHARED
+from .conftest import PROJECT_PCAPS, SHARED, needs_shared
 
 SAMPLE = PROJECT_PCAPS / "tls13_stacks.pcapng"
 
@@ -139,7 +139,7 @@ def test_csv_writes_ts_as_jsonl_and_the_table_do(tmp_path: Path) -> None:
 SAMPLES = SHARED / "samples"
 
 
-@pytest.mark.skipif(not (SAMPLES / "zeek").is_dir(), reason=f"samples not found at {SAMPLES}")
+@needs_shared("samples/zeek")
 def test_zeek_logs_are_detected_and_joined(tmp_path: Path) -> None:
     """ssl.log and x509.log given together (names do not matter), detected by their content."""
     ssl, x509 = tmp_path / "a.txt", tmp_path / "b.txt"
@@ -171,3 +171,67 @@ def test_mixed_inputs_and_dead_letter(tmp_path: Path) -> None:
     letters = [json.loads(line) for line in dead.read_text().splitlines()]
     assert [(d["line"], d["text"]) for d in letters] == [(2, "{broken")]
     assert "1 of 2 lines could not be read" in err
+
+
+# --- issue 14 item 3: every path option, mistyped, is one line and a non-zero exit ---------------------------
+_JA4 = "t13d1516h2_8daaf6152771_02713d6af862"
+
+
+def _path_mistakes(tmp: Path) -> list[tuple[list[str], str]]:
+    """(arguments, what the error line names) for every command's path options and arguments."""
+    pcap, log = str(SAMPLE), str(tmp / "access.log")
+    a_file, nob, b = str(tmp / "a_file"), str(tmp / "nowhere" / "x.jsonl"), str(tmp / "b")
+    stream = ["stream", "--source", f"envoy:{log}", "--sink", "jsonl:-"]
+    return [
+        (["fingerprint", ""], "the path is empty"),
+        (["fingerprint", pcap, "-o", ""], "the path is empty"),
+        (["fingerprint", pcap, "-f", "jsonl", "-o", nob], "no such directory"),
+        (["fingerprint", log, "--dead-letter", ""], "the path is empty"),
+        (["fingerprint", log, "--dead-letter", nob], "no such directory"),
+        (["baseline", "fit", pcap, "-o", ""], "the path is empty"),
+        (["baseline", "fit", "", "-o", b], "the path is empty"),
+        (["baseline", "fit", pcap, "-o", f"{a_file}/b"], "is a file"),
+        (["baseline", "fit", pcap, "-o", b, "--mesh-ca", ""], "--mesh-ca"),
+        (["baseline", "fit", pcap, "-o", b, "--mesh-ca", str(tmp)], "a directory, not a PEM"),
+        (["baseline", "fit", pcap, "-o", b, "--mesh-ca", a_file], "not a PEM certificate file"),
+        (["baseline", "fit", pcap, "-o", b, "--dead-letter", ""], "the path is empty"),
+        (["baseline", "show", ""], "the path is empty"),
+        (["score", pcap, "--baseline", ""], "the path is empty"),
+        (["score", "", "--baseline", b], "the path is empty"),
+        (["score", pcap, "--baseline", b, "-o", ""], "the path is empty"),
+        (["score", pcap, "--baseline", b, "-o", nob], "no such directory"),
+        (["lookup", _JA4, "--baseline", ""], "the path is empty"),
+        (["serve", "--baseline", ""], "the path is empty"),
+        (["serve", "--baseline", b, "--token-file", ""], "the path is empty"),
+        ([*stream, "--state", str(tmp / "st"), "--baseline", ""], "the path is empty"),
+        ([*stream, "--state", ""], "the path is empty"),
+        ([*stream, "--state", f"{a_file}/st"], "is a file"),
+        ([*stream, "--state", str(tmp / "st"), "--dead-letter", ""], "the path is empty"),
+        ([*stream, "--state", str(tmp / "st"), "--dead-letter", nob], "no such directory"),
+        (["spark", "fit", pcap, "-o", ""], "the path is empty"),
+        (["spark", "fit", "", "-o", b], "the path is empty"),
+        (["spark", "fit", pcap, "-o", b, "--mesh-ca", ""], "--mesh-ca"),
+        (["spark", "score", pcap, "--baseline", "", "-o", b], "the path is empty"),
+        (["spark", "score", pcap, "--baseline", b, "-o", ""], "the path is empty"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(_path_mistakes(Path("/t")))),
+                         ids=[" ".join(a[:1] + a[-2:]) for a, _ in _path_mistakes(Path("/t"))])
+def test_a_mistyped_path_is_one_error_line(case: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 14 item 3: ``--mesh-ca ""`` ended in IsADirectoryError, ``-o ""`` wrote a baseline into the current
+    directory, ``--baseline ""`` loaded one from it, a missing output directory was a FileNotFoundError."""
+    (tmp_path / "a_file").write_text("not a certificate, not a directory\n")
+    (tmp_path / "access.log").write_text('{"ja4": "t13d1516h2_8daaf6152771_02713d6af862"}\n')
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    args, names = _path_mistakes(tmp_path)[case]
+    result = CliRunner().invoke(main, args)
+    assert isinstance(result.exception, SystemExit), result.exception  # not an exception escaping the command
+    assert result.exit_code in (1, 2)
+    assert "Traceback" not in result.output
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: ")
+    assert names in last
+    assert list(cwd.iterdir()) == []  # nothing written where the user happened to be

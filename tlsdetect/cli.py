@@ -20,7 +20,8 @@ import click
 import pandas as pd
 
 from . import __version__, schema, sinks
-from .baseline import BaselineError
+from .baseline import Baseline, BaselineError, MeshSpec
+from .cli_params import UserPath, mesh_ca_option
 from .inputs import InputError, Inputs
 from .readers.logs import FORMATS, DeadLetter
 
@@ -81,12 +82,13 @@ def main(verbose: bool) -> None:
 
 
 @main.command()
-@click.argument("paths", nargs=-1, required=True)
+@click.argument("paths", nargs=-1, required=True, type=UserPath())
 @click.option(
     "-f", "--format", "fmt", type=click.Choice(sinks.FORMATS), default="table", show_default=True,
     help="Output format.",
 )
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write here instead of stdout.")
+@click.option("-o", "--output", type=UserPath(dir_okay=False, writable=True, output=True),
+              help="Write here instead of stdout.")
 @click.option(
     "--engine", type=click.Choice(["native", "tshark"]), default="native", show_default=True,
     help="native: vectorised reader (TLS over TCP). tshark: Wireshark's dissection (adds QUIC and DTLS).",
@@ -97,7 +99,7 @@ def main(verbose: bool) -> None:
     "--input-format", type=click.Choice(FORMATS), help="Skip detection: read every PATH as this format."
 )
 @click.option(
-    "--dead-letter", type=click.Path(dir_okay=False, writable=True),
+    "--dead-letter", type=UserPath(dir_okay=False, writable=True, output=True),
     help="Append log lines that cannot be read here (JSON lines: file, line, reason, text).",
 )
 def fingerprint(
@@ -121,7 +123,7 @@ def fingerprint(
         raise click.ClickException("parquet output needs a file: add -o FILE")
     wanted = _columns(columns, list(schema.COLUMNS))
     with contextlib.ExitStack() as stack:
-        letters = stack.enter_context(DeadLetter(dead_letter))
+        letters = stack.enter_context(_dead_letters(dead_letter))
         inputs = _inputs(paths, engine, input_format, letters, progress=not no_progress)
         sink = _open_sink(stack, fmt, output, wanted)
         with _user_errors():
@@ -169,7 +171,10 @@ def _open_sink(stack: contextlib.ExitStack, fmt: str, output: str | None, column
         if not output:
             raise click.ClickException("parquet output needs a file: add -o FILE")
         return sinks.Sink(fmt, path=output, columns=columns)
-    fh = stack.enter_context(open(output, "w", encoding="utf-8", newline="")) if output else sys.stdout  # noqa: SIM115
+    try:
+        fh = stack.enter_context(open(output, "w", encoding="utf-8", newline="")) if output else sys.stdout  # noqa: SIM115
+    except OSError as exc:
+        raise click.ClickException(f"{output}: cannot write ({exc.strerror or exc})") from None
     if fmt == "table" and columns is None and table_columns is not None:
         columns = list(table_columns)
     return sinks.Sink(fmt, fh, columns=columns)
@@ -182,6 +187,14 @@ def _user_errors() -> Iterator[None]:
         yield
     except (InputError, BaselineError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _dead_letters(path: str | None) -> DeadLetter:
+    """The dead-letter file opened for appending; a path that cannot be opened is one line, not a traceback."""
+    try:
+        return DeadLetter(path)
+    except OSError as exc:
+        raise click.ClickException(f"{path}: cannot write dead letters ({exc.strerror or exc})") from None
 
 
 def _report(inputs: Inputs, letters: DeadLetter, dead_letter: str | None) -> None:
@@ -197,7 +210,7 @@ _COMMON_INPUT = [
     click.option("--engine", type=click.Choice(["native", "tshark"]), default="native", show_default=True,
                  help="Capture engine (see 'fingerprint --help')."),
     click.option("--input-format", type=click.Choice(FORMATS), help="Skip detection: read every PATH as this format."),
-    click.option("--dead-letter", type=click.Path(dir_okay=False, writable=True),
+    click.option("--dead-letter", type=UserPath(dir_okay=False, writable=True, output=True),
                  help="Append log lines that cannot be read here."),
     click.option("--no-progress", is_flag=True, help="Never show a progress bar."),
 ]
@@ -235,46 +248,53 @@ def baseline() -> None:
 
 
 @baseline.command("fit")
-@click.argument("paths", nargs=-1, required=True)
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Baseline directory to write.")
+@click.argument("paths", nargs=-1, required=True, type=UserPath())
+@click.option("-o", "--output", required=True, type=UserPath(file_okay=False, output=True),
+              help="Baseline directory to write (written beside it, then renamed into place).")
+@click.option("--force", is_flag=True, help="Replace the baseline already in OUTPUT.")
 @click.option("--client-key", default="auto", show_default=True,
               help="What identifies a client: auto (mTLS subject, else IP), ip, mtls, ua, or a column name.")
-@click.option("--mesh-ca", default="auto", show_default=True,
-              help="The mesh's CA: a PEM file, a DN ('CN=...,O=...'), 'auto' (learn the dominant private issuer) "
-                   "or 'none'.")
+@mesh_ca_option
 @click.option("--since", help="Learn only from connections at or after this time (ISO 8601, UTC if no zone).")
 @click.option("--until", help="Learn only from connections before this time.")
 @click.option("--update", is_flag=True, help="Fold the input into the existing baseline in OUTPUT (partial_fit).")
 @click.option("--no-model", is_flag=True, help="Do not fit the ClientHello population model.")
 @_input_options
-def baseline_fit(paths: tuple[str, ...], output: str, client_key: str, mesh_ca: str, since: str | None,
-                 until: str | None, update: bool, no_model: bool, engine: str, input_format: str | None,
-                 dead_letter: str | None, no_progress: bool) -> None:
-    """Learn a baseline from traffic believed clean in PATHS (captures and logs, like 'fingerprint')."""
-    from .baseline import Baseline, parse_mesh_ca
+def baseline_fit(paths: tuple[str, ...], output: str, force: bool, client_key: str, mesh_ca: MeshSpec,
+                 since: str | None, until: str | None, update: bool, no_model: bool, engine: str,
+                 input_format: str | None, dead_letter: str | None, no_progress: bool) -> None:
+    """Learn a baseline from traffic believed clean in PATHS (captures and logs, like 'fingerprint').
 
-    try:
-        mesh = parse_mesh_ca(mesh_ca)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+    No mesh CA unless one is given (--mesh-ca FILE.pem|DN) or learning is asked for (--mesh-ca learn).
+    An existing baseline in OUTPUT is replaced only with --force (or folded into with --update).
+    """
+    from .baseline import Baseline, check_save_target
+
+    with _user_errors():
+        check_save_target(Path(output), overwrite=force or update)  # before reading: fail in a second, not later
     with contextlib.ExitStack() as stack:
-        letters = stack.enter_context(DeadLetter(dead_letter))
+        letters = stack.enter_context(_dead_letters(dead_letter))
         inputs = _inputs(paths, engine, input_format, letters, progress=not no_progress)
         with _user_errors():
             df = _time_filter(inputs.read_all(), since, until)
             if update:
                 model = Baseline.load(output)
             else:
-                model = Baseline(client_key=client_key, mesh_ca=mesh, model=not no_model)
+                model = Baseline(client_key=client_key, mesh_ca=mesh_ca, model=not no_model)
             try:
-                (model.partial_fit(df) if update else model.fit(df)).save(output)
+                model.partial_fit(df) if update else model.fit(df)
             except ValueError as exc:
                 raise click.ClickException(f"cannot fit: {exc}") from None
+            try:
+                model.save(output, overwrite=force or update)
+            except OSError as exc:
+                raise click.ClickException(f"{output}: cannot write the baseline ({exc.strerror or exc})") from None
     _report(inputs, letters, dead_letter)
-    _print_summary(model.summary(), output)
+    _print_summary(model, output)
 
 
-def _print_summary(summary: dict[str, Any], where: str) -> None:
+def _print_summary(model: Baseline, where: str) -> None:
+    summary = model.summary()
     fps = summary["distinct_fingerprints"]
     click.echo(f"baseline {where}: {summary['connections']} connections, {summary['clients']} clients, "
                f"{fps.get('ja4', 0)} distinct JA4, {fps.get('ja3n', 0)} distinct JA3N, {summary['issuers']} issuers, "
@@ -286,14 +306,23 @@ def _print_summary(summary: dict[str, Any], where: str) -> None:
     for m in mesh:
         how = "given" if m["origin"] == "given" else "LEARNED - confirm, or refit with --mesh-ca"
         click.echo(f"  mesh CA ({m['role']}): {m['issuer']}  key id {m['ski'] or '?'}  [{how}]")
-    model = summary.get("model")
-    click.echo("  model: " + ("none" if not model else
-                              f"nearest-neighbour novelty over {model['hellos']} distinct hellos "
-                              f"({model['values']} values), outlier beyond Jaccard distance {model['threshold']}"))
+    hello_model = summary.get("model")
+    click.echo("  model: " + ("none" if not hello_model else
+                              f"nearest-neighbour novelty over {hello_model['hellos']} distinct hellos "
+                              f"({hello_model['values']} values), outlier beyond Jaccard distance "
+                              f"{hello_model['threshold']}"))
+    _warn_learned_mesh(model)
+
+
+def _warn_learned_mesh(model: Baseline | None) -> None:
+    """Say on stderr, loudly, that the mesh CA in use was learned from traffic rather than given."""
+    warning = model.learned_mesh_warning() if model is not None else None
+    if warning:
+        click.echo(f"WARNING: {warning}", err=True)
 
 
 @baseline.command("show")
-@click.argument("directory", type=click.Path())
+@click.argument("directory", type=UserPath(file_okay=False))
 @click.option("--clients", "n_clients", default=10, show_default=True, help="How many clients to list.")
 def baseline_show(directory: str, n_clients: int) -> None:
     """Print what a baseline knows: counts, mesh CAs, the busiest clients and their fingerprints."""
@@ -301,7 +330,7 @@ def baseline_show(directory: str, n_clients: int) -> None:
 
     with _user_errors():
         model = Baseline.load(directory)
-    _print_summary(model.summary(), directory)
+    _print_summary(model, directory)
     stab = model.client_stability().set_index("client_id")
     clients = model.clients_.sort_values("connections", ascending=False).head(n_clients)
     fps = model.fingerprints_[model.fingerprints_["kind"] == "ja4"]
@@ -322,14 +351,15 @@ SCORE_OUTPUT_COLUMNS = (
 
 
 @main.command("score")
-@click.argument("paths", nargs=-1, required=True)
-@click.option("--baseline", "baseline_dir", required=True, type=click.Path(), help="Baseline directory.")
+@click.argument("paths", nargs=-1, required=True, type=UserPath())
+@click.option("--baseline", "baseline_dir", required=True, type=UserPath(file_okay=False), help="Baseline directory.")
 @click.option("-f", "--format", "fmt", type=click.Choice((*sinks.FORMATS, *sinks.ALERT_FORMATS)), default="table",
               show_default=True,
               help="table, jsonl, csv, parquet: every connection (--only-flagged: the others). ecs, cef: the "
                    "stream's alerts, one per suspicious or intercepted connection (ok rows are not written), as "
                    "ECS JSON lines or CEF lines for the SIEM index the stream feeds.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write here instead of stdout.")
+@click.option("-o", "--output", type=UserPath(dir_okay=False, writable=True, output=True),
+              help="Write here instead of stdout.")
 @click.option("--only-flagged", is_flag=True, help="Output only suspicious and intercepted connections.")
 @click.option("--columns", help="Comma-separated columns to output (not with ecs/cef: their fields are fixed).")
 @_input_options
@@ -347,7 +377,7 @@ def score_cmd(paths: tuple[str, ...], baseline_dir: str, fmt: str, output: str |
     if wanted and fmt in sinks.ALERT_FORMATS:
         raise click.ClickException(f"--columns does not apply to -f {fmt}: its fields are fixed (see the README)")
     with contextlib.ExitStack() as stack:
-        letters = stack.enter_context(DeadLetter(dead_letter))
+        letters = stack.enter_context(_dead_letters(dead_letter))
         inputs = _inputs(paths, engine, input_format, letters, progress=not no_progress)
         with _user_errors():
             model = Baseline.load(baseline_dir)
@@ -371,6 +401,7 @@ def score_cmd(paths: tuple[str, ...], baseline_dir: str, fmt: str, output: str |
     if summary["top_flagged_clients"]:
         click.echo("top flagged clients: " + ", ".join(f"{k} ({n})" for k, n in summary["top_flagged_clients"].items()),
                    err=True)
+    _warn_learned_mesh(model)
 
 
 def _write_alerts(stack: contextlib.ExitStack, fmt: str, output: str | None, scored: pd.DataFrame) -> None:
@@ -386,7 +417,8 @@ def _write_alerts(stack: contextlib.ExitStack, fmt: str, output: str | None, sco
 
 @main.command()
 @click.argument("fingerprint_value", metavar="FINGERPRINT")
-@click.option("--baseline", "baseline_dir", type=click.Path(), help="Baseline directory (else knowledge only).")
+@click.option("--baseline", "baseline_dir", type=UserPath(file_okay=False),
+              help="Baseline directory (else knowledge only).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text (always the long form).")
 @click.option("--verbose", is_flag=True,
               help="Long form: a TLS stack's whole version string and every source (else name, version, first source).")
