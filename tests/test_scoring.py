@@ -20,7 +20,16 @@ from .conftest import SHARED
 from .detect_data import captured, later, population, stack_of, with_hello_of, with_issuer
 
 MESH_DN = "CN=tlsdetect Sample Intermediate CA,O=tlsdetect"
-MESH_SKI = "be8757746f3f2a990715859e4c9b3cf8eb249e70"
+
+def _mesh_ski() -> str:
+    """The sample intermediate's key id as the clean captures show it (scripts/make_captures.py makes a new PKI)."""
+    df = captured()
+    akids = df.loc[df["server_issuer"].astype("string") == MESH_DN, "server_issuer_akid"].dropna().unique()
+    assert len(akids) == 1, akids
+    return str(akids[0])
+
+
+MESH_SKI = _mesh_ski()
 
 
 @pytest.fixture(scope="module")
