@@ -74,8 +74,8 @@ def free_port() -> int:
 def fingerprints(baseline: Path, limit: int) -> list[str]:
     """Real fingerprints: the baseline's (JA4, JA3N) first, then the knowledge base's product JA3s/JA4s."""
     sys.path.insert(0, str(ROOT))
-    from tlsdetect.baseline import Baseline
-    from tlsdetect.knowledge import load_knowledge
+    from tlsdetect.detect.baseline import Baseline
+    from tlsdetect.detect.knowledge import load_knowledge
 
     b = Baseline.load(baseline)
     kb = load_knowledge()
@@ -87,8 +87,9 @@ def fingerprints(baseline: Path, limit: int) -> list[str]:
 
 def score_body(rows: int) -> bytes:
     sys.path.insert(0, str(ROOT))
-    from tlsdetect import schema, sinks
-    from tlsdetect.inputs import Inputs
+    import tlsdetect.sinks.files as sinks
+    from tlsdetect import schema
+    from tlsdetect.readers.inputs import Inputs
 
     df = Inputs([str(ROOT / "pcaps")]).read_all()
     recs = sinks.to_records(df[list(schema.COLUMNS)])

@@ -2,7 +2,7 @@
 """Time ``Baseline().fit`` and ``score`` on a synthetic connections table built from real hellos.
 
 Reads the project's captures (``pcaps/*.pcap*``) and, when present, ``../shared/pcaps/reference``
-with :func:`tlsdetect.readers.pcap.iter_pcap`: every row with a ClientHello is a real connection
+with :func:`tlsdetect.readers.pcap.engine.iter_pcap`: every row with a ClientHello is a real connection
 (hello lists, JA3/JA3N/JA4, SNI, issuers when the capture shows the certificate). The rows are
 grouped into "stacks" by JA3N (one TLS library configuration, whatever the SNI). Then, with numpy
 indexing only (no Python per row), ``--rows`` connections are drawn for each of two tables:
@@ -47,11 +47,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tlsdetect import schema  # noqa: E402
-from tlsdetect.baseline import Baseline  # noqa: E402
-from tlsdetect.issuers import dn_key  # noqa: E402
-from tlsdetect.knowledge import load_knowledge  # noqa: E402
-from tlsdetect.readers.pcap import iter_pcap  # noqa: E402
-from tlsdetect.scoring import score  # noqa: E402
+from tlsdetect.detect.baseline import Baseline  # noqa: E402
+from tlsdetect.detect.issuers import dn_key  # noqa: E402
+from tlsdetect.detect.knowledge import load_knowledge  # noqa: E402
+from tlsdetect.detect.scoring import score  # noqa: E402
+from tlsdetect.readers.pcap.engine import iter_pcap  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "pcaps"
 DAY_NS = 86_400 * 10**9
@@ -281,7 +281,7 @@ def main() -> None:
             body = report[report.find("   ncalls"):].rstrip() if "   ncalls" in report else report.rstrip()
             sections += [f"### cProfile: {what}, top 15 by cumulative time", "", "```", body, "```", ""]
             if what.startswith("score"):
-                sections += ["Score time per function of `tlsdetect/scoring.py` (cumulative, under cProfile):", "",
+                sections += ["Score time per function of `tlsdetect/detect/scoring.py` (cumulative, cProfile):", "",
                              "| function | seconds |", "| --- | ---: |"]
                 sections += [f"| `{name}` | {ct:.2f} |" for name, ct in per_function(stats, "scoring.py")[:12]]
                 sections.append("")

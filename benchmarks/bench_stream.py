@@ -72,7 +72,7 @@ class Lines:
 
 
 def make_baseline(work: Path) -> Path:
-    from tlsdetect.baseline import Baseline
+    from tlsdetect.detect.baseline import Baseline
     from tlsdetect.readers.envoy import read_envoy
 
     out = work / "baseline"

@@ -35,11 +35,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tlsdetect import schema  # noqa: E402
-from tlsdetect.baseline import Baseline, parse_mesh_ca  # noqa: E402
-from tlsdetect.evaluation import by_group, metrics, per_signal, to_markdown  # noqa: E402
-from tlsdetect.inputs import Inputs  # noqa: E402
-from tlsdetect.knowledge import Knowledge, load_knowledge  # noqa: E402
-from tlsdetect.scoring import score  # noqa: E402
+from tlsdetect.detect.baseline import Baseline, parse_mesh_ca  # noqa: E402
+from tlsdetect.detect.evaluation import by_group, metrics, per_signal, to_markdown  # noqa: E402
+from tlsdetect.detect.knowledge import Knowledge, load_knowledge  # noqa: E402
+from tlsdetect.detect.scoring import score  # noqa: E402
+from tlsdetect.readers.inputs import Inputs  # noqa: E402
 
 DEFAULT_CORPUS = Path.home() / ".cache" / "tlsdetect" / "eval-corpus"
 SHARED = REPO.parent / "shared"

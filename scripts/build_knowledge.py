@@ -1,8 +1,8 @@
-"""Regenerate the knowledge base ``tlsdetect/knowledge/*.csv`` from ``../shared`` and the project's captures.
+"""Regenerate the knowledge base ``tlsdetect/detect/knowledge/*.csv`` from ``../shared`` and the project's captures.
 
 Run from the repository root::
 
-    .venv/bin/python scripts/build_knowledge.py                       # --shared ../shared, --out tlsdetect/knowledge
+    .venv/bin/python scripts/build_knowledge.py   # --shared ../shared, --out tlsdetect/detect/knowledge
     .venv/bin/python scripts/build_knowledge.py --shared /path/to/shared --out /tmp/kb
 
 Inputs (nothing else is read; nothing is downloaded):
@@ -38,8 +38,8 @@ sys.path.insert(0, str(ROOT))
 
 from tlsdetect import schema  # noqa: E402
 from tlsdetect.fingerprint import ja3_string, ja4, md5_hex  # noqa: E402
-from tlsdetect.readers.pcap import iter_pcap  # noqa: E402
-from tlsdetect.tls import EXT_ALPN, EXT_SIGNATURE_ALGORITHMS, EXT_SUPPORTED_VERSIONS  # noqa: E402
+from tlsdetect.readers.pcap.engine import iter_pcap  # noqa: E402
+from tlsdetect.wire.tls import EXT_ALPN, EXT_SIGNATURE_ALGORITHMS, EXT_SUPPORTED_VERSIONS  # noqa: E402
 
 #: mitmengine's mitm_type numbers (SOURCES.md legend); 0 is outside the legend and means "not given".
 MITM_TYPES = {"0": "Unknown", "1": "Antivirus", "2": "FakeBrowser", "3": "Malware", "4": "Parental", "5": "Proxy"}
@@ -414,7 +414,7 @@ def build(shared: Path, out: Path, repo: Path = ROOT) -> dict[str, int]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared", help="the shared/ folder")
-    parser.add_argument("--out", type=Path, default=ROOT / "tlsdetect" / "knowledge", help="output folder")
+    parser.add_argument("--out", type=Path, default=ROOT / "tlsdetect" / "detect" / "knowledge", help="output folder")
     args = parser.parse_args(argv)
     counts = build(args.shared.resolve(), args.out)
     for name, n in counts.items():

@@ -1014,7 +1014,7 @@ def versions(stacks: list[str]) -> dict[str, str]:
 def stacks_json(out: Path, rows: list[dict[str, Any]], vers: dict[str, str]) -> list[dict[str, Any]]:
     """Distinct fingerprints per stack as tlsdetect measures them (pcaps) and as Envoy logs them."""
     from tlsdetect.readers.envoy import read_envoy
-    from tlsdetect.readers.pcap import read_pcap
+    from tlsdetect.readers.pcap.engine import read_pcap
 
     key = {(r["client_ip"], int(r["client_port"]), int(r["server_port"])): r for r in rows}
     found: dict[tuple[str, str, str, str, str], int] = Counter()

@@ -1,5 +1,5 @@
 """Test-only helpers: write pcap/pcapng bytes by hand, read them back with an independent reference
-walker, and drive :class:`~tlsdetect.readers.capture.CaptureReader` so that every packet's absolute
+walker, and drive :class:`~tlsdetect.readers.pcap.capture.CaptureReader` so that every packet's absolute
 file offset is known.
 
 Nothing here is imported by ``tlsdetect`` itself. The writers use only :mod:`struct` so tests can
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tlsdetect.readers.capture import CaptureReader, PacketBatch
+from tlsdetect.readers.pcap.capture import CaptureReader, PacketBatch
 
 PCAP_MAGIC_US = 0xA1B2C3D4
 PCAP_MAGIC_NS = 0xA1B23C4D

@@ -12,8 +12,8 @@ from functools import cache
 import numpy as np
 import pandas as pd
 
-from tlsdetect.inputs import Inputs
-from tlsdetect.issuers import add_issuer_keys
+from tlsdetect.detect.issuers import add_issuer_keys
+from tlsdetect.readers.inputs import Inputs
 
 from .conftest import CLEAN_PCAPS
 

@@ -23,13 +23,14 @@ import httpx
 import pandas as pd
 import pytest
 
-from tlsdetect import schema, sinks
-from tlsdetect.api import Settings, create_app
-from tlsdetect.baseline import Baseline, BaselineError
+import tlsdetect.sinks.files as sinks
+from tlsdetect import schema
 from tlsdetect.cli import SCORE_OUTPUT_COLUMNS
-from tlsdetect.inputs import Inputs
-from tlsdetect.knowledge import load_knowledge
-from tlsdetect.scoring import score
+from tlsdetect.detect.baseline import Baseline, BaselineError
+from tlsdetect.detect.knowledge import load_knowledge
+from tlsdetect.detect.scoring import score
+from tlsdetect.readers.inputs import Inputs
+from tlsdetect.serve.app import Settings, create_app
 
 from .conftest import CLEAN_PCAPS
 
@@ -184,8 +185,8 @@ async def test_score_reasons_are_text_in_the_response_and_its_model(baseline_dir
     """issue 14 item 1: a reason's ``expected``/``observed`` are text or null (a count too), and the model says so."""
     from pydantic import ValidationError
 
-    from tlsdetect.api import Reason, ScoreResponse
     from tlsdetect.fingerprint import add_fingerprints
+    from tlsdetect.serve.app import Reason, ScoreResponse
 
     weak = rows.iloc[[1]].copy()
     weak["ch_ciphers"] = pd.Series([(5, *weak["ch_ciphers"].iloc[0])], index=weak.index, dtype=object)  # + RC4-SHA
@@ -602,8 +603,8 @@ def test_serve_bad_baseline_one_line(tmp_path: Path) -> None:
 
 
 def test_app_from_env(baseline_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``uvicorn --factory tlsdetect.api:app_from_env`` (settings as JSON in TLSDETECT_SERVE_SETTINGS)."""
-    from tlsdetect.api import SETTINGS_ENV, app_from_env
+    """``uvicorn --factory tlsdetect.serve.app:app_from_env`` (settings as JSON in TLSDETECT_SERVE_SETTINGS)."""
+    from tlsdetect.serve.app import SETTINGS_ENV, app_from_env
 
     monkeypatch.delenv(SETTINGS_ENV, raising=False)
     with pytest.raises(RuntimeError, match=SETTINGS_ENV):

@@ -21,7 +21,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from tlsdetect.api import Settings, create_app
+from tlsdetect.serve.app import Settings, create_app
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "schemathesis-token"

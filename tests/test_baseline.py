@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tlsdetect.baseline import (
+from tlsdetect.detect.baseline import (
     FORMAT_VERSION,
     Baseline,
     BaselineError,
@@ -85,7 +85,7 @@ def test_save_load_round_trip(tmp_path: Path, train: pd.DataFrame, fitted: Basel
     assert loaded.model_ is not None
     assert fitted.model_ is not None
     probe = train.head(40)
-    from tlsdetect.features import hello_codes
+    from tlsdetect.detect.features import hello_codes
 
     _, hellos = hello_codes(probe)
     for a, b in zip(loaded.model_.distances(hellos), fitted.model_.distances(hellos), strict=True):
@@ -308,7 +308,7 @@ def test_save_refuses_an_existing_baseline_unless_told(fitted: Baseline, tmp_pat
 def test_a_crash_mid_write_leaves_the_old_baseline_or_none(fitted: Baseline, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch, exchange: bool) -> None:
     """Issue 14 item 4: the writer fails after the first table; the target is untouched (or still absent)."""
-    import tlsdetect.baseline as mod
+    import tlsdetect.detect.baseline as mod
 
     if not exchange:  # the fallback where renameat2 is missing
         monkeypatch.setattr(mod, "_exchange", lambda a, b: False)

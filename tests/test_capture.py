@@ -1,4 +1,4 @@
-"""The capture index (:mod:`tlsdetect.readers.capture`): vectorised and sequential paths, exactness
+"""The capture index (:mod:`tlsdetect.readers.pcap.capture`): vectorised and sequential paths, exactness
 against capinfos/tshark and against captures whose every byte we wrote, and hostile inputs.
 
 Ground truth is never our own earlier output: corpus files are checked against capinfos and
@@ -21,8 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tlsdetect.readers.capture import WINDOW, CaptureError, CaptureReader
-from tlsdetect.readers.pcap import read_pcap
+from tlsdetect.readers.pcap.capture import WINDOW, CaptureError, CaptureReader
+from tlsdetect.readers.pcap.engine import read_pcap
 
 from .conftest import INTERCEPTION, REFERENCE, needs_shared
 from .craft import (
@@ -640,7 +640,7 @@ def test_byte_flips_in_a_valid_capture(
 def test_kept_batches_are_never_overwritten(tmp_path: Path) -> None:
     """Without ``reuse_buffer`` window buffers are recycled only once nothing refers to them: every
     batch kept across many later reads still holds the file's bytes, and dropped ones are reused."""
-    from tlsdetect.readers import capture
+    from tlsdetect.readers.pcap import capture
 
     records = [bytes([i % 251]) * 1000 + i.to_bytes(4, "big") for i in range(600)]
     path = tmp_path / "many.pcap"

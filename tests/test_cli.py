@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from tlsdetect.cli import main
-from tlsdetect.readers.pcap import read_pcap
+from tlsdetect.readers.pcap.engine import read_pcap
 
 from .conftest import PROJECT_PCAPS, SHARED, needs_shared
 

@@ -127,12 +127,12 @@ def test_score_parquet_of_flagged_rows_round_trips(baseline_dir: Path, tmp_path:
 def test_score_writes_the_streams_alerts_for_flagged_rows_only(baseline_dir: Path, tmp_path: Path, fmt: str) -> None:
     """issue 14 item 8: ``score -f ecs|cef`` writes the stream's alert records (same functions, same ids), one per
     suspicious or intercepted connection; ok rows are not written."""
-    from tlsdetect.baseline import Baseline
-    from tlsdetect.inputs import Inputs
-    from tlsdetect.scoring import score
-    from tlsdetect.sinks.cef import format_cef
-    from tlsdetect.sinks.ecs import to_ecs
-    from tlsdetect.stream import alerts_of
+    from tlsdetect.detect.baseline import Baseline
+    from tlsdetect.detect.scoring import score
+    from tlsdetect.readers.inputs import Inputs
+    from tlsdetect.sinks.alerts.cef import format_cef
+    from tlsdetect.sinks.alerts.ecs import to_ecs
+    from tlsdetect.stream.loop import alerts_of
 
     paths = [str(PROJECT_PCAPS), str(INTERCEPTION)]
     out = tmp_path / f"alerts.{fmt}"
@@ -273,7 +273,7 @@ def test_serve_says_at_start_up_that_the_mesh_ca_was_learned(baseline_dir: Path,
                                                            ) -> None:
     """Issue 14 item 5: serve's start-up log names a learned mesh CA."""
     pytest.importorskip("fastapi")
-    from tlsdetect import cli_serve
+    import tlsdetect.cli.serve as cli_serve
 
     monkeypatch.setattr(cli_serve, "_run_worker", lambda config, app, sock: sock.close())
     code, _, err = _run("serve", "--baseline", str(baseline_dir), "--port", "0")
@@ -319,7 +319,7 @@ def test_pem_mesh_ca_then_score_and_serve_an_envoy_log(tmp_path: Path) -> None:
     assert len(rows) == 10
     assert {r["issuer_class"] for r in rows} == {"mesh"}  # the Envoy sample's CA, compared by DN
     pytest.importorskip("fastapi")
-    from tlsdetect.api import Settings, create_app
+    from tlsdetect.serve.app import Settings, create_app
 
     app = create_app(Settings(baseline_dir=out))  # warms scoring up: raised IndexError before
     assert app.state.holder.current.baseline.mesh_cas_["origin"].tolist() == ["given"]

@@ -29,11 +29,11 @@ from typing import Any
 import pytest
 
 from tests.conftest import load_envoy_script
-from tlsdetect.issuers import dn_key
+from tlsdetect.detect.issuers import dn_key
 from tlsdetect.readers.envoy import read_envoy
-from tlsdetect.readers.pcap import read_pcap
+from tlsdetect.readers.pcap.engine import read_pcap
 from tlsdetect.schema import validate
-from tlsdetect.tls import is_grease
+from tlsdetect.wire.tls import is_grease
 
 
 def _has_grease(values: tuple[int, ...]) -> bool:

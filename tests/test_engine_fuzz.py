@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tlsdetect.readers.pcap import read_pcap
+from tlsdetect.readers.pcap.engine import read_pcap
 
 from .conftest import PROJECT_PCAPS
 

@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tlsdetect import schema
-from tlsdetect.readers.capture import _chain
-from tlsdetect.readers.fastlane import SLACK, _ascii_texts, _in_time_order, _with_joined
-from tlsdetect.readers.flight import assemble_prefix
+from tlsdetect.readers.pcap.capture import _chain
+from tlsdetect.readers.pcap.fastlane import SLACK, _ascii_texts, _in_time_order, _with_joined
+from tlsdetect.readers.pcap.flight import assemble_prefix
 
 SETTINGS = settings(max_examples=150, deadline=None)
 

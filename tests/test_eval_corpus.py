@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from tlsdetect.readers.envoy import read_envoy
-from tlsdetect.readers.pcap import read_pcap
+from tlsdetect.readers.pcap.engine import read_pcap
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "make_eval_corpus.py"

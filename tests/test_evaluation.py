@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tlsdetect.evaluation import by_group, metrics, per_signal, to_markdown
+from tlsdetect.detect.evaluation import by_group, metrics, per_signal, to_markdown
 
 from .conftest import ROOT
 

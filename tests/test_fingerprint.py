@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from tlsdetect import schema
 from tlsdetect.fingerprint import add_fingerprints, client_fingerprints, ja3_string, ja4, ja4_alpn_chars
-from tlsdetect.tls import ClientHello
+from tlsdetect.wire.tls import ClientHello
 
 
 @pytest.mark.parametrize(
@@ -112,7 +112,7 @@ def test_parquet_round_trip_recomputes_the_same(tmp_path: object) -> None:
     """List columns come back from Parquet as arrays; fingerprints must not change."""
     import pyarrow.parquet as pq
 
-    from tlsdetect import sinks
+    import tlsdetect.sinks.files as sinks
 
     hello = ClientHello(0x0303, (0x1301, 0xC02F), (0, 10, 16), alpn=(b"h2",), groups=(29,), sig_algs=(0x0403,))
     df = pd.DataFrame(
@@ -142,7 +142,7 @@ def test_parquet_chunks_with_more_certificates_than_the_first(tmp_path: object) 
     a later chunk knowing 300 issuers must still fit the file's schema, and read back the same."""
     import pyarrow.parquet as pq
 
-    from tlsdetect import sinks
+    import tlsdetect.sinks.files as sinks
 
     few = schema.conform(pd.DataFrame({"server_issuer": ["CN=a", None, "CN=b"]}))
     many = schema.conform(pd.DataFrame({"server_issuer": [f"CN=issuer {i}" for i in range(300)]}))

@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from tlsdetect.readers.pcap import read_pcap
+from tlsdetect.readers.pcap.engine import read_pcap
 
 from .conftest import REFERENCE, ja3_streams, ja4_streams, needs_reference, reference_files
 

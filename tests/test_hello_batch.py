@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tlsdetect.fingerprint import client_fingerprints
-from tlsdetect.hello_batch import client_hello_batch, server_hello_batch
-from tlsdetect.tls import HRR_RANDOM, TLSParseError, parse_client_hello, parse_server_hello
+from tlsdetect.wire.hello_batch import client_hello_batch, server_hello_batch
+from tlsdetect.wire.tls import HRR_RANDOM, TLSParseError, parse_client_hello, parse_server_hello
 
 from .test_tls import ALPN, GROUPS, POINTS, SIGS, SNI, VERSIONS, _ext, client_hello_body
 

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tlsdetect.issuers import add_issuer_keys, dn_key, parse_dn
+from tlsdetect.detect.issuers import add_issuer_keys, dn_key, parse_dn
 
 from .conftest import PROJECT_PCAPS, REFERENCE
 
@@ -166,7 +166,7 @@ def test_tricky_names_give_one_key(case: str) -> None:
 
 def test_pcap_reader_issuer_keys_match_openssl() -> None:
     """What tlsdetect's own pcap engine stores equals the key of OpenSSL's rendering."""
-    from tlsdetect.readers.pcap import read_pcap
+    from tlsdetect.readers.pcap.engine import read_pcap
 
     capture = PROJECT_PCAPS / "tls12_stacks.pcap"
     if not capture.is_file() or shutil.which("openssl") is None:

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tlsdetect.knowledge import (
+from tlsdetect.detect.knowledge import (
     ChainResult,
     Knowledge,
     classify_issuers,
@@ -36,7 +36,7 @@ from tlsdetect.knowledge import (
 
 from .conftest import CAPTURES_MANIFEST, INTERCEPTION, ROOT, SHARED, load_script, needs_interception, needs_shared
 
-KNOWLEDGE_DIR = ROOT / "tlsdetect" / "knowledge"
+KNOWLEDGE_DIR = ROOT / "tlsdetect" / "detect" / "knowledge"
 MITMPROXY = ROOT / ".tools" / "mitmproxy" / "bin" / "mitmdump"
 COLUMNS = {
     "interception_cas.csv": ["product", "field", "pattern", "source"],

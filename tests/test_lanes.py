@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from tlsdetect import schema
-from tlsdetect.readers.pcap import iter_pcap, read_pcap
+from tlsdetect.readers.pcap.engine import iter_pcap, read_pcap
 
 from .conftest import INTERCEPTION, PROJECT_PCAPS, REFERENCE, ROOT, needs_reference
 from .craft import tcp_conversation
@@ -271,7 +271,7 @@ def test_recent_chains_never_lend_a_group_to_other_bytes() -> None:
     """The fast lane recognises a repeated certificate list by its bytes under a cheap probe: a list
     with the same probe (length, sampled words) but one other byte must get its own group, the same
     bytes the group their digest gives, and the kept lists stay within their bounds."""
-    from tlsdetect.readers import fastlane
+    from tlsdetect.readers.pcap import fastlane
 
     chains = fastlane._Chains()
     probe = (64, 1, 2, 3)  # the probe is only a hint: force every list into one bucket

@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from tlsdetect.cli import main
-from tlsdetect.knowledge import load_knowledge
-from tlsdetect.lookup import short_release, short_sources
+from tlsdetect.detect.knowledge import load_knowledge
+from tlsdetect.detect.lookup import short_release, short_sources
 
 
 @pytest.mark.parametrize(("stack", "version", "short"), [

@@ -1,4 +1,4 @@
-"""Link-layer, IP and TCP/UDP decoding (:mod:`tlsdetect.readers.packets`) against packets built with
+"""Link-layer, IP and TCP/UDP decoding (:mod:`tlsdetect.readers.pcap.packets`) against packets built with
 scapy, and end to end: a real ClientHello wrapped in every supported link type must fingerprint as
 the reference corpus says.
 
@@ -41,9 +41,9 @@ from scapy.all import (  # noqa: E402
     rdpcap,
 )
 
-from tlsdetect.readers.capture import CaptureReader  # noqa: E402
-from tlsdetect.readers.packets import Decoded, decode  # noqa: E402
-from tlsdetect.readers.pcap import read_pcap  # noqa: E402
+from tlsdetect.readers.pcap.capture import CaptureReader  # noqa: E402
+from tlsdetect.readers.pcap.engine import read_pcap  # noqa: E402
+from tlsdetect.readers.pcap.packets import Decoded, decode  # noqa: E402
 
 from .conftest import REFERENCE, expected_ja3, expected_ja4, needs_reference  # noqa: E402
 from .craft import pcap_header, pcap_record  # noqa: E402

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tlsdetect.readers.pcap import read_pcap
+from tlsdetect.readers.pcap.engine import read_pcap
 
 from .conftest import CAPTURES_MANIFEST, PROJECT_PCAPS, ROOT, needs_tshark
 

@@ -1,4 +1,4 @@
-"""TCP reassembly: :func:`tlsdetect.readers.tls_stream.reassemble` as a pure function, and the whole
+"""TCP reassembly: :func:`tlsdetect.readers.pcap.tls_stream.reassemble` as a pure function, and the whole
 native engine (:func:`read_pcap`) on real handshakes re-segmented, reordered, retransmitted and
 overlapped by hypothesis.
 
@@ -23,8 +23,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from tlsdetect.readers.pcap import read_pcap
-from tlsdetect.readers.tls_stream import reassemble
+from tlsdetect.readers.pcap.engine import read_pcap
+from tlsdetect.readers.pcap.tls_stream import reassemble
 
 from .conftest import REFERENCE, expected_ja3, expected_ja4, needs_reference
 from .craft import hypothesis_examples, tcp_conversation

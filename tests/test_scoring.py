@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tlsdetect.baseline import Baseline, MeshCA
-from tlsdetect.issuers import add_issuer_keys
-from tlsdetect.knowledge import load_knowledge
-from tlsdetect.scoring import SCORE_COLUMNS, SIGNALS, VERDICTS, score, summarize
+from tlsdetect.detect.baseline import Baseline, MeshCA
+from tlsdetect.detect.issuers import add_issuer_keys
+from tlsdetect.detect.knowledge import load_knowledge
+from tlsdetect.detect.scoring import SCORE_COLUMNS, SIGNALS, VERDICTS, score, summarize
 
 from .conftest import SHARED
 from .detect_data import captured, later, population, stack_of, with_hello_of, with_issuer
@@ -228,7 +228,7 @@ def test_model_flags_a_hello_unlike_the_population(train: pd.DataFrame, test_row
     from .conftest import INTERCEPTION, require_shared
 
     require_shared("pcaps/interception/SOURCES.md")
-    from tlsdetect.inputs import Inputs
+    from tlsdetect.readers.inputs import Inputs
 
     b = Baseline().fit(train)
     odd = Inputs([str(INTERCEPTION)]).read_all()
@@ -244,7 +244,7 @@ def test_model_sees_a_value_the_population_never_offered(train: pd.DataFrame, te
     b = Baseline().fit(train)
     assert b.model_ is not None
     row = test_rows.iloc[[0]].copy()
-    from tlsdetect.features import hello_codes
+    from tlsdetect.detect.features import hello_codes
 
     _, base = hello_codes(row)
     same, _ = b.model_.distances(base)
@@ -259,7 +259,7 @@ def test_interception_captures_are_caught(fitted: Baseline) -> None:
     from .conftest import INTERCEPTION, require_shared
 
     require_shared("pcaps/interception/SOURCES.md")
-    from tlsdetect.inputs import Inputs
+    from tlsdetect.readers.inputs import Inputs
 
     out = score(Inputs([str(INTERCEPTION)]).read_all(), fitted)
     assert len(out) >= 5
@@ -355,7 +355,8 @@ def test_flagged_reasons_round_trip_through_parquet(fitted: Baseline, test_rows:
     """issue 14 item 1: Parquet of flagged rows (numbers and text in the evidence) reads back as written."""
     import pyarrow.parquet as pq
 
-    from tlsdetect import schema, sinks
+    import tlsdetect.sinks.files as sinks
+    from tlsdetect import schema
 
     df = with_issuer(_with_weak_cipher(test_rows, [0, 1]), [2], "CN=mitmproxy,O=mitmproxy")
     out = score(df, fitted)
@@ -422,7 +423,7 @@ def _leaf_pem(ca: tuple[Any, Any], cn: str) -> str:
 def _pem_mesh(tmp_path: Path, ca: tuple[Any, Any]) -> list[MeshCA]:
     from cryptography.hazmat.primitives import serialization
 
-    from tlsdetect.baseline import parse_mesh_ca
+    from tlsdetect.detect.baseline import parse_mesh_ca
 
     path = tmp_path / "internal-ca.crt"
     path.write_bytes(ca[0].public_bytes(serialization.Encoding.PEM))

@@ -20,11 +20,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tlsdetect.sinks.cef import CefFileSink, cef_escape_extension, cef_escape_header, format_cef
-from tlsdetect.sinks.ecs import JsonlSink, flatten, to_ecs
-from tlsdetect.sinks.hec import HecSink
-from tlsdetect.sinks.spool import SinkError, SinkRejectedError, Spooled
-from tlsdetect.sinks.syslog import SyslogSink, format_rfc5424, frame_octet, parse_octet_frames, sd_escape
+from tlsdetect.sinks.alerts.cef import CefFileSink, cef_escape_extension, cef_escape_header, format_cef
+from tlsdetect.sinks.alerts.ecs import JsonlSink, flatten, to_ecs
+from tlsdetect.sinks.alerts.hec import HecSink
+from tlsdetect.sinks.alerts.spool import SinkError, SinkRejectedError, Spooled
+from tlsdetect.sinks.alerts.syslog import SyslogSink, format_rfc5424, frame_octet, parse_octet_frames, sd_escape
 
 ALERT: dict[str, Any] = {
     "id": "0123456789abcdef0123456789abcdef",
@@ -261,7 +261,7 @@ def test_write_alerts_renders_as_the_stream_sinks_do(tmp_path: Path) -> None:
     """issue 14 item 8: ``score -f ecs``/``-f cef`` write what ``stream --sink jsonl:``/``cef:`` write."""
     import io
 
-    from tlsdetect.sinks import ALERT_FORMATS, write_alerts
+    from tlsdetect.sinks.files import ALERT_FORMATS, write_alerts
 
     other = {**ALERT, "id": "f" * 32, "verdict": "suspicious", "score": 40.0}
     streamed = {}
@@ -283,7 +283,7 @@ def test_iso_utc_is_the_text_jsonl_writes(unit: str) -> None:
     """issue 14 item 9: CSV's vectorised ``ts`` text equals JSON lines' per value (ISO 8601 UTC, ``Z``)."""
     import pandas as pd
 
-    from tlsdetect.sinks import _plain, iso_utc
+    from tlsdetect.sinks.files import _plain, iso_utc
 
     times = pd.Series(pd.to_datetime([
         "2016-01-28T18:37:10.545976Z", "2016-01-28T18:37:10Z", "2016-01-28T18:37:10.545976123Z",

@@ -13,9 +13,9 @@ import pytest
 pytest.importorskip("pyspark")
 
 from tlsdetect import schema
-from tlsdetect.baseline import TABLES, Baseline
-from tlsdetect.inputs import Inputs
-from tlsdetect.scoring import score
+from tlsdetect.detect.baseline import TABLES, Baseline
+from tlsdetect.detect.scoring import score
+from tlsdetect.readers.inputs import Inputs
 
 from .conftest import PROJECT_PCAPS as PCAPS
 from .conftest import SHARED, needs_shared

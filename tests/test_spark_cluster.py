@@ -24,9 +24,9 @@ import pytest
 
 pytest.importorskip("pyspark")
 
-from tlsdetect.baseline import TABLES, Baseline
-from tlsdetect.inputs import Inputs
-from tlsdetect.scoring import score
+from tlsdetect.detect.baseline import TABLES, Baseline
+from tlsdetect.detect.scoring import score
+from tlsdetect.readers.inputs import Inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 PCAPS = ROOT / "pcaps"

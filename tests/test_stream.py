@@ -18,12 +18,12 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tlsdetect.baseline import Baseline
 from tlsdetect.cli import main
-from tlsdetect.sinks.ecs import JsonlSink
-from tlsdetect.sinks.spool import SinkError, Spooled, SpoolFullError
-from tlsdetect.sinks.syslog import SyslogSink, parse_octet_frames
-from tlsdetect.stream import (
+from tlsdetect.detect.baseline import Baseline
+from tlsdetect.sinks.alerts.ecs import JsonlSink
+from tlsdetect.sinks.alerts.spool import SinkError, Spooled, SpoolFullError
+from tlsdetect.sinks.alerts.syslog import SyslogSink, parse_octet_frames
+from tlsdetect.stream.loop import (
     Checkpoint,
     CheckpointStore,
     Follower,
@@ -154,7 +154,7 @@ def test_follower_rename_rotation(tmp_path: Path) -> None:
 
 
 def test_follower_rename_waits_for_the_writer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import tlsdetect.stream as stream_mod
+    import tlsdetect.stream.loop as stream_mod
 
     log = tmp_path / "access.log"
     write(log, range(2))
@@ -433,8 +433,8 @@ def test_hec_refusal_goes_to_dead_letters_and_metrics(tmp_path: Path, baseline: 
     """issue 14 item 13: HEC answering 403 (a bad token) was retried forever and held the stream; now the
     refused alerts are dead letters with HEC's answer as the reason, counted in the metrics, and the
     checkpoint moves on. 503 and 429 keep being retried (spooled) until HEC takes the alerts."""
-    from tlsdetect.sinks.hec import HecSink
-    from tlsdetect.stream import open_sink
+    from tlsdetect.sinks.alerts.hec import HecSink
+    from tlsdetect.stream.loop import open_sink
 
     from .test_sinks_stream import PlainHec
 
@@ -548,7 +548,7 @@ def test_full_spool_holds_the_checkpoint(tmp_path: Path, baseline: Baseline, mon
 
 
 def test_internal_error_dead_letters_the_batch(baseline: Baseline, monkeypatch: pytest.MonkeyPatch) -> None:
-    import tlsdetect.stream as stream_mod
+    import tlsdetect.stream.loop as stream_mod
 
     def broken(*_: Any, **__: Any) -> Any:
         raise RuntimeError("boom")
@@ -685,7 +685,7 @@ def test_fuzz_corpus_through_the_streamer(tmp_path: Path, baseline: Baseline) ->
 
 def test_source_forms(tmp_path: Path) -> None:
     """issue 14 item 14: envoy:PATH, envoy:- and -, and a bare path when it is an existing file."""
-    from tlsdetect.cli_stream import source_path
+    from tlsdetect.cli.stream import source_path
 
     log = tmp_path / "access.log"
     write(log, range(1))
@@ -703,7 +703,7 @@ def test_source_forms(tmp_path: Path) -> None:
 
 def test_stdin_follower_lines_as_they_come() -> None:
     """issue 14 item 14: lines from a real pipe, whole lines only, the last one without newline at the end."""
-    from tlsdetect.stream import STDIN, StdinFollower
+    from tlsdetect.stream.loop import STDIN, StdinFollower
 
     r, w = os.pipe()
     with os.fdopen(r, "rb") as reader:

@@ -112,7 +112,7 @@ def _syslog_ids(path: Path) -> list[str]:
 
 
 def test_stream_end_to_end(tmp_path: Path, mec: ModuleType, rsyslog: tuple[int, Path]) -> None:
-    from tlsdetect.baseline import Baseline
+    from tlsdetect.detect.baseline import Baseline
     from tlsdetect.readers.envoy import read_envoy
 
     syslog_port, syslog_file = rsyslog

@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tlsdetect import schema
+from tlsdetect.detect.issuers import dn_key
 from tlsdetect.fingerprint import add_fingerprints, ja4, md5_hex
-from tlsdetect.issuers import dn_key
 from tlsdetect.readers.logs import DeadLetter, LogFormatError, LogStats
 from tlsdetect.readers.suricata import read_suricata
 

@@ -15,7 +15,7 @@ from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tlsdetect.tls import (
+from tlsdetect.wire.tls import (
     HRR_RANDOM,
     TLSParseError,
     is_grease,
@@ -200,7 +200,7 @@ def certificate_body(*certs: x509.Certificate) -> bytes:
 
 
 def test_cert_info_carries_ski_and_akid() -> None:
-    from tlsdetect.readers.tls_stream import chain_json
+    from tlsdetect.readers.pcap.tls_stream import chain_json
 
     ca = make_cert("Test Issuing CA", "Test Root", ski=CA_SKI, akid=None)
     leaf = make_cert()

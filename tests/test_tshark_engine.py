@@ -3,7 +3,7 @@ hand-made captures for the cases the corpus lacks, and the error contract.
 
 Expected JA4 values come from FoxIO/Arkime (spec-corrected where those tools deviate), JA3/JA3S from
 tshark 4.0's own ``tls.handshake.ja3`` fields; the engine never reads those fields, it parses the raw
-handshake bytes with :mod:`tlsdetect.tls`, so they are an independent oracle.
+handshake bytes with :mod:`tlsdetect.wire.tls`, so they are an independent oracle.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import tlsdetect.readers.pcap.tshark as engine
 from tlsdetect import schema
 from tlsdetect.fingerprint import client_fingerprints
-from tlsdetect.readers import tshark as engine
-from tlsdetect.readers.pcap import read_pcap
-from tlsdetect.readers.tshark import TsharkError, TsharkStats, read_pcap_tshark
-from tlsdetect.tls import parse_client_hello
+from tlsdetect.readers.pcap.engine import read_pcap
+from tlsdetect.readers.pcap.tshark import TsharkError, TsharkStats, read_pcap_tshark
+from tlsdetect.wire.tls import parse_client_hello
 
 from .conftest import REFERENCE, ja3_streams, ja4_streams, needs_reference, needs_tshark, reference_files
 

@@ -1,5 +1,5 @@
 """``python -m tlsdetect`` runs the command line."""
 
-from .cli import main
+from tlsdetect.cli import main
 
 main()

@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from .tls import EXT_ALPN, EXT_SERVER_NAME, EXT_SUPPORTED_VERSIONS, ClientHello, ServerHello, is_grease
+from tlsdetect.wire.tls import EXT_ALPN, EXT_SERVER_NAME, EXT_SUPPORTED_VERSIONS, ClientHello, ServerHello, is_grease
 
 __all__ = [
     "CLIENT_FP_COLUMNS",

@@ -20,7 +20,7 @@ Column groups:
   ``akid`` are the Subject/Authority Key Identifiers as lowercase hex, null when absent, and
   sources without them, such as Zeek's x509 log, omit the two keys); ``peer_*`` for the client
   certificate in mTLS; ``*_issuer_key`` is the issuer DN in the canonical form of
-  :func:`tlsdetect.issuers.dn_key`, equal whichever tool printed the DN; ``*_issuer_akid`` is the
+  :func:`tlsdetect.detect.issuers.dn_key`, equal whichever tool printed the DN; ``*_issuer_akid`` is the
   leaf's Authority Key Identifier (``key_identifier``, lowercase hex): which key signed the leaf,
   equal to the issuing CA's SKI. A look-alike CA (same issuer DN, another key) shows as an equal
   ``*_issuer_key`` with a different ``*_issuer_akid``. It is missing when the source never saw
@@ -116,10 +116,10 @@ LIST_COLUMNS = tuple(c for c, t in COLUMNS.items() if t == "object")
 #: Columns held as categoricals with string categories (see the module docstring).
 CERT_COLUMNS = tuple(c for c, t in COLUMNS.items() if t == "category")
 
-#: The fields of one entry of ``reasons``, the column :func:`tlsdetect.scoring.score` adds: a list of
+#: The fields of one entry of ``reasons``, the column :func:`tlsdetect.detect.scoring.score` adds: a list of
 #: ``{code, detail, expected, observed}`` per row (empty on a row without a reason). Every field is
 #: text or null, in every output (table, JSON lines, CSV, Parquet, ECS, CEF, the REST API, Spark):
-#: ``code`` is a :data:`tlsdetect.scoring.SIGNALS` key, ``detail`` the sentence for an analyst,
+#: ``code`` is a :data:`tlsdetect.detect.scoring.SIGNALS` key, ``detail`` the sentence for an analyst,
 #: ``expected``/``observed`` what the baseline or knowledge predicts and what the row shows, numbers
 #: written as decimal text (``"0.731"``, ``"2"``), null when a signal has nothing to compare.
 #: One type per field lets Arrow, Spark and a SIEM's index mapping take every row.

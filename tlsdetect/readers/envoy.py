@@ -113,10 +113,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from tlsdetect.issuers import add_issuer_keys
+from tlsdetect.detect.issuers import add_issuer_keys
 from tlsdetect.readers.logs import DeadLetter, LogFormatError, LogStats, valid_utf8
 from tlsdetect.schema import COLUMNS, conform, null_categories
-from tlsdetect.tls import CertInfo, parse_der_certificate
+from tlsdetect.wire.tls import CertInfo, parse_der_certificate
 
 __all__ = ["OPERATORS", "compile_text_format", "default_mapping", "parse_envoy_lines", "read_envoy"]
 

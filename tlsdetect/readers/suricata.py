@@ -88,10 +88,10 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from .. import schema
-from ..fingerprint import ja4 as ja4_fingerprint
-from ..issuers import add_issuer_keys
-from .logs import DeadLetter, LogFormatError, LogStats, open_text, valid_utf8
+from tlsdetect import schema
+from tlsdetect.detect.issuers import add_issuer_keys
+from tlsdetect.fingerprint import ja4 as ja4_fingerprint
+from tlsdetect.readers.logs import DeadLetter, LogFormatError, LogStats, open_text, valid_utf8
 
 __all__ = ["read_suricata"]
 

@@ -15,7 +15,7 @@ certificate once a day, so the record may sit in another file than the connectio
 
 ``server_cert_sha256`` only ever holds a 64-hex SHA-256 (old Zeek's SHA-1 fingerprints are not
 put there). DNs are kept as Zeek prints them (RFC 2253-like, ``\\,`` inside a value) and keyed with
-:func:`tlsdetect.issuers.add_issuer_keys`.
+:func:`tlsdetect.detect.issuers.add_issuer_keys`.
 
 The TSV hot path is one ``pyarrow.csv.read_csv`` per file (only the used columns; Zeek's numeric
 types parsed by Arrow, vectors read dictionary-encoded, unset -> null); a big plain file is read by
@@ -41,10 +41,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import schema
-from ..issuers import add_issuer_keys
-from ..sinks.ecs import flatten
-from .logs import DeadLetter, LogFormatError, valid_utf8
+from tlsdetect import schema
+from tlsdetect.detect.issuers import add_issuer_keys
+from tlsdetect.readers.logs import DeadLetter, LogFormatError, valid_utf8
+from tlsdetect.sinks.alerts.ecs import flatten
 
 __all__ = ["read_zeek"]
 
@@ -167,7 +167,7 @@ def read_zeek(paths: Sequence[Path], *, dead_letter: DeadLetter | None = None) -
         out = _join_conn(out, pd.concat(conn, ignore_index=True))
     out = _conformed(out)
     if out["ch_version"].notna().any():
-        from ..fingerprint import add_fingerprints
+        from tlsdetect.fingerprint import add_fingerprints
 
         out = schema.conform(add_fingerprints(out))
     return add_issuer_keys(out)  # once per distinct issuer: the column's categories

@@ -40,10 +40,10 @@ import os
 import sys
 from typing import Any
 
-from .fit import fit_baseline
-from .read import read_connections
-from .schema import connections_schema, scored_schema
-from .score import score_connections, write_scored
+from tlsdetect.spark.fit import fit_baseline
+from tlsdetect.spark.read import read_connections
+from tlsdetect.spark.schema import connections_schema, scored_schema
+from tlsdetect.spark.score import score_connections, write_scored
 
 __all__ = [
     "connections_schema",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tlsdetect.cli_spark import spark_group
+from tlsdetect.cli.spark import spark_group
 
 if __name__ == "__main__":
     spark_group(prog_name="tlsdetect.spark")

@@ -1,13 +1,13 @@
 """``fit`` over a Spark DataFrame: the baseline's tables as Spark aggregations, the rest on the driver.
 
-Every table of :class:`tlsdetect.baseline.Baseline` is a grouped count (per client x fingerprint,
+Every table of :class:`tlsdetect.detect.baseline.Baseline` is a grouped count (per client x fingerprint,
 per client x issuer, ...). Spark computes them with ``groupBy``; only those aggregates, whose size
 is the number of distinct keys and not of connections, are collected to the driver, where
 :meth:`Baseline.from_tables` folds them exactly as ``partial_fit`` folds its own, learns the mesh
 CA and fits the hello model. The per-row derivations (client key, User-Agent family, lower-cased
 SNI, offered version) run in ``mapInPandas`` with the package's functions, so they cannot drift
 from the local path. "First name seen" columns take the value of the earliest row in the local
-read order (``_order``), and the hello table is ordered as :func:`tlsdetect.features.hello_codes`
+read order (``_order``), and the hello table is ordered as :func:`tlsdetect.detect.features.hello_codes`
 orders it, so the saved baseline equals the local fit's.
 """
 
@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import schema
-from ..baseline import ROLES, TABLES, Baseline, MeshSpec, client_ids
-from ..features import HELLO_COLUMNS
-from .schema import NAT, from_spark_frame, pack_columns, spark_type, unpack_columns
+from tlsdetect import schema
+from tlsdetect.detect.baseline import ROLES, TABLES, Baseline, MeshSpec, client_ids
+from tlsdetect.detect.features import HELLO_COLUMNS
+from tlsdetect.spark.schema import NAT, from_spark_frame, pack_columns, spark_type, unpack_columns
 
 __all__ = ["fit_baseline"]
 
@@ -32,7 +32,7 @@ _ISSUER_COLS = tuple(c for cols in ROLES.values() for c in cols)
 
 def _prepare(client_key: str) -> Any:
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        from ..useragent import ua_family
+        from tlsdetect.detect.useragent import ua_family
 
         for pdf in batches:
             # the packed hello lists ride along untouched (for the hello table); only the rest is decoded

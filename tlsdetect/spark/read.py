@@ -1,11 +1,11 @@
 """Inputs to a Spark DataFrame of the connections table: one task per capture, log files split by lines.
 
 The driver expands the PATHs and groups them by format exactly as the local CLI does
-(:func:`tlsdetect.inputs.expand_paths`, :func:`tlsdetect.readers.logs.detect_format`), then makes a
+(:func:`tlsdetect.readers.inputs.expand_paths`, :func:`tlsdetect.readers.logs.detect_format`), then makes a
 list of *read tasks*, each its own Spark partition, read by the package's own readers inside
 ``mapInPandas``:
 
-* a capture (pcap/pcapng) is one task, read by :func:`tlsdetect.readers.pcap.iter_pcap` in chunks,
+* a capture (pcap/pcapng) is one task, read by :func:`tlsdetect.readers.pcap.engine.iter_pcap` in chunks,
   so an executor holds one window of the file and one chunk of rows. Captures are not split: a
   TCP connection's packets span the file and pcapng blocks have no sync marker, so a byte range
   cannot be read on its own (the per-file task is the unit of parallelism; many files scale out);
@@ -41,9 +41,9 @@ from typing import Any
 
 import pandas as pd
 
-from ..inputs import InputError, expand_paths
-from ..readers.logs import LogFormatError, detect_format
-from .schema import connections_schema, to_spark_frame, unpack_columns
+from tlsdetect.readers.inputs import InputError, expand_paths
+from tlsdetect.readers.logs import LogFormatError, detect_format
+from tlsdetect.spark.schema import connections_schema, to_spark_frame, unpack_columns
 
 __all__ = ["DEFAULT_SPLIT_BYTES", "ReadTask", "plan_tasks", "read_connections", "read_task", "split_size"]
 
@@ -73,8 +73,8 @@ class ReadTask:
 
 
 def _zeek_kind(path: Path) -> str | None:
-    from ..readers.logs import open_text
-    from ..readers.zeek import _kind_from_fields, _kind_from_record
+    from tlsdetect.readers.logs import open_text
+    from tlsdetect.readers.zeek import _kind_from_fields, _kind_from_record
 
     with open_text(path) as fh:
         for _ in range(200):
@@ -186,14 +186,14 @@ def _zeek_header(path: Path) -> bytes:
 
 def _read_log(kind: str, files: list[Path]) -> pd.DataFrame:
     if kind == "zeek":
-        from ..readers.zeek import read_zeek
+        from tlsdetect.readers.zeek import read_zeek
 
         return read_zeek(files)
     if kind == "suricata":
-        from ..readers.suricata import read_suricata
+        from tlsdetect.readers.suricata import read_suricata
 
         return read_suricata(files)
-    from ..readers.envoy import read_envoy
+    from tlsdetect.readers.envoy import read_envoy
 
     return read_envoy(files)
 
@@ -204,7 +204,7 @@ def read_task(task: ReadTask) -> Iterator[pd.DataFrame]:
     row = 0
     path = Path(task.path)
     if task.kind == "pcap":
-        from ..readers.pcap import iter_pcap
+        from tlsdetect.readers.pcap.engine import iter_pcap
 
         for chunk in iter_pcap(path):
             if len(chunk):

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import schema
+from tlsdetect import schema
 
 __all__ = [
     "HIDDEN",
@@ -46,7 +46,7 @@ __all__ = [
 HIDDEN = ("_ts_ns", "_order")
 #: ``_ts_ns`` of a row without a time (``numpy.datetime64("NaT").view("int64")``).
 NAT = int(np.iinfo(np.int64).min)
-#: Columns :func:`tlsdetect.scoring.score` adds, in its order, with their Spark meaning.
+#: Columns :func:`tlsdetect.detect.scoring.score` adds, in its order, with their Spark meaning.
 SCORE_EXTRA = ("issuer_class", "known_product", "score", "verdict", "reasons", "compared")
 #: The fields of a reason (all text or null, numbers written as text by scoring): :data:`schema.REASON_FIELDS`.
 REASON_FIELDS = schema.REASON_FIELDS
@@ -233,7 +233,7 @@ def _text(v: Any) -> str | None:
 
 
 def to_spark_scored(scored: pd.DataFrame, hidden: pd.DataFrame) -> pd.DataFrame:
-    """A frame from :func:`tlsdetect.scoring.score` as the rows of :func:`scored_schema`.
+    """A frame from :func:`tlsdetect.detect.scoring.score` as the rows of :func:`scored_schema`.
 
     ``hidden``: the input rows' ``_order`` column, in the same order (``ts`` still holds the exact
     nanoseconds, so ``_ts_ns`` is recomputed from it). Reason fields are already text or null

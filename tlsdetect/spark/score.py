@@ -1,4 +1,4 @@
-"""``score`` over a Spark DataFrame: the baseline broadcast to every task, :func:`tlsdetect.scoring.score` inside.
+"""``score`` over a Spark DataFrame: the baseline broadcast to every task, ``detect.scoring.score`` inside.
 
 The baseline directory's files are read once on the driver and broadcast as bytes; each Python
 worker writes them to a private temporary directory and loads them with :meth:`Baseline.load`
@@ -27,8 +27,16 @@ from typing import Any
 
 import pandas as pd
 
-from ..baseline import Baseline
-from .schema import HIDDEN, NAT, from_spark_frame, pack_columns, scored_schema, to_spark_scored, unpack_columns
+from tlsdetect.detect.baseline import Baseline
+from tlsdetect.spark.schema import (
+    HIDDEN,
+    NAT,
+    from_spark_frame,
+    pack_columns,
+    scored_schema,
+    to_spark_scored,
+    unpack_columns,
+)
 
 __all__ = ["HOUR_NS", "score_connections", "write_scored"]
 
@@ -55,7 +63,7 @@ def _load(files: dict[str, bytes]) -> Baseline:
 
 
 def _score_frame(pdf: pd.DataFrame, files: dict[str, bytes]) -> pd.DataFrame:
-    from ..scoring import score
+    from tlsdetect.detect.scoring import score
 
     df = from_spark_frame(pdf)
     scored = score(df.drop(columns=[c for c in HIDDEN if c in df.columns]), _load(files))

@@ -1,0 +1,143 @@
+"""``tlsdetect spark fit|score``: the baseline and scoring commands as Spark jobs (``[spark]`` extra).
+
+PySpark is imported only when one of these commands runs. See :mod:`tlsdetect.spark` for what
+runs where and for the ``spark-submit`` entry.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tlsdetect.cli import _print_summary, main
+from tlsdetect.cli.common import UserPath, mesh_ca_option
+from tlsdetect.detect.baseline import MeshSpec
+from tlsdetect.readers.logs import FORMATS
+
+_MASTER_HELP = ("Spark master: local[2], local[*], spark://host:7077, yarn, k8s://... "
+                "(default: spark-submit's when run under it, else local[2]).")
+
+
+def _spark_options(f: Any) -> Any:
+    opts = [
+        click.option("--master", default=None, help=_MASTER_HELP),
+        click.option("--driver-memory", default="2g", show_default=True,
+                     help="Driver JVM heap when this command starts Spark itself."),
+        click.option("--input-format", type=click.Choice(FORMATS), help="Skip detection: read every PATH as this "
+                                                                        "format."),
+        click.option("--split-mb", type=float, default=128.0, show_default=True,
+                     help="Split Zeek ssl, Suricata and Envoy logs into tasks of at most this size (smaller when "
+                          "needed to give every core a task, as Spark splits files)."),
+        click.option("--conf", "confs", multiple=True, metavar="KEY=VALUE", help="Extra Spark configuration."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+@contextmanager
+def _session(master: str | None, driver_memory: str, confs: tuple[str, ...]) -> Iterator[Any]:
+    try:
+        from tlsdetect.spark import session
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise click.ClickException(f"the spark commands need PySpark: pip install 'tlsdetect[spark]' ({exc})") from None
+    conf = {}
+    for item in confs:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.ClickException(f"--conf {item!r}: expected KEY=VALUE")
+        conf[key] = value
+    spark = session(master, driver_memory=driver_memory, conf=conf)
+    try:
+        yield spark
+    finally:
+        spark.stop()
+
+
+@main.group("spark")
+def spark_group() -> None:
+    """Fit a baseline and score connections as Spark jobs (local[2], a standalone cluster, YARN)."""
+
+
+@spark_group.command("fit")
+@click.argument("paths", nargs=-1, required=True, type=UserPath())
+@click.option("-o", "--output", required=True, type=UserPath(file_okay=False, output=True),
+              help="Baseline directory to write (written beside it, then renamed into place).")
+@click.option("--force", is_flag=True, help="Replace the baseline already in OUTPUT.")
+@click.option("--client-key", default="auto", show_default=True,
+              help="What identifies a client: auto (mTLS subject, else IP), ip, mtls, ua, or a column name.")
+@mesh_ca_option
+@click.option("--no-model", is_flag=True, help="Do not fit the ClientHello population model.")
+@_spark_options
+def spark_fit(paths: tuple[str, ...], output: str, force: bool, client_key: str, mesh_ca: MeshSpec, no_model: bool,
+              master: str | None, driver_memory: str, input_format: str | None, split_mb: float,
+              confs: tuple[str, ...]) -> None:
+    """Learn a baseline from PATHS with Spark; writes the same directory as 'tlsdetect baseline fit'.
+
+    No mesh CA unless one is given (--mesh-ca FILE.pem|DN) or learning is asked for (--mesh-ca learn).
+    """
+    from tlsdetect.detect.baseline import BaselineError, check_save_target
+    from tlsdetect.readers.inputs import InputError
+
+    try:
+        check_save_target(Path(output), overwrite=force)  # before Spark starts
+    except BaselineError as exc:
+        raise click.ClickException(str(exc)) from None
+    t0 = time.perf_counter()
+    with _session(master, driver_memory, confs) as spark:
+        from tlsdetect.spark import fit_baseline, read_connections
+
+        warnings: list[str] = []
+        try:
+            df = read_connections(spark, list(paths), input_format=input_format,
+                                  split_bytes=int(split_mb * 1024 * 1024), warnings=warnings)
+            model = fit_baseline(df, client_key=client_key, mesh_ca=mesh_ca, model=not no_model)
+        except InputError as exc:
+            raise click.ClickException(str(exc)) from None
+        except ValueError as exc:
+            raise click.ClickException(f"cannot fit: {exc}") from None
+        try:
+            model.save(output, overwrite=force)
+        except (BaselineError, OSError) as exc:
+            raise click.ClickException(f"{output}: cannot write the baseline ({exc})") from None
+    for w in warnings:
+        click.echo(f"warning: {w}", err=True)
+    _print_summary(model, output)
+    click.echo(f"  spark: {time.perf_counter() - t0:.1f} s", err=True)
+
+
+@spark_group.command("score")
+@click.argument("paths", nargs=-1, required=True, type=UserPath())
+@click.option("--baseline", "baseline_dir", required=True, type=UserPath(file_okay=False), help="Baseline directory.")
+@click.option("-o", "--output", required=True, type=UserPath(),
+              help="Output directory (Parquet, partitioned by date and verdict).")
+@_spark_options
+def spark_score(paths: tuple[str, ...], baseline_dir: str, output: str, master: str | None, driver_memory: str,
+                input_format: str | None, split_mb: float, confs: tuple[str, ...]) -> None:
+    """Score PATHS against a baseline with Spark; writes Parquet partitioned by date and verdict."""
+    from tlsdetect.detect.baseline import BaselineError
+    from tlsdetect.readers.inputs import InputError
+
+    t0 = time.perf_counter()
+    with _session(master, driver_memory, confs) as spark:
+        from tlsdetect.spark import read_connections, score_connections, write_scored
+
+        warnings: list[str] = []
+        try:
+            df = read_connections(spark, list(paths), input_format=input_format,
+                                  split_bytes=int(split_mb * 1024 * 1024), warnings=warnings)
+            write_scored(score_connections(spark, df, baseline_dir), output)
+        except (InputError, BaselineError) as exc:
+            raise click.ClickException(str(exc)) from None
+        counts = spark.read.parquet(output).groupBy("verdict").count().collect()
+    for w in warnings:
+        click.echo(f"warning: {w}", err=True)
+    by = {r["verdict"]: int(r["count"]) for r in counts}
+    total = sum(by.values())
+    click.echo(f"{total} connections: {by.get('intercepted', 0)} intercepted, {by.get('suspicious', 0)} suspicious, "
+               f"{by.get('ok', 0)} ok; written to {output} ({time.perf_counter() - t0:.1f} s)", err=True)

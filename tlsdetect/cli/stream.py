@@ -1,0 +1,143 @@
+"""``tlsdetect stream``: score an Envoy access log as it grows, alerts to sinks (see :mod:`tlsdetect.stream.loop`)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+import click
+
+from tlsdetect.cli import main
+from tlsdetect.cli.common import UserPath
+
+log = logging.getLogger("tlsdetect.stream.loop")
+
+
+def _mapping(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, col = pair.partition("=")
+        if not sep or not key or not col:
+            raise click.BadParameter(f"{pair!r}: expected JSON_KEY=COLUMN", param_hint="--mapping")
+        out[key] = col
+    return out
+
+
+SOURCE_FORMS = "envoy:PATH, envoy:- (standard input) or the path of an existing log file"
+STDIN_NOTE = ("reading standard input until it ends: no checkpoint is kept (a pipe cannot be read again), so a "
+              "restart starts with whatever comes next; give a file path to resume where a run stopped")
+
+
+def source_path(spec: str, is_file: Callable[[str], bool] = os.path.isfile) -> str | None:
+    """The log path of ``--source`` (``-``: standard input), or None when ``spec`` is none of the accepted forms.
+
+    ``envoy:PATH`` and ``envoy:-`` as documented; what log shippers' users try first is accepted too: a
+    bare ``-`` and a bare path, when it names an existing file (else a typo would wait for it forever).
+    """
+    kind, sep, path = spec.partition(":")
+    if sep and kind == "envoy":
+        return path or None
+    if spec == "-" or (spec and is_file(spec)):
+        return spec
+    return None
+
+
+@main.command("stream")
+@click.option(
+    "--baseline", "baseline_dir", type=UserPath(file_okay=False), help="Baseline directory (else knowledge only)."
+)
+@click.option(
+    "--source", required=True, metavar="envoy:PATH|envoy:-",
+    help="The Envoy access log to read (JSON lines or --text-format): envoy:PATH, a bare PATH of an existing "
+    "file, or envoy:- (also -) for standard input, read until it ends, without a checkpoint.",
+)  # fmt: skip
+@click.option("--follow", is_flag=True, help="Keep following the log through rotation (else read to its end and exit).")
+@click.option(
+    "--sink", "sink_specs", multiple=True, required=True, metavar="SPEC",
+    help="jsonl:PATH|-, syslog+tcp://HOST:PORT, syslog+udp://HOST:PORT, cef:PATH|-, cef+syslog+tcp://HOST:PORT, "
+    "hec+https://HOST:PORT[/path]?token=T[&verify=false][&ca=PEM]. Repeat for several.",
+)  # fmt: skip
+@click.option("--state", "state_dir", required=True, type=UserPath(file_okay=False, output=True),
+              help="Directory for the checkpoint (SQLite) and the sinks' spools.")  # fmt: skip
+@click.option("--dead-letter", type=UserPath(dir_okay=False, output=True),
+              help="Unparseable lines go here (default: STATE/dead-letter.jsonl).")  # fmt: skip
+@click.option("--text-format", help="The Envoy text format string, for a text access log.")
+@click.option("--mapping", "mapping_pairs", multiple=True, metavar="KEY=COLUMN", help="Custom JSON key -> column.")
+@click.option("--metrics-port", type=int, help="Serve Prometheus /metrics on 127.0.0.1:PORT.")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port.")
+@click.option("--batch-lines", default=5000, show_default=True, help="Lines per micro-batch at most.")
+@click.option("--batch-ms", default=200, show_default=True, help="A micro-batch is sent after this long at most.")
+@click.option("--spool-max-mb", default=256, show_default=True, help="On-disk spool per network sink, bounded.")
+@click.option("--workers", default=1, show_default=True, help="Parse+score processes (catch-up runs only).")
+def stream(
+    baseline_dir: str | None, source: str, follow: bool, sink_specs: tuple[str, ...], state_dir: str,
+    dead_letter: str | None, text_format: str | None, mapping_pairs: tuple[str, ...], metrics_port: int | None,
+    metrics_host: str, batch_lines: int, batch_ms: int, spool_max_mb: int, workers: int,
+) -> None:  # fmt: skip
+    """Follow an Envoy access log, score every line and send alerts to sinks.
+
+    Without --follow the log is read to its end, alerts delivered, the checkpoint committed, and the
+    command exits (a catch-up run); with --follow it keeps reading, through rename and copytruncate
+    rotation. A restart goes on from the checkpoint in --state, which moves only after every sink took
+    the alerts (a sink that is down is retried with backoff and spooled on disk meanwhile).
+    """
+    from tlsdetect.detect.baseline import Baseline, BaselineError
+    from tlsdetect.stream.loop import (
+        CheckpointStore,
+        Metrics,
+        Processor,
+        StreamConfig,
+        Streamer,
+        open_sink,
+        serve_metrics,
+    )
+
+    path = source_path(source)
+    if path is None:
+        raise click.ClickException(f"--source {source!r}: expected {SOURCE_FORMS}")
+    stdin = path == "-"
+    # the stream says what happens to its sinks and its file (down, spooling, rotated) even without -v
+    verbose = logging.getLogger().level <= logging.INFO
+    logging.getLogger("tlsdetect.stream.loop").setLevel(logging.INFO if verbose else logging.WARNING)
+    if not stdin and not follow and not Path(path).is_file():
+        raise click.ClickException(f"{path}: no such file (with --follow the stream waits for it)")
+    state = Path(state_dir)
+    try:
+        baseline = Baseline.load(baseline_dir) if baseline_dir else None
+    except (BaselineError, OSError, ValueError) as exc:
+        raise click.ClickException(f"baseline: {exc}") from None
+    learned = baseline.learned_mesh_warning() if baseline is not None else None
+    if learned:
+        click.echo(f"WARNING: {learned}", err=True)
+    try:
+        sinks = [open_sink(spec, state, spool_max_bytes=spool_max_mb << 20) for spec in sink_specs]
+    except (ValueError, KeyError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    state.mkdir(parents=True, exist_ok=True)
+    processor = Processor(baseline, _mapping(mapping_pairs), text_format)
+    config = StreamConfig(follow=follow, batch_lines=batch_lines, batch_ms=batch_ms, workers=workers)
+    metrics = Metrics()
+    server = serve_metrics(metrics, metrics_port, metrics_host) if metrics_port else None
+    if stdin:
+        click.echo(STDIN_NOTE, err=True)
+    src: BinaryIO | Path = sys.stdin.buffer if stdin else Path(path)
+    streamer = Streamer(src, processor, sinks, CheckpointStore(state), config=config, metrics=metrics,
+                        dead_letter=Path(dead_letter) if dead_letter else state / "dead-letter.jsonl")  # fmt: skip
+    signal.signal(signal.SIGTERM, streamer.stop)
+    signal.signal(signal.SIGINT, streamer.stop)
+    try:
+        m = streamer.run()
+    finally:
+        streamer.close()
+        if server is not None:
+            server.shutdown()
+    refused = sum(m.sink_rejected.values())
+    click.echo(
+        f"{m.lines_read} lines, {m.rows} connections, {m.alerts} alerts, {m.dead_letters} dead letters"
+        + (f", {refused} alerts refused by a sink (in the dead letters)" if refused else ""), err=True
+    )

@@ -1,0 +1,1 @@
+"""Detection: issuers, knowledge, baselines, scoring, lookups and evaluation."""

@@ -1,0 +1,727 @@
+"""Per-client profiles learned from traffic believed clean.
+
+A :class:`Baseline` follows scikit-learn's estimator conventions: ``__init__`` only stores the
+parameters, :meth:`Baseline.fit` learns from scratch and :meth:`Baseline.partial_fit` folds more
+traffic in, learned state ends in ``_``. Everything is a grouped aggregation over the
+connections table (no Python per row), so fitting a million connections takes seconds.
+
+What is learned, per ``client_id``: the JA4 and JA3N fingerprints it used (never raw JA3:
+Chrome shuffles its extensions), the issuers it saw, the SNIs it asked for, each with counts and
+first/last seen; population-wide, how many connections and clients use each fingerprint, which
+User-Agent families send it, which issuers each SNI presented; the mesh's own CA(s); and a
+nearest-neighbour model over ClientHello values that says how unlike the population a hello is.
+
+A baseline is saved as a directory: ``meta.json`` a person can read (format version, parameters,
+counts, the mesh CAs for confirmation), one Parquet file per learned table and the model as plain
+NumPy arrays (``np.load(allow_pickle=False)``: never a pickle of a file a user may be handed).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import errno
+import json
+import os
+import secrets
+import shutil
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeAlias
+
+import numpy as np
+import pandas as pd
+
+from tlsdetect import __version__, schema
+from tlsdetect.detect.features import HelloNovelty, hello_codes
+from tlsdetect.detect.issuers import dn_key
+from tlsdetect.detect.useragent import ua_family
+
+__all__ = [
+    "CLIENT_KEYS",
+    "FORMAT_VERSION",
+    "TABLE_KEYS",
+    "Baseline",
+    "BaselineError",
+    "BaselineExistsError",
+    "MeshCA",
+    "MeshSpec",
+    "check_save_target",
+    "client_ids",
+    "parse_mesh_ca",
+    "parse_mesh_cas",
+]
+
+FORMAT = "tlsdetect-baseline"
+FORMAT_VERSION = 1
+CLIENT_KEYS = ("auto", "ip", "mtls", "ua")
+FP_KINDS = ("ja4", "ja3n")
+ROLES = {"server": ("server_issuer_key", "server_issuer", "server_issuer_akid"),
+         "peer": ("peer_issuer_key", "peer_issuer", "peer_issuer_akid")}
+
+class BaselineError(ValueError):
+    """A baseline directory that is missing, corrupt, hand-edited wrongly or from another version."""
+
+
+class BaselineExistsError(BaselineError):
+    """:meth:`Baseline.save` refused: the target holds a baseline (and ``overwrite`` was not given) or other files."""
+
+
+@dataclass(frozen=True)
+class MeshCA:
+    """One CA the mesh trusts: its DN and, when known, its key identifier and certificate hash."""
+
+    issuer: str
+    ski: str | None = None
+    sha256: str | None = None
+
+
+#: ``Baseline(mesh_ca=...)``: the given CAs (``[]`` or ``None``: no mesh CA) or ``"learn"`` (the dominant
+#: private issuer of the fitted traffic, flagged as learned wherever it is used).
+MeshSpec: TypeAlias = list[MeshCA] | Literal["learn"] | None
+LEARN: Literal["learn"] = "learn"
+#: ``--mesh-ca auto``: what ``learn`` was called when it was the default; still accepted, with a warning.
+DEPRECATED_AUTO = "auto"
+
+
+def _ts_series(df: pd.DataFrame) -> pd.Series:
+    if "ts" in df.columns:
+        return pd.to_datetime(df["ts"], utc=True)
+    return pd.Series(pd.NaT, index=df.index, dtype="datetime64[ns, UTC]")
+
+
+def client_ids(df: pd.DataFrame, key: str = "auto") -> pd.Series:
+    """The baseline key of each row.
+
+    ``auto``: the row's own ``client_id`` if a source set one, else the mTLS peer subject (a
+    workload identity), else the client IP. ``ip``, ``mtls`` (peer subject) and ``ua`` (User-
+    Agent family) pick one; any other value names a column of the table.
+    """
+
+    def col(name: str) -> pd.Series:
+        if name in df.columns:
+            return schema.as_text(df[name])
+        return pd.Series(pd.NA, index=df.index, dtype="string")
+
+    if key == "auto":
+        out = col("client_id")
+        for fallback in ("peer_subject", "client_ip"):
+            missing = out.isna()
+            if not missing.any():
+                break
+            other = col(fallback)
+            if missing.all():
+                out = other
+            elif other.notna().any():
+                out = out.fillna(other)
+    elif key == "ip":
+        out = col("client_ip")
+    elif key == "mtls":
+        out = col("peer_subject")
+    elif key == "ua":
+        out = ua_family(col("user_agent")).astype("string")
+    elif key in df.columns:
+        out = col(key)
+    else:
+        raise ValueError(f"client key {key!r} is neither one of {', '.join(CLIENT_KEYS)} nor a column of the input")
+    return out.rename("client_id")
+
+
+def parse_mesh_ca(spec: str) -> list[MeshCA] | Literal["learn"]:
+    """One ``--mesh-ca`` value: ``none`` (``[]``), ``learn`` (or its old name ``auto``), a PEM file or a DN.
+
+    Any mistake is a ``ValueError`` whose text is one line for the user (an empty value, a directory,
+    an unreadable file, a file without a certificate, text that is neither a file nor a DN).
+    """
+    if not spec.strip():
+        raise ValueError("empty value: give a PEM file, a DN ('CN=...,O=...'), 'learn' or 'none'")
+    if spec.lower() in (LEARN, DEPRECATED_AUTO):
+        return LEARN
+    if spec.lower() == "none":
+        return []
+    path = Path(spec)
+    if path.is_dir():
+        raise ValueError(f"{spec}: a directory, not a PEM certificate file")
+    if path.exists():
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes
+
+        try:
+            certs = x509.load_pem_x509_certificates(path.read_bytes())
+        except OSError as exc:
+            raise ValueError(f"{spec}: cannot read it ({exc.strerror or exc})") from None
+        except (ValueError, x509.InvalidVersion) as exc:
+            raise ValueError(f"{spec}: not a PEM certificate file ({exc})") from None
+        out = []
+        for cert in certs:
+            try:
+                ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest.hex()
+            except x509.ExtensionNotFound:
+                ski = None
+            out.append(MeshCA(cert.subject.rfc4514_string(), ski, cert.fingerprint(hashes.SHA256()).hex()))
+        return out
+    if "=" not in spec:
+        raise ValueError(f"{spec!r} is neither a file, a DN (CN=...,O=...), 'learn' nor 'none'")
+    if dn_key(spec) is None:
+        raise ValueError(f"{spec!r}: not a distinguished name")
+    return [MeshCA(spec)]
+
+
+def parse_mesh_cas(specs: Sequence[str]) -> list[MeshCA] | Literal["learn"]:
+    """Every ``--mesh-ca`` given (repeatable): no value at all is no mesh CA (``[]``).
+
+    ``learn`` and ``none`` stand alone: learning beside given CAs would silently trust whatever
+    else dominates the traffic, and ``none`` beside a CA contradicts it.
+    """
+    parsed = [parse_mesh_ca(s) for s in specs]
+    if LEARN in parsed:
+        if len(parsed) > 1:
+            raise ValueError("'learn' cannot be combined with other mesh CAs")
+        return LEARN
+    if len(parsed) > 1 and any(p == [] for p in parsed):
+        raise ValueError("'none' cannot be combined with a mesh CA")
+    return [m for p in parsed if not isinstance(p, str) for m in p]
+
+
+# --- the tables a baseline keeps: name -> column dtypes (validated on load) -----------------------
+_TIME = "datetime64[ns, UTC]"
+TABLES: dict[str, dict[str, str]] = {
+    "clients": {"client_id": "string", "connections": "int64", "first_seen": _TIME, "last_seen": _TIME},
+    "fingerprints": {"client_id": "string", "kind": "string", "value": "string", "count": "int64",
+                     "first_seen": _TIME, "last_seen": _TIME},
+    "fp_families": {"kind": "string", "value": "string", "ua_family": "string", "count": "int64"},
+    "issuers": {"client_id": "string", "role": "string", "issuer_key": "string", "issuer": "string",
+                "count": "int64", "first_seen": _TIME, "last_seen": _TIME},
+    "issuer_akids": {"role": "string", "issuer_key": "string", "akid": "string", "count": "int64"},
+    "snis": {"client_id": "string", "sni": "string", "count": "int64", "first_seen": _TIME, "last_seen": _TIME},
+    "sni_issuers": {"sni": "string", "issuer_key": "string", "issuer": "string", "count": "int64"},
+    "versions": {"client_id": "string", "max_version": "string", "count": "int64"},
+    "mesh_cas": {"role": "string", "issuer_key": "string", "issuer": "string", "ski": "string",
+                 "sha256": "string", "origin": "string", "connections": "int64"},
+}
+
+#: The key of each table learned from connections (``mesh_cas`` is derived from ``issuers``).
+TABLE_KEYS: dict[str, list[str]] = {
+    "clients": ["client_id"], "fingerprints": ["client_id", "kind", "value"],
+    "fp_families": ["kind", "value", "ua_family"], "issuers": ["client_id", "role", "issuer_key"],
+    "issuer_akids": ["role", "issuer_key", "akid"], "snis": ["client_id", "sni"], "sni_issuers": ["sni", "issuer_key"],
+    "versions": ["client_id", "max_version"],
+}
+
+
+def _empty(name: str) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in TABLES[name].items()})
+
+
+def _typed(name: str, df: pd.DataFrame) -> pd.DataFrame:
+    cols = TABLES[name]
+    out = df[list(cols)].copy()
+    for c, t in cols.items():
+        if str(out[c].dtype) != t:
+            out[c] = out[c].astype(t)  # type: ignore[call-overload]
+    return out.reset_index(drop=True)
+
+
+def _merge(name: str, old: pd.DataFrame, new: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Fold ``new`` aggregates into ``old``: counts add, first/last seen widen."""
+    both = pd.concat([old, new], ignore_index=True) if len(old) else new
+    if len(both) == 0:
+        return _empty(name)
+    agg: dict[str, Any] = {}
+    for c in TABLES[name]:
+        if c in keys:
+            continue
+        if c in ("count", "connections"):
+            agg[c] = "sum"
+        elif c == "first_seen":
+            agg[c] = "min"
+        elif c == "last_seen":
+            agg[c] = "max"
+        else:
+            agg[c] = "first"
+    out = both.groupby(keys, sort=True, dropna=False, observed=True).agg(agg).reset_index()
+    return _typed(name, out)
+
+
+def _as_text(frame: pd.DataFrame, *cols: str) -> pd.DataFrame:
+    """Aggregates grouped by certificate columns (categoricals) with those columns as text, as the tables hold them."""
+    return frame.assign(**{c: schema.as_text(frame[c]) for c in cols})
+
+
+def _count_by(frame: pd.DataFrame, keys: list[str], ts: bool = True) -> pd.DataFrame:
+    g = frame.groupby(keys, sort=False, dropna=False, observed=True)
+    out = g.size().rename("count").to_frame()
+    if ts:
+        out["first_seen"] = g["ts"].min()
+        out["last_seen"] = g["ts"].max()
+    return out.reset_index()
+
+
+def _version_of(df: pd.DataFrame) -> pd.Series:
+    """Highest TLS version the client offered, from the JA4 version field (present in every source)."""
+    ja4 = df["ja4"].astype("string") if "ja4" in df.columns else pd.Series(pd.NA, index=df.index, dtype="string")
+    return ja4.str.slice(1, 3)
+
+
+class Baseline:
+    """Per-client fingerprint, issuer and SNI profiles, population prevalence, mesh CAs, hello model.
+
+    Parameters
+    ----------
+    client_key: how rows map to clients (see :func:`client_ids`).
+    mesh_ca: the mesh's CAs (:func:`parse_mesh_ca`); ``None`` or ``[]`` for no mesh CA (the
+        default: issuer signals then use the knowledge base only); ``"learn"`` to learn the dominant
+        private issuer per role, which trusts whatever the fitted traffic shows, so it is only done
+        when asked and flagged as learned (``origin``, :meth:`learned_mesh_warning`).
+    model: learn the population model (:class:`tlsdetect.detect.features.HelloNovelty`).
+    novelty_threshold: a hello whose nearest baseline hello is farther than this (Jaccard
+        distance over offered values) is an outlier; 0.35 means "shares under 65% of its values
+        with any hello the population sent".
+    mesh_min_share: an issuer is learned as the mesh CA of a role when it signed at least this
+        share of that role's certificates.
+    """
+
+    # learned state (set by fit; annotated here for type checkers, never assigned in __init__)
+    clients_: pd.DataFrame
+    fingerprints_: pd.DataFrame
+    fp_families_: pd.DataFrame
+    issuers_: pd.DataFrame
+    issuer_akids_: pd.DataFrame
+    snis_: pd.DataFrame
+    sni_issuers_: pd.DataFrame
+    versions_: pd.DataFrame
+    mesh_cas_: pd.DataFrame
+    hellos_: pd.DataFrame
+    n_connections_: int
+    model_: HelloNovelty | None
+
+    def __init__(
+        self,
+        client_key: str = "auto",
+        mesh_ca: MeshSpec = None,
+        model: bool = True,
+        novelty_threshold: float = 0.35,
+        mesh_min_share: float = 0.8,
+    ) -> None:
+        self.client_key = client_key
+        self.mesh_ca = mesh_ca
+        self.model = model
+        self.novelty_threshold = novelty_threshold
+        self.mesh_min_share = mesh_min_share
+
+    # --- learning -----------------------------------------------------------------------------
+    def fit(self, df: pd.DataFrame) -> Baseline:
+        """Learn from ``df`` alone (earlier state is discarded)."""
+        for name in TABLES:
+            setattr(self, f"{name}_", _empty(name))
+        self.hellos_ = pd.DataFrame()
+        self.n_connections_ = 0
+        return self.partial_fit(df)
+
+    def partial_fit(self, df: pd.DataFrame) -> Baseline:
+        """Fold more clean traffic into the learned state; the model is refitted on all hellos."""
+        if not hasattr(self, "clients_"):
+            return self.fit(df)
+        if len(df) == 0:
+            raise ValueError("no connections to learn from")
+        frame = pd.DataFrame({"client_id": client_ids(df, self.client_key), "ts": _ts_series(df)})
+        usable = frame["client_id"].notna().to_numpy()
+        fps = {k: (df[k].astype("string") if k in df.columns else None) for k in FP_KINDS}
+        if not any(v is not None and v.notna().any() for v in fps.values()) and not any(
+            c in df.columns and df[c].notna().any() for c, _, _ in ROLES.values()
+        ):
+            raise ValueError("no usable rows: the input has neither JA4/JA3N fingerprints nor certificate issuers")
+
+        self.n_connections_ += len(df)
+        clients = _count_by(frame[usable], ["client_id"]).rename(columns={"count": "connections"})
+        self.clients_ = _merge("clients", self.clients_, clients, ["client_id"])
+
+        uaf = ua_family(df["user_agent"]) if "user_agent" in df.columns else None
+        parts, fam_parts = [], []
+        for kind, values in fps.items():
+            if values is None:
+                continue
+            sub = frame.assign(kind=kind, value=values)
+            sub = sub[usable & values.notna().to_numpy()]
+            parts.append(_count_by(sub, ["client_id", "kind", "value"]))
+            if uaf is not None:
+                fam = pd.DataFrame({"kind": kind, "value": values, "ua_family": uaf})
+                fam = fam[values.notna().to_numpy() & uaf.notna().to_numpy()]
+                fam_parts.append(_count_by(fam, ["kind", "value", "ua_family"], ts=False))
+        if parts:
+            self.fingerprints_ = _merge("fingerprints", self.fingerprints_, pd.concat(parts),
+                                        ["client_id", "kind", "value"])
+        if fam_parts:
+            self.fp_families_ = _merge("fp_families", self.fp_families_, pd.concat(fam_parts),
+                                       ["kind", "value", "ua_family"])
+
+        iss_parts, akid_parts = [], []
+        for role, (key_col, name_col, akid_col) in ROLES.items():
+            if key_col not in df.columns:
+                continue
+            # grouped as stored (certificate columns: categorical codes); only the small aggregates become text
+            keys = df[key_col]
+            has = keys.notna().to_numpy()
+            names = df[name_col] if name_col in df.columns else keys
+            sub = frame.assign(role=role, issuer_key=keys, issuer=names)[usable & has]
+            g = sub.groupby(["client_id", "role", "issuer_key"], sort=False, observed=True)
+            agg = g.size().rename("count").to_frame()
+            agg["issuer"] = g["issuer"].first()
+            agg["first_seen"] = g["ts"].min()
+            agg["last_seen"] = g["ts"].max()
+            iss_parts.append(_as_text(agg.reset_index(), "issuer_key", "issuer"))
+            if akid_col in df.columns:
+                ak = pd.DataFrame({"role": role, "issuer_key": keys, "akid": df[akid_col]})
+                ak = ak[has & ak["akid"].notna().to_numpy()]
+                counted = _count_by(ak, ["role", "issuer_key", "akid"], ts=False)
+                akid_parts.append(_as_text(counted, "issuer_key", "akid"))
+        if iss_parts:
+            self.issuers_ = _merge("issuers", self.issuers_, pd.concat(iss_parts), ["client_id", "role", "issuer_key"])
+        if akid_parts:
+            self.issuer_akids_ = _merge("issuer_akids", self.issuer_akids_, pd.concat(akid_parts),
+                                        ["role", "issuer_key", "akid"])
+
+        if "sni" in df.columns:
+            sni = df["sni"].astype("string").str.lower()
+            sub = frame.assign(sni=sni)[usable & sni.notna().to_numpy()]
+            self.snis_ = _merge("snis", self.snis_, _count_by(sub, ["client_id", "sni"]), ["client_id", "sni"])
+            if "server_issuer_key" in df.columns:
+                si_keys = df["server_issuer_key"]
+                si = pd.DataFrame({"sni": sni, "issuer_key": si_keys, "issuer": df.get("server_issuer", si_keys)})
+                si = si[si["sni"].notna().to_numpy() & si["issuer_key"].notna().to_numpy()]
+                g = si.groupby(["sni", "issuer_key"], sort=False, observed=True)
+                agg = g.size().rename("count").to_frame()
+                agg["issuer"] = g["issuer"].first()
+                self.sni_issuers_ = _merge("sni_issuers", self.sni_issuers_,
+                                           _as_text(agg.reset_index(), "issuer_key", "issuer"), ["sni", "issuer_key"])
+
+        ver = frame.assign(max_version=_version_of(df))
+        ver = ver[usable & ver["max_version"].notna().to_numpy()]
+        self.versions_ = _merge("versions", self.versions_, _count_by(ver, ["client_id", "max_version"], ts=False),
+                                ["client_id", "max_version"])
+
+        _, hellos = hello_codes(df)
+        if len(hellos):
+            self.hellos_ = self._merge_hellos(self.hellos_, hellos)
+        self._learn_mesh()
+        self._fit_model()
+        return self
+
+    def from_tables(self, tables: dict[str, pd.DataFrame], hellos: pd.DataFrame, n_connections: int) -> Baseline:
+        """Learn from aggregates computed elsewhere (``tlsdetect.spark``): the state ``fit`` would set.
+
+        ``tables`` maps each learned table but ``mesh_cas`` (see :data:`TABLES`) to its rows, one per
+        key of :data:`TABLE_KEYS` (counts summed, first/last seen over the whole input, names the
+        first seen); ``hellos`` holds the distinct hellos with ``connections`` in the order
+        :func:`tlsdetect.detect.features.hello_codes` gives them; ``n_connections`` counts every input row.
+        Tables are folded as :meth:`partial_fit` folds its own, then the mesh and model are learned.
+        """
+        if n_connections <= 0:
+            raise ValueError("no connections to learn from")
+        for name, keys in TABLE_KEYS.items():
+            part = tables.get(name)
+            new = _empty(name) if part is None or len(part) == 0 else _typed(name, part)
+            setattr(self, f"{name}_", _merge(name, _empty(name), new, keys))
+        self.hellos_ = self._merge_hellos(pd.DataFrame(), hellos) if len(hellos) else pd.DataFrame()
+        self.n_connections_ = int(n_connections)
+        self._learn_mesh()
+        self._fit_model()
+        return self
+
+    @staticmethod
+    def _merge_hellos(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+        both = pd.concat([old, new], ignore_index=True) if len(old) else new.reset_index(drop=True)
+        key = both.drop(columns="connections").map(
+            lambda v: tuple(int(x) if not isinstance(x, str) else x for x in v)
+            if isinstance(v, (list, tuple, np.ndarray)) else v
+        )
+        ident = pd.util.hash_pandas_object(key.astype(str), index=False)
+        both["connections"] = both.groupby(ident.to_numpy())["connections"].transform("sum")
+        return both[~ident.duplicated().to_numpy()].reset_index(drop=True)
+
+    def _learn_mesh(self) -> None:
+        if not isinstance(self.mesh_ca, str):  # given (or none): never learned
+            rows = [{"role": "any", "issuer_key": dn_key(m.issuer), "issuer": m.issuer, "ski": m.ski,
+                     "sha256": m.sha256, "origin": "given", "connections": 0} for m in self.mesh_ca or []]
+            self.mesh_cas_ = _typed("mesh_cas", pd.DataFrame(rows, columns=list(TABLES["mesh_cas"])))
+            return
+        from tlsdetect.detect.knowledge import classify_issuers
+
+        rows = []
+        for role in ROLES:
+            iss = self.issuers_[self.issuers_["role"] == role]
+            if len(iss) == 0:
+                continue
+            per = iss.groupby("issuer_key", observed=True).agg(count=("count", "sum"), issuer=("issuer", "first"))
+            per = per.sort_values("count", ascending=False)
+            top_key, top = per.index[0], per.iloc[0]
+            if top["count"] < self.mesh_min_share * per["count"].sum():
+                continue
+            cls = classify_issuers(pd.Series([top["issuer"]], dtype="string"))
+            if bool(cls["public"].fillna(False).iloc[0]) or pd.notna(cls["interception_product"].iloc[0]):
+                continue
+            akids = self.issuer_akids_[(self.issuer_akids_["role"] == role)
+                                       & (self.issuer_akids_["issuer_key"] == top_key)]
+            for ski in akids["akid"].tolist() or [None]:
+                rows.append({"role": role, "issuer_key": top_key, "issuer": top["issuer"], "ski": ski,
+                             "sha256": None, "origin": "learned", "connections": int(top["count"])})
+        self.mesh_cas_ = _typed("mesh_cas", pd.DataFrame(rows, columns=list(TABLES["mesh_cas"])))
+
+    def _fit_model(self) -> None:
+        self.model_ = HelloNovelty.fit(self.hellos_) if self.model and len(self.hellos_) else None
+
+    # --- derived views ------------------------------------------------------------------------
+    def learned_mesh_warning(self) -> str | None:
+        """One line saying that a learned mesh CA is in use (``None`` when every mesh CA was given).
+
+        A learned mesh CA makes every certificate from another issuer an alarm: fitted on ordinary
+        internet traffic it turns public CAs into ``public_ca_in_mesh``. Every command that fits,
+        shows or scores with such a baseline prints this line.
+        """
+        learned = self.mesh_cas_[self.mesh_cas_["origin"] == "learned"] if hasattr(self, "mesh_cas_") else None
+        if learned is None or len(learned) == 0:
+            return None
+        names = "; ".join(dict.fromkeys(learned["issuer"].dropna().astype(str)))
+        return (f"this baseline uses a LEARNED mesh CA ({names}): certificates of every other issuer are alarms; "
+                "confirm it is your mesh's CA, or refit with --mesh-ca FILE.pem|DN (or none)")
+
+    def prevalence(self) -> pd.DataFrame:
+        """Per fingerprint: connections, clients using it, first/last seen."""
+        fp = self.fingerprints_
+        if len(fp) == 0:
+            return pd.DataFrame(columns=["kind", "value", "connections", "clients", "first_seen", "last_seen"])
+        g = fp.groupby(["kind", "value"], observed=True)
+        return pd.DataFrame({
+            "connections": g["count"].sum(), "clients": g["client_id"].nunique(),
+            "first_seen": g["first_seen"].min(), "last_seen": g["last_seen"].max(),
+        }).reset_index()
+
+    def client_stability(self) -> pd.DataFrame:
+        """Per client: distinct JA4s and the share of its connections on its most common one."""
+        fp = self.fingerprints_
+        kind = fp[fp["kind"] == "ja4"]
+        if len(kind) == 0:
+            kind = fp[fp["kind"] == "ja3n"]
+        g = kind.groupby("client_id", observed=True)["count"]
+        out = pd.DataFrame({"fingerprints": g.size(), "stability": g.max() / g.sum()})
+        return out.reset_index()
+
+    def summary(self) -> dict[str, Any]:
+        """What ``meta.json`` and ``baseline show`` print: parameters, counts, mesh CAs."""
+        fp = self.fingerprints_
+        first = self.clients_["first_seen"].min() if len(self.clients_) else pd.NaT
+        last = self.clients_["last_seen"].max() if len(self.clients_) else pd.NaT
+        return {
+            "connections": int(self.n_connections_),
+            "clients": len(self.clients_),
+            "fingerprints": {k: int((fp["kind"] == k).sum()) for k in FP_KINDS},
+            "distinct_fingerprints": {k: int(fp.loc[fp["kind"] == k, "value"].nunique()) for k in FP_KINDS},
+            "issuers": int(self.issuers_["issuer_key"].nunique()),
+            "snis": int(self.snis_["sni"].nunique()),
+            "distinct_hellos": len(self.hellos_),
+            "first_seen": None if pd.isna(first) else first.isoformat(),
+            "last_seen": None if pd.isna(last) else last.isoformat(),
+            "mesh_cas": [
+                {k: (None if pd.isna(v) else (int(v) if k == "connections" else str(v))) for k, v in r.items()}
+                for r in self.mesh_cas_.to_dict("records")
+            ],
+            "model": None if self.model_ is None else {
+                "kind": "nearest-neighbour Jaccard novelty (sklearn NearestNeighbors)",
+                "hellos": len(self.model_.labels), "values": len(self.model_.tokens),
+                "threshold": self.novelty_threshold,
+            },
+        }
+
+    # --- persistence --------------------------------------------------------------------------
+    def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:
+        """Write the baseline directory atomically: a reader (``serve``) sees the old or the new one, whole.
+
+        The files are written into a fresh directory beside ``directory`` and renamed into place;
+        an existing baseline is swapped out in one step (Linux ``renameat2(RENAME_EXCHANGE)``) and
+        then deleted, so an error or a crash at any moment leaves the old baseline or the new one,
+        never a mixture. An existing baseline is replaced only with ``overwrite``; a directory with
+        other files in it never is (:class:`BaselineExistsError`). Parents are created as needed.
+        """
+        if not hasattr(self, "clients_"):
+            raise ValueError("this baseline has not been fitted")
+        out = Path(directory)
+        check_save_target(out, overwrite=overwrite)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.parent / f".{out.name}.tmp-{secrets.token_hex(4)}"
+        tmp.mkdir()  # beside the target: the same file system, so the rename is atomic
+        try:
+            self._write(tmp)
+            _move_into_place(tmp, out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)  # a half-written new baseline, or the old one swapped out
+        return out
+
+    def _write(self, out: Path) -> None:
+        files: dict[str, str] = {}
+        for name in TABLES:
+            path = out / f"{name}.parquet"
+            _typed(name, getattr(self, f"{name}_")).to_parquet(path, index=False)
+            files[name] = path.name
+        if len(self.hellos_):
+            hellos = self.hellos_.copy()
+            for c in hellos.columns:
+                if c != "connections":
+                    hellos[c] = hellos[c].map(_plain_cell)
+            hellos.to_parquet(out / "hellos.parquet", index=False)
+            files["hellos"] = "hellos.parquet"
+        if self.model_ is not None:
+            self.model_.save(out / "model.npz")
+            files["model"] = "model.npz"
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "tlsdetect_version": __version__,
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "params": {
+                "client_key": self.client_key,
+                # "learn", or the given CAs ([] for none); null was "learn" before issue 14 (see load)
+                "mesh_ca": LEARN if isinstance(self.mesh_ca, str) else [m.__dict__ for m in self.mesh_ca or []],
+                "model": self.model, "novelty_threshold": self.novelty_threshold,
+                "mesh_min_share": self.mesh_min_share,
+            },
+            "summary": self.summary(),
+            "files": files,
+        }
+        (out / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Baseline:
+        """Read a baseline directory; any problem is a :class:`BaselineError` naming the file."""
+        root = Path(directory)
+        if not root.is_dir():
+            raise BaselineError(f"{root}: no such baseline directory")
+        meta_path = root / "meta.json"
+        if not meta_path.is_file():
+            raise BaselineError(f"{meta_path}: missing (is {root} a baseline directory? make one with "
+                                "'tlsdetect baseline fit')")
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BaselineError(f"{meta_path}: not valid JSON ({exc})") from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise BaselineError(f"{meta_path}: not a tlsdetect baseline (\"format\" must be {FORMAT!r})")
+        version = meta.get("format_version")
+        if version != FORMAT_VERSION:
+            raise BaselineError(f"{meta_path}: baseline format version {version!r}, this tlsdetect reads version "
+                                f"{FORMAT_VERSION}: refit the baseline with this version")
+        params = meta.get("params")
+        if not isinstance(params, dict):
+            raise BaselineError(f"{meta_path}: \"params\" must be an object")
+        try:
+            mesh = params.get("mesh_ca")
+            self = cls(
+                client_key=str(params["client_key"]),
+                # null: a baseline written when learning was the default ('--mesh-ca auto') learned its CA
+                mesh_ca=LEARN if mesh in (None, LEARN) else [MeshCA(**m) for m in mesh],
+                model=bool(params["model"]), novelty_threshold=float(params["novelty_threshold"]),
+                mesh_min_share=float(params["mesh_min_share"]),
+            )
+            summary = meta["summary"]
+            self.n_connections_ = int(summary["connections"])
+            files = meta["files"]
+            if not isinstance(files, dict):
+                raise TypeError("\"files\" must be an object")
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise BaselineError(f"{meta_path}: missing or malformed field ({type(exc).__name__}: {exc})") from None
+        for name, cols in TABLES.items():
+            setattr(self, f"{name}_", _read_table(root / f"{name}.parquet", name, cols))
+        hellos = root / "hellos.parquet"
+        self.hellos_ = _read_parquet(hellos) if hellos.exists() else pd.DataFrame()
+        self.model_ = None
+        if "model" in files:
+            model_path = root / "model.npz"
+            if not model_path.is_file():
+                raise BaselineError(f"{model_path}: missing from the baseline directory (meta.json lists a model)")
+            try:
+                self.model_ = HelloNovelty.load(model_path)
+            except (OSError, ValueError, EOFError) as exc:
+                raise BaselineError(f"{model_path}: not a tlsdetect model ({type(exc).__name__}: {exc})") from None
+        return self
+
+
+def check_save_target(out: Path, *, overwrite: bool = False) -> None:
+    """Raise :class:`BaselineExistsError` unless :meth:`Baseline.save` may write ``out``.
+
+    Absent or an empty directory: yes. A baseline (it has ``meta.json``): only with ``overwrite``.
+    Anything else (a file, a directory of other files): never, so ``--force`` cannot delete them.
+    """
+    if out.exists() and not out.is_dir():
+        raise BaselineExistsError(f"{out}: exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / "meta.json").is_file():
+            raise BaselineExistsError(f"{out}: holds other files, not a baseline; not writing there")
+        if not overwrite:
+            raise BaselineExistsError(f"{out}: a baseline is already there (add --force to replace it)")
+
+
+def _move_into_place(new: Path, target: Path) -> None:
+    """Put the directory ``new`` at ``target``; a baseline already there ends up at ``new``."""
+    if not target.exists() or (target.is_dir() and not any(target.iterdir())):
+        os.rename(new, target)  # atomic; replaces an empty directory
+        return
+    if _exchange(new, target):
+        return
+    # no atomic exchange (not Linux, or a file system without it): two renames; between them the target
+    # is absent and the old baseline sits complete beside it (.NAME.old-*), never half of either
+    old = target.parent / f".{target.name}.old-{secrets.token_hex(4)}"
+    os.rename(target, old)
+    os.rename(new, target)
+    os.rename(old, new)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically with Linux ``renameat2(RENAME_EXCHANGE)``; False where it is not available."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # a libc without it (glibc < 2.28, some musl)
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    renameat2.restype = ctypes.c_int
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _plain_cell(v: Any) -> Any:
+    """A hello-table cell Parquet can store: lists of ints or hex strings, ints, strings."""
+    if v is None or v is pd.NA:
+        return None
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return [x if isinstance(x, str) else int(x) for x in v]
+    return v if isinstance(v, str) else int(v)
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    import pyarrow as pa
+
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise BaselineError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from None
+
+
+def _read_table(path: Path, name: str, cols: dict[str, str]) -> pd.DataFrame:
+    if not path.is_file():
+        raise BaselineError(f"{path}: missing from the baseline directory")
+    df = _read_parquet(path)
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise BaselineError(f"{path}: missing column(s) {', '.join(missing)}")
+    try:
+        return _typed(name, df)
+    except (TypeError, ValueError) as exc:
+        raise BaselineError(f"{path}: a column has the wrong type ({exc})") from None

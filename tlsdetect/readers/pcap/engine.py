@@ -1,0 +1,479 @@
+"""The native pcap/pcapng engine: capture bytes -> connections table, in chunks.
+
+Per window of the file (see :mod:`.capture`) everything up to "which packets matter" is numpy:
+
+1. index the records, decode link/IP/TCP headers (:mod:`.packets`);
+2. mark packets whose payload starts a TLS handshake record (``16 03 0x .. .. 01|02``): the
+   lowest-sequence such packet of a flow direction opens it, wherever it is in the stream
+   (after an HTTP CONNECT, SOCKS or STARTTLS preamble) and on any port;
+3. hand complete, ordinary handshakes to the fast lane (:mod:`.fastlane`), which fingerprints
+   them without Python per connection;
+4. for the rest, select the segments whose sequence range lies inside the bytes each open
+   direction still needs.
+
+Only those segments reach Python, where :func:`.tls_stream.reassemble` orders them (any arrival
+order, retransmissions, overlaps) and :class:`.tls_stream.Connection` parses the handshake and
+says how many more bytes each side needs. Step 4 then repeats on the same window for the
+directions whose need grew (a HelloRetryRequest, a long certificate chain), so data packets
+past the handshake are never touched by Python.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from queue import Empty, Full, Queue
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tlsdetect import schema
+from tlsdetect.detect.issuers import add_issuer_keys
+from tlsdetect.fingerprint import add_fingerprints, client_fingerprints
+from tlsdetect.readers.pcap.capture import WINDOW, CaptureReader, PacketBatch
+from tlsdetect.readers.pcap.fastlane import FastLane, Segments
+from tlsdetect.readers.pcap.packets import PROTO_TCP, Decoded, decode, flow_hash
+from tlsdetect.readers.pcap.tls_stream import Connection, Endpoint, read_direction, reassemble
+from tlsdetect.wire.gather import Gather
+from tlsdetect.wire.tls import ClientHello
+
+__all__ = ["PcapStats", "iter_pcap", "read_pcap"]
+
+log = logging.getLogger(__name__)
+
+#: Most bytes of one direction we ever reassemble: hellos plus a long certificate chain.
+MAX_STREAM = 256 * 1024
+#: A connection untouched for this many windows is finished with what it has (memory bound).
+IDLE_WINDOWS = 8
+#: Rounds of "select the needed segments, parse, grow the need" per window.
+MAX_ROUNDS = 8
+#: Bytes of a server's first flight taken at once (a typical chain fits).
+SERVER_FIRST_FLIGHT = 16 * 1024
+#: Rows per chunk handed to the sinks.
+CHUNK_ROWS = 10_000
+
+I64 = npt.NDArray[np.int64]
+
+
+@dataclass(slots=True)
+class PcapStats:
+    """What was read: counts for the summary line and the benchmarks, and damage warnings."""
+
+    files: int = 0
+    packets: int = 0
+    bytes_read: int = 0
+    tcp_payload_packets: int = 0
+    handshake_start_packets: int = 0
+    segments_parsed: int = 0
+    connections: int = 0
+    fast_lane_connections: int = 0
+    ip_fragments_skipped: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Direction:
+    conn: Connection
+    forward: bool
+    base_seq: int
+    need: int
+    segments: list[tuple[int, bytes]] = field(default_factory=list)
+    dirty: bool = False
+
+
+@dataclass(slots=True)
+class _State:
+    flows: dict[int, _Direction] = field(default_factory=dict)
+    touched: dict[int, int] = field(default_factory=dict)  # id(conn) -> window number
+    conns: dict[int, Connection] = field(default_factory=dict)
+    #: id(conn) -> {forward: flow key}; both keys are known when the first direction opens.
+    conn_keys: dict[int, dict[bool, int]] = field(default_factory=dict)
+    rows: list[dict[str, object]] = field(default_factory=list)
+    window: int = 0
+
+
+def _start_mask(buf: npt.NDArray[np.uint8], p: I64, plen: I64) -> npt.NDArray[np.bool_]:
+    """Payloads that begin a TLS handshake record carrying a Client- or ServerHello.
+
+    A first segment may be shorter than the record header (a hello split after 1-5 bytes), so
+    each test applies only where its byte was captured.
+    """
+    g = Gather(buf)
+    b0, b1, b2, b5 = g.u8(p), g.u8(p + 1), g.u8(p + 2), g.u8(p + 5)
+    mask: npt.NDArray[np.bool_] = (
+        (b0 == 0x16)
+        & ((plen < 2) | (b1 == 3))
+        & ((plen < 3) | (b2 <= 4))
+        & ((plen < 6) | (b5 == 1) | (b5 == 2))
+    )
+    return mask
+
+
+@dataclass(slots=True)
+class _Window:
+    """What the engine needs of one window and can be had without its state: the TCP payload
+    packets (flow keys included, sorted by key once) and which of them start a hello. The
+    prefetch thread prepares it while the engine works on the window before."""
+
+    buf: npt.NDArray[np.uint8]
+    seg: Segments
+    start: I64
+    fragments: int
+
+
+def _prepare(batch: PacketBatch, dec: Decoded) -> _Window:
+    idx = np.flatnonzero(dec.valid & (dec.proto == PROTO_TCP) & (dec.payload_len > 0))
+    src_hi, src_lo, dst_hi, dst_lo = dec.src_hi[idx], dec.src_lo[idx], dec.dst_hi[idx], dec.dst_lo[idx]
+    sport, dport = dec.sport[idx], dec.dport[idx]
+    keys = flow_hash(src_hi, src_lo, dst_hi, dst_lo, sport, dport)
+    payload, plen = dec.payload[idx], dec.payload_len[idx]
+    seg = Segments(keys, dec.seq[idx], payload, plen, batch.ts_ns[idx], src_hi, src_lo, dst_hi, dst_lo, sport, dport)
+    start = np.flatnonzero(_start_mask(batch.buf, payload, plen))
+    if len(start):
+        seg.by_key()  # the fast lane's flow-key order
+    return _Window(batch.buf, seg, start, dec.fragments)
+
+
+def _lowest_start(keys: npt.NDArray[np.uint64], seq: I64) -> tuple[npt.NDArray[np.uint64], I64]:
+    """Per flow direction, the start packet lowest in sequence space (not first in time).
+
+    A reordered capture can show a later segment that merely looks like a record start before
+    the real first one; the stream must begin at the lowest sequence number.
+    """
+    uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    rel = ((seq - seq[first][inverse] + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+    order = np.lexsort((rel, inverse))
+    group_starts = np.r_[0, np.flatnonzero(np.diff(inverse[order])) + 1]
+    return uniq, order[group_starts].astype(np.int64)
+
+
+class _Engine:
+    def __init__(self, source: str, *, fast_lane: bool = True, slow_batch: int = 1) -> None:
+        self.source = source
+        # Slow-lane rows wait until there are this many (or the file ends): each batch costs a
+        # table conversion and a merge, worth paying for a thousand rows, not for eight.
+        self.slow_batch = slow_batch
+        self.state = _State()
+        self.stats = PcapStats()
+        self.fast = FastLane(recent_windows=IDLE_WINDOWS)
+        self.use_fast_lane = fast_lane
+        self.emitted = 0
+
+    # -- per window ---------------------------------------------------------------------------
+
+    def window(self, w: _Window) -> None:
+        st = self.state
+        st.window += 1
+        self.stats.ip_fragments_skipped += w.fragments
+        seg, start = w.seg, w.start
+        self.stats.tcp_payload_packets += len(seg.keys)
+        if len(seg.keys) == 0:
+            self._expire()
+            return
+        self.stats.handshake_start_packets += len(start)
+        if len(start) and self.use_fast_lane:
+            busy = np.fromiter(st.flows.keys(), dtype=np.uint64, count=len(st.flows))
+            fast = self.fast.take(w.buf, seg, start, busy)
+            start = start[~fast]
+        if len(start):
+            self._open_new(w.buf, seg, start)
+        self._select_rounds(w.buf, seg.keys, seg.seq, seg.payload, seg.plen)
+        self._expire()
+
+    def _open_new(self, buf: npt.NDArray[np.uint8], seg: Segments, start: I64) -> None:
+        """Open the flow directions that the hello-start packets ``start`` begin, if new."""
+        st = self.state
+        rev = flow_hash(
+            seg.dst_hi[start], seg.dst_lo[start], seg.src_hi[start], seg.src_lo[start], seg.dport[start],
+            seg.sport[start],
+        )
+        uniq, first = _lowest_start(seg.keys[start], seg.seq[start])
+        known = np.fromiter(st.flows.keys(), dtype=np.uint64, count=len(st.flows))
+        fresh = ~np.isin(uniq, known)
+        for j in np.sort(first[fresh]).tolist():  # one Python step per new flow direction
+            i = int(start[j])
+            self._open(
+                int(seg.keys[i]),
+                int(rev[j]),
+                Endpoint(int(seg.src_hi[i]), int(seg.src_lo[i]), int(seg.sport[i])),
+                Endpoint(int(seg.dst_hi[i]), int(seg.dst_lo[i]), int(seg.dport[i])),
+                int(seg.seq[i]),
+                int(seg.ts[i]),
+                buf,
+                int(seg.payload[i]),
+                int(seg.plen[i]),
+            )
+
+    def _open(
+        self, key: int, rev: int, src: Endpoint, dst: Endpoint, seq: int, ts: int,
+        buf: npt.NDArray[np.uint8], p: int, plen: int,
+    ) -> None:
+        st = self.state
+        other = st.flows.get(rev)
+        if other is not None:
+            conn, forward = other.conn, not other.forward
+        else:
+            conn, forward = Connection(a=src, b=dst, ts_ns=ts), True
+            st.conns[id(conn)] = conn
+            st.conn_keys[id(conn)] = {True: key, False: rev}
+        need = 5
+        if plen >= 5:
+            need = 5 + ((int(buf[p + 3]) << 8) | int(buf[p + 4]))
+        if plen >= 6 and buf[p + 5] == 2:
+            # A server's first flight (ServerHello, certificates, key exchange) is read in one
+            # round instead of one round per record.
+            need = max(need, SERVER_FIRST_FLIGHT)
+        st.flows[key] = _Direction(conn=conn, forward=forward, base_seq=seq, need=need)
+        st.touched[id(conn)] = st.window
+
+    def _select_rounds(
+        self, buf: npt.NDArray[np.uint8], keys: npt.NDArray[np.uint64], seq: I64, payload: I64, plen: I64
+    ) -> None:
+        st = self.state
+        taken = np.zeros(len(keys), dtype=bool)
+        for _ in range(MAX_ROUNDS):
+            wanting = [(k, d) for k, d in st.flows.items() if d.need > 0]
+            if not wanting:
+                return
+            k_arr = np.fromiter((k for k, _ in wanting), dtype=np.uint64, count=len(wanting))
+            order = np.argsort(k_arr)
+            k_arr = k_arr[order]
+            base = np.fromiter((d.base_seq for _, d in wanting), dtype=np.int64, count=len(wanting))[order]
+            need = np.fromiter((d.need for _, d in wanting), dtype=np.int64, count=len(wanting))[order]
+            pos = np.minimum(np.searchsorted(k_arr, keys), len(k_arr) - 1)
+            hit = (k_arr[pos] == keys) & ~taken
+            rel = (seq - base[pos]) & 0xFFFFFFFF
+            rel = np.where(rel >= 1 << 31, rel - (1 << 32), rel)
+            hit &= (rel + plen > 0) & (rel < need[pos])
+            chosen = np.flatnonzero(hit)
+            if len(chosen) == 0:
+                return
+            taken[chosen] = True
+            self.stats.segments_parsed += len(chosen)
+            touched: dict[int, Connection] = {}
+            for j in chosen.tolist():  # Python only for segments inside a handshake
+                d = st.flows[int(keys[j])]
+                r, start = int(rel[j]), int(payload[j])
+                data = buf[start : start + int(plen[j])].tobytes()
+                if r < 0:
+                    data, r = data[-r:], 0
+                d.segments.append((r, data))
+                d.dirty = True
+                touched[id(d.conn)] = d.conn
+            self._reparse(touched.values())
+
+    def _reparse(self, conns: Iterable[Connection]) -> None:
+        st = self.state
+        for conn in conns:
+            st.touched[id(conn)] = st.window
+            dirs = self._directions(conn)
+            for d in dirs:
+                if d.dirty:
+                    data = reassemble(d.segments, MAX_STREAM)
+                    conn.views[d.forward] = read_direction(data, conn.views.get(d.forward))
+                    d.dirty = False
+            for d in dirs:
+                want = conn.want(d.forward)
+                d.need = 0 if want is None else min(want, MAX_STREAM)
+            if conn.settled():
+                self._finish(conn)
+
+    def _directions(self, conn: Connection) -> list[_Direction]:
+        return [d for d in (self._dir_of(conn, True), self._dir_of(conn, False)) if d is not None]
+
+    def _dir_of(self, conn: Connection, forward: bool) -> _Direction | None:
+        return self.state.flows.get(self.state.conn_keys[id(conn)][forward])
+
+    def _finish(self, conn: Connection) -> None:
+        st = self.state
+        for key in st.conn_keys.pop(id(conn)).values():
+            st.flows.pop(key, None)
+        st.conns.pop(id(conn), None)
+        st.touched.pop(id(conn), None)
+        if any(v.client_hellos or v.server_hellos for v in conn.views.values()):
+            st.rows.append(conn.row())
+
+    def _expire(self) -> None:
+        st = self.state
+        old = [cid for cid, w in st.touched.items() if st.window - w >= IDLE_WINDOWS]
+        for cid in old:
+            self._finish(st.conns[cid])
+
+    def pending_rows(self) -> int:
+        return len(self.state.rows) + len(self.fast)
+
+    def drain(self, *, final: bool = False) -> pd.DataFrame:
+        """Finished connections so far as a table (``final``: finish every open one first)."""
+        if final:
+            for conn in list(self.state.conns.values()):
+                self._finish(conn)
+        rows: list[dict[str, object]] = []
+        if final or len(self.state.rows) >= self.slow_batch:
+            rows, self.state.rows = self.state.rows, []
+        self.stats.connections += len(rows) + len(self.fast)
+        self.stats.fast_lane_connections += len(self.fast)
+        df = _to_frame(rows, self.fast.drain())
+        numbers = pc.cast(pa.array(np.arange(self.emitted, self.emitted + len(df), dtype=np.int64)), pa.string())
+        prefix = pa.scalar(f"{self.source}#", pa.string())
+        df["conn_id"] = pd.array(pc.binary_join_element_wise(prefix, numbers, ""), dtype="string")
+        self.emitted += len(df)
+        return df
+
+
+def _retry_fingerprints(rows: list[dict[str, object]]) -> None:
+    for row in rows:
+        hello = row.pop("retry_hello", None)
+        if isinstance(hello, ClientHello):
+            fps = client_fingerprints("t", hello)
+            row["ja3_retry"], row["ja4_retry"] = fps.ja3, fps.ja4
+
+
+def _prefetch(reader: CaptureReader, depth: int = 2) -> Iterator[tuple[_Window, int]]:
+    """Index, decode and prepare the next windows in a thread while the caller works on this one.
+
+    numpy releases the GIL inside its loops, so on two cores reading, indexing and decoding
+    overlap with the handshake work; errors raised while reading reach the caller unchanged.
+    """
+    done = object()
+    queue: Queue[object] = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for batch in reader:
+                item = (_prepare(batch, decode(batch)), reader.stats.bytes_read)
+                while not stop.is_set():
+                    try:
+                        queue.put(item, timeout=0.1)
+                        break
+                    except Full:
+                        continue
+                if stop.is_set():
+                    return
+            queue.put(done)
+        except BaseException as exc:  # handed over to the consumer, which re-raises it
+            queue.put(exc)
+
+    thread = threading.Thread(target=produce, name="tlsdetect-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = queue.get()
+            if item is done:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            with contextlib.suppress(Empty):
+                queue.get(timeout=0.1)
+        thread.join()
+
+
+def _to_frame(rows: list[dict[str, object]], fast: pd.DataFrame) -> pd.DataFrame:
+    """Slow-lane rows (fingerprinted here) and fast-lane rows (already fingerprinted) as one
+    table in time order.
+
+    The fast lane hands its rows over sorted by time, so a chunk is reordered only to merge in
+    the few slow-lane rows (one take per column), never sorted column by column from scratch.
+    """
+    _retry_fingerprints(rows)
+    parts = []
+    if rows:
+        slow = pd.DataFrame.from_records(rows)
+        slow["ts"] = pd.to_datetime(slow["ts"].astype("int64"), unit="ns", utc=True)
+        parts.append(add_fingerprints(schema.conform(slow)))
+    if len(fast):
+        fast["ts"] = pd.to_datetime(fast["ts"], unit="ns", utc=True)
+        parts.append(schema.conform(fast))
+    if not parts:
+        return schema.empty()
+    df = parts[0] if len(parts) == 1 else schema.concat(parts)
+    df["source"] = pd.Series("pcap", index=df.index, dtype="string")
+    df = add_issuer_keys(df)
+    if not df["ts"].is_monotonic_increasing:
+        df = df.sort_values("ts", kind="stable", ignore_index=True)
+    return df
+
+
+def iter_pcap(
+    path: str | os.PathLike[str],
+    *,
+    stats: PcapStats | None = None,
+    progress: Callable[[int], None] | None = None,
+    window: int | None = None,
+    fast_lane: bool = True,
+    chunk_rows: int = CHUNK_ROWS,
+) -> Iterator[pd.DataFrame]:
+    """Yield the connections of one capture in chunks of about ``chunk_rows`` rows.
+
+    Memory holds one window of the file and one chunk of rows, however large the capture.
+    Rows are in time order within a chunk; a connection is emitted when its handshake is
+    settled, so chunks overlap a little in time. The rare connection that needed the
+    reassembling path waits until ``chunk_rows // 8`` such connections have gathered (or the
+    file ends): its chunk may come later than its neighbours' in time. Damage ends the file
+    with a warning in ``stats.warnings`` (everything before it is kept). ``progress`` gets the
+    bytes consumed.
+    ``fast_lane=False`` sends every handshake through the reassembling path (the tests compare).
+    """
+    total = stats if stats is not None else PcapStats()
+    reader = CaptureReader(path, window=window or WINDOW, reuse_buffer=False)
+    engine = _Engine(Path(path).name, fast_lane=fast_lane, slow_batch=max(1, chunk_rows // 8))
+    for prepared, position in _prefetch(reader):
+        engine.window(prepared)
+        if progress is not None:
+            progress(position)
+        if engine.pending_rows() >= chunk_rows:
+            yield engine.drain()
+    last = engine.drain(final=True)
+    s = engine.stats
+    total.files += 1
+    total.packets += reader.stats.packets
+    total.bytes_read += reader.stats.bytes_read
+    total.tcp_payload_packets += s.tcp_payload_packets
+    total.handshake_start_packets += s.handshake_start_packets
+    total.segments_parsed += s.segments_parsed
+    total.connections += s.connections
+    total.fast_lane_connections += s.fast_lane_connections
+    total.ip_fragments_skipped += s.ip_fragments_skipped
+    total.warnings.extend(reader.stats.warnings)
+    for w in reader.stats.warnings:
+        log.warning(w)
+    if len(last):
+        yield last
+
+
+def read_pcap(
+    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    *,
+    progress: Callable[[int], None] | None = None,
+    window: int | None = None,
+    fast_lane: bool = True,
+) -> tuple[pd.DataFrame, PcapStats]:
+    """Every TLS handshake of one or more captures as one table, and what was read.
+
+    Convenience over :func:`iter_pcap` for inputs whose table fits in memory.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    total = PcapStats()
+    frames = [
+        chunk
+        for path in paths
+        for chunk in iter_pcap(path, stats=total, progress=progress, window=window, fast_lane=fast_lane)
+    ]
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return schema.empty(), total
+    return (frames[0] if len(frames) == 1 else schema.concat(frames)), total

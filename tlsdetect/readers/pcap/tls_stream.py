@@ -1,0 +1,307 @@
+"""From the reassembled bytes of one TCP connection to one connections-table row (pure logic).
+
+The pcap engine hands each direction's bytes, starting at the segment where a TLS record began,
+to :func:`read_direction`; :class:`Connection` decides from both directions how many more bytes
+each side still needs (``want``) and when the handshake is settled, and renders the row.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass, field
+
+from tlsdetect.wire.tls import (
+    HANDSHAKE_CERTIFICATE,
+    HANDSHAKE_CLIENT_HELLO,
+    HANDSHAKE_SERVER_HELLO,
+    CertInfo,
+    ClientHello,
+    ServerHello,
+    TLSParseError,
+    parse_certificate,
+    parse_client_hello,
+    parse_server_hello,
+    scan_records,
+)
+
+__all__ = ["Connection", "DirectionView", "read_direction", "reassemble"]
+
+HANDSHAKE_CERTIFICATE_REQUEST = 13
+HANDSHAKE_SERVER_HELLO_DONE = 14
+TLS13 = 0x0304
+
+VERSION_NAMES = {
+    0x0002: "SSLv2",
+    0x0300: "SSLv3",
+    0x0301: "TLSv1.0",
+    0x0302: "TLSv1.1",
+    0x0303: "TLSv1.2",
+    0x0304: "TLSv1.3",
+    0xFEFF: "DTLSv1.0",
+    0xFEFD: "DTLSv1.2",
+    0xFEFC: "DTLSv1.3",
+}
+
+
+def reassemble(segments: list[tuple[int, bytes]], limit: int) -> bytes:
+    """Contiguous bytes from relative offset 0, up to the first gap or ``limit``.
+
+    ``segments`` are ``(relative_seq, payload)`` in arrival order; any order, duplicates and
+    overlaps are fine. Where segments overlap, the lower sequence number wins, then the earlier
+    arrival (retransmissions normally carry the same bytes).
+    """
+    out = bytearray()
+    for rel, data in sorted(segments, key=lambda s: s[0]):
+        cursor = len(out)
+        if cursor >= limit:
+            break
+        if rel > cursor:
+            break  # a gap: nothing after it is usable yet
+        end = rel + len(data)
+        if end <= cursor:
+            continue
+        out += data[cursor - rel : limit - rel]
+    return bytes(out)
+
+
+@dataclass(slots=True)
+class DirectionView:
+    """What one direction's plaintext handshake bytes said."""
+
+    client_hellos: list[ClientHello] = field(default_factory=list)
+    server_hellos: list[ServerHello] = field(default_factory=list)
+    certificates: tuple[CertInfo, ...] = ()
+    certificate_request: bool = False
+    server_hello_done: bool = False
+    change_cipher_spec: bool = False
+    stop: str = "need_more"
+    next_need: int = 5
+    errors: list[str] = field(default_factory=list)
+    consumed: int = 0
+    messages: int = 0
+
+
+def _next_need(data: bytes, consumed: int) -> int:
+    """Bytes needed before the record after ``consumed`` is whole."""
+    pos = consumed
+    while pos + 5 <= len(data):
+        length = (data[pos + 3] << 8) | data[pos + 4]
+        if pos + 5 + length > len(data):
+            return pos + 5 + length
+        pos += 5 + length
+    return pos + 5
+
+
+MAX_MESSAGES = 16
+
+
+def read_direction(data: bytes, previous: DirectionView | None = None) -> DirectionView:
+    """Parse every plaintext handshake message at the start of one direction.
+
+    ``previous`` is the view of a shorter prefix of the same bytes (the stream grows as segments
+    arrive): scanning resumes after the records it consumed, so a connection's handshake is
+    parsed once however many segments it comes in. The view is updated in place.
+    """
+    view = previous if previous is not None else DirectionView()
+    if view.stop != "need_more":
+        return view  # encryption, an alert or junk already ended the plaintext
+    base = view.consumed
+    scan = scan_records(data[base:], max_messages=MAX_MESSAGES - view.messages, after_ccs=True)
+    view.stop = scan.stop
+    view.change_cipher_spec |= scan.saw_change_cipher_spec
+    view.consumed = base + scan.consumed
+    view.messages += len(scan.messages)
+    view.next_need = base + _next_need(data[base:], scan.consumed) if scan.stop == "need_more" else len(data)
+    for msg in scan.messages:
+        try:
+            if msg.msg_type == HANDSHAKE_CLIENT_HELLO:
+                view.client_hellos.append(parse_client_hello(msg.body))
+            elif msg.msg_type == HANDSHAKE_SERVER_HELLO:
+                view.server_hellos.append(parse_server_hello(msg.body))
+            elif msg.msg_type == HANDSHAKE_CERTIFICATE and not view.certificates:
+                view.certificates = parse_certificate(msg.body)
+            elif msg.msg_type == HANDSHAKE_CERTIFICATE_REQUEST:
+                view.certificate_request = True
+            elif msg.msg_type == HANDSHAKE_SERVER_HELLO_DONE:
+                view.server_hello_done = True
+        except TLSParseError as exc:
+            if view.change_cipher_spec:
+                break  # encrypted Finished after CCS looks like garbage: expected
+            view.errors.append(f"handshake type {msg.msg_type}: {exc}")
+    return view
+
+
+CLIENT_HELLO_COLUMNS = (
+    "alpn", "ch_version", "ch_ciphers", "ch_extensions", "ch_groups", "ch_point_formats", "ch_sig_algs",
+    "ch_supported_versions", "ch_alpn",
+)
+SERVER_HELLO_COLUMNS = ("sh_version", "sh_cipher", "sh_extensions", "sh_selected_version", "sh_alpn")
+
+
+def client_hello_columns(ch: ClientHello) -> dict[str, object]:
+    """The connections-table cells a ClientHello fills (both native lanes use this)."""
+    return {
+        "alpn": ch.alpn[0].decode("ascii", "backslashreplace") if ch.alpn else None,
+        "ch_version": ch.legacy_version,
+        "ch_ciphers": ch.ciphers,
+        "ch_extensions": ch.extensions,
+        "ch_groups": ch.groups,
+        "ch_point_formats": ch.point_formats,
+        "ch_sig_algs": ch.sig_algs,
+        "ch_supported_versions": ch.supported_versions,
+        "ch_alpn": tuple(a.hex() for a in ch.alpn),
+    }
+
+
+def server_hello_columns(sh: ServerHello) -> dict[str, object]:
+    """The connections-table cells a ServerHello fills (both native lanes use this)."""
+    return {
+        "sh_version": sh.legacy_version,
+        "sh_cipher": sh.cipher,
+        "sh_extensions": sh.extensions,
+        "sh_selected_version": sh.selected_version,
+        "sh_alpn": sh.alpn.decode("ascii", "backslashreplace") if sh.alpn else None,
+    }
+
+
+def version_name(version: int) -> str:
+    return VERSION_NAMES.get(version, f"0x{version:04x}")
+
+
+def chain_json(chain: tuple[CertInfo, ...]) -> str:
+    """The ``server_chain`` column: leaf first, each with subject, issuer, SHA-256, SKI and AKI."""
+    return json.dumps(
+        [{"subject": c.subject, "issuer": c.issuer, "sha256": c.sha256, "ski": c.ski, "akid": c.akid} for c in chain]
+    )
+
+
+def _ip(hi: int, lo: int) -> str:
+    if hi == 0 and (lo >> 32) == 0xFFFF:
+        return str(ipaddress.IPv4Address(lo & 0xFFFFFFFF))
+    return str(ipaddress.IPv6Address((hi << 64) | lo))
+
+
+@dataclass(slots=True)
+class Endpoint:
+    hi: int
+    lo: int
+    port: int
+
+    @property
+    def ip(self) -> str:
+        return _ip(self.hi, self.lo)
+
+
+@dataclass(slots=True)
+class Connection:
+    """Both directions of one TCP connection, as far as the handshake goes."""
+
+    a: Endpoint  # sender of the first TLS record seen
+    b: Endpoint
+    ts_ns: int
+    views: dict[bool, DirectionView] = field(default_factory=dict)  # True: a -> b
+    #: Sequence bookkeeping lives with the reader; this holds only what parsing needs.
+
+    def _roles(self) -> tuple[bool, bool]:
+        """(direction key of the client, whether the roles are known)."""
+        for key in (True, False):
+            view = self.views.get(key)
+            if view and view.client_hellos:
+                return key, True
+        for key in (True, False):
+            view = self.views.get(key)
+            if view and view.server_hellos:
+                return not key, True
+        return True, False
+
+    def want(self, forward: bool) -> int | None:
+        """How many bytes of direction ``forward`` are needed; None when that side is settled."""
+        view = self.views.get(forward)
+        if view is None:
+            return 5
+        client_key, known = self._roles()
+        if view.stop in ("not_tls", "alert", "limit", "encrypted") or view.errors:
+            return None
+        if not known:
+            return view.next_need
+        if forward == client_key:
+            if not view.client_hellos:
+                return view.next_need
+            server = self.views.get(not client_key)
+            if server is None:
+                # No server side captured: keep reading, a second ClientHello may follow.
+                return view.next_need if len(view.client_hellos) < 2 else None
+            hrr = bool(server.server_hellos) and server.server_hellos[0].is_hello_retry_request
+            if hrr and len(view.client_hellos) < 2:
+                return view.next_need
+            tls13 = bool(server.server_hellos) and server.server_hellos[-1].version == TLS13
+            if server.certificate_request and not tls13 and not view.certificates:
+                return view.next_need
+            return None
+        if not view.server_hellos:
+            return view.next_need
+        first = view.server_hellos[0]
+        if first.is_hello_retry_request and len(view.server_hellos) < 2:
+            return view.next_need
+        if view.server_hellos[-1].version == TLS13 or view.server_hello_done or view.change_cipher_spec:
+            return None
+        return view.next_need
+
+    def settled(self) -> bool:
+        _, known = self._roles()
+        return known and all(self.want(k) is None for k in (True, False) if k in self.views) and len(
+            self.views
+        ) == 2
+
+    def row(self) -> dict[str, object]:
+        """The connections-table row (hello lists included, fingerprints added later)."""
+        client_key, _ = self._roles()
+        client = self.views.get(client_key)
+        server = self.views.get(not client_key)
+        c_end, s_end = (self.a, self.b) if client_key else (self.b, self.a)
+        row: dict[str, object] = {
+            "ts": self.ts_ns,
+            "client_ip": c_end.ip,
+            "client_port": c_end.port,
+            "server_ip": s_end.ip,
+            "server_port": s_end.port,
+            "transport": "tcp",
+        }
+        offered: int | None = None
+        if client and client.client_hellos:
+            ch = client.client_hellos[0]
+            row["sni"] = ch.sni
+            row.update(client_hello_columns(ch))
+            real = [v for v in ch.supported_versions if (v & 0x0F0F) != 0x0A0A]
+            offered = max(real) if real else ch.legacy_version
+            if len(client.client_hellos) > 1:  # only a HelloRetryRequest makes a client say hello twice
+                row["retry_hello"] = client.client_hellos[1]
+                row["hello_retry"] = True
+            if client.certificates:
+                leaf = client.certificates[0]
+                row.update(
+                    peer_subject=leaf.subject,
+                    peer_issuer=leaf.issuer,
+                    peer_issuer_akid=leaf.akid,
+                    peer_cert_sha256=leaf.sha256,
+                )
+        negotiated: int | None = None
+        if server and server.server_hellos:
+            sh = server.server_hellos[0]
+            row.update(server_hello_columns(sh))
+            row["hello_retry"] = sh.is_hello_retry_request or bool(row.get("hello_retry"))
+            negotiated = server.server_hellos[-1].version
+            if server.certificates:
+                leaf = server.certificates[0]
+                row.update(
+                    server_subject=leaf.subject,
+                    server_issuer=leaf.issuer,
+                    server_issuer_akid=leaf.akid,
+                    server_cert_sha256=leaf.sha256,
+                    server_chain=chain_json(server.certificates),
+                )
+        version = negotiated if negotiated is not None else offered
+        if version is not None:
+            row["tls_version"] = version_name(version)
+        return row

@@ -1,0 +1,572 @@
+"""The tshark engine: Wireshark's dissection -> the same connections table as the native engine.
+
+Why a second engine: it is the independent cross-check of the native pcap engine (Wireshark
+reassembles TCP, TLS records, QUIC CRYPTO frames and DTLS fragments with code that shares
+nothing with ours), and it is how tlsdetect reads QUIC (tshark decrypts QUIC Initial packets)
+and DTLS hellos, which the native engine does not read yet.
+
+How: ``tshark -T ek -x -j NODES`` prints one JSON line per frame that carries a Client- or
+ServerHello or a Certificate, with the raw bytes of every handshake message Wireshark assembled
+(``tls.handshake_raw`` / ``dtls.handshake_raw``; for a message reassembled from several TCP
+segments, TLS records or QUIC CRYPTO frames, in any order, the raw value is the whole message,
+beside the pieces it was built from). DTLS fragments are joined here, by message_seq, because
+Wireshark gives up on retransmitted fragments. Those bytes go
+through the same parsers (:mod:`tlsdetect.wire.tls`) and the same row rendering
+(:class:`.tls_stream.Connection`) as the native engine, so the two engines differ only in
+dissection, reassembly and decryption; fingerprints come from :func:`add_fingerprints`, never
+from tshark's own ``ja3`` fields (those are the oracle in the tests).
+
+The output is read line by line while tshark runs, so memory holds one frame's JSON plus one
+small state per connection (about the size of its row), never the whole dissection.
+
+Known, deliberate differences from the native engine: ``ts`` is the time of the frame in which
+the ClientHello was complete (the native engine takes the first segment of the first record), and
+for DTLS a second ClientHello (the answer to a HelloVerifyRequest) is not a HelloRetryRequest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import IO, Any
+
+import pandas as pd
+
+from tlsdetect import schema
+from tlsdetect.detect.issuers import add_issuer_keys
+from tlsdetect.fingerprint import add_fingerprints, client_fingerprints
+from tlsdetect.readers.pcap.tls_stream import VERSION_NAMES, Connection, DirectionView, Endpoint, reassemble
+from tlsdetect.wire.tls import (
+    HANDSHAKE_CERTIFICATE,
+    HANDSHAKE_CLIENT_HELLO,
+    HANDSHAKE_SERVER_HELLO,
+    MAX_HANDSHAKE_LENGTH,
+    ClientHello,
+    TLSParseError,
+    parse_certificate,
+    parse_client_hello,
+    parse_server_hello,
+)
+
+__all__ = ["TsharkError", "TsharkStats", "read_pcap_tshark", "tshark_command"]
+
+log = logging.getLogger(__name__)
+
+#: Frames worth printing. Spelled with ``==``: tshark 4.0 rejects the 3.x set syntax ``in {1 2 11}``.
+DISPLAY_FILTER = " || ".join(f"{proto}.handshake.type == {t}" for proto in ("tls", "dtls") for t in (1, 2, 11))
+#: Preferences pinned so a user's Wireshark profile cannot switch reassembly off.
+PREFERENCES = (
+    "tcp.desegment_tcp_streams:TRUE",
+    "tls.desegment_ssl_records:TRUE",
+    "tcp.reassemble_out_of_order:TRUE",
+)
+#: The tree nodes printed (``-j``): the rest of the dissection would be 3-4x the output to parse.
+#: Each listed protocol prints its own raw bytes; children are printed only when listed too.
+PRINTED_NODES = (
+    "frame frame.number frame.time_epoch frame.protocols",
+    "ip ip.src ip.dst ipv6 ipv6.src ipv6.dst",
+    "tcp tcp.srcport tcp.dstport tcp.stream udp udp.srcport udp.dstport udp.stream",
+    "tls tls.record tls.handshake dtls dtls.record dtls.handshake quic quic.frame",
+)
+#: ek keys (``<proto>_<field>_raw``) that hold the bytes of one handshake message.
+_RAW_KEYS = {"tls_tls_handshake_raw": "tls", "dtls_dtls_handshake_raw": "dtls"}
+#: Layers that never hold a handshake message: not walked.
+_NO_HANDSHAKES = frozenset(
+    {"frame", "frame_raw", "eth", "eth_raw", "ip", "ip_raw", "ipv6", "ipv6_raw", "tcp", "tcp_raw", "udp", "udp_raw"}
+)
+_WANTED = (HANDSHAKE_CLIENT_HELLO, HANDSHAKE_SERVER_HELLO, HANDSHAKE_CERTIFICATE)
+_TLS13 = 0x0304
+_DTLS_HEADER = 12
+#: DTLS message_seq values worth joining: hellos and certificates are in the first flights, and
+#: the bound keeps a hostile capture from parking fragments of thousands of messages.
+_DTLS_MAX_SEQ = 16
+_DTLS_MAX_PARTS = 64
+#: DTLS versions count down: a larger rank is a newer protocol.
+_DTLS_RANK = {0xFEFF: 1, 0xFEFD: 2, 0xFEFC: 3}
+#: Lines of tshark's stderr that are chatter, not the reason it failed.
+_STDERR_NOISE = ("Running as user",)
+#: tshark errors that end a file part-way; what was read before them is kept.
+_PARTIAL_ERRORS = ("cut short in the middle of a packet", "appears to be damaged or corrupt")
+_STDERR_LIMIT = 64 * 1024
+_TRANSPORT_LETTER = {"tcp": "t", "quic": "q", "dtls": "d"}
+
+
+class TsharkError(RuntimeError):
+    """tshark is missing or could not read a file; the message is tshark's own, in one line."""
+
+
+@dataclass(slots=True)
+class TsharkStats:
+    """What the engine read, for the CLI and for tests to assert nothing was silently lost."""
+
+    files: int = 0
+    frames: int = 0
+    handshake_messages: int = 0
+    #: TLS carried over UDP but not in QUIC (EAP-TLS in RADIUS, ...): no transport letter fits.
+    skipped_messages: int = 0
+    connections: int = 0
+    parse_errors: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# One frame of tshark's ek output
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """The parts of one dissected frame the engine uses; ``messages`` are (proto, raw bytes)."""
+
+    number: int
+    ts_ns: int
+    src: str
+    dst: str
+    sport: int
+    dport: int
+    l4: str  # "tcp" or "udp": the innermost transport layer
+    stream: int
+    quic: bool  # the handshake travels in QUIC CRYPTO frames
+    messages: tuple[tuple[str, bytes], ...]
+
+
+def _last(value: Any) -> Any:
+    """ek merges repeated layers or fields into a list; the innermost (last) one is wanted."""
+    return value[-1] if isinstance(value, list) and value else value
+
+
+def _epoch_ns(text: str) -> int:
+    """``frame.time_epoch`` ("1675707155.389827000") to integer nanoseconds, without float loss."""
+    return int(Decimal(text).scaleb(9))
+
+
+def _raw_messages(node: dict[str, Any] | list[Any], out: list[tuple[str, bytes]]) -> None:
+    """Collect every handshake-message raw value under ``node``, in tree order.
+
+    Only containers are descended into: most of a frame's nodes are leaves or ``{"filtered": ...}``
+    placeholders, and a call per leaf would cost more than the JSON parse.
+    """
+    values = node.values() if isinstance(node, dict) else node
+    keys = node.keys() if isinstance(node, dict) else [None] * len(node)
+    for key, value in zip(keys, values, strict=True):
+        proto = _RAW_KEYS.get(key) if key is not None else None
+        if proto is not None:
+            for hexed in value if isinstance(value, list) else [value]:
+                if isinstance(hexed, str):
+                    try:
+                        out.append((proto, bytes.fromhex(hexed)))
+                    except ValueError:
+                        continue
+        elif isinstance(value, (dict, list)) and "filtered" not in value:
+            _raw_messages(value, out)
+
+
+def _innermost(protocols: str, names: Iterable[str]) -> str | None:
+    """The name among ``names`` that occurs last in ``frame.protocols`` (eth:ip:udp:...)."""
+    stack = protocols.split(":")
+    best: tuple[int, str] | None = None
+    for name in names:
+        if name in stack:
+            pos = len(stack) - 1 - stack[::-1].index(name)
+            if best is None or pos > best[0]:
+                best = (pos, name)
+    return best[1] if best else None
+
+
+def parse_ek_frame(layers: dict[str, Any]) -> Frame | None:
+    """One ek ``layers`` object -> :class:`Frame`; None for frames without IP + TCP/UDP."""
+    frame = _last(layers.get("frame"))
+    if not isinstance(frame, dict):
+        return None
+    protocols = str(frame.get("frame_frame_protocols", ""))
+    ip_name = _innermost(protocols, ("ip", "ipv6"))
+    l4 = _innermost(protocols, ("tcp", "udp"))
+    ip, transport = _last(layers.get(ip_name or "")), _last(layers.get(l4 or ""))
+    if not isinstance(ip, dict) or not isinstance(transport, dict) or l4 is None:
+        return None
+    messages: list[tuple[str, bytes]] = []
+    _raw_messages({k: v for k, v in layers.items() if k not in _NO_HANDSHAKES}, messages)
+    try:
+        return Frame(
+            number=int(frame["frame_frame_number"]),
+            ts_ns=_epoch_ns(str(frame["frame_frame_time_epoch"])),
+            src=str(ipaddress.ip_address(_last(ip[f"{ip_name}_{ip_name}_src"]))),
+            dst=str(ipaddress.ip_address(_last(ip[f"{ip_name}_{ip_name}_dst"]))),
+            sport=int(_last(transport[f"{l4}_{l4}_srcport"])),
+            dport=int(_last(transport[f"{l4}_{l4}_dstport"])),
+            l4=l4,
+            stream=int(_last(transport[f"{l4}_{l4}_stream"])),
+            quic="quic" in protocols.split(":"),
+            messages=tuple(messages),
+        )
+    except (KeyError, TypeError, ValueError, InvalidOperation):
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Handshake messages of one connection
+
+
+def _tls_message(raw: bytes) -> tuple[int, bytes] | None:
+    """(type, body) of a complete TLS handshake message; None for a fragment Wireshark also shows.
+
+    Wireshark lists the per-record or per-CRYPTO-frame pieces of a reassembled message next to
+    the message itself; only a value whose length field covers it exactly is a whole message.
+    """
+    if len(raw) < 4 or raw[0] not in _WANTED:
+        return None
+    if int.from_bytes(raw[1:4], "big") != len(raw) - 4:
+        return None
+    return raw[0], raw[4:]
+
+
+@dataclass(frozen=True, slots=True)
+class _DtlsFragment:
+    msg_type: int
+    length: int
+    seq: int
+    offset: int
+    data: bytes
+
+
+def _dtls_fragment(raw: bytes) -> _DtlsFragment | None:
+    """Split the 12-byte DTLS handshake header: type, length, message_seq, offset, fragment length."""
+    if len(raw) < _DTLS_HEADER or raw[0] not in _WANTED:
+        return None
+    length = int.from_bytes(raw[1:4], "big")
+    offset = int.from_bytes(raw[6:9], "big")
+    frag_len = int.from_bytes(raw[9:12], "big")
+    if len(raw) != _DTLS_HEADER + frag_len or offset + frag_len > length or length > MAX_HANDSHAKE_LENGTH:
+        return None
+    return _DtlsFragment(raw[0], length, int.from_bytes(raw[4:6], "big"), offset, raw[_DTLS_HEADER:])
+
+
+@dataclass(slots=True)
+class _Side:
+    """One direction: the parsed view plus what is needed to drop duplicates and join fragments."""
+
+    view: DirectionView = field(default_factory=DirectionView)
+    seen: set[bytes] = field(default_factory=set)  # digests of accepted messages
+    dtls_done: set[int] = field(default_factory=set)  # message_seq values already complete
+    dtls_parts: dict[int, list[tuple[int, bytes]]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Conn:
+    """Everything known about one tcp.stream / udp.stream."""
+
+    transport: str  # tcp / quic / dtls
+    stream: int
+    conn: Connection
+    first_sender: tuple[str, int]  # (ip, port) as tshark spells it: the ``a`` side of ``conn``
+    sides: dict[bool, _Side] = field(default_factory=dict)
+    hello_ts: int | None = None
+
+    def side(self, forward: bool) -> _Side:
+        if forward not in self.sides:
+            self.sides[forward] = _Side()
+            self.conn.views[forward] = self.sides[forward].view
+        return self.sides[forward]
+
+    def tls13(self) -> bool:
+        """Whether a ServerHello negotiated TLS 1.3 (QUIC always does): its certificates are encrypted."""
+        if self.transport == "quic":
+            return True
+        return any(sh.version == _TLS13 for s in self.sides.values() for sh in s.view.server_hellos)
+
+
+def _endpoint(ip: str, port: int) -> Endpoint:
+    """The native engine's endpoint encoding: IPv4 as IPv4-mapped IPv6, split in two 64-bit halves."""
+    addr = ipaddress.ip_address(ip)
+    value = (0xFFFF << 32) | int(addr) if addr.version == 4 else int(addr)
+    return Endpoint(value >> 64, value & 0xFFFFFFFFFFFFFFFF, port)
+
+
+def _transport(proto: str, frame: Frame) -> str | None:
+    """The connections-table transport of a message: dtls, quic, tcp, or None for TLS in UDP elsewhere."""
+    if proto == "dtls":
+        return "dtls"
+    if frame.quic:
+        return "quic"
+    return "tcp" if frame.l4 == "tcp" else None
+
+
+class _Assembler:
+    """Frames of one file -> connection states; :meth:`rows` renders them."""
+
+    def __init__(self, source: str, stats: TsharkStats) -> None:
+        self.source = source
+        self.stats = stats
+        self.conns: dict[tuple[str, int], _Conn] = {}
+
+    def add(self, frame: Frame) -> None:
+        self.stats.frames += 1
+        for proto, raw in frame.messages:
+            transport = _transport(proto, frame)
+            if transport is None:
+                self.stats.skipped_messages += 1
+                continue
+            conn = self._conn(frame, transport)
+            forward = (frame.src, frame.sport) == conn.first_sender
+            if proto == "dtls":
+                self._add_dtls(conn, forward, frame, raw)
+            else:
+                message = _tls_message(raw)
+                if message is not None:
+                    self._accept(conn, forward, frame, *message)
+
+    def _conn(self, frame: Frame, transport: str) -> _Conn:
+        key = (frame.l4, frame.stream)
+        conn = self.conns.get(key)
+        if conn is None:
+            src, dst = _endpoint(frame.src, frame.sport), _endpoint(frame.dst, frame.dport)
+            connection = Connection(a=src, b=dst, ts_ns=frame.ts_ns)
+            conn = _Conn(transport, frame.stream, connection, (frame.src, frame.sport))
+            self.conns[key] = conn
+        return conn
+
+    def _add_dtls(self, conn: _Conn, forward: bool, frame: Frame, raw: bytes) -> None:
+        """Join DTLS fragments by message_seq; a sequence number already complete is a retransmission."""
+        frag = _dtls_fragment(raw)
+        side = conn.side(forward)
+        if frag is None or frag.seq in side.dtls_done or frag.seq >= _DTLS_MAX_SEQ:
+            return
+        parts = side.dtls_parts.setdefault(frag.seq, [])
+        if len(parts) >= _DTLS_MAX_PARTS:
+            return
+        parts.append((frag.offset, frag.data))
+        body = reassemble(parts, frag.length)
+        if len(body) < frag.length:
+            return
+        side.dtls_done.add(frag.seq)
+        del side.dtls_parts[frag.seq]
+        self._accept(conn, forward, frame, frag.msg_type, body)
+
+    def _accept(self, conn: _Conn, forward: bool, frame: Frame, msg_type: int, body: bytes) -> None:
+        """Parse one whole message into its direction's view (duplicates are retransmissions)."""
+        side = conn.side(forward)
+        digest = hashlib.blake2b(bytes([msg_type]) + body, digest_size=16).digest()
+        if digest in side.seen:
+            return
+        side.seen.add(digest)
+        self.stats.handshake_messages += 1
+        view = side.view
+        try:
+            if msg_type == HANDSHAKE_CLIENT_HELLO:
+                view.client_hellos.append(parse_client_hello(body, dtls=conn.transport == "dtls"))
+                if conn.hello_ts is None:
+                    conn.hello_ts = frame.ts_ns
+            elif msg_type == HANDSHAKE_SERVER_HELLO:
+                view.server_hellos.append(parse_server_hello(body))
+            elif msg_type == HANDSHAKE_CERTIFICATE and not view.certificates and not conn.tls13():
+                view.certificates = parse_certificate(body)
+        except TLSParseError as exc:
+            self.stats.parse_errors += 1
+            view.errors.append(f"frame {frame.number}: handshake type {msg_type}: {exc}")
+
+    def rows(self) -> list[dict[str, object]]:
+        out = []
+        for conn in self.conns.values():
+            views = [s.view for s in conn.sides.values()]
+            if not any(v.client_hellos or v.server_hellos for v in views):
+                continue
+            out.append(_render(conn, self.source))
+        return out
+
+
+def _dtls_offered(hello: ClientHello) -> int:
+    """Highest DTLS version a ClientHello offers (DTLS numbers count down, so ``max`` is wrong)."""
+    offered = [v for v in hello.supported_versions if v in _DTLS_RANK]
+    return max(offered, key=_DTLS_RANK.__getitem__) if offered else hello.legacy_version
+
+
+def _correct_dtls(row: dict[str, object], conn: Connection) -> None:
+    """Where :meth:`Connection.row`'s TLS-over-TCP reasoning does not hold for DTLS.
+
+    * A second ClientHello is normal in DTLS <= 1.2 (the answer to a HelloVerifyRequest cookie),
+      so it is not evidence of a HelloRetryRequest: only the first ServerHello says so.
+    * Without a ServerHello the version is the highest offered, and DTLS numbers count down.
+    """
+    servers = [v.server_hellos[0] for v in conn.views.values() if v.server_hellos]
+    clients = [v.client_hellos[0] for v in conn.views.values() if v.client_hellos]
+    row["hello_retry"] = servers[0].is_hello_retry_request if servers else None
+    if not servers and clients:
+        version = _dtls_offered(clients[0])
+        row["tls_version"] = VERSION_NAMES.get(version, f"0x{version:04x}")
+
+
+def _render(conn: _Conn, source: str) -> dict[str, object]:
+    """The row, rendered by the native engine's :meth:`Connection.row` plus what only we know."""
+    if conn.hello_ts is not None:
+        conn.conn.ts_ns = conn.hello_ts
+    row = conn.conn.row()
+    row["transport"] = conn.transport
+    row["conn_id"] = f"{source}#{conn.transport}{conn.stream}"
+    retry = row.pop("retry_hello", None)
+    if isinstance(retry, ClientHello):
+        fps = client_fingerprints(_TRANSPORT_LETTER[conn.transport], retry)
+        row["ja3_retry"], row["ja4_retry"] = fps.ja3, fps.ja4
+    if conn.transport == "dtls":
+        _correct_dtls(row, conn.conn)
+    return row
+
+
+# ---------------------------------------------------------------------------------------------
+# Running tshark
+
+
+def tshark_command(tshark: str, path: str | os.PathLike[str]) -> list[str]:
+    """The command line: ek JSON with raw bytes, only frames carrying a hello or certificate."""
+    cmd = [tshark, "-n", "-r", os.fspath(path), "-Y", DISPLAY_FILTER, "-T", "ek", "-x"]
+    cmd += ["-j", " ".join(PRINTED_NODES)]
+    for pref in PREFERENCES:
+        cmd += ["-o", pref]
+    return cmd
+
+
+def _resolve(tshark: str) -> str:
+    found = shutil.which(tshark)
+    if found is None:
+        raise TsharkError("tshark not found; install Debian package tshark")
+    return found
+
+
+def _stderr_message(raw: bytes) -> str:
+    """tshark's reason in one line: its first ``tshark:`` line, else its last meaningful line."""
+    lines = [
+        ln.strip()
+        for ln in raw.decode("utf-8", "replace").splitlines()
+        if ln.strip() and not ln.strip().startswith(_STDERR_NOISE)
+    ]
+    for ln in lines:
+        if ln.startswith("tshark:"):
+            return ln
+    return lines[-1] if lines else ""
+
+
+def _frames(stdout: IO[bytes], stats: TsharkStats, name: str) -> Iterator[Frame]:
+    """Parse ek lines as they arrive; the ``{"index": ...}`` lines between frames are skipped."""
+    for line in stdout:
+        if not line.startswith(b'{"timestamp"') and not line.startswith(b'{"layers"'):
+            continue
+        try:
+            doc = json.loads(line.decode("utf-8", "replace"))
+        except ValueError as exc:
+            stats.warnings.append(f"{name}: unreadable tshark output line skipped ({exc})")
+            continue
+        layers = doc.get("layers") if isinstance(doc, dict) else None
+        frame = parse_ek_frame(layers) if isinstance(layers, dict) else None
+        if frame is not None:
+            yield frame
+
+
+def _read_file(tshark: str, path: str | os.PathLike[str]) -> tuple[list[dict[str, object]], TsharkStats]:
+    """Run tshark over one file and turn its frames into rows, while it is still printing them."""
+    name = Path(path).name
+    stats = TsharkStats(files=1)
+    assembler = _Assembler(name, stats)
+    with tempfile.TemporaryFile() as err:
+        try:
+            proc = subprocess.Popen(
+                tshark_command(tshark, path), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err
+            )
+        except OSError as exc:
+            raise TsharkError(f"cannot run {tshark}: {exc.strerror or exc}") from None
+        assert proc.stdout is not None
+        finished = False
+        try:
+            for frame in _frames(proc.stdout, stats, name):
+                assembler.add(frame)
+            finished = True
+        finally:
+            if not finished:  # an error or an interrupt here: nobody will read the rest
+                proc.kill()
+            proc.stdout.close()
+            code = proc.wait()
+        err.seek(0)
+        message = _stderr_message(err.read(_STDERR_LIMIT))
+    if code != 0:
+        if not any(p in message for p in _PARTIAL_ERRORS):
+            raise TsharkError(message or f"tshark exited with status {code} reading {name}")
+        stats.warnings.append(f"{name}: {message}; read up to the damage")
+        log.warning("%s: %s", name, message)
+    rows = assembler.rows()
+    stats.connections = len(rows)
+    return rows, stats
+
+
+def _merge(total: TsharkStats, part: TsharkStats) -> None:
+    total.files += part.files
+    total.frames += part.frames
+    total.handshake_messages += part.handshake_messages
+    total.skipped_messages += part.skipped_messages
+    total.connections += part.connections
+    total.parse_errors += part.parse_errors
+    total.warnings.extend(part.warnings)
+
+
+def _to_frame(rows: list[dict[str, object]]) -> pd.DataFrame:
+    if not rows:
+        return schema.empty()
+    df = pd.DataFrame.from_records(rows)
+    df["ts"] = pd.to_datetime(df["ts"].astype("int64"), unit="ns", utc=True)
+    df["source"] = "pcap"
+    df = df.sort_values("ts", kind="stable").reset_index(drop=True)
+    return schema.conform(add_issuer_keys(add_fingerprints(schema.conform(df))))
+
+
+def _map_files(
+    exe: str, files: list[str | os.PathLike[str]], workers: int
+) -> Iterator[tuple[list[dict[str, object]], TsharkStats]]:
+    """Results in file order; with several workers, tshark processes overlap their start-up."""
+    if workers == 1 or len(files) <= 1:
+        for path in files:
+            yield _read_file(exe, path)
+        return
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        yield from pool.map(lambda p: _read_file(exe, p), files)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # a failed file stops the files not started
+
+
+def read_pcap_tshark(
+    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    *,
+    tshark: str = "tshark",
+    jobs: int | None = None,
+) -> tuple[pd.DataFrame, TsharkStats]:
+    """Fingerprint every TLS, QUIC and DTLS handshake in capture files through tshark.
+
+    One row per tcp.stream / udp.stream with a Client- or ServerHello, in the connections-table
+    shape of :func:`tlsdetect.readers.pcap.engine.read_pcap`; rows keep the order of ``paths``, then
+    time. Raises :class:`TsharkError` when tshark is missing or cannot read a file; a file cut
+    short keeps what came before the damage, with a warning in ``stats.warnings``.
+
+    ``jobs`` tshark processes run at once (default: up to 4, one per CPU), because for small
+    files tshark's ~0.3 s start-up, not the dissection, is most of the time.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    files = list(paths)
+    exe = _resolve(tshark)
+    workers = max(1, jobs if jobs is not None else min(4, os.cpu_count() or 1))
+    total = TsharkStats()
+    frames: list[pd.DataFrame] = []
+    for rows, stats in _map_files(exe, files, workers):
+        _merge(total, stats)
+        if rows:
+            frames.append(_to_frame(rows))
+    if not frames:
+        return schema.empty(), total
+    return (frames[0] if len(frames) == 1 else schema.concat(frames)), total

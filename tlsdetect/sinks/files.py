@@ -1,0 +1,307 @@
+"""Writers for the connections table: a readable table, JSON lines, CSV and Parquet.
+
+All writers take the same frame. List cells (the parsed hello lists) become JSON arrays in
+text formats and Arrow lists in Parquet, so a row written and read back recomputes the same
+fingerprints.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import IO, Any
+
+import pandas as pd
+
+__all__ = ["ALERT_FORMATS", "FORMATS", "TABLE_COLUMNS", "Sink", "iso_utc", "to_records", "write", "write_alerts"]
+
+FORMATS = ("table", "jsonl", "csv", "parquet")
+#: Formats of the stream's alerts (one record per connection whose verdict is not ``ok``), which
+#: ``tlsdetect score`` can also write: ECS JSON lines (:mod:`.ecs`) and CEF lines (:mod:`.cef`).
+ALERT_FORMATS = ("ecs", "cef")
+
+#: What fits a terminal: enough to act on, the full rows are one ``--format jsonl`` away.
+TABLE_COLUMNS = (
+    "ts",
+    "client_ip",
+    "client_port",
+    "server_ip",
+    "server_port",
+    "sni",
+    "tls_version",
+    "ja4",
+    "ja3",
+    "ja3s",
+    "server_issuer",
+)
+
+
+def utc_time(ts: Any) -> dt.datetime | None:
+    """An alert's ISO 8601 ``ts`` as an aware UTC datetime (naive counts as UTC); None when absent or bad."""
+    if not isinstance(ts, str) or not ts:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-ready value: missing -> None, tuples/arrays -> lists, timestamps -> ISO 8601."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if hasattr(value, "tolist"):
+        return _plain(value.tolist())
+    if hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+def iso_utc(ts: pd.Series) -> pd.Series:
+    """Times as ISO 8601 UTC text ending in ``Z`` (missing -> None), exactly as :func:`_plain` writes one.
+
+    Fractions are written as ``Timestamp.isoformat`` does: none for whole seconds, else 6 digits, or 9
+    when there are nanoseconds, so CSV, JSON lines, the table and alerts agree character for character.
+    Vectorised: one numpy pass per column, not a Timestamp object per row.
+    """
+    import numpy as np
+
+    when = pd.to_datetime(ts, utc=True)
+    missing = when.isna().to_numpy()
+    ns = when.dt.tz_convert(None).to_numpy(dtype="datetime64[ns]").view(np.int64)
+    frac = np.mod(ns, 1_000_000_000)  # non-negative, also before 1970
+    seconds = np.datetime_as_string((ns - frac).view("datetime64[ns]").astype("datetime64[s]"), unit="s")
+    micro = pd.Series(frac // 1000, dtype="int64").astype(str).str.zfill(6).to_numpy(dtype=object)
+    nano = pd.Series(frac, dtype="int64").astype(str).str.zfill(9).to_numpy(dtype=object)
+    tail = np.where(frac == 0, "Z", np.where(frac % 1000 == 0, "." + micro + "Z", "." + nano + "Z"))
+    text = seconds.astype(object) + tail
+    text[missing] = None
+    return pd.Series(text, index=ts.index, dtype="object")
+
+
+def to_records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    cols = list(df.columns)
+    return [{c: _plain(v) for c, v in zip(cols, row, strict=True)} for row in df.itertuples(index=False)]
+
+
+def _write_jsonl(df: pd.DataFrame, fh: IO[str]) -> None:
+    for rec in to_records(df):
+        fh.write(json.dumps(rec, ensure_ascii=False, separators=(",", ":")))
+        fh.write("\n")
+
+
+def _write_csv(df: pd.DataFrame, fh: IO[str], *, header: bool = True) -> None:
+    out = df.copy()
+    for col in out.columns:
+        if isinstance(out[col].dtype, pd.DatetimeTZDtype):  # "...T18:37:10.545976Z", as JSON lines and the table
+            out[col] = iso_utc(out[col])
+        elif out[col].dtype == object:
+            out[col] = out[col].map(lambda v: json.dumps(_plain(v)) if isinstance(v, tuple | list) else v)
+    out.to_csv(fh, index=False, header=header)
+
+
+def _arrow_schema(df: pd.DataFrame) -> Any:
+    """Arrow types from the table schema, so every chunk of one file has the same schema."""
+    import pyarrow as pa
+
+    from tlsdetect import schema
+
+    kinds = {
+        "string": pa.string(),
+        "Int32": pa.int32(),
+        "boolean": pa.bool_(),
+        "datetime64[ns, UTC]": pa.timestamp("ns", tz="UTC"),
+        # certificate columns: dictionaries, read back as categoricals; 32-bit indices whatever
+        # width a chunk's codes have (a later chunk may know more certificates than the first)
+        "category": pa.dictionary(pa.int32(), pa.string()),
+    }
+    fields = []
+    for col in df.columns:
+        dtype = schema.COLUMNS.get(col)
+        if col == "reasons":  # one fixed type, whatever the first chunk holds (even no reason at all)
+            fields.append(pa.field(col, schema.REASONS_ARROW))
+        elif dtype == "object":
+            item = pa.string() if col == "ch_alpn" else pa.int32()
+            fields.append(pa.field(col, pa.list_(item)))
+        elif dtype in kinds:
+            fields.append(pa.field(col, kinds[dtype]))
+        else:
+            fields.append(pa.Schema.from_pandas(df[[col]], preserve_index=False).field(col))
+    return pa.schema(fields)
+
+
+def _shared_list_array(cells: pd.Series, kind: Any) -> Any:
+    """An Arrow list column converted once per distinct cell *object*, or None when most cells
+    are distinct objects (then Arrow's own conversion of the frame is as good).
+
+    The pcap fast lane broadcasts a few hundred parsed hello lists to every row: converting
+    those once and repeating them by index is exact (one object, one value) and spares Arrow a
+    Python-level walk over every tuple of every row.
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    values = cells.to_numpy(dtype=object)
+    probe = values[:256]
+    if 2 * len(set(map(id, probe))) > len(probe):  # distinct objects: not worth the detour
+        return None
+    ids = np.fromiter(map(id, values), dtype=np.uint64, count=len(values))
+    _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+    if 2 * len(first) > len(values):
+        return None
+    return pa.array(values[first], type=kind, from_pandas=True).take(pa.array(inverse.reshape(-1)))
+
+
+class _ParquetSink:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.writer: Any = None
+        self.schema: Any = None
+
+    def write(self, df: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self.writer is None:
+            self.schema = _arrow_schema(df)
+            self.writer = pq.ParquetWriter(self.path, self.schema)
+        shared = {f.name: _shared_list_array(df[f.name], f.type) for f in self.schema if pa.types.is_list(f.type)}
+        done = {name: array for name, array in shared.items() if array is not None}
+        rest = [f for f in self.schema if f.name not in done]
+        table = pa.Table.from_pandas(df[[f.name for f in rest]], schema=pa.schema(rest), preserve_index=False)
+        done.update({f.name: table.column(f.name) for f in rest})
+        self.writer.write_table(pa.Table.from_arrays([done[f.name] for f in self.schema], schema=self.schema))
+
+    def close(self) -> None:
+        if self.writer is None:  # no rows at all: still write a valid, empty file
+            from tlsdetect import schema
+
+            self.write(schema.empty())
+        self.writer.close()
+
+
+def _write_table(df: pd.DataFrame, fh: IO[str], columns: Sequence[str], width: int | None) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    cols = [c for c in columns if c in df.columns]
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for c in cols:
+        table.add_column(c, no_wrap=True)
+    widest = {c: len(c) for c in cols}
+    for rec in to_records(df[cols]):
+        cells = ["" if rec[c] is None else str(rec[c]) for c in cols]
+        for c, cell in zip(cols, cells, strict=True):
+            widest[c] = max(widest[c], len(cell))
+        table.add_row(*cells)
+    # Fingerprints are only useful whole: size the table to its content, never fold a hash.
+    natural = sum(widest.values()) + 3 * len(cols)
+    console = Console(file=fh, width=max(width or 0, natural), soft_wrap=False, highlight=False)
+    console.print(table)
+
+
+class _TextSink:
+    def __init__(self, fmt: str, fh: IO[str], columns: Sequence[str] | None, width: int | None) -> None:
+        self.fmt, self.fh, self.columns, self.width = fmt, fh, columns, width
+        self.header = True
+        self.held: list[pd.DataFrame] = []
+
+    def write(self, df: pd.DataFrame) -> None:
+        if self.fmt == "jsonl":
+            _write_jsonl(df, self.fh)
+        elif self.fmt == "csv":
+            _write_csv(df, self.fh, header=self.header)
+            self.header = False
+        else:
+            self.held.append(df)  # a table is laid out once, over all its rows
+
+    def close(self) -> None:
+        if self.fmt == "table":
+            held = [d for d in self.held if len(d)]
+            df = pd.concat(held, ignore_index=True) if held else pd.DataFrame(columns=list(TABLE_COLUMNS))
+            _write_table(df, self.fh, self.columns or TABLE_COLUMNS, self.width)
+        elif self.fmt == "csv" and self.header:
+            self.fh.write(",".join(self.columns or ()) + "\n")
+        self.fh.flush()
+
+
+class Sink:
+    """Writes chunks of the connections table as they come; call :meth:`close` at the end."""
+
+    def __init__(
+        self,
+        fmt: str,
+        fh: IO[str] | None = None,
+        *,
+        path: str | None = None,
+        columns: Sequence[str] | None = None,
+        width: int | None = None,
+    ) -> None:
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        self.columns = list(columns) if columns is not None else None
+        self.rows = 0
+        self._impl: _ParquetSink | _TextSink
+        if fmt == "parquet":
+            if path is None:
+                raise ValueError("parquet output needs a file: give -o FILE")
+            self._impl = _ParquetSink(path)
+        else:
+            if fh is None:
+                raise ValueError(f"{fmt} output needs a stream")
+            self._impl = _TextSink(fmt, fh, self.columns, width)
+
+    def write(self, df: pd.DataFrame) -> None:
+        if self.columns is not None:
+            df = df[[c for c in self.columns if c in df.columns]]
+        self.rows += len(df)
+        self._impl.write(df)
+
+    def close(self) -> None:
+        self._impl.close()
+
+
+def write(
+    df: pd.DataFrame,
+    fmt: str,
+    fh: IO[str] | None = None,
+    *,
+    path: str | None = None,
+    columns: Sequence[str] | None = None,
+    width: int | None = None,
+) -> None:
+    """Write one whole table (a :class:`Sink` with a single chunk)."""
+    sink = Sink(fmt, fh, path=path, columns=columns, width=width)
+    sink.write(df)
+    sink.close()
+
+
+def write_alerts(alerts: Sequence[Mapping[str, Any]], fmt: str, fh: IO[str]) -> None:
+    """Alerts (:func:`tlsdetect.stream.loop.alerts_of`) as the stream's sinks render them, one a line.
+
+    ``fmt`` is ``ecs`` or ``cef``.
+
+    The same rendering functions as ``stream --sink jsonl:``/``cef:``, so a batch run loads into the
+    index the stream feeds, with the same ``event.id``/``externalId`` for the same connection.
+    """
+    if fmt == "ecs":
+        from tlsdetect.sinks.alerts.ecs import write_jsonl
+
+        write_jsonl(alerts, fh)
+    elif fmt == "cef":
+        from tlsdetect.sinks.alerts.cef import write_cef
+
+        write_cef(alerts, fh)
+    else:
+        raise ValueError(f"unknown alert format {fmt!r}; choose one of {', '.join(ALERT_FORMATS)}")
+    fh.flush()

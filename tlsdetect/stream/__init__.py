@@ -1,0 +1,1 @@
+"""Streaming: follow a log, score each batch, deliver alerts exactly once."""
