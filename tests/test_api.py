@@ -25,10 +25,9 @@ import pytest
 
 import tlsdetect.sinks.files as sinks
 from tlsdetect import schema
-from tlsdetect.cli import SCORE_OUTPUT_COLUMNS
 from tlsdetect.detect.baseline import Baseline, BaselineError
 from tlsdetect.detect.knowledge import load_knowledge
-from tlsdetect.detect.scoring import score
+from tlsdetect.detect.scoring import SCORE_OUTPUT_COLUMNS, score
 from tlsdetect.readers.inputs import Inputs
 from tlsdetect.serve.app import Settings, create_app
 

@@ -31,12 +31,23 @@ from tlsdetect.detect.issuers import dn_key
 from tlsdetect.detect.knowledge import Knowledge, classify_issuers, load_knowledge, match_fingerprints
 from tlsdetect.detect.useragent import family_of_stack, ua_family
 
-__all__ = ["SCORE_COLUMNS", "SIGNALS", "VERDICTS", "Signal", "score", "summarize", "verdict_of"]
+__all__ = [
+    "SCORE_COLUMNS", "SCORE_OUTPUT_COLUMNS", "SCORE_TABLE_COLUMNS", "SIGNALS", "VERDICTS", "Signal", "score",
+    "summarize", "verdict_of",
+]
 
 VERDICTS = ("ok", "suspicious", "intercepted")
 INTERCEPTED_AT = 70.0
 SUSPICIOUS_AT = 30.0
 SCORE_COLUMNS = ("client_id", "issuer_class", "known_product", "score", "verdict", "reasons", "compared")
+#: A scored row as ``tlsdetect score -f jsonl|csv|parquet`` and ``POST /v1/score`` write it.
+SCORE_OUTPUT_COLUMNS = (
+    "ts", "source", "conn_id", "client_ip", "client_port", "server_ip", "server_port", "transport", "sni",
+    "tls_version", "ja3", "ja3n", "ja4", "server_issuer", "peer_subject", "peer_issuer", "user_agent",
+    "client_id", "issuer_class", "known_product", "score", "verdict", "reasons", "compared",
+)
+#: The short row of ``tlsdetect score -f table``.
+SCORE_TABLE_COLUMNS = ("ts", "client_id", "server_ip", "server_port", "sni", "ja4", "score", "verdict", "reason_codes")
 BROWSERS = frozenset({"chromium", "firefox", "safari"})
 
 

@@ -58,10 +58,10 @@ from starlette.routing import Mount, Route
 
 import tlsdetect.sinks.files as sinks
 from tlsdetect import __version__, schema
-from tlsdetect.cli import SCORE_OUTPUT_COLUMNS  # the columns of a scored row, as `tlsdetect score -f jsonl` writes them
 from tlsdetect.detect.baseline import Baseline, BaselineError
 from tlsdetect.detect.knowledge import Knowledge, load_knowledge
 from tlsdetect.detect.lookup import FingerprintShapeError, describe
+from tlsdetect.detect.scoring import SCORE_OUTPUT_COLUMNS  # a scored row, as `tlsdetect score -f jsonl` writes it
 
 __all__ = ["SCORE_OUTPUT_COLUMNS", "SETTINGS_ENV", "BaselineHolder", "Settings", "app_from_env", "create_app"]
 
