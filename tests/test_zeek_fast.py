@@ -1,6 +1,6 @@
 """The Zeek reader's fast paths give exactly what its general paths give.
 
-* big plain TSV files are parsed by Arrow from disk while a scan checks their bytes (``_read_tsv_streamed``);
+* big plain TSV files are parsed by Arrow from disk while a scan checks their bytes (``zeek.tsv_disk``);
   anything it does not handle (carriage returns, a second header block, gzip, unreadable lines, a
   failed typed parse) falls back to the in-memory path, which must not count anything twice;
 * large string columns are gathered with ``bytes.join`` instead of Arrow's dictionary decode
@@ -19,9 +19,10 @@ import pandas as pd
 import pytest
 
 from tlsdetect import schema
-from tlsdetect.readers import zeek
 from tlsdetect.readers.logs import DeadLetter
-from tlsdetect.readers.zeek import read_zeek
+from tlsdetect.readers.zeek import read, read_zeek, tsv_disk
+from tlsdetect.readers.zeek import values as zeek_values
+from tlsdetect.readers.zeek.fields import Part
 
 from .test_zeek import _row, _tsv_value, _x509_pair, ssl_tsv
 
@@ -54,18 +55,18 @@ def _both(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, paths: list[Path], ch
     """Read with the general path, then with every file eligible for the streamed one: same results.
     Returns whether the streamed path took the ssl file."""
     general = _read(paths, tmp_path / "dead1.jsonl")
-    monkeypatch.setattr(zeek, "_STREAM_BYTES", 0)
-    monkeypatch.setattr(zeek, "_SCAN_CHUNK", chunk)
+    monkeypatch.setattr(tsv_disk, "_STREAM_BYTES", 0)
+    monkeypatch.setattr(tsv_disk, "_SCAN_CHUNK", chunk)
     taken: list[Path] = []
-    real = zeek._read_tsv_streamed
+    real = tsv_disk.read_tsv_streamed
 
-    def spy(path: Path, letters: DeadLetter) -> list[zeek._Part] | None:
+    def spy(path: Path, letters: DeadLetter) -> list[Part] | None:
         parts = real(path, letters)
         if parts is not None:
             taken.append(path)
         return parts
 
-    monkeypatch.setattr(zeek, "_read_tsv_streamed", spy)
+    monkeypatch.setattr(read, "read_tsv_streamed", spy)
     streamed = _read(paths, tmp_path / "dead2.jsonl")
     monkeypatch.undo()
     pd.testing.assert_frame_equal(streamed[0], general[0], check_exact=True)
@@ -170,8 +171,8 @@ def test_whole_numbers_match_the_generic_checks() -> None:
     ints = pd.Series(np.array([0, 1, -5, 2**53 + 1, 2**62 - 1, 2**62, 2**63 - 1, -(2**63)], dtype=np.int64))
     floats = pd.Series([0.0, np.nan, 1.5, -3.0, 2.0**62, np.inf, -np.inf, 443.0])
     for s in (ints, floats):
-        fast, fast_bad = zeek._whole_numbers(s)
-        slow, slow_bad = zeek._to_number(s.astype(object), integer=True)
+        fast, fast_bad = zeek_values.whole_numbers(s)
+        slow, slow_bad = zeek_values.to_number(s.astype(object), integer=True)
         pd.testing.assert_series_equal(fast, slow)
         assert (fast_bad == slow_bad).all()
 

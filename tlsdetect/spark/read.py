@@ -74,7 +74,7 @@ class ReadTask:
 
 def _zeek_kind(path: Path) -> str | None:
     from tlsdetect.readers.logs import open_text
-    from tlsdetect.readers.zeek import _kind_from_fields, _kind_from_record
+    from tlsdetect.readers.zeek.fields import kind_from_fields, kind_from_record
 
     with open_text(path) as fh:
         for _ in range(200):
@@ -87,13 +87,13 @@ def _zeek_kind(path: Path) -> str | None:
                 if kind in ("ssl", "x509", "conn"):
                     return kind
             elif text.startswith("#fields\t"):
-                return _kind_from_fields(text.split("\t")[1:])
+                return kind_from_fields(text.split("\t")[1:])
             elif text.startswith("{"):
                 try:
                     obj = json.loads(text)
                 except ValueError:
                     continue
-                return _kind_from_record(obj) if isinstance(obj, dict) else None
+                return kind_from_record(obj) if isinstance(obj, dict) else None
     return None
 
 

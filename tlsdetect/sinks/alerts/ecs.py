@@ -46,6 +46,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from tlsdetect.dotted import flatten
+
 __all__ = ["ECS_VERSION", "JsonlSink", "flatten", "to_ecs"]
 
 ECS_VERSION = "8.11.0"
@@ -113,18 +115,6 @@ def to_ecs(alert: Mapping[str, Any]) -> dict[str, Any]:
         doc["tls"]["version"] = version[4:]
         doc["tls"]["version_protocol"] = "tls"
     return doc
-
-
-def flatten(doc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"tls": {"client": {"ja3": x}}}`` -> ``{"tls.client.ja3": x}`` (lists are leaves)."""
-    out: dict[str, Any] = {}
-    for key, value in doc.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flatten(value, name + "."))
-        else:
-            out[name] = value
-    return out
 
 
 def _tail_ids(path: Path, tail_bytes: int) -> set[str]:
