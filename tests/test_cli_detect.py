@@ -130,9 +130,9 @@ def test_score_writes_the_streams_alerts_for_flagged_rows_only(baseline_dir: Pat
     from tlsdetect.detect.baseline import Baseline
     from tlsdetect.detect.scoring import score
     from tlsdetect.readers.inputs import Inputs
+    from tlsdetect.sinks.alerts.alerts import alerts_of
     from tlsdetect.sinks.alerts.cef import format_cef
     from tlsdetect.sinks.alerts.ecs import to_ecs
-    from tlsdetect.stream.loop import alerts_of
 
     paths = [str(PROJECT_PCAPS), str(INTERCEPTION)]
     out = tmp_path / f"alerts.{fmt}"

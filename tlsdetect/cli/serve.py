@@ -29,13 +29,11 @@ from typing import Any
 
 import click
 
-from tlsdetect.cli import EXIT_INPUT, main
-from tlsdetect.cli.common import UserPath
+from tlsdetect.cli.common import EXIT_INPUT, UserPath, baseline_option
 
 
-@main.command("serve")
-@click.option("--baseline", "baseline_dir", required=True, type=UserPath(file_okay=False),
-              help="Baseline directory (from 'tlsdetect baseline fit').")
+@click.command("serve")
+@baseline_option(required=True, help_text="Baseline directory (from 'tlsdetect baseline fit').")
 @click.option("--host", default="127.0.0.1", show_default=True, envvar="TLSDETECT_HOST", show_envvar=True,
               help="Address to listen on (0.0.0.0: every interface; the Docker image sets TLSDETECT_HOST=0.0.0.0).")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="TCP port.")

@@ -10,14 +10,24 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from tlsdetect.cli import _print_summary, main
-from tlsdetect.cli.common import UserPath, mesh_ca_option
-from tlsdetect.detect.baseline import MeshSpec
-from tlsdetect.readers.logs import FORMATS
+from tlsdetect.cli.common import (
+    UserPath,
+    baseline_option,
+    client_key_option,
+    fit_output_option,
+    force_option,
+    input_format_option,
+    mesh_ca_option,
+    no_model_option,
+    print_summary,
+)
+
+if TYPE_CHECKING:
+    from tlsdetect.detect.baseline import MeshSpec
 
 _MASTER_HELP = ("Spark master: local[2], local[*], spark://host:7077, yarn, k8s://... "
                 "(default: spark-submit's when run under it, else local[2]).")
@@ -28,8 +38,7 @@ def _spark_options(f: Any) -> Any:
         click.option("--master", default=None, help=_MASTER_HELP),
         click.option("--driver-memory", default="2g", show_default=True,
                      help="Driver JVM heap when this command starts Spark itself."),
-        click.option("--input-format", type=click.Choice(FORMATS), help="Skip detection: read every PATH as this "
-                                                                        "format."),
+        input_format_option,
         click.option("--split-mb", type=float, default=128.0, show_default=True,
                      help="Split Zeek ssl, Suricata and Envoy logs into tasks of at most this size (smaller when "
                           "needed to give every core a task, as Spark splits files)."),
@@ -59,20 +68,18 @@ def _session(master: str | None, driver_memory: str, confs: tuple[str, ...]) -> 
         spark.stop()
 
 
-@main.group("spark")
+@click.group("spark")
 def spark_group() -> None:
     """Fit a baseline and score connections as Spark jobs (local[2], a standalone cluster, YARN)."""
 
 
 @spark_group.command("fit")
 @click.argument("paths", nargs=-1, required=True, type=UserPath())
-@click.option("-o", "--output", required=True, type=UserPath(file_okay=False, output=True),
-              help="Baseline directory to write (written beside it, then renamed into place).")
-@click.option("--force", is_flag=True, help="Replace the baseline already in OUTPUT.")
-@click.option("--client-key", default="auto", show_default=True,
-              help="What identifies a client: auto (mTLS subject, else IP), ip, mtls, ua, or a column name.")
+@fit_output_option
+@force_option
+@client_key_option
 @mesh_ca_option
-@click.option("--no-model", is_flag=True, help="Do not fit the ClientHello population model.")
+@no_model_option
 @_spark_options
 def spark_fit(paths: tuple[str, ...], output: str, force: bool, client_key: str, mesh_ca: MeshSpec, no_model: bool,
               master: str | None, driver_memory: str, input_format: str | None, split_mb: float,
@@ -107,13 +114,13 @@ def spark_fit(paths: tuple[str, ...], output: str, force: bool, client_key: str,
             raise click.ClickException(f"{output}: cannot write the baseline ({exc})") from None
     for w in warnings:
         click.echo(f"warning: {w}", err=True)
-    _print_summary(model, output)
+    print_summary(model, output)
     click.echo(f"  spark: {time.perf_counter() - t0:.1f} s", err=True)
 
 
 @spark_group.command("score")
 @click.argument("paths", nargs=-1, required=True, type=UserPath())
-@click.option("--baseline", "baseline_dir", required=True, type=UserPath(file_okay=False), help="Baseline directory.")
+@baseline_option(required=True, help_text="Baseline directory.")
 @click.option("-o", "--output", required=True, type=UserPath(),
               help="Output directory (Parquet, partitioned by date and verdict).")
 @_spark_options

@@ -12,8 +12,7 @@ from typing import BinaryIO
 
 import click
 
-from tlsdetect.cli import main
-from tlsdetect.cli.common import UserPath
+from tlsdetect.cli.common import UserPath, baseline_option
 
 log = logging.getLogger("tlsdetect.stream.loop")
 
@@ -47,10 +46,8 @@ def source_path(spec: str, is_file: Callable[[str], bool] = os.path.isfile) -> s
     return None
 
 
-@main.command("stream")
-@click.option(
-    "--baseline", "baseline_dir", type=UserPath(file_okay=False), help="Baseline directory (else knowledge only)."
-)
+@click.command("stream")
+@baseline_option(required=False, help_text="Baseline directory (else knowledge only).")
 @click.option(
     "--source", required=True, metavar="envoy:PATH|envoy:-",
     help="The Envoy access log to read (JSON lines or --text-format): envoy:PATH, a bare PATH of an existing "
@@ -87,15 +84,10 @@ def stream(
     the alerts (a sink that is down is retried with backoff and spooled on disk meanwhile).
     """
     from tlsdetect.detect.baseline import Baseline, BaselineError
-    from tlsdetect.stream.loop import (
-        CheckpointStore,
-        Metrics,
-        Processor,
-        StreamConfig,
-        Streamer,
-        open_sink,
-        serve_metrics,
-    )
+    from tlsdetect.sinks.alerts.open import open_sink
+    from tlsdetect.stream.checkpoint import CheckpointStore, check_state_dir
+    from tlsdetect.stream.loop import Processor, StreamConfig, Streamer
+    from tlsdetect.stream.metrics import Metrics, serve_metrics
 
     path = source_path(source)
     if path is None:
@@ -115,10 +107,10 @@ def stream(
     if learned:
         click.echo(f"WARNING: {learned}", err=True)
     try:
+        check_state_dir(state)
         sinks = [open_sink(spec, state, spool_max_bytes=spool_max_mb << 20) for spec in sink_specs]
     except (ValueError, KeyError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
-    state.mkdir(parents=True, exist_ok=True)
     processor = Processor(baseline, _mapping(mapping_pairs), text_format)
     config = StreamConfig(follow=follow, batch_lines=batch_lines, batch_ms=batch_ms, workers=workers)
     metrics = Metrics()

@@ -1,0 +1,69 @@
+"""``tlsdetect fingerprint``: one row per TLS connection of captures and logs, in a table format."""
+
+from __future__ import annotations
+
+import contextlib
+
+import click
+
+from tlsdetect.cli.common import (
+    TABLE_FORMATS,
+    UserPath,
+    dead_letter_option,
+    dead_letters,
+    engine_option,
+    input_format_option,
+    no_progress_option,
+    open_inputs,
+    open_sink,
+    output_file_option,
+    parse_columns,
+    report,
+    user_errors,
+    write_behind,
+)
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=UserPath())
+@click.option(
+    "-f", "--format", "fmt", type=click.Choice(TABLE_FORMATS), default="table", show_default=True,
+    help="Output format.",
+)
+@output_file_option
+@engine_option("native: vectorised reader (TLS over TCP). tshark: Wireshark's dissection (adds QUIC and DTLS).")
+@click.option("--columns", help="Comma-separated columns to output (default: all for files, a summary for the table).")
+@no_progress_option
+@input_format_option
+@dead_letter_option("Append log lines that cannot be read here (JSON lines: file, line, reason, text).")
+def fingerprint(
+    paths: tuple[str, ...],
+    fmt: str,
+    output: str | None,
+    engine: str,
+    columns: str | None,
+    no_progress: bool,
+    input_format: str | None,
+    dead_letter: str | None,
+) -> None:
+    """Fingerprint every TLS handshake in PATHS: pcap/pcapng captures, Zeek ssl/x509/conn logs,
+    Suricata EVE or Envoy access logs (files or directories; the format is detected from the
+    content, related logs are given together).
+
+    One row per connection: 4-tuple, SNI, version, ALPN, JA3, JA3N, JA3S, JA4 (with _r, _o,
+    _ro) and, where the certificate is visible, the server's subject, issuer and SHA-256.
+    """
+    from tlsdetect import schema
+
+    if fmt == "parquet" and not output:
+        raise click.ClickException("parquet output needs a file: add -o FILE")
+    wanted = parse_columns(columns, list(schema.COLUMNS))
+    with contextlib.ExitStack() as stack:
+        letters = stack.enter_context(dead_letters(dead_letter))
+        inputs = open_inputs(paths, engine, input_format, letters, progress=not no_progress)
+        sink = open_sink(stack, fmt, output, wanted)
+        with user_errors():
+            write_behind(inputs.chunks(), sink.write)
+        sink.close()
+    report(inputs, letters, dead_letter)
+    click.echo(f"{sink.rows} connections from {len(inputs.files)} file(s)", err=True)

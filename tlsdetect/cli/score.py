@@ -1,0 +1,94 @@
+"""``tlsdetect score``: every connection scored against a baseline, as a table or as the stream's alerts."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+from tlsdetect.cli.common import (
+    ALERT_FORMATS,
+    TABLE_FORMATS,
+    UserPath,
+    baseline_option,
+    dead_letters,
+    input_options,
+    open_inputs,
+    open_sink,
+    output_file_option,
+    parse_columns,
+    report,
+    user_errors,
+    warn_learned_mesh,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+@click.command("score")
+@click.argument("paths", nargs=-1, required=True, type=UserPath())
+@baseline_option(required=True, help_text="Baseline directory.")
+@click.option("-f", "--format", "fmt", type=click.Choice((*TABLE_FORMATS, *ALERT_FORMATS)), default="table",
+              show_default=True,
+              help="table, jsonl, csv, parquet: every connection (--only-flagged: the others). ecs, cef: the "
+                   "stream's alerts, one per suspicious or intercepted connection (ok rows are not written), as "
+                   "ECS JSON lines or CEF lines for the SIEM index the stream feeds.")
+@output_file_option
+@click.option("--only-flagged", is_flag=True, help="Output only suspicious and intercepted connections.")
+@click.option("--columns", help="Comma-separated columns to output (not with ecs/cef: their fields are fixed).")
+@input_options
+def score_cmd(paths: tuple[str, ...], baseline_dir: str, fmt: str, output: str | None, only_flagged: bool,
+              columns: str | None, engine: str, input_format: str | None, dead_letter: str | None,
+              no_progress: bool) -> None:
+    """Score every connection in PATHS against a baseline: score 0-100, verdict, reasons.
+
+    A summary (verdict counts, top reasons, top flagged clients) goes to stderr at the end.
+    """
+    from tlsdetect import schema
+    from tlsdetect.detect.baseline import Baseline
+    from tlsdetect.detect.scoring import SCORE_COLUMNS, SCORE_OUTPUT_COLUMNS, SCORE_TABLE_COLUMNS, score, summarize
+
+    wanted = parse_columns(columns, list(dict.fromkeys((*schema.COLUMNS, *SCORE_COLUMNS, "reason_codes"))))
+    if wanted and fmt in ALERT_FORMATS:
+        raise click.ClickException(f"--columns does not apply to -f {fmt}: its fields are fixed (see the README)")
+    with contextlib.ExitStack() as stack:
+        letters = stack.enter_context(dead_letters(dead_letter))
+        inputs = open_inputs(paths, engine, input_format, letters, progress=not no_progress)
+        with user_errors():
+            model = Baseline.load(baseline_dir)
+            scored = score(inputs.read_all(), model)
+        scored["reason_codes"] = scored["reasons"].map(lambda rs: ", ".join(r["code"] for r in rs))
+        if fmt in ALERT_FORMATS:
+            _write_alerts(stack, fmt, output, scored)
+        else:
+            shown = scored[scored["verdict"] != "ok"] if only_flagged else scored
+            default = SCORE_TABLE_COLUMNS if fmt == "table" else SCORE_OUTPUT_COLUMNS
+            sink = open_sink(stack, fmt, output, wanted or list(default))
+            sink.write(shown)
+            sink.close()
+    report(inputs, letters, dead_letter)
+    summary = summarize(scored)
+    v = summary["verdicts"]
+    click.echo(f"{summary['connections']} connections: {v['intercepted']} intercepted, {v['suspicious']} suspicious, "
+               f"{v['ok']} ok", err=True)
+    if summary["top_reasons"]:
+        click.echo("top reasons: " + ", ".join(f"{k} ({n})" for k, n in summary["top_reasons"].items()), err=True)
+    if summary["top_flagged_clients"]:
+        click.echo("top flagged clients: " + ", ".join(f"{k} ({n})" for k, n in summary["top_flagged_clients"].items()),
+                   err=True)
+    warn_learned_mesh(model)
+
+
+def _write_alerts(stack: contextlib.ExitStack, fmt: str, output: str | None, scored: pd.DataFrame) -> None:
+    """The stream's alerts of the scored rows (not ``ok``), rendered by its own ECS/CEF functions."""
+    from tlsdetect.sinks.alerts.alerts import alerts_of
+    from tlsdetect.sinks.files import write_alerts
+
+    try:
+        fh = stack.enter_context(open(output, "w", encoding="utf-8", newline="")) if output else sys.stdout  # noqa: SIM115
+    except OSError as exc:
+        raise click.ClickException(f"{output}: cannot write ({exc.strerror or exc})") from None
+    write_alerts(alerts_of(scored), fmt, fh)
