@@ -237,7 +237,7 @@ def test_certificate_with_an_unknown_version_is_kept_without_names() -> None:
     import base64
     import hashlib
 
-    from tlsdetect.readers.envoy import _pem_certificate
+    from tlsdetect.readers.envoy.certs import pem_certificate
 
     der = make_cert().public_bytes(serialization.Encoding.DER)
     assert der.count(b"\xa0\x03\x02\x01\x02") == 1  # [0] EXPLICIT INTEGER 2 (v3)
@@ -247,7 +247,7 @@ def test_certificate_with_an_unknown_version_is_kept_without_names() -> None:
     (info,) = parse_certificate(certificate_body_from_ders(bad))
     assert (info.sha256, info.subject, info.issuer) == (hashlib.sha256(bad).hexdigest(), None, None)
     pem = b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(bad) + b"-----END CERTIFICATE-----\n"
-    assert _pem_certificate(pem.decode()) is None
+    assert pem_certificate(pem.decode()) is None
 
 
 def certificate_body_from_ders(*ders: bytes) -> bytes:
