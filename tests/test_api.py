@@ -185,7 +185,7 @@ async def test_score_reasons_are_text_in_the_response_and_its_model(baseline_dir
     from pydantic import ValidationError
 
     from tlsdetect.fingerprint import add_fingerprints
-    from tlsdetect.serve.app import Reason, ScoreResponse
+    from tlsdetect.serve.models import Reason, ScoreResponse
 
     weak = rows.iloc[[1]].copy()
     weak["ch_ciphers"] = pd.Series([(5, *weak["ch_ciphers"].iloc[0])], index=weak.index, dtype=object)  # + RC4-SHA

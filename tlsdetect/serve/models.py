@@ -1,0 +1,204 @@
+"""The API's pydantic models: the request rows, the answers, and the errors, as the OpenAPI document shows them.
+
+The routes answer with bytes they serialise themselves (a cached lookup is sent as it was stored),
+so the answer models document and test the answers rather than build them. The request models
+validate every field before anything reads it: a connection is a row of the connections table
+(:data:`tlsdetect.schema.COLUMNS`), every column optional.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import pandas as pd
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
+
+from tlsdetect import schema
+from tlsdetect.detect.scoring import SCORE_OUTPUT_COLUMNS
+
+__all__ = [
+    "FINGERPRINT_PATTERN", "Connection", "ErrorBody", "FingerprintInfo", "Health", "Reason", "ScoreResponse",
+    "ScoredConnection", "connections_frame", "score_request_model",
+]
+
+#: A JA4 or a JA3/JA3N by shape (either case): the path parameter's documented and enforced pattern.
+FINGERPRINT_PATTERN = (
+    r"^(?:[tqdTQD](?:1[0-3]|[sS][23]|[dD][0-3]|00)[diDI][0-9]{4}[0-9a-zA-Z]{2}_[0-9a-fA-F]{12}_[0-9a-fA-F]{12}"
+    r"|[0-9a-fA-F]{32})$"
+)
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: a stable machine-readable code and a human-readable detail."""
+
+    error: str = Field(description="machine-readable code, e.g. not_a_fingerprint, invalid_request, unauthorized")
+    detail: Any = Field(description="what was wrong: a message, or the list of invalid fields")
+
+
+class KnownProduct(BaseModel):
+    product: str
+    product_type: str | None
+    kind: str
+    source: str | None
+
+
+class KnownApplication(BaseModel):
+    application: str
+    family: str | None
+    kind: str
+    source: str | None
+
+
+class KnownStack(BaseModel):
+    stack: str
+    version: str | None
+    kind: str
+    source: str | None
+
+
+class Prevalence(BaseModel):
+    kind: str
+    connections: int
+    clients: int
+    share_of_connections: float
+    first_seen: str | None
+    last_seen: str | None
+
+
+class ClientUse(BaseModel):
+    client_id: str
+    count: int
+    first_seen: str | None
+    last_seen: str | None
+
+
+class FingerprintInfo(BaseModel):
+    """What the knowledge base and the baseline say about one fingerprint (``tlsdetect lookup --json``)."""
+
+    fingerprint: str = Field(description="the fingerprint, lower case")
+    kind: str = Field(description="ja4, or ja3/ja3n for 32 hex digits (the two cannot be told apart by shape)")
+    verdict: Literal["intercepted", "suspicious", "ok", "unknown"]
+    known_products: list[KnownProduct] = Field(description="interception products with this fingerprint, and sources")
+    applications: list[KnownApplication]
+    stacks: list[KnownStack]
+    prevalence: Prevalence | None = Field(description="use in the baseline; null when never seen there")
+    clients: list[ClientUse] = Field(description="the baseline's clients that send it most")
+    why: list[str]
+    baseline_generation: int
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    version: str
+    baseline: str
+    baseline_generation: int
+    baseline_loaded_at: str
+    baseline_connections: int
+    last_reload_error: str | None
+
+
+def _timestamp(value: str | None) -> str | None:
+    """An ISO 8601 time (UTC when no offset is given), kept to the nanosecond, as ISO text in UTC."""
+    if value is None:
+        return None
+    if not value[:4].isdigit():
+        raise ValueError("not an ISO 8601 time (YYYY-MM-DDTHH:MM:SS[.fraction][offset])")
+    try:
+        ts = pd.Timestamp(value).as_unit("ns")
+    except (ValueError, TypeError, OverflowError, AttributeError) as exc:
+        raise ValueError(f"not an ISO 8601 time within 1677..2262 ({exc})") from None
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return str(ts.isoformat())
+
+
+_U16 = Annotated[int, Field(ge=0, le=0xFFFF)]
+_HEX = Annotated[str, Field(pattern=r"^[0-9a-fA-F]*$", max_length=510)]
+_INT32 = Annotated[int | None, Field(ge=-(2**31), le=2**31 - 1)]
+
+
+def _input_field(name: str, dtype: str) -> tuple[Any, Any]:
+    if dtype in ("string", "category"):  # category: the certificate columns, text on the wire
+        return (str | None, Field(default=None, max_length=65_536))
+    if dtype == "Int32":
+        return (_INT32, None)
+    if dtype == "boolean":
+        return (bool | None, None)
+    if dtype.startswith("datetime64"):
+        return (Annotated[str | None, AfterValidator(_timestamp)],
+                Field(default=None, max_length=64, description="ISO 8601 (to the nanosecond); UTC when no offset"))
+    if name == "ch_alpn":
+        return (list[_HEX] | None, Field(default=None, max_length=256,
+                                         description="each offered protocol as hex (e.g. 6832 for h2)"))
+    return (list[_U16] | None, Field(default=None, max_length=4096, description="16-bit values in wire order"))
+
+
+#: One row of the connections table (``tlsdetect fingerprint --format jsonl``); every column optional.
+Connection: type[BaseModel] = create_model(  # type: ignore[call-overload]
+    "Connection",
+    __config__=ConfigDict(extra="forbid"),
+    __doc__="One TLS connection: the columns of the connections table (tlsdetect fingerprint -f jsonl), all optional.",
+    **{name: _input_field(name, dtype) for name, dtype in schema.COLUMNS.items()},
+)
+
+
+class Reason(BaseModel):
+    """One piece of evidence for a verdict; every field is text (numbers too), see ``schema.REASON_FIELDS``."""
+
+    code: str = Field(description="the signal that fired (tlsdetect.detect.scoring.SIGNALS)")
+    detail: str = Field(description="what was seen, in a sentence for an analyst")
+    expected: str | None = Field(default=None, description="what the baseline or knowledge predicts, as text")
+    observed: str | None = Field(default=None, description="what this connection shows, as text (numbers too)")
+
+
+def _output_field(name: str) -> tuple[Any, Any]:
+    if name == "score":
+        return (float, ...)
+    if name == "verdict":
+        return (Literal["ok", "suspicious", "intercepted"], ...)
+    if name == "reasons":
+        return (list[Reason], ...)
+    if schema.COLUMNS.get(name) == "Int32":
+        return (int | None, None)
+    return (str | None, None)
+
+
+ScoredConnection: type[BaseModel] = create_model(  # type: ignore[call-overload]
+    "ScoredConnection",
+    __doc__="A scored connection: the columns tlsdetect score --format jsonl writes.",
+    **{name: _output_field(name) for name in SCORE_OUTPUT_COLUMNS},
+)
+
+
+class ScoreSummary(BaseModel):
+    connections: int
+    verdicts: dict[str, int]
+    top_reasons: dict[str, int]
+    top_flagged_clients: dict[str, int]
+
+
+class ScoreResponse(BaseModel):
+    rows: list[ScoredConnection]  # type: ignore[valid-type]
+    summary: ScoreSummary
+    baseline_generation: int
+
+
+def score_request_model(max_batch: int) -> type[BaseModel]:
+    """The body of ``POST /v1/score`` for one app: at most ``max_batch`` connections (in its OpenAPI schema too;
+    a longer batch fails validation with ``too_long``, which the app answers with 413)."""
+    model: type[BaseModel] = create_model(
+        "ScoreRequest",
+        __config__=ConfigDict(extra="forbid"),
+        __doc__=f"A batch of at most {max_batch} connections to score.",
+        connections=(list[Connection], Field(max_length=max_batch)),  # type: ignore[valid-type]
+    )
+    return model
+
+
+def connections_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Validated request rows -> a connections table with the schema's dtypes."""
+    df = pd.DataFrame.from_records(rows, columns=list(schema.COLUMNS)) if rows else schema.empty()
+    for col in schema.LIST_COLUMNS:
+        df[col] = pd.Series([tuple(v) if isinstance(v, list) else None for v in df[col]], index=df.index,
+                            dtype=object)
+    df["ts"] = pd.to_datetime(df["ts"], utc=True, format="ISO8601")
+    return schema.conform(df)
