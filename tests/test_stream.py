@@ -20,23 +20,14 @@ from hypothesis import strategies as st
 
 from tlsdetect.cli import main
 from tlsdetect.detect.baseline import Baseline
+from tlsdetect.sinks.alerts.alerts import alert_id
 from tlsdetect.sinks.alerts.ecs import JsonlSink
 from tlsdetect.sinks.alerts.spool import SinkError, Spooled, SpoolFullError
 from tlsdetect.sinks.alerts.syslog import SyslogSink, parse_octet_frames
-from tlsdetect.stream.loop import (
-    Checkpoint,
-    CheckpointStore,
-    Follower,
-    Metrics,
-    Processor,
-    StreamConfig,
-    Streamer,
-    alert_id,
-    cut_lines,
-    head_hash,
-    resume_decision,
-    serve_metrics,
-)
+from tlsdetect.stream.checkpoint import Checkpoint, CheckpointStore
+from tlsdetect.stream.follow import Follower, cut_lines, head_hash, resume_decision
+from tlsdetect.stream.loop import Processor, StreamConfig, Streamer
+from tlsdetect.stream.metrics import Metrics, serve_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_BASELINE = ROOT / "baselines" / "sample"
@@ -154,7 +145,7 @@ def test_follower_rename_rotation(tmp_path: Path) -> None:
 
 
 def test_follower_rename_waits_for_the_writer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import tlsdetect.stream.loop as stream_mod
+    import tlsdetect.stream.follow as stream_mod
 
     log = tmp_path / "access.log"
     write(log, range(2))
@@ -434,7 +425,7 @@ def test_hec_refusal_goes_to_dead_letters_and_metrics(tmp_path: Path, baseline: 
     refused alerts are dead letters with HEC's answer as the reason, counted in the metrics, and the
     checkpoint moves on. 503 and 429 keep being retried (spooled) until HEC takes the alerts."""
     from tlsdetect.sinks.alerts.hec import HecSink
-    from tlsdetect.stream.loop import open_sink
+    from tlsdetect.sinks.alerts.open import open_sink
 
     from .test_sinks_stream import PlainHec
 
@@ -703,7 +694,7 @@ def test_source_forms(tmp_path: Path) -> None:
 
 def test_stdin_follower_lines_as_they_come() -> None:
     """issue 14 item 14: lines from a real pipe, whole lines only, the last one without newline at the end."""
-    from tlsdetect.stream.loop import STDIN, StdinFollower
+    from tlsdetect.stream.follow import STDIN, StdinFollower
 
     r, w = os.pipe()
     with os.fdopen(r, "rb") as reader:

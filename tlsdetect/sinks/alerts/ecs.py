@@ -1,6 +1,6 @@
 """Alerts as Elastic Common Schema documents, and the JSON-lines alert sink (``jsonl:PATH|-``).
 
-An *alert* (see :func:`tlsdetect.stream.loop.alerts_of`) is a flat dict of one scored connection whose
+An *alert* (see :func:`tlsdetect.sinks.alerts.alerts.alerts_of`) is a flat dict of one scored connection whose
 verdict is not ``ok``. :func:`to_ecs` maps it to an ECS 8.x document (nested objects):
 
 ==================================================  ==============================================
