@@ -1,14 +1,16 @@
-"""``tlsdetect stream``: rotation, checkpoints, replay ids, dead letters, spool, metrics, garbage input."""
+"""``tlsdetect stream`` (``cli/stream.py`` over the loop): checkpoints, replay ids, spool, refusals, garbage input.
+
+The follower, checkpoint, metrics and processor have their own files (``test_stream_*.py``); the
+helpers here (``line``, ``write``, ``streamer``, ``ListSink``) are shared with them.
+"""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,14 +22,11 @@ from hypothesis import strategies as st
 
 from tlsdetect.cli import main
 from tlsdetect.detect.baseline import Baseline
-from tlsdetect.sinks.alerts.alerts import alert_id
 from tlsdetect.sinks.alerts.ecs import JsonlSink
 from tlsdetect.sinks.alerts.spool import SinkError, Spooled, SpoolFullError
 from tlsdetect.sinks.alerts.syslog import SyslogSink, parse_octet_frames
-from tlsdetect.stream.checkpoint import Checkpoint, CheckpointStore
-from tlsdetect.stream.follow import Follower, cut_lines, head_hash, resume_decision
+from tlsdetect.stream.checkpoint import CheckpointStore
 from tlsdetect.stream.loop import Processor, StreamConfig, Streamer
-from tlsdetect.stream.metrics import Metrics, serve_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_BASELINE = ROOT / "baselines" / "sample"
@@ -92,161 +91,6 @@ def streamer(tmp: Path, baseline: Baseline, sinks: Sequence[Any], *, follow: boo
                     dead_letter=tmp / "dead.jsonl", config=cfg)  # fmt: skip
 
 
-# ------------------------------------------------------------------------------------------ pure logic
-
-
-def test_resume_decision() -> None:
-    cp = Checkpoint(1, 2, "h", 100, 10)
-    assert resume_decision(None, 1, 2, 0, "") == "new"
-    assert resume_decision(cp, 1, 2, 150, "h") == "resume"
-    assert resume_decision(cp, 1, 2, 100, "h") == "resume"
-    assert resume_decision(cp, 1, 2, 50, "h") == "truncated"  # copytruncate
-    assert resume_decision(cp, 1, 2, 500, "other") == "truncated"  # truncated and grown past the offset
-    assert resume_decision(cp, 1, 3, 500, "h") == "rotated"  # rename
-    assert resume_decision(Checkpoint(1, 2, "", 0, 0), 1, 2, 10, "x") == "resume"
-
-
-def test_cut_lines_and_head() -> None:
-    assert cut_lines(b"a\nb\nc", 5) == b"a\nb\n"
-    assert cut_lines(b"a\nb\nc\n", 2) == b"a\nb\n"
-    assert cut_lines(b"abc", 3) == b""
-    assert head_hash(b"abc") == ""  # no complete first line yet
-    assert head_hash(b"abc\nd") == head_hash(b"abc\nxyz")
-    assert head_hash(b"x" * 2000) != ""
-
-
-def test_alert_id_is_stable_and_connection_based() -> None:
-    a = alert_id(["2026-01-01T00:00:00Z", "10.0.0.1", 1, "10.0.0.2", 443, "7", "j4", "j3", "sha", "sni"])
-    assert a == alert_id(["2026-01-01T00:00:00Z", "10.0.0.1", 1, "10.0.0.2", 443, "7", "j4", "j3", "sha", "sni"])
-    assert a != alert_id(["2026-01-01T00:00:00Z", "10.0.0.1", 2, "10.0.0.2", 443, "7", "j4", "j3", "sha", "sni"])
-    assert len(a) == 32
-
-
-# ---------------------------------------------------------------------------------------- follower
-
-
-def test_follower_rename_rotation(tmp_path: Path) -> None:
-    log = tmp_path / "access.log"
-    write(log, range(3))
-    f = Follower(log, None)
-    b = f.read(100)
-    assert b is not None
-    assert (b.first_line, b.lines) == (1, 3)
-    assert f.read(100) is None
-    write(log, range(3, 5))  # written before the rename, read after it
-    log.rename(tmp_path / "access.log.1")
-    write(log, range(5, 7))
-    got = []
-    while (b := f.read(100)) is not None:
-        got.append(b)
-    assert [(x.file, x.first_line, x.lines) for x in got] == [(str(log), 4, 2), (str(log), 1, 2)]
-    assert got[1].end.ino == os.stat(log).st_ino
-    assert any("rotated" in e for e in f.events)
-
-
-def test_follower_rename_waits_for_the_writer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import tlsdetect.stream.follow as stream_mod
-
-    log = tmp_path / "access.log"
-    write(log, range(2))
-    f = Follower(log, None)
-    assert f.read(100) is not None
-    log.rename(tmp_path / "access.log.1")
-    log.touch()  # logrotate created the new file; the writer has not reopened it yet
-    assert f.read(100) is None
-    with (tmp_path / "access.log.1").open("a") as fh:  # the writer still appends to the old file
-        fh.write(line(2) + line(3)[:30])  # ... and dies in the middle of a line
-    b = f.read(100)
-    assert b is not None
-    assert (b.file, b.first_line, b.lines) == (str(log), 3, 1)
-    assert f.read(100) is None  # half a line: wait for the grace
-    monkeypatch.setattr(stream_mod, "ROTATE_GRACE", 0.0)
-    b = f.read(100)
-    assert b is not None
-    assert b.data == line(3)[:30].encode()  # taken whole, then the dead letter's business
-    write(log, range(4, 5))
-    b = f.read(100)
-    assert b is not None
-    assert (b.file, b.first_line, b.lines) == (str(log), 1, 1)
-    assert b.end.ino == os.stat(log).st_ino
-
-
-def test_follower_copytruncate(tmp_path: Path) -> None:
-    log = tmp_path / "access.log"
-    write(log, range(5))
-    f = Follower(log, None)
-    assert f.read(100) is not None
-    shutil.copyfile(log, tmp_path / "access.log.1")
-    with log.open("r+") as fh:
-        fh.truncate(0)
-    write(log, range(5, 7))  # shorter than the offset
-    b = f.read(100)
-    assert b is not None
-    assert (b.first_line, b.lines) == (1, 2)
-    assert b"1029" in b.data  # connection 5
-    # truncated again and grown past the old offset before the next look: the first line tells
-    with log.open("r+") as fh:
-        fh.truncate(0)
-    write(log, range(100, 110))
-    b = f.read(100)
-    assert b is not None
-    assert (b.first_line, b.lines) == (1, 10)
-
-
-def test_follower_partial_line_waits(tmp_path: Path) -> None:
-    log = tmp_path / "access.log"
-    text = line(1)
-    log.write_text(line(0) + text[:20])
-    f = Follower(log, None)
-    b = f.read(100)
-    assert b is not None
-    assert b.lines == 1
-    assert f.read(100) is None  # half a line: wait for its end
-    with log.open("a") as fh:
-        fh.write(text[20:])
-    b = f.read(100)
-    assert b is not None
-    assert b.data == text.encode()
-
-
-def test_restart_finds_renamed_file(tmp_path: Path) -> None:
-    log = tmp_path / "access.log"
-    write(log, range(3))
-    f = Follower(log, None)
-    b = f.read(100)
-    assert b is not None
-    cp = b.end
-    f.close()
-    write(log, range(3, 5))
-    log.rename(tmp_path / "access.log.1")
-    write(log, range(5, 8))
-    g = Follower(log, cp)
-    got = []
-    while (b := g.read(100)) is not None:
-        got.append((b.first_line, b.lines))
-    assert got == [(4, 2), (1, 3)]
-
-
-def test_restart_while_the_path_is_missing(tmp_path: Path) -> None:
-    log = tmp_path / "access.log"
-    write(log, range(3))
-    f = Follower(log, None)
-    b = f.read(2)
-    assert b is not None
-    f.close()
-    log.rename(tmp_path / "access.log.1")  # rotated; the new file is not there yet
-    g = Follower(log, b.end)
-    b2 = g.read(100)
-    assert b2 is not None
-    assert (b2.first_line, b2.lines) == (3, 1)
-    h = Follower(tmp_path / "missing.log", Checkpoint(1, 2, "x", 10, 1))
-    assert h.read(10) is None
-    write(tmp_path / "missing.log", range(2))  # another file: from its start
-    b3 = h.read(10)
-    assert b3 is not None
-    assert (b3.first_line, b3.lines) == (1, 2)
-
-
 # ---------------------------------------------------------------------------------------- streamer
 
 
@@ -298,24 +142,6 @@ def test_crash_before_ack_replays_same_ids(tmp_path: Path, baseline: Baseline) -
     docs = [json.loads(x) for x in (tmp_path / "alerts.jsonl").read_text().splitlines()]
     ids = [d["event"]["id"] for d in docs]
     assert len(ids) == len(set(ids)) == 10  # the JSONL sink dedupes: exactly once
-
-
-def test_dead_letters_and_counters(tmp_path: Path, baseline: Baseline) -> None:
-    log = tmp_path / "access.log"
-    with log.open("w") as fh:
-        fh.write(line(0) + "{broken json\n" + "[1,2]\n\n" + line(1).replace("10.0.0.1:1025", "999.1.1.1:1") + line(2))
-    sink = ListSink()
-    s = streamer(tmp_path, baseline, [sink])
-    m = s.run()
-    s.close()
-    assert conns(sink.got) == [0, 2]
-    dead = [json.loads(x) for x in (tmp_path / "dead.jsonl").read_text().splitlines()]
-    assert [d["line"] for d in dead] == [2, 3, 5]
-    assert dead[0]["reason"].startswith("broken JSON")
-    assert dead[1]["reason"].startswith("not a JSON object")
-    assert dead[2]["reason"].startswith("bad address")
-    assert all(d["file"] == str(log) for d in dead)
-    assert (m.lines_read, m.rows, m.alerts, m.dead_letters) == (5, 2, 2, 3)
 
 
 def test_text_format_log(tmp_path: Path) -> None:
@@ -538,40 +364,6 @@ def test_full_spool_holds_the_checkpoint(tmp_path: Path, baseline: Baseline, mon
     assert calls["n"] == 3
 
 
-def test_internal_error_dead_letters_the_batch(baseline: Baseline, monkeypatch: pytest.MonkeyPatch) -> None:
-    import tlsdetect.stream.loop as stream_mod
-
-    def broken(*_: Any, **__: Any) -> Any:
-        raise RuntimeError("boom")
-
-    monkeypatch.setattr(stream_mod, "score", broken)
-    result = Processor(baseline)((line(0) + "{bad\n" + line(1)).encode(), 7, "x.log")
-    assert (result.rows, result.lines, result.alerts) == (0, 3, [])
-    assert [(d[1], d[2]) for d in result.dead] == [(7, "internal error: RuntimeError: boom"),
-                                                   (8, "internal error: RuntimeError: boom"),
-                                                   (9, "internal error: RuntimeError: boom")]  # fmt: skip
-
-
-def test_metrics_endpoint(tmp_path: Path) -> None:
-    m = Metrics(lines_read=7, alerts=3, dead_letters=1, lag_bytes=10, sink_sent={"jsonl:x": 3}, sink_up={"jsonl:x": 1})
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = serve_metrics(m, port)
-    try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-        m.lines_read = 9
-        text2 = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    finally:
-        server.shutdown()
-    assert "tlsdetect_stream_lines_read_total 7" in text
-    assert "tlsdetect_stream_alerts_total 3" in text
-    assert "tlsdetect_stream_dead_letters_total 1" in text
-    assert "tlsdetect_stream_lag_bytes 10" in text
-    assert 'tlsdetect_stream_alerts_sent_total{sink="jsonl:x"} 3' in text
-    assert "tlsdetect_stream_lines_read_total 9" in text2
-
-
 def test_cli_batch_and_resume(tmp_path: Path) -> None:
     log = tmp_path / "access.log"
     write(log, range(3))
@@ -690,43 +482,6 @@ def test_source_forms(tmp_path: Path) -> None:
     assert source_path("zeek:x") is None
     assert source_path("envoy:") is None
     assert source_path("") is None
-
-
-def test_stdin_follower_lines_as_they_come() -> None:
-    """issue 14 item 14: lines from a real pipe, whole lines only, the last one without newline at the end."""
-    from tlsdetect.stream.follow import STDIN, StdinFollower
-
-    r, w = os.pipe()
-    with os.fdopen(r, "rb") as reader:
-        f = StdinFollower(reader)
-
-        def until(pred: Callable[[], Any]) -> Any:
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                got = pred()
-                if got:
-                    return got
-                time.sleep(0.01)
-            raise AssertionError("timed out")
-
-        os.write(w, line(0).encode() + b'{"half": ')
-        b = until(lambda: f.read(100))
-        assert (b.data, b.first_line, b.lines, b.file) == (line(0).encode(), 1, 1, STDIN)
-        assert f.read(100) is None
-        assert not f.ended
-        os.write(w, b'1}\n' + line(1).encode() + line(2).encode())
-        b = until(lambda: f.read(2))
-        assert (b.data, b.first_line, b.lines) == (b'{"half": 1}\n' + line(1).encode(), 2, 2)
-        b = until(lambda: f.read(100))
-        assert (b.data, b.first_line, b.lines) == (line(2).encode(), 4, 1)
-        os.write(w, b"last without newline")
-        time.sleep(0.05)
-        assert f.read(100) is None  # not whole until the stream ends
-        os.close(w)
-        b = until(lambda: f.read(100))
-        assert (b.data, b.first_line, b.lines) == (b"last without newline", 5, 1)
-        assert f.read(100) is None
-        assert f.ended
 
 
 def _sample_lines() -> bytes:

@@ -1,0 +1,64 @@
+"""``stream/loop.py``: the processor (parse + score a batch) and the streamer's dead letters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.test_stream import SAMPLE_BASELINE, ListSink, conns, line, streamer
+from tlsdetect.detect.baseline import Baseline
+from tlsdetect.stream.loop import Processor
+
+
+@pytest.fixture(scope="module")
+def baseline() -> Baseline:
+    return Baseline.load(SAMPLE_BASELINE)
+
+
+def test_internal_error_dead_letters_the_batch(baseline: Baseline, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tlsdetect.stream.loop as stream_mod
+
+    def broken(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(stream_mod, "score", broken)
+    result = Processor(baseline)((line(0) + "{bad\n" + line(1)).encode(), 7, "x.log")
+    assert (result.rows, result.lines, result.alerts) == (0, 3, [])
+    assert [(d[1], d[2]) for d in result.dead] == [(7, "internal error: RuntimeError: boom"),
+                                                   (8, "internal error: RuntimeError: boom"),
+                                                   (9, "internal error: RuntimeError: boom")]  # fmt: skip
+
+
+def test_dead_letters_and_counters(tmp_path: Path, baseline: Baseline) -> None:
+    log = tmp_path / "access.log"
+    with log.open("w") as fh:
+        fh.write(line(0) + "{broken json\n" + "[1,2]\n\n" + line(1).replace("10.0.0.1:1025", "999.1.1.1:1") + line(2))
+    sink = ListSink()
+    s = streamer(tmp_path, baseline, [sink])
+    m = s.run()
+    s.close()
+    assert conns(sink.got) == [0, 2]
+    dead = [json.loads(x) for x in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    assert [d["line"] for d in dead] == [2, 3, 5]
+    assert dead[0]["reason"].startswith("broken JSON")
+    assert dead[1]["reason"].startswith("not a JSON object")
+    assert dead[2]["reason"].startswith("bad address")
+    assert all(d["file"] == str(log) for d in dead)
+    assert (m.lines_read, m.rows, m.alerts, m.dead_letters) == (5, 2, 2, 3)
+
+
+def test_dead_letters_are_deadletter_records(tmp_path: Path, baseline: Baseline) -> None:
+    """The stream writes its dead letters with readers/logs.py's DeadLetter: the line's record, text cut at 4096."""
+    log = tmp_path / "access.log"
+    log.write_bytes(line(0).encode() + b"\xff\xfe not json\n" + b"{" + b"x" * 5000 + b"\n")
+    s = streamer(tmp_path, baseline, [ListSink()])
+    m = s.run()
+    s.close()
+    dead = [json.loads(x) for x in (tmp_path / "dead.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [list(d) for d in dead] == [["file", "line", "reason", "text"]] * 2
+    assert (dead[0]["line"], dead[0]["text"][-9:]) == (2, " not json")
+    assert len(dead[1]["text"]) == 4096
+    assert m.dead_letters == 2
