@@ -37,7 +37,9 @@ directory is written by the driver (its local filesystem); the scored Parquet by
 from __future__ import annotations
 
 import os
+import re
 import sys
+import warnings
 from typing import Any
 
 from tlsdetect.spark.fit import fit_baseline
@@ -55,6 +57,32 @@ __all__ = [
     "write_scored",
 ]
 
+#: PySpark 4.3's warnings about pandas 3, which this package requires (pyproject.toml says why they
+#: are ignored): (message, category, the module that warns in the Python workers).
+PANDAS3_WARNINGS: tuple[tuple[str, type[Warning], str], ...] = (
+    ("PySpark does not yet fully support pandas >= 3.0.0", FutureWarning, ""),
+    ("The copy keyword is deprecated", DeprecationWarning, "pyspark.sql.pandas.types"),
+)
+
+
+def quiet_pandas3_warnings(conf: dict[str, str]) -> dict[str, str]:
+    """Ignore :data:`PANDAS3_WARNINGS` from PySpark here, and return ``conf`` with the same for the workers.
+
+    The driver filters any ``pyspark.*`` module. The workers get them as ``PYTHONWARNINGS``
+    (``spark.executorEnv``), whose module field is one exact name: the FutureWarning is raised on
+    behalf of some twenty PySpark modules, so its worker filter names none (its wording is PySpark's
+    own); the copy keyword is pandas' wording, so that one names the module PySpark calls it from.
+    A ``PYTHONWARNINGS`` already given (in ``conf``, else in the environment) comes after these and
+    so takes precedence.
+    """
+    for message, category, _ in PANDAS3_WARNINGS:
+        warnings.filterwarnings("ignore", message=re.escape(message), category=category, module=r"pyspark\.")
+    key = "spark.executorEnv.PYTHONWARNINGS"
+    ours = ",".join(f"ignore:{message}:{category.__name__}" + (f":{module}" if module else "")
+                    for message, category, module in PANDAS3_WARNINGS)
+    given = conf.get(key, os.environ.get("PYTHONWARNINGS", ""))
+    return {**conf, key: ",".join(v for v in (ours, given) if v)}
+
 
 def session(master: str | None = None, *, app_name: str = "tlsdetect", driver_memory: str | None = "2g",
             conf: dict[str, str] | None = None) -> Any:
@@ -62,7 +90,10 @@ def session(master: str | None = None, *, app_name: str = "tlsdetect", driver_me
 
     ``master`` None: spark-submit's master when run under it, else ``local[2]``. ``driver_memory``
     only applies when this call starts the JVM (not under spark-submit, which sets its own).
+    PySpark's warnings that it does not yet support pandas 3 are ignored, on the driver and in
+    the workers (:func:`quiet_pandas3_warnings`).
     """
+    conf = quiet_pandas3_warnings(conf or {})
     from pyspark.sql import SparkSession
 
     under_submit = "PYSPARK_GATEWAY_PORT" in os.environ
@@ -71,7 +102,7 @@ def session(master: str | None = None, *, app_name: str = "tlsdetect", driver_me
         # ``spark.pyspark.python`` setting into it; a session started here must do the same).
         # Default: this interpreter, whose environment has tlsdetect -- on a cluster, the same
         # path must hold a Python with tlsdetect on every node (or give the setting).
-        chosen = (conf or {}).get("spark.pyspark.python")
+        chosen = conf.get("spark.pyspark.python")
         if chosen:
             os.environ["PYSPARK_PYTHON"] = chosen
         else:
@@ -88,7 +119,7 @@ def session(master: str | None = None, *, app_name: str = "tlsdetect", driver_me
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.execution.arrow.maxRecordsPerBatch": "50000",
         "spark.ui.showConsoleProgress": "false",
-        **(conf or {}),
+        **conf,
     }
     for k, v in settings.items():
         builder = builder.config(k, v)
