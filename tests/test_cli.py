@@ -236,24 +236,3 @@ def test_a_mistyped_path_is_one_error_line(case: int, tmp_path: Path, monkeypatc
     assert names in last
     assert list(cwd.iterdir()) == []  # nothing written where the user happened to be
 
-
-def test_the_options_formats_are_the_readers_and_sinks_formats() -> None:
-    """``cli.common`` names the formats again so that ``tlsdetect --help`` needs no pandas: they must agree."""
-    from tlsdetect.cli import common
-    from tlsdetect.readers import logs
-    from tlsdetect.sinks import files
-
-    assert common.INPUT_FORMATS == logs.FORMATS
-    assert common.TABLE_FORMATS == files.FORMATS
-    assert common.ALERT_FORMATS == files.ALERT_FORMATS
-
-
-def test_the_command_line_starts_without_the_heavy_libraries() -> None:
-    """Issue 15: every command paid ~0.65 s of pandas/PyArrow/scikit-learn imports, ``--help`` included."""
-    import subprocess
-    import sys
-
-    code = ("import sys, tlsdetect.cli; "
-            "print(sorted(m for m in ('pandas', 'numpy', 'pyarrow', 'sklearn', 'pyspark') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"

@@ -269,18 +269,6 @@ def test_learn_is_asked_for_and_said_out_loud(tmp_path: Path) -> None:
     assert "WARNING: this baseline uses a LEARNED mesh CA" in err.splitlines()[-1]  # ... and the summary says why
 
 
-def test_serve_says_at_start_up_that_the_mesh_ca_was_learned(baseline_dir: Path, monkeypatch: pytest.MonkeyPatch
-                                                           ) -> None:
-    """Issue 14 item 5: serve's start-up log names a learned mesh CA."""
-    pytest.importorskip("fastapi")
-    import tlsdetect.cli.serve as cli_serve
-
-    monkeypatch.setattr(cli_serve, "_run_worker", lambda config, app, sock: sock.close())
-    code, _, err = _run("serve", "--baseline", str(baseline_dir), "--port", "0")
-    assert code == 0, err
-    assert "tlsdetect serve: WARNING: this baseline uses a LEARNED mesh CA" in err
-
-
 def _mesh_ca_pem(tmp_path: Path, dn: str) -> Path:
     """A real CA certificate (cryptography), as a user's internal-ca.crt."""
     import datetime as dt

@@ -1,0 +1,38 @@
+"""``tlsdetect serve`` as a user starts it (the app itself is tested in test_api.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tlsdetect.cli import main
+
+from .conftest import CLEAN_PCAPS
+
+
+def _run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture(scope="module")
+def baseline_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("b") / "sample"
+    code, _, err = _run("baseline", "fit", *map(str, CLEAN_PCAPS), "-o", str(out), "--no-progress", "--mesh-ca",
+                        "learn")
+    assert code == 0, err
+    return out
+
+
+def test_serve_says_at_start_up_that_the_mesh_ca_was_learned(baseline_dir: Path, monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    """Issue 14 item 5: serve's start-up log names a learned mesh CA."""
+    pytest.importorskip("fastapi")
+    import tlsdetect.cli.serve as cli_serve
+
+    monkeypatch.setattr(cli_serve, "_run_worker", lambda config, app, sock: sock.close())
+    code, _, err = _run("serve", "--baseline", str(baseline_dir), "--port", "0")
+    assert code == 0, err
+    assert "tlsdetect serve: WARNING: this baseline uses a LEARNED mesh CA" in err
