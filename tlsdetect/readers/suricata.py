@@ -80,7 +80,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -276,21 +276,81 @@ def _read_one(path: Path, dead_letter: DeadLetter) -> tuple[pd.DataFrame, int]:
     return frame, mismatches
 
 
+def _u16_or_none(value: object) -> object:
+    """A 16-bit value as logged (``sh_cipher``); None for anything else."""
+    return value if _port(value) is not None else None
+
+
+#: How a logged value becomes a cell: (converter, dtype). ``None``: a string or nothing.
+_CONVERTERS: dict[str, tuple[Callable[[Any], Any] | None, str]] = {
+    "text": (None, "string"),
+    "any_text": (str, "string"),
+    "id": (_str_or_none, "string"),
+    "port": (_port, "Int32"),
+    "u16": (_u16_or_none, "Int32"),
+    "u16s": (_int_tuple, "object"),
+    "version": (_version_name, "string"),
+    "sha1": (_sha1, "string"),
+}
+
+#: EVE fields that are one column each: (path in the record, column, converter). The flow keys
+#: (``src_ip``, ...) were checked to be present; the order is the table's order of the extras.
+_FIELDS: tuple[tuple[tuple[str, ...], str, str], ...] = (
+    (("flow_id",), "conn_id", "id"),
+    (("src_ip",), "client_ip", "any_text"),
+    (("src_port",), "client_port", "port"),
+    (("dest_ip",), "server_ip", "any_text"),
+    (("dest_port",), "server_port", "port"),
+    (("tls", "sni"), "sni", "text"),
+    (("tls", "version"), "tls_version", "version"),
+    (("tls", "ja3", "hash"), "ja3", "text"),
+    (("tls", "ja3", "string"), "ja3_full", "text"),
+    (("tls", "ja3s", "hash"), "ja3s", "text"),
+    (("tls", "ja3s", "string"), "ja3s_full", "text"),
+    (("tls", "subject"), "server_subject", "text"),
+    (("tls", "issuerdn"), "server_issuer", "text"),
+    (("tls", "client", "subject"), "peer_subject", "text"),
+    (("tls", "client", "issuerdn"), "peer_issuer", "text"),
+    (("tls", "client_handshake", "ciphers"), "ch_ciphers", "u16s"),
+    (("tls", "client_handshake", "exts"), "ch_extensions", "u16s"),
+    (("tls", "client_handshake", "sig_algs"), "ch_sig_algs", "u16s"),
+    (("tls", "server_handshake", "cipher"), "sh_cipher", "u16"),
+    (("tls", "server_handshake", "exts"), "sh_extensions", "u16s"),
+    (("tls", "fingerprint"), "server_cert_sha1", "sha1"),
+    (("tls", "client", "fingerprint"), "peer_cert_sha1", "sha1"),
+    (("tls", "ja4"), "ja4", "text"),
+)
+
+
+class _Objects:
+    """The sub-objects of every record along a path (``("tls", "client")``), each found once."""
+
+    def __init__(self, records: list[dict[str, Any]]) -> None:
+        self._at: dict[tuple[str, ...], list[dict[str, Any]]] = {(): records}
+
+    def at(self, path: tuple[str, ...]) -> list[dict[str, Any]]:
+        if path not in self._at:
+            self._at[path] = [_sub(o, path[-1]) for o in self.at(path[:-1])]
+        return self._at[path]
+
+
+def _map_fields(objects: _Objects) -> dict[str, list[Any]]:
+    """Column -> cell values of the :data:`_FIELDS` table."""
+    out: dict[str, list[Any]] = {}
+    for path, column, kind in _FIELDS:
+        parents, key, convert = objects.at(path[:-1]), path[-1], _CONVERTERS[kind][0]
+        if convert is None:
+            out[column] = [v if isinstance(v := o.get(key), str) else None for o in parents]
+        else:
+            out[column] = [convert(o.get(key)) for o in parents]
+    return out
+
+
 def _to_frame(records: list[dict[str, Any]]) -> tuple[pd.DataFrame, int]:
     """Map EVE tls records (flow keys already checked) to connections-table columns."""
-    tls = [_sub(r, "tls") for r in records]
-    client = [_sub(t, "client") for t in tls]
-    ch = [_sub(t, "client_handshake") for t in tls]
-    ch_ciphers = [_int_tuple(c.get("ciphers")) for c in ch]
-    ch_exts = [_int_tuple(c.get("exts")) for c in ch]
-    ch_sigs = [_int_tuple(c.get("sig_algs")) for c in ch]
-    sh = [_sub(t, "server_handshake") for t in tls]
-    ja3 = [_sub(t, "ja3") for t in tls]
-    ja3s = [_sub(t, "ja3s") for t in tls]
-
-    def col(values: list[Any], dtype: str) -> pd.Series:
-        return pd.Series(values, dtype=dtype if dtype != "object" else object)
-
+    objects = _Objects(records)
+    tls = objects.at(("tls",))
+    fields = _map_fields(objects)
     proto = [str(r.get("proto", "")).upper() for r in records]
     app = [str(r.get("app_proto", "")).lower() for r in records]
     transport = [
@@ -309,60 +369,39 @@ def _to_frame(records: list[dict[str, Any]]) -> tuple[pd.DataFrame, int]:
     )
     # The table holds nanoseconds: a timestamp outside 1677..2262 is unreadable, not a crash.
     ts = ts.where((ts >= _TS_MIN) & (ts <= _TS_MAX)).astype("datetime64[ns, UTC]")
-    data: dict[str, pd.Series] = {
-        "ts": ts,
-        "source": col(["suricata"] * len(records), "string"),
-        "conn_id": col([_str_or_none(r.get("flow_id")) for r in records], "string"),
-        "client_ip": col([str(r["src_ip"]) for r in records], "string"),
-        "client_port": col([_port(r["src_port"]) for r in records], "Int32"),
-        "server_ip": col([str(r["dest_ip"]) for r in records], "string"),
-        "server_port": col([_port(r["dest_port"]) for r in records], "Int32"),
-        "transport": col(transport, "string"),
-        "sni": col([t.get("sni") if isinstance(t.get("sni"), str) else None for t in tls], "string"),
-        "tls_version": col([_version_name(t.get("version")) for t in tls], "string"),
-        "ja3": col([j.get("hash") if isinstance(j.get("hash"), str) else None for j in ja3], "string"),
-        "ja3_full": col([j.get("string") if isinstance(j.get("string"), str) else None for j in ja3], "string"),
-        "ja3s": col([j.get("hash") if isinstance(j.get("hash"), str) else None for j in ja3s], "string"),
-        "ja3s_full": col([j.get("string") if isinstance(j.get("string"), str) else None for j in ja3s], "string"),
-        "server_subject": col([t.get("subject") if isinstance(t.get("subject"), str) else None for t in tls],
-                              "string"),
-        "server_issuer": col([t.get("issuerdn") if isinstance(t.get("issuerdn"), str) else None for t in tls],
-                             "string"),
-        "peer_subject": col([c.get("subject") if isinstance(c.get("subject"), str) else None for c in client],
-                            "string"),
-        "peer_issuer": col([c.get("issuerdn") if isinstance(c.get("issuerdn"), str) else None for c in client],
-                           "string"),
-        "ch_ciphers": col(ch_ciphers, "object"),
-        "ch_extensions": col(ch_exts, "object"),
-        "ch_sig_algs": col(ch_sigs, "object"),
-        "ch_alpn": col(alpns, "object"),
-        "sh_cipher": col([s.get("cipher") if _port(s.get("cipher")) is not None else None for s in sh], "Int32"),
-        "sh_extensions": col([_int_tuple(s.get("exts")) for s in sh], "object"),
-        "server_cert_sha1": col([_sha1(t.get("fingerprint")) for t in tls], "string"),
-        "peer_cert_sha1": col([_sha1(c.get("fingerprint")) for c in client], "string"),
-    }
-    first_alpn = [a[0] if a else None for a in alpns]
-    data["alpn"] = col(
-        [bytes.fromhex(a).decode("utf-8", "backslashreplace") if a is not None else None for a in first_alpn],
-        "string",
+    data: dict[str, pd.Series] = {"ts": ts, "source": _series(["suricata"] * len(records), "string")}
+    for _, column, kind in _FIELDS:
+        if column not in _JA4_COLUMNS:
+            data[column] = _series(fields[column], _CONVERTERS[kind][1])
+        if column == "server_port":
+            data["transport"] = _series(transport, "string")
+        elif column == "ch_sig_algs":
+            data["ch_alpn"] = _series(alpns, "object")
+    data["alpn"] = _series(
+        [bytes.fromhex(a[0]).decode("utf-8", "backslashreplace") if a else None for a in alpns], "string"
     )
-    own_ja4 = [t.get("ja4") if isinstance(t.get("ja4"), str) else None for t in tls]
+    own_ja4 = fields["ja4"]
     origin: list[str | None] = [
-        "suricata" if isinstance(a.get("hash"), str) or isinstance(b.get("hash"), str) or c is not None else None
-        for a, b, c in zip(ja3, ja3s, own_ja4, strict=True)
+        "suricata" if a is not None or b is not None or c is not None else None
+        for a, b, c in zip(fields["ja3"], fields["ja3s"], own_ja4, strict=True)
     ]
+    versions = [c.get("version") for c in objects.at(("tls", "client_handshake"))]
     inputs = [
-        _ja4_inputs(c.get("version"), ci, ex, sg, a, tr)
-        for c, ci, ex, sg, a, tr in zip(ch, ch_ciphers, ch_exts, ch_sigs, alpns, transport, strict=True)
+        _ja4_inputs(*hello) for hello in zip(versions, fields["ch_ciphers"], fields["ch_extensions"],
+                                             fields["ch_sig_algs"], alpns, transport, strict=True)
     ]
     fps, origin, mismatches = _recompute_ja4(inputs, own_ja4, origin)
     for name, values in fps.items():
-        data[name] = col(values, "string")
-    data["fingerprint_origin"] = col(origin, "string")
+        data[name] = _series(values, "string")
+    data["fingerprint_origin"] = _series(origin, "string")
     df = pd.DataFrame(data)
     df["ja3n"] = pd.array([_ja3n(v) for v in df["ja3_full"].astype(object)], dtype="string")
     df = add_issuer_keys(df, order="x509")
     return schema.conform(df), mismatches
+
+
+def _series(values: list[Any], dtype: str) -> pd.Series:
+    return pd.Series(values, dtype=dtype if dtype != "object" else object)
 
 
 class _Ja4Inputs(NamedTuple):
