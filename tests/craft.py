@@ -294,7 +294,8 @@ def read_all(path: str | Path, **kw: object) -> ReadResult:
         ):
             recs.append(Rec(base + d, c, t, lt))
             payloads.append(batch.buf[d : d + c].tobytes())
-    return ReadResult(recs, payloads, list(reader.stats.warnings), reader.stats.skipped_blocks, reader.stats.packets)
+    return ReadResult(recs, payloads, list(reader.stats.warnings), reader.stats.counts["skipped_blocks"],
+                      reader.stats.counts["packets"])
 
 
 # -- building TCP conversations by hand ------------------------------------------------------------

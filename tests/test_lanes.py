@@ -37,9 +37,9 @@ def _canonical(df: pd.DataFrame) -> pd.DataFrame:
 def _assert_same(path: Path, **kwargs: object) -> int:
     fast, fast_stats = read_pcap(path, **kwargs)  # type: ignore[arg-type]
     slow, slow_stats = read_pcap(path, fast_lane=False, **kwargs)  # type: ignore[arg-type]
-    assert slow_stats.fast_lane_connections == 0
+    assert slow_stats.counts["fast_lane_connections"] == 0
     pd.testing.assert_frame_equal(_canonical(fast), _canonical(slow))
-    return fast_stats.fast_lane_connections
+    return fast_stats.counts["fast_lane_connections"]
 
 
 @pytest.mark.parametrize("path", CAPTURES, ids=lambda p: p.name)

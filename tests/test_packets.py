@@ -234,7 +234,7 @@ def test_ip_fragments_are_counted_and_skipped(tmp_path: Path) -> None:
     assert dec.fragments == len(v4) + len(v6)
     frame, stats = read_pcap(path)
     assert len(frame) == 0
-    assert stats.ip_fragments_skipped == len(v4) + len(v6)
+    assert stats.counts["ip_fragments_skipped"] == len(v4) + len(v6)
 
 
 @pytest.mark.parametrize("network", ["ipv4", "ipv6-ext"])

@@ -24,8 +24,9 @@ from hypothesis import strategies as st
 import tlsdetect.readers.pcap.tshark as engine
 from tlsdetect import schema
 from tlsdetect.fingerprint import client_fingerprints
+from tlsdetect.readers.base import ReadStats
 from tlsdetect.readers.pcap.engine import read_pcap
-from tlsdetect.readers.pcap.tshark import TsharkError, TsharkStats, read_pcap_tshark
+from tlsdetect.readers.pcap.tshark import TsharkError, read_pcap_tshark
 from tlsdetect.wire.tls import parse_client_hello
 
 from .conftest import REFERENCE, ja3_streams, ja4_streams, needs_reference, needs_tshark, reference_files
@@ -85,7 +86,7 @@ def _by_tuple(df: pd.DataFrame) -> dict[Tuple4, Row]:
 
 
 @cache
-def _corpus() -> tuple[pd.DataFrame, dict[str, dict[Tuple4, Row]], TsharkStats, float]:
+def _corpus() -> tuple[pd.DataFrame, dict[str, dict[Tuple4, Row]], ReadStats, float]:
     """One engine run over the whole corpus (tshark start-up dominates, so files run in parallel)."""
     start = time.perf_counter()
     df, stats = read_pcap_tshark([REFERENCE / name for name in reference_files()])
@@ -203,11 +204,11 @@ def test_corpus_stats_and_table_shape() -> None:
     with_hello = df[df["ch_version"].notna()]
     assert with_hello["ch_alpn"].map(lambda a: all(isinstance(x, str) and x == x.lower() for x in a)).all()
     assert stats.files == len(reference_files())
-    assert stats.parse_errors == 0
-    assert stats.skipped_messages == 0
+    assert stats.counts["parse_errors"] == 0
+    assert stats.counts["skipped_messages"] == 0
     assert stats.warnings == []
-    assert stats.connections == sum(len(rows) for rows in per_file.values())
-    print(f"tshark engine: {stats.files} files, {stats.connections} connections in {elapsed:.1f} s")
+    assert stats.counts["connections"] == sum(len(rows) for rows in per_file.values())
+    print(f"tshark engine: {stats.files} files, {stats.counts['connections']} connections in {elapsed:.1f} s")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -375,7 +376,7 @@ def test_tcp_hello_out_of_order_and_retransmitted(tmp_path: Path) -> None:
     native = read_pcap(path)[0].iloc[0]
     for field in ("ja3", "ja3s", "ja4", "ja4_ro", "sni"):
         assert row[field] == native[field], field
-    assert stats.handshake_messages == 2
+    assert stats.counts["handshake_messages"] == 2
 
 
 @needs_tshark
@@ -467,7 +468,7 @@ def test_no_files_is_an_empty_table() -> None:
     df, stats = read_pcap_tshark([])
     schema.validate(df)
     assert len(df) == 0
-    assert stats == TsharkStats()
+    assert stats == ReadStats()
 
 
 def test_stderr_chatter_is_not_the_message() -> None:
@@ -517,7 +518,7 @@ _frames = st.lists(
 def test_assembler_never_raises_on_arbitrary_messages(
     messages: list[tuple[str, bytes, bool, bool, bool]],
 ) -> None:
-    stats = TsharkStats()
+    stats = ReadStats()
     assembler = engine._Assembler("fuzz.pcap", stats)
     for i, (proto, raw, reply, udp, quic) in enumerate(messages):
         src, dst = ("10.0.0.2", "10.0.0.1") if reply else ("10.0.0.1", "10.0.0.2")

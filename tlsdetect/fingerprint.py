@@ -13,6 +13,9 @@ written spec where the tools deviate):
   both ASCII alphanumeric -> those two characters; otherwise the first and last character of
   the protocol's hex string (``0xBAAD`` -> ``bd``).
 * An empty cipher or extension list hashes to ``000000000000``; counts are capped at 99.
+
+:func:`enrich` is the one stage every chunk of the connections table passes after any reader
+(batch, stream and Spark alike): fingerprints, then canonical issuer keys.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from tlsdetect.detect.issuers import add_issuer_keys
+from tlsdetect.readers.base import DnOrder
 from tlsdetect.wire.tls import EXT_ALPN, EXT_SERVER_NAME, EXT_SUPPORTED_VERSIONS, ClientHello, ServerHello, is_grease
 
 __all__ = [
@@ -34,6 +39,7 @@ __all__ = [
     "ClientFingerprints",
     "add_fingerprints",
     "client_fingerprints",
+    "enrich",
     "ja3_string",
     "ja3s_string",
     "ja4",
@@ -358,3 +364,42 @@ def _keep_carried(df: pd.DataFrame, col: str, computed: pd.api.extensions.Extens
     carried = df[col].astype(object).to_numpy()
     merged = np.where(mask, np.asarray(computed, dtype=object), carried)
     return pd.array(merged, dtype="string")
+
+
+#: The columns :func:`add_fingerprints` writes.
+FP_COLUMNS = (*CLIENT_FP_COLUMNS, "ja3s", "ja3s_full", "fingerprint_origin")
+
+
+def enrich(df: pd.DataFrame, *, dn_order: DnOrder = "rfc2253") -> pd.DataFrame:
+    """The enrichment every chunk gets after reading: fingerprints, then issuer keys.
+
+    Fingerprints are computed (:func:`add_fingerprints`) for the rows that have hello lists
+    and do not already carry fingerprints computed from them: a row whose
+    ``fingerprint_origin`` is ``computed`` (the pcap fast lane fingerprints its rows once per
+    distinct hello, see :mod:`tlsdetect.readers.pcap.fastlane`) is kept as it is, and so is a
+    row without hello lists (a value a log reported). So enriching twice changes nothing.
+    ``dn_order`` is how the source prints DNs (Suricata: ``x509``).
+    """
+    if len(df) and "ch_version" in df.columns:
+        hellos = df["ch_version"].notna().to_numpy(dtype=bool)
+        if "sh_version" in df.columns:
+            hellos = hellos | df["sh_version"].notna().to_numpy(dtype=bool)
+        if "fingerprint_origin" in df.columns:
+            hellos &= (df["fingerprint_origin"] != "computed").fillna(True).to_numpy(dtype=bool)
+        if hellos.all():
+            df = add_fingerprints(df)
+        elif hellos.any():
+            df = _fingerprint_rows(df, hellos)
+    return add_issuer_keys(df, order=dn_order)
+
+
+def _fingerprint_rows(df: pd.DataFrame, rows: npt.NDArray[np.bool_]) -> pd.DataFrame:
+    """:func:`add_fingerprints` for the ``rows`` only; the other rows keep their values."""
+    done = add_fingerprints(df[rows])
+    out = df.copy(deep=False)
+    for col in FP_COLUMNS:
+        kept = df[col] if col in df.columns else pd.Series(None, index=df.index)
+        values = np.array(kept.astype(object), dtype=object)  # a copy: written below
+        values[rows] = done[col].astype(object).to_numpy()
+        out[col] = pd.array(values, dtype="string")
+    return out

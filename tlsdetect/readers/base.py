@@ -4,7 +4,8 @@ Why one shape: the CLI, the stream and Spark read a capture and a log the same w
 each reader counted into one summary, and never ask which reader it was (no ``getattr`` of a
 field one reader happens to have). Reader-specific counts (packets, frames, fast-lane
 connections) live in :attr:`ReadStats.counts` under their own names; every skip is named and
-counted in :attr:`ReadStats.skipped`, so nothing is lost silently.
+counted in :attr:`ReadStats.skipped`, so nothing is lost silently. A reader does not fingerprint:
+:func:`tlsdetect.fingerprint.enrich` is the one stage after any reader (the registry applies it).
 """
 
 from __future__ import annotations
@@ -13,14 +14,20 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import pandas as pd
 
-__all__ = ["Progress", "ReadStats", "Reader"]
+__all__ = ["DnOrder", "FileProgress", "Progress", "ReadStats", "Reader"]
 
 #: Called with the bytes of the current file read so far (drives a progress bar); may be None.
 Progress = Callable[[int], None]
+#: Walks the files of one read, yielding each with its :data:`Progress` callback (or None): the
+#: caller's bar opens before the first file and closes after the last.
+FileProgress = Callable[[list[Path]], Iterator[tuple[Path, Progress | None]]]
+#: How a source prints certificate DNs: most specific RDN first (``rfc2253``: OpenSSL, Zeek, Envoy,
+#: the wire readers) or certificate order (``x509``: Suricata). The issuer keys need to know.
+DnOrder = Literal["rfc2253", "x509"]
 
 
 @dataclass(slots=True)
@@ -33,7 +40,7 @@ class ReadStats:
     rows: int = 0
     #: reader-specific counters by name (``packets``, ``lines``, ``fast_lane_connections``, ...)
     counts: Counter[str] = field(default_factory=Counter)
-    #: named, counted skips: reason -> how many (bad lines by reason, IP fragments, ...)
+    #: named, counted skips: reason -> how many (dead-lettered lines by reason, ``not-tls`` events, ...)
     skipped: Counter[str] = field(default_factory=Counter)
     #: sentences for the user (damage with its byte offset, files of no known kind, ...)
     warnings: list[str] = field(default_factory=list)
@@ -60,12 +67,14 @@ class Reader(Protocol):
 
     ``read`` yields chunks of the connections table (``schema.py``) as it goes and counts into
     ``stats``; a line it cannot read goes to the dead letters held by the reader. It does not
-    fingerprint: that is the one stage after reading (``fingerprint.enrich``).
+    fingerprint: that is the one stage after reading (``fingerprint.enrich``), which keys issuers
+    in the reader's ``dn_order``.
     """
 
     kind: str
+    dn_order: DnOrder
 
     def read(self, paths: Sequence[Path], stats: ReadStats,
-             progress: Callable[[Path], Progress | None] | None = None) -> Iterator[pd.DataFrame]:
+             progress: FileProgress | None = None) -> Iterator[pd.DataFrame]:
         """Chunks of the connections table from ``paths``; counts go into ``stats``."""
         ...

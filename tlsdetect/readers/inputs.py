@@ -2,7 +2,10 @@
 
 ``fingerprint``, ``baseline fit`` and ``score`` all take captures and logs mixed, files or
 directories; this module is the one place that turns such a list into chunks of the connections
-table, collecting warnings (damaged captures, skipped files, dead letters) for the caller to show.
+table: each file's kind is sniffed, the registry's reader of that kind reads it, and every chunk
+passes the one enrichment stage (:func:`tlsdetect.fingerprint.enrich`). What the readers counted
+is merged into one :class:`~tlsdetect.readers.base.ReadStats` (:attr:`Inputs.stats`), warnings
+(damaged captures, skipped files, dead letters) included, for the caller to show.
 """
 
 from __future__ import annotations
@@ -10,11 +13,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import pandas as pd
 
+from tlsdetect.fingerprint import enrich
+from tlsdetect.readers.base import FileProgress, ReadStats
 from tlsdetect.readers.logs import DeadLetter, LogFormatError, detect_format, sniff
 from tlsdetect.readers.pcap.capture import CaptureError
+from tlsdetect.readers.pcap.tshark import TsharkError
+from tlsdetect.readers.registry import readers
 
 __all__ = ["InputError", "Inputs", "expand_paths"]
 
@@ -66,22 +74,35 @@ class Inputs:
     input_format: str | None = None
     dead_letter: DeadLetter = field(default_factory=lambda: DeadLetter(None))
     progress: ProgressFactory = _no_progress
-    warnings: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
+    #: what every reader read, merged (``warnings`` is its list)
+    stats: ReadStats = field(default_factory=ReadStats)
+
+    @property
+    def warnings(self) -> list[str]:
+        """Sentences for the user: skipped files, damaged captures, dead-letter summaries."""
+        return self.stats.warnings
 
     def chunks(self) -> Iterator[pd.DataFrame]:
-        """Yield chunks; warnings accumulate in :attr:`warnings` as reading goes."""
+        """Yield enriched chunks; :attr:`stats` and :attr:`warnings` grow as reading goes."""
         self.files, skipped = expand_paths(self.paths)
-        self.warnings += skipped
+        for w in skipped:
+            self.stats.warn(w)
         try:
             groups = detect_format(self.files, self.input_format)
         except LogFormatError as exc:
             raise InputError(str(exc)) from None
+        by_kind = readers(self.engine, self.dead_letter)
         for kind, group in groups.items():
-            if kind == "pcap":
-                yield from self._captures(group)
-            else:
-                yield from self._logs(kind, group)
+            reader = by_kind[kind]
+            part = ReadStats()
+            try:
+                for chunk in reader.read(group, part, cast(FileProgress, self.progress)):
+                    yield enrich(chunk, dn_order=reader.dn_order)
+            except (LogFormatError, CaptureError, TsharkError) as exc:
+                raise InputError(str(exc)) from None
+            finally:
+                self.stats.merge(part)
 
     def read_all(self) -> pd.DataFrame:
         """All chunks as one table (for commands that need the whole input at once)."""
@@ -89,42 +110,3 @@ class Inputs:
 
         parts = [c for c in self.chunks() if len(c)]
         return schema.concat(parts) if parts else schema.empty()
-
-    def _logs(self, kind: str, files: list[Path]) -> Iterator[pd.DataFrame]:
-        try:
-            if kind == "zeek":
-                from tlsdetect.readers.zeek import read_zeek
-
-                yield read_zeek(files, dead_letter=self.dead_letter)
-            elif kind == "suricata":
-                from tlsdetect.readers.suricata import read_suricata
-
-                yield read_suricata(files, dead_letter=self.dead_letter)
-            else:
-                from tlsdetect.readers.envoy import read_envoy
-
-                yield read_envoy(files, dead_letter=self.dead_letter)
-        except LogFormatError as exc:
-            raise InputError(str(exc)) from None
-        self.warnings += [w for w in self.dead_letter.stats.warnings if w not in self.warnings]
-
-    def _captures(self, files: list[Path]) -> Iterator[pd.DataFrame]:
-        try:
-            if self.engine == "tshark":
-                from tlsdetect.readers.pcap.tshark import TsharkError, read_pcap_tshark
-
-                try:
-                    df, tstats = read_pcap_tshark(files)
-                except TsharkError as exc:
-                    raise InputError(str(exc)) from None
-                self.warnings += list(getattr(tstats, "warnings", []))
-                yield df
-                return
-            from tlsdetect.readers.pcap.engine import PcapStats, iter_pcap
-
-            stats = PcapStats()
-            for f, callback in self.progress(files):
-                yield from iter_pcap(f, stats=stats, progress=callback)  # type: ignore[arg-type]
-            self.warnings += stats.warnings
-        except CaptureError as exc:
-            raise InputError(str(exc)) from None

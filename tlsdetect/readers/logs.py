@@ -11,9 +11,11 @@ import gzip
 import json
 import os
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
+
+from tlsdetect.readers.base import ReadStats
 
 __all__ = ["DeadLetter", "LogFormatError", "LogStats", "detect_format", "open_text", "sniff"]
 
@@ -26,13 +28,30 @@ class LogFormatError(ValueError):
 
 
 @dataclass(slots=True)
-class LogStats:
-    files: int = 0
-    lines: int = 0
-    rows: int = 0
-    bad_lines: int = 0
-    reasons: Counter[str] = field(default_factory=Counter)
-    warnings: list[str] = field(default_factory=list)
+class LogStats(ReadStats):
+    """A :class:`ReadStats` under the log readers' names: ``lines`` and ``bad_lines`` are
+    ``counts["lines"]`` and ``counts["bad_lines"]``, ``reasons`` is ``skipped`` (bad lines and
+    skipped records by reason). The names stay while the log readers count through them."""
+
+    @property
+    def lines(self) -> int:
+        return self.counts["lines"]
+
+    @lines.setter
+    def lines(self, value: int) -> None:
+        self.counts["lines"] = value
+
+    @property
+    def bad_lines(self) -> int:
+        return self.counts["bad_lines"]
+
+    @bad_lines.setter
+    def bad_lines(self, value: int) -> None:
+        self.counts["bad_lines"] = value
+
+    @property
+    def reasons(self) -> Counter[str]:
+        return self.skipped
 
     def summary(self) -> str:
         top = ", ".join(f"{reason} ({n})" for reason, n in self.reasons.most_common(3))
@@ -43,6 +62,7 @@ class DeadLetter:
     """Collects unreadable lines: a JSON line each with file, line number, reason and the line."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None, stats: LogStats | None = None) -> None:
+        #: what the log readers counted through this collector (swapped per read by the registry)
         self.stats = stats if stats is not None else LogStats()
         self._fh: IO[str] | None = open(path, "a", encoding="utf-8") if path is not None else None  # noqa: SIM115
 

@@ -5,16 +5,16 @@ The driver expands the PATHs and groups them by format exactly as the local CLI 
 list of *read tasks*, each its own Spark partition, read by the package's own readers inside
 ``mapInPandas``:
 
-* a capture (pcap/pcapng) is one task, read by :func:`tlsdetect.readers.pcap.engine.iter_pcap` in chunks,
+* a capture (pcap/pcapng) is one task, read by the native engine in chunks,
   so an executor holds one window of the file and one chunk of rows. Captures are not split: a
   TCP connection's packets span the file and pcapng blocks have no sync marker, so a byte range
   cannot be read on its own (the per-file task is the unit of parallelism; many files scale out);
 * a Zeek ssl log, a Suricata EVE file or an Envoy access log larger than ``split_bytes`` (and not
   gzip-compressed) is split into byte ranges aligned to whole lines, the Hadoop text-split rule:
   a range owns every line that *starts* inside it. A task writes its lines to a local temporary
-  file (a Zeek TSV range gets the file's ``#`` header lines first) and reads it with
-  :func:`~tlsdetect.readers.zeek.read_zeek`, :func:`~tlsdetect.readers.suricata.read_suricata` or
-  :func:`~tlsdetect.readers.envoy.read_envoy`: the very parse of the local path. Zeek x509 and
+  file (a Zeek TSV range gets the file's ``#`` header lines first) and reads it with the
+  registry's reader of its kind (:mod:`tlsdetect.readers.registry`): the very parse of the local
+  path, followed by the same enrichment stage (:func:`tlsdetect.fingerprint.enrich`). Zeek x509 and
   conn logs are given whole to every ssl task of the group (they are joined by certificate
   fingerprint and ``uid``; they are small next to ssl.log in practice).
 
@@ -184,46 +184,40 @@ def _zeek_header(path: Path) -> bytes:
     return b"".join(head)
 
 
-def _read_log(kind: str, files: list[Path]) -> pd.DataFrame:
-    if kind == "zeek":
-        from tlsdetect.readers.zeek import read_zeek
+def _read(kind: str, files: list[Path]) -> Iterator[pd.DataFrame]:
+    """The registry's reader of ``kind``, then the enrichment stage: the local CLI's path."""
+    from tlsdetect.fingerprint import enrich
+    from tlsdetect.readers.base import ReadStats
+    from tlsdetect.readers.registry import readers
 
-        return read_zeek(files)
-    if kind == "suricata":
-        from tlsdetect.readers.suricata import read_suricata
-
-        return read_suricata(files)
-    from tlsdetect.readers.envoy import read_envoy
-
-    return read_envoy(files)
+    reader = readers()[kind]
+    for chunk in reader.read(files, ReadStats()):
+        yield enrich(chunk, dn_order=reader.dn_order)
 
 
 def read_task(task: ReadTask) -> Iterator[pd.DataFrame]:
     """The connections of one task, as conformed chunks with ``_order`` set."""
-    base = task.order_base()
-    row = 0
-    path = Path(task.path)
-    if task.kind == "pcap":
-        from tlsdetect.readers.pcap.engine import iter_pcap
-
-        for chunk in iter_pcap(path):
-            if len(chunk):
-                yield chunk.assign(_order=range(base + row, base + row + len(chunk)))
-                row += len(chunk)
+    path, side = Path(task.path), [Path(s) for s in task.side]
+    if task.kind == "pcap" or task.end < 0:
+        yield from _numbered(task, _read(task.kind, [path, *side]))
         return
-    side = [Path(s) for s in task.side]
-    if task.end < 0:
-        df = _read_log(task.kind, [path, *side])
-    else:
-        with tempfile.TemporaryDirectory(prefix="tlsdetect-spark-") as tmp:
-            data = _range_bytes(path, task.start, task.end)
-            if task.kind == "zeek" and task.start > 0 and data.lstrip()[:1] != b"{":
-                data = _zeek_header(path) + data
-            part = Path(tmp) / path.name
-            part.write_bytes(data)
-            df = _read_log(task.kind, [part, *side]) if data.strip() else pd.DataFrame()
-    if len(df):
-        yield df.assign(_order=range(base, base + len(df)))
+    with tempfile.TemporaryDirectory(prefix="tlsdetect-spark-") as tmp:
+        data = _range_bytes(path, task.start, task.end)
+        if task.kind == "zeek" and task.start > 0 and data.lstrip()[:1] != b"{":
+            data = _zeek_header(path) + data
+        part = Path(tmp) / path.name
+        part.write_bytes(data)
+        chunks = list(_read(task.kind, [part, *side])) if data.strip() else []
+    yield from _numbered(task, iter(chunks))
+
+
+def _numbered(task: ReadTask, chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """The non-empty chunks with ``_order``: the task's base, then a row counter."""
+    row = task.order_base()
+    for chunk in chunks:
+        if len(chunk):
+            yield chunk.assign(_order=range(row, row + len(chunk)))
+            row += len(chunk)
 
 
 def _read_partitions(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:

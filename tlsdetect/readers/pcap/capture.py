@@ -23,19 +23,20 @@ import os
 import struct
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from io import BufferedReader
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
+from tlsdetect.readers.base import ReadStats
+
 __all__ = [
     "CaptureError",
     "CaptureFormat",
     "CaptureReader",
     "PacketBatch",
-    "ReadStats",
 ]
 
 U8 = npt.NDArray[np.uint8]
@@ -95,15 +96,6 @@ class PacketBatch:
 
     def __len__(self) -> int:
         return len(self.data)
-
-
-@dataclass(slots=True)
-class ReadStats:
-    packets: int = 0
-    bytes_read: int = 0
-    slow_path_records: int = 0
-    skipped_blocks: int = 0
-    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -189,6 +181,7 @@ class CaptureReader:
         self._pool: list[U8] = []
         self.window = window
         self.vectorised = vectorised
+        #: bytes_read (the position reached), counts: packets, slow_path_records, skipped_blocks
         self.stats = ReadStats()
         self.size = self.path.stat().st_size
         with self.path.open("rb") as fh:
@@ -380,7 +373,7 @@ class CaptureReader:
                     return np.asarray(out, dtype=np.int64), pos, "stop"
                 return np.asarray(out, dtype=np.int64), pos, "more"
             out.append(pos)
-            self.stats.slow_path_records += 1
+            self.stats.counts["slow_path_records"] += 1
             pos += 16 + incl
         return np.asarray(out, dtype=np.int64), pos, "ok"
 
@@ -390,7 +383,7 @@ class CaptureReader:
         sec = _u32(buf, starts, little)
         frac = _u32(buf, starts + 4, little)
         incl = _u32(buf, starts + 8, little)
-        self.stats.packets += len(starts)
+        self.stats.counts["packets"] += len(starts)
         return PacketBatch(
             buf=buf,
             data=starts + 16,
@@ -488,7 +481,7 @@ class CaptureReader:
                         f"{self.size - file_base - pos} present; read up to the damage"
                     )
                     return np.asarray(packets, dtype=np.int64), pos, "stop"
-                self.stats.skipped_blocks += 1
+                self.stats.counts["skipped_blocks"] += 1
                 return np.asarray(packets, dtype=np.int64), pos + blen, "more"
             if blen < max(12, MIN_PACKET_BLOCK.get(btype, 0), MIN_IDB if btype == BT_IDB else 0) or (
                 blen % 4 or blen > TAIL
@@ -519,12 +512,12 @@ class CaptureReader:
             elif btype in (BT_EPB, BT_SPB, BT_PB):
                 if not self._interfaces:
                     self._warn(f"packet block at byte {file_base + pos} before any interface; skipped")
-                    self.stats.skipped_blocks += 1
+                    self.stats.counts["skipped_blocks"] += 1
                 else:
                     packets.append(pos)
-                    self.stats.slow_path_records += 1
+                    self.stats.counts["slow_path_records"] += 1
             elif btype != PCAPNG_SHB:
-                self.stats.skipped_blocks += 1
+                self.stats.counts["skipped_blocks"] += 1
             pos += blen
         return np.asarray(packets, dtype=np.int64), pos, "ok"
 
@@ -582,5 +575,5 @@ class CaptureReader:
         ts_ns += offsets[iface_c] * NS
         ts_ns = np.where(is_spb, 0, ts_ns)
         linktype = np.where(known, links[iface_c], -1)
-        self.stats.packets += int(known.sum())
+        self.stats.counts["packets"] += int(known.sum())
         return PacketBatch(buf=buf, data=data[known], caplen=cap[known], ts_ns=ts_ns[known], linktype=linktype[known])

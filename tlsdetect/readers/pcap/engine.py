@@ -7,7 +7,7 @@ Per window of the file (see :mod:`.capture`) everything up to "which packets mat
    lowest-sequence such packet of a flow direction opens it, wherever it is in the stream
    (after an HTTP CONNECT, SOCKS or STARTTLS preamble) and on any port;
 3. hand complete, ordinary handshakes to the fast lane (:mod:`.fastlane`), which fingerprints
-   them without Python per connection;
+   them once per distinct hello, without Python per connection;
 4. for the rest, select the segments whose sequence range lies inside the bytes each open
    direction still needs.
 
@@ -16,6 +16,13 @@ order, retransmissions, overlaps) and :class:`.tls_stream.Connection` parses the
 says how many more bytes each side needs. Step 4 then repeats on the same window for the
 directions whose need grew (a HelloRetryRequest, a long certificate chain), so data packets
 past the handshake are never touched by Python.
+
+:func:`iter_connections` is the reader: its slow-lane rows carry hello lists but no fingerprints
+and no issuer keys, which :func:`tlsdetect.fingerprint.enrich` adds as the stage after reading
+(the registry applies it). :func:`iter_pcap` and :func:`read_pcap` are that reader plus the
+stage, for callers outside the registry. The one fingerprint computed here is of a
+HelloRetryRequest's first ClientHello (``ja3_retry``/``ja4_retry``): the table keeps no hello
+lists of it, so no later stage could.
 """
 
 from __future__ import annotations
@@ -36,8 +43,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tlsdetect import schema
-from tlsdetect.detect.issuers import add_issuer_keys
-from tlsdetect.fingerprint import add_fingerprints, client_fingerprints
+from tlsdetect.fingerprint import client_fingerprints, enrich
+from tlsdetect.readers.base import ReadStats
 from tlsdetect.readers.pcap.capture import WINDOW, CaptureReader, PacketBatch
 from tlsdetect.readers.pcap.fastlane import FastLane, Segments
 from tlsdetect.readers.pcap.packets import PROTO_TCP, Decoded, decode, flow_hash
@@ -45,7 +52,7 @@ from tlsdetect.readers.pcap.tls_stream import Connection, Endpoint, read_directi
 from tlsdetect.wire.gather import Gather
 from tlsdetect.wire.tls import ClientHello
 
-__all__ = ["PcapStats", "iter_pcap", "read_pcap"]
+__all__ = ["iter_connections", "iter_pcap", "read_pcap"]
 
 log = logging.getLogger(__name__)
 
@@ -61,22 +68,6 @@ SERVER_FIRST_FLIGHT = 16 * 1024
 CHUNK_ROWS = 10_000
 
 I64 = npt.NDArray[np.int64]
-
-
-@dataclass(slots=True)
-class PcapStats:
-    """What was read: counts for the summary line and the benchmarks, and damage warnings."""
-
-    files: int = 0
-    packets: int = 0
-    bytes_read: int = 0
-    tcp_payload_packets: int = 0
-    handshake_start_packets: int = 0
-    segments_parsed: int = 0
-    connections: int = 0
-    fast_lane_connections: int = 0
-    ip_fragments_skipped: int = 0
-    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -163,7 +154,9 @@ class _Engine:
         # table conversion and a merge, worth paying for a thousand rows, not for eight.
         self.slow_batch = slow_batch
         self.state = _State()
-        self.stats = PcapStats()
+        #: counts: tcp_payload_packets, handshake_start_packets, segments_parsed, connections,
+        #: fast_lane_connections, ip_fragments_skipped
+        self.stats = ReadStats()
         self.fast = FastLane(recent_windows=IDLE_WINDOWS)
         self.use_fast_lane = fast_lane
         self.emitted = 0
@@ -173,16 +166,17 @@ class _Engine:
     def window(self, w: _Window) -> None:
         st = self.state
         st.window += 1
-        self.stats.ip_fragments_skipped += w.fragments
+        counts = self.stats.counts
+        counts["ip_fragments_skipped"] += w.fragments
         seg, start = w.seg, w.start
-        self.stats.tcp_payload_packets += len(seg.keys)
+        counts["tcp_payload_packets"] += len(seg.keys)
         if len(seg.keys) == 0:
             self._expire()
             return
-        self.stats.handshake_start_packets += len(start)
+        counts["handshake_start_packets"] += len(start)
         if len(start) and self.use_fast_lane:
             busy = np.fromiter(st.flows.keys(), dtype=np.uint64, count=len(st.flows))
-            fast = self.fast.take(w.buf, seg, start, busy)
+            fast = self.fast.claim_handshakes(w.buf, seg, start, busy)
             start = start[~fast]
         if len(start):
             self._open_new(w.buf, seg, start)
@@ -258,7 +252,7 @@ class _Engine:
             if len(chosen) == 0:
                 return
             taken[chosen] = True
-            self.stats.segments_parsed += len(chosen)
+            self.stats.counts["segments_parsed"] += len(chosen)
             touched: dict[int, Connection] = {}
             for j in chosen.tolist():  # Python only for segments inside a handshake
                 d = st.flows[int(keys[j])]
@@ -319,8 +313,9 @@ class _Engine:
         rows: list[dict[str, object]] = []
         if final or len(self.state.rows) >= self.slow_batch:
             rows, self.state.rows = self.state.rows, []
-        self.stats.connections += len(rows) + len(self.fast)
-        self.stats.fast_lane_connections += len(self.fast)
+        self.stats.rows += len(rows) + len(self.fast)
+        self.stats.counts["connections"] += len(rows) + len(self.fast)
+        self.stats.counts["fast_lane_connections"] += len(self.fast)
         df = _to_frame(rows, self.fast.drain())
         numbers = pc.cast(pa.array(np.arange(self.emitted, self.emitted + len(df), dtype=np.int64)), pa.string())
         prefix = pa.scalar(f"{self.source}#", pa.string())
@@ -382,8 +377,8 @@ def _prefetch(reader: CaptureReader, depth: int = 2) -> Iterator[tuple[_Window, 
 
 
 def _to_frame(rows: list[dict[str, object]], fast: pd.DataFrame) -> pd.DataFrame:
-    """Slow-lane rows (fingerprinted here) and fast-lane rows (already fingerprinted) as one
-    table in time order.
+    """Slow-lane rows (hello lists, fingerprinted by the stage after reading) and fast-lane rows
+    (already fingerprinted) as one table in time order.
 
     The fast lane hands its rows over sorted by time, so a chunk is reordered only to merge in
     the few slow-lane rows (one take per column), never sorted column by column from scratch.
@@ -393,7 +388,7 @@ def _to_frame(rows: list[dict[str, object]], fast: pd.DataFrame) -> pd.DataFrame
     if rows:
         slow = pd.DataFrame.from_records(rows)
         slow["ts"] = pd.to_datetime(slow["ts"].astype("int64"), unit="ns", utc=True)
-        parts.append(add_fingerprints(schema.conform(slow)))
+        parts.append(schema.conform(slow))
     if len(fast):
         fast["ts"] = pd.to_datetime(fast["ts"], unit="ns", utc=True)
         parts.append(schema.conform(fast))
@@ -401,22 +396,21 @@ def _to_frame(rows: list[dict[str, object]], fast: pd.DataFrame) -> pd.DataFrame
         return schema.empty()
     df = parts[0] if len(parts) == 1 else schema.concat(parts)
     df["source"] = pd.Series("pcap", index=df.index, dtype="string")
-    df = add_issuer_keys(df)
     if not df["ts"].is_monotonic_increasing:
         df = df.sort_values("ts", kind="stable", ignore_index=True)
     return df
 
 
-def iter_pcap(
+def iter_connections(
     path: str | os.PathLike[str],
     *,
-    stats: PcapStats | None = None,
+    stats: ReadStats | None = None,
     progress: Callable[[int], None] | None = None,
     window: int | None = None,
     fast_lane: bool = True,
     chunk_rows: int = CHUNK_ROWS,
 ) -> Iterator[pd.DataFrame]:
-    """Yield the connections of one capture in chunks of about ``chunk_rows`` rows.
+    """Yield the connections of one capture in chunks of about ``chunk_rows`` rows (not enriched).
 
     Memory holds one window of the file and one chunk of rows, however large the capture.
     Rows are in time order within a chunk; a connection is emitted when its handshake is
@@ -424,10 +418,10 @@ def iter_pcap(
     reassembling path waits until ``chunk_rows // 8`` such connections have gathered (or the
     file ends): its chunk may come later than its neighbours' in time. Damage ends the file
     with a warning in ``stats.warnings`` (everything before it is kept). ``progress`` gets the
-    bytes consumed.
+    bytes consumed. ``stats.counts`` gains the capture reader's counts (``packets``, ...) and the engine's.
     ``fast_lane=False`` sends every handshake through the reassembling path (the tests compare).
     """
-    total = stats if stats is not None else PcapStats()
+    total = stats if stats is not None else ReadStats()
     reader = CaptureReader(path, window=window or WINDOW, reuse_buffer=False)
     engine = _Engine(Path(path).name, fast_lane=fast_lane, slow_batch=max(1, chunk_rows // 8))
     for prepared, position in _prefetch(reader):
@@ -437,21 +431,27 @@ def iter_pcap(
         if engine.pending_rows() >= chunk_rows:
             yield engine.drain()
     last = engine.drain(final=True)
-    s = engine.stats
-    total.files += 1
-    total.packets += reader.stats.packets
-    total.bytes_read += reader.stats.bytes_read
-    total.tcp_payload_packets += s.tcp_payload_packets
-    total.handshake_start_packets += s.handshake_start_packets
-    total.segments_parsed += s.segments_parsed
-    total.connections += s.connections
-    total.fast_lane_connections += s.fast_lane_connections
-    total.ip_fragments_skipped += s.ip_fragments_skipped
-    total.warnings.extend(reader.stats.warnings)
+    engine.stats.files += 1
+    total.merge(engine.stats).merge(reader.stats)  # the capture's: bytes_read, packets, warnings
     for w in reader.stats.warnings:
         log.warning(w)
     if len(last):
         yield last
+
+
+def iter_pcap(
+    path: str | os.PathLike[str],
+    *,
+    stats: ReadStats | None = None,
+    progress: Callable[[int], None] | None = None,
+    window: int | None = None,
+    fast_lane: bool = True,
+    chunk_rows: int = CHUNK_ROWS,
+) -> Iterator[pd.DataFrame]:
+    """:func:`iter_connections` with the enrichment stage applied to each chunk."""
+    for chunk in iter_connections(path, stats=stats, progress=progress, window=window, fast_lane=fast_lane,
+                                  chunk_rows=chunk_rows):
+        yield enrich(chunk)
 
 
 def read_pcap(
@@ -460,14 +460,14 @@ def read_pcap(
     progress: Callable[[int], None] | None = None,
     window: int | None = None,
     fast_lane: bool = True,
-) -> tuple[pd.DataFrame, PcapStats]:
+) -> tuple[pd.DataFrame, ReadStats]:
     """Every TLS handshake of one or more captures as one table, and what was read.
 
     Convenience over :func:`iter_pcap` for inputs whose table fits in memory.
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    total = PcapStats()
+    total = ReadStats()
     frames = [
         chunk
         for path in paths

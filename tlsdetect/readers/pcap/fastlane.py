@@ -9,8 +9,15 @@ HelloRetryRequest only when neither side visibly sends another hello. For those,
 :mod:`..hello_batch` groups the hellos by fingerprint input, one representative per group is
 parsed by :mod:`..tls`, and the rows are built column-wise. Everything else (partial overlaps,
 gaps, a hello whose partner is in another window, retransmitted hellos, a second ClientHello)
-is left to the reassembling slow lane in :mod:`.pcap`, which gives the same row for the same
+is left to the reassembling slow lane in :mod:`.engine`, which gives the same row for the same
 handshake — the tests compare the two lanes on the reference corpus and on crafted streams.
+
+Why this lane fingerprints its rows itself, although fingerprinting is the stage after reading
+(:func:`tlsdetect.fingerprint.enrich`): it already holds each distinct hello parsed once, so its
+fingerprints cost one computation per distinct hello, broadcast by Arrow ``take``. The stage
+would first have to find the distinct hellos again by hashing the hello-list columns of every
+row, which is most of a chunk's cost in bulk traffic (measured: see the issue 15 report). Its
+rows say ``fingerprint_origin`` = ``computed`` and the stage keeps them.
 """
 from __future__ import annotations
 
@@ -311,8 +318,8 @@ class FastLane:
     def _add(self, name: str, values: npt.NDArray[np.generic]) -> None:
         self.cols.setdefault(name, []).append(values)
 
-    def take(self, buf: U8, seg: Segments, start: I64, busy: U64) -> B:
-        """Consume the complete handshakes among the hello-start packets ``start`` of a window.
+    def claim_handshakes(self, buf: U8, seg: Segments, start: I64, busy: U64) -> B:
+        """Take over the complete, ordinary handshakes among the hello-start packets ``start`` of a window.
 
         ``seg`` holds every TCP payload packet of the window; ``busy`` the flow keys the slow
         lane already follows. A ClientHello may span its start segment and the next one in

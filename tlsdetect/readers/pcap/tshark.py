@@ -13,8 +13,9 @@ beside the pieces it was built from). DTLS fragments are joined here, by message
 Wireshark gives up on retransmitted fragments. Those bytes go
 through the same parsers (:mod:`tlsdetect.wire.tls`) and the same row rendering
 (:class:`.tls_stream.Connection`) as the native engine, so the two engines differ only in
-dissection, reassembly and decryption; fingerprints come from :func:`add_fingerprints`, never
-from tshark's own ``ja3`` fields (those are the oracle in the tests).
+dissection, reassembly and decryption; fingerprints come from the stage after reading
+(:func:`tlsdetect.fingerprint.enrich`), never from tshark's own ``ja3`` fields (those are the
+oracle in the tests). :func:`iter_tshark` is the reader; :func:`read_pcap_tshark` adds the stage.
 
 The output is read line by line while tshark runs, so memory holds one frame's JSON plus one
 small state per connection (about the size of its row), never the whole dissection.
@@ -44,8 +45,8 @@ from typing import IO, Any
 import pandas as pd
 
 from tlsdetect import schema
-from tlsdetect.detect.issuers import add_issuer_keys
-from tlsdetect.fingerprint import add_fingerprints, client_fingerprints
+from tlsdetect.fingerprint import client_fingerprints, enrich
+from tlsdetect.readers.base import ReadStats
 from tlsdetect.readers.pcap.tls_stream import VERSION_NAMES, Connection, DirectionView, Endpoint, reassemble
 from tlsdetect.wire.tls import (
     HANDSHAKE_CERTIFICATE,
@@ -59,7 +60,7 @@ from tlsdetect.wire.tls import (
     parse_server_hello,
 )
 
-__all__ = ["TsharkError", "TsharkStats", "read_pcap_tshark", "tshark_command"]
+__all__ = ["TsharkError", "iter_tshark", "read_pcap_tshark", "tshark_command"]
 
 log = logging.getLogger(__name__)
 
@@ -104,20 +105,6 @@ _TRANSPORT_LETTER = {"tcp": "t", "quic": "q", "dtls": "d"}
 
 class TsharkError(RuntimeError):
     """tshark is missing or could not read a file; the message is tshark's own, in one line."""
-
-
-@dataclass(slots=True)
-class TsharkStats:
-    """What the engine read, for the CLI and for tests to assert nothing was silently lost."""
-
-    files: int = 0
-    frames: int = 0
-    handshake_messages: int = 0
-    #: TLS carried over UDP but not in QUIC (EAP-TLS in RADIUS, ...): no transport letter fits.
-    skipped_messages: int = 0
-    connections: int = 0
-    parse_errors: int = 0
-    warnings: list[str] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -304,17 +291,19 @@ def _transport(proto: str, frame: Frame) -> str | None:
 class _Assembler:
     """Frames of one file -> connection states; :meth:`rows` renders them."""
 
-    def __init__(self, source: str, stats: TsharkStats) -> None:
+    def __init__(self, source: str, stats: ReadStats) -> None:
         self.source = source
         self.stats = stats
         self.conns: dict[tuple[str, int], _Conn] = {}
 
     def add(self, frame: Frame) -> None:
-        self.stats.frames += 1
+        counts = self.stats.counts
+        counts["frames"] += 1
         for proto, raw in frame.messages:
             transport = _transport(proto, frame)
             if transport is None:
-                self.stats.skipped_messages += 1
+                # TLS carried over UDP but not in QUIC (EAP-TLS in RADIUS, ...): no transport letter fits.
+                counts["skipped_messages"] += 1
                 continue
             conn = self._conn(frame, transport)
             forward = (frame.src, frame.sport) == conn.first_sender
@@ -359,7 +348,7 @@ class _Assembler:
         if digest in side.seen:
             return
         side.seen.add(digest)
-        self.stats.handshake_messages += 1
+        self.stats.counts["handshake_messages"] += 1
         view = side.view
         try:
             if msg_type == HANDSHAKE_CLIENT_HELLO:
@@ -371,7 +360,7 @@ class _Assembler:
             elif msg_type == HANDSHAKE_CERTIFICATE and not view.certificates and not conn.tls13():
                 view.certificates = parse_certificate(body)
         except TLSParseError as exc:
-            self.stats.parse_errors += 1
+            self.stats.counts["parse_errors"] += 1
             view.errors.append(f"frame {frame.number}: handshake type {msg_type}: {exc}")
 
     def rows(self) -> list[dict[str, object]]:
@@ -454,7 +443,7 @@ def _stderr_message(raw: bytes) -> str:
     return lines[-1] if lines else ""
 
 
-def _frames(stdout: IO[bytes], stats: TsharkStats, name: str) -> Iterator[Frame]:
+def _frames(stdout: IO[bytes], stats: ReadStats, name: str) -> Iterator[Frame]:
     """Parse ek lines as they arrive; the ``{"index": ...}`` lines between frames are skipped."""
     for line in stdout:
         if not line.startswith(b'{"timestamp"') and not line.startswith(b'{"layers"'):
@@ -470,10 +459,14 @@ def _frames(stdout: IO[bytes], stats: TsharkStats, name: str) -> Iterator[Frame]
             yield frame
 
 
-def _read_file(tshark: str, path: str | os.PathLike[str]) -> tuple[list[dict[str, object]], TsharkStats]:
-    """Run tshark over one file and turn its frames into rows, while it is still printing them."""
+def _read_file(tshark: str, path: str | os.PathLike[str]) -> tuple[list[dict[str, object]], ReadStats]:
+    """Run tshark over one file and turn its frames into rows, while it is still printing them.
+
+    Counts: ``frames``, ``handshake_messages``, ``skipped_messages``, ``parse_errors``,
+    ``connections``.
+    """
     name = Path(path).name
-    stats = TsharkStats(files=1)
+    stats = ReadStats(files=1)
     assembler = _Assembler(name, stats)
     with tempfile.TemporaryFile() as err:
         try:
@@ -501,18 +494,8 @@ def _read_file(tshark: str, path: str | os.PathLike[str]) -> tuple[list[dict[str
         stats.warnings.append(f"{name}: {message}; read up to the damage")
         log.warning("%s: %s", name, message)
     rows = assembler.rows()
-    stats.connections = len(rows)
+    stats.counts["connections"] = stats.rows = len(rows)
     return rows, stats
-
-
-def _merge(total: TsharkStats, part: TsharkStats) -> None:
-    total.files += part.files
-    total.frames += part.frames
-    total.handshake_messages += part.handshake_messages
-    total.skipped_messages += part.skipped_messages
-    total.connections += part.connections
-    total.parse_errors += part.parse_errors
-    total.warnings.extend(part.warnings)
 
 
 def _to_frame(rows: list[dict[str, object]]) -> pd.DataFrame:
@@ -522,12 +505,12 @@ def _to_frame(rows: list[dict[str, object]]) -> pd.DataFrame:
     df["ts"] = pd.to_datetime(df["ts"].astype("int64"), unit="ns", utc=True)
     df["source"] = "pcap"
     df = df.sort_values("ts", kind="stable").reset_index(drop=True)
-    return schema.conform(add_issuer_keys(add_fingerprints(schema.conform(df))))
+    return schema.conform(df)
 
 
 def _map_files(
     exe: str, files: list[str | os.PathLike[str]], workers: int
-) -> Iterator[tuple[list[dict[str, object]], TsharkStats]]:
+) -> Iterator[tuple[list[dict[str, object]], ReadStats]]:
     """Results in file order; with several workers, tshark processes overlap their start-up."""
     if workers == 1 or len(files) <= 1:
         for path in files:
@@ -540,18 +523,20 @@ def _map_files(
         pool.shutdown(wait=True, cancel_futures=True)  # a failed file stops the files not started
 
 
-def read_pcap_tshark(
+def iter_tshark(
     paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
     *,
+    stats: ReadStats | None = None,
     tshark: str = "tshark",
     jobs: int | None = None,
-) -> tuple[pd.DataFrame, TsharkStats]:
-    """Fingerprint every TLS, QUIC and DTLS handshake in capture files through tshark.
+) -> Iterator[pd.DataFrame]:
+    """The handshakes of each capture file through tshark, one table per file (not enriched).
 
     One row per tcp.stream / udp.stream with a Client- or ServerHello, in the connections-table
-    shape of :func:`tlsdetect.readers.pcap.engine.read_pcap`; rows keep the order of ``paths``, then
-    time. Raises :class:`TsharkError` when tshark is missing or cannot read a file; a file cut
-    short keeps what came before the damage, with a warning in ``stats.warnings``.
+    shape of :func:`tlsdetect.readers.pcap.engine.iter_connections`; tables in the order of
+    ``paths``, rows in time order. Raises :class:`TsharkError` when tshark is missing or cannot
+    read a file; a file cut short keeps what came before the damage, with a warning in
+    ``stats.warnings``.
 
     ``jobs`` tshark processes run at once (default: up to 4, one per CPU), because for small
     files tshark's ~0.3 s start-up, not the dissection, is most of the time.
@@ -561,12 +546,25 @@ def read_pcap_tshark(
     files = list(paths)
     exe = _resolve(tshark)
     workers = max(1, jobs if jobs is not None else min(4, os.cpu_count() or 1))
-    total = TsharkStats()
-    frames: list[pd.DataFrame] = []
-    for rows, stats in _map_files(exe, files, workers):
-        _merge(total, stats)
+    total = stats if stats is not None else ReadStats()
+    for rows, part in _map_files(exe, files, workers):
+        total.merge(part)
         if rows:
-            frames.append(_to_frame(rows))
+            yield _to_frame(rows)
+
+
+def read_pcap_tshark(
+    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    *,
+    tshark: str = "tshark",
+    jobs: int | None = None,
+) -> tuple[pd.DataFrame, ReadStats]:
+    """Fingerprint every TLS, QUIC and DTLS handshake in capture files through tshark.
+
+    :func:`iter_tshark` with the enrichment stage, as one table, and what was read.
+    """
+    total = ReadStats()
+    frames = [enrich(df) for df in iter_tshark(paths, stats=total, tshark=tshark, jobs=jobs)]
     if not frames:
         return schema.empty(), total
     return (frames[0] if len(frames) == 1 else schema.concat(frames)), total
