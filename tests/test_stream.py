@@ -253,7 +253,7 @@ def test_hec_refusal_goes_to_dead_letters_and_metrics(tmp_path: Path, baseline: 
     from tlsdetect.sinks.alerts.hec import HecSink
     from tlsdetect.sinks.alerts.open import open_sink
 
-    from .test_sinks_stream import PlainHec
+    from .test_hec import PlainHec
 
     log = tmp_path / "access.log"
     write(log, range(5))
@@ -301,7 +301,7 @@ def test_hec_refusal_goes_to_dead_letters_and_metrics(tmp_path: Path, baseline: 
 def test_cli_hec_token_from_env_and_refusal_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """issue 14 item 13: the token comes from TLSDETECT_HEC_TOKEN when the spec has none; a refusing HEC
     ends the run (not an endless retry) and the summary says where the alerts went."""
-    from .test_sinks_stream import PlainHec
+    from .test_hec import PlainHec
 
     log = tmp_path / "access.log"
     write(log, range(3))
@@ -318,29 +318,6 @@ def test_cli_hec_token_from_env_and_refusal_summary(tmp_path: Path, monkeypatch:
     dead = (tmp_path / "st" / "dead-letter.jsonl").read_text().splitlines()
     assert len(dead) == 3
     assert all("HTTP 403" in json.loads(d)["reason"] for d in dead)
-
-
-def test_spool_is_bounded(tmp_path: Path) -> None:
-    sink = ListSink(fail=lambda _: True)
-    sp = Spooled(sink, tmp_path / "spool", max_bytes=600, backoff_min=0.0, backoff_max=0.0)
-    sp.send([{"id": "a" * 32, "x": "y" * 100}])
-    for _ in range(2):
-        sp.send([{"id": "b" * 32, "x": "y" * 100}])
-    with pytest.raises(SpoolFullError):
-        sp.send([{"id": "c" * 32, "x": "y" * 100}])
-    assert sp.spooled_bytes <= 600
-    sink.fail = None
-    assert sp.drain(force=True)
-    assert [a["id"][0] for a in sink.got] == ["a", "b", "b"]
-
-
-def test_spool_survives_restart(tmp_path: Path) -> None:
-    down = ListSink(fail=lambda _: True)
-    Spooled(down, tmp_path / "spool").send([{"id": "1"}, {"id": "2"}])
-    up = ListSink()
-    sp = Spooled(up, tmp_path / "spool")
-    sp.send([{"id": "3"}])
-    assert [a["id"] for a in up.got] == ["1", "2", "3"]
 
 
 def test_full_spool_holds_the_checkpoint(tmp_path: Path, baseline: Baseline, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,52 @@
+"""``sinks/alerts/ecs.py``: alerts as ECS documents, and the JSON-lines sink that dedupes on restart."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.test_sinks_stream import ALERT
+from tlsdetect.sinks.alerts.ecs import JsonlSink, flatten, to_ecs
+
+
+def test_ecs_field_names() -> None:
+    flat = flatten(to_ecs(ALERT))
+    assert flat["tls.client.ja3"] == ALERT["ja3"]
+    assert flat["tls.server.x509.issuer.distinguished_name"] == ALERT["server_issuer"]
+    assert flat["tls.client.x509.issuer.distinguished_name"] == ALERT["peer_issuer"]
+    assert flat["tls.client.x509.subject.distinguished_name"] == ALERT["peer_subject"]
+    assert flat["tls.client.hash.sha256"] == ALERT["peer_cert_sha256"]
+    assert flat["tls.client.server_name"] == "api.example.test"
+    assert flat["tls.version"] == "1.3"
+    assert flat["tls.version_protocol"] == "tls"
+    assert flat["tlsdetect.ja4"] == ALERT["ja4"]  # the documented custom field
+    assert flat["source.ip"] == "10.1.2.3"
+    assert flat["source.port"] == 40000
+    assert flat["destination.port"] == 443
+    assert flat["event.id"] == ALERT["id"]
+    assert flat["event.kind"] == "alert"
+    assert flat["event.reason"] == "interception_ca"
+    assert flat["@timestamp"] == ALERT["ts"]
+    assert flat["user_agent.original"] == "curl/8.5.0"
+    assert flat["tlsdetect.reasons"][0]["code"] == "interception_ca"
+    assert "tls.client.ja4" not in flat
+
+
+def test_ecs_omits_missing() -> None:
+    flat = flatten(to_ecs({**ALERT, "ja3": None, "sni": "", "server_issuer": None}))
+    assert "tls.client.ja3" not in flat
+    assert "tls.client.server_name" not in flat
+    assert not any(k.startswith("tls.server.x509.issuer") for k in flat)
+
+
+def test_jsonl_sink_dedupes_on_restart(tmp_path: Path) -> None:
+    out = tmp_path / "alerts.jsonl"
+    sink = JsonlSink(str(out))
+    sink.send([ALERT, {**ALERT, "id": "b" * 32}])
+    sink.close()
+    again = JsonlSink(str(out))  # a replay after a crash
+    again.send([{**ALERT, "id": "b" * 32}, {**ALERT, "id": "c" * 32}])
+    again.close()
+    ids = [json.loads(line)["event"]["id"] for line in out.read_text().splitlines()]
+    assert ids == [ALERT["id"], "b" * 32, "c" * 32]
+
