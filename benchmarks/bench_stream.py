@@ -14,6 +14,12 @@ alerts). The baseline is learned from the sample itself (so the other 99% score 
     .venv/bin/python benchmarks/bench_stream.py [--lines 1000000] [--rates 200,2000] [--seconds 20] [--workers 1,2]
 
 Writes ``benchmarks/results/stream-<date>.md``.
+
+* A/B: ``--ab OLD_TREE`` (a checkout of another commit, e.g. ``git worktree add /tmp/old HEAD~3``) runs the
+  throughput of that tree (``PYTHONPATH=OLD_TREE``) and of this one alternately, ``--rounds`` times, and prints
+  each round's times, the load average and the ratio new/old (no latency runs, no results file):
+
+    .venv/bin/python benchmarks/bench_stream.py --ab /tmp/old --lines 100000 --workers 1,2 --rounds 3
 """
 
 from __future__ import annotations
@@ -80,7 +86,7 @@ def make_baseline(work: Path) -> Path:
     return out
 
 
-def throughput(work: Path, baseline: Path, n: int, workers: int) -> dict[str, Any]:
+def throughput(work: Path, baseline: Path, n: int, workers: int, env: dict[str, str] | None = None) -> dict[str, Any]:
     log = work / "big.log"
     if not log.exists():
         gen = Lines()
@@ -93,7 +99,7 @@ def throughput(work: Path, baseline: Path, n: int, workers: int) -> dict[str, An
     t = time.perf_counter()
     res = subprocess.run([*TLSDETECT, "stream", "--baseline", str(baseline), "--source", f"envoy:{log}", "--sink",
                           f"jsonl:{sink}", "--state", str(state), "--workers", str(workers), "--batch-lines", "20000"],
-                         capture_output=True, text=True, check=True)  # fmt: skip
+                         capture_output=True, text=True, check=True, env=env)  # fmt: skip
     wall = time.perf_counter() - t
     alerts = sum(1 for _ in sink.open())
     return {"workers": workers, "lines": n, "seconds": wall, "lines_per_s": n / wall, "alerts": alerts,
@@ -164,13 +170,46 @@ def latency(work: Path, baseline: Path, rate: float, seconds: float) -> dict[str
             "max_ms": 1000 * lat[-1], "mean_ms": 1000 * statistics.fmean(lat)}  # fmt: skip
 
 
+def tree_env(tree: Path | None) -> dict[str, str]:
+    """The environment that runs ``tree``'s code (None: this checkout's)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(tree or ROOT)
+    return env
+
+
+def ab(old: Path, n: int, workers: list[int], rounds: int) -> None:
+    """Old and new throughput alternately (the order swapped each round), with the load average."""
+    print(f"A/B: old {old} vs new {ROOT}, {n:,} lines, workers {workers}, {rounds} rounds; {os.cpu_count()} CPUs")
+    with tempfile.TemporaryDirectory(prefix="bench-stream-ab-") as tmp:
+        work = Path(tmp)
+        baseline = make_baseline(work)
+        times: dict[tuple[str, int], list[float]] = {}
+        for r in range(rounds):
+            order = [("old", old), ("new", None)] if r % 2 == 0 else [("new", None), ("old", old)]
+            for w in workers:
+                for label, tree in order:
+                    res = throughput(work, baseline, n, w, env=tree_env(tree))
+                    times.setdefault((label, w), []).append(res["seconds"])
+                    print(f"round {r + 1} workers {w} {label}: {res['seconds']:.2f} s "
+                          f"({res['lines_per_s']:,.0f} lines/s, {res['alerts']} alerts) "
+                          f"load {os.getloadavg()[0]:.2f}", flush=True)
+        for w in workers:
+            o, nw = statistics.median(times[("old", w)]), statistics.median(times[("new", w)])
+            print(f"workers {w}: median old {o:.2f} s, new {nw:.2f} s, new/old {nw / o:.3f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lines", type=int, default=1_000_000)
     ap.add_argument("--rates", default="200,2000", help="lines/s appended in the latency runs")
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--workers", default="1,2")
+    ap.add_argument("--ab", type=Path, metavar="OLD_TREE", help="A/B throughput against another checkout")
+    ap.add_argument("--rounds", type=int, default=3, help="A/B rounds")
     args = ap.parse_args()
+    if args.ab is not None:
+        ab(args.ab.resolve(), args.lines, [int(w) for w in args.workers.split(",")], args.rounds)
+        return
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-stream-") as tmp:
         work = Path(tmp)

@@ -1,1 +1,2 @@
-"""Streaming: follow a log, score each batch, deliver alerts exactly once."""
+"""Streaming: follow a log (``follow``), score micro-batches and deliver alerts (``loop``), commit where
+it stands (``checkpoint``) and count (``metrics``). The alert sinks live in :mod:`tlsdetect.sinks.alerts`."""
