@@ -86,7 +86,7 @@ def rsyslog(tmp_path: Path, mec: ModuleType) -> Iterator[tuple[int, Path]]:
     proc = subprocess.Popen([RSYSLOGD, "-n", "-f", str(conf), "-i", str(d / "rsyslogd.pid")],
                             stdout=subprocess.DEVNULL, stderr=(d / "stderr").open("wb"))  # fmt: skip
     try:
-        mec.mc.wait_for(lambda: proc.poll() is not None or mec.listening(port), "rsyslogd to listen", timeout=20)
+        mec.mc.wait_for(lambda: proc.poll() is not None or mec.mc.listening(port), "rsyslogd to listen", timeout=20)
         assert proc.poll() is None, (d / "stderr").read_text()
         yield port, out
     finally:
@@ -153,7 +153,7 @@ def test_stream_end_to_end(tmp_path: Path, mec: ModuleType, rsyslog: tuple[int, 
     stream_log = tmp_path / "stream.stderr"
     state, sink = tmp_path / "state", tmp_path / "alerts.jsonl"
     try:
-        mec.mc.wait_for(lambda: envoy.poll() is not None or mec.listening(port), "envoy to listen", timeout=30)
+        mec.mc.wait_for(lambda: envoy.poll() is not None or mec.mc.listening(port), "envoy to listen", timeout=30)
         assert envoy.poll() is None, (work / "envoy.stderr").read_text()
         # clean traffic -> the baseline
         for _ in range(3):
