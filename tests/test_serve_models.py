@@ -1,0 +1,44 @@
+"""The API's models (``tlsdetect.serve.models``): what they accept and what the OpenAPI document says of them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tlsdetect.serve.app import Settings, create_app
+
+from .serve_support import client, payload
+
+pytest_plugins = ["tests.serve_fixtures"]  # captures, rows, baseline_dir, own_baseline
+
+
+@pytest.mark.anyio
+async def test_score_reasons_are_text_in_the_response_and_its_model(baseline_dir: Path, rows: pd.DataFrame) -> None:
+    """issue 14 item 1: a reason's ``expected``/``observed`` are text or null (a count too), and the model says so."""
+    from pydantic import ValidationError
+
+    from tlsdetect.fingerprint import add_fingerprints
+    from tlsdetect.serve.models import Reason, ScoreResponse
+
+    weak = rows.iloc[[1]].copy()
+    weak["ch_ciphers"] = pd.Series([(5, *weak["ch_ciphers"].iloc[0])], index=weak.index, dtype=object)  # + RC4-SHA
+    weak = add_fingerprints(weak)
+    async with client(create_app(Settings(baseline_dir=baseline_dir))) as c:
+        r = await c.post("/v1/score", json=payload(pd.concat([rows, weak], ignore_index=True)))
+        spec = (await c.get("/openapi.json")).json()
+    assert r.status_code == 200, r.text
+    body = r.json()
+    ScoreResponse.model_validate(body)
+    reasons = [x for row in body["rows"] for x in row["reasons"]]
+    assert next(x for x in body["rows"][-1]["reasons"] if x["code"] == "weak_ciphers")["observed"] == "1"
+    for x in reasons:
+        assert all(x[f] is None or isinstance(x[f], str) for f in ("expected", "observed")), x
+    with pytest.raises(ValidationError, match="observed"):
+        Reason.model_validate({"code": "weak_ciphers", "detail": "d", "observed": 1})
+    props = spec["components"]["schemas"]["Reason"]["properties"]
+    for f in ("expected", "observed"):
+        assert {t.get("type") for t in props[f]["anyOf"]} == {"string", "null"}
+    assert props["code"]["type"] == props["detail"]["type"] == "string"
