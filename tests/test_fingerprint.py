@@ -10,8 +10,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tlsdetect import schema
-from tlsdetect.fingerprint import add_fingerprints, client_fingerprints, ja3_string, ja4, ja4_alpn_chars
+from tlsdetect.detect.issuers import add_issuer_keys
+from tlsdetect.fingerprint import (
+    FP_COLUMNS,
+    add_fingerprints,
+    client_fingerprints,
+    enrich,
+    ja3_string,
+    ja4,
+    ja4_alpn_chars,
+)
+from tlsdetect.readers.pcap.engine import iter_connections
 from tlsdetect.wire.tls import ClientHello
+
+from .conftest import PROJECT_PCAPS
 
 
 @pytest.mark.parametrize(
@@ -156,3 +168,28 @@ def test_parquet_chunks_with_more_certificates_than_the_first(tmp_path: object) 
     schema.validate(back)
     assert back["server_issuer"].astype("string").tolist() == [
         "CN=a", pd.NA, "CN=b", *(f"CN=issuer {i}" for i in range(300))]
+
+
+@pytest.mark.parametrize("fast_lane", [True, False])
+def test_enrich_is_fingerprints_then_issuer_keys_and_idempotent(fast_lane: bool) -> None:
+    """The stage after reading gives what add_fingerprints + add_issuer_keys give, once or twice."""
+    for path in sorted(PROJECT_PCAPS.glob("*.pcap*")):
+        for raw in iter_connections(path, fast_lane=fast_lane):
+            once = enrich(raw)
+            expected = add_issuer_keys(add_fingerprints(raw))
+            for col in (*FP_COLUMNS, "server_issuer_key", "peer_issuer_key"):
+                assert once[col].equals(expected[col]), (path.name, col)
+            assert enrich(once).equals(once)
+
+
+def test_enrich_fills_only_rows_without_computed_fingerprints() -> None:
+    """Rows the fast lane fingerprinted are kept; the others (here: blanked) are computed in place."""
+    raw = pd.concat(list(iter_connections(PROJECT_PCAPS / "tls13_stacks.pcapng")), ignore_index=True)
+    assert (raw["fingerprint_origin"] == "computed").all()
+    blank = raw.copy()
+    some = blank.index % 3 == 0
+    for col in FP_COLUMNS:
+        blank[col] = blank[col].mask(some)
+    out = enrich(blank)
+    for col in FP_COLUMNS:
+        assert out[col].equals(raw[col]), col

@@ -28,6 +28,8 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from tlsdetect.detect.issuers import add_issuer_keys
 from tlsdetect.readers.base import DnOrder
@@ -394,12 +396,17 @@ def enrich(df: pd.DataFrame, *, dn_order: DnOrder = "rfc2253") -> pd.DataFrame:
 
 
 def _fingerprint_rows(df: pd.DataFrame, rows: npt.NDArray[np.bool_]) -> pd.DataFrame:
-    """:func:`add_fingerprints` for the ``rows`` only; the other rows keep their values."""
+    """:func:`add_fingerprints` for the ``rows`` only; the other rows keep their values.
+
+    The computed values are put in place by Arrow (``replace_with_mask``), not through Python
+    objects: a pcap chunk is mostly fast-lane rows with a few slow-lane rows among them.
+    """
     done = add_fingerprints(df[rows])
     out = df.copy(deep=False)
+    mask = pa.array(rows)
     for col in FP_COLUMNS:
-        kept = df[col] if col in df.columns else pd.Series(None, index=df.index)
-        values = np.array(kept.astype(object), dtype=object)  # a copy: written below
-        values[rows] = done[col].astype(object).to_numpy()
-        out[col] = pd.array(values, dtype="string")
+        have = df[col] if col in df.columns else pd.Series(pd.NA, index=df.index, dtype="string")
+        kept = pa.array(have, type=pa.string(), from_pandas=True)
+        merged = pc.replace_with_mask(kept, mask, pa.array(done[col], type=pa.string(), from_pandas=True))
+        out[col] = pd.array(merged, dtype="string")
     return out
