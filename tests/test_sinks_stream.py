@@ -50,7 +50,8 @@ def test_write_alerts_renders_as_the_stream_sinks_do(tmp_path: Path) -> None:
     """issue 14 item 8: ``score -f ecs``/``-f cef`` write what ``stream --sink jsonl:``/``cef:`` write."""
     import io
 
-    from tlsdetect.sinks.files import ALERT_FORMATS, write_alerts
+    from tlsdetect.sinks.alerts.alerts import write_alerts
+    from tlsdetect.sinks.files import ALERT_FORMATS
 
     other = {**ALERT, "id": "f" * 32, "verdict": "suspicious", "score": 40.0}
     streamed = {}

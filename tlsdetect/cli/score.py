@@ -84,8 +84,7 @@ def score_cmd(paths: tuple[str, ...], baseline_dir: str, fmt: str, output: str |
 
 def _write_alerts(stack: contextlib.ExitStack, fmt: str, output: str | None, scored: pd.DataFrame) -> None:
     """The stream's alerts of the scored rows (not ``ok``), rendered by its own ECS/CEF functions."""
-    from tlsdetect.sinks.alerts.alerts import alerts_of
-    from tlsdetect.sinks.files import write_alerts
+    from tlsdetect.sinks.alerts.alerts import alerts_of, write_alerts
 
     try:
         fh = stack.enter_context(open(output, "w", encoding="utf-8", newline="")) if output else sys.stdout  # noqa: SIM115

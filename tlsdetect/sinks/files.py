@@ -10,12 +10,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import IO, Any
 
 import pandas as pd
 
-__all__ = ["ALERT_FORMATS", "FORMATS", "TABLE_COLUMNS", "Sink", "iso_utc", "to_records", "write", "write_alerts"]
+__all__ = ["ALERT_FORMATS", "FORMATS", "TABLE_COLUMNS", "Sink", "iso_utc", "to_records", "write"]
 
 FORMATS = ("table", "jsonl", "csv", "parquet")
 #: Formats of the stream's alerts (one record per connection whose verdict is not ``ok``), which
@@ -284,24 +284,3 @@ def write(
     sink = Sink(fmt, fh, path=path, columns=columns, width=width)
     sink.write(df)
     sink.close()
-
-
-def write_alerts(alerts: Sequence[Mapping[str, Any]], fmt: str, fh: IO[str]) -> None:
-    """Alerts (:func:`tlsdetect.stream.loop.alerts_of`) as the stream's sinks render them, one a line.
-
-    ``fmt`` is ``ecs`` or ``cef``.
-
-    The same rendering functions as ``stream --sink jsonl:``/``cef:``, so a batch run loads into the
-    index the stream feeds, with the same ``event.id``/``externalId`` for the same connection.
-    """
-    if fmt == "ecs":
-        from tlsdetect.sinks.alerts.ecs import write_jsonl
-
-        write_jsonl(alerts, fh)
-    elif fmt == "cef":
-        from tlsdetect.sinks.alerts.cef import write_cef
-
-        write_cef(alerts, fh)
-    else:
-        raise ValueError(f"unknown alert format {fmt!r}; choose one of {', '.join(ALERT_FORMATS)}")
-    fh.flush()

@@ -1,6 +1,6 @@
 """Alerts: the flagged rows of a scored table as plain, JSON-ready dicts, each with a stable id.
 
-The stream's sinks and ``score -f ecs|cef`` (:func:`tlsdetect.sinks.files.write_alerts`) render these.
+The stream's sinks and ``score -f ecs|cef`` (:func:`write_alerts`) render these.
 
 Alert ids
 ---------
@@ -14,14 +14,15 @@ structured data, ``externalId`` in CEF).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import IO, Any
 
 import pandas as pd
 
+from tlsdetect.sinks import files
 from tlsdetect.sinks.files import _plain
 
-__all__ = ["ALERT_FIELDS", "ID_FIELDS", "alert_id", "alerts_of"]
+__all__ = ["ALERT_FIELDS", "ID_FIELDS", "alert_id", "alerts_of", "write_alerts"]
 
 #: What the alert id hashes: the connection, never where it was read from.
 ID_FIELDS = ("ts", "client_ip", "client_port", "server_ip", "server_port", "conn_id", "ja4", "ja3",
@@ -57,3 +58,24 @@ def alerts_of(scored: pd.DataFrame, file: str | None = None) -> list[dict[str, A
             rec["file"] = file
         out.append(rec)
     return out
+
+
+def write_alerts(alerts: Sequence[Mapping[str, Any]], fmt: str, fh: IO[str]) -> None:
+    """Alerts (:func:`alerts_of`) as the stream's sinks render them, one a line.
+
+    ``fmt`` is ``ecs`` or ``cef``.
+
+    The same rendering functions as ``stream --sink jsonl:``/``cef:``, so a batch run loads into the
+    index the stream feeds, with the same ``event.id``/``externalId`` for the same connection.
+    """
+    if fmt == "ecs":
+        from tlsdetect.sinks.alerts.ecs import write_jsonl
+
+        write_jsonl(alerts, fh)
+    elif fmt == "cef":
+        from tlsdetect.sinks.alerts.cef import write_cef
+
+        write_cef(alerts, fh)
+    else:
+        raise ValueError(f"unknown alert format {fmt!r}; choose one of {', '.join(files.ALERT_FORMATS)}")
+    fh.flush()
