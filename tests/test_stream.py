@@ -524,3 +524,23 @@ def test_cli_source_errors_list_the_forms(tmp_path: Path) -> None:
             "log file"
         ]
         assert "Traceback" not in res.output
+
+
+def test_cli_metrics_port_in_use_is_one_line(tmp_path: Path) -> None:
+    """A --metrics-port another process holds is a one-line error naming the port, not a traceback."""
+    import socket
+
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    log = tmp_path / "access.log"
+    log.write_text("")
+    try:
+        args = ["stream", "--source", f"envoy:{log}", "--sink", f"jsonl:{tmp_path / 'a.jsonl'}",
+                "--state", str(tmp_path / "s"), "--metrics-port", str(port)]
+        res = CliRunner().invoke(main, args)
+    finally:
+        holder.close()
+    assert res.exit_code == 1
+    assert res.output.strip().splitlines() == [f"Error: --metrics-port {port} on 127.0.0.1: Address already in use"]

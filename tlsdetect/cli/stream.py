@@ -87,7 +87,7 @@ def stream(
     from tlsdetect.sinks.alerts.open import open_sink
     from tlsdetect.stream.checkpoint import CheckpointStore, check_state_dir
     from tlsdetect.stream.loop import Processor, StreamConfig, Streamer
-    from tlsdetect.stream.metrics import Metrics, serve_metrics
+    from tlsdetect.stream.metrics import Metrics, MetricsUnavailableError, serve_metrics
 
     path = source_path(source)
     if path is None:
@@ -114,7 +114,13 @@ def stream(
     processor = Processor(baseline, _mapping(mapping_pairs), text_format)
     config = StreamConfig(follow=follow, batch_lines=batch_lines, batch_ms=batch_ms, workers=workers)
     metrics = Metrics()
-    server = serve_metrics(metrics, metrics_port, metrics_host) if metrics_port else None
+    try:
+        server = serve_metrics(metrics, metrics_port, metrics_host) if metrics_port else None
+    except (MetricsUnavailableError, OSError) as exc:
+        for sink in sinks:
+            sink.close()
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise click.ClickException(f"--metrics-port {metrics_port} on {metrics_host}: {why}") from None
     if stdin:
         click.echo(STDIN_NOTE, err=True)
     src: BinaryIO | Path = sys.stdin.buffer if stdin else Path(path)
