@@ -1,4 +1,4 @@
-"""``tlsdetect serve`` as a user starts it (the app itself is tested in test_api.py)."""
+"""``tlsdetect serve`` as a user starts it (the app itself is tested in the test_serve_*.py files)."""
 
 from __future__ import annotations
 
