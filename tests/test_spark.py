@@ -241,27 +241,6 @@ def test_packed_lists_round_trip_through_the_jvm(spark: Any) -> None:
     pd.testing.assert_series_equal(back["sni"], df["sni"])
 
 
-def test_split_size_follows_sparks_rule() -> None:
-    from tlsdetect.spark.read import DEFAULT_SPLIT_BYTES, OPEN_COST_BYTES, split_size
-
-    mb = 1024 * 1024
-    assert split_size(172 * mb, 2) == 86 * mb  # two cores, two even tasks (not 128 + 44 MB)
-    assert split_size(10_000 * mb, 2) == DEFAULT_SPLIT_BYTES  # never above the cap
-    assert split_size(mb, 8) == OPEN_COST_BYTES  # never below Spark's open cost
-    assert split_size(10 * mb, 2, split_bytes=2048) == 2048  # an explicit small split wins
-
-
-def test_split_ranges_cover_every_line_once(tmp_path: Path) -> None:
-    from tlsdetect.spark.read import _range_bytes
-
-    data = b"".join(f"line {i} {'x' * (i % 13)}\n".encode() for i in range(500))
-    f = tmp_path / "log"
-    f.write_bytes(data)
-    for size in (1, 7, 64, 1000, len(data)):
-        got = b"".join(_range_bytes(f, s, min(s + size, len(data))) for s in range(0, len(data), size))
-        assert got == data
-
-
 @pytest.mark.slow
 @needs_samples
 def test_spark_score_new_fingerprints_equal_local(spark: Any, tmp_path: Path) -> None:

@@ -14,6 +14,9 @@ If the chain ever stops short of the window end (an odd file whose headers the f
 expect, a new pcapng section, damage) the window is finished by :class:`_SlowWalker`, an exact
 sequential reader that also produces the precise error message for damaged files. Both paths
 yield the same :class:`PacketBatch` and are checked against each other in the tests.
+
+Size: one module because the vectorised index and the exact walker must read the same formats
+byte for byte (pcap, pcapng, their link types and timestamp units); split, the two drift apart.
 """
 
 from __future__ import annotations

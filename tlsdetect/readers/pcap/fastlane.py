@@ -18,6 +18,9 @@ fingerprints cost one computation per distinct hello, broadcast by Arrow ``take`
 would first have to find the distinct hellos again by hashing the hello-list columns of every
 row, which is most of a chunk's cost in bulk traffic (measured: see the issue 15 report). Its
 rows say ``fingerprint_origin`` = ``computed`` and the stage keeps them.
+
+Size: one module because every check here decides, on the same window arrays, which handshakes
+the lane may take; the row rendering after it is short and shares its group tables.
 """
 from __future__ import annotations
 

@@ -23,6 +23,9 @@ small state per connection (about the size of its row), never the whole dissecti
 Known, deliberate differences from the native engine: ``ts`` is the time of the frame in which
 the ClientHello was complete (the native engine takes the first segment of the first record), and
 for DTLS a second ClientHello (the answer to a HelloVerifyRequest) is not a HelloRetryRequest.
+
+Size: one module for one engine: the ek frame parser, the per-connection assembler and the
+process handling only serve each other.
 """
 
 from __future__ import annotations

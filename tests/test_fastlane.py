@@ -17,7 +17,7 @@ from tlsdetect.readers.pcap.engine import iter_pcap, read_pcap
 
 from .conftest import INTERCEPTION, PROJECT_PCAPS, REFERENCE, ROOT, needs_reference
 from .craft import tcp_conversation
-from .test_reassembly import follow, needs_tshark
+from .test_tls_stream import follow, needs_tshark
 
 CAPTURES = sorted(
     [
