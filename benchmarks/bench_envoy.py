@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
+from tlsdetect.fingerprint import enrich
 from tlsdetect.readers.envoy import read_envoy
 from tlsdetect.readers.logs import DeadLetter
 
@@ -132,8 +133,8 @@ def main() -> None:
     print(f"generated {args.lines:,} lines, {size / 1e6:.0f} MB in {t_gen:.1f} s: {path}")
 
     dead = DeadLetter()
-    t_env, df = timed(lambda: read_envoy([path], dead_letter=dead))
-    t_col, dfc = timed(lambda: read_envoy([path], collapse=True))
+    t_env, df = timed(lambda: enrich(read_envoy([path], dead_letter=dead)))
+    t_col, dfc = timed(lambda: enrich(read_envoy([path], collapse=True)))
     t_pd, raw = timed(lambda: pd.read_json(path, lines=True))
     assert len(df) == args.lines == len(raw), (len(df), len(raw))
     assert dead.stats.bad_lines == 0

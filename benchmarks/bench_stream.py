@@ -79,10 +79,11 @@ class Lines:
 
 def make_baseline(work: Path) -> Path:
     from tlsdetect.detect.baseline import Baseline
+    from tlsdetect.fingerprint import enrich
     from tlsdetect.readers.envoy import read_envoy
 
     out = work / "baseline"
-    Baseline().fit(read_envoy([SAMPLE])).save(out)
+    Baseline().fit(enrich(read_envoy([SAMPLE]))).save(out)
     return out
 
 

@@ -9,7 +9,8 @@ calls), times in one run, best of ``--repeat`` (the readers take turns, so a cha
 load hits all of them alike; wall and process CPU seconds, the 1-minute load average and every
 round are shown):
 
-* ``read_zeek([ssl, x509])`` -- the full connections table, certificate join included;
+* ``enrich(read_zeek([ssl, x509]))`` -- the full connections table, certificate join and issuer keys
+  included (the reader, then the enrichment stage every reader's output passes);
 * ``pandas.read_csv(ssl, sep="\\t", comment="#", header=None)`` -- the plainest pandas read, no join;
 * zat's ``LogToDataFrame`` recipe, re-done here from the log's own header: ``pandas.read_csv`` with
   the field names, Zeek types as pandas dtypes (ports ``UInt16``, counts ``UInt64``, times ``float``,
@@ -44,6 +45,7 @@ import pyarrow.csv as pacsv
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tlsdetect.fingerprint import enrich  # noqa: E402
 from tlsdetect.readers.zeek import read_zeek  # noqa: E402
 
 SSL_FIELDS = ["ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "version", "cipher", "curve",
@@ -180,7 +182,7 @@ def main() -> None:
         n_header = 8
 
         def run_ours() -> int:
-            df = read_zeek([ssl, x509])
+            df = enrich(read_zeek([ssl, x509]))
             assert df["server_issuer"].notna().all(), "certificate join failed"
             return len(df)
 
@@ -204,7 +206,7 @@ def main() -> None:
             return int(t.num_rows)
 
         ssl.read_bytes()  # warm the page cache
-        held_mb, spelled_mb = joined_megabytes(read_zeek([ssl, x509]))  # also a warm-up: imports, first calls
+        held_mb, spelled_mb = joined_megabytes(enrich(read_zeek([ssl, x509])))  # also a warm-up: imports, first calls
         names = ["tlsdetect `read_zeek` (ssl + x509 join, full schema)",
                  '`pandas.read_csv(sep="\\t", comment="#", header=None)` (ssl only)',
                  "`pyarrow.csv.read_csv` (ssl only)",

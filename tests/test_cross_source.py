@@ -30,6 +30,7 @@ import pytest
 
 from tests.conftest import load_envoy_script
 from tlsdetect.detect.issuers import dn_key
+from tlsdetect.fingerprint import enrich
 from tlsdetect.readers.envoy import read_envoy
 from tlsdetect.readers.pcap.engine import read_pcap
 from tlsdetect.schema import validate
@@ -55,7 +56,7 @@ def test_pcap_and_envoy_agree(tmp_path: Path) -> None:
     pcap = tmp_path / script.PCAP_NAME
     assert pcap.is_file()
 
-    envoy = read_envoy([log], collapse=True)
+    envoy = enrich(read_envoy([log], collapse=True))
     validate(envoy)
     wire, stats = read_pcap(pcap)
     validate(wire)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -12,7 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import SHARED, load_envoy_script, needs_shared
-from tlsdetect.readers.envoy import compile_text_format, default_mapping, read_envoy
+from tlsdetect.fingerprint import enrich
+from tlsdetect.readers.envoy import compile_text_format, default_mapping
+from tlsdetect.readers.envoy import read_envoy as _read_envoy
 from tlsdetect.readers.logs import DeadLetter, LogFormatError
 from tlsdetect.schema import validate
 
@@ -20,6 +23,11 @@ SAMPLE = SHARED / "samples" / "envoy" / "envoy_access.sample.jsonl"
 needs_sample = needs_shared("samples/envoy/envoy_access.sample.jsonl")
 
 ISSUER = "CN=Example Corp Internal Root CA,OU=Corporate Security,O=Example Corp,C=US"
+
+
+def read_envoy(paths: Any, **kwargs: Any) -> pd.DataFrame:
+    """The reader, then the enrichment stage after it, as the registry runs them."""
+    return enrich(_read_envoy(paths, **kwargs))
 
 
 def write(tmp_path: Path, lines: list[str], name: str = "access.log") -> Path:

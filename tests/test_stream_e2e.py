@@ -113,6 +113,7 @@ def _syslog_ids(path: Path) -> list[str]:
 
 def test_stream_end_to_end(tmp_path: Path, mec: ModuleType, rsyslog: tuple[int, Path]) -> None:
     from tlsdetect.detect.baseline import Baseline
+    from tlsdetect.fingerprint import enrich
     from tlsdetect.readers.envoy import read_envoy
 
     syslog_port, syslog_file = rsyslog
@@ -160,7 +161,8 @@ def test_stream_end_to_end(tmp_path: Path, mec: ModuleType, rsyslog: tuple[int, 
             for st in mec.ENVOY_STACKS:
                 client(st, "mesh-internal")
         mec.mc.wait_for(lambda: lines() >= n, "envoy to log the baseline traffic", timeout=20)
-        Baseline(mesh_ca="learn").fit(read_envoy([log])).save(tmp_path / "baseline")  # its mesh CA: learned here
+        # its mesh CA: learned here
+        Baseline(mesh_ca="learn").fit(enrich(read_envoy([log]))).save(tmp_path / "baseline")
         args = ["stream", "--baseline", str(tmp_path / "baseline"), "--source", f"envoy:{log}", "--follow",
                 "--sink", f"jsonl:{sink}", "--sink", f"syslog+tcp://127.0.0.1:{syslog_port}", "--state", str(state),
                 "--batch-lines", "3"]  # fmt: skip

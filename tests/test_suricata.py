@@ -20,9 +20,15 @@ from hypothesis import strategies as st
 
 from tlsdetect import schema
 from tlsdetect.detect.issuers import dn_key
-from tlsdetect.fingerprint import add_fingerprints, ja4, md5_hex
+from tlsdetect.fingerprint import add_fingerprints, enrich, ja4, md5_hex
 from tlsdetect.readers.logs import DeadLetter, LogFormatError, LogStats
-from tlsdetect.readers.suricata import read_suricata
+from tlsdetect.readers.suricata import read_suricata as _read_suricata
+
+
+def read_suricata(paths: Any, **kwargs: Any) -> pd.DataFrame:
+    """The reader, then the enrichment stage after it, as the registry runs them."""
+    return enrich(_read_suricata(paths, **kwargs), dn_order="x509")
+
 
 # A Chrome-like hello (GREASE shown, as a build that keeps it would log it).
 CIPHERS = [0x0A0A, 4865, 4866, 4867, 49195, 49199]

@@ -7,6 +7,7 @@ import gzip
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -14,8 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tlsdetect import schema
+from tlsdetect.fingerprint import enrich
 from tlsdetect.readers.logs import DeadLetter, LogFormatError
-from tlsdetect.readers.zeek import read_zeek
+from tlsdetect.readers.zeek import read_zeek as _read_zeek
 
 from .conftest import SHARED, needs_shared
 
@@ -27,6 +29,11 @@ needs_samples = needs_shared("samples/zeek/zeek_basic_ssl.log")
 FOXIO_JA4 = "q13d0310h3_55b375c5d22e_cd85d2d88918"
 GSTATIC_FP = "a580247a25324adf4add5af648de4ac5798030dfd622f26a5f2280d7528ae244"
 RDS_LEAF_FP = "297800fb2627e156b3b70cb2dd41c568a8e43e6a689c84d222441f18f608c1a2"
+
+
+def read_zeek(paths: Any, **kwargs: Any) -> pd.DataFrame:
+    """The reader, then the enrichment stage after it, as the registry runs them."""
+    return enrich(_read_zeek(paths, **kwargs))
 RDS_CA_FP = "c0ff201aeea68f5eac779595305fa277eb06e98c78b83507e0ae945f7678094a"
 RDS_ISSUER = "CN=Amazon RDS us-east-1 2019 CA,OU=Amazon RDS,O=Amazon Web Services\\, Inc.,L=Seattle,ST=Washington,C=US"
 

@@ -28,8 +28,8 @@ EVE                                       connections table
 ``tls.sni``                               ``sni``
 ``tls.version`` (``"TLS 1.2"``, ...)      ``tls_version`` (``TLSv1.2``, ...)
 ``tls.subject``/``tls.issuerdn``          ``server_subject``/``server_issuer`` as printed
-                                          (certificate order); ``server_issuer_key`` via
-                                          ``add_issuer_keys(order="x509")``
+                                          (certificate order; the enrichment stage keys
+                                          them with ``dn_order="x509"``)
 ``tls.fingerprint`` (SHA-1 ``aa:bb:..``)  extra column ``server_cert_sha1`` (lowercase
                                           hex, colons removed); never ``*_sha256``
 ``tls.client.{subject,issuerdn,           ``peer_subject``/``peer_issuer``/
@@ -89,7 +89,6 @@ import numpy as np
 import pandas as pd
 
 from tlsdetect import schema
-from tlsdetect.detect.issuers import add_issuer_keys
 from tlsdetect.fingerprint import ja4 as ja4_fingerprint
 from tlsdetect.readers.logs import DeadLetter, LogFormatError, LogStats, open_text, valid_utf8
 
@@ -396,7 +395,6 @@ def _to_frame(records: list[dict[str, Any]]) -> tuple[pd.DataFrame, int]:
     data["fingerprint_origin"] = _series(origin, "string")
     df = pd.DataFrame(data)
     df["ja3n"] = pd.array([_ja3n(v) for v in df["ja3_full"].astype(object)], dtype="string")
-    df = add_issuer_keys(df, order="x509")
     return schema.conform(df), mismatches
 
 

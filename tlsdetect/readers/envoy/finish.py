@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from tlsdetect.detect.issuers import add_issuer_keys
 from tlsdetect.schema import COLUMNS, conform, null_categories
 
 __all__ = ["finish"]
@@ -54,7 +53,7 @@ def finish(df: pd.DataFrame, collapse: bool) -> pd.DataFrame:
     df = df.drop(columns=["method", "response_code", "access_log_type"])
     if collapse:
         df = _collapse(df)
-    out: pd.DataFrame = add_issuer_keys(conform(_fill_missing(df)))
+    out: pd.DataFrame = conform(_fill_missing(df))
     return out
 
 

@@ -3,6 +3,8 @@
 Each file is read by its content: a big plain TSV file from disk (:mod:`.tsv_disk`), other TSV in
 memory (:mod:`.tsv`), JSON lines (:mod:`.json`). The ssl records are then joined with every x509
 record of the call and with conn.log (:mod:`.join`) and mapped to the table (:mod:`.mapping`).
+Fingerprints (from the ``ssl-log-ext`` hello lists) and issuer keys are the enrichment stage's
+(:func:`tlsdetect.fingerprint.enrich`), run on every reader's output.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from pathlib import Path
 import pandas as pd
 
 from tlsdetect import schema
-from tlsdetect.detect.issuers import add_issuer_keys
 from tlsdetect.readers.logs import DeadLetter, LogFormatError
 from tlsdetect.readers.zeek.fields import Part
 from tlsdetect.readers.zeek.join import CertCache, join_conn
@@ -43,17 +44,12 @@ def read_zeek(paths: Sequence[Path], *, dead_letter: DeadLetter | None = None) -
     conn = [p.frame for p in parts if p.kind == "conn" and len(p.frame)]
     letters.stats.rows += sum(len(p.frame) for p in parts)
     if not ssl:
-        return schema.conform(add_issuer_keys(schema.empty()))
+        return schema.empty()
     raw = pd.concat(ssl, ignore_index=True) if len(ssl) > 1 else ssl[0]
     out = map_ssl(raw, CertCache.build(x509))
     if conn:
         out = join_conn(out, pd.concat(conn, ignore_index=True))
-    out = conformed(out)
-    if out["ch_version"].notna().any():
-        from tlsdetect.fingerprint import add_fingerprints
-
-        out = schema.conform(add_fingerprints(out))
-    return add_issuer_keys(out)  # once per distinct issuer: the column's categories
+    return conformed(out)
 
 
 def _expand(paths: Sequence[Path]) -> list[Path]:
