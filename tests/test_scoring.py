@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from tlsdetect.detect.baseline import Baseline, MeshCA
 from tlsdetect.detect.issuers import add_issuer_keys
 from tlsdetect.detect.knowledge import load_knowledge
-from tlsdetect.detect.scoring import SCORE_COLUMNS, SIGNALS, VERDICTS, score, summarize
+from tlsdetect.detect.evidence import SIGNALS
+from tlsdetect.detect.scoring import SCORE_COLUMNS, VERDICTS, score, summarize
 
 from .conftest import SHARED
 from .detect_data import captured, later, population, stack_of, with_hello_of, with_issuer
@@ -438,10 +439,11 @@ def _pem_mesh(tmp_path: Path, ca: tuple[Any, Any]) -> list[MeshCA]:
 def test_pem_mesh_ca_scores_an_envoy_log_without_chains(tmp_path: Path) -> None:
     """Issue 14 item 2: a PEM mesh CA, then an Envoy log (no chain, no AKID: DNs only) crashed in
     ``_chain_lookalike`` (IndexError); the rows are now compared by DN and come out as the mesh's."""
+    from tlsdetect.fingerprint import enrich
     from tlsdetect.readers.envoy import read_envoy
 
     mesh = _pem_mesh(tmp_path, _ca(ENVOY_CA_DN))
-    envoy = read_envoy([ENVOY_SAMPLE])
+    envoy = enrich(read_envoy([ENVOY_SAMPLE]))
     assert envoy["server_chain"].isna().all()
     b = Baseline(mesh_ca=mesh, model=False).fit(envoy)
     out = score(envoy, b)
@@ -461,6 +463,7 @@ def test_pem_mesh_ca_compares_by_issuing_key_where_the_log_has_it(tmp_path: Path
     a leaf of the mesh CA is the mesh's, a leaf of a CA with the mesh CA's DN and another key is a look-alike."""
     import json
 
+    from tlsdetect.fingerprint import enrich
     from tlsdetect.readers.envoy import read_envoy
 
     mesh_ca = _ca("CN=Mesh Root CA,O=corp")
@@ -476,9 +479,9 @@ def test_pem_mesh_ca_compares_by_issuing_key_where_the_log_has_it(tmp_path: Path
 
     log = tmp_path / "access.log"
     log.write_text("\n".join(line(i, mesh_ca) for i in range(1, 6)) + "\n")
-    b = Baseline(mesh_ca=mesh, model=False).fit(read_envoy([log]))
+    b = Baseline(mesh_ca=mesh, model=False).fit(enrich(read_envoy([log])))
     log.write_text(line(6, mesh_ca) + "\n" + line(7, impostor) + "\n")
-    df = read_envoy([log])
+    df = enrich(read_envoy([log]))
     assert df["peer_issuer_akid"].notna().all()
     assert df["peer_issuer"].nunique() == 1
     out = score(df, b)

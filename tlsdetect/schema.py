@@ -119,7 +119,7 @@ CERT_COLUMNS = tuple(c for c, t in COLUMNS.items() if t == "category")
 #: The fields of one entry of ``reasons``, the column :func:`tlsdetect.detect.scoring.score` adds: a list of
 #: ``{code, detail, expected, observed}`` per row (empty on a row without a reason). Every field is
 #: text or null, in every output (table, JSON lines, CSV, Parquet, ECS, CEF, the REST API, Spark):
-#: ``code`` is a :data:`tlsdetect.detect.scoring.SIGNALS` key, ``detail`` the sentence for an analyst,
+#: ``code`` is a :data:`tlsdetect.detect.evidence.SIGNALS` key, ``detail`` the sentence for an analyst,
 #: ``expected``/``observed`` what the baseline or knowledge predicts and what the row shows, numbers
 #: written as decimal text (``"0.731"``, ``"2"``), null when a signal has nothing to compare.
 #: One type per field lets Arrow, Spark and a SIEM's index mapping take every row.

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tlsdetect.detect.scoring import SIGNALS
+from tlsdetect.detect.evidence import SIGNALS
 
 __all__ = ["by_group", "metrics", "per_signal", "to_markdown"]
 

@@ -144,7 +144,7 @@ Connection: type[BaseModel] = create_model(  # type: ignore[call-overload]
 class Reason(BaseModel):
     """One piece of evidence for a verdict; every field is text (numbers too), see ``schema.REASON_FIELDS``."""
 
-    code: str = Field(description="the signal that fired (tlsdetect.detect.scoring.SIGNALS)")
+    code: str = Field(description="the signal that fired (tlsdetect.detect.evidence.SIGNALS)")
     detail: str = Field(description="what was seen, in a sentence for an analyst")
     expected: str | None = Field(default=None, description="what the baseline or knowledge predicts, as text")
     observed: str | None = Field(default=None, description="what this connection shows, as text (numbers too)")

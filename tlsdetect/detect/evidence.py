@@ -1,0 +1,141 @@
+"""The signal table and the evidence of fired signals: weights, the noisy-OR score and the reasons.
+
+Each signal is a boolean mask with a weight and the evidence an analyst needs (``code``,
+``detail``, ``expected``, ``observed``: text or null, see :data:`tlsdetect.schema.REASON_FIELDS`).
+:class:`Evidence` collects them and builds reasons only for flagged rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from tlsdetect import schema
+from tlsdetect.detect.columns import Codes
+
+__all__ = ["SIGNALS", "Evidence", "Signal", "evidence_text", "text_of", "top_list"]
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One kind of evidence: its code, weight (0-100) and what it means to an analyst."""
+
+    code: str
+    weight: float
+    meaning: str
+
+
+SIGNALS: dict[str, Signal] = {s.code: s for s in (
+    Signal("interception_ca", 95, "the certificate was issued by a known TLS-interception CA"),
+    Signal("mesh_ca_lookalike", 90, "the issuer has the mesh CA's name but another key"),
+    Signal("known_interception_fingerprint", 85, "the ClientHello is a known interception product's"),
+    Signal("public_ca_in_mesh", 75, "a public CA issued a certificate where only the mesh CA belongs"),
+    Signal("new_fingerprint_for_client", 60, "this client never sent this ClientHello in the baseline"),
+    Signal("ua_fingerprint_mismatch", 50, "the ClientHello is not what the claimed User-Agent sends"),
+    Signal("issuer_changed_for_sni", 50, "this server name presented a certificate from another issuer before"),
+    Signal("partial_interception_fingerprint", 45, "the hello's cipher list and shape match an interception product"),
+    Signal("unknown_issuer_in_mesh", 45, "a private CA other than the mesh CA issued a mesh certificate"),
+    Signal("tls_downgrade", 40, "the client offered a lower TLS version than it always did"),
+    Signal("browser_without_grease", 40, "a Chromium User-Agent sent a hello without GREASE values"),
+    Signal("weak_ciphers", 40, "the hello offers ciphers its population never offered"),
+    Signal("fingerprint_convergence", 40, "several clients switched to the same new fingerprint at once"),
+    Signal("model_outlier", 30, "the population model finds this ClientHello unlike any it learned"),
+)}
+
+
+class Evidence:
+    """Collects fired signals: masks, weights and per-row evidence strings for flagged rows.
+
+    Evidence may be given as a callable of the fired rows' positions, so its strings are built
+    for those rows only, never for the whole table.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.parts: list[pd.DataFrame] = []
+        self.survival = np.ones(n, dtype=np.float64)
+
+    def add(self, code: str, mask: npt.NDArray[np.bool_], detail: Any, expected: Any = None, observed: Any = None,
+            weight: npt.NDArray[np.float64] | float | None = None) -> None:
+        mask = np.asarray(mask, dtype=bool)
+        if not mask.any():
+            return
+        w = np.full(self.n, SIGNALS[code].weight) if weight is None else np.broadcast_to(weight, (self.n,))
+        self.survival[mask] *= 1.0 - np.clip(w[mask], 0, 100) / 100.0
+        idx = np.flatnonzero(mask)
+
+        def pick(v: Any) -> Any:
+            if isinstance(v, Codes):
+                return v.take(idx)
+            if callable(v):
+                return np.asarray(v(idx), dtype=object)
+            if isinstance(v, pd.Series):
+                return v.iloc[idx].to_numpy(dtype=object)
+            if isinstance(v, np.ndarray):
+                return v[idx]
+            return [v] * len(idx)
+
+        self.parts.append(pd.DataFrame({
+            "row": idx, "code": code, "weight": w[idx], "detail": pick(detail), "expected": pick(expected),
+            "observed": pick(observed),
+        }))
+
+    def scores(self) -> npt.NDArray[np.float64]:
+        return np.round(100.0 * (1.0 - self.survival), 1)
+
+    def reasons(self) -> npt.NDArray[np.object_]:
+        out = np.empty(self.n, dtype=object)
+        out.fill(())  # rows without a reason share one immutable empty sequence; flagged rows get lists
+        if not self.parts:
+            return out
+        allr = pd.concat(self.parts, ignore_index=True).sort_values(["row", "weight"], ascending=[True, False],
+                                                                     kind="stable")
+        rows = allr["row"].to_numpy()
+        cols = [evidence_text(allr[c].to_numpy(dtype=object)) for c in schema.REASON_FIELDS]
+        recs = [dict(zip(schema.REASON_FIELDS, values, strict=True)) for values in zip(*cols, strict=True)]
+        bounds = np.flatnonzero(np.diff(rows)) + 1
+        starts = np.concatenate([[0], bounds])
+        ends = np.concatenate([bounds, [len(rows)]])
+        for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
+            out[rows[s]] = recs[s:e]
+        return out
+
+
+def text_of(v: Any) -> str | None:
+    """One evidence value as text: missing -> None, whole numbers as ``"2"``, others as their shortest
+    decimal (``"0.731"``), so a reason field never mixes types (Arrow, Spark and SIEM mappings need one)."""
+    if v is None or v is pd.NA or v is pd.NaT:
+        return None
+    if isinstance(v, str):
+        return v
+    if isinstance(v, float | np.floating):
+        f = float(v)
+        return None if np.isnan(f) else str(int(f)) if f.is_integer() else repr(f)
+    if isinstance(v, int | np.integer):
+        return str(int(v))
+    return str(v)
+
+
+def evidence_text(values: npt.NDArray[np.object_]) -> list[str | None]:
+    """:func:`text_of` of each value, rendered once per distinct value (2 and 2.0 are one value and one text)."""
+    try:
+        codes, uniq = pd.factorize(values, use_na_sentinel=True)
+    except TypeError:  # an unhashable value (a list): render each one
+        return [text_of(v) for v in values.tolist()]
+    texts = np.array([*(text_of(v) for v in uniq), None], dtype=object)
+    out: list[str | None] = texts[codes].tolist()  # code -1 (missing) takes the trailing None
+    return out
+
+
+def top_list(frame: pd.DataFrame, key: str, value: str, count: str, k: int = 3) -> dict[str, str]:
+    """Per ``key``: its ``k`` most common ``value``s as 'v (n)', for the 'expected' of a reason."""
+    if len(frame) == 0:
+        return {}
+    top = frame.sort_values(count, ascending=False, kind="stable").groupby(key, observed=True).head(k)
+    text = top[value].astype(str) + " (" + top[count].astype(str) + ")"
+    joined = text.groupby(top[key].astype(str), observed=True).agg(", ".join)
+    return {str(k): str(v) for k, v in joined.items()}
