@@ -90,7 +90,8 @@ class _Reader:
     def remaining(self) -> int:
         return self.end - self.pos
 
-    def take(self, n: int, what: str) -> bytes:
+    def read_bytes(self, n: int, what: str) -> bytes:
+        """The next ``n`` bytes (the cursor moves past them)."""
         if n < 0 or self.pos + n > self.end:
             raise TLSParseError(f"{what}: need {n} bytes, {self.end - self.pos} left")
         out = self.buf[self.pos : self.pos + n]
@@ -98,17 +99,17 @@ class _Reader:
         return out
 
     def u8(self, what: str) -> int:
-        return self.take(1, what)[0]
+        return self.read_bytes(1, what)[0]
 
     def u16(self, what: str) -> int:
-        return int.from_bytes(self.take(2, what), "big")
+        return int.from_bytes(self.read_bytes(2, what), "big")
 
     def u24(self, what: str) -> int:
-        return int.from_bytes(self.take(3, what), "big")
+        return int.from_bytes(self.read_bytes(3, what), "big")
 
     def sub(self, n: int, what: str) -> _Reader:
         start = self.pos
-        self.take(n, what)
+        self.read_bytes(n, what)
         return _Reader(self.buf, start, start + n)
 
 
@@ -331,7 +332,7 @@ def _parse_sni(r: _Reader) -> str | None:
     names = r.sub(r.u16("server_name list length"), "server_name list")
     while names.remaining() > 0:
         name_type = names.u8("server_name type")
-        name = names.take(names.u16("server_name length"), "server_name")
+        name = names.read_bytes(names.u16("server_name length"), "server_name")
         if name_type == 0:
             return name.decode("ascii", "backslashreplace")
     return None
@@ -341,7 +342,7 @@ def _parse_alpn(r: _Reader) -> tuple[bytes, ...]:
     protos = r.sub(r.u16("ALPN list length"), "ALPN list")
     out: list[bytes] = []
     while protos.remaining() > 0:
-        out.append(protos.take(protos.u8("ALPN protocol length"), "ALPN protocol"))
+        out.append(protos.read_bytes(protos.u8("ALPN protocol length"), "ALPN protocol"))
     return tuple(out)
 
 
@@ -515,6 +516,6 @@ def parse_certificate(body: bytes) -> tuple[CertInfo, ...]:
     chain = r.sub(r.u24("certificate_list length"), "certificate_list")
     out: list[CertInfo] = []
     while chain.remaining() > 0:
-        der = chain.take(chain.u24("certificate length"), "certificate")
+        der = chain.read_bytes(chain.u24("certificate length"), "certificate")
         out.append(_cert_info(bytes(der)))
     return tuple(out)
