@@ -35,9 +35,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tlsdetect import schema  # noqa: E402
-from tlsdetect.detect.baseline import Baseline, parse_mesh_ca  # noqa: E402
+from tlsdetect.detect.baseline import Baseline  # noqa: E402
 from tlsdetect.detect.evaluation import by_group, metrics, per_signal, to_markdown  # noqa: E402
 from tlsdetect.detect.knowledge import Knowledge, load_knowledge  # noqa: E402
+from tlsdetect.detect.mesh import parse_mesh_ca  # noqa: E402
 from tlsdetect.detect.scoring import score  # noqa: E402
 from tlsdetect.readers.inputs import Inputs  # noqa: E402
 

@@ -10,16 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tlsdetect.detect.baseline import (
-    FORMAT_VERSION,
-    Baseline,
-    BaselineError,
-    BaselineExistsError,
-    MeshCA,
-    client_ids,
-    parse_mesh_ca,
-    parse_mesh_cas,
-)
+from tlsdetect.detect.baseline import Baseline, client_ids
+from tlsdetect.detect.baseline_dir import FORMAT_VERSION, BaselineError, BaselineExistsError
+from tlsdetect.detect.mesh import MeshCA, parse_mesh_ca, parse_mesh_cas
 
 from .detect_data import population
 
@@ -308,7 +301,7 @@ def test_save_refuses_an_existing_baseline_unless_told(fitted: Baseline, tmp_pat
 def test_a_crash_mid_write_leaves_the_old_baseline_or_none(fitted: Baseline, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch, exchange: bool) -> None:
     """Issue 14 item 4: the writer fails after the first table; the target is untouched (or still absent)."""
-    import tlsdetect.detect.baseline as mod
+    import tlsdetect.detect.baseline_dir as mod
 
     if not exchange:  # the fallback where renameat2 is missing
         monkeypatch.setattr(mod, "_exchange", lambda a, b: False)

@@ -11,10 +11,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tlsdetect.detect.baseline import Baseline, MeshCA
+from tlsdetect.detect.baseline import Baseline
+from tlsdetect.detect.evidence import SIGNALS
 from tlsdetect.detect.issuers import add_issuer_keys
 from tlsdetect.detect.knowledge import load_knowledge
-from tlsdetect.detect.evidence import SIGNALS
+from tlsdetect.detect.mesh import MeshCA
 from tlsdetect.detect.scoring import SCORE_COLUMNS, VERDICTS, score, summarize
 
 from .conftest import SHARED
@@ -424,7 +425,7 @@ def _leaf_pem(ca: tuple[Any, Any], cn: str) -> str:
 def _pem_mesh(tmp_path: Path, ca: tuple[Any, Any]) -> list[MeshCA]:
     from cryptography.hazmat.primitives import serialization
 
-    from tlsdetect.detect.baseline import parse_mesh_ca
+    from tlsdetect.detect.mesh import parse_mesh_ca
 
     path = tmp_path / "internal-ca.crt"
     path.write_bytes(ca[0].public_bytes(serialization.Encoding.PEM))

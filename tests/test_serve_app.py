@@ -20,7 +20,8 @@ import pandas as pd
 import pytest
 
 import tlsdetect.sinks.files as sinks
-from tlsdetect.detect.baseline import Baseline, BaselineError
+from tlsdetect.detect.baseline import Baseline
+from tlsdetect.detect.baseline_dir import BaselineError
 from tlsdetect.detect.knowledge import load_knowledge
 from tlsdetect.detect.scoring import SCORE_OUTPUT_COLUMNS, score
 from tlsdetect.serve.app import Settings, create_app

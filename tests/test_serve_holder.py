@@ -13,7 +13,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from tlsdetect.detect.baseline import BaselineError
+from tlsdetect.detect.baseline_dir import BaselineError
 from tlsdetect.serve.app import Settings, create_app
 
 from .serve_support import ESET_JA3, UNKNOWN_JA4, client, payload, replace_dir

@@ -24,7 +24,8 @@ import pytest
 
 pytest.importorskip("pyspark")
 
-from tlsdetect.detect.baseline import TABLES, Baseline
+from tlsdetect.detect.baseline import Baseline
+from tlsdetect.detect.baseline_tables import TABLES
 from tlsdetect.detect.scoring import score
 from tlsdetect.readers.inputs import Inputs
 

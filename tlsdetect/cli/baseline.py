@@ -26,7 +26,7 @@ from tlsdetect.cli.common import (
 if TYPE_CHECKING:
     import pandas as pd
 
-    from tlsdetect.detect.baseline import MeshSpec
+    from tlsdetect.detect.mesh import MeshSpec
 
 
 @click.group()
@@ -76,7 +76,8 @@ def baseline_fit(paths: tuple[str, ...], output: str, force: bool, client_key: s
     No mesh CA unless one is given (--mesh-ca FILE.pem|DN) or learning is asked for (--mesh-ca learn).
     An existing baseline in OUTPUT is replaced only with --force (or folded into with --update).
     """
-    from tlsdetect.detect.baseline import Baseline, check_save_target
+    from tlsdetect.detect.baseline import Baseline
+    from tlsdetect.detect.baseline_dir import check_save_target
 
     with user_errors():
         check_save_target(Path(output), overwrite=force or update)  # before reading: fail in a second, not later

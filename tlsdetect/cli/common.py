@@ -26,7 +26,8 @@ import click
 if TYPE_CHECKING:
     import pandas as pd
 
-    from tlsdetect.detect.baseline import Baseline, MeshCA
+    from tlsdetect.detect.baseline import Baseline
+    from tlsdetect.detect.mesh import MeshCA
     from tlsdetect.readers.inputs import Inputs
     from tlsdetect.readers.logs import DeadLetter
     from tlsdetect.sinks.files import Sink
@@ -113,7 +114,7 @@ MESH_CA_HELP = ("The mesh's CA: a PEM file or a DN ('CN=...,O=...'); repeat for 
 
 
 def _mesh_ca(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[MeshCA] | Literal["learn"]:
-    from tlsdetect.detect.baseline import DEPRECATED_AUTO, parse_mesh_cas
+    from tlsdetect.detect.mesh import DEPRECATED_AUTO, parse_mesh_cas
 
     if any(v.strip().lower() == DEPRECATED_AUTO for v in value):
         click.echo("warning: --mesh-ca auto is deprecated and no longer the default: it means 'learn' (the mesh CA "
@@ -255,7 +256,7 @@ def dead_letters(path: str | None) -> DeadLetter:
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Input problems a user can fix end in one line and exit status 1, not a traceback."""
-    from tlsdetect.detect.baseline import BaselineError
+    from tlsdetect.detect.baseline_dir import BaselineError
     from tlsdetect.readers.inputs import InputError
 
     try:

@@ -59,7 +59,7 @@ def serve(baseline_dir: str, host: str, port: int, token_file: str | None, worke
         from tlsdetect.serve.app import Settings, create_app
     except ImportError as exc:
         raise click.ClickException(f"'serve' needs the serve extra (pip install 'tlsdetect[serve]'): {exc}") from None
-    from tlsdetect.detect.baseline import BaselineError
+    from tlsdetect.detect.baseline_dir import BaselineError
 
     token: str | None = None
     if token_file is not None:

@@ -27,7 +27,7 @@ from tlsdetect.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from tlsdetect.detect.baseline import MeshSpec
+    from tlsdetect.detect.mesh import MeshSpec
 
 _MASTER_HELP = ("Spark master: local[2], local[*], spark://host:7077, yarn, k8s://... "
                 "(default: spark-submit's when run under it, else local[2]).")
@@ -88,7 +88,7 @@ def spark_fit(paths: tuple[str, ...], output: str, force: bool, client_key: str,
 
     No mesh CA unless one is given (--mesh-ca FILE.pem|DN) or learning is asked for (--mesh-ca learn).
     """
-    from tlsdetect.detect.baseline import BaselineError, check_save_target
+    from tlsdetect.detect.baseline_dir import BaselineError, check_save_target
     from tlsdetect.readers.inputs import InputError
 
     try:
@@ -127,7 +127,7 @@ def spark_fit(paths: tuple[str, ...], output: str, force: bool, client_key: str,
 def spark_score(paths: tuple[str, ...], baseline_dir: str, output: str, master: str | None, driver_memory: str,
                 input_format: str | None, split_mb: float, confs: tuple[str, ...]) -> None:
     """Score PATHS against a baseline with Spark; writes Parquet partitioned by date and verdict."""
-    from tlsdetect.detect.baseline import BaselineError
+    from tlsdetect.detect.baseline_dir import BaselineError
     from tlsdetect.readers.inputs import InputError
 
     t0 = time.perf_counter()

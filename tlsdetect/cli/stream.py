@@ -83,7 +83,8 @@ def stream(
     rotation. A restart goes on from the checkpoint in --state, which moves only after every sink took
     the alerts (a sink that is down is retried with backoff and spooled on disk meanwhile).
     """
-    from tlsdetect.detect.baseline import Baseline, BaselineError
+    from tlsdetect.detect.baseline import Baseline
+    from tlsdetect.detect.baseline_dir import BaselineError
     from tlsdetect.sinks.alerts.open import open_sink
     from tlsdetect.stream.checkpoint import CheckpointStore, check_state_dir
     from tlsdetect.stream.loop import Processor, StreamConfig, Streamer

@@ -11,78 +11,41 @@ first/last seen; population-wide, how many connections and clients use each fing
 User-Agent families send it, which issuers each SNI presented; the mesh's own CA(s); and a
 nearest-neighbour model over ClientHello values that says how unlike the population a hello is.
 
-A baseline is saved as a directory: ``meta.json`` a person can read (format version, parameters,
-counts, the mesh CAs for confirmation), one Parquet file per learned table and the model as plain
-NumPy arrays (``np.load(allow_pickle=False)``: never a pickle of a file a user may be handed).
+Beside it: :mod:`~tlsdetect.detect.baseline_tables` (what each learned table holds, how tables fold),
+:mod:`~tlsdetect.detect.baseline_dir` (the directory a baseline is saved as) and
+:mod:`~tlsdetect.detect.mesh` (the mesh CAs a user names).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import errno
-import json
-import os
-import secrets
-import shutil
-import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeAlias
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from tlsdetect import __version__, schema
+from tlsdetect import schema
+from tlsdetect.detect.baseline_dir import (
+    BaselineError,
+    read_hellos,
+    read_meta,
+    read_model,
+    read_tables,
+    save_atomically,
+    write_dir,
+)
+from tlsdetect.detect.baseline_tables import TABLE_KEYS, TABLES, empty_table, merge_table, typed_table
 from tlsdetect.detect.features import HelloNovelty, hello_codes
 from tlsdetect.detect.issuers import dn_key
+from tlsdetect.detect.mesh import LEARN, MeshCA, MeshSpec
 from tlsdetect.detect.useragent import ua_family
 
-__all__ = [
-    "CLIENT_KEYS",
-    "FORMAT_VERSION",
-    "TABLE_KEYS",
-    "Baseline",
-    "BaselineError",
-    "BaselineExistsError",
-    "MeshCA",
-    "MeshSpec",
-    "check_save_target",
-    "client_ids",
-    "parse_mesh_ca",
-    "parse_mesh_cas",
-]
+__all__ = ["CLIENT_KEYS", "FP_KINDS", "ROLES", "Baseline", "client_ids"]
 
-FORMAT = "tlsdetect-baseline"
-FORMAT_VERSION = 1
 CLIENT_KEYS = ("auto", "ip", "mtls", "ua")
 FP_KINDS = ("ja4", "ja3n")
 ROLES = {"server": ("server_issuer_key", "server_issuer", "server_issuer_akid"),
          "peer": ("peer_issuer_key", "peer_issuer", "peer_issuer_akid")}
-
-class BaselineError(ValueError):
-    """A baseline directory that is missing, corrupt, hand-edited wrongly or from another version."""
-
-
-class BaselineExistsError(BaselineError):
-    """:meth:`Baseline.save` refused: the target holds a baseline (and ``overwrite`` was not given) or other files."""
-
-
-@dataclass(frozen=True)
-class MeshCA:
-    """One CA the mesh trusts: its DN and, when known, its key identifier and certificate hash."""
-
-    issuer: str
-    ski: str | None = None
-    sha256: str | None = None
-
-
-#: ``Baseline(mesh_ca=...)``: the given CAs (``[]`` or ``None``: no mesh CA) or ``"learn"`` (the dominant
-#: private issuer of the fitted traffic, flagged as learned wherever it is used).
-MeshSpec: TypeAlias = list[MeshCA] | Literal["learn"] | None
-LEARN: Literal["learn"] = "learn"
-#: ``--mesh-ca auto``: what ``learn`` was called when it was the default; still accepted, with a warning.
-DEPRECATED_AUTO = "auto"
 
 
 def _ts_series(df: pd.DataFrame) -> pd.Series:
@@ -126,122 +89,6 @@ def client_ids(df: pd.DataFrame, key: str = "auto") -> pd.Series:
     else:
         raise ValueError(f"client key {key!r} is neither one of {', '.join(CLIENT_KEYS)} nor a column of the input")
     return out.rename("client_id")
-
-
-def parse_mesh_ca(spec: str) -> list[MeshCA] | Literal["learn"]:
-    """One ``--mesh-ca`` value: ``none`` (``[]``), ``learn`` (or its old name ``auto``), a PEM file or a DN.
-
-    Any mistake is a ``ValueError`` whose text is one line for the user (an empty value, a directory,
-    an unreadable file, a file without a certificate, text that is neither a file nor a DN).
-    """
-    if not spec.strip():
-        raise ValueError("empty value: give a PEM file, a DN ('CN=...,O=...'), 'learn' or 'none'")
-    if spec.lower() in (LEARN, DEPRECATED_AUTO):
-        return LEARN
-    if spec.lower() == "none":
-        return []
-    path = Path(spec)
-    if path.is_dir():
-        raise ValueError(f"{spec}: a directory, not a PEM certificate file")
-    if path.exists():
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes
-
-        try:
-            certs = x509.load_pem_x509_certificates(path.read_bytes())
-        except OSError as exc:
-            raise ValueError(f"{spec}: cannot read it ({exc.strerror or exc})") from None
-        except (ValueError, x509.InvalidVersion) as exc:
-            raise ValueError(f"{spec}: not a PEM certificate file ({exc})") from None
-        out = []
-        for cert in certs:
-            try:
-                ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest.hex()
-            except x509.ExtensionNotFound:
-                ski = None
-            out.append(MeshCA(cert.subject.rfc4514_string(), ski, cert.fingerprint(hashes.SHA256()).hex()))
-        return out
-    if "=" not in spec:
-        raise ValueError(f"{spec!r} is neither a file, a DN (CN=...,O=...), 'learn' nor 'none'")
-    if dn_key(spec) is None:
-        raise ValueError(f"{spec!r}: not a distinguished name")
-    return [MeshCA(spec)]
-
-
-def parse_mesh_cas(specs: Sequence[str]) -> list[MeshCA] | Literal["learn"]:
-    """Every ``--mesh-ca`` given (repeatable): no value at all is no mesh CA (``[]``).
-
-    ``learn`` and ``none`` stand alone: learning beside given CAs would silently trust whatever
-    else dominates the traffic, and ``none`` beside a CA contradicts it.
-    """
-    parsed = [parse_mesh_ca(s) for s in specs]
-    if LEARN in parsed:
-        if len(parsed) > 1:
-            raise ValueError("'learn' cannot be combined with other mesh CAs")
-        return LEARN
-    if len(parsed) > 1 and any(p == [] for p in parsed):
-        raise ValueError("'none' cannot be combined with a mesh CA")
-    return [m for p in parsed if not isinstance(p, str) for m in p]
-
-
-# --- the tables a baseline keeps: name -> column dtypes (validated on load) -----------------------
-_TIME = "datetime64[ns, UTC]"
-TABLES: dict[str, dict[str, str]] = {
-    "clients": {"client_id": "string", "connections": "int64", "first_seen": _TIME, "last_seen": _TIME},
-    "fingerprints": {"client_id": "string", "kind": "string", "value": "string", "count": "int64",
-                     "first_seen": _TIME, "last_seen": _TIME},
-    "fp_families": {"kind": "string", "value": "string", "ua_family": "string", "count": "int64"},
-    "issuers": {"client_id": "string", "role": "string", "issuer_key": "string", "issuer": "string",
-                "count": "int64", "first_seen": _TIME, "last_seen": _TIME},
-    "issuer_akids": {"role": "string", "issuer_key": "string", "akid": "string", "count": "int64"},
-    "snis": {"client_id": "string", "sni": "string", "count": "int64", "first_seen": _TIME, "last_seen": _TIME},
-    "sni_issuers": {"sni": "string", "issuer_key": "string", "issuer": "string", "count": "int64"},
-    "versions": {"client_id": "string", "max_version": "string", "count": "int64"},
-    "mesh_cas": {"role": "string", "issuer_key": "string", "issuer": "string", "ski": "string",
-                 "sha256": "string", "origin": "string", "connections": "int64"},
-}
-
-#: The key of each table learned from connections (``mesh_cas`` is derived from ``issuers``).
-TABLE_KEYS: dict[str, list[str]] = {
-    "clients": ["client_id"], "fingerprints": ["client_id", "kind", "value"],
-    "fp_families": ["kind", "value", "ua_family"], "issuers": ["client_id", "role", "issuer_key"],
-    "issuer_akids": ["role", "issuer_key", "akid"], "snis": ["client_id", "sni"], "sni_issuers": ["sni", "issuer_key"],
-    "versions": ["client_id", "max_version"],
-}
-
-
-def _empty(name: str) -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in TABLES[name].items()})
-
-
-def _typed(name: str, df: pd.DataFrame) -> pd.DataFrame:
-    cols = TABLES[name]
-    out = df[list(cols)].copy()
-    for c, t in cols.items():
-        if str(out[c].dtype) != t:
-            out[c] = out[c].astype(t)  # type: ignore[call-overload]
-    return out.reset_index(drop=True)
-
-
-def _merge(name: str, old: pd.DataFrame, new: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Fold ``new`` aggregates into ``old``: counts add, first/last seen widen."""
-    both = pd.concat([old, new], ignore_index=True) if len(old) else new
-    if len(both) == 0:
-        return _empty(name)
-    agg: dict[str, Any] = {}
-    for c in TABLES[name]:
-        if c in keys:
-            continue
-        if c in ("count", "connections"):
-            agg[c] = "sum"
-        elif c == "first_seen":
-            agg[c] = "min"
-        elif c == "last_seen":
-            agg[c] = "max"
-        else:
-            agg[c] = "first"
-    out = both.groupby(keys, sort=True, dropna=False, observed=True).agg(agg).reset_index()
-    return _typed(name, out)
 
 
 def _as_text(frame: pd.DataFrame, *cols: str) -> pd.DataFrame:
@@ -314,7 +161,7 @@ class Baseline:
     def fit(self, df: pd.DataFrame) -> Baseline:
         """Learn from ``df`` alone (earlier state is discarded)."""
         for name in TABLES:
-            setattr(self, f"{name}_", _empty(name))
+            setattr(self, f"{name}_", empty_table(name))
         self.hellos_ = pd.DataFrame()
         self.n_connections_ = 0
         return self.partial_fit(df)
@@ -335,7 +182,7 @@ class Baseline:
 
         self.n_connections_ += len(df)
         clients = _count_by(frame[usable], ["client_id"]).rename(columns={"count": "connections"})
-        self.clients_ = _merge("clients", self.clients_, clients, ["client_id"])
+        self.clients_ = merge_table("clients", self.clients_, clients, ["client_id"])
 
         uaf = ua_family(df["user_agent"]) if "user_agent" in df.columns else None
         parts, fam_parts = [], []
@@ -350,10 +197,10 @@ class Baseline:
                 fam = fam[values.notna().to_numpy() & uaf.notna().to_numpy()]
                 fam_parts.append(_count_by(fam, ["kind", "value", "ua_family"], ts=False))
         if parts:
-            self.fingerprints_ = _merge("fingerprints", self.fingerprints_, pd.concat(parts),
+            self.fingerprints_ = merge_table("fingerprints", self.fingerprints_, pd.concat(parts),
                                         ["client_id", "kind", "value"])
         if fam_parts:
-            self.fp_families_ = _merge("fp_families", self.fp_families_, pd.concat(fam_parts),
+            self.fp_families_ = merge_table("fp_families", self.fp_families_, pd.concat(fam_parts),
                                        ["kind", "value", "ua_family"])
 
         iss_parts, akid_parts = [], []
@@ -377,15 +224,16 @@ class Baseline:
                 counted = _count_by(ak, ["role", "issuer_key", "akid"], ts=False)
                 akid_parts.append(_as_text(counted, "issuer_key", "akid"))
         if iss_parts:
-            self.issuers_ = _merge("issuers", self.issuers_, pd.concat(iss_parts), ["client_id", "role", "issuer_key"])
+            self.issuers_ = merge_table("issuers", self.issuers_, pd.concat(iss_parts),
+                                        ["client_id", "role", "issuer_key"])
         if akid_parts:
-            self.issuer_akids_ = _merge("issuer_akids", self.issuer_akids_, pd.concat(akid_parts),
+            self.issuer_akids_ = merge_table("issuer_akids", self.issuer_akids_, pd.concat(akid_parts),
                                         ["role", "issuer_key", "akid"])
 
         if "sni" in df.columns:
             sni = df["sni"].astype("string").str.lower()
             sub = frame.assign(sni=sni)[usable & sni.notna().to_numpy()]
-            self.snis_ = _merge("snis", self.snis_, _count_by(sub, ["client_id", "sni"]), ["client_id", "sni"])
+            self.snis_ = merge_table("snis", self.snis_, _count_by(sub, ["client_id", "sni"]), ["client_id", "sni"])
             if "server_issuer_key" in df.columns:
                 si_keys = df["server_issuer_key"]
                 si = pd.DataFrame({"sni": sni, "issuer_key": si_keys, "issuer": df.get("server_issuer", si_keys)})
@@ -393,12 +241,12 @@ class Baseline:
                 g = si.groupby(["sni", "issuer_key"], sort=False, observed=True)
                 agg = g.size().rename("count").to_frame()
                 agg["issuer"] = g["issuer"].first()
-                self.sni_issuers_ = _merge("sni_issuers", self.sni_issuers_,
+                self.sni_issuers_ = merge_table("sni_issuers", self.sni_issuers_,
                                            _as_text(agg.reset_index(), "issuer_key", "issuer"), ["sni", "issuer_key"])
 
         ver = frame.assign(max_version=_version_of(df))
         ver = ver[usable & ver["max_version"].notna().to_numpy()]
-        self.versions_ = _merge("versions", self.versions_, _count_by(ver, ["client_id", "max_version"], ts=False),
+        self.versions_ = merge_table("versions", self.versions_, _count_by(ver, ["client_id", "max_version"], ts=False),
                                 ["client_id", "max_version"])
 
         _, hellos = hello_codes(df)
@@ -421,8 +269,8 @@ class Baseline:
             raise ValueError("no connections to learn from")
         for name, keys in TABLE_KEYS.items():
             part = tables.get(name)
-            new = _empty(name) if part is None or len(part) == 0 else _typed(name, part)
-            setattr(self, f"{name}_", _merge(name, _empty(name), new, keys))
+            new = empty_table(name) if part is None or len(part) == 0 else typed_table(name, part)
+            setattr(self, f"{name}_", merge_table(name, empty_table(name), new, keys))
         self.hellos_ = self._merge_hellos(pd.DataFrame(), hellos) if len(hellos) else pd.DataFrame()
         self.n_connections_ = int(n_connections)
         self._learn_mesh()
@@ -444,7 +292,7 @@ class Baseline:
         if not isinstance(self.mesh_ca, str):  # given (or none): never learned
             rows = [{"role": "any", "issuer_key": dn_key(m.issuer), "issuer": m.issuer, "ski": m.ski,
                      "sha256": m.sha256, "origin": "given", "connections": 0} for m in self.mesh_ca or []]
-            self.mesh_cas_ = _typed("mesh_cas", pd.DataFrame(rows, columns=list(TABLES["mesh_cas"])))
+            self.mesh_cas_ = typed_table("mesh_cas", pd.DataFrame(rows, columns=list(TABLES["mesh_cas"])))
             return
         from tlsdetect.detect.knowledge import classify_issuers
 
@@ -466,7 +314,7 @@ class Baseline:
             for ski in akids["akid"].tolist() or [None]:
                 rows.append({"role": role, "issuer_key": top_key, "issuer": top["issuer"], "ski": ski,
                              "sha256": None, "origin": "learned", "connections": int(top["count"])})
-        self.mesh_cas_ = _typed("mesh_cas", pd.DataFrame(rows, columns=list(TABLES["mesh_cas"])))
+        self.mesh_cas_ = typed_table("mesh_cas", pd.DataFrame(rows, columns=list(TABLES["mesh_cas"])))
 
     def _fit_model(self) -> None:
         self.model_ = HelloNovelty.fit(self.hellos_) if self.model and len(self.hellos_) else None
@@ -541,78 +389,29 @@ class Baseline:
         an existing baseline is swapped out in one step (Linux ``renameat2(RENAME_EXCHANGE)``) and
         then deleted, so an error or a crash at any moment leaves the old baseline or the new one,
         never a mixture. An existing baseline is replaced only with ``overwrite``; a directory with
-        other files in it never is (:class:`BaselineExistsError`). Parents are created as needed.
+        other files in it never is (:class:`~tlsdetect.detect.baseline_dir.BaselineExistsError`).
+        Parents are created as needed (:func:`tlsdetect.detect.baseline_dir.save_atomically`).
         """
         if not hasattr(self, "clients_"):
             raise ValueError("this baseline has not been fitted")
-        out = Path(directory)
-        check_save_target(out, overwrite=overwrite)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.parent / f".{out.name}.tmp-{secrets.token_hex(4)}"
-        tmp.mkdir()  # beside the target: the same file system, so the rename is atomic
-        try:
-            self._write(tmp)
-            _move_into_place(tmp, out)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)  # a half-written new baseline, or the old one swapped out
-        return out
+        return save_atomically(directory, self._write, overwrite=overwrite)
 
     def _write(self, out: Path) -> None:
-        files: dict[str, str] = {}
-        for name in TABLES:
-            path = out / f"{name}.parquet"
-            _typed(name, getattr(self, f"{name}_")).to_parquet(path, index=False)
-            files[name] = path.name
-        if len(self.hellos_):
-            hellos = self.hellos_.copy()
-            for c in hellos.columns:
-                if c != "connections":
-                    hellos[c] = hellos[c].map(_plain_cell)
-            hellos.to_parquet(out / "hellos.parquet", index=False)
-            files["hellos"] = "hellos.parquet"
-        if self.model_ is not None:
-            self.model_.save(out / "model.npz")
-            files["model"] = "model.npz"
-        meta = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "tlsdetect_version": __version__,
-            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "params": {
-                "client_key": self.client_key,
-                # "learn", or the given CAs ([] for none); null was "learn" before issue 14 (see load)
-                "mesh_ca": LEARN if isinstance(self.mesh_ca, str) else [m.__dict__ for m in self.mesh_ca or []],
-                "model": self.model, "novelty_threshold": self.novelty_threshold,
-                "mesh_min_share": self.mesh_min_share,
-            },
-            "summary": self.summary(),
-            "files": files,
+        params = {
+            "client_key": self.client_key,
+            # "learn", or the given CAs ([] for none); null was "learn" before issue 14 (see load)
+            "mesh_ca": LEARN if isinstance(self.mesh_ca, str) else [m.__dict__ for m in self.mesh_ca or []],
+            "model": self.model, "novelty_threshold": self.novelty_threshold,
+            "mesh_min_share": self.mesh_min_share,
         }
-        (out / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        write_dir(out, {name: getattr(self, f"{name}_") for name in TABLES}, self.hellos_, self.model_, params,
+                  self.summary())
 
     @classmethod
     def load(cls, directory: str | Path) -> Baseline:
-        """Read a baseline directory; any problem is a :class:`BaselineError` naming the file."""
+        """Read a baseline directory; any problem is a ``BaselineError`` naming the file (``baseline_dir``)."""
         root = Path(directory)
-        if not root.is_dir():
-            raise BaselineError(f"{root}: no such baseline directory")
-        meta_path = root / "meta.json"
-        if not meta_path.is_file():
-            raise BaselineError(f"{meta_path}: missing (is {root} a baseline directory? make one with "
-                                "'tlsdetect baseline fit')")
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BaselineError(f"{meta_path}: not valid JSON ({exc})") from None
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise BaselineError(f"{meta_path}: not a tlsdetect baseline (\"format\" must be {FORMAT!r})")
-        version = meta.get("format_version")
-        if version != FORMAT_VERSION:
-            raise BaselineError(f"{meta_path}: baseline format version {version!r}, this tlsdetect reads version "
-                                f"{FORMAT_VERSION}: refit the baseline with this version")
-        params = meta.get("params")
-        if not isinstance(params, dict):
-            raise BaselineError(f"{meta_path}: \"params\" must be an object")
+        meta_path, meta, params = read_meta(root)
         try:
             mesh = params.get("mesh_ca")
             self = cls(
@@ -629,99 +428,8 @@ class Baseline:
                 raise TypeError("\"files\" must be an object")
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise BaselineError(f"{meta_path}: missing or malformed field ({type(exc).__name__}: {exc})") from None
-        for name, cols in TABLES.items():
-            setattr(self, f"{name}_", _read_table(root / f"{name}.parquet", name, cols))
-        hellos = root / "hellos.parquet"
-        self.hellos_ = _read_parquet(hellos) if hellos.exists() else pd.DataFrame()
-        self.model_ = None
-        if "model" in files:
-            model_path = root / "model.npz"
-            if not model_path.is_file():
-                raise BaselineError(f"{model_path}: missing from the baseline directory (meta.json lists a model)")
-            try:
-                self.model_ = HelloNovelty.load(model_path)
-            except (OSError, ValueError, EOFError) as exc:
-                raise BaselineError(f"{model_path}: not a tlsdetect model ({type(exc).__name__}: {exc})") from None
+        for name, table in read_tables(root).items():
+            setattr(self, f"{name}_", table)
+        self.hellos_ = read_hellos(root)
+        self.model_ = read_model(root) if "model" in files else None
         return self
-
-
-def check_save_target(out: Path, *, overwrite: bool = False) -> None:
-    """Raise :class:`BaselineExistsError` unless :meth:`Baseline.save` may write ``out``.
-
-    Absent or an empty directory: yes. A baseline (it has ``meta.json``): only with ``overwrite``.
-    Anything else (a file, a directory of other files): never, so ``--force`` cannot delete them.
-    """
-    if out.exists() and not out.is_dir():
-        raise BaselineExistsError(f"{out}: exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()):
-        if not (out / "meta.json").is_file():
-            raise BaselineExistsError(f"{out}: holds other files, not a baseline; not writing there")
-        if not overwrite:
-            raise BaselineExistsError(f"{out}: a baseline is already there (add --force to replace it)")
-
-
-def _move_into_place(new: Path, target: Path) -> None:
-    """Put the directory ``new`` at ``target``; a baseline already there ends up at ``new``."""
-    if not target.exists() or (target.is_dir() and not any(target.iterdir())):
-        os.rename(new, target)  # atomic; replaces an empty directory
-        return
-    if _exchange(new, target):
-        return
-    # no atomic exchange (not Linux, or a file system without it): two renames; between them the target
-    # is absent and the old baseline sits complete beside it (.NAME.old-*), never half of either
-    old = target.parent / f".{target.name}.old-{secrets.token_hex(4)}"
-    os.rename(target, old)
-    os.rename(new, target)
-    os.rename(old, new)
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths atomically with Linux ``renameat2(RENAME_EXCHANGE)``; False where it is not available."""
-    if not sys.platform.startswith("linux"):
-        return False
-    import ctypes
-
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):  # a libc without it (glibc < 2.28, some musl)
-        return False
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    renameat2.restype = ctypes.c_int
-    at_fdcwd, rename_exchange = -100, 2
-    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-        return False
-    raise OSError(err, os.strerror(err), str(b))
-
-
-def _plain_cell(v: Any) -> Any:
-    """A hello-table cell Parquet can store: lists of ints or hex strings, ints, strings."""
-    if v is None or v is pd.NA:
-        return None
-    if isinstance(v, (list, tuple, np.ndarray)):
-        return [x if isinstance(x, str) else int(x) for x in v]
-    return v if isinstance(v, str) else int(v)
-
-
-def _read_parquet(path: Path) -> pd.DataFrame:
-    import pyarrow as pa
-
-    try:
-        return pd.read_parquet(path)
-    except (OSError, ValueError, pa.ArrowException) as exc:
-        raise BaselineError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from None
-
-
-def _read_table(path: Path, name: str, cols: dict[str, str]) -> pd.DataFrame:
-    if not path.is_file():
-        raise BaselineError(f"{path}: missing from the baseline directory")
-    df = _read_parquet(path)
-    missing = [c for c in cols if c not in df.columns]
-    if missing:
-        raise BaselineError(f"{path}: missing column(s) {', '.join(missing)}")
-    try:
-        return _typed(name, df)
-    except (TypeError, ValueError) as exc:
-        raise BaselineError(f"{path}: a column has the wrong type ({exc})") from None

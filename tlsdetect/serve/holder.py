@@ -20,7 +20,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from tlsdetect.detect.baseline import Baseline, BaselineError
+from tlsdetect.detect.baseline import Baseline
+from tlsdetect.detect.baseline_dir import BaselineError
 from tlsdetect.detect.knowledge import Knowledge
 from tlsdetect.detect.lookup import FingerprintShapeError, describe
 from tlsdetect.serve.metrics import Metrics

@@ -20,8 +20,10 @@ import numpy as np
 import pandas as pd
 
 from tlsdetect import schema
-from tlsdetect.detect.baseline import ROLES, TABLES, Baseline, MeshSpec, client_ids
+from tlsdetect.detect.baseline import ROLES, Baseline, client_ids
+from tlsdetect.detect.baseline_tables import TABLES
 from tlsdetect.detect.features import HELLO_COLUMNS
+from tlsdetect.detect.mesh import MeshSpec
 from tlsdetect.spark.schema import NAT, from_spark_frame, pack_columns, spark_type, unpack_columns
 
 __all__ = ["fit_baseline"]

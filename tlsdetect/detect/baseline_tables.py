@@ -1,0 +1,69 @@
+"""The tables a :class:`~tlsdetect.detect.baseline.Baseline` learns: their columns and dtypes, and how
+new aggregates fold into old ones. Saving validates against these too (:mod:`tlsdetect.detect.baseline_dir`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["TABLES", "TABLE_KEYS", "empty_table", "merge_table", "typed_table"]
+
+# --- the tables a baseline keeps: name -> column dtypes (validated on load) -----------------------
+_TIME = "datetime64[ns, UTC]"
+TABLES: dict[str, dict[str, str]] = {
+    "clients": {"client_id": "string", "connections": "int64", "first_seen": _TIME, "last_seen": _TIME},
+    "fingerprints": {"client_id": "string", "kind": "string", "value": "string", "count": "int64",
+                     "first_seen": _TIME, "last_seen": _TIME},
+    "fp_families": {"kind": "string", "value": "string", "ua_family": "string", "count": "int64"},
+    "issuers": {"client_id": "string", "role": "string", "issuer_key": "string", "issuer": "string",
+                "count": "int64", "first_seen": _TIME, "last_seen": _TIME},
+    "issuer_akids": {"role": "string", "issuer_key": "string", "akid": "string", "count": "int64"},
+    "snis": {"client_id": "string", "sni": "string", "count": "int64", "first_seen": _TIME, "last_seen": _TIME},
+    "sni_issuers": {"sni": "string", "issuer_key": "string", "issuer": "string", "count": "int64"},
+    "versions": {"client_id": "string", "max_version": "string", "count": "int64"},
+    "mesh_cas": {"role": "string", "issuer_key": "string", "issuer": "string", "ski": "string",
+                 "sha256": "string", "origin": "string", "connections": "int64"},
+}
+
+#: The key of each table learned from connections (``mesh_cas`` is derived from ``issuers``).
+TABLE_KEYS: dict[str, list[str]] = {
+    "clients": ["client_id"], "fingerprints": ["client_id", "kind", "value"],
+    "fp_families": ["kind", "value", "ua_family"], "issuers": ["client_id", "role", "issuer_key"],
+    "issuer_akids": ["role", "issuer_key", "akid"], "snis": ["client_id", "sni"], "sni_issuers": ["sni", "issuer_key"],
+    "versions": ["client_id", "max_version"],
+}
+
+
+def empty_table(name: str) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in TABLES[name].items()})
+
+
+def typed_table(name: str, df: pd.DataFrame) -> pd.DataFrame:
+    cols = TABLES[name]
+    out = df[list(cols)].copy()
+    for c, t in cols.items():
+        if str(out[c].dtype) != t:
+            out[c] = out[c].astype(t)  # type: ignore[call-overload]
+    return out.reset_index(drop=True)
+
+
+def merge_table(name: str, old: pd.DataFrame, new: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Fold ``new`` aggregates into ``old``: counts add, first/last seen widen."""
+    both = pd.concat([old, new], ignore_index=True) if len(old) else new
+    if len(both) == 0:
+        return empty_table(name)
+    agg: dict[str, Any] = {}
+    for c in TABLES[name]:
+        if c in keys:
+            continue
+        if c in ("count", "connections"):
+            agg[c] = "sum"
+        elif c == "first_seen":
+            agg[c] = "min"
+        elif c == "last_seen":
+            agg[c] = "max"
+        else:
+            agg[c] = "first"
+    out = both.groupby(keys, sort=True, dropna=False, observed=True).agg(agg).reset_index()
+    return typed_table(name, out)
