@@ -5,7 +5,6 @@
   failed typed parse) falls back to the in-memory path, which must not count anything twice;
 * large string columns are gathered with ``bytes.join`` instead of Arrow's dictionary decode
   (``schema.strings_from_codes``, also behind ``schema.as_text``);
-* numeric columns Arrow already typed skip the generic number checks.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ import pytest
 from tlsdetect import schema
 from tlsdetect.readers.logs import DeadLetter
 from tlsdetect.readers.zeek import read, read_zeek, tsv_disk
-from tlsdetect.readers.zeek import values as zeek_values
 from tlsdetect.readers.zeek.fields import Part
 
 from .test_zeek import _row, _tsv_value, _x509_pair, ssl_tsv
@@ -165,16 +163,6 @@ def test_take_join_and_decode_agree(monkeypatch: pytest.MonkeyPatch, threshold: 
         if values:  # the same values as a certificate column, spelled out by as_text
             cat = pd.Series(schema.category_from_codes(values, codes))
             pd.testing.assert_extension_array_equal(schema.as_text(cat).array, want)
-
-
-def test_whole_numbers_match_the_generic_checks() -> None:
-    ints = pd.Series(np.array([0, 1, -5, 2**53 + 1, 2**62 - 1, 2**62, 2**63 - 1, -(2**63)], dtype=np.int64))
-    floats = pd.Series([0.0, np.nan, 1.5, -3.0, 2.0**62, np.inf, -np.inf, 443.0])
-    for s in (ints, floats):
-        fast, fast_bad = zeek_values.whole_numbers(s)
-        slow, slow_bad = zeek_values.to_number(s.astype(object), integer=True)
-        pd.testing.assert_series_equal(fast, slow)
-        assert (fast_bad == slow_bad).all()
 
 
 def test_streamed_plain_file_with_a_compressed_name(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
