@@ -120,56 +120,6 @@ def test_table_path_equals_scalar_path(unique: list[ClientHello], picks: list[in
     assert out["ja3s"].isna().all()
 
 
-def test_parquet_round_trip_recomputes_the_same(tmp_path: object) -> None:
-    """List columns come back from Parquet as arrays; fingerprints must not change."""
-    import pyarrow.parquet as pq
-
-    import tlsdetect.sinks.files as sinks
-
-    hello = ClientHello(0x0303, (0x1301, 0xC02F), (0, 10, 16), alpn=(b"h2",), groups=(29,), sig_algs=(0x0403,))
-    df = pd.DataFrame(
-        {
-            "transport": ["tcp"],
-            "ch_version": [hello.legacy_version],
-            "ch_ciphers": [hello.ciphers],
-            "ch_extensions": [hello.extensions],
-            "ch_groups": [hello.groups],
-            "ch_point_formats": [()],
-            "ch_sig_algs": [hello.sig_algs],
-            "ch_supported_versions": [()],
-            "ch_alpn": [("6832",)],
-        }
-    )
-    first = add_fingerprints(schema.conform(df))
-    path = f"{tmp_path}/t.parquet"
-    sinks.write(first, "parquet", path=path)
-    back = pq.read_table(path).to_pandas()
-    again = add_fingerprints(schema.conform(back))
-    assert again["ja4"].iloc[0] == first["ja4"].iloc[0] == client_fingerprints("t", hello).ja4
-    assert again["ja3"].iloc[0] == first["ja3"].iloc[0]
-
-
-def test_parquet_chunks_with_more_certificates_than_the_first(tmp_path: object) -> None:
-    """Certificate columns are categoricals whose codes widen with their categories (int8 -> int16):
-    a later chunk knowing 300 issuers must still fit the file's schema, and read back the same."""
-    import pyarrow.parquet as pq
-
-    import tlsdetect.sinks.files as sinks
-
-    few = schema.conform(pd.DataFrame({"server_issuer": ["CN=a", None, "CN=b"]}))
-    many = schema.conform(pd.DataFrame({"server_issuer": [f"CN=issuer {i}" for i in range(300)]}))
-    assert few["server_issuer"].cat.codes.dtype != many["server_issuer"].cat.codes.dtype
-    path = f"{tmp_path}/t.parquet"
-    sink = sinks.Sink("parquet", path=path)
-    sink.write(few)
-    sink.write(many)
-    sink.close()
-    back = schema.conform(pq.read_table(path).to_pandas())
-    schema.validate(back)
-    assert back["server_issuer"].astype("string").tolist() == [
-        "CN=a", pd.NA, "CN=b", *(f"CN=issuer {i}" for i in range(300))]
-
-
 @pytest.mark.parametrize("fast_lane", [True, False])
 def test_enrich_is_fingerprints_then_issuer_keys_and_idempotent(fast_lane: bool) -> None:
     """The stage after reading gives what add_fingerprints + add_issuer_keys give, once or twice."""

@@ -1,4 +1,4 @@
-"""The alert the sinks' tests share (``ALERT``), and ``score -f ecs|cef`` (``sinks/files.py``) rendering alerts as the
+"""The alert the sinks' tests share (``ALERT``), and ``score -f ecs|cef`` (``write_alerts``) rendering alerts as the
 stream's sinks do. Each sink has its file: ``test_ecs.py``, ``test_syslog.py``, ``test_cef.py``, ``test_hec.py``,
 ``test_spool.py``.
 """
@@ -68,19 +68,3 @@ def test_write_alerts_renders_as_the_stream_sinks_do(tmp_path: Path) -> None:
         write_alerts([ALERT], "syslog", io.StringIO())
 
 
-@pytest.mark.parametrize("unit", ["ns", "us", "ms", "s"])
-def test_iso_utc_is_the_text_jsonl_writes(unit: str) -> None:
-    """issue 14 item 9: CSV's vectorised ``ts`` text equals JSON lines' per value (ISO 8601 UTC, ``Z``)."""
-    import pandas as pd
-
-    from tlsdetect.sinks.files import _plain, iso_utc
-
-    times = pd.Series(pd.to_datetime([
-        "2016-01-28T18:37:10.545976Z", "2016-01-28T18:37:10Z", "2016-01-28T18:37:10.545976123Z",
-        "2016-01-28T18:37:10.5Z", "1960-01-01T00:00:00.25Z", "1969-12-31T23:59:59.999999999Z", None,
-    ], format="ISO8601", utc=True)).dt.as_unit("ns")
-    times = times.dt.floor({"ns": "ns", "us": "us", "ms": "ms", "s": "s"}[unit]).dt.as_unit(unit)
-    got = iso_utc(times).tolist()
-    assert got == [_plain(t) for t in times]
-    assert got[-1] is None
-    assert all(t.endswith("Z") and " " not in t for t in got[:-1])
