@@ -215,6 +215,13 @@ def test_udp_quic_transport(tmp_path: Path) -> None:
     assert pd.isna(df["ja4_r"].iloc[0])  # ... and its t-prefixed recomputation not passed off as q
 
 
+def test_server_cipher_logged_as_text_is_read_not_a_crash(tmp_path: Path) -> None:
+    """A 16-bit value as digits (``"cipher": "4865"``) is the number; anything else is missing."""
+    events = [tls_event(tls_server_handshake={"cipher": c}) for c in ("4865", 4866, "x", 70000, True)]
+    df, _ = read(write(tmp_path, events))
+    assert df["sh_cipher"].tolist() == [4865, 4866, pd.NA, pd.NA, pd.NA]
+
+
 def test_non_tls_events_skipped_and_counted(tmp_path: Path) -> None:
     lines: list[str | dict[str, Any]] = [
         tls_event(),

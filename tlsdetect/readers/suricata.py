@@ -275,18 +275,12 @@ def _read_one(path: Path, dead_letter: DeadLetter) -> tuple[pd.DataFrame, int]:
     return frame, mismatches
 
 
-def _u16_or_none(value: object) -> object:
-    """A 16-bit value as logged (``sh_cipher``); None for anything else."""
-    return value if _port(value) is not None else None
-
-
 #: How a logged value becomes a cell: (converter, dtype). ``None``: a string or nothing.
 _CONVERTERS: dict[str, tuple[Callable[[Any], Any] | None, str]] = {
     "text": (None, "string"),
     "any_text": (str, "string"),
     "id": (_str_or_none, "string"),
     "port": (_port, "Int32"),
-    "u16": (_u16_or_none, "Int32"),
     "u16s": (_int_tuple, "object"),
     "version": (_version_name, "string"),
     "sha1": (_sha1, "string"),
@@ -313,7 +307,7 @@ _FIELDS: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("tls", "client_handshake", "ciphers"), "ch_ciphers", "u16s"),
     (("tls", "client_handshake", "exts"), "ch_extensions", "u16s"),
     (("tls", "client_handshake", "sig_algs"), "ch_sig_algs", "u16s"),
-    (("tls", "server_handshake", "cipher"), "sh_cipher", "u16"),
+    (("tls", "server_handshake", "cipher"), "sh_cipher", "port"),
     (("tls", "server_handshake", "exts"), "sh_extensions", "u16s"),
     (("tls", "fingerprint"), "server_cert_sha1", "sha1"),
     (("tls", "client", "fingerprint"), "peer_cert_sha1", "sha1"),
