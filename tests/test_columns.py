@@ -1,0 +1,54 @@
+"""Distinct values as codes: positions, pair membership and per-row broadcasting against plain Python."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tlsdetect.detect.columns import Unique, as_category, codes_of, pair_in, positions, texts_at
+
+SETTINGS = settings(max_examples=150, deadline=None)
+_VAL = st.one_of(st.none(), st.sampled_from(["a", "b", "c", "d"]))
+
+
+@SETTINGS
+@given(st.lists(_VAL, max_size=20), st.lists(st.sampled_from(["a", "b", "c", "x"]), unique=True, max_size=4),
+       st.booleans())
+def test_positions_and_rows_equal_a_dict_lookup(values: list[str | None], index: list[str], category: bool) -> None:
+    s = pd.Series(values, dtype="string")
+    if category:
+        s = s.astype("category")
+    where = {v: i for i, v in enumerate(index)}
+    assert positions(s, pd.Index(index)).tolist() == [where.get(v, -1) if v is not None else -1 for v in values]
+    u = Unique(s)
+    upper = u.rows(u.values.str.upper().to_numpy(dtype=object))
+    assert list(upper) == [None if v is None else v.upper() for v in values]
+    assert [x or "" for x in codes_of(u, u.values).take(np.arange(len(values)))] == [v or "" for v in values]
+    assert texts_at(s, np.arange(len(values))).tolist() == [v or "" for v in values]
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.integers(-1, 5), st.integers(-1, 5)), max_size=20),
+       st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5)), max_size=10))
+def test_pair_in_equals_set_membership(rows: list[tuple[int, int]], known: list[tuple[int, int]]) -> None:
+    a = np.array([r[0] for r in rows], dtype=np.int64)
+    b = np.array([r[1] for r in rows], dtype=np.int64)
+    pa_ = np.array([k[0] for k in known], dtype=np.int64)
+    pb = np.array([k[1] for k in known], dtype=np.int64)
+    want = [x >= 0 and y >= 0 and (x, y) in set(known) for x, y in rows]
+    assert pair_in(a, b, pa_, pb, 6).tolist() == want
+
+
+def test_a_categorical_with_unused_categories_is_renumbered() -> None:
+    s = pd.Series(pd.Categorical(["b", None, "b"], categories=["a", "b", "c"]))
+    u = Unique(s)
+    assert u.values.tolist() == ["b"]
+    assert u.codes.tolist() == [0, -1, 0]
+
+
+def test_as_category_keeps_few_texts_as_codes() -> None:
+    cat = as_category(np.array(["x", "y", "x", None], dtype=object))
+    assert list(cat.categories) == ["x", "y"]
+    assert [None if pd.isna(v) else v for v in cat] == ["x", "y", "x", None]

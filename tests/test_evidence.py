@@ -1,0 +1,71 @@
+"""Evidence: the noisy-OR score, reasons in weight order, and every evidence value as text or null."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tlsdetect import schema
+from tlsdetect.detect.evidence import SIGNALS, Evidence, evidence_text, text_of, top_list
+
+
+def test_signal_table_is_well_formed() -> None:
+    for code, s in SIGNALS.items():
+        assert s.code == code
+        assert 0 < s.weight <= 100
+        assert s.meaning
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(sorted(SIGNALS)), st.lists(st.booleans(), min_size=4, max_size=4)),
+                max_size=5))
+def test_score_is_the_noisy_or_of_the_weights_that_fired(fired: list[tuple[str, list[bool]]]) -> None:
+    ev = Evidence(4)
+    for code, mask in fired:
+        ev.add(code, np.array(mask), "because")
+    want = []
+    for row in range(4):
+        survive = 1.0
+        for code, mask in fired:
+            if mask[row]:
+                survive *= 1 - SIGNALS[code].weight / 100
+        want.append(100 * (1 - survive))
+    assert ev.scores().tolist() == pytest.approx(want, abs=0.05 + 1e-9)  # rounded to one decimal
+    reasons = ev.reasons()
+    for row in range(4):
+        got = [r["code"] for r in reasons[row]]
+        assert sorted(got) == sorted(code for code, mask in fired if mask[row])
+        weights = [SIGNALS[c].weight for c in got]
+        assert weights == sorted(weights, reverse=True)  # strongest first
+
+
+def test_reasons_hold_text_for_fired_rows_only() -> None:
+    ev = Evidence(3)
+    ev.add("tls_downgrade", np.array([False, True, False]), lambda i: [f"row {j}" for j in i],
+           expected=pd.Series([1.0, 12.0, 3.0]), observed=np.array([None, 0.5, None], dtype=object), weight=10.0)
+    reasons = ev.reasons()
+    assert reasons[0] == () and reasons[2] == ()  # noqa: PT018
+    assert reasons[1] == [{"code": "tls_downgrade", "detail": "row 1", "expected": "12", "observed": "0.5"}]
+    assert set(reasons[1][0]) == set(schema.REASON_FIELDS)
+    assert ev.scores().tolist() == [0.0, 10.0, 0.0]
+
+
+def test_text_of_each_kind() -> None:
+    assert text_of(None) is None
+    assert text_of(pd.NA) is None
+    assert text_of(float("nan")) is None
+    assert text_of(2.0) == "2"
+    assert text_of(np.float64(0.731)) == "0.731"
+    assert text_of(np.int64(7)) == "7"
+    assert text_of("x") == "x"
+    values = np.array([2, 2.0, "a", None, [1, 2]], dtype=object)
+    assert evidence_text(values) == ["2", "2", "a", None, "[1, 2]"]
+
+
+def test_top_list_orders_by_count_and_keeps_k() -> None:
+    frame = pd.DataFrame({"c": ["a", "a", "a", "a", "b"], "v": ["w", "x", "y", "z", "q"], "n": [1, 5, 3, 2, 9]})
+    assert top_list(frame, "c", "v", "n") == {"a": "x (5), y (3), z (2)", "b": "q (9)"}
+    assert top_list(frame.iloc[:0], "c", "v", "n") == {}
