@@ -10,7 +10,6 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tlsdetect import schema
 from tlsdetect.readers.pcap.capture import _chain
 from tlsdetect.readers.pcap.fastlane import SLACK, _ascii_texts, _in_time_order, _with_joined
 
@@ -84,30 +83,6 @@ def test_joined_hello_records_equal_slicing_by_hand(data: bytes, hellos: list[tu
     assert len(got) == max(len(want), 1)
 
 
-_DTYPES = {"string": ["a", None], "category": ["a", None], "Int32": [1, None], "boolean": [True, None],
-           "object": [(1, 2), None]}
-
-
-@SETTINGS
-@given(st.lists(st.sampled_from(list(schema.COLUMNS)), unique=True, max_size=12),
-       st.lists(st.sampled_from(list(schema.COLUMNS)), unique=True, max_size=4),
-       st.booleans())
-def test_conform_in_one_step_equals_column_by_column(present: list[str], as_object: list[str], extra: bool) -> None:
-    """Columns missing, present with the schema dtype or as plain objects needing a cast, extras."""
-    data: dict[str, pd.Series] = {}
-    for col in present:
-        dtype = schema.COLUMNS[col]
-        if dtype == "datetime64[ns, UTC]":
-            data[col] = pd.Series(pd.to_datetime([0, None], utc=True))
-        else:
-            values = _DTYPES[dtype]
-            data[col] = pd.Series(values, dtype=object if col in as_object or dtype == "object" else dtype)
-    if extra:
-        data["conn_extra"] = pd.Series([1.5, 2.5])
-    df = pd.DataFrame(data, index=pd.RangeIndex(2)) if data else pd.DataFrame(index=pd.RangeIndex(2))
-    pd.testing.assert_frame_equal(schema.conform(df), schema._conform_by_column(df))
-
-
 @SETTINGS
 @given(st.lists(st.tuples(st.integers(0, 5), st.one_of(st.none(), st.binary(max_size=6))), max_size=25))
 def test_time_order_moves_every_row_with_its_sni(rows: list[tuple[int, bytes | None]]) -> None:
@@ -124,31 +99,3 @@ def test_time_order_moves_every_row_with_its_sni(rows: list[tuple[int, bytes | N
     assert out["ts"].tolist() == [rows[i][0] for i in expected]
     assert out["sni_len"].tolist() == [-1 if rows[i][1] is None else len(rows[i][1] or b"") for i in expected]
     assert out["sni_bytes"].tobytes() == b"".join(rows[i][1] or b"" for i in expected)
-
-
-_DN = st.one_of(st.none(), st.sampled_from(["CN=a", "CN=b", "O=Ex\\, Inc.,CN=c", "", "CN=é"]), st.text(max_size=6))
-
-
-@SETTINGS
-@given(st.lists(st.lists(_DN, max_size=6), min_size=1, max_size=4))
-def test_concat_keeps_certificate_columns_and_equals_plain_concat(parts: list[list[str | None]]) -> None:
-    """schema.concat: the same values as pd.concat spelled out, the certificate column still categorical."""
-    frames = [schema.conform(pd.DataFrame({"server_issuer": pd.Series(p, dtype="string"), "sni": "x"}))
-              for p in parts]
-    got = schema.concat(frames)
-    schema.validate(got)
-    want = schema.conform(pd.concat(frames, ignore_index=True))
-    pd.testing.assert_series_equal(schema.as_text(got["server_issuer"]), schema.as_text(want["server_issuer"]))
-    assert got["server_issuer"].astype("string").tolist() == [v for p in parts for v in pd.array(p, dtype="string")]
-    assert list(got.columns) == list(frames[0].columns)
-
-
-@SETTINGS
-@given(st.lists(_DN, max_size=8), st.lists(st.integers(-1, 7), max_size=40))
-def test_category_from_codes_and_as_text_equal_a_lookup_by_hand(values: list[str | None], picks: list[int]) -> None:
-    codes = np.array([c if c < len(values) else -1 for c in picks], dtype=np.int64)
-    col = pd.Series(schema.category_from_codes(values, codes))
-    want = [values[c] if c >= 0 else None for c in codes]
-    assert [None if v is pd.NA else v for v in schema.as_text(col).tolist()] == want
-    assert col.cat.categories.is_unique
-    assert str(col.cat.categories.dtype) == "string"
