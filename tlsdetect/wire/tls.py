@@ -10,6 +10,10 @@ Every parser here obeys one contract, borrowed from mitmproxy's ``parse_client_h
 
 Any other exception escaping from here is a bug; the hypothesis tests feed arbitrary bytes to prove it.
 Nothing here does I/O, so the pcap reader, the tshark engine and the log readers share it.
+
+Size: one parser family under one contract (the record scanner, the hello parsers and the Certificate
+message share ``_Reader`` and ``TLSParseError``); split, each half would import
+the other's internals, and the contract tests feed them all the same bytes.
 """
 
 from __future__ import annotations
