@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 # Helpers that assert, imported by test modules: pytest rewrites their asserts too (a failure shows values).
-pytest.register_assert_rewrite("tests.serve_support", "tests.cli_support")
+pytest.register_assert_rewrite("tests.serve_support", "tests.cli_support", "tests.spark_fixtures")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TLSDETECT_SHARED", ROOT.parent / "shared"))
