@@ -146,7 +146,8 @@ def test_crash_before_ack_replays_same_ids(tmp_path: Path, baseline: Baseline) -
 
 def test_text_format_log(tmp_path: Path) -> None:
     """A text access log (the configured format string), through the CLI without --follow."""
-    from tests.test_envoy import FORMAT, ISSUER
+    from tests.test_envoy import ISSUER
+    from tests.test_envoy_text import FORMAT
 
     log = tmp_path / "access.log"
     log.write_text(
