@@ -25,7 +25,7 @@ def test_positions_and_rows_equal_a_dict_lookup(values: list[str | None], index:
     u = Unique(s)
     upper = u.rows(u.values.str.upper().to_numpy(dtype=object))
     assert list(upper) == [None if v is None else v.upper() for v in values]
-    assert [x or "" for x in codes_of(u, u.values).take(np.arange(len(values)))] == [v or "" for v in values]
+    assert [x or "" for x in codes_of(u, u.values).at_rows(np.arange(len(values)))] == [v or "" for v in values]
     assert texts_at(s, np.arange(len(values))).tolist() == [v or "" for v in values]
 
 

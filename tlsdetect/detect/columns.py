@@ -62,7 +62,8 @@ class Codes:
     def __init__(self, codes: npt.NDArray[np.int64], values: npt.NDArray[np.object_]) -> None:
         self.codes, self.values = codes, values
 
-    def take(self, idx: npt.NDArray[np.int64]) -> npt.NDArray[np.object_]:
+    def at_rows(self, idx: npt.NDArray[np.int64]) -> npt.NDArray[np.object_]:
+        """The values of the rows at positions ``idx``."""
         out: npt.NDArray[np.object_] = self.values[self.codes[idx]]
         return out
 
@@ -77,7 +78,7 @@ def codes_of(u: Unique, per_unique: pd.Series) -> Codes:
 def texts_at(values: Any, idx: npt.NDArray[np.int64]) -> pd.Series:
     """``values`` at row positions ``idx`` as text (missing -> ""), for evidence strings of fired rows only."""
     if isinstance(values, Codes):
-        sub = values.take(idx)
+        sub = values.at_rows(idx)
     elif isinstance(values, pd.Series):
         sub = values.iloc[idx].to_numpy(dtype=object)
     else:

@@ -70,7 +70,7 @@ class Evidence:
 
         def pick(v: Any) -> Any:
             if isinstance(v, Codes):
-                return v.take(idx)
+                return v.at_rows(idx)
             if callable(v):
                 return np.asarray(v(idx), dtype=object)
             if isinstance(v, pd.Series):

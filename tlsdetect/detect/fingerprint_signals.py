@@ -41,7 +41,7 @@ def product_signals(ja3: pd.Series, ja3n: pd.Series, ja4: pd.Series, kb: Knowled
                        + "); the fields that source lacks were not compared"),
                    expected="a hello unlike any interception product's", observed=values)
             take = partial & (product == None)  # noqa: E711
-            product[take] = m["product"].take(np.flatnonzero(take))
+            product[take] = m["product"].at_rows(np.flatnonzero(take))
             hit = full
         new = hit & ~exact
         ev.add("known_interception_fingerprint", new,
@@ -49,7 +49,7 @@ def product_signals(ja3: pd.Series, ja3n: pd.Series, ja4: pd.Series, kb: Knowled
                    f"the {kind.upper()} " + texts_at(values, i) + " is that of " + texts_at(m["product"], i)
                    + " (" + texts_at(m["product_type"], i) + "; source: " + texts_at(m["source"], i) + ")"),
                expected="the client's own TLS stack", observed=values)
-        product[new] = m["product"].take(np.flatnonzero(new))
+        product[new] = m["product"].at_rows(np.flatnonzero(new))
         exact |= hit
     return product
 
