@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Time ``Baseline().fit`` and ``score`` on a synthetic connections table built from real hellos.
 
-Reads the project's captures (``pcaps/*.pcap*``) and, when present, ``../shared/pcaps/reference``
-with :func:`tlsdetect.readers.pcap.engine.iter_pcap`: every row with a ClientHello is a real connection
+Reads the project's clean captures (``pcaps/``, as ``docs/captures/MANIFEST.json`` labels them) and,
+when present, ``../shared/pcaps/reference`` with :func:`tlsdetect.readers.pcap.engine.iter_pcap`:
+every row with a ClientHello is a real connection
 (hello lists, JA3/JA3N/JA4, SNI, issuers when the capture shows the certificate). The rows are
 grouped into "stacks" by JA3N (one TLS library configuration, whatever the SNI). Then, with numpy
 indexing only (no Python per row), ``--rows`` connections are drawn for each of two tables:
@@ -28,6 +29,7 @@ import argparse
 import cProfile
 import datetime as dt
 import io
+import json
 import os
 import platform
 import pstats
@@ -65,6 +67,12 @@ CLIENT_SIDE = ("ts", "source", "conn_id", "client_ip", "client_port")
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def clean_captures() -> list[Path]:
+    """The project's captures of clean traffic (docs/captures/MANIFEST.json); pcaps/ also holds an interception demo."""
+    manifest = json.loads((ROOT / "docs" / "captures" / "MANIFEST.json").read_text())
+    return [ROOT / "pcaps" / name for name, c in manifest["captures"].items() if c["label"] == "clean"]
 
 
 def read_rows(patterns: list[Path]) -> tuple[pd.DataFrame, int]:
@@ -186,7 +194,7 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
 
     t0 = time.perf_counter()
-    real, n_real_files = read_rows([ROOT / "pcaps" / "*.pcap*", SHARED / "reference" / "*.pcap*"])
+    real, n_real_files = read_rows([*clean_captures(), SHARED / "reference" / "*.pcap*"])
     icpt, n_icpt_files = read_rows([SHARED / "interception" / "*.pcap*"])
     if len(real) == 0:
         raise SystemExit("no ClientHello in pcaps/ (nor ../shared/pcaps/reference): nothing to build from")

@@ -31,7 +31,6 @@ A manifest ``<output>.json`` records the counts and the expected JA3 multiset, w
 from __future__ import annotations
 
 import argparse
-import glob
 import hashlib
 import itertools
 import json
@@ -649,7 +648,9 @@ def _set_ip_checksums(hdr: np.ndarray) -> None:
 
 
 def default_sources() -> list[Path]:
-    return sorted(Path(p) for p in glob.glob(str(REPO_ROOT / "pcaps" / "*.pcap*")))
+    """The project's clean captures: pcaps/ also holds an interception demo (docs/captures/MANIFEST.json)."""
+    manifest = json.loads((REPO_ROOT / "docs" / "captures" / "MANIFEST.json").read_text())
+    return sorted(REPO_ROOT / "pcaps" / name for name, c in manifest["captures"].items() if c["label"] == "clean")
 
 
 def expand_sources(items: list[str]) -> list[Path]:
@@ -664,7 +665,7 @@ def expand_sources(items: list[str]) -> list[Path]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("sources", nargs="*", help="source pcap/pcapng files or directories "
-                   "(default: pcaps/*.pcap* of the repository)")
+                   "(default: the clean captures in pcaps/ of the repository)")
     p.add_argument("-o", "--output", default="big.pcap", help="output pcap path")
     p.add_argument("--connections", type=int, default=100_000)
     p.add_argument("--target-mb", type=float, default=500.0,
