@@ -58,3 +58,19 @@ def test_dead_letter_records_file_line_and_reason(tmp_path: Path) -> None:
     assert rows[1]["text"] == "\\xff{}"
     assert letters.stats.bad_lines == 2
     assert letters.stats.reasons["bad json"] == 2
+
+
+def test_dead_letter_write_and_sync_put_a_record_on_disk_before_close(tmp_path: Path) -> None:
+    """The stream writes refused alerts through ``write`` and calls ``sync`` before its checkpoint moves:
+    after ``sync`` another reader sees every record, while the file is still open."""
+    path = tmp_path / "dead.jsonl"
+    letters = DeadLetter(path)
+    assert letters.writes
+    letters.add("a.log", 7, "bad json: x", b"\xff{")
+    letters.write({"file": "a.log", "line": None, "sink": "jsonl:-", "reason": "refused", "text": "{}"})
+    letters.sync()
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    letters.close()
+    assert records == [{"file": "a.log", "line": 7, "reason": "bad json: x", "text": "\\xff{"},
+                       {"file": "a.log", "line": None, "sink": "jsonl:-", "reason": "refused", "text": "{}"}]
+    assert not DeadLetter(None).writes

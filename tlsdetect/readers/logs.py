@@ -11,9 +11,10 @@ import gzip
 import json
 import os
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from tlsdetect.readers.base import ReadStats
 
@@ -74,8 +75,23 @@ class DeadLetter:
                 # a line decoded with surrogateescape: its raw bytes as the bytes case shows them (\\xff)
                 line = line.encode("utf-8", "surrogateescape")
             text = line.decode("utf-8", "backslashreplace") if isinstance(line, bytes) else line
-            record = {"file": str(file), "line": line_no, "reason": reason, "text": text[:4096]}
-            self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self.write({"file": str(file), "line": line_no, "reason": reason, "text": text[:4096]})
+
+    @property
+    def writes(self) -> bool:
+        """Whether records go to a file (a collector without one only counts)."""
+        return self._fh is not None
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        """One record as a JSON line (the stream also writes the alerts a sink refused this way)."""
+        if self._fh is not None:
+            self._fh.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+
+    def sync(self) -> None:
+        """Flush and fsync what was written: the stream calls it before its checkpoint moves past the lines."""
+        if self._fh is not None:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
 
     def close(self) -> None:
         if self._fh is not None:

@@ -62,31 +62,13 @@ class _Collect(DeadLetter):
 
 
 class _DeadLetters(DeadLetter):
-    """The stream's dead-letter file: unreadable lines (:meth:`add`) and alerts a sink refused (:meth:`refused`).
-
-    ``readers/logs.py``'s :class:`DeadLetter` writes the line records; it has no record for a refused
-    alert (``"line": null`` and ``"sink"``, as the README documents) and no flush, which the stream
-    needs before its checkpoint moves past what the records came from: both use its file here.
-    """
+    """The stream's dead-letter file: unreadable lines (:meth:`add`) and alerts a sink refused (:meth:`refused`)."""
 
     def refused(self, sink: str, alerts: Sequence[Mapping[str, Any]], reason: str) -> None:
         """One record per alert: its file, ``line`` null, the sink, the reason, the alert as JSON in ``text``."""
-        if self._fh is None:
-            return
         for a in alerts:
-            rec = {"file": a.get("file"), "line": None, "sink": sink, "reason": f"refused by the sink: {reason}",
-                   "text": json.dumps(a, ensure_ascii=False, default=str)}  # fmt: skip
-            self._fh.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
-
-    def sync(self) -> None:
-        """Flush and fsync what was written (before a checkpoint commit)."""
-        if self._fh is not None:
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
-
-    @property
-    def writes(self) -> bool:
-        return self._fh is not None
+            self.write({"file": a.get("file"), "line": None, "sink": sink, "reason": f"refused by the sink: {reason}",
+                        "text": json.dumps(a, ensure_ascii=False, default=str)})
 
 
 @dataclass(slots=True)
