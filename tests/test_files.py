@@ -134,8 +134,6 @@ def test_jsonl_and_csv_write_the_same_values(rows: list[dict[str, Any]]) -> None
         assert c == {k: _as_csv_text(v) for k, v in j.items()}
 
 
-@pytest.mark.xfail(strict=True, reason="not yet: pandas' CSV writer quotes fields with a delimiter, a quote or "
-                   "LF, not a bare CR; a reader then splits the row there")
 def test_csv_quotes_a_carriage_return() -> None:
     """A name from the wire may hold a CR (``"a\\rb"``): CSV must keep it in its cell, as JSON lines does."""
     buf = io.StringIO()
@@ -170,8 +168,6 @@ def test_table_shows_whole_cells_and_missing_as_blank() -> None:
     assert lines[3].strip() == ""
 
 
-@pytest.mark.xfail(strict=True, reason="not yet: the table writer gives cells to rich as markup and passes ESC "
-                   "through (an SNI '[/x]' raises MarkupError; '\\x1b[31m' reaches the terminal)")
 @pytest.mark.parametrize("text", ["[/x]", "[bold]x[/bold]", "a\x1b[31mred\x1b[0m"])
 def test_table_writes_text_as_text_and_no_terminal_control(text: str) -> None:
     """A name from the wire (SNI, issuer) is attacker-chosen: it must show as written and not steer the terminal."""
@@ -187,3 +183,20 @@ def test_unknown_format_and_missing_targets_are_errors(tmp_path: Any) -> None:
         sinks.Sink("parquet")
     with pytest.raises(ValueError, match="jsonl output needs a stream"):
         sinks.Sink("jsonl")
+
+
+def test_csv_rows_with_and_without_a_carriage_return_keep_their_order_and_values() -> None:
+    """Rows holding a CR are written fully quoted, the others as usual: read back, every row is as it was."""
+    values = ["a", "b\rc", "d", "e\r", "\rf\rg", "h"]
+    buf = io.StringIO()
+    frame = schema.conform(pd.DataFrame({"sni": values, "server_port": range(len(values))}))
+    sinks.write(frame[["sni", "server_port"]], "csv", buf)
+    rows = list(csv.reader(io.StringIO(buf.getvalue(), newline="")))
+    assert rows == [["sni", "server_port"], *([v, str(i)] for i, v in enumerate(values))]
+
+
+def test_table_keeps_one_line_per_row_whatever_the_name_holds() -> None:
+    """A newline or CR in an SNI is shown escaped: it cannot split a row or overwrite the line before it."""
+    out = _table(["x\ny", "a\rb", "ok"])
+    body = [line for line in out.splitlines() if line.strip() and set(line.strip()) != {"─"}][1:]
+    assert [line.strip() for line in body] == ["x\\x0ay", "a\\x0db", "ok"]
