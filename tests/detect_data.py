@@ -80,3 +80,8 @@ def with_issuer(df: pd.DataFrame, rows: np.ndarray | list[int], issuer: str, *, 
         ak[list(rows)] = akid
         out[f"{role}_issuer_akid"] = pd.array(ak, dtype="string")
     return add_issuer_keys(out)
+
+
+def codes(row: pd.Series) -> set[str]:
+    """The reason codes of one scored row."""
+    return {r["code"] for r in row["reasons"]}

@@ -4,32 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from tlsdetect.detect.baseline import Baseline
 from tlsdetect.detect.knowledge import load_knowledge
 from tlsdetect.detect.scoring import score
 
-from .detect_data import captured, later, population, stack_of, with_hello_of
+from .detect_data import captured, codes, stack_of, with_hello_of
 
-
-@pytest.fixture(scope="module")
-def train() -> pd.DataFrame:
-    return population(repeat=12)
-
-
-@pytest.fixture(scope="module")
-def fitted(train: pd.DataFrame) -> Baseline:
-    return Baseline(mesh_ca="learn").fit(train)  # the tests of mesh signals use the mesh CA it learns
-
-
-@pytest.fixture(scope="module")
-def test_rows(train: pd.DataFrame) -> pd.DataFrame:
-    return later(train)
-
-
-def codes(row: pd.Series) -> set[str]:
-    return {r["code"] for r in row["reasons"]}
+pytest_plugins = ["tests.detect_fixtures"]  # train, fitted, test_rows
 
 
 def test_known_interception_product_fingerprint(fitted: Baseline, test_rows: pd.DataFrame) -> None:

@@ -16,7 +16,7 @@ from tlsdetect.detect.mesh import MeshCA
 from tlsdetect.detect.scoring import score
 
 from .conftest import SHARED
-from .detect_data import captured, later, population, with_issuer
+from .detect_data import captured, codes, with_issuer
 
 MESH_DN = "CN=tlsdetect Sample Intermediate CA,O=tlsdetect"
 
@@ -32,23 +32,7 @@ def _mesh_ski() -> str:
 MESH_SKI = _mesh_ski()
 
 
-@pytest.fixture(scope="module")
-def train() -> pd.DataFrame:
-    return population(repeat=12)
-
-
-@pytest.fixture(scope="module")
-def fitted(train: pd.DataFrame) -> Baseline:
-    return Baseline(mesh_ca="learn").fit(train)  # the tests of mesh signals use the mesh CA it learns
-
-
-@pytest.fixture(scope="module")
-def test_rows(train: pd.DataFrame) -> pd.DataFrame:
-    return later(train)
-
-
-def codes(row: pd.Series) -> set[str]:
-    return {r["code"] for r in row["reasons"]}
+pytest_plugins = ["tests.detect_fixtures"]  # train, fitted, test_rows
 
 
 def test_interception_ca(fitted: Baseline, test_rows: pd.DataFrame) -> None:

@@ -4,31 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from tlsdetect.detect.baseline import Baseline
 from tlsdetect.detect.scoring import score
 
-from .detect_data import later, population, stack_of
+from .detect_data import codes, stack_of
 
-
-@pytest.fixture(scope="module")
-def train() -> pd.DataFrame:
-    return population(repeat=12)
-
-
-@pytest.fixture(scope="module")
-def fitted(train: pd.DataFrame) -> Baseline:
-    return Baseline(mesh_ca="learn").fit(train)  # the tests of mesh signals use the mesh CA it learns
-
-
-@pytest.fixture(scope="module")
-def test_rows(train: pd.DataFrame) -> pd.DataFrame:
-    return later(train)
-
-
-def codes(row: pd.Series) -> set[str]:
-    return {r["code"] for r in row["reasons"]}
+pytest_plugins = ["tests.detect_fixtures"]  # train, fitted, test_rows
 
 
 def _client_rows(df: pd.DataFrame, stack: str, version: str) -> np.ndarray:

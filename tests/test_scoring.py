@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -13,7 +12,7 @@ from tlsdetect.detect.baseline import Baseline
 from tlsdetect.detect.evidence import SIGNALS
 from tlsdetect.detect.scoring import SCORE_COLUMNS, VERDICTS, score, summarize
 
-from .detect_data import captured, later, population, with_issuer
+from .detect_data import captured, with_issuer
 
 MESH_DN = "CN=tlsdetect Sample Intermediate CA,O=tlsdetect"
 
@@ -28,23 +27,7 @@ def _mesh_ski() -> str:
 MESH_SKI = _mesh_ski()
 
 
-@pytest.fixture(scope="module")
-def train() -> pd.DataFrame:
-    return population(repeat=12)
-
-
-@pytest.fixture(scope="module")
-def fitted(train: pd.DataFrame) -> Baseline:
-    return Baseline(mesh_ca="learn").fit(train)  # the tests of mesh signals use the mesh CA it learns
-
-
-@pytest.fixture(scope="module")
-def test_rows(train: pd.DataFrame) -> pd.DataFrame:
-    return later(train)
-
-
-def codes(row: pd.Series) -> set[str]:
-    return {r["code"] for r in row["reasons"]}
+pytest_plugins = ["tests.detect_fixtures"]  # train, fitted, test_rows
 
 
 def test_clean_held_out_traffic_is_ok(fitted: Baseline, test_rows: pd.DataFrame) -> None:

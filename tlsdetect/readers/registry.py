@@ -8,6 +8,7 @@ so a command that reads Zeek logs never imports the pcap engine.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -55,7 +56,7 @@ class TsharkPcapReader:
         yield from iter_tshark(paths, stats=stats)
 
 
-class _LogReader:
+class _LogReader(ABC):
     """A log reader: the whole of its files as one table; bad lines go to ``dead_letter``.
 
     The log readers count into ``dead_letter.stats``; for the time of one read it is a fresh
@@ -79,8 +80,9 @@ class _LogReader:
             running.merge(part)
             stats.merge(part)
 
+    @abstractmethod
     def _read(self, paths: list[Path]) -> pd.DataFrame:
-        raise NotImplementedError
+        """The reader's own entry point over all ``paths``."""
 
 
 class ZeekReader(_LogReader):
