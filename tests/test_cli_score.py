@@ -36,6 +36,19 @@ def test_score_jsonl_keeps_the_4_tuple_and_reasons(baseline_dir: Path, tmp_path:
     assert "top flagged clients:" in err
 
 
+def test_score_jsonl_carries_the_server_side_of_each_connection(baseline_dir: Path, tmp_path: Path) -> None:
+    """issue 16 item 7: ``ja3s`` and ``sh_cipher`` of every scored row are those ``fingerprint`` computes."""
+    scored, fps = tmp_path / "scored.jsonl", tmp_path / "fps.jsonl"
+    code, _, err = _run("score", *CLEAN, "--baseline", str(baseline_dir), "-f", "jsonl", "-o", str(scored))
+    assert code == 0, err
+    code, _, err = _run("fingerprint", *CLEAN, "-f", "jsonl", "-o", str(fps))
+    assert code == 0, err
+    rows = [json.loads(line) for line in scored.read_text().splitlines()]
+    expected = [json.loads(line) for line in fps.read_text().splitlines()]
+    assert [(r["ja3s"], r["sh_cipher"]) for r in rows] == [(r["ja3s"], r["sh_cipher"]) for r in expected]
+    assert any(r["ja3s"] and isinstance(r["sh_cipher"], int) for r in rows)
+
+
 def test_score_table_and_only_flagged(baseline_dir: Path) -> None:
     code, out, err = _run("score", *CLEAN, "--baseline", str(baseline_dir))
     assert code == 0, err

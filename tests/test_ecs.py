@@ -50,3 +50,35 @@ def test_jsonl_sink_dedupes_on_restart(tmp_path: Path) -> None:
     ids = [json.loads(line)["event"]["id"] for line in out.read_text().splitlines()]
     assert ids == [ALERT["id"], "b" * 32, "c" * 32]
 
+
+
+def test_cipher_names_are_iana_names() -> None:
+    """issue 16 item 7: ``tls.cipher`` is the IANA name (dpkt's table agrees), the number in hex when unnamed."""
+    from dpkt import ssl_ciphersuites
+
+    from tlsdetect.sinks.alerts.ecs import CIPHER_NAMES, cipher_name
+
+    for code, name in CIPHER_NAMES.items():
+        assert ssl_ciphersuites.BY_CODE[code].name == name
+    assert cipher_name(0x1301) == "TLS_AES_128_GCM_SHA256"
+    assert cipher_name(0xFEFE) == "0xFEFE"
+    assert cipher_name(None) is None
+
+
+def test_ecs_carries_the_server_side_of_real_alerts() -> None:
+    """issue 16 item 7: the alerts of real captures carry ``tls.server.ja3s`` and ``tls.cipher``, as scored."""
+    from tests.conftest import require_shared
+    from tlsdetect.detect.scoring import score
+    from tlsdetect.readers.inputs import Inputs
+    from tlsdetect.sinks.alerts.alerts import alerts_of
+    from tlsdetect.sinks.alerts.ecs import cipher_name
+
+    scored = score(Inputs([str(require_shared("pcaps/interception"))]).read_all(), None)
+    alerts = alerts_of(scored)
+    with_server = [a for a in alerts if a.get("ja3s")]
+    assert with_server, "the interception captures have ServerHellos"
+    for alert in alerts:
+        flat = flatten(to_ecs(alert))
+        assert flat.get("tls.server.ja3s") == alert.get("ja3s")
+        assert flat.get("tls.cipher") == cipher_name(alert.get("sh_cipher"))
+    assert all(not flatten(to_ecs(a))["tls.cipher"].startswith("0x") for a in with_server)

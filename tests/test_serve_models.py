@@ -42,3 +42,20 @@ async def test_score_reasons_are_text_in_the_response_and_its_model(baseline_dir
     for f in ("expected", "observed"):
         assert {t.get("type") for t in props[f]["anyOf"]} == {"string", "null"}
     assert props["code"]["type"] == props["detail"]["type"] == "string"
+
+
+@pytest.mark.anyio
+async def test_score_rows_carry_the_server_side(baseline_dir: Path, rows: pd.DataFrame) -> None:
+    """issue 16 item 7: a score row carries ``ja3s`` and ``sh_cipher`` as sent, and the OpenAPI model says so."""
+    async with client(create_app(Settings(baseline_dir=baseline_dir))) as c:
+        r = await c.post("/v1/score", json=payload(rows))
+        spec = (await c.get("/openapi.json")).json()
+    assert r.status_code == 200, r.text
+    got = r.json()["rows"]
+    sent = payload(rows)["connections"]
+    assert [row["ja3s"] for row in got] == [row.get("ja3s") for row in sent]
+    assert [row["sh_cipher"] for row in got] == [row.get("sh_cipher") for row in sent]
+    assert any(row["ja3s"] for row in got)
+    props = spec["components"]["schemas"]["ScoredConnection"]["properties"]
+    assert {t.get("type") for t in props["ja3s"]["anyOf"]} == {"string", "null"}
+    assert {t.get("type") for t in props["sh_cipher"]["anyOf"]} == {"integer", "null"}

@@ -36,6 +36,20 @@ def test_spark_schema_matches_package_schema() -> None:
                                                  "compared"]
 
 
+def test_spark_scored_rows_carry_the_server_side() -> None:
+    """issue 16 item 7: Spark's scored rows carry what ``score`` writes of the server's side (``ja3s``, the cipher)."""
+    from pyspark.sql import types as st
+
+    from tlsdetect.detect.scoring import SCORE_OUTPUT_COLUMNS
+    from tlsdetect.spark.schema import scored_schema
+
+    s = scored_schema(hidden=False)
+    assert set(SCORE_OUTPUT_COLUMNS) <= set(s.fieldNames())
+    assert s["ja3s"].dataType == st.StringType()
+    assert s["sh_cipher"].dataType == st.IntegerType()
+    assert s["tls_version"].dataType == st.StringType()
+
+
 def test_spark_reasons_are_the_local_reasons_and_the_parquet_type() -> None:
     """issue 14 item 1: Spark's reasons hold the very strings local scoring writes (no ``str()`` of its own),
     in the struct type local Parquet files have."""

@@ -44,10 +44,13 @@ VERDICTS = ("ok", "suspicious", "intercepted")
 INTERCEPTED_AT = 70.0
 SUSPICIOUS_AT = 30.0
 SCORE_COLUMNS = ("client_id", "issuer_class", "known_product", "score", "verdict", "reasons", "compared")
-#: A scored row as ``tlsdetect score -f jsonl|csv|parquet`` and ``POST /v1/score`` write it.
+#: A scored row as ``tlsdetect score -f jsonl|csv|parquet`` and ``POST /v1/score`` write it. The server's side
+#: of the handshake: ``tls_version`` (negotiated when a ServerHello was seen), ``ja3s`` and ``sh_cipher`` (the
+#: cipher suite the server chose, its IANA number).
 SCORE_OUTPUT_COLUMNS = (
     "ts", "source", "conn_id", "client_ip", "client_port", "server_ip", "server_port", "transport", "sni",
-    "tls_version", "ja3", "ja3n", "ja4", "server_issuer", "peer_subject", "peer_issuer", "user_agent",
+    "tls_version", "ja3", "ja3n", "ja4", "ja3s", "sh_cipher", "server_issuer", "peer_subject", "peer_issuer",
+    "user_agent",
     "client_id", "issuer_class", "known_product", "score", "verdict", "reasons", "compared",
 )
 #: The short row of ``tlsdetect score -f table``.
