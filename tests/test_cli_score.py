@@ -3,15 +3,19 @@
 
 from __future__ import annotations
 
+import collections
 import json
 from pathlib import Path
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from tlsdetect.sinks.files import to_records
+
 from .cli_support import CLEAN, fit_sample
 from .cli_support import run as _run
-from .conftest import INTERCEPTION, PROJECT_PCAPS, needs_interception
+from .conftest import INTERCEPTION, PROJECT_PCAPS, ROOT, needs_interception, require_shared
 
 
 @pytest.fixture(scope="module")
@@ -156,3 +160,54 @@ def test_score_with_a_bad_baseline_is_one_clear_line(baseline_dir: Path, tmp_pat
     assert len(err.strip().splitlines()) == 1
     assert "Traceback" not in err
     assert str(bad) in err
+
+
+def _keys(rows: list[dict[str, object]]) -> collections.Counter[tuple[object, ...]]:
+    return collections.Counter((r["client_ip"], r["client_port"], r["server_ip"], r["server_port"], r["ja3"])
+                               for r in rows)
+
+
+def _score_without_baseline(path: Path, tmp_path: Path) -> tuple[list[dict[str, object]], str]:
+    out = tmp_path / "scored.jsonl"
+    code, _, err = _run("score", str(path), "--no-progress", "-f", "jsonl", "-o", str(out))
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows
+    for row in rows:  # every row says it was compared with no baseline
+        assert "no baseline" in str(row["compared"]), row["compared"]
+    lines = [line for line in err.splitlines() if line.startswith("no baseline: not compared")]
+    assert len(lines) == 1, err  # one line of what was not compared
+    for missing in ("per-client fingerprints", "issuers", "population model"):
+        assert missing in lines[0]
+    return rows, err
+
+
+def test_score_without_a_baseline_flags_the_interception_products_the_knowledge_base_knows(tmp_path: Path) -> None:
+    """issue 16 item 5: no --baseline scores with the knowledge base and issuer rules alone; every hello of a shared
+    interception capture whose product the knowledge base learned from that capture is flagged and named."""
+    from tlsdetect.readers.inputs import Inputs
+
+    interception = require_shared("pcaps/interception")
+    products = ROOT / "tlsdetect" / "detect" / "knowledge" / "product_fingerprints.csv"
+    sources = pd.read_csv(products)["source"].astype(str)
+    known = sorted({p for p in interception.glob("*.pcap*") if sources.str.contains(p.name, regex=False).any()})
+    assert known, "the knowledge base has product rows from the shared interception captures"
+    rows, err = _score_without_baseline(interception, tmp_path)
+    flagged = [r for r in rows if r["verdict"] != "ok" and r["known_product"]]
+    expected = _keys(to_records(Inputs([str(p) for p in known]).read_all()))
+    assert expected
+    assert not expected - _keys(flagged), "a hello of a known product's capture was not flagged"
+    assert f"{len(rows)} connections:" in err
+
+
+def test_score_without_a_baseline_leaves_the_clean_captures_ok(tmp_path: Path) -> None:
+    """issue 16 item 5: the clean captures of pcaps/ (docs/captures/MANIFEST.json) stay ``ok`` with no baseline."""
+    from tlsdetect.readers.inputs import Inputs
+
+    rows, _ = _score_without_baseline(PROJECT_PCAPS, tmp_path)
+    clean = _keys(to_records(Inputs(CLEAN).read_all()))
+    assert clean
+    by_key: dict[tuple[object, ...], set[object]] = collections.defaultdict(set)
+    for r in rows:
+        by_key[(r["client_ip"], r["client_port"], r["server_ip"], r["server_port"], r["ja3"])].add(r["verdict"])
+    assert all(by_key[k] == {"ok"} for k in clean), {k: by_key[k] for k in clean if by_key[k] != {"ok"}}

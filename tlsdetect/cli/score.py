@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 
 @click.command("score")
 @click.argument("paths", nargs=-1, required=True, type=UserPath())
-@baseline_option(required=True, help_text="Baseline directory.")
+@baseline_option(required=False, help_text="Baseline directory. Without one, rows are scored with the knowledge "
+                                           "base and issuer rules alone.")
 @click.option("-f", "--format", "fmt", type=click.Choice((*TABLE_FORMATS, *ALERT_FORMATS)), default="table",
               show_default=True,
               help="table, jsonl, csv, parquet: every connection (--only-flagged: the others). ecs, cef: the "
@@ -40,16 +41,24 @@ if TYPE_CHECKING:
 @click.option("--only-flagged", is_flag=True, help="Output only suspicious and intercepted connections.")
 @click.option("--columns", help="Comma-separated columns to output (not with ecs/cef: their fields are fixed).")
 @input_options
-def score_cmd(paths: tuple[str, ...], baseline_dir: str, fmt: str, output: str | None, only_flagged: bool,
+def score_cmd(paths: tuple[str, ...], baseline_dir: str | None, fmt: str, output: str | None, only_flagged: bool,
               columns: str | None, engine: str, input_format: str | None, dead_letter: str | None,
               no_progress: bool) -> None:
     """Score every connection in PATHS against a baseline: score 0-100, verdict, reasons.
 
+    Without --baseline, with the knowledge base and issuer rules alone (the summary says what was not compared).
     A summary (verdict counts, top reasons, top flagged clients) goes to stderr at the end.
     """
     from tlsdetect import schema
     from tlsdetect.detect.baseline import Baseline
-    from tlsdetect.detect.scoring import SCORE_COLUMNS, SCORE_OUTPUT_COLUMNS, SCORE_TABLE_COLUMNS, score, summarize
+    from tlsdetect.detect.scoring import (
+        NO_BASELINE_NOT_COMPARED,
+        SCORE_COLUMNS,
+        SCORE_OUTPUT_COLUMNS,
+        SCORE_TABLE_COLUMNS,
+        score,
+        summarize,
+    )
 
     wanted = parse_columns(columns, list(dict.fromkeys((*schema.COLUMNS, *SCORE_COLUMNS, "reason_codes"))))
     if wanted and fmt in ALERT_FORMATS:
@@ -58,7 +67,7 @@ def score_cmd(paths: tuple[str, ...], baseline_dir: str, fmt: str, output: str |
         letters = stack.enter_context(dead_letters(dead_letter))
         inputs = open_inputs(paths, engine, input_format, letters, progress=not no_progress)
         with user_errors():
-            model = Baseline.load(baseline_dir)
+            model = Baseline.load(baseline_dir) if baseline_dir is not None else None
             scored = score(inputs.read_all(), model)
         scored["reason_codes"] = scored["reasons"].map(lambda rs: ", ".join(r["code"] for r in rs))
         if fmt in ALERT_FORMATS:
@@ -79,6 +88,8 @@ def score_cmd(paths: tuple[str, ...], baseline_dir: str, fmt: str, output: str |
     if summary["top_flagged_clients"]:
         click.echo("top flagged clients: " + ", ".join(f"{k} ({n})" for k, n in summary["top_flagged_clients"].items()),
                    err=True)
+    if model is None:
+        click.echo(NO_BASELINE_NOT_COMPARED, err=True)
     warn_learned_mesh(model)
 
 

@@ -37,7 +37,8 @@ from tlsdetect.detect.population_signals import model_signal, ua_signals
 from tlsdetect.detect.useragent import ua_family
 
 __all__ = [
-    "SCORE_COLUMNS", "SCORE_OUTPUT_COLUMNS", "SCORE_TABLE_COLUMNS", "VERDICTS", "score", "summarize", "verdict_of",
+    "NO_BASELINE_COMPARED", "NO_BASELINE_NOT_COMPARED", "SCORE_COLUMNS", "SCORE_OUTPUT_COLUMNS", "SCORE_TABLE_COLUMNS",
+    "VERDICTS", "score", "summarize", "verdict_of",
 ]
 
 VERDICTS = ("ok", "suspicious", "intercepted")
@@ -53,6 +54,11 @@ SCORE_OUTPUT_COLUMNS = (
     "user_agent",
     "client_id", "issuer_class", "known_product", "score", "verdict", "reasons", "compared",
 )
+#: ``compared`` of every row scored with no baseline (knowledge-only scoring).
+NO_BASELINE_COMPARED = "knowledge base and issuer rules only: no baseline given"
+#: What knowledge-only scoring does not compare (``tlsdetect score`` without ``--baseline`` says so).
+NO_BASELINE_NOT_COMPARED = ("no baseline: not compared with per-client fingerprints and versions, the issuers "
+                            "each server name presented, a mesh CA, or a population model")
 #: The short row of ``tlsdetect score -f table``.
 SCORE_TABLE_COLUMNS = ("ts", "client_id", "server_ip", "server_port", "sni", "ja4", "score", "verdict", "reason_codes")
 
@@ -67,8 +73,9 @@ def score(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge | None = No
           convergence_window: str = "1h", convergence_min_clients: int = 3) -> pd.DataFrame:
     """Score every row of a connections table; returns it with :data:`SCORE_COLUMNS` added.
 
-    ``baseline`` may be ``None`` (knowledge-only scoring); rows whose client is not in the
-    baseline are compared with the population and the knowledge base only, as ``compared`` says.
+    ``baseline`` may be ``None`` (knowledge-only scoring: the knowledge base and the issuer rules, and every
+    row's ``compared`` is :data:`NO_BASELINE_COMPARED`); rows whose client is not in the baseline are
+    compared with the population and the knowledge base only, as ``compared`` says.
     ``reasons`` holds a list of ``{code, detail, expected, observed}`` dicts on a flagged row and
     the empty tuple on a row without a reason (one shared immutable object, not a million lists).
     Every field is a ``str`` or ``None``, numbers written once as decimal text here, so every writer
@@ -89,7 +96,7 @@ def score(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge | None = No
     known_product = product_signals(ja3, ja3n, ja4, kb, ev)
 
     codes, hellos = hello_codes(out)
-    compared: Any = np.full(n, "population and knowledge only: no baseline given", dtype=object)
+    compared: Any = np.full(n, NO_BASELINE_COMPARED, dtype=object)
     if baseline is not None:
         compared = baseline_signals(out, baseline, cid, ja4, ja3n, ev)
         sni_issuer_signal(out, baseline, ev)
