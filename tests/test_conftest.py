@@ -63,10 +63,15 @@ def test_tlsdetect_shared_is_followed_and_ci_fails_without_it(tmp_path: Path) ->
     assert "1 passed" in found.stdout
 
     missing = tmp_path / "no-corpus"
-    local = _pytest("tests/test_logs.py", "tests/test_spark.py", "-m", "shared_data", shared=missing, ci=False)
+    files = ["tests/test_logs.py", *sorted(str(f.relative_to(ROOT)) for f in (ROOT / "tests").glob("test_spark*.py"))]
+    selected = _pytest(*files, "-m", "shared_data", "--collect-only", shared=elsewhere, ci=False)
+    wanted = [line for line in selected.stdout.splitlines() if "::" in line]
+    assert any("test_logs.py" in w for w in wanted), selected.stdout
+    assert any("test_spark" in w for w in wanted), selected.stdout
+    local = _pytest(*files, "-m", "shared_data", shared=missing, ci=False)
     assert local.returncode == 0, local.stdout[-2000:]
     assert f"shared data not found: {missing}" in local.stdout
-    assert re.search(r"^4 skipped", local.stdout, re.M), local.stdout[-3000:]  # 1 log sniffing + 3 Spark tests
+    assert re.search(rf"^{len(wanted)} skipped", local.stdout, re.M), local.stdout[-3000:]  # every one of them
 
     on_ci = _pytest(test, shared=missing, ci=True)
     assert on_ci.returncode != 0
