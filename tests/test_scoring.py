@@ -12,20 +12,7 @@ from tlsdetect.detect.baseline import Baseline
 from tlsdetect.detect.evidence import SIGNALS
 from tlsdetect.detect.scoring import SCORE_COLUMNS, VERDICTS, score, summarize
 
-from .detect_data import captured, with_issuer
-
-MESH_DN = "CN=tlsdetect Sample Intermediate CA,O=tlsdetect"
-
-def _mesh_ski() -> str:
-    """The sample intermediate's key id as the clean captures show it (scripts/make_captures.py makes a new PKI)."""
-    df = captured()
-    akids = df.loc[df["server_issuer"].astype("string") == MESH_DN, "server_issuer_akid"].dropna().unique()
-    assert len(akids) == 1, akids
-    return str(akids[0])
-
-
-MESH_SKI = _mesh_ski()
-
+from .detect_data import with_issuer
 
 pytest_plugins = ["tests.detect_fixtures"]  # train, fitted, test_rows
 
