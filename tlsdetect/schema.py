@@ -38,6 +38,21 @@ Column groups:
   comparing two categoricals needs equal categories, and a new value needs its category added
   first, so derive text columns rather than writing into these; :func:`concat` keeps them
   categorical across tables;
+* the server's side beyond its hello (who answers: a middlebox answers with its own stack and its own
+  certificate chain, so these change even when the ClientHello is the client's own):
+  ``server_flight`` is the sequence of lengths of the server's first flight after ServerHello and
+  ``server_flight_bytes`` their sum. TLS 1.3: the length fields of the server's encrypted records
+  (content type 23; EncryptedExtensions, Certificate, CertificateVerify, Finished) sent before the
+  client's first encrypted record; ChangeCipherSpec is not counted. TLS <= 1.2: the handshake
+  messages after ServerHello up to ServerHelloDone (Certificate, ServerKeyExchange,
+  CertificateRequest, ServerHelloDone), each with its 4-byte header, so record packing does not
+  change it. ``client_flight``/``client_flight_bytes`` are the same for the client's second flight
+  (TLS 1.3: its encrypted records before the server's next record; TLS <= 1.2: Certificate,
+  ClientKeyExchange, CertificateVerify up to ChangeCipherSpec). ``resumed`` is true when the
+  session was resumed (TLS 1.3: the ServerHello carries pre_shared_key; TLS <= 1.2: the server
+  echoed the client's non-empty session ID, ``sh_session_id_echoed``, or went straight to
+  ChangeCipherSpec). Missing when the source did not see that far (a capture cut after the
+  hellos) or does not log it;
 * later stages' columns (``user_agent``, ``client_id``) exist from the start so all sources
   share one shape.
 """
@@ -109,6 +124,12 @@ COLUMNS: Mapping[str, str] = {
     "sh_extensions": "object",
     "sh_selected_version": "Int32",
     "sh_alpn": "string",
+    "sh_session_id_echoed": "boolean",
+    "resumed": "boolean",
+    "server_flight": "object",
+    "server_flight_bytes": "Int32",
+    "client_flight": "object",
+    "client_flight_bytes": "Int32",
 }
 
 LIST_COLUMNS = tuple(c for c, t in COLUMNS.items() if t == "object")
