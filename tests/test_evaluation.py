@@ -10,9 +10,26 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tlsdetect.detect.evaluation import by_group, metrics, per_signal, to_markdown
+from tlsdetect.detect.baseline import Baseline
+from tlsdetect.detect.evaluation import (
+    by_group,
+    group_rates,
+    hold_out,
+    metrics,
+    muted,
+    note_kind,
+    per_signal,
+    target,
+    to_markdown,
+    with_vantage,
+)
+from tlsdetect.detect.knowledge import load_knowledge
+from tlsdetect.detect.scoring import score
 
 from .conftest import ROOT
+from .detect_data import with_issuer
+
+pytest_plugins = ["tests.detect_fixtures"]
 
 
 def _r(code: str) -> dict[str, str]:
@@ -26,6 +43,9 @@ def scored() -> pd.DataFrame:
         "verdict": ["intercepted", "suspicious", "ok", "ok", "suspicious", "ok", "ok"],
         "reasons": [[_r("interception_ca")], [_r("model_outlier")], [], [], [_r("model_outlier")], [], []],
         "path": ["mitm", "mitm", "lookalike", "direct", "direct", "direct", "direct"],
+        "vantage": ["client_to_proxy", "proxy_upstream", "client_to_proxy", "direct", "direct", "direct",
+                    "direct"],
+        "product": ["mitmproxy", "mitmproxy", "sslsplit", "", "", "", ""],
     })
 
 
@@ -56,6 +76,100 @@ def test_per_signal_and_groups(scored: pd.DataFrame) -> None:
     text = to_markdown(groups.reset_index(), ["path", "recall", "fpr"])
     assert text.splitlines()[0] == "| path | recall | fpr |"
     assert "| lookalike | 0.0000 | - |" in text
+
+
+def test_per_signal_says_where_it_fired(scored: pd.DataFrame) -> None:
+    sig = per_signal(scored).set_index("signal")
+    assert sig.loc["model_outlier", "fired_on"] == "clean/direct 1/4, intercepted/proxy_upstream/mitmproxy 1/1"
+    assert sig.loc["interception_ca", "fired_on"] == "intercepted/client_to_proxy/mitmproxy 1/1"
+    scored.at[3, "reasons"] = [_r("a_code_no_signal_declares")]
+    assert "a_code_no_signal_declares" in set(per_signal(scored)["signal"])
+
+
+def test_group_rates_per_vantage_and_product(scored: pd.DataFrame) -> None:
+    g = group_rates(scored, ["vantage", "label", "product"]).set_index(["vantage", "product"])
+    assert g.loc[("client_to_proxy", "mitmproxy"), "recall"] == 1.0
+    assert g.loc[("client_to_proxy", "sslsplit"), "recall"] == 0.0
+    assert g.loc[("direct", ""), "fpr"] == pytest.approx(0.25)
+    assert g.loc[("direct", ""), "signals"] == "model_outlier (1)"
+
+
+def test_note_kind() -> None:
+    notes = pd.Series(["renewal: new chain", "pool: stack B", None, "mitmproxy upstream", "Renewal"])
+    assert note_kind(notes).tolist() == ["renewal", "pool", "", "", "renewal"]
+
+
+def test_with_vantage_derives_old_rows_and_keeps_given_ones() -> None:
+    old = pd.DataFrame({
+        "source": ["pcap", "pcap", "envoy", "envoy"], "client_ip": ["a", "b", "c", "d"], "client_port": [1, 2, 3, 4],
+        "label": ["clean", "intercepted", "intercepted", "intercepted"],
+        "path": ["direct", "mitmproxy", "mitmproxy-ca", "lookalike-ca"],
+    })
+    out = with_vantage(old)
+    assert out["vantage"].tolist() == ["direct", "proxy_upstream", "envoy", "envoy"]
+    assert out["product"].tolist() == ["", "mitmproxy", "mitmproxy", ""]
+    new = pd.DataFrame({
+        "source": ["inline_client", "inline_server"], "client_ip": ["a", "b"], "client_port": [1, 2],
+        "label": ["intercepted", "clean"], "path": [None, None], "vantage": ["client_to_proxy", "direct"],
+        "product": ["sslsplit", None], "note": [None, "pool"],
+    })
+    out = with_vantage(new)
+    assert out["vantage"].tolist() == ["client_to_proxy", "direct"]
+    assert out["product"].tolist() == ["sslsplit", ""]
+    with pytest.raises(ValueError, match="no vantage"):
+        with_vantage(new.assign(vantage=[None, "direct"]))
+
+
+def test_target_never_passes_without_rows() -> None:
+    assert target("recall", 0.99, at_least=0.99, n=10)["status"] == "PASS"
+    assert target("recall", 0.98, at_least=0.99, n=10)["status"] == "FAIL"
+    assert target("fpr", 0.006, at_most=0.005, n=500)["status"] == "FAIL"
+    assert target("fpr", 0.0, at_most=0.005, n=500)["status"] == "PASS"
+    assert target("recall", None, at_least=0.9)["status"] == "NOT MEASURED"
+    assert target("recall", 1.0, at_least=0.9, n=0)["status"] == "NOT MEASURED"
+    with pytest.raises(ValueError, match="exactly one"):
+        target("x", 1.0, n=1)
+
+
+MITM_CA = "CN=mitmproxy,O=mitmproxy"
+
+
+def test_hold_out_drops_every_row_naming_the_product() -> None:
+    kb = load_knowledge()
+    held = hold_out(kb, "MITMPROXY")
+    for name in ("interception_cas", "product_fingerprints", "stacks"):
+        before, after = getattr(kb, name), getattr(held, name)
+        named = before.apply(lambda col: col.astype(str).str.lower().str.contains("mitmproxy", regex=False)).any(
+            axis=1)
+        assert named.any(), name  # the knowledge base does name mitmproxy in each of these tables
+        assert len(after) == len(before) - int(named.sum()), name
+        assert not after.apply(lambda col: col.astype(str).str.lower().str.contains("mitmproxy")).any(axis=None)
+    assert len(held.applications) == len(kb.applications)
+    assert held.public_roots is kb.public_roots
+    # mitmengine's records name "mitm" in their source, but not mitmproxy: they stay
+    assert held.product_fingerprints["source"].str.contains("mitmengine").sum() == \
+        kb.product_fingerprints["source"].str.contains("mitmengine").sum()
+    assert len(hold_out(kb, []).product_fingerprints) == len(kb.product_fingerprints)
+
+
+def test_held_out_product_is_not_named_by_scoring(fitted: Baseline, test_rows: pd.DataFrame) -> None:
+    rows = with_issuer(test_rows, [0, 1], MITM_CA)
+    full = score(rows, fitted, load_knowledge())
+    held = score(rows, fitted, hold_out(load_knowledge(), "mitmproxy"))
+    assert {r["code"] for r in full.at[0, "reasons"]} >= {"interception_ca"}
+    assert "interception_ca" not in {r["code"] for r in held.at[0, "reasons"]}
+
+
+def test_muted_switches_a_signal_off_and_back_on(fitted: Baseline, test_rows: pd.DataFrame) -> None:
+    rows = with_issuer(test_rows, [0], MITM_CA)
+    with muted(["interception_ca"]):
+        off = score(rows, fitted, load_knowledge())
+    on = score(rows, fitted, load_knowledge())
+    assert "interception_ca" not in {r["code"] for rs in off["reasons"] for r in rs}
+    assert "interception_ca" in {r["code"] for r in on.at[0, "reasons"]}
+    assert float(off.at[0, "score"]) < float(on.at[0, "score"])
+    with pytest.raises(KeyError, match="no_such_signal"), muted(["no_such_signal"]):
+        pass
 
 
 @pytest.mark.slow

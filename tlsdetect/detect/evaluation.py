@@ -1,26 +1,49 @@
-"""Measure detection against ground truth: precision, recall and false-positive rate, overall and per signal.
+"""Measure detection against ground truth: precision, recall and false-positive rate, per vantage point,
+per product, per signal, and what each signal is worth when switched off.
 
 Pure functions over a scored table that carries a ``label`` column (``clean`` / ``intercepted``):
-the evaluation script builds the labelled corpus and the baselines, this module only counts. A row
-is *flagged* when its verdict is not ``ok``; a signal *fires* on a row when one of the row's
-reasons has its code. Per signal, recall is the share of intercepted rows it fired on and the
-false-positive rate the share of clean rows it fired on: a signal with low recall can still be the
-only one that catches some path, which the per-path table shows.
+the evaluation script reads the labelled corpus, fits a baseline per sensor and scores; this module
+only counts. A row is *flagged* when its verdict is not ``ok``; a signal *fires* on a row when one
+of the row's reasons has its code. Per signal, recall is the share of intercepted rows it fired on
+and the false-positive rate the share of clean rows it fired on: a signal with low recall can still
+be the only one that catches some vantage point, which the per-signal table's ``fired_on`` shows.
+
+Two helpers change what scoring knows, so a product is measured by evidence that never saw it:
+:func:`hold_out` drops every knowledge row that names a product (or a source), and :func:`muted`
+switches signals off for an ablation (their evidence is never added, so the score is what the
+other signals make of the row).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
+from tlsdetect.detect import evidence
 from tlsdetect.detect.evidence import SIGNALS
+from tlsdetect.detect.knowledge import Knowledge
 
-__all__ = ["by_group", "metrics", "per_signal", "to_markdown"]
+__all__ = [
+    "NOTE_KINDS", "TARGET_STATUS", "by_group", "fired_codes", "group_rates", "hold_out", "metrics", "muted",
+    "note_kind", "per_signal", "target", "to_markdown", "with_vantage",
+]
+
+#: The clean rows a deployment worries about most, named in ``labels.csv``'s ``note``: a server whose
+#: certificate was renewed, and a name served by a pool of two TLS stacks.
+NOTE_KINDS = ("renewal", "pool")
+#: A target is met, missed, or could not be measured (no rows): never a pass by default.
+TARGET_STATUS = ("PASS", "FAIL", "NOT MEASURED")
+#: Knowledge columns that may name a product (matched by :func:`hold_out`).
+_NAMING_COLUMNS = ("product", "stack", "application", "source")
 
 
-def _rates(flagged: np.ndarray, label: np.ndarray) -> dict[str, Any]:
+def _rates(flagged: npt.NDArray[np.bool_], label: npt.NDArray[Any]) -> dict[str, Any]:
     pos = label == "intercepted"
     tp = int((flagged & pos).sum())
     fp = int((flagged & ~pos).sum())
@@ -43,31 +66,183 @@ def metrics(scored: pd.DataFrame, *, verdicts: tuple[str, ...] = ("suspicious", 
     return out
 
 
-def _fired(scored: pd.DataFrame, code: str) -> np.ndarray:
-    return scored["reasons"].map(lambda rs: any(r["code"] == code for r in rs)).to_numpy(dtype=bool)
+def fired_codes(scored: pd.DataFrame) -> pd.DataFrame:
+    """One row per (scored row position, signal code) that fired: ``row``, ``code`` (reasons read once)."""
+    rows: list[int] = []
+    codes: list[str] = []
+    for i, rs in enumerate(scored["reasons"].tolist()):
+        for r in rs:
+            rows.append(i)
+            codes.append(r["code"])
+    return pd.DataFrame({"row": np.asarray(rows, dtype=np.int64), "code": pd.Series(codes, dtype=object)})
 
 
-def per_signal(scored: pd.DataFrame) -> pd.DataFrame:
-    """One row per signal that fired at least once: its counts and rates."""
-    rows = []
+def _fired_masks(scored: pd.DataFrame) -> dict[str, npt.NDArray[np.bool_]]:
+    long = fired_codes(scored)
+    out = {}
+    for code, part in long.groupby("code", sort=True):
+        mask = np.zeros(len(scored), dtype=bool)
+        mask[part["row"].to_numpy()] = True
+        out[str(code)] = mask
+    return out
+
+
+def _where(scored: pd.DataFrame, mask: npt.NDArray[np.bool_], by: Sequence[str]) -> str:
+    """'label vantage/product n/of' for each group a signal fired in, most hits first."""
+    keys = [c for c in by if c in scored.columns]
+    if not keys or not mask.any():
+        return ""
+    frame = scored[keys].astype(str).assign(_hit=mask)
+    agg = frame.groupby(keys, sort=True)["_hit"].agg(["sum", "size"])
+    agg = agg[agg["sum"] > 0].sort_values("sum", ascending=False, kind="stable")
+    names = ["/".join(v for v in (idx if isinstance(idx, tuple) else (idx,)) if v) for idx in agg.index]
+    return ", ".join(f"{n} {int(s)}/{int(t)}" for n, s, t in zip(names, agg["sum"], agg["size"], strict=True))
+
+
+def per_signal(scored: pd.DataFrame, where: Sequence[str] = ("label", "vantage", "product")) -> pd.DataFrame:
+    """One row per signal that fired at least once: its counts, rates, and the groups (``where``) it fired in.
+
+    Signals are those of :data:`~tlsdetect.detect.evidence.SIGNALS` at call time, so a signal added later is
+    counted without a change here; a code no signal declares is counted too (under its own name).
+    """
+    masks = _fired_masks(scored)
     label = scored["label"].to_numpy()
-    for code in SIGNALS:
-        fired = _fired(scored, code)
-        if not fired.any():
-            continue
-        rows.append({"signal": code, "weight": SIGNALS[code].weight, **_rates(fired, label)})
+    order = [c for c in SIGNALS if c in masks] + sorted(c for c in masks if c not in SIGNALS)
+    rows = []
+    for code in order:
+        fired = masks[code]
+        weight = SIGNALS[code].weight if code in SIGNALS else None
+        rows.append({"signal": code, "weight": weight, **_rates(fired, label),
+                     "fired_on": _where(scored, fired, where)})
+    return pd.DataFrame(rows)
+
+
+def _signals_text(part: pd.DataFrame) -> str:
+    codes = fired_codes(part)["code"]
+    return ", ".join(f"{c} ({n})" for c, n in codes.value_counts().items())
+
+
+def group_rates(scored: pd.DataFrame, keys: Sequence[str], *, signals: bool = True) -> pd.DataFrame:
+    """Rates per combination of ``keys`` (e.g. vantage, label, product), with the signals that fired there."""
+    rows = []
+    for value, part in scored.groupby(list(keys), sort=True, dropna=False, observed=True):
+        values = value if isinstance(value, tuple) else (value,)
+        rec: dict[str, Any] = dict(zip(keys, values, strict=True))
+        rec.update(metrics(part))
+        if signals:
+            rec["signals"] = _signals_text(part)
+        rows.append(rec)
     return pd.DataFrame(rows)
 
 
 def by_group(scored: pd.DataFrame, column: str) -> pd.DataFrame:
     """Rates per value of ``column`` (e.g. ``path`` or ``stack``) and the signals that fired there."""
-    rows = []
-    for value, part in scored.groupby(column, sort=True, dropna=False):
-        rec: dict[str, Any] = {column: value, **metrics(part)}
-        codes = pd.Series([r["code"] for rs in part["reasons"] for r in rs], dtype=object)
-        rec["signals"] = ", ".join(f"{c} ({n})" for c, n in codes.value_counts().items())
-        rows.append(rec)
-    return pd.DataFrame(rows)
+    return group_rates(scored, [column])
+
+
+def note_kind(notes: pd.Series) -> pd.Series:
+    """Each note's kind among :data:`NOTE_KINDS` (the first word it starts with), else the empty string."""
+    text = notes.fillna("").astype(str).str.strip().str.lower()
+    out = pd.Series("", index=notes.index, dtype=object)
+    for kind in NOTE_KINDS:
+        out[text.str.startswith(kind) & (out == "")] = kind
+    return out
+
+
+def with_vantage(labels: pd.DataFrame) -> pd.DataFrame:
+    """``labels.csv`` with ``vantage``, ``product`` and ``note`` filled where an older corpus lacks them.
+
+    Older rows: ``clean.pcapng`` (path ``direct``) is ``direct``; mitmproxy's upstream leg
+    (``intercepted.pcapng``, path ``mitmproxy``) is ``proxy_upstream`` of product ``mitmproxy``; Envoy rows
+    are vantage ``envoy``, with product ``mitmproxy`` on the path whose certificate mitmproxy's CA signed.
+    A value the corpus gives is kept.
+    """
+    out = labels.copy()
+    for col in ("vantage", "product", "note", "path"):
+        if col not in out.columns:
+            out[col] = ""
+        out[col] = out[col].fillna("").astype(str)
+    source = out["source"].astype(str)
+    path = out["path"]
+    derived_vantage = np.select(
+        [source == "envoy", (source == "pcap") & (path == "mitmproxy"), source == "pcap"],
+        ["envoy", "proxy_upstream", "direct"], default="")
+    out["vantage"] = out["vantage"].where(out["vantage"] != "", derived_vantage)
+    derived_product = np.where(path.str.contains("mitmproxy", regex=False), "mitmproxy", "")
+    intercepted = out["label"].astype(str) == "intercepted"
+    out["product"] = out["product"].where((out["product"] != "") | ~intercepted, derived_product)
+    missing = out["vantage"] == ""
+    if missing.any():
+        raise ValueError(f"{int(missing.sum())} label row(s) have no vantage and none can be derived, e.g. "
+                         f"{out.loc[missing, ['source', 'client_ip', 'client_port']].head(3).to_dict('records')}")
+    return out
+
+
+def hold_out(kb: Knowledge, needles: str | Iterable[str]) -> Knowledge:
+    """The knowledge base minus every row whose product, stack, application or source names a needle.
+
+    Matching is a case-insensitive substring (``mitmproxy`` drops mitmproxy's CA rows and the stack rows of
+    its measured hellos; ``pcaps/interception`` drops what was learned from those captures). Every table of
+    :class:`Knowledge` is filtered, including tables added after this was written; Mozilla's public roots
+    name no product and are kept. The result has its own lookup cache.
+    """
+    wanted = [needles] if isinstance(needles, str) else list(needles)
+    wanted = [n.lower() for n in wanted if n]
+    changes: dict[str, Any] = {}
+    for f in dataclasses.fields(kb):
+        table = getattr(kb, f.name)
+        if f.name == "public_roots" or not isinstance(table, pd.DataFrame) or not wanted:
+            continue
+        drop = np.zeros(len(table), dtype=bool)
+        for col in _NAMING_COLUMNS:
+            if col not in table.columns:
+                continue
+            text = table[col].fillna("").astype(str).str.lower()
+            for needle in wanted:
+                drop |= text.str.contains(needle, regex=False).to_numpy(dtype=bool)
+        changes[f.name] = table[~drop].reset_index(drop=True)
+    return dataclasses.replace(kb, **changes, _cache={})
+
+
+@contextlib.contextmanager
+def muted(codes: Iterable[str]) -> Iterator[None]:
+    """Switch signals off while scoring inside the block: their evidence is never added (an ablation).
+
+    Patches :meth:`~tlsdetect.detect.evidence.Evidence.add` for the block and restores it after, so it is for
+    an evaluation run in one thread, not for a server. An unknown code is an error (a typo would measure
+    nothing).
+    """
+    off = frozenset(codes)
+    unknown = sorted(off - set(SIGNALS))
+    if unknown:
+        raise KeyError(f"no such signal(s): {', '.join(unknown)}")
+    original = evidence.Evidence.add
+
+    def add(self: evidence.Evidence, code: str, *args: Any, **kwargs: Any) -> None:
+        if code in off:
+            return
+        original(self, code, *args, **kwargs)
+
+    evidence.Evidence.add = add  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        evidence.Evidence.add = original  # type: ignore[method-assign]
+
+
+def target(name: str, measured: float | None, *, at_least: float | None = None, at_most: float | None = None,
+           n: int = 0, detail: str = "") -> dict[str, Any]:
+    """One issue target beside its measured value: ``PASS``, ``FAIL`` or ``NOT MEASURED`` (no rows, no value)."""
+    if (at_least is None) == (at_most is None):
+        raise ValueError("give exactly one of at_least and at_most")
+    goal = f">= {at_least:g}" if at_least is not None else f"<= {at_most:g}"
+    if measured is None or n == 0:
+        status = "NOT MEASURED"
+    elif at_least is not None:
+        status = "PASS" if measured >= at_least else "FAIL"
+    else:
+        status = "PASS" if measured <= (at_most or 0.0) else "FAIL"
+    return {"target": name, "goal": goal, "measured": measured, "rows": n, "status": status, "detail": detail}
 
 
 def _fmt(v: Any) -> str:
@@ -75,7 +250,7 @@ def _fmt(v: Any) -> str:
         return "-"
     if isinstance(v, float):
         return f"{v:.4f}"
-    return str(v)
+    return str(v).replace("|", "\\|")
 
 
 def to_markdown(df: pd.DataFrame, columns: list[str] | None = None) -> str:
