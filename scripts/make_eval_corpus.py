@@ -92,8 +92,19 @@ LABEL_COLUMNS = (
     "split",
     "path",
     "note",
+    "vantage",
+    "product",
 )
 ENVOY_PATHS = ("mesh-internal", "public-ca", "mitmproxy-ca", "lookalike-ca")
+
+
+def vantage_product(row: dict[str, Any]) -> dict[str, str]:
+    """Where the sensor of a loopback/Envoy row sat, and the interceptor on its path (issue 16's contract)."""
+    if row["source"] == "envoy":
+        return {"vantage": "envoy", "product": "mitmproxy" if row["path"] == "mitmproxy-ca" else ""}
+    if row["label"] == "intercepted":
+        return {"vantage": "proxy_upstream", "product": "mitmproxy"}
+    return {"vantage": "direct", "product": ""}
 
 CaptureError = mc.CaptureError
 
@@ -1068,6 +1079,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=4, help="seed of the connection order and SNI choice")
     p.add_argument("--skip", default="", help="comma-separated optional stacks to leave out (java, chromium)")
     p.add_argument("--update-stacks", action="store_true", help="also copy STACKS.json to docs/captures/STACKS.json")
+    p.add_argument(
+        "--inline",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also build the inline part (needs root: namespaces, iptables, sslsplit) (default: %(default)s)",
+    )
     p.add_argument("--keep-workdir", action="store_true", help="keep the scratch dir (PKI, logs) for debugging")
     args = p.parse_args(argv)
     args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
@@ -1077,6 +1094,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.per_stack < 2:
         p.error("--per-stack must be at least 2")
     return args
+
+
+def inline_part(out: Path, work: Path, stacks: list[str], per_stack: int, seed: int) -> tuple[list[Any], Any]:
+    """Part 4 (scripts/eval_inline.py), sized from --per-stack: half train, half test, 5/16 per interceptor."""
+    inline: Any = importlib.import_module("eval_inline")  # here, not at the top: it imports this module
+    products, missing = inline.available_products(list(inline.INTERCEPTORS))
+    if missing:
+        raise CaptureError(f"inline part: interceptors not available: {', '.join(missing)} (or pass --no-inline)")
+    sub = work / "inline"
+    sub.mkdir()
+    half = max(1, per_stack // 2)
+    try:
+        rows, info = inline.build(out, stacks, products, half, half, max(1, round(per_stack * 5 / 16)), seed, sub)
+        return rows, info
+    except inline.nets.NetnsError as exc:
+        raise CaptureError(str(exc)) from exc
 
 
 def check_tools(stacks: list[str]) -> None:
@@ -1117,6 +1150,12 @@ def main(argv: list[str] | None = None) -> int:
         log("part 3: Envoy mTLS")
         env_rows, env_info = envoy_part(ctx, args.per_stack)
         rows += env_rows
+        for r in rows:
+            r.update(vantage_product(r))
+        if args.inline:
+            log("part 4: inline interceptors in network namespaces (scripts/eval_inline.py)")
+            inline_rows, inline_info = inline_part(out, work, stacks, args.per_stack, args.seed)
+            rows += inline_rows
         rows.sort(key=lambda r: (r["source"], r["ts"]))
         with (out / "labels.csv").open("w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=list(LABEL_COLUMNS))
@@ -1158,6 +1197,7 @@ def main(argv: list[str] | None = None) -> int:
             "splits": {f"{a}/{b}": n for (a, b), n in sorted(splits.items())},
             "rows": len(rows),
             **extra,
+            "inline": inline_info if args.inline else "skipped (--no-inline)",
             "files": sorted(p.name for p in out.iterdir() if p.is_file()),
         }
         (out / "MANIFEST.json").write_text(json.dumps(manifest, indent=1) + "\n")

@@ -12,6 +12,10 @@ command -v tshark >/dev/null 2>&1 && command -v capinfos >/dev/null 2>&1 || miss
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 command -v rsyslogd >/dev/null 2>&1 || [ -x /usr/sbin/rsyslogd ] || missing+=(rsyslog)
+# iptables and sslsplit: the inline part of the evaluation corpus (scripts/eval_inline.py) redirects
+# clients to interceptors in network namespaces, sslsplit being one of those interceptors.
+command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || missing+=(iptables)
+command -v sslsplit >/dev/null 2>&1 || missing+=(sslsplit)
 if [ ${#missing[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"

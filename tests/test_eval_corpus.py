@@ -73,7 +73,7 @@ def test_outputs_and_manifest(corpus: Path) -> None:
     assert "11." in manifest["versions"]["mitmproxy"]
     labels = pd.read_csv(corpus / "labels.csv")
     assert list(labels.columns) == ["source", "client_ip", "client_port", "server_ip", "server_port", "ts", "stack",
-                                    "label", "split", "path", "note"]  # fmt: skip
+                                    "label", "split", "path", "note", "vantage", "product"]  # fmt: skip
     assert set(labels["label"]) == {"clean", "intercepted"}
     assert (labels.loc[labels["label"] == "intercepted", "split"] == "test").all()
     stacks = json.loads((corpus / "STACKS.json").read_text())
