@@ -79,6 +79,10 @@ FAMILY_RULES: tuple[tuple[str, str], ...] = (
     ("openssl", r"openssl"),
 )
 
+#: (kind in the knowledge files, column of the connections table) of every fingerprint read from a capture;
+#: ``ja3_string`` is the JA3 text, which carries the offered values (resemblance compares those).
+HELLO_KINDS = (("ja3", "ja3"), ("ja3n", "ja3n"), ("ja4", "ja4"), ("ja3_string", "ja3_full"))
+
 CSV_NAMES = (
     "interception_cas.csv",
     "interception_keys.csv",
@@ -177,7 +181,8 @@ def _hex_list(text: str) -> list[int]:
 def mitmengine_fingerprints(
     version: int, ciphers: Sequence[int], exts: Sequence[int], curves: Sequence[int], pfs: Sequence[int]
 ) -> list[tuple[str, str, str]]:
-    """(kind, value, missing) of one mitmengine record: ja3, ja3n, and a full ja4 or a ``ja4_ab`` pattern.
+    """(kind, value, missing) of one mitmengine record: the JA3 text (the offered values, for resemblance), ja3,
+    ja3n, and a full ja4 or a ``ja4_ab`` pattern.
 
     mitmengine keeps extension *types* only, so the JA4 parts that depend on extension *contents* are unknown:
     the version (when supported_versions 0x2b is offered), the ALPN characters (when ALPN 0x10 is offered) and
@@ -186,6 +191,7 @@ def mitmengine_fingerprints(
     with it, ``?`` matching any one character.
     """
     out = [
+        ("ja3_string", ja3_string(version, ciphers, exts, curves, pfs), ""),
         ("ja3", md5_hex(ja3_string(version, ciphers, exts, curves, pfs)), ""),
         ("ja3n", md5_hex(ja3_string(version, ciphers, exts, curves, pfs, sort_extensions=True)), ""),
     ]
@@ -278,8 +284,8 @@ def build_product_fingerprints(shared: Path, sources: dict[str, dict[str, str]])
     for path, product in interception_captures(shared):
         df = _read_capture(path)
         product_type = _product_type_of(product, types)
-        for kind in ("ja3", "ja3n", "ja4"):
-            for value in sorted(df[kind].dropna().unique()) if kind in df.columns else []:
+        for kind, column in HELLO_KINDS:
+            for value in sorted(df[column].dropna().unique()) if column in df.columns else []:
                 rows.append(
                     (product, product_type, kind, str(value), "", f"shared/pcaps/interception/{path.name} ({origin})")
                 )
@@ -330,7 +336,38 @@ def build_applications(shared: Path, sources: dict[str, dict[str, str]]) -> pd.D
 # 5. stacks
 
 
-def build_stacks(repo: Path) -> pd.DataFrame:
+#: ``stack`` of the hellos of the shared reference captures: clean stacks known by their offered values only.
+REFERENCE_STACK = "reference capture"
+
+
+def reference_hellos(shared: Path) -> list[tuple[str, str, str, str, str]]:
+    """The JA3 text of every distinct hello of the shared reference captures (clean stacks: FoxIO, Arkime, s2n-tls).
+
+    They tell resemblance which hellos clean software sends (an old OpenSSL client looks like many 2016
+    interception products); ``version`` is the capture's file name, ``source`` its origin from SOURCES.md.
+    """
+    folder = shared / "pcaps" / "reference"
+    if not (folder / "SOURCES.md").is_file():
+        return []
+    origins = {r["file here"]: r.get("source path", "") for r in _md_table((folder / "SOURCES.md").read_text())
+               if "file here" in r}
+    rows: list[tuple[str, str, str, str, str]] = []
+    for name in sorted(origins):
+        path = folder / name
+        if not path.is_file():
+            continue
+        try:
+            df = _read_capture(path)
+        except Exception as exc:  # a capture the engine cannot read adds nothing; say so
+            print(f"reference capture {name} skipped: {type(exc).__name__}: {exc}", file=sys.stderr)
+            continue
+        values = sorted(df["ja3_full"].dropna().unique()) if "ja3_full" in df.columns else []
+        src = f"shared/pcaps/reference/{name} ({origins[name]})"
+        rows.extend((REFERENCE_STACK, name, "ja3_string", str(v), src) for v in values if str(v))
+    return rows
+
+
+def build_stacks(repo: Path, shared: Path) -> pd.DataFrame:
     docs = repo / "docs" / "captures"
     manifest = json.loads((docs / "MANIFEST.json").read_text())
     generator = manifest.get("generator", "scripts/make_captures.py")
@@ -346,8 +383,8 @@ def build_stacks(repo: Path) -> pd.DataFrame:
             conn = by_ports.get((int(str(rec["client_port"])), int(str(rec["server_port"]))))
             if conn is None:
                 continue
-            for kind in ("ja3", "ja3n", "ja4"):
-                value = rec[kind]
+            for kind, column in HELLO_KINDS:
+                value = rec.get(column)
                 if isinstance(value, str) and value:
                     src = f"pcaps/{name} tcp_stream {conn['tcp_stream']} ({generator})"
                     rows.append((conn["stack"], conn["stack_version"], kind, value, src))
@@ -360,6 +397,7 @@ def build_stacks(repo: Path) -> pd.DataFrame:
                     part = str(entry.get("source") or "capture").removeprefix("pcap-")
                     src = f"docs/captures/STACKS.json ({part}.pcapng of scripts/make_eval_corpus.py)"
                     rows.append((str(entry["stack"]), str(entry.get("version", "")), kind, str(value), str(src)))
+    rows.extend(reference_hellos(shared))
     frame = pd.DataFrame(rows, columns=["stack", "version", "kind", "value", "source"])
     keys = ["stack", "version", "kind", "value"]
     if frame.empty:
@@ -394,7 +432,7 @@ def build(shared: Path, out: Path, repo: Path = ROOT) -> dict[str, int]:
         "interception_keys.csv": build_interception_keys(shared, sources),
         "product_fingerprints.csv": products,
         "applications.csv": build_applications(shared, sources),
-        "stack_fingerprints.csv": build_stacks(repo),
+        "stack_fingerprints.csv": build_stacks(repo, shared),
     }
     out.mkdir(parents=True, exist_ok=True)
     counts: dict[str, int] = {}

@@ -119,9 +119,11 @@ def test_interception_keys_are_sha256() -> None:
 
 def test_product_fingerprint_formats() -> None:
     fps = read("product_fingerprints.csv")
-    assert set(fps["kind"]) == {"ja3", "ja3n", "ja4", "ja4_ab"}
+    assert set(fps["kind"]) == {"ja3", "ja3n", "ja4", "ja4_ab", "ja3_string"}
     by_kind = {str(k): g for k, g in fps.groupby("kind")}
     assert by_kind["ja3"]["value"].str.fullmatch(r"[0-9a-f]{32}").all()
+    # the JA3 text (the offered values resemblance compares): five fields of dash-separated decimals
+    assert by_kind["ja3_string"]["value"].str.fullmatch(r"\d+,[\d-]*,[\d-]*,[\d-]*,[\d-]*").all()
     assert by_kind["ja3n"]["value"].str.fullmatch(r"[0-9a-f]{32}").all()
     ja4 = r"[tqd][0-9a-z]{2}[di]\d{4}[0-9A-Za-z]{2}_[0-9a-f]{12}_[0-9a-f]{12}"
     assert by_kind["ja4"]["value"].str.fullmatch(ja4).all()
@@ -261,7 +263,8 @@ def test_mitmengine_ja4_representation() -> None:
     script = load_build_script()
     # no signature_algorithms, ALPN or supported_versions: a full JA4
     rows = script.mitmengine_fingerprints(0x301, [0x2F, 0x35], [0x00, 0x0A], [0x17], [0])
-    assert [k for k, _, _ in rows] == ["ja3", "ja3n", "ja4"]
+    assert [k for k, _, _ in rows] == ["ja3_string", "ja3", "ja3n", "ja4"]
+    assert rows[0][1] == "769,47-53,0-10,23,0"  # the offered values, decimal, for resemblance
     # ALPN offered, value unknown: '??' and the c part dropped
     rows = script.mitmengine_fingerprints(0x303, [0x2F, 0x35], [0x00, 0x10, 0x0D], [0x17], [0])
     kind, value, missing = rows[-1]

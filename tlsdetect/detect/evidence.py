@@ -38,11 +38,18 @@ SIGNALS: dict[str, Signal] = {s.code: s for s in (
     Signal("ua_fingerprint_mismatch", 50, "the ClientHello is not what the claimed User-Agent sends"),
     Signal("issuer_changed_for_sni", 50, "this server name presented a certificate from another issuer before"),
     Signal("partial_interception_fingerprint", 45, "the hello's cipher list and shape match an interception product"),
+    Signal("resembles_interception_product", 45, "the hello's offered values are near an interception product's"),
     Signal("unknown_issuer_in_mesh", 45, "a private CA other than the mesh CA issued a mesh certificate"),
     Signal("tls_downgrade", 40, "the client offered a lower TLS version than it always did"),
     Signal("browser_without_grease", 40, "a Chromium User-Agent sent a hello without GREASE values"),
     Signal("weak_ciphers", 40, "the hello offers ciphers its population never offered"),
     Signal("fingerprint_convergence", 40, "several clients switched to the same new fingerprint at once"),
+    Signal("proxied_for", 75, "a host the baseline never saw re-originates known clients' connections (a proxy)"),
+    Signal("server_convergence", 60, "many clients of one server met the same new server answer at once (a middlebox)"),
+    Signal("server_flight_changed", 50, "the server's first flight has a size it never sent this client hello family"),
+    Signal("server_fingerprint_changed", 50, "the server answered this client hello family with a JA3S never seen"),
+    Signal("server_version_changed", 30, "the server negotiated a version it never chose for this hello family"),
+    Signal("server_cipher_changed", 30, "the server chose a cipher it never chose for this hello family"),
     Signal("model_outlier", 30, "the population model finds this ClientHello unlike any it learned"),
 )}
 
