@@ -13,7 +13,7 @@ mitmproxy (transparent), sslsplit (transparent, TLS <= 1.2) and the mimicking pr
 (``scripts/mimic_proxy.py``: the client's exact ClientHello upstream). Each interceptor phase has two
 halves; each half redirects one group of client addresses while the others keep talking clean. Midway
 through the test phases one server's certificate is renewed (new key, same issuer, longer chain); one
-name is a pool of two server stacks behind one address (DNAT round-robin).
+name is a pool of two server stacks (Python ssl/OpenSSL and gnutls-serv) behind one address (DNAT round-robin).
 
 Labels come from the captures: every connection (TCP SYN + ClientHello) read back from each file gets
 exactly one row, matched to the client run that made it by client address, server address and time.
@@ -58,12 +58,14 @@ STACKS = ("openssl", "curl", "python", "gnutls", "node", "java")  # Chromium: no
 STACK_IP = {s: f"{nets.CLIENT_NET}.{11 + i}" for i, s in enumerate(STACKS)}
 IP_STACK = {ip: s for s, ip in STACK_IP.items()}
 MIDDLE = nets.MIDDLE_SERVER_SIDE
-WWW, RENEWED, POOL, POOL_PY, POOL_OSSL = (f"{nets.SERVER_NET}.{n}" for n in (10, 11, 20, 21, 22))
+WWW, RENEWED, POOL, POOL_PY, POOL_GNUTLS = (f"{nets.SERVER_NET}.{n}" for n in (10, 11, 20, 21, 22))
+GNUTLS_PORT = 8443  # gnutls-serv binds every address: a port of its own, the DNAT picks it
 SERVER_OF = {"www": WWW, "api": WWW, "cdn": RENEWED, "static": RENEWED, "shop": POOL}
 INTERCEPTORS = ("mitmproxy", "sslsplit", "mimic")
 MIMIC = REPO / "scripts" / "mimic_proxy.py"
 PORT_OF = {"mitmproxy": 8081, "sslsplit": 8082, "mimic": 8083}
 MIMIC_BODY = "mimic proxy intercepted"
+GNUTLS_PAGE = "This is <a href=\"http://www.gnu.org/software/gnutls\">GnuTLS</a>"  # gnutls-serv --http's page
 TOOLS = {"openssl": "openssl", "curl": "curl", "gnutls": "gnutls-cli", "node": "node", "java": "javac"}
 UPSTREAM_SLACK = 1.0  # seconds an upstream leg may start after its client's run ended (mimic's idle read)
 JAVA_TRUST = mec.JAVA_CLIENT.replace(
@@ -403,16 +405,17 @@ def run_inline(out: Path, work: Path, stacks: list[str], products: list[str], ba
     started = time.monotonic()
     renewed_at = 0.0
     with contextlib.ExitStack() as es:
-        topo = es.enter_context(nets.topology([STACK_IP[s] for s in stacks], [WWW, RENEWED, POOL_PY, POOL_OSSL, POOL]))
-        topo.pool(POOL, [POOL_PY, POOL_OSSL])
+        server_ips = [WWW, RENEWED, POOL_PY, POOL_GNUTLS, POOL]
+        topo = es.enter_context(nets.topology([STACK_IP[s] for s in stacks], server_ips))
+        topo.pool(POOL, [f"{POOL_PY}:443", f"{POOL_GNUTLS}:{GNUTLS_PORT}"])
         servers = {ip: python_server(topo.srv, ip, docroot, chain, Path(pki.server_key)) for ip in (WWW, RENEWED,
                                                                                                    POOL_PY)}
         for s in servers.values():
             es.callback(stop_server, s)
-        ossl = ["openssl", "s_server", "-accept", f"{POOL_OSSL}:443", "-cert", str(pki.server_cert), "-key",
-                str(pki.server_key), "-cert_chain", str(pki.inter_cert), "-WWW", "-alpn", "http/1.1"]
-        es.enter_context(daemon(in_ns(topo.srv, ossl), work / "s_server.log", lambda pid: nets.listening(pid, 443),
-                                "openssl s_server (pool)", cwd=docroot))
+        gnutls = ["gnutls-serv", "--http", "--port", str(GNUTLS_PORT), "--x509certfile", str(chain),
+                  "--x509keyfile", str(pki.server_key)]
+        es.enter_context(daemon(in_ns(topo.srv, gnutls), work / "gnutls-serv.log",
+                                lambda pid: nets.listening(pid, GNUTLS_PORT), "gnutls-serv (pool)"))
         for p in products:
             es.enter_context(interceptor(p, topo.mid, out, work, cas[p], Path(pki.root_cert)))
         trust = work / "trust.pem"  # after mitmproxy's first start wrote its CA
@@ -431,8 +434,10 @@ def run_inline(out: Path, work: Path, stacks: list[str], products: list[str], ba
                 except (CaptureError, OSError, ValueError) as exc:
                     raise CaptureError(f"{j.stack} via {j.product or 'direct'} to {j.sni} failed: {exc}") from exc
                 j.end = time.time()
+                if j.product:
+                    topo.reserve_upstream_ports()
                 want = MIMIC_BODY if j.product == "mimic" else mc.PAYLOAD.decode().strip()
-                if want not in got:
+                if want not in got and not (j.server_ip == POOL and j.product != "mimic" and GNUTLS_PAGE in got):
                     raise CaptureError(f"{j.stack} via {j.product or 'direct'} to {j.sni}: no response body:\n"
                                        f"{got[-1500:]}")
             time.sleep(UPSTREAM_SLACK if b.product == "mimic" else 0.1)  # upstream legs still reading
@@ -482,7 +487,7 @@ def label_rows(run: Run, client_flows: list[Any], server_flows: list[Any],
             if job is not None and job.product:  # a client-to-proxy leg: the backend its proxy reached
                 b = backend.get(id(job), "")
             else:
-                b = "python-ssl" if (flow.client_ip, flow.client_port) in run.pool_python_peers else "openssl"
+                b = "python-ssl" if (flow.client_ip, flow.client_port) in run.pool_python_peers else "gnutls"
             parts.append(f"pool:{b}" if b else "pool")
         return ";".join(parts)
 
@@ -508,7 +513,7 @@ def label_rows(run: Run, client_flows: list[Any], server_flows: list[Any],
                 seen[id(job)].append("upstream")
                 if f.server_ip == POOL:
                     peer = (f.client_ip, f.client_port)
-                    backend[id(job)] = "python-ssl" if peer in run.pool_python_peers else "openssl"
+                    backend[id(job)] = "python-ssl" if peer in run.pool_python_peers else "gnutls"
             rows.append(row("inline_server", f, job, "proxy_upstream", product, note(f, None)))
         else:
             job = _job_at(jobs, f.client_ip, f.server_ip, f.ts)
@@ -610,8 +615,8 @@ def build(out: Path, stacks: list[str], products: list[str], train: int, test: i
         "runtime_seconds": round(run.seconds, 1),
         "stacks": {s: STACK_IP[s] for s in stacks},
         "interceptors": {p: f"{nets.MIDDLE_CLIENT_SIDE}:{PORT_OF[p]} (REDIRECT from :443)" for p in products},
-        "servers": {"www/api": WWW, "cdn/static (renewal)": RENEWED, "shop (pool)": f"{POOL} -> {POOL_PY} python-ssl,"
-                    f" {POOL_OSSL} openssl s_server"},
+        "servers": {"www/api": WWW, "cdn/static (renewal)": RENEWED,
+                    "shop (pool)": f"{POOL} -> {POOL_PY}:443 python-ssl, {POOL_GNUTLS}:{GNUTLS_PORT} gnutls-serv"},
         "renewed_at": mec.iso(run.renewed_at) if run.renewed_at else None,
         "batches": [{"name": b.name, "intercepted": b.intercepted, "connections": len(b.jobs),
                      "start": mec.iso(b.start), "end": mec.iso(b.end)} for b in batches],

@@ -96,6 +96,7 @@ class Topology:
     client_ips: list[str]
     server_ips: list[str]
     created: list[str] = field(default_factory=list)
+    reserved: set[int] = field(default_factory=set)
 
     @property
     def cli(self) -> str:
@@ -133,6 +134,9 @@ class Topology:
         sh("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=self.mid)
         # the interceptors' upstream ports: away from the clients' bound ports (20000-32000)
         sh("sysctl", "-qw", "net.ipv4.ip_local_port_range=40000 60999", ns=self.mid)
+        # track the router's own connections too (reserve_upstream_ports reads them from conntrack)
+        sh("iptables", "-A", "OUTPUT", "-p", "tcp", "--dport", "443", "-m", "conntrack", "--ctstate", "NEW", "-j",
+           "ACCEPT", ns=self.mid)
         sh("iptables", "-t", "nat", "-N", CHAIN, ns=self.mid)
         sh("iptables", "-t", "nat", "-A", "PREROUTING", "-i", "m-cli", "-p", "tcp", "--dport", "443", "-j", CHAIN,
            ns=self.mid)
@@ -147,13 +151,36 @@ class Topology:
             sh("iptables", "-t", "nat", "-A", CHAIN, "-s", ip, "-p", "tcp", "-j", "REDIRECT", "--to-ports", str(port),
                ns=self.mid)
 
+    def reserve_upstream_ports(self) -> int:
+        """Keep every source port the interceptors have used from being picked again; returns how many.
+
+        The kernel draws a connect()'s port from a sequence per destination, so two servers can see
+        the same router port; the corpus keys a connection by (client address, port). Each port seen in
+        the router's conntrack table goes into ``ip_local_reserved_ports``, which connect() skips.
+        """
+        with entered(self.mid):
+            lines = Path("/proc/thread-self/net/nf_conntrack").read_text().splitlines()
+            ports = set()
+            for ln in lines:
+                f: dict[str, str] = {}
+                for kv in ln.split():  # the first tuple is the original direction, the second the reply
+                    if "=" in kv:
+                        k, v = kv.split("=", 1)
+                        f.setdefault(k, v)
+                if f.get("src") == MIDDLE_SERVER_SIDE and f.get("dport") == "443" and f.get("sport", "").isdigit():
+                    ports.add(int(f["sport"]))
+            if not ports <= self.reserved:
+                self.reserved |= ports
+                Path("/proc/sys/net/ipv4/ip_local_reserved_ports").write_text(",".join(map(str, sorted(self.reserved))))
+        return len(self.reserved)
+
     def pool(self, front: str, backends: list[str]) -> None:
-        """Spread new connections to ``front``:443 round-robin over ``backends`` (DNAT, statistic nth)."""
+        """Spread new connections to ``front``:443 round-robin over ``backends`` (``ip:port``; DNAT, nth)."""
         n = len(backends)
         for i, ip in enumerate(backends):
             match = ["-m", "statistic", "--mode", "nth", "--every", str(n - i), "--packet", "0"] if i < n - 1 else []
             sh("iptables", "-t", "nat", "-A", "PREROUTING", "-d", front, "-p", "tcp", "--dport", "443", *match,
-               "-j", "DNAT", "--to-destination", f"{ip}:443", ns=self.srv)
+               "-j", "DNAT", "--to-destination", ip, ns=self.srv)
 
     def close(self) -> None:
         """Delete every namespace this run created (their veths and rules go with them)."""
