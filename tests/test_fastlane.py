@@ -118,6 +118,9 @@ def test_stopping_early_stops_the_reader_thread(synthetic: Path) -> None:
 HRR_STREAM = ("tls-handshake.pcapng", 38)  # TLS 1.3: ClientHello, HelloRetryRequest, CCS, ClientHello
 TLS12_STREAM = ("latest.pcapng", 3)  # TLS 1.2 with Certificate, ServerKeyExchange, ServerHelloDone
 APP_DATA = b"\x17\x03\x03\x00\x10" + bytes(range(16))
+#: A TLS <= 1.2 client's ChangeCipherSpec: it ends the client's second flight, which the fast lane
+#: must see before it takes the handshake.
+CCS = b"\x14\x03\x03\x00\x01\x01"
 
 
 def _records(stream: bytes) -> list[bytes]:
@@ -149,7 +152,7 @@ def test_client_hello_split_inside_its_header(tmp_path: Path, cut: int) -> None:
     """A ClientHello whose first segment ends inside (or right after) the 9 header bytes."""
     ch = _records(follow(*HRR_STREAM)[0])[0]
     server = _records(follow(*TLS12_STREAM)[1])
-    segs = _segments(ch + APP_DATA, [cut, len(ch)], client=True)
+    segs = _segments(ch + CCS + APP_DATA, [cut, len(ch)], client=True)
     segs.insert(1, (False, 0, b"".join(server[:5])))
     assert _lanes_on(tmp_path, segs) == 1
 

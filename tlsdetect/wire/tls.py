@@ -137,6 +137,9 @@ class ClientHello:
     compression: tuple[int, ...] = ()
     session_id_length: int = 0
     dtls: bool = False
+    #: Random per connection (or a resumption handle): kept out of equality and hashing so equal
+    #: hellos stay equal; the connections table only compares it with the ServerHello's.
+    session_id: bytes = field(default=b"", compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +152,7 @@ class ServerHello:
     selected_version: int | None = None
     alpn: bytes | None = None
     is_hello_retry_request: bool = False
+    session_id: bytes = field(default=b"", compare=False)  # see ClientHello.session_id
 
     @property
     def version(self) -> int:
@@ -425,6 +429,7 @@ def parse_client_hello(body: bytes, *, dtls: bool = False) -> ClientHello:
         compression=compression,
         session_id_length=session_id_length,
         dtls=dtls,
+        session_id=body[35 : 35 + session_id_length],
     )
 
 
@@ -438,10 +443,12 @@ def parse_server_hello(body: bytes) -> ServerHello:
     pos = 34
     # TLS 1.3 drafts (0x7Fxx) put the version here and dropped session id and compression.
     draft13 = (legacy_version >> 8) == 0x7F
+    session_id = b""
     if not draft13:
         _need(pos < n, "session_id length missing")
         sid_len = body[pos]
         _need(sid_len <= 32, f"session_id length {sid_len} > 32")
+        session_id = body[pos + 1 : pos + 1 + sid_len]
         pos += 1 + sid_len
     _need(pos + 2 <= n, "cipher_suite missing")
     cipher = _U16.unpack_from(body, pos)[0]
@@ -465,6 +472,7 @@ def parse_server_hello(body: bytes) -> ServerHello:
         selected_version=selected,
         alpn=alpn,
         is_hello_retry_request=random == HRR_RANDOM,
+        session_id=session_id,
     )
 
 

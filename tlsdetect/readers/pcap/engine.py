@@ -48,7 +48,7 @@ from tlsdetect.readers.base import ReadStats
 from tlsdetect.readers.pcap.capture import WINDOW, CaptureReader, PacketBatch
 from tlsdetect.readers.pcap.fastlane import FastLane, Segments
 from tlsdetect.readers.pcap.packets import PROTO_TCP, Decoded, decode, flow_hash
-from tlsdetect.readers.pcap.tls_stream import Connection, Endpoint, read_direction, reassemble
+from tlsdetect.readers.pcap.tls_stream import Connection, Endpoint, read_direction, reassemble_runs
 from tlsdetect.wire.gather import Gather
 from tlsdetect.wire.tls import ClientHello
 
@@ -76,7 +76,7 @@ class _Direction:
     forward: bool
     base_seq: int
     need: int
-    segments: list[tuple[int, bytes]] = field(default_factory=list)
+    segments: list[tuple[int, bytes, int]] = field(default_factory=list)  # (offset, bytes, capture position)
     dirty: bool = False
 
 
@@ -160,6 +160,8 @@ class _Engine:
         self.fast = FastLane(recent_windows=IDLE_WINDOWS)
         self.use_fast_lane = fast_lane
         self.emitted = 0
+        #: Capture position of the window's first TCP payload packet (the packets before it).
+        self.base = 0
 
     # -- per window ---------------------------------------------------------------------------
 
@@ -170,17 +172,18 @@ class _Engine:
         counts["ip_fragments_skipped"] += w.fragments
         seg, start = w.seg, w.start
         counts["tcp_payload_packets"] += len(seg.keys)
+        base, self.base = self.base, self.base + len(seg.keys)
         if len(seg.keys) == 0:
             self._expire()
             return
         counts["handshake_start_packets"] += len(start)
         if len(start) and self.use_fast_lane:
             busy = np.fromiter(st.flows.keys(), dtype=np.uint64, count=len(st.flows))
-            fast = self.fast.claim_handshakes(w.buf, seg, start, busy)
+            fast = self.fast.claim_handshakes(w.buf, seg, start, busy, base)
             start = start[~fast]
         if len(start):
             self._open_new(w.buf, seg, start)
-        self._select_rounds(w.buf, seg.keys, seg.seq, seg.payload, seg.plen)
+        self._select_rounds(w.buf, seg.keys, seg.seq, seg.payload, seg.plen, base)
         self._expire()
 
     def _open_new(self, buf: npt.NDArray[np.uint8], seg: Segments, start: I64) -> None:
@@ -230,7 +233,7 @@ class _Engine:
         st.touched[id(conn)] = st.window
 
     def _select_rounds(
-        self, buf: npt.NDArray[np.uint8], keys: npt.NDArray[np.uint64], seq: I64, payload: I64, plen: I64
+        self, buf: npt.NDArray[np.uint8], keys: npt.NDArray[np.uint64], seq: I64, payload: I64, plen: I64, first_at: int
     ) -> None:
         st = self.state
         taken = np.zeros(len(keys), dtype=bool)
@@ -260,7 +263,7 @@ class _Engine:
                 data = buf[start : start + int(plen[j])].tobytes()
                 if r < 0:
                     data, r = data[-r:], 0
-                d.segments.append((r, data))
+                d.segments.append((r, data, first_at + j))
                 d.dirty = True
                 touched[id(d.conn)] = d.conn
             self._reparse(touched.values())
@@ -272,8 +275,10 @@ class _Engine:
             dirs = self._directions(conn)
             for d in dirs:
                 if d.dirty:
-                    data = reassemble(d.segments, MAX_STREAM)
-                    conn.views[d.forward] = read_direction(data, conn.views.get(d.forward))
+                    data, starts, arrivals = reassemble_runs(d.segments, MAX_STREAM)
+                    view = conn.views[d.forward] = read_direction(data, conn.views.get(d.forward))
+                    view.data, view.starts, view.arrivals = data, starts, arrivals
+                    view.capped = len(data) >= MAX_STREAM
                     d.dirty = False
             for d in dirs:
                 want = conn.want(d.forward)

@@ -41,6 +41,7 @@ from tlsdetect import schema
 from tlsdetect.fingerprint import CLIENT_FP_COLUMNS, client_fingerprints, server_fingerprint
 from tlsdetect.readers.pcap.flight import Flight, assemble_prefix, segments_of, server_flights
 from tlsdetect.readers.pcap.packets import flow_hash
+from tlsdetect.readers.pcap.records import Sizes, as_tuples, handshake_flight
 from tlsdetect.readers.pcap.tls_stream import (
     CLIENT_HELLO_COLUMNS,
     SERVER_HELLO_COLUMNS,
@@ -49,6 +50,7 @@ from tlsdetect.readers.pcap.tls_stream import (
     server_hello_columns,
     version_name,
 )
+from tlsdetect.readers.pcap.window_flights import session_id_echoed, tls13_window_flights
 from tlsdetect.wire.gather import Gather
 from tlsdetect.wire.hello_batch import HelloBatch, client_hello_batch, server_hello_batch
 from tlsdetect.wire.tls import (
@@ -321,14 +323,16 @@ class FastLane:
     def _add(self, name: str, values: npt.NDArray[np.generic]) -> None:
         self.cols.setdefault(name, []).append(values)
 
-    def claim_handshakes(self, buf: U8, seg: Segments, start: I64, busy: U64) -> B:
+    def claim_handshakes(self, buf: U8, seg: Segments, start: I64, busy: U64, base: int = 0) -> B:
         """Take over the complete, ordinary handshakes among the hello-start packets ``start`` of a window.
 
         ``seg`` holds every TCP payload packet of the window; ``busy`` the flow keys the slow
         lane already follows. A ClientHello may span its start segment and the next one in
         sequence (every Chrome hello with an ML-KEM key share does). Returns the mask of start
         packets this lane took; retransmissions of a taken hello are swallowed for
-        ``recent_windows`` windows.
+        ``recent_windows`` windows. ``base`` is the capture position of the window's first
+        segment; a handshake whose flight columns the window cannot decide is left to the slow
+        lane, which reads on.
         """
         keys = seg.keys[start]
         payload, plen = seg.payload[start], seg.plen[start]
@@ -391,8 +395,9 @@ class FastLane:
         if len(hrr):
             s_flat[hrr] &= _no_more_hellos(buf, seg, start[sh[hrr]], 5 + rec_len[sh[hrr]])
         older = np.flatnonzero(s_flat & ~sb.selected_tls13)
+        server_flight: Flight | None = None
         if len(older):
-            flight = server_flights(
+            flight = server_flight = server_flights(
                 buf, keys[sh[older]], seg.seq[start[sh[older]]], seg.keys, seg.seq, seg.payload, seg.plen,
                 seg.by_key(),
             )
@@ -426,18 +431,42 @@ class FastLane:
         if len(retried):
             c_first = ch[c_sel[retried]]
             good[retried] &= _no_more_hellos(buf, seg, start[c_first], 5 + rec_len[c_first])
-        # mTLS on TLS <= 1.2: the client's certificate follows in its second flight.
+        # TLS <= 1.2: the client's second flight (its certificate in mTLS) up to ChangeCipherSpec.
         peer = np.full(len(c_sel), -1, dtype=np.int64)
-        asked = np.flatnonzero(s_request[s_sel] & good)
-        if len(asked):
-            c_first = start[ch[c_sel[asked]]]
+        older_sel = ~sb.selected_tls13 & ~sb.hrr
+        c_sizes = Sizes(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(len(c_sel), dtype=bool))
+        walked = np.flatnonzero(older_sel & good)
+        if len(walked):
+            c_first = start[ch[c_sel[walked]]]
             client_flight = server_flights(
                 buf, seg.keys[c_first], seg.seq[c_first], seg.keys, seg.seq, seg.payload, seg.plen,
                 seg.by_key(),
             )
-            peer[asked] = self._cert_groups(client_flight)
-            good[asked] &= client_flight.settled & (peer[asked] != -2)
-            good[asked] &= _tiles(seg, c_first, client_flight.span)
+            asked = s_request[s_sel[walked]]
+            peer[walked[asked]] = self._cert_groups(client_flight)[asked]
+            good[walked] &= client_flight.settled & (peer[walked] != -2)
+            good[walked] &= _tiles(seg, c_first, client_flight.span)
+            sizes = handshake_flight(client_flight.msg_owner, client_flight.msg_size, client_flight.settled)
+            c_sizes = Sizes(walked[sizes.owner], sizes.size, np.zeros(len(c_sel), dtype=bool))
+            c_sizes.known[walked] = sizes.known
+        s_sizes = self._server_sizes(server_flight, older, s_sel, good)
+        echoed = session_id_echoed(c_buf, c_body[c_sel], buf, s_body[s_sel])
+        newer = np.flatnonzero(sb.selected_tls13 & ~sb.hrr & good)
+        if len(newer):
+            s13, c13 = tls13_window_flights(
+                buf, seg.keys, seg.seq, seg.payload, seg.plen, seg.by_key(), base, start[ch[c_sel[newer]]],
+                start[sh[s_sel[newer]]],
+            )
+            good[newer] &= s13.known & c13.known
+            s_sizes = _merge_sizes(s_sizes, s13, newer)
+            c_sizes = _merge_sizes(c_sizes, c13, newer)
+        s_values, s_total = as_tuples(s_sizes)
+        c_values, c_total = as_tuples(c_sizes)
+        abbreviated = np.bincount(s_sizes.owner, minlength=len(c_sel)) == 0
+        resumed = np.where(
+            sb.hrr, -1,
+            np.where(sb.selected_tls13, self._psk(s_gid), (echoed | (abbreviated & s_sizes.known)).astype(np.int64)),
+        )
         c_idx, s_idx = ch[c_sel][good], sh[s_sel][good]
         cert_gid = s_cert[s_sel][good]
         peer_gid = peer[good]
@@ -456,12 +485,43 @@ class FastLane:
             ("cert_gid", cert_gid),
             ("peer_gid", peer_gid),
             ("hrr", sb.hrr[good]),
+            ("echoed", np.where(sb.hrr, -1, echoed.astype(np.int64))[good]),  # after a HelloRetryRequest: missing
+            ("resumed", resumed[good]),
+            ("server_flight", s_values[good]),
+            ("server_flight_bytes", s_total[good]),
+            ("client_flight", c_values[good]),
+            ("client_flight_bytes", c_total[good]),
         ):
             self._add(name, values)
         taken[c_idx] = True
         taken[s_idx] = True
         self._remember(keys[taken])
         return taken
+
+    @staticmethod
+    def _server_sizes(flight: Flight | None, older: I64, s_sel: I64, good: B) -> Sizes:
+        """TLS <= 1.2 server flights of the paired rows (``older``: the ServerHellos walked,
+        positions as in ``s_sel``)."""
+        n = len(s_sel)
+        none = Sizes(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(n, dtype=bool))
+        if flight is None or not len(older):
+            return none
+        sizes = handshake_flight(flight.msg_owner, flight.msg_size, flight.settled)
+        row_of = np.full(len(older), -1, dtype=np.int64)
+        where = np.full(int(s_sel.max(initial=0)) + 1 if n else 0, -1, dtype=np.int64)
+        where[s_sel] = np.arange(n)
+        inside = older < len(where)
+        row_of[inside] = where[older[inside]]
+        keep = row_of[sizes.owner] >= 0
+        known = np.zeros(n, dtype=bool)
+        mapped = row_of >= 0
+        known[row_of[mapped]] = sizes.known[mapped]
+        return Sizes(row_of[sizes.owner[keep]], sizes.size[keep], known & good)
+
+    def _psk(self, s_gid: I64) -> I64:
+        """1 when the group's ServerHello carries pre_shared_key (41), else 0; -1 unparsed."""
+        flags = [int(41 in h.extensions) if isinstance(h, ServerHello) else -1 for h in self.servers.parsed]
+        return np.array([*flags, -1], dtype=np.int64)[s_gid]
 
     def _cert_groups(self, flight: Flight) -> I64:
         """Certificate-chain group per server (see :class:`_Chains`): -1 no Certificate, -2 one
@@ -531,7 +591,28 @@ class FastLane:
         out.update(_server_columns(self.servers.parsed, s_gid))
         out.update(_cert_columns(self.chains.parsed, col["cert_gid"]))
         out.update(_cert_columns(self.chains.parsed, col["peer_gid"], prefix="peer_", chain=False))
+        for name, flag in (("sh_session_id_echoed", col["echoed"]), ("resumed", col["resumed"])):
+            values = pd.array(flag == 1, dtype="boolean")
+            values[flag < 0] = pd.NA
+            out[name] = values
+        for name in ("server_flight", "client_flight"):
+            total = col[f"{name}_bytes"]
+            out[name] = col[name]
+            size = pd.array(np.where(total < 0, 0, total), dtype="Int32")
+            size[total < 0] = pd.NA
+            out[f"{name}_bytes"] = size
         return pd.DataFrame(out)
+
+
+def _merge_sizes(into: Sizes, part: Sizes, rows: I64) -> Sizes:
+    """``into`` with the connections ``rows`` taken from ``part`` (whose owners index ``rows``)."""
+    keep = ~np.isin(into.owner, rows)
+    owner = np.concatenate([into.owner[keep], rows[part.owner]])
+    size = np.concatenate([into.size[keep], part.size])
+    order = np.argsort(owner, kind="stable")
+    known = into.known.copy()
+    known[rows] = part.known
+    return Sizes(owner[order], size[order], known)
 
 
 def _in_time_order(col: dict[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]]:

@@ -26,7 +26,7 @@ import numpy.typing as npt
 from tlsdetect.wire.gather import Gather
 from tlsdetect.wire.tls import MAX_RECORD_LENGTH
 
-__all__ = ["Flight", "assemble_prefix", "server_flights"]
+__all__ = ["Flight", "assemble_prefix", "contiguous_chain", "server_flights"]
 
 I64 = npt.NDArray[np.int64]
 U64 = npt.NDArray[np.uint64]
@@ -55,6 +55,10 @@ class Flight:
     ran_out: B  # the walk reached the end of the assembled bytes before the flight ended
     cert_request: B  # the server asked for a client certificate (mTLS)
     span: I64  # stream bytes assembled per owner (what the walk could have read)
+    #: Every whole handshake message walked (the hello first): owner and size with its 4-byte
+    #: header, grouped by owner in stream order.
+    msg_owner: I64
+    msg_size: I64
 
 
 def assemble_prefix(
@@ -66,6 +70,24 @@ def assemble_prefix(
     ``by_key``, when the caller has it, is the stable argsort of ``keys``: the segments of a
     few owners are then found by searching the owners among the segments, not the reverse.
     """
+    n = len(owner_key)
+    owner, _, seg, seg_len = contiguous_chain(owner_key, owner_seq, keys, seq, plen, limit, by_key)
+    length = np.bincount(owner, weights=seg_len, minlength=n).astype(np.int64)
+    start = np.concatenate([[0], np.cumsum(length)[:-1]]).astype(np.int64)
+    if int(length.sum()) == 0:
+        return np.empty(0, dtype=np.uint8), start, length
+    # Whole segments are copied as slices (memcpy each), cheaper than a per-byte index.
+    view = buf.data
+    pieces = [view[p : p + n] for p, n in zip(payload[seg].tolist(), seg_len.tolist(), strict=True)]
+    return np.frombuffer(b"".join(pieces), dtype=np.uint8), start, length
+
+
+def contiguous_chain(
+    owner_key: U64, owner_seq: I64, keys: U64, seq: I64, plen: I64, limit: int, by_key: I64 | None = None,
+) -> tuple[I64, I64, I64, I64]:
+    """The segments that tile each owner's stream from its start without a gap, within ``limit``
+    bytes: ``(owner, stream offset, segment index, length)``, grouped by owner in stream order
+    (exact retransmissions dropped, the first arrival kept)."""
     n = len(owner_key)
     order = np.argsort(owner_key)
     sorted_keys = owner_key[order]
@@ -79,7 +101,8 @@ def assemble_prefix(
     keep = (rel >= 0) & (rel < limit)
     owner, rel, seg = owner[keep], rel[keep], hit[keep]
     if len(seg) == 0:  # no segment within reach of any owner (the callers' owners have one)
-        return np.empty(0, dtype=np.uint8), np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty, empty, empty
     seg_len = plen[seg]
     # Exact retransmissions (same place, same length) are one segment.
     srt = np.lexsort((seg_len, rel, owner))
@@ -97,15 +120,7 @@ def assemble_prefix(
     cum = np.cumsum(fails)
     group_start = np.maximum.accumulate(np.where(first, np.arange(len(first)), 0))
     ok = (cum - (cum[group_start] - fails[group_start])) == 0
-    owner, seg, seg_len = owner[ok], seg[ok], seg_len[ok]
-    length = np.bincount(owner, weights=seg_len, minlength=n).astype(np.int64)
-    start = np.concatenate([[0], np.cumsum(length)[:-1]]).astype(np.int64)
-    if int(length.sum()) == 0:
-        return np.empty(0, dtype=np.uint8), start, length
-    # Whole segments are copied as slices (memcpy each), cheaper than a per-byte index.
-    view = buf.data
-    pieces = [view[p : p + n] for p, n in zip(payload[seg].tolist(), seg_len.tolist(), strict=True)]
-    return np.frombuffer(b"".join(pieces), dtype=np.uint8), start, length
+    return owner[ok], rel[ok], seg[ok], seg_len[ok]
 
 
 def segments_of(owner_key: U64, keys: U64, by_key: I64) -> tuple[I64, I64]:
@@ -155,8 +170,13 @@ def server_flights(
     cert_request[retry] = long.cert_request
     span = short.span.copy()
     span[retry] = long.span
+    kept = ~np.isin(short.msg_owner, retry)
+    msg_owner = np.concatenate([short.msg_owner[kept], retry[long.msg_owner]])
+    msg_size = np.concatenate([short.msg_size[kept], long.msg_size])
+    order = np.argsort(msg_owner, kind="stable")
     return Flight(
-        np.concatenate([short.buf, long.buf]), settled, cert_start, cert_len, long.ran_out[:0], cert_request, span
+        np.concatenate([short.buf, long.buf]), settled, cert_start, cert_len, long.ran_out[:0], cert_request, span,
+        msg_owner[order], msg_size[order],
     )
 
 
@@ -172,6 +192,7 @@ def _walk(data: U8, start: I64, length: I64, n: int) -> Flight:
     ran_out = np.zeros(n, dtype=bool)
     cert_request = np.zeros(n, dtype=bool)
     active = length > 0
+    walked: list[tuple[I64, I64]] = []
     for _ in range(MAX_MESSAGES):
         idx = np.flatnonzero(active)
         if len(idx) == 0:
@@ -198,6 +219,7 @@ def _walk(data: U8, start: I64, length: I64, n: int) -> Flight:
         fits = p + 4 + mlen <= rec_end[idx]
         stop |= ~fits  # a message spanning records: leave it to the slow lane
         go = ~stop
+        walked.append((idx[go], mlen[go] + 4))
         is_cert = go & (mtype == HS_CERTIFICATE) & (cert_start[idx] < 0)
         cert_start[idx[is_cert]] = p[is_cert] + 4
         cert_len[idx[is_cert]] = mlen[is_cert]
@@ -207,4 +229,7 @@ def _walk(data: U8, start: I64, length: I64, n: int) -> Flight:
         stop |= done
         pos[idx] = np.where(go, p + 4 + mlen, p)
         active[idx[stop]] = False
-    return Flight(data, settled, cert_start, cert_len, ran_out, cert_request, length)
+    msg_owner = np.concatenate([w[0] for w in walked]) if walked else np.zeros(0, dtype=np.int64)
+    msg_size = np.concatenate([w[1] for w in walked]) if walked else np.zeros(0, dtype=np.int64)
+    order = np.argsort(msg_owner, kind="stable")
+    return Flight(data, settled, cert_start, cert_len, ran_out, cert_request, length, msg_owner[order], msg_size[order])

@@ -11,10 +11,22 @@ import ipaddress
 import json
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from tlsdetect.readers.pcap.records import (
+    MAX_FLIGHT_ITEMS,
+    after_hellos,
+    as_tuples,
+    handshake_sizes,
+    single,
+    tls13_flights,
+    walk_stream,
+)
 from tlsdetect.wire.tls import (
     HANDSHAKE_CERTIFICATE,
     HANDSHAKE_CLIENT_HELLO,
     HANDSHAKE_SERVER_HELLO,
+    MAX_RECORD_LENGTH,
     CertInfo,
     ClientHello,
     ServerHello,
@@ -25,11 +37,13 @@ from tlsdetect.wire.tls import (
     scan_records,
 )
 
-__all__ = ["Connection", "DirectionView", "read_direction", "reassemble"]
+__all__ = ["Connection", "DirectionView", "read_direction", "reassemble", "reassemble_runs"]
 
 HANDSHAKE_CERTIFICATE_REQUEST = 13
 HANDSHAKE_SERVER_HELLO_DONE = 14
 TLS13 = 0x0304
+#: Bytes more asked for at a time while a flight column is undecided.
+FLIGHT_STEP = 16 * 1024
 
 VERSION_NAMES = {
     0x0002: "SSLv2",
@@ -65,6 +79,25 @@ def reassemble(segments: list[tuple[int, bytes]], limit: int) -> bytes:
     return bytes(out)
 
 
+def reassemble_runs(segments: list[tuple[int, bytes, int]], limit: int) -> tuple[bytes, list[int], list[int]]:
+    """:func:`reassemble` for ``(relative_seq, payload, capture position)`` segments, also saying
+    where each piece that made it in starts and its capture position (which segment carried a
+    record's first byte is what the flight columns are cut by)."""
+    out = bytearray()
+    starts: list[int] = []
+    arrivals: list[int] = []
+    for rel, data, arrival in sorted(segments, key=lambda s: s[0]):
+        cursor = len(out)
+        if cursor >= limit or rel > cursor:
+            break
+        if rel + len(data) <= cursor:
+            continue
+        starts.append(cursor)
+        arrivals.append(arrival)
+        out += data[cursor - rel : limit - rel]
+    return bytes(out), starts, arrivals
+
+
 @dataclass(slots=True)
 class DirectionView:
     """What one direction's plaintext handshake bytes said."""
@@ -80,6 +113,12 @@ class DirectionView:
     errors: list[str] = field(default_factory=list)
     consumed: int = 0
     messages: int = 0
+    #: The reassembled bytes so far and their pieces' starts and capture positions (the engine
+    #: sets them): the flight columns walk the records past the plaintext handshake.
+    data: bytes = b""
+    starts: list[int] = field(default_factory=list)
+    arrivals: list[int] = field(default_factory=list)
+    capped: bool = False
 
 
 def _next_need(data: bytes, consumed: int) -> int:
@@ -216,7 +255,61 @@ class Connection:
         return True, False
 
     def want(self, forward: bool) -> int | None:
-        """How many bytes of direction ``forward`` are needed; None when that side is settled."""
+        """How many bytes of direction ``forward`` are needed; None when that side is settled.
+
+        Past the hellos, both directions are read on (``FLIGHT_STEP`` more bytes at a time)
+        until the flight columns are decided."""
+        need = self._hello_want(forward)
+        view = self.views.get(forward)
+        if need is not None or view is None or view.capped:
+            return need
+        return None if self.flight_columns(final=False)[1] else len(view.data) + FLIGHT_STEP
+
+    def flight_columns(self, *, final: bool) -> tuple[dict[str, object], bool]:
+        """``sh_session_id_echoed``, ``resumed`` and the flight columns (:mod:`.records`' rules),
+        and whether they are decided (``final``: nothing more will be read)."""
+        client_key, _ = self._roles()
+        client, server = self.views.get(client_key), self.views.get(not client_key)
+        if server is None or not server.server_hellos or server.server_hellos[-1].is_hello_retry_request:
+            return {}, True
+        sh = server.server_hellos[-1]
+        ch = client.client_hellos[-1] if client is not None and client.client_hellos else None
+        out: dict[str, object] = {}
+        echoed = None if ch is None else bool(sh.session_id) and sh.session_id == ch.session_id
+        out["sh_session_id_echoed"] = echoed
+        if sh.version == TLS13:
+            out["resumed"] = 41 in sh.extensions
+            if client is None:
+                return out, True
+            s_rec = walk_stream(server.data, server.starts, server.arrivals, final=final, capped=server.capped,
+                                record_max=MAX_RECORD_LENGTH)
+            c_rec = walk_stream(client.data, client.starts, client.arrivals, final=final, capped=client.capped,
+                                record_max=MAX_RECORD_LENGTH)
+            s_first, c_first = after_hellos(s_rec[0]), after_hellos(c_rec[0])
+            t_hello = s_rec[2][s_first - 1] if s_first > 0 else -1
+            flights = tls13_flights(single(*s_rec), single(*c_rec), np.array([s_first]), np.array([c_first]),
+                                    np.array([t_hello]))
+            decided = True
+            for name, sizes in zip(("server", "client"), flights, strict=True):
+                values, total = as_tuples(sizes)
+                out[f"{name}_flight"], out[f"{name}_flight_bytes"] = values[0], None if total[0] < 0 else int(total[0])
+                decided &= bool(sizes.known[0])
+            return out, decided
+        s_sizes, s_done, s_ccs = handshake_sizes(server.data)
+        s_known = (s_done or s_ccs) and 1 <= len(s_sizes) <= MAX_FLIGHT_ITEMS
+        abbreviated = s_ccs and len(s_sizes) == 1
+        out["resumed"] = True if echoed else (abbreviated if s_known else None)
+        if s_known:
+            out["server_flight"], out["server_flight_bytes"] = tuple(s_sizes[1:]), sum(s_sizes[1:])
+        c_known = False
+        if client is not None:
+            c_sizes, _, c_ccs = handshake_sizes(client.data)
+            c_known = c_ccs and 1 <= len(c_sizes) <= MAX_FLIGHT_ITEMS
+            if c_known:
+                out["client_flight"], out["client_flight_bytes"] = tuple(c_sizes[1:]), sum(c_sizes[1:])
+        return out, bool(s_known and c_known) or client is None
+
+    def _hello_want(self, forward: bool) -> int | None:
         view = self.views.get(forward)
         if view is None:
             return 5
@@ -304,4 +397,5 @@ class Connection:
         version = negotiated if negotiated is not None else offered
         if version is not None:
             row["tls_version"] = version_name(version)
+        row.update(self.flight_columns(final=True)[0])
         return row

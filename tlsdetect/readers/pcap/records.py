@@ -1,0 +1,324 @@
+"""Who sent which TLS record when: the flight columns of the connections table, for many
+connections at once (numpy only; both native lanes call the same rules).
+
+A direction's records are given in stream order with the capture position (``arrival``, a
+packet counter over the whole file) of the segment that carried each record's first byte.
+Each direction's list ends with one sentinel that says what comes after the walked records:
+
+* ``NEXT`` (-1): another record starts there (its header was not read), arriving at ``arrival``;
+* ``QUIET`` (-2): this direction sent nothing more before ``arrival`` (the reader's horizon);
+* ``UNKNOWN`` (-3): the reader cannot tell (a gap, a cap, junk): nothing after is decided.
+
+TLS 1.3 (``tls13_flights``): the client's flight starts at its first encrypted record (content
+type 23) captured after the ServerHello (earlier ones are 0-RTT data). The server's flight is
+its records after the ServerHello, in stream order, up to the first one captured after that
+(only content type 23 counted: ChangeCipherSpec is not part of it). The client's flight is its
+records from the first encrypted one up to the first captured after the server's next record.
+Chosen so: with no keys, "before the other side answered" is the only boundary a sensor sees,
+and it holds at every vantage point for the server's flight (the client cannot send Finished
+before it has the server's). The client's flight therefore includes an HTTP request sent in the
+same burst as Finished (and, server side, 0.5-RTT data sent before the client's Finished
+arrived): what the capture shows, not a guess about which record is which. A boundary the
+capture does not show (the other side never answered, the capture stops) leaves the flight
+missing.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["NEXT", "QUIET", "UNKNOWN", "Records", "Sizes", "as_tuples", "tls13_flights"]
+
+I64 = npt.NDArray[np.int64]
+B = npt.NDArray[np.bool_]
+
+NEXT, QUIET, UNKNOWN = -1, -2, -3
+APPLICATION_DATA = 23
+#: Longest flight kept (records or messages); a longer one is missing, not cut short.
+MAX_FLIGHT_ITEMS = 64
+_NEVER = np.iinfo(np.int64).max
+
+
+@dataclass(slots=True)
+class Records:
+    """Records of one direction of many connections: grouped by ``owner`` (ascending), stream
+    order within one, each group ending with its sentinel (``ctype`` < 0)."""
+
+    owner: I64
+    ctype: I64
+    length: I64
+    arrival: I64
+
+
+@dataclass(slots=True)
+class Sizes:
+    """A flight per connection: the counted items as flat ``(owner, size)`` pairs, grouped by
+    owner in order, and ``known`` per connection (False: missing)."""
+
+    owner: I64
+    size: I64
+    known: B
+
+
+def _first(owner: I64, mask: B, n: int) -> I64:
+    """Per owner, the index of its first entry where ``mask`` holds, or -1."""
+    idx = np.flatnonzero(mask)
+    out = np.full(n, -1, dtype=np.int64)
+    uniq, at = np.unique(owner[idx], return_index=True)
+    out[uniq] = idx[at]
+    return out
+
+
+def _span(rec: Records, lo: I64, hi: I64, known: B, n: int) -> Sizes:
+    """The content-type-23 records in ``[lo, hi)`` of each known owner."""
+    i = np.arange(len(rec.owner), dtype=np.int64)
+    o = rec.owner
+    inside = known[o] & (i >= lo[o]) & (i < hi[o]) & (rec.ctype == APPLICATION_DATA)
+    count = np.bincount(o[inside], minlength=n)
+    known = known & (count <= MAX_FLIGHT_ITEMS)
+    inside &= known[o]
+    return Sizes(o[inside], rec.length[inside], known)
+
+
+def tls13_flights(server: Records, client: Records, s_first: I64, c_first: I64, t_hello: I64) -> tuple[Sizes, Sizes]:
+    """The server's and the client's TLS 1.3 flights (see the module docstring).
+
+    ``s_first``/``c_first``: per connection, the index in ``server``/``client`` of the first
+    record after the (last) ServerHello / ClientHello record; ``t_hello``: the ServerHello's
+    arrival. Returns ``(server_flight, client_flight)``.
+    """
+    n = len(t_hello)
+    s_i = np.arange(len(server.owner), dtype=np.int64)
+    c_i = np.arange(len(client.owner), dtype=np.int64)
+    # The client's first encrypted record captured after the ServerHello.
+    c1 = _first(
+        client.owner,
+        (c_i >= c_first[client.owner]) & (client.ctype == APPLICATION_DATA) & (client.arrival > t_hello[client.owner]),
+        n,
+    )
+    t_c1 = np.where(c1 >= 0, client.arrival[np.maximum(c1, 0)], _NEVER)
+    # The server's first record (or sentinel) captured after that: where its flight ends.
+    s_cut = _first(
+        server.owner,
+        (s_i >= s_first[server.owner]) & (server.ctype != UNKNOWN) & (server.arrival > t_c1[server.owner]),
+        n,
+    )
+    s_known = (c1 >= 0) & (s_cut >= 0)
+    # ... then the client's first one captured after the server's next record.
+    cut_type = server.ctype[np.maximum(s_cut, 0)]
+    has_next = s_known & (cut_type != QUIET)
+    t_s2 = np.where(has_next, server.arrival[np.maximum(s_cut, 0)], _NEVER)
+    c_cut = _first(
+        client.owner,
+        (c_i >= c1[client.owner]) & (client.ctype != UNKNOWN) & (client.arrival > t_s2[client.owner]),
+        n,
+    )
+    c_known = has_next & (c_cut >= 0)
+    return _span(server, s_first, s_cut, s_known, n), _span(client, c1, c_cut, c_known, n)
+
+
+def as_tuples(sizes: Sizes) -> tuple[npt.NDArray[np.object_], npt.NDArray[np.int64]]:
+    """(tuple of sizes or None, their sum or -1) per connection, one tuple per distinct flight."""
+    n = len(sizes.known)
+    count = np.bincount(sizes.owner, minlength=n)
+    width = int(count.max()) if n else 0
+    total = np.where(sizes.known, np.bincount(sizes.owner, weights=sizes.size, minlength=n), -1).astype(np.int64)
+    matrix = np.full((n, width + 1), -1, dtype=np.int64)
+    matrix[:, 0] = np.where(sizes.known, count, -1)
+    at = np.arange(len(sizes.owner), dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
+    matrix[sizes.owner, at + 1] = sizes.size
+    uniq, inverse = np.unique(matrix, axis=0, return_inverse=True)
+    values = np.empty(len(uniq), dtype=object)
+    values[:] = [None if row[0] < 0 else tuple(row[1 : 1 + row[0]]) for row in uniq.tolist()]
+    return values[inverse.reshape(-1)], total
+
+
+#: Records walked per direction in one go (a TLS 1.3 flight is 3-6, with 0.5-RTT data a few more).
+MAX_RECORDS = 24
+
+
+@dataclass(slots=True)
+class Chain:
+    """The contiguous run of segments at the start of each owner's stream (from
+    :func:`.flight.contiguous_chain`): grouped by owner, by stream offset ``rel`` within one."""
+
+    owner: I64
+    rel: I64
+    seg: I64
+    seg_len: I64
+
+
+def walk_headers(
+    buf: npt.NDArray[np.uint8], chain: Chain, payload: I64, arrival: I64, n: int, beyond: I64, record_max: int,
+) -> Records:
+    """Record headers of each owner's chained bytes, read in place (nothing copied).
+
+    ``payload``/``arrival`` are per segment of the window (where its bytes are in ``buf``, its
+    capture position); ``beyond`` per owner: the capture position of the first segment with bytes
+    past the chain's end (the reader's horizon when the walk ends exactly there).
+    """
+    end = np.bincount(chain.owner, weights=chain.seg_len, minlength=n).astype(np.int64)
+    key = (chain.owner << 32) + chain.rel
+
+    def piece(o: I64, x: I64) -> I64:
+        j: I64 = np.maximum(np.searchsorted(key, (o << 32) + x, "right") - 1, 0)
+        return j
+
+    def byte(o: I64, x: I64) -> I64:
+        j = piece(o, x)
+        value: I64 = buf[payload[chain.seg[j]] + x - chain.rel[j]].astype(np.int64)
+        return value
+
+    parts: list[tuple[I64, I64, I64, I64, I64]] = []  # (owner, step, ctype, length, arrival)
+    pos = np.zeros(n, dtype=np.int64)
+    active = end > 0
+    for step in range(MAX_RECORDS + 1):
+        o = np.flatnonzero(active)
+        if len(o) == 0:
+            break
+        p = pos[o]
+        whole = p + 5 <= end[o]
+        at = piece(o, np.minimum(p, np.maximum(end[o] - 1, 0)))
+        when = arrival[chain.seg[at]]
+        # Sentinels: the walk ends here (steps used up, header not whole, or bytes missing).
+        last = ~whole | (step == MAX_RECORDS)
+        kind = np.where(p < end[o], NEXT, np.where(p == end[o], QUIET, UNKNOWN))
+        kind_when = np.where(p == end[o], beyond[o], when)
+        if whole.any():
+            w = o[whole]
+            pw = p[whole]
+            ctype, b1, b2 = byte(w, pw), byte(w, pw + 1), byte(w, pw + 2)
+            length = (byte(w, pw + 3) << 8) | byte(w, pw + 4)
+            sane = (ctype >= 20) & (ctype <= 24) & (b1 == 3) & (b2 <= 4) & (length <= record_max)
+            kind_w = np.where(sane, ctype, UNKNOWN)
+            take = ~last[whole]
+            kind[whole] = np.where(take, kind_w, np.where(sane, NEXT, UNKNOWN))
+            pos[w[take & sane]] = pw[take & sane] + 5 + length[take & sane]
+            length_all = np.zeros(len(o), dtype=np.int64)
+            length_all[whole] = length
+            last[whole] |= ~sane
+        else:
+            length_all = np.zeros(len(o), dtype=np.int64)
+        real = kind >= 0
+        parts.append((o, np.full(len(o), step), kind, np.where(real, length_all, 0), np.where(real, when, kind_when)))
+        active[o[last]] = False
+    if not parts:
+        empty = np.zeros(0, dtype=np.int64)
+        return Records(empty, empty, empty, empty)
+    owner, step_no, ctype, length, when = (np.concatenate(c) for c in zip(*parts, strict=True))
+    order = np.lexsort((step_no, owner))
+    return Records(owner[order], ctype[order], length[order], when[order])
+
+
+def group_starts(owner: I64, n: int) -> I64:
+    """Index of each owner's first entry in ``owner`` (grouped, ascending); len when it has none."""
+    return np.searchsorted(owner, np.arange(n, dtype=np.int64)).astype(np.int64)
+
+
+def handshake_flight(owner: I64, size: I64, settled: B) -> Sizes:
+    """TLS <= 1.2: the handshake messages after each owner's hello (``owner``/``size`` hold every
+    message walked, the hello first), known when the walk reached the flight's end (``settled``:
+    ServerHelloDone, or ChangeCipherSpec)."""
+    n = len(settled)
+    within = np.arange(len(owner), dtype=np.int64) - group_starts(owner, n)[owner]
+    count = np.bincount(owner, minlength=n)
+    known = settled & (count >= 1) & (count <= MAX_FLIGHT_ITEMS)
+    keep = (within >= 1) & known[owner]
+    return Sizes(owner[keep], size[keep], known)
+
+
+#: Capture position standing for "after everything the capture holds".
+END_OF_CAPTURE = _NEVER - 1
+
+
+def walk_stream(
+    data: bytes, starts: list[int], arrivals: list[int], *, final: bool, capped: bool, record_max: int
+) -> tuple[list[int], list[int], list[int]]:
+    """One direction's reassembled bytes as records (the reassembling lane's :func:`walk_headers`).
+
+    ``starts``/``arrivals``: where each reassembled piece begins and its capture position.
+    Returns ``(ctype, length, arrival)`` lists ending with the sentinel. ``final``: the stream
+    ends here (nothing more will be read), so a walk ending exactly at the end is ``QUIET``.
+    """
+    ctypes: list[int] = []
+    lengths: list[int] = []
+    when: list[int] = []
+    pos, n = 0, len(data)
+
+    def arrival_at(x: int) -> int:
+        j = max(bisect.bisect_right(starts, x) - 1, 0)
+        return arrivals[j]
+
+    def add(ctype: int, length: int, at: int) -> None:
+        ctypes.append(ctype)
+        lengths.append(length)
+        when.append(at)
+
+    for _ in range(MAX_RECORDS):
+        if pos + 5 > n:
+            break
+        ctype, length = data[pos], (data[pos + 3] << 8) | data[pos + 4]
+        if not (20 <= ctype <= 24 and data[pos + 1] == 3 and data[pos + 2] <= 4 and length <= record_max):
+            add(UNKNOWN, 0, UNKNOWN)
+            return ctypes, lengths, when
+        add(ctype, length, arrival_at(pos))
+        pos += 5 + length
+    if pos < n:
+        add(NEXT, 0, arrival_at(pos))
+    elif pos == n and final and not capped:
+        add(QUIET, 0, END_OF_CAPTURE)
+    else:
+        add(UNKNOWN, 0, UNKNOWN)
+    return ctypes, lengths, when
+
+
+def single(ctype: list[int], length: list[int], arrival: list[int]) -> Records:
+    """One connection's direction as :class:`Records` (owner 0)."""
+    return Records(
+        np.zeros(len(ctype), dtype=np.int64),
+        np.array(ctype, dtype=np.int64),
+        np.array(length, dtype=np.int64),
+        np.array(arrival, dtype=np.int64),
+    )
+
+
+def after_hellos(ctype: list[int]) -> int:
+    """Index of the first record after the last handshake record before any encrypted one
+    (the records after the final hello, a HelloRetryRequest round included)."""
+    last = -1
+    for i, c in enumerate(ctype):
+        if c == APPLICATION_DATA or c < 0:
+            break
+        if c == 22:
+            last = i
+    return last + 1
+
+
+def handshake_sizes(data: bytes) -> tuple[list[int], bool, bool]:
+    """TLS <= 1.2: sizes (4-byte header included) of the handshake messages before the first
+    ChangeCipherSpec, joined across records; whether a ServerHelloDone came, whether the
+    ChangeCipherSpec did. Stops at anything else (encrypted data, an alert, junk)."""
+    pending = bytearray()
+    sizes: list[int] = []
+    types: list[int] = []
+    pos, n = 0, len(data)
+    while pos + 5 <= n:
+        ctype, length = data[pos], (data[pos + 3] << 8) | data[pos + 4]
+        if ctype == 20:
+            return sizes, 14 in types, True
+        if ctype != 22 or pos + 5 + length > n:
+            break
+        pending += data[pos + 5 : pos + 5 + length]
+        pos += 5 + length
+        while len(pending) >= 4 and len(pending) >= 4 + int.from_bytes(pending[1:4], "big"):
+            size = 4 + int.from_bytes(pending[1:4], "big")
+            types.append(pending[0])
+            sizes.append(size)
+            del pending[:size]
+            if types[-1] == 14:
+                return sizes, True, False
+    return sizes, False, False
