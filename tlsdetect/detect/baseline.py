@@ -8,8 +8,9 @@ connections table (no Python per row), so fitting a million connections takes se
 What is learned, per ``client_id``: the JA4 and JA3N fingerprints it used (never raw JA3:
 Chrome shuffles its extensions), the issuers it saw, the SNIs it asked for, each with counts and
 first/last seen; population-wide, how many connections and clients use each fingerprint, which
-User-Agent families send it, which issuers each SNI presented; the mesh's own CA(s); and a
-nearest-neighbour model over ClientHello values that says how unlike the population a hello is.
+User-Agent families send it, which issuers each SNI presented; the mesh's own CA(s); a
+nearest-neighbour model over ClientHello values that says how unlike the population a hello is; and,
+per server and client hello family, how the server answers (:mod:`~tlsdetect.detect.server_profiles`).
 
 Beside it: :mod:`~tlsdetect.detect.baseline_tables` (what each learned table holds, how tables fold),
 :mod:`~tlsdetect.detect.baseline_dir` (the directory a baseline is saved as) and
@@ -34,10 +35,19 @@ from tlsdetect.detect.baseline_dir import (
     save_atomically,
     write_dir,
 )
-from tlsdetect.detect.baseline_tables import TABLE_KEYS, TABLES, empty_table, merge_table, typed_table
+from tlsdetect.detect.baseline_tables import (
+    OPTIONAL_KEYS,
+    OPTIONAL_TABLES,
+    TABLE_KEYS,
+    TABLES,
+    empty_table,
+    merge_table,
+    typed_table,
+)
 from tlsdetect.detect.features import HelloNovelty, hello_codes
 from tlsdetect.detect.issuers import dn_key
 from tlsdetect.detect.mesh import LEARN, MeshCA, MeshSpec
+from tlsdetect.detect.server_profiles import learn_server_values, server_summary
 from tlsdetect.detect.useragent import ua_family
 
 __all__ = ["CLIENT_KEYS", "FP_KINDS", "ROLES", "Baseline", "client_ids"]
@@ -139,6 +149,7 @@ class Baseline:
     sni_issuers_: pd.DataFrame
     versions_: pd.DataFrame
     mesh_cas_: pd.DataFrame
+    server_values_: pd.DataFrame
     hellos_: pd.DataFrame
     n_connections_: int
     model_: HelloNovelty | None
@@ -160,7 +171,7 @@ class Baseline:
     # --- learning -----------------------------------------------------------------------------
     def fit(self, df: pd.DataFrame) -> Baseline:
         """Learn from ``df`` alone (earlier state is discarded)."""
-        for name in TABLES:
+        for name in [*TABLES, *OPTIONAL_TABLES]:
             setattr(self, f"{name}_", empty_table(name))
         self.hellos_ = pd.DataFrame()
         self.n_connections_ = 0
@@ -249,6 +260,9 @@ class Baseline:
         self.versions_ = merge_table("versions", self.versions_, _count_by(ver, ["client_id", "max_version"], ts=False),
                                 ["client_id", "max_version"])
 
+        self.server_values_ = merge_table("server_values", self.server_values_,
+                                          learn_server_values(df, frame["ts"]), OPTIONAL_KEYS["server_values"])
+
         _, hellos = hello_codes(df)
         if len(hellos):
             self.hellos_ = self._merge_hellos(self.hellos_, hellos)
@@ -267,7 +281,7 @@ class Baseline:
         """
         if n_connections <= 0:
             raise ValueError("no connections to learn from")
-        for name, keys in TABLE_KEYS.items():
+        for name, keys in {**TABLE_KEYS, **OPTIONAL_KEYS}.items():  # an optional table not given is empty
             part = tables.get(name)
             new = empty_table(name) if part is None or len(part) == 0 else typed_table(name, part)
             setattr(self, f"{name}_", merge_table(name, empty_table(name), new, keys))
@@ -404,8 +418,9 @@ class Baseline:
             "model": self.model, "novelty_threshold": self.novelty_threshold,
             "mesh_min_share": self.mesh_min_share,
         }
-        write_dir(out, {name: getattr(self, f"{name}_") for name in TABLES}, self.hellos_, self.model_, params,
-                  self.summary())
+        summary = {**self.summary(), "server_profiles": server_summary(self.server_values_)}
+        write_dir(out, {name: getattr(self, f"{name}_") for name in [*TABLES, *OPTIONAL_TABLES]}, self.hellos_,
+                  self.model_, params, summary)
 
     @classmethod
     def load(cls, directory: str | Path) -> Baseline:

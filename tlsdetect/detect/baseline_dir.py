@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from tlsdetect import __version__
-from tlsdetect.detect.baseline_tables import TABLES, typed_table
+from tlsdetect.detect.baseline_tables import OPTIONAL_TABLES, TABLES, empty_table, typed_table
 from tlsdetect.detect.features import HelloNovelty
 
 __all__ = [
@@ -67,7 +67,7 @@ def write_dir(out: Path, tables: dict[str, pd.DataFrame], hellos: pd.DataFrame, 
               params: dict[str, Any], summary: dict[str, Any]) -> None:
     """Write every file of a baseline into the (new, empty) directory ``out``, ``meta.json`` last."""
     files: dict[str, str] = {}
-    for name in TABLES:
+    for name in [*TABLES, *(t for t in OPTIONAL_TABLES if t in tables)]:
         path = out / f"{name}.parquet"
         typed_table(name, tables[name]).to_parquet(path, index=False)
         files[name] = path.name
@@ -118,8 +118,13 @@ def read_meta(root: Path) -> tuple[Path, dict[str, Any], dict[str, Any]]:
 
 
 def read_tables(root: Path) -> dict[str, pd.DataFrame]:
-    """Every learned table, typed as :data:`~tlsdetect.detect.baseline_tables.TABLES` says."""
-    return {name: _read_table(root / f"{name}.parquet", name, cols) for name, cols in TABLES.items()}
+    """Every learned table, typed as :data:`~tlsdetect.detect.baseline_tables.TABLES` says; an optional table
+    (:data:`~tlsdetect.detect.baseline_tables.OPTIONAL_TABLES`) a baseline written before it lacks loads empty."""
+    tables = {name: _read_table(root / f"{name}.parquet", name, cols) for name, cols in TABLES.items()}
+    for name, cols in OPTIONAL_TABLES.items():
+        path = root / f"{name}.parquet"
+        tables[name] = _read_table(path, name, cols) if path.exists() else empty_table(name)
+    return tables
 
 
 def read_hellos(root: Path) -> pd.DataFrame:

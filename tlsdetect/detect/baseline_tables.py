@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["TABLES", "TABLE_KEYS", "empty_table", "merge_table", "typed_table"]
+__all__ = ["OPTIONAL_KEYS", "OPTIONAL_TABLES", "TABLES", "TABLE_KEYS", "empty_table", "merge_table", "typed_table"]
 
 # --- the tables a baseline keeps: name -> column dtypes (validated on load) -----------------------
 _TIME = "datetime64[ns, UTC]"
@@ -26,6 +26,17 @@ TABLES: dict[str, dict[str, str]] = {
                  "sha256": "string", "origin": "string", "connections": "int64"},
 }
 
+#: Tables a baseline directory may lack (written by a tlsdetect before them: they load empty) -> their key.
+#: ``server_values``: per server (by name and by address) and client hello family, each version, cipher,
+#: JA3S, first-flight size and resumption seen (:mod:`tlsdetect.detect.server_profiles`). Kept apart from
+#: :data:`TABLES` because ``tlsdetect.spark`` does not learn them yet: a Spark-fitted baseline has none.
+OPTIONAL_TABLES: dict[str, dict[str, str]] = {
+    "server_values": {"scope": "string", "server": "string", "family": "string", "kind": "string", "value": "string",
+                      "count": "int64", "first_seen": _TIME, "last_seen": _TIME},
+}
+OPTIONAL_KEYS: dict[str, list[str]] = {"server_values": ["scope", "server", "family", "kind", "value"]}
+_SCHEMAS = {**TABLES, **OPTIONAL_TABLES}
+
 #: The key of each table learned from connections (``mesh_cas`` is derived from ``issuers``).
 TABLE_KEYS: dict[str, list[str]] = {
     "clients": ["client_id"], "fingerprints": ["client_id", "kind", "value"],
@@ -36,11 +47,11 @@ TABLE_KEYS: dict[str, list[str]] = {
 
 
 def empty_table(name: str) -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in TABLES[name].items()})
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in _SCHEMAS[name].items()})
 
 
 def typed_table(name: str, df: pd.DataFrame) -> pd.DataFrame:
-    cols = TABLES[name]
+    cols = _SCHEMAS[name]
     out = df[list(cols)].copy()
     for c, t in cols.items():
         if str(out[c].dtype) != t:
@@ -54,7 +65,7 @@ def merge_table(name: str, old: pd.DataFrame, new: pd.DataFrame, keys: list[str]
     if len(both) == 0:
         return empty_table(name)
     agg: dict[str, Any] = {}
-    for c in TABLES[name]:
+    for c in _SCHEMAS[name]:
         if c in keys:
             continue
         if c in ("count", "connections"):
