@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import signal
 import socket
 import ssl
@@ -24,6 +25,7 @@ from typing import Any
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from tests.conftest import ROOT
 
@@ -276,3 +278,93 @@ def test_cli_writes_a_ca_then_serves_until_sigterm(tmp_path: Path) -> None:
     bad = subprocess.run([*cmd[:-1], str(cert)], capture_output=True, text=True, timeout=30, check=False)
     assert bad.returncode == 2
     assert "cannot load the CA" in bad.stderr
+
+
+TOOLS = ("openssl", "curl", "dumpcap")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_port(port: int) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(any(shutil.which(t) is None for t in TOOLS), reason=f"needs {', '.join(TOOLS)}")
+def test_capture_shows_the_clients_fingerprint_upstream_and_the_proxys_ca_to_the_client(
+    ca: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """curl -> proxy -> openssl s_server on loopback, captured; tlsdetect reads both legs."""
+    from tlsdetect.readers.inputs import Inputs
+
+    mp.write_ca(tmp_path / "real-ca.pem", tmp_path / "real-ca.key", cn="Real Server CA")
+    real_minter = mp.LeafMinter.load(tmp_path / "real-ca.pem", tmp_path / "real-ca.key", tmp_path)
+    real_cert, real_key = tmp_path / "real.pem", tmp_path / "real.key"
+    real_cert.write_bytes(real_minter.leaf(SNI).public_bytes(serialization.Encoding.PEM))
+    real_key.write_bytes(real_minter.leaf_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    real, px = _free_port(), _free_port()
+    pcap = tmp_path / "mimic.pcapng"
+    procs: list[subprocess.Popen[Any]] = [
+        subprocess.Popen(["dumpcap", "-q", "-i", "lo", "-f", f"tcp port {real} or tcp port {px}", "-w", str(pcap)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+        subprocess.Popen(["openssl", "s_server", "-accept", f"127.0.0.1:{real}", "-cert", str(real_cert), "-key",
+                          str(real_key), "-www", "-quiet"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL),
+        subprocess.Popen([sys.executable, str(SCRIPT), "--listen", f"127.0.0.1:{px}", "--ca-cert", str(ca[0]),
+                          "--ca-key", str(ca[1]), "--upstream", f"127.0.0.1:{real}", "--upstream-idle", "0.5"],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True),
+    ]
+    try:
+        deadline = time.monotonic() + 10
+        while not (pcap.exists() and pcap.stat().st_size >= 24) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        _wait_port(real)
+        _wait_port(px)
+        time.sleep(0.3)
+        curl = ["curl", "-sS", "--tlsv1.2", "--tls-max", "1.2", "--max-time", "10"]
+        via = subprocess.run([*curl, "--cacert", str(ca[0]), "--resolve", f"{SNI}:{px}:127.0.0.1",
+                              f"https://{SNI}:{px}/"], capture_output=True, text=True, timeout=20, check=False)
+        direct = subprocess.run([*curl, "-k", "--resolve", f"{SNI}:{real}:127.0.0.1", f"https://{SNI}:{real}/"],
+                                capture_output=True, text=True, timeout=20, check=False)
+        time.sleep(1.5)  # the proxy's upstream read ends after 0.5 s of quiet; let the FINs reach dumpcap
+    finally:
+        for p in reversed(procs):
+            p.send_signal(signal.SIGINT if p is procs[0] else signal.SIGTERM)
+        for p in procs:
+            p.wait(timeout=10)
+    assert via.returncode == 0, via.stderr
+    assert f"intercepted {SNI}" in via.stdout
+    assert direct.returncode == 0, direct.stderr
+    out = procs[2].stdout.read() if procs[2].stdout else ""
+    logs = [json.loads(x) for x in out.splitlines()]
+    [log] = [x for x in logs if x["result"] == "answered"]  # the others are _wait_port's probes
+    assert {x["result"] for x in logs} <= {"answered", "bad-hello"}
+    assert log["upstream_read"] > 0
+
+    df = Inputs([str(pcap)]).read_all()
+    to_proxy = df[df["server_port"] == px]
+    to_real = df[df["server_port"] == real].sort_values("ts")
+    assert len(to_proxy) == 1
+    assert len(to_real) == 2  # the proxy's mimicked hello, then curl's direct connection
+    client_leg, upstream_leg, direct_leg = to_proxy.iloc[0], to_real.iloc[0], to_real.iloc[1]
+    for col in ("ja3", "ja3_full", "ja4", "ja4_o"):
+        assert upstream_leg[col] == client_leg[col], col
+    assert "tlsdetect Mimic Proxy CA" in str(client_leg["server_issuer"])
+    assert "Real Server CA" in str(direct_leg["server_issuer"])
+    assert "Real Server CA" in str(upstream_leg["server_issuer"])  # the server's answer, seen upstream
+    assert upstream_leg["ja3s"] == direct_leg["ja3s"]
+    differs = client_leg["ja3s"] != direct_leg["ja3s"]
+    if "server_flight" in df and direct_leg["server_flight"] is not None:
+        differs = differs or list(client_leg["server_flight"]) != list(direct_leg["server_flight"])
+    assert differs, "the proxy's own handshake looks like the real server's"
