@@ -85,7 +85,7 @@ def log(msg: str) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-class _LoggingServer(mec._Server):
+class _LoggingServer(mec._Server):  # type: ignore[misc]  # mec is loaded by path
     """The corpus's threaded HTTPS server, remembering each peer (tells the pool's backends apart)."""
 
     peers: set[tuple[str, int]]
