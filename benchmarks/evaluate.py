@@ -256,7 +256,7 @@ def targets(scored: pd.DataFrame, captures: pd.DataFrame | None, products: list[
     m = metrics(clean)
     kinds = []
     for kind in ("renewal", "pool"):
-        part = clean[clean["note_kind"] == kind]
+        part = clean[clean["note_kind"].str.startswith(kind)]
         kinds.append(f"{kind} {metrics(part)['fpr']:.4f} of {len(part)}" if len(part) else f"{kind}: no rows")
     per_view = ", ".join(f"{k} {int(g['verdict'].ne('ok').sum())}/{len(g)}" for k, g in clean.groupby("view"))
     out.append(target("clean FPR, every view", m["fpr"], at_most=0.005, n=len(clean),

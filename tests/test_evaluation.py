@@ -98,8 +98,8 @@ def test_group_rates_per_vantage_and_product(scored: pd.DataFrame) -> None:
 
 
 def test_note_kind() -> None:
-    notes = pd.Series(["renewal: new chain", "pool: stack B", None, "mitmproxy upstream", "Renewal"])
-    assert note_kind(notes).tolist() == ["renewal", "pool", "", "", "renewal"]
+    notes = pd.Series(["renewal:new-cert", "pool:gnutls;x", None, "mitmproxy upstream", "Pool", "renewals"])
+    assert note_kind(notes).tolist() == ["renewal:new-cert", "pool:gnutls", "", "", "pool", ""]
 
 
 def test_with_vantage_derives_old_rows_and_keeps_given_ones() -> None:

@@ -141,12 +141,11 @@ def by_group(scored: pd.DataFrame, column: str) -> pd.DataFrame:
 
 
 def note_kind(notes: pd.Series) -> pd.Series:
-    """Each note's kind among :data:`NOTE_KINDS` (the first word it starts with), else the empty string."""
-    text = notes.fillna("").astype(str).str.strip().str.lower()
-    out = pd.Series("", index=notes.index, dtype=object)
-    for kind in NOTE_KINDS:
-        out[text.str.startswith(kind) & (out == "")] = kind
-    return out
+    """Each note's first ``;``-separated part when it is of a kind in :data:`NOTE_KINDS` (``renewal:new-cert``,
+    ``pool:gnutls``, or the bare kind), lower-cased; else the empty string."""
+    first = notes.fillna("").astype(str).str.split(";").str[0].str.strip().str.lower()
+    kind = first.str.split(":").str[0]
+    return first.where(kind.isin(list(NOTE_KINDS)), "").astype(object)
 
 
 def with_vantage(labels: pd.DataFrame) -> pd.DataFrame:
