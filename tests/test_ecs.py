@@ -52,17 +52,21 @@ def test_jsonl_sink_dedupes_on_restart(tmp_path: Path) -> None:
 
 
 
-def test_cipher_names_are_iana_names() -> None:
-    """issue 16 item 7: ``tls.cipher`` is the IANA name (dpkt's table agrees), the number in hex when unnamed."""
-    from dpkt import ssl_ciphersuites
-
-    from tlsdetect.sinks.alerts.ecs import CIPHER_NAMES, cipher_name
-
-    for code, name in CIPHER_NAMES.items():
-        assert ssl_ciphersuites.BY_CODE[code].name == name
-    assert cipher_name(0x1301) == "TLS_AES_128_GCM_SHA256"
-    assert cipher_name(0xFEFE) == "0xFEFE"
-    assert cipher_name(None) is None
+def test_server_side_fields() -> None:
+    """issue 16 item 7: the server's side: IANA cipher name, version by protocol, resumption, flight size."""
+    flat = flatten(to_ecs({**ALERT, "sh_cipher": 0x1302, "resumed": False, "server_flight_bytes": 4242}))
+    assert flat["tls.cipher"] == "TLS_AES_256_GCM_SHA384"
+    assert flat["tls.resumed"] is False  # a known False is written; only missing values are left out
+    assert flat["tlsdetect.server_flight_bytes"] == 4242
+    assert "tls.resumed" not in flatten(to_ecs({**ALERT, "resumed": None}))
+    assert flatten(to_ecs({**ALERT, "sh_cipher": 0xFEFE}))["tls.cipher"] == "0xFEFE"
+    for version, number, protocol in (("TLSv1.2", "1.2", "tls"), ("DTLSv1.2", "1.2", "dtls"), ("SSLv3", "3.0", "ssl")):
+        got = flatten(to_ecs({**ALERT, "tls_version": version}))
+        assert (got["tls.version"], got["tls.version_protocol"]) == (number, protocol)
+    for odd in ("0x7f12", "TLSv", None):
+        got = flatten(to_ecs({**ALERT, "tls_version": odd}))
+        assert "tls.version" not in got
+        assert "tls.version_protocol" not in got
 
 
 def test_ecs_carries_the_server_side_of_real_alerts() -> None:
@@ -71,7 +75,7 @@ def test_ecs_carries_the_server_side_of_real_alerts() -> None:
     from tlsdetect.detect.scoring import score
     from tlsdetect.readers.inputs import Inputs
     from tlsdetect.sinks.alerts.alerts import alerts_of
-    from tlsdetect.sinks.alerts.ecs import cipher_name
+    from tlsdetect.wire.ciphers import cipher_name
 
     scored = score(Inputs([str(require_shared("pcaps/interception"))]).read_all(), None)
     alerts = alerts_of(scored)

@@ -47,3 +47,31 @@ def test_collapse_keeps_connections_apart(tmp_path: Path) -> None:
     assert df.iloc[0]["user_agent"] == "ua/1"
     assert df.iloc[0]["ts"] == pd.Timestamp("2026-01-01T00:00:00Z")
     assert list(df["envoy_line"]) == ["http", "http", "listener"]
+
+
+def test_downstream_cipher_is_its_iana_number(tmp_path: Path) -> None:
+    """issue 16: ``%DOWNSTREAM_TLS_CIPHER%`` (OpenSSL name) -> ``sh_cipher``; TLS 1.3 -> ``sh_selected_version``.
+
+    A name that is no known suite (or not a name at all) is missing, and the row is kept.
+    """
+    ciphers = ["ECDHE-RSA-AES128-GCM-SHA256", "TLS_AES_256_GCM_SHA384", "ECDHE-ECDSA-CHACHA20-POLY1305",
+               "BOGUS-SUITE", "-", "ECDHE-RSA-AES128-GCM-SHA256"]
+    versions = ["TLSv1.2", "TLSv1.3", "TLSv1.2", "TLSv1.2", "TLSv1.3", "TLSv1"]
+    lines = [record(connection_id=i, downstream_tls_cipher=c, downstream_tls_version=v)
+             for i, (c, v) in enumerate(zip(ciphers, versions, strict=True))]
+    lines.append(record(connection_id=99, downstream_tls_cipher=7))  # a number where a name belongs
+    df = read_envoy([write(tmp_path, lines)])
+    validate(df)
+    assert df["sh_cipher"].tolist() == [0xC02F, 0x1302, 0xCCA9, pd.NA, pd.NA, 0xC02F, 0x0007]
+    assert df["sh_selected_version"].tolist() == [pd.NA, 0x0304, pd.NA, pd.NA, 0x0304, pd.NA, 0x0304]
+    assert "tls_cipher" not in df.columns
+    assert df["resumed"].isna().all()  # not logged
+    assert df["sh_version"].isna().all()
+    collapsed = read_envoy([write(tmp_path, lines)], collapse=True)
+    assert collapsed["sh_cipher"].dtype == "Int32"
+
+
+@needs_sample
+def test_sample_carries_the_downstream_cipher() -> None:
+    df = read_envoy([SAMPLE])
+    assert set(df["sh_cipher"]) == {0x1301, 0x1302}  # the sample's two TLS 1.3 suites, every line

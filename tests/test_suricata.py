@@ -222,6 +222,19 @@ def test_server_cipher_logged_as_text_is_read_not_a_crash(tmp_path: Path) -> Non
     assert df["sh_cipher"].tolist() == [4865, 4866, pd.NA, pd.NA, pd.NA]
 
 
+def test_selected_version_and_resumed(tmp_path: Path) -> None:
+    """issue 16: TLS 1.3 gives ``sh_selected_version``; ``session_resumed`` (written only when true) gives
+    ``resumed`` True, and its absence (or a value that is not ``true``) leaves it missing, never False."""
+    events: list[str | dict[str, Any]] = [
+              tls_event(tls_version="TLS 1.3"), tls_event(tls_version="TLS 1.2", tls_session_resumed=True),
+              tls_event(tls_version="TLS 1.3 draft-28", tls_session_resumed="yes"), tls_event(tls_version=None)]
+    df, _ = read(write(tmp_path, events))
+    assert df["sh_selected_version"].tolist() == [0x0304, pd.NA, 0x0304, pd.NA]
+    assert df["resumed"].tolist() == [pd.NA, True, pd.NA, pd.NA]
+    assert df["resumed"].dtype == "boolean"
+    assert df["sh_version"].isna().all()  # not logged
+
+
 def test_non_tls_events_skipped_and_counted(tmp_path: Path) -> None:
     lines: list[str | dict[str, Any]] = [
         tls_event(),

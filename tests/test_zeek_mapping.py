@@ -88,3 +88,51 @@ def test_unset_and_empty_vectors_mean_the_same_in_tsv_and_json(tmp_path: Path) -
     pd.testing.assert_frame_equal(a[cols], b[cols])
     assert pd.isna(a.loc[0, "ja4"])  # no cipher list logged: no fingerprint from nothing
     assert a.loc[1, "ch_extensions"] == ()
+
+
+def test_server_side_from_tsv_and_json(tmp_path: Path) -> None:
+    """issue 16: ``cipher`` (IANA name) -> ``sh_cipher``, ``resumed``, 1.3's selected version; same in TSV and JSON.
+
+    A name Zeek does not know is ``unknown-<n>``; anything else that is not a suite is missing, not an error.
+    """
+    fields, types = [*SSL_FIELDS, "resumed"], [*SSL_TYPES, "bool"]
+    cases = [("TLSv13", "TLS_AES_256_GCM_SHA384", "T"), ("TLSv12", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "F"),
+             ("TLSv12", "unknown-52393", "-"), ("TLSv10", "NO SUCH SUITE", "F"), ("DTLSv13", "-", "T")]
+    rows = []
+    for i, (version, cipher, resumed) in enumerate(cases):
+        row = _row(i) | {"version": version, "cipher": cipher}
+        rows.append([*(_tsv_value(row[f]) for f in SSL_FIELDS), resumed])
+    tsv = tmp_path / "ssl.log"
+    tsv.write_text(ssl_tsv(rows, fields, types))
+    records = []
+    for i, (version, cipher, resumed) in enumerate(cases):
+        rec = _row(i) | {"version": version, "cipher": cipher}
+        if cipher == "-":
+            del rec["cipher"]
+        if resumed != "-":
+            rec["resumed"] = resumed == "T"
+        records.append(rec)
+    js = tmp_path / "ssl.json"
+    js.write_text("".join(json.dumps(r) + "\n" for r in records))
+    for path in (tsv, js):
+        df, letters = read(path)
+        check_schema(df)
+        assert letters.stats.bad_lines == 0
+        assert df["sh_cipher"].tolist() == [0x1302, 0xC02F, 0xCCA9, pd.NA, pd.NA]
+        assert df["resumed"].tolist() == [True, False, pd.NA, False, True]
+        assert df["sh_selected_version"].tolist() == [0x0304, pd.NA, pd.NA, pd.NA, 0xFEFC]
+        assert df["tls_version"].tolist()[:2] == ["TLSv1.3", "TLSv1.2"]
+        assert df["sh_version"].isna().all()  # not logged: no JA3S made up without the extensions
+        assert df["server_flight_bytes"].isna().all()
+
+
+@needs_samples
+def test_real_logs_carry_cipher_and_resumed() -> None:
+    """Every ssl.log sample that logs a cipher gets ``sh_cipher`` on every row, and Zeek's ``resumed``."""
+    df, _ = read(ZEEK / "zat_json_ssl.log")
+    assert df["sh_cipher"].notna().all()
+    assert set(df["sh_cipher"]) <= {0xC027, 0xC02B, 0xC013, 0xC02F, 0xC014, 0xC030, 0xC028, 0xC02C, 0x009C, 0x002F}
+    assert df["resumed"].notna().all()
+    bro, _ = read(ZEEK / "zat_tsv_ssl_bro22.log")  # Bro 2.2 logs no ``resumed``: missing, not False
+    assert bro["sh_cipher"].notna().all()
+    assert bro["resumed"].isna().all()

@@ -42,7 +42,12 @@ fingerprint}`` (mTLS, Suricata >= 7)      ``peer_cert_sha1`` (extra)
 sig_algs`` (Suricata >= 8)                (tuples of ints, in the order logged)
 ``tls.client_alpns`` (Suricata >= 8)      ``ch_alpn`` (each protocol as lowercase hex)
 ``tls.server_handshake.cipher/exts``      ``sh_cipher``/``sh_extensions``
+``tls.version`` ``"TLS 1.3"``             ``sh_selected_version`` ``0x0304``
+``tls.session_resumed``                   ``resumed``: written only when true (before 1.3,
+                                          no certificate seen): absent is missing, not false
 ========================================  =============================================
+
+Not in EVE, so missing: the flights, ``sh_version``, ``sh_session_id_echoed``.
 
 ``source`` is ``suricata``; ``fingerprint_origin`` is ``suricata`` for every row that carries a
 JA3, JA3S or JA4 from the log.
@@ -73,6 +78,8 @@ a build that keeps GREASE works too).
   carries Suricata's JA3/JA3S). When Suricata's JA4 and the recomputed one differ, Suricata's
   value is kept, the ``_r``/``_o``/``_ro`` forms are left missing (they would describe a
   different hello) and a warning is recorded.
+
+Size: one reader: the field table, the record checks and the JA4 recomputation serve only each other.
 """
 
 from __future__ import annotations
@@ -121,6 +128,17 @@ def _version_name(value: object) -> str | None:
     if value.startswith("TLS 1.3 draft"):
         return "TLSv1.3"
     return value
+
+
+def _selected_version(value: object) -> int | None:
+    """The ServerHello's supported_versions value: only TLS 1.3 (drafts included) sends one."""
+    number = _version_number(value)
+    return number if number == 0x0304 else None
+
+
+def _true_only(value: object) -> bool | None:
+    """``session_resumed``: Suricata writes it only when true, so its absence is unknown, not false."""
+    return True if value is True else None
 
 
 def _version_number(value: object) -> int | None:
@@ -284,6 +302,8 @@ _CONVERTERS: dict[str, tuple[Callable[[Any], Any] | None, str]] = {
     "u16s": (_int_tuple, "object"),
     "version": (_version_name, "string"),
     "sha1": (_sha1, "string"),
+    "selected": (_selected_version, "Int32"),
+    "true_only": (_true_only, "boolean"),
 }
 
 #: EVE fields that are one column each: (path in the record, column, converter). The flow keys
@@ -296,6 +316,8 @@ _FIELDS: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("dest_port",), "server_port", "port"),
     (("tls", "sni"), "sni", "text"),
     (("tls", "version"), "tls_version", "version"),
+    (("tls", "version"), "sh_selected_version", "selected"),
+    (("tls", "session_resumed"), "resumed", "true_only"),
     (("tls", "ja3", "hash"), "ja3", "text"),
     (("tls", "ja3", "string"), "ja3_full", "text"),
     (("tls", "ja3s", "hash"), "ja3s", "text"),

@@ -114,6 +114,10 @@ def _timestamp(value: str | None) -> str | None:
 _U16 = Annotated[int, Field(ge=0, le=0xFFFF)]
 _HEX = Annotated[str, Field(pattern=r"^[0-9a-fA-F]*$", max_length=510)]
 _INT32 = Annotated[int | None, Field(ge=-(2**31), le=2**31 - 1)]
+#: A handshake message is at most 2**24 - 1 bytes plus its 4-byte header; records are shorter.
+_LENGTH = Annotated[int, Field(ge=0, le=2**24 + 3)]
+#: List columns of lengths (a flight's records or messages), not 16-bit code points.
+_LENGTH_LISTS = frozenset({"server_flight", "client_flight"})
 
 
 def _input_field(name: str, dtype: str) -> tuple[Any, Any]:
@@ -129,6 +133,9 @@ def _input_field(name: str, dtype: str) -> tuple[Any, Any]:
     if name == "ch_alpn":
         return (list[_HEX] | None, Field(default=None, max_length=256,
                                          description="each offered protocol as hex (e.g. 6832 for h2)"))
+    if name in _LENGTH_LISTS:
+        return (list[_LENGTH] | None, Field(default=None, max_length=4096,
+                                            description="record or handshake message lengths in wire order"))
     return (list[_U16] | None, Field(default=None, max_length=4096, description="16-bit values in wire order"))
 
 
@@ -159,6 +166,8 @@ def _output_field(name: str) -> tuple[Any, Any]:
         return (list[Reason], ...)
     if schema.COLUMNS.get(name) == "Int32":
         return (int | None, None)
+    if schema.COLUMNS.get(name) == "boolean":
+        return (bool | None, None)
     return (str | None, None)
 
 

@@ -21,7 +21,11 @@ operator                               column
 ``%DOWNSTREAM_REMOTE_ADDRESS%``        ``client_ip``, ``client_port`` (``[::1]:443`` too)
 ``%DOWNSTREAM_LOCAL_ADDRESS%``         ``server_ip``, ``server_port``
 ``%REQUESTED_SERVER_NAME%``            ``sni``
-``%DOWNSTREAM_TLS_VERSION%``           ``tls_version`` (``TLSv1.2``; Envoy's ``TLSv1`` -> ``TLSv1.0``)
+``%DOWNSTREAM_TLS_VERSION%``           ``tls_version`` (``TLSv1.2``; Envoy's ``TLSv1`` -> ``TLSv1.0``);
+                                       TLS 1.3 also gives ``sh_selected_version``
+``%DOWNSTREAM_TLS_CIPHER%``            ``sh_cipher``: the OpenSSL name Envoy logs
+                                       (``ECDHE-RSA-AES128-GCM-SHA256``) as its IANA number; a name
+                                       that is no known suite is missing
 ``%TLS_JA3_FINGERPRINT%``              ``ja3``
 ``%TLS_JA4_FINGERPRINT%``              ``ja4``
 ``%DOWNSTREAM_PEER_SUBJECT%``          ``peer_subject``
@@ -39,6 +43,11 @@ operator                               column
 
 ``server_*`` here is the certificate of the *upstream* connection (Envoy -> backend): the one an
 interceptor between Envoy and its backend would replace.
+
+Not read: ``%UPSTREAM_TLS_VERSION%``/``%UPSTREAM_TLS_CIPHER%`` describe Envoy's own handshake with
+its backend, not the downstream one whose hello the row fingerprints. Resumption is not logged:
+``%DOWNSTREAM_TLS_SESSION_ID%`` is the session's id, the same on a full handshake and on the
+connections that resume it, so ``resumed`` stays missing (as do the flights and ``sh_version``).
 
 ``%DOWNSTREAM_PEER_CERT%``/``%UPSTREAM_PEER_CERT%`` (JSON keys ``downstream_peer_cert``/
 ``upstream_peer_cert`` and the other derived names; raw columns ``peer_cert_pem``/

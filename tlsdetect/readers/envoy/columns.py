@@ -30,7 +30,7 @@ _ADDRESS_RE = (
 #: Raw columns that go to the table as they are (the addresses and the timestamp are parsed).
 _COPIED = (
     "sni", "ja3", "ja4", "peer_subject", "peer_issuer", "peer_cert_sha256", "peer_uri_san", "server_subject",
-    "server_issuer", "server_cert_sha256", "conn_id", "user_agent", "alpn", "tls_version", "client_id",
+    "server_issuer", "server_cert_sha256", "conn_id", "user_agent", "alpn", "tls_version", "tls_cipher", "client_id",
     "method", "response_code", "access_log_type",
 )  # fmt: skip
 

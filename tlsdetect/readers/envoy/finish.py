@@ -1,5 +1,9 @@
 """The rows of all blocks made connections-table rows: derived columns, optional collapse, schema order.
 
+The server's side Envoy logs for the downstream handshake (Envoy is the server there):
+``%DOWNSTREAM_TLS_CIPHER%`` (the OpenSSL name) -> ``sh_cipher`` (IANA number), TLS 1.3 in
+``%DOWNSTREAM_TLS_VERSION%`` -> ``sh_selected_version``.
+
 ``envoy_line`` tells HTTP lines from listener lines; ``client_id`` is the first ``spiffe://`` URI of
 the peer's URI SAN, else the peer subject, else the client IP. With ``collapse`` all lines of one
 connection (same ``conn_id`` and 4-tuple: Envoy restarts its ids) become one row.
@@ -14,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 
 from tlsdetect.schema import COLUMNS, conform, null_categories
+from tlsdetect.wire.ciphers import cipher_numbers
 
 __all__ = ["finish"]
 
@@ -28,6 +33,8 @@ _TLS_VERSIONS = {
     "TLS 1.2": "TLSv1.2",
     "TLS 1.3": "TLSv1.3",
 }
+#: The ServerHello's supported_versions value, which only 1.3 sends.
+_SELECTED = {"TLSv1.3": 0x0304}
 
 
 def finish(df: pd.DataFrame, collapse: bool) -> pd.DataFrame:
@@ -38,6 +45,9 @@ def finish(df: pd.DataFrame, collapse: bool) -> pd.DataFrame:
     codes, uniques = pd.factorize(df["tls_version"].astype(object), use_na_sentinel=True)
     names = np.array([_TLS_VERSIONS.get(str(u), str(u)) for u in uniques] + [None], dtype=object)
     df["tls_version"] = pd.array(names[codes], dtype="string")
+    selected = np.array([_SELECTED.get(str(n)) for n in names], dtype=object)[codes]
+    df["sh_selected_version"] = pd.array(selected, dtype="Int32")
+    df["sh_cipher"] = _cipher_column(df.pop("tls_cipher"))
     method = df["method"].notna()
     code = df["response_code"].fillna("0")
     kind = df["access_log_type"].fillna("")
@@ -55,6 +65,13 @@ def finish(df: pd.DataFrame, collapse: bool) -> pd.DataFrame:
         df = _collapse(df)
     out: pd.DataFrame = conform(_fill_missing(df))
     return out
+
+
+def _cipher_column(names: pd.Series) -> pd.Series:
+    """OpenSSL/BoringSSL suite names -> IANA numbers, looked up once per distinct name; garbage -> missing."""
+    codes, uniques = pd.factorize(names.astype(object), use_na_sentinel=True)
+    numbers = np.array([*cipher_numbers(uniques), None], dtype=object)
+    return pd.Series(pd.array(numbers[codes], dtype="Int32"), index=names.index)
 
 
 def _constant(value: str | None, n: int) -> pd.Series:

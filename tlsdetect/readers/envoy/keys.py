@@ -24,6 +24,7 @@ OPERATORS: Mapping[str, str] = {
     "DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT": "server_address",
     "REQUESTED_SERVER_NAME": "sni",
     "DOWNSTREAM_TLS_VERSION": "tls_version",
+    "DOWNSTREAM_TLS_CIPHER": "tls_cipher",
     "TLS_JA3_FINGERPRINT": "ja3",
     "TLS_JA4_FINGERPRINT": "ja4",
     "DOWNSTREAM_PEER_SUBJECT": "peer_subject",
@@ -45,7 +46,7 @@ OPERATORS: Mapping[str, str] = {
 #: Raw columns a line may carry (mapping targets).
 RAW_COLUMNS = (
     "ts", "client_address", "server_address", "client_ip", "client_port", "server_ip", "server_port",
-    "sni", "tls_version", "alpn", "ja3", "ja4", "peer_subject", "peer_issuer", "peer_cert_sha256",
+    "sni", "tls_version", "tls_cipher", "alpn", "ja3", "ja4", "peer_subject", "peer_issuer", "peer_cert_sha256",
     "peer_uri_san", "server_subject", "server_issuer", "server_cert_sha256", "conn_id", "user_agent",
     "client_id", "method", "response_code", "access_log_type", "peer_cert_pem", "server_cert_pem",
 )  # fmt: skip

@@ -64,16 +64,18 @@ STRING_FIELDS = (
     "certificate.issuer",
     "proto",
     "service",
+    "cipher",
+    "resumed",
 )
 INT_FIELDS = ("id.orig_p", "id.resp_p", "client_version", "orig_bytes", "resp_bytes")
 U16_FIELDS = frozenset({"id.orig_p", "id.resp_p", "client_version"})
 FLOAT_FIELDS = ("duration",)
 #: Fields the mapping only reads per distinct value (Arrow reads them dictionary-encoded).
-PER_DISTINCT = frozenset({*VECTOR_FIELDS, "version"})
+PER_DISTINCT = frozenset({*VECTOR_FIELDS, "version", "cipher", "resumed"})
 USED = frozenset({"ts", *INT_FIELDS, *FLOAT_FIELDS, *STRING_FIELDS, *VECTOR_FIELDS})
 #: Zeek-generated tokens (ids, addresses, hashes) never hold a backslash: skip the escape scan.
 NEVER_ESCAPED = frozenset({"uid", "id.orig_h", "id.resp_h", "version", "ja3", "ja3s", "ja4", "ja4_r", "ja4_o",
-                           "ja4_ro", "fingerprint", "id", "proto"})
+                           "ja4_ro", "fingerprint", "id", "proto", "cipher", "resumed"})
 _ESCAPE = re.compile(rb"\\(\\|x[0-9a-fA-F]{2})")
 
 

@@ -3,6 +3,13 @@
 Most columns are a field table (:data:`_COPIED`: ssl.log field, column, dtype); the derived ones
 (``tls_version``, ``transport``, ``fingerprint_origin``, certificates, ``alpn``, the ``ch_*`` lists
 of the ``ssl-log-ext`` policy script) are computed once per distinct value and broadcast by codes.
+
+The server's side: ``cipher`` (Zeek logs the IANA name, ``unknown-<n>`` for one it does not know)
+-> ``sh_cipher``; ``resumed`` -> ``resumed``; ``version`` (the negotiated one) -> ``tls_version``
+and, for TLS/DTLS 1.3, ``sh_selected_version``. ``sh_version`` stays missing: Zeek does not log
+the ServerHello's legacy field or its extensions, and a ``sh_version`` would make the fingerprint
+stage compute a JA3S without extensions over the one a Zeek package logged. The flights and
+``sh_session_id_echoed`` are not in ssl.log: missing.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from pandas.api.extensions import ExtensionDtype
 from tlsdetect import schema
 from tlsdetect.readers.zeek.fields import CH_LISTS, codes, column, split_vector
 from tlsdetect.readers.zeek.join import CertCache, coalesce, link
+from tlsdetect.wire.ciphers import cipher_numbers
 
 __all__ = ["conformed", "map_ssl"]
 
@@ -30,6 +38,10 @@ _VERSIONS = {
     "DTLSv12": "DTLSv1.2",
     "DTLSv13": "DTLSv1.3",
 }
+#: Zeek's version -> the ServerHello's supported_versions value, which only 1.3 sends.
+_SELECTED = {"TLSv13": 0x0304, "DTLSv13": 0xFEFC}
+#: Zeek's bool as TSV (``T``/``F``) and as JSON (``true``/``false``, read as text).
+_BOOLS = {"T": True, "F": False, "True": True, "False": False, "true": True, "false": False}
 #: ssl.log fields copied as they are: (field, column, dtype to cast to or None).
 _COPIED: tuple[tuple[str, str, ExtensionDtype | None], ...] = (
     ("uid", "conn_id", None),
@@ -59,6 +71,11 @@ def map_ssl(raw: pd.DataFrame, cache: CertCache) -> pd.DataFrame:
         cols[col] = values.astype(dtype) if dtype is not None else values
     v_codes, v_uniques = codes(column(raw, "version"))  # categorical when read from TSV: its codes
     cols["tls_version"] = schema.strings_from_codes([_VERSIONS.get(str(v), str(v)) for v in v_uniques], v_codes)
+    cols["sh_selected_version"] = _int32_per_code([_SELECTED.get(str(v)) for v in v_uniques], v_codes, raw.index)
+    c_codes, c_uniques = codes(column(raw, "cipher"))
+    cols["sh_cipher"] = _int32_per_code(cipher_numbers(c_uniques), c_codes, raw.index)
+    r_codes, r_uniques = codes(column(raw, "resumed"))
+    cols["resumed"] = _bool_per_code([_BOOLS.get(str(v)) for v in r_uniques], r_codes, raw.index)
     dtls_version = np.array([str(v).startswith("DTLS") for v in v_uniques] + [False], dtype=bool)
     letter = _first_bytes(column(raw, "ja4").astype("string"))  # JA4's first letter: t(cp), q(uic), d(tls)
     quic = letter == ord("q")
@@ -90,6 +107,20 @@ def map_ssl(raw: pd.DataFrame, cache: CertCache) -> pd.DataFrame:
     out = pd.DataFrame(cols, index=raw.index, copy=False)
     _client_hello(raw, out)
     return out
+
+
+def _int32_per_code(per_unique: list[int | None], row_codes: np.ndarray, index: pd.Index) -> pd.Series:
+    """An Int32 column from one value per distinct input (None: missing) and the rows' codes (-1: missing)."""
+    values = np.array([v if v is not None else 0 for v in per_unique] + [0], dtype=np.int32)
+    known = np.array([v is not None for v in per_unique] + [False], dtype=bool)
+    return pd.Series(pd.arrays.IntegerArray(values[row_codes], ~known[row_codes]), index=index)
+
+
+def _bool_per_code(per_unique: list[bool | None], row_codes: np.ndarray, index: pd.Index) -> pd.Series:
+    """A boolean column from one value per distinct input (None: missing) and the rows' codes (-1: missing)."""
+    values = np.array([bool(v) for v in per_unique] + [False], dtype=bool)
+    known = np.array([v is not None for v in per_unique] + [False], dtype=bool)
+    return pd.Series(pd.arrays.BooleanArray(values[row_codes], ~known[row_codes]), index=index)
 
 
 def _first_bytes(s: pd.Series) -> np.ndarray:

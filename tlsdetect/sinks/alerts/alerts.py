@@ -30,7 +30,8 @@ ID_FIELDS = ("ts", "client_ip", "client_port", "server_ip", "server_port", "conn
 #: The scored columns an alert carries (those present), in this order; then ``id`` and ``file``.
 ALERT_FIELDS = (
     "ts", "client_ip", "client_port", "server_ip", "server_port", "conn_id", "sni", "tls_version", "ja3", "ja4",
-    "ja3s", "sh_cipher", "peer_subject", "peer_issuer", "peer_cert_sha256", "peer_uri_san", "server_subject",
+    "ja3s", "sh_cipher", "resumed", "server_flight_bytes", "peer_subject", "peer_issuer", "peer_cert_sha256",
+    "peer_uri_san", "server_subject",
     "server_issuer", "server_cert_sha256", "user_agent", "client_id", "issuer_class", "known_product", "score",
     "verdict", "reasons", "compared",
 )  # fmt: skip

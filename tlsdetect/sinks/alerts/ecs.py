@@ -14,10 +14,12 @@ ECS field                                           from
 ``event.reason``                                    the reason codes, comma-separated
 ``source.ip`` / ``source.port``                     ``client_ip`` / ``client_port``
 ``destination.ip`` / ``destination.port``           ``server_ip`` / ``server_port``
-``tls.version`` / ``tls.version_protocol``          ``tls_version`` (``1.3`` / ``tls``)
+``tls.version`` / ``tls.version_protocol``          ``tls_version`` (``1.3`` / ``tls``; ``1.2`` / ``dtls``;
+                                                    ``3.0`` / ``ssl``)
 ``tls.cipher``                                      ``sh_cipher``: the IANA name of the suite the server chose
                                                     (``TLS_AES_128_GCM_SHA256``), ``0x...`` for one not in
-                                                    :data:`CIPHER_NAMES`
+                                                    :data:`tlsdetect.wire.ciphers.IANA_NAMES`
+``tls.resumed``                                     ``resumed`` (the session was resumed)
 ``tls.client.ja3``                                  ``ja3`` (as Envoy logs it, see readers.envoy)
 ``tls.client.server_name``                          ``sni``
 ``tls.client.x509.subject.distinguished_name``      ``peer_subject`` (client certificate)
@@ -35,7 +37,8 @@ ECS field                                           from
 Custom fields (ECS has no JA4 field; custom fields live under the ``tlsdetect`` namespace so they never
 collide with a future ECS name): ``tlsdetect.ja4`` (JA4 of the ClientHello, Envoy's value),
 ``tlsdetect.client_id`` (SPIFFE ID, certificate subject or IP), ``tlsdetect.verdict``,
-``tlsdetect.issuer_class``, ``tlsdetect.known_product``, ``tlsdetect.compared`` and
+``tlsdetect.issuer_class``, ``tlsdetect.known_product``, ``tlsdetect.compared``,
+``tlsdetect.server_flight_bytes`` (size of the server's first flight after its hello) and
 ``tlsdetect.reasons`` (the list of ``{code, detail, expected, observed}``).
 
 Missing values are left out, never written as ``null``.
@@ -51,33 +54,14 @@ from pathlib import Path
 from typing import IO, Any
 
 from tlsdetect.dotted import flatten
+from tlsdetect.wire.ciphers import cipher_name
 
-__all__ = ["CIPHER_NAMES", "ECS_VERSION", "JsonlSink", "cipher_name", "flatten", "to_ecs"]
+__all__ = ["ECS_VERSION", "JsonlSink", "flatten", "to_ecs"]
 
 ECS_VERSION = "8.11.0"
 SEVERITY = {"intercepted": 73, "suspicious": 47}
-#: IANA names of the cipher suites servers commonly choose (TLS Cipher Suites registry; checked against dpkt's
-#: table by the tests). ECS's ``tls.cipher`` is the suite's name.
-CIPHER_NAMES: dict[int, str] = {
-    0x1301: "TLS_AES_128_GCM_SHA256", 0x1302: "TLS_AES_256_GCM_SHA384", 0x1303: "TLS_CHACHA20_POLY1305_SHA256",
-    0x1304: "TLS_AES_128_CCM_SHA256", 0x1305: "TLS_AES_128_CCM_8_SHA256",
-    0xC02B: "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", 0xC02C: "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
-    0xC02F: "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", 0xC030: "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
-    0xCCA8: "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256", 0xCCA9: "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
-    0xCCAA: "TLS_DHE_RSA_WITH_CHACHA20_POLY1305_SHA256", 0xC009: "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA",
-    0xC00A: "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA", 0xC013: "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",
-    0xC014: "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA", 0xC023: "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256",
-    0xC024: "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA384", 0xC027: "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256",
-    0xC028: "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384", 0xC007: "TLS_ECDHE_ECDSA_WITH_RC4_128_SHA",
-    0xC011: "TLS_ECDHE_RSA_WITH_RC4_128_SHA", 0x009C: "TLS_RSA_WITH_AES_128_GCM_SHA256",
-    0x009D: "TLS_RSA_WITH_AES_256_GCM_SHA384", 0x009E: "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256",
-    0x009F: "TLS_DHE_RSA_WITH_AES_256_GCM_SHA384", 0x002F: "TLS_RSA_WITH_AES_128_CBC_SHA",
-    0x0035: "TLS_RSA_WITH_AES_256_CBC_SHA", 0x003C: "TLS_RSA_WITH_AES_128_CBC_SHA256",
-    0x003D: "TLS_RSA_WITH_AES_256_CBC_SHA256", 0x0033: "TLS_DHE_RSA_WITH_AES_128_CBC_SHA",
-    0x0039: "TLS_DHE_RSA_WITH_AES_256_CBC_SHA", 0x000A: "TLS_RSA_WITH_3DES_EDE_CBC_SHA",
-    0x0005: "TLS_RSA_WITH_RC4_128_SHA", 0x0004: "TLS_RSA_WITH_RC4_128_MD5",
-}  # fmt: skip
-
+#: ``tls_version`` prefix -> ECS ``tls.version_protocol`` (DTLS before TLS: the longer prefix first).
+_PROTOCOLS = (("DTLSv", "dtls"), ("TLSv", "tls"), ("SSLv", "ssl"))
 #: (ECS dotted name, alert key)
 _FIELDS: tuple[tuple[str, str], ...] = (
     ("@timestamp", "ts"),
@@ -97,6 +81,7 @@ _FIELDS: tuple[tuple[str, str], ...] = (
     ("tls.server.x509.issuer.distinguished_name", "server_issuer"),
     ("tls.server.hash.sha256", "server_cert_sha256"),
     ("tls.server.ja3s", "ja3s"),
+    ("tls.resumed", "resumed"),
     ("user_agent.original", "user_agent"),
     ("log.file.path", "file"),
     ("tlsdetect.ja4", "ja4"),
@@ -105,15 +90,9 @@ _FIELDS: tuple[tuple[str, str], ...] = (
     ("tlsdetect.issuer_class", "issuer_class"),
     ("tlsdetect.known_product", "known_product"),
     ("tlsdetect.compared", "compared"),
+    ("tlsdetect.server_flight_bytes", "server_flight_bytes"),
     ("tlsdetect.reasons", "reasons"),
 )
-
-
-def cipher_name(code: Any) -> str | None:
-    """The IANA name of a cipher suite number (``0x1301`` -> ``TLS_AES_128_GCM_SHA256``), else ``0x`` and its hex."""
-    if code is None or isinstance(code, bool) or not isinstance(code, int) or not 0 <= code <= 0xFFFF:
-        return None
-    return CIPHER_NAMES.get(code, f"0x{code:04X}")
 
 
 def _put(doc: dict[str, Any], dotted: str, value: Any) -> None:
@@ -146,10 +125,13 @@ def to_ecs(alert: Mapping[str, Any]) -> dict[str, Any]:
     if cipher is not None:
         _put(doc, "tls.cipher", cipher)
     version = alert.get("tls_version")
-    if isinstance(version, str) and version.startswith("TLSv"):
-        doc["tls"] = doc.get("tls", {})
-        doc["tls"]["version"] = version[4:]
-        doc["tls"]["version_protocol"] = "tls"
+    if isinstance(version, str):
+        for prefix, protocol in _PROTOCOLS:
+            if version.startswith(prefix) and len(version) > len(prefix):
+                number = version[len(prefix):]
+                _put(doc, "tls.version", f"{number}.0" if number.isdigit() else number)
+                _put(doc, "tls.version_protocol", protocol)
+                break
     return doc
 
 
