@@ -168,9 +168,12 @@ def score_view(view: View, data: pd.DataFrame, corpus: Path, kb: Knowledge) -> d
     runs = 1
     intercepted = (test["label"] == "intercepted").to_numpy()
     products = sorted({p for p in test.loc[intercepted, "product"] if p})
+    held_rows = {}
     for product in products:
         rows = intercepted & (test["product"] == product).to_numpy()
-        headline = _keep_rows(headline, score(test, fitted, hold_out(kb, product)), rows)
+        held = hold_out(kb, product)
+        held_rows[product] = _rows(kb) - _rows(held)
+        headline = _keep_rows(headline, score(test, fitted, held), rows)
         runs += 1
     t_score = (time.perf_counter() - t0) / runs
     all_out = hold_out(kb, products)
@@ -183,7 +186,12 @@ def score_view(view: View, data: pd.DataFrame, corpus: Path, kb: Knowledge) -> d
         with muted([code]):
             ablation.append({"view": view.name, "signal_off": code, **_ablation_row(score(test, fitted, all_out))})
     return {"view": view, "scored": headline.assign(view=view.name), "ablation": ablation, "products": products,
+            "held_out_rows": ", ".join(f"{p} {n}" for p, n in held_rows.items()),
             "train": len(train), "test": len(test), "fit_s": t_fit, "score_s": t_score}
+
+
+def _rows(kb: Knowledge) -> int:
+    return sum(len(t) for t in vars(kb).values() if isinstance(t, pd.DataFrame))
 
 
 def _ablation_row(scored: pd.DataFrame) -> dict[str, Any]:
@@ -323,6 +331,7 @@ def main() -> int:
     views = [{"view": name, "meaning": next(v.meaning for v in VIEWS if v.name == name),
               **({"measured": False} if r is None else {
                   "measured": True, "train": r["train"], "test": r["test"], "products": ", ".join(r["products"]),
+                  "knowledge_rows_held_out": r["held_out_rows"],
                   "fit_s": round(r["fit_s"], 3), "score_s": round(r["score_s"], 3)})}
              for name, r in results.items()]
     per_vantage = group_rates(scored, ["view", "vantage", "label", "product"])
@@ -355,7 +364,8 @@ def report(run: dict[str, Any], views: list[dict[str, Any]], per_vantage: pd.Dat
            captures: pd.DataFrame | None) -> str:
     """The markdown report: targets first, then the tables they come from."""
     rate = ["intercepted", "clean", "tp", "fp", "fn", "recall", "fpr"]
-    view_cols = ["view", "meaning", "measured", "train", "test", "products", "fit_s", "score_s"]
+    view_cols = ["view", "meaning", "measured", "train", "test", "products", "knowledge_rows_held_out", "fit_s",
+                 "score_s"]
     met = sum(g["status"] == "PASS" for g in goals)
     lines = [
         f"# Detection evaluation per vantage point — {run['date']}",
