@@ -1,0 +1,231 @@
+"""Proxy hosts: an interceptor's upstream side, found by pairing its connections with its clients'.
+
+An interception proxy re-originates every connection it intercepts: a known client opens a connection
+to a name, and a moment later the proxy opens its own to the same name (to the server's address for an
+inline transparent box, from its own address in every case). Where the sensor sees both legs, the
+proxy is a source the baseline never saw whose connections each follow a known client's connection
+with the same SNI. Legs are paired with two as-of joins by SNI (no Python per row): a known client's
+connection at most :data:`PAIR_WINDOW` *before* each unseen source's connection (the proxy's pairing)
+and one at most as long *after* it (chance measured: a busy name is opened by someone every second,
+chance is symmetric in time, and a proxy's upstream leg always comes after).
+
+A source is a proxy host when at least :data:`MIN_PAIRED` of its connections, to at least
+:data:`MIN_NAMES` names, are paired, at least :data:`MIN_FRACTION` of all its connections, and that
+many pairs are unlikely by chance (:data:`MIN_SURPRISE`): chance is the larger of the rate at which
+known clients open those names (modelled) and the share of its connections a known client's followed
+(measured). Clean traffic with real hellos at random times (8-170 connections/s over 20-500 names, 60
+unseen addresses each) pairs 45-100% of the unseen rows by chance, and its largest surprise was 3.3
+nats against the 6.9 required; no unseen source fired. Where every name is opened every second no
+source can be told from chance, and none is flagged. A pair whose two hellos are the same bytes
+(``ja3_full`` and ``ja4_o``) is a relay (a NAT, a TCP load balancer, a CONNECT tunnel that does not
+terminate TLS), not a proxy: it is not counted. A proxy that copies its client's hello looks the same
+here; the server-side signals catch it on the client's leg.
+
+Both legs are flagged ``proxied_for``: the proxy host's rows with the clients it speaks for, and the
+known clients' legs it re-originated (each one alone could be chance, so at a weight that makes it
+``suspicious``; with the server-side evidence on the same leg it adds up).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from tlsdetect.detect.baseline import Baseline
+from tlsdetect.detect.columns import positions, raw_column, texts_at
+from tlsdetect.detect.evidence import Evidence, top_list
+
+__all__ = [
+    "MIN_FRACTION",
+    "MIN_NAMES",
+    "MIN_PAIRED",
+    "MIN_SURPRISE",
+    "PAIR_WINDOW",
+    "SameHello",
+    "pair_legs",
+    "proxy_host_signal",
+    "proxy_sources",
+    "same_hello",
+]
+
+#: How long after a client's connection the proxy's own may start. mitmproxy 11 on loopback took 23-266 ms
+#: (``pcaps/intercepted.pcapng``); an appliance that resolves the name and opens TCP upstream first needs an
+#: upstream round trip or two more. Longer windows only add chance pairs.
+PAIR_WINDOW = pd.Timedelta("2s")
+MIN_PAIRED = 3
+MIN_NAMES = 2
+MIN_FRACTION = 0.5
+#: How unlikely the source's pairing must be under chance: at least ``ln(1000)`` nats, a tail probability under
+#: 1e-3 (the Chernoff bound ``exp(-n KL(paired/n || p0))`` of the binomial tail, so the true one is smaller).
+MIN_SURPRISE = float(np.log(1000.0))
+#: Pairing strong enough for ``intercepted`` on its own (see :func:`proxy_sources`).
+STRONG_PAIRED, STRONG_NAMES, STRONG_FRACTION = 5, 3, 0.8
+HOST_WEIGHT, STRONG_HOST_WEIGHT, CLIENT_LEG_WEIGHT = 50.0, 75.0, 45.0
+
+
+#: Whether rows ``a`` and ``b`` (positions; -1: none) sent the same hello bytes.
+SameHello = Callable[[npt.NDArray[np.int64], npt.NDArray[np.int64]], npt.NDArray[np.bool_]]
+
+
+def same_hello(df: pd.DataFrame) -> SameHello:
+    """:data:`SameHello` over ``df``: ``ja3_full`` (wire order) and ``ja4_o`` both present and equal, read at
+    the rows asked about only (a few pairs, never the million rows)."""
+    cols = [raw_column(df, c) for c in ("ja3_full", "ja4_o")]
+
+    def same(a: npt.NDArray[np.int64], b: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        out = (a >= 0) & (b >= 0)
+        ia, ib = a[out], b[out]
+        eq = np.ones(len(ia), dtype=bool)
+        for col in cols:
+            va, vb = col.iloc[ia].reset_index(drop=True), col.iloc[ib].reset_index(drop=True)
+            eq &= (va.notna() & vb.notna() & (va.astype(object) == vb.astype(object))).to_numpy(dtype=bool)
+        out[out] = eq
+        return out
+
+    return same
+
+
+def pair_legs(ts: npt.NDArray[np.int64], sni: npt.NDArray[np.int64], same: SameHello,
+              left: npt.NDArray[np.int64], right: npt.NDArray[np.int64],
+              window: pd.Timedelta = PAIR_WINDOW) -> pd.DataFrame:
+    """Pair each ``left`` row (an unseen source's connection) with ``right`` rows (known clients').
+
+    ``ts`` are nanoseconds, ``sni`` integer codes (-1: missing), ``same`` tells relays
+    (:func:`same_hello`), ``left``/``right`` row positions. Returns one row per ``left`` row with a name:
+    ``row``; ``partner``, the latest right row with the same SNI at most ``window`` before (-1: none);
+    ``lag_ns``; ``relay``, the partner sent the same hello (not a pair); ``reversed``, a right row with
+    the same SNI and another hello follows within ``window`` (chance measured, held to the same rule);
+    ``chance_p``, the probability that a known client opens this name in any ``window`` at its rate in
+    the table (chance modelled).
+    """
+    left = left[sni[left] >= 0]
+    right = right[np.isin(sni[right], np.unique(sni[left]))]
+    lf = pd.DataFrame({"ts": ts[left], "sni": sni[left], "row": left}).sort_values("ts", kind="stable")
+    rf = pd.DataFrame({"ts": ts[right], "sni": sni[right], "partner": right}).sort_values("ts", kind="stable")
+    tol = int(window.value)
+    before = pd.merge_asof(lf, rf, on="ts", by="sni", direction="backward", tolerance=tol, allow_exact_matches=False)
+    after = pd.merge_asof(lf, rf.rename(columns={"partner": "next"}), on="ts", by="sni", direction="forward",
+                          tolerance=tol, allow_exact_matches=False)
+    partner = before["partner"].fillna(-1).to_numpy(dtype=np.int64)
+    has = partner >= 0
+    row = before["row"].to_numpy(dtype=np.int64)
+    lag = np.where(has, ts[row] - ts[np.maximum(partner, 0)], 0)
+    # chance: known clients open each name at its own rate; a row pairs by chance with 1 - exp(-rate * window)
+    span = max(int(ts[np.concatenate([left, right])].max() - ts[np.concatenate([left, right])].min()), tol) \
+        if len(left) else tol
+    per_name = np.bincount(sni[right], minlength=int(sni.max(initial=0)) + 1)
+    chance_p = 1.0 - np.exp(-per_name[sni[row]] * tol / span)
+    relay = same(row, partner)
+    nxt = after["next"].fillna(-1).to_numpy(dtype=np.int64)
+    return pd.DataFrame({"row": row, "partner": np.where(relay, -1, partner), "lag_ns": lag, "relay": relay,
+                         "reversed": (nxt >= 0) & ~same(row, nxt), "chance_p": chance_p})
+
+
+def proxy_sources(pairs: pd.DataFrame, source: npt.NDArray[np.object_], sni: npt.NDArray[np.int64],
+                  client: npt.NDArray[np.object_]) -> pd.DataFrame:
+    """Per unseen source: connections, paired, ordered (paired and not followed), chance (followed, not
+    paired), names paired, median lag, relays, chance rate and surprise, the clients it speaks for, whether
+    it is a proxy host and how strongly (``weight``)."""
+    p = pairs.assign(source=source[pairs["row"].to_numpy()])
+    paired = p["partner"].to_numpy() >= 0
+    p["paired"] = paired
+    p["ordered"] = paired & ~p["reversed"].to_numpy()
+    p["chance"] = ~paired & p["reversed"].to_numpy()
+    p["name"] = np.where(paired, sni[p["row"].to_numpy()], -1)
+    p["lag_ms"] = np.where(paired, p["lag_ns"].to_numpy() / 1e6, np.nan)
+    g = p.groupby("source", sort=True)
+    out = pd.DataFrame({
+        "connections": g.size(), "paired": g["paired"].sum(), "ordered": g["ordered"].sum(),
+        "chance": g["chance"].sum(), "relays": g["relay"].sum(),
+        "names": p[paired].groupby("source")["name"].nunique(), "lag_ms": g["lag_ms"].median(),
+    }).fillna({"names": 0}).astype({"names": np.int64})
+    share = out["paired"] / out["connections"]
+    out["fraction"] = np.round(share, 3)
+    # chance for this source: the larger of the modelled rate and the measured one (its rows a known client's
+    # connection to the same name followed within the window)
+    p0 = np.clip(np.maximum(g["chance_p"].mean().to_numpy(dtype=np.float64),
+                            g["reversed"].mean().to_numpy(dtype=np.float64)), 1e-9, 1 - 1e-9)
+    out["chance_rate"] = np.round(p0, 3)
+    out["surprise"] = np.round(out["connections"] * _kl(share.to_numpy(dtype=np.float64), p0), 2)
+    out["proxy"] = ((out["paired"] >= MIN_PAIRED) & (out["names"] >= MIN_NAMES) & (out["fraction"] >= MIN_FRACTION)
+                    & (out["surprise"] >= MIN_SURPRISE))
+    strong = ((out["paired"] >= STRONG_PAIRED) & (out["names"] >= STRONG_NAMES)
+              & (out["fraction"] >= STRONG_FRACTION))
+    out["weight"] = np.where(out["proxy"], np.where(strong, STRONG_HOST_WEIGHT, HOST_WEIGHT), 0.0)
+    spoken = p[paired].assign(client=client[p.loc[paired, "partner"].to_numpy()])
+    counts = spoken[spoken["source"].isin(out.index[out["proxy"]])].groupby(["source", "client"]).size()
+    tops = top_list(counts.rename("count").reset_index(), "source", "client", "count")  # proxy hosts only
+    out["clients"] = [tops.get(str(s)) for s in out.index]  # one per source, not per row
+    out["speaks_for"] = spoken.groupby("source")["client"].nunique().reindex(out.index).fillna(0).astype(np.int64)
+    return out
+
+
+def _kl(q: npt.NDArray[np.float64], p: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Kullback-Leibler divergence of Bernoulli(q) from Bernoulli(p), in nats; 0 where q <= p."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a = np.where(q > 0, q * np.log(q / p), 0.0)
+        b = np.where(q < 1, (1 - q) * np.log((1 - q) / (1 - p)), 0.0)
+    out: npt.NDArray[np.float64] = np.where(q > p, a + b, 0.0)
+    return out
+
+
+def proxy_host_signal(df: pd.DataFrame, b: Baseline, cid: pd.Series, ev: Evidence,
+                      window: pd.Timedelta = PAIR_WINDOW) -> None:
+    """``proxied_for`` on a proxy host's rows and on the known clients' legs it re-originated."""
+    if "ts" not in df.columns or "sni" not in df.columns:
+        return
+    c = positions(cid, pd.Index(b.clients_["client_id"]))
+    ts_col = pd.to_datetime(df["ts"], utc=True).reset_index(drop=True)
+    has = ts_col.notna().to_numpy() & raw_column(df, "sni").notna().to_numpy()
+    unseen = np.flatnonzero(has & (c < 0) & cid.notna().to_numpy())
+    known = np.flatnonzero(has & (c >= 0))
+    if len(unseen) < MIN_PAIRED or len(known) == 0:
+        return
+    ts = ts_col.astype("datetime64[ns, UTC]").dt.tz_convert(None).to_numpy().view(np.int64)
+    sni = np.asarray(pd.factorize(raw_column(df, "sni"))[0], dtype=np.int64)
+    pairs = pair_legs(ts, sni, same_hello(df), unseen, known, window)
+    ids = cid.astype(object).to_numpy()
+    hosts = proxy_sources(pairs, ids, sni, ids)
+    hosts = hosts[hosts["proxy"]]
+    if len(hosts) == 0:
+        return
+    host_of = pd.Series(ids).map(pd.Series(np.arange(len(hosts)), index=hosts.index)).fillna(-1).to_numpy(np.int64)
+    h_rows = np.zeros(len(df), dtype=bool)
+    h_rows[unseen] = host_of[unseen] >= 0
+    weight = np.zeros(len(df))
+    weight[h_rows] = hosts["weight"].to_numpy()[host_of[h_rows]]
+    sec = f"{window.total_seconds():g} s"
+
+    def host_detail(i: npt.NDArray[np.int64]) -> pd.Series:
+        h = hosts.iloc[host_of[i]]
+        return ("source " + texts_at(cid, i) + " is not in the baseline; " + _s(h["paired"]) + " of its "
+                + _s(h["connections"]) + " connections, to " + _s(h["names"]) + " names, each started within " + sec
+                + " after a known client's connection to the same name (median " + _s(h["lag_ms"].round(1))
+                + " ms later; " + _s(h["chance"]) + " only the other way round; chance " + _s(h["chance_rate"])
+                + " a connection): it re-originates "
+                + _s(h["speaks_for"]) + " known client(s)' connections, an interceptor's upstream side")
+
+    ev.add("proxied_for", h_rows, host_detail, expected=lambda i: hosts["clients"].to_numpy()[host_of[i]],
+           observed=lambda i: hosts["fraction"].to_numpy()[host_of[i]], weight=weight)
+
+    legs = pairs[(pairs["partner"].to_numpy() >= 0) & (host_of[pairs["row"].to_numpy()] >= 0)]
+    legs = legs.drop_duplicates("partner")
+    leg_row = legs["partner"].to_numpy()
+    leg_mask = np.zeros(len(df), dtype=bool)
+    leg_mask[leg_row] = True
+    proxy_of = np.full(len(df), None, dtype=object)
+    proxy_of[leg_row] = ids[legs["row"].to_numpy()]
+    lag_ms = np.zeros(len(df))
+    lag_ms[leg_row] = np.round(legs["lag_ns"].to_numpy() / 1e6, 1)
+    ev.add("proxied_for", leg_mask,
+           lambda i: ("proxy host " + texts_at(proxy_of, i) + " (not in the baseline) opened its own connection to "
+                      + texts_at(raw_column(df, "sni"), i) + " " + texts_at(lag_ms, i)
+                      + " ms after this one: this connection was answered by an interceptor, not the server"),
+           expected="the server answers the client itself", observed=proxy_of, weight=CLIENT_LEG_WEIGHT)
+
+
+def _s(values: pd.Series) -> pd.Series:
+    return pd.Series(values.to_numpy(dtype=object), dtype=object).map(str)
