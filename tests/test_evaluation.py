@@ -219,7 +219,7 @@ def test_evaluate_reads_a_corpus_view_and_checks_targets(tmp_path: Path) -> None
     assert c2p["status"] in ("PASS", "FAIL")
     assert goals["client-to-proxy recall (inline_client), sslsplit"]["rows"] == 1
     assert goals["proxy-host recall (inline_both)"]["status"] == "NOT MEASURED"
-    assert goals["mimicking proxy recall (inline sensors)"]["status"] == "NOT MEASURED"
+    assert goals["mimicking proxy recall (client-to-proxy, inline_client)"]["status"] == "NOT MEASURED"
     assert goals["shared captures flagged, no baseline, own knowledge held out"]["status"] == "NOT MEASURED"
 
 
