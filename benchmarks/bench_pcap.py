@@ -17,6 +17,14 @@ multiset the generator wrote into ``FILE.json`` -- a wrong file or a wrong tool 
 as a mismatch instead of as a fast time.
 
 Results are printed and written as Markdown to ``benchmarks/results/pcap-<date>.md``.
+
+Two trees, several capture shapes (``--compare OLD_CHECKOUT --shapes complete,hellos-only,...``):
+the same tlsdetect command also runs from another checkout (``PYTHONPATH``), in the same rounds,
+on each shape, and the report gives the new/old time ratio per shape. Shapes: ``complete`` (the
+generated file), ``hellos-only`` (derived from it: every flow direction cut at its first
+ChangeCipherSpec or application-data packet, as an aborted handshake or a capture that stops
+after the hellos shows), ``interleave-N`` (generated with ``--interleave N``: handshakes spread
+over more of the file, so more of them straddle the engine's windows).
 """
 from __future__ import annotations
 
@@ -63,6 +71,7 @@ class Result:
     seconds: float | None = None
     peak_rss_mb: float | None = None
     runs: list[float] = field(default_factory=list)
+    loads: list[float] = field(default_factory=list)  # 1-minute load average before each run
     hellos: int | None = None
     check: str = ""
     notes: list[str] = field(default_factory=list)
@@ -88,12 +97,14 @@ def run_measured(cmd: list[str], stdout_path: Path,
 def measure(result: Result, stdout_path: Path, env: dict[str, str] | None = None) -> bool:
     """One run's wall time and peak RSS into ``result`` (rounds are merged by :func:`_merge`);
     False if the tool failed."""
+    load = os.getloadavg()[0]
     seconds, rss, rc, tail = run_measured(result.command, stdout_path, env)
     if rc != 0:
         result.status = "failed"
         result.notes.append(f"exit code {rc}: {tail}")
         return False
     result.runs.append(seconds)
+    result.loads.append(load)
     result.seconds, result.peak_rss_mb = seconds, rss
     return True
 
@@ -103,6 +114,7 @@ def _merge(best: Result | None, new: Result) -> Result:
     if best is None or new.status != "ok":
         return new
     new.runs = best.runs + new.runs
+    new.loads = best.loads + new.loads
     new.seconds = min(best.seconds or float("inf"), new.seconds or float("inf"))
     new.peak_rss_mb = max(best.peak_rss_mb or 0.0, new.peak_rss_mb or 0.0)
     return new
@@ -153,11 +165,18 @@ def parquet_ja3(path: Path) -> tuple[int, Counter[str] | None, str]:
 # --------------------------------------------------------------------------- tools
 
 
-def tlsdetect_env() -> dict[str, str]:
-    """Environment that finds the package in this checkout even if not installed."""
+def tlsdetect_env(tree: Path | None = None) -> dict[str, str]:
+    """Environment that finds the package in this checkout (or ``tree``) even if not installed."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree or REPO_ROOT), env.get("PYTHONPATH")]))
     return env
+
+
+def tree_label(tree: Path) -> str:
+    """Short commit of a checkout (its path when git cannot say)."""
+    done = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True, check=False)
+    return done.stdout.strip() or str(tree)
 
 
 def tlsdetect_unavailable(env: dict[str, str]) -> str | None:
@@ -170,11 +189,13 @@ def tlsdetect_unavailable(env: dict[str, str]) -> str | None:
     return lines[-1] if lines else f"exit code {probe.returncode}"
 
 
-def run_tlsdetect(pcap: Path, manifest: dict[str, Any] | None, work: Path) -> Result:
+def run_tlsdetect(pcap: Path, manifest: dict[str, Any] | None, work: Path, tree: Path | None = None) -> Result:
+    """``tlsdetect fingerprint`` from this checkout, or from ``tree`` (another checkout)."""
     out = work / "tlsdetect.parquet"
-    res = Result("tlsdetect fingerprint", [sys.executable, "-m", "tlsdetect", "fingerprint",
-                                           str(pcap), "--format", "parquet", "-o", str(out)])
-    env = tlsdetect_env()
+    name = "tlsdetect fingerprint" if tree is None else f"tlsdetect @{tree_label(tree)}"
+    res = Result(name, [sys.executable, "-m", "tlsdetect", "fingerprint",
+                        str(pcap), "--format", "parquet", "-o", str(out)])
+    env = tlsdetect_env(tree)
     reason = tlsdetect_unavailable(env)
     if reason:
         res.status = "unavailable"
@@ -239,31 +260,108 @@ def cache_dir(arg: str | None) -> Path:
     return base
 
 
-def build_key(args: argparse.Namespace, connections: int, target_mb: float) -> str:
+def build_key(args: argparse.Namespace, connections: int, target_mb: float, interleave: int = 16) -> str:
     """Cache key: generator code, sources and parameters (so stale files are never reused)."""
     h = hashlib.sha256(GENERATOR.read_bytes())
     for src in args.sources or []:
         p = Path(src)
         h.update(f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}".encode())
     h.update(f"{connections}:{target_mb}:{args.seed}".encode())
+    if interleave != 16:  # the generator's default: keys of files built before this option hold
+        h.update(f":i{interleave}".encode())
     return h.hexdigest()[:10]
 
 
-def ensure_pcap(args: argparse.Namespace) -> tuple[Path, float | None]:
+SHAPES = ("complete", "hellos-only", "interleave-N")
+
+
+def parse_shapes(value: str) -> list[str]:
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    bad = [n for n in names if n not in SHAPES[:2] and not re.fullmatch(r"interleave-[1-9][0-9]*", n)]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown shape(s) {bad}; choose from {SHAPES}")
+    return names
+
+
+def ensure_shape(args: argparse.Namespace, shape: str) -> tuple[Path, float | None]:
+    """The pcap of one shape (built or derived once, then cached); (path, build seconds)."""
+    if shape.startswith("interleave-"):
+        return ensure_pcap(args, int(shape.split("-")[1]))
+    base, build_s = ensure_pcap(args)
+    if shape == "complete":
+        return base, build_s
+    path = base.with_name(f"{base.stem}-hellos-only.pcap")
+    if not path.exists():
+        started = time.perf_counter()
+        kept, total = hellos_only(base, path)
+        print(f"derived {path}: kept {kept:,} of {total:,} packets")
+        manifest = load_manifest(base)
+        if manifest:  # same hellos, so the same JA3 multiset; fewer packets and bytes
+            manifest.update(file=path.name, packets=kept, bytes=path.stat().st_size, derived_from=base.name,
+                            hello_fraction=manifest["hello_packets"] / kept,
+                            client_hello_fraction=manifest["client_hello_packets"] / kept)
+            Path(f"{path}.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        return path, time.perf_counter() - started
+    return path, None
+
+
+def hellos_only(src: Path, dst: Path) -> tuple[int, int]:
+    """Copy a classic pcap (Ethernet, IPv4, TCP) without, per flow direction, every payload
+    packet from its first one that starts with a ChangeCipherSpec (20) or application-data (23)
+    record on: the hellos and clear flights stay, the connection then falls silent."""
+    raw = numpy.fromfile(src, dtype=numpy.uint8)
+    view = memoryview(raw)
+    offsets, pos = [], 24
+    while pos + 16 <= len(raw):
+        offsets.append(pos)
+        pos += 16 + int.from_bytes(view[pos + 8 : pos + 12], "little")
+    off = numpy.array(offsets, dtype=numpy.int64)
+    end = numpy.minimum(off + 16 + raw[off[:, None] + 8 + numpy.arange(4)].astype(numpy.int64)
+                        @ (1 << (8 * numpy.arange(4))), len(raw))
+    ip = off + 16 + 14
+    tcp = ip + (raw[ip] & 0xF).astype(numpy.int64) * 4
+    pay = tcp + (raw[numpy.minimum(tcp + 12, len(raw) - 1)] >> 4).astype(numpy.int64) * 4
+    has = end > pay
+    weights = numpy.uint64(1) << (numpy.uint64(8) * numpy.arange(12, dtype=numpy.uint64))
+    addr = raw[numpy.minimum(ip[:, None] + 12 + numpy.arange(8), len(raw) - 1)].astype(numpy.uint64)
+    ports = raw[numpy.minimum(tcp[:, None] + numpy.arange(4), len(raw) - 1)].astype(numpy.uint64)
+    key = (addr @ weights[:8]) * numpy.uint64(0x9E3779B1) ^ (ports @ weights[:4])
+    first = numpy.where(has, raw[numpy.minimum(pay, len(raw) - 1)], 0)
+    stop = has & ((first == 20) | (first == 23))
+    order = numpy.lexsort((numpy.arange(len(off)), key))
+    k = key[order]
+    group = numpy.r_[0, numpy.flatnonzero(k[1:] != k[:-1]) + 1]
+    seen = numpy.cumsum(stop[order])
+    before = numpy.repeat(seen[group] - stop[order][group], numpy.diff(numpy.r_[group, len(k)]))
+    cut = numpy.zeros(len(off), dtype=bool)
+    cut[order] = seen - before > 0
+    keep = ~(has & cut)
+    with open(dst, "wb") as out:
+        out.write(view[:24])
+        for a, b in zip(off[keep].tolist(), end[keep].tolist(), strict=True):
+            out.write(view[a:b])
+    return int(keep.sum()), len(off)
+
+
+def ensure_pcap(args: argparse.Namespace, interleave: int = 16) -> tuple[Path, float | None]:
     """The pcap to measure: the argument, or a cached build; returns (path, build seconds)."""
     if args.pcap:
         return Path(args.pcap), None
     connections: int = QUICK_CONNECTIONS if args.quick else args.connections
     target_mb: float = QUICK_TARGET_MB if args.quick else args.target_mb
-    key = build_key(args, connections, target_mb)
-    path = cache_dir(args.cache_dir) / f"synthetic-c{connections}-mb{target_mb:g}-{key}.pcap"
+    key = build_key(args, connections, target_mb, interleave)
+    tag = "" if interleave == 16 else f"-i{interleave}"
+    path = cache_dir(args.cache_dir) / f"synthetic-c{connections}-mb{target_mb:g}{tag}-{key}.pcap"
     if path.exists() and Path(f"{path}.json").exists():
         print(f"reusing {path}")
         return path, None
-    for stale in path.parent.glob(f"synthetic-c{connections}-mb{target_mb:g}-*.pcap*"):
-        stale.unlink()  # same parameters, older generator or sources: never reused
+    for stale in path.parent.glob(f"synthetic-c{connections}-mb{target_mb:g}{tag}-*.pcap*"):
+        ours = rf"synthetic-c{connections}-mb{target_mb:g}{tag}-[0-9a-f]{{10}}(-hellos-only)?\.pcap(\.json)?"
+        if re.fullmatch(ours, stale.name):
+            stale.unlink()  # same parameters, older generator or sources: never reused
     cmd = [sys.executable, str(GENERATOR), *(args.sources or []), "-o", str(path),
-           "--connections", str(connections), "--target-mb", str(target_mb), "--seed", str(args.seed)]
+           "--connections", str(connections), "--target-mb", str(target_mb), "--seed", str(args.seed),
+           "--interleave", str(interleave)]
     print("building:", " ".join(cmd))
     started = time.perf_counter()
     subprocess.run(cmd, check=True)
@@ -371,7 +469,9 @@ def report(pcap: Path, manifest: dict[str, Any] | None, *, build_s: float | None
         "- seconds: wall time of the subprocess (best of the rounds; every run's time is listed "
         "below the table); peak RSS: ru_maxrss from wait4 (largest single process of the tool's tree)", "",
         table(results, conns, size), "",
-        *(f"- {r.tool}, every run (s): {', '.join(f'{t:.2f}' for t in r.runs)}" for r in results if r.runs), "",
+        *(f"- {r.tool}, every run (s, with the load average before it): "
+          f"{', '.join(f'{t:.2f} ({x:.1f})' for t, x in zip(r.runs, r.loads, strict=True))}"
+          for r in results if r.runs), "",
         "Targets (issue):", *targets(results, size), "",
         "Commands and notes:",
     ]
@@ -403,36 +503,76 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help=f"tools to skip, comma separated or repeated: {','.join(TOOLS)}")
     p.add_argument("--repeat", type=int, default=1,
                    help="rounds; every tool runs once per round (round robin), the best time is kept")
+    p.add_argument("--compare", type=Path, help="another checkout whose tlsdetect runs in the same rounds")
+    p.add_argument("--shapes", type=parse_shapes, default=["complete"],
+                   help=f"capture shapes, comma separated: {', '.join(SHAPES)} (not with a PCAP argument)")
     p.add_argument("--cache-dir", help="where built pcaps are kept (default ~/.cache/tlsdetect-bench)")
     p.add_argument("--results", help="Markdown output (default benchmarks/results/pcap-<date>[-quick].md)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.pcap and args.shapes != ["complete"]:
+        p.error("--shapes builds its files: give no PCAP")
+    return args
+
+
+def comparison(by_shape: dict[str, list[Result]], tree: Path) -> str:
+    """New/old time per shape (best of the rounds each), with the load averages of the runs."""
+    old_name = f"tlsdetect @{tree_label(tree)}"
+    lines = ["| shape | this tree (s) | " + old_name + " (s) | this / old | load average over its runs |",
+             "|---|---:|---:|---:|---|"]
+    for shape, results in by_shape.items():
+        by = {r.tool: r for r in results}
+        new, old = by.get("tlsdetect fingerprint"), by.get(old_name)
+        if not (new and old and new.seconds and old.seconds):
+            times = [fmt(r.seconds if r else None, ".2f") for r in (new, old)]
+            lines.append(f"| {shape} | {times[0]} | {times[1]} | n/a | |")
+            continue
+        loads = new.loads + old.loads
+        lines.append(f"| {shape} | {new.seconds:.2f} | {old.seconds:.2f} | {new.seconds / old.seconds:.2f} | "
+                     f"{min(loads):.1f} - {max(loads):.1f} |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     skip = {name for group in args.skip for name in group}
-    pcap, build_s = ensure_pcap(args)
-    manifest = load_manifest(pcap)
-    warm_s = warm_cache(pcap)
-    print(f"warm-up read of {pcap} ({pcap.stat().st_size / 1e6:,.0f} MB): {warm_s:.2f} s; page cache is warm")
-    results = []
-    load_before = os.getloadavg()[0]
+    files = {shape: ensure_shape(args, shape) for shape in args.shapes}
+    runners: dict[str, Any] = {name: RUNNERS[name] for name in TOOLS if name not in skip}
+    if args.compare:
+        tree = args.compare.resolve()
+        runners["old"] = lambda pcap, manifest, work: run_tlsdetect(pcap, manifest, work, tree)
+    best: dict[tuple[str, str], Result] = {}
+    loads: dict[str, list[float]] = {shape: [] for shape in files}
+    warm: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="tlsdetect-bench-") as tmp:
-        # Round robin, one run per tool per round: a slow phase of the machine (a noisy host
-        # moves times by 20-40% over minutes) hits every tool alike, so the ratios hold.
-        best: dict[str, Result] = {}
+        # Round robin over shapes and tools, one run each per round: a slow phase of the machine
+        # (a noisy host moves times by 20-40% over minutes) hits every tool alike, so ratios hold.
         for round_no in range(1, args.repeat + 1):
-            for name in TOOLS:
-                if name in skip or (name in best and best[name].status != "ok"):
-                    continue
-                print(f"round {round_no}/{args.repeat}: running {name} ...", flush=True)
-                r = RUNNERS[name](pcap, manifest, Path(tmp))
-                print(f"  {r.status}: {fmt(r.seconds, '.2f')} s, {fmt(r.peak_rss_mb, '.0f')} MiB, "
-                      f"hellos {fmt(r.hellos, ',')} {r.check} {'; '.join(r.notes)}", flush=True)
-                best[name] = _merge(best.get(name), r)
-        results = list(best.values())
-    text = report(pcap, manifest, build_s=build_s, warm_s=warm_s, results=results,
-                  load=(load_before, os.getloadavg()[0]))
+            for shape, (pcap, _) in files.items():
+                manifest = load_manifest(pcap)
+                warm[shape] = warm_cache(pcap)
+                loads[shape].append(os.getloadavg()[0])
+                for name, runner in runners.items():
+                    if (shape, name) in best and best[shape, name].status != "ok":
+                        continue
+                    print(f"round {round_no}/{args.repeat}, {shape}: running {name} ...", flush=True)
+                    r = runner(pcap, manifest, Path(tmp))
+                    print(f"  {r.status}: {fmt(r.seconds, '.2f')} s, {fmt(r.peak_rss_mb, '.0f')} MiB, "
+                          f"hellos {fmt(r.hellos, ',')} {r.check} {'; '.join(r.notes)}", flush=True)
+                    best[shape, name] = _merge(best.get((shape, name)), r)
+                loads[shape].append(os.getloadavg()[0])
+    by_shape = {shape: [r for (s, _), r in best.items() if s == shape] for shape in files}
+    parts = []
+    if args.compare and files:
+        when = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+        parts += [f"# pcap benchmark: this tree against {args.compare}, {when}", "",
+                  comparison(by_shape, args.compare.resolve()), ""]
+    for shape, (pcap, build_s) in files.items():
+        text = report(pcap, load_manifest(pcap), build_s=build_s, warm_s=warm[shape], results=by_shape[shape],
+                      load=(loads[shape][0], loads[shape][-1]))
+        if len(files) > 1:
+            text = text.replace("# pcap benchmark,", f"## shape {shape}: pcap benchmark,", 1)
+        parts.append(text)
+    text = "\n".join(parts)
     suffix = "-quick" if args.quick else ""
     out = Path(args.results) if args.results else BENCH_DIR / "results" / f"pcap-{dt.date.today()}{suffix}.md"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -50,7 +50,7 @@ from tlsdetect.readers.pcap.tls_stream import (
     server_hello_columns,
     version_name,
 )
-from tlsdetect.readers.pcap.window_flights import session_id_echoed, tls13_window_flights
+from tlsdetect.readers.pcap.window_flights import idle_at_window_end, session_id_echoed, tls13_window_flights
 from tlsdetect.wire.gather import Gather
 from tlsdetect.wire.hello_batch import HelloBatch, client_hello_batch, server_hello_batch
 from tlsdetect.wire.tls import (
@@ -457,7 +457,10 @@ class FastLane:
                 buf, seg.keys, seg.seq, seg.payload, seg.plen, seg.by_key(), base, start[ch[c_sel[newer]]],
                 start[sh[s_sel[newer]]],
             )
-            good[newer] &= s13.known & c13.known
+            # A connection quiet at the window's end is taken with the flights it finished (the
+            # others missing); one still talking there is followed by the slow lane.
+            idle = idle_at_window_end(seg.keys, seg.by_key(), start[ch[c_sel[newer]]], start[sh[s_sel[newer]]])
+            good[newer] &= (s13.known & c13.known) | idle
             s_sizes = _merge_sizes(s_sizes, s13, newer)
             c_sizes = _merge_sizes(c_sizes, c13, newer)
         s_values, s_total = as_tuples(s_sizes)

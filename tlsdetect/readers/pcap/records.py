@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["NEXT", "QUIET", "UNKNOWN", "Records", "Sizes", "as_tuples", "tls13_flights"]
+__all__ = ["NEXT", "QUIET", "UNKNOWN", "HeaderWalk", "Records", "Sizes", "as_tuples", "tls13_flights", "walk_headers"]
 
 I64 = npt.NDArray[np.int64]
 B = npt.NDArray[np.bool_]
@@ -152,66 +152,112 @@ class Chain:
     seg_len: I64
 
 
-def walk_headers(
-    buf: npt.NDArray[np.uint8], chain: Chain, payload: I64, arrival: I64, n: int, beyond: I64, record_max: int,
-) -> Records:
-    """Record headers of each owner's chained bytes, read in place (nothing copied).
+class HeaderWalk:
+    """Record headers of each owner's chained bytes, read in place (nothing copied), one record
+    per owner at each :meth:`step`; :func:`walk_headers` walks to the end.
 
     ``payload``/``arrival`` are per segment of the window (where its bytes are in ``buf``, its
     capture position); ``beyond`` per owner: the capture position of the first segment with bytes
-    past the chain's end (the reader's horizon when the walk ends exactly there).
+    past the chain's end (the reader's horizon when the walk ends exactly there). A caller that
+    needs only the first records of some owners (:mod:`.window_flights`) halts them early: their
+    list then ends at the last record walked, with no sentinel.
     """
-    end = np.bincount(chain.owner, weights=chain.seg_len, minlength=n).astype(np.int64)
-    key = (chain.owner << 32) + chain.rel
 
-    def piece(o: I64, x: I64) -> I64:
-        j: I64 = np.maximum(np.searchsorted(key, (o << 32) + x, "right") - 1, 0)
+    def __init__(
+        self, buf: npt.NDArray[np.uint8], chain: Chain, payload: I64, arrival: I64, n: int, beyond: I64,
+        record_max: int,
+    ) -> None:
+        self.buf, self.chain, self.payload, self.arrival = buf, chain, payload, arrival
+        self.beyond, self.record_max = beyond, record_max
+        self.end = np.bincount(chain.owner, weights=chain.seg_len, minlength=n).astype(np.int64)
+        self.key = (chain.owner << 32) + chain.rel
+        self.pos = np.zeros(n, dtype=np.int64)
+        self.active = self.end > 0
+        self.step_no = 0
+        self.parts: list[tuple[I64, I64, I64, I64, I64]] = []  # (owner, step, ctype, length, arrival)
+
+    def _piece(self, o: I64, x: I64) -> I64:
+        j: I64 = np.maximum(np.searchsorted(self.key, (o << 32) + x, "right") - 1, 0)
         return j
 
-    def byte(o: I64, x: I64) -> I64:
-        j = piece(o, x)
-        value: I64 = buf[payload[chain.seg[j]] + x - chain.rel[j]].astype(np.int64)
-        return value
+    def _header(self, o: I64, p: I64, j: I64) -> tuple[I64, I64, I64, I64]:
+        """(content type, version bytes 1 and 2, length) of the headers at ``p`` (piece ``j``)."""
+        c = self.chain
+        inside = p + 5 <= c.rel[j] + c.seg_len[j]  # the usual case: all 5 bytes in one segment
+        at = self.payload[c.seg[j]] + p - c.rel[j]
+        head = np.empty((len(o), 5), dtype=np.int64)
+        head[inside] = self.buf[at[inside, None] + np.arange(5)]
+        split = np.flatnonzero(~inside)
+        for k in range(5):  # a header cut by a segment boundary: each byte where it is
+            if not len(split):
+                break
+            x = p[split] + k
+            jj = self._piece(o[split], x)
+            head[split, k] = self.buf[self.payload[c.seg[jj]] + x - c.rel[jj]]
+        return head[:, 0], head[:, 1], head[:, 2], (head[:, 3] << 8) | head[:, 4]
 
-    parts: list[tuple[I64, I64, I64, I64, I64]] = []  # (owner, step, ctype, length, arrival)
-    pos = np.zeros(n, dtype=np.int64)
-    active = end > 0
-    for step in range(MAX_RECORDS + 1):
-        o = np.flatnonzero(active)
+    def step(self, halt: B | None = None) -> bool:
+        """Walk one more record of every active owner (``halt``: owners to stop first, with no
+        sentinel); False when none is left."""
+        if halt is not None:
+            self.active &= ~halt
+        o = np.flatnonzero(self.active)
         if len(o) == 0:
-            break
-        p = pos[o]
-        whole = p + 5 <= end[o]
-        at = piece(o, np.minimum(p, np.maximum(end[o] - 1, 0)))
-        when = arrival[chain.seg[at]]
+            return False
+        end, step = self.end[o], self.step_no
+        p = self.pos[o]
+        whole = p + 5 <= end
+        at = self._piece(o, np.minimum(p, np.maximum(end - 1, 0)))
+        when = self.arrival[self.chain.seg[at]]
         # Sentinels: the walk ends here (steps used up, header not whole, or bytes missing).
         last = ~whole | (step == MAX_RECORDS)
-        kind = np.where(p < end[o], NEXT, np.where(p == end[o], QUIET, UNKNOWN))
-        kind_when = np.where(p == end[o], beyond[o], when)
+        kind = np.where(p < end, NEXT, np.where(p == end, QUIET, UNKNOWN))
+        kind_when = np.where(p == end, self.beyond[o], when)
+        length_all = np.zeros(len(o), dtype=np.int64)
         if whole.any():
             w = o[whole]
             pw = p[whole]
-            ctype, b1, b2 = byte(w, pw), byte(w, pw + 1), byte(w, pw + 2)
-            length = (byte(w, pw + 3) << 8) | byte(w, pw + 4)
-            sane = (ctype >= 20) & (ctype <= 24) & (b1 == 3) & (b2 <= 4) & (length <= record_max)
+            ctype, b1, b2, length = self._header(w, pw, at[whole])
+            sane = (ctype >= 20) & (ctype <= 24) & (b1 == 3) & (b2 <= 4) & (length <= self.record_max)
             kind_w = np.where(sane, ctype, UNKNOWN)
             take = ~last[whole]
             kind[whole] = np.where(take, kind_w, np.where(sane, NEXT, UNKNOWN))
-            pos[w[take & sane]] = pw[take & sane] + 5 + length[take & sane]
-            length_all = np.zeros(len(o), dtype=np.int64)
+            self.pos[w[take & sane]] = pw[take & sane] + 5 + length[take & sane]
             length_all[whole] = length
             last[whole] |= ~sane
-        else:
-            length_all = np.zeros(len(o), dtype=np.int64)
         real = kind >= 0
-        parts.append((o, np.full(len(o), step), kind, np.where(real, length_all, 0), np.where(real, when, kind_when)))
-        active[o[last]] = False
-    if not parts:
-        empty = np.zeros(0, dtype=np.int64)
-        return Records(empty, empty, empty, empty)
-    owner, step_no, ctype, length, when = (np.concatenate(c) for c in zip(*parts, strict=True))
-    order = np.lexsort((step_no, owner))
-    return Records(owner[order], ctype[order], length[order], when[order])
+        length_all = np.where(real, length_all, 0)
+        self.parts.append((o, np.full(len(o), step), kind, length_all, np.where(real, when, kind_when)))
+        self.active[o[last]] = False
+        self.step_no += 1
+        return bool(self.active.any())
+
+    def records(self) -> Records:
+        """Everything walked, grouped by owner in stream order."""
+        if not self.parts:
+            empty = np.zeros(0, dtype=np.int64)
+            return Records(empty, empty, empty, empty)
+        owner, step_no, ctype, length, when = (np.concatenate(c) for c in zip(*self.parts, strict=True))
+        order = np.lexsort((step_no, owner))
+        return Records(owner[order], ctype[order], length[order], when[order])
+
+    def last_step(self) -> tuple[I64, I64, I64, I64]:
+        """The step just walked: (owner, ctype, length, arrival); empty before the first."""
+        if not self.parts:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, empty, empty
+        o, _, kind, length, when = self.parts[-1]
+        return o, kind, length, when
+
+
+def walk_headers(
+    buf: npt.NDArray[np.uint8], chain: Chain, payload: I64, arrival: I64, n: int, beyond: I64, record_max: int,
+) -> Records:
+    """Every owner's record headers up to its sentinel (see :class:`HeaderWalk`)."""
+    walk = HeaderWalk(buf, chain, payload, arrival, n, beyond, record_max)
+    while walk.step():
+        pass
+    return walk.records()
 
 
 def group_starts(owner: I64, n: int) -> I64:

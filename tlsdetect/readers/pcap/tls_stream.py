@@ -16,7 +16,6 @@ import numpy as np
 from tlsdetect.readers.pcap.records import (
     MAX_FLIGHT_ITEMS,
     after_hellos,
-    as_tuples,
     handshake_sizes,
     single,
     tls13_flights,
@@ -240,6 +239,11 @@ class Connection:
     b: Endpoint
     ts_ns: int
     views: dict[bool, DirectionView] = field(default_factory=dict)  # True: a -> b
+    #: The last :meth:`flight_columns` answer and the bytes it was read from: the reassembling
+    #: lane asks several times per new segment, and reading is what costs.
+    memo: tuple[bool, tuple[bytes | None, ...], tuple[dict[str, object], bool]] | None = field(
+        default=None, repr=False, compare=False
+    )
     #: Sequence bookkeeping lives with the reader; this holds only what parsing needs.
 
     def _roles(self) -> tuple[bool, bool]:
@@ -268,6 +272,15 @@ class Connection:
     def flight_columns(self, *, final: bool) -> tuple[dict[str, object], bool]:
         """``sh_session_id_echoed``, ``resumed`` and the flight columns (:mod:`.records`' rules),
         and whether they are decided (``final``: nothing more will be read)."""
+        read = tuple(None if v is None else v.data for v in (self.views.get(True), self.views.get(False)))
+        memo = self.memo
+        if memo is not None and memo[0] == final and all(a is b for a, b in zip(memo[1], read, strict=True)):
+            return memo[2]
+        answer = self._flight_columns(final=final)
+        self.memo = (final, read, answer)
+        return answer
+
+    def _flight_columns(self, *, final: bool) -> tuple[dict[str, object], bool]:
         client_key, _ = self._roles()
         client, server = self.views.get(client_key), self.views.get(not client_key)
         if server is None or not server.server_hellos or server.server_hellos[-1].is_hello_retry_request:
@@ -291,9 +304,11 @@ class Connection:
                                     np.array([t_hello]))
             decided = True
             for name, sizes in zip(("server", "client"), flights, strict=True):
-                values, total = as_tuples(sizes)
-                out[f"{name}_flight"], out[f"{name}_flight_bytes"] = values[0], None if total[0] < 0 else int(total[0])
-                decided &= bool(sizes.known[0])
+                known = bool(sizes.known[0])
+                items = tuple(sizes.size.tolist())  # one connection: its sizes, in order
+                out[f"{name}_flight"] = items if known else None
+                out[f"{name}_flight_bytes"] = sum(items) if known else None
+                decided &= known
             return out, decided
         s_sizes, s_done, s_ccs = handshake_sizes(server.data)
         s_known = (s_done or s_ccs) and 1 <= len(s_sizes) <= MAX_FLIGHT_ITEMS

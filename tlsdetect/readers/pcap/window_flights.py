@@ -11,11 +11,19 @@ import numpy as np
 import numpy.typing as npt
 
 from tlsdetect.readers.pcap.flight import contiguous_chain, segments_of
-from tlsdetect.readers.pcap.records import Chain, Sizes, group_starts, tls13_flights, walk_headers
+from tlsdetect.readers.pcap.records import (
+    APPLICATION_DATA,
+    UNKNOWN,
+    Chain,
+    HeaderWalk,
+    Sizes,
+    group_starts,
+    tls13_flights,
+)
 from tlsdetect.wire.gather import Gather
 from tlsdetect.wire.tls import MAX_RECORD_LENGTH
 
-__all__ = ["WALK_LIMIT", "session_id_echoed", "tls13_window_flights"]
+__all__ = ["SETTLE_MARGIN", "WALK_LIMIT", "idle_at_window_end", "session_id_echoed", "tls13_window_flights"]
 
 I64 = npt.NDArray[np.int64]
 U64 = npt.NDArray[np.uint64]
@@ -24,7 +32,11 @@ B = npt.NDArray[np.bool_]
 
 #: Stream bytes of each direction whose record headers are walked (flights end well before).
 WALK_LIMIT = 64 * 1024
+#: TCP payload packets at a window's end within which a connection counts as still talking
+#: (its unfinished flights are followed into the next windows by the reassembling lane).
+SETTLE_MARGIN = 4096
 _SID = np.arange(32, dtype=np.int64)
+_NEVER = np.iinfo(np.int64).max
 
 
 def session_id_echoed(c_buf: U8, c_body: I64, s_buf: U8, s_body: I64) -> B:
@@ -43,8 +55,8 @@ def session_id_echoed(c_buf: U8, c_body: I64, s_buf: U8, s_body: I64) -> B:
 
 def _direction(
     buf: U8, keys: U64, seq: I64, payload: I64, plen: I64, by_key: I64, owner_key: U64, owner_seq: I64, base: int,
-) -> tuple[object, I64]:
-    """Record headers of each owner's stream (from its hello segment on) and each list's start."""
+) -> HeaderWalk:
+    """A walk over the record headers of each owner's stream (from its hello segment on)."""
     n = len(owner_key)
     owner, rel, seg, seg_len = contiguous_chain(owner_key, owner_seq, keys, seq, plen, WALK_LIMIT, by_key)
     end = np.bincount(owner, weights=seg_len, minlength=n).astype(np.int64)
@@ -56,8 +68,20 @@ def _direction(
     beyond = np.full(n, base + len(keys), dtype=np.int64)
     np.minimum.at(beyond, own[past], base + idx[past])
     arrival = base + np.arange(len(keys), dtype=np.int64)
-    rec = walk_headers(buf, Chain(owner, rel, seg, seg_len), payload, arrival, n, beyond, MAX_RECORD_LENGTH)
-    return rec, group_starts(rec.owner, n)
+    return HeaderWalk(buf, Chain(owner, rel, seg, seg_len), payload, arrival, n, beyond, MAX_RECORD_LENGTH)
+
+
+def idle_at_window_end(keys: U64, by_key: I64, client: I64, server: I64, margin: int = SETTLE_MARGIN) -> B:
+    """Whether each connection (hello segments ``client``/``server``) sent no segment, either
+    way, in the window's last ``margin`` TCP payload packets: a flight it has not finished by
+    then is taken as it stands (missing), not followed into the next windows."""
+    n = len(client)
+    last = np.full(n, -1, dtype=np.int64)
+    for hello in (client, server):
+        idx, own = segments_of(keys[hello], keys, by_key)
+        np.maximum.at(last, own, idx)
+    idle: B = last < len(keys) - margin
+    return idle
 
 
 def tls13_window_flights(
@@ -65,7 +89,42 @@ def tls13_window_flights(
 ) -> tuple[Sizes, Sizes]:
     """Server and client flights of TLS 1.3 handshakes whose ClientHello starts at segment
     ``client`` and ServerHello at ``server`` (indices into the window's segments; ``base`` is
-    the capture position of segment 0)."""
-    s_rec, s_start = _direction(buf, keys, seq, payload, plen, by_key, keys[server], seq[server], base)
-    c_rec, c_start = _direction(buf, keys, seq, payload, plen, by_key, keys[client], seq[client], base)
-    return tls13_flights(s_rec, c_rec, s_start + 1, c_start + 1, base + server)  # type: ignore[arg-type]
+    the capture position of segment 0).
+
+    Both directions are walked a record at a time together, and each owner stops as soon as
+    the records walked decide its flight (:func:`.records.tls13_flights` reads nothing past the
+    first record captured after the other side's answer); the rest of the stream, application
+    data mostly, is never read.
+    """
+    n = len(client)
+    s_walk = _direction(buf, keys, seq, payload, plen, by_key, keys[server], seq[server], base)
+    c_walk = _direction(buf, keys, seq, payload, plen, by_key, keys[client], seq[client], base)
+    t_hello = base + server
+    t_c1 = np.full(n, _NEVER, dtype=np.int64)  # the client's first encrypted record after the ServerHello
+    s_max = np.full(n, -1, dtype=np.int64)  # latest server record walked after its hello
+    c_max = np.full(n, -1, dtype=np.int64)  # latest client record walked from that first one on
+    s_halt = np.zeros(n, dtype=bool)
+    c_halt = np.zeros(n, dtype=bool)
+    while True:
+        s_more = s_walk.step(s_halt)
+        c_more = c_walk.step(c_halt)
+        if s_walk.step_no > 1:
+            o, kind, _, when = s_walk.last_step()
+            seen = kind != UNKNOWN
+            np.maximum.at(s_max, o[seen], when[seen])
+        if c_walk.step_no > 1:
+            o, kind, _, when = c_walk.last_step()  # (again, when it walked no more: no harm)
+            first = (kind == APPLICATION_DATA) & (when > t_hello[o]) & (t_c1[o] == _NEVER)
+            t_c1[o[first]] = when[first]
+            after = (kind != UNKNOWN) & (t_c1[o] != _NEVER)
+            np.maximum.at(c_max, o[after], when[after])
+        if not (s_more or c_more):
+            break
+        # The server's flight is decided once a record after the client's answer is walked
+        # (or the client's walk ended without one); the client's once a record of its own
+        # after that server record is (``s_max`` bounds it from above).
+        s_halt = (s_max > t_c1) | (~c_walk.active & (t_c1 == _NEVER))
+        c_halt = ~s_walk.active & (t_c1 != _NEVER) & (c_max > s_max)
+    s_rec, c_rec = s_walk.records(), c_walk.records()
+    s_start, c_start = group_starts(s_rec.owner, n), group_starts(c_rec.owner, n)
+    return tls13_flights(s_rec, c_rec, s_start + 1, c_start + 1, t_hello)
