@@ -29,7 +29,16 @@ from tlsdetect.readers.pcap.engine import read_pcap
 from tlsdetect.readers.pcap.tshark import TsharkError, read_pcap_tshark
 from tlsdetect.wire.tls import parse_client_hello
 
-from .conftest import REFERENCE, ja3_streams, ja4_streams, needs_reference, needs_tshark, reference_files
+from .conftest import (
+    INTERCEPTION,
+    REFERENCE,
+    ja3_streams,
+    ja4_streams,
+    needs_interception,
+    needs_reference,
+    needs_tshark,
+    reference_files,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -53,6 +62,15 @@ EXTRA: dict[str, str] = {
 }
 
 JA4_FIELDS = ("ja4", "ja4_r", "ja4_o", "ja4_ro")
+#: The server side beyond the hellos (schema.py): read by the native engine's rules from tshark's records.
+FLIGHT_FIELDS = (
+    "sh_session_id_echoed",
+    "resumed",
+    "server_flight",
+    "server_flight_bytes",
+    "client_flight",
+    "client_flight_bytes",
+)
 #: What both engines must agree on for every TCP connection.
 CROSS_FIELDS = (
     "ja3",
@@ -76,6 +94,7 @@ CROSS_FIELDS = (
     "peer_cert_sha256",
     "peer_issuer_key",
     "fingerprint_origin",
+    *FLIGHT_FIELDS,
 )
 UDP_TRANSPORTS = {"quic", "dtls"}
 
@@ -230,6 +249,34 @@ def test_tcp_streams_agree_with_native_engine(name: str) -> None:
         if ours[key][field] != native[key][field]
     ]
     assert not differences, "\n".join(differences)
+
+
+@needs_reference
+@needs_interception
+@needs_tshark
+def test_flights_agree_with_native_engine_on_every_capture() -> None:
+    """The flight columns, over the reference and interception captures: both engines fill the
+    same cells with the same values, and the corpus has enough of them to mean something."""
+    extra = sorted(INTERCEPTION.glob("*.pcap*"))
+    theirs = read_pcap_tshark(extra)[0]
+    names = theirs["conn_id"].str.rsplit("#", n=1).str[0]
+    pairs = [(n, _rows(n), _native(n)) for n in reference_files()]
+    pairs += [(p.name, _by_tuple(theirs[names == p.name]), _by_tuple(read_pcap(p)[0])) for p in extra]
+    ours = {(n, k): r for n, rows, _ in pairs for k, r in rows.items() if r["transport"] == "tcp"}
+    native = {(n, k): r for n, _, rows in pairs for k, r in rows.items()}
+    filled = dict.fromkeys(FLIGHT_FIELDS, 0)
+    differences = []
+    for key in sorted(set(ours) & set(native)):
+        for f in FLIGHT_FIELDS:
+            if ours[key][f] != native[key][f]:
+                differences.append(f"{key} {f}: tshark={ours[key][f]!r} native={native[key][f]!r}")
+            filled[f] += ours[key][f] is not None
+    assert not differences, "\n".join(differences)
+    tls13 = [r for r in ours.values() if r["tls_version"] == "TLSv1.3" and r["server_flight"] is not None]
+    assert filled["server_flight"] >= 90, filled
+    assert filled["client_flight"] >= 70, filled
+    assert len(tls13) >= 5  # encrypted-record flights, not only TLS <= 1.2 handshake messages
+    assert all(r["server_flight_bytes"] == sum(r["server_flight"]) for r in tls13)
 
 
 @needs_reference
@@ -404,6 +451,79 @@ def test_dtls_fragments_out_of_order_and_retransmitted(tmp_path: Path) -> None:
     assert row["tls_version"] == "DTLSv1.2"
 
 
+def _tls13_server_hello(session_id: bytes) -> bytes:
+    exts = _ext(0x002B, struct.pack("!H", 0x0304)) + _ext(0x0033, struct.pack("!HH", 0x001D, 32) + bytes(32))
+    return struct.pack("!H", 0x0303) + bytes(32) + _v8(session_id) + struct.pack("!HB", 0x1301, 0) + _v16(exts)
+
+
+def _opaque(length: int) -> bytes:
+    """A TLS 1.3 encrypted record (content type 23) of ``length`` body bytes."""
+    return struct.pack("!BHH", 23, 0x0303, length) + bytes(range(256)) * (length // 256) + bytes(length % 256)
+
+
+def _tls13_connection(server_records: list[int], after: list[int], *, mss: int = 1400) -> list[bytes]:
+    """Client hello; server hello + CCS + encrypted ``server_records`` (lengths) in ``mss`` segments;
+    the client's CCS + Finished (53) + a request (300); then the server's ``after`` records."""
+    c, s, ports, back = "10.0.0.1", "10.0.0.2", (40003, 443), (443, 40003)
+    sid = bytes(range(32))
+    hello = _record(_handshake(1, _client_hello("tls13.example")[:34] + _v8(sid) + _client_hello("x")[35:]))
+    ccs = struct.pack("!BHHB", 20, 0x0303, 1, 1)
+    server = _record(_handshake(2, _tls13_server_hello(sid)), 0x0303) + ccs + b"".join(map(_opaque, server_records))
+    packets = [_tcp((c, s), ports, 0, 0x02), _tcp((s, c), back, 0, 0x12), _tcp((c, s), ports, 1, 0x18, hello)]
+    packets += [_tcp((s, c), back, 1 + i, 0x18, server[i : i + mss]) for i in range(0, len(server), mss)]
+    packets.append(_tcp((c, s), ports, 1 + len(hello), 0x18, ccs + _opaque(53) + _opaque(300)))
+    later = b"".join(map(_opaque, after))
+    packets += [_tcp((s, c), back, 1 + len(server) + i, 0x18, later[i : i + mss]) for i in range(0, len(later), mss)]
+    return packets
+
+
+@needs_tshark
+def test_tls13_flights_from_encrypted_records(tmp_path: Path) -> None:
+    """TLS 1.3: the server's encrypted records before the client's, cut over TCP segments, and the
+    client's before the server's next one; the session ID echo from the raw hellos."""
+    path = _write(tmp_path, "tls13.pcap", _tls13_connection([6, 3000, 280, 69], [200, 200]))
+    row = _by_tuple(read_pcap_tshark(path)[0])[("10.0.0.1", 40003, "10.0.0.2", 443)]
+    assert row["tls_version"] == "TLSv1.3"
+    assert (row["server_flight"], row["server_flight_bytes"]) == ((6, 3000, 280, 69), 3355)
+    assert (row["client_flight"], row["client_flight_bytes"]) == ((53, 300), 353)
+    assert (row["sh_session_id_echoed"], row["resumed"]) == (True, False)
+    native = _by_tuple(read_pcap(path)[0])[("10.0.0.1", 40003, "10.0.0.2", 443)]
+    assert {f: row[f] for f in FLIGHT_FIELDS} == {f: native[f] for f in FLIGHT_FIELDS}
+
+
+@needs_tshark
+def test_tls13_flight_past_the_horizon_is_missing_not_guessed(tmp_path: Path) -> None:
+    """Records completing past relative sequence 65536 are not printed: a flight whose next record
+    may be one of those is missing (the native engine, reading 256 KiB, has it); one whose next
+    record was printed is kept, however much data follows."""
+    big = [16000, 16000, 16000, 10000]  # ends at ~58 KiB; the next record ends past 64 KiB
+    path = _write(tmp_path, "far.pcap", _tls13_connection(big, [16000] * 3))
+    row = _by_tuple(read_pcap_tshark(path)[0])[("10.0.0.1", 40003, "10.0.0.2", 443)]
+    native = _by_tuple(read_pcap(path)[0])[("10.0.0.1", 40003, "10.0.0.2", 443)]
+    assert native["server_flight"] == tuple(big)
+    assert (row["server_flight"], row["client_flight"]) == (None, None)
+    assert row["sh_session_id_echoed"] is True  # the hellos are read wherever they are
+    for flight in ([4000, 200], [16000, 16000, 16000, 200]):  # the next record ends before 64 KiB
+        path = _write(tmp_path, "near.pcap", _tls13_connection(flight, [16000] * 6))
+        row = _by_tuple(read_pcap_tshark(path)[0])[("10.0.0.1", 40003, "10.0.0.2", 443)]
+        assert (row["server_flight"], row["client_flight"]) == (tuple(flight), (53, 300))
+
+
+def test_records_keep_stream_order_and_stop_at_one_not_understood() -> None:
+    """ek ``tls`` layers -> records in order; an encrypted body is cut to its header; a record whose
+    bytes do not match its header ends the direction (nothing after it can be placed)."""
+    app = (bytes([23, 3, 3, 0, 4]) + b"abcd").hex()
+    ccs = bytes([20, 3, 3, 0, 1, 1]).hex()
+    layers = {"tls": [{"tls_tls_record_raw": [ccs, app]}, {"tls_tls_record_raw": "1703030009ff"}]}
+    records = engine._records(layers)
+    assert records == (bytes.fromhex(ccs), bytes([23, 3, 3, 0, 4]), b"")
+    side = engine._Side()
+    side.records, side.arrivals, side.reach = [*records], [7, 7, 8], 100
+    engine._lay_out(side)
+    assert side.view.data == bytes.fromhex(ccs) + bytes([23, 3, 3, 0, 4]) + bytes(4)
+    assert (side.view.starts, side.view.arrivals, side.view.capped) == ([0, 6], [7, 7], True)
+
+
 @needs_tshark
 def test_tunnelled_traffic_uses_the_innermost_addresses(tmp_path: Path) -> None:
     """IPv6-in-IPv4 and IPv4-in-IPv4: the connection is the inner one, as FoxIO keys it."""
@@ -523,7 +643,9 @@ def test_assembler_never_raises_on_arbitrary_messages(
     for i, (proto, raw, reply, udp, quic) in enumerate(messages):
         src, dst = ("10.0.0.2", "10.0.0.1") if reply else ("10.0.0.1", "10.0.0.2")
         sport, dport = (443, 5000) if reply else (5000, 443)
-        assembler.add(engine.Frame(i + 1, i, src, dst, sport, dport, "udp" if udp else "tcp", 0, quic, ((proto, raw),)))
+        frame = engine.Frame(i + 1, i, src, dst, sport, dport, "udp" if udp else "tcp", 0, quic, ((proto, raw),),
+                             records=(raw[:5], raw, b"") if reply else (raw,), nxtseq=len(raw))
+        assembler.add(frame)
     for row in assembler.rows():
         assert row["transport"] in ("tcp", "quic", "dtls")
 

@@ -20,9 +20,24 @@ oracle in the tests). :func:`iter_tshark` is the reader; :func:`read_pcap_tshark
 The output is read line by line while tshark runs, so memory holds one frame's JSON plus one
 small state per connection (about the size of its row), never the whole dissection.
 
+The server's and the client's flights (``server_flight``, ``client_flight``, ``resumed``; see
+:mod:`tlsdetect.schema`) come from the TLS records tshark reassembled, in wire order: ek prints
+each record's raw bytes (``tls.record``) in the order they were in the stream, which the merged
+field lists (``tls.record.content_type`` beside ``tls.record.opaque_type``) do not keep. Each
+direction's records are laid end to end (an encrypted record's body, never printed in full, as
+zeros of its length) and read by the native engine's own rules (:meth:`.Connection.row`, through
+:mod:`.records`), so the engines differ only in which records they saw and when. Frames with
+records are printed only up to relative sequence number 65536 (``_FLIGHT_HORIZON``): past it a
+direction's records are unknown, and a flight that would end in the last record-length before
+the horizon is missing rather than guessed. QUIC and DTLS flights stay missing.
+
 Known, deliberate differences from the native engine: ``ts`` is the time of the frame in which
-the ClientHello was complete (the native engine takes the first segment of the first record), and
-for DTLS a second ClientHello (the answer to a HelloVerifyRequest) is not a HelloRetryRequest.
+the ClientHello was complete (the native engine takes the first segment of the first record);
+a record's capture position is the frame that completed it (the native engine takes the segment
+with its first byte), which moves a flight's boundary only when a record is still arriving while
+the other side answers; flights ending past ~47 KiB of the TCP stream are missing here (the
+native engine reads 256 KiB); and for DTLS a second ClientHello (the answer to a
+HelloVerifyRequest) is not a HelloRetryRequest.
 
 Size: one module for one engine: the ek frame parser, the per-connection assembler and the
 process handling only serve each other.
@@ -56,6 +71,7 @@ from tlsdetect.wire.tls import (
     HANDSHAKE_CLIENT_HELLO,
     HANDSHAKE_SERVER_HELLO,
     MAX_HANDSHAKE_LENGTH,
+    MAX_RECORD_LENGTH,
     ClientHello,
     TLSParseError,
     parse_certificate,
@@ -67,8 +83,22 @@ __all__ = ["TsharkError", "iter_tshark", "read_pcap_tshark", "tshark_command"]
 
 log = logging.getLogger(__name__)
 
-#: Frames worth printing. Spelled with ``==``: tshark 4.0 rejects the 3.x set syntax ``in {1 2 11}``.
-DISPLAY_FILTER = " || ".join(f"{proto}.handshake.type == {t}" for proto in ("tls", "dtls") for t in (1, 2, 11))
+#: Relative TCP sequence number past which frames with TLS records are not printed: the flights
+#: are in the first few KiB, and an HTTPS download would otherwise print every record in hex.
+_FLIGHT_HORIZON = 65536
+#: A direction whose records reach past this may have had a record cut off by the horizon (a
+#: record ending past it completes in a frame that is not printed), so its end is not "quiet".
+_SURE_UNTIL = _FLIGHT_HORIZON - (5 + MAX_RECORD_LENGTH)
+#: Records kept per direction: the flight rules walk at most :data:`.records.MAX_RECORDS`.
+_MAX_RECORDS = 64
+_HANDSHAKE_FRAMES = " || ".join(f"{proto}.handshake.type == {t}" for proto in ("tls", "dtls") for t in (1, 2, 11))
+_RECORD_FRAMES = " || ".join(
+    [*(f"tls.record.content_type == {t}" for t in (20, 21, 22)), "tls.record.opaque_type == 23"]
+)
+#: Frames worth printing: hellos and certificates anywhere, and frames completing a handshake,
+#: ChangeCipherSpec, alert or TLS 1.3 encrypted record before the horizon (the flights).
+#: Spelled with ``==``: tshark 4.0 rejects the 3.x set syntax ``in {1 2 11}``.
+DISPLAY_FILTER = f"{_HANDSHAKE_FRAMES} || (({_RECORD_FRAMES}) && tcp.seq < {_FLIGHT_HORIZON})"
 #: Preferences pinned so a user's Wireshark profile cannot switch reassembly off.
 PREFERENCES = (
     "tcp.desegment_tcp_streams:TRUE",
@@ -80,9 +110,13 @@ PREFERENCES = (
 PRINTED_NODES = (
     "frame frame.number frame.time_epoch frame.protocols",
     "ip ip.src ip.dst ipv6 ipv6.src ipv6.dst",
-    "tcp tcp.srcport tcp.dstport tcp.stream udp udp.srcport udp.dstport udp.stream",
+    "tcp tcp.srcport tcp.dstport tcp.stream tcp.nxtseq udp udp.srcport udp.dstport udp.stream",
     "tls tls.record tls.handshake dtls dtls.record dtls.handshake quic quic.frame",
 )
+#: The ek key of one TLS record's raw bytes (header and body), one per record in stream order.
+_RECORD_KEY = "tls_tls_record_raw"
+#: Record content types kept whole: the TLS <= 1.2 flights count handshake messages across records.
+_PLAINTEXT_TYPES = frozenset({20, 21, 22})
 #: ek keys (``<proto>_<field>_raw``) that hold the bytes of one handshake message.
 _RAW_KEYS = {"tls_tls_handshake_raw": "tls", "dtls_dtls_handshake_raw": "dtls"}
 #: Layers that never hold a handshake message: not walked.
@@ -128,6 +162,10 @@ class Frame:
     stream: int
     quic: bool  # the handshake travels in QUIC CRYPTO frames
     messages: tuple[tuple[str, bytes], ...]
+    #: TLS-over-TCP records completed in this frame, in stream order: plaintext ones whole, an
+    #: encrypted one as its 5-byte header (a record whose raw bytes do not match its header: b"").
+    records: tuple[bytes, ...] = ()
+    nxtseq: int = 0  # relative sequence number after this segment (0: unknown)
 
 
 def _last(value: Any) -> Any:
@@ -161,6 +199,27 @@ def _raw_messages(node: dict[str, Any] | list[Any], out: list[tuple[str, bytes]]
             _raw_messages(value, out)
 
 
+def _records(layers: dict[str, Any]) -> tuple[bytes, ...]:
+    """The raw TLS records of a frame's ``tls`` layer(s), in order (see :attr:`Frame.records`).
+
+    An encrypted record's hex is cut to its header before decoding: only its length is used.
+    """
+    out: list[bytes] = []
+    tls = layers.get("tls")
+    for layer in tls if isinstance(tls, list) else [tls]:
+        raw = layer.get(_RECORD_KEY) if isinstance(layer, dict) else None
+        for hexed in raw if isinstance(raw, list) else [raw]:
+            if not isinstance(hexed, str):
+                continue
+            try:
+                head = bytes.fromhex(hexed[:10])
+                whole = len(head) == 5 and len(hexed) == 2 * (5 + int.from_bytes(head[3:5], "big"))
+                out.append((bytes.fromhex(hexed) if head[0] in _PLAINTEXT_TYPES else head) if whole else b"")
+            except ValueError:
+                out.append(b"")
+    return tuple(out)
+
+
 def _innermost(protocols: str, names: Iterable[str]) -> str | None:
     """The name among ``names`` that occurs last in ``frame.protocols`` (eth:ip:udp:...)."""
     stack = protocols.split(":")
@@ -186,7 +245,9 @@ def parse_ek_frame(layers: dict[str, Any]) -> Frame | None:
         return None
     messages: list[tuple[str, bytes]] = []
     _raw_messages({k: v for k, v in layers.items() if k not in _NO_HANDSHAKES}, messages)
+    records = _records(layers) if l4 == "tcp" else ()
     try:
+        nxtseq = int(_last(transport.get("tcp_tcp_nxtseq", 0))) if l4 == "tcp" else 0
         return Frame(
             number=int(frame["frame_frame_number"]),
             ts_ns=_epoch_ns(str(frame["frame_frame_time_epoch"])),
@@ -198,6 +259,8 @@ def parse_ek_frame(layers: dict[str, Any]) -> Frame | None:
             stream=int(_last(transport[f"{l4}_{l4}_stream"])),
             quic="quic" in protocols.split(":"),
             messages=tuple(messages),
+            records=records,
+            nxtseq=nxtseq,
         )
     except (KeyError, TypeError, ValueError, InvalidOperation):
         return None
@@ -249,6 +312,9 @@ class _Side:
     seen: set[bytes] = field(default_factory=set)  # digests of accepted messages
     dtls_done: set[int] = field(default_factory=set)  # message_seq values already complete
     dtls_parts: dict[int, list[tuple[int, bytes]]] = field(default_factory=dict)
+    records: list[bytes] = field(default_factory=list)  # see Frame.records; b"" ends the list
+    arrivals: list[int] = field(default_factory=list)  # frame number of each record
+    reach: int = 0  # highest nxtseq of a frame that carried records
 
 
 @dataclass(slots=True)
@@ -316,6 +382,22 @@ class _Assembler:
                 message = _tls_message(raw)
                 if message is not None:
                     self._accept(conn, forward, frame, *message)
+        if frame.records:
+            self._add_records(frame)
+
+    def _add_records(self, frame: Frame) -> None:
+        """Keep a TCP frame's records for its connection (one that has a hello message already:
+        a stream caught mid-way has no flight to measure)."""
+        conn = self.conns.get(("tcp", frame.stream))
+        if conn is None or conn.transport != "tcp":
+            return
+        side = conn.side((frame.src, frame.sport) == conn.first_sender)
+        side.reach = max(side.reach, frame.nxtseq)
+        for record in frame.records:
+            if len(side.records) >= _MAX_RECORDS or (side.records and not side.records[-1]):
+                return  # enough, or a record not understood: nothing after it is placed
+            side.records.append(record)
+            side.arrivals.append(frame.number)
 
     def _conn(self, frame: Frame, transport: str) -> _Conn:
         key = (frame.l4, frame.stream)
@@ -397,10 +479,31 @@ def _correct_dtls(row: dict[str, object], conn: Connection) -> None:
         row["tls_version"] = VERSION_NAMES.get(version, f"0x{version:04x}")
 
 
+def _lay_out(side: _Side) -> None:
+    """A direction's records end to end, as the native engine's reassembled stream: an encrypted
+    record's body as zeros of its length (only its length is read), each record's capture
+    position its frame number. ``capped`` when records past the horizon may be missing."""
+    records = side.records
+    broken = bool(records) and not records[-1]
+    if broken:
+        records = records[:-1]
+    parts = [r if len(r) > 5 or r[0] in _PLAINTEXT_TYPES else r + bytes(int.from_bytes(r[3:5], "big")) for r in records]
+    starts, pos = [], 0
+    for part in parts:
+        starts.append(pos)
+        pos += len(part)
+    view = side.view
+    view.data, view.starts, view.arrivals = b"".join(parts), starts, side.arrivals[: len(parts)]
+    view.capped = broken or len(side.records) >= _MAX_RECORDS or side.reach > _SURE_UNTIL
+
+
 def _render(conn: _Conn, source: str) -> dict[str, object]:
     """The row, rendered by the native engine's :meth:`Connection.row` plus what only we know."""
     if conn.hello_ts is not None:
         conn.conn.ts_ns = conn.hello_ts
+    if conn.transport == "tcp":
+        for side in conn.sides.values():
+            _lay_out(side)
     row = conn.conn.row()
     row["transport"] = conn.transport
     row["conn_id"] = f"{source}#{conn.transport}{conn.stream}"
