@@ -34,6 +34,9 @@ from tlsdetect.detect.fingerprint_signals import baseline_signals, convergence_s
 from tlsdetect.detect.issuer_signals import issuer_signals, sni_issuer_signal
 from tlsdetect.detect.knowledge import Knowledge, load_knowledge
 from tlsdetect.detect.population_signals import model_signal, ua_signals
+from tlsdetect.detect.product_resemblance import resemblance_signal
+from tlsdetect.detect.proxy_hosts import proxy_host_signal
+from tlsdetect.detect.server_signals import server_signals
 from tlsdetect.detect.useragent import ua_family
 
 __all__ = [
@@ -47,11 +50,11 @@ SUSPICIOUS_AT = 30.0
 SCORE_COLUMNS = ("client_id", "issuer_class", "known_product", "score", "verdict", "reasons", "compared")
 #: A scored row as ``tlsdetect score -f jsonl|csv|parquet`` and ``POST /v1/score`` write it. The server's side
 #: of the handshake: ``tls_version`` (negotiated when a ServerHello was seen), ``ja3s`` and ``sh_cipher`` (the
-#: cipher suite the server chose, its IANA number).
+#: cipher suite the server chose, its IANA number), ``resumed`` and ``server_flight_bytes`` (see schema.py).
 SCORE_OUTPUT_COLUMNS = (
     "ts", "source", "conn_id", "client_ip", "client_port", "server_ip", "server_port", "transport", "sni",
-    "tls_version", "ja3", "ja3n", "ja4", "ja3s", "sh_cipher", "server_issuer", "peer_subject", "peer_issuer",
-    "user_agent",
+    "tls_version", "ja3", "ja3n", "ja4", "ja3s", "sh_cipher", "resumed", "server_flight_bytes", "server_issuer",
+    "peer_subject", "peer_issuer", "user_agent",
     "client_id", "issuer_class", "known_product", "score", "verdict", "reasons", "compared",
 )
 #: ``compared`` of every row scored with no baseline (knowledge-only scoring).
@@ -94,6 +97,7 @@ def score(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge | None = No
 
     issuer_class = issuer_signals(out, baseline, kb, ev)
     known_product = product_signals(ja3, ja3n, ja4, kb, ev)
+    known_product = resemblance_signal(text_column(out, "ja3_full"), known_product, kb, ev)
 
     codes, hellos = hello_codes(out)
     compared: Any = np.full(n, NO_BASELINE_COMPARED, dtype=object)
@@ -101,7 +105,9 @@ def score(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge | None = No
         compared = baseline_signals(out, baseline, cid, ja4, ja3n, ev)
         sni_issuer_signal(out, baseline, ev)
         convergence_signal(out, baseline, cid, ja4, ev, convergence_window, convergence_min_clients)
+        proxy_host_signal(out, baseline, cid, ev)
         model_signal(codes, hellos, baseline, ev)
+        compared = server_signals(out, baseline, ja4, ev, compared, convergence_window, convergence_min_clients)
     ua_signals(out, baseline, kb, ja4, ja3n, ja3, uaf, codes, hellos, ev)
 
     scores = ev.scores()
