@@ -341,8 +341,9 @@ def main() -> int:
              for name, r in results.items()]
     per_vantage = group_rates(scored, ["view", "vantage", "label", "product"])
     notes = group_rates(scored[scored["label"] == "clean"], ["view", "note_kind"], signals=False)
-    signals = pd.concat([per_signal(g).assign(view=k) for k, g in scored.groupby("view", sort=False)],
-                        ignore_index=True)
+    fired = [per_signal(g).assign(view=k) for k, g in scored.groupby("view", sort=False)]
+    fired = [f for f in fired if len(f)]  # an empty frame would turn the counts into floats
+    signals = pd.concat(fired, ignore_index=True) if fired else pd.DataFrame()
     ablation = [row for r in done for row in r["ablation"]]
     goals = targets(scored, captures, products)
     run = {"date": dt.date.today().isoformat(), "corpus": str(args.corpus), "connections": len(data),
