@@ -45,6 +45,7 @@ process handling only serve each other.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import json
@@ -232,8 +233,18 @@ def _innermost(protocols: str, names: Iterable[str]) -> str | None:
     return best[1] if best else None
 
 
-def parse_ek_frame(layers: dict[str, Any]) -> Frame | None:
-    """One ek ``layers`` object -> :class:`Frame`; None for frames without IP + TCP/UDP."""
+@functools.lru_cache(maxsize=1 << 16)
+def _address(text: str) -> str:
+    """An address as ipaddress spells it; cached, as a capture has few addresses and many frames."""
+    return str(ipaddress.ip_address(text))
+
+
+def parse_ek_frame(layers: dict[str, Any], *, messages: bool = True) -> Frame | None:
+    """One ek ``layers`` object -> :class:`Frame`; None for frames without IP + TCP/UDP.
+
+    ``messages=False``: the caller knows the line has no handshake raw value (most frames printed
+    for their records only), so the tree is not walked for one.
+    """
     frame = _last(layers.get("frame"))
     if not isinstance(frame, dict):
         return None
@@ -243,22 +254,23 @@ def parse_ek_frame(layers: dict[str, Any]) -> Frame | None:
     ip, transport = _last(layers.get(ip_name or "")), _last(layers.get(l4 or ""))
     if not isinstance(ip, dict) or not isinstance(transport, dict) or l4 is None:
         return None
-    messages: list[tuple[str, bytes]] = []
-    _raw_messages({k: v for k, v in layers.items() if k not in _NO_HANDSHAKES}, messages)
+    found: list[tuple[str, bytes]] = []
+    if messages:
+        _raw_messages({k: v for k, v in layers.items() if k not in _NO_HANDSHAKES}, found)
     records = _records(layers) if l4 == "tcp" else ()
     try:
         nxtseq = int(_last(transport.get("tcp_tcp_nxtseq", 0))) if l4 == "tcp" else 0
         return Frame(
             number=int(frame["frame_frame_number"]),
             ts_ns=_epoch_ns(str(frame["frame_frame_time_epoch"])),
-            src=str(ipaddress.ip_address(_last(ip[f"{ip_name}_{ip_name}_src"]))),
-            dst=str(ipaddress.ip_address(_last(ip[f"{ip_name}_{ip_name}_dst"]))),
+            src=_address(str(_last(ip[f"{ip_name}_{ip_name}_src"]))),
+            dst=_address(str(_last(ip[f"{ip_name}_{ip_name}_dst"]))),
             sport=int(_last(transport[f"{l4}_{l4}_srcport"])),
             dport=int(_last(transport[f"{l4}_{l4}_dstport"])),
             l4=l4,
             stream=int(_last(transport[f"{l4}_{l4}_stream"])),
             quic="quic" in protocols.split(":"),
-            messages=tuple(messages),
+            messages=tuple(found),
             records=records,
             nxtseq=nxtseq,
         )
@@ -560,7 +572,7 @@ def _frames(stdout: IO[bytes], stats: ReadStats, name: str) -> Iterator[Frame]:
             stats.warnings.append(f"{name}: unreadable tshark output line skipped ({exc})")
             continue
         layers = doc.get("layers") if isinstance(doc, dict) else None
-        frame = parse_ek_frame(layers) if isinstance(layers, dict) else None
+        frame = parse_ek_frame(layers, messages=b'handshake_raw"' in line) if isinstance(layers, dict) else None
         if frame is not None:
             yield frame
 
