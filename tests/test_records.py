@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tlsdetect.readers.pcap.records import (
     END_OF_CAPTURE,
+    MAX_RECORDS,
     NEXT,
     QUIET,
     UNKNOWN,
+    Chain,
+    Records,
     after_hellos,
     as_tuples,
     handshake_sizes,
     single,
     tls13_flights,
+    walk_headers,
     walk_stream,
 )
 
@@ -77,3 +83,128 @@ def test_handshake_sizes_joins_records_and_stops_at_ccs() -> None:
     ccs = b"\x14\x03\x03\x00\x01\x01"
     assert handshake_sizes(b"\x16\x03\x03\x00\x06" + hello + ccs) == ([6], False, True)
     assert handshake_sizes(b"\x16\x03\x03\x00\x06" + hello) == ([6], False, False)
+
+
+# --- walk_headers (in place, many owners) against walk_stream (one reassembled stream) ----------
+
+RECORD_MAX = 300
+
+
+@st.composite
+def _stream(draw: st.DrawFn) -> tuple[bytes, list[int]]:
+    """Record-like bytes (valid records, junk, a lying length, a cut at the end) and where the
+    stream is split into segments."""
+    parts = []
+    for _ in range(draw(st.integers(1, 30))):
+        kind = draw(st.sampled_from(["record", "record", "record", "junk", "liar"]))
+        if kind == "junk":
+            parts.append(draw(st.binary(min_size=1, max_size=8)))
+            continue
+        ctype = draw(st.sampled_from([20, 21, 22, 23, 24]))
+        minor = draw(st.integers(0, 5))
+        body = draw(st.binary(max_size=40))
+        length = len(body) if kind == "record" else draw(st.integers(len(body) + 1, RECORD_MAX + 50))
+        parts.append(bytes([ctype, 3, minor]) + length.to_bytes(2, "big") + body)
+    data = b"".join(parts)
+    data = data[: draw(st.integers(1, len(data)))]
+    cuts = sorted(set(draw(st.lists(st.integers(1, max(len(data) - 1, 1)), max_size=12))) - {len(data)})
+    return data, [0, *cuts]
+
+
+def _walk_many(streams: list[tuple[bytes, list[int]]], shuffle: list[int]) -> tuple[Records, list[int]]:
+    """Every stream as one owner of one window, its segments laid out in ``buf`` in a shuffled
+    order; segment k of the window arrives at capture position 10 + k."""
+    segs = [(o, s, data[s:e]) for o, (data, starts) in enumerate(streams)
+            for s, e in zip(starts, [*starts[1:], len(data)], strict=True)]
+    layout = sorted(range(len(segs)), key=lambda i: shuffle[i % len(shuffle)] if shuffle else i)
+    buf, payload = bytearray(), [0] * len(segs)
+    for i in layout:
+        payload[i] = len(buf)
+        buf += segs[i][2]
+    owner = np.array([o for o, _, _ in segs], dtype=np.int64)
+    rel = np.array([s for _, s, _ in segs], dtype=np.int64)
+    seg_len = np.array([len(b) for _, _, b in segs], dtype=np.int64)
+    chain = Chain(owner, rel, np.arange(len(segs), dtype=np.int64), seg_len)
+    horizons = [1000 + o for o in range(len(streams))]
+    arrival = 10 + np.arange(len(segs), dtype=np.int64)
+    rec = walk_headers(np.frombuffer(bytes(buf) + b"\0", dtype=np.uint8), chain, np.array(payload, dtype=np.int64),
+                       arrival, len(streams), np.array(horizons, dtype=np.int64), RECORD_MAX)
+    return rec, horizons
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_stream(), min_size=1, max_size=4), st.lists(st.integers(0, 50), max_size=40))
+def test_walk_headers_reads_what_the_reassembling_walk_reads(
+    streams: list[tuple[bytes, list[int]]], shuffle: list[int]
+) -> None:
+    """Records, lengths, capture positions and the sentinel: equal to :func:`walk_stream` on the
+    joined bytes for every owner at once (a walk ending at the bytes' end is QUIET at the
+    window's horizon, where the reassembling walk at the capture's end says END_OF_CAPTURE)."""
+    rec, horizons = _walk_many(streams, shuffle)
+    offset = 0
+    for o, (data, starts) in enumerate(streams):
+        arrivals = [10 + offset + k for k in range(len(starts))]
+        offset += len(starts)
+        ctype, length, when = walk_stream(data, starts, arrivals, final=True, capped=False, record_max=RECORD_MAX)
+        mine = rec.owner == o
+        assert rec.ctype[mine].tolist() == ctype
+        assert rec.length[mine].tolist() == length
+        # Where the walk says UNKNOWN no rule reads the position (the two walks put different ones).
+        expect_when = [horizons[o] if w == END_OF_CAPTURE else w for w in when]
+        got_when = rec.arrival[mine].tolist()
+        assert [w for w, c in zip(got_when, ctype, strict=True) if c != UNKNOWN] == [
+            w for w, c in zip(expect_when, ctype, strict=True) if c != UNKNOWN
+        ]
+        assert ctype[-1] < 0  # exactly one sentinel, last
+        assert all(c >= 0 for c in ctype[:-1])
+
+
+def test_walk_headers_header_cut_by_a_segment_boundary() -> None:
+    """A record header split 2 + 3 bytes over two segments is read whole, placed at the first."""
+    data = b"\x16\x03\x03\x00\x02ab" + b"\x17\x03\x03\x00\x01x"
+    rec, _ = _walk_many([(data, [0, 9])], [])
+    assert rec.ctype.tolist() == [22, 23, QUIET]
+    assert rec.arrival.tolist() == [10, 10, 1000]  # the second header starts in segment 0
+
+
+def test_walk_headers_stops_at_a_lying_length_without_guessing() -> None:
+    """A header that claims more bytes than were captured: its record is listed (its header was
+    read), and the walk ends UNKNOWN (not QUIET): nothing after it is decided."""
+    data = b"\x17\x03\x03\x01\x00" + b"x" * 20
+    rec, _ = _walk_many([(data, [0])], [])
+    assert rec.ctype.tolist() == [23, UNKNOWN]
+    assert rec.length.tolist() == [256, 0]
+
+
+def test_tls13_zero_rtt_is_not_the_clients_flight() -> None:
+    """Encrypted client records captured before the ServerHello (0-RTT early data) are not its
+    flight: that starts with the first one after it."""
+    server = [(22, 90, 4), (23, 30, 5), (23, 2000, 5), (NEXT, 0, 12)]
+    client = [(22, 500, 1), (23, 700, 2), (23, 700, 3), (23, 53, 8), (QUIET, 0, END_OF_CAPTURE)]
+    (s_vals, _), (c_vals, _) = _flights(server, client, t_hello=4)
+    assert s_vals[0] == (30, 2000)
+    assert c_vals[0] == (53,)
+
+
+def test_tls13_lying_server_length_leaves_the_flights_missing() -> None:
+    """The server's last record runs past what was captured (UNKNOWN after it): no record of its
+    own is known to come after the client's answer, so neither flight is guessed."""
+    server = [(22, 90, 2), (23, 16000, 3), (UNKNOWN, 0, UNKNOWN)]
+    client = [(22, 500, 1), (23, 53, 7), (QUIET, 0, END_OF_CAPTURE)]
+    (s_vals, s_tot), (c_vals, c_tot) = _flights(server, client)
+    assert s_vals[0] is None
+    assert s_tot[0] == -1
+    assert c_vals[0] is None
+    assert c_tot[0] == -1
+
+
+def test_walks_agree_after_the_last_record_walked() -> None:
+    """After MAX_RECORDS records the next header is not read by either walk: another record
+    starts there (NEXT), whatever its bytes."""
+    rec_bytes = b"\x17\x03\x03\x00\x01x"
+    for tail in (rec_bytes, b"GET / HTTP/1.1"):
+        data = rec_bytes * MAX_RECORDS + tail
+        mine, _ = _walk_many([(data, [0])], [])
+        ctype, _, _ = walk_stream(data, [0], [10], final=True, capped=False, record_max=RECORD_MAX)
+        assert mine.ctype.tolist() == ctype
+        assert ctype[-1] == NEXT

@@ -11,9 +11,17 @@ from types import ModuleType
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tlsdetect.readers.pcap.engine import read_pcap
-from tlsdetect.readers.pcap.window_flights import session_id_echoed
+from tlsdetect.readers.pcap.records import Sizes, as_tuples, group_starts, tls13_flights
+from tlsdetect.readers.pcap.window_flights import (
+    _direction,
+    idle_at_window_end,
+    session_id_echoed,
+    tls13_window_flights,
+)
 
 from .conftest import PROJECT_PCAPS, ROOT
 from .test_fastlane import _canonical
@@ -51,7 +59,8 @@ def test_both_lanes_fill_the_same_flights(name: str) -> None:
 def _bench() -> ModuleType:
     """benchmarks/bench_pcap.py as a module (its ``hellos_only`` shape is what is tested here)."""
     spec = importlib.util.spec_from_file_location("bench_pcap", ROOT / "benchmarks" / "bench_pcap.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = sys.modules.setdefault(spec.name, importlib.util.module_from_spec(spec))
     spec.loader.exec_module(module)
     return module
@@ -80,3 +89,103 @@ def test_lanes_agree_when_every_connection_stops_after_the_hellos(tmp_path: Path
     assert taken > (~tls13).sum() + tls13.sum() // 4  # those in the last SETTLE_MARGIN packets are not
     assert fast.loc[tls13, "client_flight"].isna().all()  # the client's Finished was never captured
     pd.testing.assert_frame_equal(_canonical(fast), _canonical(slow))
+
+
+# --- the early-stopping walk of tls13_window_flights against the whole walk ---------------------
+
+
+@st.composite
+def _window(draw: st.DrawFn) -> tuple[list[tuple[int, bytes]], list[int], list[int]]:
+    """Segments of a few TLS 1.3-like connections in capture order: (flow key, payload) each;
+    flows 2c (client) and 2c + 1 (server). Records of random types and sizes (0-RTT data before
+    the ServerHello, CCS, encrypted records, junk, a lying length), some split over segments,
+    the two sides interleaved at random; a connection may stop at any point."""
+    n = draw(st.integers(1, 3))
+    events: list[tuple[int, bytes]] = []
+    for c in range(n):
+        conn: list[tuple[int, bytes]] = [(2 * c, b"\x16\x03\x01\x00\x04\x01\x00\x00\x00")]
+        server: list[tuple[int, bytes]] = [(2 * c + 1, b"\x16\x03\x03\x00\x04\x02\x00\x00\x00")]
+        client: list[tuple[int, bytes]] = []
+        for _ in range(draw(st.integers(0, 12))):
+            side = draw(st.booleans())
+            kind = draw(st.sampled_from([23, 23, 23, 20, 21, 0]))
+            if kind == 0:
+                body = draw(st.binary(min_size=1, max_size=6))
+            else:
+                size = draw(st.integers(1, 60))
+                claim = size if draw(st.integers(0, 9)) else size + draw(st.integers(1, 100))
+                body = bytes([kind, 3, 3]) + claim.to_bytes(2, "big") + b"\xaa" * size
+            cut = draw(st.integers(0, len(body)))
+            pieces = [p for p in (body[:cut], body[cut:]) if p]
+            (server if side else client).extend((2 * c + side, p) for p in pieces)
+        # Interleave: the ServerHello comes after the ClientHello, everything else at random.
+        rest = server[1:] + client
+        order = draw(st.permutations(list(range(len(rest)))))
+        merged = [rest[i] for i in order]
+        # each direction keeps its own byte order (a TCP stream), only the two are interleaved
+        queues = {2 * c: [p for k, p in rest if k == 2 * c], 2 * c + 1: [p for k, p in rest if k == 2 * c + 1]}
+        at_sh = draw(st.integers(0, len(merged)))
+        seq = [k for k, _ in merged]
+        seq.insert(at_sh, -1)
+        for k in seq:
+            conn.append(server[0] if k == -1 else (k, queues[k].pop(0)))
+        events.append(conn)  # type: ignore[arg-type]
+    # Connections interleave too, each keeping its order.
+    flat: list[tuple[int, bytes]] = []
+    cursors = [0] * n
+    for pick in draw(st.permutations([c for c in range(n) for _ in events[c]])):  # type: ignore[arg-type]
+        flat.append(events[pick][cursors[pick]])  # type: ignore[index]
+        cursors[pick] += 1
+    clients = [next(i for i, (k, _) in enumerate(flat) if k == 2 * c) for c in range(n)]
+    servers = [next(i for i, (k, _) in enumerate(flat) if k == 2 * c + 1) for c in range(n)]
+    return flat, clients, servers
+
+
+def _full_walk_flights(args: tuple[object, ...], client: np.ndarray, server: np.ndarray) -> tuple[Sizes, Sizes]:
+    """tls13_flights over every record each direction has in the window (no early stop)."""
+    buf, keys, seq, payload, plen, by_key, base = args
+    walks = []
+    for hello in (server, client):
+        walk = _direction(buf, keys, seq, payload, plen, by_key, keys[hello], seq[hello], base)  # type: ignore[index,arg-type]
+        while walk.step():
+            pass
+        rec = walk.records()
+        walks.append((rec, group_starts(rec.owner, len(client))))
+    (s_rec, s_start), (c_rec, c_start) = walks
+    return tls13_flights(s_rec, c_rec, s_start + 1, c_start + 1, base + server)  # type: ignore[operator]
+
+
+@settings(max_examples=300, deadline=None)
+@given(_window(), st.integers(0, 1000))
+def test_early_stop_gives_the_whole_walks_flights(
+    window: tuple[list[tuple[int, bytes]], list[int], list[int]], base: int
+) -> None:
+    """Stopping each direction once its flight is decided changes no flight: equal to the rules
+    applied to everything the window holds, for every connection at once."""
+    flat, clients, servers = window
+    keys = np.array([k + 1 for k, _ in flat], dtype=np.uint64)
+    plen = np.array([len(p) for _, p in flat], dtype=np.int64)
+    payload = np.concatenate([[0], np.cumsum(plen)[:-1]]).astype(np.int64)
+    offset: dict[int, int] = {}
+    seq_list = []
+    for k, p in flat:
+        seq_list.append(1000 * k + offset.get(k, 0))
+        offset[k] = offset.get(k, 0) + len(p)
+    seq = np.array(seq_list, dtype=np.int64)
+    buf = np.frombuffer(b"".join(p for _, p in flat) + b"\0" * 8, dtype=np.uint8)
+    by_key = np.argsort(keys, kind="stable")
+    client, server = np.array(clients, dtype=np.int64), np.array(servers, dtype=np.int64)
+    got = tls13_window_flights(buf, keys, seq, payload, plen, by_key, base, client, server)
+    want = _full_walk_flights((buf, keys, seq, payload, plen, by_key, base), client, server)
+    for g, w in zip(got, want, strict=True):
+        for a, b in zip(as_tuples(g), as_tuples(w), strict=True):
+            assert a.tolist() == b.tolist()
+
+
+def test_idle_at_window_end() -> None:
+    """Quiet for the last ``margin`` packets, either way: idle; a packet of either side in them: not."""
+    keys = np.array([1, 2, 3, 1, 4, 3, 3], dtype=np.uint64)
+    by_key = np.argsort(keys, kind="stable")
+    client, server = np.array([0, 2], dtype=np.int64), np.array([1, 4], dtype=np.int64)  # flows 1/2, 3/4
+    assert idle_at_window_end(keys, by_key, client, server, margin=3).tolist() == [True, False]
+    assert idle_at_window_end(keys, by_key, client, server, margin=4).tolist() == [False, False]

@@ -221,7 +221,8 @@ class HeaderWalk:
             sane = (ctype >= 20) & (ctype <= 24) & (b1 == 3) & (b2 <= 4) & (length <= self.record_max)
             kind_w = np.where(sane, ctype, UNKNOWN)
             take = ~last[whole]
-            kind[whole] = np.where(take, kind_w, np.where(sane, NEXT, UNKNOWN))
+            # After the last step the header is not judged: bytes start there (as walk_stream says).
+            kind[whole] = np.where(take, kind_w, NEXT)
             self.pos[w[take & sane]] = pw[take & sane] + 5 + length[take & sane]
             length_all[whole] = length
             last[whole] |= ~sane
