@@ -14,12 +14,15 @@ mitmproxy (transparent), sslsplit (transparent, TLS <= 1.2) and the mimicking pr
 halves; each half redirects one group of client addresses while the others keep talking clean. Midway
 through the test phases one server's certificate is renewed (new key, same issuer, longer chain); one
 name is a pool of two server stacks (Python ssl/OpenSSL and gnutls-serv) behind one address (DNAT round-robin).
+A clean TLS 1.2 probe (``probe12``: ``openssl s_client -tls1_2``, as monitoring probes and older stacks
+are) reaches every server name a few times in every batch and is never intercepted: with TLS 1.3
+everywhere else, its legs are the only ones whose certificates (the renewed one too) travel in clear.
 
 Labels come from the captures: every connection (TCP SYN + ClientHello) read back from each file gets
 exactly one row, matched to the client run that made it by client address, server address and time.
 
     .venv/bin/python scripts/eval_inline.py [--out DIR] [--train 40] [--test 40] [--per-interceptor 25]
-        [--skip java] [--interceptors mitmproxy,sslsplit,mimic] [--seed S]
+        [--probes 2] [--skip java] [--interceptors mitmproxy,sslsplit,mimic] [--seed S]
 """
 
 from __future__ import annotations
@@ -55,7 +58,8 @@ mc = mec.mc
 CaptureError = mc.CaptureError
 
 STACKS = ("openssl", "curl", "python", "gnutls", "node", "java")  # Chromium: not inline (no source binding)
-STACK_IP = {s: f"{nets.CLIENT_NET}.{11 + i}" for i, s in enumerate(STACKS)}
+PROBE = "probe12"  # clean TLS 1.2 monitoring probe: every name, every batch, never intercepted
+STACK_IP = {s: f"{nets.CLIENT_NET}.{11 + i}" for i, s in enumerate((*STACKS, PROBE))}
 IP_STACK = {ip: s for s, ip in STACK_IP.items()}
 MIDDLE = nets.MIDDLE_SERVER_SIDE
 WWW, RENEWED, POOL, POOL_PY, POOL_GNUTLS = (f"{nets.SERVER_NET}.{n}" for n in (10, 11, 20, 21, 22))
@@ -66,7 +70,8 @@ MIMIC = REPO / "scripts" / "mimic_proxy.py"
 PORT_OF = {"mitmproxy": 8081, "sslsplit": 8082, "mimic": 8083}
 MIMIC_BODY = "mimic proxy intercepted"
 GNUTLS_PAGE = "This is <a href=\"http://www.gnu.org/software/gnutls\">GnuTLS</a>"  # gnutls-serv --http's page
-TOOLS = {"openssl": "openssl", "curl": "curl", "gnutls": "gnutls-cli", "node": "node", "java": "javac"}
+TOOLS = {"openssl": "openssl", PROBE: "openssl", "curl": "curl", "gnutls": "gnutls-cli", "node": "node",
+         "java": "javac"}
 UPSTREAM_SLACK = 1.0  # seconds an upstream leg may start after its client's run ended (mimic's idle read)
 JAVA_TRUST = mec.JAVA_CLIENT.replace(
     'ks.setCertificateEntry("root", CertificateFactory.getInstance("X.509").generateCertificate(in));',
@@ -227,6 +232,10 @@ def run_client(env: Env, stack: str, server_ip: str, sni: str) -> str:
                "-servername", sni, "-alpn", "http/1.1", "-CAfile", ca, "-verify_hostname", sni,
                "-verify_return_error", "-ign_eof"]
         return str(mc.run_client_tool(in_ns(env.cli, cmd), stdin_data=mc.http_get(sni, 443), timeout=timeout).stdout)
+    if stack == PROBE:  # TLS 1.2 only, no ALPN: the server's certificate travels in clear
+        cmd = ["openssl", "s_client", "-tls1_2", "-connect", f"{server_ip}:443", "-bind", f"{ip}:{env.port(ip)}",
+               "-servername", sni, "-CAfile", ca, "-verify_hostname", sni, "-verify_return_error", "-ign_eof"]
+        return str(mc.run_client_tool(in_ns(env.cli, cmd), stdin_data=mc.http_get(sni, 443), timeout=timeout).stdout)
     if stack == "curl":
         cmd = ["curl", "-sS", "--interface", ip, "--local-port", str(env.port(ip)), "--cacert", ca,
                "--resolve", f"{host}:{server_ip}", "-o", "-", f"https://{host}/{mc.PAYLOAD_NAME}"]
@@ -294,19 +303,22 @@ class Batch:
 
 
 def plan(stacks: list[str], products: list[str], train: int, test: int, per_icpt: int, rng: random.Random,
-         names: tuple[str, ...] = tuple(SERVER_OF)) -> list[Batch]:
+         names: tuple[str, ...] = tuple(SERVER_OF), probes: int = 0) -> list[Batch]:
     """Train batch, then two halves per interceptor (complementary groups of stacks); renewal midway.
 
     A stack is intercepted in one half of each interceptor's phase and talks clean in the other, so
-    at every moment some clients are intercepted while others are not.
+    at every moment some clients are intercepted while others are not. ``probes``: connections of the
+    clean TLS 1.2 probe to each name in each batch (so before and after the renewal), mixed in.
     """
 
     def jobs(counts: dict[str, tuple[int, str]], split: str, batch: str) -> list[Job]:
         out = [Job(st, prod, split, batch) for st, (n, prod) in counts.items() for _ in range(n)]
-        rng.shuffle(out)
         for j in out:
             name = rng.choice(names)
             j.sni, j.server_ip = f"{name}.{mc.BASE_SNI}", SERVER_OF[name]
+        out += [Job(PROBE, "", split, batch, f"{name}.{mc.BASE_SNI}", SERVER_OF[name])
+                for name in names for _ in range(probes)]
+        rng.shuffle(out)
         return out
 
     batches = [Batch("train", "", [], jobs(dict.fromkeys(stacks, (train, "")), "train", "train"))]
@@ -596,16 +608,17 @@ def available_products(wanted: list[str]) -> tuple[list[str], list[str]]:
 
 
 def build(out: Path, stacks: list[str], products: list[str], train: int, test: int, per_icpt: int,
-          seed: int, work: Path | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+          seed: int, work: Path | None = None, probes: int = 2) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The whole inline part: captures in ``out``, label rows and a summary (not yet merged)."""
-    nets.require_root_and_tools(tuple(TOOLS[s] for s in stacks if s in TOOLS))
     stacks = [s for s in STACKS if s in stacks]
+    nets.require_root_and_tools(tuple(TOOLS[s] for s in (*stacks, *([PROBE] if probes else [])) if s in TOOLS))
     own = work is None
     work = work or Path(tempfile.mkdtemp(prefix="tlsdetect-inline-"))
     try:
-        batches = plan(stacks, products, train, test, per_icpt, random.Random(seed))
-        log(f"inline: stacks {', '.join(f'{s}={STACK_IP[s]}' for s in stacks)}; interceptors {', '.join(products)}")
-        run = run_inline(out, work, stacks, products, batches)
+        batches = plan(stacks, products, train, test, per_icpt, random.Random(seed), probes=probes)
+        clients = [*stacks, *([PROBE] if probes else [])]
+        log(f"inline: stacks {', '.join(f'{s}={STACK_IP[s]}' for s in clients)}; interceptors {', '.join(products)}")
+        run = run_inline(out, work, clients, products, batches)
         client_flows, server_flows, snis, no_hello = read_back(out)
         rows, extra = label_rows(run, client_flows, server_flows, snis)
     finally:
@@ -613,7 +626,8 @@ def build(out: Path, stacks: list[str], products: list[str], train: int, test: i
             shutil.rmtree(work, ignore_errors=True)
     info = {
         "runtime_seconds": round(run.seconds, 1),
-        "stacks": {s: STACK_IP[s] for s in stacks},
+        "stacks": {s: STACK_IP[s] for s in clients},
+        "probe12_per_name_and_batch": probes,
         "interceptors": {p: f"{nets.MIDDLE_CLIENT_SIDE}:{PORT_OF[p]} (REDIRECT from :443)" for p in products},
         "servers": {"www/api": WWW, "cdn/static (renewal)": RENEWED,
                     "shop (pool)": f"{POOL} -> {POOL_PY}:443 python-ssl, {POOL_GNUTLS}:{GNUTLS_PORT} gnutls-serv"},
@@ -633,6 +647,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--train", type=int, default=40, help="clean train connections per stack (default: %(default)s)")
     p.add_argument("--test", type=int, default=40, help="clean test connections per stack (default: %(default)s)")
     p.add_argument("--per-interceptor", type=int, default=25, help="per stack and interceptor (default: %(default)s)")
+    p.add_argument("--probes", type=int, default=2,
+                   help=f"{PROBE} (clean TLS 1.2) connections per name per batch; 0: none (default: %(default)s)")
     p.add_argument("--interceptors", default=",".join(INTERCEPTORS), help="comma-separated (default: %(default)s)")
     p.add_argument("--skip", default="", help="comma-separated stacks to leave out (java is optional)")
     p.add_argument("--seed", type=int, default=16)
@@ -644,6 +660,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"unknown: {', '.join(sorted(bad))}")
     if min(args.train, args.test, args.per_interceptor) < 1:
         p.error("--train, --test and --per-interceptor must be at least 1")
+    if args.probes < 0:
+        p.error("--probes must be 0 or more")
     return args
 
 
@@ -659,7 +677,8 @@ def main(argv: list[str] | None = None) -> int:
         products, missing = available_products(args.interceptors)
         if missing:
             raise CaptureError(f"interceptors not available: {', '.join(missing)}")
-        rows, info = build(out, stacks, products, args.train, args.test, args.per_interceptor, args.seed)
+        rows, info = build(out, stacks, products, args.train, args.test, args.per_interceptor, args.seed,
+                           probes=args.probes)
     except (CaptureError, nets.NetnsError) as exc:
         print(f"eval_inline: ERROR: {exc}", file=sys.stderr)
         return 1

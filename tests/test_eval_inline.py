@@ -46,6 +46,31 @@ def test_plan_sizes_groups_and_renewal() -> None:
         assert all(j.product == (p if j.stack in a.intercepted else "") for j in a.jobs)
     assert [b.name for b in batches if b.renew_after] == ["sslsplit-a"]  # midway through the test batches
     assert all(j.server_ip == ei.SERVER_OF[j.sni.split(".")[0]] for j in jobs)
+    assert not any(j.stack == ei.PROBE for j in jobs)  # probes=0: no probe
+
+
+def test_plan_probe_reaches_every_name_in_every_batch_clean() -> None:
+    stacks, products = ["openssl", "curl", "python"], ["mitmproxy", "sslsplit"]
+    plain = ei.plan(stacks, products, 4, 6, 3, random.Random(1))
+    batches = ei.plan(stacks, products, 4, 6, 3, random.Random(1), probes=2)
+    names = tuple(ei.SERVER_OF)
+    for b, b0 in zip(batches, plain, strict=True):
+        probe = [j for j in b.jobs if j.stack == ei.PROBE]
+        assert Counter(j.sni.split(".")[0] for j in probe) == dict.fromkeys(names, 2), b.name
+        assert all(j.product == "" and j.server_ip == ei.SERVER_OF[j.sni.split(".")[0]] for j in probe)
+        assert {j.split for j in probe} == {"train" if b.name == "train" else "test"}
+        assert ei.PROBE not in b.intercepted
+        assert len(b.jobs) - len(probe) == len(b0.jobs)  # the others' batch is as big as without the probe
+        if len(b.jobs) > len(names) * 2:  # mixed in, not all at one end
+            at = [i for i, j in enumerate(b.jobs) if j.stack == ei.PROBE]
+            assert at != list(range(len(at)))
+            assert at != list(range(len(b.jobs) - len(at), len(b.jobs)))
+    others = Counter((j.stack, j.split, j.product) for b in batches for j in b.jobs if j.stack != ei.PROBE)
+    assert others == Counter((j.stack, j.split, j.product) for b in plain for j in b.jobs)
+    after = batches[[b.renew_after for b in batches].index(True) + 1:]
+    assert after
+    assert all(any(j.stack == ei.PROBE and j.server_ip == ei.RENEWED for j in b.jobs) for b in after)
+    assert ei.STACK_IP[ei.PROBE] not in {ei.STACK_IP[s] for s in ei.STACKS}
 
 
 def _run() -> tuple[Any, dict[str, Any]]:
@@ -171,10 +196,12 @@ def test_end_to_end_two_stacks_every_connection_labelled_once(tmp_path: Path) ->
 
     skip = ",".join(s for s in ei.STACKS if s not in ("openssl", "curl"))
     assert ei.main(["--out", str(tmp_path), "--train", "2", "--test", "2", "--per-interceptor", "2", "--skip", skip,
-                    "--interceptors", "mitmproxy,sslsplit"]) == 0
+                    "--interceptors", "mitmproxy,sslsplit", "--probes", "1"]) == 0
     labels = pd.read_csv(tmp_path / "labels.csv", keep_default_na=False)
+    frames = {}
     for src in ("inline_client", "inline_server"):
         df, _ = read_pcap(tmp_path / f"{src}.pcapng")
+        frames[src] = df
         seen = Counter(zip(df["client_ip"].astype(str), df["client_port"].astype(int), strict=True))
         lab = labels[labels["source"] == src]
         keyed = Counter(zip(lab["client_ip"], lab["client_port"].astype(int), strict=True))
@@ -184,5 +211,20 @@ def test_end_to_end_two_stacks_every_connection_labelled_once(tmp_path: Path) ->
     for p in ("mitmproxy", "sslsplit"):
         assert got[("inline_client", "client_to_proxy", p)] == 4  # 2 stacks x 2
         assert got[("inline_server", "proxy_upstream", p)] == 4
-    assert got[("inline_client", "direct", "")] == got[("inline_server", "direct", "")] == 2 * (2 + 2)
+    n_probe = len(ei.SERVER_OF) * 5  # one per name in each of the 5 batches
+    assert got[("inline_client", "direct", "")] == got[("inline_server", "direct", "")] == 2 * (2 + 2) + n_probe
+    # the probe: clean TLS 1.2 on both sensors; the renewed server's certificate seen in clear, old and new
+    probe = labels[labels["stack"] == ei.PROBE].astype({"client_port": "int64"})
+    assert len(probe) == 2 * n_probe
+    assert set(zip(probe["label"], probe["vantage"], probe["product"], strict=True)) == {("clean", "direct", "")}
+    srv = frames["inline_server"].astype({"client_port": "int64"}).merge(
+        probe[probe["source"] == "inline_server"][["client_ip", "client_port", "note"]],
+        on=["client_ip", "client_port"])
+    assert len(srv) == n_probe
+    assert set(srv["tls_version"]) == {"TLSv1.2"}
+    assert srv["server_cert_sha256"].notna().all()
+    renewed = srv[srv["server_ip"] == ei.RENEWED].groupby("note")["server_cert_sha256"].agg(set)
+    assert set(renewed.index) == {"renewal:old-cert", "renewal:new-cert"}
+    assert len(renewed["renewal:old-cert"]) == len(renewed["renewal:new-cert"]) == 1
+    assert renewed["renewal:old-cert"] != renewed["renewal:new-cert"]
     assert not any(Path("/run/netns").glob("td16-*")), "namespaces left behind"
