@@ -47,6 +47,7 @@ from tlsdetect.detect.baseline_tables import (
 from tlsdetect.detect.features import HelloNovelty, hello_codes
 from tlsdetect.detect.issuers import dn_key
 from tlsdetect.detect.mesh import LEARN, MeshCA, MeshSpec
+from tlsdetect.detect.renewals import learn_server_certs
 from tlsdetect.detect.server_profiles import learn_server_values, server_summary
 from tlsdetect.detect.useragent import ua_family
 
@@ -150,6 +151,7 @@ class Baseline:
     versions_: pd.DataFrame
     mesh_cas_: pd.DataFrame
     server_values_: pd.DataFrame
+    server_certs_: pd.DataFrame
     hellos_: pd.DataFrame
     n_connections_: int
     model_: HelloNovelty | None
@@ -262,6 +264,8 @@ class Baseline:
 
         self.server_values_ = merge_table("server_values", self.server_values_,
                                           learn_server_values(df, frame["ts"]), OPTIONAL_KEYS["server_values"])
+        self.server_certs_ = merge_table("server_certs", getattr(self, "server_certs_", empty_table("server_certs")),
+                                         learn_server_certs(df, frame["ts"]), OPTIONAL_KEYS["server_certs"])
 
         _, hellos = hello_codes(df)
         if len(hellos):

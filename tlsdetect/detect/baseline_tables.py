@@ -33,8 +33,16 @@ TABLES: dict[str, dict[str, str]] = {
 OPTIONAL_TABLES: dict[str, dict[str, str]] = {
     "server_values": {"scope": "string", "server": "string", "family": "string", "kind": "string", "value": "string",
                       "count": "int64", "first_seen": _TIME, "last_seen": _TIME},
+    # ``server_certs``: per server and family, each certificate seen in clear (TLS <= 1.2) with its Certificate
+    # message size, chain length, issuer and the rest of the flight (:mod:`tlsdetect.detect.renewals`)
+    "server_certs": {"scope": "string", "server": "string", "family": "string", "cert": "string",
+                     "cert_bytes": "int64", "issuer_key": "string", "issuer_akid": "string", "chain": "Int64",
+                     "rest_bytes": "Int64", "count": "int64", "first_seen": _TIME, "last_seen": _TIME},
 }
-OPTIONAL_KEYS: dict[str, list[str]] = {"server_values": ["scope", "server", "family", "kind", "value"]}
+OPTIONAL_KEYS: dict[str, list[str]] = {
+    "server_values": ["scope", "server", "family", "kind", "value"],
+    "server_certs": ["scope", "server", "family", "cert", "cert_bytes", "issuer_key", "issuer_akid", "chain"],
+}
 _SCHEMAS = {**TABLES, **OPTIONAL_TABLES}
 
 #: The key of each table learned from connections (``mesh_cas`` is derived from ``issuers``).
