@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from tlsdetect.detect.baseline import Baseline
-from tlsdetect.detect.server_profiles import learn_server_values, profile_counts, server_rows, server_summary
+from tlsdetect.detect.server_profiles import combine, learn_server_values, profile_counts, server_rows, server_summary
 
 from .detect_data import population
 
@@ -114,3 +114,20 @@ def test_an_old_baseline_without_server_profiles_loads(train: pd.DataFrame, tmp_
     back = Baseline.load(path)
     assert len(back.server_values_) == 0
     assert list(back.server_values_.columns) == list(b.server_values_.columns)
+
+
+@pytest.mark.parametrize("high", [5, 1 << 40])  # small codes pack into one int64; huge ones force renumbering
+def test_combine_numbers_distinct_tuples_by_first_appearance(high: int) -> None:
+    rng = np.random.default_rng(3)
+    cols = [rng.integers(-1, 4, 5000), rng.integers(-1, high, 5000) % 7 * (high // 5 + 1) - 1,
+            rng.integers(-1, 3, 5000), np.full(5000, high)]
+    group, first = combine(*cols)
+    tuples = list(zip(*(c.tolist() for c in cols), strict=True))
+    order: dict[tuple[int, ...], int] = {}
+    expected = [order.setdefault(t, len(order)) for t in tuples]
+    assert group.tolist() == expected
+    firsts = {}
+    for r, t in enumerate(tuples):
+        firsts.setdefault(t, r)
+    assert first.tolist() == sorted(firsts.values())
+    assert len(combine(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))[1]) == 0
