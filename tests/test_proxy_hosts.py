@@ -68,10 +68,16 @@ def test_pair_legs_without_a_name_pairs_nothing() -> None:
 
 
 # --- proxy_sources -----------------------------------------------------------------------------------
+def _rate(chance: float) -> float:
+    """The rate (Hz) at which a known client opening a name pairs a row by ``chance`` within 100 ms."""
+    return float(-np.log(1 - chance) / 0.1)
+
+
 def _pairs(source_rows: dict[str, list[tuple[int, bool]]],
            chance: float = 0.01) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """Pairs of unseen rows: per source a list of (name, paired); known client rows are 'client-<name % 3>';
-    ``chance``: the modelled chance that a known client opened the row's name in the window."""
+    """Pairs of unseen rows, 40 ms after their partner: per source a list of (name, paired); known client rows
+    are 'client-<name % 3>'; ``chance``: the modelled chance that a known client opened the row's name in the
+    100 ms width (the tightest that holds 40 ms)."""
     rows: list[int] = []
     partners: list[int] = []
     names: list[int] = []
@@ -86,7 +92,8 @@ def _pairs(source_rows: dict[str, list[tuple[int, bool]]],
     ids = np.array(srcs + [f"client-{k % 3}" for k in range(100)], dtype=object)
     sni = np.array(names + list(range(100)))
     pairs = pd.DataFrame({"row": rows, "partner": [n + p if p >= 0 else -1 for p in partners],
-                          "lag_ns": 40 * MS, "relay": False, "reversed": False, "chance_p": chance})
+                          "lag_ns": 40 * MS, "relay": False, "reversed": False, "next_lag_ns": -1,
+                          "rate_hz": _rate(chance)})
     return pairs, ids, sni
 
 
@@ -111,14 +118,18 @@ def test_proxy_sources_thresholds_and_weights() -> None:
     assert not out.loc["rare", "proxy"]
     assert out.loc["rare", "fraction"] == 0.3
     assert str(out.loc["strong", "clients"]).startswith("client-")
-    assert out.loc["strong", "surprise"] == pytest.approx(6 * np.log(1 / 0.01), abs=0.01)
+    # a proxy host at every width from 100 ms (the 40 ms lags) up, reported at the widest, 2 s: chance there is
+    # 1 - 0.99^20 (20 times the 100 ms width), less ln(5) for the five widths tried
+    assert out.loc["strong", "window_ns"] == 2000 * MS
+    assert out.loc["strong", "surprise"] == pytest.approx(-6 * np.log(1 - 0.99**20) - np.log(5), abs=0.01)
+    assert out.loc["rare", "window_ns"] == 100 * MS  # not a proxy: its most surprising width
 
 
 def test_proxy_sources_on_names_everyone_opens_all_the_time_nothing_is_a_proxy() -> None:
-    # the strong source's pattern, but each name is opened by a known client in 60% of any 2 s window
+    # the strong source's pattern, but each name is opened by a known client in 60% of any 100 ms window
     pairs, ids, sni = _pairs({"strong": [(k, True) for k in range(6)]}, chance=0.6)
     out = ph.proxy_sources(pairs, ids, sni, ids)
-    assert out.loc["strong", "surprise"] == pytest.approx(6 * np.log(1 / 0.6), abs=0.01)
+    assert out.loc["strong", "surprise"] == pytest.approx(6 * np.log(1 / 0.6) - np.log(5), abs=0.01)
     assert out["surprise"].max() < ph.MIN_SURPRISE
     assert not out.loc["strong", "proxy"]
     many, ids, sni = _pairs({"many": [(k % 20, True) for k in range(20)]}, chance=0.6)  # 20 of 20: no longer chance
@@ -127,7 +138,8 @@ def test_proxy_sources_on_names_everyone_opens_all_the_time_nothing_is_a_proxy()
 
 def test_proxy_sources_chance_in_both_directions_is_not_a_proxy() -> None:
     pairs, ids, sni = _pairs({"busy": [(k % 4, k % 2 == 0) for k in range(8)]})  # 4 of 8 paired, 2 names
-    pairs["reversed"] = ~(pairs["partner"] >= 0)  # the other 4: a known client came just *after*
+    pairs["reversed"] = ~(pairs["partner"] >= 0)  # the other 4: a known client came 40 ms *after*
+    pairs["next_lag_ns"] = np.where(pairs["reversed"], 40 * MS, -1)
     out = ph.proxy_sources(pairs, ids, sni, ids)
     assert out.loc["busy", "paired"] == 4
     assert out.loc["busy", "chance"] == 4
@@ -135,6 +147,7 @@ def test_proxy_sources_chance_in_both_directions_is_not_a_proxy() -> None:
     assert out.loc["busy", "surprise"] == 0
     assert not out.loc["busy", "proxy"]
     pairs["reversed"] = False
+    pairs["next_lag_ns"] = -1
     assert ph.proxy_sources(pairs, ids, sni, ids).loc["busy", "proxy"]  # same pairs, no reverse: it is one
 
 
@@ -257,3 +270,73 @@ def test_a_nat_forwarding_known_clients_hellos_is_not_a_proxy_host() -> None:
     proxied = with_hello_of(relayed, np.arange(len(df), len(relayed)), donor)
     hit = _flagged(score(proxied, b))
     assert hit[len(df):].all()
+
+
+# --- relays vs a proxy that copies its client's hello ---------------------------------------------------
+def test_same_conversation_needs_the_same_server_side() -> None:
+    hello = pd.array(["771,4865,0-10,29,0"] * 5, dtype="string")
+    df = pd.DataFrame({"ja3_full": hello, "ja4_o": hello,
+                       "ja3s_full": pd.array(["771,4866,43-51"] * 3 + ["771,4865,43-51", None], dtype="string"),
+                       "server_flight_bytes": pd.array([1145, 1145, None, 1145, 1145], dtype="Int64")})
+    same = ph.same_conversation(df)
+    # row 1 relays row 0 (all equal); row 2's handshake was cut short upstream (a mimic: no server flight);
+    # row 3 was answered by another stack; row 4 has no JA3S to compare, the rest equal: a relay
+    assert list(same(np.array([1, 2, 3, 4]), np.zeros(4, dtype=np.int64))) == [True, False, False, True]
+    assert list(ph.same_hello(df)(np.array([1, 2, 3]), np.zeros(3, dtype=np.int64))) == [True, True, True]
+
+
+# --- dense traffic: few names, every one opened many times a second --------------------------------------
+def _dense_with_host(kind: str, seed: int = 11) -> tuple[pd.DataFrame, Baseline, np.ndarray, np.ndarray]:
+    """3000 connections of 12 known clients to 5 names in 5 minutes (10/s), and a host at 192.0.2.7 that opens
+    its own connection 0.5-5 ms after 150 of them: ``proxy`` with its own hello, ``mimic`` with the client's
+    hello and no server flight (its upstream handshake cut short), ``relay`` the client's exact legs.
+    Returns the table, the baseline, the host's rows and the client legs they follow."""
+    rng = np.random.default_rng(seed)
+    df = _clean_population(3000, 12, 5, 300, seed=seed)
+    df["server_flight_bytes"] = pd.array(rng.integers(1800, 1900, len(df)), dtype="Int64")
+    b = Baseline(model=False).fit(df)
+    origin = np.sort(rng.choice(len(df), 150, replace=False))
+    host = df.iloc[origin].copy()
+    host["client_ip"] = pd.array(["192.0.2.7"] * len(host), dtype="string")
+    host["ts"] = host["ts"] + pd.to_timedelta(rng.uniform(0.5, 5.0, len(host)), unit="ms")
+    if kind == "mimic":
+        host["server_flight_bytes"] = pd.array([None] * len(host), dtype="Int64")
+    out = pd.concat([df, host], ignore_index=True)
+    rows = np.arange(len(df), len(out))
+    if kind == "proxy":
+        out = with_hello_of(out, rows, captured().iloc[0])
+    return out, b, rows, origin
+
+
+@pytest.mark.parametrize("kind", ["proxy", "mimic"])
+def test_a_proxy_host_in_dense_traffic_is_found_at_a_tight_width(kind: str) -> None:
+    df, b, rows, origin = _dense_with_host(kind)
+    hit = _flagged(score(df, b))
+    assert hit[rows].all()
+    # the legs it re-originated (where another client opened the name in between, that one is taken instead)
+    legs = np.flatnonzero(hit[: rows[0]])
+    assert np.isin(legs, origin).sum() >= 140
+    assert (~np.isin(legs, origin)).sum() <= 10
+    # at the 2 s width alone this traffic pairs nearly every connection by chance: no surprise there
+    ts = df["ts"].dt.tz_convert(None).to_numpy().view(np.int64)
+    sni = np.asarray(pd.factorize(df["sni"])[0], dtype=np.int64)
+    ids = df["client_ip"].to_numpy(dtype=object)
+    pairs = ph.pair_legs(ts, sni, ph.same_conversation(df), rows, np.arange(rows[0]))
+    wide = ph.proxy_sources(pairs, ids, sni, ids, widths=(ph.PAIR_WINDOW,)).loc["192.0.2.7"]
+    assert wide["chance_rate"] > 0.9
+    assert not wide["proxy"]
+    host = ph.proxy_sources(pairs, ids, sni, ids).loc["192.0.2.7"]
+    assert host["proxy"]
+    assert host["fraction"] >= 0.9  # a few latest partners are another client with the host's own stack
+    assert host["window_ns"] < ph.PAIR_WINDOW.value
+
+
+def test_a_relay_in_dense_traffic_and_unseen_clients_are_not_proxy_hosts() -> None:
+    df, b, rows, _ = _dense_with_host("relay")
+    assert not _flagged(score(df, b)).any()
+    # two known clients left out of the baseline: their connections pair only by chance
+    clean = df.iloc[: rows[0]]
+    unseen = clean["client_ip"].isin(["10.1.0.1", "10.1.0.2"]).to_numpy()
+    assert unseen.sum() > 300
+    b2 = Baseline(model=False).fit(clean[~unseen])
+    assert not _flagged(score(clean, b2)).any()

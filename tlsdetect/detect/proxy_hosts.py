@@ -6,20 +6,20 @@ inline transparent box, from its own address in every case). Where the sensor se
 proxy is a source the baseline never saw whose connections each follow a known client's connection
 with the same SNI. Legs are paired with two as-of joins by SNI (no Python per row): a known client's
 connection at most :data:`PAIR_WINDOW` *before* each unseen source's connection (the proxy's pairing)
-and one at most as long *after* it (chance measured: a busy name is opened by someone every second,
-chance is symmetric in time, and a proxy's upstream leg always comes after).
+and one at most as long *after* it (chance measured: chance is symmetric in time, a proxy's upstream leg
+always comes after).
 
-A source is a proxy host when at least :data:`MIN_PAIRED` of its connections, to at least
-:data:`MIN_NAMES` names, are paired, at least :data:`MIN_FRACTION` of all its connections, and that
-many pairs are unlikely by chance (:data:`MIN_SURPRISE`): chance is the larger of the rate at which
-known clients open those names (modelled) and the share of its connections a known client's followed
-(measured). Clean traffic with real hellos at random times (8-170 connections/s over 20-500 names, 60
-unseen addresses each) pairs 45-100% of the unseen rows by chance, and its largest surprise was 3.3
-nats against the 6.9 required; no unseen source fired. Where every name is opened every second no
-source can be told from chance, and none is flagged. A pair whose two hellos are the same bytes
-(``ja3_full`` and ``ja4_o``) is a relay (a NAT, a TCP load balancer, a CONNECT tunnel that does not
-terminate TLS), not a proxy: it is not counted. A proxy that copies its client's hello looks the same
-here; the server-side signals catch it on the client's leg.
+A source is a proxy host when, at one of the widths :data:`WIDTHS` (5 ms .. 2 s), at least
+:data:`MIN_PAIRED` of its connections, to at least :data:`MIN_NAMES` names, are paired, at least
+:data:`MIN_FRACTION` of all its connections, and that many pairs are unlikely by chance
+(:data:`MIN_SURPRISE`, less ``ln(len(WIDTHS))`` for the widths tried): chance at a width is the larger
+of the rate at which known clients open those names (modelled) and the share of its connections a known
+client's followed within it (measured). On dense traffic (the inline corpus: 5 names, ~8 connections/s)
+89% of connections pair by chance within 2 s but 0.5% within 5 ms, where the interceptors' 1-42 ms lags
+already sit; with each known corpus client in turn left out of the baseline, the largest surprise was 0.4
+nats against the 6.9 required. A pair is a relay (a NAT, a TCP load balancer, a CONNECT tunnel that does
+not terminate TLS), not counted, only when the hello *and* the server side are the same
+(:func:`same_conversation`): a proxy that copies its client's hello answers the client itself.
 
 Both legs are flagged ``proxied_for``: the proxy host's rows with the clients it speaks for, and the
 known clients' legs it re-originated (each one alone could be chance, so at a weight that makes it
@@ -44,17 +44,28 @@ __all__ = [
     "MIN_PAIRED",
     "MIN_SURPRISE",
     "PAIR_WINDOW",
+    "SERVER_SIDE",
+    "WIDTHS",
     "SameHello",
     "pair_legs",
     "proxy_host_signal",
     "proxy_sources",
+    "same_conversation",
     "same_hello",
 ]
 
-#: How long after a client's connection the proxy's own may start. mitmproxy 11 on loopback took 23-266 ms
-#: (``pcaps/intercepted.pcapng``); an appliance that resolves the name and opens TCP upstream first needs an
-#: upstream round trip or two more. Longer windows only add chance pairs.
-PAIR_WINDOW = pd.Timedelta("2s")
+#: How long after a client's connection the proxy's own may start, tried at each width: mitmproxy 11 on
+#: loopback took 23-266 ms (``pcaps/intercepted.pcapng``), the inline corpus's three interceptors 1-5 ms; an
+#: appliance that resolves the name and opens TCP upstream first needs an upstream round trip or two more.
+#: Chance pairing grows with the width, a proxy's does not: each source is judged at its most surprising
+#: width, the surprise less ``ln(len(WIDTHS))`` (Bonferroni: that many tests were tried).
+WIDTHS = tuple(pd.Timedelta(w) for w in ("5ms", "20ms", "100ms", "500ms", "2s"))
+PAIR_WINDOW = WIDTHS[-1]
+#: The server side a relay forwards unchanged: two legs with the same hello and these equal (where both have
+#: them) are one conversation seen twice. ``server_flight_bytes`` on one leg only also differs: a relay
+#: forwards the server's flight to both sides, a proxy that copied the hello upstream cuts that handshake
+#: short (it lacks the client's keys) and answers the client with its own flight.
+SERVER_SIDE = ("ja3s_full", "sh_cipher", "server_flight_bytes", "server_issuer")
 MIN_PAIRED = 3
 MIN_NAMES = 2
 MIN_FRACTION = 0.5
@@ -88,18 +99,41 @@ def same_hello(df: pd.DataFrame) -> SameHello:
     return same
 
 
+def same_conversation(df: pd.DataFrame) -> SameHello:
+    """:data:`SameHello` over ``df`` that also asks for the same server side (:data:`SERVER_SIDE`): a relay's
+    two legs; a proxy that copies its client's hello differs here (its own answer to the client)."""
+    hello = same_hello(df)
+    cols = [(c, raw_column(df, c)) for c in SERVER_SIDE]
+
+    def same(a: npt.NDArray[np.int64], b: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        out = hello(a, b)
+        ia, ib = a[out], b[out]
+        differ = np.zeros(len(ia), dtype=bool)
+        for name, col in cols:
+            va = col.iloc[ia].astype("string").reset_index(drop=True)
+            vb = col.iloc[ib].astype("string").reset_index(drop=True)
+            has_a, has_b = va.notna().to_numpy(dtype=bool), vb.notna().to_numpy(dtype=bool)
+            differ |= has_a & has_b & (va != vb).fillna(False).to_numpy(dtype=bool)
+            if name == "server_flight_bytes":
+                differ |= has_a != has_b
+        out[out] = ~differ
+        return out
+
+    return same
+
+
 def pair_legs(ts: npt.NDArray[np.int64], sni: npt.NDArray[np.int64], same: SameHello,
               left: npt.NDArray[np.int64], right: npt.NDArray[np.int64],
               window: pd.Timedelta = PAIR_WINDOW) -> pd.DataFrame:
     """Pair each ``left`` row (an unseen source's connection) with ``right`` rows (known clients').
 
     ``ts`` are nanoseconds, ``sni`` integer codes (-1: missing), ``same`` tells relays
-    (:func:`same_hello`), ``left``/``right`` row positions. Returns one row per ``left`` row with a name:
-    ``row``; ``partner``, the latest right row with the same SNI at most ``window`` before (-1: none);
-    ``lag_ns``; ``relay``, the partner sent the same hello (not a pair); ``reversed``, a right row with
-    the same SNI and another hello follows within ``window`` (chance measured, held to the same rule);
-    ``chance_p``, the probability that a known client opens this name in any ``window`` at its rate in
-    the table (chance modelled).
+    (:func:`same_conversation`), ``left``/``right`` row positions. Returns one row per ``left`` row with a
+    name: ``row``; ``partner``, the latest right row with the same SNI at most ``window`` before (-1: none);
+    ``lag_ns``; ``relay``, the partner is the same conversation (not a pair); ``reversed``, a right row with
+    the same SNI, not the same conversation, follows within ``window`` (chance measured, held to the same
+    rule) and ``next_lag_ns`` how long after (-1: none); ``rate_hz``, how often known clients open this name
+    in the table (chance modelled: a row pairs by chance within width ``w`` with ``1 - exp(-rate_hz w)``).
     """
     left = left[sni[left] >= 0]
     right = right[np.isin(sni[right], np.unique(sni[left]))]
@@ -113,45 +147,78 @@ def pair_legs(ts: npt.NDArray[np.int64], sni: npt.NDArray[np.int64], same: SameH
     has = partner >= 0
     row = before["row"].to_numpy(dtype=np.int64)
     lag = np.where(has, ts[row] - ts[np.maximum(partner, 0)], 0)
-    # chance: known clients open each name at its own rate; a row pairs by chance with 1 - exp(-rate * window)
+    # chance: known clients open each name at its own rate; a row pairs by chance with 1 - exp(-rate * width)
     span = max(int(ts[np.concatenate([left, right])].max() - ts[np.concatenate([left, right])].min()), tol) \
         if len(left) else tol
     per_name = np.bincount(sni[right], minlength=int(sni.max(initial=0)) + 1)
-    chance_p = 1.0 - np.exp(-per_name[sni[row]] * tol / span)
+    rate_hz = per_name[sni[row]] * 1e9 / span
     relay = same(row, partner)
     nxt = after["next"].fillna(-1).to_numpy(dtype=np.int64)
+    rev = (nxt >= 0) & ~same(row, nxt)
     return pd.DataFrame({"row": row, "partner": np.where(relay, -1, partner), "lag_ns": lag, "relay": relay,
-                         "reversed": (nxt >= 0) & ~same(row, nxt), "chance_p": chance_p})
+                         "reversed": rev, "next_lag_ns": np.where(rev, ts[np.maximum(nxt, 0)] - ts[row], -1),
+                         "rate_hz": rate_hz})
 
 
 def proxy_sources(pairs: pd.DataFrame, source: npt.NDArray[np.object_], sni: npt.NDArray[np.int64],
-                  client: npt.NDArray[np.object_]) -> pd.DataFrame:
-    """Per unseen source: connections, paired, ordered (paired and not followed), chance (followed, not
-    paired), names paired, median lag, relays, chance rate and surprise, the clients it speaks for, whether
-    it is a proxy host and how strongly (``weight``)."""
-    p = pairs.assign(source=source[pairs["row"].to_numpy()])
-    paired = p["partner"].to_numpy() >= 0
+                  client: npt.NDArray[np.object_], widths: tuple[pd.Timedelta, ...] = WIDTHS) -> pd.DataFrame:
+    """Per unseen source, at its most surprising width (``window_ns``, one of ``widths``): connections,
+    paired (a known client's connection to the same name at most that long before), ordered (paired and not
+    followed), chance (followed, not paired), names paired, median lag, relays, chance rate and surprise
+    (Bonferroni-corrected over the widths), the clients it speaks for, whether it is a proxy host and how
+    strongly (``weight``)."""
+    rows = pairs["row"].to_numpy()
+    code, srcs = pd.factorize(pd.Series(source[rows], dtype=object), sort=True)
+    code = np.asarray(code, dtype=np.int64)
+    k = len(srcs)
+    width_ns = np.array([w.value for w in widths], dtype=np.int64)
+    has = pairs["partner"].to_numpy() >= 0
+    lag = pairs["lag_ns"].to_numpy()
+    nxt = pairs["next_lag_ns"].to_numpy()
+    fwd = has[:, None] & (lag[:, None] <= width_ns)  # rows x widths
+    back = (nxt[:, None] >= 0) & (nxt[:, None] <= width_ns)
+    model = 1.0 - np.exp(-pairs["rate_hz"].to_numpy(dtype=np.float64)[:, None] * width_ns / 1e9)
+
+    def per_source(m: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        cols = [np.bincount(code, weights=m[:, j], minlength=k) for j in range(len(width_ns))]
+        return np.stack(cols, axis=1) if k else np.zeros((0, len(width_ns)))
+
+    n = np.bincount(code, minlength=k).astype(np.float64)[:, None]
+    share = per_source(fwd.astype(np.float64)) / np.maximum(n, 1)
+    # chance at each width: the larger of the modelled rate and the measured one (the share of its rows a known
+    # client's connection to the same name followed within that width)
+    p0 = np.clip(np.maximum(per_source(model), per_source(back.astype(np.float64))) / np.maximum(n, 1),
+                 1e-9, 1 - 1e-9)
+    surprise = np.maximum(n * _kl(share, p0) - np.log(len(width_ns)), 0.0)  # Bonferroni over the widths
+    names = np.stack([_distinct(code[fwd[:, j]], sni[rows[fwd[:, j]]], k) for j in range(len(width_ns))], axis=1) \
+        if k else np.zeros((0, len(width_ns)))
+    ok = ((share * n >= MIN_PAIRED) & (names >= MIN_NAMES) & (np.round(share, 3) >= MIN_FRACTION)
+          & (surprise >= MIN_SURPRISE))
+    # a proxy host at any width; its legs are those of the widest such width (a proxy's lags spread, chance
+    # stays low well past the tightest); any other source at its most surprising width (equals: the widest)
+    rank = np.where(ok, 2.0 * np.max(surprise, initial=0.0) + 1 + np.arange(len(width_ns)), surprise)
+    best = len(width_ns) - 1 - np.argmax(rank[:, ::-1], axis=1) if k else np.zeros(0, dtype=np.int64)
+    at = np.arange(k)
+    window = width_ns[best]
+    p = pairs.assign(source=np.asarray(srcs, dtype=object)[code])
+    paired = has & (lag <= window[code])
+    reversed_ = back[np.arange(len(rows)), best[code]] if len(rows) else np.zeros(0, dtype=bool)
     p["paired"] = paired
-    p["ordered"] = paired & ~p["reversed"].to_numpy()
-    p["chance"] = ~paired & p["reversed"].to_numpy()
-    p["name"] = np.where(paired, sni[p["row"].to_numpy()], -1)
-    p["lag_ms"] = np.where(paired, p["lag_ns"].to_numpy() / 1e6, np.nan)
+    p["ordered"] = paired & ~reversed_
+    p["chance"] = ~paired & reversed_
+    p["name"] = np.where(paired, sni[rows], -1)
+    p["lag_ms"] = np.where(paired, lag / 1e6, np.nan)
     g = p.groupby("source", sort=True)
     out = pd.DataFrame({
         "connections": g.size(), "paired": g["paired"].sum(), "ordered": g["ordered"].sum(),
         "chance": g["chance"].sum(), "relays": g["relay"].sum(),
         "names": p[paired].groupby("source")["name"].nunique(), "lag_ms": g["lag_ms"].median(),
     }).fillna({"names": 0}).astype({"names": np.int64})
-    share = out["paired"] / out["connections"]
-    out["fraction"] = np.round(share, 3)
-    # chance for this source: the larger of the modelled rate and the measured one (its rows a known client's
-    # connection to the same name followed within the window)
-    p0 = np.clip(np.maximum(g["chance_p"].mean().to_numpy(dtype=np.float64),
-                            g["reversed"].mean().to_numpy(dtype=np.float64)), 1e-9, 1 - 1e-9)
-    out["chance_rate"] = np.round(p0, 3)
-    out["surprise"] = np.round(out["connections"] * _kl(share.to_numpy(dtype=np.float64), p0), 2)
-    out["proxy"] = ((out["paired"] >= MIN_PAIRED) & (out["names"] >= MIN_NAMES) & (out["fraction"] >= MIN_FRACTION)
-                    & (out["surprise"] >= MIN_SURPRISE))
+    out["fraction"] = np.round(out["paired"] / out["connections"], 3)
+    out["window_ns"] = window
+    out["chance_rate"] = np.round(p0[at, best], 3)
+    out["surprise"] = np.round(surprise[at, best], 2)
+    out["proxy"] = ok[at, best]
     strong = ((out["paired"] >= STRONG_PAIRED) & (out["names"] >= STRONG_NAMES)
               & (out["fraction"] >= STRONG_FRACTION))
     out["weight"] = np.where(out["proxy"], np.where(strong, STRONG_HOST_WEIGHT, HOST_WEIGHT), 0.0)
@@ -161,6 +228,12 @@ def proxy_sources(pairs: pd.DataFrame, source: npt.NDArray[np.object_], sni: npt
     out["clients"] = [tops.get(str(s)) for s in out.index]  # one per source, not per row
     out["speaks_for"] = spoken.groupby("source")["client"].nunique().reindex(out.index).fillna(0).astype(np.int64)
     return out
+
+
+def _distinct(group: npt.NDArray[np.int64], value: npt.NDArray[np.int64], k: int) -> npt.NDArray[np.float64]:
+    """How many distinct ``value`` each of ``k`` groups has."""
+    pairs = np.unique(np.stack([group, value], axis=1), axis=0) if len(group) else np.zeros((0, 2), np.int64)
+    return np.bincount(pairs[:, 0], minlength=k).astype(np.float64)
 
 
 def _kl(q: npt.NDArray[np.float64], p: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -186,9 +259,9 @@ def proxy_host_signal(df: pd.DataFrame, b: Baseline, cid: pd.Series, ev: Evidenc
         return
     ts = ts_col.astype("datetime64[ns, UTC]").dt.tz_convert(None).to_numpy().view(np.int64)
     sni = np.asarray(pd.factorize(raw_column(df, "sni"))[0], dtype=np.int64)
-    pairs = pair_legs(ts, sni, same_hello(df), unseen, known, window)
+    pairs = pair_legs(ts, sni, same_conversation(df), unseen, known, window)
     ids = cid.astype(object).to_numpy()
-    hosts = proxy_sources(pairs, ids, sni, ids)
+    hosts = proxy_sources(pairs, ids, sni, ids, (*(w for w in WIDTHS if w < window), window))
     hosts = hosts[hosts["proxy"]]
     if len(hosts) == 0:
         return
@@ -197,12 +270,13 @@ def proxy_host_signal(df: pd.DataFrame, b: Baseline, cid: pd.Series, ev: Evidenc
     h_rows[unseen] = host_of[unseen] >= 0
     weight = np.zeros(len(df))
     weight[h_rows] = hosts["weight"].to_numpy()[host_of[h_rows]]
-    sec = f"{window.total_seconds():g} s"
+    ms = pd.Series(hosts["window_ns"].to_numpy() / 1e6).map("{:g}".format)
 
     def host_detail(i: npt.NDArray[np.int64]) -> pd.Series:
         h = hosts.iloc[host_of[i]]
         return ("source " + texts_at(cid, i) + " is not in the baseline; " + _s(h["paired"]) + " of its "
-                + _s(h["connections"]) + " connections, to " + _s(h["names"]) + " names, each started within " + sec
+                + _s(h["connections"]) + " connections, to " + _s(h["names"]) + " names, each started within "
+                + _s(ms.iloc[host_of[i]]) + " ms"
                 + " after a known client's connection to the same name (median " + _s(h["lag_ms"].round(1))
                 + " ms later; " + _s(h["chance"]) + " only the other way round; chance " + _s(h["chance_rate"])
                 + " a connection): it re-originates "
@@ -211,7 +285,9 @@ def proxy_host_signal(df: pd.DataFrame, b: Baseline, cid: pd.Series, ev: Evidenc
     ev.add("proxied_for", h_rows, host_detail, expected=lambda i: hosts["clients"].to_numpy()[host_of[i]],
            observed=lambda i: hosts["fraction"].to_numpy()[host_of[i]], weight=weight)
 
-    legs = pairs[(pairs["partner"].to_numpy() >= 0) & (host_of[pairs["row"].to_numpy()] >= 0)]
+    host = host_of[pairs["row"].to_numpy()]
+    within = pairs["lag_ns"].to_numpy() <= hosts["window_ns"].to_numpy()[np.maximum(host, 0)]
+    legs = pairs[(pairs["partner"].to_numpy() >= 0) & (host >= 0) & within]
     legs = legs.drop_duplicates("partner")
     leg_row = legs["partner"].to_numpy()
     leg_mask = np.zeros(len(df), dtype=bool)
