@@ -1,7 +1,8 @@
 """End-to-end: ``scripts/make_eval_corpus.py`` run small; its labels must match what tlsdetect reads.
 
-Every connection tlsdetect sees in the two captures and the Envoy log has exactly one label row and
-every label row is seen; the intercepted rows carry mitmproxy's fingerprint, never the client's own.
+Every connection tlsdetect sees in the two captures, the Envoy log and the two inline sensors has
+exactly one label row and every label row is seen; the intercepted rows carry mitmproxy's fingerprint,
+never the client's own; the inline TLS 1.2 probe shows the (renewed) certificates in clear.
 """
 
 from __future__ import annotations
@@ -142,3 +143,27 @@ def test_envoy_labels_match_tlsdetect(corpus: Path) -> None:
     assert {"train", "test"} == set(merged.loc[merged["path"] == "mesh-internal", "split"])
     raw = [json.loads(line) for line in (corpus / "envoy_access.jsonl").read_text().splitlines()]
     assert all(r["downstream_peer_cert"].startswith("-----BEGIN%20CERTIFICATE-----") for r in raw)
+
+
+@pytest.mark.slow
+def test_inline_labels_match_tlsdetect_and_the_probe_is_tls12(corpus: Path) -> None:
+    labels = pd.read_csv(corpus / "labels.csv", keep_default_na=False)
+    for src in ("inline_client", "inline_server"):
+        seen = read_pcap(corpus / f"{src}.pcapng")[0]
+        lab = labels[labels["source"] == src]
+        seen_keys, label_keys = _keys(seen), _keys(lab)
+        assert len(seen_keys) == len(set(seen_keys)), src
+        assert len(label_keys) == len(set(label_keys)), src
+        assert set(seen_keys) == set(label_keys), src
+        merged = seen.astype({"client_port": "int64", "server_port": "int64"}).merge(
+            lab.astype({"client_port": "int64", "server_port": "int64"}), on=KEY, validate="one_to_one")
+        probe = merged[merged["stack"] == "probe12"]
+        # every name in every batch (train + two halves per interceptor), clean, TLS 1.2
+        assert set(probe["sni"].str.split(".").str[0]) == {"www", "api", "cdn", "static", "shop"}, src
+        assert set(probe["label"]) == {"clean"}
+        assert set(probe["tls_version"]) == {"TLSv1.2"}
+        assert {"train", "test"} == set(probe["split"])
+        if src == "inline_server":  # the certificates in clear, the renewed one too
+            assert probe["server_cert_sha256"].notna().all()
+            renewed = probe[probe["note"].str.startswith("renewal:")].groupby("note")["server_cert_sha256"].nunique()
+            assert renewed.to_dict() == {"renewal:new-cert": 1, "renewal:old-cert": 1}
