@@ -59,3 +59,25 @@ async def test_score_rows_carry_the_server_side(baseline_dir: Path, rows: pd.Dat
     props = spec["components"]["schemas"]["ScoredConnection"]["properties"]
     assert {t.get("type") for t in props["ja3s"]["anyOf"]} == {"string", "null"}
     assert {t.get("type") for t in props["sh_cipher"]["anyOf"]} == {"integer", "null"}
+
+
+@pytest.mark.anyio
+async def test_score_rows_carry_resumption_and_flight_size(baseline_dir: Path, rows: pd.DataFrame) -> None:
+    """issue 16 item 7: ``resumed`` (a boolean) and ``server_flight_bytes`` (an integer) come back as sent."""
+    sent = payload(rows)["connections"][:4]
+    for i, row in enumerate(sent):
+        row["resumed"] = [True, False, None, True][i]
+        row["server_flight"] = [[23, 3000 + i, 264, 52], [], None, [70000]][i]
+        row["server_flight_bytes"] = [3339 + i, 0, None, 70000][i]
+    async with client(create_app(Settings(baseline_dir=baseline_dir))) as c:
+        r = await c.post("/v1/score", json={"connections": sent})
+        spec = (await c.get("/openapi.json")).json()
+        bad = await c.post("/v1/score", json={"connections": [{**sent[0], "server_flight": [-1]}]})
+    assert r.status_code == 200, r.text
+    got = r.json()["rows"]
+    assert [row["resumed"] for row in got] == [True, False, None, True]
+    assert [row["server_flight_bytes"] for row in got] == [3339, 0, None, 70000]
+    assert bad.status_code == 422
+    props = spec["components"]["schemas"]["ScoredConnection"]["properties"]
+    assert {t.get("type") for t in props["resumed"]["anyOf"]} == {"boolean", "null"}
+    assert {t.get("type") for t in props["server_flight_bytes"]["anyOf"]} == {"integer", "null"}
