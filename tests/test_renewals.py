@@ -10,7 +10,7 @@ import pytest
 
 from tlsdetect.detect.baseline import Baseline
 from tlsdetect.detect.issuers import add_issuer_keys
-from tlsdetect.detect.renewals import CERT_TABLE_COLUMNS, clear_certs, renewal_deltas
+from tlsdetect.detect.renewals import CERT_TABLE_COLUMNS, clear_certs, renewal_deltas, same_servers
 from tlsdetect.detect.server_profiles import server_rows
 
 from .detect_data import population
@@ -96,3 +96,23 @@ def test_a_new_issuer_or_another_issuing_key_is_no_renewal(train: pd.DataFrame) 
     assert len(renewal_deltas(no_akid, _new_cert(known, 300))) > 0
     assert np.all(renewal_deltas(known.iloc[:0], _new_cert(known, 300)).columns
                   == ["scope", "server", "delta", "dchain", "first_seen"])
+
+
+def test_scoring_reads_only_the_servers_whose_flight_changed(train: pd.DataFrame) -> None:
+    rows = server_rows(train)
+    one = np.zeros(len(train), dtype=bool)
+    one[int(np.flatnonzero((train["sni"] == "curl.sample.tlsdetect.test").to_numpy())[0])] = True
+    keep = same_servers(rows, one)
+    # every row to that name, and every row to its address
+    port = train["server_port"].to_numpy()[one][0]
+    expected = ((train["sni"] == "curl.sample.tlsdetect.test") | (train["server_port"] == port)).to_numpy()
+    assert 0 < keep.sum() < len(train)
+    assert (keep == expected).all()
+    nameless = train.assign(sni=pd.array([None] * len(train), dtype="string"),
+                            server_port=pd.array(np.where(train["sni"] == "curl.sample.tlsdetect.test", 1, 2),
+                                                 dtype="Int32"))
+    keep = same_servers(server_rows(nameless), one)
+    assert keep.sum() == (train["sni"] == "curl.sample.tlsdetect.test").sum()
+    assert not same_servers(rows, np.zeros(len(train), dtype=bool)).any()
+    certs = clear_certs(train, rows, train["ts"], keep=~rows.flight.astype(bool))  # no row kept
+    assert len(certs) == 0
