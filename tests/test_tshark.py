@@ -27,6 +27,7 @@ from tlsdetect.fingerprint import client_fingerprints
 from tlsdetect.readers.base import ReadStats
 from tlsdetect.readers.pcap.engine import read_pcap
 from tlsdetect.readers.pcap.tshark import TsharkError, read_pcap_tshark
+from tlsdetect.readers.pcap.tshark_frames import Frame, lua_script
 from tlsdetect.wire.tls import parse_client_hello
 
 from .conftest import (
@@ -510,17 +511,15 @@ def test_tls13_flight_past_the_horizon_is_missing_not_guessed(tmp_path: Path) ->
 
 
 def test_records_keep_stream_order_and_stop_at_one_not_understood() -> None:
-    """ek ``tls`` layers -> records in order; an encrypted body is cut to its header; a record whose
-    bytes do not match its header ends the direction (nothing after it can be placed)."""
-    app = (bytes([23, 3, 3, 0, 4]) + b"abcd").hex()
-    ccs = bytes([20, 3, 3, 0, 1, 1]).hex()
-    layers = {"tls": [{"tls_tls_record_raw": [ccs, app]}, {"tls_tls_record_raw": "1703030009ff"}]}
-    records = engine._records(layers)
-    assert records == (bytes.fromhex(ccs), bytes([23, 3, 3, 0, 4]), b"")
+    """Listener records -> the stream laid out: an encrypted body is zeros of its length; a record
+    whose bytes do not match its header ends the direction (nothing after it can be placed)."""
+    header = bytes([23, 3, 3, 0, 4])
+    ccs = bytes([20, 3, 3, 0, 1, 1])
+    records = (ccs, header, b"")
     side = engine._Side()
     side.records, side.arrivals, side.reach = [*records], [7, 7, 8], 100
     engine._lay_out(side)
-    assert side.view.data == bytes.fromhex(ccs) + bytes([23, 3, 3, 0, 4]) + bytes(4)
+    assert side.view.data == ccs + header + bytes(4)
     assert (side.view.starts, side.view.arrivals, side.view.capped) == ([0, 6], [7, 7], True)
 
 
@@ -643,15 +642,30 @@ def test_assembler_never_raises_on_arbitrary_messages(
     for i, (proto, raw, reply, udp, quic) in enumerate(messages):
         src, dst = ("10.0.0.2", "10.0.0.1") if reply else ("10.0.0.1", "10.0.0.2")
         sport, dport = (443, 5000) if reply else (5000, 443)
-        frame = engine.Frame(i + 1, i, src, dst, sport, dport, "udp" if udp else "tcp", 0, quic, ((proto, raw),),
-                             records=(raw[:5], raw, b"") if reply else (raw,), nxtseq=len(raw))
+        frame = Frame(i + 1, i, src, dst, sport, dport, "udp" if udp else "tcp", 0, quic, ((proto, raw),),
+                      records=(raw[:5], raw, b"") if reply else (raw,), nxtseq=len(raw))
         assembler.add(frame)
     for row in assembler.rows():
         assert row["transport"] in ("tcp", "quic", "dtls")
 
 
 def test_tshark_is_not_asked_for_its_own_fingerprints() -> None:
-    """The ja3 fields are the oracle: the command asks for raw bytes, never for tshark's hashes."""
-    cmd = engine.tshark_command("tshark", "x.pcap")
-    assert "-x" in cmd
-    assert not any("ja3" in part for part in cmd)
+    """The ja3 fields are the oracle: the listener reads raw bytes, never tshark's hashes, and
+    tshark prints nothing of its own (no ``-x``: raw bytes of whole frames were most of the time)."""
+    cmd = engine.tshark_command("tshark", "x.pcap", "listener.lua")
+    assert "-q" in cmd
+    assert "-x" not in cmd
+    assert "lua_script:listener.lua" in cmd
+    assert "ja3" not in lua_script(engine.DISPLAY_FILTER)
+
+
+@needs_tshark
+def test_a_failing_listener_is_an_error_not_an_empty_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tshark exits 0 after a Lua error: without the listener's end line the file is not read."""
+    broken = tmp_path / "broken.lua"
+    broken.write_text("error('deliberately broken')\n")
+    monkeypatch.setattr(engine, "_script", lambda: str(broken))
+    path = _write(tmp_path, "one.pcap", [_tcp(("10.0.0.1", "10.0.0.2"), (40000, 443), 1, 0x18,
+                                              _record(_handshake(1, _client_hello("x.example"))))])
+    with pytest.raises(TsharkError, match=r"Lua listener did not run through one\.pcap"):
+        read_pcap_tshark(path)

@@ -5,9 +5,10 @@ reassembles TCP, TLS records, QUIC CRYPTO frames and DTLS fragments with code th
 nothing with ours), and it is how tlsdetect reads QUIC (tshark decrypts QUIC Initial packets)
 and DTLS hellos, which the native engine does not read yet.
 
-How: ``tshark -T ek -x -j NODES`` prints one JSON line per frame that carries a Client- or
-ServerHello or a Certificate, with the raw bytes of every handshake message Wireshark assembled
-(``tls.handshake_raw`` / ``dtls.handshake_raw``; for a message reassembled from several TCP
+How: a Lua listener run inside tshark (:mod:`.tshark_frames`; ``tshark -q -X lua_script:...``)
+prints one line per frame that carries a Client- or ServerHello or a Certificate, with the
+bytes of every handshake message Wireshark assembled (the ``tls.handshake`` / ``dtls.handshake``
+items; for a message reassembled from several TCP
 segments, TLS records or QUIC CRYPTO frames, in any order, the raw value is the whole message,
 beside the pieces it was built from). DTLS fragments are joined here, by message_seq, because
 Wireshark gives up on retransmitted fragments. Those bytes go
@@ -17,13 +18,14 @@ dissection, reassembly and decryption; fingerprints come from the stage after re
 (:func:`tlsdetect.fingerprint.enrich`), never from tshark's own ``ja3`` fields (those are the
 oracle in the tests). :func:`iter_tshark` is the reader; :func:`read_pcap_tshark` adds the stage.
 
-The output is read line by line while tshark runs, so memory holds one frame's JSON plus one
+The output is read line by line while tshark runs, so memory holds one frame's line plus one
 small state per connection (about the size of its row), never the whole dissection.
 
 The server's and the client's flights (``server_flight``, ``client_flight``, ``resumed``; see
-:mod:`tlsdetect.schema`) come from the TLS records tshark reassembled, in wire order: ek prints
-each record's raw bytes (``tls.record``) in the order they were in the stream, which the merged
-field lists (``tls.record.content_type`` beside ``tls.record.opaque_type``) do not keep. Each
+:mod:`tlsdetect.schema`) come from the TLS records tshark reassembled, in wire order: the
+listener prints each ``tls.record`` item's bytes (a plaintext record whole, an encrypted one's
+5-byte header) in tree order, which is stream order and which tshark's per-field lists
+(``tls.record.content_type`` beside ``tls.record.opaque_type``) do not keep. Each
 direction's records are laid end to end (an encrypted record's body, never printed in full, as
 zeros of its length) and read by the native engine's own rules (:meth:`.Connection.row`, through
 :mod:`.records`), so the engines differ only in which records they saw and when. Frames with
@@ -39,27 +41,27 @@ the other side answers; flights ending past ~47 KiB of the TCP stream are missin
 native engine reads 256 KiB); and for DTLS a second ClientHello (the answer to a
 HelloVerifyRequest) is not a HelloRetryRequest.
 
-Size: one module for one engine: the ek frame parser, the per-connection assembler and the
-process handling only serve each other.
+Size: one module for one engine: the per-connection assembler and the process handling only
+serve each other (the listener and its line format are in :mod:`.tshark_frames`).
 """
 
 from __future__ import annotations
 
-import functools
+import atexit
+import contextlib
 import hashlib
 import ipaddress
-import json
 import logging
 import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import pandas as pd
 
@@ -67,6 +69,7 @@ from tlsdetect import schema
 from tlsdetect.fingerprint import client_fingerprints, enrich
 from tlsdetect.readers.base import ReadStats
 from tlsdetect.readers.pcap.tls_stream import VERSION_NAMES, Connection, DirectionView, Endpoint, reassemble
+from tlsdetect.readers.pcap.tshark_frames import END_MARK, START_MARK, Frame, lua_script, parse_line
 from tlsdetect.wire.tls import (
     HANDSHAKE_CERTIFICATE,
     HANDSHAKE_CLIENT_HELLO,
@@ -106,24 +109,8 @@ PREFERENCES = (
     "tls.desegment_ssl_records:TRUE",
     "tcp.reassemble_out_of_order:TRUE",
 )
-#: The tree nodes printed (``-j``): the rest of the dissection would be 3-4x the output to parse.
-#: Each listed protocol prints its own raw bytes; children are printed only when listed too.
-PRINTED_NODES = (
-    "frame frame.number frame.time_epoch frame.protocols",
-    "ip ip.src ip.dst ipv6 ipv6.src ipv6.dst",
-    "tcp tcp.srcport tcp.dstport tcp.stream tcp.nxtseq udp udp.srcport udp.dstport udp.stream",
-    "tls tls.record tls.handshake dtls dtls.record dtls.handshake quic quic.frame",
-)
-#: The ek key of one TLS record's raw bytes (header and body), one per record in stream order.
-_RECORD_KEY = "tls_tls_record_raw"
 #: Record content types kept whole: the TLS <= 1.2 flights count handshake messages across records.
 _PLAINTEXT_TYPES = frozenset({20, 21, 22})
-#: ek keys (``<proto>_<field>_raw``) that hold the bytes of one handshake message.
-_RAW_KEYS = {"tls_tls_handshake_raw": "tls", "dtls_dtls_handshake_raw": "dtls"}
-#: Layers that never hold a handshake message: not walked.
-_NO_HANDSHAKES = frozenset(
-    {"frame", "frame_raw", "eth", "eth_raw", "ip", "ip_raw", "ipv6", "ipv6_raw", "tcp", "tcp_raw", "udp", "udp_raw"}
-)
 _WANTED = (HANDSHAKE_CLIENT_HELLO, HANDSHAKE_SERVER_HELLO, HANDSHAKE_CERTIFICATE)
 _TLS13 = 0x0304
 _DTLS_HEADER = 12
@@ -143,139 +130,6 @@ _TRANSPORT_LETTER = {"tcp": "t", "quic": "q", "dtls": "d"}
 
 class TsharkError(RuntimeError):
     """tshark is missing or could not read a file; the message is tshark's own, in one line."""
-
-
-# ---------------------------------------------------------------------------------------------
-# One frame of tshark's ek output
-
-
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """The parts of one dissected frame the engine uses; ``messages`` are (proto, raw bytes)."""
-
-    number: int
-    ts_ns: int
-    src: str
-    dst: str
-    sport: int
-    dport: int
-    l4: str  # "tcp" or "udp": the innermost transport layer
-    stream: int
-    quic: bool  # the handshake travels in QUIC CRYPTO frames
-    messages: tuple[tuple[str, bytes], ...]
-    #: TLS-over-TCP records completed in this frame, in stream order: plaintext ones whole, an
-    #: encrypted one as its 5-byte header (a record whose raw bytes do not match its header: b"").
-    records: tuple[bytes, ...] = ()
-    nxtseq: int = 0  # relative sequence number after this segment (0: unknown)
-
-
-def _last(value: Any) -> Any:
-    """ek merges repeated layers or fields into a list; the innermost (last) one is wanted."""
-    return value[-1] if isinstance(value, list) and value else value
-
-
-def _epoch_ns(text: str) -> int:
-    """``frame.time_epoch`` ("1675707155.389827000") to integer nanoseconds, without float loss."""
-    return int(Decimal(text).scaleb(9))
-
-
-def _raw_messages(node: dict[str, Any] | list[Any], out: list[tuple[str, bytes]]) -> None:
-    """Collect every handshake-message raw value under ``node``, in tree order.
-
-    Only containers are descended into: most of a frame's nodes are leaves or ``{"filtered": ...}``
-    placeholders, and a call per leaf would cost more than the JSON parse.
-    """
-    values = node.values() if isinstance(node, dict) else node
-    keys = node.keys() if isinstance(node, dict) else [None] * len(node)
-    for key, value in zip(keys, values, strict=True):
-        proto = _RAW_KEYS.get(key) if key is not None else None
-        if proto is not None:
-            for hexed in value if isinstance(value, list) else [value]:
-                if isinstance(hexed, str):
-                    try:
-                        out.append((proto, bytes.fromhex(hexed)))
-                    except ValueError:
-                        continue
-        elif isinstance(value, (dict, list)) and "filtered" not in value:
-            _raw_messages(value, out)
-
-
-def _records(layers: dict[str, Any]) -> tuple[bytes, ...]:
-    """The raw TLS records of a frame's ``tls`` layer(s), in order (see :attr:`Frame.records`).
-
-    An encrypted record's hex is cut to its header before decoding: only its length is used.
-    """
-    out: list[bytes] = []
-    tls = layers.get("tls")
-    for layer in tls if isinstance(tls, list) else [tls]:
-        raw = layer.get(_RECORD_KEY) if isinstance(layer, dict) else None
-        for hexed in raw if isinstance(raw, list) else [raw]:
-            if not isinstance(hexed, str):
-                continue
-            try:
-                head = bytes.fromhex(hexed[:10])
-                whole = len(head) == 5 and len(hexed) == 2 * (5 + int.from_bytes(head[3:5], "big"))
-                out.append((bytes.fromhex(hexed) if head[0] in _PLAINTEXT_TYPES else head) if whole else b"")
-            except ValueError:
-                out.append(b"")
-    return tuple(out)
-
-
-def _innermost(protocols: str, names: Iterable[str]) -> str | None:
-    """The name among ``names`` that occurs last in ``frame.protocols`` (eth:ip:udp:...)."""
-    stack = protocols.split(":")
-    best: tuple[int, str] | None = None
-    for name in names:
-        if name in stack:
-            pos = len(stack) - 1 - stack[::-1].index(name)
-            if best is None or pos > best[0]:
-                best = (pos, name)
-    return best[1] if best else None
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def _address(text: str) -> str:
-    """An address as ipaddress spells it; cached, as a capture has few addresses and many frames."""
-    return str(ipaddress.ip_address(text))
-
-
-def parse_ek_frame(layers: dict[str, Any], *, messages: bool = True) -> Frame | None:
-    """One ek ``layers`` object -> :class:`Frame`; None for frames without IP + TCP/UDP.
-
-    ``messages=False``: the caller knows the line has no handshake raw value (most frames printed
-    for their records only), so the tree is not walked for one.
-    """
-    frame = _last(layers.get("frame"))
-    if not isinstance(frame, dict):
-        return None
-    protocols = str(frame.get("frame_frame_protocols", ""))
-    ip_name = _innermost(protocols, ("ip", "ipv6"))
-    l4 = _innermost(protocols, ("tcp", "udp"))
-    ip, transport = _last(layers.get(ip_name or "")), _last(layers.get(l4 or ""))
-    if not isinstance(ip, dict) or not isinstance(transport, dict) or l4 is None:
-        return None
-    found: list[tuple[str, bytes]] = []
-    if messages:
-        _raw_messages({k: v for k, v in layers.items() if k not in _NO_HANDSHAKES}, found)
-    records = _records(layers) if l4 == "tcp" else ()
-    try:
-        nxtseq = int(_last(transport.get("tcp_tcp_nxtseq", 0))) if l4 == "tcp" else 0
-        return Frame(
-            number=int(frame["frame_frame_number"]),
-            ts_ns=_epoch_ns(str(frame["frame_frame_time_epoch"])),
-            src=_address(str(_last(ip[f"{ip_name}_{ip_name}_src"]))),
-            dst=_address(str(_last(ip[f"{ip_name}_{ip_name}_dst"]))),
-            sport=int(_last(transport[f"{l4}_{l4}_srcport"])),
-            dport=int(_last(transport[f"{l4}_{l4}_dstport"])),
-            l4=l4,
-            stream=int(_last(transport[f"{l4}_{l4}_stream"])),
-            quic="quic" in protocols.split(":"),
-            messages=tuple(found),
-            records=records,
-            nxtseq=nxtseq,
-        )
-    except (KeyError, TypeError, ValueError, InvalidOperation):
-        return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -532,10 +386,10 @@ def _render(conn: _Conn, source: str) -> dict[str, object]:
 # Running tshark
 
 
-def tshark_command(tshark: str, path: str | os.PathLike[str]) -> list[str]:
-    """The command line: ek JSON with raw bytes, only frames carrying a hello or certificate."""
-    cmd = [tshark, "-n", "-r", os.fspath(path), "-Y", DISPLAY_FILTER, "-T", "ek", "-x"]
-    cmd += ["-j", " ".join(PRINTED_NODES)]
+def tshark_command(tshark: str, path: str | os.PathLike[str], script: str | os.PathLike[str]) -> list[str]:
+    """The command line: no output of tshark's own (``-q``), the listener ``script`` prints the
+    frames (see :mod:`.tshark_frames`)."""
+    cmd = [tshark, "-n", "-q", "-r", os.fspath(path), "-X", f"lua_script:{os.fspath(script)}"]
     for pref in PREFERENCES:
         cmd += ["-o", pref]
     return cmd
@@ -561,27 +415,58 @@ def _stderr_message(raw: bytes) -> str:
     return lines[-1] if lines else ""
 
 
-def _frames(stdout: IO[bytes], stats: ReadStats, name: str) -> Iterator[Frame]:
-    """Parse ek lines as they arrive; the ``{"index": ...}`` lines between frames are skipped."""
-    for line in stdout:
-        if not line.startswith(b'{"timestamp"') and not line.startswith(b'{"layers"'):
+@dataclass(slots=True)
+class _Listener:
+    """What the listener's own lines said: whether it started, and whether it saw the file through."""
+
+    started: bool = False
+    ended: bool = False
+
+
+def _frames(stdout: IO[bytes], stats: ReadStats, name: str, listener: _Listener) -> Iterator[Frame]:
+    """Parse the listener's lines as they arrive (see :func:`.tshark_frames.parse_line`)."""
+    for raw in stdout:
+        line = raw.decode("utf-8", "replace").rstrip("\n")
+        if line == START_MARK:
+            listener.started = True
             continue
-        try:
-            doc = json.loads(line.decode("utf-8", "replace"))
-        except ValueError as exc:
-            stats.warnings.append(f"{name}: unreadable tshark output line skipped ({exc})")
+        if line == END_MARK:
+            listener.ended = True
             continue
-        layers = doc.get("layers") if isinstance(doc, dict) else None
-        frame = parse_ek_frame(layers, messages=b'handshake_raw"' in line) if isinstance(layers, dict) else None
-        if frame is not None:
-            yield frame
+        frame = parse_line(line) if listener.started else None
+        if frame is None:
+            if line:
+                stats.counts["unreadable_lines"] += 1
+            continue
+        yield frame
+
+
+_SCRIPT_LOCK = threading.Lock()
+_SCRIPT: list[str] = []
+
+
+def _script() -> str:
+    """The listener written once per process to a private temporary file (tshark reads a path)."""
+    with _SCRIPT_LOCK:
+        if not _SCRIPT or not os.path.exists(_SCRIPT[0]):
+            fd, path = tempfile.mkstemp(prefix="tlsdetect-", suffix=".lua")
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(lua_script(DISPLAY_FILTER))
+            atexit.register(_remove, path)
+            _SCRIPT[:] = [path]
+        return _SCRIPT[0]
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
 
 
 def _read_file(tshark: str, path: str | os.PathLike[str]) -> tuple[list[dict[str, object]], ReadStats]:
     """Run tshark over one file and turn its frames into rows, while it is still printing them.
 
     Counts: ``frames``, ``handshake_messages``, ``skipped_messages``, ``parse_errors``,
-    ``connections``.
+    ``unreadable_lines`` (output lines that are not a frame), ``connections``.
     """
     name = Path(path).name
     stats = ReadStats(files=1)
@@ -589,14 +474,15 @@ def _read_file(tshark: str, path: str | os.PathLike[str]) -> tuple[list[dict[str
     with tempfile.TemporaryFile() as err:
         try:
             proc = subprocess.Popen(
-                tshark_command(tshark, path), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err
+                tshark_command(tshark, path, _script()), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err
             )
         except OSError as exc:
             raise TsharkError(f"cannot run {tshark}: {exc.strerror or exc}") from None
         assert proc.stdout is not None
         finished = False
+        listener = _Listener()
         try:
-            for frame in _frames(proc.stdout, stats, name):
+            for frame in _frames(proc.stdout, stats, name, listener):
                 assembler.add(frame)
             finished = True
         finally:
@@ -611,6 +497,8 @@ def _read_file(tshark: str, path: str | os.PathLike[str]) -> tuple[list[dict[str
             raise TsharkError(message or f"tshark exited with status {code} reading {name}")
         stats.warnings.append(f"{name}: {message}; read up to the damage")
         log.warning("%s: %s", name, message)
+    elif not listener.ended:  # tshark carries on after a Lua error, with status 0
+        raise TsharkError(f"tshark's Lua listener did not run through {name}: {message or 'no reason given'}")
     rows = assembler.rows()
     stats.counts["connections"] = stats.rows = len(rows)
     return rows, stats
