@@ -10,10 +10,13 @@ import pandas as pd
 import pytest
 
 from tlsdetect.detect.baseline import Baseline
+from tlsdetect.detect.evidence import Evidence
+from tlsdetect.detect.issuer_signals import sni_issuer_signal
 from tlsdetect.detect.issuers import add_issuer_keys
 from tlsdetect.detect.knowledge import load_knowledge
 from tlsdetect.detect.mesh import MeshCA
 from tlsdetect.detect.scoring import score
+from tlsdetect.detect.server_profiles import server_names
 
 from .conftest import SHARED
 from .detect_data import captured, codes, with_issuer
@@ -248,3 +251,22 @@ def test_pem_mesh_ca_in_a_chain_is_compared_by_key(tmp_path: Path) -> None:
     assert out["issuer_class"].tolist() == ["mesh", "mesh", "mesh-lookalike", "mesh"]
     assert codes(out.iloc[2]) == {"mesh_ca_lookalike"}
     assert out.loc[2, "reasons"][0]["expected"].startswith(f"mesh CA key id {ski}")
+
+
+def test_issuer_change_for_sni_is_the_same_with_shared_names_and_ignores_case(fitted: Baseline,
+                                                                              test_rows: pd.DataFrame) -> None:
+    """``score`` hashes the server names once for two signals; given or computed, the evidence is the same,
+    and a name in other case is the server the baseline learned."""
+    r = int(np.flatnonzero(test_rows["server_issuer"].notna().to_numpy() & test_rows["sni"].notna().to_numpy())[0])
+    df = with_issuer(test_rows, [r], "CN=Corp Inspection CA,O=Corp").reset_index(drop=True)
+    df["sni"] = df["sni"].str.upper()
+    runs = []
+    for names in (None, server_names(df)):
+        ev = Evidence(len(df))
+        sni_issuer_signal(df, fitted, ev, names)
+        runs.append(pd.concat(ev.parts, ignore_index=True))
+    pd.testing.assert_frame_equal(runs[0], runs[1])
+    fired = runs[0].set_index("row").loc[r]
+    assert fired["code"] == "issuer_changed_for_sni"
+    assert str(df.loc[r, "sni"]).lower() in fired["detail"]
+    assert str(df.loc[r, "sni"]) not in fired["detail"]  # shown as learned: lowercase

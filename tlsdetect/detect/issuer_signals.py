@@ -11,10 +11,11 @@ import pandas as pd
 
 from tlsdetect import schema
 from tlsdetect.detect.baseline import ROLES, Baseline
-from tlsdetect.detect.columns import Unique, codes_of, pair_in, positions, raw_column, text_column, texts_at
+from tlsdetect.detect.columns import Codes, Unique, codes_of, pair_in, positions, raw_column, texts_at
 from tlsdetect.detect.evidence import Evidence
 from tlsdetect.detect.issuers import dn_key
 from tlsdetect.detect.knowledge import Knowledge, classify_issuers
+from tlsdetect.detect.server_profiles import Coded, server_names
 
 __all__ = ["CLASS_RANK", "issuer_signals", "sni_issuer_signal"]
 
@@ -149,18 +150,21 @@ def _chain_lookalike(df: pd.DataFrame, role: str, mesh_role: pd.DataFrame) -> np
     return np.asarray(chains.rows(hit), dtype=bool)  # a row without a chain: no hit
 
 
-def sni_issuer_signal(df: pd.DataFrame, b: Baseline, ev: Evidence) -> None:
-    """A server name that presented certificates of other issuers throughout the baseline."""
+def sni_issuer_signal(df: pd.DataFrame, b: Baseline, ev: Evidence, sni_names: Coded | None = None) -> None:
+    """A server name that presented certificates of other issuers throughout the baseline (``sni_names``: the
+    rows' :func:`~tlsdetect.detect.server_profiles.server_names`, when the caller has them already)."""
     si = b.sni_issuers_
     if len(si) == 0 or "sni" not in df.columns or "server_issuer_key" not in df.columns:
         return
-    sni_cat = text_column(df, "sni").astype("category")
-    sni = sni_cat.cat.rename_categories(list(sni_cat.cat.categories.str.lower())) \
-        if not sni_cat.cat.categories.str.lower().duplicated().any() else sni_cat.astype("string").str.lower()
+    coded = sni_names if sni_names is not None else server_names(df)
+    # lowercase, as the baseline learned them; code -1 (no name) takes the trailing None
+    sni = Codes(coded.codes, np.append(np.asarray(coded.texts, dtype=object), np.array([None], dtype=object)))
     key = raw_column(df, "server_issuer_key")
     snis = pd.Index(si["sni"].unique())
     keys = pd.Index(si["issuer_key"].unique())
-    s_pos, k_pos = positions(sni, snis), positions(key, keys)
+    s_pos = np.append(np.asarray(snis.get_indexer(pd.Index(coded.texts, dtype=object)), dtype=np.int64), -1)[
+        coded.codes]
+    k_pos = positions(key, keys)
     seen = pair_in(s_pos, k_pos, np.asarray(snis.get_indexer(si["sni"]), dtype=np.int64),
                     np.asarray(keys.get_indexer(si["issuer_key"]), dtype=np.int64), len(keys))
     changed = (s_pos >= 0) & key.notna().to_numpy() & ~seen

@@ -36,6 +36,7 @@ from tlsdetect.detect.knowledge import Knowledge, load_knowledge
 from tlsdetect.detect.population_signals import model_signal, ua_signals
 from tlsdetect.detect.product_resemblance import resemblance_signal
 from tlsdetect.detect.proxy_hosts import proxy_host_signal
+from tlsdetect.detect.server_profiles import server_names
 from tlsdetect.detect.server_signals import server_signals
 from tlsdetect.detect.useragent import ua_family
 
@@ -103,11 +104,13 @@ def score(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge | None = No
     compared: Any = np.full(n, NO_BASELINE_COMPARED, dtype=object)
     if baseline is not None:
         compared = baseline_signals(out, baseline, cid, ja4, ja3n, ev)
-        sni_issuer_signal(out, baseline, ev)
+        names = server_names(out)  # hashed once for the two signals that key on the server's name
+        sni_issuer_signal(out, baseline, ev, names)
         convergence_signal(out, baseline, cid, ja4, ev, convergence_window, convergence_min_clients)
         proxy_host_signal(out, baseline, cid, ev)
         model_signal(codes, hellos, baseline, ev)
-        compared = server_signals(out, baseline, ja4, ev, compared, convergence_window, convergence_min_clients)
+        compared = server_signals(out, baseline, ja4, ev, compared, convergence_window, convergence_min_clients,
+                                  names)
     ua_signals(out, baseline, kb, ja4, ja3n, ja3, uaf, codes, hellos, ev)
 
     scores = ev.scores()

@@ -37,7 +37,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-__all__ = ["FAMILY_CHARS", "KINDS", "SCOPES", "ServerRows", "learn_server_values", "server_rows", "version_name"]
+__all__ = ["FAMILY_CHARS", "KINDS", "SCOPES", "ServerRows", "learn_server_values", "server_names", "server_rows",
+           "version_name"]
 
 #: Characters of JA4 that make the hello family (its ``a`` section).
 FAMILY_CHARS = 10
@@ -151,7 +152,8 @@ def _family(df: pd.DataFrame, ja4: pd.Series | None) -> Coded:
     return Coded(per_cat[np.asarray(cat.cat.codes, dtype=np.int64)], np.asarray(f_uniq, dtype=object))
 
 
-def _sni(df: pd.DataFrame) -> Coded:
+def server_names(df: pd.DataFrame) -> Coded:
+    """The rows' server names, lowercase, as codes: hashed once per table and shared by the signals."""
     s = _column(df, "sni")
     codes, uniq = pd.factorize(s, use_na_sentinel=True)
     lower = pd.Series(np.asarray(uniq, dtype=object), dtype=object).str.lower()
@@ -180,8 +182,9 @@ def _addr(df: pd.DataFrame) -> Coded:
     return Coded(codes, texts)
 
 
-def server_rows(df: pd.DataFrame, ja4: pd.Series | None = None) -> ServerRows:
-    """The codes scoring and fitting share; ``ja4`` may be given as a categorical already built."""
+def server_rows(df: pd.DataFrame, ja4: pd.Series | None = None, names: Coded | None = None) -> ServerRows:
+    """The codes scoring and fitting share; ``ja4`` may be given as a categorical already built, ``names`` as
+    :func:`server_names` already computed."""
     n = len(df)
     sel = _ints(_column(df, "sh_selected_version"))
     legacy = _ints(_column(df, "sh_version"))
@@ -208,7 +211,8 @@ def server_rows(df: pd.DataFrame, ja4: pd.Series | None = None) -> ServerRows:
         "flight": _int_coded(flight_i, "plain"),
         "resumed": res,
     }
-    return ServerRows({"sni": _sni(df), "addr": _addr(df)}, _family(df, ja4), values,
+    return ServerRows({"sni": names if names is not None else server_names(df), "addr": _addr(df)}, _family(df, ja4),
+                      values,
                       np.where(full, bytes_, np.nan).astype(np.float64))
 
 

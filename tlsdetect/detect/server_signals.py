@@ -16,11 +16,12 @@ varies by a few bytes). ``compared`` names the kinds each row was compared on, a
 Legitimate change. A pool of two stacks behind one name, or a renewal inside the baseline period, is
 two learned values and stays clean. A renewal **after** the baseline changes the flight size only (the
 stack, hence JA3S, cipher and version, stays): such a flight-only change is explained, and not flagged,
-when in the same window a connection to the same name shows its new certificate in clear (a TLS 1.2
-leg, or a log that carries it) issued by an issuer the name already had in the baseline. Without such
-a connection (a TLS 1.3-only server), a renewal cannot be told from an interceptor that keeps the
-server's stack: it is flagged (``suspicious``; ``intercepted`` with ``server_convergence``) until the
-baseline learns the new size (``partial_fit``).
+when it is a learned size plus the delta of a new certificate that a connection of the scored table
+shows in clear (a TLS <= 1.2 leg: a probe, an older client), issued by an issuer the server already had
+(same issuing key), seen no later than one window after the row (:mod:`~tlsdetect.detect.renewals`).
+Without such a connection (a TLS 1.3-only server), a renewal cannot be told from an interceptor that
+keeps the server's stack: it is flagged (``suspicious``; ``intercepted`` with ``server_convergence``)
+until the baseline learns the new size (``partial_fit``).
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ import numpy.typing as npt
 import pandas as pd
 
 from tlsdetect.detect.baseline import Baseline
-from tlsdetect.detect.columns import as_category, pair_in, positions, raw_column, text_column, texts_at
+from tlsdetect.detect.columns import as_category, pair_in, text_column, texts_at
 from tlsdetect.detect.evidence import Evidence
-from tlsdetect.detect.server_profiles import ServerRows, profile_counts, server_rows
+from tlsdetect.detect.renewals import clear_certs, explained_by_renewal, renewal_deltas, same_servers
+from tlsdetect.detect.server_profiles import Coded, ServerRows, combine, profile_counts, server_rows
 
 __all__ = ["FLIGHT_TOLERANCE", "MIN_OBSERVATIONS", "SIGNAL_OF", "server_signals"]
 
@@ -69,9 +71,9 @@ class _Profiles:
     """The learned profiles of one kind: ids per (scope, server, family), their values, broadcast to rows."""
 
     def __init__(self, table: pd.DataFrame, kind: str, rows: ServerRows, pairs: dict[str, _Pairs],
-                 min_obs: int) -> None:
+                 min_obs: int, all_counts: pd.DataFrame | None = None) -> None:
         sub = table[table["kind"] == kind]
-        counts = profile_counts(sub)
+        counts = profile_counts(sub) if all_counts is None else all_counts[all_counts["kind"] == kind]
         counts = counts[counts["observations"] >= min_obs].reset_index(drop=True)
         self.counts = counts
         n = len(rows.family.codes)
@@ -137,34 +139,48 @@ class _Profiles:
 
 
 def server_signals(df: pd.DataFrame, b: Baseline, ja4: pd.Series, ev: Evidence, compared: Any,
-                   window: str = "1h", min_clients: int = 3) -> pd.Categorical:
-    """Fire the server signals; return ``compared`` with the server kinds each row was compared on."""
+                   window: str = "1h", min_clients: int = 3, names: Coded | None = None) -> pd.Categorical:
+    """Fire the server signals; return ``compared`` with the server kinds each row was compared on (``names``:
+    the rows' :func:`~tlsdetect.detect.server_profiles.server_names`, when the caller has them already)."""
     table = getattr(b, "server_values_", None)
     if table is None or len(table) == 0:
         return as_category(compared)
-    rows = server_rows(df, ja4)
+    rows = server_rows(df, ja4, names)
     n = len(df)
+    # every comparison depends on the row's (name, address, family, server values) only: made once per
+    # distinct tuple (a few thousand in a million rows), then broadcast by the row's tuple code
+    group, first = combine(rows.keys["sni"].codes, rows.keys["addr"].codes, rows.family.codes,
+                           *(rows.values[kind].codes for kind in SIGNAL_OF))
+    t = _take(rows, first)
     changed: dict[str, npt.NDArray[np.bool_]] = {}
     profiles: dict[str, _Profiles] = {}
-    mask_bits = np.zeros(n, dtype=np.int64)
-    pairs = {scope: _Pairs(rows, scope) for scope in ("sni", "addr")}
+    bits_t = np.zeros(len(first), dtype=np.int64)
+    pairs = {scope: _Pairs(t, scope) for scope in ("sni", "addr")}
+    counts = profile_counts(table)
     for bit, kind in enumerate(SIGNAL_OF):
-        p = _Profiles(table, kind, rows, pairs, MIN_OBSERVATIONS)
-        val = rows.values[kind]
+        p = _Profiles(table, kind, t, pairs, MIN_OBSERVATIONS, counts)
+        val = t.values[kind]
         has = (p.pid >= 0) & (val.codes >= 0)
-        same = p.near(rows.flight, FLIGHT_TOLERANCE) if kind == "flight" else p.seen(val.codes, val.texts)
-        changed[kind] = has & ~same
+        same = p.near(t.flight, FLIGHT_TOLERANCE) if kind == "flight" else p.seen(val.codes, val.texts)
+        fired = has & ~same
+        changed[kind] = fired[group] if fired.any() else np.zeros(n, dtype=bool)
         profiles[kind] = p
-        mask_bits |= np.where(has, 1 << bit, 0)
+        bits_t |= np.where(has, 1 << bit, 0)
+    mask_bits = bits_t[group]
     stack_same = ~(changed["ja3s"] | changed["cipher"] | changed["version"])
-    changed["flight"] &= ~_renewal(df, b, rows, changed["flight"] & stack_same, window)
+    pf = profiles["flight"]
+    changed["flight"] &= ~_renewal(df, b, rows, changed["flight"] & stack_same, pf.pid[group], pf.scope[group],
+                                   pf.value_pid, pd.to_numeric(pf.values["value"], errors="coerce").to_numpy(
+                                       dtype=np.float64), window)
 
+    pids: dict[str, npt.NDArray[np.int64]] = {}  # per row, for the kinds that fired
     for kind, code in SIGNAL_OF.items():
         if not changed[kind].any():
             continue
         p, val = profiles[kind], rows.values[kind]
         exp = p.expected(kind)  # text for the profiles of fired rows only is built below; this is per profile
-        pid, scope = p.pid, p.scope
+        pid, scope = p.pid[group], p.scope[group]
+        pids[kind] = pid
         unit = " bytes" if kind == "flight" else ""
         ev.add(code, changed[kind],
                lambda i, kind=kind, val=val, pid=pid, scope=scope, exp=exp, unit=unit: (
@@ -175,8 +191,15 @@ def server_signals(df: pd.DataFrame, b: Baseline, ja4: pd.Series, ev: Evidence, 
                    + "; in the baseline it answered it with " + pd.Series(exp[pid[i]], dtype=object).fillna("")),
                expected=lambda i, pid=pid, exp=exp: exp[pid[i]],
                observed=lambda i, val=val: val.texts[val.codes[i]])
-    _convergence(df, rows, changed, profiles, ev, window, min_clients)
+    _convergence(df, rows, changed, pids, ev, window, min_clients)
     return _with_compared(compared, mask_bits)
+
+
+def _take(rows: ServerRows, at: npt.NDArray[np.int64]) -> ServerRows:
+    """``rows`` at positions ``at`` (one row of each distinct tuple); the texts are shared."""
+    return ServerRows({k: Coded(c.codes[at], c.texts) for k, c in rows.keys.items()},
+                      Coded(rows.family.codes[at], rows.family.texts),
+                      {k: Coded(c.codes[at], c.texts) for k, c in rows.values.items()}, rows.flight[at])
 
 
 def _server_text(rows: ServerRows, scope: npt.NDArray[np.int8], i: npt.NDArray[np.int64]) -> list[str]:
@@ -196,33 +219,30 @@ def _buckets(df: pd.DataFrame, window: str) -> npt.NDArray[np.int64]:
 
 
 def _renewal(df: pd.DataFrame, b: Baseline, rows: ServerRows, flight_only: npt.NDArray[np.bool_],
-             window: str) -> npt.NDArray[np.bool_]:
-    """Flight-only changes explained by a renewal: in the same window, a connection to the same name shows
-    a new-size flight with its certificate in clear, issued by an issuer the name had in the baseline."""
-    out = np.zeros(len(df), dtype=bool)
-    si = b.sni_issuers_
-    if not flight_only.any() or len(si) == 0 or "server_issuer_key" not in df.columns:
-        return out
-    sni = rows.keys["sni"]
-    snis = pd.Index(si["sni"].unique())
-    keys = pd.Index(si["issuer_key"].unique())
-    s_pos = np.append(np.asarray(snis.get_indexer(pd.Index(sni.texts, dtype=object)), dtype=np.int64), -1)[sni.codes]
-    k_pos = positions(raw_column(df, "server_issuer_key"), keys)
-    pairs = np.unique(np.asarray(snis.get_indexer(si["sni"]), dtype=np.int64) * _SHIFT
-                      + np.asarray(keys.get_indexer(si["issuer_key"]), dtype=np.int64))
-    ok = (s_pos >= 0) & (k_pos >= 0)
-    clear = flight_only & ok & np.isin(np.where(ok, s_pos * _SHIFT + k_pos, -1), pairs)
-    if not clear.any():
-        return out
-    bucket = _buckets(df, window)
-    renewed = np.unique(sni.codes[clear] * _SHIFT + bucket[clear] // 10**9)
-    cand = flight_only & (sni.codes >= 0)
-    out[cand] = np.isin(sni.codes[cand] * _SHIFT + bucket[cand] // 10**9, renewed)
-    return out
+             pid: npt.NDArray[np.int64], scope: npt.NDArray[np.int8], learned_pid: npt.NDArray[np.int64],
+             learned_size: npt.NDArray[np.float64], window: str) -> npt.NDArray[np.bool_]:
+    """Flight-only changes explained by a renewal (:mod:`~tlsdetect.detect.renewals`): a learned size plus the
+    delta of a new certificate, from an issuer the server had, that a connection of this table shows in clear."""
+    known = getattr(b, "server_certs_", None)
+    if not flight_only.any() or known is None or len(known) == 0:
+        return np.zeros(len(df), dtype=bool)
+    stamp = df["ts"] if "ts" in df.columns else pd.Series(pd.NaT, index=df.index, dtype="datetime64[ns, UTC]")
+    deltas = renewal_deltas(known, clear_certs(df, rows, stamp, same_servers(rows, flight_only)))
+    ts = _stamps(df)
+    return explained_by_renewal(rows, flight_only, pid, scope, learned_pid, learned_size, deltas, ts,
+                                int(pd.Timedelta(window).value), FLIGHT_TOLERANCE)
+
+
+def _stamps(df: pd.DataFrame) -> npt.NDArray[np.int64]:
+    """Each row's time in nanoseconds (-1 when the table has none)."""
+    if "ts" not in df.columns:
+        return np.full(len(df), -1, dtype=np.int64)
+    ts = pd.to_datetime(df["ts"], utc=True).reset_index(drop=True).dt.tz_convert(None)
+    return np.asarray(ts.to_numpy(dtype="datetime64[ns]").astype(np.int64), dtype=np.int64)
 
 
 def _convergence(df: pd.DataFrame, rows: ServerRows, changed: dict[str, npt.NDArray[np.bool_]],
-                 profiles: dict[str, _Profiles], ev: Evidence, window: str, min_clients: int) -> None:
+                 pids: dict[str, npt.NDArray[np.int64]], ev: Evidence, window: str, min_clients: int) -> None:
     """Many clients of one server meeting the same new server value inside one window."""
     hit = np.zeros(len(df), dtype=bool)
     many = np.zeros(len(df), dtype=np.int64)
@@ -237,7 +257,7 @@ def _convergence(df: pd.DataFrame, rows: ServerRows, changed: dict[str, npt.NDAr
             continue
         val = rows.values[kind]
         value = val.codes[idx] if kind != "flight" else (rows.flight[idx] // (2 * FLIGHT_TOLERANCE)).astype(np.int64)
-        frame = pd.DataFrame({"pid": profiles[kind].pid[idx], "value": value, "bucket": bucket[idx],
+        frame = pd.DataFrame({"pid": pids[kind][idx], "value": value, "bucket": bucket[idx],
                               "client": client.iloc[idx].to_numpy(dtype=object)})
         counts = frame.groupby(["pid", "value", "bucket"])["client"].transform("nunique").to_numpy()
         fire = idx[counts >= min_clients]
