@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -182,18 +184,92 @@ def test_many_clients_one_server_same_new_answer_is_intercepted(fitted: Baseline
     assert _server_codes(out.drop(index=list(r))) == set()
 
 
+def _cell(df: pd.DataFrame, col: str, rows: np.ndarray, value: object) -> pd.DataFrame:
+    """``_set`` for any column: a categorical takes a value it did not have (as its categories grow)."""
+    out = df.copy()
+    values = out[col].astype(object).to_numpy(copy=True)
+    for r in rows:
+        values[r] = value
+    kind = out[col].dtype
+    out[col] = pd.Series(values, index=out.index).astype("category" if isinstance(kind, pd.CategoricalDtype)
+                                                          else kind)
+    return out
+
+
+def _renewed(df: pd.DataFrame, grow: int, *, grow13: int | None = None, issuer: str | None = None,
+             akid: str | None = None, chain: int | None = None, server: str = "openssl") -> pd.DataFrame:
+    """Every leg to ``server`` answers with a certificate ``grow`` bytes longer; its TLS 1.2 legs show it."""
+    r12, r13 = _rows_of(df, server, "12"), _rows_of(df, server, "13")
+    sizes = df["server_flight_bytes"].to_numpy(dtype=np.int64)
+    out = df.copy()
+    out["server_flight_bytes"] = pd.array(np.where(np.isin(np.arange(len(df)), r12), sizes + grow, sizes),
+                                          dtype="Int32")
+    flight13 = sizes[r13] + (grow if grow13 is None else grow13)
+    b = out["server_flight_bytes"].to_numpy(dtype=object, copy=True)
+    b[r13] = flight13
+    out["server_flight_bytes"] = pd.array(b, dtype="Int32")
+    flights = out["server_flight"].to_numpy(dtype=object, copy=True)
+    for r in r12:
+        flights[r] = (int(flights[r][0]) + grow, *flights[r][1:])
+    out["server_flight"] = pd.Series(flights, index=out.index, dtype=object)
+    out = _cell(out, "server_cert_sha256", r12, "renewed" + "0" * 33)
+    if issuer is not None:
+        out = _cell(out, "server_issuer", r12, issuer)
+    if akid is not None:
+        out = _cell(out, "server_issuer_akid", r12, akid)
+    if chain is not None:
+        out = _cell(out, "server_chain", r12, json.dumps([{"subject": f"CN=c{i}"} for i in range(chain)]))
+    return add_issuer_keys(out)
+
+
+def _flagged(out: pd.DataFrame, rows: np.ndarray) -> int:
+    return sum("server_flight_changed" in codes(out.iloc[int(r)]) for r in rows)
+
+
 def test_a_renewal_seen_in_clear_with_a_known_issuer_is_not_flagged(train: pd.DataFrame,
                                                                     test_rows: pd.DataFrame) -> None:
     b = Baseline(model=False).fit(add_issuer_keys(train))
     df = add_issuer_keys(test_rows)
-    r12 = _rows_of(df, "openssl", "12")[:1]  # the TLS 1.2 leg shows the renewed certificate, same issuer
-    r13 = _rows_of(df, "openssl", "13")[:1]
-    df = _set(df, "server_flight_bytes", r12, 3333)
-    df = _set(df, "server_flight_bytes", r13, 3433)
-    ts = df["ts"].to_numpy(copy=True)
-    ts[r13] = ts[r12[0]]
-    df["ts"] = pd.Series(ts, index=df.index).astype("datetime64[ns, UTC]")
-    assert _server_codes(score(df, b)) == set()
-    # the same new sizes without a certificate in clear: flagged (a renewal cannot be told from a middlebox)
-    hidden = _set(df, "server_issuer", r12, None).drop(columns=["server_issuer_key"])
-    assert _server_codes(score(add_issuer_keys(hidden), b)) == {"server_flight_changed"}
+    assert _server_codes(score(_renewed(df, 300), b)) == set()
+    # a longer chain: TLS 1.3 sends 2 more bytes (extensions' length) per certificate
+    chain = len(json.loads(str(df["server_chain"].dropna().iloc[0])))
+    assert _server_codes(score(_renewed(df, 300, grow13=302, chain=chain + 1), b)) == set()
+    assert _server_codes(score(_renewed(df, 300, grow13=302 + FLIGHT_TOLERANCE + 1, chain=chain + 1), b)) \
+        == {"server_flight_changed"}
+
+
+def test_a_renewal_does_not_excuse_another_size_nor_a_new_issuer(train: pd.DataFrame,
+                                                                 test_rows: pd.DataFrame) -> None:
+    b = Baseline(model=False).fit(add_issuer_keys(train))
+    df = add_issuer_keys(test_rows)
+    r12, r13 = _rows_of(df, "openssl", "12"), _rows_of(df, "openssl", "13")
+    # an interceptor's TLS 1.3 legs during the renewal: their size is not the old one plus the renewal's
+    out = score(_renewed(df, 300, grow13=700), b)
+    assert _flagged(out, r13) == len(r13)
+    assert _flagged(out, r12) == 0
+    # a forged leaf from the interceptor's own CA, in clear, is no renewal: nothing is excused
+    out = score(_renewed(df, 300, issuer="CN=Corporate Inspection CA,O=Example"), b)
+    assert _flagged(out, r13) == len(r13)
+    assert _flagged(out, r12) == len(r12)
+    # the same issuer name under another key (a look-alike CA) is no renewal either
+    out = score(_renewed(df, 300, akid="ab" * 20), b)
+    assert _flagged(out, r13) == len(r13)
+    assert _flagged(out, r12) == len(r12)
+
+
+def test_a_renewal_seen_in_clear_only_later_or_never_stays_flagged(train: pd.DataFrame,
+                                                                   test_rows: pd.DataFrame) -> None:
+    b = Baseline(model=False).fit(add_issuer_keys(train))
+    df = _renewed(add_issuer_keys(test_rows), 300)
+    r12, r13 = _rows_of(df, "openssl", "12"), _rows_of(df, "openssl", "13")
+    # the TLS 1.2 legs come a day after the TLS 1.3 ones: before them, nothing explains the new size
+    late = df.copy()
+    late.loc[late.index[r12], "ts"] = late["ts"].iloc[r12] + pd.Timedelta(days=1)
+    out = score(late, b)
+    first12 = late["ts"].iloc[r12].min()
+    early = r13[(late["ts"].iloc[r13] < first12 - pd.Timedelta(hours=1)).to_numpy()]
+    assert len(early)
+    assert _flagged(out, early) == len(early)
+    # a TLS 1.3-only server: the renewal cannot be told from a middlebox keeping the server's stack
+    out = score(df.drop(index=r12).reset_index(drop=True), b)
+    assert _server_codes(out) == {"server_flight_changed"}
