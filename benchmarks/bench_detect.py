@@ -19,8 +19,8 @@ indexing only (no Python per row), ``--rows`` connections are drawn for each of 
 
 Times in one run, best of ``--repeat``: ``Baseline().fit(train)``, ``Baseline(model=False).fit``
 and ``score(test, baseline)``; ``--profile`` adds a cProfile of one fit and one score (top 15
-by cumulative time, and the score's time per signal function). Prints a Markdown table and
-writes it to ``benchmarks/results/detect-<date>.md``.
+by cumulative time, and the time of each function ``score`` calls: every signal's share). Prints a
+Markdown table and writes it to ``benchmarks/results/detect-<date>.md``.
 """
 
 from __future__ import annotations
@@ -173,10 +173,14 @@ def profile(fn: Callable[[], Any], top: int) -> tuple[str, pstats.Stats]:
     return buf.getvalue(), stats
 
 
-def per_function(stats: pstats.Stats, module: str) -> list[tuple[str, float]]:
-    """Cumulative seconds of each function of ``module`` (file name) in a profile, largest first."""
-    rows = [(f"{Path(f).name}:{line} {name}", ct) for (f, line, name), (_, _, _, ct, _) in stats.stats.items()  # type: ignore[attr-defined]
-            if Path(f).name == module]
+def per_callee(stats: pstats.Stats, module: str, caller: str) -> list[tuple[str, float]]:
+    """Cumulative seconds of each function ``caller`` (of ``module``, a file name) called, largest first: the
+    share of each signal in ``score``."""
+    rows = []
+    for (f, line, name), (_, _, _, _, callers) in stats.stats.items():  # type: ignore[attr-defined]
+        ct = sum(c[3] for (cf, _, cn), c in callers.items() if Path(cf).name == module and cn == caller)
+        if ct > 0:
+            rows.append((f"{Path(f).name}:{line} {name}", ct))
     return sorted(rows, key=lambda r: -r[1])
 
 
@@ -289,9 +293,9 @@ def main() -> None:
             body = report[report.find("   ncalls"):].rstrip() if "   ncalls" in report else report.rstrip()
             sections += [f"### cProfile: {what}, top 15 by cumulative time", "", "```", body, "```", ""]
             if what.startswith("score"):
-                sections += ["Score time per function of `tlsdetect/detect/scoring.py` (cumulative, cProfile):", "",
-                             "| function | seconds |", "| --- | ---: |"]
-                sections += [f"| `{name}` | {ct:.2f} |" for name, ct in per_function(stats, "scoring.py")[:12]]
+                sections += ["Score time per function `score` calls (cumulative, cProfile): each signal's share",
+                             "", "| function | seconds |", "| --- | ---: |"]
+                sections += [f"| `{name}` | {ct:.2f} |" for name, ct in per_callee(stats, "scoring.py", "score")[:16]]
                 sections.append("")
         prof_text = "\n".join(["## Profile", "", *sections])
         print(prof_text)
