@@ -10,7 +10,7 @@ import pytest
 
 from tlsdetect.detect.baseline import Baseline
 from tlsdetect.detect.issuers import add_issuer_keys
-from tlsdetect.detect.renewals import CERT_TABLE_COLUMNS, clear_certs, renewal_deltas, same_servers
+from tlsdetect.detect.renewals import CERT_TABLE_COLUMNS, clear_certs, renewal_deltas, same_servers, unseen_certs
 from tlsdetect.detect.server_profiles import server_rows
 
 from .detect_data import population
@@ -116,3 +116,14 @@ def test_scoring_reads_only_the_servers_whose_flight_changed(train: pd.DataFrame
     assert not same_servers(rows, np.zeros(len(train), dtype=bool)).any()
     certs = clear_certs(train, rows, train["ts"], keep=~rows.flight.astype(bool))  # no row kept
     assert len(certs) == 0
+
+
+def test_only_certificates_the_baseline_never_saw_are_read(train: pd.DataFrame) -> None:
+    known = _certs(train)
+    assert not unseen_certs(train, known).any()
+    renewed = train.copy()
+    sha = renewed["server_cert_sha256"].astype(object).to_numpy(copy=True)
+    sha[5] = "renewed"
+    renewed["server_cert_sha256"] = pd.Series(sha, index=renewed.index).astype("category")
+    assert np.flatnonzero(unseen_certs(renewed, known)).tolist() == [5]
+    assert unseen_certs(renewed, known.iloc[:0]).sum() == renewed["server_cert_sha256"].notna().sum()

@@ -37,7 +37,7 @@ import pandas as pd
 from tlsdetect.detect.server_profiles import ServerRows, combine, server_rows
 
 __all__ = ["CERT_TABLE_COLUMNS", "clear_certs", "explained_by_renewal", "learn_server_certs", "renewal_deltas",
-           "same_servers"]
+           "same_servers", "unseen_certs"]
 
 #: The ``server_certs`` table: one row per (server, family, certificate) seen in clear.
 CERT_TABLE_COLUMNS = ["scope", "server", "family", "cert", "cert_bytes", "issuer_key", "issuer_akid", "chain",
@@ -190,6 +190,15 @@ def same_servers(rows: ServerRows, mask: npt.NDArray[np.bool_]) -> npt.NDArray[n
         hit[key.codes[mask]] = True  # code -1 marks the trailing slot, dropped below
         hit[-1] = False
         out |= hit[key.codes]
+    return out
+
+
+def unseen_certs(df: pd.DataFrame, known: pd.DataFrame) -> npt.NDArray[np.bool_]:
+    """Rows whose leaf certificate is none the ``known`` table holds (looked up once per distinct one): only
+    they can show a renewal, so scoring aggregates them alone."""
+    codes, texts = _cat_codes(df, "server_cert_sha256")
+    new = ~pd.Index(texts, dtype=object).isin(pd.Index(known["cert"].astype(object).unique()))
+    out: npt.NDArray[np.bool_] = (codes >= 0) & np.append(np.asarray(new, dtype=bool), False)[codes]
     return out
 
 

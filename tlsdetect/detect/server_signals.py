@@ -35,7 +35,7 @@ import pandas as pd
 from tlsdetect.detect.baseline import Baseline
 from tlsdetect.detect.columns import as_category, pair_in, text_column, texts_at
 from tlsdetect.detect.evidence import Evidence
-from tlsdetect.detect.renewals import clear_certs, explained_by_renewal, renewal_deltas, same_servers
+from tlsdetect.detect.renewals import clear_certs, explained_by_renewal, renewal_deltas, same_servers, unseen_certs
 from tlsdetect.detect.server_profiles import Coded, ServerRows, combine, profile_counts, server_rows
 
 __all__ = ["FLIGHT_TOLERANCE", "MIN_OBSERVATIONS", "SIGNAL_OF", "server_signals"]
@@ -227,7 +227,8 @@ def _renewal(df: pd.DataFrame, b: Baseline, rows: ServerRows, flight_only: npt.N
     if not flight_only.any() or known is None or len(known) == 0:
         return np.zeros(len(df), dtype=bool)
     stamp = df["ts"] if "ts" in df.columns else pd.Series(pd.NaT, index=df.index, dtype="datetime64[ns, UTC]")
-    deltas = renewal_deltas(known, clear_certs(df, rows, stamp, same_servers(rows, flight_only)))
+    keep = same_servers(rows, flight_only) & unseen_certs(df, known)
+    deltas = renewal_deltas(known, clear_certs(df, rows, stamp, keep))
     ts = _stamps(df)
     return explained_by_renewal(rows, flight_only, pid, scope, learned_pid, learned_size, deltas, ts,
                                 int(pd.Timedelta(window).value), FLIGHT_TOLERANCE)
