@@ -52,3 +52,30 @@ def test_as_category_keeps_few_texts_as_codes() -> None:
     cat = as_category(np.array(["x", "y", "x", None], dtype=object))
     assert list(cat.categories) == ["x", "y"]
     assert [None if pd.isna(v) else v for v in cat] == ["x", "y", "x", None]
+
+
+def _plain_text(v: object) -> str:
+    return "" if v is None or v is pd.NA else str(v)
+
+
+@SETTINGS
+@given(st.lists(st.one_of(st.none(), st.just(pd.NA), st.just(float("nan")), st.text(max_size=3),
+                          st.integers(-3, 3), st.floats(allow_nan=False, width=32)), max_size=15),
+       st.booleans())
+def test_texts_at_renders_each_value_as_str_of_it(values: list[object], texts_only: bool) -> None:
+    """Text columns keep their strings (missing -> "", NaN -> "nan"); other values are str() of each."""
+    if texts_only:
+        values = [v if v is None or v is pd.NA or isinstance(v, str) or (isinstance(v, float) and np.isnan(v))
+                  else str(v) for v in values]
+    arr = np.empty(len(values), dtype=object)
+    arr[:] = values
+    idx = np.arange(len(values))[::-1].copy()
+    want = [_plain_text(values[i]) for i in idx]
+    assert texts_at(arr, idx).tolist() == want
+    assert texts_at(pd.Series(arr, dtype=object), idx).tolist() == want
+
+
+def test_texts_at_of_numbers_and_codes() -> None:
+    assert texts_at(np.array([0.731, 2.0, np.nan]), np.array([2, 0, 1])).tolist() == ["nan", "0.731", "2.0"]
+    u = Unique(pd.Series(["b", None, "a", "b"], dtype="string"))
+    assert texts_at(codes_of(u, u.values.str.upper()), np.array([3, 1, 2])).tolist() == ["B", "", "A"]

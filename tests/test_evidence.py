@@ -69,3 +69,20 @@ def test_top_list_orders_by_count_and_keeps_k() -> None:
     frame = pd.DataFrame({"c": ["a", "a", "a", "a", "b"], "v": ["w", "x", "y", "z", "q"], "n": [1, 5, 3, 2, 9]})
     assert top_list(frame, "c", "v", "n") == {"a": "x (5), y (3), z (2)", "b": "q (9)"}
     assert top_list(frame.iloc[:0], "c", "v", "n") == {}
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["k1", "k2", "k3", "k10"]), st.sampled_from(["u", "v", "w", "x"]),
+                          st.integers(0, 4)), max_size=25), st.integers(1, 4), st.booleans())
+def test_top_list_equals_a_plain_ranking(rows: list[tuple[str, str, int]], k: int, category: bool) -> None:
+    """Per key (in key order), its k largest counts, ties in row order, as 'v (n)' joined by ', '."""
+    frame = pd.DataFrame(rows, columns=["c", "v", "n"])
+    if category:
+        frame["c"] = frame["c"].astype("category")
+    want = {}
+    for key in sorted({r[0] for r in rows}):
+        mine = sorted((r for r in rows if r[0] == key), key=lambda r: -r[2])[:k]  # sorted() is stable
+        want[key] = ", ".join(f"{v} ({n})" for _, v, n in mine)
+    got = top_list(frame, "c", "v", "n", k)
+    assert got == want
+    assert list(got) == list(want)

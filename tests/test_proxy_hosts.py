@@ -8,6 +8,8 @@ from functools import cache
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tlsdetect.detect import proxy_hosts as ph
 from tlsdetect.detect.baseline import Baseline, client_ids
@@ -66,6 +68,36 @@ def test_pair_legs_without_a_name_pairs_nothing() -> None:
     p = ph.pair_legs(_ns([1.0, 1.1]), np.array([-1, -1]), _hellos([0, 1]), np.array([1]), np.array([0]))
     assert len(p) == 0
 
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 40), st.integers(-1, 3), st.booleans()), min_size=1, max_size=40,
+                unique_by=lambda r: r[0]))
+def test_pair_legs_equals_a_plain_search(rows: list[tuple[int, int, bool]]) -> None:
+    """Partner, lag, reversed and rate of each left row as a loop over every right row finds them (distinct
+    times in 0.1 s steps, a 2 s window): the joins see only right rows near some left row, and nothing
+    changes."""
+    ts = np.array([r[0] for r in rows], dtype=np.int64) * 100 * MS
+    sni = np.array([r[1] for r in rows], dtype=np.int64)
+    left = np.array([i for i, r in enumerate(rows) if r[2]], dtype=np.int64)
+    right = np.array([i for i, r in enumerate(rows) if not r[2]], dtype=np.int64)
+    got = ph.pair_legs(ts, sni, _hellos([-1] * len(rows)), left, right).set_index("row")
+    named = [int(i) for i in left if sni[i] >= 0]
+    assert sorted(got.index) == sorted(named)
+    tol = ph.PAIR_WINDOW.value
+    cands = [int(j) for j in right if sni[j] >= 0 and sni[j] in set(sni[named].tolist())]
+    span = max(int(ts[named + cands].max() - ts[named + cands].min()), tol) if named else tol
+    for i in named:
+        same = [j for j in cands if sni[j] == sni[i]]
+        before = [j for j in same if 0 < ts[i] - ts[j] <= tol]
+        after = [j for j in same if 0 < ts[j] - ts[i] <= tol]
+        partner = max(before, key=lambda j: ts[j]) if before else -1
+        nxt = min(after, key=lambda j: ts[j]) if after else -1
+        assert got.loc[i, "partner"] == partner
+        assert got.loc[i, "lag_ns"] == (ts[i] - ts[partner] if partner >= 0 else 0)
+        assert got.loc[i, "reversed"] == (nxt >= 0)
+        assert got.loc[i, "next_lag_ns"] == (ts[nxt] - ts[i] if nxt >= 0 else -1)
+        assert got.loc[i, "rate_hz"] == pytest.approx(len(same) * 1e9 / span)
 
 # --- proxy_sources -----------------------------------------------------------------------------------
 def _rate(chance: float) -> float:

@@ -33,7 +33,15 @@ def raw_column(df: pd.DataFrame, col: str) -> pd.Series:
 
 
 def positions(values: pd.Series, index: pd.Index) -> npt.NDArray[np.int64]:
-    """Position of each value in ``index`` (-1 if absent or missing), hashing each distinct value once."""
+    """Position of each value in ``index`` (-1 if absent or missing), hashing each distinct value once (a
+    categorical's categories: its codes are already the rows' distinct values)."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        cats = values.cat.categories
+        cat_codes = np.asarray(values.cat.codes, dtype=np.int64)
+        if len(cats) == 0:
+            return np.full(len(values), -1, dtype=np.int64)
+        cat_pos = np.append(np.asarray(index.get_indexer(cats), dtype=np.int64), -1)
+        return cat_pos[cat_codes]  # code -1 (missing) takes the trailing -1
     codes, uniq = pd.factorize(values, use_na_sentinel=True)
     if len(uniq) == 0:
         return np.full(len(values), -1, dtype=np.int64)
@@ -76,14 +84,27 @@ def codes_of(u: Unique, per_unique: pd.Series) -> Codes:
 
 
 def texts_at(values: Any, idx: npt.NDArray[np.int64]) -> pd.Series:
-    """``values`` at row positions ``idx`` as text (missing -> ""), for evidence strings of fired rows only."""
+    """``values`` at row positions ``idx`` as text (missing -> ""), for evidence strings of fired rows only.
+
+    Text values are kept as they are (only the missing ones are rendered), so a column of names costs no
+    Python call per row; other values are rendered one by one."""
     if isinstance(values, Codes):
         sub = values.at_rows(idx)
     elif isinstance(values, pd.Series):
         sub = values.iloc[idx].to_numpy(dtype=object)
     else:
         sub = np.asarray(values)[idx]
-    return pd.Series(sub, dtype=object).map(lambda v: "" if v is None or v is pd.NA else str(v))
+    sub = pd.Series(sub, dtype=object).to_numpy()  # the same objects the rendering always saw
+    if pd.api.types.infer_dtype(sub, skipna=True) == "string":
+        out = sub.copy()
+        null = np.flatnonzero(pd.isna(sub))
+        out[null] = [_text(v) for v in sub[null].tolist()]  # None/NA -> "", NaN -> "nan" as before
+        return pd.Series(out, dtype=object)
+    return pd.Series([_text(v) for v in sub.tolist()], dtype=object)
+
+
+def _text(v: Any) -> str:
+    return "" if v is None or v is pd.NA else str(v)
 
 
 class Unique:

@@ -103,7 +103,8 @@ class Evidence:
                                                                      kind="stable")
         rows = allr["row"].to_numpy()
         cols = [evidence_text(allr[c].to_numpy(dtype=object)) for c in schema.REASON_FIELDS]
-        recs = [dict(zip(schema.REASON_FIELDS, values, strict=True)) for values in zip(*cols, strict=True)]
+        f0, f1, f2, f3 = schema.REASON_FIELDS  # a dict display per reason: no zip/dict call each
+        recs = [{f0: a, f1: b, f2: c, f3: d} for a, b, c, d in zip(*cols, strict=True)]
         bounds = np.flatnonzero(np.diff(rows)) + 1
         starts = np.concatenate([[0], bounds])
         ends = np.concatenate([bounds, [len(rows)]])
@@ -143,6 +144,13 @@ def top_list(frame: pd.DataFrame, key: str, value: str, count: str, k: int = 3) 
     if len(frame) == 0:
         return {}
     top = frame.sort_values(count, ascending=False, kind="stable").groupby(key, observed=True).head(k)
-    text = top[value].astype(str) + " (" + top[count].astype(str) + ")"
-    joined = text.groupby(top[key].astype(str), observed=True).agg(", ".join)
-    return {str(k): str(v) for k, v in joined.items()}
+    text = (top[value].astype(str) + " (" + top[count].astype(str) + ")").to_numpy(dtype=object)
+    # joined by rank within each key (a few ranks), not by a Python call per key
+    group, keys = pd.factorize(top[key].astype(str).to_numpy(dtype=object))
+    rank = pd.Series(group).groupby(group).cumcount().to_numpy()
+    joined = np.empty(len(keys), dtype=object)
+    for r in range(int(rank.max(initial=-1)) + 1):
+        at = rank == r
+        joined[group[at]] = text[at] if r == 0 else joined[group[at]] + ", " + text[at]
+    order = np.argsort(np.asarray(keys, dtype=object), kind="stable")
+    return {str(keys[i]): str(joined[i]) for i in order.tolist()}

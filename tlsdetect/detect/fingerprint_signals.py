@@ -65,11 +65,12 @@ def baseline_signals(df: pd.DataFrame, b: Baseline, cid: pd.Series, ja4: pd.Seri
     prev = b.prevalence()
 
     seen: dict[str, npt.NDArray[np.bool_]] = {}
+    client_of: dict[str, npt.NDArray[np.int64]] = {}  # each learned pair's client, as a position in clients
     for kind, values in (("ja4", ja4), ("ja3n", ja3n)):
         fp = b.fingerprints_[b.fingerprints_["kind"] == kind]
         vals = pd.Index(fp["value"].unique())
         v = positions(values, vals)
-        pairs_c = np.asarray(clients.get_indexer(fp["client_id"]), dtype=np.int64)
+        pairs_c = client_of[kind] = np.asarray(clients.get_indexer(fp["client_id"]), dtype=np.int64)
         pairs_v = np.asarray(vals.get_indexer(fp["value"]), dtype=np.int64)
         seen[kind] = pair_in(c, v, pairs_c, pairs_v, len(vals))
     has4, has3 = ja4.notna().to_numpy(), ja3n.notna().to_numpy()
@@ -90,7 +91,9 @@ def baseline_signals(df: pd.DataFrame, b: Baseline, cid: pd.Series, ja4: pd.Seri
 
     def expected(i: npt.NDArray[np.int64]) -> npt.NDArray[np.object_]:
         ci = np.unique(c[i])
-        mine = fp[fp["client_id"].isin(clients[ci])]
+        wanted = np.zeros(len(clients) + 1, dtype=bool)  # by position: no string hashing of the pairs
+        wanted[ci] = True
+        mine = fp[wanted[client_of["ja4"]]]  # -1 (a client not in clients) takes the trailing False
         tops = top_list(mine, "client_id", "value", "count")
         per_client = np.array([tops.get(str(x)) for x in clients[ci]], dtype=object)
         return per_client[np.searchsorted(ci, c[i])]
@@ -120,8 +123,12 @@ def baseline_signals(df: pd.DataFrame, b: Baseline, cid: pd.Series, ja4: pd.Seri
         down = np.nan_to_num(row_num, nan=np.inf) < np.nan_to_num(floor_num, nan=-np.inf)
 
 
-        def version(values: npt.NDArray[np.float64]) -> list[str | None]:
-            return [None if np.isnan(v) else f"{v:02.0f}" for v in values]
+        def version(values: npt.NDArray[np.float64]) -> npt.NDArray[np.object_]:
+            """Two-digit version text of each value (None for NaN), rendered once per distinct value."""
+            codes, uniq = pd.factorize(values, use_na_sentinel=True)
+            texts = np.array([*(f"{v:02.0f}" for v in uniq), None], dtype=object)
+            out: npt.NDArray[np.object_] = texts[codes]
+            return out
 
         ev.add("tls_downgrade", down,
                lambda i: ("client " + texts_at(cid, i) + " offered at most TLS " + pd.Series(version(row_num[i]))
@@ -131,10 +138,13 @@ def baseline_signals(df: pd.DataFrame, b: Baseline, cid: pd.Series, ja4: pd.Seri
     # one text per distinct client, broadcast by the categorical's codes
     uniq = cid.cat.categories
     pos_u = np.asarray(clients.get_indexer(uniq), dtype=np.int64)
-    texts = [f"client baseline ({conns[p]} connections), population, knowledge" if p >= 0 else
-             f"population and knowledge only: client {u} is not in the baseline"
-             for u, p in zip(uniq, pos_u, strict=True)]
-    texts.append("population and knowledge only: the row has no client id")
+    in_base = pos_u >= 0
+    texts = np.empty(len(uniq) + 1, dtype=object)
+    texts[:-1][in_base] = ("client baseline (" + pd.Series(conns[pos_u[in_base]]).astype(str).to_numpy(dtype=object)
+                           + " connections), population, knowledge")
+    texts[:-1][~in_base] = ("population and knowledge only: client "
+                            + pd.Index(uniq[~in_base]).astype(str).to_numpy(dtype=object) + " is not in the baseline")
+    texts[-1] = "population and knowledge only: the row has no client id"
     text_codes, text_cats = pd.factorize(pd.Series(texts, dtype=object))
     return pd.Categorical.from_codes(text_codes[cid.cat.codes.to_numpy()], categories=pd.Index(text_cats, dtype=object))
 

@@ -136,10 +136,18 @@ def pair_legs(ts: npt.NDArray[np.int64], sni: npt.NDArray[np.int64], same: SameH
     in the table (chance modelled: a row pairs by chance within width ``w`` with ``1 - exp(-rate_hz w)``).
     """
     left = left[sni[left] >= 0]
-    right = right[np.isin(sni[right], np.unique(sni[left]))]
+    named = np.zeros(int(sni.max(initial=-1)) + 2, dtype=bool)  # by code; -1 (no name) takes the last, False
+    named[sni[left]] = True
+    right = right[named[sni[right]]]
+    tol = int(window.value)
+    # chance: known clients open each name at its own rate; a row pairs by chance with 1 - exp(-rate * width)
+    span = max(int(ts[np.concatenate([left, right])].max() - ts[np.concatenate([left, right])].min()), tol) \
+        if len(left) else tol
+    per_name = np.bincount(sni[right], minlength=int(sni.max(initial=0)) + 1)
+    # only a right row within the window of some left row can be matched: the joins see those alone
+    right = right[_near(ts[right], ts[left], tol)]
     lf = pd.DataFrame({"ts": ts[left], "sni": sni[left], "row": left}).sort_values("ts", kind="stable")
     rf = pd.DataFrame({"ts": ts[right], "sni": sni[right], "partner": right}).sort_values("ts", kind="stable")
-    tol = int(window.value)
     before = pd.merge_asof(lf, rf, on="ts", by="sni", direction="backward", tolerance=tol, allow_exact_matches=False)
     after = pd.merge_asof(lf, rf.rename(columns={"partner": "next"}), on="ts", by="sni", direction="forward",
                           tolerance=tol, allow_exact_matches=False)
@@ -147,10 +155,6 @@ def pair_legs(ts: npt.NDArray[np.int64], sni: npt.NDArray[np.int64], same: SameH
     has = partner >= 0
     row = before["row"].to_numpy(dtype=np.int64)
     lag = np.where(has, ts[row] - ts[np.maximum(partner, 0)], 0)
-    # chance: known clients open each name at its own rate; a row pairs by chance with 1 - exp(-rate * width)
-    span = max(int(ts[np.concatenate([left, right])].max() - ts[np.concatenate([left, right])].min()), tol) \
-        if len(left) else tol
-    per_name = np.bincount(sni[right], minlength=int(sni.max(initial=0)) + 1)
     rate_hz = per_name[sni[row]] * 1e9 / span
     relay = same(row, partner)
     nxt = after["next"].fillna(-1).to_numpy(dtype=np.int64)
@@ -158,6 +162,18 @@ def pair_legs(ts: npt.NDArray[np.int64], sni: npt.NDArray[np.int64], same: SameH
     return pd.DataFrame({"row": row, "partner": np.where(relay, -1, partner), "lag_ns": lag, "relay": relay,
                          "reversed": rev, "next_lag_ns": np.where(rev, ts[np.maximum(nxt, 0)] - ts[row], -1),
                          "rate_hz": rate_hz})
+
+
+def _near(t: npt.NDArray[np.int64], marks: npt.NDArray[np.int64], tol: int) -> npt.NDArray[np.bool_]:
+    """Whether each time ``t`` is at most ``tol`` from one of ``marks`` (a sorted search, no pairwise table)."""
+    if len(marks) == 0:
+        return np.zeros(len(t), dtype=bool)
+    m = np.sort(marks)
+    j = np.searchsorted(m, t)
+    after = m[np.minimum(j, len(m) - 1)] - t  # the first mark at or after t (or the last one)
+    before = t - m[np.maximum(j - 1, 0)]  # the last mark before t (or the first one)
+    out: npt.NDArray[np.bool_] = (np.abs(after) <= tol) | (np.abs(before) <= tol)
+    return out
 
 
 def proxy_sources(pairs: pd.DataFrame, source: npt.NDArray[np.object_], sni: npt.NDArray[np.int64],
@@ -251,21 +267,24 @@ def proxy_host_signal(df: pd.DataFrame, b: Baseline, cid: pd.Series, ev: Evidenc
     if "ts" not in df.columns or "sni" not in df.columns:
         return
     c = positions(cid, pd.Index(b.clients_["client_id"]))
+    maybe = (c < 0) & cid.notna().to_numpy()  # sources the baseline never saw: most tables have none
+    if np.count_nonzero(maybe) < MIN_PAIRED:
+        return
     ts_col = pd.to_datetime(df["ts"], utc=True).reset_index(drop=True)
     has = ts_col.notna().to_numpy() & raw_column(df, "sni").notna().to_numpy()
-    unseen = np.flatnonzero(has & (c < 0) & cid.notna().to_numpy())
+    unseen = np.flatnonzero(has & maybe)
     known = np.flatnonzero(has & (c >= 0))
     if len(unseen) < MIN_PAIRED or len(known) == 0:
         return
     ts = ts_col.astype("datetime64[ns, UTC]").dt.tz_convert(None).to_numpy().view(np.int64)
     sni = np.asarray(pd.factorize(raw_column(df, "sni"))[0], dtype=np.int64)
     pairs = pair_legs(ts, sni, same_conversation(df), unseen, known, window)
-    ids = cid.astype(object).to_numpy()
+    ids = _objects(cid, np.concatenate([pairs["row"].to_numpy(), pairs["partner"].to_numpy()]))
     hosts = proxy_sources(pairs, ids, sni, ids, (*(w for w in WIDTHS if w < window), window))
     hosts = hosts[hosts["proxy"]]
     if len(hosts) == 0:
         return
-    host_of = pd.Series(ids).map(pd.Series(np.arange(len(hosts)), index=hosts.index)).fillna(-1).to_numpy(np.int64)
+    host_of = positions(cid, pd.Index(hosts.index))
     h_rows = np.zeros(len(df), dtype=bool)
     h_rows[unseen] = host_of[unseen] >= 0
     weight = np.zeros(len(df))
@@ -301,6 +320,15 @@ def proxy_host_signal(df: pd.DataFrame, b: Baseline, cid: pd.Series, ev: Evidenc
                       + texts_at(raw_column(df, "sni"), i) + " " + texts_at(lag_ms, i)
                       + " ms after this one: this connection was answered by an interceptor, not the server"),
            expected="the server answers the client itself", observed=proxy_of, weight=CLIENT_LEG_WEIGHT)
+
+
+def _objects(cid: pd.Series, at: npt.NDArray[np.int64]) -> npt.NDArray[np.object_]:
+    """``cid.astype(object)`` (missing: NaN) at the positions ``at`` (-1: none), None elsewhere: the pairs'
+    rows are a few of the table's."""
+    out = np.empty(len(cid), dtype=object)  # an object array starts as None everywhere
+    at = np.unique(at[at >= 0])
+    out[at] = cid.iloc[at].astype(object).to_numpy()
+    return out
 
 
 def _s(values: pd.Series) -> pd.Series:
