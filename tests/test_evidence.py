@@ -86,3 +86,11 @@ def test_top_list_equals_a_plain_ranking(rows: list[tuple[str, str, int]], k: in
     got = top_list(frame, "c", "v", "n", k)
     assert got == want
     assert list(got) == list(want)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.just(pd.NA), st.just(float("nan")), st.text(max_size=3)), max_size=15))
+def test_evidence_text_of_text_keeps_each_string_and_nulls_none(values: list[object]) -> None:
+    arr = np.empty(len(values), dtype=object)
+    arr[:] = values
+    assert evidence_text(arr) == [text_of(v) for v in values]

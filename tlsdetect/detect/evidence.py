@@ -129,7 +129,13 @@ def text_of(v: Any) -> str | None:
 
 
 def evidence_text(values: npt.NDArray[np.object_]) -> list[str | None]:
-    """:func:`text_of` of each value, rendered once per distinct value (2 and 2.0 are one value and one text)."""
+    """:func:`text_of` of each value, rendered once per distinct value (2 and 2.0 are one value and one text);
+    text (most details: one per row) is kept as it is, its missing values None."""
+    if pd.api.types.infer_dtype(values, skipna=True) == "string":
+        kept = np.asarray(values, dtype=object).copy()
+        kept[pd.isna(kept)] = None
+        as_text: list[str | None] = kept.tolist()
+        return as_text
     try:
         codes, uniq = pd.factorize(values, use_na_sentinel=True)
     except TypeError:  # an unhashable value (a list): render each one

@@ -91,7 +91,7 @@ def same_hello(df: pd.DataFrame) -> SameHello:
         ia, ib = a[out], b[out]
         eq = np.ones(len(ia), dtype=bool)
         for col in cols:
-            va, vb = col.iloc[ia].reset_index(drop=True), col.iloc[ib].reset_index(drop=True)
+            va, vb = _sides(col, ia, ib)
             eq &= (va.notna() & vb.notna() & (va.astype(object) == vb.astype(object))).to_numpy(dtype=bool)
         out[out] = eq
         return out
@@ -110,8 +110,7 @@ def same_conversation(df: pd.DataFrame) -> SameHello:
         ia, ib = a[out], b[out]
         differ = np.zeros(len(ia), dtype=bool)
         for name, col in cols:
-            va = col.iloc[ia].astype("string").reset_index(drop=True)
-            vb = col.iloc[ib].astype("string").reset_index(drop=True)
+            va, vb = _sides(col, ia, ib, as_text=True)
             has_a, has_b = va.notna().to_numpy(dtype=bool), vb.notna().to_numpy(dtype=bool)
             differ |= has_a & has_b & (va != vb).fillna(False).to_numpy(dtype=bool)
             if name == "server_flight_bytes":
@@ -120,6 +119,17 @@ def same_conversation(df: pd.DataFrame) -> SameHello:
         return out
 
     return same
+
+
+def _sides(col: pd.Series, ia: npt.NDArray[np.int64], ib: npt.NDArray[np.int64],
+           as_text: bool = False) -> tuple[pd.Series, pd.Series]:
+    """``col`` at rows ``ia`` and at rows ``ib`` (as ``string`` if ``as_text``), each indexed from 0: one take
+    for both."""
+    both = col.iloc[np.concatenate([ia, ib])]
+    if as_text:
+        both = both.astype("string")
+    both = both.reset_index(drop=True)
+    return both.iloc[: len(ia)], both.iloc[len(ia):].reset_index(drop=True)
 
 
 def pair_legs(ts: npt.NDArray[np.int64], sni: npt.NDArray[np.int64], same: SameHello,
