@@ -13,9 +13,11 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 command -v rsyslogd >/dev/null 2>&1 || [ -x /usr/sbin/rsyslogd ] || missing+=(rsyslog)
 # iptables and sslsplit: the inline part of the evaluation corpus (scripts/eval_inline.py) redirects
-# clients to interceptors in network namespaces, sslsplit being one of those interceptors.
+# clients to interceptors in network namespaces, sslsplit being one of those interceptors; gnutls-bin:
+# gnutls-cli is a client stack of both corpus scripts, gnutls-serv the second stack of the server pool.
 command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || missing+=(iptables)
 command -v sslsplit >/dev/null 2>&1 || missing+=(sslsplit)
+command -v gnutls-cli >/dev/null 2>&1 && command -v gnutls-serv >/dev/null 2>&1 || missing+=(gnutls-bin)
 if [ ${#missing[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
