@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("pyspark")
 
 from tlsdetect.detect.baseline import Baseline
-from tlsdetect.detect.baseline_tables import TABLES
+from tlsdetect.detect.baseline_tables import OPTIONAL_TABLES, TABLES
 from tlsdetect.readers.inputs import Inputs
 
 from .conftest import PROJECT_PCAPS as PCAPS
@@ -45,10 +45,61 @@ def test_fit_with_options_equals_local(spark: Any, tmp_path: Path, client_key: s
     Baseline(client_key=client_key, mesh_ca=mesh_ca, model=model).fit(Inputs([str(PCAPS)]).read_all()).save(
         tmp_path / "local")
     a, b = Baseline.load(tmp_path / "spark"), Baseline.load(tmp_path / "local")
-    for name in TABLES:
+    for name in [*TABLES, *OPTIONAL_TABLES]:
         pd.testing.assert_frame_equal(getattr(a, f"{name}_"), getattr(b, f"{name}_"), obj=name)
+    assert len(a.server_values_) > 0
+    assert len(a.server_certs_) > 0
     assert a.model_ is None if not model else a.model_ is not None
     assert a.summary() == b.summary()
+
+
+def _renewed(df: pd.DataFrame, grow: int = 825) -> pd.DataFrame:
+    """``df`` where the curl server's TLS 1.2 answers from the third hour on show a new certificate ``grow``
+    bytes larger (a renewal, seen in clear)."""
+    out = df.copy()
+    hit = ((out["sni"] == "curl.sample.tlsdetect.test") & (out["tls_version"] == "TLSv1.2")
+           & (out["ts"] >= out["ts"].min() + pd.Timedelta(hours=2))).to_numpy()
+    certs = out["server_cert_sha256"].astype(object).to_numpy(copy=True)
+    certs[hit] = "ab" * 32
+    out["server_cert_sha256"] = pd.Series(certs, index=out.index).astype("category")
+    flights = out["server_flight"].to_numpy(dtype=object, copy=True)
+    for i in np.flatnonzero(hit):
+        flights[i] = (flights[i][0] + grow, *flights[i][1:])
+    out["server_flight"] = pd.Series(flights, index=out.index, dtype=object)
+    out["server_flight_bytes"] = (out["server_flight_bytes"] + np.where(hit, grow, 0)).astype("Int32")
+    return out
+
+
+@pytest.mark.slow
+def test_server_tables_equal_the_local_fit_over_many_batches(spark: Any) -> None:
+    """Two hello families per server and a renewal, spread over four partitions: the partial tables fold to
+    the local fit's (counts summed, first/last seen widened, ``rest_bytes`` the least of every batch)."""
+    from tests.detect_data import population
+    from tests.test_server_profiles import with_flights
+    from tlsdetect.detect.issuers import add_issuer_keys
+    from tlsdetect.spark import connections_schema, fit_baseline
+    from tlsdetect.spark.schema import to_spark_frame, unpack_columns
+
+    df = _renewed(add_issuer_keys(with_flights(population(repeat=8))))
+    frame = spark.createDataFrame(to_spark_frame(df), connections_schema(packed=True)).repartition(4)
+    assert frame.rdd.getNumPartitions() == 4
+    a = fit_baseline(unpack_columns(frame), model=False)
+    b = Baseline(model=False).fit(df)
+    for name in OPTIONAL_TABLES:
+        pd.testing.assert_frame_equal(getattr(a, f"{name}_"), getattr(b, f"{name}_"), obj=name)
+    curl = a.server_values_[(a.server_values_["scope"] == "sni")
+                            & (a.server_values_["server"] == "curl.sample.tlsdetect.test")]
+    assert curl["family"].nunique() == 2
+    certs = a.server_certs_[(a.server_certs_["scope"] == "sni")
+                            & (a.server_certs_["server"] == "curl.sample.tlsdetect.test")]
+    assert sorted(certs["cert_bytes"].tolist()) == [1616, 1616 + 825]
+    assert int(certs["count"].sum()) == 8  # the curl client's TLS 1.2 connections, one per hour
+    # the rest of the flight varies by up to 2 bytes per row (with_flights): the fold keeps the least
+    rows = df[(df["sni"] == "curl.sample.tlsdetect.test") & (df["tls_version"] == "TLSv1.2")]
+    rest = (rows["server_flight_bytes"].astype(int) - rows["server_flight"].map(lambda f: f[0])).groupby(
+        rows["server_cert_sha256"].astype(str)).agg(["min", "max"])
+    assert (rest["max"] > rest["min"]).any()
+    assert dict(zip(certs["cert"], certs["rest_bytes"].astype(int), strict=True)) == rest["min"].to_dict()
 
 
 @pytest.mark.slow

@@ -9,6 +9,13 @@ SNI, offered version) run in ``mapInPandas`` with the package's functions, so th
 from the local path. "First name seen" columns take the value of the earliest row in the local
 read order (``_order``), and the hello table is ordered as :func:`tlsdetect.detect.features.hello_codes`
 orders it, so the saved baseline equals the local fit's.
+
+The server tables (``server_values``, ``server_certs``: :data:`~tlsdetect.detect.baseline_tables.OPTIONAL_TABLES`)
+are learned per Arrow batch in ``mapInPandas`` by the local learners themselves
+(:func:`~tlsdetect.detect.server_profiles.learn_server_values`,
+:func:`~tlsdetect.detect.renewals.learn_server_certs`); only their small partial tables reach the driver,
+which folds them as ``partial_fit`` does (counts summed, first/last seen widened). ``rest_bytes``, the one
+column that is neither key nor count, is the least over all batches, as one local fit over all rows takes it.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import pandas as pd
 
 from tlsdetect import schema
 from tlsdetect.detect.baseline import ROLES, Baseline, client_ids
-from tlsdetect.detect.baseline_tables import TABLES
+from tlsdetect.detect.baseline_tables import OPTIONAL_KEYS, OPTIONAL_TABLES, TABLES
 from tlsdetect.detect.features import HELLO_COLUMNS
 from tlsdetect.detect.mesh import MeshSpec
 from tlsdetect.spark.schema import NAT, from_spark_frame, pack_columns, spark_type, unpack_columns
@@ -30,6 +37,13 @@ __all__ = ["fit_baseline"]
 
 _DERIVED = ("_cid", "_uaf", "_sni", "_ver")
 _ISSUER_COLS = tuple(c for cols in ROLES.values() for c in cols)
+#: What the server learners read (server_profiles.server_rows and renewals.clear_certs).
+_SERVER_COLS = ("sni", "server_ip", "server_port", "ja4", "tls_version", "sh_version", "sh_selected_version",
+                "sh_cipher", "ja3s", "resumed", "server_flight", "server_flight_bytes", "server_cert_sha256",
+                "server_issuer_key", "server_issuer_akid", "server_chain")
+#: Long (int64) columns of the partial server tables; times as nanoseconds (``NAT`` when missing).
+_SERVER_LONGS = ("cert_bytes", "chain", "rest_bytes", "count", "first_seen", "last_seen")
+_SERVER_PARTIAL = ("table", *dict.fromkeys(c for name in OPTIONAL_TABLES for c in OPTIONAL_TABLES[name]))
 
 
 def _prepare(client_key: str) -> Any:
@@ -81,7 +95,7 @@ def fit_baseline(df: Any, *, client_key: str = "auto", mesh_ca: MeshSpec = None,
     # only the columns the tables need: the input is read (captures parsed) once, into this narrow
     # persisted frame; the hello lists pass through Python packed (see ``schema.pack_columns``)
     needed = ["ts", "client_id", "peer_subject", "client_ip", "user_agent", "ja4", "ja3n", "sni", *_ISSUER_COLS,
-              *HELLO_COLUMNS, "ja3_full", "ja4_ro"]
+              *HELLO_COLUMNS, "ja3_full", "ja4_ro", *_SERVER_COLS]
     if client_key in df.columns and client_key not in needed and schema.COLUMNS.get(client_key) != "object":
         needed.append(client_key)
     needed = list(dict.fromkeys(c for c in schema.COLUMNS if c in needed))
@@ -165,6 +179,7 @@ def _fit(rows: Any, *, client_key: str, mesh_ca: MeshSpec, model: bool) -> Basel
     for name, t in tables.items():
         tables[name] = _times(t)[list(TABLES[name])]
 
+    tables.update(_server_tables(rows))
     hellos = _hellos(rows)
     learned = Baseline(client_key=client_key, mesh_ca=mesh_ca, model=model)
     return learned.from_tables(tables, hellos, int(counts["n"]))
@@ -191,3 +206,64 @@ def _hellos(rows: Any) -> pd.DataFrame:
     table = conf[cols].reset_index(drop=True)
     table["connections"] = got["connections"].astype(np.int64).to_numpy()
     return table
+
+
+def _partial_rows(name: str, part: pd.DataFrame) -> pd.DataFrame:
+    """One learner's table as rows of the partial schema (``table`` names it; other tables' columns null)."""
+    out = pd.DataFrame(index=range(len(part)))
+    for c in _SERVER_PARTIAL:
+        if c == "table":
+            # object: pandas would infer its Arrow string dtype, which reaches PySpark as a chunked array
+            out[c] = pd.Series(np.full(len(part), name, dtype=object), dtype=object)
+        elif c not in part.columns:
+            out[c] = pd.Series(None, index=out.index, dtype="Int64" if c in _SERVER_LONGS else object)
+        elif c in ("first_seen", "last_seen"):
+            naive = pd.to_datetime(part[c], utc=True).dt.tz_convert(None).reset_index(drop=True)
+            out[c] = naive.to_numpy(dtype="datetime64[ns]").view(np.int64)  # NaT is NAT's bit pattern
+        elif c in _SERVER_LONGS:
+            out[c] = pd.to_numeric(part[c].reset_index(drop=True)).astype("Int64")
+        else:
+            text = part[c].reset_index(drop=True).astype(object)
+            out[c] = text.where(text.notna(), None)
+    return out
+
+
+def _learn_servers(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """Per Arrow batch: the local server learners' partial tables (a few rows per distinct server answer)."""
+    from tlsdetect.detect.renewals import learn_server_certs
+    from tlsdetect.detect.server_profiles import learn_server_values
+
+    for pdf in batches:
+        if len(pdf) == 0:
+            continue
+        df = from_spark_frame(pdf)
+        parts = [_partial_rows("server_values", learn_server_values(df, df["ts"])),
+                 _partial_rows("server_certs", learn_server_certs(df, df["ts"]))]
+        out = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else None
+        if out is not None:
+            yield out
+
+
+def _server_tables(rows: Any) -> dict[str, pd.DataFrame]:
+    """``server_values`` and ``server_certs`` of ``rows``: partial tables per batch, folded on the driver."""
+    from pyspark.sql import types as st
+
+    fields = [st.StructField(c, st.LongType() if c in _SERVER_LONGS else st.StringType(), True)
+              for c in _SERVER_PARTIAL]
+    cols = [c for c in _SERVER_COLS if c in rows.columns]
+    got = _collect(pack_columns(rows.select(*cols, "_ts_ns", "_order")).mapInPandas(_learn_servers,
+                                                                                    st.StructType(fields)))
+    out: dict[str, pd.DataFrame] = {}
+    for name, schema_cols in OPTIONAL_TABLES.items():
+        part = got[got["table"] == name].reset_index(drop=True) if len(got) else got
+        if len(part) == 0:
+            continue
+        part = part[list(schema_cols)].copy()
+        for c in ("first_seen", "last_seen"):
+            part[c] = part[c].astype("Int64").fillna(NAT).astype(np.int64)
+        part = _times(part)
+        if "rest_bytes" in part.columns:  # not a key: the least over all batches, as one fit over every row has it
+            keys = OPTIONAL_KEYS[name]
+            part["rest_bytes"] = part.groupby(keys, dropna=False, sort=False)["rest_bytes"].transform("min")
+        out[name] = part
+    return out
