@@ -4,6 +4,7 @@ followed through ``score`` and ``serve`` (issue 14). ``score`` itself is tested 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,35 @@ def test_show(baseline_dir: Path) -> None:
     assert code == 0
     assert "mesh CA (server): CN=tlsdetect Sample Intermediate CA,O=tlsdetect" in out
     assert "client 127.0.0.1" in out
+
+
+def test_show_prints_the_server_profiles_meta_json_holds(baseline_dir: Path, tmp_path: Path) -> None:
+    """Issue 16: the per-server summary of meta.json, one line; an older baseline without it says so."""
+    meta = json.loads((baseline_dir / "meta.json").read_text())
+    prof = meta["summary"]["server_profiles"]
+    code, out, err = _run("baseline", "show", str(baseline_dir))
+    assert code == 0, err
+    line = next(x for x in out.splitlines() if "server profiles:" in x)
+    assert f"{prof['servers']['sni']} servers by name, {prof['servers']['addr']} by address" in line
+    assert f"{prof['families']} hello families" in line
+    assert f"flight {prof['profiles']['flight']}" in line
+    assert prof["servers"]["sni"] > 0
+    old = tmp_path / "old"
+    shutil.copytree(baseline_dir, old)
+    del meta["summary"]["server_profiles"]
+    (old / "meta.json").write_text(json.dumps(meta))
+    code, out, err = _run("baseline", "show", str(old))
+    assert code == 0, err
+    assert "server profiles: none (a baseline from before they were learned" in out
+
+
+def test_server_profile_line_without_answers_or_with_a_broken_summary() -> None:
+    from tlsdetect.cli.baseline import server_profile_line
+
+    empty = {"servers": {"sni": 0, "addr": 0}, "families": 0, "profiles": {"flight": 0}}
+    assert "none (the fitted traffic showed no server answers)" in server_profile_line(empty, 0)
+    assert "unreadable in meta.json (KeyError" in server_profile_line({"servers": {}}, 0)
+    assert "unreadable in meta.json" in server_profile_line("nonsense", 0)
 
 
 def test_fit_with_a_given_mesh_ca_and_a_time_window(tmp_path: Path) -> None:

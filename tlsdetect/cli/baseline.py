@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -102,16 +102,40 @@ def baseline_fit(paths: tuple[str, ...], output: str, force: bool, client_key: s
     print_summary(model, output)
 
 
+def server_profile_line(profiles: Any, clear_certs: int) -> str:
+    """One line on the server profiles ``meta.json`` summarises (``server_profiles``), as ``baseline show`` prints it.
+
+    ``None``: a baseline written before they were learned, so scoring compares no server answers with it.
+    """
+    if profiles is None:
+        return "  server profiles: none (a baseline from before they were learned: refit to compare server answers)"
+    try:
+        servers, kinds = profiles["servers"], profiles["profiles"]
+        by_name, by_addr, families = int(servers["sni"]), int(servers["addr"]), int(profiles["families"])
+        per_kind = ", ".join(f"{k} {int(v)}" for k, v in kinds.items())
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        return f"  server profiles: unreadable in meta.json ({type(exc).__name__}: {exc})"
+    if by_name + by_addr == 0:
+        return "  server profiles: none (the fitted traffic showed no server answers)"
+    return (f"  server profiles: {by_name} servers by name, {by_addr} by address, {families} hello families; "
+            f"profiles per kind: {per_kind}; certificates seen in clear: {clear_certs}")
+
+
 @baseline.command("show")
 @click.argument("directory", type=UserPath(file_okay=False))
 @click.option("--clients", "n_clients", default=10, show_default=True, help="How many clients to list.")
 def baseline_show(directory: str, n_clients: int) -> None:
     """Print what a baseline knows: counts, mesh CAs, the busiest clients and their fingerprints."""
     from tlsdetect.detect.baseline import Baseline
+    from tlsdetect.detect.baseline_dir import read_meta
 
     with user_errors():
         model = Baseline.load(directory)
+        _, meta, _ = read_meta(Path(directory))
     print_summary(model, directory)
+    summary = meta.get("summary")
+    click.echo(server_profile_line(summary.get("server_profiles") if isinstance(summary, dict) else None,
+                                   int(model.server_certs_["cert"].nunique())))
     stab = model.client_stability().set_index("client_id")
     clients = model.clients_.sort_values("connections", ascending=False).head(n_clients)
     fps = model.fingerprints_[model.fingerprints_["kind"] == "ja4"]
