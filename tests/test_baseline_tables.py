@@ -52,3 +52,17 @@ def test_typed_table_casts_and_drops_extra_columns() -> None:
     assert list(got.columns) == list(TABLES["clients"])
     assert got["connections"].tolist() == [3]
     assert str(got["connections"].dtype) == "int64"
+
+
+def test_merge_keeps_the_least_rest_of_flight_of_a_certificate() -> None:
+    """Two chunks of one certificate fold to the smallest ``rest_bytes``, as one fit over both gives."""
+    from tlsdetect.detect.baseline_tables import OPTIONAL_KEYS
+
+    t = pd.Timestamp("2026-12-07", tz="UTC")
+    row = {"scope": "name", "server": "cdn", "family": "t12d280700", "cert": "ab", "cert_bytes": 1616,
+           "issuer_key": "k", "issuer_akid": "a", "chain": 2, "count": 1, "first_seen": t, "last_seen": t}
+    a = typed_table("server_certs", pd.DataFrame([{**row, "rest_bytes": 340}]))
+    b = typed_table("server_certs", pd.DataFrame([{**row, "rest_bytes": 338}]))
+    out = merge_table("server_certs", a, b, OPTIONAL_KEYS["server_certs"])
+    assert out["rest_bytes"].tolist() == [338]
+    assert out["count"].tolist() == [2]

@@ -29,7 +29,8 @@ TABLES: dict[str, dict[str, str]] = {
 #: Tables a baseline directory may lack (written by a tlsdetect before them: they load empty) -> their key.
 #: ``server_values``: per server (by name and by address) and client hello family, each version, cipher,
 #: JA3S, first-flight size and resumption seen (:mod:`tlsdetect.detect.server_profiles`). Kept apart from
-#: :data:`TABLES` because ``tlsdetect.spark`` does not learn them yet: a Spark-fitted baseline has none.
+#: :data:`TABLES` because they are learned per chunk by their own modules (``tlsdetect.spark`` runs the same
+#: learners per partition and folds them here, as ``partial_fit`` does).
 OPTIONAL_TABLES: dict[str, dict[str, str]] = {
     "server_values": {"scope": "string", "server": "string", "family": "string", "kind": "string", "value": "string",
                       "count": "int64", "first_seen": _TIME, "last_seen": _TIME},
@@ -68,7 +69,7 @@ def typed_table(name: str, df: pd.DataFrame) -> pd.DataFrame:
 
 
 def merge_table(name: str, old: pd.DataFrame, new: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Fold ``new`` aggregates into ``old``: counts add, first/last seen widen."""
+    """Fold ``new`` aggregates into ``old``: counts add, first/last seen widen, ``rest_bytes`` takes the least."""
     both = pd.concat([old, new], ignore_index=True) if len(old) else new
     if len(both) == 0:
         return empty_table(name)
@@ -82,6 +83,8 @@ def merge_table(name: str, old: pd.DataFrame, new: pd.DataFrame, keys: list[str]
             agg[c] = "min"
         elif c == "last_seen":
             agg[c] = "max"
+        elif c == "rest_bytes":  # the learner keeps each certificate's smallest rest of flight: so does a fold
+            agg[c] = "min"
         else:
             agg[c] = "first"
     out = both.groupby(keys, sort=True, dropna=False, observed=True).agg(agg).reset_index()
