@@ -37,20 +37,14 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-__all__ = ["FAMILY_CHARS", "KINDS", "SCOPES", "ServerRows", "learn_server_values", "server_names", "server_rows",
-           "version_name"]
+from tlsdetect.wire.versions import version_name
+
+__all__ = ["FAMILY_CHARS", "KINDS", "SCOPES", "ServerRows", "learn_server_values", "server_names", "server_rows"]
 
 #: Characters of JA4 that make the hello family (its ``a`` section).
 FAMILY_CHARS = 10
 KINDS = ("version", "cipher", "ja3s", "flight", "resumed")
 SCOPES = ("sni", "addr")
-_VERSIONS = {0x0304: "TLSv1.3", 0x0303: "TLSv1.2", 0x0302: "TLSv1.1", 0x0301: "TLSv1.0", 0x0300: "SSLv3",
-             0xFEFD: "DTLSv1.2", 0xFEFC: "DTLSv1.3", 0xFEFF: "DTLSv1.0"}
-
-
-def version_name(v: int) -> str:
-    """A version number as the name the ``tls_version`` column uses (``TLSv1.3``), else ``0x....``."""
-    return _VERSIONS.get(int(v), f"0x{int(v):04x}")
 
 
 @dataclass(frozen=True)

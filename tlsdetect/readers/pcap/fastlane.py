@@ -48,7 +48,6 @@ from tlsdetect.readers.pcap.tls_stream import (
     chain_json,
     client_hello_columns,
     server_hello_columns,
-    version_name,
 )
 from tlsdetect.readers.pcap.window_flights import idle_at_window_end, session_id_echoed, tls13_window_flights
 from tlsdetect.wire.gather import Gather
@@ -63,6 +62,7 @@ from tlsdetect.wire.tls import (
     parse_client_hello,
     parse_server_hello,
 )
+from tlsdetect.wire.versions import version_name
 
 __all__ = ["FastLane", "Segments"]
 

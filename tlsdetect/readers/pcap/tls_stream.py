@@ -35,6 +35,7 @@ from tlsdetect.wire.tls import (
     parse_server_hello,
     scan_records,
 )
+from tlsdetect.wire.versions import version_name
 
 __all__ = ["Connection", "DirectionView", "read_direction", "reassemble", "reassemble_runs"]
 
@@ -44,17 +45,6 @@ TLS13 = 0x0304
 #: Bytes more asked for at a time while a flight column is undecided.
 FLIGHT_STEP = 16 * 1024
 
-VERSION_NAMES = {
-    0x0002: "SSLv2",
-    0x0300: "SSLv3",
-    0x0301: "TLSv1.0",
-    0x0302: "TLSv1.1",
-    0x0303: "TLSv1.2",
-    0x0304: "TLSv1.3",
-    0xFEFF: "DTLSv1.0",
-    0xFEFD: "DTLSv1.2",
-    0xFEFC: "DTLSv1.3",
-}
 
 
 def reassemble(segments: list[tuple[int, bytes]], limit: int) -> bytes:
@@ -201,10 +191,6 @@ def server_hello_columns(sh: ServerHello) -> dict[str, object]:
         "sh_selected_version": sh.selected_version,
         "sh_alpn": sh.alpn.decode("ascii", "backslashreplace") if sh.alpn else None,
     }
-
-
-def version_name(version: int) -> str:
-    return VERSION_NAMES.get(version, f"0x{version:04x}")
 
 
 def chain_json(chain: tuple[CertInfo, ...]) -> str:

@@ -68,7 +68,7 @@ import pandas as pd
 from tlsdetect import schema
 from tlsdetect.fingerprint import client_fingerprints, enrich
 from tlsdetect.readers.base import ReadStats
-from tlsdetect.readers.pcap.tls_stream import VERSION_NAMES, Connection, DirectionView, Endpoint, reassemble
+from tlsdetect.readers.pcap.tls_stream import Connection, DirectionView, Endpoint, reassemble
 from tlsdetect.readers.pcap.tshark_frames import END_MARK, START_MARK, Frame, lua_script, parse_line
 from tlsdetect.wire.tls import (
     HANDSHAKE_CERTIFICATE,
@@ -82,6 +82,7 @@ from tlsdetect.wire.tls import (
     parse_client_hello,
     parse_server_hello,
 )
+from tlsdetect.wire.versions import version_name
 
 __all__ = ["TsharkError", "iter_tshark", "read_pcap_tshark", "tshark_command"]
 
@@ -342,7 +343,7 @@ def _correct_dtls(row: dict[str, object], conn: Connection) -> None:
     row["hello_retry"] = servers[0].is_hello_retry_request if servers else None
     if not servers and clients:
         version = _dtls_offered(clients[0])
-        row["tls_version"] = VERSION_NAMES.get(version, f"0x{version:04x}")
+        row["tls_version"] = version_name(version)
 
 
 def _lay_out(side: _Side) -> None:
