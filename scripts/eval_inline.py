@@ -197,14 +197,8 @@ class Relay:
         self.listener.close()
 
     def _serve(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                client, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._one, args=(client,), daemon=True).start()
+        mc.accept_loop(self.listener, self.stopping,
+                       lambda client: threading.Thread(target=self._one, args=(client,), daemon=True).start())
 
     def _one(self, client: socket.socket) -> None:
         ip = STACK_IP["gnutls"]

@@ -528,18 +528,14 @@ class ConnectProxy:
         self.listener.close()
 
     def _serve(self) -> None:
-        while not self.stopping.is_set():
+        accept_loop(self.listener, self.stopping, self._handle)
+
+    def _handle(self, client: socket.socket) -> None:
+        with client:
             try:
-                client, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with client:
-                try:
-                    self._tunnel(client)
-                except (OSError, ValueError, CaptureError) as exc:  # caller re-raises these
-                    self.errors.append(repr(exc))
+                self._tunnel(client)
+            except (OSError, ValueError, CaptureError) as exc:  # caller re-raises these
+                self.errors.append(repr(exc))
 
     def _tunnel(self, client: socket.socket) -> None:
         client.settimeout(CLIENT_TIMEOUT)
@@ -560,6 +556,22 @@ class ConnectProxy:
             if rest:
                 upstream.sendall(rest)
             relay(client, upstream)
+
+
+def accept_loop(listener: socket.socket, stopping: threading.Event, handle: Callable[[socket.socket], None]) -> None:
+    """Hand each accepted connection to ``handle`` until ``stopping`` is set or the listener closes.
+
+    The listener has a short timeout so ``stopping`` is looked at between accepts; the proxies and
+    relays of the capture scripts share this loop and differ only in what ``handle`` does.
+    """
+    while not stopping.is_set():
+        try:
+            client, _ = listener.accept()
+        except TimeoutError:
+            continue
+        except OSError:
+            return
+        handle(client)
 
 
 def relay(a: socket.socket, b: socket.socket) -> None:
