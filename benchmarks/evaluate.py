@@ -22,7 +22,12 @@ signal switched off (knowledge of every corpus product held out). The five inter
 traffic and with no baseline at all.
 
 Output: JSON lines on stdout (and ``--jsonl``), one record per table row, ``"table"`` naming the table;
-a markdown report (``--out``). Exit status 0 only when every issue-16 target is met.
+a markdown report (``--out``). Exit status 0 only when every issue-16 and issue-17 target is met.
+
+Issue 17's views (``benchmarks/evaluate_sources.py``) read part 5, ``sources.pcapng`` and two Envoy logs
+of one listener: a baseline fitted on the capture is scored on each log, each log on itself, and the
+capture on clients it never saw. Their targets join the exit status; a corpus without part 5 leaves
+them NOT MEASURED, which fails it (nothing passes unmeasured).
 """
 
 from __future__ import annotations
@@ -43,6 +48,9 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import evaluate_sources as sources  # noqa: E402  (issue 17's views, beside this script)
 
 from tlsdetect import schema  # noqa: E402
 from tlsdetect.detect.baseline import Baseline  # noqa: E402
@@ -52,6 +60,7 @@ from tlsdetect.detect.evaluation import (  # noqa: E402
     metrics,
     muted,
     note_kind,
+    note_tag,
     per_signal,
     target,
     to_markdown,
@@ -71,6 +80,7 @@ FILES = {
     "envoy": ("envoy_access.jsonl",),
     "inline_client": ("inline_client.pcapng",),
     "inline_server": ("inline_server.pcapng",),
+    **sources.FILES,
 }
 #: Fingerprints the knowledge base learned from an earlier run of the corpus script (mitmproxy's among
 #: them): held out everywhere, so the evaluation measures what the baseline and the other signals catch.
@@ -160,6 +170,32 @@ def score_view(view: View, data: pd.DataFrame, corpus: Path, kb: Knowledge) -> d
     train = part[(part["split"] == "train") & (part["label"] == "clean")]
     test = part[part["split"] == "test"].reset_index(drop=True)
     mesh = parse_mesh_ca(str(corpus / "mesh_ca.pem")) if view.name == "envoy" else "learn"
+    return fit_and_score(view.name, train, test, mesh, kb)
+
+
+def score_cross_view(view: sources.CrossView, data: pd.DataFrame, corpus: Path,
+                     kb: Knowledge) -> dict[str, Any] | None:
+    """An issue-17 view: fitted on one source's clean train rows, scored on another's (or its own) test rows."""
+    rows = sources.split(view, data)
+    if rows is None:
+        return None
+    train, test = rows
+    return fit_and_score(view.name, train, test, sources_mesh(view, corpus), kb)
+
+
+def sources_mesh(view: sources.CrossView, corpus: Path) -> Any:
+    """The mesh CA a view scoring an Envoy log is given (the deployment names it): part 5's, else learned."""
+    if not view.score_source.startswith("envoy"):
+        return "learn"
+    for name in (sources.MESH_CA, "mesh_ca.pem"):
+        if (corpus / name).exists():
+            return parse_mesh_ca(str(corpus / name))
+    return "learn"
+
+
+def fit_and_score(name: str, train: pd.DataFrame, test: pd.DataFrame, mesh: Any, kb: Knowledge) -> dict[str, Any]:
+    """Fit a baseline on ``train``; score ``test`` with each intercepting product's knowledge held out; ablate."""
+    test = test.reset_index(drop=True)
     t0 = time.perf_counter()
     fitted = Baseline(mesh_ca=mesh).fit(train)
     t_fit = time.perf_counter() - t0
@@ -179,13 +215,13 @@ def score_view(view: View, data: pd.DataFrame, corpus: Path, kb: Knowledge) -> d
     all_out = hold_out(kb, products)
     reference = score(test, fitted, all_out)
     fired = {r["code"] for rs in reference["reasons"] for r in rs}
-    ablation = [{"view": view.name, "signal_off": "(none)", **_ablation_row(reference)}]
+    ablation = [{"view": name, "signal_off": "(none)", **_ablation_row(reference)}]
     for code in SIGNALS:
         if code not in fired:
             continue
         with muted([code]):
-            ablation.append({"view": view.name, "signal_off": code, **_ablation_row(score(test, fitted, all_out))})
-    return {"view": view, "scored": headline.assign(view=view.name), "ablation": ablation, "products": products,
+            ablation.append({"view": name, "signal_off": code, **_ablation_row(score(test, fitted, all_out))})
+    return {"scored": headline.assign(view=name), "ablation": ablation, "products": products,
             "held_out_rows": ", ".join(f"{p} {n}" for p, n in held_rows.items()),
             "train": len(train), "test": len(test), "fit_s": t_fit, "score_s": t_score}
 
@@ -299,6 +335,33 @@ def _json_default(v: Any) -> Any:
     return str(v)
 
 
+def tree_commit() -> str:
+    """The checkout's commit, with ``+changes`` when tracked files differ from it (the run measured those)."""
+    def git(*a: str) -> str:
+        r = subprocess.run(["git", "-C", str(REPO), *a], capture_output=True, text=True, check=False)
+        return r.stdout.strip() if r.returncode == 0 else ""
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def corpus_built(corpus: Path) -> dict[str, str]:
+    """When each part of the corpus was built, from its manifest (``generated_at``, else the file's mtime)."""
+    out = {}
+    for name in ("MANIFEST.json", "INLINE.json", "SOURCES.json"):
+        f = corpus / name
+        if not f.exists():
+            continue
+        try:
+            meta = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            meta = {}
+        when = next((str(meta[k]) for k in ("generated_at", "built_at", "finished_at", "started_at")
+                     if isinstance(meta, dict) and k in meta), None)
+        out[name] = when or dt.datetime.fromtimestamp(f.stat().st_mtime, dt.UTC).isoformat(
+            timespec="seconds")
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
@@ -326,34 +389,49 @@ def main() -> int:
     kb = hold_out(load_knowledge(), CORPUS_SOURCE)
     results = {v.name: score_view(v, data, args.corpus, kb) for v in VIEWS}
     done = [r for r in results.values() if r is not None]
-    scored = pd.concat([r["scored"] for r in done], ignore_index=True)
+    scored = pd.concat([r["scored"] for r in done], ignore_index=True) if done else sources.frame(pd.DataFrame())
+    cross = {v.name: score_cross_view(v, data, args.corpus, kb) for v in sources.VIEWS}
+    cross_done = [r for r in cross.values() if r is not None]
+    scored17 = sources.frame(pd.concat([r["scored"] for r in cross_done], ignore_index=True) if cross_done
+                             else pd.DataFrame())
     products = sorted({p for r in done for p in r["products"]})
     train_capture = data[(data["_source"] == "pcap") & (data["split"] == "train") & (data["label"] == "clean")]
     captures = interception_captures(train_capture if len(train_capture) else None)
     elapsed = time.perf_counter() - t0
     load_after = os.getloadavg()
 
-    views = [{"view": name, "meaning": next(v.meaning for v in VIEWS if v.name == name),
+    meanings = {v.name: v.meaning for v in (*VIEWS, *sources.VIEWS)}
+    views = [{"view": name, "issue": 17 if name in cross else 16, "meaning": meanings[name],
               **({"measured": False} if r is None else {
                   "measured": True, "train": r["train"], "test": r["test"], "products": ", ".join(r["products"]),
                   "knowledge_rows_held_out": r["held_out_rows"],
                   "fit_s": round(r["fit_s"], 3), "score_s": round(r["score_s"], 3)})}
-             for name, r in results.items()]
+             for name, r in (*results.items(), *cross.items())]
     per_vantage = group_rates(scored, ["view", "vantage", "label", "product"])
     notes = group_rates(scored[scored["label"] == "clean"], ["view", "note_kind"], signals=False)
     fired = [per_signal(g).assign(view=k) for k, g in scored.groupby("view", sort=False)]
     fired = [f for f in fired if len(f)]  # an empty frame would turn the counts into floats
     signals = pd.concat(fired, ignore_index=True) if fired else pd.DataFrame()
-    ablation = [row for r in done for row in r["ablation"]]
-    goals = targets(scored, captures, products)
+    ablation = [row for r in (*done, *cross_done) for row in r["ablation"]]
+    goals = [{"issue": 16, **g} for g in targets(scored, captures, products)]
+    goals += [{"issue": 17, **g} for g in sources.targets(scored17)]
+    groups17 = group_rates(scored17.assign(note_tag=note_tag(scored17["note"])),
+                           ["view", "vantage", "label", "stack", "note_tag"]) if len(scored17) else pd.DataFrame()
+    fired17 = [per_signal(g.assign(note_tag=note_tag(g["note"])), where=("label", "vantage", "stack", "note_tag"))
+               .assign(view=k) for k, g in scored17.groupby("view", sort=False)]
+    fired17 = [f for f in fired17 if len(f)]
+    signals17 = pd.concat(fired17, ignore_index=True) if fired17 else pd.DataFrame()
+    measured17 = sources.measures(scored17)
     run = {"date": dt.date.today().isoformat(), "corpus": str(args.corpus), "connections": len(data),
+           "commit": tree_commit(), "corpus_built": corpus_built(args.corpus),
            "elapsed_s": round(elapsed, 1), "read_s": round(t_read, 1),
            "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in load_after],
            "cpus": os.cpu_count(), "signals": list(SIGNALS), **problems}
 
     records = [{"table": "run", **run}, *_records("view", views), *_records("vantage", per_vantage),
                *_records("clean_by_note", notes), *_records("signal", signals), *_records("ablation", ablation),
-               *_records("target", goals)]
+               *_records("target", goals), *_records("sources_group", groups17),
+               *_records("sources_signal", signals17), *_records("measure", measured17)]
     if captures is not None:
         records += _records("shared_capture", captures)
     lines = [json.dumps(r, default=_json_default) for r in records]
@@ -361,7 +439,9 @@ def main() -> int:
     if args.jsonl:
         args.jsonl.write_text("\n".join(lines) + "\n", encoding="utf-8")
     out = args.out or REPO / "benchmarks" / "results" / f"evaluation-{dt.date.today().isoformat()}.md"
-    out.write_text(report(run, views, per_vantage, notes, signals, ablation, goals, captures), encoding="utf-8")
+    out.write_text(report(run, views, per_vantage, notes, signals, ablation, goals, captures)
+                   + sources.report_section([g for g in goals if g["issue"] == 17], groups17, signals17, measured17),
+                   encoding="utf-8")
     return 0 if all(g["status"] == "PASS" for g in goals) else 1
 
 
@@ -370,24 +450,31 @@ def report(run: dict[str, Any], views: list[dict[str, Any]], per_vantage: pd.Dat
            captures: pd.DataFrame | None) -> str:
     """The markdown report: targets first, then the tables they come from."""
     rate = ["intercepted", "clean", "tp", "fp", "fn", "recall", "fpr"]
-    view_cols = ["view", "meaning", "measured", "train", "test", "products", "knowledge_rows_held_out", "fit_s",
-                 "score_s"]
-    met = sum(g["status"] == "PASS" for g in goals)
+    view_cols = ["view", "issue", "meaning", "measured", "train", "test", "products", "knowledge_rows_held_out",
+                 "fit_s", "score_s"]
+    goals16 = [g for g in goals if g["issue"] == 16]
+    met = sum(g["status"] == "PASS" for g in goals16)
+    met_all = sum(g["status"] == "PASS" for g in goals)
     lines = [
-        f"# Detection evaluation per vantage point — {run['date']}",
+        f"# Detection evaluation per vantage point and source — {run['date']}",
         "",
         f"Corpus `{run['corpus']}`: {run['connections']} connections read and labelled. Command: "
         f"`.venv/bin/python benchmarks/evaluate.py --corpus {run['corpus']}`; {run['elapsed_s']} s in all "
         f"(reading {run['read_s']} s); load average {run['load_before']} before, {run['load_after']} after, "
-        f"{run['cpus']} CPUs. Signals at run time: {', '.join(run['signals'])}.",
+        f"{run['cpus']} CPUs. Tree: {run['commit']}. Corpus built: "
+        f"{', '.join(f'{k} {v}' for k, v in run['corpus_built'].items()) or 'unknown'}. "
+        f"Signals at run time: {', '.join(run['signals'])}.",
         f"Unlabelled connections skipped: {run['unlabelled_connections']}; labelled but not read: "
         f"{run['labelled_not_read'] or 'none'}; labelled, file absent: {run['labelled_file_missing'] or 'none'}.",
         "",
-        f"## Issue 16 targets: {met} of {len(goals)} met",
+        f"All targets (issues 16 and 17, the exit status): {met_all} of {len(goals)} met.",
         "",
-        to_markdown(pd.DataFrame(goals), ["target", "goal", "measured", "rows", "status", "detail"]),
+        f"## Issue 16 targets: {met} of {len(goals16)} met",
         "",
-        "## Views (each sensor fitted on its own clean train rows, scored on its test rows)",
+        to_markdown(pd.DataFrame(goals16), ["target", "goal", "measured", "rows", "status", "detail"]),
+        "",
+        "## Views (issue 16: each sensor fitted on its own clean train rows, scored on its test rows; "
+        "issue 17: fitted on one source, scored on another)",
         "",
         to_markdown(pd.DataFrame([{k: v.get(k) for k in view_cols} for v in views], dtype=object)),
         "",

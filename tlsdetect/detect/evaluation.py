@@ -30,8 +30,9 @@ from tlsdetect.detect.evidence import SIGNALS
 from tlsdetect.detect.knowledge import Knowledge
 
 __all__ = [
-    "NOTE_KINDS", "TARGET_STATUS", "by_group", "fired_codes", "group_rates", "hold_out", "metrics", "muted",
-    "note_kind", "per_signal", "target", "to_markdown", "with_vantage",
+    "NOTE_KINDS", "REPORTED", "TARGET_STATUS", "by_group", "fired_codes", "group_rates", "hold_out", "metrics",
+    "muted", "note_has", "note_kind", "note_tag", "per_signal", "reported", "target", "to_markdown",
+    "with_reason", "with_vantage",
 ]
 
 #: The clean rows a deployment worries about most, named in ``labels.csv``'s ``note``: a server whose
@@ -39,6 +40,8 @@ __all__ = [
 NOTE_KINDS = ("renewal", "pool")
 #: A target is met, missed, or could not be measured (no rows): never a pass by default.
 TARGET_STATUS = ("PASS", "FAIL", "NOT MEASURED")
+#: The status of a measure reported beside the targets: read, never part of an exit status.
+REPORTED = "REPORTED"
 #: Knowledge columns that may name a product (matched by :func:`hold_out`).
 _NAMING_COLUMNS = ("product", "stack", "application", "source")
 
@@ -148,6 +151,46 @@ def note_kind(notes: pd.Series) -> pd.Series:
     return first.where(kind.isin(list(NOTE_KINDS)), "").astype(object)
 
 
+def note_tag(notes: pd.Series) -> pd.Series:
+    """The kind of each note's first part (``identity:svc-a;x`` -> ``identity``, ``no-sni`` -> ``no-sni``).
+
+    Unlike :func:`note_kind` it keeps any kind, so a table can be grouped by what a corpus part labels.
+    """
+    first = notes.fillna("").astype(str).str.split(";").str[0].str.strip().str.lower()
+    return first.str.split(":").str[0].astype(object)
+
+
+def note_has(notes: pd.Series, kind: str) -> npt.NDArray[np.bool_]:
+    """Whether any ``;``-separated part of each note is of ``kind`` (``kind`` itself or ``kind:<detail>``)."""
+    want = kind.strip().lower()
+    if not want:
+        raise ValueError("empty note kind")
+    uniques, codes = np.unique(notes.fillna("").astype(str).to_numpy(), return_inverse=True)
+    hit = np.array([any(p == want or p.startswith(want + ":") for p in (x.strip() for x in u.lower().split(";")))
+                    for u in uniques], dtype=bool)
+    return hit[codes.reshape(-1)] if len(notes) else np.zeros(0, dtype=bool)
+
+
+def with_reason(scored: pd.DataFrame, needle: str) -> npt.NDArray[np.bool_]:
+    """Rows one of whose reasons is ``needle``: its code starts with it, or its detail does (``resumed: ...``).
+
+    Case-insensitive. The detail counts because a reason may say what it is in words before a signal of that
+    name exists (``resumed: no certificate to check`` under another code).
+    """
+    want = needle.strip().lower()
+    if not want:
+        raise ValueError("empty reason")
+    out = np.zeros(len(scored), dtype=bool)
+    for i, rs in enumerate(scored["reasons"].tolist()):
+        for r in rs:
+            code = str(r.get("code") or "").lower()
+            detail = str(r.get("detail") or "").lower()
+            if code.startswith(want) or detail.startswith(want):
+                out[i] = True
+                break
+    return out
+
+
 def with_vantage(labels: pd.DataFrame) -> pd.DataFrame:
     """``labels.csv`` with ``vantage``, ``product`` and ``note`` filled where an older corpus lacks them.
 
@@ -242,6 +285,13 @@ def target(name: str, measured: float | None, *, at_least: float | None = None, 
     else:
         status = "PASS" if measured <= (at_most or 0.0) else "FAIL"
     return {"target": name, "goal": goal, "measured": measured, "rows": n, "status": status, "detail": detail}
+
+
+def reported(name: str, measured: float | None, *, n: int = 0, detail: str = "") -> dict[str, Any]:
+    """A measure shown beside the targets in the same shape (``goal`` ``report``): ``REPORTED`` or
+    ``NOT MEASURED`` (no rows), never ``PASS``, so it cannot turn an exit status green by itself."""
+    status = "NOT MEASURED" if measured is None or n == 0 else REPORTED
+    return {"target": name, "goal": "report", "measured": measured, "rows": n, "status": status, "detail": detail}
 
 
 def _fmt(v: Any) -> str:
