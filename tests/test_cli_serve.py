@@ -36,3 +36,27 @@ def test_serve_says_at_start_up_that_the_mesh_ca_was_learned(baseline_dir: Path,
     code, _, err = _run("serve", "--baseline", str(baseline_dir), "--port", "0")
     assert code == 0, err
     assert "tlsdetect serve: WARNING: this baseline uses a LEARNED mesh CA" in err
+
+
+def test_serve_passes_the_slow_client_deadlines_to_the_server(baseline_dir: Path, monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    """Issue 18 #12: --header-timeout reaches the HTTP protocol, --body-timeout the app; 0 is refused."""
+    pytest.importorskip("fastapi")
+    import tlsdetect.cli.serve as cli_serve
+
+    seen: dict[str, object] = {}
+
+    def run(config: object, app: object, sock: object) -> None:
+        seen["config"], seen["app"] = config, app
+        sock.close()  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(cli_serve, "_run_worker", run)
+    code, _, err = _run("serve", "--baseline", str(baseline_dir), "--port", "0", "--header-timeout", "2.5",
+                        "--body-timeout", "7")
+    assert code == 0, err
+    settings = seen["app"].state.settings  # type: ignore[attr-defined]
+    assert (settings.header_timeout, settings.body_timeout) == (2.5, 7.0)
+    assert seen["config"].http.__name__.startswith("HeadDeadline")  # type: ignore[attr-defined]
+    code, _, err = _run("serve", "--baseline", str(baseline_dir), "--port", "0", "--header-timeout", "0")
+    assert code == 2
+    assert "--header-timeout" in err

@@ -10,6 +10,9 @@ the one it serves and swaps it in when loaded, so no request is refused or dropp
 that fails to load is logged and the old one keeps serving. A changed ``meta.json`` is picked up
 the same way within ``--reload-check-seconds``.
 
+A slow client cannot hold a socket (:mod:`tlsdetect.serve.deadlines`): a request's head must arrive
+within ``--header-timeout`` seconds, its body within ``--body-timeout`` seconds after it.
+
 The listening socket is made here with the TCP protocol set, so asyncio turns on TCP_NODELAY for
 every connection (uvicorn's own ``--workers`` socket does not, and each keep-alive answer then
 waits for the client's delayed ACK: ~40 ms per request).
@@ -47,16 +50,20 @@ from tlsdetect.cli.common import EXIT_INPUT, UserPath, baseline_option
               help="Most connections in one POST /v1/score (413 beyond).")
 @click.option("--reload-check-seconds", default=5.0, show_default=True, type=click.FloatRange(0),
               help="How often to look for a changed meta.json in the baseline directory.")
+@click.option("--header-timeout", default=10.0, show_default=True, type=click.FloatRange(0, min_open=True),
+              help="Seconds a client has to send a request's line and headers (then 408 and close).")
+@click.option("--body-timeout", default=30.0, show_default=True, type=click.FloatRange(0, min_open=True),
+              help="Seconds a client has to send a request's body after its headers (then 408).")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="warning",
               show_default=True)
 @click.option("--access-log/--no-access-log", default=False, show_default=True, help="Log every request.")
 def serve(baseline_dir: str, host: str, port: int, token_file: str | None, workers: int, max_body_bytes: int,
-          max_batch: int, reload_check_seconds: float, log_level: str, access_log: bool) -> None:
+          max_batch: int, reload_check_seconds: float, header_timeout: float, body_timeout: float, log_level: str,
+          access_log: bool) -> None:
     """Serve the REST API: fingerprint lookups, batch scoring, /healthz, /metrics and the OpenAPI docs (/docs)."""
     try:
-        import uvicorn
-
         from tlsdetect.serve.app import Settings, create_app
+        from tlsdetect.serve.deadlines import server_config
     except ImportError as exc:
         raise click.ClickException(f"'serve' needs the serve extra (pip install 'tlsdetect[serve]'): {exc}") from None
     from tlsdetect.detect.baseline_dir import BaselineError
@@ -72,7 +79,8 @@ def serve(baseline_dir: str, host: str, port: int, token_file: str | None, worke
             click.echo(f"Error: {token_file}: the token file is empty", err=True)
             sys.exit(EXIT_INPUT)
     settings = Settings(baseline_dir=Path(baseline_dir), token=token, max_body_bytes=max_body_bytes,
-                        max_batch=max_batch, reload_check_seconds=reload_check_seconds)
+                        max_batch=max_batch, reload_check_seconds=reload_check_seconds,
+                        header_timeout=header_timeout, body_timeout=body_timeout)
     try:
         app = create_app(settings)
     except BaselineError as exc:
@@ -86,8 +94,8 @@ def serve(baseline_dir: str, host: str, port: int, token_file: str | None, worke
     except OSError as exc:
         click.echo(f"Error: cannot listen on {host}:{port}: {exc}", err=True)
         sys.exit(EXIT_INPUT)
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=access_log,
-                            server_header=False, timeout_graceful_shutdown=30)
+    config = server_config(app, host=host, port=port, log_level=log_level, access_log=access_log,
+                           server_header=False, timeout_graceful_shutdown=30)
     click.echo(f"tlsdetect serve: http://{host}:{sock.getsockname()[1]} (docs at /docs), {workers} worker(s), "
                f"baseline {baseline_dir}", err=True)
     learned = app.state.holder.current.baseline.learned_mesh_warning()

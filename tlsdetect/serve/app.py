@@ -209,7 +209,7 @@ def _add_routes(app: FastAPI, settings: Settings) -> None:
                       response_class=Response)
     app.add_api_route("/v1/fingerprints/{fingerprint}", fingerprint, methods=["GET"],
                       response_model=FingerprintInfo, dependencies=protected,
-                      responses={k: v for k, v in errors.items() if k not in (400, 413)}, tags=["detection"],
+                      responses={k: v for k, v in errors.items() if k not in (400, 408, 413)}, tags=["detection"],
                       summary="Verdict, known products, prevalence and clients of a JA3, JA3N or JA4")
     app.add_api_route("/v1/score", _score_endpoint(score_request_model(settings.max_batch)), methods=["POST"],
                       response_model=ScoreResponse, dependencies=protected, responses=errors,
@@ -250,7 +250,7 @@ def create_app(settings: Settings, kb: Knowledge | None = None) -> FastAPI:
     app.state.inflight = {}  # (generation, fingerprint) -> the lookup being computed, see _lookup
     add_error_handlers(app)
     _add_routes(app, settings)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes, metrics=metrics)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes, metrics=metrics, timeout=settings.body_timeout)
     app.add_middleware(Instrument, metrics=metrics, holder=holder, token=settings.token, labels=_route_labels(app))
     return app
 

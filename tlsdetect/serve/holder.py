@@ -43,6 +43,9 @@ class Settings:
     reload_check_seconds: float = 5.0
     cache_size: int = 65_536
     warm_top: int = 64
+    #: seconds a client has to send a request's line and headers, then its body (slow clients: issue 18 #12)
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "baseline_dir", Path(self.baseline_dir))
@@ -52,6 +55,8 @@ class Settings:
             raise ValueError("max_body_bytes, max_batch and cache_size must be positive")
         if self.reload_check_seconds < 0:
             raise ValueError("reload_check_seconds must not be negative")
+        if not (self.header_timeout > 0 and self.body_timeout > 0):
+            raise ValueError("header_timeout and body_timeout must be positive")
 
     def to_json(self) -> str:
         d = dataclasses.asdict(self)

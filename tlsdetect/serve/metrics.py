@@ -30,3 +30,6 @@ class Metrics:
         self.lookups = Counter("tlsdetect_api_lookups", "Fingerprint lookups by cache result", ["cache"], registry=r)
         self.body_rejected = Counter("tlsdetect_api_bodies_rejected",
                                      "Requests refused because the body exceeded the limit", registry=r)
+        self.timeouts = Counter("tlsdetect_api_request_timeouts",
+                                "Connections closed because a request's head or body did not arrive in time",
+                                ["phase"], registry=r)

@@ -1,7 +1,8 @@
 """The two ASGI middlewares, plain ASGI (no per-request task or buffering on the hot path).
 
 * :class:`BodyLimit` refuses a request body over the limit before anything parses it
-  (``Content-Length`` and the bytes actually streamed).
+  (``Content-Length`` and the bytes actually streamed), and one that does not arrive within its
+  deadline (408: a slow client must not hold a connection and a task, issue 18 #12).
 * :class:`Instrument`, the outermost, counts and times every request by route and status, gives
   the baseline a chance to reload, and sends a cached lookup answer without entering the framework,
   so a hot fingerprint costs a dict hit.
@@ -14,6 +15,8 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
+
+import anyio
 
 from tlsdetect.serve.holder import BaselineHolder
 from tlsdetect.serve.metrics import Metrics
@@ -39,12 +42,14 @@ async def _send_error(send: Send, status: int, code: str, detail: str) -> None:
 
 
 class BodyLimit:
-    """Refuse a request body over ``limit`` bytes with 413 before the app parses any of it."""
+    """Refuse a request body over ``limit`` bytes with 413 before the app parses any of it, and one that is not
+    all there ``timeout`` seconds after its head with 408."""
 
-    def __init__(self, app: ASGIApp, limit: int, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, limit: int, metrics: Metrics, timeout: float = 30.0) -> None:
         self.app = app
         self.limit = limit
         self.metrics = metrics
+        self.timeout = timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -65,22 +70,29 @@ class BodyLimit:
         if scope.get("method") in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
-        # read the body here (bounded), then hand the app a replay: a chunked body cannot exceed the limit either
+        # read the body here (bounded in size and time), then hand the app a replay: a chunked body cannot
+        # exceed the limit either
         chunks: list[bytes] = []
         size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.limit:
-                self.metrics.body_rejected.inc()
-                await _send_error(send, 413, "request_too_large", too_big)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
+        with anyio.move_on_after(self.timeout) as deadline:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > self.limit:
+                    self.metrics.body_rejected.inc()
+                    await _send_error(send, 413, "request_too_large", too_big)
+                    return
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+        if deadline.cancelled_caught:
+            self.metrics.timeouts.labels("body").inc()
+            await _send_error(send, 408, "request_timeout",
+                              f"the request body did not arrive within {self.timeout:g} s")
+            return
         body = b"".join(chunks)
         replayed = False
 

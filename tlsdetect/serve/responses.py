@@ -30,13 +30,14 @@ JSON = "application/json"
 
 #: The ``error`` code of an HTTP error raised by the framework or a route, by status.
 STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-                405: "method_not_allowed", 406: "not_acceptable", 413: "request_too_large",
+                405: "method_not_allowed", 408: "request_timeout", 406: "not_acceptable", 413: "request_too_large",
                 415: "unsupported_media_type", 422: "invalid_request", 429: "too_many_requests"}
 
 #: The error answers of the OpenAPI document; a route lists those it can give.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "a body that cannot be read (not UTF-8, bad Content-Length)"},
     401: {"model": ErrorBody, "description": "missing or wrong bearer token (when the server has one)"},
+    408: {"model": ErrorBody, "description": "the request body did not arrive in time (--body-timeout)"},
     413: {"model": ErrorBody, "description": "request body or batch too large"},
     422: {"model": ErrorBody, "description": "invalid input"},
 }
