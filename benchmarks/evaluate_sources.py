@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tlsdetect.detect.evaluation import metrics, note_has, reported, target, to_markdown, with_reason
+from tlsdetect.detect.evaluation import metrics, note_has, note_tag, reported, target, to_markdown, with_reason
 
 #: labels.csv ``source`` of part 5 -> its corpus file
 FILES = {
@@ -194,10 +194,10 @@ def measures(scored: pd.DataFrame) -> list[dict[str, Any]]:
         m = metrics(legs) if len(legs) else {"recall": None, "tp": 0}
         out.append(reported(f"recall, {kind} legs through mitmproxy (client_to_proxy, pcap->pcap)", m["recall"],
                             n=len(legs), detail=f"{m['tp']}/{len(legs)}; fired: {_codes(legs) or '-'}"))
-    for vantage in sorted(set(pcap.loc[pcap["label"] == "intercepted", "vantage"]) - {"client_to_proxy"}):
-        legs = pcap[(pcap["vantage"] == vantage) & (pcap["label"] == "intercepted")]
+    other = pcap[(pcap["label"] == "intercepted") & (pcap["vantage"] != "client_to_proxy")]
+    for (vantage, tag), legs in other.groupby([other["vantage"], note_tag(other["note"])], sort=True):
         m = metrics(legs)
-        out.append(reported(f"recall, {vantage} (pcap->pcap)", m["recall"], n=len(legs),
+        out.append(reported(f"recall, {vantage} {tag or '-'} legs (pcap->pcap)", m["recall"], n=len(legs),
                             detail=f"{m['tp']}/{len(legs)}; fired: {_codes(legs) or '-'}"))
     return out
 
@@ -215,8 +215,9 @@ def report_section(goals: list[dict[str, Any]], groups: pd.DataFrame, signals: p
         to_markdown(pd.DataFrame(measured, columns=cols), cols) if measured else "-", "",
         "## Issue 17: per view, vantage, stack and note (clean rows flagged are the false positives)", "",
         to_markdown(groups, ["view", "vantage", "label", "stack", "note_tag", *rate]) if len(groups) else "-", "",
-        "## Issue 17: per signal and view (`fired_on`: label/vantage/stack/note n/of; clean = FP causes)", "",
-        to_markdown(signals, ["view", "signal", "weight", "tp", "fp", "recall", "fpr", "fired_on"])
+        "## Issue 17: per signal and view (`fp`: clean rows it gave a reason on; `fp_flagged`: of those, "
+        "flagged; `fired_on`: label/vantage/stack/note n/of)", "",
+        to_markdown(signals, ["view", "signal", "weight", "tp", "fp", "fp_flagged", "recall", "fpr", "fired_on"])
         if len(signals) else "-", "",
     ]
     return "\n".join(lines)

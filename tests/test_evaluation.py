@@ -77,6 +77,10 @@ def test_per_signal_and_groups(scored: pd.DataFrame) -> None:
     assert sig.loc["interception_ca", "tp"] == 1
     assert sig.loc["interception_ca", "fp"] == 0
     assert sig.loc["model_outlier", "fp"] == 1
+    assert sig.loc["model_outlier", "fp_flagged"] == 1
+    scored.at[4, "verdict"] = "ok"  # the reason stays, the row is no longer a false positive
+    assert per_signal(scored).set_index("signal").loc["model_outlier", ["fp", "fp_flagged"]].tolist() == [1, 0]
+    scored.at[4, "verdict"] = "suspicious"
     groups = by_group(scored, "path").set_index("path")
     assert groups.loc["lookalike", "recall"] == 0.0
     assert groups.loc["direct", "fpr"] == pytest.approx(0.25)

@@ -4,12 +4,17 @@ the targets and measures read off a scored table."""
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import sys
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pandas as pd
 import pytest
+
+from tlsdetect.detect.knowledge import load_knowledge
+from tlsdetect.readers.inputs import Inputs
 
 from .conftest import ROOT
 
@@ -97,6 +102,7 @@ def _scored() -> pd.DataFrame:
         product="mitmproxy")
     add("pcap->pcap", 3, label="intercepted", vantage="client_to_proxy", note="full", verdict="intercepted",
         reasons=[_r("server_flight_changed")], product="mitmproxy")
+    add("pcap->pcap", 4, label="intercepted", vantage="proxy_upstream", note="full", product="mitmproxy")
     return src.frame(pd.DataFrame(rows))
 
 
@@ -181,6 +187,8 @@ def test_measures_report_no_sni_renewal_lookalike_and_recall() -> None:
     assert got["look-alike identity caught, pcap->envoy (pem log: no identity in the baseline)"]["measured"] == 0.0
     assert got["recall, resumed legs through mitmproxy (client_to_proxy, pcap->pcap)"]["measured"] == 1.0
     assert got["recall, full legs through mitmproxy (client_to_proxy, pcap->pcap)"]["rows"] == 3
+    upstream = got["recall, proxy_upstream full legs (pcap->pcap)"]  # mitmproxy's own legs: a new client
+    assert (upstream["measured"], upstream["rows"], upstream["detail"]) == (0.0, 4, "0/4; fired: -")
 
 
 def test_report_section_counts_the_targets_met() -> None:
@@ -188,3 +196,33 @@ def test_report_section_counts_the_targets_met() -> None:
     text = src.report_section(src.targets(scored), pd.DataFrame(), pd.DataFrame(), src.measures(scored))
     assert text.startswith("## Issue 17 targets: 9 of 9 met")
     assert "| clean FPR, pcap->envoy (pem log) | <= 0.005 | 0.0000 | 240 | PASS |" in text
+
+
+def test_evaluate_scores_part_5_of_a_small_corpus(tmp_path: Path) -> None:
+    """benchmarks/evaluate.py reads sources.pcapng under its own source name and scores the pcap->pcap view;
+    the Envoy views of a corpus without the logs are not measured."""
+    ev = _load("evaluate")
+    shutil.copyfile(ROOT / "pcaps" / "tls13_stacks.pcapng", tmp_path / "sources.pcapng")
+    conns = Inputs([str(tmp_path / "sources.pcapng")]).read_all().sort_values("ts").reset_index(drop=True)
+    n = len(conns)
+    assert n >= 4
+    labels = pd.DataFrame({
+        "source": "sources_pcap", "client_ip": conns["client_ip"].astype(str),
+        "client_port": conns["client_port"].astype("int64"), "server_ip": "x", "server_port": 443,
+        "label": "clean", "split": ["train"] * (n // 2) + ["test"] * (n - n // 2),
+        "vantage": ["infrastructure"] + ["direct"] * (n - 1), "product": "", "note": "", "stack": "s",
+    })
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    data, problems = ev.labelled(tmp_path)
+    assert problems["unlabelled_connections"] == 0
+    assert set(data["_source"]) == {"sources_pcap"}
+    assert ev.score_cross_view(_view("pcap->envoy/pem"), data, tmp_path, load_knowledge()) is None
+    res = ev.score_cross_view(_view("pcap->pcap"), data, tmp_path, load_knowledge())
+    assert res["train"] == n // 2 - 1  # the infrastructure row is never fitted on ...
+    assert res["test"] == n - n // 2 + 1  # ... and always scored
+    scored = src.frame(res["scored"])
+    goals = {g["target"]: g for g in src.targets(scored)}
+    infra = goals["clean FPR, new infrastructure clients (pcap-fitted without them)"]
+    assert infra["rows"] == 1
+    assert infra["status"] in ("PASS", "FAIL")
+    assert goals["clean FPR, pcap->envoy (pem log)"]["status"] == "NOT MEASURED"

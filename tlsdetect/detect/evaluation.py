@@ -107,16 +107,21 @@ def per_signal(scored: pd.DataFrame, where: Sequence[str] = ("label", "vantage",
 
     Signals are those of :data:`~tlsdetect.detect.evidence.SIGNALS` at call time, so a signal added later is
     counted without a change here; a code no signal declares is counted too (under its own name).
+    A signal's reason can stand on a row whose verdict stays ``ok`` (an informational or a down-weighted
+    one), so ``fp_flagged`` counts the clean rows it fired on that were also flagged: the false positives
+    it took part in, where ``fp`` counts every clean row it fired on.
     """
     masks = _fired_masks(scored)
     label = scored["label"].to_numpy()
+    flagged_clean = (scored["verdict"].isin(["suspicious", "intercepted"]).to_numpy() & (label != "intercepted")
+                     if "verdict" in scored.columns else np.zeros(len(scored), dtype=bool))
     order = [c for c in SIGNALS if c in masks] + sorted(c for c in masks if c not in SIGNALS)
     rows = []
     for code in order:
         fired = masks[code]
         weight = SIGNALS[code].weight if code in SIGNALS else None
         rows.append({"signal": code, "weight": weight, **_rates(fired, label),
-                     "fired_on": _where(scored, fired, where)})
+                     "fp_flagged": int((fired & flagged_clean).sum()), "fired_on": _where(scored, fired, where)})
     return pd.DataFrame(rows)
 
 
