@@ -834,10 +834,9 @@ def sizes_for(per_stack: int) -> Sizes:
                  per_identity=max(2, k * 4 // 5), lookalike=max(2, k * 3 // 5), sessions=2, resumed=max(2, k // 2))
 
 
-def write_outputs(out: Path, rows: list[dict[str, Any]], info: dict[str, Any], vers: dict[str, str]) -> int:
-    info["versions"] = vers
-    (out / "SOURCES.json").write_text(json.dumps(info, indent=1) + "\n")
-    return merge_labels(out, rows)
+def write_summary(out: Path, info: dict[str, Any], vers: dict[str, str]) -> None:
+    """``SOURCES.json``: sizes, phases, addresses, ports, certificates, counts and the tools' versions."""
+    (out / "SOURCES.json").write_text(json.dumps({**info, "versions": vers}, indent=1) + "\n")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -878,7 +877,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_tools(stacks)
         rows, info = build(out, stacks, args.sizes, args.seed, work)
-        total = write_outputs(out, rows, info, versions(stacks))
+        write_summary(out, info, versions(stacks))
+        total = merge_labels(out, rows)
     except CaptureError as exc:
         print(f"eval_sources: ERROR: {exc}", file=sys.stderr)
         return 1

@@ -18,8 +18,11 @@ Three parts, each with ground truth in ``labels.csv``:
    from a CA whose DN copies a public root (DN only), from mitmproxy's CA, and from a look-alike
    CA (the mesh CA's DN, another key).
 
+Part 4 (inline interceptors, ``scripts/eval_inline.py``; ``--no-inline``) and part 5 (one set of
+connections in a capture and two Envoy logs, ``scripts/eval_sources.py``; ``--no-sources``) follow.
+
     .venv/bin/python scripts/make_eval_corpus.py [--out DIR] [--per-stack N] [--seed S]
-        [--skip java,chromium] [--update-stacks]
+        [--skip java,chromium] [--update-stacks] [--no-inline] [--no-sources]
 
 Reuses the helpers of ``scripts/make_captures.py`` (PKI, dumpcap, relay, client helpers, mitmdump) and
 ``scripts/envoy_logs.py`` (Envoy binary and config).
@@ -1079,6 +1082,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=True,
         help="also build the inline part (needs root: namespaces, iptables, sslsplit) (default: %(default)s)",
     )
+    p.add_argument(
+        "--sources",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also build part 5: one set of connections in a capture and two Envoy logs, sized from --per-stack "
+        "(scripts/eval_sources.py) (default: %(default)s)",
+    )
     p.add_argument("--keep-workdir", action="store_true", help="keep the scratch dir (PKI, logs) for debugging")
     args = p.parse_args(argv)
     args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
@@ -1104,6 +1114,17 @@ def inline_part(out: Path, work: Path, stacks: list[str], per_stack: int, seed: 
         return rows, info
     except inline.nets.NetnsError as exc:
         raise CaptureError(str(exc)) from exc
+
+
+def sources_part(out: Path, work: Path, stacks: list[str], per_stack: int, seed: int) -> tuple[list[Any], Any]:
+    """Part 5 (scripts/eval_sources.py), sized from --per-stack; writes SOURCES.json, returns its rows."""
+    sources: Any = importlib.import_module("eval_sources")  # here, not at the top: it imports this module
+    sub = work / "sources"
+    sub.mkdir()
+    sources.check_tools(stacks)
+    rows, info = sources.build(out, stacks, sources.sizes_for(per_stack), seed, sub)
+    sources.write_summary(out, info, sources.versions(stacks))
+    return rows, info
 
 
 def check_tools(stacks: list[str]) -> None:
@@ -1146,6 +1167,10 @@ def main(argv: list[str] | None = None) -> int:
         rows += env_rows
         for r in rows:
             r.update(vantage_product(r))
+        if args.sources:
+            log("part 5: one set of connections in a capture and two Envoy logs (scripts/eval_sources.py)")
+            sources_rows, sources_info = sources_part(out, work, stacks, args.per_stack, args.seed)
+            rows += sources_rows
         if args.inline:
             log("part 4: inline interceptors in network namespaces (scripts/eval_inline.py)")
             inline_rows, inline_info = inline_part(out, work, stacks, args.per_stack, args.seed)
@@ -1192,6 +1217,9 @@ def main(argv: list[str] | None = None) -> int:
             "rows": len(rows),
             **extra,
             "inline": inline_info if args.inline else "skipped (--no-inline)",
+            "sources": {k: sources_info[k] for k in ("runtime_seconds", "sizes", "files")}
+            if args.sources
+            else "skipped (--no-sources)",
             "files": sorted(p.name for p in out.iterdir() if p.is_file()),
         }
         (out / "MANIFEST.json").write_text(json.dumps(manifest, indent=1) + "\n")
