@@ -86,3 +86,43 @@ def test_garbage_peer_certificate_is_a_counted_skip(tmp_path: Path) -> None:
     assert "2 line(s)" in warning
     assert "%DOWNSTREAM_PEER_CERT%" in warning
     assert "first at line 1)" in warning
+
+
+def test_serial_validity_and_spiffe_id_from_operators_or_pem(tmp_path: Path) -> None:
+    """``%DOWNSTREAM_PEER_SERIAL%``/``_CERT_V_START%``/``_CERT_V_END%`` as Envoy prints them, else from the PEM."""
+    import datetime as dt
+    from urllib.parse import quote
+
+    import pandas as pd
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "orders")])
+    start = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(0x0A0B).not_valid_before(start).not_valid_after(start + dt.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier("spiffe://t/ns/a/sa/orders")]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))  # fmt: skip
+    lines = [
+        record(connection_id=1, downstream_peer_cert=quote(_pem(cert), safe="")),
+        record(connection_id=2, downstream_peer_subject="CN=orders", downstream_peer_serial="0A:0B",
+               downstream_peer_cert_v_start="2026-01-02T03:04:05.000Z", downstream_peer_cert_v_end="1767323045"),
+        record(connection_id=3, downstream_peer_subject="CN=orders", downstream_peer_cert_v_end="not a time"),
+    ]  # fmt: skip
+    dead = DeadLetter()
+    df = read_envoy([write(tmp_path, lines)], dead_letter=dead)
+    validate(df)
+    a, b, c = (df.iloc[i] for i in range(3))
+    assert a["peer_serial"] == b["peer_serial"] == "0a0b"  # bytes as hex, leading zero kept; colons dropped
+    assert a["peer_not_before"] == b["peer_not_before"] == pd.Timestamp(start)
+    assert a["peer_not_after"] == pd.Timestamp(start + dt.timedelta(days=30))
+    assert b["peer_not_after"] == pd.Timestamp(1767323045, unit="s", tz="UTC")  # epoch seconds (%s) too
+    assert a["client_id"] == "spiffe://t/ns/a/sa/orders"  # the PEM's URI SAN names the workload
+    assert pd.isna(c["peer_not_after"])  # kept, its validity unknown, and counted
+    assert c["conn_id"] == "3"
+    assert dead.stats.reasons["bad certificate validity"] == 1
+    assert dead.stats.bad_lines == 0

@@ -25,7 +25,11 @@ Column groups:
   equal to the issuing CA's SKI. A look-alike CA (same issuer DN, another key) shows as an equal
   ``*_issuer_key`` with a different ``*_issuer_akid``. It is missing when the source never saw
   the certificate itself (TLS 1.3 captures, Zeek, Suricata, Envoy logs without
-  ``%DOWNSTREAM_PEER_CERT%``/``%UPSTREAM_PEER_CERT%``) or the leaf has no AKI;
+  ``%DOWNSTREAM_PEER_CERT%``/``%UPSTREAM_PEER_CERT%``) or the leaf has no AKI; ``peer_serial`` (the
+  client certificate's serial number, lowercase hex of its bytes, as Envoy's ``%DOWNSTREAM_PEER_SERIAL%``
+  prints it), ``peer_not_before``/``peer_not_after`` (its validity, UTC) bind a workload identity to its
+  certificate and tell a renewal near expiry from a stranger's certificate
+  (:mod:`tlsdetect.detect.identity_signals`); missing where the source does not log them;
 * the parsed hello lists (``ch_*``, ``sh_*``) so fingerprints can be recomputed from the table
   and features derived. Lists hold ints in wire order, GREASE kept; ``ch_alpn`` holds each
   protocol as lowercase hex so non-ASCII values survive every output format;
@@ -109,6 +113,9 @@ COLUMNS: Mapping[str, str] = {
     "peer_cert_sha256": "category",
     "peer_issuer_key": "category",
     "peer_issuer_akid": "category",
+    "peer_serial": "category",
+    "peer_not_before": "datetime64[ns, UTC]",
+    "peer_not_after": "datetime64[ns, UTC]",
     "user_agent": "string",
     "client_id": "string",
     "ch_version": "Int32",
@@ -277,6 +284,8 @@ def missing(dtype: str, index: pd.Index) -> pd.Series:
         values = np.empty(n, dtype=object)  # numpy fills object arrays with None (faster than np.full)
     elif dtype == "category":
         values = null_categories(n)
+    elif dtype == "datetime64[ns, UTC]":
+        values = pd.DatetimeIndex(np.full(n, np.datetime64("NaT"), dtype="datetime64[ns]")).tz_localize("UTC")
     else:
         values = pd.array([None] * n, dtype=dtype)  # type: ignore[call-overload]
     return pd.Series(values, index=index, dtype=dtype, copy=False)

@@ -33,6 +33,10 @@ operator                               column
 ``%DOWNSTREAM_PEER_FINGERPRINT_256%``  ``peer_cert_sha256``
 ``%DOWNSTREAM_PEER_URI_SAN%``          ``peer_uri_san`` (extra column; SPIFFE ID source)
 ``%DOWNSTREAM_PEER_CERT%``             ``peer_issuer_akid`` (see below)
+``%DOWNSTREAM_PEER_SERIAL%``           ``peer_serial`` (lowercase hex, colons dropped)
+``%DOWNSTREAM_PEER_CERT_V_START%``     ``peer_not_before`` (ISO 8601 or epoch seconds; a value that does
+                                       not parse is missing, counted in ``reasons``)
+``%DOWNSTREAM_PEER_CERT_V_END%``       ``peer_not_after`` (as ``peer_not_before``)
 ``%UPSTREAM_PEER_SUBJECT%``            ``server_subject``
 ``%UPSTREAM_PEER_ISSUER%``             ``server_issuer`` (and ``server_issuer_key``)
 ``%UPSTREAM_PEER_FINGERPRINT_256%``    ``server_cert_sha256``

@@ -1,7 +1,10 @@
 """The leaf certificates Envoy logs (``%DOWNSTREAM_PEER_CERT%``/``%UPSTREAM_PEER_CERT%``, URL-encoded PEM).
 
 They give ``*_issuer_akid`` (which key signed the leaf) and, where the line lacks them, the
-``*_subject``, ``*_issuer`` and ``*_cert_sha256`` of the same side. Each distinct PEM is parsed once
+``*_subject``, ``*_issuer`` and ``*_cert_sha256`` of the same side; the client's leaf also gives
+``peer_serial``, ``peer_not_before``/``peer_not_after`` (as ISO 8601 text, parsed with the logged
+``%DOWNSTREAM_PEER_CERT_V_START%``/``_V_END%``) and ``peer_uri_san`` (the SPIFFE ID) where the line
+lacks them: the bound-identity signals need them. Each distinct PEM is parsed once
 (and cached across blocks). A PEM that does not parse leaves those cells missing and the row kept:
 it is counted in ``stats.reasons["bad certificate"]`` with one warning per block.
 """
@@ -9,6 +12,7 @@ it is counted in ``stats.reasons["bad certificate"]`` with one warning per block
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -22,7 +26,7 @@ from tlsdetect.readers.envoy.chunk import Chunk
 from tlsdetect.readers.logs import DeadLetter
 from tlsdetect.wire.tls import CertInfo, parse_der_certificate
 
-__all__ = ["certificates", "pem_certificate"]
+__all__ = ["PemDetails", "certificates", "pem_certificate", "pem_details"]
 
 
 #: (side, raw PEM column, operator) of the logged leaf certificates.
@@ -41,6 +45,39 @@ def pem_certificate(text: str) -> CertInfo | None:
     except (ValueError, TypeError, UnicodeError, x509.InvalidVersion):
         return None
     return info if info.subject is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class PemDetails:
+    """What a client leaf tells beyond :class:`CertInfo`: serial (lowercase hex of its bytes, as Envoy's
+    ``%DOWNSTREAM_PEER_SERIAL%``), validity (ISO 8601, UTC, as ``%DOWNSTREAM_PEER_CERT_V_END%``) and URI SANs
+    (comma-joined, as ``%DOWNSTREAM_PEER_URI_SAN%``; None without)."""
+
+    serial: str
+    not_before: str
+    not_after: str
+    uri_san: str | None
+
+
+@lru_cache(maxsize=4096)
+def pem_details(text: str) -> PemDetails | None:
+    """Serial, validity and URI SANs of one logged leaf certificate; None when it is not one."""
+    from cryptography import x509
+
+    try:
+        cert = x509.load_pem_x509_certificate(unquote(text).strip().encode("utf-8", "surrogateescape"))
+        serial = cert.serial_number
+        start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
+        try:
+            uris = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+                x509.UniformResourceIdentifier)
+        except x509.ExtensionNotFound:
+            uris = []
+    except (ValueError, TypeError, UnicodeError, x509.InvalidVersion):
+        return None
+    raw = serial.to_bytes((serial.bit_length() + 7) // 8 or 1, "big", signed=False) if serial >= 0 else b""
+    iso = "%Y-%m-%dT%H:%M:%SZ"
+    return PemDetails(raw.hex(), start.strftime(iso), end.strftime(iso), ",".join(uris) or None)
 
 
 def certificates(
@@ -71,6 +108,12 @@ def certificates(
         for col, attr in (("subject", "subject"), ("issuer", "issuer"), ("cert_sha256", "sha256")):
             logged = frame[f"{side}_{col}"]
             out[f"{side}_{col}"] = pc.coalesce(logged, per_row([getattr(i, attr) if i else None for i in infos]))
+        if side == "peer":
+            details = [pem_details(t) for t in encoded.dictionary.to_pylist()] + [None]
+            for col, attr in (("peer_serial", "serial"), ("peer_not_before", "not_before"),
+                              ("peer_not_after", "not_after"), ("peer_uri_san", "uri_san")):
+                logged = frame.get(col, pa.nulls(n, pa.string()))
+                out[col] = pc.coalesce(logged, per_row([getattr(d, attr) if d else None for d in details]))
         unreadable = np.array([i is None for i in infos], dtype=bool)
         unreadable[-1] = False
         rows = np.flatnonzero(unreadable[codes.to_numpy(zero_copy_only=False)] & ~bad)

@@ -29,7 +29,8 @@ _ADDRESS_RE = (
 )
 #: Raw columns that go to the table as they are (the addresses and the timestamp are parsed).
 _COPIED = (
-    "sni", "ja3", "ja4", "peer_subject", "peer_issuer", "peer_cert_sha256", "peer_uri_san", "server_subject",
+    "sni", "ja3", "ja4", "peer_subject", "peer_issuer", "peer_cert_sha256", "peer_uri_san", "peer_serial",
+    "peer_not_before", "peer_not_after", "server_subject",
     "server_issuer", "server_cert_sha256", "conn_id", "user_agent", "alpn", "tls_version", "tls_cipher", "client_id",
     "method", "response_code", "access_log_type",
 )  # fmt: skip
@@ -156,7 +157,17 @@ def block_frame(chunk: Chunk, file: Path, dead: DeadLetter, time_format: str | N
         frame[col] = cols.get(col, empty)
     frame.update(out)
     frame.update(certificates(cols, frame, bad, chunk, file, dead))
+    validity = {c: frame.pop(c) for c in _VALIDITY}
     table = pa.table({k: v.filter(keep) for k, v in frame.items()})
     df: pd.DataFrame = table.to_pandas(types_mapper={pa.string(): pd.StringDtype(), pa.int32(): pd.Int32Dtype()}.get)
     df["ts"] = ts[~bad].reset_index(drop=True)
+    for col, arr in validity.items():
+        when, when_bad = _parse_ts(arr, None)
+        if (when_bad & ~bad).any():  # the row is kept: only its certificate's validity is unknown
+            dead.stats.reasons["bad certificate validity"] += int((when_bad & ~bad).sum())
+        df[col] = when[~bad].reset_index(drop=True)
     return df
+
+
+#: The client certificate's validity (``%DOWNSTREAM_PEER_CERT_V_START%``/``_V_END%``, or from its PEM).
+_VALIDITY = ("peer_not_before", "peer_not_after")

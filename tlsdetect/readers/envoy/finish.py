@@ -40,7 +40,7 @@ _SELECTED = {"TLSv1.3": 0x0304}
 def finish(df: pd.DataFrame, collapse: bool) -> pd.DataFrame:
     """Derived columns, collapse, schema order."""
     n = len(df)
-    for col in ("peer_cert_sha256", "server_cert_sha256"):
+    for col in ("peer_cert_sha256", "server_cert_sha256", "peer_serial"):  # hex in one spelling, whoever wrote it
         df[col] = df[col].str.replace(":", "", regex=False).str.lower()
     codes, uniques = pd.factorize(df["tls_version"].astype(object), use_na_sentinel=True)
     names = np.array([_TLS_VERSIONS.get(str(u), str(u)) for u in uniques] + [None], dtype=object)

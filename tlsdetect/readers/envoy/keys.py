@@ -32,6 +32,9 @@ OPERATORS: Mapping[str, str] = {
     "DOWNSTREAM_PEER_FINGERPRINT_256": "peer_cert_sha256",
     "DOWNSTREAM_PEER_URI_SAN": "peer_uri_san",
     "DOWNSTREAM_PEER_CERT": "peer_cert_pem",
+    "DOWNSTREAM_PEER_SERIAL": "peer_serial",
+    "DOWNSTREAM_PEER_CERT_V_START": "peer_not_before",
+    "DOWNSTREAM_PEER_CERT_V_END": "peer_not_after",
     "UPSTREAM_PEER_SUBJECT": "server_subject",
     "UPSTREAM_PEER_ISSUER": "server_issuer",
     "UPSTREAM_PEER_FINGERPRINT_256": "server_cert_sha256",
@@ -48,7 +51,8 @@ RAW_COLUMNS = (
     "ts", "client_address", "server_address", "client_ip", "client_port", "server_ip", "server_port",
     "sni", "tls_version", "tls_cipher", "alpn", "ja3", "ja4", "peer_subject", "peer_issuer", "peer_cert_sha256",
     "peer_uri_san", "server_subject", "server_issuer", "server_cert_sha256", "conn_id", "user_agent",
-    "client_id", "method", "response_code", "access_log_type", "peer_cert_pem", "server_cert_pem",
+    "client_id", "method", "response_code", "access_log_type", "peer_cert_pem", "server_cert_pem", "peer_serial",
+    "peer_not_before", "peer_not_after",
 )  # fmt: skip
 
 #: Keys seen in the wild for some columns, beyond the operator-derived names.
