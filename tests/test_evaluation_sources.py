@@ -41,6 +41,7 @@ def _data() -> pd.DataFrame:
     rows = []
     for i in range(4):  # capture: two direct train, two direct test
         rows.append(("sources_pcap", "clean", "train" if i < 2 else "test", "direct", "curl", i))
+    rows.append(("sources_pcap", "clean", "train", "direct", "curl", 5))  # no SNI: scored, never fitted
     rows += [("sources_pcap", "clean", "train", "infrastructure", "envoy-upstream", 10),
              ("sources_pcap", "clean", "test", "infrastructure", "envoy-upstream", 11),
              ("sources_pcap", "intercepted", "test", "client_to_proxy", "openssl", 12),
@@ -48,6 +49,7 @@ def _data() -> pd.DataFrame:
              ("envoy_fp", "clean", "test", "envoy", "chromium", 21),
              ("envoy_fp", "intercepted", "test", "envoy", "python", 22)]
     df = pd.DataFrame(rows, columns=["_source", "label", "split", "vantage", "stack", "n"])
+    df["note"] = ["no-sni" if n == 5 else "full" if n == 10 else "" for n in df["n"]]
     df["ts"] = pd.Timestamp("2026-12-07", tz="UTC") + pd.to_timedelta(df["n"], unit="s")
     return df.sample(frac=1.0, random_state=1)  # out of time order: split() sorts
 
@@ -74,7 +76,7 @@ def test_pcap_view_never_fits_on_the_infrastructure_clients_and_scores_all_of_th
     train, test = src.split(_view("pcap->pcap"), _data())
     assert "infrastructure" not in set(train["vantage"])
     assert train["n"].tolist() == [0, 1]
-    assert test["n"].tolist() == [2, 3, 10, 11, 12]  # the infrastructure train row is scored too
+    assert test["n"].tolist() == [2, 3, 5, 10, 11, 12]  # the infrastructure and no-SNI train rows are scored too
 
 
 def _scored() -> pd.DataFrame:
