@@ -10,7 +10,7 @@ import pytest
 
 from tlsdetect.serve.app import Settings, create_app
 
-from .serve_support import client, payload
+from .serve_support import ESET_JA3, assert_error, client, payload
 
 pytest_plugins = ["tests.serve_fixtures"]  # captures, rows, baseline_dir, own_baseline
 
@@ -81,3 +81,54 @@ async def test_score_rows_carry_resumption_and_flight_size(baseline_dir: Path, r
     props = spec["components"]["schemas"]["ScoredConnection"]["properties"]
     assert {t.get("type") for t in props["resumed"]["anyOf"]} == {"boolean", "null"}
     assert {t.get("type") for t in props["server_flight_bytes"]["anyOf"]} == {"integer", "null"}
+
+
+@pytest.mark.anyio
+async def test_typed_fields_are_checked_not_coerced(baseline_dir: Path, rows: pd.DataFrame) -> None:
+    """issue 18 #15: ``client_port: -5``, ``client_ip: "999.999.1.1"``, ``hello_retry: "yes"`` were accepted; every
+    typed field is checked (no coercion), each refusal names its field, and the schema documents the shapes."""
+    good = payload(rows)["connections"][0]
+    bad_values = {
+        "client_port": [-5, 65536, "443", 443.0, True],
+        "server_port": [70000],
+        "client_ip": ["999.999.1.1", "10.0.0", "example.com", "", 167772161],
+        "server_ip": ["::g"],
+        "hello_retry": ["yes", 1, "true"],
+        "resumed": [0],
+        "sh_cipher": [-1, 0x10000],
+        "ch_version": [0x10000],
+        "ja3": ["zz" * 16, ESET_JA3 + "0", ESET_JA3[:-1]],
+        "ja3n": ["x"],
+        "ja4": ["t13d1516h2_8daaf6152771", "t13d1516h2_8daaf6152771_02713d6af86z", "hello"],
+        "ja4_r": ["t13d1516h2_<script>_0403"],
+        "ja3_full": ["771,4865;rm -rf"],
+        "server_cert_sha256": ["ab" * 31, "zz" * 32],
+        "ch_ciphers": [[4865, "4866"], [70000]],
+        "sni": ["x" * 65_537],
+    }
+    cases = [(field, value) for field, values in bad_values.items() for value in values]
+    async with client(create_app(Settings(baseline_dir=baseline_dir))) as c:
+        answers = [await c.post("/v1/score", json={"connections": [{**good, field: value}]}) for field, value in cases]
+        fine = await c.post("/v1/score", json={"connections": [
+            {**good, "client_ip": "2001:db8::1", "server_ip": "fe80::1%eth0", "client_port": 0, "server_port": 65535,
+             "hello_retry": False, "ja3": ESET_JA3.upper(), "sh_cipher": 0x1301}]})
+        spec = (await c.get("/openapi.json")).json()
+    for (field, value), r in zip(cases, answers, strict=True):
+        body = assert_error(r, 422, "invalid_request")
+        assert {tuple(p["loc"][:4]) for p in body["detail"]} == {("body", "connections", "0", field)}, (field, value)
+    assert fine.status_code == 200, fine.text
+    assert fine.json()["rows"][0]["client_ip"] == "2001:db8::1"  # kept as sent
+    props = spec["components"]["schemas"]["Connection"]["properties"]
+    port = next(t for t in props["client_port"]["anyOf"] if t.get("type") == "integer")
+    assert (port["minimum"], port["maximum"]) == (0, 65535)
+    ja3 = next(t for t in props["ja3"]["anyOf"] if t.get("type") == "string")
+    assert ja3["pattern"] == "^[0-9a-fA-F]{32}$"
+    assert "IPv4 or IPv6" in props["client_ip"]["description"]
+
+
+def test_every_row_the_readers_give_passes_the_model(rows: pd.DataFrame) -> None:
+    """The shapes are those of real rows (every column of every row of the project's captures)."""
+    from tlsdetect.serve.models import Connection
+
+    for row in payload(rows)["connections"]:
+        Connection.model_validate(row)

@@ -3,11 +3,14 @@
 The routes answer with bytes they serialise themselves (a cached lookup is sent as it was stored),
 so the answer models document and test the answers rather than build them. The request models
 validate every field before anything reads it: a connection is a row of the connections table
-(:data:`tlsdetect.schema.COLUMNS`), every column optional.
+(:data:`tlsdetect.schema.COLUMNS`), every column optional, each of its JSON type with no coercion
+(``"yes"`` is no boolean, ``"443"`` no port), addresses as IP addresses, ports and 16-bit code points
+in range, fingerprints and digests in their shape, text bounded (issue 18 #15).
 """
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Any, Literal
 
 import pandas as pd
@@ -22,10 +25,9 @@ __all__ = [
 ]
 
 #: A JA4 or a JA3/JA3N by shape (either case): the path parameter's documented and enforced pattern.
-FINGERPRINT_PATTERN = (
-    r"^(?:[tqdTQD](?:1[0-3]|[sS][23]|[dD][0-3]|00)[diDI][0-9]{4}[0-9a-zA-Z]{2}_[0-9a-fA-F]{12}_[0-9a-fA-F]{12}"
-    r"|[0-9a-fA-F]{32})$"
-)
+_JA4_A = r"[tqdTQD](?:1[0-3]|[sS][23]|[dD][0-3]|00)[diDI][0-9]{4}[0-9a-zA-Z]{2}"  # JA4's first part
+_JA4_HASHED = _JA4_A + r"_[0-9a-fA-F]{12}_[0-9a-fA-F]{12}"
+FINGERPRINT_PATTERN = rf"^(?:{_JA4_HASHED}|[0-9a-fA-F]{{32}})$"
 
 
 class ErrorBody(BaseModel):
@@ -72,6 +74,13 @@ class ClientUse(BaseModel):
     last_seen: str | None
 
 
+class SimilarFingerprint(BaseModel):
+    name: str = Field(description="the application, stack or baseline client (\"baseline client ID\") that sends it")
+    value: str = Field(description="its JA4")
+    match: Literal["stack", "ja4_ab"] = Field(description="stack: only the SNI flag differs; ja4_ab: JA4_c differs")
+    source: str | None
+
+
 class FingerprintInfo(BaseModel):
     """What the knowledge base and the baseline say about one fingerprint (``tlsdetect lookup --json``)."""
 
@@ -83,6 +92,8 @@ class FingerprintInfo(BaseModel):
     stacks: list[KnownStack]
     prevalence: Prevalence | None = Field(description="use in the baseline; null when never seen there")
     clients: list[ClientUse] = Field(description="the baseline's clients that send it most")
+    similar: list[SimilarFingerprint] = Field(
+        default_factory=list, description="for a JA4 without an exact match: known JA4s of its stack or JA4_ab")
     why: list[str]
     baseline_generation: int
 
@@ -111,6 +122,32 @@ def _timestamp(value: str | None) -> str | None:
     return str(ts.isoformat())
 
 
+def _ip(value: str | None) -> str | None:
+    """An IPv4 or IPv6 address, kept as it was written (the outputs carry it as sent)."""
+    if value is not None:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError("not an IPv4 or IPv6 address") from None
+    return value
+
+
+_MD5 = r"^[0-9a-fA-F]{32}$"
+_JA4 = rf"^{_JA4_HASHED}$"
+_JA4_RAW = rf"^{_JA4_A}_[0-9a-fA-F,]*_[0-9a-fA-F,_]*$"  # JA4_r/JA4_ro: the lists before hashing
+_JA3_TEXT = r"^[0-9,\-]*$"  # JA3/JA3S before hashing: decimal numbers joined by , and -
+#: Text columns with a shape: (pattern, most characters, what it is).
+_SHAPED: dict[str, tuple[str, int, str]] = {
+    **{c: (_MD5, 32, "an MD5 (32 hex digits)") for c in ("ja3", "ja3n", "ja3s", "ja3_retry")},
+    **{c: (_JA4, 36, "a JA4 (t13d1516h2_8daaf6152771_02713d6af862)") for c in ("ja4", "ja4_o", "ja4_retry")},
+    **{c: (_JA4_RAW, 65_536, "a raw JA4 (its lists in hex before hashing)") for c in ("ja4_r", "ja4_ro")},
+    **{c: (_JA3_TEXT, 65_536, "a JA3 string (771,4865-4866,...)") for c in ("ja3_full", "ja3s_full")},
+    **{c: (r"^[0-9a-fA-F]{64}$", 64, "a SHA-256 (64 hex digits)") for c in ("server_cert_sha256", "peer_cert_sha256")},
+    **{c: (r"^[0-9a-fA-F]*$", 128, "a key identifier in hex") for c in ("server_issuer_akid", "peer_issuer_akid")},
+}
+_PORTS = frozenset({"client_port", "server_port"})
+#: Int32 columns that hold a 16-bit code point of the protocol.
+_U16_COLUMNS = frozenset({"ch_version", "sh_version", "sh_cipher", "sh_selected_version"})
 _U16 = Annotated[int, Field(ge=0, le=0xFFFF)]
 _HEX = Annotated[str, Field(pattern=r"^[0-9a-fA-F]*$", max_length=510)]
 _INT32 = Annotated[int | None, Field(ge=-(2**31), le=2**31 - 1)]
@@ -121,12 +158,20 @@ _LENGTH_LISTS = frozenset({"server_flight", "client_flight"})
 
 
 def _input_field(name: str, dtype: str) -> tuple[Any, Any]:
+    if name in ("client_ip", "server_ip"):
+        return (Annotated[str | None, AfterValidator(_ip)],
+                Field(default=None, max_length=64, description="an IPv4 or IPv6 address"))
+    if name in _SHAPED:
+        pattern, longest, what = _SHAPED[name]
+        return (str | None, Field(default=None, pattern=pattern, max_length=longest, description=what))
     if dtype in ("string", "category"):  # category: the certificate columns, text on the wire
         return (str | None, Field(default=None, max_length=65_536))
+    if name in _PORTS or name in _U16_COLUMNS:
+        return (_U16 | None, Field(default=None, description="a TCP/UDP port" if name in _PORTS else "16-bit value"))
     if dtype == "Int32":
         return (_INT32, None)
     if dtype == "boolean":
-        return (bool | None, None)
+        return (bool | None, None)  # strict (the model's config): true/false, not "yes" or 1
     if dtype.startswith("datetime64"):
         return (Annotated[str | None, AfterValidator(_timestamp)],
                 Field(default=None, max_length=64, description="ISO 8601 (to the nanosecond); UTC when no offset"))
@@ -142,7 +187,7 @@ def _input_field(name: str, dtype: str) -> tuple[Any, Any]:
 #: One row of the connections table (``tlsdetect fingerprint --format jsonl``); every column optional.
 Connection: type[BaseModel] = create_model(  # type: ignore[call-overload]
     "Connection",
-    __config__=ConfigDict(extra="forbid"),
+    __config__=ConfigDict(extra="forbid", strict=True),
     __doc__="One TLS connection: the columns of the connections table (tlsdetect fingerprint -f jsonl), all optional.",
     **{name: _input_field(name, dtype) for name, dtype in schema.COLUMNS.items()},
 )
@@ -209,5 +254,6 @@ def connections_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     for col in schema.LIST_COLUMNS:
         df[col] = pd.Series([tuple(v) if isinstance(v, list) else None for v in df[col]], index=df.index,
                             dtype=object)
-    df["ts"] = pd.to_datetime(df["ts"], utc=True, format="ISO8601")
+    for col in (c for c, t in schema.COLUMNS.items() if t.startswith("datetime64")):  # ts, peer_not_before/after
+        df[col] = pd.to_datetime(df[col], utc=True, format="ISO8601")
     return schema.conform(df)
