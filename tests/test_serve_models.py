@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -88,7 +89,7 @@ async def test_typed_fields_are_checked_not_coerced(baseline_dir: Path, rows: pd
     """issue 18 #15: ``client_port: -5``, ``client_ip: "999.999.1.1"``, ``hello_retry: "yes"`` were accepted; every
     typed field is checked (no coercion), each refusal names its field, and the schema documents the shapes."""
     good = payload(rows)["connections"][0]
-    bad_values = {
+    bad_values: dict[str, list[Any]] = {
         "client_port": [-5, 65536, "443", 443.0, True],
         "server_port": [70000],
         "client_ip": ["999.999.1.1", "10.0.0", "example.com", "", 167772161],

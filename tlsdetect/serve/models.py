@@ -136,15 +136,16 @@ _MD5 = r"^[0-9a-fA-F]{32}$"
 _JA4 = rf"^{_JA4_HASHED}$"
 _JA4_RAW = rf"^{_JA4_A}_[0-9a-fA-F,]*_[0-9a-fA-F,_]*$"  # JA4_r/JA4_ro: the lists before hashing
 _JA3_TEXT = r"^[0-9,\-]*$"  # JA3/JA3S before hashing: decimal numbers joined by , and -
-#: Text columns with a shape: (pattern, most characters, what it is).
-_SHAPED: dict[str, tuple[str, int, str]] = {
-    **{c: (_MD5, 32, "an MD5 (32 hex digits)") for c in ("ja3", "ja3n", "ja3s", "ja3_retry")},
-    **{c: (_JA4, 36, "a JA4 (t13d1516h2_8daaf6152771_02713d6af862)") for c in ("ja4", "ja4_o", "ja4_retry")},
-    **{c: (_JA4_RAW, 65_536, "a raw JA4 (its lists in hex before hashing)") for c in ("ja4_r", "ja4_ro")},
-    **{c: (_JA3_TEXT, 65_536, "a JA3 string (771,4865-4866,...)") for c in ("ja3_full", "ja3s_full")},
-    **{c: (r"^[0-9a-fA-F]{64}$", 64, "a SHA-256 (64 hex digits)") for c in ("server_cert_sha256", "peer_cert_sha256")},
-    **{c: (r"^[0-9a-fA-F]*$", 128, "a key identifier in hex") for c in ("server_issuer_akid", "peer_issuer_akid")},
-}
+#: Text columns with a shape: (pattern, most characters, what it is), by the columns that have it.
+_SHAPES: tuple[tuple[tuple[str, ...], tuple[str, int, str]], ...] = (
+    (("ja3", "ja3n", "ja3s", "ja3_retry"), (_MD5, 32, "an MD5 (32 hex digits)")),
+    (("ja4", "ja4_o", "ja4_retry"), (_JA4, 36, "a JA4 (t13d1516h2_8daaf6152771_02713d6af862)")),
+    (("ja4_r", "ja4_ro"), (_JA4_RAW, 65_536, "a raw JA4 (its lists in hex before hashing)")),
+    (("ja3_full", "ja3s_full"), (_JA3_TEXT, 65_536, "a JA3 string (771,4865-4866,...)")),
+    (("server_cert_sha256", "peer_cert_sha256"), (r"^[0-9a-fA-F]{64}$", 64, "a SHA-256 (64 hex digits)")),
+    (("server_issuer_akid", "peer_issuer_akid"), (r"^[0-9a-fA-F]*$", 128, "a key identifier in hex")),
+)
+_SHAPED = {column: shape for columns, shape in _SHAPES for column in columns}
 _PORTS = frozenset({"client_port", "server_port"})
 #: Int32 columns that hold a 16-bit code point of the protocol.
 _U16_COLUMNS = frozenset({"ch_version", "sh_version", "sh_cipher", "sh_selected_version"})
