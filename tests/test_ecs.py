@@ -86,3 +86,19 @@ def test_ecs_carries_the_server_side_of_real_alerts() -> None:
         assert flat.get("tls.server.ja3s") == alert.get("ja3s")
         assert flat.get("tls.cipher") == cipher_name(alert.get("sh_cipher"))
     assert all(not flatten(to_ecs(a))["tls.cipher"].startswith("0x") for a in with_server)
+
+
+def test_wire_text_keeps_its_exact_value_in_json(tmp_path: Path) -> None:
+    """JSON escapes what must be escaped itself: the ECS line holds no raw newline, and the value read back is
+    exactly what came off the wire (no second escape as the text outputs apply: sinks.escape)."""
+    hostile = {"sni": "\x1b]0;t\x07a\nb\\x{1b}", "peer_issuer": "CN=\u202egoogle\u2028", "user_agent": "[/x]\r\x85"}
+    sink = JsonlSink(str(tmp_path / "a.jsonl"))
+    sink.send([{**ALERT, **hostile}])
+    sink.close()
+    lines = (tmp_path / "a.jsonl").read_text(encoding="utf-8").split("\n")
+    assert len(lines) == 2
+    assert lines[1] == ""
+    flat = flatten(json.loads(lines[0]))
+    assert flat["tls.client.server_name"] == hostile["sni"]
+    assert flat["tls.client.x509.issuer.distinguished_name"] == hostile["peer_issuer"]
+    assert flat["user_agent.original"] == hostile["user_agent"]

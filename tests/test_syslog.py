@@ -12,6 +12,7 @@ import pytest
 from tests.test_sinks_stream import ALERT
 from tlsdetect.sinks.alerts.spool import SinkError
 from tlsdetect.sinks.alerts.syslog import SyslogSink, format_rfc5424, frame_octet, parse_octet_frames, sd_escape
+from tlsdetect.sinks.escape import unescape_text
 
 RFC5424 = re.compile(
     r"^<(?P<pri>\d{1,3})>1 (?P<ts>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) (?P<host>\S+) (?P<app>\S+) (?P<procid>\S+)"
@@ -133,3 +134,43 @@ def test_syslog_tcp_down_is_sink_error() -> None:
     with pytest.raises(SinkError):
         sink.send([ALERT])
 
+
+
+#: Names off the wire built to steer a terminal or a log file: ESC, OSC, CR/LF, C1, a bidi override, U+2028,
+#: the SD-ELEMENT's own delimiters and markup.
+HOSTILE = {
+    "sni": '\x1b]0;owned\x07a"]b\\c\nd', "client_id": "spiffe://x\r\n<13>1 forged", "peer_issuer": "CN=\u202egoogle",
+    "server_issuer": "O=A\\, Inc \u2028\x85", "ja4": "[/x]\x1b[2J",
+}
+
+
+def test_wire_text_is_one_message_without_control_characters() -> None:
+    """issue 18 rows 3 and 6: hostile names stay inside one message, invisible and control characters shown
+    escaped both in the structured data and in MSG; unescaped, each PARAM-VALUE is what was sent."""
+    msg = format_rfc5424({**ALERT, **HOSTILE}, hostname="h")
+    assert msg.replace("\ufeff", "").isprintable()  # the BOM (RFC 5424 6.4) is the one invisible character
+    m = RFC5424.match(msg)
+    assert m is not None, msg
+    params = sd_params(m["sd"])
+    assert {k: unescape_text(params[k]) for k in HOSTILE} == HOSTILE
+    assert "sni=\\x{1b}]0;owned\\x{07}" in m["msg"]
+    assert "client=spiffe://x\\x{0d}\\x{0a}<13>1 forged" in m["msg"]
+    framed, rest = parse_octet_frames(frame_octet(msg))
+    assert framed == [msg]
+    assert rest == b""
+
+
+def test_udp_cut_never_splits_a_character() -> None:
+    """A datagram cut at max_datagram bytes stays valid UTF-8 (a collector rejects a broken character)."""
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    rx.settimeout(5)
+    alert = {**ALERT, "sni": "ü" * 400}
+    whole = format_rfc5424(alert).encode()  # the sink's own message: same host, same process
+    limit = whole.index("ü".encode()) + 2 * 100 + 1  # one byte into the 101st ü
+    sink = SyslogSink(f"syslog+udp://127.0.0.1:{rx.getsockname()[1]}", max_datagram=limit)
+    sink.send([alert])
+    data = rx.recv(65535)
+    rx.close()
+    assert data == whole[: limit - 1]
+    assert data.decode("utf-8").endswith("ü" * 100)

@@ -22,6 +22,7 @@ from tlsdetect.cli.common import (
     report,
     user_errors,
 )
+from tlsdetect.sinks.escape import escape_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -141,7 +142,7 @@ def baseline_show(directory: str, n_clients: int) -> None:
     fps = model.fingerprints_[model.fingerprints_["kind"] == "ja4"]
     for rec in clients.itertuples(index=False):
         st = stab["stability"].get(rec.client_id, float("nan"))
-        click.echo(f"  client {rec.client_id}: {rec.connections} connections, stability {st:.0%}")
+        click.echo(f"  client {escape_text(str(rec.client_id))}: {rec.connections} connections, stability {st:.0%}")
         mine = fps[fps["client_id"] == rec.client_id].sort_values("count", ascending=False).head(3)
         for f in mine.itertuples(index=False):
-            click.echo(f"      {f.value}  x{f.count}")
+            click.echo(f"      {escape_text(str(f.value))}  x{f.count}")

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import click
 
+from tlsdetect.sinks.escape import escape_text
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -267,8 +269,8 @@ def user_errors() -> Iterator[None]:
 
 def report(inputs: Inputs, letters: DeadLetter, dead_letter: str | None) -> None:
     """The readers' warnings and the dead-letter count on stderr."""
-    for w in inputs.warnings:
-        click.echo(f"warning: {w}", err=True)
+    for w in inputs.warnings:  # a warning may quote the input (a field name, a line): shown escaped
+        click.echo(f"warning: {escape_text(w)}", err=True)
     if letters.stats.bad_lines:
         where = f"; see {dead_letter}" if dead_letter else " (add --dead-letter FILE to keep them)"
         click.echo(f"warning: {letters.stats.summary()}{where}", err=True)
@@ -333,7 +335,7 @@ def print_summary(model: Baseline, where: str) -> None:
         click.echo("  mesh CA: none (issuer signals use the knowledge base only)")
     for m in mesh:
         how = "given" if m["origin"] == "given" else "LEARNED - confirm, or refit with --mesh-ca"
-        click.echo(f"  mesh CA ({m['role']}): {m['issuer']}  key id {m['ski'] or '?'}  [{how}]")
+        click.echo(f"  mesh CA ({m['role']}): {escape_text(str(m['issuer']))}  key id {m['ski'] or '?'}  [{how}]")
     hello_model = summary.get("model")
     click.echo("  model: " + ("none" if not hello_model else
                               f"nearest-neighbour novelty over {hello_model['hellos']} distinct hellos "
@@ -345,5 +347,5 @@ def print_summary(model: Baseline, where: str) -> None:
 def warn_learned_mesh(model: Baseline | None) -> None:
     """Say on stderr, loudly, that the mesh CA in use was learned from traffic rather than given."""
     warning = model.learned_mesh_warning() if model is not None else None
-    if warning:
-        click.echo(f"WARNING: {warning}", err=True)
+    if warning:  # it names the learned issuer, a DN off the wire
+        click.echo(f"WARNING: {escape_text(warning)}", err=True)

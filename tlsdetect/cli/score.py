@@ -23,6 +23,7 @@ from tlsdetect.cli.common import (
     user_errors,
     warn_learned_mesh,
 )
+from tlsdetect.sinks.escape import escape_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -86,8 +87,8 @@ def score_cmd(paths: tuple[str, ...], baseline_dir: str | None, fmt: str, output
     if summary["top_reasons"]:
         click.echo("top reasons: " + ", ".join(f"{k} ({n})" for k, n in summary["top_reasons"].items()), err=True)
     if summary["top_flagged_clients"]:
-        click.echo("top flagged clients: " + ", ".join(f"{k} ({n})" for k, n in summary["top_flagged_clients"].items()),
-                   err=True)
+        clients = summary["top_flagged_clients"].items()  # client ids came off the wire: shown escaped
+        click.echo("top flagged clients: " + ", ".join(f"{escape_text(str(k))} ({n})" for k, n in clients), err=True)
     if model is None:
         click.echo(NO_BASELINE_NOT_COMPARED, err=True)
     warn_learned_mesh(model)

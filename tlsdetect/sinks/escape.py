@@ -26,9 +26,10 @@ The escape, reversible by :func:`unescape_text`:
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas only where a column is escaped: the CLI's stderr lines need just the text escape
+    import pandas as pd
 
 __all__ = ["FORMULA_START", "UNSAFE", "escape_frame", "escape_series", "escape_text", "unescape_text"]
 
@@ -82,6 +83,7 @@ def _needs(text: str, formula: bool) -> bool:
 def escape_series(values: pd.Series, *, formula: bool = False) -> pd.Series:
     """The text values of a column escaped, once per distinct value; other values (numbers, lists,
     missing) as they are. The same object comes back when nothing needed escaping."""
+    import pandas as pd
     if isinstance(values.dtype, pd.CategoricalDtype):
         cats = list(values.cat.categories)
         new = [escape_text(c, formula=formula) if isinstance(c, str) else c for c in cats]

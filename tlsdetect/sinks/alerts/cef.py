@@ -3,7 +3,9 @@
 ``CEF:0|tlsdetect|tlsdetect|VERSION|SIGNATURE|NAME|SEVERITY|EXTENSION`` where SIGNATURE is the strongest
 reason code (``interception_ca``, ...), NAME says the verdict and SEVERITY is 9 (intercepted) or 6
 (suspicious). Header fields escape ``\\`` and ``|``; extension values escape ``\\``, ``=`` and line breaks
-(``\\n``, ``\\r``), as the CEF specification says.
+(``\\n``, ``\\r``), as the CEF specification says. Before that, every value is wire text made visible
+(:func:`tlsdetect.sinks.escape.escape_text`: control and invisible characters as ``\\xNN``/``\\uNNNN``),
+so a CEF parser hands a SIEM that escaped text: no ESC or bidi override reaches a console or a viewer.
 
 Extension keys: ``rt`` (ms since epoch), ``src``/``spt``/``dst``/``dpt``, ``externalId`` (the alert id),
 ``act`` (verdict), ``reason`` (reason codes), ``cn1`` (score), ``suser`` (client id), ``requestClientApplication``
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from tlsdetect import __version__
+from tlsdetect.sinks.escape import escape_text
 from tlsdetect.sinks.files import utc_time
 
 __all__ = ["CefFileSink", "cef_escape_extension", "cef_escape_header", "format_cef", "write_cef"]
@@ -62,8 +65,8 @@ def format_cef(alert: Mapping[str, Any]) -> str:
         value = alert.get(field)
         if value is not None and value != "":
             ext += [(key, value), (f"{key}Label", label)]
-    body = " ".join(f"{k}={cef_escape_extension(str(v))}" for k, v in ext if v is not None and v != "")
-    return "|".join(cef_escape_header(h) if i else h for i, h in enumerate(header)) + "|" + body
+    body = " ".join(f"{k}={cef_escape_extension(escape_text(str(v)))}" for k, v in ext if v is not None and v != "")
+    return "|".join(cef_escape_header(escape_text(h)) if i else h for i, h in enumerate(header)) + "|" + body
 
 
 def write_cef(alerts: Iterable[Mapping[str, Any]], fh: IO[str]) -> None:

@@ -11,6 +11,9 @@ One message per alert::
   ``verdict``, ``score``, ``src``, ``dst``, ``sni``, ``ja3``, ``ja4``, ``peer_issuer``, ``server_issuer``
   and ``reasons`` (codes); PARAM-VALUEs escape ``"``, ``\\`` and ``]`` as RFC 5424 6.3.3 says.
 * MSG is one readable sentence (UTF-8, after a BOM as 6.4 asks).
+* every value (PARAM-VALUE or in MSG) is first wire text made visible
+  (:func:`tlsdetect.sinks.escape.escape_text`): no newline splits a message in a collector's file, no ESC or
+  bidi override reaches whoever reads it.
 
 TCP frames are ``LEN SP MESSAGE`` (octet counting), sent over one connection that is reopened when it
 breaks; a batch counts as delivered once the kernel took all of it (syslog over TCP has no application
@@ -30,6 +33,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tlsdetect.sinks.alerts.spool import SinkError
+from tlsdetect.sinks.escape import escape_text
 
 __all__ = ["FACILITIES", "SyslogSink", "format_rfc5424", "frame_octet", "parse_octet_frames", "sd_escape"]
 
@@ -73,12 +77,14 @@ def _timestamp(ts: Any) -> str:
 
 
 def summary(alert: Mapping[str, Any]) -> str:
-    """One readable sentence about an alert."""
+    """One readable sentence about an alert (its values escaped: they came off the wire)."""
     codes = ", ".join(dict.fromkeys(str(r.get("code")) for r in alert.get("reasons") or () if isinstance(r, Mapping)))
+    v = {k: escape_text(str(alert.get(k))) for k in ("verdict", "score", "client_ip", "client_port", "server_ip",
+                                                      "server_port")}  # fmt: skip
+    sni, client = (escape_text(str(alert.get(k) or "-")) for k in ("sni", "client_id"))
     return (
-        f"TLS {alert.get('verdict')} (score {alert.get('score')}): {alert.get('client_ip')}:{alert.get('client_port')}"
-        f" -> {alert.get('server_ip')}:{alert.get('server_port')} sni={alert.get('sni') or '-'}"
-        f" client={alert.get('client_id') or '-'} reasons: {codes or '-'}"
+        f"TLS {v['verdict']} (score {v['score']}): {v['client_ip']}:{v['client_port']}"
+        f" -> {v['server_ip']}:{v['server_port']} sni={sni} client={client} reasons: {escape_text(codes) or '-'}"
     )
 
 
@@ -96,18 +102,23 @@ def format_rfc5424(
     for name, key in _SD_PARAMS:
         value = alert.get(key)
         if value is not None and value != "":
-            params.append(f'{name}="{sd_escape(str(value))}"')
+            params.append(f'{name}="{sd_escape(escape_text(str(value)))}"')
     src = f"{alert.get('client_ip')}:{alert.get('client_port')}"
     dst = f"{alert.get('server_ip')}:{alert.get('server_port')}"
-    params += [f'src="{sd_escape(src)}"', f'dst="{sd_escape(dst)}"']
+    params += [f'src="{sd_escape(escape_text(src))}"', f'dst="{sd_escape(escape_text(dst))}"']
     codes = ",".join(dict.fromkeys(str(r.get("code")) for r in alert.get("reasons") or () if isinstance(r, Mapping)))
     if codes:
-        params.append(f'reasons="{sd_escape(codes)}"')
+        params.append(f'reasons="{sd_escape(escape_text(codes))}"')
     sd = f"[{SD_ID} {' '.join(params)}]"
     host = _header_field(hostname if hostname is not None else socket.gethostname(), 255)
     text = (msg or summary)(alert)
     return (f"<{pri}>1 {_timestamp(alert.get('ts'))} {host} {_header_field(app, 48)} {os.getpid()} TLSALERT {sd} "
             f"{BOM}{text}")  # fmt: skip
+
+
+def _cut(data: bytes, limit: int) -> bytes:
+    """At most ``limit`` bytes of UTF-8, never ending inside a character (a collector would reject it)."""
+    return data if len(data) <= limit else data[:limit].decode("utf-8", "ignore").encode("utf-8")
 
 
 def frame_octet(message: str) -> bytes:
@@ -210,7 +221,7 @@ class SyslogSink:
                 sock.sendall(b"".join(frame_octet(self._message(a)) for a in alerts))
             else:
                 for a in alerts:
-                    sock.send(self._message(a).encode("utf-8")[: self.max_datagram])
+                    sock.send(_cut(self._message(a).encode("utf-8"), self.max_datagram))
         except OSError as exc:
             self._drop()
             raise SinkError(f"{self.name}: send failed: {exc}") from exc
