@@ -45,7 +45,9 @@ from tlsdetect.detect.baseline_tables import (
     typed_table,
 )
 from tlsdetect.detect.features import HelloNovelty, hello_codes
+from tlsdetect.detect.identities import learn_identities
 from tlsdetect.detect.issuers import dn_key
+from tlsdetect.detect.ja4_parts import learn_ja4_stacks
 from tlsdetect.detect.mesh import LEARN, MeshCA, MeshSpec
 from tlsdetect.detect.renewals import learn_server_certs
 from tlsdetect.detect.server_profiles import learn_server_values, server_summary
@@ -152,6 +154,8 @@ class Baseline:
     mesh_cas_: pd.DataFrame
     server_values_: pd.DataFrame
     server_certs_: pd.DataFrame
+    identities_: pd.DataFrame
+    ja4_stacks_: pd.DataFrame
     hellos_: pd.DataFrame
     n_connections_: int
     model_: HelloNovelty | None
@@ -215,6 +219,12 @@ class Baseline:
         if fam_parts:
             self.fp_families_ = merge_table("fp_families", self.fp_families_, pd.concat(fam_parts),
                                        ["kind", "value", "ua_family"])
+        if fps["ja4"] is not None:
+            has_origin = "fingerprint_origin" in df.columns
+            origin = df["fingerprint_origin"] if has_origin else pd.Series(pd.NA, index=df.index)
+            self.ja4_stacks_ = merge_table("ja4_stacks", getattr(self, "ja4_stacks_", empty_table("ja4_stacks")),
+                                           learn_ja4_stacks(fps["ja4"], origin, frame["client_id"], frame["ts"]),
+                                           OPTIONAL_KEYS["ja4_stacks"])
 
         iss_parts, akid_parts = [], []
         for role, (key_col, name_col, akid_col) in ROLES.items():
@@ -266,6 +276,8 @@ class Baseline:
                                           learn_server_values(df, frame["ts"]), OPTIONAL_KEYS["server_values"])
         self.server_certs_ = merge_table("server_certs", getattr(self, "server_certs_", empty_table("server_certs")),
                                          learn_server_certs(df, frame["ts"]), OPTIONAL_KEYS["server_certs"])
+        self.identities_ = merge_table("identities", getattr(self, "identities_", empty_table("identities")),
+                                       learn_identities(df, frame["ts"]), OPTIONAL_KEYS["identities"])
 
         _, hellos = hello_codes(df)
         if len(hellos):

@@ -39,8 +39,19 @@ OPTIONAL_TABLES: dict[str, dict[str, str]] = {
     "server_certs": {"scope": "string", "server": "string", "family": "string", "cert": "string",
                      "cert_bytes": "int64", "issuer_key": "string", "issuer_akid": "string", "chain": "Int64",
                      "rest_bytes": "Int64", "count": "int64", "first_seen": _TIME, "last_seen": _TIME},
+    # ``ja4_stacks``: per client, each fingerprint's source (``fingerprint_origin``) with its normalised JA4_ab
+    # and JA4_c (:mod:`tlsdetect.detect.ja4_parts`): which source saw it, and whether its JA4_c varies
+    "ja4_stacks": {"client_id": "string", "origin": "string", "ja4_ab": "string", "ja4_c": "string",
+                   "count": "int64", "first_seen": _TIME, "last_seen": _TIME},
+    # ``identities``: per mTLS workload identity (SPIFFE ID, else subject), each certificate (with its serial,
+    # issuer, issuing key and validity) and source network it presented (:mod:`tlsdetect.detect.identities`)
+    "identities": {"identity": "string", "kind": "string", "value": "string", "serial": "string",
+                   "issuer_key": "string", "issuer": "string", "akid": "string", "not_before": _TIME,
+                   "not_after": _TIME, "count": "int64", "first_seen": _TIME, "last_seen": _TIME},
 }
 OPTIONAL_KEYS: dict[str, list[str]] = {
+    "identities": ["identity", "kind", "value"],
+    "ja4_stacks": ["client_id", "origin", "ja4_ab", "ja4_c"],
     "server_values": ["scope", "server", "family", "kind", "value"],
     "server_certs": ["scope", "server", "family", "cert", "cert_bytes", "issuer_key", "issuer_akid", "chain"],
 }

@@ -11,6 +11,7 @@ read order (``_order``), and the hello table is ordered as :func:`tlsdetect.dete
 orders it, so the saved baseline equals the local fit's.
 
 The server tables (``server_values``, ``server_certs``: :data:`~tlsdetect.detect.baseline_tables.OPTIONAL_TABLES`)
+and the bound identities (``identities``, :func:`~tlsdetect.detect.identities.learn_identities`)
 are learned per Arrow batch in ``mapInPandas`` by the local learners themselves
 (:func:`~tlsdetect.detect.server_profiles.learn_server_values`,
 :func:`~tlsdetect.detect.renewals.learn_server_certs`); only their small partial tables reach the driver,
@@ -35,19 +36,25 @@ from tlsdetect.spark.schema import NAT, from_spark_frame, pack_columns, spark_ty
 
 __all__ = ["fit_baseline"]
 
-_DERIVED = ("_cid", "_uaf", "_sni", "_ver")
+_DERIVED = ("_cid", "_uaf", "_sni", "_ver", "_origin", "_ab", "_c")
 _ISSUER_COLS = tuple(c for cols in ROLES.values() for c in cols)
 #: What the server learners read (server_profiles.server_rows and renewals.clear_certs).
 _SERVER_COLS = ("sni", "server_ip", "server_port", "ja4", "tls_version", "sh_version", "sh_selected_version",
                 "sh_cipher", "ja3s", "resumed", "server_flight", "server_flight_bytes", "server_cert_sha256",
                 "server_issuer_key", "server_issuer_akid", "server_chain")
+#: What the identity learner reads (identities.learn_identities) beyond the server columns; the first four
+#: are not in ``needed`` otherwise.
+_IDENTITY_COLS = ("peer_cert_sha256", "peer_serial", "peer_not_before", "peer_not_after", "client_id", "peer_subject",
+                  "client_ip", "peer_issuer", "peer_issuer_key", "peer_issuer_akid")
+_TIMES = ("first_seen", "last_seen", "not_before", "not_after")
 #: Long (int64) columns of the partial server tables; times as nanoseconds (``NAT`` when missing).
-_SERVER_LONGS = ("cert_bytes", "chain", "rest_bytes", "count", "first_seen", "last_seen")
+_SERVER_LONGS = ("cert_bytes", "chain", "rest_bytes", "count", *_TIMES)
 _SERVER_PARTIAL = ("table", *dict.fromkeys(c for name in OPTIONAL_TABLES for c in OPTIONAL_TABLES[name]))
 
 
 def _prepare(client_key: str) -> Any:
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        from tlsdetect.detect.ja4_parts import ja4_parts
         from tlsdetect.detect.useragent import ua_family
 
         for pdf in batches:
@@ -61,6 +68,11 @@ def _prepare(client_key: str) -> Any:
             out["_sni"] = sni.astype(object).where(sni.notna(), None).to_numpy()
             ver = df["ja4"].astype("string").str.slice(1, 3)
             out["_ver"] = ver.astype(object).where(ver.notna(), None).to_numpy()
+            # the ja4_stacks table's key, as the local learner derives it (ja4_parts.learn_ja4_stacks)
+            parts = ja4_parts(df["ja4"])
+            origin = df["fingerprint_origin"].astype("string").fillna("unknown")
+            for name, col in (("_origin", origin), ("_ab", parts["ab"]), ("_c", parts["c"])):
+                out[name] = col.astype(object).where(col.notna(), None).to_numpy()
             yield out
 
     return run
@@ -94,8 +106,9 @@ def fit_baseline(df: Any, *, client_key: str = "auto", mesh_ca: MeshSpec = None,
 
     # only the columns the tables need: the input is read (captures parsed) once, into this narrow
     # persisted frame; the hello lists pass through Python packed (see ``schema.pack_columns``)
-    needed = ["ts", "client_id", "peer_subject", "client_ip", "user_agent", "ja4", "ja3n", "sni", *_ISSUER_COLS,
-              *HELLO_COLUMNS, "ja3_full", "ja4_ro", *_SERVER_COLS]
+    needed = ["ts", "client_id", "peer_subject", "client_ip", "user_agent", "ja4", "ja3n", "fingerprint_origin", "sni",
+              *_ISSUER_COLS,
+              *HELLO_COLUMNS, "ja3_full", "ja4_ro", *_SERVER_COLS, *_IDENTITY_COLS[:4]]
     if client_key in df.columns and client_key not in needed and schema.COLUMNS.get(client_key) != "object":
         needed.append(client_key)
     needed = list(dict.fromkeys(c for c in schema.COLUMNS if c in needed))
@@ -178,6 +191,10 @@ def _fit(rows: Any, *, client_key: str, mesh_ca: MeshSpec, model: bool) -> Basel
         c("_cid").alias("client_id"), c("_ver").alias("max_version")).agg(F.count(F.lit(1)).alias("count")))
     for name, t in tables.items():
         tables[name] = _times(t)[list(TABLES[name])]
+    stacks = usable.filter(c("_ab").isNotNull()).groupBy(
+        c("_cid").alias("client_id"), c("_origin").alias("origin"), c("_ab").alias("ja4_ab"), c("_c").alias("ja4_c")
+    ).agg(F.count(F.lit(1)).alias("count"), *seen)
+    tables["ja4_stacks"] = _times(_collect(stacks))[list(OPTIONAL_TABLES["ja4_stacks"])]
 
     tables.update(_server_tables(rows))
     hellos = _hellos(rows)
@@ -217,7 +234,7 @@ def _partial_rows(name: str, part: pd.DataFrame) -> pd.DataFrame:
             out[c] = pd.Series(np.full(len(part), name, dtype=object), dtype=object)
         elif c not in part.columns:
             out[c] = pd.Series(None, index=out.index, dtype="Int64" if c in _SERVER_LONGS else object)
-        elif c in ("first_seen", "last_seen"):
+        elif c in _TIMES:
             naive = pd.to_datetime(part[c], utc=True).dt.tz_convert(None).reset_index(drop=True)
             out[c] = naive.to_numpy(dtype="datetime64[ns]").view(np.int64)  # NaT is NAT's bit pattern
         elif c in _SERVER_LONGS:
@@ -230,6 +247,7 @@ def _partial_rows(name: str, part: pd.DataFrame) -> pd.DataFrame:
 
 def _learn_servers(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
     """Per Arrow batch: the local server learners' partial tables (a few rows per distinct server answer)."""
+    from tlsdetect.detect.identities import learn_identities
     from tlsdetect.detect.renewals import learn_server_certs
     from tlsdetect.detect.server_profiles import learn_server_values
 
@@ -238,7 +256,8 @@ def _learn_servers(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
             continue
         df = from_spark_frame(pdf)
         parts = [_partial_rows("server_values", learn_server_values(df, df["ts"])),
-                 _partial_rows("server_certs", learn_server_certs(df, df["ts"]))]
+                 _partial_rows("server_certs", learn_server_certs(df, df["ts"])),
+                 _partial_rows("identities", learn_identities(df, df["ts"]))]
         out = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else None
         if out is not None:
             yield out
@@ -250,7 +269,7 @@ def _server_tables(rows: Any) -> dict[str, pd.DataFrame]:
 
     fields = [st.StructField(c, st.LongType() if c in _SERVER_LONGS else st.StringType(), True)
               for c in _SERVER_PARTIAL]
-    cols = [c for c in _SERVER_COLS if c in rows.columns]
+    cols = [c for c in dict.fromkeys([*_SERVER_COLS, *_IDENTITY_COLS]) if c in rows.columns]
     got = _collect(pack_columns(rows.select(*cols, "_ts_ns", "_order")).mapInPandas(_learn_servers,
                                                                                     st.StructType(fields)))
     out: dict[str, pd.DataFrame] = {}
@@ -262,6 +281,10 @@ def _server_tables(rows: Any) -> dict[str, pd.DataFrame]:
         for c in ("first_seen", "last_seen"):
             part[c] = part[c].astype("Int64").fillna(NAT).astype(np.int64)
         part = _times(part)
+        for c in ("not_before", "not_after"):  # the identities table's validity, as nanoseconds
+            if c in part.columns:
+                ns = part[c].astype("Int64").fillna(NAT).to_numpy(dtype=np.int64).view("datetime64[ns]")
+                part[c] = pd.Series(ns, index=part.index).dt.tz_localize("UTC")
         if "rest_bytes" in part.columns:  # not a key: the least over all batches, as one fit over every row has it
             keys = OPTIONAL_KEYS[name]
             part["rest_bytes"] = part.groupby(keys, dropna=False, sort=False)["rest_bytes"].transform("min")

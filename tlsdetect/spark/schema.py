@@ -223,6 +223,9 @@ def from_spark_frame(pdf: pd.DataFrame) -> pd.DataFrame:
     for col, dtype in schema.COLUMNS.items():
         if col in out.columns and dtype in ("string", "boolean") and str(out[col].dtype) != dtype:
             out[col] = out[col].where(out[col].notna(), None).astype(dtype)  # type: ignore[call-overload]
+        elif col in out.columns and dtype.startswith("datetime64") and str(out[col].dtype) != dtype:
+            # Spark hands timestamps over naive, in the session's time zone (UTC: tlsdetect.spark.session)
+            out[col] = pd.to_datetime(out[col], utc=True).astype(dtype)
     return schema.conform(out)
 
 
