@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from tlsdetect.cli import main
 from tlsdetect.detect.knowledge import load_knowledge
-from tlsdetect.detect.lookup import short_release, short_sources
+from tlsdetect.detect.lookup import describe, short_release, short_sources
 
 
 @pytest.mark.parametrize(("stack", "version", "short"), [
@@ -57,3 +58,52 @@ def test_lookup_text_is_short_verbose_and_json_are_long() -> None:
     info = json.loads(as_json.output)
     assert st["version"] in [s["version"] for s in info["stacks"]]
     assert any(st["version"] in w and st["source"] in w for w in info["why"])
+
+
+def _envoy_chromium_ja4() -> str:
+    """A real Envoy 1.40 JA4 of Chromium 156 (tests/data/chromium_envoy_ja4.csv): its JA4_c keeps GREASE."""
+    import pandas as pd
+
+    data = pd.read_csv(Path(__file__).resolve().parent / "data" / "chromium_envoy_ja4.csv")
+    rows = data[(data["log"] == "envoy") & (data["client_id"] == "chromium") & (data["sni"].notna())]
+    return str(rows["ja4"].iloc[0])
+
+
+def test_lookup_of_chromium_as_envoy_prints_it_names_its_ja4_ab() -> None:
+    """issue 17: `lookup` of Chromium's JA4 as Envoy logs it answered `unknown` with no hint."""
+    value = _envoy_chromium_ja4()
+    info = describe(value, None)
+    assert info["verdict"] == "unknown"
+    hint = next(w for w in info["why"] if w.startswith("JA4_ab of "))
+    assert "Chromium" in hint or "chromium" in hint
+    assert "Envoy <= 1.40" in hint
+    assert "JA4_c differs" in hint
+    assert {s["match"] for s in info["similar"]} == {"ja4_ab"}
+    out = CliRunner().invoke(main, ["lookup", value])
+    assert out.exit_code == 0
+    assert "JA4_ab of " in out.output
+
+
+def test_lookup_of_a_known_stack_without_sni_is_that_stack() -> None:
+    st = load_knowledge().stacks
+    curl = st[(st["kind"] == "ja4") & (st["value"] == "t13d3112h2_e8f1e7e78f70_b26ce05bbdd6")]
+    assert len(curl)
+    info = describe("t13i3111h2_e8f1e7e78f70_b26ce05bbdd6", None)
+    assert info["verdict"] == "ok"
+    assert any("other SNI flag" in w for w in info["why"])
+    assert any(s["match"] == "stack" and s["value"] == curl["value"].iloc[0] for s in info["similar"])
+
+
+def test_lookup_names_a_baseline_client_with_the_same_ja4_ab() -> None:
+    import pandas as pd
+
+    from tlsdetect.detect.baseline import Baseline
+
+    rows = pd.DataFrame({"client_id": pd.array(["web-7"] * 3, dtype="string"),
+                         "ja4": pd.array(["t13d1999h2_0123456789ab_000000000001"] * 3, dtype="string")})
+    info = describe("t13d1999h2_0123456789ab_00000000000f", Baseline(model=False).fit(rows))
+    assert any("baseline client web-7" in w and "JA4_ab of" in w for w in info["why"])
+    assert info["verdict"] == "unknown"
+    none = describe("t13d1999h2_ba9876543210_00000000000f", Baseline(model=False).fit(rows))
+    assert none["similar"] == []
+    assert not any("JA4_ab of" in w for w in none["why"])

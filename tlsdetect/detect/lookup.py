@@ -6,6 +6,11 @@ fingerprint alone is ``intercepted`` when it is a known interception product's, 
 only its shape and cipher list match one, ``ok`` when the baseline population or a known
 application/stack uses it, and ``unknown`` when nothing is known: a fingerprint by itself is not
 evidence of interception, the connection's client and context are.
+
+A JA4 with no exact match is compared as a stack (:mod:`~tlsdetect.detect.ja4_parts`): one that differs
+only in the connection's SNI flag is the known stack's (``ok``); one whose JA4_ab (JA4_a without the SNI
+flag, JA4_b) is a known stack's or baseline client's says so, and that a source keeping GREASE in the
+signature algorithms (Envoy <= 1.40) gives another JA4_c; its verdict stays as the exact match left it.
 """
 
 from __future__ import annotations
@@ -17,11 +22,11 @@ from typing import Any
 import pandas as pd
 
 from tlsdetect.detect.baseline import Baseline
+from tlsdetect.detect.ja4_parts import JA4_SHAPE, ja4_parts
 from tlsdetect.detect.knowledge import Knowledge, load_knowledge
 
-__all__ = ["JA4_SHAPE", "FingerprintShapeError", "describe", "kind_of", "short_release", "short_sources"]
-
-JA4_SHAPE = re.compile(r"^[tqd](?:1[0-3]|s[23]|d[0-3]|00)[di]\d{4}[0-9a-z]{2}_[0-9a-f]{12}_[0-9a-f]{12}$")
+__all__ = ["JA4_SHAPE", "FingerprintShapeError", "describe", "kind_of", "short_release", "short_sources",
+           "similar_ja4"]
 _MD5 = re.compile(r"^[0-9a-f]{32}$")
 #: The first version number of a stack's self-description (``curl 7.88.1 (x86_64...) libcurl/...`` -> 7.88.1).
 _VERSION = re.compile(r"(?<![\w.])v?(\d+(?:\.\d+)+)")
@@ -65,6 +70,29 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
         out.append({str(k): (None if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
                              else v.isoformat() if isinstance(v, pd.Timestamp) else v) for k, v in rec.items()})
     return out
+
+
+def similar_ja4(value: str, baseline: Baseline | None, kb: Knowledge) -> pd.DataFrame:
+    """Known JA4s (knowledge base applications and stacks, baseline clients) of ``value``'s stack or JA4_ab
+    but not ``value`` itself: ``name``, ``value``, ``match`` (``stack``: only the SNI flag differs, else
+    ``ja4_ab``) and ``source``."""
+    known = [kb.applications.assign(name=kb.applications["application"])[["name", "kind", "value", "source"]],
+             kb.stacks.assign(name=kb.stacks["stack"])[["name", "kind", "value", "source"]]]
+    if baseline is not None:
+        fp = baseline.fingerprints_
+        known.append(pd.DataFrame({"name": "baseline client " + fp["client_id"].astype(str), "kind": fp["kind"],
+                                   "value": fp["value"], "source": "baseline"}))
+    cands = pd.concat(known, ignore_index=True)
+    cands = cands[(cands["kind"] == "ja4") & (cands["value"] != value)].reset_index(drop=True)
+    mine = ja4_parts(pd.Series([value], dtype="string")).iloc[0]
+    if pd.isna(mine["ab"]) or len(cands) == 0:
+        return pd.DataFrame(columns=["name", "value", "match", "source"])
+    parts = ja4_parts(cands["value"].astype("string"))
+    same_ab = (parts["ab"] == mine["ab"]).fillna(False).to_numpy(dtype=bool)
+    out = cands[same_ab].assign(match=((parts["stack"] == mine["stack"]).fillna(False).to_numpy(dtype=bool)[same_ab]))
+    out["match"] = out["match"].map({True: "stack", False: "ja4_ab"})
+    found: pd.DataFrame = out[["name", "value", "match", "source"]].drop_duplicates(["name", "value"])
+    return found.reset_index(drop=True)
 
 
 def describe(value: str, baseline: Baseline | None, kb: Knowledge | None = None, *,
@@ -111,6 +139,18 @@ def describe(value: str, baseline: Baseline | None, kb: Knowledge | None = None,
             if len(fams):
                 why.append("User-Agent families sending it in the baseline: "
                            + ", ".join(f"{r['ua_family']} ({r['count']})" for r in fams.to_dict("records")))
+    similar = (similar_ja4(v, baseline, kb) if kinds == ("ja4",) and prevalence is None and not len(apps)
+               and not len(stacks) else pd.DataFrame(columns=["name", "value", "match", "source"]))
+    for match, text in (("stack", "the JA4 of {names} with the other SNI flag (d: an SNI was sent, i: none, as to "
+                                  "an IP literal); the SNI flag is the connection's, not the stack's"),
+                        ("ja4_ab", "JA4_ab of {names}; JA4_c differs: a source that keeps GREASE in signature "
+                                   "algorithms (Envoy <= 1.40) gives another JA4_c, per connection for "
+                                   "Chromium >= 152")):
+        sub = similar[similar["match"] == match]
+        if len(sub):
+            names = ", ".join(dict.fromkeys(sub["name"].astype(str).head(5)))
+            more = sub["name"].nunique() - min(sub["name"].nunique(), 5)
+            why.append(text.format(names=names + (f" (+{more} more)" if more > 0 else "")))
     if len(products):
         verdict = "intercepted"
         for r in products.to_dict("records"):
@@ -122,6 +162,11 @@ def describe(value: str, baseline: Baseline | None, kb: Knowledge | None = None,
                        "fields that source lacks were not compared")
     elif prevalence is not None or len(apps) or len(stacks):
         verdict = "ok"
+    elif len(similar) and (similar["match"] == "stack").any():
+        verdict = "ok"  # the known stack's JA4 with the other SNI flag: a property of the connection
+    elif len(similar):
+        verdict = "unknown"
+        why.append("no exact match in the knowledge base" + (" or the baseline" if baseline is not None else ""))
     else:
         verdict = "unknown"
         why.append("not in the baseline and not in the knowledge base: judge it by the connection's client"
@@ -149,5 +194,6 @@ def describe(value: str, baseline: Baseline | None, kb: Knowledge | None = None,
         "stacks": _records(stacks[["stack", "version", "kind", "source"]]),
         "prevalence": prevalence,
         "clients": clients,
+        "similar": _records(similar),
         "why": why,
     }
