@@ -15,8 +15,10 @@ from tlsdetect.detect.evidence import SIGNALS, Evidence, evidence_text, text_of,
 def test_signal_table_is_well_formed() -> None:
     for code, s in SIGNALS.items():
         assert s.code == code
-        assert 0 < s.weight <= 100
+        assert 0 <= s.weight <= 100
         assert s.meaning
+        assert s.weight > 0 or "informational" in s.meaning  # a weight-0 signal says it only informs
+        assert not (s.supporting and s.weight == 0)  # supporting evidence must add something
 
 
 @settings(max_examples=100, deadline=None)
@@ -27,17 +29,22 @@ def test_score_is_the_noisy_or_of_the_weights_that_fired(fired: list[tuple[str, 
     for code, mask in fired:
         ev.add(code, np.array(mask), "because")
     want = []
+    counted = []
     for row in range(4):
+        # supporting signals count only where a non-supporting signal with a weight fired
+        primary = any(mask[row] and not SIGNALS[code].supporting and SIGNALS[code].weight > 0
+                      for code, mask in fired)
+        here = [code for code, mask in fired if mask[row] and (primary or not SIGNALS[code].supporting)]
         survive = 1.0
-        for code, mask in fired:
-            if mask[row]:
-                survive *= 1 - SIGNALS[code].weight / 100
+        for code in here:
+            survive *= 1 - SIGNALS[code].weight / 100
         want.append(100 * (1 - survive))
+        counted.append(here)
     assert ev.scores().tolist() == pytest.approx(want, abs=0.05 + 1e-9)  # rounded to one decimal
     reasons = ev.reasons()
     for row in range(4):
         got = [r["code"] for r in reasons[row]]
-        assert sorted(got) == sorted(code for code, mask in fired if mask[row])
+        assert sorted(got) == sorted(counted[row])
         weights = [SIGNALS[c].weight for c in got]
         assert weights == sorted(weights, reverse=True)  # strongest first
 
@@ -51,6 +58,32 @@ def test_reasons_hold_text_for_fired_rows_only() -> None:
     assert reasons[1] == [{"code": "tls_downgrade", "detail": "row 1", "expected": "12", "observed": "0.5"}]
     assert set(reasons[1][0]) == set(schema.REASON_FIELDS)
     assert ev.scores().tolist() == [0.0, 10.0, 0.0]
+
+
+def test_supporting_evidence_counts_only_beside_other_evidence() -> None:
+    assert SIGNALS["model_outlier"].supporting
+    ev = Evidence(4)
+    ev.add("model_outlier", np.array([True, True, True, False]), "unlike the population",
+           alone=np.array([False, False, True, False]))
+    ev.add("weak_ciphers", np.array([False, True, False, True]), "weak")
+    ev.add("resumed_no_certificate", np.array([True, False, False, False]), "resumed")  # weight 0: not evidence
+    # row 0: the model and an informational reason only -> nothing counts, the model's reason is dropped;
+    # row 1: beside weak_ciphers it adds 30 (noisy-OR: 1 - 0.6 * 0.7); row 2: named alone -> it counts;
+    # row 3: weak_ciphers alone
+    assert ev.scores().tolist() == [0.0, 58.0, 30.0, 40.0]
+    codes = [[r["code"] for r in rs] for rs in ev.reasons()]
+    assert codes == [["resumed_no_certificate"], ["weak_ciphers", "model_outlier"], ["model_outlier"],
+                     ["weak_ciphers"]]
+    assert set(ev.fired()["code"]) == {"resumed_no_certificate", "weak_ciphers", "model_outlier"}
+    assert sorted(ev.fired().query("code == 'model_outlier'")["row"]) == [1, 2]
+
+
+def test_supporting_evidence_with_a_weight_array() -> None:
+    ev = Evidence(3)
+    ev.add("model_outlier", np.array([True, True, True]), "x", weight=np.array([10.0, 50.0, 90.0]))
+    ev.add("tls_downgrade", np.array([False, True, True]), "y", weight=np.array([0.0, 0.0, 20.0]))
+    # row 1's only other signal weighs 0: it is not evidence, so the model's 50 does not count either
+    assert ev.scores().tolist() == [0.0, 0.0, 92.0]
 
 
 def test_text_of_each_kind() -> None:

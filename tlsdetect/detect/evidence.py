@@ -2,7 +2,13 @@
 
 Each signal is a boolean mask with a weight and the evidence an analyst needs (``code``,
 ``detail``, ``expected``, ``observed``: text or null, see :data:`tlsdetect.schema.REASON_FIELDS`).
-:class:`Evidence` collects them and builds reasons only for flagged rows.
+:class:`Evidence` collects them and builds reasons only for rows where something fired.
+
+A *supporting* signal (``Signal.supporting``: a client the population model never saw, a new source
+network) is true of every new client or service, so it never flags a row by itself: its weight and its
+reason count only on rows where a non-supporting signal of weight > 0 fired (or on the rows its caller
+names ``alone``, where it is strong enough by itself). An *informational* signal (weight 0) only
+says something the analyst must know (a resumed session shows no certificate) and never changes a score.
 """
 
 from __future__ import annotations
@@ -27,11 +33,16 @@ class Signal:
     code: str
     weight: float
     meaning: str
+    supporting: bool = False  # counts only beside other evidence (see the module docstring)
 
 
 SIGNALS: dict[str, Signal] = {s.code: s for s in (
     Signal("interception_ca", 95, "the certificate was issued by a known TLS-interception CA"),
     Signal("mesh_ca_lookalike", 90, "the issuer has the mesh CA's name but another key"),
+    Signal("issuer_key_mismatch", 90, "a workload's certificate names its usual issuer but was signed by another key"),
+    Signal("client_cert_changed", 60, "a known workload identity presented a certificate it never had"),
+    Signal("identity_new_network", 15, "a known workload identity connected from a network it never used",
+           supporting=True),
     Signal("known_interception_fingerprint", 85, "the ClientHello is a known interception product's"),
     Signal("public_ca_in_mesh", 75, "a public CA issued a certificate where only the mesh CA belongs"),
     Signal("new_fingerprint_for_client", 60, "this client never sent this ClientHello in the baseline"),
@@ -50,7 +61,11 @@ SIGNALS: dict[str, Signal] = {s.code: s for s in (
     Signal("server_fingerprint_changed", 50, "the server answered this client hello family with a JA3S never seen"),
     Signal("server_version_changed", 30, "the server negotiated a version it never chose for this hello family"),
     Signal("server_cipher_changed", 30, "the server chose a cipher it never chose for this hello family"),
-    Signal("model_outlier", 30, "the population model finds this ClientHello unlike any it learned"),
+    Signal("resumed_intercepted_session", 70, "a resumed session of a full handshake flagged on its certificate "
+           "or server"),
+    Signal("model_outlier", 30, "the population model finds this ClientHello unlike any it learned",
+           supporting=True),
+    Signal("resumed_no_certificate", 0, "a resumed session: no certificate to check (informational)"),
 )}
 
 
@@ -58,21 +73,33 @@ class Evidence:
     """Collects fired signals: masks, weights and per-row evidence strings for flagged rows.
 
     Evidence may be given as a callable of the fired rows' positions, so its strings are built
-    for those rows only, never for the whole table.
+    for those rows only, never for the whole table. ``survival`` holds the non-supporting signals'
+    product of (1 - weight); ``primary`` the rows where one of them (weight > 0) fired.
     """
 
     def __init__(self, n: int) -> None:
         self.n = n
         self.parts: list[pd.DataFrame] = []
         self.survival = np.ones(n, dtype=np.float64)
+        self.primary = np.zeros(n, dtype=bool)
+        self.supporting: list[tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64]]] = []  # (fired alone, weight)
 
     def add(self, code: str, mask: npt.NDArray[np.bool_], detail: Any, expected: Any = None, observed: Any = None,
-            weight: npt.NDArray[np.float64] | float | None = None) -> None:
+            weight: npt.NDArray[np.float64] | float | None = None,
+            alone: npt.NDArray[np.bool_] | None = None) -> None:
+        """Add one signal's rows. ``alone`` (supporting signals only): the rows where it counts by itself."""
         mask = np.asarray(mask, dtype=bool)
         if not mask.any():
             return
         w = np.full(self.n, SIGNALS[code].weight) if weight is None else np.broadcast_to(weight, (self.n,))
-        self.survival[mask] *= 1.0 - np.clip(w[mask], 0, 100) / 100.0
+        factor = 1.0 - np.clip(w, 0, 100) / 100.0
+        if SIGNALS[code].supporting:
+            by_itself = mask & (np.asarray(alone, dtype=bool) if alone is not None else False)
+            self.supporting.append((by_itself, np.where(mask, factor, 1.0)))
+            self.primary |= by_itself & (w > 0)
+        else:
+            self.survival[mask] *= factor[mask]
+            self.primary |= mask & (w > 0)
         idx = np.flatnonzero(mask)
 
         def pick(v: Any) -> Any:
@@ -88,19 +115,33 @@ class Evidence:
 
         self.parts.append(pd.DataFrame({
             "row": idx, "code": code, "weight": w[idx], "detail": pick(detail), "expected": pick(expected),
-            "observed": pick(observed),
+            "observed": pick(observed), "supporting": SIGNALS[code].supporting,
         }))
 
     def scores(self) -> npt.NDArray[np.float64]:
-        return np.round(100.0 * (1.0 - self.survival), 1)
+        """The noisy-OR of the weights that count: supporting signals' only on :attr:`primary` rows."""
+        survival = self.survival.copy()
+        for _, factor in self.supporting:
+            survival[self.primary] *= factor[self.primary]
+        return np.round(100.0 * (1.0 - survival), 1)
+
+    def fired(self) -> pd.DataFrame:
+        """Every reason that counts: ``row``, ``code``, ``weight``, the evidence fields (supporting signals only
+        on :attr:`primary` rows), in no particular order."""
+        if not self.parts:
+            return pd.DataFrame({"row": np.array([], dtype=np.int64), "code": [], "weight": []})
+        allr = pd.concat(self.parts, ignore_index=True)
+        keep = ~allr["supporting"].to_numpy(dtype=bool) | self.primary[allr["row"].to_numpy()]
+        kept: pd.DataFrame = allr[keep].reset_index(drop=True)
+        return kept
 
     def reasons(self) -> npt.NDArray[np.object_]:
         out = np.empty(self.n, dtype=object)
         out.fill(())  # rows without a reason share one immutable empty sequence; flagged rows get lists
-        if not self.parts:
+        allr = self.fired()
+        if len(allr) == 0:
             return out
-        allr = pd.concat(self.parts, ignore_index=True).sort_values(["row", "weight"], ascending=[True, False],
-                                                                     kind="stable")
+        allr = allr.sort_values(["row", "weight"], ascending=[True, False], kind="stable")
         rows = allr["row"].to_numpy()
         cols = [evidence_text(allr[c].to_numpy(dtype=object)) for c in schema.REASON_FIELDS]
         f0, f1, f2, f3 = schema.REASON_FIELDS  # a dict display per reason: no zip/dict call each

@@ -1,5 +1,12 @@
 """Population signals: the hello model's outliers, weak ciphers, and a User-Agent whose family does not
-send this hello (families from the baseline, FoxIO, salesforce and the project's own stacks)."""
+send this hello (families from the baseline, FoxIO, salesforce and the project's own stacks).
+
+``model_outlier`` is a supporting signal (see :mod:`~tlsdetect.detect.evidence`): every client or service
+the baseline never saw is an outlier (Envoy's own upstream connections were 48 of 48 ``suspicious`` through
+it alone), so it adds to other evidence and counts by itself only when the hello is also unlike every clean
+stack the knowledge base knows and nearer to an interception product's hello than to any of them
+(:func:`product_like`).
+"""
 
 from __future__ import annotations
 
@@ -12,18 +19,40 @@ import numpy.typing as npt
 import pandas as pd
 
 from tlsdetect.detect.baseline import Baseline
-from tlsdetect.detect.columns import pair_in, positions, texts_at
+from tlsdetect.detect.columns import Unique, pair_in, positions, texts_at
 from tlsdetect.detect.evidence import Evidence
 from tlsdetect.detect.features import has_grease, weak_cipher_count
 from tlsdetect.detect.knowledge import Knowledge
+from tlsdetect.detect.product_resemblance import nearest_products
 from tlsdetect.detect.useragent import family_of_stack
 
-__all__ = ["BROWSERS", "model_signal", "ua_signals"]
+__all__ = ["BROWSERS", "model_signal", "product_like", "ua_signals"]
 
 BROWSERS = frozenset({"chromium", "firefox", "safari"})
 
 
-def model_signal(codes: npt.NDArray[np.int64], hellos: pd.DataFrame, b: Baseline, ev: Evidence) -> None:
+def product_like(ja3_full: pd.Series, rows: npt.NDArray[np.bool_], kb: Knowledge,
+                 threshold: float) -> npt.NDArray[np.bool_]:
+    """Of ``rows``: those whose hello is farther than ``threshold`` from every clean stack hello of ``kb`` and
+    nearer to a distinctive interception product's hello than to any of them (each distinct JA3 text once)."""
+    out = np.zeros(len(ja3_full), dtype=bool)
+    if not rows.any():
+        return out
+    u = Unique(ja3_full[rows].reset_index(drop=True))
+    if len(u.values) == 0:
+        return out
+    near = nearest_products(u.values, kb)
+    d_product = near["distance"].to_numpy(dtype=np.float64)
+    d_clean = near["clean_distance"].to_numpy(dtype=np.float64)
+    like = (d_clean > threshold) & (d_product < d_clean)  # NaN (no product, malformed text) compares False
+    out[rows] = u.rows(like)
+    return out
+
+
+def model_signal(codes: npt.NDArray[np.int64], hellos: pd.DataFrame, b: Baseline, ev: Evidence,
+                 ja3_full: pd.Series | None = None, kb: Knowledge | None = None) -> None:
+    """``model_outlier`` (supporting; alone where :func:`product_like`, given ``ja3_full`` and ``kb``) and
+    ``weak_ciphers`` where the population never offered any."""
     if len(hellos) == 0:
         return
     if b.model_ is not None:
@@ -34,12 +63,16 @@ def model_signal(codes: npt.NDArray[np.int64], hellos: pd.DataFrame, b: Baseline
         near = labels[np.where(codes >= 0, nearest[np.maximum(codes, 0)], -1)]
         shared = np.round(100 * (1 - np.nan_to_num(row_d, nan=1.0))).astype(int)
         usual = f"{100 * (1 - b.novelty_threshold):.0f}"
+        alone = (product_like(ja3_full, out, kb, b.novelty_threshold) if ja3_full is not None and kb is not None
+                 else np.zeros(len(out), dtype=bool))
         ev.add("model_outlier", out,
                lambda i: ("the closest ClientHello the baseline population sent (" + texts_at(near, i)
                           + ") shares only "
-                          + texts_at(shared, i) + f"% of this hello's values; at least {usual}% is usual"),
+                          + texts_at(shared, i) + f"% of this hello's values; at least {usual}% is usual"
+                          + np.where(alone[i], "; it is unlike every clean stack known and nearer to an "
+                                     "interception product's hello", "")),
                expected=f"a hello within Jaccard distance {b.novelty_threshold} of a known one",
-               observed=np.round(row_d, 3))
+               observed=np.round(row_d, 3), alone=alone)
     weak = weak_cipher_count(hellos)
     pop_weak = int(weak_cipher_count(b.hellos_).sum()) if len(b.hellos_) else 0
     if pop_weak == 0:
