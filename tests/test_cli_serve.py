@@ -38,9 +38,10 @@ def test_serve_says_at_start_up_that_the_mesh_ca_was_learned(baseline_dir: Path,
     assert "tlsdetect serve: WARNING: this baseline uses a LEARNED mesh CA" in err
 
 
-def test_serve_passes_the_slow_client_deadlines_to_the_server(baseline_dir: Path, monkeypatch: pytest.MonkeyPatch
+def test_serve_passes_the_hardening_options_to_the_server(baseline_dir: Path, monkeypatch: pytest.MonkeyPatch
                                                               ) -> None:
-    """Issue 18 #12: --header-timeout reaches the HTTP protocol, --body-timeout the app; 0 is refused."""
+    """Issue 18 #12: --header-timeout reaches the HTTP protocol, --body-timeout the app (0 is refused); #15:
+    --unhealthy-when-degraded the app's settings."""
     pytest.importorskip("fastapi")
     import tlsdetect.cli.serve as cli_serve
 
@@ -52,10 +53,11 @@ def test_serve_passes_the_slow_client_deadlines_to_the_server(baseline_dir: Path
 
     monkeypatch.setattr(cli_serve, "_run_worker", run)
     code, _, err = _run("serve", "--baseline", str(baseline_dir), "--port", "0", "--header-timeout", "2.5",
-                        "--body-timeout", "7")
+                        "--body-timeout", "7", "--unhealthy-when-degraded")
     assert code == 0, err
     settings = seen["app"].state.settings  # type: ignore[attr-defined]
     assert (settings.header_timeout, settings.body_timeout) == (2.5, 7.0)
+    assert settings.unhealthy_when_degraded  # issue 18 #15: /healthz 503 while degraded
     assert seen["config"].http.__name__.startswith("HeadDeadline")  # type: ignore[attr-defined]
     code, _, err = _run("serve", "--baseline", str(baseline_dir), "--port", "0", "--header-timeout", "0")
     assert code == 2

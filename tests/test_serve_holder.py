@@ -68,6 +68,33 @@ async def test_broken_baseline_keeps_the_old_one(own_baseline: Path) -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("unhealthy", [False, True], ids=["200-degraded", "503-by-flag"])
+async def test_health_says_degraded_after_a_failed_reload(own_baseline: Path, unhealthy: bool) -> None:
+    """issue 18 #15: /healthz said ok after a failed reload. It says ``degraded`` (200, or 503 with the flag) until a
+    reload succeeds; the other routes keep answering from the old baseline meanwhile."""
+    app = create_app(Settings(baseline_dir=own_baseline, reload_check_seconds=3600, unhealthy_when_degraded=unhealthy))
+    meta = own_baseline / "meta.json"
+    good = meta.read_text(encoding="utf-8")
+    async with client(app) as c:
+        before = await c.get("/healthz")
+        meta.write_text("{ broken", encoding="utf-8")
+        with pytest.raises(BaselineError):
+            app.state.holder.reload()
+        during = await c.get("/healthz")
+        lookup = await c.get(f"/v1/fingerprints/{ESET_JA3}")
+        meta.write_text(good, encoding="utf-8")
+        app.state.holder.reload()
+        after = await c.get("/healthz")
+    assert (before.status_code, before.json()["status"]) == (200, "ok")
+    assert (during.status_code, during.json()["status"]) == (503 if unhealthy else 200, "degraded")
+    assert "not valid JSON" in during.json()["last_reload_error"]
+    assert during.json()["baseline_generation"] == 1
+    assert lookup.status_code == 200
+    assert (after.status_code, after.json()["status"], after.json()["last_reload_error"]) == (200, "ok", None)
+    assert after.json()["baseline_generation"] == 2
+
+
+@pytest.mark.anyio
 async def test_reload_with_requests_in_flight(own_baseline: Path, captures: pd.DataFrame,
                                               rows: pd.DataFrame) -> None:
     """A request that started on generation 1 finishes on it while generation 2 is swapped in (SIGHUP's path)."""
@@ -82,7 +109,7 @@ async def test_reload_with_requests_in_flight(own_baseline: Path, captures: pd.D
     def slow(key: str) -> bytes:
         started.set()
         release.wait(20)
-        return real(key)
+        return bytes(real(key))
 
     old.describe_json = slow
     async with client(app) as c:

@@ -86,15 +86,20 @@ def check_token(request: Request,
 
 # --- routes ------------------------------------------------------------------------------------------------------
 async def healthz(request: Request) -> Response:
+    """Up, and on which baseline; ``degraded`` while the last reload failed (an older baseline still serves),
+    with 503 instead of 200 when the settings say so (a balancer then takes the instance out)."""
     state = request.app.state
     gen = state.holder.current
+    error = state.holder.last_error
+    code = 503 if error is not None and state.settings.unhealthy_when_degraded else 200
     return Response(dumps({
-        "status": "ok", "version": __version__, "baseline": str(state.settings.baseline_dir),
+        "status": "ok" if error is None else "degraded", "version": __version__,
+        "baseline": str(state.settings.baseline_dir),
         "baseline_generation": gen.number,
         "baseline_loaded_at": dt.datetime.fromtimestamp(gen.loaded_at, dt.UTC).isoformat(timespec="seconds"),
         "baseline_connections": int(gen.baseline.n_connections_),
-        "last_reload_error": state.holder.last_error,
-    }), media_type=JSON)
+        "last_reload_error": error,
+    }), status_code=code, media_type=JSON)
 
 
 async def prometheus(request: Request) -> Response:
@@ -201,7 +206,9 @@ def _add_routes(app: FastAPI, settings: Settings) -> None:
     protected = [Depends(check_token)] if settings.token is not None else []
     errors = {k: v for k, v in ERROR_RESPONSES.items() if settings.token is not None or k != 401}
     app.add_api_route("/healthz", healthz, methods=["GET"], response_model=Health, tags=["operations"],
-                      summary="Liveness and the loaded baseline")
+                      summary="Liveness and the loaded baseline",
+                      responses={503: {"model": Health, "description": "degraded: the last baseline reload failed "
+                                       "and an older baseline serves (with --unhealthy-when-degraded)"}})
     app.add_api_route("/metrics", prometheus, methods=["GET"], tags=["operations"],
                       summary="Prometheus metrics of this server process", dependencies=protected,
                       responses={**{k: v for k, v in errors.items() if k == 401},

@@ -46,6 +46,8 @@ class Settings:
     #: seconds a client has to send a request's line and headers, then its body (slow clients: issue 18 #12)
     header_timeout: float = 10.0
     body_timeout: float = 30.0
+    #: /healthz answers 503 (not 200) while degraded: the last reload failed and an older baseline serves
+    unhealthy_when_degraded: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "baseline_dir", Path(self.baseline_dir))

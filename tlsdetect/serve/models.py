@@ -99,7 +99,7 @@ class FingerprintInfo(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["ok"]
+    status: Literal["ok", "degraded"] = Field(description="degraded: the last reload failed, an older baseline serves")
     version: str
     baseline: str
     baseline_generation: int
