@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import re
+import struct
 import sys
 import unicodedata
+from pathlib import Path
 
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.craft import hypothesis_examples
+from tlsdetect.cli import main
 from tlsdetect.sinks.escape import UNSAFE, escape_frame, escape_series, escape_text, unescape_text
 
 #: What an attacker puts in an SNI or a DN to steer or fool a terminal, a log viewer or a spreadsheet.
@@ -139,3 +146,78 @@ def test_frame_escapes_text_columns_and_leaves_numbers() -> None:
     assert list(df["sni"]) == ["=x", "y"]  # the caller's frame is not changed
     clean = pd.DataFrame({"sni": ["a"], "port": [1]})
     assert escape_frame(clean) is clean
+
+
+# --- end to end: a crafted capture and a crafted Envoy line through the CLI ---------------------------------
+SNI = "\x1b]0;owned\x07[bold]x[/bold]\x1b[2J\nnext[/x]"  # OSC title, markup, clear screen, a forged row
+ISSUER = "Evil\x1b[31m CA\n[/y]\u202e"  # colour, newline, broken markup, bidi override
+
+
+def _hostile_pcap(path: Path) -> Path:
+    """One TLS 1.2 handshake whose SNI and server-certificate issuer are :data:`SNI` and :data:`ISSUER`."""
+    from tests.craft import tcp_conversation
+    from tests.test_tls import _ext, certificate_body, client_hello_body, make_cert, record
+
+    sni = SNI.encode()
+    sni_ext = _ext(0, struct.pack(">HBH", len(sni) + 3, 0, len(sni)) + sni)
+    hello = record(client_hello_body(extensions=sni_ext))
+    server_hello = b"\x03\x03" + bytes(range(32)) + b"\x00" + b"\xc0\x2f" + b"\x00" + b"\x00\x00"
+    server = record(server_hello, msg_type=2) + record(certificate_body(make_cert("leaf.test", ISSUER)), msg_type=11)
+    path.write_bytes(tcp_conversation(("10.1.2.3", 40000), ("10.9.8.7", 443), [(True, 0, hello), (False, 0, server)]))
+    return path
+
+
+def _run(*args: str) -> tuple[str, str]:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.stdout, result.stderr
+
+
+def _no_terminal_control(text: str) -> None:
+    assert text.replace("\n", "").isprintable(), repr(text)
+
+
+def test_a_crafted_capture_shows_its_names_escaped_in_table_and_csv_and_exact_in_jsonl(tmp_path: Path) -> None:
+    """issue 18 rows 3 and 6, from the wire: the default table no longer raises MarkupError, disguises nothing
+    and lets no escape reach the terminal; CSV the same in its cells; JSON lines keeps the bytes' text."""
+    pcap = str(_hostile_pcap(tmp_path / "h.pcap"))
+    table, _ = _run("fingerprint", "--no-progress", pcap)
+    _no_terminal_control(table)
+    assert escape_text(SNI) in table
+    assert "[bold]x[/bold]" in table  # shown as written, not as bold x
+    assert escape_text("CN=" + ISSUER) in table
+    assert len([line for line in table.splitlines() if line.strip()]) == 3  # header, rule, one row
+    text, _ = _run("fingerprint", "--no-progress", "-f", "csv", "--columns", "sni,server_issuer", pcap)
+    _no_terminal_control(text)
+    assert [[unescape_text(c) for c in row] for row in csv.reader(io.StringIO(text, newline=""))] == [
+        ["sni", "server_issuer"], [SNI, "CN=" + ISSUER]]
+    lines, _ = _run("fingerprint", "--no-progress", "-f", "jsonl", pcap)
+    row = json.loads(lines)
+    assert (row["sni"], row["server_issuer"]) == (SNI, "CN=" + ISSUER)
+
+
+def test_a_crafted_envoy_line_shows_its_names_escaped_in_cef_and_the_summary(tmp_path: Path) -> None:
+    """Log text (SNI, User-Agent, client-certificate issuer) takes the same path: table, CEF and the stderr
+    summary of ``score`` hold no control character; CSV no formula."""
+    from tests.conftest import ROOT, require_shared
+
+    line = json.loads(require_shared("samples/envoy/envoy_access.sample.jsonl").read_text().splitlines()[0])
+    ua = "=cmd|' /C calc'!A0\u202e"
+    line.update(requested_server_name=SNI, user_agent=ua, downstream_peer_issuer="CN=" + ISSUER,
+                downstream_peer_subject="CN=\x1b[8mhidden\n,O=x")
+    log = tmp_path / "h.jsonl"
+    log.write_text(json.dumps(line) + "\n")
+    table, _ = _run("fingerprint", "--no-progress", "--columns", "sni,user_agent,peer_issuer,client_id", str(log))
+    _no_terminal_control(table)
+    assert escape_text(ua) in table
+    text, _ = _run("fingerprint", "--no-progress", "-f", "csv", "--columns", "user_agent", str(log))
+    assert text.splitlines()[1] == escape_text(ua, formula=True)
+    cef, summary = _run("score", "--no-progress", "--baseline", str(ROOT / "baselines" / "sample"), "-f", "cef",
+                        str(log))
+    assert cef.startswith("CEF:0|")  # the sample baseline flags the unknown issuer: an alert to render
+    _no_terminal_control(cef)
+    _no_terminal_control(summary)
+    subject = "CN=\x1b[8mhidden\n,O=x"  # the client id: its newline would forge a summary line
+    assert f"top flagged clients: {escape_text(subject)} (1)\n" in summary
+    assert len(summary.splitlines()) == 3
+    assert "cs3=" + escape_text(SNI).replace("\\", "\\\\") in cef

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 import tlsdetect.sinks.files as sinks
 from tlsdetect import schema
 from tlsdetect.fingerprint import add_fingerprints, client_fingerprints
+from tlsdetect.sinks.escape import escape_text, unescape_text
 from tlsdetect.wire.tls import ClientHello
 
 
@@ -88,9 +89,8 @@ def test_parquet_chunks_with_more_certificates_than_the_first(tmp_path: object) 
 
 
 # --- JSON lines and CSV: the same values, cell for cell ----------------------------------------------------
-#: Any text but lone surrogates (not UTF-8) and a bare CR, which the CSV writer leaves unquoted: see
-#: test_csv_quotes_a_carriage_return below.
-_TEXT = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\r"), max_size=12)
+#: Any text but lone surrogates (not UTF-8: string columns cannot hold them).
+_TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
 _ROW = st.fixed_dictionaries({
     "ts": st.one_of(st.none(), st.integers(-(2**62), 2**62)),  # nanoseconds since 1970
     "sni": st.one_of(st.none(), _TEXT),
@@ -112,16 +112,18 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def _as_csv_text(value: Any) -> str:
-    """What a CSV cell holds for a JSON lines value: missing is empty, a list is its JSON, the rest its text."""
+    """What a CSV cell holds for a JSON lines value: missing is empty, a list is its JSON, the rest its text
+    (wire text escaped: sinks.escape)."""
     if value is None:
         return ""
-    return json.dumps(value) if isinstance(value, list) else str(value)
+    return json.dumps(value) if isinstance(value, list) else escape_text(str(value), formula=True)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_ROW, min_size=1, max_size=5))
 def test_jsonl_and_csv_write_the_same_values(rows: list[dict[str, Any]]) -> None:
-    """Whatever the text (commas, quotes, new lines, any script), CSV and JSON lines hold one value per cell."""
+    """Whatever the text (commas, quotes, new lines, any script), CSV and JSON lines hold one value per cell:
+    JSON lines the exact value, CSV the same value escaped (no control character, no formula start)."""
     df = _frame(rows)
     jl, cs = io.StringIO(), io.StringIO()
     sinks.write(df, "jsonl", jl)
@@ -134,11 +136,13 @@ def test_jsonl_and_csv_write_the_same_values(rows: list[dict[str, Any]]) -> None
         assert c == {k: _as_csv_text(v) for k, v in j.items()}
 
 
-def test_csv_quotes_a_carriage_return() -> None:
-    """A name from the wire may hold a CR (``"a\\rb"``): CSV must keep it in its cell, as JSON lines does."""
+def test_csv_escapes_a_carriage_return() -> None:
+    """A name from the wire may hold a CR (``"a\\rb"``): Python's CSV writer leaves a bare CR unquoted, so a reader
+    would split the row there (an injected row). CSV shows it escaped, in its cell."""
     buf = io.StringIO()
     sinks.write(schema.conform(pd.DataFrame({"sni": ["a\rb", "c"]}))[["sni"]], "csv", buf)
-    assert list(csv.reader(io.StringIO(buf.getvalue(), newline=""))) == [["sni"], ["a\rb"], ["c"]]
+    assert "\r" not in buf.getvalue().replace("\r\n", "")
+    assert list(csv.reader(io.StringIO(buf.getvalue(), newline=""))) == [["sni"], ["a\\x{0d}b"], ["c"]]
 
 
 def test_csv_of_no_rows_is_the_header_alone() -> None:
@@ -173,7 +177,7 @@ def test_table_writes_text_as_text_and_no_terminal_control(text: str) -> None:
     """A name from the wire (SNI, issuer) is attacker-chosen: it must show as written and not steer the terminal."""
     out = _table([text])
     assert "\x1b" not in out
-    assert text.replace("\x1b", "") in out or text.replace("\x1b", "\\x1b") in out
+    assert text.replace("\x1b", "\\x{1b}") in out
 
 
 def test_unknown_format_and_missing_targets_are_errors(tmp_path: Any) -> None:
@@ -186,17 +190,84 @@ def test_unknown_format_and_missing_targets_are_errors(tmp_path: Any) -> None:
 
 
 def test_csv_rows_with_and_without_a_carriage_return_keep_their_order_and_values() -> None:
-    """Rows holding a CR are written fully quoted, the others as usual: read back, every row is as it was."""
-    values = ["a", "b\rc", "d", "e\r", "\rf\rg", "h"]
+    """Rows holding a CR or LF stay one row each, in order: read back and unescaped, every row is as it was."""
+    values = ["a", "b\rc", "d", "e\r", "\rf\ng", "h"]
     buf = io.StringIO()
     frame = schema.conform(pd.DataFrame({"sni": values, "server_port": range(len(values))}))
     sinks.write(frame[["sni", "server_port"]], "csv", buf)
+    assert len(buf.getvalue().splitlines()) == 1 + len(values)
     rows = list(csv.reader(io.StringIO(buf.getvalue(), newline="")))
-    assert rows == [["sni", "server_port"], *([v, str(i)] for i, v in enumerate(values))]
+    assert [[unescape_text(c) for c in row] for row in rows] == [
+        ["sni", "server_port"], *([v, str(i)] for i, v in enumerate(values))
+    ]
 
 
 def test_table_keeps_one_line_per_row_whatever_the_name_holds() -> None:
     """A newline or CR in an SNI is shown escaped: it cannot split a row or overwrite the line before it."""
     out = _table(["x\ny", "a\rb", "ok"])
     body = [line for line in out.splitlines() if line.strip() and set(line.strip()) != {"─"}][1:]
-    assert [line.strip() for line in body] == ["x\\x0ay", "a\\x0db", "ok"]
+    assert [line.strip() for line in body] == ["x\\x{0a}y", "a\\x{0d}b", "ok"]
+
+
+# --- wire text: escaped in the table and CSV, exact in JSON lines and Parquet (issue 18 rows 3 and 6) --------
+#: Names built to steer a terminal, forge a row, fool a reader or run in a spreadsheet.
+HOSTILE = ["\x1b]0;owned\x07t", "a\x1b[2Jb", "x\ny", "a\rb", "\u202emoc.elgoog", "goo\u200bgle", "l\u2028s",
+           "[bold]x[/bold]", "[/x]", ":smile:", "=cmd|' /C calc'!A0", "-2+3", "O=A\\, Inc", "\\x{1b}", "\x85"]
+
+
+def _hostile_frame() -> pd.DataFrame:
+    n = len(HOSTILE)
+    return schema.conform(pd.DataFrame({
+        "sni": HOSTILE, "server_issuer": HOSTILE[::-1], "user_agent": HOSTILE, "client_id": HOSTILE[::-1],
+        "ch_alpn": [(v,) for v in HOSTILE], "server_port": range(n),
+    }))
+
+
+def test_table_shows_every_name_escaped_on_its_own_line() -> None:
+    """No control, bidi or separator character reaches the terminal; markup and emoji codes show as written;
+    each row is one line; unescaped, each cell is the value."""
+    buf = io.StringIO()
+    cols = ["sni", "server_issuer", "server_port"]
+    sinks.write(_hostile_frame(), "table", buf, columns=cols)
+    out = buf.getvalue()
+    assert out.replace("\n", "").isprintable()
+    lines = [line for line in out.split("\n") if line.strip() and set(line.strip()) != {"─"}]
+    header, body = lines[0], lines[1:]
+    assert len(body) == len(HOSTILE)
+    at = [header.index(c) for c in cols]  # cells are left-aligned under their heading
+    for i, line in enumerate(body):
+        sni, issuer, port = (line[a:b].rstrip() for a, b in zip(at, [*at[1:], None], strict=True))
+        assert (unescape_text(sni), unescape_text(issuer), port) == (HOSTILE[i], HOSTILE[::-1][i], str(i))
+
+
+def test_csv_cells_hold_no_control_and_no_formula_and_unescape_to_the_value() -> None:
+    buf = io.StringIO()
+    sinks.write(_hostile_frame(), "csv", buf)
+    text = buf.getvalue()
+    assert text.replace("\n", "").isprintable()
+    assert len(text.split("\n")) == 1 + len(HOSTILE) + 1  # a line per row, and the last newline
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    for i, row in enumerate(rows):
+        assert all(cell[:1] not in ("=", "+", "-", "@") for cell in row.values())
+        assert unescape_text(row["sni"]) == HOSTILE[i]
+        assert unescape_text(row["user_agent"]) == HOSTILE[i]
+        assert unescape_text(row["client_id"]) == HOSTILE[::-1][i]
+        assert json.loads(row["ch_alpn"]) == [HOSTILE[i]]  # a list is JSON text, escaped by JSON
+
+
+def test_jsonl_and_parquet_keep_the_exact_values(tmp_path: Any) -> None:
+    """Their formats escape what they must: the value read back is the wire value, never escaped twice."""
+    import pyarrow.parquet as pq
+
+    df = _hostile_frame()
+    buf = io.StringIO()
+    sinks.write(df, "jsonl", buf)
+    rows = [json.loads(line) for line in buf.getvalue().split("\n")[:-1]]
+    assert [r["sni"] for r in rows] == HOSTILE
+    assert [r["server_issuer"] for r in rows] == HOSTILE[::-1]
+    assert [r["ch_alpn"] for r in rows] == [[v] for v in HOSTILE]
+    sinks.write(df, "parquet", path=str(tmp_path / "h.parquet"))
+    back = pq.read_table(tmp_path / "h.parquet").to_pydict()
+    assert back["sni"] == HOSTILE
+    assert back["server_issuer"] == HOSTILE[::-1]
+    assert back["client_id"] == HOSTILE[::-1]

@@ -7,16 +7,15 @@ fingerprints.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import json
 import math
-import re
 from collections.abc import Sequence
-from typing import IO, Any, Literal
+from typing import IO, Any
 
-import numpy as np
 import pandas as pd
+
+from tlsdetect.sinks.escape import escape_frame
 
 __all__ = ["ALERT_FORMATS", "FORMATS", "TABLE_COLUMNS", "Sink", "iso_utc", "to_records", "write"]
 
@@ -103,26 +102,16 @@ def _write_jsonl(df: pd.DataFrame, fh: IO[str]) -> None:
 
 
 def _write_csv(df: pd.DataFrame, fh: IO[str], *, header: bool = True) -> None:
-    out = df.copy()
+    # Text off the wire (SNI, DNs, User-Agent, ...) with control characters and a leading formula
+    # character escaped (sinks.escape): no CR or LF can split a row, no cell runs in a spreadsheet.
+    # Before lists become JSON: that text (ASCII, escaped by JSON) is safe as it is.
+    out = escape_frame(df, formula=True).copy()
     for col in out.columns:
         if isinstance(out[col].dtype, pd.DatetimeTZDtype):  # "...T18:37:10.545976Z", as JSON lines and the table
             out[col] = iso_utc(out[col])
         elif out[col].dtype == object:
             out[col] = out[col].map(lambda v: json.dumps(_plain(v)) if isinstance(v, tuple | list) else v)
-    # A bare CR inside a cell (a name off the wire) is not quoted by Python's CSV writer, so a reader
-    # would split the row there: an attacker could inject a row. Rows holding one are written with
-    # every field quoted; the others as usual, in order.
-    cr = np.zeros(len(out), dtype=bool)
-    for col in out.columns:
-        if out[col].dtype == object or isinstance(out[col].dtype, pd.StringDtype):
-            cr |= out[col].astype("string").str.contains("\r", regex=False).fillna(False).to_numpy(dtype=bool)
-    if not cr.any():
-        out.to_csv(fh, index=False, header=header)
-        return
-    starts = np.flatnonzero(np.diff(cr.astype(np.int8), prepend=np.int8(-1)) != 0)
-    for begin, end in zip(starts, [*starts[1:], len(out)], strict=True):
-        quoting: Literal[0, 1] = csv.QUOTE_ALL if cr[begin] else csv.QUOTE_MINIMAL
-        out.iloc[begin:end].to_csv(fh, index=False, header=bool(header and begin == 0), quoting=quoting)
+    out.to_csv(fh, index=False, header=header)
 
 
 def _arrow_schema(df: pd.DataFrame) -> Any:
@@ -205,15 +194,6 @@ class _ParquetSink:
         self.writer.close()
 
 
-#: C0 controls, DEL and C1 controls: shown as ``\\xNN`` in the table, so a name cannot steer the terminal.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
-
-
-def _shown(text: str) -> str:
-    """Text for a terminal: control characters (ESC, CR, LF, ...) as visible ``\\xNN`` escapes."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-
-
 def _write_table(df: pd.DataFrame, fh: IO[str], columns: Sequence[str], width: int | None) -> None:
     from rich import box
     from rich.console import Console
@@ -225,11 +205,12 @@ def _write_table(df: pd.DataFrame, fh: IO[str], columns: Sequence[str], width: i
     for c in cols:
         table.add_column(c, no_wrap=True)
     widest = {c: len(c) for c in cols}
-    for rec in to_records(df[cols]):
-        cells = ["" if rec[c] is None else _shown(str(rec[c])) for c in cols]
+    # Text off the wire as visible escapes (sinks.escape), given to rich as Text: never read as markup.
+    for rec in to_records(escape_frame(df[cols])):
+        cells = ["" if rec[c] is None else str(rec[c]) for c in cols]
         for c, cell in zip(cols, cells, strict=True):
             widest[c] = max(widest[c], len(cell))
-        table.add_row(*(Text(cell) for cell in cells))  # Text: never read as rich markup
+        table.add_row(*(Text(cell) for cell in cells))
     # Fingerprints are only useful whole: size the table to its content, never fold a hash.
     natural = sum(widest.values()) + 3 * len(cols)
     console = Console(file=fh, width=max(width or 0, natural), soft_wrap=False, highlight=False)
