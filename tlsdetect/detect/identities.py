@@ -14,14 +14,18 @@ Everything is computed once per distinct value (identity text, address, DN) and 
 from __future__ import annotations
 
 import ipaddress
+import re
+from collections.abc import Callable
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from tlsdetect import schema
 from tlsdetect.detect.issuers import dn_key
 
-__all__ = ["IDENTITY_COLUMNS", "cert_keys", "identity_of", "issuer_keys", "learn_identities", "networks_of"]
+__all__ = ["IDENTITY_COLUMNS", "Coded", "cert_codes", "cert_keys", "identity_codes", "identity_of", "issuer_key_codes",
+           "issuer_keys", "learn_identities", "lower_codes", "network_codes", "networks_of", "with_missing"]
 
 #: The ``identities`` table: one row per (identity, kind, value); ``kind`` is ``cert`` (value: the
 #: certificate's SHA-256, else ``serial:<hex>``) or ``network`` (value: ``10.1.2.0/24``, ``2001:db8::/64``).
@@ -31,58 +35,122 @@ IDENTITY_COLUMNS = ["identity", "kind", "value", "serial", "issuer_key", "issuer
 _SPIFFE = r"(spiffe://[^,\s]+)"
 
 
+Coded = tuple[npt.NDArray[np.int64], npt.NDArray[np.object_]]
+
+
 def _text(df: pd.DataFrame, col: str) -> pd.Series:
     if col in df.columns:
         return schema.as_text(df[col]).reset_index(drop=True)
     return pd.Series(pd.NA, index=range(len(df)), dtype="string")
 
 
+def _coded(df: pd.DataFrame, col: str) -> Coded:
+    """A column as (codes, distinct values): a categorical's own codes, else one hash pass; -1 = missing."""
+    if col not in df.columns:
+        return np.full(len(df), -1, dtype=np.int64), np.zeros(0, dtype=object)
+    s = df[col]
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        return np.asarray(s.cat.codes, dtype=np.int64), np.asarray(s.cat.categories.astype(str), dtype=object)
+    codes, uniq = pd.factorize(s.reset_index(drop=True), use_na_sentinel=True)  # Arrow strings hash in C
+    return np.asarray(codes, dtype=np.int64), np.asarray(uniq, dtype=object)
+
+
+def _mapped(coded: Coded, fn: Callable[[str], str | None]) -> Coded:
+    """``fn`` applied once per distinct value (None: missing), the codes renumbered to the distinct results."""
+    codes, values = coded
+    out = [fn(str(v)) for v in values.tolist()]
+    new, uniq = pd.factorize(pd.Series(out, dtype=object), use_na_sentinel=True)
+    remap = np.append(np.asarray(new, dtype=np.int64), -1)
+    return remap[codes], np.asarray(uniq, dtype=object)
+
+
+def _first(*coded: Coded) -> Coded:
+    """Per row the first present of several coded columns, as codes into their merged distinct values."""
+    vocab = np.concatenate([v for _, v in coded]) if coded else np.zeros(0, dtype=object)
+    canon, uniq = pd.factorize(pd.Series(vocab, dtype=object), use_na_sentinel=True)
+    canon = np.asarray(canon, dtype=np.int64)
+    out = np.full(len(coded[0][0]), -1, dtype=np.int64)
+    offset = 0
+    for codes, values in coded:
+        take = (out < 0) & (codes >= 0)
+        out[take] = canon[offset + codes[take]]
+        offset += len(values)
+    return out, np.asarray(uniq, dtype=object)
+
+
+def with_missing(values: npt.NDArray[np.object_]) -> npt.NDArray[np.object_]:
+    """``values`` with a trailing None, so code -1 reads as missing."""
+    return np.concatenate([values, np.array([None], dtype=object)])
+
+
+def _spiffe(text: str) -> str | None:
+    found = re.search(_SPIFFE, text)
+    return found.group(1) if found else None
+
+
+def identity_codes(df: pd.DataFrame) -> Coded:
+    """Each row's workload identity as codes (see :func:`identity_of`), computed per distinct value."""
+    subject = _coded(df, "peer_subject")
+    has_cert = (subject[0] >= 0) | (_coded(df, "peer_cert_sha256")[0] >= 0)
+    uri = _mapped(_coded(df, "peer_uri_san"), _spiffe)
+    cid = _mapped(_coded(df, "client_id"), lambda v: v if v.startswith("spiffe://") else None)
+    codes, values = _first(uri, cid, subject)
+    return np.where(has_cert, codes, -1), values
+
+
 def identity_of(df: pd.DataFrame) -> pd.Series:
     """Each row's workload identity: the first ``spiffe://`` URI SAN (``peer_uri_san``, or a ``client_id`` a
     source set to one), else the peer subject; missing on a row without a client certificate."""
-    has_cert = (_text(df, "peer_subject").notna() | _text(df, "peer_cert_sha256").notna()).to_numpy()
-    out = _text(df, "peer_uri_san").str.extract(_SPIFFE, expand=False).astype("string")
-    cid = _text(df, "client_id")
-    out = out.fillna(cid.where(cid.str.startswith("spiffe://").fillna(False).to_numpy(dtype=bool)))
-    out = out.fillna(_text(df, "peer_subject"))
-    return out.where(has_cert).rename("identity")
+    codes, values = identity_codes(df)
+    return pd.Series(with_missing(values)[codes], dtype="string", name="identity")
+
+
+def _network(ip: str) -> str | None:
+    try:
+        addr = ipaddress.ip_address(ip.split("%", 1)[0])
+    except ValueError:
+        return None
+    return str(ipaddress.ip_network(f"{addr}/{24 if addr.version == 4 else 64}", strict=False))
+
+
+def network_codes(df: pd.DataFrame) -> Coded:
+    """The source network of each row (IPv4 /24, IPv6 /64) as codes, computed once per distinct address."""
+    return _mapped(_coded(df, "client_ip"), _network)
 
 
 def networks_of(ips: pd.Series) -> pd.Series:
     """The source network of each address (IPv4 /24, IPv6 /64), computed once per distinct address."""
-    codes, uniq = pd.factorize(ips.astype(object), use_na_sentinel=True)
-    nets = np.empty(len(uniq) + 1, dtype=object)
-    for i, ip in enumerate(uniq.tolist()):
-        try:
-            addr = ipaddress.ip_address(str(ip).split("%", 1)[0])
-        except ValueError:
-            nets[i] = None
-            continue
-        prefix = 24 if addr.version == 4 else 64
-        nets[i] = str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
-    nets[-1] = None
-    return pd.Series(nets[codes], index=ips.index, dtype="string")
+    codes, values = network_codes(pd.DataFrame({"client_ip": ips.reset_index(drop=True)}))
+    return pd.Series(with_missing(values)[codes], index=ips.index, dtype="string")
+
+
+def issuer_key_codes(df: pd.DataFrame) -> Coded:
+    """The client certificate's issuer as its canonical DN key: ``peer_issuer_key`` where the table has it,
+    else :func:`~tlsdetect.detect.issuers.dn_key` of ``peer_issuer`` (once per distinct DN)."""
+    return _first(_coded(df, "peer_issuer_key"), _mapped(_coded(df, "peer_issuer"), dn_key))
 
 
 def issuer_keys(df: pd.DataFrame) -> pd.Series:
-    """The client certificate's issuer as its canonical DN key: ``peer_issuer_key`` where the table has
-    it, else :func:`~tlsdetect.detect.issuers.dn_key` of ``peer_issuer`` (once per distinct DN)."""
-    key = _text(df, "peer_issuer_key")
-    name = _text(df, "peer_issuer")
-    todo = key.isna() & name.notna()
-    if todo.any():
-        codes, uniq = pd.factorize(name[todo].astype(object))
-        keys = np.array([dn_key(str(u)) for u in uniq], dtype=object)
-        key = key.copy()
-        key[todo] = keys[codes]
-    return key.astype("string")
+    """:func:`issuer_key_codes` as text per row."""
+    codes, values = issuer_key_codes(df)
+    return pd.Series(with_missing(values)[codes], dtype="string")
+
+
+def cert_codes(df: pd.DataFrame) -> Coded:
+    """Each row's certificate as the table keys it: its SHA-256 (lowercase), else ``serial:<hex>``."""
+    return _first(_mapped(_coded(df, "peer_cert_sha256"), str.lower),
+                  _mapped(_coded(df, "peer_serial"), lambda v: "serial:" + v.lower()))
 
 
 def cert_keys(df: pd.DataFrame) -> pd.Series:
-    """Each row's certificate as the table keys it: its SHA-256 (lowercase), else ``serial:<hex>``."""
-    sha = _text(df, "peer_cert_sha256").str.lower()
-    serial = _text(df, "peer_serial").str.lower()
-    return sha.fillna("serial:" + serial).astype("string")
+    """:func:`cert_codes` as text per row."""
+    codes, values = cert_codes(df)
+    return pd.Series(with_missing(values)[codes], dtype="string")
+
+
+def lower_codes(df: pd.DataFrame, col: str) -> Coded:
+    """A hex column (serial, AKID) lowercased, as codes."""
+    return _mapped(_coded(df, col), str.lower)
 
 
 def learn_identities(df: pd.DataFrame, ts: pd.Series) -> pd.DataFrame:
