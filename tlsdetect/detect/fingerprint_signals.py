@@ -1,5 +1,14 @@
 """Fingerprint signals: known interception products' hellos (knowledge), a hello new for its client,
-a TLS downgrade (baseline) and many clients converging on one new hello at once."""
+a TLS downgrade (baseline) and many clients converging on one new hello at once.
+
+A client's JA4 is compared as its stack key (:mod:`~tlsdetect.detect.ja4_parts`: JA4_a without the
+connection's SNI flag). Where the row's source and a baseline entry's source compute JA4_c differently
+(:mod:`~tlsdetect.detect.fingerprint_sources`: Envoy <= 1.40 keeps GREASE in signature algorithms) only
+JA4_a and JA4_b are compared, and where the baseline saw a client's JA4_c vary for one JA4_ab (at least
+:data:`VARY_MIN_DISTINCT` distinct values, the most common one on at most :data:`VARY_MAX_TOP_SHARE` of its
+connections: Chromium >= 152 through Envoy 1.40 spreads over 16 GREASE values, 15 distinct JA4_c in 45
+connections measured; a client that updated once keeps most connections on one), a new JA4_c with that
+JA4_ab is not new. All of it per distinct (client, source, JA4), broadcast by codes."""
 
 from __future__ import annotations
 
@@ -10,11 +19,22 @@ import numpy.typing as npt
 import pandas as pd
 
 from tlsdetect.detect.baseline import Baseline
-from tlsdetect.detect.columns import Unique, codes_of, pair_in, positions, texts_at
+from tlsdetect.detect.columns import Unique, codes_of, pair_in, positions, text_column, texts_at
 from tlsdetect.detect.evidence import Evidence, top_list
+from tlsdetect.detect.fingerprint_sources import SPEC, c_group
+from tlsdetect.detect.ja4_parts import ja4_parts
 from tlsdetect.detect.knowledge import Knowledge, match_fingerprints
 
-__all__ = ["baseline_signals", "convergence_signal", "product_signals"]
+__all__ = ["VARY_MAX_TOP_SHARE", "VARY_MIN_DISTINCT", "baseline_signals", "convergence_signal", "product_signals",
+           "stack_seen"]
+
+#: A client's JA4_c "varies per connection" for one JA4_ab when the baseline saw at least this many distinct
+#: JA4_c for it (from one source group) ...
+VARY_MIN_DISTINCT = 3
+#: ... and its most common JA4_c holds at most this share of the connections with that JA4_ab.
+VARY_MAX_TOP_SHARE = 0.5
+#: ``stack_seen``'s second answer: how a row's JA4 was compared.
+COMPARED_STACK, COMPARED_AB = 0, 1
 
 
 def product_signals(ja3: pd.Series, ja3n: pd.Series, ja4: pd.Series, kb: Knowledge,
@@ -55,6 +75,70 @@ def product_signals(ja3: pd.Series, ja3n: pd.Series, ja4: pd.Series, kb: Knowled
 
 
 # --- client baseline --------------------------------------------------------------------------------
+def _learned_stacks(b: Baseline) -> pd.DataFrame:
+    """The baseline's (client, origin, JA4_ab, JA4_c, count) rows; a baseline saved before ``ja4_stacks``
+    gives its JA4s with an unknown origin (taken as the spec's)."""
+    st = getattr(b, "ja4_stacks_", None)
+    if st is not None and len(st):
+        learned: pd.DataFrame = st[["client_id", "origin", "ja4_ab", "ja4_c", "count"]]
+        return learned
+    fp = b.fingerprints_[b.fingerprints_["kind"] == "ja4"]
+    parts = ja4_parts(fp["value"].reset_index(drop=True))
+    out = pd.DataFrame({"client_id": fp["client_id"].to_numpy(), "origin": "unknown", "ja4_ab": parts["ab"].to_numpy(),
+                        "ja4_c": parts["c"].to_numpy(), "count": fp["count"].to_numpy()})
+    return out[out["ja4_ab"].notna().to_numpy()]
+
+
+def stack_seen(b: Baseline, clients: pd.Index, c: npt.NDArray[np.int64], ja4: pd.Series,
+               origin: pd.Series) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int8]]:
+    """Per row: whether its client's baseline holds its JA4 as a stack, and how it was compared
+    (:data:`COMPARED_STACK`: the stack key, or :data:`COMPARED_AB`: JA4_ab only, the client's baseline having
+    no JA4_c from this row's source group). Computed once per distinct (client, source group, JA4)."""
+    n = len(ja4)
+    groups = c_group(origin) if len(origin) == n else np.full(n, SPEC, dtype=object)
+    g_codes, g_uniq = pd.factorize(pd.Series(groups, dtype=object))
+    cat = ja4.reset_index(drop=True)
+    if not isinstance(cat.dtype, pd.CategoricalDtype):
+        cat = cat.astype("string").astype("category")
+    j_codes = np.asarray(cat.cat.codes, dtype=np.int64)
+    has = (c >= 0) & (j_codes >= 0)
+    seen = np.zeros(n, dtype=bool)
+    how = np.full(n, COMPARED_STACK, dtype=np.int8)
+    learned = _learned_stacks(b)
+    if not has.any() or len(learned) == 0:
+        return seen, how
+    nj, ng = len(cat.cat.categories) + 1, len(g_uniq) + 1
+    key = (c.astype(np.int64) * ng + g_codes) * nj + j_codes
+    uk, inv = np.unique(np.where(has, key, -1), return_inverse=True)
+    live = uk >= 0
+    parts = ja4_parts(pd.Series(cat.cat.categories, dtype="string"))
+    d_j, d_g, d_c = uk[live] % nj, (uk[live] // nj) % ng, uk[live] // (nj * ng)
+    d = pd.DataFrame({"client_id": np.asarray(clients, dtype=object)[d_c],
+                      "group": np.asarray(g_uniq, dtype=object)[d_g],
+                      "ja4_ab": parts["ab"].to_numpy(dtype=object)[d_j],
+                      "ja4_c": parts["c"].to_numpy(dtype=object)[d_j]})
+    lg = learned.assign(group=c_group(learned["origin"]), client_id=learned["client_id"].astype(object),
+                        ja4_ab=learned["ja4_ab"].astype(object), ja4_c=learned["ja4_c"].astype(object))
+    full = pd.MultiIndex.from_frame(lg[["client_id", "group", "ja4_ab", "ja4_c"]])
+    hit_full = pd.MultiIndex.from_frame(d[["client_id", "group", "ja4_ab", "ja4_c"]]).isin(full)
+    per_c = lg.groupby(["client_id", "group", "ja4_ab", "ja4_c"], observed=True)["count"].sum()
+    per_ab = per_c.groupby(level=[0, 1, 2]).agg(["size", "sum", "max"])
+    varies = per_ab[(per_ab["size"] >= VARY_MIN_DISTINCT) & (per_ab["max"] <= VARY_MAX_TOP_SHARE * per_ab["sum"])]
+    hit_vary = pd.MultiIndex.from_frame(d[["client_id", "group", "ja4_ab"]]).isin(varies.index)
+    own_groups = pd.MultiIndex.from_frame(lg[["client_id", "group"]].drop_duplicates())
+    same_group = pd.MultiIndex.from_frame(d[["client_id", "group"]]).isin(own_groups)
+    # JA4_ab learned from another source group: that entry's JA4_c cannot be compared with this one's
+    other = lg[["client_id", "ja4_ab", "group"]].drop_duplicates().merge(
+        d[["client_id", "ja4_ab", "group"]].reset_index(), on=["client_id", "ja4_ab"], suffixes=("_b", ""))
+    other = other[other["group_b"] != other["group"]]
+    hit_other = np.zeros(len(d), dtype=bool)
+    hit_other[other["index"].to_numpy(dtype=np.int64)] = True
+    d_seen = np.append(hit_full | hit_vary | hit_other, False)
+    d_how = np.append(np.where(same_group, COMPARED_STACK, COMPARED_AB).astype(np.int8), COMPARED_STACK)
+    pos = np.where(live[inv], np.cumsum(live)[inv] - 1, len(d))  # rows without a client or JA4: the trailing pad
+    return d_seen[pos], d_how[pos]
+
+
 def baseline_signals(df: pd.DataFrame, b: Baseline, cid: pd.Series, ja4: pd.Series, ja3n: pd.Series,
                       ev: Evidence) -> Any:
     clients = pd.Index(b.clients_["client_id"])
@@ -73,6 +157,9 @@ def baseline_signals(df: pd.DataFrame, b: Baseline, cid: pd.Series, ja4: pd.Seri
         pairs_c = client_of[kind] = np.asarray(clients.get_indexer(fp["client_id"]), dtype=np.int64)
         pairs_v = np.asarray(vals.get_indexer(fp["value"]), dtype=np.int64)
         seen[kind] = pair_in(c, v, pairs_c, pairs_v, len(vals))
+    # the stack (no SNI flag), or JA4_ab alone across sources or where the client's JA4_c varies
+    stacked, how = stack_seen(b, clients, c, ja4, text_column(df, "fingerprint_origin"))
+    seen["ja4"] = seen["ja4"] | stacked
     has4, has3 = ja4.notna().to_numpy(), ja3n.notna().to_numpy()
     # a JA4 can change with the SNI or ALPN alone; it is a new hello only when JA3N (the lists) is new too
     new = known_client & (
@@ -103,6 +190,9 @@ def baseline_signals(df: pd.DataFrame, b: Baseline, cid: pd.Series, ja4: pd.Seri
         pct = pd.Series(np.round(stab[ci] * 100).astype(int).astype(str), dtype=object)
         tail = np.where(others[i] > 0, "; " + others[i].astype(str) + " other baseline client(s) use it",
                         "; no baseline client uses it")
+        tail = tail + np.where(~has4[i], "", np.where(
+            how[i] == COMPARED_AB, "; JA4_ab compared (JA4_a without its SNI flag, JA4_b): the source's JA4_c is "
+            "not computed as the baseline's", "; compared without JA4_a's SNI flag"))
         seen_now = pd.Series(observed(i), dtype=object).fillna("")
         return ("client " + texts_at(cid, i) + " sent " + seen_now + ", a ClientHello it never sent in the "
                 "baseline (" + pct + "% of its " + pd.Series(conns[ci].astype(str), dtype=object)
@@ -154,14 +244,22 @@ def convergence_signal(df: pd.DataFrame, b: Baseline, cid: pd.Series, ja4: pd.Se
     """Many clients on one fingerprint the population never used, inside one time window."""
     if "ts" not in df.columns or ja4.isna().all():
         return
-    known = pd.Index(b.fingerprints_.loc[b.fingerprints_["kind"] == "ja4", "value"].unique())
+    # compared as stacks: clients dialling IP literals (no SNI) at once are not a new hello
+    learned = b.fingerprints_.loc[b.fingerprints_["kind"] == "ja4", "value"].drop_duplicates().reset_index(drop=True)
+    known = pd.Index(ja4_parts(learned)["stack"].dropna().unique())
+    cat = ja4 if isinstance(ja4.dtype, pd.CategoricalDtype) else ja4.astype("string").astype("category")
+    codes = np.asarray(cat.cat.codes, dtype=np.int64)
+    cat_stack = ja4_parts(pd.Series(cat.cat.categories, dtype="string"))["stack"]
+    cat_known = np.append(np.asarray(known.get_indexer(cat_stack)) >= 0, False)  # code -1: the trailing False
+    s_codes, _ = pd.factorize(cat_stack)
+    stack = np.append(np.asarray(s_codes, dtype=np.int64), -1)[codes]  # one id per stack, not per JA4
     ts = pd.to_datetime(df["ts"], utc=True).reset_index(drop=True)
     # a row without a time cannot be placed in a window
-    fresh = ja4.notna().to_numpy() & (positions(ja4, known) < 0) & ts.notna().to_numpy()
+    fresh = ja4.notna().to_numpy() & ~cat_known[codes] & ts.notna().to_numpy()
     if not fresh.any():
         return
     bucket = ts[fresh].dt.floor(window)
-    frame = pd.DataFrame({"bucket": bucket.to_numpy(), "ja4": ja4[fresh].to_numpy(),
+    frame = pd.DataFrame({"bucket": bucket.to_numpy(), "ja4": stack[fresh],
                           "client": cid[fresh].to_numpy()})
     counts = frame.groupby(["bucket", "ja4"], observed=True)["client"].transform("nunique")
     hit = np.zeros(len(df), dtype=bool)
