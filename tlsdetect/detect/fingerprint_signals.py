@@ -109,7 +109,8 @@ def stack_seen(b: Baseline, clients: pd.Index, c: npt.NDArray[np.int64], ja4: pd
         return seen, how
     nj, ng = len(cat.cat.categories) + 1, len(g_uniq) + 1
     key = (c.astype(np.int64) * ng + g_codes) * nj + j_codes
-    uk, inv = np.unique(np.where(has, key, -1), return_inverse=True)
+    inv, uk = pd.factorize(np.where(has, key, -1))  # hashed, not sorted: a million rows in ~20 ms
+    inv, uk = np.asarray(inv, dtype=np.int64), np.asarray(uk, dtype=np.int64)
     live = uk >= 0
     parts = ja4_parts(pd.Series(cat.cat.categories, dtype="string"))
     d_j, d_g, d_c = uk[live] % nj, (uk[live] // nj) % ng, uk[live] // (nj * ng)
