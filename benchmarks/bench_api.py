@@ -10,6 +10,11 @@ Starts ``tlsdetect serve`` as a process on a free port with a baseline (default:
 2. batch scoring: ``POST /v1/score`` with a batch of real connections (the project's captures,
    repeated to ``--batch`` rows), reported as requests/s and connections scored/s.
 
+``--one-row`` measures instead the latency of ``POST /v1/score`` with one connection (one request at a
+time on a kept-alive connection, one worker); with ``--compare REF`` a second server runs the code of
+git ref ``REF`` (exported with ``git archive``) and the two are measured in alternating rounds in the
+same run, so the old/new ratio holds whatever else loads the machine (the load average is recorded).
+
 Target (issue 5): lookups >= 2,000 requests/s with p99 <= 10 ms on the 2-core machine. The
 verdict uses the best run (the machine is shared: other processes add tail latency); the load
 average before and after each run is recorded so a noisy run can be told apart.
@@ -18,12 +23,14 @@ Results are printed and written to ``benchmarks/results/api-<date>.md`` (``--res
 
     python benchmarks/bench_api.py                 # full run (~1 min)
     python benchmarks/bench_api.py --quick         # 3 s runs, one repeat
+    python benchmarks/bench_api.py --one-row --compare HEAD~1   # one-row latency, old vs new
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import http.client
 import importlib.util
 import json
 import os
@@ -135,10 +142,11 @@ def run_wrk(url: str, script: Path, threads: int, connections: int, duration: fl
     return res, out
 
 
-def start_server(baseline: Path, workers: int, port: int) -> subprocess.Popen[bytes]:
+def start_server(baseline: Path, workers: int, port: int, code: Path = ROOT) -> subprocess.Popen[bytes]:
+    """``tlsdetect serve`` of the package in ``code`` (run from there, so that copy is the one imported)."""
     cmd = [sys.executable, "-m", "tlsdetect", "serve", "--baseline", str(baseline), "--port", str(port),
            "--workers", str(workers), "--log-level", "error"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, cwd=code, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -185,6 +193,74 @@ def table(runs: list[dict[str, Any]], extra: str | None = None) -> list[str]:
     return lines
 
 
+def export_ref(ref: str, into: Path) -> Path:
+    """The ``tlsdetect`` package as of git ``ref``, exported under ``into`` (no checkout, no index)."""
+    archive = subprocess.run(["git", "archive", ref, "tlsdetect"], cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
+def one_row_rounds(ports: dict[str, int], body: bytes, rounds: int, per_round: int) -> dict[str, dict[str, float]]:
+    """Latency of one-row ``POST /v1/score`` on each server, the servers taking turns round by round."""
+    conns = {name: http.client.HTTPConnection("127.0.0.1", port, timeout=60) for name, port in ports.items()}
+    headers = {"Content-Type": "application/json"}
+    times: dict[str, list[float]] = {name: [] for name in ports}
+    loads: list[float] = []
+
+    def post(conn: http.client.HTTPConnection) -> float:
+        start = time.perf_counter()
+        conn.request("POST", "/v1/score", body=body, headers=headers)
+        r = conn.getresponse()
+        r.read()
+        if r.status != 200:
+            raise RuntimeError(f"POST /v1/score answered {r.status}")
+        return (time.perf_counter() - start) * 1000
+
+    for conn in conns.values():  # warm-up: first-call setup is not what is measured
+        for _ in range(5):
+            post(conn)
+    for i in range(rounds):
+        loads.append(os.getloadavg()[0])
+        order = list(conns) if i % 2 == 0 else list(reversed(conns))
+        for name in order:
+            conns[name].close()  # idle past the keep-alive timeout while the other one ran: connect again
+            conns[name].connect()
+            times[name].extend(post(conns[name]) for _ in range(per_round))
+    for conn in conns.values():
+        conn.close()
+    out = {}
+    for name, t in times.items():
+        a = sorted(t)
+        out[name] = {"n": len(a), "mean": sum(a) / len(a), "p50": a[len(a) // 2], "p90": a[int(len(a) * 0.9)],
+                     "p99": a[min(len(a) - 1, int(len(a) * 0.99))], "load_min": min(loads), "load_max": max(loads)}
+    return out
+
+
+def one_row_main(args: argparse.Namespace) -> int:
+    body = score_body(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        codes = {"new": ROOT}
+        if args.compare:  # a directory holding a tlsdetect package, or a git ref to export
+            old = Path(args.compare) if Path(args.compare).is_dir() else export_ref(args.compare, Path(tmp))
+            codes = {"old": old, "new": ROOT}
+        procs, ports = [], {}
+        try:
+            for name, code in codes.items():
+                ports[name] = free_port()
+                procs.append(start_server(args.baseline, 1, ports[name], code))
+            res = one_row_rounds(ports, body, args.rounds, args.per_round)
+        finally:
+            for proc in procs:
+                stop_server(proc)
+    for name, r in res.items():
+        print(f"{name}: {r['n']} one-row requests, mean {r['mean']:.1f} ms, p50 {r['p50']:.1f} ms, "
+              f"p90 {r['p90']:.1f} ms, p99 {r['p99']:.1f} ms (load average {r['load_min']:.2f}-{r['load_max']:.2f})")
+    if "old" in res:
+        print(f"old/new ratio: mean {res['old']['mean'] / res['new']['mean']:.2f}, "
+              f"p50 {res['old']['p50'] / res['new']['p50']:.2f} (old = {args.compare})")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--baseline", type=Path, default=ROOT / "baselines" / "sample")
@@ -198,7 +274,14 @@ def main() -> int:
     ap.add_argument("--score-connections", type=int, default=4)
     ap.add_argument("--quick", action="store_true", help="3 s runs, one repeat")
     ap.add_argument("--results", type=Path, help="markdown report path")
+    ap.add_argument("--one-row", action="store_true", help="latency of one-row POST /v1/score only (no wrk)")
+    ap.add_argument("--compare", metavar="REF", help="with --one-row: also serve the code of git REF (or of a "
+                    "directory holding a tlsdetect package), alternating with this tree's")
+    ap.add_argument("--rounds", type=int, default=10, help="with --one-row: rounds (the servers alternate)")
+    ap.add_argument("--per-round", type=int, default=20, help="with --one-row: requests per server per round")
     args = ap.parse_args()
+    if args.one_row:
+        return one_row_main(args)
     if args.quick:
         args.duration, args.repeat = 3.0, 1
     if shutil.which("wrk") is None:

@@ -133,3 +133,28 @@ def test_every_row_the_readers_give_passes_the_model(rows: pd.DataFrame) -> None
 
     for row in payload(rows)["connections"]:
         Connection.model_validate(row)
+
+
+def test_connections_frame_is_the_table_the_readers_give(rows: pd.DataFrame) -> None:
+    """Built column by column, the frame equals the generic route (records -> objects -> ``schema.conform``), for
+    the captures' rows, one row, a row with a few columns, and none."""
+    from tlsdetect import schema
+    from tlsdetect.serve.models import Connection, connections_frame
+
+    def generic(records: list[dict[str, Any]]) -> pd.DataFrame:
+        df = pd.DataFrame.from_records(records, columns=list(schema.COLUMNS))
+        for col in schema.LIST_COLUMNS:
+            df[col] = pd.Series([tuple(v) if isinstance(v, list) else None for v in df[col]], dtype=object)
+        for col in (c for c, t in schema.COLUMNS.items() if t.startswith("datetime64")):
+            df[col] = pd.to_datetime(df[col], utc=True, format="ISO8601")
+        return schema.conform(df)
+
+    records = [Connection.model_validate(r).model_dump() for r in payload(rows)["connections"]]
+    few = Connection.model_validate({"ja3": ESET_JA3, "server_port": 443, "ch_ciphers": [4865],
+                                     "ts": "2026-01-01T00:00:00Z", "server_issuer": "CN=x"}).model_dump()
+    for batch in (records, records[:1], [few, records[0]]):
+        got = connections_frame(batch)
+        pd.testing.assert_frame_equal(got, generic(batch))
+        assert dict(zip(got.columns, map(schema.dtype_name, got.dtypes), strict=True)) == dict(schema.COLUMNS)
+    assert connections_frame([]).equals(schema.empty())
+    assert connections_frame([few])["ch_ciphers"].iloc[0] == (4865,)
