@@ -225,7 +225,7 @@ def from_spark_frame(pdf: pd.DataFrame) -> pd.DataFrame:
             out[col] = out[col].where(out[col].notna(), None).astype(dtype)  # type: ignore[call-overload]
         elif col in out.columns and dtype.startswith("datetime64") and str(out[col].dtype) != dtype:
             # Spark hands timestamps over naive, in the session's time zone (UTC: tlsdetect.spark.session)
-            out[col] = pd.to_datetime(out[col], utc=True).astype(dtype)
+            out[col] = pd.to_datetime(out[col], utc=True).astype("datetime64[ns, UTC]")
     return schema.conform(out)
 
 
