@@ -53,10 +53,10 @@ def test_serve_passes_the_hardening_options_to_the_server(baseline_dir: Path, mo
 
     monkeypatch.setattr(cli_serve, "_run_worker", run)
     code, _, err = _run("serve", "--baseline", str(baseline_dir), "--port", "0", "--header-timeout", "2.5",
-                        "--body-timeout", "7", "--unhealthy-when-degraded")
+                        "--body-timeout", "7", "--max-header-bytes", "4096", "--unhealthy-when-degraded")
     assert code == 0, err
     settings = seen["app"].state.settings  # type: ignore[attr-defined]
-    assert (settings.header_timeout, settings.body_timeout) == (2.5, 7.0)
+    assert (settings.header_timeout, settings.body_timeout, settings.max_header_bytes) == (2.5, 7.0, 4096)
     assert settings.unhealthy_when_degraded  # issue 18 #15: /healthz 503 while degraded
     assert seen["config"].http.__name__.startswith("HeadDeadline")  # type: ignore[attr-defined]
     code, _, err = _run("serve", "--baseline", str(baseline_dir), "--port", "0", "--header-timeout", "0")

@@ -21,7 +21,7 @@ import pytest
 import uvicorn
 
 from tlsdetect.serve.app import Settings, create_app
-from tlsdetect.serve.deadlines import TIMEOUT_ANSWER, deadline_protocol, server_config
+from tlsdetect.serve.deadlines import TIMEOUT_ANSWER, TOO_LARGE_ANSWER, deadline_protocol, server_config
 
 pytest_plugins = ["tests.serve_fixtures"]  # captures, rows, baseline_dir, own_baseline
 
@@ -163,6 +163,33 @@ def test_half_a_body_is_408_at_its_deadline(server: tuple[int, Any]) -> None:
     assert timeouts(app, "body") - before == 1
 
 
+def test_a_head_over_the_limit_is_431_and_a_big_body_is_not(server: tuple[int, Any], rows: Any) -> None:
+    """The parser buffered a header of any length (80 MiB read, then 200): a head over 64 KiB is refused as it
+    arrives; a body far longer than that, sent with its head in one write, is still scored."""
+    from .serve_support import payload
+
+    port, app = server
+    before = float(app.state.metrics.heads_rejected._value.get())
+    with connect(port) as conn:
+        try:
+            conn.sendall(HALF_HEAD + b"X-Big: ")
+            for _ in range(64):  # up to 4 MiB, 64 KiB at a time
+                conn.sendall(b"a" * 65_536)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        got = until_closed(conn, 5)[1]  # the 431, not the 408 of the 1 s deadline
+    body = json.dumps({"connections": payload(rows)["connections"] * 20}).encode()
+    assert len(body) > 200_000
+    head = (b"POST /v1/score HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n")
+    with connect(port) as conn:
+        conn.sendall(head + body)
+        answer = until_closed(conn, 60)[1]
+    assert got == TOO_LARGE_ANSWER
+    assert float(app.state.metrics.heads_rejected._value.get()) - before == 1
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+
+
 def test_timeouts_must_be_positive(baseline_dir: Path) -> None:
     with pytest.raises(ValueError, match="timeout"):
         Settings(baseline_dir=baseline_dir, header_timeout=0)
@@ -170,3 +197,5 @@ def test_timeouts_must_be_positive(baseline_dir: Path) -> None:
         Settings(baseline_dir=baseline_dir, body_timeout=-1)
     with pytest.raises(ValueError, match="positive"):
         deadline_protocol(asyncio.Protocol, 0)
+    with pytest.raises(ValueError, match="positive"):
+        deadline_protocol(asyncio.Protocol, 1.0, max_header_bytes=0)

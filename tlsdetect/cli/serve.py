@@ -54,6 +54,8 @@ from tlsdetect.cli.common import EXIT_INPUT, UserPath, baseline_option
               help="Seconds a client has to send a request's line and headers (then 408 and close).")
 @click.option("--body-timeout", default=30.0, show_default=True, type=click.FloatRange(0, min_open=True),
               help="Seconds a client has to send a request's body after its headers (then 408).")
+@click.option("--max-header-bytes", default=65_536, show_default=True, type=click.IntRange(1),
+              help="Largest request line and headers accepted (431 and close beyond).")
 @click.option("--unhealthy-when-degraded", is_flag=True,
               help="/healthz answers 503 (not 200 with status 'degraded') while the last baseline reload failed.")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="warning",
@@ -61,7 +63,7 @@ from tlsdetect.cli.common import EXIT_INPUT, UserPath, baseline_option
 @click.option("--access-log/--no-access-log", default=False, show_default=True, help="Log every request.")
 def serve(baseline_dir: str, host: str, port: int, token_file: str | None, workers: int, max_body_bytes: int,
           max_batch: int, reload_check_seconds: float, header_timeout: float, body_timeout: float,
-          unhealthy_when_degraded: bool, log_level: str, access_log: bool) -> None:
+          max_header_bytes: int, unhealthy_when_degraded: bool, log_level: str, access_log: bool) -> None:
     """Serve the REST API: fingerprint lookups, batch scoring, /healthz, /metrics and the OpenAPI docs (/docs)."""
     try:
         from tlsdetect.serve.app import Settings, create_app
@@ -83,7 +85,7 @@ def serve(baseline_dir: str, host: str, port: int, token_file: str | None, worke
     settings = Settings(baseline_dir=Path(baseline_dir), token=token, max_body_bytes=max_body_bytes,
                         max_batch=max_batch, reload_check_seconds=reload_check_seconds,
                         header_timeout=header_timeout, body_timeout=body_timeout,
-                        unhealthy_when_degraded=unhealthy_when_degraded)
+                        max_header_bytes=max_header_bytes, unhealthy_when_degraded=unhealthy_when_degraded)
     try:
         app = create_app(settings)
     except BaselineError as exc:

@@ -46,6 +46,8 @@ class Settings:
     #: seconds a client has to send a request's line and headers, then its body (slow clients: issue 18 #12)
     header_timeout: float = 10.0
     body_timeout: float = 30.0
+    #: most bytes of a request's line and headers (431 beyond)
+    max_header_bytes: int = 65_536
     #: /healthz answers 503 (not 200) while degraded: the last reload failed and an older baseline serves
     unhealthy_when_degraded: bool = False
 
@@ -53,8 +55,8 @@ class Settings:
         object.__setattr__(self, "baseline_dir", Path(self.baseline_dir))
         if self.token is not None and not self.token:
             raise ValueError("the token must not be empty")
-        if self.max_body_bytes < 1 or self.max_batch < 1 or self.cache_size < 1:
-            raise ValueError("max_body_bytes, max_batch and cache_size must be positive")
+        if min(self.max_body_bytes, self.max_batch, self.cache_size, self.max_header_bytes) < 1:
+            raise ValueError("max_body_bytes, max_batch, cache_size and max_header_bytes must be positive")
         if self.reload_check_seconds < 0:
             raise ValueError("reload_check_seconds must not be negative")
         if not (self.header_timeout > 0 and self.body_timeout > 0):

@@ -33,3 +33,6 @@ class Metrics:
         self.timeouts = Counter("tlsdetect_api_request_timeouts",
                                 "Connections closed because a request's head or body did not arrive in time",
                                 ["phase"], registry=r)
+        self.heads_rejected = Counter("tlsdetect_api_heads_rejected",
+                                      "Connections closed because a request's line and headers exceeded the limit",
+                                      registry=r)
