@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
-from tlsdetect.readers.logs import DeadLetter
+from tlsdetect.readers.logs import DeadLetter, LogFormatError
 
-from .test_zeek import ZEEK, _row, _tsv_value, needs_samples, read, read_zeek, ssl_tsv
+from .test_zeek import SSL_FIELDS, ZEEK, _row, _tsv_value, needs_samples, read, read_zeek, ssl_tsv
 
 
 @needs_samples
@@ -58,3 +59,26 @@ def test_concatenated_header_blocks(tmp_path: Path) -> None:
     assert list(df["tls_version"]) == ["TLSv1.3", "TLSv1.1"]
     assert df.iloc[1]["server_port"] == 8443
     assert letters.stats.bad_lines == 0
+
+
+def test_duplicated_field_name_is_a_format_error(tmp_path: Path) -> None:
+    row = [_tsv_value(v) for v in _row(0).values()]
+    for name, data in (("small.log", ssl_tsv([row], [*SSL_FIELDS[:-1], "uid"])),  # in memory
+                       ("big.log", ssl_tsv([row] * 70_000, [*SSL_FIELDS[:-1], "uid"]))):  # read from disk
+        path = tmp_path / name
+        path.write_text(data)
+        assert (path.stat().st_size > 16 << 20) == (name == "big.log")
+        with pytest.raises(LogFormatError, match="#fields names uid more than once"):
+            read(path)
+
+
+def test_line_of_unset_fields_is_a_dead_letter(tmp_path: Path) -> None:
+    rows = [[_tsv_value(v) for v in _row(i).values()] for i in range(2)]
+    path = tmp_path / "ssl.log"
+    path.write_text(ssl_tsv([rows[0], ["-"] * len(SSL_FIELDS), rows[1]]))
+    letters = DeadLetter(tmp_path / "dead.jsonl")
+    df = read_zeek([path], dead_letter=letters)
+    letters.close()
+    assert list(df["conn_id"]) == ["C0", "C1"]
+    dead = [json.loads(x) for x in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    assert [(d["line"], d["reason"].split(":")[0]) for d in dead] == [(9, "no connection fields")]

@@ -116,6 +116,9 @@ def _read_block(path: Path, block: bytes, line_base: int, letters: DeadLetter, *
         return None
     if not head.fields:
         raise LogFormatError(f"{path}: not a Zeek TSV log (no #fields header)")
+    twice = sorted({f for f in head.fields if head.fields.count(f) > 1})
+    if twice:  # Zeek never writes one: a damaged or forged header, whose columns cannot be told apart
+        raise LogFormatError(f"{path}: #fields names {', '.join(twice)} more than once (a damaged header)")
     kind = kind_of(head)
     if kind is None:
         raise LogFormatError(f"{path}: Zeek log of kind {head.path or 'unknown'!r}, expected ssl, x509 or conn")

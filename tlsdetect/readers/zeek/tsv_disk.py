@@ -56,7 +56,7 @@ def read_tsv_streamed(path: Path, letters: DeadLetter) -> list[Part] | None:
         if size != st.st_size or pos == 0 or pos >= size:
             return None
         head = parse_header(header_lines)
-        if not head.fields or len(head.separator) != 1:
+        if not head.fields or len(head.separator) != 1 or len(set(head.fields)) != len(head.fields):
             return None
         kind = kind_of(head)
         if kind is None:

@@ -1,7 +1,8 @@
 """Zeek values typed: timestamps, numbers and 16-bit fields checked, TSV escapes decoded, vectors normalised.
 
 Shared by the TSV and the JSON reader: a row with a value that is not a number where Zeek writes
-one goes to the dead letters with the field's name; the others are kept, typed for the mapping.
+one goes to the dead letters with the field's name, a row with no uid, address or certificate id
+as ``no connection fields``; the others are kept, typed for the mapping.
 Arrow's casts do the common case over whole columns; the exact, slower paths only run on a failure.
 """
 
@@ -27,10 +28,15 @@ from tlsdetect.readers.zeek.fields import (
     unescape_one,
 )
 
-__all__ = ["LineOf", "to_number", "typed", "whole_numbers"]
+__all__ = ["NO_CONNECTION", "LineOf", "to_number", "typed", "whole_numbers"]
 
 #: (line number, text) of the rows a mask selects: the dead letters' file positions.
 LineOf = Callable[[np.ndarray], list[tuple[int, str]]]
+
+#: A record with none of these set is no connection (a TSV line of ``-``, a JSON ``{"uid": null}``).
+_CONNECTION_FIELDS = frozenset({"uid", "id.orig_h", "id.resp_h", "fingerprint", "id"})
+#: The dead-letter reason of such a record.
+NO_CONNECTION = "no connection fields: uid, addresses and certificate id all unset"
 
 _BACKSLASH = re.compile(rb"\\")
 _MASKED_TS = re.compile(r"X+(\.X+)?")
@@ -68,11 +74,22 @@ def typed(path: Path, raw: pd.DataFrame, head: Header, letters: DeadLetter,
     for col in VECTOR_FIELDS:
         if col in raw.columns:
             out[col] = _per_category(raw[col], lambda s: _tsv_vector(s, head) if tsv else s)
+    empty = ~_has_connection(out)
+    reasons[empty & ~bad] = NO_CONNECTION
+    bad |= empty
     if bad.any():
         for (no, text), reason in zip(line_of(bad), reasons[bad], strict=True):
             letters.add(path, no, str(reason), text)
         out = out.loc[~bad].reset_index(drop=True)
     return out
+
+
+def _has_connection(out: pd.DataFrame) -> np.ndarray:
+    """Rows with a value in at least one field that names a connection or certificate."""
+    has = np.zeros(len(out), dtype=bool)
+    for col in _CONNECTION_FIELDS & set(out.columns):
+        has |= out[col].notna().to_numpy(dtype=bool)
+    return has
 
 
 def _tsv_vector(s: pd.Series, head: Header) -> pd.Series:
