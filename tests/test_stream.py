@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -545,3 +547,30 @@ def test_cli_metrics_port_in_use_is_one_line(tmp_path: Path) -> None:
         holder.close()
     assert res.exit_code == 1
     assert res.output.strip().splitlines() == [f"Error: --metrics-port {port} on 127.0.0.1: Address already in use"]
+
+
+def test_cli_deeply_nested_line_is_passed_and_restart_goes_on(tmp_path: Path) -> None:
+    """A line nested 20,000 deep SIGSEGVed Arrow's JSON reader: every restart crashed on it again and
+    nothing after it was delivered. The CLI runs in a subprocess so a crash fails the test, not the run."""
+    log = tmp_path / "access.log"
+    write(log, range(3))
+    with log.open("a") as fh:
+        fh.write('{"downstream_remote_address": "10.0.0.1:1", "x": ' + "[" * 20_000 + "]" * 20_000 + "}\n")
+    write(log, range(3, 6))
+    out = tmp_path / "a.jsonl"
+    args = [sys.executable, "-m", "tlsdetect", "stream", "--baseline", str(SAMPLE_BASELINE), "--source",
+            f"envoy:{log}", "--sink", f"jsonl:{out}", "--state", str(tmp_path / "st")]  # fmt: skip
+
+    def run() -> str:
+        res = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
+        assert res.returncode == 0, res.stderr[-2000:]
+        return res.stdout + res.stderr
+
+    assert "7 lines, 6 connections, 6 alerts, 1 dead letters" in run()
+    assert len(out.read_text().splitlines()) == 6
+    dead = [json.loads(x) for x in (tmp_path / "st" / "dead-letter.jsonl").read_text().splitlines()]
+    assert [(d["line"], d["reason"].split(":")[0]) for d in dead] == [(4, "JSON nested too deep")]
+    assert "0 lines" in run()  # the restart starts after the line, not on it
+    write(log, range(6, 8))
+    assert "2 lines, 2 connections, 2 alerts" in run()
+    assert len(out.read_text().splitlines()) == 8

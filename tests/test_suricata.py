@@ -356,3 +356,19 @@ def test_arbitrary_lines_never_crash(tmp_path: Path, lines: list[str]) -> None:
     schema.validate(df)
     assert dl.stats.rows == len(df)
     assert dl.stats.rows + dl.stats.bad_lines + dl.stats.reasons["not-tls"] == dl.stats.lines
+
+
+def test_deeply_nested_line_is_bad_json_and_the_rest_read(tmp_path: Path) -> None:
+    deep = '{"event_type": "tls", "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    shallow = json.dumps({**tls_event(flow_id=9), "x": [[[1]]]})
+    path = write(tmp_path, [tls_event(flow_id=4), deep, shallow, tls_event(flow_id=5)])
+    dl = DeadLetter()
+    df = read_suricata([path], dead_letter=dl)
+    assert df["conn_id"].tolist() == ["4", "9", "5"]
+    assert (dl.stats.bad_lines, dl.stats.reasons["bad-json"]) == (1, 1)
+    # a line past the bound is bad whether or not the file's bulk parse succeeds
+    mid = json.dumps({**tls_event(flow_id=6), "x": json.loads("[" * 500 + "]" * 500)})
+    for extra in ([], ["{broken"]):
+        dl = DeadLetter()
+        read_suricata([write(tmp_path, [tls_event(flow_id=4), mid, *extra], name="m.json")], dead_letter=dl)
+        assert dl.stats.bad_lines == 1 + len(extra)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from tlsdetect.readers.json_depth import MAX_DEPTH
 from tlsdetect.readers.logs import DeadLetter
 
 from .test_zeek import ZEEK, _row, needs_samples, read, read_zeek
@@ -40,4 +41,29 @@ def test_json_object_without_uid_is_dead_lettered(tmp_path: Path) -> None:
     path.write_text(json.dumps(_row(0)) + "\n{}\n[1, 2]\n")
     df, letters = read(path)
     assert len(df) == 1
+    assert letters.stats.bad_lines == 2
+
+
+def _deep(n: int) -> str:
+    return '{"uid": "Cdeep", "x": ' + "[" * n + "]" * n + "}"
+
+
+def test_deeply_nested_line_is_one_dead_letter(tmp_path: Path) -> None:
+    """A 2-6 KB line nested past Python's recursion limit raised RecursionError and lost the whole file."""
+    path = tmp_path / "s.json"
+    path.write_text("\n".join([_deep(3_000), json.dumps(_row(0)), _deep(1_000), json.dumps(_row(1)),
+                               _deep(MAX_DEPTH), ""]))  # fmt: skip
+    df, letters = read(path)
+    assert list(df["conn_id"]) == ["C0", "C1"]
+    assert letters.stats.reasons["JSON nested too deep"] == 3
+    assert letters.stats.lines == 5
+
+
+def test_records_without_connection_fields_are_dead_letters(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    empty = dict.fromkeys(_row(0))
+    path.write_text("\n".join([json.dumps(_row(0)), '{"uid": null}', json.dumps(empty), json.dumps(_row(1))]) + "\n")
+    df, letters = read(path)
+    assert list(df["conn_id"]) == ["C0", "C1"]
+    assert letters.stats.reasons["no connection fields"] == 2
     assert letters.stats.bad_lines == 2

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from tlsdetect.readers import json_depth
 from tlsdetect.readers.base import ReadStats
 
 __all__ = ["DeadLetter", "LogFormatError", "LogStats", "detect_format", "open_text", "sniff"]
@@ -163,7 +164,7 @@ def sniff(path: str | os.PathLike[str]) -> str | None:
         if not line.startswith("{"):
             continue
         try:
-            obj = json.loads(line)
+            obj = json_depth.loads(line)  # a line nested too deep is skipped, as a broken one is
         except ValueError:
             continue
         if not isinstance(obj, dict):

@@ -10,9 +10,10 @@ table's nanosecond range goes to the dead-letter file with its reason. ``flow_id
 :class:`LogFormatError` and leaves the statistics and the dead-letter file untouched.
 Blank lines are not counted. Invariant: ``rows + bad_lines + reasons["not-tls"] == lines``.
 
-Parsing is one bulk ``json.loads`` over the whole file; only if that fails is each line parsed
-on its own to find the bad ones. Derived values (JA3N, JA4, SHA-1 normalisation) are computed
-once per distinct input.
+Parsing is one bulk ``json.loads`` over the whole file; only if that fails (or a line may nest
+deeper than :data:`~tlsdetect.readers.json_depth.MAX_DEPTH`) is each line parsed on its own to find
+the bad ones; a line nested deeper is ``bad-json`` without being parsed. Derived values (JA3N, JA4,
+SHA-1 normalisation) are computed once per distinct input.
 
 Field mapping (Suricata's documented names):
 
@@ -97,6 +98,7 @@ import pandas as pd
 
 from tlsdetect import schema
 from tlsdetect.fingerprint import ja4 as ja4_fingerprint
+from tlsdetect.readers import json_depth
 from tlsdetect.readers.logs import DeadLetter, LogFormatError, LogStats, open_text, valid_utf8
 
 __all__ = ["read_suricata"]
@@ -232,7 +234,9 @@ def _parse_lines(lines: list[str]) -> tuple[list[dict[str, Any]], list[_Bad]]:
                            for n, line in numbered if not valid_utf8(line)]
     if damaged:
         numbered = [(n, line) for n, line in numbered if valid_utf8(line)]
-    if all(line.lstrip().startswith("{") for _, line in numbered):
+    # a line with more brackets than any record nests may be too deep: the per-line path bounds it
+    if all(line.lstrip().startswith("{") and line.count("{") + line.count("[") <= json_depth.MAX_DEPTH
+           for _, line in numbered):
         try:
             parsed = json.loads("[" + ",".join(line for _, line in numbered) + "]")
         except (ValueError, RecursionError):
@@ -243,8 +247,8 @@ def _parse_lines(lines: list[str]) -> tuple[list[dict[str, Any]], list[_Bad]]:
     bad: list[_Bad] = damaged
     for n, line in numbered:
         try:
-            obj = json.loads(line)
-        except (ValueError, RecursionError) as exc:
+            obj = json_depth.loads(line)
+        except ValueError as exc:
             bad.append((n, f"bad-json: {exc}", line))
             continue
         if not isinstance(obj, dict):

@@ -1,7 +1,9 @@
 """An Envoy log in blocks of whole lines, and what a reader makes of one block: a :class:`Chunk`.
 
 Both readers (JSON, text) turn a block into raw string columns of its good lines; the line number
-and text of a row are only worked out when a row turns out bad (:class:`LazyLines`).
+and text of a row are only worked out when a row turns out bad (:class:`LazyLines`). A line none of
+whose connection columns (:data:`.keys.CORE`) holds a value would be an empty row that looks clean:
+:func:`without_empty` dead-letters it as ``no connection fields``.
 """
 
 from __future__ import annotations
@@ -14,8 +16,15 @@ from typing import IO, Any, cast
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-__all__ = ["BLOCK", "Chunk", "LazyLines", "blocks", "line_texts", "open_binary"]
+from tlsdetect.readers.envoy.keys import CORE
+from tlsdetect.readers.logs import DeadLetter
+
+__all__ = ["BLOCK", "NO_CONNECTION", "Chunk", "LazyLines", "blocks", "line_texts", "open_binary", "without_empty"]
+
+#: The dead-letter reason of a line that holds no connection field.
+NO_CONNECTION = "no connection fields: none of the address, fingerprint, SNI, id or peer keys has a value"
 
 BLOCK = 16 << 20
 
@@ -86,3 +95,24 @@ class LazyLines:
         self._load()
         assert self._nos is not None
         return int(self._nos[i])
+
+
+def without_empty(chunk: Chunk, file: Path, dead: DeadLetter) -> Chunk:
+    """``chunk`` without the rows that have no value (missing, ``-`` or empty) in any :data:`.keys.CORE`
+    column; those rows are dead letters. The rows kept keep their line numbers and texts."""
+    if not chunk.rows:
+        return chunk
+    has = np.zeros(chunk.rows, dtype=bool)
+    for col in CORE & chunk.columns.keys():
+        arr = chunk.columns[col]
+        filled = pc.and_(arr.is_valid(), pc.invert(pc.is_in(arr, pa.array(["-", ""]))))
+        has |= filled.fill_null(False).to_numpy(zero_copy_only=False)
+    if has.all():
+        return chunk
+    for i in np.flatnonzero(~has):
+        dead.add(file, chunk.line_no(int(i)), NO_CONNECTION, chunk.text(int(i)))
+    keep = np.flatnonzero(has)
+    mask = pa.array(has)
+    text, line_no = chunk.text, chunk.line_no
+    return Chunk({c: a.filter(mask) for c, a in chunk.columns.items()}, len(keep), chunk.lines,
+                 lambda i: text(int(keep[i])), lambda i: line_no(int(keep[i])))

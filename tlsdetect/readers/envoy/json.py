@@ -3,12 +3,15 @@
 A block is parsed by Arrow's multi-threaded JSON reader; only a block that Arrow rejects (or that it
 would misread: a ``null`` line, invalid UTF-8) is read line by line to find and dead-letter its bad
 lines. Each raw column takes the first of its keys (:func:`.keys.candidates`) that a line has.
+Lines nested deeper than :data:`~tlsdetect.readers.json_depth.MAX_DEPTH` (Arrow would take minutes or
+crash the process on them) are dead letters before Arrow sees the block, and a line none of whose
+connection keys (:data:`.keys.CORE`) has a value is a dead letter ``no connection fields``, not an
+empty row.
 """
 
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -16,7 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from tlsdetect.readers.envoy.chunk import Chunk, LazyLines
+from tlsdetect.readers import json_depth
+from tlsdetect.readers.envoy.chunk import Chunk, LazyLines, without_empty
 from tlsdetect.readers.envoy.keys import CORE, candidates
 from tlsdetect.readers.logs import DeadLetter, valid_utf8
 
@@ -47,12 +51,23 @@ class JsonReader:
 
     def is_record(self, line: str) -> bool:
         try:
-            obj = json.loads(line)
+            obj = json_depth.loads(line)
         except ValueError:
             return False
         return isinstance(obj, dict) and any(self.key_column.get(k) in CORE for k in obj)
 
     def read_block(self, file: Path, first: int, block: bytes, dead: DeadLetter) -> Chunk:
+        deep = json_depth.deep_lines(block)
+        if deep:
+            parts = block.split(b"\n")
+            for i in deep:
+                dead.add(file, first + i, json_depth.TOO_DEEP, parts[i].rstrip(b"\r"))
+            block = json_depth.without_lines(block, deep)
+        chunk = without_empty(self._read_block(file, first, block, dead), file, dead)
+        chunk.lines += len(deep)
+        return chunk
+
+    def _read_block(self, file: Path, first: int, block: bytes, dead: DeadLetter) -> Chunk:
         # Arrow (26) crashes the process on a block whose first line is ``null`` and reads a ``null``
         # line elsewhere as an empty row: such blocks are read line by line (the lines dead-lettered).
         # Arrow's JSON reader passes invalid UTF-8 through into string columns (which then fail to
@@ -99,7 +114,7 @@ class JsonReader:
                 continue
             seen += 1
             try:
-                obj = json.loads(line)
+                obj = json_depth.loads(line)
             except ValueError as exc:
                 dead.add(file, first + i, f"broken JSON: {exc}", line)
                 continue

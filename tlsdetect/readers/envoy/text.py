@@ -1,7 +1,8 @@
 """Envoy text access logs, given the configured format string (``text_format``).
 
 The ``%OPERATOR%`` template becomes one RE2 regex (literal text escaped, one group per operator),
-applied to all lines of a block at once by Arrow; ``-`` means missing. ``%START_TIME(fmt)%`` keeps
+applied to all lines of a block at once by Arrow; ``-`` means missing. A line whose connection
+operators are all ``-`` is a dead letter ``no connection fields``. ``%START_TIME(fmt)%`` keeps
 its strftime format for the timestamps.
 """
 
@@ -15,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tlsdetect.readers.envoy.chunk import Chunk, line_texts
+from tlsdetect.readers.envoy.chunk import Chunk, line_texts, without_empty
 from tlsdetect.readers.envoy.keys import OPERATORS
 from tlsdetect.readers.logs import DeadLetter
 
@@ -133,4 +134,5 @@ class TextReader:
             columns[col] = values if col not in columns else pc.coalesce(columns[col], values)
         good_nos = [first + keep[j] for j in np.flatnonzero(ok)]
         good_texts = [texts[j] for j in np.flatnonzero(ok)]
-        return Chunk(columns, len(good_nos), len(texts), good_texts.__getitem__, good_nos.__getitem__)
+        chunk = Chunk(columns, len(good_nos), len(texts), good_texts.__getitem__, good_nos.__getitem__)
+        return without_empty(chunk, file, dead)

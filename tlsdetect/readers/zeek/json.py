@@ -2,12 +2,13 @@
 
 The kind of log (ssl, x509, conn) is taken from the first record's fields; a record of that kind
 without its key (``uid``; x509's ``fingerprint`` or ``id``) and a line that is not a JSON object go
-to the dead letters. Vectors become the joined text the TSV reader gives, so one mapping serves both.
+to the dead letters, as does a line nested deeper than :data:`~tlsdetect.readers.json_depth.MAX_DEPTH`
+(never parsed: Python's decoder and :func:`~tlsdetect.dotted.flatten` recurse). Vectors become the
+joined text the TSV reader gives, so one mapping serves both.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from tlsdetect.dotted import flatten
+from tlsdetect.readers import json_depth
 from tlsdetect.readers.logs import DeadLetter, LogFormatError, valid_utf8
 from tlsdetect.readers.zeek.fields import STRING_FIELDS, VECTOR_FIELDS, Header, Part, kind_from_record
 from tlsdetect.readers.zeek.values import typed
@@ -40,7 +42,10 @@ def read_json(path: Path, data: bytes, letters: DeadLetter) -> list[Part]:
             letters.add(path, no, "invalid UTF-8", line)
             continue
         try:
-            obj = json.loads(text)
+            obj = json_depth.loads(text)
+        except json_depth.JsonTooDeepError:
+            letters.add(path, no, json_depth.TOO_DEEP, line)
+            continue
         except ValueError as exc:
             letters.add(path, no, f"bad json: {exc}", line)
             continue
