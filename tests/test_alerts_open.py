@@ -56,3 +56,12 @@ def test_cli_sink_that_is_a_directory_is_one_line(tmp_path: Path) -> None:
     assert res.exit_code == 1
     assert res.output.strip().splitlines() == [f"Error: sink 'jsonl:{tmp_path}': {tmp_path} is a directory; give a "
                                                "file path"]  # fmt: skip
+
+
+def test_split_when_full() -> None:
+    from tlsdetect.sinks.alerts.open import split_when_full
+
+    assert split_when_full("hec+https://h:8088?token=t&when_full=drop") == ("hec+https://h:8088?token=t", "drop")
+    assert split_when_full("syslog+tcp://h:514?when_full=block") == ("syslog+tcp://h:514", "block")
+    assert split_when_full("syslog+tcp://h:514?facility=local3") == ("syslog+tcp://h:514?facility=local3", None)
+    assert split_when_full("jsonl:/tmp/a?when_full=drop") == ("jsonl:/tmp/a?when_full=drop", None)  # a path

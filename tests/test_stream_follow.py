@@ -21,7 +21,8 @@ def test_resume_decision() -> None:
     assert resume_decision(None, 1, 2, 0, "") == "new"
     assert resume_decision(cp, 1, 2, 150, "h") == "resume"
     assert resume_decision(cp, 1, 2, 100, "h") == "resume"
-    assert resume_decision(cp, 1, 2, 50, "h") == "truncated"  # copytruncate
+    assert resume_decision(cp, 1, 2, 50, "") == "truncated"  # copytruncate, nothing written yet
+    assert resume_decision(cp, 1, 2, 50, "h") == "past_end"  # same first line, shorter: the checkpoint is wrong
     assert resume_decision(cp, 1, 2, 500, "other") == "truncated"  # truncated and grown past the offset
     assert resume_decision(cp, 1, 3, 500, "h") == "rotated"  # rename
     assert resume_decision(Checkpoint(1, 2, "", 0, 0), 1, 2, 10, "x") == "resume"

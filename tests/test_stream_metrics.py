@@ -44,7 +44,8 @@ def test_names_types_and_labels() -> None:
         "tlsdetect_stream_batches_total": "counter", "tlsdetect_stream_lag_bytes": "gauge",
         "tlsdetect_stream_lag_seconds": "gauge", "tlsdetect_stream_alerts_sent_total": "counter",
         "tlsdetect_stream_alerts_rejected_total": "counter", "tlsdetect_stream_sink_up": "gauge",
-        "tlsdetect_stream_spool_bytes": "gauge",
+        "tlsdetect_stream_spool_bytes": "gauge", "tlsdetect_stream_alerts_dropped_total": "counter",
+        "tlsdetect_stream_sink_held_alerts": "gauge", "tlsdetect_stream_alerts_deduped_total": "counter",
     }  # fmt: skip
     assert "tlsdetect_stream_lag_seconds 1.235" in text
     assert 'tlsdetect_stream_spool_bytes{sink="a\\"b"} 7' in text

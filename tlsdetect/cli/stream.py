@@ -8,7 +8,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import click
 
@@ -71,22 +71,39 @@ def source_path(spec: str, is_file: Callable[[str], bool] = os.path.isfile) -> s
 @click.option("--batch-ms", default=200, show_default=True, help="A micro-batch is sent after this long at most.")
 @click.option("--spool-max-mb", default=256, show_default=True, help="On-disk spool per network sink, bounded.")
 @click.option("--workers", default=1, show_default=True, help="Parse+score processes (catch-up runs only).")
+@click.option("--from-start", "recover", flag_value="start", default=None,
+              help="Without a usable checkpoint (lost, empty, damaged, past the end of the log): read the log from "
+              "its start (alerts still in the dedupe window are not sent twice).")  # fmt: skip
+@click.option("--from-end", "recover", flag_value="end",
+              help="Without a usable checkpoint, or on a first run: start at the end of the log (what it holds "
+              "now is not scored).")  # fmt: skip
+@click.option("--when-full", type=click.Choice(["block", "drop"]), default="block", show_default=True,
+              help="A sink that cannot take alerts and holds --sink-buffer of them: wait for it (block) or drop "
+              "and count what does not fit (drop). Per network sink: ?when_full=drop in its spec.")  # fmt: skip
+@click.option("--sink-buffer", default=10_000, show_default=True, type=click.IntRange(min=0),
+              help="Alerts held in memory per sink that is down (behind its disk spool), then --when-full.")
+@click.option("--dedupe-window", default=1_000_000, show_default=True, type=click.IntRange(min=0),
+              help="Alert ids kept per sink with the checkpoint: a replay does not send them again.")
 def stream(
     baseline_dir: str | None, source: str, follow: bool, sink_specs: tuple[str, ...], state_dir: str,
     dead_letter: str | None, text_format: str | None, mapping_pairs: tuple[str, ...], metrics_port: int | None,
-    metrics_host: str, batch_lines: int, batch_ms: int, spool_max_mb: int, workers: int,
+    metrics_host: str, batch_lines: int, batch_ms: int, spool_max_mb: int, workers: int, recover: str | None,
+    when_full: str, sink_buffer: int, dedupe_window: int,
 ) -> None:  # fmt: skip
     """Follow an Envoy access log, score every line and send alerts to sinks.
 
     Without --follow the log is read to its end, alerts delivered, the checkpoint committed, and the
     command exits (a catch-up run); with --follow it keeps reading, through rename and copytruncate
     rotation. A restart goes on from the checkpoint in --state, which moves only after every sink took
-    the alerts (a sink that is down is retried with backoff and spooled on disk meanwhile).
+    the alerts (a sink that is down is retried with backoff and spooled on disk meanwhile; the other sinks
+    go on). A lost or damaged checkpoint stops the stream with one line unless --from-start or --from-end
+    says where to read.
     """
     from tlsdetect.detect.baseline import Baseline
     from tlsdetect.detect.baseline_dir import BaselineError
-    from tlsdetect.sinks.alerts.open import open_sink
-    from tlsdetect.stream.checkpoint import CheckpointStore, check_state_dir
+    from tlsdetect.sinks.alerts.open import open_sink, split_when_full
+    from tlsdetect.stream.checkpoint import CheckpointStore, Recover, StateDirError, check_state_dir
+    from tlsdetect.stream.fanout import WHEN_FULL, SinkLane, WhenFull
     from tlsdetect.stream.loop import Processor, StreamConfig, Streamer
     from tlsdetect.stream.metrics import Metrics, MetricsUnavailableError, serve_metrics
 
@@ -107,30 +124,54 @@ def stream(
     learned = baseline.learned_mesh_warning() if baseline is not None else None
     if learned:
         click.echo(f"WARNING: {learned}", err=True)
+    start = cast("Recover | None", recover)  # --from-start / --from-end
+    specs = [split_when_full(spec) for spec in sink_specs]
+    for spec, mode in specs:
+        if mode is not None and mode not in WHEN_FULL:
+            raise click.BadParameter(f"{spec}: when_full={mode!r}, expected one of {', '.join(WHEN_FULL)}",
+                                     param_hint="--sink")  # fmt: skip
     try:
         check_state_dir(state)
-        sinks = [open_sink(spec, state, spool_max_bytes=spool_max_mb << 20) for spec in sink_specs]
+        store = CheckpointStore(state, recover=start)
+    except StateDirError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        sinks = [SinkLane(open_sink(spec, state, spool_max_bytes=spool_max_mb << 20), max_alerts=sink_buffer,
+                          when_full=cast("WhenFull", mode or when_full)) for spec, mode in specs]  # fmt: skip
     except (ValueError, KeyError, OSError) as exc:
+        store.close()
         raise click.ClickException(str(exc)) from None
     processor = Processor(baseline, _mapping(mapping_pairs), text_format)
-    config = StreamConfig(follow=follow, batch_lines=batch_lines, batch_ms=batch_ms, workers=workers)
+    config = StreamConfig(follow=follow, batch_lines=batch_lines, batch_ms=batch_ms, workers=workers,
+                          recover=start, dedupe_window=dedupe_window)  # fmt: skip
     metrics = Metrics()
     try:
         server = serve_metrics(metrics, metrics_port, metrics_host) if metrics_port else None
     except (MetricsUnavailableError, OSError) as exc:
-        for sink in sinks:
-            sink.close()
+        for lane in sinks:
+            lane.sink.close()
+        store.close()
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise click.ClickException(f"--metrics-port {metrics_port} on {metrics_host}: {why}") from None
     if stdin:
         click.echo(STDIN_NOTE, err=True)
     src: BinaryIO | Path = sys.stdin.buffer if stdin else Path(path)
-    streamer = Streamer(src, processor, sinks, CheckpointStore(state), config=config, metrics=metrics,
-                        dead_letter=Path(dead_letter) if dead_letter else state / "dead-letter.jsonl")  # fmt: skip
+    try:
+        streamer = Streamer(src, processor, sinks, store, config=config, metrics=metrics,
+                            dead_letter=Path(dead_letter) if dead_letter else state / "dead-letter.jsonl")  # fmt: skip
+    except StateDirError as exc:  # the checkpoint is past the end of the log: one line, with the way out
+        for lane in sinks:
+            lane.sink.close()
+        store.close()
+        if server is not None:
+            server.shutdown()
+        raise click.ClickException(str(exc)) from None
     signal.signal(signal.SIGTERM, streamer.stop)
     signal.signal(signal.SIGINT, streamer.stop)
     try:
         m = streamer.run()
+    except StateDirError as exc:  # the log appeared later, shorter than its checkpoint
+        raise click.ClickException(str(exc)) from None
     finally:
         streamer.close()
         if server is not None:
@@ -138,5 +179,7 @@ def stream(
     refused = sum(m.sink_rejected.values())
     click.echo(
         f"{m.lines_read} lines, {m.rows} connections, {m.alerts} alerts, {m.dead_letters} dead letters"
-        + (f", {refused} alerts refused by a sink (in the dead letters)" if refused else ""), err=True
-    )
+        + (f", {refused} alerts refused by a sink (in the dead letters)" if refused else "")
+        + (f", {dropped} alerts dropped for a full sink (when_full=drop)" if (dropped := sum(m.sink_dropped.values()))
+           else ""), err=True,
+    )  # fmt: skip

@@ -12,6 +12,11 @@ Rotation
 * copytruncate: the same inode got shorter than the offset, or its first line changed: read again
   from the start.
 
+A file found at start with the checkpoint's first line but shorter than its offset did not rotate: the
+checkpoint is wrong (or the file was cut back). That is a :class:`~tlsdetect.stream.checkpoint.CheckpointError`
+unless ``start`` says where to read (``--from-start``/``--from-end``); ``start="end"`` also starts a source
+without a checkpoint at its end.
+
 Standard input
 --------------
 ``--source envoy:-``: :class:`StdinFollower` reads whatever a log shipper pipes in until it ends. A pipe
@@ -33,7 +38,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from tlsdetect.stream.checkpoint import Checkpoint
+from tlsdetect.stream.checkpoint import RECOVER_HINT, Checkpoint, CheckpointError, Recover
 
 __all__ = ["HEAD_BYTES", "ROTATE_GRACE", "STDIN", "Batch", "Follower", "StdinFollower", "cut_lines", "head_hash",
            "resume_decision"]  # fmt: skip
@@ -57,16 +62,20 @@ def head_hash(first: bytes) -> str:
 
 
 def resume_decision(cp: Checkpoint | None, dev: int, ino: int, size: int, head: str) -> str:
-    """What to do with the file now at the path, given the checkpoint: ``resume``, ``truncated``, ``rotated``, ``new``.
+    """What to do with the file now at the path, given the checkpoint: ``resume``, ``truncated``, ``rotated``,
+    ``past_end``, ``new``.
 
-    ``resume``: same file, read on from the offset. ``truncated``: same inode but shorter than the offset or
-    another first line (copytruncate): from the start. ``rotated``: the path names another file; look for
-    the checkpointed one beside it. ``new``: no checkpoint.
+    ``resume``: same file, read on from the offset. ``truncated``: same inode but another first line, or
+    shorter than the offset with no first line to compare (copytruncate): from the start. ``rotated``: the
+    path names another file; look for the checkpointed one beside it. ``past_end``: the same file (same
+    first line) but shorter than the offset: the checkpoint cannot be trusted. ``new``: no checkpoint.
     """
     if cp is None:
         return "new"
     if (dev, ino) != (cp.dev, cp.ino):
         return "rotated"
+    if size < cp.offset and cp.head and head == cp.head:
+        return "past_end"
     if size < cp.offset or (cp.head and head != cp.head):
         return "truncated"
     return "resume"
@@ -102,8 +111,10 @@ class Follower:
     #: Nothing more can ever come (only a stream that ended: a file may always grow).
     ended = False
 
-    def __init__(self, path: Path, start: Checkpoint | None, *, read_bytes: int = 32 << 20) -> None:
+    def __init__(self, path: Path, start: Checkpoint | None, *, read_bytes: int = 32 << 20,
+                 recover: Recover | None = None) -> None:  # fmt: skip
         self.path = Path(path)
+        self.recover = recover
         self.read_bytes = read_bytes
         self.fd: int | None = None
         self.file = str(self.path)
@@ -117,7 +128,9 @@ class Follower:
         self._pending: Checkpoint | None = None  # the checkpoint, until the file is there
         self._waiting = False
         self.events: list[str] = []
+        self._started = False  # --from-end skips what a file holds at start, not a file that appears later
         self._open_initial(start)
+        self._started = True
 
     # -- opening
     def _open(self, path: Path) -> bool:
@@ -161,6 +174,31 @@ class Follower:
                 self.events.append(f"checkpointed file (inode {cp.ino}) is gone; reading {self.path} from its start")
         elif decision == "truncated":
             self.events.append(f"{self.path} was truncated (copytruncate); reading it from its start")
+        elif decision == "past_end" and cp is not None:
+            size = os.fstat(self.fd).st_size
+            if self.recover is None:
+                self._close()
+                raise CheckpointError(f"the checkpoint of {self.path} is at byte {cp.offset}, past the end of the "
+                                      f"file ({size} bytes) with the same first line; {RECOVER_HINT}")  # fmt: skip
+            self.events.append(f"the checkpoint of {self.path} is at byte {cp.offset}, past its end ({size} bytes): "
+                               f"reading from its {self.recover}")  # fmt: skip
+            if self.recover == "end":
+                self._skip_to_end()
+        elif decision == "new" and self.recover == "end" and not self._started:
+            self._skip_to_end()
+            self.events.append(f"no checkpoint for {self.path}: starting at its end (byte {self.offset})")
+
+    def _skip_to_end(self) -> None:
+        """Start after the last complete line now in the file (its lines counted, for the line numbers)."""
+        assert self.fd is not None
+        pos = lines = last_nl = 0
+        while data := os.pread(self.fd, 1 << 24, pos):
+            lines += data.count(b"\n")
+            cut = data.rfind(b"\n")
+            if cut >= 0:
+                last_nl = pos + cut + 1
+            pos += len(data)
+        self.offset, self.line = last_nl, lines
 
     def _find_rotated(self, cp: Checkpoint) -> Path | None:
         with contextlib.suppress(OSError):

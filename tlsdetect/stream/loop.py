@@ -8,10 +8,13 @@ there when the follower reaches the end of the file, or after ``batch_ms``); a :
 parses each batch with :func:`tlsdetect.readers.envoy.parse_envoy_lines` and scores it with
 :func:`tlsdetect.detect.scoring.score` (the same code as ``tlsdetect detect``), in worker processes
 on a catch-up run. The rows whose verdict is not ``ok`` become alerts
-(:func:`tlsdetect.sinks.alerts.alerts.alerts_of`), handed to every sink; only once every sink
-acknowledged (delivered, or spooled on disk for a sink that is down) and the dead letters are on disk
-is the checkpoint (:mod:`tlsdetect.stream.checkpoint`) committed. A crash between delivery and commit
-replays that batch: at-least-once, and no duplicate where the sink dedupes on the alert id.
+(:func:`tlsdetect.sinks.alerts.alerts.alerts_of`), offered to every sink's lane
+(:mod:`tlsdetect.stream.fanout`: a sink that is down holds back only itself, up to its buffer and its
+``when_full``). The checkpoint (:mod:`tlsdetect.stream.checkpoint`) moves to the newest batch every
+sink acknowledged (delivered, or spooled on disk for a sink that is down), once the dead letters are on
+disk, in one transaction with the ids of the alerts each sink took (:mod:`tlsdetect.stream.dedupe`). A
+crash between delivery and commit replays that batch: at-least-once; a replay of what a sink took
+before the last commit is not sent to it again.
 """
 
 from __future__ import annotations
@@ -35,8 +38,10 @@ from tlsdetect.fingerprint import enrich
 from tlsdetect.readers.envoy import parse_envoy_lines
 from tlsdetect.readers.logs import DeadLetter
 from tlsdetect.sinks.alerts.alerts import alerts_of
-from tlsdetect.sinks.alerts.spool import AlertSink, SinkError, SinkRejectedError, Spooled, SpoolFullError
-from tlsdetect.stream.checkpoint import CheckpointStore
+from tlsdetect.sinks.alerts.spool import AlertSink, SinkError, Spooled
+from tlsdetect.stream.checkpoint import Checkpoint, CheckpointStore, Recover
+from tlsdetect.stream.dedupe import DEFAULT_WINDOW, DeliveredIds
+from tlsdetect.stream.fanout import SinkLane
 from tlsdetect.stream.follow import STDIN, Batch, Follower, StdinFollower
 from tlsdetect.stream.metrics import Metrics
 
@@ -134,6 +139,10 @@ class StreamConfig:
     batch_ms: int = 200
     poll_ms: int = 20
     workers: int = 1
+    #: Where to start without a usable checkpoint (None: a first run from the start; a broken one is an error).
+    recover: Recover | None = None
+    #: Alert ids kept per sink so that a replay does not send them twice (0: no dedupe).
+    dedupe_window: int = DEFAULT_WINDOW
 
 
 class Streamer:
@@ -143,7 +152,7 @@ class Streamer:
         self,
         source: Path | BinaryIO,
         processor: Processor,
-        sinks: Sequence[AlertSink | Spooled],
+        sinks: Sequence[AlertSink | Spooled | SinkLane],
         store: CheckpointStore,
         *,
         dead_letter: Path | None = None,
@@ -152,9 +161,13 @@ class Streamer:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.processor = processor
-        self.sinks = list(sinks)
+        self.lanes = [s if isinstance(s, SinkLane) else SinkLane(s) for s in sinks]
+        self.sinks = [lane.sink for lane in self.lanes]
         self.store = store
         self.config = config or StreamConfig()
+        self.dedupe = DeliveredIds(store.db, self.config.dedupe_window)
+        self._seq = 0  # batches handed to the lanes
+        self._ends: dict[int, Checkpoint] = {}  # batch number -> the checkpoint after it, until committed
         self.metrics = metrics or Metrics()
         self.clock = clock
         self.dead_path = dead_letter
@@ -164,7 +177,9 @@ class Streamer:
         if isinstance(source, str | os.PathLike):
             self.source = Path(source)
             self.key = str(self.source.resolve())
-            self.follower = Follower(self.source, store.load(self.key))
+            self.follower = Follower(self.source, store.load(self.key), recover=self.config.recover)
+            if self.config.recover is not None and self.follower.fd is not None:
+                store.commit(self.key, self.follower.checkpoint)  # where --from-start/--from-end put us, kept
         else:  # a stream (standard input): no checkpoint, see StdinFollower
             self.source, self.key = Path(STDIN), ""
             self.follower = StdinFollower(source)
@@ -173,6 +188,9 @@ class Streamer:
             self.metrics.sink_up[s.name] = 1
             self.metrics.sink_sent[s.name] = 0
             self.metrics.sink_rejected[s.name] = 0
+            self.metrics.sink_dropped[s.name] = 0
+            self.metrics.sink_held[s.name] = 0
+            self.metrics.sink_deduped[s.name] = 0
 
     def _log_events(self) -> None:
         for e in self.follower.events:
@@ -218,19 +236,23 @@ class Streamer:
             yield merged()
 
     def idle(self) -> None:
-        """Between batches: drain spools when their backoff allows, refresh the lag."""
+        """Between batches: retry lanes and drain spools when their backoff allows, refresh the lag."""
         for s in self.sinks:
             if isinstance(s, Spooled):
                 s.drain()
-        self._dead_letter_rejected()
+        self._pump()
+        self._commit()
         self._sink_metrics()
         self.metrics.lag_bytes = self.follower.lag_bytes()
 
     def _sink_metrics(self) -> None:
-        for s in self.sinks:
+        for lane in self.lanes:
+            s = lane.sink
             self.metrics.sink_sent[s.name] = s.sent
+            self.metrics.sink_up[s.name] = 0 if lane.down or (isinstance(s, Spooled) and s.down) else 1
+            self.metrics.sink_dropped[s.name] = lane.dropped
+            self.metrics.sink_held[s.name] = lane.held
             if isinstance(s, Spooled):
-                self.metrics.sink_up[s.name] = 0 if s.down else 1
                 self.metrics.spool_bytes[s.name] = s.spooled_bytes
 
     # -- dead letters
@@ -245,43 +267,72 @@ class Streamer:
             self.dead.sync()
 
     def _dead_letter_rejected(self) -> None:
-        for s in self.sinks:
-            if isinstance(s, Spooled):
-                for alerts, reason in s.take_rejected():
-                    self._reject(s.name, alerts, reason)
+        for lane in self.lanes:
+            for alerts, reason in lane.rejected:
+                self._reject(lane.name, alerts, reason)
+            lane.rejected = []
+            if isinstance(lane.sink, Spooled):
+                for alerts, reason in lane.sink.take_rejected():
+                    self._reject(lane.name, alerts, reason)
 
     # -- delivery
-    def deliver(self, batch: Batch, result: Scored) -> None:
-        """Send to every sink (waiting out full spools), write dead letters, then commit the checkpoint."""
-        for s in self.sinks:
-            delay = 0.5
-            while True:
-                try:
-                    s.send(result.alerts)
-                    break
-                except SinkRejectedError as exc:  # a sink without a spool that refuses the batch for good
-                    self._reject(s.name, result.alerts, str(exc))
-                    break
-                except SpoolFullError as exc:
-                    log.error("%s; holding at %s line %d until it drains", exc, batch.file, batch.first_line)
-                except SinkError as exc:  # a sink without a spool (a file sink on a full disk ...)
-                    log.error("sink %s failed (%s); retrying the batch", s.name, exc)
-                except OSError as exc:
-                    log.error("sink %s failed (%s); retrying the batch", s.name, exc)
-                self.metrics.sink_up[s.name] = 0
-                if self.stopping:
-                    raise SystemExit(1)
-                time.sleep(delay)
-                delay = min(delay * 2, 30.0)
-                if isinstance(s, Spooled):
-                    s.drain(force=True)
+    def _pump(self, *, force: bool = False) -> None:
+        """Lanes send what they hold (when their backoff allows, or now with ``force``); ids of what they took."""
+        for lane in self.lanes:
+            for alerts in lane.pump(force=force):
+                self.dedupe.took(lane.name, alerts)
         self._dead_letter_rejected()
+
+    def _commit(self) -> None:
+        """Checkpoint the newest batch every lane finished with, with the staged dedupe ids, in one transaction."""
+        done = min((lane.done_through for lane in self.lanes), default=self._seq)
+        cp = self._ends.get(done)
+        if cp is None and not self.dedupe.pending:
+            return  # nothing new to write
+        with self.store.transaction():
+            self.dedupe.commit()
+            if cp is not None and self.key:  # not standard input
+                self.store.commit(self.key, cp)
+        for seq in [k for k in self._ends if k <= done]:
+            del self._ends[seq]
+
+    def _wait(self, lane: SinkLane, batch: Batch) -> None:
+        """``when_full=block``: wait (retrying with backoff) until the lane's buffer has room again."""
+        delay = 0.5
+        log.error("sink %s holds %d alerts, more than its buffer (%d) (%s): holding at %s line %d until it takes "
+                  "them (when_full=block)", lane.name, lane.held, lane.max_alerts, lane.error or "down",
+                  batch.file, batch.first_line)  # fmt: skip
+        while lane.full:
+            self._commit()  # what every lane has is checkpointed while we wait
+            self._sink_metrics()
+            if self.stopping:
+                raise SystemExit(1)
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
+            self._pump()
+            for alerts in lane.pump(force=True):
+                self.dedupe.took(lane.name, alerts)
+            self._dead_letter_rejected()
+
+    def deliver(self, batch: Batch, result: Scored) -> None:
+        """Dead letters on disk, the alerts to every sink's lane (each without what it already took), then
+        the checkpoint as far as every lane got."""
         for file, line_no, reason, text in result.dead:
             self.dead.add(file, line_no, reason, text)
         if result.dead and self.dead.writes:
             self.dead.sync()  # on disk before the checkpoint moves past the lines
-        if self.key:  # not standard input
-            self.store.commit(self.key, batch.end)
+        self._seq += 1
+        self._ends[self._seq] = batch.end
+        for lane in self.lanes:
+            fresh = self.dedupe.unseen(lane.name, result.alerts)
+            self.metrics.sink_deduped[lane.name] += len(result.alerts) - len(fresh)
+            for alerts in lane.offer(self._seq, fresh):
+                self.dedupe.took(lane.name, alerts)
+        self._dead_letter_rejected()
+        for lane in self.lanes:
+            if lane.full:
+                self._wait(lane, batch)
+        self._commit()
         m = self.metrics
         m.lines_read += result.lines
         m.rows += result.rows
@@ -291,6 +342,32 @@ class Streamer:
         if result.newest_ts is not None:
             m.lag_seconds = max(0.0, time.time() - result.newest_ts)
         m.lag_bytes = self.follower.lag_bytes()
+        self._sink_metrics()
+
+    def finish(self) -> None:
+        """The end of a run: spools drained; a lane that still holds alerts is waited for (``block``) or gives
+        them up, counted (``drop``); the checkpoint as far as every lane got."""
+        for s in self.sinks:
+            if isinstance(s, Spooled):
+                s.drain(force=True)
+        self._pump(force=True)
+        for lane in self.lanes:
+            if lane.queue and lane.when_full == "drop":
+                lane.drop_held()
+            delay = 0.5
+            while lane.queue:
+                self._commit()
+                self._sink_metrics()
+                if self.stopping:
+                    log.error("sink %s still holds %d alerts at the stop: the checkpoint stays before them; they are "
+                              "read again at the next start", lane.name, lane.held)  # fmt: skip
+                    raise SystemExit(1)
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                for alerts in lane.pump(force=True):
+                    self.dedupe.took(lane.name, alerts)
+                self._dead_letter_rejected()
+        self._commit()
         self._sink_metrics()
 
     def run(self) -> Metrics:
@@ -314,11 +391,7 @@ class Streamer:
                         self.deliver(b, fut.result())
                 for b, fut in inflight:
                     self.deliver(b, fut.result())
-        for s in self.sinks:
-            if isinstance(s, Spooled):
-                s.drain(force=True)
-        self._dead_letter_rejected()
-        self._sink_metrics()
+        self.finish()
         return self.metrics
 
     def close(self) -> None:

@@ -34,6 +34,9 @@ class Metrics:
     sink_rejected: dict[str, int] = field(default_factory=dict)
     sink_up: dict[str, int] = field(default_factory=dict)
     spool_bytes: dict[str, int] = field(default_factory=dict)
+    sink_dropped: dict[str, int] = field(default_factory=dict)
+    sink_held: dict[str, int] = field(default_factory=dict)
+    sink_deduped: dict[str, int] = field(default_factory=dict)
 
     def prometheus(self) -> str:
         """The Prometheus text format, as ``/metrics`` serves it."""
@@ -86,6 +89,17 @@ class _Collector:
                                         labels=["sink"]), m.sink_up)  # fmt: skip
         yield by_sink(GaugeMetricFamily("tlsdetect_stream_spool_bytes", "Bytes waiting in a sink's spool.",
                                         labels=["sink"]), m.spool_bytes)  # fmt: skip
+        yield by_sink(CounterMetricFamily(
+            "tlsdetect_stream_alerts_dropped_total",
+            "Alerts dropped for a sink that could not take them and whose buffer was full (when_full=drop).",
+            labels=["sink"]), m.sink_dropped)  # fmt: skip
+        yield by_sink(GaugeMetricFamily("tlsdetect_stream_sink_held_alerts",
+                                        "Alerts held in memory for a sink that has not taken them yet.",
+                                        labels=["sink"]), m.sink_held)  # fmt: skip
+        yield by_sink(CounterMetricFamily(
+            "tlsdetect_stream_alerts_deduped_total",
+            "Alerts of a replay not sent again: the sink had taken them (ids kept with the checkpoint).",
+            labels=["sink"]), m.sink_deduped)  # fmt: skip
 
 
 def registry(metrics: Metrics) -> Any:

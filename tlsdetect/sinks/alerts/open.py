@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tlsdetect.sinks.alerts.spool import AlertSink, Spooled
 
-__all__ = ["SINK_FORMS", "SinkSpecError", "open_sink"]
+__all__ = ["SINK_FORMS", "SinkSpecError", "open_sink", "split_when_full"]
 
 SINK_FORMS = ("jsonl:PATH|-, syslog+tcp://HOST:PORT, syslog+udp://HOST:PORT, cef:PATH|-, cef+syslog+tcp://HOST:PORT, "
               "hec+https://HOST:PORT?token=...")  # fmt: skip
@@ -26,6 +26,25 @@ class SinkSpecError(ValueError):
 def shown(spec: str) -> str:
     """The spec as an error message may repeat it: a ``token=`` value is masked."""
     return re.sub(r"(?i)(token=)[^&#]*", r"\1***", spec)
+
+
+def split_when_full(spec: str) -> tuple[str, str | None]:
+    """The spec without its ``when_full=`` option, and that option (None when absent).
+
+    Only network specs (``scheme://...?query``) carry options; a file path keeps its ``?``. The value is
+    checked by the stream (``block`` or ``drop``), not here.
+    """
+    if "://" not in spec or "?" not in spec:
+        return spec, None
+    base, _, query = spec.partition("?")
+    keep, found = [], None
+    for part in query.split("&"):
+        key, sep, value = part.partition("=")
+        if key == "when_full" and sep:
+            found = value
+        elif part:
+            keep.append(part)
+    return (base + ("?" + "&".join(keep) if keep else ""), found)
 
 
 def open_sink(spec: str, state_dir: Path, *, spool_max_bytes: int = 256 << 20) -> AlertSink | Spooled:
