@@ -6,6 +6,7 @@ import pandas as pd
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tlsdetect.detect import ja4_parts as ja4_parts_module
 from tlsdetect.detect.ja4_parts import ja4_parts, learn_ja4_stacks, stack_a
 
 # measured on loopback (see the module docstring): the same client to a name and to an IP literal
@@ -78,3 +79,25 @@ def test_learn_ja4_stacks_counts_per_client_origin_ab_and_c() -> None:
 def test_a_capped_extension_count_is_not_corrected() -> None:
     """JA4 caps counts at 99: a ``d`` hello at 99 may have had more, so its count is kept."""
     assert stack_a(pd.Series(["t13d1599h2"], dtype="string")).tolist() == ["t13x1599h2"]
+
+
+def test_remembered_parts_are_the_computed_ones() -> None:
+    odd = ["not-a-ja4", None, " T13D3112H2_E8F1E7E78F70_B26CE05BBDD6 "]
+    values = pd.Series([v for pair in PAIRS for v in pair] + odd, dtype="string")
+    ja4_parts_module._MEMO.clear()
+    cold = ja4_parts(values)
+    assert len(ja4_parts_module._MEMO) == values.nunique()
+    pd.testing.assert_frame_equal(ja4_parts(values), cold)
+    for i in range(len(values)):  # one value alone (a one-row request) gets its row of the batch
+        pd.testing.assert_frame_equal(ja4_parts(values.iloc[[i]]), cold.iloc[[i]].reset_index(drop=True))
+
+
+def test_a_large_call_is_not_remembered_and_agrees_with_small_ones() -> None:
+    many = [f"t13d{i % 90 + 10:02d}16h2_8daaf6152771_{i:012x}" for i in range(ja4_parts_module.MEMO_BATCH + 1)]
+    big = pd.Series([*many, "not-a-ja4", None], dtype="string")
+    ja4_parts_module._MEMO.clear()
+    whole = ja4_parts(big)
+    assert not ja4_parts_module._MEMO
+    pieces = pd.concat([ja4_parts(big.iloc[k:k + 1000]) for k in range(0, len(big), 1000)], ignore_index=True)
+    pd.testing.assert_frame_equal(whole, pieces)
+    assert whole.loc[0, "stack"] == "t13x1015h2_8daaf6152771_000000000000"

@@ -20,6 +20,7 @@ import pandas as pd
 
 from tlsdetect.detect.baseline import Baseline
 from tlsdetect.detect.columns import Unique, codes_of, pair_in, positions, text_column, texts_at
+from tlsdetect.detect.derived import derived
 from tlsdetect.detect.evidence import Evidence, top_list
 from tlsdetect.detect.fingerprint_sources import SPEC, c_group
 from tlsdetect.detect.ja4_parts import ja4_parts
@@ -42,7 +43,8 @@ def product_signals(ja3: pd.Series, ja3n: pd.Series, ja4: pd.Series, kb: Knowled
     n = len(ja3)
     product = np.full(n, None, dtype=object)
     exact = np.zeros(n, dtype=bool)
-    exact_ja4 = set(kb.product_fingerprints.loc[kb.product_fingerprints["kind"] == "ja4", "value"])
+    exact_ja4: set[str] = kb._memo("product_ja4_exact", lambda: set(
+        kb.product_fingerprints.loc[kb.product_fingerprints["kind"] == "ja4", "value"]))
     for kind, values in (("ja3", ja3), ("ja3n", ja3n), ("ja4", ja4)):
         if values.isna().all():
             continue
@@ -89,6 +91,65 @@ def _learned_stacks(b: Baseline) -> pd.DataFrame:
     return out[out["ja4_ab"].notna().to_numpy()]
 
 
+def _chain(index: pd.Index, a: npt.NDArray[np.int64], b: npt.NDArray[np.int64], nb: int) -> npt.NDArray[np.int64]:
+    """Position in ``index`` (learned ``a * nb + b`` keys) of each (a, b) code pair; -1 if either is -1 or unseen."""
+    ok = (a >= 0) & (b >= 0)
+    at = np.asarray(index.get_indexer(pd.Index(np.where(ok, a * nb + b, -1))), dtype=np.int64)
+    out: npt.NDArray[np.int64] = np.where(ok, at, -1)
+    return out
+
+
+class _Stacks:
+    """The baseline's learned stacks as the indexes :func:`stack_seen` looks rows up in (built once per baseline).
+
+    Tuples are int64 keys, chained a pair at a time (client+group, then +JA4_ab, then +JA4_c), each step a
+    position in the learned keys of the step before: no key outgrows the learned rows times one level."""
+
+    COLUMNS = ("client_id", "group", "ja4_ab", "ja4_c")
+
+    def __init__(self, b: Baseline) -> None:
+        learned = _learned_stacks(b)
+        self.empty = len(learned) == 0
+        lg = learned.assign(group=c_group(learned["origin"]))
+        self.levels = {col: pd.Index(pd.unique(lg[col].to_numpy(dtype=object)), dtype=object) for col in self.COLUMNS}
+        code = {col: np.asarray(self.levels[col].get_indexer(lg[col].to_numpy(dtype=object)), dtype=np.int64)
+                for col in self.COLUMNS}
+        n = {col: len(self.levels[col]) for col in self.COLUMNS}
+        self.n = n
+        self.cg = pd.Index(np.unique(code["client_id"] * n["group"] + code["group"]))
+        cg = _chain(self.cg, code["client_id"], code["group"], n["group"])
+        self.cga = pd.Index(np.unique(cg * n["ja4_ab"] + code["ja4_ab"]))
+        cga = _chain(self.cga, cg, code["ja4_ab"], n["ja4_ab"])
+        self.cgac = pd.Index(np.unique(cga * n["ja4_c"] + code["ja4_c"]))
+        cgac = _chain(self.cgac, cga, code["ja4_c"], n["ja4_c"])
+        # a client's JA4_c varies for one (group, JA4_ab): enough distinct JA4_c, none of them dominant
+        per_c = pd.DataFrame({"cga": cga, "cgac": cgac, "count": lg["count"].to_numpy()}).groupby(
+            ["cga", "cgac"])["count"].sum()
+        per_ab = per_c.groupby(level=0).agg(["size", "sum", "max"])
+        vary = per_ab.index[(per_ab["size"] >= VARY_MIN_DISTINCT)
+                            & (per_ab["max"] <= VARY_MAX_TOP_SHARE * per_ab["sum"])]
+        self.varies = np.zeros(len(self.cga), dtype=bool)
+        self.varies[np.asarray(vary, dtype=np.int64)] = True
+        # per learned (client, JA4_ab): how many source groups it was learned from, and the first one
+        self.ca = pd.Index(np.unique(code["client_id"] * n["ja4_ab"] + code["ja4_ab"]))
+        ca = _chain(self.ca, code["client_id"], code["ja4_ab"], n["ja4_ab"])
+        per_ca = pd.DataFrame({"ca": ca, "group": code["group"]}).groupby("ca")["group"]
+        self.ab_groups = np.zeros(len(self.ca), dtype=np.int64)
+        self.ab_group = np.full(len(self.ca), -1, dtype=np.int64)
+        counted = per_ca.nunique()
+        self.ab_groups[counted.index.to_numpy(dtype=np.int64)] = counted.to_numpy(dtype=np.int64)
+        first = per_ca.first()
+        self.ab_group[first.index.to_numpy(dtype=np.int64)] = first.to_numpy(dtype=np.int64)
+
+    def codes(self, col: str, values: npt.NDArray[np.object_]) -> npt.NDArray[np.int64]:
+        """Each value's code among the learned values of ``col`` (-1: never learned)."""
+        return np.asarray(self.levels[col].get_indexer(values), dtype=np.int64)
+
+
+def _stacks(b: Baseline) -> _Stacks:
+    return derived(b, "fingerprint_signals.stacks", ("ja4_stacks_", "fingerprints_"), lambda: _Stacks(b))
+
+
 def stack_seen(b: Baseline, clients: pd.Index, c: npt.NDArray[np.int64], ja4: pd.Series,
                origin: pd.Series) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int8]]:
     """Per row: whether its client's baseline holds its JA4 as a stack, and how it was compared
@@ -104,8 +165,10 @@ def stack_seen(b: Baseline, clients: pd.Index, c: npt.NDArray[np.int64], ja4: pd
     has = (c >= 0) & (j_codes >= 0)
     seen = np.zeros(n, dtype=bool)
     how = np.full(n, COMPARED_STACK, dtype=np.int8)
-    learned = _learned_stacks(b)
-    if not has.any() or len(learned) == 0:
+    if not has.any():
+        return seen, how
+    learned = _stacks(b)
+    if learned.empty:
         return seen, how
     nj, ng = len(cat.cat.categories) + 1, len(g_uniq) + 1
     key = (c.astype(np.int64) * ng + g_codes) * nj + j_codes
@@ -114,49 +177,66 @@ def stack_seen(b: Baseline, clients: pd.Index, c: npt.NDArray[np.int64], ja4: pd
     live = uk >= 0
     parts = ja4_parts(pd.Series(cat.cat.categories, dtype="string"))
     d_j, d_g, d_c = uk[live] % nj, (uk[live] // nj) % ng, uk[live] // (nj * ng)
-    d = pd.DataFrame({"client_id": np.asarray(clients, dtype=object)[d_c],
-                      "group": np.asarray(g_uniq, dtype=object)[d_g],
-                      "ja4_ab": parts["ab"].to_numpy(dtype=object)[d_j],
-                      "ja4_c": parts["c"].to_numpy(dtype=object)[d_j]})
-    lg = learned.assign(group=c_group(learned["origin"]), client_id=learned["client_id"].astype(object),
-                        ja4_ab=learned["ja4_ab"].astype(object), ja4_c=learned["ja4_c"].astype(object))
-    full = pd.MultiIndex.from_frame(lg[["client_id", "group", "ja4_ab", "ja4_c"]])
-    hit_full = pd.MultiIndex.from_frame(d[["client_id", "group", "ja4_ab", "ja4_c"]]).isin(full)
-    per_c = lg.groupby(["client_id", "group", "ja4_ab", "ja4_c"], observed=True)["count"].sum()
-    per_ab = per_c.groupby(level=[0, 1, 2]).agg(["size", "sum", "max"])
-    varies = per_ab[(per_ab["size"] >= VARY_MIN_DISTINCT) & (per_ab["max"] <= VARY_MAX_TOP_SHARE * per_ab["sum"])]
-    hit_vary = pd.MultiIndex.from_frame(d[["client_id", "group", "ja4_ab"]]).isin(varies.index)
-    own_groups = pd.MultiIndex.from_frame(lg[["client_id", "group"]].drop_duplicates())
-    same_group = pd.MultiIndex.from_frame(d[["client_id", "group"]]).isin(own_groups)
+    d_client, d_group = np.asarray(clients, dtype=object)[d_c], np.asarray(g_uniq, dtype=object)[d_g]
+    d_ab, d_c4 = parts["ab"].to_numpy(dtype=object)[d_j], parts["c"].to_numpy(dtype=object)[d_j]
+    k_client, k_group = learned.codes("client_id", d_client), learned.codes("group", d_group)
+    k_ab, k_c = learned.codes("ja4_ab", d_ab), learned.codes("ja4_c", d_c4)
+    cg = _chain(learned.cg, k_client, k_group, learned.n["group"])
+    cga = _chain(learned.cga, cg, k_ab, learned.n["ja4_ab"])
+    hit_full = _chain(learned.cgac, cga, k_c, learned.n["ja4_c"]) >= 0
+    hit_vary = (cga >= 0) & learned.varies[np.maximum(cga, 0)]
+    same_group = cg >= 0
     # JA4_ab learned from another source group: that entry's JA4_c cannot be compared with this one's
-    other = lg[["client_id", "ja4_ab", "group"]].drop_duplicates().merge(
-        d[["client_id", "ja4_ab", "group"]].reset_index(), on=["client_id", "ja4_ab"], suffixes=("_b", ""))
-    other = other[other["group_b"] != other["group"]]
-    hit_other = np.zeros(len(d), dtype=bool)
-    hit_other[other["index"].to_numpy(dtype=np.int64)] = True
-    d_seen = np.append(hit_full | hit_vary | hit_other, False)
+    at = _chain(learned.ca, k_client, k_ab, learned.n["ja4_ab"])
+    hit_other = (at >= 0) & ((learned.ab_groups[np.maximum(at, 0)] > 1)
+                             | (learned.ab_group[np.maximum(at, 0)] != k_group))
+    d_seen = np.append(np.asarray(hit_full | hit_vary | hit_other, dtype=bool), False)
     d_how = np.append(np.where(same_group, COMPARED_STACK, COMPARED_AB).astype(np.int8), COMPARED_STACK)
-    pos = np.where(live[inv], np.cumsum(live)[inv] - 1, len(d))  # rows without a client or JA4: the trailing pad
+    pos = np.where(live[inv], np.cumsum(live)[inv] - 1, len(d_client))  # rows without a client or JA4: the trailing pad
     return d_seen[pos], d_how[pos]
+
+
+class _Clients:
+    """The baseline's clients and fingerprints as the indexes :func:`baseline_signals` reads (once per baseline)."""
+
+    def __init__(self, b: Baseline) -> None:
+        clients = self.clients = pd.Index(b.clients_["client_id"])
+        self.conns = b.clients_["connections"].to_numpy()
+        self.stab = b.client_stability().set_index("client_id").reindex(clients)["stability"].fillna(0.0).to_numpy()
+        # per kind: its rows, its distinct values, and each learned pair as (client position, value position)
+        self.pairs: dict[str, tuple[pd.DataFrame, pd.Index, npt.NDArray[np.int64], npt.NDArray[np.int64]]] = {}
+        for kind in ("ja4", "ja3n"):
+            fp = b.fingerprints_[b.fingerprints_["kind"] == kind]
+            vals = pd.Index(fp["value"].unique())
+            self.pairs[kind] = (fp, vals, np.asarray(clients.get_indexer(fp["client_id"]), dtype=np.int64),
+                                np.asarray(vals.get_indexer(fp["value"]), dtype=np.int64))
+        prev = b.prevalence()
+        p4 = prev[prev["kind"] == "ja4"].set_index("value") if len(prev) else pd.DataFrame(columns=["clients"])
+        self.p4_values = pd.Index(p4.index)
+        self.p4_clients = np.asarray(p4["clients"].to_numpy(dtype=np.int64)) if len(p4) else None
+        vers = b.versions_
+        self.floor: npt.NDArray[np.float64] | None = None
+        if len(vers):
+            floor = pd.to_numeric(vers.groupby("client_id", observed=True)["max_version"].min(), errors="coerce")
+            self.floor = np.append(floor.reindex(clients).to_numpy(dtype=np.float64), np.nan)
 
 
 def baseline_signals(df: pd.DataFrame, b: Baseline, cid: pd.Series, ja4: pd.Series, ja3n: pd.Series,
                       ev: Evidence) -> Any:
-    clients = pd.Index(b.clients_["client_id"])
+    learned = derived(b, "fingerprint_signals.clients", ("clients_", "fingerprints_", "versions_"),
+                      lambda: _Clients(b))
+    clients = learned.clients
     c = positions(cid, clients)
     known_client = c >= 0
-    conns = b.clients_["connections"].to_numpy()
-    stab = b.client_stability().set_index("client_id").reindex(clients)["stability"].fillna(0.0).to_numpy()
-    prev = b.prevalence()
+    conns = learned.conns
+    stab = learned.stab
 
     seen: dict[str, npt.NDArray[np.bool_]] = {}
     client_of: dict[str, npt.NDArray[np.int64]] = {}  # each learned pair's client, as a position in clients
     for kind, values in (("ja4", ja4), ("ja3n", ja3n)):
-        fp = b.fingerprints_[b.fingerprints_["kind"] == kind]
-        vals = pd.Index(fp["value"].unique())
+        fp, vals, pairs_c, pairs_v = learned.pairs[kind]
         v = positions(values, vals)
-        pairs_c = client_of[kind] = np.asarray(clients.get_indexer(fp["client_id"]), dtype=np.int64)
-        pairs_v = np.asarray(vals.get_indexer(fp["value"]), dtype=np.int64)
+        client_of[kind] = pairs_c
         seen[kind] = pair_in(c, v, pairs_c, pairs_v, len(vals))
     # the stack (no SNI flag), or JA4_ab alone across sources or where the client's JA4_c varies
     stacked, how = stack_seen(b, clients, c, ja4, text_column(df, "fingerprint_origin"))
@@ -170,12 +250,10 @@ def baseline_signals(df: pd.DataFrame, b: Baseline, cid: pd.Series, ja4: pd.Seri
         out: npt.NDArray[np.object_] = np.where(has4[i], ja4.iloc[i].to_numpy(dtype=object),
                                                 ja3n.iloc[i].to_numpy(dtype=object))
         return out
-    p4 = prev[prev["kind"] == "ja4"].set_index("value") if len(prev) else pd.DataFrame(columns=["clients"])
-    pos = positions(ja4, pd.Index(p4.index))
-    others = np.where(pos >= 0, np.asarray(p4["clients"].to_numpy(dtype=np.int64))[np.maximum(pos, 0)]
-                      if len(p4) else 0, 0)
+    pos = positions(ja4, learned.p4_values)
+    others = np.where(pos >= 0, learned.p4_clients[np.maximum(pos, 0)] if learned.p4_clients is not None else 0, 0)
     weight = (30.0 + 30.0 * stab[np.maximum(c, 0)]) * np.where(others > 0, 0.6, 1.0)
-    fp = b.fingerprints_[b.fingerprints_["kind"] == "ja4"]
+    fp = learned.pairs["ja4"][0]
 
     def expected(i: npt.NDArray[np.int64]) -> npt.NDArray[np.object_]:
         ci = np.unique(c[i])
@@ -202,10 +280,8 @@ def baseline_signals(df: pd.DataFrame, b: Baseline, cid: pd.Series, ja4: pd.Seri
     ev.add("new_fingerprint_for_client", new, detail, expected=expected, observed=observed, weight=weight)
 
     # TLS downgrade: the highest version offered is below anything this client offered before
-    vers = b.versions_
-    if len(vers):
-        floor = pd.to_numeric(vers.groupby("client_id", observed=True)["max_version"].min(), errors="coerce")
-        fl = np.append(floor.reindex(clients).to_numpy(dtype=np.float64), np.nan)
+    fl = learned.floor
+    if fl is not None:
         # the version digits of each distinct JA4, broadcast by the categorical's codes
         cats = ja4.cat.categories
         v_cat = np.append(pd.to_numeric(pd.Series(cats.str.slice(1, 3)), errors="coerce").to_numpy(np.float64), np.nan)
@@ -240,18 +316,23 @@ def baseline_signals(df: pd.DataFrame, b: Baseline, cid: pd.Series, ja4: pd.Seri
     return pd.Categorical.from_codes(text_codes[cid.cat.codes.to_numpy()], categories=pd.Index(text_cats, dtype=object))
 
 
+def _known_stacks(b: Baseline) -> pd.Index:
+    learned = b.fingerprints_.loc[b.fingerprints_["kind"] == "ja4", "value"].drop_duplicates().reset_index(drop=True)
+    known: pd.Index = pd.Index(ja4_parts(learned)["stack"].dropna().unique())
+    return known
+
+
 def convergence_signal(df: pd.DataFrame, b: Baseline, cid: pd.Series, ja4: pd.Series, ev: Evidence, window: str,
                  min_clients: int) -> None:
     """Many clients on one fingerprint the population never used, inside one time window."""
     if "ts" not in df.columns or ja4.isna().all():
         return
     # compared as stacks: clients dialling IP literals (no SNI) at once are not a new hello
-    learned = b.fingerprints_.loc[b.fingerprints_["kind"] == "ja4", "value"].drop_duplicates().reset_index(drop=True)
-    known = pd.Index(ja4_parts(learned)["stack"].dropna().unique())
+    known = derived(b, "fingerprint_signals.known_stacks", ("fingerprints_",), lambda: _known_stacks(b))
     cat = ja4 if isinstance(ja4.dtype, pd.CategoricalDtype) else ja4.astype("string").astype("category")
     codes = np.asarray(cat.cat.codes, dtype=np.int64)
     cat_stack = ja4_parts(pd.Series(cat.cat.categories, dtype="string"))["stack"]
-    cat_known = np.append(np.asarray(known.get_indexer(cat_stack)) >= 0, False)  # code -1: the trailing False
+    cat_known = np.append(np.asarray(known.get_indexer(pd.Index(cat_stack))) >= 0, False)  # code -1: the trailing False
     s_codes, _ = pd.factorize(cat_stack)
     stack = np.append(np.asarray(s_codes, dtype=np.int64), -1)[codes]  # one id per stack, not per JA4
     ts = pd.to_datetime(df["ts"], utc=True).reset_index(drop=True)

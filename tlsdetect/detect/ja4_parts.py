@@ -16,6 +16,10 @@ So the *stack* form of ``a`` drops the flag and counts extensions without SNI: `
 ``t13i3111h2`` both become ``t13x3111h2`` (``x``: "SNI flag dropped, SNI not counted"). The ``ab`` key is that
 normalised ``a`` with ``b``; the stack key adds ``c``. Everything is computed once per distinct value and
 broadcast by codes; a value that is not JA4-shaped keeps itself as its stack key and has no parts.
+
+The parts of a few distinct values are remembered (:data:`MEMO_SIZE` values, process-wide): a one-row
+request paid ~40 ms of fixed pandas cost per call on the 2-core machine for one value (issue 18 #15).
+A large call (over :data:`MEMO_BATCH` distinct values) is computed as a whole and not remembered.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from tlsdetect.detect.columns import Unique
@@ -32,6 +37,11 @@ __all__ = ["JA4_SHAPE", "PART_COLUMNS", "ja4_parts", "learn_ja4_stacks", "stack_
 JA4_SHAPE = re.compile(r"^[tqd](?:1[0-3]|s[23]|d[0-3]|00)[di]\d{4}[0-9a-z]{2}_[0-9a-f]{12}_[0-9a-f]{12}$")
 #: The columns of :func:`ja4_parts`.
 PART_COLUMNS = ("a", "b", "c", "stack_a", "ab", "stack")
+#: Distinct values whose parts are remembered (the memo is emptied when full).
+MEMO_SIZE = 65_536
+#: Calls with more distinct values than this skip the memo (computed vectorised, as a whole).
+MEMO_BATCH = 4_096
+_MEMO: dict[str, tuple[str | None, ...]] = {}
 
 
 def stack_a(a: pd.Series) -> pd.Series:
@@ -51,7 +61,30 @@ def ja4_parts(values: pd.Series) -> pd.DataFrame:
     """Per row: ``a``, ``b``, ``c``, ``stack_a`` (:func:`stack_a`), ``ab`` (``stack_a`` + ``_`` + ``b``) and
     ``stack`` (``ab`` + ``_`` + ``c``; the value itself when it is not JA4-shaped). String columns."""
     u = Unique(values)
-    text = u.values.str.strip().str.lower()
+    if len(u.values) > MEMO_BATCH:
+        per_unique = _parts(u.values)
+    else:
+        keys = u.values.tolist()
+        known = [_MEMO.get(k) for k in keys]
+        miss = [i for i, k in enumerate(known) if k is None]
+        if miss:
+            fresh = _parts(u.values.iloc[miss].reset_index(drop=True))
+            if len(_MEMO) + len(miss) > MEMO_SIZE:
+                _MEMO.clear()
+            for j, i in enumerate(miss):
+                known[i] = _MEMO[keys[i]] = tuple(fresh[col][j] for col in PART_COLUMNS)
+        per_unique = {col: np.array([k[c] for k in known if k is not None], dtype=object)
+                      for c, col in enumerate(PART_COLUMNS)}
+    out = pd.DataFrame(index=range(len(values)))
+    for col in PART_COLUMNS:
+        arr = per_unique[col]
+        out[col] = pd.array(u.rows(arr) if len(arr) else np.full(len(values), None, dtype=object), dtype="string")
+    return out
+
+
+def _parts(uniq: pd.Series) -> dict[str, npt.NDArray[np.object_]]:
+    """The parts of each of ``uniq`` (distinct, non-missing strings), as object arrays (``None`` for none)."""
+    text = uniq.str.strip().str.lower()
     ok = text.str.match(JA4_SHAPE.pattern).fillna(False).to_numpy(dtype=bool)
     parts = pd.DataFrame({c: pd.Series(pd.NA, index=text.index, dtype="string") for c in PART_COLUMNS})
     good = text[ok]
@@ -60,12 +93,8 @@ def ja4_parts(values: pd.Series) -> pd.DataFrame:
     parts.loc[ok, "c"] = good.str.slice(24, 36)
     parts.loc[ok, "stack_a"] = stack_a(good.str.slice(0, 10))
     parts["ab"] = parts["stack_a"] + "_" + parts["b"]
-    parts["stack"] = (parts["ab"] + "_" + parts["c"]).where(pd.Series(ok, index=text.index), u.values)
-    out = pd.DataFrame(index=range(len(values)))
-    for col in PART_COLUMNS:
-        arr = parts[col].astype(object).where(parts[col].notna(), None).to_numpy()
-        out[col] = pd.array(u.rows(arr) if len(arr) else np.full(len(values), None, dtype=object), dtype="string")
-    return out
+    parts["stack"] = (parts["ab"] + "_" + parts["c"]).where(pd.Series(ok, index=text.index), uniq)
+    return {col: parts[col].astype(object).where(parts[col].notna(), None).to_numpy() for col in PART_COLUMNS}
 
 
 def learn_ja4_stacks(ja4: pd.Series, origin: pd.Series, cid: pd.Series, ts: pd.Series) -> pd.DataFrame:

@@ -20,6 +20,7 @@ import pandas as pd
 
 from tlsdetect.detect.baseline import Baseline
 from tlsdetect.detect.columns import Unique, pair_in, positions, texts_at
+from tlsdetect.detect.derived import derived
 from tlsdetect.detect.evidence import Evidence
 from tlsdetect.detect.features import has_grease, weak_cipher_count
 from tlsdetect.detect.knowledge import Knowledge
@@ -49,6 +50,12 @@ def product_like(ja3_full: pd.Series, rows: npt.NDArray[np.bool_], kb: Knowledge
     return out
 
 
+def _population_weak(b: Baseline) -> int:
+    """Weak cipher offers over the baseline's distinct hellos (counted once per baseline)."""
+    return derived(b, "population_signals.weak", ("hellos_",),
+                   lambda: int(weak_cipher_count(b.hellos_).sum()) if len(b.hellos_) else 0)
+
+
 def model_signal(codes: npt.NDArray[np.int64], hellos: pd.DataFrame, b: Baseline, ev: Evidence,
                  ja3_full: pd.Series | None = None, kb: Knowledge | None = None) -> None:
     """``model_outlier`` (supporting; alone where :func:`product_like`, given ``ja3_full`` and ``kb``) and
@@ -74,7 +81,7 @@ def model_signal(codes: npt.NDArray[np.int64], hellos: pd.DataFrame, b: Baseline
                expected=f"a hello within Jaccard distance {b.novelty_threshold} of a known one",
                observed=np.round(row_d, 3), alone=alone)
     weak = weak_cipher_count(hellos)
-    pop_weak = int(weak_cipher_count(b.hellos_).sum()) if len(b.hellos_) else 0
+    pop_weak = _population_weak(b)
     if pop_weak == 0:
         row_weak = np.where(codes >= 0, weak[np.maximum(codes, 0)], 0)
         ev.add("weak_ciphers", row_weak > 0,
@@ -170,7 +177,7 @@ def ua_signals(df: pd.DataFrame, b: Baseline | None, kb: Knowledge, ja4: pd.Seri
         row_weak = np.where(codes >= 0, weak[np.maximum(codes, 0)], 0)
         browser = uaf.isin(list(BROWSERS)).fillna(False).to_numpy()
         # where the population never offered weak ciphers, the model signal already said so
-        population_weak = b is None or (len(b.hellos_) > 0 and int(weak_cipher_count(b.hellos_).sum()) > 0)
+        population_weak = b is None or _population_weak(b) > 0
         ev.add("weak_ciphers", (row_weak > 0) & browser & population_weak,
                lambda i: ("the User-Agent claims a current browser, which offers no weak ciphers; this hello offers "
                           + texts_at(row_weak, i)),

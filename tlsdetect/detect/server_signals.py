@@ -34,6 +34,7 @@ import pandas as pd
 
 from tlsdetect.detect.baseline import Baseline
 from tlsdetect.detect.columns import as_category, pair_in, text_column, texts_at
+from tlsdetect.detect.derived import derived
 from tlsdetect.detect.evidence import Evidence
 from tlsdetect.detect.renewals import clear_certs, explained_by_renewal, renewal_deltas, same_servers, unseen_certs
 from tlsdetect.detect.server_profiles import Coded, ServerRows, combine, profile_counts, server_rows
@@ -67,22 +68,72 @@ class _Pairs:
         self.families = np.asarray(rows.family.texts, dtype=object)[uniq[keep] % nf]
 
 
+class _Learned:
+    """The learned profiles of one kind as lookup structures: built once per baseline (``derived``)."""
+
+    def __init__(self, table: pd.DataFrame, kind: str, min_obs: int, all_counts: pd.DataFrame) -> None:
+        sub = table[table["kind"] == kind]
+        counts = all_counts[all_counts["kind"] == kind]
+        counts = counts[counts["observations"] >= min_obs].reset_index(drop=True)
+        self.counts = counts
+        self.scopes = {scope: bool((counts["scope"] == scope).any()) for scope in ("sni", "addr")}
+        ident = self.ident = pd.MultiIndex.from_frame(counts[["scope", "server", "family"]].astype(object))
+        # learned values of the kept profiles, as (profile id, value) pairs
+        vals = sub[sub.set_index(["scope", "server", "family"]).index.isin(ident)]
+        self.value_pid = np.asarray(ident.get_indexer(vals.set_index(["scope", "server", "family"]).index),
+                                    dtype=np.int64)
+        self.values = vals.reset_index(drop=True)
+        self.known = pd.Index(self.values["value"].unique())
+        self.known_pos = np.asarray(self.known.get_indexer(self.values["value"]), dtype=np.int64)
+        self.size = pd.to_numeric(self.values["value"], errors="coerce").to_numpy(dtype=np.float64)
+        good = ~np.isnan(self.size)
+        self.size_keys = np.sort(self.value_pid[good] * _SHIFT + self.size[good].astype(np.int64))
+        self._expected: dict[str, npt.NDArray[np.object_]] = {}
+
+    def expected(self, kind: str) -> npt.NDArray[np.object_]:
+        """Per profile id: what it holds, as text for a reason's ``expected`` (made on first use)."""
+        if kind not in self._expected:
+            self._expected[kind] = self._expected_texts(kind)
+        return self._expected[kind]
+
+    def _expected_texts(self, kind: str) -> npt.NDArray[np.object_]:
+        v = self.values.assign(pid=self.value_pid)
+        if kind == "flight":
+            size = pd.to_numeric(v["value"], errors="coerce")
+            g = v.assign(size=size).groupby("pid")
+            text = (g["size"].min().astype("int64").astype(str) + "-" + g["size"].max().astype("int64").astype(str)
+                    + " bytes (" + g["value"].nunique().astype(str) + " size(s), "
+                    + g["count"].sum().astype(str) + " full handshakes)")
+        else:
+            top = v.sort_values("count", ascending=False, kind="stable").groupby("pid").head(3)
+            text = (top["value"].astype(str) + " (" + top["count"].astype(str) + ")").groupby(top["pid"]).agg(", ".join)
+        out = np.full(len(self.counts) + 1, None, dtype=object)
+        out[text.index.to_numpy(dtype=np.int64)] = text.to_numpy(dtype=object)
+        return out
+
+
+def _learned(b: Baseline, min_obs: int) -> dict[str, _Learned]:
+    """Each kind's :class:`_Learned` of ``b.server_values_``, once per baseline and ``min_obs``."""
+    def build() -> dict[str, _Learned]:
+        table = b.server_values_
+        counts = profile_counts(table)
+        return {kind: _Learned(table, kind, min_obs, counts) for kind in SIGNAL_OF}
+    return derived(b, f"server_signals.profiles.{min_obs}", ("server_values_",), build)
+
+
 class _Profiles:
     """The learned profiles of one kind: ids per (scope, server, family), their values, broadcast to rows."""
 
-    def __init__(self, table: pd.DataFrame, kind: str, rows: ServerRows, pairs: dict[str, _Pairs],
-                 min_obs: int, all_counts: pd.DataFrame | None = None) -> None:
-        sub = table[table["kind"] == kind]
-        counts = profile_counts(sub) if all_counts is None else all_counts[all_counts["kind"] == kind]
-        counts = counts[counts["observations"] >= min_obs].reset_index(drop=True)
-        self.counts = counts
+    def __init__(self, learned: _Learned, rows: ServerRows, pairs: dict[str, _Pairs]) -> None:
+        self.learned = learned
+        self.counts = learned.counts
         n = len(rows.family.codes)
         self.pid = np.full(n, -1, dtype=np.int64)
         self.scope = np.zeros(n, dtype=np.int8)  # 1: by name, 2: by address
-        ident = pd.MultiIndex.from_frame(counts[["scope", "server", "family"]].astype(object))
+        ident = learned.ident
         for s, scope in enumerate(("sni", "addr"), start=1):  # the name's profile first, else the address's
             pr = pairs[scope]
-            if len(pr.servers) == 0 or not (counts["scope"] == scope).any():
+            if len(pr.servers) == 0 or not learned.scopes[scope]:
                 continue
             # each distinct (server, family) of the rows looked up once, then broadcast by code
             per_pair = np.asarray(ident.get_indexer(pd.MultiIndex.from_arrays(
@@ -91,24 +142,18 @@ class _Profiles:
             hit = (pid >= 0) & (self.pid < 0)
             self.pid[hit] = pid[hit]
             self.scope[hit] = s
-        # learned values of the kept profiles, as (profile id, value) pairs
-        vals = sub[sub.set_index(["scope", "server", "family"]).index.isin(ident)]
-        self.value_pid = np.asarray(ident.get_indexer(vals.set_index(["scope", "server", "family"]).index),
-                                    dtype=np.int64)
-        self.values = vals.reset_index(drop=True)
+        self.value_pid = learned.value_pid
+        self.values = learned.values
 
     def seen(self, coded_codes: npt.NDArray[np.int64], texts: npt.NDArray[np.object_]) -> npt.NDArray[np.bool_]:
         """Whether each row's value is one its profile learned (rows without a profile or value: False)."""
-        known = pd.Index(self.values["value"].unique())
+        known = self.learned.known
         vpos = np.append(np.asarray(known.get_indexer(pd.Index(texts, dtype=object)), dtype=np.int64), -1)[coded_codes]
-        return pair_in(self.pid, vpos, self.value_pid, np.asarray(known.get_indexer(self.values["value"]),
-                                                                  dtype=np.int64), len(known))
+        return pair_in(self.pid, vpos, self.value_pid, self.learned.known_pos, len(known))
 
     def near(self, size: npt.NDArray[np.float64], tolerance: int) -> npt.NDArray[np.bool_]:
         """Whether each row's flight size is within ``tolerance`` bytes of a size its profile learned."""
-        learned = pd.to_numeric(self.values["value"], errors="coerce").to_numpy(dtype=np.float64)
-        good = ~np.isnan(learned)
-        keys = np.sort(self.value_pid[good] * _SHIFT + learned[good].astype(np.int64))
+        keys = self.learned.size_keys
         ok = (self.pid >= 0) & ~np.isnan(size)
         if len(keys) == 0:
             return np.zeros(len(size), dtype=bool)
@@ -123,19 +168,7 @@ class _Profiles:
 
     def expected(self, kind: str) -> npt.NDArray[np.object_]:
         """Per profile id: what it holds, as text for a reason's ``expected``."""
-        v = self.values.assign(pid=self.value_pid)
-        if kind == "flight":
-            size = pd.to_numeric(v["value"], errors="coerce")
-            g = v.assign(size=size).groupby("pid")
-            text = (g["size"].min().astype("int64").astype(str) + "-" + g["size"].max().astype("int64").astype(str)
-                    + " bytes (" + g["value"].nunique().astype(str) + " size(s), "
-                    + g["count"].sum().astype(str) + " full handshakes)")
-        else:
-            top = v.sort_values("count", ascending=False, kind="stable").groupby("pid").head(3)
-            text = (top["value"].astype(str) + " (" + top["count"].astype(str) + ")").groupby(top["pid"]).agg(", ".join)
-        out = np.full(len(self.counts) + 1, None, dtype=object)
-        out[text.index.to_numpy(dtype=np.int64)] = text.to_numpy(dtype=object)
-        return out
+        return self.learned.expected(kind)
 
 
 def server_signals(df: pd.DataFrame, b: Baseline, ja4: pd.Series, ev: Evidence, compared: Any,
@@ -156,9 +189,9 @@ def server_signals(df: pd.DataFrame, b: Baseline, ja4: pd.Series, ev: Evidence, 
     profiles: dict[str, _Profiles] = {}
     bits_t = np.zeros(len(first), dtype=np.int64)
     pairs = {scope: _Pairs(t, scope) for scope in ("sni", "addr")}
-    counts = profile_counts(table)
+    learned = _learned(b, MIN_OBSERVATIONS)
     for bit, kind in enumerate(SIGNAL_OF):
-        p = _Profiles(table, kind, t, pairs, MIN_OBSERVATIONS, counts)
+        p = _Profiles(learned[kind], t, pairs)
         val = t.values[kind]
         has = (p.pid >= 0) & (val.codes >= 0)
         same = p.near(t.flight, FLIGHT_TOLERANCE) if kind == "flight" else p.seen(val.codes, val.texts)
@@ -170,8 +203,7 @@ def server_signals(df: pd.DataFrame, b: Baseline, ja4: pd.Series, ev: Evidence, 
     stack_same = ~(changed["ja3s"] | changed["cipher"] | changed["version"])
     pf = profiles["flight"]
     changed["flight"] &= ~_renewal(df, b, rows, changed["flight"] & stack_same, pf.pid[group], pf.scope[group],
-                                   pf.value_pid, pd.to_numeric(pf.values["value"], errors="coerce").to_numpy(
-                                       dtype=np.float64), window)
+                                   pf.value_pid, pf.learned.size, window)
 
     pids: dict[str, npt.NDArray[np.int64]] = {}  # per row, for the kinds that fired
     for kind, code in SIGNAL_OF.items():
