@@ -12,6 +12,7 @@ import pandas as pd
 from tlsdetect import schema
 from tlsdetect.detect.baseline import ROLES, Baseline
 from tlsdetect.detect.columns import Codes, Unique, codes_of, pair_in, positions, raw_column, texts_at
+from tlsdetect.detect.derived import derived
 from tlsdetect.detect.evidence import Evidence
 from tlsdetect.detect.issuers import dn_key
 from tlsdetect.detect.knowledge import Knowledge, classify_issuers
@@ -26,7 +27,8 @@ def issuer_signals(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge, e
     n = len(df)
     rank = np.full(n, len(CLASS_RANK), dtype=np.int64)
     mesh = baseline.mesh_cas_ if baseline is not None else None
-    keys_by_sha = kb.interception_keys.set_index("sha256") if len(kb.interception_keys) else None
+    keys_by_sha: pd.DataFrame | None = kb._memo("interception_keys_by_sha", lambda: (
+        kb.interception_keys.set_index("sha256") if len(kb.interception_keys) else None))
     for role, (key_col, name_col, akid_col) in ROLES.items():
         names = raw_column(df, name_col)
         keys = raw_column(df, key_col)
@@ -150,6 +152,26 @@ def _chain_lookalike(df: pd.DataFrame, role: str, mesh_role: pd.DataFrame) -> np
     return np.asarray(chains.rows(hit), dtype=bool)  # a row without a chain: no hit
 
 
+class _SniIssuers:
+    """The issuers each server name presented in the baseline, indexed (once per baseline: ``derived``)."""
+
+    def __init__(self, si: pd.DataFrame) -> None:
+        self.si = si
+        self.snis = pd.Index(si["sni"].unique())
+        self.keys = pd.Index(si["issuer_key"].unique())
+        self.pairs_s = np.asarray(self.snis.get_indexer(si["sni"]), dtype=np.int64)
+        self.pairs_k = np.asarray(self.keys.get_indexer(si["issuer_key"]), dtype=np.int64)
+        self._usual: npt.NDArray[np.object_] | None = None
+
+    def usual(self) -> npt.NDArray[np.object_]:
+        """Per server name (in ``snis`` order): its three most common issuers (made on first use)."""
+        if self._usual is None:
+            usual = self.si.sort_values("count", ascending=False).groupby("sni", observed=True)["issuer"].agg(
+                lambda v: "; ".join(v.astype(str).head(3)))
+            self._usual = usual.reindex(self.snis).to_numpy(dtype=object)
+        return self._usual
+
+
 def sni_issuer_signal(df: pd.DataFrame, b: Baseline, ev: Evidence, sni_names: Coded | None = None) -> None:
     """A server name that presented certificates of other issuers throughout the baseline (``sni_names``: the
     rows' :func:`~tlsdetect.detect.server_profiles.server_names`, when the caller has them already)."""
@@ -160,20 +182,16 @@ def sni_issuer_signal(df: pd.DataFrame, b: Baseline, ev: Evidence, sni_names: Co
     # lowercase, as the baseline learned them; code -1 (no name) takes the trailing None
     sni = Codes(coded.codes, np.append(np.asarray(coded.texts, dtype=object), np.array([None], dtype=object)))
     key = raw_column(df, "server_issuer_key")
-    snis = pd.Index(si["sni"].unique())
-    keys = pd.Index(si["issuer_key"].unique())
+    learned = derived(b, "issuer_signals.sni_issuers", ("sni_issuers_",), lambda: _SniIssuers(si))
+    snis, keys = learned.snis, learned.keys
     s_pos = np.append(np.asarray(snis.get_indexer(pd.Index(coded.texts, dtype=object)), dtype=np.int64), -1)[
         coded.codes]
     k_pos = positions(key, keys)
-    seen = pair_in(s_pos, k_pos, np.asarray(snis.get_indexer(si["sni"]), dtype=np.int64),
-                    np.asarray(keys.get_indexer(si["issuer_key"]), dtype=np.int64), len(keys))
+    seen = pair_in(s_pos, k_pos, learned.pairs_s, learned.pairs_k, len(keys))
     changed = (s_pos >= 0) & key.notna().to_numpy() & ~seen
     if not changed.any():
         return
-    usual = si.sort_values("count", ascending=False).groupby("sni", observed=True)["issuer"].agg(
-        lambda v: "; ".join(v.astype(str).head(3)))
-    usual_arr = usual.reindex(snis).to_numpy(dtype=object)
-    expected = usual_arr[np.maximum(s_pos, 0)]
+    expected = learned.usual()[np.maximum(s_pos, 0)]
     def names(i: npt.NDArray[np.int64]) -> npt.NDArray[np.object_]:
         shown = raw_column(df, "server_issuer").iloc[i].to_numpy(dtype=object)
         fallback = key.iloc[i].to_numpy(dtype=object)
