@@ -346,3 +346,62 @@ def tcp_conversation(
             seq, ack = server_isn + 1 + off, client_isn + 1
             frames.append(ipv4_tcp_frame(shost, chost, sport, cport, seq, ack, ACK | PSH, data, ident=i))
     return pcap_file((t0 + i // 1000, (i % 1000) * 1000, f) for i, f in enumerate(frames))
+
+
+# -- TLS handshakes by hand --------------------------------------------------------------------------
+
+
+def _v8(data: bytes) -> bytes:
+    return bytes([len(data)]) + data
+
+
+def _v16(data: bytes) -> bytes:
+    return struct.pack(">H", len(data)) + data
+
+
+def tls_extension(ext_type: int, data: bytes) -> bytes:
+    return struct.pack(">HH", ext_type, len(data)) + data
+
+
+def client_hello_body(sni: str = "example.com", *, padding: int = 0) -> bytes:
+    """A TLS 1.3 ClientHello body: SNI, ALPN h2, groups, signature algorithms, supported versions;
+    ``padding`` bytes of a padding extension (21) make it as large as a test needs."""
+    name = sni.encode()
+    exts = tls_extension(0, _v16(b"\x00" + _v16(name)))
+    exts += tls_extension(16, _v16(_v8(b"h2")))
+    exts += tls_extension(10, _v16(struct.pack(">HH", 0x001D, 0x0017)))
+    exts += tls_extension(13, _v16(struct.pack(">HH", 0x0403, 0x0804)))
+    exts += tls_extension(43, _v8(struct.pack(">HH", 0x0304, 0x0303)))
+    if padding:
+        exts += tls_extension(21, bytes(padding))
+    ciphers = struct.pack(">HHH", 0x1301, 0x1302, 0xC02F)
+    return struct.pack(">H", 0x0303) + bytes(range(32)) + _v8(b"") + _v16(ciphers) + _v8(b"\x00") + _v16(exts)
+
+
+def server_hello_body_tls13() -> bytes:
+    exts = tls_extension(43, struct.pack(">H", 0x0304)) + tls_extension(51, struct.pack(">HH", 0x001D, 32) + bytes(32))
+    return struct.pack(">H", 0x0303) + bytes(range(1, 33)) + _v8(b"") + struct.pack(">HB", 0x1301, 0) + _v16(exts)
+
+
+def handshake_message(msg_type: int, body: bytes) -> bytes:
+    return bytes([msg_type]) + len(body).to_bytes(3, "big") + body
+
+
+def tls_records(payload: bytes, fragment: int, content: int = 22) -> list[bytes]:
+    """``payload`` (handshake messages) cut into TLS records of at most ``fragment`` bytes each."""
+    return [
+        bytes([content, 3, 1]) + struct.pack(">H", len(payload[i : i + fragment])) + payload[i : i + fragment]
+        for i in range(0, len(payload), fragment)
+    ]
+
+
+def stream_segments(data: bytes | Sequence[bytes], mss: int, *, from_client: bool) -> list[tuple[bool, int, bytes]]:
+    """Segments for :func:`tcp_conversation`: each item of ``data`` (or ``data`` itself) cut at ``mss``."""
+    parts = [data] if isinstance(data, bytes) else list(data)
+    out: list[tuple[bool, int, bytes]] = []
+    off = 0
+    for part in parts:
+        for i in range(0, len(part), mss):
+            out.append((from_client, off + i, part[i : i + mss]))
+        off += len(part)
+    return out

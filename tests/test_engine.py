@@ -99,3 +99,113 @@ def test_time_order_moves_every_row_with_its_sni(rows: list[tuple[int, bytes | N
     assert out["ts"].tolist() == [rows[i][0] for i in expected]
     assert out["sni_len"].tolist() == [-1 if rows[i][1] is None else len(rows[i][1] or b"") for i in expected]
     assert out["sni_bytes"].tobytes() == b"".join(rows[i][1] or b"" for i in expected)
+
+
+# -- reassembly limits in bytes, not rounds (issue 18 rows 2 and 13) ----------------------------------
+
+import datetime  # noqa: E402
+import struct  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from tlsdetect.readers.pcap.engine import EXACT_ROUNDS, MAX_STREAM, read_pcap  # noqa: E402
+
+from .craft import (  # noqa: E402
+    client_hello_body,
+    handshake_message,
+    server_hello_body_tls13,
+    stream_segments,
+    tcp_conversation,
+    tls_records,
+)
+
+_TLS13_SERVER = tls_records(handshake_message(2, server_hello_body_tls13()), 1 << 14)
+
+
+def _read(tmp_path: Path, client: list[tuple[bool, int, bytes]], server: list[tuple[bool, int, bytes]],
+          ) -> list[pd.DataFrame]:
+    path = tmp_path / "limits.pcap"
+    path.write_bytes(tcp_conversation(("10.0.0.1", 40000), ("10.0.0.2", 443), client + server))
+    frames = []
+    for fast in (True, False):
+        df, stats = read_pcap(path, fast_lane=fast)
+        assert stats.warnings == []
+        assert len(df) == 1
+        frames.append(df)
+    return frames
+
+
+@pytest.mark.parametrize("records", [EXACT_ROUNDS + 1, 12, 40, 300])
+def test_a_hello_in_many_records_each_in_its_own_segment(tmp_path: Path, records: int) -> None:
+    """Row 2: nine or more records, one per segment, used to run out of reassembly rounds."""
+    hello = handshake_message(1, client_hello_body(padding=600))
+    parts = tls_records(hello, -(-len(hello) // records))
+    server = stream_segments(_TLS13_SERVER, 1400, from_client=False)
+    for df in _read(tmp_path, stream_segments(parts, 10**6, from_client=True), server):
+        row = df.iloc[0]
+        assert row["sni"] == "example.com"
+        assert row["ja4"].startswith("t13d0306h2_")
+        assert row["ch_records"] == len(parts)
+        assert pd.isna(row["incomplete"])
+
+
+def test_a_65k_hello_in_4_byte_segments(tmp_path: Path) -> None:
+    """Row 13: 16k segments and four records, well inside the depth: read whole."""
+    hello = handshake_message(1, client_hello_body(padding=65_000))
+    client = stream_segments(b"".join(tls_records(hello, 1 << 14)), 4, from_client=True)
+    for df in _read(tmp_path, client, stream_segments(_TLS13_SERVER, 1400, from_client=False)):
+        assert df["sni"].tolist() == ["example.com"]
+        assert df["ch_records"].tolist() == [4]
+
+
+def _der_certificate() -> bytes:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "big.example")])
+    day = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(7).not_valid_before(day).not_valid_after(day + datetime.timedelta(days=9))
+            .sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+@pytest.mark.parametrize(("chain_bytes", "whole"), [(130_000, True), (MAX_STREAM - 10_000, True),
+                                                    (MAX_STREAM + 40_000, False)])
+def test_a_long_certificate_chain_up_to_the_depth(tmp_path: Path, chain_bytes: int, whole: bool) -> None:
+    """Row 13: a TLS 1.2 chain of 128 KB or more was dropped silently; inside the depth it is read,
+    beyond it the row says ``depth_exceeded`` (the client's hello is still fingerprinted)."""
+    certs = [_der_certificate()] + [bytes(2000)] * (chain_bytes // 2003)
+    listing = b"".join(len(c).to_bytes(3, "big") + c for c in certs)
+    hello12 = struct.pack(">H", 0x0303) + bytes(range(1, 33)) + b"\x00" + struct.pack(">HB", 0xC02F, 0) + b"\x00\x00"
+    flight = (handshake_message(2, hello12) + handshake_message(11, len(listing).to_bytes(3, "big") + listing)
+              + handshake_message(14, b""))
+    hello = tls_records(handshake_message(1, client_hello_body()), 1 << 14)
+    client = stream_segments(hello, 1400, from_client=True)
+    client.append((True, len(hello[0]), b"\x14\x03\x03\x00\x01\x01"))
+    for df in _read(tmp_path, client, stream_segments(tls_records(flight, 1 << 14), 1400, from_client=False)):
+        row = df.iloc[0]
+        assert isinstance(row["ja4"], str)
+        assert isinstance(row["ja3s"], str)
+        if whole:
+            assert row["server_subject"] == "CN=big.example"
+            assert pd.isna(row["incomplete"])
+        else:
+            assert pd.isna(row["server_subject"])
+            assert row["incomplete"] == "depth_exceeded"
+
+
+def test_a_hello_cut_by_the_capture_is_a_row_that_says_so(tmp_path: Path) -> None:
+    """A hello that began and never became whole used to vanish: now it is a row with a reason."""
+    hello = tls_records(handshake_message(1, client_hello_body()), 1 << 14)[0]
+    path = tmp_path / "cut.pcap"
+    path.write_bytes(tcp_conversation(("10.0.0.1", 40000), ("10.0.0.2", 443), [(True, 0, hello[:100])]))
+    for fast in (True, False):
+        df, _ = read_pcap(path, fast_lane=fast)
+        assert df["incomplete"].tolist() == ["hello_cut"]
+        assert df["ja4"].isna().all()
+        assert (df["client_port"].tolist(), df["server_port"].tolist()) == ([40000], [443])

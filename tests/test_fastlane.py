@@ -16,7 +16,7 @@ from tlsdetect import schema
 from tlsdetect.readers.pcap.engine import iter_pcap, read_pcap
 
 from .conftest import INTERCEPTION, PROJECT_PCAPS, REFERENCE, ROOT, needs_reference
-from .craft import tcp_conversation
+from .craft import tcp_conversation, tls_records
 from .test_tls_stream import follow, needs_tshark
 
 CAPTURES = sorted(
@@ -292,3 +292,23 @@ def test_recent_chains_never_lend_a_group_to_other_bytes() -> None:
     assert [chains.group(memoryview(m), (i % 7,)) for i, m in enumerate(many)] == groups
     assert chains.kept <= fastlane.RECENT_CHAINS
     assert all(len(bucket) <= fastlane.RECENT_PER_PROBE for bucket in chains.recent.values())
+
+
+def test_a_window_with_no_whole_handshake_is_not_a_crash(tmp_path: Path) -> None:
+    """Issue 18 row 4: a first window of hellos whose answers come later left an empty entry in
+    the lane's recent keys, and the next window's lookup in it raised IndexError."""
+    from .craft import client_hello_body, handshake_message, ipv4_tcp_frame, pcap_file, server_hello_body_tls13
+
+    hello = tls_records(handshake_message(1, client_hello_body()), 1 << 14)[0]
+    answer = tls_records(handshake_message(2, server_hello_body_tls13()), 1 << 14)[0]
+    n = 400  # ~130 KB of ClientHellos before the first ServerHello: two 64 KiB windows
+    frames = [ipv4_tcp_frame("10.0.0.1", "10.0.0.2", 20000 + i, 443, 1000, 1, 0x18, hello) for i in range(n)]
+    frames += [ipv4_tcp_frame("10.0.0.2", "10.0.0.1", 443, 20000 + i, 1, 1000 + len(hello), 0x18, answer)
+               for i in range(n)]
+    path = tmp_path / "late-answers.pcap"
+    path.write_bytes(pcap_file((1_700_000_000, i, f) for i, f in enumerate(frames)))
+    frame, _ = read_pcap(path, window=64 * 1024)
+    assert len(frame) == n
+    assert frame["sni"].eq("example.com").all()
+    assert frame["incomplete"].isna().all()
+    _assert_same(path, window=64 * 1024)

@@ -99,6 +99,11 @@ def test_every_tcp_stream_with_a_fingerprint_is_covered() -> None:
             row = _rows(name)[extra.pop()]
             assert row["ja3"] is None
             assert row["ja3s"] is not None
+        # A hello that began and was cut (arkime_synthetic's truncated 69-byte hello): no
+        # fingerprint to compare, so the reference skips it; the row must say why it has none.
+        cut = {t for t in extra if _rows(name)[t]["incomplete"] is not None}
+        assert all(_rows(name)[t]["ja3"] is None for t in cut)
+        extra -= cut
         assert not extra, f"{name}: connections the reference does not know: {sorted(extra)}"
 
 

@@ -77,6 +77,27 @@ LINKS: dict[str, tuple[int, Callable[[Packet], Packet | bytes]]] = {
     "null": (0, lambda ip: Loopback(type=2 if ip.version == 4 else 30) / ip),
     "loop": (108, lambda ip: b"\0\0\0" + bytes([2 if ip.version == 4 else 24]) + bytes(ip)),
 }
+
+
+def _ppp_proto(ip: Packet) -> bytes:
+    return b"\x00\x21" if ip.version == 4 else b"\x00\x57"
+
+
+def _pppoe(ip: Packet) -> Packet:
+    """PPPoE session header (version/type 0x11, code 0, session 1, length), then PPP."""
+    length = 2 + len(bytes(ip))
+    return Raw(b"\x11\x00\x00\x01" + length.to_bytes(2, "big") + _ppp_proto(ip)) / ip
+
+
+LINKS.update({  # the prefix as a Raw layer before the IP packet, so the tests still find the IP layer
+    "ppp": (9, lambda ip: Raw(b"\xff\x03" + _ppp_proto(ip)) / ip),
+    "ppp-unframed": (9, lambda ip: Raw(_ppp_proto(ip)) / ip),
+    "ppp-compressed": (9, lambda ip: Raw(_ppp_proto(ip)[1:]) / ip),  # RFC 1661 protocol-field compression
+    "ppp-hdlc": (50, lambda ip: Raw(b"\xff\x03" + _ppp_proto(ip)) / ip),
+    "pppoe": (51, _pppoe),
+    "ethernet-pppoe": (1, lambda ip: eth(type=0x8864) / _pppoe(ip)),
+    "cisco-hdlc": (104, lambda ip: Raw(b"\x0f\x00" + (b"\x08\x00" if ip.version == 4 else b"\x86\xdd")) / ip),
+})
 if CookedLinuxV2 is not None:
     LINKS["sll2"] = (276, lambda ip: CookedLinuxV2(ifindex=3, lladdrtype=1, lladdrlen=6) / ip)
 if LoopbackOpenBSD is not None:
@@ -265,6 +286,33 @@ def test_not_ip_and_unknown_linktypes_are_invalid(tmp_path: Path) -> None:
     assert [r["valid"] for r in decoded_rows(path)] == [False, False]
     other = write_pcap(tmp_path / "b.pcap", 147, [bytes(IP() / TCP())])  # LINKTYPE_USER0
     assert [r["valid"] for r in decoded_rows(other)] == [False]
+
+
+@pytest.mark.parametrize(("linktype", "name"), [(105, "IEEE 802.11"), (127, "IEEE 802.11 radiotap"),
+                                                (147, "user-defined DLT_USER0"), (9999, "unknown")])
+def test_unsupported_link_types_are_counted_and_named(tmp_path: Path, linktype: int, name: str) -> None:
+    """Issue 18 row 8: an 802.11/radiotap/DLT 147 capture said "0 connections" and nothing else."""
+    frames = [bytes(IP(src=V4_SRC, dst=V4_DST) / TCP(flags="PA") / Raw(b"\x16\x03\x01\x00\x05\x01xxxx"))] * 3
+    path = write_pcap(tmp_path / "w.pcap", linktype, frames)
+    for batch in CaptureReader(path):
+        assert decode(batch).unsupported == {linktype: 3}
+    frame, stats = read_pcap(path)
+    assert len(frame) == 0
+    key = f"unsupported link type {linktype} ({name})"
+    assert stats.skipped[key] == 3
+    assert stats.warnings == [f"w.pcap: {key}: 3 packets skipped"]
+    supported = write_pcap(tmp_path / "e.pcap", 1, [eth() / IP() / TCP()])
+    assert read_pcap(supported)[1].warnings == []
+
+
+def test_unsupported_link_types_counted_among_supported_ones() -> None:
+    """pcapng interfaces of several link types in one window: only the unsupported ones count."""
+    from tlsdetect.readers.pcap.capture import PacketBatch
+
+    batch = PacketBatch(buf=np.zeros(400, dtype=np.uint8), data=np.arange(0, 400, 50, dtype=np.int64),
+                        caplen=np.full(8, 40, dtype=np.int64), ts_ns=np.zeros(8, dtype=np.int64),
+                        linktype=np.array([1, 105, 9, 105, 127, 113, 12, 50], dtype=np.int64))
+    assert decode(batch).unsupported == {105: 2, 127: 1}
 
 
 # -- end to end: real hellos in every link type -----------------------------------------------------

@@ -333,3 +333,34 @@ def test_stray_record_lookalike_arrives_first() -> None:
     segs = [(True, 0, client), (False, stray, server[stray : stray + 1]), (False, 0, server)]
     expected = expected_for(name, tcp_stream)
     check_row(run_engine(expected, segs), expected)
+
+
+# -- the record count and the incomplete reason of one connection ------------------------------------
+
+
+@SETTINGS
+@given(body=st.binary(min_size=0, max_size=3000), fragment=st.integers(1, 2**14), tail=st.binary(max_size=40))
+def test_first_message_records_counts_its_records(body: bytes, fragment: int, tail: bytes) -> None:
+    from tlsdetect.readers.pcap.tls_stream import first_message_records
+
+    from .craft import handshake_message, tls_records
+
+    msg = handshake_message(1, body)
+    records = tls_records(msg, fragment)
+    data = b"".join(records)
+    assert first_message_records(data + tail) == len(records)
+    assert first_message_records(data[:-1]) is None  # not whole yet
+
+
+def test_incomplete_reasons_of_a_direction() -> None:
+    from tlsdetect.readers.pcap.tls_stream import Connection, DirectionView, Endpoint, gave_up
+
+    assert gave_up(None) == "no_client_hello"
+    assert gave_up(DirectionView(capped=True)) == "depth_exceeded"
+    assert gave_up(DirectionView(errors=["handshake type 1: short"])) == "malformed_hello"
+    assert gave_up(DirectionView(stop="not_tls")) == "malformed_hello"
+    assert gave_up(DirectionView(stop="limit")) == "message_limit"
+    assert gave_up(DirectionView()) == "hello_cut"
+    conn = Connection(a=Endpoint(0, 1, 1000), b=Endpoint(0, 2, 443), ts_ns=0, views={True: DirectionView()})
+    assert conn.incomplete() == "hello_cut"
+    assert conn.row()["incomplete"] == "hello_cut"

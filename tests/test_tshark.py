@@ -95,6 +95,8 @@ CROSS_FIELDS = (
     "peer_cert_sha256",
     "peer_issuer_key",
     "fingerprint_origin",
+    "incomplete",
+    "ch_records",
     *FLIGHT_FIELDS,
 )
 UDP_TRANSPORTS = {"quic", "dtls"}
@@ -242,6 +244,11 @@ def test_tcp_streams_agree_with_native_engine(name: str) -> None:
     """Same TCP connections and the same values: the engines differ only in dissection and reassembly."""
     ours = {k: r for k, r in _rows(name).items() if r["transport"] == "tcp"}
     native = _native(name)
+    # A hello that began and was cut (no hello to dissect, so tshark shows no TLS): the native row says
+    # ``hello_cut`` rather than vanishing (issue 18's anomaly ledger).
+    cut = {k for k, r in native.items() if r["incomplete"] == "hello_cut" and k not in ours}
+    assert all(native[k]["ja3"] is None and native[k]["ja3s"] is None for k in cut)
+    native = {k: r for k, r in native.items() if k not in cut}
     assert set(ours) == set(native)
     differences = [
         f"{key} {field}: tshark={ours[key][field]!r} native={native[key][field]!r}"

@@ -57,6 +57,14 @@ Column groups:
   echoed the client's non-empty session ID, ``sh_session_id_echoed``, or went straight to
   ChangeCipherSpec). Missing when the source did not see that far (a capture cut after the
   hellos) or does not log it;
+* what the reader could not see: ``incomplete`` is null when the handshake was read as far as the
+  row's columns go, else the reason code of where the reader gave up (the capture engine:
+  ``depth_exceeded`` a direction passed the reassembly depth before its hello or chain was whole,
+  ``hello_cut`` a hello began but never became whole (a gap, the capture's end, an idle flow),
+  ``no_client_hello`` only the server's side was seen, ``malformed_hello``, ``message_limit``):
+  a row with missing fingerprints is never just a quiet row. ``ch_records`` is the number of TLS
+  records the first ClientHello came in (1 for nearly every stack; many tiny records are an
+  evasion of record-at-a-time inspection); missing where the source does not say;
 * later stages' columns (``user_agent``, ``client_id``) exist from the start so all sources
   share one shape.
 """
@@ -137,6 +145,8 @@ COLUMNS: Mapping[str, str] = {
     "server_flight_bytes": "Int32",
     "client_flight": "object",
     "client_flight_bytes": "Int32",
+    "incomplete": "string",
+    "ch_records": "Int32",
 }
 
 LIST_COLUMNS = tuple(c for c, t in COLUMNS.items() if t == "object")

@@ -47,7 +47,7 @@ from tlsdetect.fingerprint import client_fingerprints, enrich
 from tlsdetect.readers.base import ReadStats
 from tlsdetect.readers.pcap.capture import WINDOW, CaptureReader, PacketBatch
 from tlsdetect.readers.pcap.fastlane import FastLane, Segments
-from tlsdetect.readers.pcap.packets import PROTO_TCP, Decoded, decode, flow_hash
+from tlsdetect.readers.pcap.packets import PROTO_TCP, Decoded, decode, flow_hash, linktype_name
 from tlsdetect.readers.pcap.tls_stream import Connection, Endpoint, read_direction, reassemble_runs
 from tlsdetect.wire.gather import Gather
 from tlsdetect.wire.tls import ClientHello
@@ -56,12 +56,14 @@ __all__ = ["iter_connections", "iter_pcap", "read_pcap"]
 
 log = logging.getLogger(__name__)
 
-#: Most bytes of one direction we ever reassemble: hellos plus a long certificate chain.
+#: Most bytes of one direction we ever reassemble (Suricata's ``stream.reassembly.depth``): hellos and
+#: a long chain. In bytes, never records or rounds (a fixed number of rounds was an evasion).
 MAX_STREAM = 256 * 1024
 #: A connection untouched for this many windows is finished with what it has (memory bound).
 IDLE_WINDOWS = 8
-#: Rounds of "select the needed segments, parse, grow the need" per window.
-MAX_ROUNDS = 8
+#: Rounds per window that read exactly what the parser asks for; then a direction still growing reads
+#: ahead, doubling each round: rounds stay logarithmic in its bytes (40k one-byte records: ~25).
+EXACT_ROUNDS = 8
 #: Bytes of a server's first flight taken at once (a typical chain fits).
 SERVER_FIRST_FLIGHT = 16 * 1024
 #: Rows per chunk handed to the sinks.
@@ -118,6 +120,7 @@ class _Window:
     seg: Segments
     start: I64
     fragments: int
+    unsupported: dict[int, int]
 
 
 def _prepare(batch: PacketBatch, dec: Decoded) -> _Window:
@@ -130,7 +133,7 @@ def _prepare(batch: PacketBatch, dec: Decoded) -> _Window:
     start = np.flatnonzero(_start_mask(batch.buf, payload, plen))
     if len(start):
         seg.by_key()  # the fast lane's flow-key order
-    return _Window(batch.buf, seg, start, dec.fragments)
+    return _Window(batch.buf, seg, start, dec.fragments, dec.unsupported)
 
 
 def _lowest_start(keys: npt.NDArray[np.uint64], seq: I64) -> tuple[npt.NDArray[np.uint64], I64]:
@@ -170,6 +173,8 @@ class _Engine:
         st.window += 1
         counts = self.stats.counts
         counts["ip_fragments_skipped"] += w.fragments
+        for code, packets in w.unsupported.items():
+            self.stats.skipped[f"unsupported link type {code} ({linktype_name(code)})"] += packets
         seg, start = w.seg, w.start
         counts["tcp_payload_packets"] += len(seg.keys)
         base, self.base = self.base, self.base + len(seg.keys)
@@ -236,8 +241,15 @@ class _Engine:
         self, buf: npt.NDArray[np.uint8], keys: npt.NDArray[np.uint64], seq: I64, payload: I64, plen: I64, first_at: int
     ) -> None:
         st = self.state
-        taken = np.zeros(len(keys), dtype=bool)
-        for _ in range(MAX_ROUNDS):
+        if not st.flows:
+            return
+        # Only packets of open directions can be chosen (none opens during the rounds): the rounds look at those.
+        open_keys = np.sort(np.fromiter(st.flows.keys(), dtype=np.uint64, count=len(st.flows)))
+        pos = np.minimum(np.searchsorted(open_keys, keys), len(open_keys) - 1)
+        sub = np.flatnonzero(open_keys[pos] == keys)
+        rounds = 0
+        while len(sub):  # each round takes at least one packet of ``sub`` or ends
+            rounds += 1
             wanting = [(k, d) for k, d in st.flows.items() if d.need > 0]
             if not wanting:
                 return
@@ -246,24 +258,25 @@ class _Engine:
             k_arr = k_arr[order]
             base = np.fromiter((d.base_seq for _, d in wanting), dtype=np.int64, count=len(wanting))[order]
             need = np.fromiter((d.need for _, d in wanting), dtype=np.int64, count=len(wanting))[order]
-            pos = np.minimum(np.searchsorted(k_arr, keys), len(k_arr) - 1)
-            hit = (k_arr[pos] == keys) & ~taken
-            rel = (seq - base[pos]) & 0xFFFFFFFF
+            if rounds > EXACT_ROUNDS:
+                need = np.minimum(need << min(rounds - EXACT_ROUNDS, 20), MAX_STREAM)
+            s_keys = keys[sub]
+            pos = np.minimum(np.searchsorted(k_arr, s_keys), len(k_arr) - 1)
+            rel = (seq[sub] - base[pos]) & 0xFFFFFFFF
             rel = np.where(rel >= 1 << 31, rel - (1 << 32), rel)
-            hit &= (rel + plen > 0) & (rel < need[pos])
-            chosen = np.flatnonzero(hit)
+            hit = (k_arr[pos] == s_keys) & (rel + plen[sub] > 0) & (rel < need[pos])
+            chosen, chosen_rel, sub = sub[hit], rel[hit].tolist(), sub[~hit]
             if len(chosen) == 0:
                 return
-            taken[chosen] = True
             self.stats.counts["segments_parsed"] += len(chosen)
             touched: dict[int, Connection] = {}
-            for j in chosen.tolist():  # Python only for segments inside a handshake
+            for j, r in zip(chosen.tolist(), chosen_rel, strict=True):  # Python only for segments inside a handshake
                 d = st.flows[int(keys[j])]
-                r, start = int(rel[j]), int(payload[j])
+                start = int(payload[j])
                 data = buf[start : start + int(plen[j])].tobytes()
                 if r < 0:
-                    data, r = data[-r:], 0
-                d.segments.append((r, data, first_at + j))
+                    data = data[-r:]
+                d.segments.append((max(r, 0), data, first_at + j))
                 d.dirty = True
                 touched[id(d.conn)] = d.conn
             self._reparse(touched.values())
@@ -298,7 +311,8 @@ class _Engine:
             st.flows.pop(key, None)
         st.conns.pop(id(conn), None)
         st.touched.pop(id(conn), None)
-        if any(v.client_hellos or v.server_hellos for v in conn.views.values()):
+        # A hello that began and was never read (cut, too deep, junk) is a row that says so (``incomplete``).
+        if any(v.client_hellos or v.server_hellos or v.data for v in conn.views.values()):
             st.rows.append(conn.row())
 
     def _expire(self) -> None:
@@ -437,8 +451,10 @@ def iter_connections(
             yield engine.drain()
     last = engine.drain(final=True)
     engine.stats.files += 1
+    for name in [n for n in engine.stats.skipped if n.startswith("unsupported link type")]:
+        engine.stats.warn(f"{Path(path).name}: {name}: {engine.stats.skipped[name]} packets skipped")
     total.merge(engine.stats).merge(reader.stats)  # the capture's: bytes_read, packets, warnings
-    for w in reader.stats.warnings:
+    for w in [*reader.stats.warnings, *engine.stats.warnings]:
         log.warning(w)
     if len(last):
         yield last

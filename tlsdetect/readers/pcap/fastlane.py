@@ -103,7 +103,10 @@ class Segments:
 
 
 def _member(values: U64, sorted_set: U64) -> B:
-    """``np.isin`` for a sorted, non-empty ``sorted_set``, by binary search."""
+    """``np.isin`` for a sorted ``sorted_set``, by binary search (an empty set holds nothing:
+    a window whose hellos were all incomplete leaves an empty entry in ``FastLane.recent``)."""
+    if len(sorted_set) == 0:
+        return np.zeros(len(values), dtype=bool)
     pos = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
     return sorted_set[pos] == values  # type: ignore[no-any-return]
 
@@ -589,6 +592,8 @@ class FastLane:
             "sni": _ascii_texts(col["sni_len"], col["sni_bytes"]),
             "hello_retry": pd.array(col["hrr"], dtype="boolean"),
             "fingerprint_origin": _constant("computed", len(c_gid)),
+            # This lane takes only hellos whole in one record (``framed`` in claim_handshakes).
+            "ch_records": pd.array(np.ones(len(c_gid), dtype=np.int64), dtype="Int32"),
         }
         out.update(_client_columns(self.clients.parsed, c_gid))
         out.update(_server_columns(self.servers.parsed, s_gid))

@@ -2,13 +2,16 @@
 
 Every field is read with numpy gathers at per-packet offsets; a packet whose headers do not fit
 its captured length, or that is not IPv4/IPv6 carrying TCP or UDP, is marked invalid rather than
-raising. Supported link types: Ethernet (with 802.1Q/802.1ad/QinQ tags), Linux SLL and SLL2, raw
-IPv4/IPv6, BSD NULL and OpenBSD LOOP.
+raising. Supported link types: Ethernet (with 802.1Q/802.1ad/QinQ tags and PPPoE sessions), Linux
+SLL and SLL2, raw IPv4/IPv6, BSD NULL and OpenBSD LOOP, PPP (with or without HDLC-like framing),
+PPPoE and Cisco HDLC. Packets of any other link type (802.11, radiotap, user DLTs...) are counted
+per type in :attr:`Decoded.unsupported`, so the engine can say which it skipped instead of
+reporting "0 connections".
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -16,7 +19,7 @@ import numpy.typing as npt
 from tlsdetect.readers.pcap.capture import PacketBatch
 from tlsdetect.wire.gather import Gather
 
-__all__ = ["LINKTYPES", "Decoded", "decode", "flow_hash"]
+__all__ = ["LINKTYPES", "UNSUPPORTED_NAMES", "Decoded", "decode", "flow_hash", "linktype_name"]
 
 I64 = npt.NDArray[np.int64]
 U64 = npt.NDArray[np.uint64]
@@ -31,7 +34,15 @@ LT_SLL = 113
 LT_IPV4 = 228
 LT_IPV6 = 229
 LT_SLL2 = 276
+LT_PPP = 9
+LT_PPP_HDLC = 50
+LT_PPP_ETHER = 51  # PPPoE session header, then PPP
+LT_C_HDLC = 104
 LINKTYPES = {
+    LT_PPP: "PPP",
+    LT_PPP_HDLC: "PPP in HDLC-like framing",
+    LT_PPP_ETHER: "PPPoE",
+    LT_C_HDLC: "Cisco HDLC",
     LT_NULL: "BSD loopback",
     LT_ETHERNET: "Ethernet",
     LT_RAW: "raw IP",
@@ -42,8 +53,23 @@ LINKTYPES = {
     LT_SLL2: "Linux cooked v2 (SLL2)",
 }
 
+#: Names of link types we do not decode, for the warning that says why a capture gave nothing.
+UNSUPPORTED_NAMES = {
+    6: "Token Ring", 10: "FDDI", 105: "IEEE 802.11", 119: "IEEE 802.11 Prism", 127: "IEEE 802.11 radiotap",
+    163: "IEEE 802.11 AVS", 192: "PPI", 195: "IEEE 802.15.4", 220: "USB Linux mmapped", 253: "netlink",
+    **{code: f"user-defined DLT_USER{code - 147}" for code in range(147, 163)},
+}
+
+
+def linktype_name(code: int) -> str:
+    return LINKTYPES.get(code) or UNSUPPORTED_NAMES.get(code, "unknown")
+
+
 ETH_IPV4 = 0x0800
 ETH_IPV6 = 0x86DD
+ETH_PPPOE_SESSION = 0x8864
+PPP_IPV4 = 0x0021
+PPP_IPV6 = 0x0057
 VLAN_TPIDS = (0x8100, 0x88A8, 0x9100)
 PROTO_TCP = 6
 PROTO_UDP = 17
@@ -73,6 +99,17 @@ class Decoded:
     payload: I64
     payload_len: I64
     fragments: int = 0
+    #: link type -> packets skipped because we do not decode that link type
+    unsupported: dict[int, int] = field(default_factory=dict)
+
+
+def _ppp(v: Gather, at: I64) -> tuple[I64, I64]:
+    """Network header offset and ethertype after a PPP protocol field at ``at`` (RFC 1661: one byte
+    when protocol-field compression made it odd, else two)."""
+    one = (v.u8(at) & 1) == 1
+    proto = np.where(one, v.u8(at), v.be16(at))
+    etype = np.where(proto == PPP_IPV4, ETH_IPV4, np.where(proto == PPP_IPV6, ETH_IPV6, 0))
+    return at + np.where(one, 1, 2), etype
 
 
 def _link_layer(v: Gather, batch: PacketBatch) -> tuple[I64, I64]:
@@ -94,8 +131,24 @@ def _link_layer(v: Gather, batch: PacketBatch) -> tuple[I64, I64]:
                 break
             et = np.where(tagged, v.be16(o + hdr + 2), et)
             hdr = np.where(tagged, hdr + 4, hdr)
+        pppoe = et == ETH_PPPOE_SESSION
+        if pppoe.any():  # 6 bytes of PPPoE session header, then the PPP protocol
+            at, ppp_et = _ppp(v, o + hdr + 6)
+            hdr = np.where(pppoe, at - o, hdr)
+            et = np.where(pppoe, ppp_et, et)
         l3[eth] = o + hdr
         etype[eth] = et
+
+    ppp = np.isin(lt, (LT_PPP, LT_PPP_HDLC, LT_PPP_ETHER))
+    if ppp.any():
+        o = off[ppp]
+        framed = (v.u8(o) == 0xFF) & (v.u8(o + 1) == 0x03)  # HDLC-like address and control bytes
+        skip = np.where(lt[ppp] == LT_PPP_ETHER, 6, np.where(framed, 2, 0))
+        l3[ppp], etype[ppp] = _ppp(v, o + skip)
+    hdlc = lt == LT_C_HDLC
+    if hdlc.any():  # address, control, then an ethertype
+        l3[hdlc] = off[hdlc] + 4
+        etype[hdlc] = v.be16(off[hdlc] + 2)
 
     for code, hdr_len, et_at in ((LT_SLL, 16, 14), (LT_SLL2, 20, 0)):
         sel = lt == code
@@ -200,7 +253,16 @@ def decode(batch: PacketBatch) -> Decoded:
     payload = np.where(tcp, l4 + doff, np.where(udp, l4 + 8, -1))
     payload_len = np.where(tcp | udp, ip_end - payload, 0)
     valid = (tcp | udp) & (payload_len >= 0)
+    unsupported: dict[int, int] = {}
+    lt = batch.linktype
+    if n and (lt == lt[0]).all():  # the usual capture: one link type, one lookup
+        if int(lt[0]) not in LINKTYPES and int(lt[0]) not in LT_RAW_ALT:
+            unsupported = {int(lt[0]): n}
+    elif (other := ~np.isin(lt, (*LINKTYPES, *LT_RAW_ALT))).any():
+        codes, counts = np.unique(batch.linktype[other], return_counts=True)
+        unsupported = dict(zip(codes.tolist(), counts.tolist(), strict=True))
     return Decoded(
+        unsupported=unsupported,
         valid=valid,
         ip_version=np.where(is4, 4, np.where(is6, 6, 0)),
         proto=np.where(tcp, PROTO_TCP, np.where(udp, PROTO_UDP, -1)),

@@ -124,6 +124,39 @@ def _next_need(data: bytes, consumed: int) -> int:
 MAX_MESSAGES = 16
 
 
+def first_message_records(data: bytes) -> int | None:
+    """How many TLS records the first handshake message of ``data`` came in (None: not whole).
+
+    Nearly every stack sends a ClientHello in one record; dozens of tiny records are a way past
+    inspection that reads one record at a time, so the count is a column of its own.
+    """
+    pos, records, head, body = 0, 0, bytearray(), 0
+    while pos + 5 <= len(data) and data[pos] == 22:
+        length = (data[pos + 3] << 8) | data[pos + 4]
+        fragment = data[pos + 5 : pos + 5 + length]
+        records += 1
+        take = min(4 - len(head), len(fragment))
+        head += fragment[:take]
+        body += len(fragment) - take
+        if len(head) == 4 and body >= int.from_bytes(head[1:], "big"):
+            return records
+        pos += 5 + length
+    return None
+
+
+def gave_up(view: DirectionView | None) -> str:
+    """Why a direction's hello was not read (the ``incomplete`` reason codes, see ``schema``)."""
+    if view is None:
+        return "no_client_hello"
+    if view.capped:
+        return "depth_exceeded"
+    if view.errors or view.stop in ("not_tls", "alert", "encrypted"):
+        return "malformed_hello"
+    if view.stop == "limit":
+        return "message_limit"
+    return "hello_cut"
+
+
 def read_direction(data: bytes, previous: DirectionView | None = None) -> DirectionView:
     """Parse every plaintext handshake message at the start of one direction.
 
@@ -342,6 +375,22 @@ class Connection:
             return None
         return view.next_need
 
+    def incomplete(self) -> str | None:
+        """The ``incomplete`` column: None when the hellos (and a TLS <= 1.2 chain) were read
+        whole, else where reading gave up. A direction never seen is a vantage point, not a give-up,
+        except for a missing ClientHello: its fingerprints are the row's point."""
+        client_key, _ = self._roles()
+        client, server = self.views.get(client_key), self.views.get(not client_key)
+        if client is None or not client.client_hellos:
+            return gave_up(client)
+        if server is None:
+            return None
+        if not server.server_hellos:
+            return gave_up(server)
+        if server.capped and not server.certificates and self._hello_want(not client_key) is not None:
+            return "depth_exceeded"  # the chain went past the reassembly depth
+        return None
+
     def settled(self) -> bool:
         _, known = self._roles()
         return known and all(self.want(k) is None for k in (True, False) if k in self.views) and len(
@@ -363,8 +412,10 @@ class Connection:
             "transport": "tcp",
         }
         offered: int | None = None
+        row["incomplete"] = self.incomplete()
         if client and client.client_hellos:
             ch = client.client_hellos[0]
+            row["ch_records"] = first_message_records(client.data)
             row["sni"] = ch.sni
             row.update(client_hello_columns(ch))
             real = [v for v in ch.supported_versions if (v & 0x0F0F) != 0x0A0A]
