@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from tlsdetect.readers.inputs import Inputs
     from tlsdetect.readers.logs import DeadLetter
     from tlsdetect.sinks.files import Sink
+    from tlsdetect.sinks.weird import WeirdLog
 
 __all__ = [
     "ALERT_FORMATS",
@@ -56,13 +57,16 @@ __all__ = [
     "no_progress_option",
     "open_inputs",
     "open_sink",
+    "open_weird",
     "output_file_option",
     "parse_columns",
     "print_summary",
     "progress_bytes",
     "report",
+    "report_weird",
     "user_errors",
     "warn_learned_mesh",
+    "weird_option",
     "write_behind",
 ]
 
@@ -157,6 +161,31 @@ def engine_option(help_text: str) -> Callable[[F], F]:
 def dead_letter_option(help_text: str) -> Callable[[F], F]:
     return click.option("--dead-letter", type=UserPath(dir_okay=False, writable=True, output=True),
                         help=help_text)
+
+
+def weird_option(f: F) -> F:
+    """``--weird FILE``: the anomaly ledger (:mod:`tlsdetect.sinks.weird`)."""
+    return click.option("--weird", type=UserPath(dir_okay=False, writable=True, output=True),
+                        help="Write the anomaly ledger here (JSON lines): each connection the reader gave up on "
+                             "(name: its 'incomplete' reason, with time and 4-tuple) and each counted skip.")(f)
+
+
+def open_weird(path: str | None) -> WeirdLog:
+    """The ledger; a path that cannot be opened is one line, not a traceback."""
+    from tlsdetect.sinks.weird import WeirdLog
+
+    try:
+        return WeirdLog(path)
+    except OSError as exc:
+        raise click.ClickException(f"{path}: cannot write the anomaly ledger ({exc.strerror or exc})") from None
+
+
+def report_weird(weird: WeirdLog, inputs: Inputs) -> None:
+    """Close the ledger with the read's counted skips; its summary line on stderr."""
+    weird.finish(inputs.stats)
+    line = weird.summary()
+    if line is not None:
+        click.echo(escape_text(line), err=True)
 
 
 def input_options(f: F) -> F:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from typing import TYPE_CHECKING
 
 import click
 
@@ -16,12 +17,18 @@ from tlsdetect.cli.common import (
     no_progress_option,
     open_inputs,
     open_sink,
+    open_weird,
     output_file_option,
     parse_columns,
     report,
+    report_weird,
     user_errors,
+    weird_option,
     write_behind,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @click.command()
@@ -36,6 +43,7 @@ from tlsdetect.cli.common import (
 @no_progress_option
 @input_format_option
 @dead_letter_option("Append log lines that cannot be read here (JSON lines: file, line, reason, text).")
+@weird_option
 def fingerprint(
     paths: tuple[str, ...],
     fmt: str,
@@ -45,6 +53,7 @@ def fingerprint(
     no_progress: bool,
     input_format: str | None,
     dead_letter: str | None,
+    weird: str | None,
 ) -> None:
     """Fingerprint every TLS handshake in PATHS: pcap/pcapng captures, Zeek ssl/x509/conn logs,
     Suricata EVE or Envoy access logs (files or directories; the format is detected from the
@@ -62,8 +71,16 @@ def fingerprint(
         letters = stack.enter_context(dead_letters(dead_letter))
         inputs = open_inputs(paths, engine, input_format, letters, progress=not no_progress)
         sink = open_sink(stack, fmt, output, wanted)
+        ledger = open_weird(weird)
+        stack.callback(ledger.close)
+
+        def write(chunk: pd.DataFrame) -> None:
+            ledger.observe(chunk)
+            sink.write(chunk)
+
         with user_errors():
-            write_behind(inputs.chunks(), sink.write)
+            write_behind(inputs.chunks(), write)
         sink.close()
     report(inputs, letters, dead_letter)
+    report_weird(ledger, inputs)
     click.echo(f"{sink.rows} connections from {len(inputs.files)} file(s)", err=True)

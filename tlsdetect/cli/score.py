@@ -17,11 +17,14 @@ from tlsdetect.cli.common import (
     input_options,
     open_inputs,
     open_sink,
+    open_weird,
     output_file_option,
     parse_columns,
     report,
+    report_weird,
     user_errors,
     warn_learned_mesh,
+    weird_option,
 )
 from tlsdetect.sinks.escape import escape_text
 
@@ -42,9 +45,10 @@ if TYPE_CHECKING:
 @click.option("--only-flagged", is_flag=True, help="Output only suspicious and intercepted connections.")
 @click.option("--columns", help="Comma-separated columns to output (not with ecs/cef: their fields are fixed).")
 @input_options
+@weird_option
 def score_cmd(paths: tuple[str, ...], baseline_dir: str | None, fmt: str, output: str | None, only_flagged: bool,
               columns: str | None, engine: str, input_format: str | None, dead_letter: str | None,
-              no_progress: bool) -> None:
+              no_progress: bool, weird: str | None) -> None:
     """Score every connection in PATHS against a baseline: score 0-100, verdict, reasons.
 
     Without --baseline, with the knowledge base and issuer rules alone (the summary says what was not compared).
@@ -70,6 +74,9 @@ def score_cmd(paths: tuple[str, ...], baseline_dir: str | None, fmt: str, output
         with user_errors():
             model = Baseline.load(baseline_dir) if baseline_dir is not None else None
             scored = score(inputs.read_all(), model)
+        ledger = open_weird(weird)
+        stack.callback(ledger.close)
+        ledger.observe(scored)
         scored["reason_codes"] = scored["reasons"].map(lambda rs: ", ".join(r["code"] for r in rs))
         if fmt in ALERT_FORMATS:
             _write_alerts(stack, fmt, output, scored)
@@ -80,6 +87,7 @@ def score_cmd(paths: tuple[str, ...], baseline_dir: str | None, fmt: str, output
             sink.write(shown)
             sink.close()
     report(inputs, letters, dead_letter)
+    report_weird(ledger, inputs)
     summary = summarize(scored)
     v = summary["verdicts"]
     click.echo(f"{summary['connections']} connections: {v['intercepted']} intercepted, {v['suspicious']} suspicious, "

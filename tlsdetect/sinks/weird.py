@@ -1,0 +1,82 @@
+"""The anomaly ledger, like Zeek's ``weird.log``: every place a reader gave up, named and counted.
+
+Two kinds of event, both written as JSON lines to ``--weird FILE`` and summed into one stderr line:
+
+* a connection whose handshake could not be read whole: its ``incomplete`` reason code (see
+  :mod:`tlsdetect.schema`) as ``name``, with the time, source, ``conn_id`` and 4-tuple;
+* a counted skip of the read (:attr:`tlsdetect.readers.base.ReadStats.skipped`: packets of an
+  unsupported link type, dead-lettered lines by reason...) as ``name`` with its ``count``.
+
+The ledger reads the connections table the command already produces, so the readers keep one
+output (rows and their stats) and batch, stream and REST see the same ``incomplete`` column.
+Rows are selected and written column-wise, never one Python step per row.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import TextIO
+
+import pandas as pd
+
+from tlsdetect.readers.base import ReadStats
+
+__all__ = ["EVENT_FIELDS", "WeirdLog"]
+
+#: Fields of a connection event, in this order.
+EVENT_FIELDS = ("ts", "name", "source", "conn_id", "client_ip", "client_port", "server_ip", "server_port")
+
+
+class WeirdLog:
+    """Collects the events of one run; writes them to ``path`` (None: count only)."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = None if path is None else Path(path)
+        self.counts: Counter[str] = Counter()
+        self._fh: TextIO | None = None
+        if self.path is not None:
+            self._fh = self.path.open("w", encoding="utf-8")
+
+    def observe(self, table: pd.DataFrame) -> None:
+        """Count (and write) the connections of ``table`` that say they are incomplete."""
+        if "incomplete" not in table.columns or not len(table):
+            return
+        hit = table["incomplete"].notna().to_numpy(dtype=bool)
+        if not hit.any():
+            return
+        names = table["incomplete"][hit].astype("string")
+        self.counts.update({str(k): int(v) for k, v in names.value_counts().items()})  # a few reason codes
+        if self._fh is None:
+            return
+        out = pd.DataFrame({"name": names.to_numpy()}, index=names.index)
+        for col in EVENT_FIELDS:
+            if col in table.columns and col != "name":
+                out[col] = table[col][hit]
+        if "ts" in out.columns:
+            out["ts"] = pd.to_datetime(out["ts"], utc=True).dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        out = out[[c for c in EVENT_FIELDS if c in out.columns]]
+        text = out.to_json(orient="records", lines=True, force_ascii=True)
+        self._fh.write(text if text.endswith("\n") else text + "\n")
+
+    def finish(self, stats: ReadStats) -> None:
+        """Add the read's counted skips (one event each, with its count) and close the file."""
+        for name, count in sorted(stats.skipped.items()):
+            self.counts[name] += count
+            if self._fh is not None:
+                self._fh.write(json.dumps({"name": name, "count": count}, ensure_ascii=True) + "\n")
+        self.close()
+
+    def close(self) -> None:
+        if self._fh is not None and not self._fh.closed:
+            self._fh.close()
+
+    def summary(self) -> str | None:
+        """One line for stderr, or None when nothing was given up on."""
+        if not self.counts:
+            return None
+        parts = ", ".join(f"{name} {n}" for name, n in sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0])))
+        where = f"; see {self.path}" if self.path is not None else " (add --weird FILE for each one)"
+        return f"weird: {sum(self.counts.values())} events: {parts}{where}"
+
