@@ -8,8 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from tlsdetect.readers.envoy import json as envoy_json
+from tlsdetect.readers.envoy.json import JsonReader
 from tlsdetect.readers.json_depth import MAX_DEPTH
+from tlsdetect.readers.json_names import MAX_NAMES, TOO_MANY_NAMES
 from tlsdetect.readers.logs import DeadLetter
 
 from .test_envoy import read_envoy, record, write
@@ -112,3 +117,82 @@ def test_text_line_of_dashes_is_a_dead_letter(tmp_path: Path) -> None:
     df = read_envoy([write(tmp_path, lines)], dead_letter=dead, text_format=fmt)
     assert list(df["client_ip"]) == ["10.1.2.3"]
     assert dead.stats.reasons["no connection fields"] == 1
+
+
+def test_many_distinct_names_make_no_columns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Arrow builds a column per name it meets: it must only ever be given the mapped names."""
+    widest: list[int] = []
+    read_json = envoy_json.pj.read_json
+
+    def spy(*args: object, **kwargs: object) -> object:
+        table = read_json(*args, **kwargs)  # type: ignore[arg-type]
+        widest.append(table.num_columns)
+        return table
+
+    monkeypatch.setattr(envoy_json.pj, "read_json", spy)
+    lines = [record(connection_id=i) for i in range(20)]  # a clean sample first, then other names
+    lines += [json.dumps({f"n{i}_{j}": "v" for j in range(40)}) if i % 3 else record(connection_id=100 + i)
+              for i in range(600)]  # fmt: skip
+    dead = DeadLetter()
+    df = read_envoy([write(tmp_path, lines)], dead_letter=dead)
+    assert len(df) == 20 + 200
+    assert dead.stats.reasons["no connection fields"] == 400
+    assert max(widest) <= len(JsonReader(None).names)  # never 16,000 columns of random names
+
+
+def test_a_mapped_name_first_seen_after_the_sample_is_read(tmp_path: Path) -> None:
+    """The sample (the block's first lines) decides the schema: a mapped name absent from it, or null
+    in it, must still be read where it appears later (a retype), and an unmapped name whose type
+    changes (null, then a number) must not cost any row."""
+    lines = [record(connection_id=i, bytes_sent=None, downstream_peer_uri_san=None) for i in range(200)]
+    lines += [record(connection_id=200 + i, bytes_sent=5, downstream_peer_uri_san="spiffe://a/b",
+                     downstream_peer_subject=f"CN=c{i}") for i in range(3)]  # fmt: skip
+    dead = DeadLetter()
+    df = read_envoy([write(tmp_path, lines)], dead_letter=dead)
+    assert dead.stats.bad_lines == 0
+    assert len(df) == 203
+    assert df["peer_subject"].tail(3).tolist() == ["CN=c0", "CN=c1", "CN=c2"]
+    assert df["peer_subject"].head(200).isna().all()
+    assert df["peer_uri_san"].notna().sum() == 3
+
+
+def test_a_line_with_too_many_names_is_a_dead_letter(tmp_path: Path) -> None:
+    wide = json.loads(record(connection_id=2))
+    wide.update({f"x{i}": i for i in range(MAX_NAMES)})
+    lines = [record(connection_id=1), json.dumps(wide), record(connection_id=3)]
+    dead = DeadLetter(tmp_path / "dead.jsonl")
+    df = read_envoy([write(tmp_path, lines)], dead_letter=dead)
+    dead.close()
+    assert list(df["conn_id"]) == ["1", "3"]
+    (rec,) = map(json.loads, (tmp_path / "dead.jsonl").open())
+    assert (rec["line"], rec["reason"]) == (2, TOO_MANY_NAMES)
+
+
+_NAMES = ["downstream_remote_address", "requested_server_name", "connection_id", "ja3", "response_code",
+          "downstream_peer_subject", "bytes_sent", "x", "%START_TIME%"]  # mapped and not  # fmt: skip
+_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-(2**62), 2**62), st.sampled_from([1.5, 2.0, -0.25]),
+                    st.text(max_size=5), st.just({"a": 1}))  # fmt: skip
+_LINES = st.lists(st.dictionaries(st.sampled_from(_NAMES) | st.from_regex(r"r[0-9]{1,3}", fullmatch=True),
+                                  _VALUES, max_size=6), min_size=1, max_size=40)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(_LINES, st.booleans())
+def test_every_block_path_reads_what_line_by_line_reads(monkeypatch: pytest.MonkeyPatch,
+                                                        objs: list[dict[str, object]], small: bool) -> None:
+    """Tiny samples and pieces drive every path (retype, off-sample names, drift, pieces); whatever
+    path a block takes, its rows are those of the per-line reference reading."""
+    if small:
+        monkeypatch.setattr(envoy_json, "_SAMPLE_BYTES", 60)
+        monkeypatch.setattr(envoy_json, "_SAMPLE_NAMES", 3)
+        monkeypatch.setattr(envoy_json, "_PIECE", 150)
+        monkeypatch.setattr(envoy_json, "_RETYPES", 1)
+    block = "".join(json.dumps(o) + ("\n\n" if i % 7 == 3 else "\n") for i, o in enumerate(objs)).encode()
+    reader = JsonReader(None)
+    got = reader._read_block(Path("x"), 10, block, DeadLetter())
+    want = reader._line_by_line(Path("x"), 10, block, DeadLetter())
+    assert (got.rows, got.lines) == (want.rows, want.lines)
+    for col, values in want.columns.items():
+        assert (got.columns[col].to_pylist() if col in got.columns else [None] * got.rows) == values.to_pylist()
+    assert [got.line_no(i) for i in range(got.rows)] == [want.line_no(i) for i in range(want.rows)]
+    assert [got.text(i) for i in range(got.rows)] == [want.text(i) for i in range(want.rows)]

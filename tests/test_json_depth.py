@@ -8,7 +8,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tlsdetect.readers.json_depth import MAX_DEPTH, JsonTooDeepError, deep_lines, depth, loads, without_lines
+from tlsdetect.readers.json_depth import (
+    MAX_DEPTH,
+    JsonTooDeepError,
+    deep_lines,
+    depth,
+    loads,
+    scan,
+    without_lines,
+)
 
 
 def nested(n: int, inner: str = "1") -> str:
@@ -82,3 +90,12 @@ def test_deep_lines_across_the_scan_pieces() -> None:
     block = (filler + pad + deep + "\n" + filler + nested(MAX_DEPTH) + "\n" + nested(500)).encode()
     assert block.index(deep.encode()) == (1 << 20) - 40
     assert deep_lines(block) == [4_001, 8_003]
+
+
+def test_scan_gives_the_deep_lines_and_every_newline() -> None:
+    block = ("{}\n" + nested(MAX_DEPTH + 1) + "\n\n[1]\n" + "x" * 10).encode()
+    deep, newlines = scan(block)
+    assert deep == deep_lines(block) == [1]
+    assert newlines.tolist() == [i for i, b in enumerate(block) if b == 0x0A]
+    assert scan(b"")[1].tolist() == []
+    assert scan(b"{}\n")[1].tolist() == [2]

@@ -8,10 +8,14 @@ random order among good records: the good records are all read, every hostile li
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -64,3 +68,43 @@ def test_hostile_lines_are_one_dead_letter_each(tmp_path: Path, layout: list[str
     assert len(df) == len(lines) - hostile
     assert dead.stats.bad_lines == hostile
     assert dead.stats.lines == len(lines)
+
+
+#: Reads one file with one reader under a 1 GB address-space limit and prints (rows, bad lines).
+#: Arrow's allocator is the system one (mimalloc reserves address space up front, beyond the limit).
+_BOUNDED_CHILD = """
+import json, resource, sys
+from pathlib import Path
+from tlsdetect.readers.envoy import read_envoy
+from tlsdetect.readers.logs import DeadLetter
+from tlsdetect.readers.suricata import read_suricata
+from tlsdetect.readers.zeek import read_zeek
+readers = {"envoy": read_envoy, "suricata": read_suricata, "zeek": read_zeek}
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+dead = DeadLetter()
+df = readers[sys.argv[1]]([Path(sys.argv[2])], dead_letter=dead)
+print(json.dumps([len(df), dead.stats.bad_lines]))
+"""
+
+
+@pytest.mark.parametrize("name", list(READERS))
+def test_many_distinct_names_read_in_bounded_memory(tmp_path: Path, name: str) -> None:
+    """1,500 records of 40 random names each (1 MB): a reader that makes a column per name met (Arrow's
+    JSON reader, a frame of all the records) needs 60,000 columns (Arrow: ``std::bad_alloc`` or
+    MemoryError beyond 1 GB; 6 GB at 4,000 lines), a dead letter among them too. Under 1 GB here."""
+    _, good, _ = READERS[name]
+    lines = [good(0)]
+    for i in range(1, 1_501):
+        obj = json.loads(good(i))
+        obj.update({f"n{i}_{j}": "v" for j in range(40)})
+        lines.append(json.dumps(obj))
+        if i % 15 == 0:
+            lines.append(json.dumps({f"d{i}_{j}": "v" for j in range(40)}))  # no record at all
+    path = tmp_path / f"{name}.json"
+    path.write_text("\n".join(lines) + "\n")
+    env = {**os.environ, "ARROW_DEFAULT_MEMORY_POOL": "system", "MALLOC_ARENA_MAX": "2"}
+    res = subprocess.run([sys.executable, "-c", _BOUNDED_CHILD, name, str(path)], capture_output=True, text=True,
+                         timeout=120, env=env, check=False)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows, bad = json.loads(res.stdout)
+    assert (rows, bad) == (1_501, 100)

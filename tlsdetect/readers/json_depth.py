@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MAX_DEPTH", "TOO_DEEP", "JsonTooDeepError", "deep_lines", "depth", "loads", "without_lines"]
+__all__ = ["MAX_DEPTH", "TOO_DEEP", "JsonTooDeepError", "deep_lines", "depth", "loads", "scan", "without_lines"]
 
 #: Deepest nesting a log line may have (an object inside an array inside an object is 3).
 MAX_DEPTH = 64
@@ -71,17 +71,23 @@ def _positions(buf: np.ndarray[Any, np.dtype[np.uint8]]) -> tuple[np.ndarray[Any
 
 def deep_lines(block: bytes, limit: int = MAX_DEPTH) -> list[int]:
     """0-based indices (in ``block.split(b"\\n")``) of the lines nested deeper than ``limit``."""
+    return scan(block, limit)[0]
+
+
+def scan(block: bytes, limit: int = MAX_DEPTH) -> tuple[list[int], np.ndarray[Any, np.dtype[np.int64]]]:
+    """:func:`deep_lines` and the offsets of the block's newlines, from one pass (other per-line
+    bounds, such as :func:`~tlsdetect.readers.json_names.wide_lines`, reuse the offsets)."""
     buf = np.frombuffer(block, dtype=np.uint8)
     opens, newlines = _positions(buf)
     if len(opens) <= limit:
-        return []
+        return [], newlines
     per_line = np.bincount(np.searchsorted(newlines, opens), minlength=len(newlines) + 1)
     suspects = np.flatnonzero(per_line > limit)
     if not len(suspects):
-        return []
+        return [], newlines
     starts = np.concatenate(([0], newlines + 1))
     ends = np.concatenate((newlines, [len(buf)]))
-    return [int(i) for i in suspects if depth(block[starts[i] : ends[i]]) > limit]
+    return [int(i) for i in suspects if depth(block[starts[i] : ends[i]]) > limit], newlines
 
 
 def without_lines(block: bytes, lines: list[int]) -> bytes:
