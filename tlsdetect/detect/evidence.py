@@ -65,6 +65,8 @@ SIGNALS: dict[str, Signal] = {s.code: s for s in (
            "or server"),
     Signal("model_outlier", 30, "the population model finds this ClientHello unlike any it learned",
            supporting=True),
+    Signal("incomplete_handshake", 30, "the reader could not see the whole handshake: no fingerprint to check"),
+    Signal("hello_fragmented", 50, "the ClientHello came in many tiny TLS records, a way past inspection"),
     Signal("resumed_no_certificate", 0, "a resumed session: no certificate to check (informational)"),
 )}
 
