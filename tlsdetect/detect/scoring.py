@@ -31,14 +31,17 @@ from tlsdetect.detect.columns import as_category, text_column
 from tlsdetect.detect.evidence import Evidence
 from tlsdetect.detect.features import hello_codes
 from tlsdetect.detect.fingerprint_signals import baseline_signals, convergence_signal, product_signals
+from tlsdetect.detect.identity_signals import identity_signals
 from tlsdetect.detect.issuer_signals import issuer_signals, sni_issuer_signal
 from tlsdetect.detect.knowledge import Knowledge, load_knowledge
 from tlsdetect.detect.population_signals import model_signal, ua_signals
 from tlsdetect.detect.product_resemblance import resemblance_signal
 from tlsdetect.detect.proxy_hosts import proxy_host_signal
+from tlsdetect.detect.resumption import resumption_signals
 from tlsdetect.detect.server_profiles import server_names
 from tlsdetect.detect.server_signals import server_signals
 from tlsdetect.detect.useragent import ua_family
+from tlsdetect.detect.visibility_signals import visibility_signals
 
 __all__ = [
     "NO_BASELINE_COMPARED", "NO_BASELINE_NOT_COMPARED", "SCORE_COLUMNS", "SCORE_OUTPUT_COLUMNS", "SCORE_TABLE_COLUMNS",
@@ -111,10 +114,13 @@ def score(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge | None = No
         sni_issuer_signal(out, baseline, ev, names)
         convergence_signal(out, baseline, cid, ja4, ev, convergence_window, convergence_min_clients)
         proxy_host_signal(out, baseline, cid, ev)
-        model_signal(codes, hellos, baseline, ev)
+        identity_signals(out, baseline, ev)
+        model_signal(codes, hellos, baseline, ev, text_column(out, "ja3_full"), kb)
         compared = server_signals(out, baseline, ja4, ev, compared, convergence_window, convergence_min_clients,
                                   names)
     ua_signals(out, baseline, kb, ja4, ja3n, ja3, uaf, codes, hellos, ev)
+    visibility_signals(out, ev)
+    issuer_class = resumption_signals(out, cid, issuer_class, ev)  # last: it reads the certificate evidence
 
     scores = ev.scores()
     out["client_id"] = cid_text.astype("string")
