@@ -1,0 +1,133 @@
+"""What is fuzzed: one target per parser of untrusted bytes, each with the errors it may raise.
+
+A target takes one input (bytes) and drives it through the same entry point the CLI or the REST
+API uses. An exception of a type in ``expected`` is the documented answer to bad input (a clear
+one-line error for the user); any other exception, a hang past the time limit, or a signal is a
+finding. Readers get a real file (the CLI reads paths), written under ``$TMPDIR`` per run.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["ENVOY_TEXT_FORMAT", "TARGETS", "Target", "is_expected", "load_targets"]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A named parser entry point and the exception types that are its documented answers."""
+
+    name: str
+    run: Callable[[bytes], object]
+    #: names of the exception classes that count as a clear error, not a finding
+    expected: tuple[str, ...]
+    #: what the input is, for the README and ``--list``
+    about: str
+
+
+def is_expected(target: Target, exc: BaseException) -> bool:
+    """Whether ``exc`` is one of the target's documented answers (a subclass counts)."""
+    return any(cls.__name__ in target.expected for cls in type(exc).__mro__)
+
+
+@functools.cache
+def _scratch_dir() -> Path:
+    return Path(tempfile.mkdtemp(prefix=f"tlsdetect-fuzz-{os.getpid()}-"))
+
+
+def _scratch(name: str, data: bytes) -> Path:
+    """The input as a file named ``name`` in this process's own scratch directory (reused)."""
+    path = _scratch_dir() / name
+    path.write_bytes(data)
+    return path
+
+
+def _read(name: str, kind: str) -> Callable[[bytes], object]:
+    """The CLI's read path (sniff skipped: ``--input-format kind``): reader, then enrichment."""
+
+    def run(data: bytes) -> object:
+        from tlsdetect.readers.inputs import Inputs
+
+        return Inputs([str(_scratch(name, data))], input_format=kind).read_all()
+
+    return run
+
+
+#: An Envoy text format with every field the text reader maps (``stream --text-format`` takes one).
+ENVOY_TEXT_FORMAT = (
+    '[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" %RESPONSE_CODE% '
+    "%DOWNSTREAM_REMOTE_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %CONNECTION_ID% %REQUESTED_SERVER_NAME% "
+    '%DOWNSTREAM_TLS_VERSION% %TLS_JA3_FINGERPRINT% %TLS_JA4_FINGERPRINT% "%DOWNSTREAM_PEER_ISSUER%" '
+    '"%DOWNSTREAM_PEER_SUBJECT%" "%REQ(USER-AGENT)%"\n'
+)
+
+
+def _envoy_text(data: bytes) -> object:
+    """The stream's path for text logs: the reader with a format, then the one enrichment stage."""
+    from tlsdetect.fingerprint import enrich
+    from tlsdetect.readers.envoy import read_envoy
+
+    return enrich(read_envoy([_scratch("access.log", data)], text_format=ENVOY_TEXT_FORMAT))
+
+
+def _tls(data: bytes) -> object:
+    """A TCP payload as the engine sees it: records split into messages, each parsed by its type."""
+    from tlsdetect import fingerprint
+    from tlsdetect.wire import tls
+
+    scan = tls.scan_records(data, after_ccs=True)
+    out: list[object] = []
+    for msg in scan.messages:
+        try:
+            if msg.msg_type == 1:
+                hello = tls.parse_client_hello(msg.body)
+                first_alpn = hello.alpn[0] if hello.alpn else None
+                out.append(fingerprint.ja4("t", hello.legacy_version, hello.ciphers, hello.extensions, first_alpn,
+                                           hello.sig_algs, hello.supported_versions))
+                out.append(fingerprint.ja3_string(hello.legacy_version, hello.ciphers, hello.extensions,
+                                                  hello.groups, hello.point_formats))
+            elif msg.msg_type == 2:
+                out.append(tls.parse_server_hello(msg.body))
+            elif msg.msg_type == 11:
+                out.append(tls.parse_certificate(msg.body))
+        except tls.TLSParseError:
+            continue  # the engine's answer too: this message is not what it claims, the next one may be
+    return out
+
+
+def _api(data: bytes) -> object:
+    """``POST /v1/score``'s body: validated by the app's model, then turned into a connections table."""
+    from tlsdetect.serve.models import connections_frame, score_request_model
+
+    batch = score_request_model(1000).model_validate_json(data)
+    return connections_frame(batch.model_dump()["connections"])
+
+
+_READ_ERRORS = ("InputError",)
+
+TARGETS: dict[str, Target] = {t.name: t for t in (
+    Target("pcap", _read("capture.pcapng", "pcap"), _READ_ERRORS, "a pcap or pcapng file, native engine"),
+    Target("envoy-json", _read("access.log", "envoy"), _READ_ERRORS, "an Envoy JSON access log"),
+    Target("envoy-text", _envoy_text, ("LogFormatError",), "an Envoy text access log"),
+    Target("zeek-json", _read("ssl.log", "zeek"), _READ_ERRORS, "a Zeek ssl.log in JSON"),
+    Target("zeek-tsv", _read("ssl.log", "zeek"), _READ_ERRORS, "a Zeek ssl.log in TSV"),
+    Target("suricata", _read("eve.json", "suricata"), _READ_ERRORS, "a Suricata EVE JSON log"),
+    Target("tls", _tls, ("TLSParseError",), "a TCP payload of TLS records (ClientHello, ServerHello, Certificate)"),
+    Target("api", _api, ("ValidationError",), "a POST /v1/score JSON body"),
+)}
+
+
+def load_targets() -> dict[str, Target]:
+    """:data:`TARGETS`, plus those of the module ``$TLSDETECT_FUZZ_TARGETS`` names (the harness's own
+    tests use it to check that a raising and a crashing target are both caught)."""
+    extra = os.environ.get("TLSDETECT_FUZZ_TARGETS")
+    if not extra:
+        return TARGETS
+    module = importlib.import_module(extra)
+    return {**TARGETS, **module.TARGETS}
