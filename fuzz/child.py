@@ -49,7 +49,20 @@ def _one_input(target: Target) -> object:
     return test_one_input
 
 
+def _minimise(argv: list[str]) -> None:
+    """``--minimize TARGET IN OUT SECONDS``: write the reduced input to OUT (uninstrumented: no fuzzing here)."""
+    from pathlib import Path
+
+    from fuzz.minimise import minimise
+
+    target, src, dest, seconds = load_targets()[argv[0]], Path(argv[1]), Path(argv[2]), float(argv[3])
+    dest.write_bytes(minimise(target, src.read_bytes(), seconds))
+
+
 def main(argv: list[str]) -> None:
+    if argv[1] == "--minimize":
+        _minimise(argv[2:])
+        return
     name = argv[1]
     target = load_targets()[name]
     _import_instrumented()

@@ -9,6 +9,7 @@ kept only when ``--corpus DIR`` is given (long runs resume from it).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -87,8 +88,19 @@ def seed_files(target: str, shared: Path | None) -> list[Path]:
     return [p for p in files if p.stat().st_size <= MAX_SEED]
 
 
-def _save(target: str, artifact: Path, report: str, crashes: Path) -> Path:
+def _minimised(target: str, artifact: Path, env: dict[str, str], seconds: float) -> bytes:
+    """The finding reduced by :mod:`fuzz.minimise` in a child (a crash there costs the reduction only)."""
+    out = artifact.with_name(artifact.name + ".min")
+    cmd = [sys.executable, "-m", "fuzz.child", "--minimize", target, str(artifact), str(out), str(seconds)]
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, timeout=seconds + 120, check=False)
     data = artifact.read_bytes()
+    if out.exists() and 0 < out.stat().st_size < len(data):
+        return out.read_bytes()
+    return data
+
+
+def _save(target: str, artifact: Path, report: str, crashes: Path, data: bytes) -> Path:
     kind = artifact.name.split("-", 1)[0]
     folder = crashes / target
     folder.mkdir(parents=True, exist_ok=True)
@@ -96,13 +108,16 @@ def _save(target: str, artifact: Path, report: str, crashes: Path) -> Path:
     dest.write_bytes(data)
     tail = "\n".join(report.splitlines()[-60:])
     replay = f".venv/bin/python -m fuzz.child {target} {dest.relative_to(ROOT) if dest.is_relative_to(ROOT) else dest}"
-    dest.with_name(dest.name + ".txt").write_text(f"target: {target}\nkind: {kind}\nreplay: {replay}\n\n{tail}\n")
+    size = f"{len(data)} bytes (found as {artifact.stat().st_size}; reduced by fuzz/minimise.py)"
+    dest.with_name(dest.name + ".txt").write_text(
+        f"target: {target}\nkind: {kind}\nsize: {size}\nreplay: {replay}\n\n{tail}\n")
     return dest
 
 
 def run_target(target: str, seconds: float, *, seed: int = 1, corpus: Path | None = None,
                shared: Path | None = None, crashes: Path = CRASHES, timeout: int = 30,
-               rss_limit_mb: int = 2048, targets_module: str | None = None) -> RunStats:
+               rss_limit_mb: int = 2048, targets_module: str | None = None,
+               minimise_seconds: float = 30) -> RunStats:
     """Fuzz ``target`` for ``seconds`` in a child process; findings are saved under ``crashes``."""
     with tempfile.TemporaryDirectory(prefix=f"tlsdetect-fuzz-{target}-") as tmp:
         work = Path(tmp)
@@ -128,7 +143,8 @@ def run_target(target: str, seconds: float, *, seed: int = 1, corpus: Path | Non
         stats.seconds = time.monotonic() - start
         stats.returncode = proc.returncode
         found = sorted(p for p in artifacts.iterdir() if _ARTIFACT.match(p.name))
-        stats.findings = [_save(target, p, log, crashes) for p in found]
+        stats.findings = [_save(target, p, log, crashes, _minimised(target, p, env, minimise_seconds)
+                                if p.name.startswith("crash-") else p.read_bytes()) for p in found]
         if proc.returncode != 0 and not found:
             raise RuntimeError(f"fuzz target {target}: the fuzzer exited {proc.returncode} without a finding:\n"
                                + "\n".join(log.splitlines()[-30:]))
