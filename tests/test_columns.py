@@ -7,7 +7,7 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tlsdetect.detect.columns import Unique, as_category, codes_of, pair_in, positions, texts_at
+from tlsdetect.detect.columns import Unique, as_category, codes_of, combination_codes, pair_in, positions, texts_at
 
 SETTINGS = settings(max_examples=150, deadline=None)
 _VAL = st.one_of(st.none(), st.sampled_from(["a", "b", "c", "d"]))
@@ -25,6 +25,11 @@ def test_positions_and_rows_equal_a_dict_lookup(values: list[str | None], index:
     u = Unique(s)
     upper = u.rows(u.values.str.upper().to_numpy(dtype=object))
     assert list(upper) == [None if v is None else v.upper() for v in values]
+    # the Arrow path gives the same texts; a distinct value mapped to None stays missing
+    mapped = u.values.str.upper().where(u.values != "b", None).to_numpy(dtype=object)
+    strings = pd.Series(u.strings(mapped))
+    assert str(strings.dtype) == "string"
+    assert [None if pd.isna(x) else x for x in strings] == [None if v in (None, "b") else v.upper() for v in values]
     assert [x or "" for x in codes_of(u, u.values).at_rows(np.arange(len(values)))] == [v or "" for v in values]
     assert texts_at(s, np.arange(len(values))).tolist() == [v or "" for v in values]
 
@@ -79,3 +84,13 @@ def test_texts_at_of_numbers_and_codes() -> None:
     assert texts_at(np.array([0.731, 2.0, np.nan]), np.array([2, 0, 1])).tolist() == ["nan", "0.731", "2.0"]
     u = Unique(pd.Series(["b", None, "a", "b"], dtype="string"))
     assert texts_at(codes_of(u, u.values.str.upper()), np.array([3, 1, 2])).tolist() == ["B", "", "A"]
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.integers(-1, 3), st.integers(-1, 2), st.integers(-1, 65535)), min_size=1, max_size=40))
+def test_combination_codes_number_each_distinct_tuple_by_first_appearance(rows: list[tuple[int, int, int]]) -> None:
+    cols = [np.array(c, dtype=np.int64) for c in zip(*rows, strict=True)]
+    code, first = combination_codes(cols, [5, 4, 65_537])
+    order = list(dict.fromkeys(rows))  # distinct tuples, first appearance first
+    assert code.tolist() == [order.index(r) for r in rows]
+    assert first.tolist() == [rows.index(t) for t in order]

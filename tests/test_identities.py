@@ -5,12 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tlsdetect import schema
 from tlsdetect.detect.baseline import Baseline
-from tlsdetect.detect.identities import identity_of, learn_identities, networks_of
+from tlsdetect.detect.identities import _network, _networks, identity_of, learn_identities, networks_of
 
 SPIFFE = "spiffe://mesh.test/ns/shop/sa/orders"
 
@@ -37,6 +40,17 @@ def test_networks_are_v4_slash_24_and_v6_slash_64() -> None:
                     dtype="string")
     assert networks_of(ips).tolist()[:4] == ["10.1.2.0/24", "10.1.2.0/24", "2001:db8:1:2::/64", "fe80::/64"]
     assert networks_of(ips).isna().tolist()[4:] == [True, True]
+
+
+_OCTETS = st.one_of(st.integers(0, 300).map(str), st.sampled_from(["00", "01", "010", "-1", "", "1a", " 1"]))
+
+
+@given(st.lists(st.one_of(st.lists(_OCTETS, min_size=3, max_size=5).map(".".join), st.ip_addresses().map(str),
+                          st.text(max_size=12)), max_size=30))
+def test_vectorised_networks_equal_ipaddress(values: list[str]) -> None:
+    # the vectorised IPv4 path must accept and reject exactly what ipaddress does (leading zeros, 256, blanks)
+    got = _networks(np.array(values, dtype=object)).tolist()
+    assert got == [_network(v) for v in values]
 
 
 def test_learn_counts_certificates_and_networks() -> None:

@@ -13,6 +13,7 @@ says something the analyst must know (a resumed session shows no certificate) an
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,12 +148,20 @@ class Evidence:
         rows = allr["row"].to_numpy()
         cols = [evidence_text(allr[c].to_numpy(dtype=object)) for c in schema.REASON_FIELDS]
         f0, f1, f2, f3 = schema.REASON_FIELDS  # a dict display per reason: no zip/dict call each
-        recs = [{f0: a, f1: b, f2: c, f3: d} for a, b, c, d in zip(*cols, strict=True)]
         bounds = np.flatnonzero(np.diff(rows)) + 1
         starts = np.concatenate([[0], bounds])
         ends = np.concatenate([bounds, [len(rows)]])
-        for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
-            out[rows[s]] = recs[s:e]
+        # the collector would walk the whole heap again and again while these 100k acyclic dicts and lists are
+        # made: paused, the step takes 0.07 s instead of 0.19 s per million scored rows
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            recs = [{f0: a, f1: b, f2: c, f3: d} for a, b, c, d in zip(*cols, strict=True)]
+            for r, s, e in zip(rows[starts].tolist(), starts.tolist(), ends.tolist(), strict=True):
+                out[r] = recs[s:e]
+        finally:
+            if paused:
+                gc.enable()
         return out
 
 

@@ -113,9 +113,29 @@ def _network(ip: str) -> str | None:
     return str(ipaddress.ip_network(f"{addr}/{24 if addr.version == 4 else 64}", strict=False))
 
 
+#: A dotted IPv4 address as :mod:`ipaddress` accepts it (no leading zeros), its first three octets captured.
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = re.compile(rf"^((?:{_OCTET}\.){{3}}){_OCTET}$")
+
+
+def _networks(values: npt.NDArray[np.object_]) -> npt.NDArray[np.object_]:
+    """:func:`_network` of each distinct address: IPv4 by one vectorised match (the common case, 20k distinct
+    addresses in 15 ms instead of 1.4 s), anything else through :mod:`ipaddress`."""
+    text = pd.Series(values, dtype="string")
+    prefix = text.str.extract(_IPV4, expand=False)
+    out: npt.NDArray[np.object_] = np.array((prefix + "0/24").astype(object).to_numpy(), dtype=np.object_)
+    for i in np.flatnonzero(prefix.isna().to_numpy()):
+        out[i] = _network(str(values[i]))
+    out[pd.isna(out)] = None
+    return out
+
+
 def network_codes(df: pd.DataFrame) -> Coded:
     """The source network of each row (IPv4 /24, IPv6 /64) as codes, computed once per distinct address."""
-    return _mapped(_coded(df, "client_ip"), _network)
+    codes, values = _coded(df, "client_ip")
+    nets = _networks(values)
+    new, uniq = pd.factorize(pd.Series(nets, dtype=object), use_na_sentinel=True)
+    return np.append(np.asarray(new, dtype=np.int64), -1)[codes], np.asarray(uniq, dtype=object)
 
 
 def networks_of(ips: pd.Series) -> pd.Series:
@@ -153,6 +173,13 @@ def lower_codes(df: pd.DataFrame, col: str) -> Coded:
     return _mapped(_coded(df, col), str.lower)
 
 
+def _utc(values: pd.Series) -> pd.Series:
+    """Times as ``datetime64[ns, UTC]`` on a fresh index (never through an object array of Timestamps: 1M rows
+    of those cost 1.8 s)."""
+    t = pd.to_datetime(values.reset_index(drop=True), utc=True)
+    return t.astype("datetime64[ns, UTC]")
+
+
 def learn_identities(df: pd.DataFrame, ts: pd.Series) -> pd.DataFrame:
     """The ``identities`` rows of ``df`` (``ts``: its times): per identity, each certificate and network seen."""
     ident = identity_of(df)
@@ -160,12 +187,12 @@ def learn_identities(df: pd.DataFrame, ts: pd.Series) -> pd.DataFrame:
     if not has.any():
         return pd.DataFrame({c: pd.Series(dtype="object") for c in IDENTITY_COLUMNS})
     sub = df.reset_index(drop=True)[has].reset_index(drop=True)
-    when = pd.Series(pd.to_datetime(ts, utc=True).to_numpy()[has], dtype="datetime64[ns, UTC]")
+    when = _utc(ts)[has].reset_index(drop=True)
     base = pd.DataFrame({"identity": ident[has].reset_index(drop=True), "ts": when})
 
     def times(col: str) -> pd.Series:
         if col in sub.columns:
-            return pd.Series(pd.to_datetime(sub[col], utc=True).to_numpy(), dtype="datetime64[ns, UTC]")
+            return _utc(sub[col])
         return pd.Series(pd.NaT, index=sub.index, dtype="datetime64[ns, UTC]")
 
     certs = base.assign(kind="cert", value=cert_keys(sub), serial=_text(sub, "peer_serial").str.lower(),

@@ -41,6 +41,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from tlsdetect.detect.baseline import Baseline
+from tlsdetect.detect.columns import combination_codes
 from tlsdetect.detect.evidence import Evidence
 from tlsdetect.detect.identities import (
     cert_codes,
@@ -102,11 +103,12 @@ def identity_signals(df: pd.DataFrame, baseline: Baseline, ev: Evidence, *, rene
     rows = np.flatnonzero(known[id_coded[0]])
     if len(rows) == 0:
         return
-    coded = [id_coded, cert_codes(df), lower_codes(df, "peer_serial"), issuer_key_codes(df),
-             lower_codes(df, "peer_issuer_akid"), network_codes(df)]
-    code, first = _combinations([c[rows] for c, _ in coded], [len(v) + 1 for _, v in coded])
+    sub = df.iloc[rows].reset_index(drop=True)  # only rows of a known identity are coded further
+    coded = [(id_coded[0][rows], id_coded[1]), cert_codes(sub), lower_codes(sub, "peer_serial"),
+             issuer_key_codes(sub), lower_codes(sub, "peer_issuer_akid"), network_codes(sub)]
+    code, first = combination_codes([c for c, _ in coded], [len(v) + 1 for _, v in coded])
     # one row per distinct combination, in code order
-    u = pd.DataFrame({k: with_missing(v)[c[rows[first]]] for k, (c, v) in zip(_KEYS, coded, strict=True)})
+    u = pd.DataFrame({k: with_missing(v)[c[first]] for k, (c, v) in zip(_KEYS, coded, strict=True)})
 
     all_certs = table[table["kind"] == "cert"]
     table = table[table["identity"].isin(u["identity"].unique()).to_numpy()]  # only the identities scored here
@@ -207,26 +209,6 @@ def identity_signals(df: pd.DataFrame, baseline: Baseline, ev: Evidence, *, rene
                          for i, nt in zip(ident_t, net_t, strict=True)], dtype=object)
     ev.add("identity_new_network", rows_mask(netnew_r), by_combo(net_text),
            expected=by_combo(usual.reindex(u["identity"]).to_numpy(dtype=object)), observed=by_combo(net_t))
-
-
-def _combinations(codes: list[npt.NDArray[np.int64]], sizes: list[int]) -> tuple[npt.NDArray[np.int64],
-                                                                                  npt.NDArray[np.int64]]:
-    """Per row the code of its combination of column codes (-1 = missing allowed), and each combination's first
-    row: one int64 key per row (mixed radix) hashed once, or a row-wise unique when the radix would overflow."""
-    if np.prod([float(x) for x in sizes]) < 2.0**62:
-        key = np.zeros(len(codes[0]), dtype=np.int64)
-        for c, size in zip(codes, sizes, strict=True):
-            key = key * size + (c + 1)
-        combo, _ = pd.factorize(key)
-        combo = np.asarray(combo, dtype=np.int64)
-    else:  # pragma: no cover - billions of distinct values per column: renumbered by first appearance
-        _, first, inverse = np.unique(np.stack(codes, axis=1), axis=0, return_index=True, return_inverse=True)
-        order = np.argsort(np.argsort(first))
-        combo = np.asarray(order[np.asarray(inverse).ravel()], dtype=np.int64)
-    # codes are numbered by first appearance: a row starts a combination where the running maximum grows
-    top = np.maximum.accumulate(combo) if len(combo) else combo
-    starts = np.concatenate([[True], top[1:] > top[:-1]]) if len(combo) else np.zeros(0, dtype=bool)
-    return combo, np.flatnonzero(starts).astype(np.int64)
 
 
 def _ns(s: pd.Series) -> npt.NDArray[np.int64]:

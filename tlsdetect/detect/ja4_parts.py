@@ -75,10 +75,7 @@ def ja4_parts(values: pd.Series) -> pd.DataFrame:
                 known[i] = _MEMO[keys[i]] = tuple(fresh[col][j] for col in PART_COLUMNS)
         per_unique = {col: np.array([k[c] for k in known if k is not None], dtype=object)
                       for c, col in enumerate(PART_COLUMNS)}
-    n = len(values)
-    empty = np.full(n, None, dtype=object)  # no distinct value: every row missing
-    return pd.DataFrame({col: pd.array(u.rows(per_unique[col]) if len(per_unique[col]) else empty, dtype="string")
-                         for col in PART_COLUMNS}, index=pd.RangeIndex(n))
+    return pd.DataFrame({col: u.strings(per_unique[col]) for col in PART_COLUMNS}, index=pd.RangeIndex(len(values)))
 
 
 def _parts(uniq: pd.Series) -> dict[str, npt.NDArray[np.object_]]:
