@@ -92,14 +92,15 @@ def fingerprints(baseline: Path, limit: int) -> list[str]:
     return list(dict.fromkeys(values))[:limit]
 
 
-def score_body(rows: int) -> bytes:
+def score_body(rows: int, columns: list[str] | None = None) -> bytes:
+    """``rows`` real connections of pcaps/ as a request body; only ``columns`` (default: this tree's schema)."""
     sys.path.insert(0, str(ROOT))
     import tlsdetect.sinks.files as sinks
     from tlsdetect import schema
     from tlsdetect.readers.inputs import Inputs
 
     df = Inputs([str(ROOT / "pcaps")]).read_all()
-    recs = sinks.to_records(df[list(schema.COLUMNS)])
+    recs = sinks.to_records(df[[c for c in schema.COLUMNS if columns is None or c in columns]])
     batch = [recs[i % len(recs)] for i in range(rows)]
     return json.dumps({"connections": batch}).encode()
 
@@ -236,6 +237,14 @@ def one_row_rounds(ports: dict[str, int], body: bytes, rounds: int, per_round: i
     return out
 
 
+def schema_columns(code: Path) -> list[str]:
+    """The connections-table columns of the tlsdetect at ``code`` (an older tree rejects fields it lacks)."""
+    out = subprocess.run([sys.executable, "-c", "import json, sys; sys.path.insert(0, sys.argv[1]); "
+                          "from tlsdetect import schema; print(json.dumps(list(schema.COLUMNS)))", str(code)],
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    return list(json.loads(out.stdout))
+
+
 def one_row_main(args: argparse.Namespace) -> int:
     body = score_body(1)
     with tempfile.TemporaryDirectory() as tmp:
@@ -243,6 +252,7 @@ def one_row_main(args: argparse.Namespace) -> int:
         if args.compare:  # a directory holding a tlsdetect package, or a git ref to export
             old = Path(args.compare) if Path(args.compare).is_dir() else export_ref(args.compare, Path(tmp))
             codes = {"old": old, "new": ROOT}
+            body = score_body(1, schema_columns(old))  # the same row for both: the fields both know
         procs, ports = [], {}
         try:
             for name, code in codes.items():

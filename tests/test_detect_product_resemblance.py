@@ -172,3 +172,14 @@ def test_leave_one_capture_out_clean_false_positives_within_half_a_percent() -> 
             fired += int(near["resembles"].sum())
     assert rows > 200
     assert fired / rows <= 0.005
+
+
+def test_remembered_answers_equal_computed_ones() -> None:
+    from tlsdetect.detect.product_resemblance import _nearest
+
+    kb = load_knowledge()
+    texts = pd.Series([*load_knowledge().stacks["value"].head(5).tolist(), "not,a,ja3", "771,4865,0,29,0"])
+    first = nearest_products(texts, kb)  # computed (and remembered)
+    again = nearest_products(texts.iloc[::-1].reset_index(drop=True), kb)  # every text remembered, other order
+    pd.testing.assert_frame_equal(again.iloc[::-1].reset_index(drop=True), first)
+    pd.testing.assert_frame_equal(first, _nearest(texts, kb), check_dtype=False)
