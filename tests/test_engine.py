@@ -174,12 +174,9 @@ def _der_certificate() -> bytes:
     return cert.public_bytes(serialization.Encoding.DER)
 
 
-@pytest.mark.parametrize(("chain_bytes", "whole"), [(130_000, True), (MAX_STREAM - 10_000, True),
-                                                    (MAX_STREAM + 40_000, False)])
-def test_a_long_certificate_chain_up_to_the_depth(tmp_path: Path, chain_bytes: int, whole: bool) -> None:
-    """Row 13: a TLS 1.2 chain of 128 KB or more was dropped silently; inside the depth it is read,
-    beyond it the row says ``depth_exceeded`` (the client's hello is still fingerprinted)."""
-    certs = [_der_certificate()] + [bytes(2000)] * (chain_bytes // 2003)
+def _tls12(certs: list[bytes]) -> tuple[list[tuple[bool, int, bytes]], list[bytes]]:
+    """A TLS 1.2 conversation: the client's hello segments (with its ChangeCipherSpec after the hello), and the
+    server's first flight as records (ServerHello, Certificate of ``certs``, ServerHelloDone)."""
     listing = b"".join(len(c).to_bytes(3, "big") + c for c in certs)
     hello12 = struct.pack(">H", 0x0303) + bytes(range(1, 33)) + b"\x00" + struct.pack(">HB", 0xC02F, 0) + b"\x00\x00"
     flight = (handshake_message(2, hello12) + handshake_message(11, len(listing).to_bytes(3, "big") + listing)
@@ -187,7 +184,16 @@ def test_a_long_certificate_chain_up_to_the_depth(tmp_path: Path, chain_bytes: i
     hello = tls_records(handshake_message(1, client_hello_body()), 1 << 14)
     client = stream_segments(hello, 1400, from_client=True)
     client.append((True, len(hello[0]), b"\x14\x03\x03\x00\x01\x01"))
-    for df in _read(tmp_path, client, stream_segments(tls_records(flight, 1 << 14), 1400, from_client=False)):
+    return client, tls_records(flight, 1 << 14)
+
+
+@pytest.mark.parametrize(("chain_bytes", "whole"), [(130_000, True), (MAX_STREAM - 10_000, True),
+                                                    (MAX_STREAM + 40_000, False)])
+def test_a_long_certificate_chain_up_to_the_depth(tmp_path: Path, chain_bytes: int, whole: bool) -> None:
+    """Row 13: a TLS 1.2 chain of 128 KB or more was dropped silently; inside the depth it is read,
+    beyond it the row says ``depth_exceeded`` (the client's hello is still fingerprinted)."""
+    client, flight = _tls12([_der_certificate()] + [bytes(2000)] * (chain_bytes // 2003))
+    for df in _read(tmp_path, client, stream_segments(flight, 1400, from_client=False)):
         row = df.iloc[0]
         assert isinstance(row["ja4"], str)
         assert isinstance(row["ja3s"], str)
@@ -197,6 +203,54 @@ def test_a_long_certificate_chain_up_to_the_depth(tmp_path: Path, chain_bytes: i
         else:
             assert pd.isna(row["server_subject"])
             assert row["incomplete"] == "depth_exceeded"
+
+
+@pytest.mark.parametrize(("offset", "size"), [(0, None), (40, 30), (100, 1)])
+def test_overlapping_segments_with_other_bytes_say_so(tmp_path: Path, offset: int, size: int | None) -> None:
+    """A resent or overlapping segment carrying other bytes than the first copy (the server may have read
+    either): the first copy is fingerprinted, and the row says ``overlap_conflict``. Same bytes: no conflict."""
+    hello = tls_records(handshake_message(1, client_hello_body()), 1 << 14)[0]
+    end = len(hello) if size is None else offset + size
+    forged = bytes(b ^ 0x5A for b in hello[offset:end])
+    server = stream_segments(_TLS13_SERVER, 1400, from_client=False)
+    clean = _read(tmp_path, [(True, 0, hello), (True, offset, hello[offset:end])], server)
+    for df in _read(tmp_path, [(True, 0, hello), (True, offset, forged)], server):
+        row = df.iloc[0]
+        assert row["incomplete"] == "overlap_conflict"
+        assert row["sni"] == "example.com"
+        assert row["ja4"] == clean[0].iloc[0]["ja4"]
+    for df in clean:
+        assert pd.isna(df.iloc[0]["incomplete"])
+
+
+@pytest.mark.parametrize("forged", [False, True])
+def test_a_resent_certificate_segment_with_other_bytes_says_so(tmp_path: Path, forged: bool) -> None:
+    """A TLS 1.2 server flight whose certificate segment is sent again with other bytes (a sensor shown one
+    certificate, the client another): both lanes read the first copy and say ``overlap_conflict``; the
+    fast lane used to take resent ranges unread. The same bytes resent: an ordinary row."""
+    client, flight = _tls12([_der_certificate()])
+    server = stream_segments(flight, 100, from_client=False)
+    _, off, data = server[2]  # inside the certificate
+    server.append((False, off, bytes(b ^ 0x5A for b in data) if forged else data))
+    for df in _read(tmp_path, client, server):
+        row = df.iloc[0]
+        assert row["server_subject"] == "CN=big.example"
+        assert isinstance(row["ja3s"], str)
+        if forged:
+            assert row["incomplete"] == "overlap_conflict"
+        else:
+            assert pd.isna(row["incomplete"])
+
+
+def test_a_keep_alive_probe_after_the_handshake_is_no_conflict(tmp_path: Path) -> None:
+    """Stacks probe an idle connection with one garbage byte at the last byte sent (seen three times in the
+    reference corpus): past the handshake's plaintext it is not a conflict."""
+    hello = tls_records(handshake_message(1, client_hello_body()), 1 << 14)[0]
+    app = b"\x17\x03\x03\x00\x05hello"
+    client = [(True, 0, hello), (True, len(hello), app), (True, len(hello) + len(app) - 1, b"\x00")]
+    for df in _read(tmp_path, client, stream_segments(_TLS13_SERVER, 1400, from_client=False)):
+        assert pd.isna(df.iloc[0]["incomplete"])
+        assert df.iloc[0]["sni"] == "example.com"
 
 
 def test_a_hello_cut_by_the_capture_is_a_row_that_says_so(tmp_path: Path) -> None:

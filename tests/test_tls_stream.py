@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from tlsdetect.readers.pcap.engine import read_pcap
-from tlsdetect.readers.pcap.tls_stream import reassemble
+from tlsdetect.readers.pcap.tls_stream import conflicting_segments, reassemble, reassemble_runs
 
 from .conftest import REFERENCE, expected_ja3, expected_ja4, needs_reference
 from .craft import hypothesis_examples, tcp_conversation
@@ -106,6 +106,35 @@ def test_reassemble_stops_at_a_gap(case: tuple[bytes, list[tuple[int, bytes]]], 
 def test_reassemble_conflicting_retransmissions(segs: list[tuple[int, bytes]], limit: int) -> None:
     """Overlaps whose bytes differ: the lower sequence number wins, then the earlier arrival."""
     assert reassemble(segs, limit=limit) == oracle(segs, limit)
+
+
+@SETTINGS
+@given(case=segmentations())
+def test_segments_of_one_stream_never_conflict(case: tuple[bytes, list[tuple[int, bytes]]]) -> None:
+    # any split, order and retransmission of the same bytes: no conflict
+    data, segs = case
+    runs = [(rel, d, i) for i, (rel, d) in enumerate(segs)]
+    got, _, _ = reassemble_runs(runs, 10**9)
+    assert got == data
+    assert conflicting_segments(runs, got) == 0
+
+
+@SETTINGS
+@given(case=segmentations(), at=st.integers(0, 10**6), flip=st.integers(1, 255))
+def test_an_overlap_with_other_bytes_is_counted(case: tuple[bytes, list[tuple[int, bytes]]], at: int,
+                                                flip: int) -> None:
+    data, segs = case
+    assume(len(data) > 0)
+    at %= len(data)
+    forged = bytes([data[at] ^ flip])
+    runs = [(rel, d, i) for i, (rel, d) in enumerate(segs)] + [(at, forged, len(segs))]  # arrives last
+    got, _, _ = reassemble_runs(runs, 10**9)
+    # the earlier arrival won, so the forged byte is the one that differs: exactly one conflict
+    assert got == data
+    assert conflicting_segments(runs, got) == 1
+    # only the first ``limit`` bytes are compared (the handshake's): a forged byte past them is not counted
+    assert conflicting_segments(runs, got, limit=at) == 0
+    assert conflicting_segments(runs, got, limit=at + 1) == 1
 
 
 def test_reassemble_examples() -> None:

@@ -61,7 +61,10 @@ Column groups:
   row's columns go, else the reason code of where the reader gave up (the capture engine:
   ``depth_exceeded`` a direction passed the reassembly depth before its hello or chain was whole,
   ``hello_cut`` a hello began but never became whole (a gap, the capture's end, an idle flow),
-  ``no_client_hello`` only the server's side was seen, ``malformed_hello``, ``message_limit``):
+  ``no_client_hello`` only the server's side was seen, ``malformed_hello``, ``message_limit``,
+  ``pending_evicted`` finished early at the global bound on pending handshakes, oldest-idle first,
+  ``overlap_conflict`` TCP segments of the handshake overlapped with different bytes, so the server may
+  have read another hello than the one fingerprinted, the first copy's):
   a row with missing fingerprints is never just a quiet row. ``ch_records`` is the number of TLS
   records the first ClientHello came in (1 for nearly every stack; many tiny records are an
   evasion of record-at-a-time inspection); missing where the source does not say;

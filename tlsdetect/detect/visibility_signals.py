@@ -30,6 +30,9 @@ REASON_DETAIL = {
     "no_client_hello": "only the server's side of the handshake was seen",
     "malformed_hello": "the hello could not be parsed",
     "message_limit": "more handshake messages than the reader follows",
+    "pending_evicted": "finished early at the bound on pending handshakes (the capture held too many at once)",
+    "overlap_conflict": "TCP segments of the handshake overlapped with different bytes: the server may have read "
+                        "another hello than the one fingerprinted (an evasion of inspection)",
 }
 
 

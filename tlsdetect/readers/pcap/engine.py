@@ -23,6 +23,12 @@ and no issuer keys, which :func:`tlsdetect.fingerprint.enrich` adds as the stage
 stage, for callers outside the registry. The one fingerprint computed here is of a
 HelloRetryRequest's first ClientHello (``ja3_retry``/``ja4_retry``): the table keeps no hello
 lists of it, so no later stage could.
+
+Memory: one window, one chunk of rows, and the pending handshakes, which :mod:`.pending` caps
+as a whole (open directions and held bytes; the oldest-idle are evicted with a counted reason).
+
+Size: one module because the window steps share the pending state and its accounting; the
+prefetch thread and the table merge at the end are short.
 """
 
 from __future__ import annotations
@@ -45,10 +51,18 @@ import pyarrow.compute as pc
 from tlsdetect import schema
 from tlsdetect.fingerprint import client_fingerprints, enrich
 from tlsdetect.readers.base import ReadStats
+from tlsdetect.readers.pcap import pending
 from tlsdetect.readers.pcap.capture import WINDOW, CaptureReader, PacketBatch
 from tlsdetect.readers.pcap.fastlane import FastLane, Segments
 from tlsdetect.readers.pcap.packets import PROTO_TCP, Decoded, decode, flow_hash, linktype_name
-from tlsdetect.readers.pcap.tls_stream import Connection, Endpoint, read_direction, reassemble_runs
+from tlsdetect.readers.pcap.pending import DIRECTION_COST, EVICTED, EVICTED_WHOLE, SEGMENT_COST, evict
+from tlsdetect.readers.pcap.tls_stream import (
+    Connection,
+    Endpoint,
+    conflicting_segments,
+    read_direction,
+    reassemble_runs,
+)
 from tlsdetect.wire.gather import Gather
 from tlsdetect.wire.tls import ClientHello
 
@@ -68,6 +82,9 @@ EXACT_ROUNDS = 8
 SERVER_FIRST_FLIGHT = 16 * 1024
 #: Rows per chunk handed to the sinks.
 CHUNK_ROWS = 10_000
+#: ``incomplete`` of a connection whose handshake segments overlapped with different bytes (also the counted
+#: skip's name when the row already says another reason).
+OVERLAP_CONFLICT = "overlap_conflict"
 
 I64 = npt.NDArray[np.int64]
 
@@ -80,6 +97,12 @@ class _Direction:
     need: int
     segments: list[tuple[int, bytes, int]] = field(default_factory=list)  # (offset, bytes, capture position)
     dirty: bool = False
+    #: offset -> index in ``segments`` of the longest kept there: a retransmission no longer than it adds
+    #: nothing (its bytes are compared with the kept ones: other bytes are a conflict).
+    seen: dict[int, int] = field(default_factory=dict)
+    #: offsets of retransmissions at a kept offset whose bytes differed (partial overlaps are found at the end)
+    conflicts: list[int] = field(default_factory=list)
+    held: int = DIRECTION_COST  # estimated bytes of it, ``segments`` and the reassembled prefix (``.pending``)
 
 
 @dataclass(slots=True)
@@ -91,6 +114,7 @@ class _State:
     conn_keys: dict[int, dict[bool, int]] = field(default_factory=dict)
     rows: list[dict[str, object]] = field(default_factory=list)
     window: int = 0
+    held: int = 0  # the sum of every open direction's ``held`` (see :mod:`.pending`)
 
 
 def _start_mask(buf: npt.NDArray[np.uint8], p: I64, plen: I64) -> npt.NDArray[np.bool_]:
@@ -201,6 +225,7 @@ class _Engine:
         uniq, first = _lowest_start(seg.keys[start], seg.seq[start])
         known = np.fromiter(st.flows.keys(), dtype=np.uint64, count=len(st.flows))
         fresh = ~np.isin(uniq, known)
+        self._bound(int(fresh.sum()))  # room first: a window of new flows must not pile on a full table
         for j in np.sort(first[fresh]).tolist():  # one Python step per new flow direction
             i = int(start[j])
             self._open(
@@ -235,6 +260,7 @@ class _Engine:
             # round instead of one round per record.
             need = max(need, SERVER_FIRST_FLIGHT)
         st.flows[key] = _Direction(conn=conn, forward=forward, base_seq=seq, need=need)
+        st.held += DIRECTION_COST
         st.touched[id(conn)] = st.window
 
     def _select_rounds(
@@ -272,13 +298,21 @@ class _Engine:
             touched: dict[int, Connection] = {}
             for j, r in zip(chosen.tolist(), chosen_rel, strict=True):  # Python only for segments inside a handshake
                 d = st.flows[int(keys[j])]
-                start = int(payload[j])
-                data = buf[start : start + int(plen[j])].tobytes()
-                if r < 0:
-                    data = data[-r:]
-                d.segments.append((max(r, 0), data, first_at + j))
-                d.dirty = True
+                size = int(plen[j]) + min(r, 0)
+                start = int(payload[j]) - min(r, 0)
+                kept = d.seen.get(max(r, 0))
+                if kept is not None and len(d.segments[kept][1]) >= size:
+                    # a retransmission adds nothing (the earlier copy wins) and is no progress; other bytes
+                    # than the kept ones are a conflict (the server may have read either)
+                    if d.segments[kept][1][:size] != buf[start : start + size].tobytes():
+                        d.conflicts.append(max(r, 0))
+                    continue
                 touched[id(d.conn)] = d.conn
+                d.segments.append((max(r, 0), buf[start : start + size].tobytes(), first_at + j))
+                d.seen[max(r, 0)] = len(d.segments) - 1
+                d.held += size + SEGMENT_COST
+                st.held += size + SEGMENT_COST
+                d.dirty = True
             self._reparse(touched.values())
 
     def _reparse(self, conns: Iterable[Connection]) -> None:
@@ -289,7 +323,11 @@ class _Engine:
             for d in dirs:
                 if d.dirty:
                     data, starts, arrivals = reassemble_runs(d.segments, MAX_STREAM)
-                    view = conn.views[d.forward] = read_direction(data, conn.views.get(d.forward))
+                    old = conn.views.get(d.forward)
+                    grew = len(data) - (0 if old is None else len(old.data))
+                    d.held += grew
+                    st.held += grew
+                    view = conn.views[d.forward] = read_direction(data, old)
                     view.data, view.starts, view.arrivals = data, starts, arrivals
                     view.capped = len(data) >= MAX_STREAM
                     d.dirty = False
@@ -305,21 +343,57 @@ class _Engine:
     def _dir_of(self, conn: Connection, forward: bool) -> _Direction | None:
         return self.state.flows.get(self.state.conn_keys[id(conn)][forward])
 
-    def _finish(self, conn: Connection) -> None:
+    def _finish(self, conn: Connection, reason: str | None = None) -> None:
         st = self.state
+        conflicts = 0
         for key in st.conn_keys.pop(id(conn)).values():
-            st.flows.pop(key, None)
+            d = st.flows.pop(key, None)
+            st.held -= 0 if d is None else d.held
+            view = None if d is None else conn.views.get(d.forward)
+            if d is not None and view is not None:  # within the plaintext handshake the row was read from
+                conflicts += sum(o < view.consumed for o in d.conflicts)
+                conflicts += conflicting_segments(d.segments, view.data, view.consumed)
         st.conns.pop(id(conn), None)
         st.touched.pop(id(conn), None)
         # A hello that began and was never read (cut, too deep, junk) is a row that says so (``incomplete``).
-        if any(v.client_hellos or v.server_hellos or v.data for v in conn.views.values()):
-            st.rows.append(conn.row())
+        if reason is not None or any(v.client_hellos or v.server_hellos or v.data for v in conn.views.values()):
+            row = conn.row()
+            if reason is not None and row["incomplete"] is not None:
+                row["incomplete"] = reason
+            elif reason is not None:
+                self.stats.skipped[EVICTED_WHOLE] += 1
+            if conflicts and row["incomplete"] is None:
+                row["incomplete"] = OVERLAP_CONFLICT  # what the sensor read may not be what the server read
+            elif conflicts:
+                self.stats.skipped[OVERLAP_CONFLICT] += 1
+            st.rows.append(row)
 
     def _expire(self) -> None:
         st = self.state
         old = [cid for cid, w in st.touched.items() if st.window - w >= IDLE_WINDOWS]
         for cid in old:
             self._finish(st.conns[cid])
+        self._bound()
+
+    def _bound(self, opening: int = 0) -> None:
+        """Evict the oldest-idle connections while the pending ones (and ``opening`` directions
+        about to open) pass :mod:`.pending`'s caps."""
+        st = self.state
+        max_dirs = max(0, pending.MAX_PENDING_DIRECTIONS - opening)
+        max_bytes = max(0, pending.MAX_PENDING_BYTES - opening * DIRECTION_COST)
+        if len(st.flows) <= max_dirs and st.held <= max_bytes:
+            return
+        conns = list(st.conns.values())
+        dirs = [self._directions(c) for c in conns]
+        victims = evict(
+            np.fromiter((st.touched[id(c)] for c in conns), dtype=np.int64, count=len(conns)),
+            np.fromiter((len(ds) for ds in dirs), dtype=np.int64, count=len(conns)),
+            np.fromiter((sum(d.held for d in ds) for ds in dirs), dtype=np.int64, count=len(conns)),
+            max_directions=max_dirs, max_bytes=max_bytes,
+        )
+        self.stats.counts[EVICTED] += len(victims)
+        for i in victims.tolist():
+            self._finish(conns[i], EVICTED)
 
     def pending_rows(self) -> int:
         return len(self.state.rows) + len(self.fast)

@@ -164,28 +164,37 @@ def _no_more_hellos(buf: U8, seg: Segments, first: I64, rec_end: I64) -> B:
         pos = np.where(ccs, pos + 5 + g.be16(st + pos + 3), pos)
         active = ccs
     # The bytes read must be the ones the slow lane would read: no partly overlapping segment.
-    return ok & _tiles(seg, first, np.minimum(pos + 5, ln))
+    return ok & _tiles(buf, seg, first, np.minimum(pos + 5, ln))
 
 
-def _tiles(seg: Segments, first: I64, span: I64) -> B:
+def _tiles(buf: U8, seg: Segments, first: I64, span: I64) -> B:
     """Whether the segments of each stream (starting at segment ``first``) over ``[0, span)``
-    tile it: any two of them carry either exactly the same range or disjoint ones.
+    tile it: any two of them carry either exactly the same range with the same bytes, or disjoint ones.
 
     Where they partly overlap, which bytes count is the reassembling lane's rule (lower sequence
     number, then earlier arrival); the numpy stitching only follows an exact chain, so such a
-    stream is left to the slow lane.
+    stream is left to the slow lane. So is one where a resent range carries other bytes: the slow
+    lane compares them and the row says ``overlap_conflict`` (a server flight shown to the sensor
+    with one certificate and to the client with another).
     """
     n = len(first)
     idx, owner = segments_of(seg.keys[first], seg.keys, seg.by_key())
     rel = ((seg.seq[idx] - seg.seq[first][owner] + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
     length = seg.plen[idx]
     inside = (rel < span[owner]) & (rel + length > 0)
-    owner, rel, length = owner[inside], rel[inside], length[inside]
+    owner, rel, length, idx = owner[inside], rel[inside], length[inside], idx[inside]
     srt = np.lexsort((length, rel, owner))
-    owner, rel, length = owner[srt], rel[srt], length[srt]
+    owner, rel, length, idx = owner[srt], rel[srt], length[srt], idx[srt]
     same = owner[1:] == owner[:-1]
     dup = same & (rel[1:] == rel[:-1]) & (length[1:] == length[:-1])
     overlap = same & ~dup & (rel[1:] < rel[:-1] + length[:-1])
+    pair = np.flatnonzero(dup)
+    if len(pair):  # resent ranges (rare): their bytes compared in one ragged pass
+        size = length[pair + 1]
+        of = np.repeat(np.arange(len(pair)), size)
+        at = np.arange(int(size.sum())) - np.repeat(np.cumsum(size) - size, size)
+        differ = buf[seg.payload[idx[pair]][of] + at] != buf[seg.payload[idx[pair + 1]][of] + at]
+        overlap[pair[np.bincount(of[differ], minlength=len(pair)) > 0]] = True
     tiled: B = np.bincount(owner[1:][overlap], minlength=n) == 0
     return tiled
 
@@ -407,7 +416,7 @@ class FastLane:
             s_cert[older] = self._cert_groups(flight)
             s_request[older] = flight.cert_request
             s_flat[older] &= flight.settled & (s_cert[older] != -2)
-            s_flat[older] &= _tiles(seg, start[sh[older]], flight.span)
+            s_flat[older] &= _tiles(buf, seg, start[sh[older]], flight.span)
         s_ok = np.flatnonzero(s_flat)
         # Pair each ClientHello with the ServerHello travelling the other way.
         rev = flow_hash(
@@ -448,7 +457,7 @@ class FastLane:
             asked = s_request[s_sel[walked]]
             peer[walked[asked]] = self._cert_groups(client_flight)[asked]
             good[walked] &= client_flight.settled & (peer[walked] != -2)
-            good[walked] &= _tiles(seg, c_first, client_flight.span)
+            good[walked] &= _tiles(buf, seg, c_first, client_flight.span)
             sizes = handshake_flight(client_flight.msg_owner, client_flight.msg_size, client_flight.settled)
             c_sizes = Sizes(walked[sizes.owner], sizes.size, np.zeros(len(c_sel), dtype=bool))
             c_sizes.known[walked] = sizes.known

@@ -37,7 +37,7 @@ from tlsdetect.wire.tls import (
 )
 from tlsdetect.wire.versions import version_name
 
-__all__ = ["Connection", "DirectionView", "read_direction", "reassemble", "reassemble_runs"]
+__all__ = ["Connection", "DirectionView", "conflicting_segments", "read_direction", "reassemble", "reassemble_runs"]
 
 HANDSHAKE_CERTIFICATE_REQUEST = 13
 HANDSHAKE_SERVER_HELLO_DONE = 14
@@ -85,6 +85,27 @@ def reassemble_runs(segments: list[tuple[int, bytes, int]], limit: int) -> tuple
         arrivals.append(arrival)
         out += data[cursor - rel : limit - rel]
     return bytes(out), starts, arrivals
+
+
+def conflicting_segments(segments: list[tuple[int, bytes, int]], data: bytes, limit: int | None = None) -> int:
+    """How many of ``segments`` (``(relative_seq, payload, capture position)``) carry, where they overlap
+    the reassembled ``data`` (its first ``limit`` bytes: the engine passes the plaintext handshake the row was
+    read from), bytes other than the ones :func:`reassemble_runs` kept.
+
+    Only the handshake's bytes count: past them real stacks send 1-byte keep-alive probes at the last sent
+    byte with a garbage byte (three connections of the reference corpus do), which would be false conflicts.
+
+    Retransmissions repeat the same bytes; overlapping segments with *different* bytes are the classic way
+    to show a sensor one stream and the endpoint another (the receiver's overlap policy decides which wins,
+    and stacks differ), so the sensor cannot know which hello the server read. One slice comparison per
+    segment (memcmp), only over the bytes it shares with ``data``."""
+    n = 0
+    end = len(data) if limit is None else min(limit, len(data))
+    for rel, payload, _ in segments:
+        stop = min(rel + len(payload), end)
+        if rel < stop and payload[: stop - rel] != data[rel:stop]:
+            n += 1
+    return n
 
 
 @dataclass(slots=True)
