@@ -88,6 +88,18 @@ def seed_files(target: str, shared: Path | None) -> list[Path]:
     return [p for p in files if p.stat().st_size <= MAX_SEED]
 
 
+#: Where the child's account of a failure starts: atheris' traceback, faulthandler's stack, libFuzzer's verdict.
+_FAILURE_START = re.compile(r"^( === Uncaught Python exception|Fatal Python error|==\d+== ERROR: libFuzzer)")
+
+
+def failure_report(log: str, limit: int = 80) -> list[str]:
+    """The lines of ``log`` that tell the failure (from its first marker on), not the readers' warnings
+    before it; the last ``limit`` lines when no marker is there."""
+    lines = log.splitlines()
+    start = next((i for i, line in enumerate(lines) if _FAILURE_START.match(line)), max(len(lines) - limit, 0))
+    return lines[start:start + limit]
+
+
 def _minimised(target: str, artifact: Path, env: dict[str, str], seconds: float) -> bytes:
     """The finding reduced by :mod:`fuzz.minimise` in a child (a crash there costs the reduction only)."""
     out = artifact.with_name(artifact.name + ".min")
@@ -106,7 +118,7 @@ def _save(target: str, artifact: Path, report: str, crashes: Path, data: bytes) 
     folder.mkdir(parents=True, exist_ok=True)
     dest = folder / f"{kind}-{hashlib.sha1(data).hexdigest()[:16]}"
     dest.write_bytes(data)
-    tail = "\n".join(report.splitlines()[-60:])
+    tail = "\n".join(failure_report(report))
     replay = f".venv/bin/python -m fuzz.child {target} {dest.relative_to(ROOT) if dest.is_relative_to(ROOT) else dest}"
     size = f"{len(data)} bytes (found as {artifact.stat().st_size}; reduced by fuzz/minimise.py)"
     dest.with_name(dest.name + ".txt").write_text(
@@ -132,7 +144,8 @@ def run_target(target: str, seconds: float, *, seed: int = 1, corpus: Path | Non
         cmd = [sys.executable, "-m", "fuzz.child", target, f"-seed={seed}", f"-max_total_time={int(seconds)}",
                f"-timeout={timeout}", f"-rss_limit_mb={rss_limit_mb}", "-print_final_stats=1",
                f"-artifact_prefix={artifacts}/", str(grown), str(seeds)]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+               "TLSDETECT_FUZZ_SCRATCH": str(work)}  # the child's input files, removed with this directory
         if targets_module:
             env["TLSDETECT_FUZZ_TARGETS"] = targets_module
         start = time.monotonic()

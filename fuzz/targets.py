@@ -8,9 +8,11 @@ finding. Readers get a real file (the CLI reads paths), written under ``$TMPDIR`
 
 from __future__ import annotations
 
+import atexit
 import functools
 import importlib
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,7 +40,14 @@ def is_expected(target: Target, exc: BaseException) -> bool:
 
 @functools.cache
 def _scratch_dir() -> Path:
-    return Path(tempfile.mkdtemp(prefix=f"tlsdetect-fuzz-{os.getpid()}-"))
+    """Where inputs are written as files: inside the runner's work directory (``$TLSDETECT_FUZZ_SCRATCH``: a
+    libFuzzer child exits without running ``atexit``), else a directory removed when this process exits."""
+    given = os.environ.get("TLSDETECT_FUZZ_SCRATCH")
+    if given:
+        return Path(tempfile.mkdtemp(prefix="scratch-", dir=given))
+    path = tempfile.mkdtemp(prefix=f"tlsdetect-fuzz-{os.getpid()}-")
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return Path(path)
 
 
 def _scratch(name: str, data: bytes) -> Path:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fuzz.runner import ROOT, parse_stats, run_target, seed_files
+from fuzz.runner import ROOT, failure_report, parse_stats, run_target, seed_files
 from fuzz.targets import TARGETS
 
 _LOG = """INFO: Seed: 1
@@ -68,3 +68,13 @@ def test_documented_errors_are_not_findings(tmp_path: Path, selftest: str) -> No
     assert stats.findings == []
     assert stats.execs > 100
     assert not (tmp_path / "selftest-documented").exists()
+
+
+def test_failure_report_starts_at_the_failure_not_the_warnings() -> None:
+    log = "\n".join(["capture.pcapng: truncated packet at byte 24; read up to the damage"] * 500
+                    + [" === Uncaught Python exception: ===", "KeyError: 'x'", "Traceback (most recent call last):",
+                       "==1== ERROR: libFuzzer: fuzz target exited", "stat::peak_rss_mb: 160"])
+    report = failure_report(log)
+    assert report[0] == " === Uncaught Python exception: ==="
+    assert report[-1] == "stat::peak_rss_mb: 160"
+    assert failure_report("a\nb\nc", limit=2) == ["b", "c"]
