@@ -221,3 +221,14 @@ def test_a_crafted_envoy_line_shows_its_names_escaped_in_cef_and_the_summary(tmp
     assert f"top flagged clients: {escape_text(subject)} (1)\n" in summary
     assert len(summary.splitlines()) == 3
     assert "cs3=" + escape_text(SNI).replace("\\", "\\\\") in cef
+
+
+def test_escape_series_of_text_with_lone_surrogates() -> None:
+    # a Zeek or Suricata byte decoded with surrogateescape: Arrow strings cannot hold it, object columns can
+    s = pd.Series(["ok", "bad\udcff", "x\x1b[2J", None, "bad\udcff"], dtype=object, name="sni")
+    got = escape_series(s)
+    assert got.tolist() == ["ok", "bad\\x{dcff}", "x\\x{1b}[2J", None, "bad\\x{dcff}"]
+    assert (got.dtype, got.name) == (s.dtype, "sni")
+    assert [unescape_text(v) for v in got.tolist()[:3]] == s.tolist()[:3]
+    text = pd.Series(["ok", "x\x1b[2J", None], dtype="string")
+    assert str(escape_series(text).dtype) == "string"

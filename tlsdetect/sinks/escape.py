@@ -102,10 +102,19 @@ def escape_series(values: pd.Series, *, formula: bool = False) -> pd.Series:
     changed = {v: escape_text(v, formula=formula) for v in distinct if isinstance(v, str) and _needs(v, formula)}
     if not changed:
         return values
-    out = values.copy()
-    hit = values.isin(list(changed)).to_numpy(dtype=bool)
-    out[hit] = values[hit].map(changed)
-    return out
+    # by position in object arrays: a dict or Index of the raw texts would be inferred as Arrow strings,
+    # which cannot hold a lone surrogate (a Zeek or Suricata byte decoded with surrogateescape)
+    import numpy as np
+
+    keys = np.empty(len(changed), dtype=object)
+    keys[:] = list(changed)
+    texts = np.empty(len(changed), dtype=object)
+    texts[:] = list(changed.values())
+    arr = values.to_numpy(dtype=object, copy=True)
+    at = pd.Index(keys, dtype=object).get_indexer(pd.Index(arr, dtype=object))
+    hit = at >= 0
+    arr[hit] = texts[at[hit]]
+    return pd.Series(arr, index=values.index, name=values.name, dtype=values.dtype)
 
 
 def escape_frame(df: pd.DataFrame, *, formula: bool = False) -> pd.DataFrame:
