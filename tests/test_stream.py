@@ -163,6 +163,7 @@ def test_text_format_log(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
     assert "2 lines, 1 connections, 1 alerts, 1 dead letters" in res.output
+    assert "; weird: 1 events (" in res.output  # the dead letter, named by its reason
     doc = json.loads((tmp_path / "a.jsonl").read_text())
     assert doc["tlsdetect"]["ja4"] == "t13d591000_a33745022dd6_1f22a2ca17c4"
     assert doc["source"]["port"] == 5000

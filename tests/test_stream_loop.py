@@ -10,7 +10,7 @@ import pytest
 
 from tests.test_stream import SAMPLE_BASELINE, ListSink, conns, line, streamer
 from tlsdetect.detect.baseline import Baseline
-from tlsdetect.stream.loop import Processor
+from tlsdetect.stream.loop import Processor, ledger_events
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +48,10 @@ def test_dead_letters_and_counters(tmp_path: Path, baseline: Baseline) -> None:
     assert dead[2]["reason"].startswith("bad address")
     assert all(d["file"] == str(log) for d in dead)
     assert (m.lines_read, m.rows, m.alerts, m.dead_letters) == (5, 2, 2, 3)
+    # the anomaly ledger's names: each dead letter by its reason's name, summed over the batches
+    assert m.weird == {dead[0]["reason"].split(":")[0]: 1, dead[1]["reason"].split(":")[0]: 1,
+                       dead[2]["reason"].split(":")[0]: 1}
+    assert sum(m.weird.values()) == m.dead_letters
 
 
 def test_dead_letters_are_deadletter_records(tmp_path: Path, baseline: Baseline) -> None:
@@ -62,3 +66,15 @@ def test_dead_letters_are_deadletter_records(tmp_path: Path, baseline: Baseline)
     assert (dead[0]["line"], dead[0]["text"][-9:]) == (2, " not json")
     assert len(dead[1]["text"]) == 4096
     assert m.dead_letters == 2
+
+
+def test_ledger_events_name_dead_letters_and_incomplete_rows() -> None:
+    import pandas as pd
+
+    deep = "JSON nested too deep: more than 64 levels of objects and arrays"
+    dead = [("x.log", 1, deep, b"[[["), ("x.log", 2, deep, b"[[[["), ("x.log", 3, "broken JSON", b"{")]
+    table = pd.DataFrame({"incomplete": pd.array(["hello_truncated", None, "hello_truncated", "over_depth"],
+                                                 dtype="string")})
+    assert ledger_events(dead, table) == {"JSON nested too deep": 2, "broken JSON": 1,
+                                          "hello_truncated": 2, "over_depth": 1}
+    assert ledger_events([], pd.DataFrame({"ja4": ["x"]})) == {}  # a source without the column: nothing

@@ -181,5 +181,8 @@ def stream(
         f"{m.lines_read} lines, {m.rows} connections, {m.alerts} alerts, {m.dead_letters} dead letters"
         + (f", {refused} alerts refused by a sink (in the dead letters)" if refused else "")
         + (f", {dropped} alerts dropped for a full sink (when_full=drop)" if (dropped := sum(m.sink_dropped.values()))
-           else ""), err=True,
+           else "")
+        + (f"; weird: {sum(m.weird.values())} events ("
+           + ", ".join(f"{k} {n}" for k, n in sorted(m.weird.items(), key=lambda kv: (-kv[1], kv[0]))[:3]) + ")"
+           if m.weird else ""), err=True,
     )  # fmt: skip

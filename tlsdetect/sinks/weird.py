@@ -23,10 +23,19 @@ import pandas as pd
 
 from tlsdetect.readers.base import ReadStats
 
-__all__ = ["EVENT_FIELDS", "WeirdLog"]
+__all__ = ["EVENT_FIELDS", "WeirdLog", "incomplete_counts"]
 
 #: Fields of a connection event, in this order.
 EVENT_FIELDS = ("ts", "name", "source", "conn_id", "client_ip", "client_port", "server_ip", "server_port")
+
+
+def incomplete_counts(table: pd.DataFrame) -> dict[str, int]:
+    """The connections of ``table`` that say they are incomplete, by reason code (a few codes: one count
+    each); empty when the source has no ``incomplete`` column."""
+    if "incomplete" not in table.columns or not len(table):
+        return {}
+    names = table["incomplete"].dropna().astype("string")
+    return {str(k): int(v) for k, v in names.value_counts().items()}
 
 
 class WeirdLog:
@@ -47,7 +56,7 @@ class WeirdLog:
         if not hit.any():
             return
         names = table["incomplete"][hit].astype("string")
-        self.counts.update({str(k): int(v) for k, v in names.value_counts().items()})  # a few reason codes
+        self.counts.update(incomplete_counts(table))
         if self._fh is None:
             return
         out = pd.DataFrame({"name": names.to_numpy()}, index=names.index)

@@ -24,8 +24,10 @@ import logging
 import os
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -39,19 +41,18 @@ from tlsdetect.readers.envoy import parse_envoy_lines
 from tlsdetect.readers.logs import DeadLetter
 from tlsdetect.sinks.alerts.alerts import alerts_of
 from tlsdetect.sinks.alerts.spool import AlertSink, SinkError, Spooled
+from tlsdetect.sinks.weird import incomplete_counts
 from tlsdetect.stream.checkpoint import Checkpoint, CheckpointStore, Recover
 from tlsdetect.stream.dedupe import DEFAULT_WINDOW, DeliveredIds
 from tlsdetect.stream.fanout import SinkLane
 from tlsdetect.stream.follow import STDIN, Batch, Follower, StdinFollower
+from tlsdetect.stream.isolate import InFlight, isolated
 from tlsdetect.stream.metrics import Metrics
+from tlsdetect.stream.scored import DeadRecord, Scored
 
-__all__ = ["Processor", "Scored", "StreamConfig", "Streamer"]
+__all__ = ["Processor", "Scored", "StreamConfig", "Streamer", "ledger_events"]
 
 log = logging.getLogger("tlsdetect.stream.loop")
-
-
-#: A dead letter as a worker hands it back: file, line number, reason, the line (written by :class:`DeadLetter`).
-DeadRecord = tuple[str, int, str, str | bytes]
 
 
 class _Collect(DeadLetter):
@@ -74,15 +75,6 @@ class _DeadLetters(DeadLetter):
         for a in alerts:
             self.write({"file": a.get("file"), "line": None, "sink": sink, "reason": f"refused by the sink: {reason}",
                         "text": json.dumps(a, ensure_ascii=False, default=str)})
-
-
-@dataclass(slots=True)
-class Scored:
-    alerts: list[dict[str, Any]]
-    rows: int
-    lines: int
-    dead: list[DeadRecord]
-    newest_ts: float | None
 
 
 class Processor:
@@ -111,8 +103,18 @@ class Processor:
                 if raw.strip():
                     dead.stats.lines += 1
                     dead.add(file, first_line + i, f"internal error: {type(exc).__name__}: {exc}", raw)
-            return Scored([], 0, dead.stats.lines, dead.records, None)
-        return Scored(alerts, len(df), dead.stats.lines, dead.records, newest)
+            return Scored([], 0, dead.stats.lines, dead.records, None, ledger_events(dead.records, None))
+        return Scored(alerts, len(df), dead.stats.lines, dead.records, newest, ledger_events(dead.records, df))
+
+
+def ledger_events(dead: Sequence[DeadRecord], table: pd.DataFrame | None) -> dict[str, int]:
+    """The anomaly ledger's events of one batch by name, as ``tlsdetect fingerprint --weird`` names them: each
+    dead letter by its reason (the text before the first colon: a few names, not one per line) and each
+    connection by its ``incomplete`` reason code."""
+    events: Counter[str] = Counter(reason.split(":", maxsplit=1)[0] for _, _, reason, _ in dead)
+    if table is not None:
+        events.update(incomplete_counts(table))
+    return dict(events)
 
 
 _WORKER: Processor | None = None
@@ -184,6 +186,12 @@ class Streamer:
             self.source, self.key = Path(STDIN), ""
             self.follower = StdinFollower(source)
         self._log_events()
+        self.inflight = InFlight(store.state_dir, self.key) if self.key else None
+        self.suspect = self.inflight.left_behind() if self.inflight else None
+        if self.suspect is not None:
+            log.error("the previous run stopped while scoring lines %d-%d of %s (a crash, an OOM kill or kill -9): "
+                      "those lines are scored in child processes now; a line that kills one goes to the dead "
+                      "letters", self.suspect.first, self.suspect.last, self.suspect.file)  # fmt: skip
         for s in self.sinks:
             self.metrics.sink_up[s.name] = 1
             self.metrics.sink_sent[s.name] = 0
@@ -338,6 +346,8 @@ class Streamer:
         m.rows += result.rows
         m.alerts += len(result.alerts)
         m.dead_letters += len(result.dead)
+        for name, n in result.weird.items():
+            m.weird[name] = m.weird.get(name, 0) + n
         m.batches += 1
         if result.newest_ts is not None:
             m.lag_seconds = max(0.0, time.time() - result.newest_ts)
@@ -376,23 +386,66 @@ class Streamer:
         workers = 1 if self.config.follow else max(1, self.config.workers)
         if workers == 1:
             for batch in self.batches():
-                self.deliver(batch, self.processor(batch.data, batch.first_line, batch.file))
+                self.deliver(batch, self._score(batch))
         else:
-            import multiprocessing as mp
-
-            ctx = mp.get_context("fork")
-            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                     initargs=(self.processor,)) as pool:  # fmt: skip
-                inflight: list[tuple[Batch, Future[Scored]]] = []
-                for batch in self.batches():
-                    inflight.append((batch, pool.submit(_run_worker, batch.data, batch.first_line, batch.file)))
-                    while len(inflight) > 2 * workers or (inflight and inflight[0][1].done()):
-                        b, fut = inflight.pop(0)
-                        self.deliver(b, fut.result())
-                for b, fut in inflight:
-                    self.deliver(b, fut.result())
+            self._run_pool(workers)
         self.finish()
+        if self.inflight is not None:
+            self.inflight.clear()  # a clean end: no batch was left half scored
         return self.metrics
+
+    def _score(self, batch: Batch) -> Scored:
+        """One batch in this process; in child processes when a previous run died on its lines
+        (:mod:`tlsdetect.stream.isolate`)."""
+        if self.inflight is not None:
+            self.inflight.mark(batch.file, batch.first_line, batch.lines)
+        if self.suspect is not None:
+            if self.suspect.overlaps(batch.file, batch.first_line, batch.lines):
+                return isolated(self.processor, batch.data, batch.first_line, batch.file)
+            if batch.file != self.suspect.file or batch.first_line > self.suspect.last:
+                self.suspect = None  # past the lines the previous run died on
+        return self.processor(batch.data, batch.first_line, batch.file)
+
+    def _run_pool(self, workers: int) -> None:
+        """Batches scored by worker processes (a catch-up run); a worker's death breaks the pool: the batches
+        it held are scored with :func:`~tlsdetect.stream.isolate.isolated` and a new pool starts."""
+        import multiprocessing as mp
+
+        ctx = mp.get_context("fork")
+
+        def start() -> ProcessPoolExecutor:
+            return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(self.processor,))
+
+        pool = start()
+        inflight: list[tuple[Batch, Future[Scored] | None]] = []
+
+        def result(b: Batch, fut: Future[Scored] | None) -> Scored:
+            nonlocal pool
+            try:
+                if fut is None:
+                    raise BrokenProcessPool("submitted to a broken pool")
+                return fut.result()
+            except BrokenProcessPool:
+                log.error("a worker process died scoring %s lines %d..: scoring them in child processes",
+                          b.file, b.first_line)  # fmt: skip
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = start()
+                return isolated(self.processor, b.data, b.first_line, b.file)
+
+        try:
+            for batch in self.batches():
+                try:
+                    fut: Future[Scored] | None = pool.submit(_run_worker, batch.data, batch.first_line, batch.file)
+                except BrokenProcessPool:
+                    fut = None
+                inflight.append((batch, fut))
+                while len(inflight) > 2 * workers or (inflight and (inflight[0][1] is None or inflight[0][1].done())):
+                    b, f = inflight.pop(0)
+                    self.deliver(b, result(b, f))
+            for b, f in inflight:
+                self.deliver(b, result(b, f))
+        finally:
+            pool.shutdown()
 
     def close(self) -> None:
         self.follower.close()

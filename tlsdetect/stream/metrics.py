@@ -21,7 +21,8 @@ class MetricsUnavailableError(RuntimeError):
 
 @dataclass
 class Metrics:
-    """What the stream counted: lines, rows, alerts, dead letters, batches, lag, and each sink's state."""
+    """What the stream counted: lines, rows, alerts, dead letters, ledger events, batches, lag, and each sink's
+    state."""
 
     lines_read: int = 0
     rows: int = 0
@@ -37,6 +38,9 @@ class Metrics:
     sink_dropped: dict[str, int] = field(default_factory=dict)
     sink_held: dict[str, int] = field(default_factory=dict)
     sink_deduped: dict[str, int] = field(default_factory=dict)
+    #: the anomaly ledger's events by name (:mod:`tlsdetect.sinks.weird`): dead letters by reason, connections
+    #: by their ``incomplete`` reason code
+    weird: dict[str, int] = field(default_factory=dict)
 
     def prometheus(self) -> str:
         """The Prometheus text format, as ``/metrics`` serves it."""
@@ -73,6 +77,13 @@ class _Collector:
         yield GaugeMetricFamily("tlsdetect_stream_lag_bytes", "Bytes of the log not yet read.", value=m.lag_bytes)
         yield GaugeMetricFamily("tlsdetect_stream_lag_seconds", "Now minus START_TIME of the newest line processed.",
                                 value=round(m.lag_seconds, 3))  # fmt: skip
+
+        weird = CounterMetricFamily("tlsdetect_stream_weird_total", "Anomaly ledger events (like Zeek's weird.log): "
+                                    "dead letters by reason, connections by their incomplete reason.",
+                                    labels=["name"])  # fmt: skip
+        for name, n in sorted(m.weird.items()):
+            weird.add_metric([name], n)
+        yield weird
 
         def by_sink(family: Any, values: Mapping[str, int]) -> Any:
             for sink, v in values.items():
