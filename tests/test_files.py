@@ -271,3 +271,41 @@ def test_jsonl_and_parquet_keep_the_exact_values(tmp_path: Any) -> None:
     assert back["sni"] == HOSTILE
     assert back["server_issuer"] == HOSTILE[::-1]
     assert back["client_id"] == HOSTILE[::-1]
+
+
+def _table_per_row(df: pd.DataFrame, columns: list[str], width: int | None) -> str:
+    """The table as it was written before issue 19: a record per row (the oracle of the columnar cells)."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from tlsdetect.sinks.escape import escape_frame
+
+    cols = [c for c in columns if c in df.columns]
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for c in cols:
+        table.add_column(c, no_wrap=True)
+    widest = {c: len(c) for c in cols}
+    for rec in sinks.to_records(escape_frame(df[cols])):
+        cells = ["" if rec[c] is None else str(rec[c]) for c in cols]
+        for c, cell in zip(cols, cells, strict=True):
+            widest[c] = max(widest[c], len(cell))
+        table.add_row(*(Text(cell) for cell in cells))
+    buf = io.StringIO()
+    Console(file=buf, width=max(width or 0, sum(widest.values()) + 3 * len(cols)), soft_wrap=False,
+            highlight=False).print(table)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("columns", [list(sinks.TABLE_COLUMNS), ["sni", "ch_ciphers", "ch_alpn", "server_port",
+                                                                 "hello_retry", "ts", "user_agent"]])
+def test_table_cells_are_those_of_a_record_per_row(columns: list[str]) -> None:
+    """The table formats each distinct value once; what it shows is what a record per row showed."""
+    from tests.conftest import PROJECT_PCAPS
+    from tlsdetect.readers.inputs import Inputs
+
+    for df in (Inputs([str(PROJECT_PCAPS)]).read_all(), _hostile_frame()):
+        buf = io.StringIO()
+        sinks.write(df, "table", buf, columns=columns, width=80)
+        assert buf.getvalue() == _table_per_row(df, columns, 80)

@@ -8,14 +8,20 @@ fingerprints.
 from __future__ import annotations
 
 import datetime as dt
-import json
-import math
 from collections.abc import Sequence
 from typing import IO, Any
 
+import numpy as np
 import pandas as pd
 
+from tlsdetect.sinks.csv_rows import write_csv
+from tlsdetect.sinks.distinct import first_rows
 from tlsdetect.sinks.escape import escape_frame
+from tlsdetect.sinks.jsonl import write_jsonl
+from tlsdetect.sinks.values import iso_utc, plain
+
+#: The per-value form, under the name the alert writers and tests import.
+_plain = plain
 
 __all__ = ["ALERT_FORMATS", "FORMATS", "TABLE_COLUMNS", "Sink", "iso_utc", "to_records", "write"]
 
@@ -51,67 +57,9 @@ def utc_time(ts: Any) -> dt.datetime | None:
     return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when
 
 
-def _plain(value: Any) -> Any:
-    """A JSON-ready value: missing -> None, tuples/arrays -> lists, timestamps -> ISO 8601."""
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat().replace("+00:00", "Z")
-    if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
-    if hasattr(value, "tolist"):
-        return _plain(value.tolist())
-    if hasattr(value, "item"):
-        return value.item()
-    return value
-
-
-def iso_utc(ts: pd.Series) -> pd.Series:
-    """Times as ISO 8601 UTC text ending in ``Z`` (missing -> None), exactly as :func:`_plain` writes one.
-
-    Fractions are written as ``Timestamp.isoformat`` does: none for whole seconds, else 6 digits, or 9
-    when there are nanoseconds, so CSV, JSON lines, the table and alerts agree character for character.
-    Vectorised: one numpy pass per column, not a Timestamp object per row.
-    """
-    import numpy as np
-
-    when = pd.to_datetime(ts, utc=True)
-    missing = when.isna().to_numpy()
-    ns = when.dt.tz_convert(None).to_numpy(dtype="datetime64[ns]").view(np.int64)
-    frac = np.mod(ns, 1_000_000_000)  # non-negative, also before 1970
-    seconds = np.datetime_as_string((ns - frac).view("datetime64[ns]").astype("datetime64[s]"), unit="s")
-    micro = pd.Series(frac // 1000, dtype="int64").astype(str).str.zfill(6).to_numpy(dtype=object)
-    nano = pd.Series(frac, dtype="int64").astype(str).str.zfill(9).to_numpy(dtype=object)
-    tail = np.where(frac == 0, "Z", np.where(frac % 1000 == 0, "." + micro + "Z", "." + nano + "Z"))
-    text = seconds.astype(object) + tail
-    text[missing] = None
-    return pd.Series(text, index=ts.index, dtype="object")
-
-
 def to_records(df: pd.DataFrame) -> list[dict[str, Any]]:
     cols = list(df.columns)
     return [{c: _plain(v) for c, v in zip(cols, row, strict=True)} for row in df.itertuples(index=False)]
-
-
-def _write_jsonl(df: pd.DataFrame, fh: IO[str]) -> None:
-    for rec in to_records(df):
-        fh.write(json.dumps(rec, ensure_ascii=False, separators=(",", ":")))
-        fh.write("\n")
-
-
-def _write_csv(df: pd.DataFrame, fh: IO[str], *, header: bool = True) -> None:
-    # Text off the wire (SNI, DNs, User-Agent, ...) with control characters and a leading formula
-    # character escaped (sinks.escape): no CR or LF can split a row, no cell runs in a spreadsheet.
-    # Before lists become JSON: that text (ASCII, escaped by JSON) is safe as it is.
-    out = escape_frame(df, formula=True).copy()
-    for col in out.columns:
-        if isinstance(out[col].dtype, pd.DatetimeTZDtype):  # "...T18:37:10.545976Z", as JSON lines and the table
-            out[col] = iso_utc(out[col])
-        elif out[col].dtype == object:
-            out[col] = out[col].map(lambda v: json.dumps(_plain(v)) if isinstance(v, tuple | list) else v)
-    out.to_csv(fh, index=False, header=header)
 
 
 def _arrow_schema(df: pd.DataFrame) -> Any:
@@ -194,6 +142,14 @@ class _ParquetSink:
         self.writer.close()
 
 
+def _cell_texts(s: pd.Series) -> list[str]:
+    """A column's cells as the table shows them (missing blank), formatted once per distinct value."""
+    codes, first = first_rows(s)
+    texts = np.array(["" if (v := plain(x)) is None else str(v) for x in s.iloc[first]] or [""], dtype=object)
+    cells: list[str] = texts[codes].tolist()
+    return cells
+
+
 def _write_table(df: pd.DataFrame, fh: IO[str], columns: Sequence[str], width: int | None) -> None:
     from rich import box
     from rich.console import Console
@@ -206,11 +162,12 @@ def _write_table(df: pd.DataFrame, fh: IO[str], columns: Sequence[str], width: i
         table.add_column(c, no_wrap=True)
     widest = {c: len(c) for c in cols}
     # Text off the wire as visible escapes (sinks.escape), given to rich as Text: never read as markup.
-    for rec in to_records(escape_frame(df[cols])):
-        cells = ["" if rec[c] is None else str(rec[c]) for c in cols]
-        for c, cell in zip(cols, cells, strict=True):
-            widest[c] = max(widest[c], len(cell))
-        table.add_row(*(Text(cell) for cell in cells))
+    shown = escape_frame(df[cols])
+    texts = [_cell_texts(shown.iloc[:, j]) for j in range(len(cols))]
+    for c, cells in zip(cols, texts, strict=True):
+        widest[c] = max(widest[c], *map(len, cells))
+    for row in zip(*texts, strict=True):
+        table.add_row(*(Text(cell) for cell in row))
     # Fingerprints are only useful whole: size the table to its content, never fold a hash.
     natural = sum(widest.values()) + 3 * len(cols)
     console = Console(file=fh, width=max(width or 0, natural), soft_wrap=False, highlight=False)
@@ -225,9 +182,9 @@ class _TextSink:
 
     def write(self, df: pd.DataFrame) -> None:
         if self.fmt == "jsonl":
-            _write_jsonl(df, self.fh)
+            write_jsonl(df, self.fh)
         elif self.fmt == "csv":
-            _write_csv(df, self.fh, header=self.header)
+            write_csv(df, self.fh, header=self.header)
             self.header = False
         else:
             self.held.append(df)  # a table is laid out once, over all its rows
