@@ -286,14 +286,20 @@ def dead_letters(path: str | None) -> DeadLetter:
 
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Input problems a user can fix end in one line and exit status 1, not a traceback."""
-    from tlsdetect.detect.baseline_dir import BaselineError
-    from tlsdetect.readers.inputs import InputError
+    """Input problems a user can fix end in one line and exit status 1, not a traceback.
 
+    Both error classes subclass ``ValueError`` and are imported only when one is raised: importing them up
+    front cost ``lookup`` the whole reader stack (pcap engine, tshark) it never uses.
+    """
     try:
         yield
-    except (InputError, BaselineError) as exc:
-        raise click.ClickException(str(exc)) from None
+    except ValueError as exc:
+        from tlsdetect.detect.baseline_dir import BaselineError
+        from tlsdetect.readers.inputs import InputError
+
+        if isinstance(exc, InputError | BaselineError):
+            raise click.ClickException(str(exc)) from None
+        raise
 
 
 def report(inputs: Inputs, letters: DeadLetter, dead_letter: str | None) -> None:
