@@ -10,6 +10,9 @@ each window of the file (``WINDOW`` bytes, so memory stays bounded on multi-GB f
 3. resolved by pointer doubling into exactly the chain reachable from the known first record:
    false candidates inside packet data are never on that chain.
 
+With the compiled core built (:mod:`.ccore`), steps 1-3 are instead one C loop that follows the
+length fields with the slow walker's checks; the numpy index stays as the fallback.
+
 If the chain ever stops short of the window end (an odd file whose headers the filter did not
 expect, a new pcapng section, damage) the window is finished by :class:`_SlowWalker`, an exact
 sequential reader that also produces the precise error message for damaged files. Both paths
@@ -34,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tlsdetect.readers.base import ReadStats
+from tlsdetect.readers.pcap import ccore
 
 __all__ = [
     "CaptureError",
@@ -174,17 +178,26 @@ class CaptureReader:
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, window: int = WINDOW, vectorised: bool = True, reuse_buffer: bool = True
+        self,
+        path: str | os.PathLike[str],
+        *,
+        window: int = WINDOW,
+        vectorised: bool = True,
+        reuse_buffer: bool = True,
+        compiled: bool | None = None,
     ) -> None:
         """``reuse_buffer``: each batch's ``buf`` is overwritten by the next window (the engine
-        finishes with a batch before asking for the next); pass False to keep every batch."""
+        finishes with a batch before asking for the next); pass False to keep every batch.
+        ``compiled``: the fast path is the C walker (default: when :func:`.ccore.enabled`), else numpy;
+        ``vectorised=False`` walks with the exact Python walker alone."""
         self.path = Path(path)
         self.reuse_buffer = reuse_buffer
         self._buffer: bytearray | None = None
         self._pool: list[U8] = []
         self.window = window
         self.vectorised = vectorised
-        #: bytes_read (the position reached), counts: packets, slow_path_records, skipped_blocks
+        self.compiled = ccore.enabled() if compiled is None else compiled
+        #: bytes_read (the position reached), counts: packets, slow_path_records, c_walk_records, skipped_blocks
         self.stats = ReadStats()
         self.size = self.path.stat().st_size
         with self.path.open("rb") as fh:
@@ -226,7 +239,10 @@ class CaptureReader:
 
     def __iter__(self) -> Iterator[PacketBatch]:
         pcap = self.format.kind == "pcap"
-        fast = self._pcap_fast if pcap else self._pcapng_fast
+        if self.compiled:
+            fast = self._pcap_compiled if pcap else self._pcapng_compiled
+        else:
+            fast = self._pcap_fast if pcap else self._pcapng_fast
         slow = self._pcap_slow if pcap else self._pcapng_slow
         batch = self._pcap_batch if pcap else self._pcapng_batch
         pos = 24 if pcap else 0
@@ -301,6 +317,12 @@ class CaptureReader:
     @property
     def _frac_limit(self) -> int:
         return 1_000_000_000 if self.format.nanosecond else 1_000_000
+
+    def _pcap_compiled(self, buf: U8, at: int, limit: int) -> tuple[I64, int]:
+        """:meth:`_pcap_fast` by the C walker: it stops where the exact walker must look."""
+        starts, nxt = ccore.walk_pcap(buf, at, limit, self._little, MAX_PACKET)
+        self.stats.counts["c_walk_records"] += len(starts)
+        return starts, nxt
 
     def _pcap_fast(self, buf: U8, at: int, limit: int) -> tuple[I64, int]:
         """Record starts on the chain from ``buf[at]``, and where the chain left off."""
@@ -396,6 +418,12 @@ class CaptureReader:
         )
 
     # -- pcapng -----------------------------------------------------------------------------
+
+    def _pcapng_compiled(self, buf: U8, at: int, limit: int) -> tuple[I64, int]:
+        """:meth:`_pcapng_fast` by the C walker (packet blocks only, the exact walker's checks)."""
+        starts, nxt = ccore.walk_pcapng(buf, at, limit, self._little, TAIL)
+        self.stats.counts["c_walk_records"] += len(starts)
+        return starts, nxt
 
     def _pcapng_fast(self, buf: U8, at: int, limit: int) -> tuple[I64, int]:
         """Packet blocks on the block chain from ``buf[at]``, found without a per-block loop.
@@ -553,12 +581,15 @@ class CaptureReader:
         else:
             iface_pb = (buf[blocks + 8].astype(np.int64) << 8) | buf[blocks + 9].astype(np.int64)
         iface = np.where(is_spb, 0, np.where(is_pb, iface_pb, _u32(buf, blocks + 8, little)))
-        ts_hi = _u32(buf, blocks + 12, little)
-        ts_lo = _u32(buf, blocks + 16, little)
+        # A Simple Packet Block may be 16 bytes and the last in the buffer: the fields it does not
+        # have are read at its start instead (and not used), never past the buffer's end.
+        epb = np.where(is_spb, blocks - 12, blocks)
+        ts_hi = _u32(buf, epb + 12, little)
+        ts_lo = _u32(buf, epb + 16, little)
         cap = np.where(
             is_spb,
             np.minimum(_u32(buf, blocks + 8, little), blen - 16),
-            _u32(buf, blocks + 20, little),
+            _u32(buf, epb + 20, little),
         )
         data = np.where(is_spb, blocks + 12, blocks + 28)
         cap = np.clip(cap, 0, np.maximum(blen - (data - blocks) - 4, 0))

@@ -51,7 +51,7 @@ import pyarrow.compute as pc
 from tlsdetect import schema
 from tlsdetect.fingerprint import client_fingerprints, enrich
 from tlsdetect.readers.base import ReadStats
-from tlsdetect.readers.pcap import pending
+from tlsdetect.readers.pcap import ccore, pending
 from tlsdetect.readers.pcap.capture import WINDOW, CaptureReader, PacketBatch
 from tlsdetect.readers.pcap.fastlane import FastLane, Segments
 from tlsdetect.readers.pcap.packets import PROTO_TCP, Decoded, decode, flow_hash, linktype_name
@@ -147,11 +147,11 @@ class _Window:
     unsupported: dict[int, int]
 
 
-def _prepare(batch: PacketBatch, dec: Decoded) -> _Window:
+def _prepare(batch: PacketBatch, dec: Decoded, *, compiled: bool | None = None) -> _Window:
     idx = np.flatnonzero(dec.valid & (dec.proto == PROTO_TCP) & (dec.payload_len > 0))
     src_hi, src_lo, dst_hi, dst_lo = dec.src_hi[idx], dec.src_lo[idx], dec.dst_hi[idx], dec.dst_lo[idx]
     sport, dport = dec.sport[idx], dec.dport[idx]
-    keys = flow_hash(src_hi, src_lo, dst_hi, dst_lo, sport, dport)
+    keys = flow_hash(src_hi, src_lo, dst_hi, dst_lo, sport, dport, compiled=compiled)
     payload, plen = dec.payload[idx], dec.payload_len[idx]
     seg = Segments(keys, dec.seq[idx], payload, plen, batch.ts_ns[idx], src_hi, src_lo, dst_hi, dst_lo, sport, dport)
     start = np.flatnonzero(_start_mask(batch.buf, payload, plen))
@@ -438,7 +438,9 @@ def _prefetch(reader: CaptureReader, depth: int = 2) -> Iterator[tuple[_Window, 
     def produce() -> None:
         try:
             for batch in reader:
-                item = (_prepare(batch, decode(batch)), reader.stats.bytes_read)
+                reader.stats.counts["decoded_by_c" if reader.compiled else "decoded_by_numpy"] += len(batch)
+                dec = decode(batch, compiled=reader.compiled)
+                item = (_prepare(batch, dec, compiled=reader.compiled), reader.stats.bytes_read)
                 while not stop.is_set():
                     try:
                         queue.put(item, timeout=0.1)
@@ -516,6 +518,7 @@ def iter_connections(
     """
     total = stats if stats is not None else ReadStats()
     reader = CaptureReader(path, window=window or WINDOW, reuse_buffer=False)
+    log.info("%s: capture core: %s", Path(path).name, ccore.status() if reader.compiled else "numpy")
     engine = _Engine(Path(path).name, fast_lane=fast_lane, slow_batch=max(1, chunk_rows // 8))
     for prepared, position in _prefetch(reader):
         engine.window(prepared)

@@ -7,6 +7,9 @@ SLL and SLL2, raw IPv4/IPv6, BSD NULL and OpenBSD LOOP, PPP (with or without HDL
 PPPoE and Cisco HDLC. Packets of any other link type (802.11, radiotap, user DLTs...) are counted
 per type in :attr:`Decoded.unsupported`, so the engine can say which it skipped instead of
 reporting "0 connections".
+
+:func:`decode` and :func:`flow_hash` run the compiled core (:mod:`.ccore`) when it is built and
+enabled; the numpy code here is the fallback and the oracle the tests hold the C code to.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from tlsdetect.readers.pcap import ccore
 from tlsdetect.readers.pcap.capture import PacketBatch
 from tlsdetect.wire.gather import Gather
 
@@ -167,11 +171,16 @@ def _link_layer(v: Gather, batch: PacketBatch) -> tuple[I64, I64]:
     return l3, etype
 
 
-def flow_hash(src_hi: U64, src_lo: U64, dst_hi: U64, dst_lo: U64, sport: I64, dport: I64) -> U64:
+def flow_hash(
+    src_hi: U64, src_lo: U64, dst_hi: U64, dst_lo: U64, sport: I64, dport: I64, *, compiled: bool | None = None
+) -> U64:
     """A 64-bit key per (src, dst, sport, dport) direction (splitmix64 finaliser over the fields).
 
     Collisions are checked later against the real addresses, so this only has to be fast.
+    ``compiled``: run the C core (default: when :func:`.ccore.enabled`).
     """
+    if compiled if compiled is not None else ccore.enabled():
+        return ccore.flow_hash(src_hi, src_lo, dst_hi, dst_lo, sport, dport)
     with np.errstate(over="ignore"):
         h = np.full(len(src_hi), 0x9E3779B97F4A7C15, dtype=np.uint64)
         ports = (sport.astype(np.uint64) << np.uint64(16)) | dport.astype(np.uint64)
@@ -184,8 +193,48 @@ def flow_hash(src_hi: U64, src_lo: U64, dst_hi: U64, dst_lo: U64, sport: I64, dp
     return h
 
 
-def decode(batch: PacketBatch) -> Decoded:
-    """Decode every packet of ``batch`` down to its TCP/UDP payload, in one pass of gathers."""
+def _unsupported(lt: I64) -> dict[int, int]:
+    """Packets per link type we do not decode."""
+    n = len(lt)
+    if n and (lt == lt[0]).all():  # the usual capture: one link type, one lookup
+        if int(lt[0]) not in LINKTYPES and int(lt[0]) not in LT_RAW_ALT:
+            return {int(lt[0]): n}
+    elif (other := ~np.isin(lt, (*LINKTYPES, *LT_RAW_ALT))).any():
+        codes, counts = np.unique(lt[other], return_counts=True)
+        return dict(zip(codes.tolist(), counts.tolist(), strict=True))
+    return {}
+
+
+def _decode_compiled(batch: PacketBatch) -> Decoded:
+    """:func:`decode` by the C core: one loop over the packets, the same values on every row."""
+    got = ccore.decode(batch.buf, batch.data, batch.caplen, batch.linktype)
+    f = got.int_field
+    return Decoded(
+        unsupported=_unsupported(batch.linktype),
+        valid=got.valid(),
+        ip_version=f("ip_version"),
+        proto=f("proto"),
+        src_hi=got.address("src_hi"),
+        src_lo=got.address("src_lo"),
+        dst_hi=got.address("dst_hi"),
+        dst_lo=got.address("dst_lo"),
+        sport=f("sport"),
+        dport=f("dport"),
+        seq=f("seq"),
+        flags=f("flags"),
+        payload=f("payload"),
+        payload_len=f("payload_len"),
+        fragments=got.fragments,
+    )
+
+
+def decode(batch: PacketBatch, *, compiled: bool | None = None) -> Decoded:
+    """Decode every packet of ``batch`` down to its TCP/UDP payload, in one pass of gathers.
+
+    ``compiled``: run the C core (default: when :func:`.ccore.enabled`); both give equal arrays.
+    """
+    if compiled if compiled is not None else ccore.enabled():
+        return _decode_compiled(batch)
     v = Gather(batch.buf)
     n = len(batch)
     end = batch.data + batch.caplen
@@ -253,16 +302,8 @@ def decode(batch: PacketBatch) -> Decoded:
     payload = np.where(tcp, l4 + doff, np.where(udp, l4 + 8, -1))
     payload_len = np.where(tcp | udp, ip_end - payload, 0)
     valid = (tcp | udp) & (payload_len >= 0)
-    unsupported: dict[int, int] = {}
-    lt = batch.linktype
-    if n and (lt == lt[0]).all():  # the usual capture: one link type, one lookup
-        if int(lt[0]) not in LINKTYPES and int(lt[0]) not in LT_RAW_ALT:
-            unsupported = {int(lt[0]): n}
-    elif (other := ~np.isin(lt, (*LINKTYPES, *LT_RAW_ALT))).any():
-        codes, counts = np.unique(batch.linktype[other], return_counts=True)
-        unsupported = dict(zip(codes.tolist(), counts.tolist(), strict=True))
     return Decoded(
-        unsupported=unsupported,
+        unsupported=_unsupported(batch.linktype),
         valid=valid,
         ip_version=np.where(is4, 4, np.where(is6, 6, 0)),
         proto=np.where(tcp, PROTO_TCP, np.where(udp, PROTO_UDP, -1)),
