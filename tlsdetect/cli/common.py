@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from tlsdetect.readers.inputs import Inputs
     from tlsdetect.readers.logs import DeadLetter
     from tlsdetect.sinks.files import Sink
+    from tlsdetect.sinks.table import Rank
     from tlsdetect.sinks.weird import WeirdLog
 
 __all__ = [
@@ -42,7 +43,9 @@ __all__ = [
     "MESH_CA_HELP",
     "PROGRESS_MIN_BYTES",
     "TABLE_FORMATS",
+    "TABLE_ROWS",
     "UserPath",
+    "all_rows_option",
     "baseline_option",
     "client_key_option",
     "dead_letter_option",
@@ -83,6 +86,8 @@ PROGRESS_MIN_BYTES = 64 * 1024 * 1024
 INPUT_FORMATS = ("pcap", "zeek", "suricata", "envoy")
 TABLE_FORMATS = ("table", "jsonl", "csv", "parquet")
 ALERT_FORMATS = ("ecs", "cef")
+#: ``sinks.table.DEFAULT_MAX_ROWS``, named again for ``--all``'s help (tests/test_table.py checks it).
+TABLE_ROWS = 100
 
 
 # --- paths and --mesh-ca ---------------------------------------------------------------------------------
@@ -322,9 +327,15 @@ def parse_columns(text: str | None, valid: list[str]) -> list[str] | None:
 
 
 def open_sink(stack: contextlib.ExitStack, fmt: str, output: str | None, columns: list[str] | None,
-              table_columns: tuple[str, ...] | None = None) -> Sink:
-    """A table writer to ``output`` (stdout if None), closed with ``stack`` when it is a file."""
+              table_columns: tuple[str, ...] | None = None, *, show_all: bool = False,
+              rank: Rank | None = None) -> Sink:
+    """A table writer to ``output`` (stdout if None), closed with ``stack`` when it is a file.
+
+    The table view shows :data:`~tlsdetect.sinks.table.DEFAULT_MAX_ROWS` rows (``rank`` picks which)
+    unless ``show_all``; the other formats write every row.
+    """
     from tlsdetect.sinks.files import Sink
+    from tlsdetect.sinks.table import DEFAULT_MAX_ROWS
 
     if fmt == "parquet":
         if not output:
@@ -336,7 +347,14 @@ def open_sink(stack: contextlib.ExitStack, fmt: str, output: str | None, columns
         raise click.ClickException(f"{output}: cannot write ({exc.strerror or exc})") from None
     if fmt == "table" and columns is None and table_columns is not None:
         columns = list(table_columns)
-    return Sink(fmt, fh, columns=columns)
+    return Sink(fmt, fh, columns=columns, max_rows=None if show_all else DEFAULT_MAX_ROWS, rank=rank)
+
+
+def all_rows_option(f: F) -> F:
+    """``--all``: the table view shows every row (it otherwise stops at ``sinks.table.DEFAULT_MAX_ROWS``)."""
+    return click.option("--all", "show_all", is_flag=True,
+                        help=f"Table: show every row (default: {TABLE_ROWS}, flagged first for score; the "
+                             "summary counts every row). The file formats always write every row.")(f)
 
 
 def write_behind(chunks: Iterator[pd.DataFrame], write: Callable[[pd.DataFrame], None]) -> None:

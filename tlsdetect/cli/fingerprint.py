@@ -10,6 +10,7 @@ import click
 from tlsdetect.cli.common import (
     TABLE_FORMATS,
     UserPath,
+    all_rows_option,
     dead_letter_option,
     dead_letters,
     engine_option,
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 @input_format_option
 @dead_letter_option("Append log lines that cannot be read here (JSON lines: file, line, reason, text).")
 @weird_option
+@all_rows_option
 def fingerprint(
     paths: tuple[str, ...],
     fmt: str,
@@ -54,6 +56,7 @@ def fingerprint(
     input_format: str | None,
     dead_letter: str | None,
     weird: str | None,
+    show_all: bool,
 ) -> None:
     """Fingerprint every TLS handshake in PATHS: pcap/pcapng captures, Zeek ssl/x509/conn logs,
     Suricata EVE or Envoy access logs (files or directories; the format is detected from the
@@ -70,7 +73,7 @@ def fingerprint(
     with contextlib.ExitStack() as stack:
         letters = stack.enter_context(dead_letters(dead_letter))
         inputs = open_inputs(paths, engine, input_format, letters, progress=not no_progress)
-        sink = open_sink(stack, fmt, output, wanted)
+        sink = open_sink(stack, fmt, output, wanted, show_all=show_all)
         ledger = open_weird(weird)
         stack.callback(ledger.close)
 

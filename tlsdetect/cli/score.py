@@ -12,6 +12,7 @@ from tlsdetect.cli.common import (
     ALERT_FORMATS,
     TABLE_FORMATS,
     UserPath,
+    all_rows_option,
     baseline_option,
     dead_letters,
     input_options,
@@ -46,9 +47,10 @@ if TYPE_CHECKING:
 @click.option("--columns", help="Comma-separated columns to output (not with ecs/cef: their fields are fixed).")
 @input_options
 @weird_option
+@all_rows_option
 def score_cmd(paths: tuple[str, ...], baseline_dir: str | None, fmt: str, output: str | None, only_flagged: bool,
               columns: str | None, engine: str, input_format: str | None, dead_letter: str | None,
-              no_progress: bool, weird: str | None) -> None:
+              no_progress: bool, weird: str | None, show_all: bool) -> None:
     """Score every connection in PATHS against a baseline: score 0-100, verdict, reasons.
 
     Without --baseline, with the knowledge base and issuer rules alone (the summary says what was not compared).
@@ -61,9 +63,11 @@ def score_cmd(paths: tuple[str, ...], baseline_dir: str | None, fmt: str, output
         SCORE_COLUMNS,
         SCORE_OUTPUT_COLUMNS,
         SCORE_TABLE_COLUMNS,
+        VERDICTS,
         score,
         summarize,
     )
+    from tlsdetect.sinks.table import by_column
 
     wanted = parse_columns(columns, list(dict.fromkeys((*schema.COLUMNS, *SCORE_COLUMNS, "reason_codes"))))
     if wanted and fmt in ALERT_FORMATS:
@@ -83,7 +87,9 @@ def score_cmd(paths: tuple[str, ...], baseline_dir: str | None, fmt: str, output
         else:
             shown = scored[scored["verdict"] != "ok"] if only_flagged else scored
             default = SCORE_TABLE_COLUMNS if fmt == "table" else SCORE_OUTPUT_COLUMNS
-            sink = open_sink(stack, fmt, output, wanted or list(default))
+            # a cut table shows intercepted, then suspicious rows before any ok one
+            sink = open_sink(stack, fmt, output, wanted or list(default), show_all=show_all,
+                             rank=by_column("verdict", VERDICTS))
             sink.write(shown)
             sink.close()
     report(inputs, letters, dead_letter)

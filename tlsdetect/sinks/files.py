@@ -11,13 +11,11 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import IO, Any
 
-import numpy as np
 import pandas as pd
 
 from tlsdetect.sinks.csv_rows import write_csv
-from tlsdetect.sinks.distinct import first_rows
-from tlsdetect.sinks.escape import escape_frame
 from tlsdetect.sinks.jsonl import write_jsonl
+from tlsdetect.sinks.table import Rank, TableView
 from tlsdetect.sinks.values import iso_utc, plain
 
 #: The per-value form, under the name the alert writers and tests import.
@@ -142,65 +140,38 @@ class _ParquetSink:
         self.writer.close()
 
 
-def _cell_texts(s: pd.Series) -> list[str]:
-    """A column's cells as the table shows them (missing blank), formatted once per distinct value."""
-    codes, first = first_rows(s)
-    texts = np.array(["" if (v := plain(x)) is None else str(v) for x in s.iloc[first]] or [""], dtype=object)
-    cells: list[str] = texts[codes].tolist()
-    return cells
-
-
-def _write_table(df: pd.DataFrame, fh: IO[str], columns: Sequence[str], width: int | None) -> None:
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    cols = [c for c in columns if c in df.columns]
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-    for c in cols:
-        table.add_column(c, no_wrap=True)
-    widest = {c: len(c) for c in cols}
-    # Text off the wire as visible escapes (sinks.escape), given to rich as Text: never read as markup.
-    shown = escape_frame(df[cols])
-    texts = [_cell_texts(shown.iloc[:, j]) for j in range(len(cols))]
-    for c, cells in zip(cols, texts, strict=True):
-        widest[c] = max(widest[c], *map(len, cells))
-    for row in zip(*texts, strict=True):
-        table.add_row(*(Text(cell) for cell in row))
-    # Fingerprints are only useful whole: size the table to its content, never fold a hash.
-    natural = sum(widest.values()) + 3 * len(cols)
-    console = Console(file=fh, width=max(width or 0, natural), soft_wrap=False, highlight=False)
-    console.print(table)
-
-
 class _TextSink:
-    def __init__(self, fmt: str, fh: IO[str], columns: Sequence[str] | None, width: int | None) -> None:
-        self.fmt, self.fh, self.columns, self.width = fmt, fh, columns, width
+    def __init__(self, fmt: str, fh: IO[str], columns: Sequence[str] | None) -> None:
+        self.fmt, self.fh, self.columns = fmt, fh, columns
         self.header = True
-        self.held: list[pd.DataFrame] = []
 
     def write(self, df: pd.DataFrame) -> None:
         if self.fmt == "jsonl":
             write_jsonl(df, self.fh)
-        elif self.fmt == "csv":
+        else:
             write_csv(df, self.fh, header=self.header)
             self.header = False
-        else:
-            self.held.append(df)  # a table is laid out once, over all its rows
 
     def close(self) -> None:
-        if self.fmt == "table":
-            held = [d for d in self.held if len(d)]
-            df = pd.concat(held, ignore_index=True) if held else pd.DataFrame(columns=list(TABLE_COLUMNS))
-            _write_table(df, self.fh, self.columns or TABLE_COLUMNS, self.width)
-        elif self.fmt == "csv" and self.header:
+        if self.fmt == "csv" and self.header:
             self.fh.write(",".join(self.columns or ()) + "\n")
         self.fh.flush()
 
 
+class _TableSink(TableView):
+    """The table view, flushed at the end like the text writers."""
+
+    def close(self) -> None:
+        super().close()
+        self.fh.flush()
+
+
 class Sink:
-    """Writes chunks of the connections table as they come; call :meth:`close` at the end."""
+    """Writes chunks of the connections table as they come; call :meth:`close` at the end.
+
+    ``rows`` counts every row written, also those a table with ``max_rows`` does not show; ``rank``
+    picks which a cut table shows (:mod:`tlsdetect.sinks.table`). Both apply to the table only.
+    """
 
     def __init__(
         self,
@@ -210,25 +181,32 @@ class Sink:
         path: str | None = None,
         columns: Sequence[str] | None = None,
         width: int | None = None,
+        max_rows: int | None = None,
+        rank: Rank | None = None,
     ) -> None:
         if fmt not in FORMATS:
             raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
         self.columns = list(columns) if columns is not None else None
         self.rows = 0
-        self._impl: _ParquetSink | _TextSink
+        self._impl: _ParquetSink | _TextSink | _TableSink
         if fmt == "parquet":
             if path is None:
                 raise ValueError("parquet output needs a file: give -o FILE")
             self._impl = _ParquetSink(path)
+        elif fh is None:
+            raise ValueError(f"{fmt} output needs a stream")
+        elif fmt == "table":
+            self._impl = _TableSink(fh, self.columns or TABLE_COLUMNS, width=width, max_rows=max_rows, rank=rank)
         else:
-            if fh is None:
-                raise ValueError(f"{fmt} output needs a stream")
-            self._impl = _TextSink(fmt, fh, self.columns, width)
+            self._impl = _TextSink(fmt, fh, self.columns)
 
     def write(self, df: pd.DataFrame) -> None:
+        self.rows += len(df)
+        if isinstance(self._impl, _TableSink):  # it ranks on every column, then keeps its own
+            self._impl.write(df)
+            return
         if self.columns is not None:
             df = df[[c for c in self.columns if c in df.columns]]
-        self.rows += len(df)
         self._impl.write(df)
 
     def close(self) -> None:
@@ -243,8 +221,10 @@ def write(
     path: str | None = None,
     columns: Sequence[str] | None = None,
     width: int | None = None,
+    max_rows: int | None = None,
+    rank: Rank | None = None,
 ) -> None:
     """Write one whole table (a :class:`Sink` with a single chunk)."""
-    sink = Sink(fmt, fh, path=path, columns=columns, width=width)
+    sink = Sink(fmt, fh, path=path, columns=columns, width=width, max_rows=max_rows, rank=rank)
     sink.write(df)
     sink.close()
