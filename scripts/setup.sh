@@ -18,6 +18,11 @@ command -v rsyslogd >/dev/null 2>&1 || [ -x /usr/sbin/rsyslogd ] || missing+=(rs
 command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || missing+=(iptables)
 command -v sslsplit >/dev/null 2>&1 || missing+=(sslsplit)
 command -v gnutls-cli >/dev/null 2>&1 && command -v gnutls-serv >/dev/null 2>&1 || missing+=(gnutls-bin)
+# gcc and the Python headers: the compiled capture core (tlsdetect/readers/pcap/_ccore.c) is built at
+# install; without them the install still succeeds and the numpy core runs (slower).
+command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+    || missing+=(python3-dev)
 if [ ${#missing[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -32,6 +37,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[dev]'
+# Say which capture core this install runs (the C one, or numpy when the compile failed).
+.venv/bin/python -c 'from tlsdetect.readers.pcap import ccore; print("capture core:", ccore.status())'
 # Bytecode up front: an editable install leaves it to the first import, and environments with
 # PYTHONDONTWRITEBYTECODE never write it, so every command would compile the package again (~55 ms).
 .venv/bin/python -m compileall -q tlsdetect
