@@ -225,12 +225,25 @@ class _Engine:
         uniq, first = _lowest_start(seg.keys[start], seg.seq[start])
         known = np.fromiter(st.flows.keys(), dtype=np.uint64, count=len(st.flows))
         fresh = ~np.isin(uniq, known)
-        self._bound(int(fresh.sum()))  # room first: a window of new flows must not pile on a full table
+        # Room first: a window of new flows must not pile on a full table; nor may one window's burst
+        # pass the caps (the directions past the room are not opened: each new connection among them is
+        # a row that says ``pending_evicted``, at once).
+        self._bound(min(int(fresh.sum()), pending.MAX_PENDING_DIRECTIONS))
+        free = pending.room(len(st.flows), st.held, max_directions=pending.MAX_PENDING_DIRECTIONS,
+                            max_bytes=pending.MAX_PENDING_BYTES)
+        refused: set[int] = set()
         for j in np.sort(first[fresh]).tolist():  # one Python step per new flow direction
             i = int(start[j])
+            key, back = int(seg.keys[i]), int(rev[j])
+            if free <= 0 and back not in st.flows:
+                if back not in refused:  # one row per connection, from the side seen first
+                    self._refuse(seg, i)
+                refused.add(key)
+                continue
+            free -= 1
             self._open(
-                int(seg.keys[i]),
-                int(rev[j]),
+                key,
+                back,
                 Endpoint(int(seg.src_hi[i]), int(seg.src_lo[i]), int(seg.sport[i])),
                 Endpoint(int(seg.dst_hi[i]), int(seg.dst_lo[i]), int(seg.dport[i])),
                 int(seg.seq[i]),
@@ -239,6 +252,18 @@ class _Engine:
                 int(seg.payload[i]),
                 int(seg.plen[i]),
             )
+
+    def _refuse(self, seg: Segments, i: int) -> None:
+        """The row of a connection the table had no room to open (its hello was never read)."""
+        conn = Connection(
+            a=Endpoint(int(seg.src_hi[i]), int(seg.src_lo[i]), int(seg.sport[i])),
+            b=Endpoint(int(seg.dst_hi[i]), int(seg.dst_lo[i]), int(seg.dport[i])),
+            ts_ns=int(seg.ts[i]),
+        )
+        row = conn.row()
+        row["incomplete"] = EVICTED
+        self.state.rows.append(row)
+        self.stats.counts[EVICTED] += 1
 
     def _open(
         self, key: int, rev: int, src: Endpoint, dst: Endpoint, seq: int, ts: int,

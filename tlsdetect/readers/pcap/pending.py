@@ -24,11 +24,15 @@ import numpy.typing as npt
 
 __all__ = [
     "DIRECTION_COST", "EVICTED", "EVICTED_WHOLE", "MAX_PENDING_BYTES", "MAX_PENDING_DIRECTIONS", "REFILL",
-    "SEGMENT_COST", "evict",
+    "SEGMENT_COST", "evict", "room",
 ]
 
-#: Open flow directions the reassembling lane holds at most (a connection has one or two).
-MAX_PENDING_DIRECTIONS = 65_536
+#: Open flow directions the reassembling lane holds at most (a connection has one or two). Each
+#: costs ~3.3 KB of small Python objects, and CPython's allocator keeps their arenas after the
+#: direction is gone (a survivor pins an arena): at 65,536 directions that high water alone was
+#: ~200 MiB, kept for the rest of the file (``benchmarks/results/memory-2026-12-07.md``). At
+#: 16,384 it is ~55 MiB, whatever the number of flows.
+MAX_PENDING_DIRECTIONS = 16_384
 #: Estimated bytes those directions hold at most: buffered segments and reassembled prefixes,
 #: plus ``SEGMENT_COST`` per segment and ``DIRECTION_COST`` per direction.
 MAX_PENDING_BYTES = 128 * 1024 * 1024
@@ -42,6 +46,17 @@ EVICTED = "pending_evicted"
 EVICTED_WHOLE = "pending_evicted after whole hellos"
 
 I64 = npt.NDArray[np.int64]
+
+
+def room(open_directions: int, held: int, *, max_directions: int = MAX_PENDING_DIRECTIONS,
+         max_bytes: int = MAX_PENDING_BYTES) -> int:
+    """How many new directions fit under both caps now (after eviction made what room it could).
+
+    A single window can start more handshakes than the caps hold; opening them all and evicting
+    at the window's end would put the whole burst in memory first, so the ones past this are
+    not opened (each becomes an evicted row at once).
+    """
+    return max(0, min(max_directions - open_directions, (max_bytes - held) // DIRECTION_COST))
 
 
 def evict(
