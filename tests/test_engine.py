@@ -263,3 +263,178 @@ def test_a_hello_cut_by_the_capture_is_a_row_that_says_so(tmp_path: Path) -> Non
         assert df["incomplete"].tolist() == ["hello_cut"]
         assert df["ja4"].isna().all()
         assert (df["client_port"].tolist(), df["server_port"].tolist()) == ([40000], [443])
+
+
+# -- truncated records after the hellos (issue 18's anomaly ledger: ``truncated``) -------------------
+
+from .craft import ipv4_tcp_frame, pcap_file  # noqa: E402
+from .test_fastlane import _canonical  # noqa: E402
+
+_CCS = b"\x14\x03\x03\x00\x01\x01"
+
+
+def _record(ctype: int, body: bytes) -> bytes:
+    return bytes([ctype, 3, 3]) + len(body).to_bytes(2, "big") + body
+
+
+def _tls12_records(request: bool = False) -> list[bytes]:
+    """A TLS 1.2 server flight, one record per message: ServerHello, Certificate, ServerKeyExchange,
+    (CertificateRequest), ServerHelloDone."""
+    listing = len(_CERT).to_bytes(3, "big") + _CERT
+    hello12 = struct.pack(">H", 0x0303) + bytes(range(1, 33)) + b"\x00" + struct.pack(">HB", 0xC02F, 0) + b"\x00\x00"
+    msgs = [handshake_message(2, hello12), handshake_message(11, len(listing).to_bytes(3, "big") + listing),
+            handshake_message(12, bytes(300))]
+    if request:
+        msgs.append(handshake_message(13, b"\x01\x01\x00\x02\x04\x03\x00\x00"))
+    return [_record(22, m) for m in [*msgs, handshake_message(14, b"")]]
+
+
+_CERT = _der_certificate()
+_HELLO = tls_records(handshake_message(1, client_hello_body()), 1 << 14)[0]
+_TLS13_FLIGHT = [_TLS13_SERVER[0], _CCS, *(_record(23, bytes(n)) for n in (30, 1500, 90, 60))]
+_CLIENT_FIN = _CCS + _record(23, bytes(53))
+
+
+def _segments(parts: list[bytes], from_client: bool, *, drop: int | None = None, mss: int = 10**6,
+              start: int = 0) -> list[tuple[bool, int, bytes]]:
+    """Each part in segments of at most ``mss`` at its stream offset; part ``drop`` is missing (the sensor
+    lost it: a hole, with the stream's later bytes still there)."""
+    out, off = [], start
+    for i, part in enumerate(parts):
+        if i != drop:
+            out += [(from_client, off + j, part[j : j + mss]) for j in range(0, len(part), mss)]
+        off += len(part)
+    return out
+
+
+def _lanes(tmp_path: Path, segments: list[tuple[bool, int, bytes]], *, filler: int = 0) -> pd.DataFrame:
+    """The one row of a crafted conversation, equal in both lanes. ``filler``: packets of another flow after it
+    in the same window, so the fast lane takes a connection quiet at the window's end (it leaves ones
+    still talking there to the reassembling lane)."""
+    path = tmp_path / "trunc.pcap"
+    frames = [ipv4_tcp_frame("10.9.0.1", "10.9.0.2", 5555, 80, 1 + i, 1, 0x18, b"x") for i in range(filler)]
+    path.write_bytes(tcp_conversation(("10.0.0.1", 40000), ("10.0.0.2", 443), segments)
+                     + pcap_file((1_700_000_100, i, f) for i, f in enumerate(frames))[24:])
+    (fast, stats), (slow, _) = read_pcap(path), read_pcap(path, fast_lane=False)
+    pd.testing.assert_frame_equal(_canonical(fast), _canonical(slow))
+    tls = fast[fast["server_port"] == 443].reset_index(drop=True)
+    assert len(tls) == 1
+    tls.attrs["fast_lane"] = stats.counts["fast_lane_connections"]
+    return tls
+
+
+def _assert_clean_hellos(row: pd.Series) -> None:
+    """The hellos were read whole: fingerprints there, and the row is not ``incomplete``."""
+    assert row["ja4"] == "t13d0305h2_40b44b994229_fbabbea27ee8"
+    assert isinstance(row["ja3s"], str)
+    assert pd.isna(row["incomplete"])
+
+
+def test_tls12_server_flight_cut_inside_the_certificate(tmp_path: Path) -> None:
+    """The capture ends inside the server's Certificate record: the chain and the flight were silently
+    null on a clean-looking row; now the row says where (``server_chain``), and is still not incomplete."""
+    flight = b"".join(_tls12_records())
+    row = _lanes(tmp_path, [(True, 0, _HELLO), *_segments([flight[:300]], False, mss=100)]).iloc[0]
+    _assert_clean_hellos(row)
+    assert row["truncated"] == "server_chain"
+    assert pd.isna(row["server_subject"]) and row["server_flight"] is None and pd.isna(row["resumed"])
+
+
+def test_tls12_certificate_lost_to_a_hole(tmp_path: Path) -> None:
+    """A segment inside the certificate the sensor missed, the rest of the conversation captured: the
+    server's columns are missing and say so; the client's flight, read whole, is kept."""
+    flight = b"".join(_tls12_records())
+    client_after = _record(22, handshake_message(16, bytes(33))) + _CCS + _record(22, bytes(40))
+    segments = [(True, 0, _HELLO), (True, len(_HELLO), client_after)]
+    server = _segments([flight], False, mss=100)
+    row = _lanes(tmp_path, segments + server[:3] + server[4:]).iloc[0]
+    _assert_clean_hellos(row)
+    assert row["truncated"] == "server_chain"
+    assert pd.isna(row["server_subject"]) and row["server_flight"] is None
+    assert row["client_flight"] == (37,)
+
+
+def test_tls12_server_flight_cut_after_the_certificate(tmp_path: Path) -> None:
+    """Cut inside ServerKeyExchange: the certificate (whole) is kept, the flight sizes are missing."""
+    records = _tls12_records()
+    cut = b"".join(records[:2]) + records[2][:100]
+    row = _lanes(tmp_path, [(True, 0, _HELLO), *_segments([cut], False, mss=500)]).iloc[0]
+    _assert_clean_hellos(row)
+    assert row["truncated"] == "server_flight"
+    assert row["server_subject"] == "CN=big.example"
+    assert row["server_flight"] is None
+
+
+def test_tls12_client_certificate_cut(tmp_path: Path) -> None:
+    """mTLS: the server asked for a certificate and the client's Certificate record is cut by the capture's
+    end: ``client_chain`` (the peer columns are missing), the server's flight is whole."""
+    listing = len(_CERT).to_bytes(3, "big") + _CERT
+    client_cert = _record(22, handshake_message(11, len(listing).to_bytes(3, "big") + listing))
+    segments = [(True, 0, _HELLO), *_segments(_tls12_records(request=True), False, mss=1400),
+                (True, len(_HELLO), client_cert[:200])]
+    row = _lanes(tmp_path, segments).iloc[0]
+    _assert_clean_hellos(row)
+    assert row["truncated"] == "client_chain"
+    assert row["server_subject"] == "CN=big.example"
+    assert isinstance(row["server_flight"], tuple)
+    assert pd.isna(row["peer_subject"]) and row["client_flight"] is None
+
+
+@pytest.mark.parametrize("filler", [0, 4200])
+def test_tls13_server_flight_cut_by_the_capture(tmp_path: Path, filler: int) -> None:
+    """The capture ends inside the server's encrypted flight: ``server_flight``. With the connection quiet
+    for the window's last packets the fast lane takes it and says the same."""
+    flight = b"".join(_TLS13_FLIGHT)
+    df = _lanes(tmp_path, [(True, 0, _HELLO), *_segments([flight[:-40]], False, mss=200)], filler=filler)
+    row = df.iloc[0]
+    _assert_clean_hellos(row)
+    assert row["truncated"] == "server_flight"
+    assert row["server_flight"] is None and row["client_flight"] is None
+    assert df.attrs["fast_lane"] == (1 if filler else 0)
+
+
+@pytest.mark.parametrize("filler", [0, 4200])
+def test_tls13_hole_at_a_record_boundary_is_not_a_short_flight(tmp_path: Path, filler: int) -> None:
+    """The sensor missed exactly one record of the server's flight (30, 1500, 90, 60): the flight read
+    (30, 1500), a partial value as if whole (``server_flight_changed`` would compare it). Now it is
+    missing and says ``server_flight``."""
+    after = _record(23, bytes(200))
+    server = _segments(_TLS13_FLIGHT + [after], False, drop=4)
+    df = _lanes(tmp_path, [(True, 0, _HELLO), *server[:-1], (True, len(_HELLO), _CLIENT_FIN), server[-1]],
+                filler=filler)
+    row = df.iloc[0]
+    _assert_clean_hellos(row)
+    assert row["server_flight"] is None
+    assert row["truncated"] == "server_flight"
+    assert df.attrs["fast_lane"] == 0  # a hole is the reassembling lane's
+
+
+@pytest.mark.parametrize("filler", [0, 4200])
+def test_tls13_client_flight_cut(tmp_path: Path, filler: int) -> None:
+    """The client's Finished and request, the request cut by the capture's end: ``client_flight``; the
+    server's flight, decided before, is whole."""
+    flight = b"".join(_TLS13_FLIGHT)
+    segments = [(True, 0, _HELLO), *_segments([flight], False),
+                (True, len(_HELLO), (_CLIENT_FIN + _record(23, bytes(400)))[:-100]),
+                (False, len(flight), _record(23, bytes(200)))]
+    row = _lanes(tmp_path, segments, filler=filler).iloc[0]
+    _assert_clean_hellos(row)
+    assert row["truncated"] == "client_flight"
+    assert row["server_flight"] == (30, 1500, 90, 60)
+    assert row["client_flight"] is None
+
+
+@pytest.mark.parametrize("filler", [0, 4200])
+def test_data_cut_after_the_flights_is_not_truncated(tmp_path: Path, filler: int) -> None:
+    """The common case: the capture ends inside application data after both flights were decided. Nothing
+    the row says was cut, so it says nothing."""
+    flight = b"".join(_TLS13_FLIGHT)
+    app = _record(23, bytes(3000))
+    segments = [(True, 0, _HELLO), *_segments([flight], False), (True, len(_HELLO), _CLIENT_FIN),
+                *_segments([app[:1000]], False, start=len(flight)),
+                (True, len(_HELLO) + len(_CLIENT_FIN), _record(23, bytes(30)))]
+    row = _lanes(tmp_path, segments, filler=filler).iloc[0]
+    _assert_clean_hellos(row)
+    assert pd.isna(row["truncated"])
+    assert row["server_flight"] == (30, 1500, 90, 60)
+    assert row["client_flight"] == (53,)

@@ -14,13 +14,17 @@ from tlsdetect.readers.pcap.records import (
     QUIET,
     UNKNOWN,
     Chain,
+    HeaderWalk,
     Records,
+    Sizes,
     after_hellos,
     as_tuples,
+    flight_cut,
     handshake_sizes,
+    ran_out,
     single,
     tls13_flights,
-    walk_headers,
+    truncated_places,
     walk_stream,
 )
 
@@ -67,8 +71,9 @@ def test_walk_stream_sentinels() -> None:
     rec = b"\x17\x03\x03\x00\x02ab"
     data = rec + rec[:3]
     assert walk_stream(data, [0, 7], [5, 6], final=True, capped=False, record_max=20000) == (
-        [23, NEXT], [2, 0], [5, 6])
-    assert walk_stream(rec, [0], [5], final=True, capped=False, record_max=20000)[0] == [23, QUIET]
+        [23, NEXT], [2, 0], [5, 6], True)  # the bytes end inside the next header: cut
+    assert walk_stream(rec, [0], [5], final=True, capped=False, record_max=20000) == ([23, QUIET], [2, 0],
+                                                                                       [5, END_OF_CAPTURE], False)
     assert walk_stream(rec, [0], [5], final=False, capped=False, record_max=20000)[0] == [23, UNKNOWN]
     assert walk_stream(b"GET / HTTP", [0], [5], final=True, capped=False, record_max=20000)[0] == [UNKNOWN]
 
@@ -79,10 +84,48 @@ def test_handshake_sizes_joins_records_and_stops_at_ccs() -> None:
     done = b"\x0e\x00\x00\x00"
     body = hello + cert + done
     data = b"\x16\x03\x03\x00\x08" + body[:8] + b"\x16\x03\x03" + len(body[8:]).to_bytes(2, "big") + body[8:]
-    assert handshake_sizes(data) == ([6, 7, 4], True, False)
+    assert handshake_sizes(data) == ([6, 7, 4], True, False, False)
     ccs = b"\x14\x03\x03\x00\x01\x01"
-    assert handshake_sizes(b"\x16\x03\x03\x00\x06" + hello + ccs) == ([6], False, True)
-    assert handshake_sizes(b"\x16\x03\x03\x00\x06" + hello) == ([6], False, False)
+    assert handshake_sizes(b"\x16\x03\x03\x00\x06" + hello + ccs) == ([6], False, True, False)
+    assert handshake_sizes(b"\x16\x03\x03\x00\x06" + hello) == ([6], False, False, False)
+
+
+def test_handshake_sizes_says_when_the_bytes_ran_out() -> None:
+    """A TLS <= 1.2 flight whose record is cut (inside its body or its header), or that ends exactly at a
+    record with a hole after it, is cut; one stopped by an alert or ending quietly is not."""
+    hello = b"\x16\x03\x03\x00\x06\x02\x00\x00\x02ab"
+    cert = b"\x16\x03\x03\x00\x07\x0b\x00\x00\x03xyz"
+    assert handshake_sizes(hello + cert[:9]) == ([6], False, False, True)
+    assert handshake_sizes(hello + cert[:3]) == ([6], False, False, True)
+    assert handshake_sizes(hello + cert, hole=True) == ([6, 7], False, False, True)
+    assert handshake_sizes(hello + cert) == ([6, 7], False, False, False)
+    assert handshake_sizes(hello + b"\x15\x03\x03\x00\x02\x02\x28", hole=True).cut is False
+    assert handshake_sizes(hello + b"\x14\x03\x03\x00\x01\x01", hole=True).cut is False
+
+
+def test_walk_stream_at_a_hole_is_cut_not_quiet() -> None:
+    """Bytes past a gap after the last whole record: what the gap held is unknown, so the walk says
+    UNKNOWN (a QUIET there ended a TLS 1.3 flight early: a partial flight that looked whole)."""
+    rec = b"\x17\x03\x03\x00\x02ab"
+    assert walk_stream(rec, [0], [5], final=True, capped=False, record_max=20000, hole=True) == (
+        [23, UNKNOWN], [2, 0], [5, UNKNOWN], True)
+    # at the reassembly depth the reader stopped by choice: not cut
+    assert walk_stream(rec + rec[:4], [0], [5], final=True, capped=True, record_max=20000).cut is False
+    assert walk_stream(b"GET / HTTP", [0], [5], final=True, capped=False, record_max=20000).cut is False
+
+
+def test_ran_out() -> None:
+    pos, end = np.array([10, 12, 9, 10, 10, 3]), np.array([10, 10, 10, 10, 14, 10])
+    hole = np.array([False, False, False, True, False, False])
+    assert ran_out(pos, end, hole).tolist() == [False, True, True, True, True, False]
+
+
+def test_a_flight_is_cut_only_when_missing() -> None:
+    known = Sizes(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.array([True, False, False]))
+    assert flight_cut(known, np.array([True, True, False])).tolist() == [False, True, False]
+    assert truncated_places("server_chain", "client_flight") == "server_chain,client_flight"
+    assert truncated_places(None, "client_flight") == "client_flight"
+    assert truncated_places(None, None) is None
 
 
 # --- walk_headers (in place, many owners) against walk_stream (one reassembled stream) ----------
@@ -112,6 +155,12 @@ def _stream(draw: st.DrawFn) -> tuple[bytes, list[int]]:
 
 
 def _walk_many(streams: list[tuple[bytes, list[int]]], shuffle: list[int]) -> tuple[Records, list[int]]:
+    rec, horizons, _ = _walk_cut(streams, shuffle)
+    return rec, horizons
+
+
+def _walk_cut(streams: list[tuple[bytes, list[int]]], shuffle: list[int],
+              broken: list[bool] | None = None) -> tuple[Records, list[int], list[bool]]:
     """Every stream as one owner of one window, its segments laid out in ``buf`` in a shuffled
     order; segment k of the window arrives at capture position 10 + k."""
     segs = [(o, s, data[s:e]) for o, (data, starts) in enumerate(streams)
@@ -127,25 +176,33 @@ def _walk_many(streams: list[tuple[bytes, list[int]]], shuffle: list[int]) -> tu
     chain = Chain(owner, rel, np.arange(len(segs), dtype=np.int64), seg_len)
     horizons = [1000 + o for o in range(len(streams))]
     arrival = 10 + np.arange(len(segs), dtype=np.int64)
-    rec = walk_headers(np.frombuffer(bytes(buf) + b"\0", dtype=np.uint8), chain, np.array(payload, dtype=np.int64),
-                       arrival, len(streams), np.array(horizons, dtype=np.int64), RECORD_MAX)
-    return rec, horizons
+    walk = HeaderWalk(np.frombuffer(bytes(buf) + b"\0", dtype=np.uint8), chain, np.array(payload, dtype=np.int64),
+                      arrival, len(streams), np.array(horizons, dtype=np.int64), RECORD_MAX,
+                      None if broken is None else np.array(broken, dtype=bool))
+    while walk.step():
+        pass
+    return walk.records(), horizons, walk.cut.tolist()
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(_stream(), min_size=1, max_size=4), st.lists(st.integers(0, 50), max_size=40))
+@given(st.lists(st.tuples(_stream(), st.booleans()), min_size=1, max_size=4), st.lists(st.integers(0, 50), max_size=40))
 def test_walk_headers_reads_what_the_reassembling_walk_reads(
-    streams: list[tuple[bytes, list[int]]], shuffle: list[int]
+    streams_holes: list[tuple[tuple[bytes, list[int]], bool]], shuffle: list[int]
 ) -> None:
-    """Records, lengths, capture positions and the sentinel: equal to :func:`walk_stream` on the
-    joined bytes for every owner at once (a walk ending at the bytes' end is QUIET at the
-    window's horizon, where the reassembling walk at the capture's end says END_OF_CAPTURE)."""
-    rec, horizons = _walk_many(streams, shuffle)
+    """Records, lengths, capture positions, the sentinel and whether the walk ended cut: equal to
+    :func:`walk_stream` on the joined bytes for every owner at once (a walk ending at the bytes'
+    end is QUIET at the window's horizon, where the reassembling walk at the capture's end says
+    END_OF_CAPTURE; with bytes past a hole after them, both say UNKNOWN and cut)."""
+    streams = [s for s, _ in streams_holes]
+    holes = [h for _, h in streams_holes]
+    rec, horizons, cuts = _walk_cut(streams, shuffle, holes)
     offset = 0
     for o, (data, starts) in enumerate(streams):
         arrivals = [10 + offset + k for k in range(len(starts))]
         offset += len(starts)
-        ctype, length, when = walk_stream(data, starts, arrivals, final=True, capped=False, record_max=RECORD_MAX)
+        ctype, length, when, cut = walk_stream(data, starts, arrivals, final=True, capped=False, record_max=RECORD_MAX,
+                                               hole=holes[o])
+        assert cuts[o] == cut
         mine = rec.owner == o
         assert rec.ctype[mine].tolist() == ctype
         assert rec.length[mine].tolist() == length
@@ -171,9 +228,10 @@ def test_walk_headers_stops_at_a_lying_length_without_guessing() -> None:
     """A header that claims more bytes than were captured: its record is listed (its header was
     read), and the walk ends UNKNOWN (not QUIET): nothing after it is decided."""
     data = b"\x17\x03\x03\x01\x00" + b"x" * 20
-    rec, _ = _walk_many([(data, [0])], [])
+    rec, _, cut = _walk_cut([(data, [0])], [])
     assert rec.ctype.tolist() == [23, UNKNOWN]
     assert rec.length.tolist() == [256, 0]
+    assert cut == [True]
 
 
 def test_tls13_zero_rtt_is_not_the_clients_flight() -> None:
@@ -205,6 +263,6 @@ def test_walks_agree_after_the_last_record_walked() -> None:
     for tail in (rec_bytes, b"GET / HTTP/1.1"):
         data = rec_bytes * MAX_RECORDS + tail
         mine, _ = _walk_many([(data, [0])], [])
-        ctype, _, _ = walk_stream(data, [0], [10], final=True, capped=False, record_max=RECORD_MAX)
+        ctype = walk_stream(data, [0], [10], final=True, capped=False, record_max=RECORD_MAX).ctype
         assert mine.ctype.tolist() == ctype
         assert ctype[-1] == NEXT

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tlsdetect.readers.pcap.engine import read_pcap
-from tlsdetect.readers.pcap.records import Sizes, as_tuples, group_starts, tls13_flights
+from tlsdetect.readers.pcap.records import Sizes, as_tuples, flight_cut, group_starts, tls13_flights
 from tlsdetect.readers.pcap.window_flights import (
     _direction,
     idle_at_window_end,
@@ -141,8 +141,11 @@ def _window(draw: st.DrawFn) -> tuple[list[tuple[int, bytes]], list[int], list[i
     return flat, clients, servers
 
 
-def _full_walk_flights(args: tuple[object, ...], client: np.ndarray, server: np.ndarray) -> tuple[Sizes, Sizes]:
-    """tls13_flights over every record each direction has in the window (no early stop)."""
+def _full_walk_flights(
+    args: tuple[object, ...], client: np.ndarray, server: np.ndarray
+) -> tuple[Sizes, Sizes, np.ndarray, np.ndarray]:
+    """tls13_flights over every record each direction has in the window (no early stop), and
+    which flights are missing because their direction was cut."""
     buf, keys, seq, payload, plen, by_key, base = args
     walks = []
     for hello in (server, client):
@@ -150,9 +153,10 @@ def _full_walk_flights(args: tuple[object, ...], client: np.ndarray, server: np.
         while walk.step():
             pass
         rec = walk.records()
-        walks.append((rec, group_starts(rec.owner, len(client))))
-    (s_rec, s_start), (c_rec, c_start) = walks
-    return tls13_flights(s_rec, c_rec, s_start + 1, c_start + 1, base + server)  # type: ignore[operator]
+        walks.append((rec, group_starts(rec.owner, len(client)), walk.cut))
+    (s_rec, s_start, s_cut), (c_rec, c_start, c_cut) = walks
+    s, c = tls13_flights(s_rec, c_rec, s_start + 1, c_start + 1, base + server)  # type: ignore[operator]
+    return s, c, flight_cut(s, s_cut), flight_cut(c, c_cut)
 
 
 @settings(max_examples=300, deadline=None)
@@ -160,8 +164,9 @@ def _full_walk_flights(args: tuple[object, ...], client: np.ndarray, server: np.
 def test_early_stop_gives_the_whole_walks_flights(
     window: tuple[list[tuple[int, bytes]], list[int], list[int]], base: int
 ) -> None:
-    """Stopping each direction once its flight is decided changes no flight: equal to the rules
-    applied to everything the window holds, for every connection at once."""
+    """Stopping each direction once its flight is decided changes no flight, and no answer to
+    whether a missing one was cut: equal to the rules applied to everything the window holds, for
+    every connection at once."""
     flat, clients, servers = window
     keys = np.array([k + 1 for k, _ in flat], dtype=np.uint64)
     plen = np.array([len(p) for _, p in flat], dtype=np.int64)
@@ -177,9 +182,11 @@ def test_early_stop_gives_the_whole_walks_flights(
     client, server = np.array(clients, dtype=np.int64), np.array(servers, dtype=np.int64)
     got = tls13_window_flights(buf, keys, seq, payload, plen, by_key, base, client, server)
     want = _full_walk_flights((buf, keys, seq, payload, plen, by_key, base), client, server)
-    for g, w in zip(got, want, strict=True):
+    for g, w in zip((got.server, got.client), want[:2], strict=True):
         for a, b in zip(as_tuples(g), as_tuples(w), strict=True):
             assert a.tolist() == b.tolist()
+    assert got.server_cut.tolist() == want[2].tolist()
+    assert got.client_cut.tolist() == want[3].tolist()
 
 
 def test_idle_at_window_end() -> None:

@@ -67,7 +67,22 @@ Column groups:
   have read another hello than the one fingerprinted, the first copy's):
   a row with missing fingerprints is never just a quiet row. ``ch_records`` is the number of TLS
   records the first ClientHello came in (1 for nearly every stack; many tiny records are an
-  evasion of record-at-a-time inspection); missing where the source does not say;
+  evasion of record-at-a-time inspection); missing where the source does not say.
+  ``truncated`` is null unless a flight after the hellos is missing because a record of it was cut:
+  the direction's bytes end inside a record (its header claims more than was delivered: the
+  capture's end, snaplen, an idle or evicted flow) or a hole follows the last whole record (bytes
+  the sensor missed). It names where, server first, comma-separated: ``server_chain`` (TLS <= 1.2:
+  the server's flight was cut before its Certificate was whole: the ``server_*`` certificate
+  columns, ``server_flight*`` and, unless the session ID was echoed, ``resumed`` are missing),
+  ``server_flight`` (the server's flight sizes are missing; TLS 1.3: so is ``client_flight``, whose
+  end is the server's next record), ``client_chain`` (TLS <= 1.2 mTLS: the client's Certificate
+  was cut: ``peer_*`` missing) and ``client_flight``. Those columns are null, never a partial value
+  (a flight cut short would read as "changed" to the server-side signals). A flight already decided
+  before the cut (application data cut at the capture's end) is not truncated. It is not an
+  ``incomplete`` reason: the hellos, and so the fingerprints, were read whole, and a capture that
+  ends mid-flight is common; the row stays a clean row with fewer columns known, and the anomaly
+  ledger counts it (``record_truncated``). The reassembly depth is ``depth_exceeded``'s, not a cut.
+  Only the native engine says it (tshark completes the records it prints; log sources do not say);
 * later stages' columns (``user_agent``, ``client_id``) exist from the start so all sources
   share one shape.
 """
@@ -150,6 +165,7 @@ COLUMNS: Mapping[str, str] = {
     "client_flight_bytes": "Int32",
     "incomplete": "string",
     "ch_records": "Int32",
+    "truncated": "string",
 }
 
 LIST_COLUMNS = tuple(c for c, t in COLUMNS.items() if t == "object")

@@ -103,6 +103,9 @@ class _Direction:
     #: offsets of retransmissions at a kept offset whose bytes differed (partial overlaps are found at the end)
     conflicts: list[int] = field(default_factory=list)
     held: int = DIRECTION_COST  # estimated bytes of it, ``segments`` and the reassembled prefix (``.pending``)
+    #: the furthest stream offset any of its segments reached, chosen or not: past the reassembled bytes,
+    #: the direction has bytes after a gap (a flight walk ending there was cut, see ``records.ran_out``)
+    far: int = 0
 
 
 @dataclass(slots=True)
@@ -318,6 +321,7 @@ class _Engine:
             hit = (k_arr[pos] == s_keys) & (rel + plen[sub] > 0) & (rel < need[pos])
             chosen, chosen_rel, sub = sub[hit], rel[hit].tolist(), sub[~hit]
             if len(chosen) == 0:
+                self._note_far(s_keys, k_arr[pos] == s_keys, rel + plen[sub])
                 return
             self.stats.counts["segments_parsed"] += len(chosen)
             touched: dict[int, Connection] = {}
@@ -334,11 +338,25 @@ class _Engine:
                     continue
                 touched[id(d.conn)] = d.conn
                 d.segments.append((max(r, 0), buf[start : start + size].tobytes(), first_at + j))
+                d.far = max(d.far, r + size)
                 d.seen[max(r, 0)] = len(d.segments) - 1
                 d.held += size + SEGMENT_COST
                 st.held += size + SEGMENT_COST
                 d.dirty = True
             self._reparse(touched.values())
+
+    def _note_far(self, s_keys: npt.NDArray[np.uint64], mine: npt.NDArray[np.bool_], end: I64) -> None:
+        """Remember how far the segments left unchosen by the rounds reach in their directions (the wanting
+        ones: ``mine``), once per direction that has any past what it holds."""
+        if not mine.any():
+            return
+        k, e = s_keys[mine], end[mine]
+        order = np.lexsort((e, k))
+        last = np.r_[k[order][1:] != k[order][:-1], True]
+        flows = self.state.flows
+        for key, far in zip(k[order][last].tolist(), e[order][last].tolist(), strict=True):
+            d = flows[key]
+            d.far = max(d.far, far)
 
     def _reparse(self, conns: Iterable[Connection]) -> None:
         st = self.state
@@ -378,6 +396,7 @@ class _Engine:
             if d is not None and view is not None:  # within the plaintext handshake the row was read from
                 conflicts += sum(o < view.consumed for o in d.conflicts)
                 conflicts += conflicting_segments(d.segments, view.data, view.consumed)
+                view.hole = d.far > len(view.data) and not view.capped
         st.conns.pop(id(conn), None)
         st.touched.pop(id(conn), None)
         # A hello that began and was never read (cut, too deep, junk) is a row that says so (``incomplete``).

@@ -73,6 +73,9 @@ B = npt.NDArray[np.bool_]
 
 #: Bytes copied after each whole ClientHello record, as the batch walk may peek past its end.
 SLACK = 16
+#: The ``truncated`` cell per code: 1 the server's flight was cut, 2 the client's, 3 both (TLS 1.3;
+#: this lane takes TLS <= 1.2 flights only settled, so never cut).
+TRUNCATED = (None, "server_flight", "client_flight", "server_flight,client_flight")
 #: Certificate lists kept to recognise a repeated chain without hashing it (see ``_Chains``).
 RECENT_CHAINS = 1024
 RECENT_PER_PROBE = 4
@@ -464,15 +467,19 @@ class FastLane:
         s_sizes = self._server_sizes(server_flight, older, s_sel, good)
         echoed = session_id_echoed(c_buf, c_body[c_sel], buf, s_body[s_sel])
         newer = np.flatnonzero(sb.selected_tls13 & ~sb.hrr & good)
+        truncated = np.zeros(len(c_sel), dtype=np.int64)  # TRUNCATED codes (TLS <= 1.2 here: settled, never cut)
         if len(newer):
-            s13, c13 = tls13_window_flights(
+            w13 = tls13_window_flights(
                 buf, seg.keys, seg.seq, seg.payload, seg.plen, seg.by_key(), base, start[ch[c_sel[newer]]],
                 start[sh[s_sel[newer]]],
             )
+            s13, c13 = w13.server, w13.client
             # A connection quiet at the window's end is taken with the flights it finished (the
-            # others missing); one still talking there is followed by the slow lane.
+            # others missing, said cut where they were); one still talking there, or whose bytes
+            # stop at a hole or an overlap, is followed by the slow lane.
             idle = idle_at_window_end(seg.keys, seg.by_key(), start[ch[c_sel[newer]]], start[sh[s_sel[newer]]])
-            good[newer] &= (s13.known & c13.known) | idle
+            good[newer] &= (s13.known & c13.known) | (idle & ~w13.broken)
+            truncated[newer] = w13.server_cut.astype(np.int64) + 2 * w13.client_cut.astype(np.int64)
             s_sizes = _merge_sizes(s_sizes, s13, newer)
             c_sizes = _merge_sizes(c_sizes, c13, newer)
         s_values, s_total = as_tuples(s_sizes)
@@ -506,6 +513,7 @@ class FastLane:
             ("server_flight_bytes", s_total[good]),
             ("client_flight", c_values[good]),
             ("client_flight_bytes", c_total[good]),
+            ("truncated", truncated[good]),
         ):
             self._add(name, values)
         taken[c_idx] = True
@@ -612,6 +620,7 @@ class FastLane:
             values = pd.array(flag == 1, dtype="boolean")
             values[flag < 0] = pd.NA
             out[name] = values
+        out["truncated"] = _broadcast(list(TRUNCATED), col["truncated"], "string")
         for name in ("server_flight", "client_flight"):
             total = col[f"{name}_bytes"]
             out[name] = col[name]

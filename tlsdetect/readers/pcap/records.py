@@ -9,6 +9,12 @@ Each direction's list ends with one sentinel that says what comes after the walk
 * ``QUIET`` (-2): this direction sent nothing more before ``arrival`` (the reader's horizon);
 * ``UNKNOWN`` (-3): the reader cannot tell (a gap, a cap, junk): nothing after is decided.
 
+A walk also says whether the direction was **cut** (:func:`ran_out`): its bytes end inside a record
+(the header or the body claims more than was delivered) or, after the last whole record, a hole
+follows (bytes the sensor missed, with bytes after them). A hole is never ``QUIET``: "sent nothing
+more" would be a guess, and a flight ended there would be partial while it looks whole. A direction
+stopped at the reassembly depth or the walk's own limit is not cut (the reader chose to stop there).
+
 TLS 1.3 (``tls13_flights``): the client's flight starts at its first encrypted record (content
 type 23) captured after the ServerHello (earlier ones are 0-RTT data). The server's flight is
 its records after the ServerHello, in stream order, up to the first one captured after that
@@ -27,11 +33,13 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["NEXT", "QUIET", "UNKNOWN", "HeaderWalk", "Records", "Sizes", "as_tuples", "tls13_flights", "walk_headers"]
+__all__ = ["NEXT", "QUIET", "UNKNOWN", "HeaderWalk", "Records", "Sizes", "Walk", "as_tuples", "flight_cut", "ran_out",
+           "tls13_flights", "truncated_places", "walk_headers"]
 
 I64 = npt.NDArray[np.int64]
 B = npt.NDArray[np.bool_]
@@ -121,6 +129,14 @@ def tls13_flights(server: Records, client: Records, s_first: I64, c_first: I64, 
     return _span(server, s_first, s_cut, s_known, n), _span(client, c1, c_cut, c_known, n)
 
 
+def flight_cut(sizes: Sizes, cut: B) -> B:
+    """TLS 1.3: per connection, whether its flight is missing because its own direction's walk
+    ended cut (``cut``, from :func:`ran_out`). A flight decided before the cut is whole; one missing
+    for another reason (the other side never answered, junk, the walk's limit) is not cut."""
+    missing: B = cut & ~sizes.known
+    return missing
+
+
 def as_tuples(sizes: Sizes) -> tuple[npt.NDArray[np.object_], npt.NDArray[np.int64]]:
     """(tuple of sizes or None, their sum or -1) per connection, one tuple per distinct flight."""
     n = len(sizes.known)
@@ -158,17 +174,23 @@ class HeaderWalk:
 
     ``payload``/``arrival`` are per segment of the window (where its bytes are in ``buf``, its
     capture position); ``beyond`` per owner: the capture position of the first segment with bytes
-    past the chain's end (the reader's horizon when the walk ends exactly there). A caller that
-    needs only the first records of some owners (:mod:`.window_flights`) halts them early: their
-    list then ends at the last record walked, with no sentinel.
+    past the chain's end (the reader's horizon when the walk ends exactly there). ``broken`` per
+    owner: the chain stopped at a hole or a partly overlapping segment (a walk ending exactly at its
+    end is then ``UNKNOWN``, not ``QUIET``), ``limited``: at the walk's byte limit (never cut).
+    :attr:`cut` says per owner whether its walk ended cut (:func:`ran_out`). A caller that needs only
+    the first records of some owners (:mod:`.window_flights`) halts them early: their list then ends
+    at the last record walked, with no sentinel (and they are not cut).
     """
 
     def __init__(
         self, buf: npt.NDArray[np.uint8], chain: Chain, payload: I64, arrival: I64, n: int, beyond: I64,
-        record_max: int,
+        record_max: int, broken: B | None = None, limited: B | None = None,
     ) -> None:
         self.buf, self.chain, self.payload, self.arrival = buf, chain, payload, arrival
         self.beyond, self.record_max = beyond, record_max
+        self.broken = np.zeros(n, dtype=bool) if broken is None else broken
+        self.limited = np.zeros(n, dtype=bool) if limited is None else limited
+        self.cut = np.zeros(n, dtype=bool)
         self.end = np.bincount(chain.owner, weights=chain.seg_len, minlength=n).astype(np.int64)
         self.key = (chain.owner << 32) + chain.rel
         self.pos = np.zeros(n, dtype=np.int64)
@@ -211,7 +233,7 @@ class HeaderWalk:
         when = self.arrival[self.chain.seg[at]]
         # Sentinels: the walk ends here (steps used up, header not whole, or bytes missing).
         last = ~whole | (step == MAX_RECORDS)
-        kind = np.where(p < end, NEXT, np.where(p == end, QUIET, UNKNOWN))
+        kind = np.where(p < end, NEXT, np.where((p == end) & ~self.broken[o], QUIET, UNKNOWN))
         kind_when = np.where(p == end, self.beyond[o], when)
         length_all = np.zeros(len(o), dtype=np.int64)
         if whole.any():
@@ -229,6 +251,9 @@ class HeaderWalk:
         real = kind >= 0
         length_all = np.where(real, length_all, 0)
         self.parts.append((o, np.full(len(o), step), kind, length_all, np.where(real, when, kind_when)))
+        # Where a walk ends (its sentinel's position), judged as :func:`walk_stream` judges it.
+        ends = o[last]
+        self.cut[ends] = ran_out(p[last], end[last], self.broken[ends]) & ~self.limited[ends]
         self.active[o[last]] = False
         self.step_no += 1
         return bool(self.active.any())
@@ -249,6 +274,14 @@ class HeaderWalk:
             return empty, empty, empty, empty
         o, _, kind, length, when = self.parts[-1]
         return o, kind, length, when
+
+
+def ran_out(pos: I64, end: I64, hole: B) -> B:
+    """Whether a walk whose sentinel sits at ``pos`` of ``end`` delivered bytes ended **cut**: inside a
+    record (its body runs past the end, or only part of the next header is there), or exactly at the
+    end with a hole after it (``hole``: bytes the sensor missed, with bytes after them)."""
+    cut: B = (pos > end) | ((pos < end) & (pos + 5 > end)) | ((pos == end) & hole)
+    return cut
 
 
 def walk_headers(
@@ -282,14 +315,27 @@ def handshake_flight(owner: I64, size: I64, settled: B) -> Sizes:
 END_OF_CAPTURE = _NEVER - 1
 
 
+class Walk(NamedTuple):
+    """One direction's records as :func:`walk_stream` reads them (the lists end with the sentinel)
+    and whether the walk ended cut (:func:`ran_out`)."""
+
+    ctype: list[int]
+    length: list[int]
+    arrival: list[int]
+    cut: bool
+
+
 def walk_stream(
-    data: bytes, starts: list[int], arrivals: list[int], *, final: bool, capped: bool, record_max: int
-) -> tuple[list[int], list[int], list[int]]:
+    data: bytes, starts: list[int], arrivals: list[int], *, final: bool, capped: bool, record_max: int,
+    hole: bool = False,
+) -> Walk:
     """One direction's reassembled bytes as records (the reassembling lane's :func:`walk_headers`).
 
     ``starts``/``arrivals``: where each reassembled piece begins and its capture position.
-    Returns ``(ctype, length, arrival)`` lists ending with the sentinel. ``final``: the stream
-    ends here (nothing more will be read), so a walk ending exactly at the end is ``QUIET``.
+    Returns the records ending with the sentinel, and whether the walk ended cut. ``final``: the
+    stream ends here (nothing more will be read), so a walk ending exactly at the end is ``QUIET``,
+    unless ``hole``: the direction has bytes past a gap after ``data`` (then ``UNKNOWN``: what the
+    gap held is not known). ``capped``: ``data`` stopped at the reassembly depth (never cut).
     """
     ctypes: list[int] = []
     lengths: list[int] = []
@@ -305,22 +351,26 @@ def walk_stream(
         lengths.append(length)
         when.append(at)
 
+    def done() -> Walk:
+        cut = bool(ran_out(np.array([pos]), np.array([n]), np.array([hole]))[0]) and not capped
+        return Walk(ctypes, lengths, when, cut)
+
     for _ in range(MAX_RECORDS):
         if pos + 5 > n:
             break
         ctype, length = data[pos], (data[pos + 3] << 8) | data[pos + 4]
         if not (20 <= ctype <= 24 and data[pos + 1] == 3 and data[pos + 2] <= 4 and length <= record_max):
             add(UNKNOWN, 0, UNKNOWN)
-            return ctypes, lengths, when
+            return done()
         add(ctype, length, arrival_at(pos))
         pos += 5 + length
     if pos < n:
         add(NEXT, 0, arrival_at(pos))
-    elif pos == n and final and not capped:
+    elif pos == n and final and not capped and not hole:
         add(QUIET, 0, END_OF_CAPTURE)
     else:
         add(UNKNOWN, 0, UNKNOWN)
-    return ctypes, lengths, when
+    return done()
 
 
 def single(ctype: list[int], length: list[int], arrival: list[int]) -> Records:
@@ -345,10 +395,20 @@ def after_hellos(ctype: list[int]) -> int:
     return last + 1
 
 
-def handshake_sizes(data: bytes) -> tuple[list[int], bool, bool]:
+class HandshakeFlight(NamedTuple):
+    """TLS <= 1.2: what :func:`handshake_sizes` read of one direction's clear flight."""
+
+    sizes: list[int]
+    done: bool  # a ServerHelloDone came
+    ccs: bool  # a ChangeCipherSpec came
+    cut: bool  # the walk ended cut (:func:`ran_out`) before either
+
+
+def handshake_sizes(data: bytes, *, hole: bool = False) -> HandshakeFlight:
     """TLS <= 1.2: sizes (4-byte header included) of the handshake messages before the first
     ChangeCipherSpec, joined across records; whether a ServerHelloDone came, whether the
-    ChangeCipherSpec did. Stops at anything else (encrypted data, an alert, junk)."""
+    ChangeCipherSpec did, and whether the bytes ran out first (``hole``: the direction has bytes
+    past a gap after ``data``). Stops at anything else (encrypted data, an alert, junk)."""
     pending = bytearray()
     sizes: list[int] = []
     types: list[int] = []
@@ -356,9 +416,11 @@ def handshake_sizes(data: bytes) -> tuple[list[int], bool, bool]:
     while pos + 5 <= n:
         ctype, length = data[pos], (data[pos + 3] << 8) | data[pos + 4]
         if ctype == 20:
-            return sizes, 14 in types, True
-        if ctype != 22 or pos + 5 + length > n:
-            break
+            return HandshakeFlight(sizes, 14 in types, True, False)
+        if ctype != 22:
+            return HandshakeFlight(sizes, False, False, False)
+        if pos + 5 + length > n:
+            return HandshakeFlight(sizes, False, False, True)
         pending += data[pos + 5 : pos + 5 + length]
         pos += 5 + length
         while len(pending) >= 4 and len(pending) >= 4 + int.from_bytes(pending[1:4], "big"):
@@ -367,5 +429,11 @@ def handshake_sizes(data: bytes) -> tuple[list[int], bool, bool]:
             sizes.append(size)
             del pending[:size]
             if types[-1] == 14:
-                return sizes, True, False
-    return sizes, False, False
+                return HandshakeFlight(sizes, True, False, False)
+    return HandshakeFlight(sizes, False, False, pos < n or hole)
+
+
+def truncated_places(server: str | None, client: str | None) -> str | None:
+    """The ``truncated`` cell: the places whose records were cut (server first), or None."""
+    places = [p for p in (server, client) if p]
+    return ",".join(places) if places else None

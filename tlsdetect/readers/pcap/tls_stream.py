@@ -16,9 +16,11 @@ import numpy as np
 from tlsdetect.readers.pcap.records import (
     MAX_FLIGHT_ITEMS,
     after_hellos,
+    flight_cut,
     handshake_sizes,
     single,
     tls13_flights,
+    truncated_places,
     walk_stream,
 )
 from tlsdetect.wire.tls import (
@@ -129,6 +131,9 @@ class DirectionView:
     starts: list[int] = field(default_factory=list)
     arrivals: list[int] = field(default_factory=list)
     capped: bool = False
+    #: The direction has bytes past a gap after ``data`` (the engine sets it when the connection is
+    #: finished): a flight walk that ends at the end of ``data`` ended cut, not quiet.
+    hole: bool = False
 
 
 def _next_need(data: bytes, consumed: int) -> int:
@@ -281,7 +286,7 @@ class Connection:
     views: dict[bool, DirectionView] = field(default_factory=dict)  # True: a -> b
     #: The last :meth:`flight_columns` answer and the bytes it was read from: the reassembling
     #: lane asks several times per new segment, and reading is what costs.
-    memo: tuple[bool, tuple[bytes | None, ...], tuple[dict[str, object], bool]] | None = field(
+    memo: tuple[tuple[bool, tuple[bool, ...]], tuple[bytes | None, ...], tuple[dict[str, object], bool]] | None = field(
         default=None, repr=False, compare=False
     )
     #: Sequence bookkeeping lives with the reader; this holds only what parsing needs.
@@ -312,15 +317,20 @@ class Connection:
     def flight_columns(self, *, final: bool) -> tuple[dict[str, object], bool]:
         """``sh_session_id_echoed``, ``resumed`` and the flight columns (:mod:`.records`' rules),
         and whether they are decided (``final``: nothing more will be read)."""
-        read = tuple(None if v is None else v.data for v in (self.views.get(True), self.views.get(False)))
+        views = (self.views.get(True), self.views.get(False))
+        read = tuple(None if v is None else v.data for v in views)
         memo = self.memo
-        if memo is not None and memo[0] == final and all(a is b for a, b in zip(memo[1], read, strict=True)):
+        holes = tuple(v is not None and v.hole for v in views)
+        if memo is not None and memo[0] == (final, holes) and all(a is b for a, b in zip(memo[1], read, strict=True)):
             return memo[2]
         answer = self._flight_columns(final=final)
-        self.memo = (final, read, answer)
+        self.memo = ((final, holes), read, answer)
         return answer
 
     def _flight_columns(self, *, final: bool) -> tuple[dict[str, object], bool]:
+        """See :meth:`flight_columns`; ``truncated`` too (:func:`.records.truncated_places`): which
+        direction's flight is missing because its records were cut, only when both hellos were read
+        (a hello not read is the ``incomplete`` column's)."""
         client_key, _ = self._roles()
         client, server = self.views.get(client_key), self.views.get(not client_key)
         if server is None or not server.server_hellos or server.server_hellos[-1].is_hello_retry_request:
@@ -335,33 +345,47 @@ class Connection:
             if client is None:
                 return out, True
             s_rec = walk_stream(server.data, server.starts, server.arrivals, final=final, capped=server.capped,
-                                record_max=MAX_RECORD_LENGTH)
+                                record_max=MAX_RECORD_LENGTH, hole=server.hole)
             c_rec = walk_stream(client.data, client.starts, client.arrivals, final=final, capped=client.capped,
-                                record_max=MAX_RECORD_LENGTH)
-            s_first, c_first = after_hellos(s_rec[0]), after_hellos(c_rec[0])
-            t_hello = s_rec[2][s_first - 1] if s_first > 0 else -1
-            flights = tls13_flights(single(*s_rec), single(*c_rec), np.array([s_first]), np.array([c_first]),
-                                    np.array([t_hello]))
+                                record_max=MAX_RECORD_LENGTH, hole=client.hole)
+            s_first, c_first = after_hellos(s_rec.ctype), after_hellos(c_rec.ctype)
+            t_hello = s_rec.arrival[s_first - 1] if s_first > 0 else -1
+            flights = tls13_flights(single(*s_rec[:3]), single(*c_rec[:3]), np.array([s_first]),
+                                    np.array([c_first]), np.array([t_hello]))
             decided = True
-            for name, sizes in zip(("server", "client"), flights, strict=True):
+            places: list[str | None] = []
+            for name, sizes, walk in zip(("server", "client"), flights, (s_rec, c_rec), strict=True):
                 known = bool(sizes.known[0])
                 items = tuple(sizes.size.tolist())  # one connection: its sizes, in order
                 out[f"{name}_flight"] = items if known else None
                 out[f"{name}_flight_bytes"] = sum(items) if known else None
                 decided &= known
+                cut = ch is not None and bool(flight_cut(sizes, np.array([walk.cut]))[0])
+                places.append(f"{name}_flight" if cut else None)
+            out["truncated"] = truncated_places(*places)
             return out, decided
-        s_sizes, s_done, s_ccs = handshake_sizes(server.data)
-        s_known = (s_done or s_ccs) and 1 <= len(s_sizes) <= MAX_FLIGHT_ITEMS
-        abbreviated = s_ccs and len(s_sizes) == 1
+        s_read = handshake_sizes(server.data, hole=server.hole)
+        s_sizes = s_read.sizes
+        s_known = (s_read.done or s_read.ccs) and 1 <= len(s_sizes) <= MAX_FLIGHT_ITEMS
+        abbreviated = s_read.ccs and len(s_sizes) == 1
         out["resumed"] = True if echoed else (abbreviated if s_known else None)
         if s_known:
             out["server_flight"], out["server_flight_bytes"] = tuple(s_sizes[1:]), sum(s_sizes[1:])
+        s_place = c_place = None
+        if ch is not None and not s_known and s_read.cut and not server.capped:
+            # The certificate was lost with the cut unless it had been read (or a resumed session sent none).
+            s_place = "server_flight" if server.certificates or echoed else "server_chain"
         c_known = False
         if client is not None:
-            c_sizes, _, c_ccs = handshake_sizes(client.data)
-            c_known = c_ccs and 1 <= len(c_sizes) <= MAX_FLIGHT_ITEMS
+            c_read = handshake_sizes(client.data, hole=client.hole)
+            c_sizes = c_read.sizes
+            c_known = c_read.ccs and 1 <= len(c_sizes) <= MAX_FLIGHT_ITEMS
             if c_known:
                 out["client_flight"], out["client_flight_bytes"] = tuple(c_sizes[1:]), sum(c_sizes[1:])
+            if ch is not None and not c_known and c_read.cut and not client.capped:
+                asked = server.certificate_request and not client.certificates
+                c_place = "client_chain" if asked else "client_flight"
+        out["truncated"] = truncated_places(s_place, c_place)
         return out, bool(s_known and c_known) or client is None
 
     def _hello_want(self, forward: bool) -> int | None:

@@ -7,23 +7,28 @@ headers of both directions of TLS 1.3 handshakes, with the capture position of e
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import numpy.typing as npt
 
 from tlsdetect.readers.pcap.flight import contiguous_chain, segments_of
 from tlsdetect.readers.pcap.records import (
     APPLICATION_DATA,
+    QUIET,
     UNKNOWN,
     Chain,
     HeaderWalk,
     Sizes,
+    flight_cut,
     group_starts,
     tls13_flights,
 )
 from tlsdetect.wire.gather import Gather
 from tlsdetect.wire.tls import MAX_RECORD_LENGTH
 
-__all__ = ["SETTLE_MARGIN", "WALK_LIMIT", "idle_at_window_end", "session_id_echoed", "tls13_window_flights"]
+__all__ = ["SETTLE_MARGIN", "WALK_LIMIT", "WindowFlights", "idle_at_window_end", "session_id_echoed",
+           "tls13_window_flights"]
 
 I64 = npt.NDArray[np.int64]
 U64 = npt.NDArray[np.uint64]
@@ -56,7 +61,10 @@ def session_id_echoed(c_buf: U8, c_body: I64, s_buf: U8, s_body: I64) -> B:
 def _direction(
     buf: U8, keys: U64, seq: I64, payload: I64, plen: I64, by_key: I64, owner_key: U64, owner_seq: I64, base: int,
 ) -> HeaderWalk:
-    """A walk over the record headers of each owner's stream (from its hello segment on)."""
+    """A walk over the record headers of each owner's stream (from its hello segment on).
+
+    A chain that stops short of the limit with segments past its end stopped at a hole or a partly
+    overlapping segment (``broken``); one that reached the limit stopped by choice (``limited``)."""
     n = len(owner_key)
     owner, rel, seg, seg_len = contiguous_chain(owner_key, owner_seq, keys, seq, plen, WALK_LIMIT, by_key)
     end = np.bincount(owner, weights=seg_len, minlength=n).astype(np.int64)
@@ -67,8 +75,11 @@ def _direction(
     past = at + plen[idx] > end[own]
     beyond = np.full(n, base + len(keys), dtype=np.int64)
     np.minimum.at(beyond, own[past], base + idx[past])
+    limited = end >= WALK_LIMIT
+    broken = (np.bincount(own[past], minlength=n) > 0) & ~limited
     arrival = base + np.arange(len(keys), dtype=np.int64)
-    return HeaderWalk(buf, Chain(owner, rel, seg, seg_len), payload, arrival, n, beyond, MAX_RECORD_LENGTH)
+    return HeaderWalk(buf, Chain(owner, rel, seg, seg_len), payload, arrival, n, beyond, MAX_RECORD_LENGTH,
+                      broken, limited)
 
 
 def idle_at_window_end(keys: U64, by_key: I64, client: I64, server: I64, margin: int = SETTLE_MARGIN) -> B:
@@ -84,9 +95,23 @@ def idle_at_window_end(keys: U64, by_key: I64, client: I64, server: I64, margin:
     return idle
 
 
+@dataclass(slots=True)
+class WindowFlights:
+    """The TLS 1.3 flights of a window's handshakes, and per connection whether each is missing
+    because its direction was cut (:func:`.records.flight_cut`) and whether either direction's
+    bytes stopped at a hole or a partly overlapping segment (``broken``: the reassembling lane,
+    which orders overlaps, decides those whose flights are not known)."""
+
+    server: Sizes
+    client: Sizes
+    server_cut: B
+    client_cut: B
+    broken: B
+
+
 def tls13_window_flights(
     buf: U8, keys: U64, seq: I64, payload: I64, plen: I64, by_key: I64, base: int, client: I64, server: I64,
-) -> tuple[Sizes, Sizes]:
+) -> WindowFlights:
     """Server and client flights of TLS 1.3 handshakes whose ClientHello starts at segment
     ``client`` and ServerHello at ``server`` (indices into the window's segments; ``base`` is
     the capture position of segment 0).
@@ -102,6 +127,7 @@ def tls13_window_flights(
     t_hello = base + server
     t_c1 = np.full(n, _NEVER, dtype=np.int64)  # the client's first encrypted record after the ServerHello
     s_max = np.full(n, -1, dtype=np.int64)  # latest server record walked after its hello
+    s_next = np.full(n, -1, dtype=np.int64)  # ... of those that say the server spoke again (not QUIET)
     c_max = np.full(n, -1, dtype=np.int64)  # latest client record walked from that first one on
     s_halt = np.zeros(n, dtype=bool)
     c_halt = np.zeros(n, dtype=bool)
@@ -112,6 +138,8 @@ def tls13_window_flights(
             o, kind, _, when = s_walk.last_step()
             seen = kind != UNKNOWN
             np.maximum.at(s_max, o[seen], when[seen])
+            spoke = seen & (kind != QUIET)
+            np.maximum.at(s_next, o[spoke], when[spoke])
         if c_walk.step_no > 1:
             o, kind, _, when = c_walk.last_step()  # (again, when it walked no more: no harm)
             first = (kind == APPLICATION_DATA) & (when > t_hello[o]) & (t_c1[o] == _NEVER)
@@ -120,11 +148,14 @@ def tls13_window_flights(
             np.maximum.at(c_max, o[after], when[after])
         if not (s_more or c_more):
             break
-        # The server's flight is decided once a record after the client's answer is walked
-        # (or the client's walk ended without one); the client's once a record of its own
-        # after that server record is (``s_max`` bounds it from above).
-        s_halt = (s_max > t_c1) | (~c_walk.active & (t_c1 == _NEVER))
-        c_halt = ~s_walk.active & (t_c1 != _NEVER) & (c_max > s_max)
+        # The server's flight is decided once a record after the client's answer is walked; the
+        # client's once the server spoke again after that answer and a record of its own came after
+        # (``s_max`` bounds that server record from above). An undecided flight is walked to its
+        # end: whether it was cut is read there.
+        s_halt = s_max > t_c1
+        c_halt = ~s_walk.active & (t_c1 != _NEVER) & (s_next > t_c1) & (c_max > s_max)
     s_rec, c_rec = s_walk.records(), c_walk.records()
     s_start, c_start = group_starts(s_rec.owner, n), group_starts(c_rec.owner, n)
-    return tls13_flights(s_rec, c_rec, s_start + 1, c_start + 1, t_hello)
+    s_sizes, c_sizes = tls13_flights(s_rec, c_rec, s_start + 1, c_start + 1, t_hello)
+    return WindowFlights(s_sizes, c_sizes, flight_cut(s_sizes, s_walk.cut), flight_cut(c_sizes, c_walk.cut),
+                         s_walk.broken | c_walk.broken)
