@@ -337,7 +337,9 @@ def test_tls12_server_flight_cut_inside_the_certificate(tmp_path: Path) -> None:
     row = _lanes(tmp_path, [(True, 0, _HELLO), *_segments([flight[:300]], False, mss=100)]).iloc[0]
     _assert_clean_hellos(row)
     assert row["truncated"] == "server_chain"
-    assert pd.isna(row["server_subject"]) and row["server_flight"] is None and pd.isna(row["resumed"])
+    assert pd.isna(row["server_subject"])
+    assert row["server_flight"] is None
+    assert pd.isna(row["resumed"])
 
 
 def test_tls12_certificate_lost_to_a_hole(tmp_path: Path) -> None:
@@ -350,7 +352,8 @@ def test_tls12_certificate_lost_to_a_hole(tmp_path: Path) -> None:
     row = _lanes(tmp_path, segments + server[:3] + server[4:]).iloc[0]
     _assert_clean_hellos(row)
     assert row["truncated"] == "server_chain"
-    assert pd.isna(row["server_subject"]) and row["server_flight"] is None
+    assert pd.isna(row["server_subject"])
+    assert row["server_flight"] is None
     assert row["client_flight"] == (37,)
 
 
@@ -377,7 +380,8 @@ def test_tls12_client_certificate_cut(tmp_path: Path) -> None:
     assert row["truncated"] == "client_chain"
     assert row["server_subject"] == "CN=big.example"
     assert isinstance(row["server_flight"], tuple)
-    assert pd.isna(row["peer_subject"]) and row["client_flight"] is None
+    assert pd.isna(row["peer_subject"])
+    assert row["client_flight"] is None
 
 
 @pytest.mark.parametrize("filler", [0, 4200])
@@ -389,7 +393,8 @@ def test_tls13_server_flight_cut_by_the_capture(tmp_path: Path, filler: int) -> 
     row = df.iloc[0]
     _assert_clean_hellos(row)
     assert row["truncated"] == "server_flight"
-    assert row["server_flight"] is None and row["client_flight"] is None
+    assert row["server_flight"] is None
+    assert row["client_flight"] is None
     assert df.attrs["fast_lane"] == (1 if filler else 0)
 
 
@@ -399,7 +404,7 @@ def test_tls13_hole_at_a_record_boundary_is_not_a_short_flight(tmp_path: Path, f
     (30, 1500), a partial value as if whole (``server_flight_changed`` would compare it). Now it is
     missing and says ``server_flight``."""
     after = _record(23, bytes(200))
-    server = _segments(_TLS13_FLIGHT + [after], False, drop=4)
+    server = _segments([*_TLS13_FLIGHT, after], False, drop=4)
     df = _lanes(tmp_path, [(True, 0, _HELLO), *server[:-1], (True, len(_HELLO), _CLIENT_FIN), server[-1]],
                 filler=filler)
     row = df.iloc[0]

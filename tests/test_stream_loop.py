@@ -78,3 +78,15 @@ def test_ledger_events_name_dead_letters_and_incomplete_rows() -> None:
     assert ledger_events(dead, table) == {"JSON nested too deep": 2, "broken JSON": 1,
                                           "hello_truncated": 2, "over_depth": 1}
     assert ledger_events([], pd.DataFrame({"ja4": ["x"]})) == {}  # a source without the column: nothing
+
+
+def test_ledger_events_count_truncated_rows_as_fingerprint_does() -> None:
+    """A row whose later flight was cut is one ``record_truncated`` event, beside its ``incomplete`` one if any:
+    the counts ``tlsdetect fingerprint --weird`` sums (:func:`tlsdetect.sinks.weird.event_counts`)."""
+    import pandas as pd
+
+    table = pd.DataFrame({
+        "incomplete": pd.array([None, "overlap_conflict", None, None], dtype="string"),
+        "truncated": pd.array(["server_flight", "server_chain", None, "server_flight,client_flight"], dtype="string"),
+    })
+    assert ledger_events([], table) == {"record_truncated": 3, "overlap_conflict": 1}

@@ -1,9 +1,14 @@
 """The anomaly ledger, like Zeek's ``weird.log``: every place a reader gave up, named and counted.
 
-Two kinds of event, both written as JSON lines to ``--weird FILE`` and summed into one stderr line:
+Three kinds of event, all written as JSON lines to ``--weird FILE`` and summed into one stderr line:
 
 * a connection whose handshake could not be read whole: its ``incomplete`` reason code (see
   :mod:`tlsdetect.schema`) as ``name``, with the time, source, ``conn_id`` and 4-tuple;
+* a connection whose hellos were read but a later flight was cut by a truncated record (its
+  ``truncated`` column): ``name`` = ``record_truncated``, the same fields, and ``where`` (the
+  column's value: ``server_chain``, ``server_flight``, ``client_chain``, ``client_flight``, comma-joined).
+  One event per connection, so the count is of connections, as for ``incomplete``; a connection
+  that is also ``incomplete`` (say ``overlap_conflict``) is one event of each;
 * a counted skip of the read (:attr:`tlsdetect.readers.base.ReadStats.skipped`: packets of an
   unsupported link type, dead-lettered lines by reason...) as ``name`` with its ``count``.
 
@@ -23,10 +28,12 @@ import pandas as pd
 
 from tlsdetect.readers.base import ReadStats
 
-__all__ = ["EVENT_FIELDS", "WeirdLog", "incomplete_counts"]
+__all__ = ["EVENT_FIELDS", "TRUNCATED", "WeirdLog", "event_counts", "incomplete_counts"]
 
-#: Fields of a connection event, in this order.
+#: Fields of a connection event, in this order (a ``record_truncated`` event adds ``where``).
 EVENT_FIELDS = ("ts", "name", "source", "conn_id", "client_ip", "client_port", "server_ip", "server_port")
+#: The event name of a row whose ``truncated`` column is set.
+TRUNCATED = "record_truncated"
 
 
 def incomplete_counts(table: pd.DataFrame) -> dict[str, int]:
@@ -36,6 +43,17 @@ def incomplete_counts(table: pd.DataFrame) -> dict[str, int]:
         return {}
     names = table["incomplete"].dropna().astype("string")
     return {str(k): int(v) for k, v in names.value_counts().items()}
+
+
+def event_counts(table: pd.DataFrame) -> dict[str, int]:
+    """The ledger's connection events of ``table`` by name: :func:`incomplete_counts` and the rows with a
+    ``truncated`` value as ``record_truncated``. What ``--weird`` and ``stream``'s metrics both count."""
+    counts = incomplete_counts(table)
+    if "truncated" in table.columns and len(table):
+        cut = int(table["truncated"].notna().sum())
+        if cut:
+            counts[TRUNCATED] = counts.get(TRUNCATED, 0) + cut
+    return counts
 
 
 class WeirdLog:
@@ -49,24 +67,35 @@ class WeirdLog:
             self._fh = self.path.open("w", encoding="utf-8")
 
     def observe(self, table: pd.DataFrame) -> None:
-        """Count (and write) the connections of ``table`` that say they are incomplete."""
-        if "incomplete" not in table.columns or not len(table):
+        """Count (and write) the connections of ``table`` that say they are incomplete or truncated."""
+        if not len(table):
             return
-        hit = table["incomplete"].notna().to_numpy(dtype=bool)
-        if not hit.any():
-            return
-        names = table["incomplete"][hit].astype("string")
-        self.counts.update(incomplete_counts(table))
+        self.counts.update(event_counts(table))
         if self._fh is None:
             return
-        out = pd.DataFrame({"name": names.to_numpy()}, index=names.index)
+        for column, name in (("incomplete", None), ("truncated", TRUNCATED)):
+            if column in table.columns:
+                self._write(table, column, name)
+
+    def _write(self, table: pd.DataFrame, column: str, name: str | None) -> None:
+        """One line per row whose ``column`` is set: ``name`` (or the cell itself) as the event name, a
+        ``truncated`` cell as ``where``."""
+        assert self._fh is not None
+        hit = table[column].notna().to_numpy(dtype=bool)
+        if not hit.any():
+            return
+        cells = table[column][hit].astype("string")
+        out = pd.DataFrame({"name": cells.to_numpy() if name is None else name}, index=cells.index)
         for col in EVENT_FIELDS:
             if col in table.columns and col != "name":
                 out[col] = table[col][hit]
         if "ts" in out.columns:
             out["ts"] = pd.to_datetime(out["ts"], utc=True).dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        out = out[[c for c in EVENT_FIELDS if c in out.columns]]
-        text = out.to_json(orient="records", lines=True, force_ascii=True)
+        fields = [c for c in EVENT_FIELDS if c in out.columns]
+        if name is not None:
+            out["where"] = cells.to_numpy()
+            fields.append("where")
+        text = out[fields].to_json(orient="records", lines=True, force_ascii=True)
         self._fh.write(text if text.endswith("\n") else text + "\n")
 
     def finish(self, stats: ReadStats) -> None:

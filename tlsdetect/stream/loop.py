@@ -41,7 +41,7 @@ from tlsdetect.readers.envoy import parse_envoy_lines
 from tlsdetect.readers.logs import DeadLetter
 from tlsdetect.sinks.alerts.alerts import alerts_of
 from tlsdetect.sinks.alerts.spool import AlertSink, SinkError, Spooled
-from tlsdetect.sinks.weird import incomplete_counts
+from tlsdetect.sinks.weird import event_counts
 from tlsdetect.stream.checkpoint import Checkpoint, CheckpointStore, Recover
 from tlsdetect.stream.dedupe import DEFAULT_WINDOW, DeliveredIds
 from tlsdetect.stream.fanout import SinkLane
@@ -110,10 +110,10 @@ class Processor:
 def ledger_events(dead: Sequence[DeadRecord], table: pd.DataFrame | None) -> dict[str, int]:
     """The anomaly ledger's events of one batch by name, as ``tlsdetect fingerprint --weird`` names them: each
     dead letter by its reason (the text before the first colon: a few names, not one per line) and each
-    connection by its ``incomplete`` reason code."""
+    connection by its ``incomplete`` reason code, or as ``record_truncated`` (:func:`.weird.event_counts`)."""
     events: Counter[str] = Counter(reason.split(":", maxsplit=1)[0] for _, _, reason, _ in dead)
     if table is not None:
-        events.update(incomplete_counts(table))
+        events.update(event_counts(table))
     return dict(events)
 
 
