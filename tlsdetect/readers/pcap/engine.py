@@ -562,7 +562,8 @@ def iter_connections(
     """
     total = stats if stats is not None else ReadStats()
     reader = CaptureReader(path, window=window or WINDOW, reuse_buffer=False)
-    log.info("%s: capture core: %s", Path(path).name, ccore.status() if reader.compiled else "numpy")
+    core = ccore.status() if reader.compiled == ccore.enabled() else ("compiled C" if reader.compiled else "numpy")
+    log.info("%s: capture core: %s", Path(path).name, core)
     engine = _Engine(Path(path).name, fast_lane=fast_lane, slow_batch=max(1, chunk_rows // 8))
     for prepared, position in _prefetch(reader):
         engine.window(prepared)
