@@ -29,10 +29,11 @@ __all__ = [
 
 #: Open flow directions the reassembling lane holds at most (a connection has one or two). Each
 #: costs ~3.3 KB of small Python objects, and CPython's allocator keeps their arenas after the
-#: direction is gone (a survivor pins an arena): at 65,536 directions that high water alone was
-#: ~200 MiB, kept for the rest of the file (``benchmarks/results/memory-2026-12-07.md``). At
-#: 16,384 it is ~55 MiB, whatever the number of flows.
-MAX_PENDING_DIRECTIONS = 16_384
+#: direction is gone (a survivor pins an arena): at 65,536 directions that high water was ~200 MiB,
+#: kept for the rest of the file, and at 16,384 still ~50 MiB above 9,000
+#: (``benchmarks/results/memory-2026-12-07.md``). At 8,192 it is ~27 MiB whatever the number of
+#: flows; ordinary captures hold a few dozen (the fast lane takes complete handshakes).
+MAX_PENDING_DIRECTIONS = 8_192
 #: Estimated bytes those directions hold at most: buffered segments and reassembled prefixes,
 #: plus ``SEGMENT_COST`` per segment and ``DIRECTION_COST`` per direction.
 MAX_PENDING_BYTES = 128 * 1024 * 1024
