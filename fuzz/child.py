@@ -59,13 +59,41 @@ def _minimise(argv: list[str]) -> None:
     dest.write_bytes(minimise(target, src.read_bytes(), seconds))
 
 
+def _sanitized_core() -> bool:
+    """With ``$TLSDETECT_SANITIZED_CCORE`` set (a sanitized target, :func:`fuzz.runner.child_env`): load that
+    build of the C core when it is first imported."""
+    import os
+
+    from fuzz import sanitized
+
+    if not os.environ.get(sanitized.ENV_SO):
+        return False
+    sanitized.install()
+    return True
+
+
+def _say_which_core() -> None:
+    """The file the C core was loaded from, in the log: proof that the sanitized build ran."""
+    from fuzz import sanitized
+
+    print(sanitized.loaded(), file=sys.stderr, flush=True)
+
+
 def main(argv: list[str]) -> None:
+    sanitized = _sanitized_core()
     if argv[1] == "--minimize":
+        if sanitized:
+            _say_which_core()
         _minimise(argv[2:])
         return
     name = argv[1]
     target = load_targets()[name]
-    _import_instrumented()
+    if sanitized:
+        # No Python coverage under the preloaded libasan (its no-op coverage hooks shadow libFuzzer's): the
+        # instrumentation would cost time and guide nothing. The runner keeps the seeds instead (-keep_seed).
+        _say_which_core()
+    else:
+        _import_instrumented()
     atheris.Setup([argv[0], *argv[2:]], _one_input(target))
     atheris.Fuzz()
 

@@ -21,12 +21,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fuzz.targets import load_targets
+
 ROOT = Path(__file__).resolve().parent.parent
 FUZZ = ROOT / "fuzz"
 CRASHES = FUZZ / "crashes"
 SEEDS = FUZZ / "seeds"
 #: Seed files larger than this are left out (libFuzzer holds every input in memory, mutates whole inputs).
 MAX_SEED = 256 * 1024
+#: The same for a sanitized target, ~10x slower per input (ASan, PYTHONMALLOC=malloc, both cores compared).
+MAX_SANITIZED_SEED = 32 * 1024
 #: libFuzzer's names for what it saved: an exception or signal, a hang, memory over the limit.
 _ARTIFACT = re.compile(r"^(crash|timeout|oom|leak|slow-unit)-[0-9a-f]+$")
 
@@ -74,7 +78,7 @@ def seed_files(target: str, shared: Path | None) -> list[Path]:
     shared corpus's captures and logs of the target's kind when ``shared`` is there (read in place)."""
     files = [p for d in (SEEDS / target, CRASHES / target) if d.is_dir() for p in sorted(d.iterdir())
              if p.is_file() and p.suffix != ".txt"]
-    if target == "pcap":
+    if target in ("pcap", "ccore"):
         files += sorted((ROOT / "pcaps").glob("*.pcap*"))
         if shared:
             files += sorted(p for p in (shared / "pcaps").rglob("*.pcap*") if p.is_file())
@@ -85,11 +89,17 @@ def seed_files(target: str, shared: Path | None) -> list[Path]:
                 files.append(p)
     elif shared and target == "envoy-json":
         files += sorted((shared / "samples" / "envoy").glob("*.jsonl"))
-    return [p for p in files if p.stat().st_size <= MAX_SEED]
+    known = load_targets().get(target)
+    limit = MAX_SANITIZED_SEED if known is not None and known.sanitized else MAX_SEED
+    return [p for p in files if p.stat().st_size <= limit]
 
 
 #: Where the child's account of a failure starts: atheris' traceback, faulthandler's stack, libFuzzer's verdict.
-_FAILURE_START = re.compile(r"^( === Uncaught Python exception|Fatal Python error|==\d+== ERROR: libFuzzer)")
+#: A sanitizer's report (ASan's ``==pid==ERROR: AddressSanitizer``, UBSan's ``file:line:col: runtime error``)
+#: comes before libFuzzer's "deadly signal" that its abort causes.
+_FAILURE_START = re.compile(r"^( === Uncaught Python exception|Fatal Python error|==\d+== ERROR: libFuzzer"
+                            r"|==\d+==ERROR: (AddressSanitizer|UndefinedBehaviorSanitizer)"
+                            r"|\S+:\d+:\d+: runtime error: )")
 
 
 def failure_report(log: str, limit: int = 80) -> list[str]:
@@ -126,6 +136,29 @@ def _save(target: str, artifact: Path, report: str, crashes: Path, data: bytes) 
     return dest
 
 
+def child_env(target: str, base: dict[str, str] | None = None, targets_module: str | None = None) -> dict[str, str]:
+    """The environment of ``target``'s fuzzing child: the project on ``PYTHONPATH``, and for a sanitized
+    target the ASan/UBSan build of the C core (built here first; :class:`fuzz.sanitized.UnavailableError`
+    when it cannot be)."""
+    from fuzz import sanitized
+
+    env = dict(os.environ if base is None else base)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    if targets_module:
+        env["TLSDETECT_FUZZ_TARGETS"] = targets_module
+    known = load_targets().get(target)
+    if known is not None and known.sanitized:
+        env = sanitized.child_env(sanitized.build(), env)
+    return env
+
+
+def sanitized_env(env: dict[str, str]) -> bool:
+    """Whether ``env`` (from :func:`child_env`) runs the sanitized C core."""
+    from fuzz.sanitized import ENV_SO
+
+    return bool(env.get(ENV_SO))
+
+
 def run_target(target: str, seconds: float, *, seed: int = 1, corpus: Path | None = None,
                shared: Path | None = None, crashes: Path = CRASHES, timeout: int = 30,
                rss_limit_mb: int = 2048, targets_module: str | None = None,
@@ -141,13 +174,14 @@ def run_target(target: str, seconds: float, *, seed: int = 1, corpus: Path | Non
         grown.mkdir(parents=True, exist_ok=True)
         artifacts = work / "artifacts"
         artifacts.mkdir()
+        env = child_env(target, targets_module=targets_module)
+        # A sanitized child has no coverage (gcc's libasan, preloaded, shadows libFuzzer's coverage hooks):
+        # without -keep_seed libFuzzer would drop every seed and mutate an empty input.
+        unguided = ["-keep_seed=1"] if sanitized_env(env) else []
         cmd = [sys.executable, "-m", "fuzz.child", target, f"-seed={seed}", f"-max_total_time={int(seconds)}",
-               f"-timeout={timeout}", f"-rss_limit_mb={rss_limit_mb}", "-print_final_stats=1",
+               f"-timeout={timeout}", f"-rss_limit_mb={rss_limit_mb}", "-print_final_stats=1", *unguided,
                f"-artifact_prefix={artifacts}/", str(grown), str(seeds)]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-               "TLSDETECT_FUZZ_SCRATCH": str(work)}  # the child's input files, removed with this directory
-        if targets_module:
-            env["TLSDETECT_FUZZ_TARGETS"] = targets_module
+        env["TLSDETECT_FUZZ_SCRATCH"] = str(work)  # the child's input files, removed with this directory
         start = time.monotonic()
         proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               errors="replace", timeout=seconds + timeout + 300, check=False)

@@ -31,6 +31,8 @@ class Target:
     expected: tuple[str, ...]
     #: what the input is, for the README and ``--list``
     about: str
+    #: run in a child with the C capture core built with ASan and UBSan (:mod:`fuzz.sanitized`)
+    sanitized: bool = False
 
 
 def is_expected(target: Target, exc: BaseException) -> bool:
@@ -110,6 +112,13 @@ def _tls(data: bytes) -> object:
     return out
 
 
+def _ccore(data: bytes) -> object:
+    """The compiled capture core on the bytes as a capture and as raw memory, held to the numpy core."""
+    from fuzz import ccore_target
+
+    return ccore_target.run(data)
+
+
 def _api(data: bytes) -> object:
     """``POST /v1/score``'s body: validated by the app's model, then turned into a connections table."""
     from tlsdetect.serve.models import connections_frame, score_request_model
@@ -129,6 +138,8 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("suricata", _read("eve.json", "suricata"), _READ_ERRORS, "a Suricata EVE JSON log"),
     Target("tls", _tls, ("TLSParseError",), "a TCP payload of TLS records (ClientHello, ServerHello, Certificate)"),
     Target("api", _api, ("ValidationError",), "a POST /v1/score JSON body"),
+    Target("ccore", _ccore, ("CaptureError",), "a capture or raw bytes through the C capture core (ASan, UBSan),"
+           " every array equal to the numpy core's", sanitized=True),
 )}
 
 

@@ -1,0 +1,153 @@
+"""The ``ccore`` fuzz target: untrusted bytes through the compiled capture core, held to the numpy core.
+
+Why a target of its own (the ``pcap`` target already reads captures): a C bug shows as memory damage,
+not as an exception, so this target runs in a child with the sanitized build (:mod:`fuzz.sanitized`)
+where AddressSanitizer and UBSan turn it into an abort; and a C result that differs from numpy's is
+as much a bug as a crash, so every array is compared with the oracle (a difference raises
+:class:`MismatchError`, a finding). Two passes per input:
+
+1. the bytes as a capture file, read by both readers (C walkers, numpy walkers) at two window sizes,
+   each batch decoded and hashed by both cores: equal arrays;
+2. the bytes as raw memory, the C entry points called directly with offsets no reader would pass:
+   both walkers at a lying start and limit in either byte order (their chain checked), and
+   :func:`ccore.decode` over packets cut from the bytes in every link type (equal to numpy).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from tlsdetect.readers.pcap.capture import PacketBatch
+
+__all__ = ["MismatchError", "run"]
+
+#: Window sizes of pass 1: the reader's own (one window here) and a small one (records straddle windows).
+WINDOWS = (16 * 1024 * 1024, 4096)
+
+
+class MismatchError(AssertionError):
+    """The C core and the numpy core disagree on the same bytes (a finding, like a crash)."""
+
+
+def _equal(what: str, a: np.ndarray, b: np.ndarray) -> None:
+    if a.dtype != b.dtype or a.shape != b.shape or not np.array_equal(a, b):
+        raise MismatchError(f"{what}: C {a.dtype}{a.shape} {a[:8]!r} != numpy {b.dtype}{b.shape} {b[:8]!r}")
+
+
+def _exact(data: bytes) -> np.ndarray:
+    """A uint8 array of exactly ``len(data)`` bytes in its own allocation: a read one past the end
+    lands in AddressSanitizer's red zone (a view of ``bytes`` would hit its trailing NUL)."""
+    out = np.empty(len(data), dtype=np.uint8)
+    out[:] = np.frombuffer(data, dtype=np.uint8)
+    return out
+
+
+@functools.cache
+def _scratch() -> Path:
+    given = os.environ.get("TLSDETECT_FUZZ_SCRATCH")  # the runner's work directory, removed after the run
+    return Path(tempfile.mkdtemp(prefix="scratch-ccore-", dir=given or None))
+
+
+def _compare_decoders(batch: PacketBatch) -> None:
+    from tlsdetect.readers.pcap.packets import decode, flow_hash
+
+    dc, dn = decode(batch, compiled=True), decode(batch, compiled=False)
+    for name in ("valid", "ip_version", "proto", "src_hi", "src_lo", "dst_hi", "dst_lo", "sport", "dport",
+                 "seq", "flags", "payload", "payload_len"):
+        _equal(f"decode.{name}", getattr(dc, name), getattr(dn, name))
+    if (dc.fragments, dc.unsupported) != (dn.fragments, dn.unsupported):
+        c, n = (dc.fragments, dc.unsupported), (dn.fragments, dn.unsupported)
+        raise MismatchError(f"decode: fragments, unsupported {c} != {n}")
+    keys = (dc.src_hi, dc.src_lo, dc.dst_hi, dc.dst_lo, dc.sport, dc.dport)
+    _equal("flow_hash", flow_hash(*keys, compiled=True), flow_hash(*keys, compiled=False))
+
+
+def _as_capture(data: bytes) -> list[int]:
+    """Pass 1: packets per batch (C reader), after both readers and both decoders agreed."""
+    from tlsdetect.readers.pcap.capture import CaptureError, CaptureReader
+
+    path = _scratch() / "capture"
+    path.write_bytes(data)
+    counts: list[int] = []
+    for window in WINDOWS:
+        outcome: list[tuple[str, object]] = []
+        batches: list[list[PacketBatch]] = []
+        for compiled in (True, False):
+            got: list[PacketBatch] = []
+            try:
+                reader = CaptureReader(path, window=window, reuse_buffer=False, compiled=compiled)
+                got.extend(reader)
+                outcome.append(("read", reader.stats.warnings))
+            except CaptureError as exc:  # the documented answer, the same from both readers
+                outcome.append(("error", str(exc)))
+            batches.append(got)
+        if outcome[0] != outcome[1]:
+            raise MismatchError(f"window {window}: C reader {outcome[0]!r} != numpy reader {outcome[1]!r}")
+        if len(batches[0]) != len(batches[1]):
+            raise MismatchError(f"window {window}: {len(batches[0])} batches from C, {len(batches[1])} from numpy")
+        for bc, bn in zip(*batches, strict=True):
+            for name in ("data", "caplen", "ts_ns", "linktype", "buf"):
+                _equal(f"window {window} batch.{name}", getattr(bc, name), getattr(bn, name))
+            _compare_decoders(bc)
+            if window == WINDOWS[0]:
+                counts.append(len(bc))
+    return counts
+
+
+def _check_chain(buf: np.ndarray, starts: np.ndarray, nxt: int, at: int, little: bool, header: int) -> None:
+    """Each start is the previous record's end; the last record ends at ``nxt``, inside the buffer."""
+    n = len(buf)
+    pos = min(max(at, 0), n)
+    order = "<" if little else ">"
+    for s in starts.tolist():
+        if s != pos:
+            raise MismatchError(f"walker: record at {s}, the chain is at {pos}")
+        word = bytes(buf[s + (8 if header == 16 else 4): s + (12 if header == 16 else 8)])
+        length = int(np.frombuffer(word, dtype=order + "u4")[0])
+        pos = s + (header + length if header == 16 else length)
+        if pos > n:
+            raise MismatchError(f"walker: record at {s} ends at {pos}, past the buffer ({n})")
+    if nxt != pos:
+        raise MismatchError(f"walker: stopped at {nxt}, the chain at {pos}")
+
+
+def _as_memory(data: bytes) -> int:
+    """Pass 2: the C entry points on raw bytes with the offsets taken from the bytes themselves."""
+    from tlsdetect.readers.pcap import ccore
+    from tlsdetect.readers.pcap.capture import PacketBatch
+    from tlsdetect.readers.pcap.packets import LINKTYPES, LT_RAW_ALT
+
+    buf = _exact(data)
+    n = len(buf)
+    at = (data[0] - 16) if n else 0  # a start before the buffer, inside it, or past its end
+    limit = n - (data[1] if n > 1 else 0) + 8
+    for little in (True, False):
+        starts, nxt = ccore.walk_pcap(buf, at, limit, little, 1 << 18)
+        _check_chain(buf, starts, nxt, at, little, 16)
+        starts, nxt = ccore.walk_pcapng(buf, at, limit, little, 1 << 18)
+        _check_chain(buf, starts, nxt, at, little, 0)
+    if n == 0:
+        return 0
+    links = np.array(sorted({*LINKTYPES, *LT_RAW_ALT, 127}), dtype=np.int64)
+    offsets = np.arange(0, n, max(n // 16, 1), dtype=np.int64)
+    step = int(data[-1]) + 1
+    data_at = np.concatenate([offsets, offsets]) if n > 1 else offsets
+    caplen = np.minimum(np.concatenate([n - offsets, np.full(len(offsets), step)])[: len(data_at)], n - data_at)
+    linktype = links[buf[data_at] % len(links)]
+    batch = PacketBatch(buf, data_at, caplen, np.zeros(len(data_at), dtype=np.int64), linktype)
+    _compare_decoders(batch)
+    return len(data_at)
+
+
+def run(data: bytes) -> list[int]:
+    """The target: both passes; packets per batch of the capture pass (empty when it is no capture)."""
+    counts = _as_capture(data)
+    _as_memory(data)
+    return counts
