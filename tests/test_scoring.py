@@ -139,3 +139,38 @@ def test_flagged_reasons_round_trip_through_parquet(fitted: Baseline, test_rows:
     assert table.schema.field("reasons").type == schema.REASONS_ARROW
     back = table.column("reasons").to_pylist()
     assert back == [list(rs) for rs in out["reasons"]]
+
+
+def test_summary_reads_flagged_rows_only_and_matches_a_plain_count(fitted: Baseline, test_rows: pd.DataFrame) -> None:
+    """summarize counts the verdict codes and ranks the flagged rows' reasons and clients: the same answer as
+    counting over the whole table, for score()'s own categorical verdicts and for plain text ones."""
+    out = score(with_issuer(test_rows, [0, 1, 2], "CN=mitmproxy,O=mitmproxy"), fitted)
+    flagged = out[out["verdict"] != "ok"]
+    codes = pd.Series([r["code"] for rs in flagged["reasons"] for r in rs], dtype="string")
+    want = {
+        "connections": len(out),
+        "verdicts": {v: int((out["verdict"] == v).sum()) for v in VERDICTS},
+        "top_reasons": {str(k): int(v) for k, v in codes.value_counts().head(5).items()},
+        "top_flagged_clients": {str(k): int(v) for k, v in flagged["client_id"].value_counts().head(5).items()},
+    }
+    assert summarize(out) == want
+    plain = out.assign(verdict=out["verdict"].astype(object))
+    assert summarize(plain) == want
+    clean = score(test_rows.iloc[:1], fitted)
+    assert summarize(clean) == {"connections": 1, "verdicts": {"ok": 1, "suspicious": 0, "intercepted": 0},
+                                "top_reasons": {}, "top_flagged_clients": {}}
+
+
+def test_one_row_scores_as_it_does_inside_a_batch(fitted: Baseline, test_rows: pd.DataFrame) -> None:
+    """The fixed-cost cuts (issue 18 #15) take no size-dependent path: each row scored alone gets the score,
+    verdict and reasons it gets in the whole batch (rows whose signals compare rows with each other, like
+    convergence and resumption, excepted: none fire here)."""
+    df = with_issuer(test_rows, [0, 3], "CN=mitmproxy,O=mitmproxy")
+    whole = score(df, fitted)
+    assert not {r["code"] for rs in whole["reasons"] for r in rs} & {"fingerprint_convergence",
+                                                                     "resumed_intercepted_session"}
+    for i in range(min(len(df), 12)):
+        one = score(df.iloc[[i]], fitted)
+        for col in ("client_id", "known_product", "score", "verdict", "compared"):
+            assert one[col].iloc[0] == whole[col].iloc[i] or (pd.isna(one[col].iloc[0]) and pd.isna(whole[col].iloc[i]))
+        assert one["reasons"].iloc[0] == whole["reasons"].iloc[i]

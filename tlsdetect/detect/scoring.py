@@ -135,14 +135,26 @@ def score(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge | None = No
 
 # --- summaries --------------------------------------------------------------------------------------
 def summarize(scored: pd.DataFrame, top: int = 5) -> dict[str, Any]:
-    """Verdict counts, the most frequent reasons and the most flagged clients."""
-    verdicts = scored["verdict"].value_counts().reindex(list(VERDICTS), fill_value=0)
-    flagged = scored[scored["verdict"] != "ok"]
-    codes = pd.Series([r["code"] for rs in flagged["reasons"] for r in rs], dtype="string")
-    clients = flagged["client_id"].value_counts().head(top)
+    """Verdict counts, the most frequent reasons and the most flagged clients.
+
+    Reads the three columns it needs and only the flagged rows of two of them: filtering the whole scored
+    table (~90 columns) cost ~5 ms of a one-row ``POST /v1/score`` and scales with every column (issue 18 #15).
+    """
+    verdict = scored["verdict"]
+    if isinstance(verdict.dtype, pd.CategoricalDtype) and list(verdict.cat.categories) == list(VERDICTS):
+        v_codes = np.asarray(verdict.cat.codes, dtype=np.int64)  # score()'s own verdicts: count the codes
+        counts = dict(zip(VERDICTS, np.bincount(v_codes[v_codes >= 0], minlength=len(VERDICTS)).tolist(),
+                          strict=True))
+    else:
+        counts = {str(k): int(v) for k, v in verdict.value_counts().reindex(list(VERDICTS), fill_value=0).items()}
+    flagged = np.flatnonzero((verdict != "ok").to_numpy(dtype=bool, na_value=True))
+    if len(flagged) == 0:  # nothing to rank
+        return {"connections": len(scored), "verdicts": counts, "top_reasons": {}, "top_flagged_clients": {}}
+    codes = pd.Series([r["code"] for rs in scored["reasons"].iloc[flagged] for r in rs], dtype="string")
+    clients = scored["client_id"].iloc[flagged].value_counts().head(top)
     return {
         "connections": len(scored),
-        "verdicts": {k: int(v) for k, v in verdicts.items()},
+        "verdicts": counts,
         "top_reasons": {str(k): int(v) for k, v in codes.value_counts().head(top).items()},
         "top_flagged_clients": {str(k): int(v) for k, v in clients.items()},
     }
