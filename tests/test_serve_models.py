@@ -158,3 +158,29 @@ def test_connections_frame_is_the_table_the_readers_give(rows: pd.DataFrame) -> 
         assert dict(zip(got.columns, map(schema.dtype_name, got.dtypes), strict=True)) == dict(schema.COLUMNS)
     assert connections_frame([]).equals(schema.empty())
     assert connections_frame([few])["ch_ciphers"].iloc[0] == (4865,)
+
+
+def test_missing_columns_of_one_dtype_are_apart_in_the_frame() -> None:
+    """connections_frame builds one missing array per dtype (issue 18 #15); the frame's columns must still be
+    separate arrays: writing one never shows in another."""
+    import numpy as np
+
+    from tlsdetect import schema
+    from tlsdetect.serve.models import connections_frame
+
+    value = {"string": "x", "Int32": 5, "boolean": True, "object": "x",
+             "datetime64[ns, UTC]": pd.Timestamp("2026-01-01", tz="UTC")}
+    frame = connections_frame([{"sni": "a.example"}])
+    by_dtype: dict[str, list[str]] = {}
+    for col, dtype in schema.COLUMNS.items():
+        if col != "sni":
+            by_dtype.setdefault(dtype, []).append(col)
+    assert set(by_dtype) >= {*value, "category"}
+    for dtype, (first, *others) in by_dtype.items():
+        assert frame[[first, *others]].isna().all().all(), dtype
+        if dtype == "category":  # no new category can be written: the codes must not be one buffer
+            assert not any(np.shares_memory(frame[first].array.codes, frame[o].array.codes) for o in others)
+            continue
+        frame.loc[0, first] = value[dtype]
+        assert frame.loc[0, first] == value[dtype], dtype
+        assert frame[others].isna().all().all(), dtype
