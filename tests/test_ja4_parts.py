@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -101,3 +102,14 @@ def test_a_large_call_is_not_remembered_and_agrees_with_small_ones() -> None:
     pieces = pd.concat([ja4_parts(big.iloc[k:k + 1000]) for k in range(0, len(big), 1000)], ignore_index=True)
     pd.testing.assert_frame_equal(whole, pieces)
     assert whole.loc[0, "stack"] == "t13x1015h2_8daaf6152771_000000000000"
+
+
+def test_some_columns_are_those_of_all_columns() -> None:
+    """Scoring asks for two of the six columns (issue 18 #15): the same values, in the order asked."""
+    values = pd.Series(["t13d3112h2_e8f1e7e78f70_b26ce05bbdd6", None, "not-a-ja4",
+                        "t13i3111h2_e8f1e7e78f70_b26ce05bbdd6"], dtype="string")
+    whole = ja4_parts(values)
+    for cols in (("ab", "c"), ("stack",), ("c", "a")):
+        pd.testing.assert_frame_equal(ja4_parts(values, cols), whole[list(cols)])
+    with pytest.raises(ValueError, match="'d'"):
+        ja4_parts(values, ("ab", "d"))

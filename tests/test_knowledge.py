@@ -27,6 +27,7 @@ from tlsdetect.detect.knowledge import (
     ChainResult,
     Knowledge,
     classify_issuers,
+    fingerprint_matches,
     load_knowledge,
     lookup_application,
     lookup_stack,
@@ -487,3 +488,22 @@ def test_mitmproxy_generated_ca_is_classified(tmp_path: Path) -> None:
     got = classify_issuers(pd.Series([issuer, cert.issuer.rfc4514_string()]))
     assert (got["interception_product"] == "mitmproxy").all(), issuer
     assert not got["public"].any()
+
+
+def test_fingerprint_matches_are_match_fingerprints_per_distinct_value() -> None:
+    """Scoring's arrays (issue 18 #15) hold what the frame holds: a product row for a hit, None for a miss."""
+    kb = load_knowledge()
+    fps = kb.product_fingerprints
+    for kind in ("ja3", "ja3n", "ja4"):
+        known = fps.loc[fps["kind"] == kind, "value"].astype(str).head(3).tolist()
+        values = [*known, "t13d1516h2_8daaf6152771_02713d6af862", "0" * 32, *(v.upper() for v in known[:1])]
+        got = fingerprint_matches(values, kind, kb)
+        want = match_fingerprints(pd.Series(values, dtype="string"), kind, kb)
+        assert set(got) == set(want.columns)
+        for col, arr in got.items():
+            assert len(arr) == len(values)
+            assert [None if pd.isna(v) else v for v in want[col]] == arr.tolist()
+        assert got["product"][0] is not None
+    with pytest.raises(ValueError, match="kind"):
+        fingerprint_matches(["x"], "ja4_ab", kb)
+    assert all(len(a) == 0 for a in fingerprint_matches([], "ja3", kb).values())

@@ -19,12 +19,12 @@ import numpy.typing as npt
 import pandas as pd
 
 from tlsdetect.detect.baseline import Baseline
-from tlsdetect.detect.columns import Unique, codes_of, pair_in, positions, text_column, texts_at
+from tlsdetect.detect.columns import Codes, Unique, pair_in, positions, text_column, texts_at
 from tlsdetect.detect.derived import derived
 from tlsdetect.detect.evidence import Evidence, top_list
 from tlsdetect.detect.fingerprint_sources import SPEC, c_group
 from tlsdetect.detect.ja4_parts import ja4_parts
-from tlsdetect.detect.knowledge import Knowledge, match_fingerprints
+from tlsdetect.detect.knowledge import MATCH_COLUMNS, Knowledge, fingerprint_matches
 
 __all__ = ["VARY_MAX_TOP_SHARE", "VARY_MIN_DISTINCT", "baseline_signals", "convergence_signal", "product_signals",
            "stack_seen"]
@@ -49,9 +49,9 @@ def product_signals(ja3: pd.Series, ja3n: pd.Series, ja4: pd.Series, kb: Knowled
         if values.isna().all():
             continue
         u = Unique(values)
-        mu = match_fingerprints(u.values, kind, kb)
-        m = {c: codes_of(u, mu[c]) for c in ("product", "product_type", "source")}
-        hit = u.rows(mu["product"].notna().to_numpy())
+        mu = fingerprint_matches(u.values.tolist(), kind, kb)
+        m = {c: _codes(u, mu[c]) for c in MATCH_COLUMNS}
+        hit = u.rows(mu["product"] != None)  # noqa: E711 (elementwise)
         if kind == "ja4":
             full = hit & u.rows(u.values.isin(exact_ja4).to_numpy())
             partial = hit & ~full & ~exact
@@ -76,6 +76,11 @@ def product_signals(ja3: pd.Series, ja3n: pd.Series, ja4: pd.Series, kb: Knowled
     return product
 
 
+def _codes(u: Unique, per_unique: npt.NDArray[np.object_]) -> Codes:
+    """Rows as codes into one value per distinct value, the trailing slot (code -1) ``None``."""
+    return Codes(u.codes, np.append(per_unique, np.array([None], dtype=object)))
+
+
 # --- client baseline --------------------------------------------------------------------------------
 def _learned_stacks(b: Baseline) -> pd.DataFrame:
     """The baseline's (client, origin, JA4_ab, JA4_c, count) rows; a baseline saved before ``ja4_stacks``
@@ -85,7 +90,7 @@ def _learned_stacks(b: Baseline) -> pd.DataFrame:
         learned: pd.DataFrame = st[["client_id", "origin", "ja4_ab", "ja4_c", "count"]]
         return learned
     fp = b.fingerprints_[b.fingerprints_["kind"] == "ja4"]
-    parts = ja4_parts(fp["value"].reset_index(drop=True))
+    parts = ja4_parts(fp["value"].reset_index(drop=True), ("ab", "c"))
     out = pd.DataFrame({"client_id": fp["client_id"].to_numpy(), "origin": "unknown", "ja4_ab": parts["ab"].to_numpy(),
                         "ja4_c": parts["c"].to_numpy(), "count": fp["count"].to_numpy()})
     return out[out["ja4_ab"].notna().to_numpy()]
@@ -175,7 +180,7 @@ def stack_seen(b: Baseline, clients: pd.Index, c: npt.NDArray[np.int64], ja4: pd
     inv, uk = pd.factorize(np.where(has, key, -1))  # hashed, not sorted: a million rows in ~20 ms
     inv, uk = np.asarray(inv, dtype=np.int64), np.asarray(uk, dtype=np.int64)
     live = uk >= 0
-    parts = ja4_parts(pd.Series(cat.cat.categories, dtype="string"))
+    parts = ja4_parts(pd.Series(cat.cat.categories, dtype="string"), ("ab", "c"))
     d_j, d_g, d_c = uk[live] % nj, (uk[live] // nj) % ng, uk[live] // (nj * ng)
     d_client, d_group = np.asarray(clients, dtype=object)[d_c], np.asarray(g_uniq, dtype=object)[d_g]
     d_ab, d_c4 = parts["ab"].to_numpy(dtype=object)[d_j], parts["c"].to_numpy(dtype=object)[d_j]
@@ -318,7 +323,7 @@ def baseline_signals(df: pd.DataFrame, b: Baseline, cid: pd.Series, ja4: pd.Seri
 
 def _known_stacks(b: Baseline) -> pd.Index:
     learned = b.fingerprints_.loc[b.fingerprints_["kind"] == "ja4", "value"].drop_duplicates().reset_index(drop=True)
-    known: pd.Index = pd.Index(ja4_parts(learned)["stack"].dropna().unique())
+    known: pd.Index = pd.Index(ja4_parts(learned, ("stack",))["stack"].dropna().unique())
     return known
 
 
@@ -331,7 +336,7 @@ def convergence_signal(df: pd.DataFrame, b: Baseline, cid: pd.Series, ja4: pd.Se
     known = derived(b, "fingerprint_signals.known_stacks", ("fingerprints_",), lambda: _known_stacks(b))
     cat = ja4 if isinstance(ja4.dtype, pd.CategoricalDtype) else ja4.astype("string").astype("category")
     codes = np.asarray(cat.cat.codes, dtype=np.int64)
-    cat_stack = ja4_parts(pd.Series(cat.cat.categories, dtype="string"))["stack"]
+    cat_stack = ja4_parts(pd.Series(cat.cat.categories, dtype="string"), ("stack",))["stack"]
     cat_known = np.append(np.asarray(known.get_indexer(pd.Index(cat_stack))) >= 0, False)  # code -1: the trailing False
     s_codes, _ = pd.factorize(cat_stack)
     stack = np.append(np.asarray(s_codes, dtype=np.int64), -1)[codes]  # one id per stack, not per JA4
