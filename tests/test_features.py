@@ -93,3 +93,15 @@ def test_model_saves_plain_arrays_and_refuses_anything_else(tmp_path: Path) -> N
              labels=np.array(["x"]))
     with pytest.raises(ValueError, match="does not fit"):
         HelloNovelty.load(tmp_path / "shape.npz")
+
+
+def test_tokens_of_hellos_without_some_columns_or_values() -> None:
+    """hello_tokens reads only its list columns (issue 18 #15): a missing column, a missing value and a
+    missing ALPN add nothing, and each row keeps its own tokens."""
+    full = _hello((0x1301,))
+    bare = {"ch_ciphers": (0x1302,), "ch_alpn": None, "ch_extensions": pd.NA}
+    got = hello_tokens(pd.DataFrame([full, bare]))
+    assert got[1] == frozenset({"ciphers:4866"})
+    assert got[0] == hello_tokens(pd.DataFrame([full]))[0]
+    assert hello_tokens(pd.DataFrame({"ch_ciphers": [(1, 2)]})) == [frozenset({"ciphers:1", "ciphers:2"})]
+    assert hello_tokens(pd.DataFrame({"ch_ciphers": []})) == []

@@ -131,3 +131,17 @@ def test_combine_numbers_distinct_tuples_by_first_appearance(high: int) -> None:
         firsts.setdefault(t, r)
     assert first.tolist() == sorted(firsts.values())
     assert len(combine(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))[1]) == 0
+
+
+def test_integer_columns_read_as_int64_with_minus_one_for_missing() -> None:
+    """_ints reads an integer column from its values and mask (issue 18 #15); objects and floats as before."""
+    from tlsdetect.detect.server_profiles import _ints
+
+    want = [443, -1, 0, 65535]
+    for s in (pd.Series([443, None, 0, 65535], dtype="Int32"), pd.Series([443, None, 0, 65535], dtype="Int64"),
+              pd.Series([443, None, 0, 65535], dtype=object), pd.Series([443.0, None, 0.0, 65535.0])):
+        got = _ints(s)
+        assert got.dtype == np.int64, s.dtype
+        assert got.tolist() == want, s.dtype
+    assert _ints(pd.Series([1, 2], dtype=np.int16)).tolist() == [1, 2]
+    assert _ints(pd.Series([None], dtype="Int32")).tolist() == [-1]
