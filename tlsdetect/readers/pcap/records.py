@@ -352,7 +352,8 @@ def walk_stream(
         when.append(at)
 
     def done() -> Walk:
-        cut = bool(ran_out(np.array([pos]), np.array([n]), np.array([hole]))[0]) and not capped
+        # :func:`ran_out` for one stream, in plain Python (a numpy call per connection costs more here)
+        cut = (pos > n or pos < n < pos + 5 or (pos == n and hole)) and not capped
         return Walk(ctypes, lengths, when, cut)
 
     for _ in range(MAX_RECORDS):

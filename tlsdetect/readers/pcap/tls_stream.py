@@ -16,7 +16,6 @@ import numpy as np
 from tlsdetect.readers.pcap.records import (
     MAX_FLIGHT_ITEMS,
     after_hellos,
-    flight_cut,
     handshake_sizes,
     single,
     tls13_flights,
@@ -360,7 +359,7 @@ class Connection:
                 out[f"{name}_flight"] = items if known else None
                 out[f"{name}_flight_bytes"] = sum(items) if known else None
                 decided &= known
-                cut = ch is not None and bool(flight_cut(sizes, np.array([walk.cut]))[0])
+                cut = ch is not None and walk.cut and not known  # records.flight_cut, for one connection
                 places.append(f"{name}_flight" if cut else None)
             out["truncated"] = truncated_places(*places)
             return out, decided
