@@ -338,7 +338,7 @@ class _Engine:
                     continue
                 touched[id(d.conn)] = d.conn
                 d.segments.append((max(r, 0), buf[start : start + size].tobytes(), first_at + j))
-                d.far = max(d.far, r + size)
+                d.far = max(d.far, max(r, 0) + size)
                 d.seen[max(r, 0)] = len(d.segments) - 1
                 d.held += size + SEGMENT_COST
                 st.held += size + SEGMENT_COST
