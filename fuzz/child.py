@@ -88,12 +88,9 @@ def main(argv: list[str]) -> None:
         return
     name = argv[1]
     target = load_targets()[name]
+    _import_instrumented()
     if sanitized:
-        # No Python coverage under the preloaded libasan (its no-op coverage hooks shadow libFuzzer's): the
-        # instrumentation would cost time and guide nothing. The runner keeps the seeds instead (-keep_seed).
         _say_which_core()
-    else:
-        _import_instrumented()
     atheris.Setup([argv[0], *argv[2:]], _one_input(target))
     atheris.Fuzz()
 

@@ -152,13 +152,6 @@ def child_env(target: str, base: dict[str, str] | None = None, targets_module: s
     return env
 
 
-def sanitized_env(env: dict[str, str]) -> bool:
-    """Whether ``env`` (from :func:`child_env`) runs the sanitized C core."""
-    from fuzz.sanitized import ENV_SO
-
-    return bool(env.get(ENV_SO))
-
-
 def run_target(target: str, seconds: float, *, seed: int = 1, corpus: Path | None = None,
                shared: Path | None = None, crashes: Path = CRASHES, timeout: int = 30,
                rss_limit_mb: int = 2048, targets_module: str | None = None,
@@ -175,11 +168,8 @@ def run_target(target: str, seconds: float, *, seed: int = 1, corpus: Path | Non
         artifacts = work / "artifacts"
         artifacts.mkdir()
         env = child_env(target, targets_module=targets_module)
-        # A sanitized child has no coverage (gcc's libasan, preloaded, shadows libFuzzer's coverage hooks):
-        # without -keep_seed libFuzzer would drop every seed and mutate an empty input.
-        unguided = ["-keep_seed=1"] if sanitized_env(env) else []
         cmd = [sys.executable, "-m", "fuzz.child", target, f"-seed={seed}", f"-max_total_time={int(seconds)}",
-               f"-timeout={timeout}", f"-rss_limit_mb={rss_limit_mb}", "-print_final_stats=1", *unguided,
+               f"-timeout={timeout}", f"-rss_limit_mb={rss_limit_mb}", "-print_final_stats=1",
                f"-artifact_prefix={artifacts}/", str(grown), str(seeds)]
         env["TLSDETECT_FUZZ_SCRATCH"] = str(work)  # the child's input files, removed with this directory
         start = time.monotonic()

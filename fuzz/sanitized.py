@@ -7,9 +7,11 @@ libFuzzer (the ``ccore`` target) or the test turns into a finding.
 
 - :func:`build` compiles ``_ccore.c`` with :data:`FLAGS` into ``build/ccore-sanitized/`` (never over
   the normal build, which stays in the package), again only when the source or the flags changed.
-- :func:`child_env` is the environment of a process that loads it: the ASan runtime preloaded (it
-  must come first; gcc's ``libasan.so``), leaks not reported (CPython keeps its allocations by
-  design), any report aborting, and ``PYTHONMALLOC=malloc`` so Python objects get red zones too.
+- :func:`child_env` is the environment of a process that loads it: gcc's ASan runtime preloaded (so
+  every malloc has red zones), leaks not reported (CPython keeps its allocations by design), any
+  report aborting, and ``PYTHONMALLOC=malloc`` so Python objects get red zones too. In front of
+  libasan it preloads ``fuzz/covshim.c`` (built plain): libasan's no-op coverage hooks would
+  otherwise shadow atheris' libFuzzer and the fuzzer would run blind (see that file).
 - :func:`install`, in that child, makes ``tlsdetect.readers.pcap._ccore`` load the sanitized file
   and refuses to run when the ASan runtime is not loaded (it would prove nothing).
 
@@ -37,6 +39,7 @@ __all__ = ["ENV_SO", "FLAGS", "MODULE", "UnavailableError", "build", "child_env"
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "tlsdetect" / "readers" / "pcap" / "_ccore.c"
+SHIM = ROOT / "fuzz" / "covshim.c"
 BUILD = ROOT / "build" / "ccore-sanitized"
 MODULE = "tlsdetect.readers.pcap._ccore"
 #: The sanitized module's path, set by :func:`child_env`; :func:`install` loads it.
@@ -44,7 +47,8 @@ ENV_SO = "TLSDETECT_SANITIZED_CCORE"
 FLAGS = ("-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g", "-O1")
 #: The normal build's warnings (setup.py), so a sanitized build never hides one.
 WARNINGS = ("-std=c99", "-Wall", "-Wextra", "-Wno-unused-parameter")
-ASAN_OPTIONS = "detect_leaks=0:abort_on_error=1:halt_on_error=1:print_summary=1"
+#: verify_asan_link_order=0: the coverage shim comes before libasan (it defines no allocator function).
+ASAN_OPTIONS = "detect_leaks=0:abort_on_error=1:halt_on_error=1:print_summary=1:verify_asan_link_order=0"
 UBSAN_OPTIONS = "halt_on_error=1:abort_on_error=1:print_stacktrace=1"
 
 
@@ -69,15 +73,15 @@ def runtime() -> Path:
     return path.resolve()
 
 
-def compile_shared(sources: Sequence[Path], out: Path, extra: Sequence[str] = ()) -> Path:
-    """``sources`` compiled with :data:`FLAGS` into the shared object ``out`` (written whole, then renamed,
-    so a parallel reader never loads half a file)."""
+def compile_shared(sources: Sequence[Path], out: Path, flags: Sequence[str] = FLAGS) -> Path:
+    """``sources`` compiled with ``flags`` (default :data:`FLAGS`) into the shared object ``out`` (written
+    whole, then renamed, so a parallel reader never loads half a file)."""
     include = sysconfig.get_paths()["include"]
     if not (Path(include) / "Python.h").exists():
         raise UnavailableError(f"no Python headers in {include}: install python3-dev (scripts/setup.sh)")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}")
-    cmd = [_cc(), "-shared", "-fPIC", *FLAGS, *WARNINGS, *extra, f"-I{include}", *map(str, sources), "-o", str(tmp)]
+    cmd = [_cc(), "-shared", "-fPIC", *flags, *WARNINGS, f"-I{include}", *map(str, sources), "-o", str(tmp), "-ldl"]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         tmp.unlink(missing_ok=True)
@@ -87,13 +91,24 @@ def compile_shared(sources: Sequence[Path], out: Path, extra: Sequence[str] = ()
 
 
 def build(source: Path = SOURCE, folder: Path = BUILD) -> Path:
-    """The sanitized ``_ccore`` extension, compiled again only when ``source`` or :data:`FLAGS` changed."""
+    """The sanitized ``_ccore`` extension, compiled again only when ``source``, the shim or :data:`FLAGS`
+    changed; the coverage shim (``covshim.so``) is built beside it."""
     suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
-    stamp = hashlib.sha256(source.read_bytes() + " ".join(FLAGS + WARNINGS).encode()).hexdigest()[:16]
-    out = folder / stamp / f"_ccore{suffix}"
+    key = source.read_bytes() + SHIM.read_bytes() + " ".join(FLAGS + WARNINGS).encode()
+    out = folder / hashlib.sha256(key).hexdigest()[:16] / f"_ccore{suffix}"
     if not out.exists():
+        compile_shared([SHIM], out.with_name("covshim.so"), flags=("-O1", "-g"))
         compile_shared([source], out)
     return out
+
+
+def _atheris_core() -> str:
+    """atheris' own libFuzzer (its ``core_with_libfuzzer`` module), which the shim forwards to; "" without it."""
+    spec = importlib.util.find_spec("atheris")
+    if spec is None or spec.origin is None:
+        return ""
+    found = sorted(Path(spec.origin).parent.glob("core_with_libfuzzer*.so"))
+    return str(found[0]) if found else ""
 
 
 def is_sanitized(so: Path) -> bool:
@@ -108,12 +123,13 @@ def is_sanitized(so: Path) -> bool:
 def child_env(so: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """``base`` (default: this process's environment) plus what a child needs to run ``so`` sanitized."""
     env = dict(os.environ if base is None else base)
-    preload = [str(runtime()), *filter(None, env.get("LD_PRELOAD", "").split(":"))]
+    preload = [str(so.with_name("covshim.so")), str(runtime()), *filter(None, env.get("LD_PRELOAD", "").split(":"))]
     env.update({
         "LD_PRELOAD": ":".join(preload),
         "ASAN_OPTIONS": ASAN_OPTIONS,
         "UBSAN_OPTIONS": UBSAN_OPTIONS,
         "PYTHONMALLOC": "malloc",
+        "TLSDETECT_ATHERIS_CORE": _atheris_core(),
         ENV_SO: str(so),
     })
     env.pop("TLSDETECT_NO_CCORE", None)  # the point is to run the C core
