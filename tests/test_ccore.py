@@ -320,6 +320,9 @@ def test_wrong_dtypes_are_refused_not_reinterpreted() -> None:
         _ccore.decode(buf, np.zeros(1, dtype=np.float64), one, one, np.zeros((13, 1), dtype=np.int64))
     with pytest.raises(TypeError):
         _ccore.walk_pcap(buf, np.zeros(4, dtype=np.int32), 0, 100, True, MAX_PACKET)
+    for start in (85, -1, 2**62):  # a record header must lie whole in the buffer
+        with pytest.raises(ValueError, match="outside the buffer"):
+            ccore.pcap_fields(buf, np.array([0, start]), True, False)
     with pytest.raises(ValueError, match="match in length"):
         _ccore.decode(buf, one, one, one, np.zeros((12, 1), dtype=np.int64))
     read_only = np.zeros(4, dtype=np.int64)

@@ -404,16 +404,18 @@ class CaptureReader:
 
     def _pcap_batch(self, buf: U8, starts: I64) -> PacketBatch:
         little = self._little
-        unit = 1 if self.format.nanosecond else 1000
-        sec = _u32(buf, starts, little)
-        frac = _u32(buf, starts + 4, little)
-        incl = _u32(buf, starts + 8, little)
         self.stats.counts["packets"] += len(starts)
+        if self.compiled:
+            incl, ts_ns = ccore.pcap_fields(buf, starts, little, self.format.nanosecond)
+        else:
+            unit = 1 if self.format.nanosecond else 1000
+            incl = _u32(buf, starts + 8, little)
+            ts_ns = _u32(buf, starts, little) * 1_000_000_000 + _u32(buf, starts + 4, little) * unit
         return PacketBatch(
             buf=buf,
             data=starts + 16,
             caplen=incl,
-            ts_ns=sec * 1_000_000_000 + frac * unit,
+            ts_ns=ts_ns,
             linktype=np.full(len(starts), self.format.linktype, dtype=np.int64),
         )
 

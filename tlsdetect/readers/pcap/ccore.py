@@ -23,7 +23,10 @@ from types import ModuleType
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["DISABLE_ENV", "DecodedArrays", "decode", "enabled", "flow_hash", "status", "walk_pcap", "walk_pcapng"]
+__all__ = [
+    "DISABLE_ENV", "DecodedArrays", "decode", "enabled", "flow_hash", "pcap_fields", "status", "walk_pcap",
+    "walk_pcapng",
+]
 
 I64 = npt.NDArray[np.int64]
 U64 = npt.NDArray[np.uint64]
@@ -70,6 +73,15 @@ def walk_pcap(buf: U8, at: int, limit: int, little: bool, max_packet: int) -> tu
     out = np.empty(room, dtype=np.int64)
     count, nxt = _lib().walk_pcap(buf, out, at, limit, little, max_packet)
     return out[:count].copy(), nxt
+
+
+def pcap_fields(buf: U8, starts: I64, little: bool, nanosecond: bool) -> tuple[I64, I64]:
+    """Captured length and timestamp (ns) of the classic pcap records at ``starts``, in one C pass."""
+    caplen = np.empty(len(starts), dtype=np.int64)
+    ts_ns = np.empty(len(starts), dtype=np.int64)
+    if len(starts):
+        _lib().pcap_fields(buf, np.ascontiguousarray(starts, dtype=np.int64), little, nanosecond, caplen, ts_ns)
+    return caplen, ts_ns
 
 
 def walk_pcapng(buf: U8, at: int, limit: int, little: bool, max_block: int) -> tuple[I64, int]:
