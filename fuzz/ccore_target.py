@@ -9,7 +9,8 @@ as much a bug as a crash, so every array is compared with the oracle (a differen
 1. the bytes as a capture file, read by both readers (C walkers, numpy walkers) at two window sizes,
    each batch decoded and hashed by both cores: equal arrays;
 2. the bytes as raw memory, the C entry points called directly with offsets no reader would pass:
-   both walkers at a lying start and limit in either byte order (their chain checked), and
+   both walkers at a lying start and limit in either byte order (their chain checked),
+   :func:`ccore.pcap_fields` at every start a header fits (and one it does not: refused), and
    :func:`ccore.decode` over packets cut from the bytes in every link type (equal to numpy).
 """
 
@@ -118,6 +119,27 @@ def _check_chain(buf: np.ndarray, starts: np.ndarray, nxt: int, at: int, little:
         raise MismatchError(f"walker: stopped at {nxt}, the chain at {pos}")
 
 
+def _pcap_fields(buf: np.ndarray, data: bytes) -> None:
+    """:func:`ccore.pcap_fields` at every start whose 16-byte header fits, against a plain reading of the
+    header; a start past that is refused (ValueError), never read."""
+    from tlsdetect.readers.pcap import ccore
+
+    n = len(buf)
+    little, nano = bool(data[:1]) and data[0] & 1 == 1, bool(data[:1]) and data[0] & 2 == 2
+    starts = np.arange(0, max(n - 15, 0), 3, dtype=np.int64)
+    caplen, ts_ns = ccore.pcap_fields(buf, starts, little, nano)
+    words = [np.frombuffer(bytes(buf[s:s + 12]), dtype=("<" if little else ">") + "u4").astype(np.int64)
+             for s in starts.tolist()]
+    want = np.array(words, dtype=np.int64).reshape(-1, 3)
+    _equal("pcap_fields.caplen", caplen, want[:, 2].copy())
+    _equal("pcap_fields.ts_ns", ts_ns, want[:, 0] * 1_000_000_000 + want[:, 1] * (1 if nano else 1000))
+    try:
+        ccore.pcap_fields(buf, np.array([max(n - 15, 0)], dtype=np.int64), little, nano)
+    except ValueError:
+        return
+    raise MismatchError(f"pcap_fields read a header at {max(n - 15, 0)} of a {n}-byte buffer")
+
+
 def _as_memory(data: bytes) -> int:
     """Pass 2: the C entry points on raw bytes with the offsets taken from the bytes themselves."""
     from tlsdetect.readers.pcap import ccore
@@ -133,6 +155,7 @@ def _as_memory(data: bytes) -> int:
         _check_chain(buf, starts, nxt, at, little, 16)
         starts, nxt = ccore.walk_pcapng(buf, at, limit, little, 1 << 18)
         _check_chain(buf, starts, nxt, at, little, 0)
+    _pcap_fields(buf, data)
     if n == 0:
         return 0
     links = np.array(sorted({*LINKTYPES, *LT_RAW_ALT, 127}), dtype=np.int64)
