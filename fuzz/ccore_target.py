@@ -128,9 +128,8 @@ def _pcap_fields(buf: np.ndarray, data: bytes) -> None:
     little, nano = bool(data[:1]) and data[0] & 1 == 1, bool(data[:1]) and data[0] & 2 == 2
     starts = np.arange(0, max(n - 15, 0), 3, dtype=np.int64)
     caplen, ts_ns = ccore.pcap_fields(buf, starts, little, nano)
-    words = [np.frombuffer(bytes(buf[s:s + 12]), dtype=("<" if little else ">") + "u4").astype(np.int64)
-             for s in starts.tolist()]
-    want = np.array(words, dtype=np.int64).reshape(-1, 3)
+    headers = np.ascontiguousarray(buf[starts[:, None] + np.arange(12)])  # (records, 12) bytes
+    want = headers.view(("<" if little else ">") + "u4").astype(np.int64).reshape(-1, 3)
     _equal("pcap_fields.caplen", caplen, want[:, 2].copy())
     _equal("pcap_fields.ts_ns", ts_ns, want[:, 0] * 1_000_000_000 + want[:, 1] * (1 if nano else 1000))
     try:
