@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from fuzz.runner import ROOT, seed_files
+from fuzz.runner import CRASHES, ROOT, seed_files
 from fuzz.targets import TARGETS, Target, is_expected
 from tlsdetect.readers.inputs import InputError
 from tlsdetect.wire.tls import TLSParseError
@@ -15,7 +15,10 @@ from tlsdetect.wire.tls import TLSParseError
 @pytest.mark.parametrize("name", sorted(TARGETS))
 def test_seeds_give_rows(name: str) -> None:
     target = TARGETS[name]
-    for seed in seed_files(name, None)[:3]:
+    # seeds, not saved findings: a regression input is kept because it once failed, not because it reads
+    seeds = [p for p in seed_files(name, None) if CRASHES not in p.parents]
+    assert seeds, name
+    for seed in seeds[:3]:
         out = target.run(seed.read_bytes())
         assert isinstance(out, (pd.DataFrame, list)), (name, seed)
         assert len(out) > 0, (name, seed)
