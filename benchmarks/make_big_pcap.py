@@ -53,6 +53,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "peers"))
 import dpkt  # noqa: E402  (dev tool dependency)
 from dpkt_ja3 import decode_ip, ja3_of_client_hello_record  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import interleaved_traffic as il  # noqa: E402
+
 MSS = 1460
 DATA_MIN, DATA_MAX = 1200, 1460  # TCP payload bytes of an application-data packet
 HDR_LEN = 16 + 14 + 20 + 20  # pcap record header + Ethernet + IPv4 + TCP (no options)
@@ -280,6 +283,7 @@ class Layouts:
     patch_val: IntArray  # [L, P] column of the per-connection random block
     split: IntArray  # [L] 1 = ClientHello spans more than one segment
     ja3: list[str]  # [T] JA3 string of each template
+    server_split: IntArray  # [L] 1 = the ServerHello itself spans more than one segment
 
 
 @dataclass
@@ -291,11 +295,12 @@ class _LayoutRow:
     segs: list[tuple[int, int, int, int, int]]  # (direction, bank offset, length, hello, is ClientHello)
     patches: list[tuple[int, int, int]]  # (segment, offset in segment, value column)
     split: int
+    server_split: int = 0
 
 
-def _mss_cuts(length: int, extra_cut: int | None) -> list[tuple[int, int]]:
+def _mss_cuts(length: int, extra_cut: int | None, mss: int = MSS) -> list[tuple[int, int]]:
     """(offset, length) segments of a message cut at the MSS and optionally once more."""
-    cuts = set(range(MSS, length, MSS)) | ({extra_cut} if extra_cut else set())
+    cuts = set(range(mss, length, mss)) | ({extra_cut} if extra_cut else set())
     bounds = [0, *sorted(cuts), length]
     return [(a, b - a) for a, b in itertools.pairwise(bounds)]
 
@@ -312,14 +317,20 @@ def _patch_rows(segments: list[tuple[int, int]], seg_base: int,
     return rows
 
 
-def _split_points(length: int) -> list[int]:
+def _split_points(length: int, mss: int = MSS) -> list[int]:
     """Extra cut positions: after the record header, inside the random, the middle."""
-    limit = min(length, MSS)
+    limit = min(length, mss)
     return sorted({p for p in (5, 40, length // 2) if 0 < p < limit})
 
 
-def build_layouts(pairs: list[HelloPair], split_fraction: float) -> Layouts:
-    """Turn hello pairs into the padded layout tables used by the batch builder."""
+def build_layouts(pairs: list[HelloPair], split_fraction: float, *, mss: int = MSS,
+                  server_split_fraction: float = 0.0) -> Layouts:
+    """Turn hello pairs into the padded layout tables used by the batch builder.
+
+    ``server_split_fraction`` of the server flights get an extra cut inside the ServerHello
+    message (a server writing its hello in two sends, a middlebox re-segmenting); with 0 the
+    layouts are those of earlier versions, so default files keep their bytes.
+    """
     bank = bytearray()
     rows: list[_LayoutRow] = []
     for t, pair in enumerate(pairs):
@@ -331,20 +342,25 @@ def build_layouts(pairs: list[HelloPair], split_fraction: float) -> Layouts:
         sf_sid = range(44, 44 + sf[43]) if len(sf) > 44 and sf[43] == ch[43] else range(0)
         sh_end = 9 + int.from_bytes(sf[6:9], "big") if sf else 0
         sf_random = range(11, 43) if sf and sf[11:43] != HRR_RANDOM else range(0)
-        sf_segs = _mss_cuts(len(sf), None)
-        points = _split_points(len(ch))
+        points = _split_points(len(ch), mss)
         variants = [(None, 1.0 - split_fraction)] + [(p, split_fraction / len(points)) for p in points]
-        for extra_cut, weight in variants:
-            ch_segs = _mss_cuts(len(ch), extra_cut)
+        sh_cut = min(sh_end, len(sf)) // 2
+        sf_variants: list[tuple[int | None, float]] = [(None, 1.0)]
+        if server_split_fraction > 0 and sh_cut > 0:
+            sf_variants = [(None, 1.0 - server_split_fraction), (sh_cut, server_split_fraction)]
+        for (extra_cut, weight), (sf_cut, sf_weight) in itertools.product(variants, sf_variants):
+            sf_segs = _mss_cuts(len(sf), sf_cut, mss)
+            ch_segs = _mss_cuts(len(ch), extra_cut, mss)
             segs = [(CLIENT, ch_at + a, n, 1, 1) for a, n in ch_segs]
             segs += [(SERVER, sf_at + a, n, int(a < sh_end), 0) for a, n in sf_segs]
             if pair.client_flight:
-                segs += [(CLIENT, cf_at + a, n, 0, 0) for a, n in _mss_cuts(len(pair.client_flight), None)]
+                segs += [(CLIENT, cf_at + a, n, 0, 0) for a, n in _mss_cuts(len(pair.client_flight), None, mss)]
             patches = (_patch_rows(ch_segs, 0, range(11, 43), 0)
                        + _patch_rows(ch_segs, 0, ch_sid, 32)
                        + _patch_rows(sf_segs, len(ch_segs), sf_random, 64)
                        + _patch_rows(sf_segs, len(ch_segs), sf_sid, 32))
-            rows.append(_LayoutRow(t, weight / len(pairs), segs, patches, int(len(ch_segs) > 1)))
+            rows.append(_LayoutRow(t, weight * sf_weight / len(pairs), segs, patches, int(len(ch_segs) > 1),
+                                   int(sf_cut is not None)))
     return _pad_layouts(rows, bank, [template_ja3(p.client_hello) for p in pairs])
 
 
@@ -373,6 +389,7 @@ def _pad_layouts(rows: list[_LayoutRow], bank: bytearray, ja3: list[str]) -> Lay
         n_patch=np.array([len(r.patches) for r in rows]),
         patch_seg=patch[0], patch_off=patch[1], patch_val=patch[2],
         split=np.array([r.split for r in rows]), ja3=ja3,
+        server_split=np.array([r.server_split for r in rows]),
     )
 
 
@@ -421,6 +438,7 @@ class Totals:
     hello_packets: int = 0
     client_hello_packets: int = 0
     split_client_hellos: int = 0
+    split_server_hellos: int = 0
     data_packets: int = 0
     bytes: int = len(PCAP_GLOBAL_HEADER)
     last_ts_us: int = START_EPOCH * 1_000_000
@@ -479,6 +497,17 @@ class BatchBuilder:
         self.rng = np.random.default_rng(args.seed)
         self.pool = random_pool(self.rng, 64 << 20)
         self.template_counts = np.zeros((len(layouts.ja3), 2), np.int64)  # [t, split]
+        self.servers = SERVER_POOL if args.servers is None else il.server_pool(args.servers)
+        self.timing = None if args.rate is None else il.Timing(rate=args.rate, rtt_us=args.rtt_ms * 1000)
+        self.next_start_us = 0.0
+        self.conn_base = 0
+        self.open_us_total = 0.0  # sum over connections of first-to-last packet time
+        #: With ``--rate``: per batch, per connection (client IP, client port, server IP, layout).
+        self.conn_rows: list[IntArray] = []
+        #: With ``--rate``: per record of the last batch (file order) its time, length, tag and
+        #: connection, and the time up to which no later batch has a packet.
+        self.records: tuple[IntArray, IntArray, IntArray, IntArray] | None = None
+        self.safe_us = 0.0
 
     def build(self, n_conn: int, totals: Totals) -> U8Array:
         """Return the pcap records of the next ``n_conn`` connections."""
@@ -490,8 +519,11 @@ class BatchBuilder:
         b = Batch(lid=lid, conn_first=conn_first, conn=conn, step=np.arange(len(conn)) - conn_first[conn])
         self._packet_kinds(b, k)
         seq, ack = self._sequence_numbers(b)
-        order = self._interleave_order(b)
-        hdr = self._headers(b, seq, ack, order, totals)
+        if self.timing is None:
+            order, ts = self._interleave_order(b), None
+        else:
+            order, ts = self._timed_order(b)
+        hdr = self._headers(b, seq, ack, order, totals, ts)
 
         rec_len = HDR_LEN + b.plen[order]
         rec_start = _excl_cumsum(rec_len)
@@ -504,7 +536,54 @@ class BatchBuilder:
         self._write_hellos(buf, b)
         self._patch_hellos(buf, b)
         self._count(totals, b, len(buf))
+        if ts is not None:
+            self.records = (ts, rec_len, self._tags(b)[order], self.conn_base + b.conn[order])
+        self.conn_base += n_conn
         return buf
+
+    def _timed_order(self, b: Batch) -> tuple[IntArray, IntArray]:
+        """File order and time (microseconds since the start) of every packet, for ``--rate``.
+
+        Each packet waits for what it answers: a round trip for the SYN/ACK, for the server's
+        flight after the ClientHello (plus the server's think time), for the client's flight after
+        it and for a response after a request; back-to-back segments follow 12 us apart.
+        """
+        assert self.timing is not None
+        prev_dir = np.r_[-1, b.direction[:-1]]
+        turn = (b.step > 0) & (prev_dir != b.direction)
+        hello = b.kind == K_HELLO
+        phase = np.select(
+            [b.step == 0, b.kind == K_SYNACK, hello & turn & (b.direction == SERVER), turn & (b.kind != K_FIN_C),
+             (b.kind == K_DATA) | (b.kind == K_FIN_C)],
+            [0, 1, 2, 1, 4], 3)
+        rtt = self.timing.rtt_us * np.exp(self.rng.normal(0.0, self.timing.rtt_jitter, b.n_conn))
+        gaps = il.packet_gaps(self.rng, self.timing, conn=b.conn, rtt=rtt, phase=phase)
+        starts = il.connection_starts(self.rng, b.n_conn, self.next_start_us, self.timing.rate)
+        self.next_start_us = self.safe_us = float(starts[-1])
+        ts = il.connection_times(gaps, b.conn_first, b.conn, starts)
+        self.open_us_total += float((ts[np.r_[b.conn_first[1:], len(ts)] - 1] - ts[b.conn_first]).sum())
+        order = np.argsort(ts, kind="stable")
+        return order, ts[order]
+
+    def _tags(self, b: Batch) -> IntArray:
+        """Per packet (connection order): first ClientHello segment, first ServerHello segment, and
+        the client's first payload after its hello (its second flight, or its first request) and
+        the server's first application data."""
+        hello, lids, j = b.hello_rows()
+        tag = np.zeros(len(b.conn), np.int64)
+        first_ch = self.lay.seg_is_ch[lids, j].astype(bool) & (j == 0)
+        first_sh = (self.lay.seg_dir[lids, j] == SERVER) & (self.lay.seg_dir[lids, np.maximum(j - 1, 0)] == CLIENT)
+        tag[hello[first_ch]] = il.TAG_CLIENT_HELLO
+        tag[hello[first_sh & (j > 0)]] = il.TAG_SERVER_HELLO
+        later = (b.direction == CLIENT) & (b.plen > 0) & (b.kind != K_HELLO) | (b.kind == K_HELLO)
+        later[hello] &= self.lay.seg_dir[lids, j] == CLIENT
+        later[hello] &= ~self.lay.seg_is_ch[lids, j].astype(bool)
+        _, first_later = np.unique(b.conn[later], return_index=True)
+        tag[np.flatnonzero(later)[first_later]] = il.TAG_CLIENT_NEXT
+        server_data = (b.kind == K_DATA) & (b.direction == SERVER)
+        _, first_data = np.unique(b.conn[server_data], return_index=True)
+        tag[np.flatnonzero(server_data)[first_data]] = il.TAG_SERVER_NEXT
+        return tag
 
     def _packet_kinds(self, b: Batch, k: IntArray) -> None:
         """Kind, direction and TCP payload length of every packet."""
@@ -554,18 +633,23 @@ class BatchBuilder:
         host = self.rng.integers(1, self.clients + 1, n_conn)
         client_ip = 0x0A000000 | (host * 2654435761 % (1 << 24))  # spread hosts over 10/8
         client_port = self.rng.integers(1024, 65536, n_conn)
-        server_ip = SERVER_POOL[self.rng.integers(0, len(SERVER_POOL), n_conn)].astype(np.int64)
+        server_ip = self.servers[self.rng.integers(0, len(self.servers), n_conn)].astype(np.int64)
         return client_ip, client_port, server_ip
 
     def _headers(self, b: Batch, seq: IntArray, ack: IntArray, order: IntArray,
-                 totals: Totals) -> np.ndarray:
+                 totals: Totals, timed: IntArray | None = None) -> np.ndarray:
         """Structured pcap-record + Ethernet + IPv4 + TCP headers, in file order."""
         n = len(order)
         client_ip, client_port, server_ip = self._endpoints(b.n_conn)
+        if timed is not None:
+            self.conn_rows.append(np.stack([client_ip, client_port, server_ip, b.lid], axis=1))
         c, plen = b.conn[order], b.plen[order]
         is_client = b.direction[order] == CLIENT
-        ts = totals.last_ts_us + np.cumsum(self.rng.integers(1, 40, n))
-        totals.last_ts_us = int(ts[-1])
+        if timed is None:
+            ts = totals.last_ts_us + np.cumsum(self.rng.integers(1, 40, n))
+            totals.last_ts_us = int(ts[-1])
+        else:
+            ts = START_EPOCH * 1_000_000 + timed
 
         hdr = np.zeros(n, PACKET_HEADER)
         hdr["ts_sec"], hdr["ts_usec"] = ts // 1_000_000, ts % 1_000_000
@@ -630,6 +714,7 @@ class BatchBuilder:
         totals.hello_packets += int(self.lay.seg_hello[lids, j].sum())
         totals.client_hello_packets += int(self.lay.seg_is_ch[lids, j].sum())
         totals.split_client_hellos += int(self.lay.split[b.lid].sum())
+        totals.split_server_hellos += int(self.lay.server_split[b.lid].sum())
         totals.data_packets += int((b.kind == K_DATA).sum())
         totals.bytes += n_bytes
         np.add.at(self.template_counts, (self.lay.template[b.lid], self.lay.split[b.lid]), 1)
@@ -679,6 +764,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--clients", type=int, default=20_000, help="distinct client IPs")
     p.add_argument("--batch", type=int, default=2048, help="connections built per write")
     p.add_argument("--seed", type=int, default=1)
+    g = p.add_argument_group("interleaved traffic (on with --rate; see benchmarks/README.md)")
+    g.add_argument("--rate", type=float, default=None,
+                   help="new connections per second (Poisson); packets are timed and written in time "
+                        "order, so thousands of connections overlap (replaces --interleave)")
+    g.add_argument("--rtt-ms", type=float, default=20.0,
+                   help="median round-trip time, jittered per connection (log-normal, sigma 0.35)")
+    g.add_argument("--servers", type=int, default=None,
+                   help="distinct server IPs (default: 64 documentation addresses)")
+    g.add_argument("--mss", type=int, default=MSS, help="TCP MSS hellos and flights are cut at")
+    g.add_argument("--server-split-fraction", type=float, default=0.0,
+                   help="share of ServerHello messages given an extra TCP segment boundary")
     p.add_argument("--quiet", action="store_true")
     return p.parse_args(argv)
 
@@ -688,7 +784,8 @@ def file_sha256(path: Path) -> str:
 
 
 def write_manifest(path: Path, *, args: argparse.Namespace, sources: list[Path], plan_: Plan,
-                   totals: Totals, builder: BatchBuilder, seconds: float) -> dict[str, Any]:
+                   totals: Totals, builder: BatchBuilder, seconds: float,
+                   writer: il.TimeOrderedWriter | None = None) -> dict[str, Any]:
     """Sidecar JSON with the counts and the expected JA3 multiset of the file."""
     ja3: Counter[str] = Counter()
     ja3_single: Counter[str] = Counter()
@@ -713,8 +810,41 @@ def write_manifest(path: Path, *, args: argparse.Namespace, sources: list[Path],
         "expected_ja3_md5": dict(sorted(ja3.items())),
         "expected_ja3_md5_single_segment": dict(sorted(ja3_single.items())),
     }
+    if writer is not None:
+        span_s = (writer.last_ts + 1) / 1e6
+        manifest["interleaved"] = {
+            "rate": args.rate, "rtt_ms": args.rtt_ms, "servers": len(builder.servers), "mss": args.mss,
+            "server_split_fraction": args.server_split_fraction,
+            "seconds_of_traffic": round(span_s, 3),
+            # Little's law: arrivals per second x mean time a connection stays open
+            "mean_concurrent_connections": round(builder.open_us_total / 1e6 / span_s, 1),
+            "hellos_in_different_16MiB_windows": writer.straddles(16 * 1024 * 1024, totals.connections),
+        }
     Path(str(path) + ".json").write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
+
+
+def write_connection_truth(path: Path, builder: BatchBuilder, writer: il.TimeOrderedWriter) -> Path:
+    """Sidecar ``<output>.conns.npz`` of an interleaved file: one row per connection.
+
+    Why: the manifest's JA3 multiset says whether a reader found every hello; this says which
+    connection is which (client IP/port, server IP as in the file), with its expected JA3, whether
+    its ClientHello / ServerHello was split and the file offsets of both hellos, so a benchmark can
+    tell what sent a given connection off a reader's fast path.
+    """
+    rows = np.concatenate(builder.conn_rows)
+    lid = rows[:, 3]
+    ja3 = np.array([hashlib.md5(j.encode()).hexdigest() for j in builder.lay.ja3])
+    offsets = writer.offsets(len(rows))
+    out = Path(str(path) + ".conns.npz")
+    np.savez_compressed(
+        out, client_ip=rows[:, 0].astype(np.uint32), client_port=rows[:, 1].astype(np.uint16),
+        server_ip=rows[:, 2].astype(np.uint32), ja3_md5=ja3[builder.lay.template[lid]],
+        client_hello_split=builder.lay.split[lid].astype(bool),
+        server_hello_split=builder.lay.server_split[lid].astype(bool),
+        client_hello_offset=offsets[il.TAG_CLIENT_HELLO], server_hello_offset=offsets[il.TAG_SERVER_HELLO],
+        client_next_offset=offsets[il.TAG_CLIENT_NEXT], server_next_offset=offsets[il.TAG_SERVER_NEXT])
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -726,7 +856,8 @@ def main(argv: list[str] | None = None) -> int:
     pairs = load_pairs(sources)
     if not pairs:
         sys.exit("no TCP ClientHello found in the sources")
-    layouts = build_layouts(pairs, args.split_fraction)
+    layouts = build_layouts(pairs, args.split_fraction, mss=args.mss,
+                            server_split_fraction=args.server_split_fraction)
     plan_ = plan(layouts, args.connections, args.target_mb, args.hello_fraction)
 
     def say(message: str) -> None:
@@ -744,14 +875,23 @@ def main(argv: list[str] | None = None) -> int:
     totals, builder = Totals(), BatchBuilder(layouts, plan_, args)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
+    writer = il.TimeOrderedWriter(len(PCAP_GLOBAL_HEADER)) if args.rate is not None else None
     with open(out, "wb") as fh:
         fh.write(PCAP_GLOBAL_HEADER)
         for first in range(0, args.connections, args.batch):
             n = min(args.batch, args.connections - first)
-            fh.write(builder.build(n, totals).data)
+            buf = builder.build(n, totals)
+            if writer is None:
+                fh.write(buf.data)
+                continue
+            assert builder.records is not None
+            last = first + n >= args.connections
+            fh.write(writer.push(buf, *builder.records, None if last else builder.safe_us).data)
     seconds = time.perf_counter() - started
     m = write_manifest(out, args=args, sources=sources, plan_=plan_, totals=totals,
-                       builder=builder, seconds=seconds)
+                       builder=builder, seconds=seconds, writer=writer)
+    if writer is not None:
+        write_connection_truth(out, builder, writer)
     print(f"wrote {out}: {m['connections']:,} connections, {m['packets']:,} packets, "
           f"{m['hello_packets']:,} hello packets ({m['hello_fraction']:.1%}; ClientHello "
           f"{m['client_hello_packets']:,}, ServerHello {m['server_hello_packets']:,}), "
