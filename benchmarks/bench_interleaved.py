@@ -77,6 +77,8 @@ def measure(path: Path, window: int) -> dict[str, Any]:
     next_apart = (next_off >= 0) & (sh_off >= 0) & (next_off // window != sh_off // window)
     data_off = truth["server_next_offset"]
     data_apart = (data_off >= 0) & (sh_off >= 0) & (data_off // window != sh_off // window) & ~next_apart
+    last_off = truth["last_packet_offset"]
+    open_at_end = (sh_off >= 0) & (last_off // window != sh_off // window) & ~next_apart & ~data_apart
     slow = ~fast
     sh_split, ch_split = truth["server_hello_split"], truth["client_hello_split"]
     manifest = json.loads(Path(str(path) + ".json").read_text())
@@ -93,8 +95,11 @@ def measure(path: Path, window: int) -> dict[str, Any]:
             "hellos_in_different_windows": int((slow & apart & ~sh_split).sum()),
             "client_next_payload_in_later_window": int((slow & next_apart & ~apart & ~sh_split).sum()),
             "server_first_data_in_later_window": int((slow & data_apart & ~apart & ~sh_split).sum()),
-            "client_hello_split_only": int((slow & ch_split & ~apart & ~sh_split & ~next_apart & ~data_apart).sum()),
-            "none_of_these": int((slow & ~ch_split & ~apart & ~sh_split & ~next_apart & ~data_apart).sum()),
+            "still_open_at_window_end": int((slow & open_at_end & ~apart & ~sh_split).sum()),
+            "client_hello_split_only": int((slow & ch_split & ~apart & ~sh_split & ~next_apart & ~data_apart
+                                            & ~open_at_end).sum()),
+            "none_of_these": int((slow & ~ch_split & ~apart & ~sh_split & ~next_apart & ~data_apart
+                                  & ~open_at_end).sum()),
         },
         "fast_despite": {"server_hello_split": int((fast & sh_split).sum()),
                          "hellos_in_different_windows": int((fast & apart).sum()),

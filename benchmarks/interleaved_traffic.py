@@ -23,8 +23,8 @@ U8Array = npt.NDArray[np.uint8]
 
 #: Tags of the records whose file offsets the manifest compares (window straddles): the first
 #: ClientHello segment, the first ServerHello segment, the client's first payload after it, the
-#: server's first application data.
-TAG_NONE, TAG_CLIENT_HELLO, TAG_SERVER_HELLO, TAG_CLIENT_NEXT, TAG_SERVER_NEXT = 0, 1, 2, 3, 4
+#: server's first application data, the connection's last packet.
+TAG_NONE, TAG_CLIENT_HELLO, TAG_SERVER_HELLO, TAG_CLIENT_NEXT, TAG_SERVER_NEXT, TAG_LAST = 0, 1, 2, 3, 4, 5
 #: Benchmarking range (RFC 2544), 198.18.0.0/15: room for 131,072 server addresses.
 SERVER_BASE, SERVER_ROOM = (198 << 24) | (18 << 16), 1 << 17
 
@@ -138,7 +138,7 @@ class TimeOrderedWriter:
     def offsets(self, n_conn: int) -> IntArray:
         """[tag, connection] file offset of each tagged record (-1: the connection has none)."""
         rows = np.concatenate(self.tagged) if self.tagged else np.empty((0, 3), np.int64)
-        offsets = np.full((TAG_SERVER_NEXT + 1, n_conn), -1, np.int64)
+        offsets = np.full((TAG_LAST + 1, n_conn), -1, np.int64)
         offsets[rows[:, 1], rows[:, 0]] = rows[:, 2]
         return offsets
 

@@ -568,7 +568,7 @@ class BatchBuilder:
     def _tags(self, b: Batch) -> IntArray:
         """Per packet (connection order): first ClientHello segment, first ServerHello segment, and
         the client's first payload after its hello (its second flight, or its first request) and
-        the server's first application data."""
+        the server's first application data, and its last packet."""
         hello, lids, j = b.hello_rows()
         tag = np.zeros(len(b.conn), np.int64)
         first_ch = self.lay.seg_is_ch[lids, j].astype(bool) & (j == 0)
@@ -583,6 +583,7 @@ class BatchBuilder:
         server_data = (b.kind == K_DATA) & (b.direction == SERVER)
         _, first_data = np.unique(b.conn[server_data], return_index=True)
         tag[np.flatnonzero(server_data)[first_data]] = il.TAG_SERVER_NEXT
+        tag[np.r_[b.conn_first[1:], len(tag)] - 1] = il.TAG_LAST
         return tag
 
     def _packet_kinds(self, b: Batch, k: IntArray) -> None:
@@ -843,7 +844,8 @@ def write_connection_truth(path: Path, builder: BatchBuilder, writer: il.TimeOrd
         client_hello_split=builder.lay.split[lid].astype(bool),
         server_hello_split=builder.lay.server_split[lid].astype(bool),
         client_hello_offset=offsets[il.TAG_CLIENT_HELLO], server_hello_offset=offsets[il.TAG_SERVER_HELLO],
-        client_next_offset=offsets[il.TAG_CLIENT_NEXT], server_next_offset=offsets[il.TAG_SERVER_NEXT])
+        client_next_offset=offsets[il.TAG_CLIENT_NEXT], server_next_offset=offsets[il.TAG_SERVER_NEXT],
+        last_packet_offset=offsets[il.TAG_LAST])
     return out
 
 
