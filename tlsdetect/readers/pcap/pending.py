@@ -31,9 +31,12 @@ __all__ = [
 #: costs ~3.3 KB of small Python objects, and CPython's allocator keeps their arenas after the
 #: direction is gone (a survivor pins an arena): at 65,536 directions that high water was ~200 MiB,
 #: kept for the rest of the file, and at 16,384 still ~50 MiB above 9,000
-#: (``benchmarks/results/memory-2026-12-07.md``). At 8,192 it is ~27 MiB whatever the number of
-#: flows; ordinary captures hold a few dozen (the fast lane takes complete handshakes).
-MAX_PENDING_DIRECTIONS = 8_192
+#: (``benchmarks/results/memory-2026-12-07.md``); at 8,192 ~27 MiB. Not lower than 16,384: ordinary
+#: captures hold a few dozen (the fast lane takes complete handshakes), but at a window's end every
+#: handshake still open is pending, and interleaved traffic at 50,000 connections/s with a 20 ms RTT
+#: keeps ~4,500 connections open (``benchmarks/results/interleaved-2026-12-07.md``): ~9,000
+#: directions, which a cap of 8,192 would turn into ``pending_evicted`` rows of clean connections.
+MAX_PENDING_DIRECTIONS = 16_384
 #: Estimated bytes those directions hold at most: buffered segments and reassembled prefixes,
 #: plus ``SEGMENT_COST`` per segment and ``DIRECTION_COST`` per direction.
 MAX_PENDING_BYTES = 128 * 1024 * 1024
