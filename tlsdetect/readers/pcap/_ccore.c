@@ -57,18 +57,19 @@ static inline uint32_t rd32(const uint8_t *p, int little)
 
 /* ---- record walkers -------------------------------------------------------------------------- */
 
-/* walk_pcap(buf, out, at, limit, little, max_packet) -> (count, next)
- *
- * Classic pcap records from `at` while a record starts before `limit`: each start goes to `out`
- * (int64). Stops, without judging, at the first record that is not plainly whole and sane (its
- * header or data runs past the buffer, or it claims more than `max_packet` bytes) and returns
- * where: the exact Python walker takes over there and names any damage. */
-static PyObject *walk_pcap(PyObject *self, PyObject *args)
+/* One step of a walk: the length of the record at `pos` (n - pos bytes left in `b`), or -1 where the
+ * walk must stop and leave the record to the exact Python walker. */
+typedef int64_t (*walk_step)(const uint8_t *b, int64_t n, int64_t pos, int little, long long max_len);
+
+/* The walkers' shared frame: arguments (buf, out, at, limit, little, max_len), buffers, the loop
+ * that writes each record start to `out` while one starts before `limit`, and the (count, next)
+ * answer; `step` is the format's own check. */
+static PyObject *walk(PyObject *args, walk_step step)
 {
     PyObject *buf_o, *out_o;
-    long long at, limit, max_packet;
+    long long at, limit, max_len;
     int little;
-    if (!PyArg_ParseTuple(args, "OOLLpL", &buf_o, &out_o, &at, &limit, &little, &max_packet))
+    if (!PyArg_ParseTuple(args, "OOLLpL", &buf_o, &out_o, &at, &limit, &little, &max_len))
         return NULL;
     Py_buffer buf, out;
     if (get_buffer(buf_o, &buf, 0, 1, "buf") < 0)
@@ -84,18 +85,37 @@ static PyObject *walk_pcap(PyObject *self, PyObject *args)
     int64_t pos = at < 0 ? 0 : (at > n ? n : at), count = 0;
     Py_BEGIN_ALLOW_THREADS
     while (pos < limit && count < cap) {
-        if (n - pos < 16)
-            break;
-        uint32_t incl = rd32(b + pos + 8, little);
-        if ((long long)incl > max_packet || (int64_t)incl > n - pos - 16)
+        int64_t len = step(b, n, pos, little, max_len);
+        if (len < 0)
             break;
         o[count++] = pos;
-        pos += 16 + (int64_t)incl;
+        pos += len;
     }
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&buf);
     PyBuffer_Release(&out);
     return Py_BuildValue("LL", (long long)count, (long long)pos);
+}
+
+/* walk_pcap(buf, out, at, limit, little, max_packet) -> (count, next)
+ *
+ * Classic pcap records from `at` while a record starts before `limit`: each start goes to `out`
+ * (int64). Stops, without judging, at the first record that is not plainly whole and sane (its
+ * header or data runs past the buffer, or it claims more than `max_packet` bytes) and returns
+ * where: the exact Python walker takes over there and names any damage. */
+static int64_t pcap_step(const uint8_t *b, int64_t n, int64_t pos, int little, long long max_packet)
+{
+    if (n - pos < 16)
+        return -1;
+    uint32_t incl = rd32(b + pos + 8, little);
+    if ((long long)incl > max_packet || (int64_t)incl > n - pos - 16)
+        return -1;
+    return 16 + (int64_t)incl;
+}
+
+static PyObject *walk_pcap(PyObject *self, PyObject *args)
+{
+    return walk(args, pcap_step);
 }
 
 /* pcap_fields(buf, starts, little, nano, caplen, ts_ns)
@@ -162,45 +182,25 @@ fail_buf:
  * walker: block length at least the type's minimum, a multiple of 4, at most `max_block`, whole
  * in the buffer, and equal to the trailing length. Any other block (a section or interface
  * header, statistics, damage) stops the walk; the Python walker takes it. */
+static int64_t pcapng_step(const uint8_t *b, int64_t n, int64_t pos, int little, long long max_block)
+{
+    if (n - pos < 12)
+        return -1;
+    uint32_t btype = rd32(b + pos, little);
+    if (btype != 6 && btype != 3 && btype != 2)
+        return -1;
+    uint32_t blen = rd32(b + pos + 4, little);
+    uint32_t min_len = btype == 3 ? 16 : 32;
+    if (blen < min_len || blen % 4 || (long long)blen > max_block || (int64_t)blen > n - pos)
+        return -1;
+    if (rd32(b + pos + blen - 4, little) != blen)
+        return -1;
+    return (int64_t)blen;
+}
+
 static PyObject *walk_pcapng(PyObject *self, PyObject *args)
 {
-    PyObject *buf_o, *out_o;
-    long long at, limit, max_block;
-    int little;
-    if (!PyArg_ParseTuple(args, "OOLLpL", &buf_o, &out_o, &at, &limit, &little, &max_block))
-        return NULL;
-    Py_buffer buf, out;
-    if (get_buffer(buf_o, &buf, 0, 1, "buf") < 0)
-        return NULL;
-    if (get_buffer(out_o, &out, 1, 8, "out") < 0) {
-        PyBuffer_Release(&buf);
-        return NULL;
-    }
-    const uint8_t *b = (const uint8_t *)buf.buf;
-    const int64_t n = (int64_t)buf.len;
-    int64_t *o = (int64_t *)out.buf;
-    const int64_t cap = (int64_t)(out.len / 8);
-    int64_t pos = at < 0 ? 0 : (at > n ? n : at), count = 0;
-    Py_BEGIN_ALLOW_THREADS
-    while (pos < limit && count < cap) {
-        if (n - pos < 12)
-            break;
-        uint32_t btype = rd32(b + pos, little);
-        if (btype != 6 && btype != 3 && btype != 2)
-            break;
-        uint32_t blen = rd32(b + pos + 4, little);
-        uint32_t min_len = btype == 3 ? 16 : 32;
-        if (blen < min_len || blen % 4 || (long long)blen > max_block || (int64_t)blen > n - pos)
-            break;
-        if (rd32(b + pos + blen - 4, little) != blen)
-            break;
-        o[count++] = pos;
-        pos += (int64_t)blen;
-    }
-    Py_END_ALLOW_THREADS
-    PyBuffer_Release(&buf);
-    PyBuffer_Release(&out);
-    return Py_BuildValue("LL", (long long)count, (long long)pos);
+    return walk(args, pcapng_step);
 }
 
 /* ---- header decoding ------------------------------------------------------------------------- */
