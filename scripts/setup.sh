@@ -5,13 +5,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian tools: tshark (the second engine and the JA3 oracle of the tests), chromium (a real TLS
-# client of the evaluation corpus), wrk (the REST benchmark's load generator) and rsyslog (the
-# real syslog receiver of the streaming end-to-end test).
+# client of the evaluation corpus), wrk (the REST benchmark's load generator) and rsyslog with its
+# GnuTLS driver (the real syslog receiver of the streaming end-to-end test and of syslog+tls://).
 missing=()
 command -v tshark >/dev/null 2>&1 && command -v capinfos >/dev/null 2>&1 || missing+=(tshark)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 command -v rsyslogd >/dev/null 2>&1 || [ -x /usr/sbin/rsyslogd ] || missing+=(rsyslog)
+ls /usr/lib/*/rsyslog/lmnsd_gtls.so >/dev/null 2>&1 || missing+=(rsyslog-gnutls)
 # iptables and sslsplit: the inline part of the evaluation corpus (scripts/eval_inline.py) redirects
 # clients to interceptors in network namespaces, sslsplit being one of those interceptors; gnutls-bin:
 # gnutls-cli is a client stack of both corpus scripts, gnutls-serv the second stack of the server pool.

@@ -56,7 +56,8 @@ def source_path(spec: str, is_file: Callable[[str], bool] = os.path.isfile) -> s
 @click.option("--follow", is_flag=True, help="Keep following the log through rotation (else read to its end and exit).")
 @click.option(
     "--sink", "sink_specs", multiple=True, required=True, metavar="SPEC",
-    help="jsonl:PATH|-, syslog+tcp://HOST:PORT, syslog+udp://HOST:PORT, cef:PATH|-, cef+syslog+tcp://HOST:PORT, "
+    help="jsonl:PATH|-, syslog+tcp://HOST:PORT, syslog+tls://HOST:PORT[?ca=PEM][&cert=PEM&key=PEM][&name=HOST] "
+    "(RFC 5425), syslog+udp://HOST:PORT, cef:PATH|-, cef+syslog+tcp|tls://..., "
     "hec+https://HOST:PORT[/path]?token=T[&verify=false][&ca=PEM]. Repeat for several.",
 )  # fmt: skip
 @click.option("--state", "state_dir", required=True, type=UserPath(file_okay=False, output=True),

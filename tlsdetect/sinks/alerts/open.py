@@ -15,7 +15,8 @@ from tlsdetect.sinks.alerts.spool import AlertSink, Spooled
 
 __all__ = ["SINK_FORMS", "SinkSpecError", "open_sink", "split_when_full"]
 
-SINK_FORMS = ("jsonl:PATH|-, syslog+tcp://HOST:PORT, syslog+udp://HOST:PORT, cef:PATH|-, cef+syslog+tcp://HOST:PORT, "
+SINK_FORMS = ("jsonl:PATH|-, syslog+tcp://HOST:PORT, syslog+tls://HOST:PORT?ca=FILE, syslog+udp://HOST:PORT, "
+              "cef:PATH|-, cef+syslog+tcp://HOST:PORT, cef+syslog+tls://..., "
               "hec+https://HOST:PORT?token=...")  # fmt: skip
 
 
@@ -71,12 +72,12 @@ def _open(spec: str, state_dir: Path, spool_max_bytes: int) -> AlertSink | Spool
     net: AlertSink
     if spec.startswith("jsonl:"):
         return JsonlSink(spec[len("jsonl:") :])
-    if spec.startswith(("cef+syslog+tcp://", "cef+syslog+udp://")):
+    if spec.startswith(("cef+syslog+tcp://", "cef+syslog+tls://", "cef+syslog+udp://")):
         net = SyslogSink(spec[len("cef+") :], formatter=format_cef)
         net.name = "cef+" + net.name
     elif spec.startswith("cef:"):
         return CefFileSink(spec[len("cef:") :])
-    elif spec.startswith(("syslog+tcp://", "syslog+udp://")):
+    elif spec.startswith(("syslog+tcp://", "syslog+tls://", "syslog+udp://")):
         net = SyslogSink(spec)
     elif spec.startswith(("hec+https://", "hec+http://")):
         net = HecSink(spec)

@@ -1,4 +1,4 @@
-"""RFC 5424 syslog alert sink: ``syslog+tcp://HOST:PORT`` (octet counting, RFC 6587) and ``syslog+udp://``.
+"""RFC 5424 syslog alert sink: ``syslog+tcp://HOST:PORT`` (octet counting, RFC 6587), ``syslog+tls://`` and ``+udp``.
 
 One message per alert::
 
@@ -18,7 +18,8 @@ One message per alert::
 TCP frames are ``LEN SP MESSAGE`` (octet counting), sent over one connection that is reopened when it
 breaks; a batch counts as delivered once the kernel took all of it (syslog over TCP has no application
 acknowledgement: at-least-once). UDP sends one datagram per message (no framing), cut at
-``max_datagram`` bytes.
+``max_datagram`` bytes. ``syslog+tls://HOST:PORT`` (RFC 5425) sends the same frames over TLS, the collector's
+certificate verified (:mod:`tlsdetect.sinks.alerts.syslog_tls` has the options).
 """
 
 from __future__ import annotations
@@ -28,11 +29,13 @@ import datetime as dt
 import os
 import select
 import socket
+import ssl
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tlsdetect.sinks.alerts.spool import SinkError
+from tlsdetect.sinks.alerts.syslog_tls import client_context, refused_after_handshake, tls_options
 from tlsdetect.sinks.escape import escape_text
 
 __all__ = ["FACILITIES", "SyslogSink", "format_rfc5424", "frame_octet", "parse_octet_frames", "sd_escape"]
@@ -147,7 +150,7 @@ def parse_octet_frames(data: bytes) -> tuple[list[str], bytes]:
 
 
 class SyslogSink:
-    """RFC 5424 messages over TCP (octet counting) or UDP. ``spec``: ``syslog+tcp://host:port?facility=local0``.
+    """RFC 5424 messages over TCP or TLS (octet counting) or UDP. ``spec``: ``syslog+tcp://host:port?facility=local0``.
 
     ``formatter`` makes the MSG part (CEF over syslog passes :func:`tlsdetect.sinks.alerts.cef.format_cef`).
     """
@@ -159,20 +162,26 @@ class SyslogSink:
         formatter: Callable[[Mapping[str, Any]], str] | None = None,
         timeout: float = 5.0,
         max_datagram: int = 8192,
+        accept_wait: float = 0.5,
     ) -> None:
         url = urlsplit(spec)
         scheme = url.scheme.split("+")[-1]
-        if scheme not in ("tcp", "udp") or not url.hostname or not url.port:
-            raise ValueError(f"syslog sink: expected syslog+tcp://HOST:PORT or syslog+udp://HOST:PORT, got {spec!r}")
+        if scheme not in ("tcp", "tls", "udp") or not url.hostname or not url.port:
+            raise ValueError(f"syslog sink: expected syslog+tcp://, +tls:// or +udp://HOST:PORT, got {spec!r}")
         self.name = spec.split("?", maxsplit=1)[0]
         self.transport = scheme
         self.address = (url.hostname, url.port)
         query = parse_qs(url.query)
+        self._tls: tuple[ssl.SSLContext, str] | None = None
+        if scheme == "tls":
+            options = tls_options(query, url.hostname)
+            self._tls = (client_context(options), options.name)
         fac = query.get("facility", ["local0"])[0]
         self.facility = int(fac) if fac.isdigit() else FACILITIES[fac]
         self.formatter = formatter
         self.timeout = timeout
         self.max_datagram = max_datagram
+        self.accept_wait = accept_wait
         self._sock: socket.socket | None = None
         self.sent = 0
 
@@ -180,12 +189,25 @@ class SyslogSink:
         return format_rfc5424(alert, facility=self.facility, msg=self.formatter)
 
     def _connect(self) -> socket.socket:
-        if self._sock is not None and self.transport == "tcp" and self._peer_closed(self._sock):
+        if self._sock is not None and self.transport != "udp" and self._peer_closed(self._sock):
             self._drop()
         if self._sock is None:
             try:
                 if self.transport == "tcp":
                     self._sock = socket.create_connection(self.address, timeout=self.timeout)
+                elif self._tls is not None:
+                    raw = socket.create_connection(self.address, timeout=self.timeout)
+                    try:
+                        tls = self._tls[0].wrap_socket(raw, server_hostname=self._tls[1])
+                    except (OSError, ssl.SSLError):
+                        raw.close()
+                        raise
+                    refused = refused_after_handshake(tls, self.accept_wait)
+                    if refused is not None:
+                        with contextlib.suppress(OSError):
+                            tls.close()
+                        raise SinkError(f"{self.name}: {refused}")
+                    self._sock = tls
                 else:
                     family = socket.getaddrinfo(*self.address, type=socket.SOCK_DGRAM)[0][0]
                     self._sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -197,12 +219,25 @@ class SyslogSink:
 
     @staticmethod
     def _peer_closed(sock: socket.socket) -> bool:
-        """A TCP peer that closed (or reset) shows as readable with nothing to read."""
+        """A TCP peer that closed (or reset) shows as readable with nothing to read.
+
+        Over TLS, readable may also be a TLS 1.3 session ticket (no application data): a non-blocking read
+        that wants more says the connection is open; end of stream or a close_notify says it closed.
+        """
         try:
             readable, _, _ = select.select([sock], [], [], 0)
             if not readable:
                 return False
-            return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+            if not isinstance(sock, ssl.SSLSocket):
+                return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+            before = sock.gettimeout()
+            sock.setblocking(False)
+            try:
+                return sock.recv(1) == b""  # a collector sends nothing: a byte is ignored
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                return False
+            finally:
+                sock.settimeout(before)
         except (OSError, ValueError):
             return True
 
@@ -217,7 +252,7 @@ class SyslogSink:
             return
         sock = self._connect()
         try:
-            if self.transport == "tcp":
+            if self.transport != "udp":
                 sock.sendall(b"".join(frame_octet(self._message(a)) for a in alerts))
             else:
                 for a in alerts:
