@@ -13,6 +13,11 @@ into ``OUT_DIR/envoy.pcapng`` (started before the clients, stopped after them), 
 clients are sent with TLS 1.2 forced (``openssl s_client -tls1_2``, ``curl --tls-max 1.2``): TLS 1.3
 encrypts the client certificate, TLS 1.2 sends it in clear, so the capture can show its issuer.
 
+With ``push_port=PORT`` Envoy also pushes every entry to a receiver on 127.0.0.1:PORT, with its gRPC
+access-log service loggers (``push="als"``: ``envoy.access_loggers.tcp_grpc`` on the listener,
+``http_grpc`` in the HTTP connection manager) or its OpenTelemetry logger (``push="otlp"``, attributes
+with the JSON log's keys and operators), through a static HTTP/2 cluster ``tlsdetect_receiver``.
+
 The PKI is made fresh with ``cryptography``: a root CA ``CN=tlsdetect Test Root CA,O=tlsdetect,C=US``,
 a server certificate for ``envoy.tlsdetect.test`` and one client certificate per client.
 """
@@ -116,9 +121,42 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def make_config(pki: Path, log: Path, port: int) -> dict[str, object]:
+RECEIVER_CLUSTER = "tlsdetect_receiver"
+
+
+def push_logger(push: str, kind: str) -> dict[str, object]:
+    """An access logger that pushes to the receiver cluster: gRPC ALS (``als``) or OpenTelemetry (``otlp``)."""
+    common = {
+        "log_name": f"tlsdetect-{kind}",
+        "grpc_service": {"envoy_grpc": {"cluster_name": RECEIVER_CLUSTER}},
+        "transport_api_version": "V3",
+        "buffer_flush_interval": "0.2s",
+    }
+    if push == "als":
+        grpc_type = "TcpGrpcAccessLogConfig" if kind == "listener" else "HttpGrpcAccessLogConfig"
+        return {
+            "name": "envoy.access_loggers.tcp_grpc" if kind == "listener" else "envoy.access_loggers.http_grpc",
+            "typed_config": {
+                "@type": f"type.googleapis.com/envoy.extensions.access_loggers.grpc.v3.{grpc_type}",
+                "common_config": {**common, "custom_tags": [{"tag": "log_source", "literal": {"value": kind}}]},
+            },
+        }
+    attributes = [{"key": k, "value": {"string_value": v}} for k, v in {**LOG_KEYS, "log_source": kind}.items()]
+    return {
+        "name": "envoy.access_loggers.open_telemetry",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.open_telemetry.v3.OpenTelemetryAccessLogConfig",
+            **{k: v for k, v in common.items() if k != "transport_api_version"},
+            "body": {"string_value": "%DOWNSTREAM_REMOTE_ADDRESS% %REQUESTED_SERVER_NAME%"},
+            "attributes": {"values": attributes},
+        },
+    }
+
+
+def make_config(pki: Path, log: Path, port: int, push: str | None = None, push_port: int | None = None
+                ) -> dict[str, object]:  # fmt: skip
     def access_log(kind: str) -> list[dict[str, object]]:
-        return [{
+        loggers: list[dict[str, object]] = [{
             "name": "envoy.access_loggers.file",
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
@@ -126,9 +164,22 @@ def make_config(pki: Path, log: Path, port: int) -> dict[str, object]:
                 "log_format": {"json_format": {**LOG_KEYS, "log_source": kind}},
             },
         }]  # fmt: skip
+        if push is not None:
+            loggers.append(push_logger(push, kind))
+        return loggers
 
+    clusters = [] if push_port is None else [{
+        "name": RECEIVER_CLUSTER, "type": "STATIC", "connect_timeout": "1s",
+        "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http2_protocol_options": {}},
+        }},
+        "load_assignment": {"cluster_name": RECEIVER_CLUSTER, "endpoints": [{"lb_endpoints": [{"endpoint": {
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": push_port}}}}]}]},
+    }]  # fmt: skip
     return {
         "static_resources": {
+            "clusters": clusters,
             "listeners": [{
                 "name": "mtls",
                 "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
@@ -294,7 +345,8 @@ def _stop_capture(proc: subprocess.Popen[bytes]) -> None:
         proc.stderr.close()
 
 
-def run(out: Path, capture: bool = False) -> tuple[Path, list[str]]:
+def run(out: Path, capture: bool = False, push: str | None = None, push_port: int | None = None
+        ) -> tuple[Path, list[str]]:  # fmt: skip
     """Start Envoy, send the clients, stop Envoy; returns the access log and the clients that ran.
 
     ``capture=True`` also captures the listener port into ``out / PCAP_NAME`` (needs ``dumpcap``)
@@ -311,7 +363,7 @@ def run(out: Path, capture: bool = False) -> tuple[Path, list[str]]:
     log = out / "envoy_access.log"
     port = _free_port()
     config = out / "envoy.json"
-    config.write_text(json.dumps(make_config(pki, log, port), indent=1))
+    config.write_text(json.dumps(make_config(pki, log, port, push, push_port), indent=1))
     stderr = open(out / "envoy.stderr", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
         [str(binary), "-c", str(config), "--file-flush-interval-msec", "200", "--disable-hot-restart",

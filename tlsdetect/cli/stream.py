@@ -27,7 +27,8 @@ def _mapping(pairs: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-SOURCE_FORMS = "envoy:PATH, envoy:- (standard input) or the path of an existing log file"
+SOURCE_FORMS = ("envoy:PATH, envoy:- (standard input), the path of an existing log file, envoy-als://HOST:PORT "
+                "(Envoy's gRPC access-log service), otlp://HOST:PORT or otlp+http://HOST:PORT (OpenTelemetry logs)")
 STDIN_NOTE = ("reading standard input until it ends: no checkpoint is kept (a pipe cannot be read again), so a "
               "restart starts with whatever comes next; give a file path to resume where a run stopped")
 
@@ -49,9 +50,11 @@ def source_path(spec: str, is_file: Callable[[str], bool] = os.path.isfile) -> s
 @click.command("stream")
 @baseline_option(required=False, help_text="Baseline directory (else knowledge only).")
 @click.option(
-    "--source", required=True, metavar="envoy:PATH|envoy:-",
+    "--source", required=True, metavar="envoy:PATH|envoy:-|envoy-als://HOST:PORT|otlp[+http]://HOST:PORT",
     help="The Envoy access log to read (JSON lines or --text-format): envoy:PATH, a bare PATH of an existing "
-    "file, or envoy:- (also -) for standard input, read until it ends, without a checkpoint.",
+    "file, or envoy:- (also -) for standard input, read until it ends, without a checkpoint; or a receiver Envoy "
+    "pushes to: envoy-als://HOST:PORT (gRPC access-log service), otlp://HOST:PORT (OpenTelemetry logs over gRPC) "
+    "or otlp+http://HOST:PORT (POST /v1/logs). Receivers keep no checkpoint and run until stopped.",
 )  # fmt: skip
 @click.option("--follow", is_flag=True, help="Keep following the log through rotation (else read to its end and exit).")
 @click.option(
@@ -107,15 +110,22 @@ def stream(
     from tlsdetect.stream.fanout import WHEN_FULL, SinkLane, WhenFull
     from tlsdetect.stream.loop import Processor, StreamConfig, Streamer
     from tlsdetect.stream.metrics import Metrics, MetricsUnavailableError, serve_metrics
+    from tlsdetect.stream.receivers import Receiver, ReceiverError, parse_receiver
 
-    path = source_path(source)
+    try:
+        pushed = parse_receiver(source) is not None
+    except ReceiverError as exc:
+        raise click.ClickException(f"--source {exc}") from None
+    path = source if pushed else source_path(source)
     if path is None:
         raise click.ClickException(f"--source {source!r}: expected {SOURCE_FORMS}")
     stdin = path == "-"
     # the stream says what happens to its sinks and its file (down, spooling, rotated) even without -v
     verbose = logging.getLogger().level <= logging.INFO
     logging.getLogger("tlsdetect.stream.loop").setLevel(logging.INFO if verbose else logging.WARNING)
-    if not stdin and not follow and not Path(path).is_file():
+    if pushed:
+        follow = True  # a receiver has no end: it runs until SIGTERM/SIGINT
+    elif not stdin and not follow and not Path(path).is_file():
         raise click.ClickException(f"{path}: no such file (with --follow the stream waits for it)")
     state = Path(state_dir)
     try:
@@ -156,7 +166,19 @@ def stream(
         raise click.ClickException(f"--metrics-port {metrics_port} on {metrics_host}: {why}") from None
     if stdin:
         click.echo(STDIN_NOTE, err=True)
-    src: BinaryIO | Path = sys.stdin.buffer if stdin else Path(path)
+    src: BinaryIO | Path | Receiver
+    try:
+        src = Receiver(source) if pushed else sys.stdin.buffer if stdin else Path(path)
+    except ReceiverError as exc:
+        for lane in sinks:
+            lane.sink.close()
+        store.close()
+        if server is not None:
+            server.shutdown()
+        raise click.ClickException(f"--source {exc}") from None
+    if isinstance(src, Receiver):
+        click.echo(f"receiving on {src.file} (no checkpoint: what is queued and not yet scored is lost on a "
+                   "restart; the sender buffers while this is down)", err=True)  # fmt: skip
     try:
         streamer = Streamer(src, processor, sinks, store, config=config, metrics=metrics,
                             dead_letter=Path(dead_letter) if dead_letter else state / "dead-letter.jsonl")  # fmt: skip

@@ -48,6 +48,7 @@ from tlsdetect.stream.fanout import SinkLane
 from tlsdetect.stream.follow import STDIN, Batch, Follower, StdinFollower
 from tlsdetect.stream.isolate import InFlight, isolated
 from tlsdetect.stream.metrics import Metrics
+from tlsdetect.stream.receivers import Receiver
 from tlsdetect.stream.scored import DeadRecord, Scored
 
 __all__ = ["Processor", "Scored", "StreamConfig", "Streamer", "ledger_events"]
@@ -152,7 +153,7 @@ class Streamer:
 
     def __init__(
         self,
-        source: Path | BinaryIO,
+        source: Path | BinaryIO | Receiver,
         processor: Processor,
         sinks: Sequence[AlertSink | Spooled | SinkLane],
         store: CheckpointStore,
@@ -175,8 +176,11 @@ class Streamer:
         self.dead_path = dead_letter
         self.dead = _DeadLetters(dead_letter)
         self.stopping = False
-        self.follower: Follower | StdinFollower
-        if isinstance(source, str | os.PathLike):
+        self.follower: Follower | StdinFollower | Receiver
+        if isinstance(source, Receiver):  # records pushed to us (Envoy ALS, OTLP): no offsets, no checkpoint
+            self.source, self.key = Path(source.file), ""
+            self.follower = source
+        elif isinstance(source, str | os.PathLike):
             self.source = Path(source)
             self.key = str(self.source.resolve())
             self.follower = Follower(self.source, store.load(self.key), recover=self.config.recover)

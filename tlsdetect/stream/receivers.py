@@ -1,0 +1,272 @@
+"""Live sources that push records: Envoy's gRPC access-log service and OpenTelemetry logs (gRPC and HTTP).
+
+``--source envoy-als://HOST:PORT`` serves ``envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs``;
+``otlp://HOST:PORT`` serves ``opentelemetry.proto.collector.logs.v1.LogsService/Export`` over gRPC and
+``otlp+http://HOST:PORT`` the same over HTTP (``POST /v1/logs``, protobuf or JSON). Each record becomes one
+JSON line (:mod:`tlsdetect.readers.envoy.als`, :mod:`tlsdetect.readers.envoy.otlp`) handed to the stream's
+loop in the shape of a follower, so parsing, scoring, sinks and metrics are the file's.
+
+Delivery: gRPC streams and OTLP exports have **no offsets**, so there is no checkpoint to resume from.
+Records are acknowledged to the sender when they are queued here, not when their alerts are delivered: a
+crash or restart loses what was queued and not yet scored (at most ``max_lines`` records), and what Envoy
+sends while the receiver is down is buffered by Envoy up to the logger's ``buffer_size_bytes`` (16 KiB by
+default) and then dropped on Envoy's side (its ``access_logs.grpc_access_log.logs_dropped`` counter). When
+scoring falls behind and the queue is full, a gRPC call waits (Envoy's buffer fills: back-pressure), and an
+OTLP/HTTP export gets ``503`` with ``Retry-After`` (a collector retries it). Undecodable messages are counted
+(:attr:`Receiver.events`) and refused to the sender, never half-read.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+from tlsdetect.stream.checkpoint import Checkpoint
+from tlsdetect.stream.follow import Batch
+
+__all__ = ["RECEIVER_SCHEMES", "Receiver", "ReceiverError", "parse_receiver"]
+
+log = logging.getLogger("tlsdetect.stream.loop")
+
+RECEIVER_SCHEMES = ("envoy-als", "otlp", "otlp+http")
+MAX_BODY = 16 << 20  # an OTLP/HTTP export larger than this is refused (413), never read into memory
+
+
+def _otlp_protos() -> Any:
+    """OpenTelemetry's generated logs-service module (from xds-protos; untyped, so typed Any here)."""
+    return importlib.import_module("opentelemetry.proto.collector.logs.v1.logs_service_pb2")
+
+
+class ReceiverError(ValueError):
+    """A receiver spec that cannot be served (bad form, port in use)."""
+
+
+def parse_receiver(spec: str) -> tuple[str, str, int] | None:
+    """``(scheme, host, port)`` of a receiver spec, None when ``spec`` is not one; a bad one raises."""
+    scheme, sep, _ = spec.partition("://")
+    if not sep or scheme not in RECEIVER_SCHEMES:
+        return None
+    url = urlsplit(spec)
+    try:
+        port = url.port
+    except ValueError:
+        port = None
+    if not url.hostname or port is None or url.path not in ("", "/"):
+        raise ReceiverError(f"{spec!r}: expected {scheme}://HOST:PORT")
+    return scheme, url.hostname, port
+
+
+class Receiver:
+    """A push source: a server thread queues records as JSON lines; the loop reads them like a follower."""
+
+    live = True
+    ended = False
+
+    def __init__(self, spec: str, *, max_lines: int = 100_000) -> None:
+        parsed = parse_receiver(spec)
+        if parsed is None:
+            raise ReceiverError(f"{spec!r}: expected one of {', '.join(s + '://HOST:PORT' for s in RECEIVER_SCHEMES)}")
+        self.scheme, self.host, port = parsed
+        self.max_lines = max_lines
+        self.events: list[str] = []
+        self.offset = 0
+        self.line = 0
+        self.received = 0  # records queued
+        self.refused = 0  # messages that could not be decoded
+        self._lines: deque[bytes] = deque()
+        self._bytes = 0
+        self._cond = threading.Condition()
+        self._closed = False
+        self._grpc: Any = None
+        self._http: ThreadingHTTPServer | None = None
+        self.port = self._start(port)
+        self.file = f"{self.scheme}://{self.host}:{self.port}"
+
+    # -- the servers
+    def _start(self, port: int) -> int:
+        if self.scheme == "otlp+http":
+            return self._start_http(port)
+        import grpc
+
+        server = grpc.server(ThreadPoolExecutor(max_workers=8, thread_name_prefix="receiver"))
+        if self.scheme == "envoy-als":
+            from envoy.service.accesslog.v3 import als_pb2
+
+            from tlsdetect.readers.envoy.als import als_records
+
+            def stream_logs(requests: Iterable[Any], context: Any) -> Any:
+                for message in requests:
+                    self.put(self._mapped(als_records, message, context))
+                return als_pb2.StreamAccessLogsResponse()
+
+            handler = grpc.stream_unary_rpc_method_handler(
+                stream_logs, request_deserializer=self._decoder(als_pb2.StreamAccessLogsMessage.FromString),
+                response_serializer=als_pb2.StreamAccessLogsResponse.SerializeToString,
+            )  # fmt: skip
+            service, method = "envoy.service.accesslog.v3.AccessLogService", "StreamAccessLogs"
+        else:
+            from tlsdetect.readers.envoy.otlp import otlp_records
+
+            otlp = _otlp_protos()
+
+            def export(request: Any, context: Any) -> Any:
+                self.put(self._mapped(otlp_records, request, context))
+                return otlp.ExportLogsServiceResponse()
+
+            handler = grpc.unary_unary_rpc_method_handler(
+                export, request_deserializer=self._decoder(otlp.ExportLogsServiceRequest.FromString),
+                response_serializer=otlp.ExportLogsServiceResponse.SerializeToString,
+            )  # fmt: skip
+            service, method = "opentelemetry.proto.collector.logs.v1.LogsService", "Export"
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, {method: handler}),))
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        try:
+            bound = server.add_insecure_port(f"{host}:{port}")
+        except RuntimeError as exc:
+            raise ReceiverError(f"{self.scheme}://{self.host}:{port}: cannot listen: {exc}") from None
+        if bound == 0:
+            raise ReceiverError(f"{self.scheme}://{self.host}:{port}: cannot listen (in use?)")
+        server.start()
+        self._grpc = server
+        return int(bound)
+
+    def _mapped(self, mapping: Callable[[Any], list[dict[str, object]]], message: Any, context: Any
+                ) -> list[dict[str, object]]:  # fmt: skip
+        """The records of a message; a message the mapping cannot read is refused to the sender and counted."""
+        try:
+            return mapping(message)
+        except Exception as exc:  # a bug or a message shape we do not know: the sender keeps it, we say so
+            with self._cond:
+                self.refused += 1
+                self.events.append(f"{self.scheme}: a message could not be mapped ({type(exc).__name__}): refused")
+            import grpc
+
+            context.abort(grpc.StatusCode.INTERNAL, f"tlsdetect could not read this message: {type(exc).__name__}")
+            raise  # abort raises; this keeps type checkers sure the function never returns here
+
+    def _decoder(self, parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+        def decode(data: bytes) -> Any:
+            try:
+                return parse(data)
+            except Exception:  # protobuf's DecodeError and friends: refused to the sender, counted
+                with self._cond:
+                    self.refused += 1
+                    self.events.append(f"{self.scheme}: a message that is not a valid protobuf was refused")
+                raise
+
+        return decode
+
+    def _start_http(self, port: int) -> int:
+        from google.protobuf import json_format
+
+        from tlsdetect.readers.envoy.otlp import json_names, otlp_json, otlp_records
+
+        otlp = _otlp_protos()
+        names = json_names(importlib.import_module("opentelemetry.proto.logs.v1.logs_pb2"))
+
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:  # requests are not stderr news
+                pass
+
+            def _answer(self, code: int, body: bytes = b"", *, retry: bool = False) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                if retry:
+                    self.send_header("Retry-After", "1")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                if urlsplit(self.path).path != "/v1/logs":
+                    return self._answer(404, b'{"error": "POST /v1/logs"}')
+                try:
+                    length = int(self.headers.get("Content-Length", ""))
+                except ValueError:
+                    return self._answer(411, b'{"error": "Content-Length required"}')
+                if not 0 <= length <= MAX_BODY:
+                    return self._answer(413, b'{"error": "export too large"}')
+                data = self.rfile.read(length)
+                kind = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+                try:
+                    request = otlp.ExportLogsServiceRequest()
+                    if kind == "application/json":
+                        doc = otlp_json(json.loads(data.decode("utf-8")), *names)
+                        json_format.ParseDict(doc, request, ignore_unknown_fields=True, max_recursion_depth=32)
+                    elif kind == "application/x-protobuf":
+                        request.ParseFromString(data)
+                    else:
+                        return self._answer(415, b'{"error": "application/x-protobuf or application/json"}')
+                except Exception:  # a body that is not an export: refused, counted
+                    with receiver._cond:
+                        receiver.refused += 1
+                        receiver.events.append("otlp+http: an export that could not be decoded was refused")
+                    return self._answer(400, b'{"error": "not an OTLP logs export"}')
+                if not receiver.put(otlp_records(request), wait=False):
+                    return self._answer(503, b'{"error": "busy"}', retry=True)
+                return self._answer(200, b"{}")
+
+        try:
+            self._http = ThreadingHTTPServer((self.host, port), Handler)
+        except OSError as exc:
+            raise ReceiverError(f"otlp+http://{self.host}:{port}: cannot listen: {exc.strerror or exc}") from None
+        self._http.daemon_threads = True
+        threading.Thread(target=self._http.serve_forever, daemon=True, name="otlp-http").start()
+        return int(self._http.server_address[1])
+
+    # -- the queue
+    def put(self, records: list[dict[str, object]], *, wait: bool = True) -> bool:
+        """Queue records as JSON lines; when full, wait for room (``wait``) or refuse the lot (False)."""
+        lines = [json.dumps(r, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n" for r in records]
+        with self._cond:
+            while len(self._lines) + len(lines) > self.max_lines and self._lines and not self._closed:
+                if not wait:
+                    return False
+                self._cond.wait(0.5)
+            self._lines.extend(lines)
+            self._bytes += sum(len(x) for x in lines)
+            self.received += len(lines)
+            self._cond.notify_all()
+        return True
+
+    @property
+    def checkpoint(self) -> Checkpoint:
+        return Checkpoint(0, 0, "", self.offset, self.line)
+
+    def read(self, max_lines: int, *, final: bool = False) -> Batch | None:
+        """The records queued so far as lines (at most ``max_lines``); None when there are none yet."""
+        with self._cond:
+            n = min(max_lines, len(self._lines))
+            if n <= 0:
+                return None
+            chunk = b"".join(self._lines.popleft() for _ in range(n))
+            self._bytes -= len(chunk)
+            self._cond.notify_all()
+        first = self.line + 1
+        self.offset += len(chunk)
+        self.line += n
+        return Batch(chunk, first, self.file, self.checkpoint, n)
+
+    def lag_bytes(self) -> int:
+        with self._cond:
+            return self._bytes
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._grpc is not None:
+            self._grpc.stop(grace=1.0)
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
