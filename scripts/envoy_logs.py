@@ -145,7 +145,8 @@ def push_logger(push: str, kind: str) -> dict[str, object]:
     return {
         "name": "envoy.access_loggers.open_telemetry",
         "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.access_loggers.open_telemetry.v3.OpenTelemetryAccessLogConfig",
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.open_telemetry.v3"
+                     ".OpenTelemetryAccessLogConfig",
             **{k: v for k, v in common.items() if k != "transport_api_version"},
             "body": {"string_value": "%DOWNSTREAM_REMOTE_ADDRESS% %REQUESTED_SERVER_NAME%"},
             "attributes": {"values": attributes},

@@ -9,11 +9,11 @@ import pytest
 
 pytest.importorskip("envoy.data.accesslog.v3.accesslog_pb2", reason="xds-protos (pip install tlsdetect[receivers])")
 
-from envoy.data.accesslog.v3 import accesslog_pb2  # noqa: E402
-from envoy.service.accesslog.v3 import als_pb2  # noqa: E402
+from envoy.data.accesslog.v3 import accesslog_pb2
+from envoy.service.accesslog.v3 import als_pb2
 
-from tlsdetect.readers.envoy import parse_envoy_lines  # noqa: E402
-from tlsdetect.readers.envoy.als import address_text, als_records  # noqa: E402
+from tlsdetect.readers.envoy import parse_envoy_lines
+from tlsdetect.readers.envoy.als import address_text, als_records
 
 
 def _http_message() -> als_pb2.StreamAccessLogsMessage:

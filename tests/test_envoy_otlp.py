@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 pytest.importorskip("opentelemetry.proto.collector.logs.v1.logs_service_pb2", reason="xds-protos")
 
-from tlsdetect.readers.envoy.otlp import any_value, json_names, otlp_json, otlp_records  # noqa: E402
+from tlsdetect.readers.envoy.otlp import any_value, json_names, otlp_json, otlp_records
 
 SERVICE: Any = importlib.import_module("opentelemetry.proto.collector.logs.v1.logs_service_pb2")
 LOGS: Any = importlib.import_module("opentelemetry.proto.logs.v1.logs_pb2")

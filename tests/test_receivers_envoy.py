@@ -23,8 +23,8 @@ from tests.conftest import load_envoy_script
 
 pytest.importorskip("grpc", reason="pip install tlsdetect[receivers]")
 
-from tlsdetect.readers.envoy import parse_envoy_lines  # noqa: E402
-from tlsdetect.stream.receivers import Receiver  # noqa: E402
+from tlsdetect.readers.envoy import parse_envoy_lines
+from tlsdetect.stream.receivers import Receiver
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
