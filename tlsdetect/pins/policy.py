@@ -20,13 +20,13 @@ Remarks that are no pins (Android ``overridePins``, ``<debug-overrides>``) are i
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from tlsdetect.pins import pinfile
+from tlsdetect.pins import android_nsc, envoy_tls, ios_plist, pinfile, trustkit
 from tlsdetect.pins.rows import POLICY_COLUMNS, Collected, PolicyError, frame, pin_problem
 
 __all__ = ["POLICY_COLUMNS", "PolicyError", "covers", "covers_many", "most_specific", "read_policies",
@@ -57,6 +57,12 @@ def sniff(data: bytes) -> str:
     return ""
 
 
+READERS: dict[str, Callable[[str, bytes], Collected]] = {
+    "android": android_nsc.read, "ios": ios_plist.read, "trustkit": trustkit.read, "envoy": envoy_tls.read,
+    "tlsdetect": pinfile.read,
+}
+
+
 def _read_one(path: str) -> Collected:
     p = Path(path)
     try:
@@ -66,9 +72,9 @@ def _read_one(path: str) -> Collected:
         data = p.read_bytes()
     except OSError as exc:
         raise PolicyError(path, None, f"cannot read: {exc.strerror or exc}") from None
-    fmt = sniff(data)
-    if fmt == "tlsdetect":
-        return pinfile.read(path, data)
+    reader = READERS.get(sniff(data))
+    if reader is not None:
+        return reader(path, data)
     raise PolicyError(path, None, "not a pin policy this tool reads (Android network security config, iOS "
                                   "Info.plist, TrustKit/OkHttp JSON or YAML, Envoy YAML, tlsdetect-pins)")
 
