@@ -5,6 +5,8 @@ from __future__ import annotations
 import plistlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.pins_support import DATA, make_cert, openssl_pin
 from tlsdetect.pins.ios_plist import read
@@ -75,3 +77,22 @@ def test_hostile_or_broken_plists_are_one_line(data: bytes) -> None:
     with pytest.raises(PolicyError) as err:
         read("p", data)
     assert "\n" not in str(err.value)
+
+
+BINARY_SEED = plistlib.dumps(plistlib.loads((DATA / "ios_seed.plist").read_bytes()), fmt=plistlib.FMT_BINARY)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, len(BINARY_SEED) - 1), st.integers(0, 255)), min_size=1, max_size=6))
+def test_mutated_binary_plists_never_crash(flips: list[tuple[int, int]]) -> None:
+    """plistlib's binary parser meets corrupt offsets and sizes: a PolicyError or pins, never a trace."""
+    raw = bytearray(BINARY_SEED)
+    for at, value in flips:
+        raw[at] = value
+    message = None
+    try:
+        rows = read("p", bytes(raw)).rows
+    except PolicyError as exc:
+        message, rows = str(exc), []
+    assert message is None or "\n" not in message
+    assert all(r["line"] is None for r in rows)
