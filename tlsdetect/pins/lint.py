@@ -69,7 +69,7 @@ def _rule_findings(rule: pd.Series, rows: pd.DataFrame, today: dt.date, days: in
         out.append(_finding("error", "no_backup", rule, first,
                             "every pin is in an observed chain: no backup pin (RFC 7469 section 4.3)"))
     marks = pinned["backup"].dropna()
-    if not marks.empty and not marks.astype(bool).any():
+    if len(distinct) >= 2 and not marks.empty and not marks.astype(bool).any():
         out.append(_finding("error", "no_backup", rule, first, "no pin is marked backup"))
     if observed is not None:
         for p, line in zip(pinned.loc[pinned["backup"].eq(True), "pin"], pinned.loc[pinned["backup"].eq(True), "line"],
