@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import subprocess
 from pathlib import Path
@@ -11,6 +12,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from cryptography.x509.oid import NameOID
+from hypothesis import strategies as st
 
 DATA = Path(__file__).parent / "data" / "pins"
 
@@ -53,3 +55,16 @@ def openssl_cert_hash(pem: bytes) -> str:
     cmd = "openssl x509 -outform der | openssl dgst -sha256 -hex"
     out = subprocess.run(["sh", "-c", cmd], input=pem, capture_output=True, check=True).stdout.decode()
     return out.strip().split()[-1].lower()
+
+
+Rule = tuple[str, bool, dt.date | None, list[tuple[str, str, bool]]]
+
+
+def rule_strategy() -> st.SearchStrategy[Rule]:
+    """Hypothesis: a rule (domain, include_subdomains, expiry, [(pin, kind, backup)]) with 1-4 pins."""
+    label = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?", fullmatch=True)
+    domain = st.lists(label, min_size=1, max_size=3).map(lambda xs: ".".join([*xs, "test"]))
+    pin = st.binary(min_size=32, max_size=32).map(lambda b: base64.b64encode(b).decode())
+    entry = st.tuples(pin, st.sampled_from(["leaf", "ca", "any"]), st.booleans())
+    expiry = st.none() | st.dates(min_value=dt.date(2000, 1, 1), max_value=dt.date(2100, 1, 1))
+    return st.tuples(domain, st.booleans(), expiry, st.lists(entry, min_size=1, max_size=4))

@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from tests.pins_support import DATA, make_cert, openssl_pin
+from tests.pins_support import DATA, Rule, make_cert, openssl_pin, rule_strategy
 from tlsdetect.pins.android_nsc import read
 from tlsdetect.pins.observed import spki_pin
 from tlsdetect.pins.rows import PolicyError
@@ -87,3 +89,20 @@ def test_real_spkis_cross_checked_with_openssl() -> None:
             + "".join(f'<pin digest="SHA-256">\n  {p}\n</pin>' for p in pins)
             + "</pin-set></domain-config></network-security-config>")
     assert [r[2] for r in _rows(text)] == pins
+
+
+@given(st.lists(rule_strategy(), min_size=1, max_size=4))
+def test_round_trip(rules: list[Rule]) -> None:
+    """Each rule written as a domain-config reads back as its pins, expiry and includeSubdomains."""
+    parts = ["<network-security-config>"]
+    want = []
+    for domain, subs, expiry, pins in rules:
+        parts.append("<domain-config>")
+        parts.append(f'<domain includeSubdomains="{str(subs).lower()}">{domain}</domain>')
+        parts.append(f'<pin-set expiration="{expiry.isoformat()}">' if expiry else "<pin-set>")
+        for value, _kind, _backup in pins:
+            parts.append(f'<pin digest="SHA-256">{value}</pin>')
+            want.append((domain, subs, value, expiry, len(parts)))
+        parts += ["</pin-set>", "</domain-config>"]
+    parts.append("</network-security-config>")
+    assert _rows("\n".join(parts)) == want

@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from tests.pins_support import DATA
+from tests.pins_support import DATA, Rule, rule_strategy
 from tlsdetect.pins.pinfile import read
 from tlsdetect.pins.rows import PolicyError
 
@@ -54,3 +56,19 @@ def test_bad_lines_are_named(text: str, line: int | None, words: str) -> None:
 def test_not_utf8_names_the_line() -> None:
     with pytest.raises(PolicyError, match=r"p:2: not UTF-8"):
         read("p", b"tlsdetect-pins 1\n\xff\n")
+
+
+@given(st.lists(rule_strategy(), min_size=1, max_size=5))
+def test_round_trip(rules: list[Rule]) -> None:
+    """Whatever rules are written in the format come back row for row, lines included."""
+    lines = ["tlsdetect-pins 1"]
+    want = []
+    for domain, subs, expiry, pins in rules:
+        lines.append(f"domain {domain.upper()}" + (" subdomains" if subs else "")
+                     + (f" expires {expiry.isoformat()}" if expiry else ""))
+        for value, kind, backup in pins:
+            lines.append(f"  pin {kind} {'sha256/' if backup else ''}{value}" + (" backup" if backup else ""))
+            want.append((domain, subs, value, kind, expiry, backup, len(lines)))
+    got = read("r.pins", "\n".join(lines).encode()).rows
+    assert [(r["domain"], r["include_subdomains"], r["pin"], r["kind"], r["expiry"], r["backup"], r["line"])
+            for r in got] == want
