@@ -94,3 +94,11 @@ def test_seeds_errors_first_and_notes_mapped() -> None:
     assert sorted(errors["domain"]) == ["api.example.net", "cdn.example.com", "internal.example.com",
                                         "login.example.net"]  # every single-pin rule, and nothing else
     assert "*" in set(df["domain"])  # the file-wide debug-overrides note
+
+
+def test_a_file_that_pins_nothing(tmp_path: Path) -> None:
+    f = tmp_path / "nsc.xml"
+    f.write_text("<network-security-config><base-config/></network-security-config>")
+    df = lint(read_policies([f]), today=TODAY)
+    assert _checks(df) == [("warning", "no_pins", "*")]
+    assert pd.isna(df.loc[0, "line"])

@@ -14,8 +14,9 @@ Warnings are risks: ``expiring`` (within ``days``), ``no_expiry`` (the HPKP fail
 OkHttp and Envoy cannot even say one), ``leaf_only`` (no CA pin survives a certificate renewal
 with a new key), ``overlap`` (a narrower rule replaces a broader one's pins for its hosts, as
 Android, iOS and TrustKit apply only the most specific rule; OkHttp unions, so never there),
-``override_pins`` (a trust anchor that bypasses pins), ``backup_in_use`` (a pin marked backup is
-already in an observed chain). Infos: ``report_only``, ``debug_overrides``, ``client_pins``.
+``override_pins`` (a trust anchor that bypasses pins), ``no_pins`` (a file that pins nothing),
+``backup_in_use`` (a pin marked backup is already in an observed chain). Infos: ``report_only``,
+``debug_overrides``, ``client_pins``.
 """
 
 from __future__ import annotations
@@ -126,6 +127,11 @@ def lint(policy: pd.DataFrame, *, today: dt.date, days: int = 30,
         pins_of[tuple(key)] = set(rows["pin"].dropna())
         found += _rule_findings(pd.Series(rule), rows, today, days, observed, bad)
     found += _overlaps(rules, pins_of)
+    pinning = set(policy.loc[policy["pin"].notna(), "source"])
+    for source in policy.attrs.get("sources", []):
+        if source not in pinning:
+            found.append({"severity": "warning", "check": "no_pins", "source": source, "line": None, "domain": "*",
+                          "message": "no pins in this file: nothing is pinned"})
     for note in policy.attrs.get("notes", []):
         found.append({"severity": NOTE_SEVERITY.get(note["check"], "warning"), "check": note["check"],
                       "source": note["source"], "line": note["line"], "domain": note["domain"] or "*",

@@ -15,7 +15,7 @@ the result has :data:`POLICY_COLUMNS`, one row per (rule, pin):
   ``source`` the file, ``line`` 1-based (None in binary plists), ``format`` the reader's name.
 
 Remarks that are no pins (Android ``overridePins``, ``<debug-overrides>``) are in
-``df.attrs["notes"]``; ``pins lint`` reports them.
+``df.attrs["notes"]``, the files read in ``df.attrs["sources"]``; ``pins lint`` reports both.
 """
 
 from __future__ import annotations
@@ -83,7 +83,9 @@ def read_policies(paths: Iterable[str | Path], *, strict: bool = True) -> pd.Dat
     """Every file's pins in one table; ``strict`` also raises on a malformed pin (``lint`` lists them)."""
     rows: list[dict[str, Any]] = []
     notes: list[dict[str, Any]] = []
+    sources: list[str] = []
     for path in paths:
+        sources.append(str(path))
         got = _read_one(str(path))
         if strict:
             for r in got.rows:
@@ -94,6 +96,7 @@ def read_policies(paths: Iterable[str | Path], *, strict: bool = True) -> pd.Dat
         notes += got.notes
     df = frame(rows)
     df.attrs["notes"] = notes
+    df.attrs["sources"] = sources
     return df
 
 
