@@ -12,7 +12,16 @@ from hypothesis import strategies as st
 
 from tests.pins_support import DATA
 from tlsdetect.pins import policy
-from tlsdetect.pins.policy import POLICY_COLUMNS, PolicyError, covers, covers_many, most_specific, read_policies
+from tlsdetect.pins.policy import (
+    POLICY_COLUMNS,
+    PolicyError,
+    covers,
+    covers_many,
+    match_rules,
+    most_specific,
+    pin_sets,
+    read_policies,
+)
 
 SEEDS = sorted(p for p in DATA.iterdir() if p.is_file())
 FUZZ = sorted((DATA / "fuzz").iterdir())
@@ -123,3 +132,30 @@ def test_most_specific_rule_wins() -> None:
     hosts = pd.Series(["api.example.com", "v1.api.example.com", "www.example.com", "other.net", None])
     assert most_specific(rules, hosts).tolist()[:4] == [11, 12, 10, 13]  # exact beats the same name with subs
     assert pd.isna(most_specific(rules.iloc[:3], hosts).iloc[3])
+
+
+def test_pin_sets_one_row_per_rule() -> None:
+    sets = pin_sets(read_policies([DATA / "seed.pins", DATA / "okhttp_seed.yaml"]))
+    assert sets[["domain", "include_subdomains", "format"]].values.tolist() == [
+        ["example.com", True, "tlsdetect"], ["static.example.com", False, "tlsdetect"],
+        ["example.com", True, "okhttp"], ["api.example.net", False, "okhttp"]]
+    assert [len(p) for p in sets["pins"]] == [3, 0, 2, 1]
+    assert ("r/mIkG3eEpVdm+u/ko/cwxzOMo1bk4TyHIlByibiA5E=", "ca") in sets.loc[0, "pins"]
+
+
+def test_match_rules_most_specific_per_file_union_for_okhttp(tmp_path: Path) -> None:
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("okhttp:\n  - pattern: '**.a.com'\n    pins: [sha256/" + "A" * 43 + "=]\n"
+                  "  - pattern: b.a.com\n    pins: [sha256/" + "B" * 43 + "=]\n")
+    sets = pin_sets(read_policies([DATA / "seed.pins", ok]))
+    hosts = pd.Series(["static.example.com", "www.example.com", "b.a.com", "c.a.com", "none.org", None,
+                       "b.a.com"])
+    got = match_rules(sets, hosts)
+    by_host = {h: sorted((sets.loc[r, "domain"], sets.loc[r, "format"]) for r in g["rule"])
+               for h, g in got.groupby("host")}
+    assert by_host == {
+        "static.example.com": [("static.example.com", "tlsdetect")],  # the unpinned narrower rule wins
+        "www.example.com": [("example.com", "tlsdetect")],
+        "b.a.com": [("a.com", "okhttp"), ("b.a.com", "okhttp")],  # OkHttp: both patterns' pins
+        "c.a.com": [("a.com", "okhttp")],
+    }

@@ -26,16 +26,13 @@ from typing import Any
 
 import pandas as pd
 
-from tlsdetect.pins.policy import covers
+from tlsdetect.pins.policy import RULE_KEYS, UNION_FORMATS, covers
 from tlsdetect.pins.rows import pin_problem
 
 FINDING_COLUMNS = ("severity", "check", "source", "line", "domain", "message")
-RULE_KEYS = ["source", "format", "domain", "include_subdomains"]
 NOTE_SEVERITY = {"override_pins": "warning", "report_only": "info", "debug_overrides": "info",
                  "client_pins": "info"}
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
-#: Formats where a host gets only the most specific rule's pins (OkHttp takes the union).
-MOST_SPECIFIC_FORMATS = frozenset({"android", "ios", "trustkit", "tlsdetect", "envoy"})
 
 
 def unobserved_pins(pins: set[str], observed: set[str]) -> set[str]:
@@ -97,7 +94,7 @@ def _rule_findings(rule: pd.Series, rows: pd.DataFrame, today: dt.date, days: in
 
 def _overlaps(rules: pd.DataFrame, pins_of: dict[tuple[Any, ...], set[str]]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    broad = rules[rules["include_subdomains"] & rules["format"].isin(MOST_SPECIFIC_FORMATS)]
+    broad = rules[rules["include_subdomains"] & ~rules["format"].isin(UNION_FORMATS)]
     for _, wide in broad.iterrows():
         wide_pins = pins_of[tuple(wide[RULE_KEYS])]
         if not wide_pins:

@@ -29,8 +29,13 @@ import pandas as pd
 from tlsdetect.pins import android_nsc, envoy_tls, ios_plist, pinfile, trustkit
 from tlsdetect.pins.rows import POLICY_COLUMNS, Collected, PolicyError, frame, pin_problem
 
-__all__ = ["POLICY_COLUMNS", "PolicyError", "covers", "covers_many", "most_specific", "read_policies",
-           "sniff"]
+__all__ = ["POLICY_COLUMNS", "RULE_KEYS", "PolicyError", "covers", "covers_many", "match_rules", "most_specific",
+           "pin_sets", "read_policies", "sniff"]
+
+#: What makes a rule: a file's (format's) domain with or without its subdomains.
+RULE_KEYS = ["source", "format", "domain", "include_subdomains"]
+#: Formats whose clients take the union of every matching rule's pins (the others: the most specific rule).
+UNION_FORMATS = frozenset({"okhttp"})
 
 #: A policy file larger than this is no policy file (and would cost memory to parse).
 MAX_BYTES = 8 * 1024 * 1024
@@ -149,3 +154,35 @@ def most_specific(rules: pd.DataFrame, hosts: pd.Series) -> pd.Series:
                     choice, length = label, score
         best[h] = choice
     return hosts.map(best)
+
+
+def pin_sets(policy: pd.DataFrame) -> pd.DataFrame:
+    """One row per rule: :data:`RULE_KEYS`, ``pins`` (frozenset of (pin, kind); empty for a rule
+    without pins), ``expiry`` (the earliest) and ``line`` (the first)."""
+    rows = []
+    for key, grp in policy.groupby(RULE_KEYS, sort=False, dropna=False):
+        pinned = grp[grp["pin"].notna()]
+        expiry = grp["expiry"].dropna()
+        rows.append({**dict(zip(RULE_KEYS, key, strict=True)),
+                     "pins": frozenset(zip(pinned["pin"], pinned["kind"], strict=True)),
+                     "expiry": min(expiry) if len(expiry) else None, "line": grp["line"].min()})
+    return pd.DataFrame(rows, columns=[*RULE_KEYS, "pins", "expiry", "line"])
+
+
+def match_rules(sets: pd.DataFrame, hosts: pd.Series) -> pd.DataFrame:
+    """Which rules of :func:`pin_sets` govern each host, long form (``host``, ``rule`` = index label).
+
+    Per file: the most specific matching rule (Android, iOS, TrustKit, Envoy, tlsdetect-pins), or
+    every matching rule for OkHttp, whose ``CertificatePinner`` unions their pins. A host no rule
+    covers has no row; hosts are matched once per distinct name.
+    """
+    pairs: list[tuple[str, Any]] = []
+    uniq = [str(h) for h in pd.unique(hosts.dropna())]
+    for (_source, fmt), grp in sets.groupby(["source", "format"], sort=False):
+        if fmt in UNION_FORMATS:
+            for label, domain, subs in grp[["domain", "include_subdomains"]].itertuples(index=True, name=None):
+                pairs += [(h, label) for h in uniq if covers(str(domain), bool(subs), h)]
+            continue
+        best = most_specific(grp, pd.Series(uniq, dtype=object))
+        pairs += [(h, label) for h, label in zip(uniq, best, strict=True) if not pd.isna(label)]
+    return pd.DataFrame(pairs, columns=["host", "rule"])
