@@ -6,7 +6,7 @@ client's DCID, decrypt, reassemble CRYPTO frames) must be measured on a file whe
 are a minority of UDP packets, as on a real sensor, and every Initial is really protected (RFC
 9001), so a reader that skipped the decryption could not pass. Real captures that size cannot be
 shipped, so this replays the *real* ClientHello and ServerHello of small source captures (the
-project's Chromium/aioquic captures in pcaps/, or any capture given) as many connections.
+project's Chromium/aioquic capture in tests/data/quic/, or any capture given) as many connections.
 
 Per connection: the client's Initial datagram(s) (the hello cut into CRYPTO frames across as many
 1,250-byte padded datagrams as it needs, as Chrome does; with ``--shuffle-fraction`` a packet's
@@ -339,13 +339,13 @@ def expected(pairs: list[HelloPair], used: Counter[int]) -> dict[str, dict[str, 
 
 
 def default_sources() -> list[Path]:
-    """The project's own captures (pcaps/): those without QUIC contribute nothing."""
-    return sorted((REPO / "pcaps").glob("*.pcap*"))
+    """The project's own QUIC capture (Chromium and aioquic, v1 and v2; scripts/make_quic_captures.py)."""
+    return [REPO / "tests" / "data" / "quic" / "quic.pcapng"]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    p.add_argument("sources", nargs="*", help="captures with QUIC handshakes (default: pcaps/*)")
+    p.add_argument("sources", nargs="*", help="captures with QUIC handshakes (default: tests/data/quic/quic.pcapng)")
     p.add_argument("-o", "--output", default="quic.pcap")
     p.add_argument("--connections", type=int, default=10_000, help="at least this many QUIC connections")
     p.add_argument("--target-mb", type=float, default=0.0, help="and at least this size (10^6 bytes)")

@@ -26,6 +26,7 @@ SALTS = {
 }
 #: Long-header packet type bits of an Initial: 0 in v1, 1 in v2 (RFC 9369 section 3.2).
 INITIAL_TYPE = {V1: 0, V2: 1}
+RETRY_TYPE = {V1: 3, V2: 0}
 _LABEL_PREFIX = {V1: "quic", V2: "quicv2"}
 
 
@@ -150,6 +151,9 @@ def long_packets(datagram: bytes) -> Iterator[tuple[int, int, int]]:
                 return
             p += 1 + datagram[p]
         ptype = (datagram[pos] >> 4) & 0x03
+        if ptype == RETRY_TYPE.get(version, -1):  # no Length field: the rest of the datagram
+            yield pos, len(datagram), ptype
+            return
         if ptype == INITIAL_TYPE.get(version, -1):
             tlen, p = read_varint(datagram, p)
             p += tlen
