@@ -6,7 +6,7 @@ answers HTTP/3; aioquic's PyPI package has the stack but not its example program
 smallest server (and a second client stack) on its public API. It runs in ``.tools/aioquic`` (made
 by ``scripts/setup.sh``), never in the package's venv.
 
-    aioquic_peer.py serve CERT KEY PORT [--retry]   # prints "ready" when listening; SIGTERM stops it
+    aioquic_peer.py serve CERT KEY PORT [--retry] [--docroot DIR]   # prints "ready" when listening; SIGTERM stops it
     aioquic_peer.py get HOST PORT SNI [--v2]        # one GET /, prints the body
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ import asyncio
 import signal
 import ssl
 import sys
+from pathlib import Path
 
 from aioquic.asyncio import QuicConnectionProtocol, connect, serve
 from aioquic.h3.connection import H3_ALPN, H3Connection
@@ -24,6 +25,7 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import ProtocolNegotiated, QuicEvent
 from aioquic.quic.packet import QuicProtocolVersion
 
+DOCROOT: list[Path] = []  # set by ``serve --docroot``: files served by name, anything else gets BODY
 BODY = b"<!doctype html><html><body>hello over HTTP/3 from the tlsdetect sample server</body></html>\n"
 
 
@@ -54,11 +56,17 @@ class H3Peer(QuicConnectionProtocol):
                     self.done.set()
             return
         if isinstance(ev, HeadersReceived):
+            path = dict(ev.headers).get(b":path", b"/").decode(errors="replace").split("?")[0].lstrip("/")
+            root = DOCROOT[0] if DOCROOT else None
+            file = (root / path) if root is not None and path and "/" not in path else None
+            body = file.read_bytes() if file is not None and file.is_file() else BODY
             self.h3.send_headers(ev.stream_id, [(b":status", b"200"), (b"content-type", b"text/html")])
-            self.h3.send_data(ev.stream_id, BODY, end_stream=True)
+            self.h3.send_data(ev.stream_id, body, end_stream=True)
 
 
 async def run_server(args: argparse.Namespace) -> None:
+    if args.docroot:
+        DOCROOT.append(Path(args.docroot))
     config = QuicConfiguration(is_client=False, alpn_protocols=H3_ALPN)
     config.load_cert_chain(args.cert, args.key)
     server = await serve(args.host, args.port, configuration=config, create_protocol=H3Peer, retry=args.retry)
@@ -96,6 +104,7 @@ def main() -> None:
     s.add_argument("port", type=int)
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--retry", action="store_true", help="answer first Initials with a Retry")
+    s.add_argument("--docroot", help="serve the files of this folder by name (one level)")
     g = sub.add_parser("get")
     g.add_argument("host")
     g.add_argument("port", type=int)
