@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import random
 import struct
 import sys
@@ -293,12 +294,17 @@ def write(out: BinaryIO, gen: Generator, *, connections: int, target_bytes: int,
     out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
     totals, used = Totals(bytes=24), Counter[int]()
     held: list[tuple[float, bytes]] = []
+    size = 24
     t = 1_767_225_600.0  # 2026-01-01T00:00:00Z
     r = gen.rng
     while totals.connections < connections or totals.bytes < target_bytes:
         recs = list(held)
         start = t
-        n_conn = max(1, min(batch, connections - totals.connections)) if totals.connections < connections else batch
+        if totals.connections < connections:
+            n_conn = max(1, min(batch, connections - totals.connections))
+        else:  # only the size is left: about as many connections as the bytes still missing take
+            per = max(1.0, size / max(1, totals.connections))
+            n_conn = max(1, min(batch, math.ceil((target_bytes - size) / per)))
         for _ in range(n_conn):
             k = r.randrange(len(gen.pairs))
             used[k] += 1
@@ -316,7 +322,8 @@ def write(out: BinaryIO, gen: Generator, *, connections: int, target_bytes: int,
             recs += gen.rtp(r.uniform(start, t), 50)
         recs.sort(key=lambda x: x[0])
         cut = next((i for i, (ts, _) in enumerate(recs) if ts > t), len(recs))
-        done = totals.connections >= connections and totals.bytes >= target_bytes
+        size = totals.bytes + sum(16 + len(frame) for _, frame in recs)  # the file, were all flushed now
+        done = totals.connections >= connections and size >= target_bytes
         ready, held = (recs, []) if done else (recs[:cut], recs[cut:])
         _emit(out, ready, totals)
         if done:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import struct
 import subprocess
 import sys
 from collections import Counter
@@ -56,3 +57,20 @@ def test_tshark_engine_finds_every_connection_with_the_expected_fingerprints(tmp
     assert Counter(r["transport"] for r in rows) == {"quic": 150}
     assert Counter(r["ja4"] for r in rows) == man["expected_ja4"]
     assert Counter(r["ja3s"] for r in rows if r["ja3s"]) == man["expected_ja3s"]
+
+
+def test_target_size_is_reached_without_overshooting_by_a_batch_and_time_runs_forward(tmp_path: Path) -> None:
+    out = tmp_path / "s.pcap"
+    assert mq.main(["-o", str(out), "--connections", "5", "--target-mb", "1"]) == 0
+    data = out.read_bytes()
+    assert 1_000_000 <= len(data) < 1_300_000
+    man = json.loads(Path(f"{out}.json").read_text())
+    assert man["bytes"] == len(data)
+    stamps, pos = [], 24
+    while pos < len(data):
+        sec, usec, incl = struct.unpack_from("<III", data, pos)
+        stamps.append(sec * 1_000_000 + usec)
+        pos += 16 + incl
+    assert pos == len(data)
+    assert len(stamps) == man["packets"]
+    assert stamps == sorted(stamps)
