@@ -49,4 +49,10 @@ if [ ! -x .tools/mitmproxy/bin/mitmdump ]; then
     python3 -m venv .tools/mitmproxy
     .tools/mitmproxy/bin/python -m pip install -q 'mitmproxy>=11,<12'
 fi
+# aioquic is the real HTTP/3 server (and second QUIC client) that scripts/make_quic_captures.py drives
+# Chromium against; a tool, not a library of ours, so it too lives in its own venv.
+if [ ! -x .tools/aioquic/bin/python ] || ! .tools/aioquic/bin/python -c 'import aioquic' 2>/dev/null; then
+    python3 -m venv .tools/aioquic
+    .tools/aioquic/bin/python -m pip install -q 'aioquic>=1.2,<2'
+fi
 echo "tlsdetect is set up: $(.venv/bin/tlsdetect --version)"

@@ -51,6 +51,7 @@ from tlsdetect.detect.ja4_parts import learn_ja4_stacks
 from tlsdetect.detect.mesh import LEARN, MeshCA, MeshSpec
 from tlsdetect.detect.renewals import learn_server_certs
 from tlsdetect.detect.server_profiles import learn_server_values, server_summary
+from tlsdetect.detect.transports import learn_transports
 from tlsdetect.detect.useragent import ua_family
 
 __all__ = ["CLIENT_KEYS", "FP_KINDS", "ROLES", "Baseline", "client_ids"]
@@ -156,6 +157,7 @@ class Baseline:
     server_certs_: pd.DataFrame
     identities_: pd.DataFrame
     ja4_stacks_: pd.DataFrame
+    transports_: pd.DataFrame
     hellos_: pd.DataFrame
     n_connections_: int
     model_: HelloNovelty | None
@@ -278,6 +280,9 @@ class Baseline:
                                          learn_server_certs(df, frame["ts"]), OPTIONAL_KEYS["server_certs"])
         self.identities_ = merge_table("identities", getattr(self, "identities_", empty_table("identities")),
                                        learn_identities(df, frame["ts"]), OPTIONAL_KEYS["identities"])
+        self.transports_ = merge_table("transports", getattr(self, "transports_", empty_table("transports")),
+                                       learn_transports(df, frame["client_id"], frame["ts"]),
+                                       OPTIONAL_KEYS["transports"])
 
         _, hellos = hello_codes(df)
         if len(hellos):

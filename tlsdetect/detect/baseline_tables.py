@@ -48,12 +48,17 @@ OPTIONAL_TABLES: dict[str, dict[str, str]] = {
     "identities": {"identity": "string", "kind": "string", "value": "string", "serial": "string",
                    "issuer_key": "string", "issuer": "string", "akid": "string", "not_before": _TIME,
                    "not_after": _TIME, "count": "int64", "first_seen": _TIME, "last_seen": _TIME},
+    # ``transports``: per client and server (name, else address), each transport it was reached over (tcp, quic,
+    # dtls) with its connections (:mod:`tlsdetect.detect.transports`): a client that used QUIC and now only TCP
+    "transports": {"client_id": "string", "server": "string", "transport": "string", "count": "int64",
+                   "first_seen": _TIME, "last_seen": _TIME},
 }
 OPTIONAL_KEYS: dict[str, list[str]] = {
     "identities": ["identity", "kind", "value"],
     "ja4_stacks": ["client_id", "origin", "ja4_ab", "ja4_c"],
     "server_values": ["scope", "server", "family", "kind", "value"],
     "server_certs": ["scope", "server", "family", "cert", "cert_bytes", "issuer_key", "issuer_akid", "chain"],
+    "transports": ["client_id", "server", "transport"],
 }
 _SCHEMAS = {**TABLES, **OPTIONAL_TABLES}
 

@@ -67,6 +67,7 @@ SIGNALS: dict[str, Signal] = {s.code: s for s in (
     Signal("model_outlier", 30, "the population model finds this ClientHello unlike any it learned",
            supporting=True),
     Signal("incomplete_handshake", 30, "the reader could not see the whole handshake: no fingerprint to check"),
+    Signal("quic_blocked", 35, "this client used QUIC to this server before and now reaches it only over TCP"),
     Signal("hello_fragmented", 50, "the ClientHello came in many tiny TLS records, a way past inspection"),
     Signal("resumed_no_certificate", 0, "a resumed session: no certificate to check (informational)"),
 )}

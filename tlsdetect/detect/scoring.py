@@ -40,6 +40,7 @@ from tlsdetect.detect.proxy_hosts import proxy_host_signal
 from tlsdetect.detect.resumption import resumption_signals
 from tlsdetect.detect.server_profiles import server_names
 from tlsdetect.detect.server_signals import server_signals
+from tlsdetect.detect.transport_signals import quic_blocked_signal
 from tlsdetect.detect.useragent import ua_family
 from tlsdetect.detect.visibility_signals import visibility_signals
 
@@ -115,6 +116,7 @@ def score(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge | None = No
         convergence_signal(out, baseline, cid, ja4, ev, convergence_window, convergence_min_clients)
         proxy_host_signal(out, baseline, cid, ev)
         identity_signals(out, baseline, ev)
+        quic_blocked_signal(out, baseline, cid, ev)
         model_signal(codes, hellos, baseline, ev, text_column(out, "ja3_full"), kb)
         compared = server_signals(out, baseline, ja4, ev, compared, convergence_window, convergence_min_clients,
                                   names)

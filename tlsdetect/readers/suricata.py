@@ -1,6 +1,8 @@
-"""Suricata EVE JSON ``tls`` events -> the connections table.
+"""Suricata EVE JSON ``tls`` (and ``quic``) events -> the connections table.
 
-One EVE line with ``"event_type": "tls"`` is one row. Other event types (alert, flow, dns, ...)
+One EVE line with ``"event_type": "tls"`` is one row; the ``quic`` events of one flow are one row
+(:mod:`tlsdetect.readers.suricata_quic`; the others are counted in ``stats.reasons["quic-folded"]``).
+Other event types (alert, flow, dns, ...)
 are skipped and counted in ``stats.reasons["not-tls"]`` (they are not errors and are not
 dead-lettered; ``stats.bad_lines`` is not increased). A line that is not JSON, not a JSON
 object, has no ``event_type``, or lacks the flow keys (``timestamp``, ``src_ip``, ``src_port``,
@@ -8,7 +10,8 @@ object, has no ``event_type``, or lacks the flow keys (``timestamp``, ``src_ip``
 table's nanosecond range goes to the dead-letter file with its reason. ``flow_id`` is optional
 (``conn_id`` is then missing). A file in which not one line is an EVE record raises
 :class:`LogFormatError` and leaves the statistics and the dead-letter file untouched.
-Blank lines are not counted. Invariant: ``rows + bad_lines + reasons["not-tls"] == lines``.
+Blank lines are not counted. Invariant: ``rows + bad_lines + reasons["not-tls"] + reasons["quic-folded"]
+== lines``.
 
 Parsing is one bulk ``json.loads`` over the whole file; only if that fails (or a line may nest
 deeper than :data:`~tlsdetect.readers.json_depth.MAX_DEPTH`) is each line parsed on its own to find
@@ -100,6 +103,8 @@ from tlsdetect import schema
 from tlsdetect.fingerprint import ja4 as ja4_fingerprint
 from tlsdetect.readers import json_depth
 from tlsdetect.readers.logs import DeadLetter, LogFormatError, LogStats, open_text, valid_utf8
+from tlsdetect.readers.suricata_quic import FOLDED as QUIC_FOLDED
+from tlsdetect.readers.suricata_quic import quic_frame
 
 __all__ = ["read_suricata"]
 
@@ -117,6 +122,8 @@ _VERSION_NAMES = {
 _VERSION_NUMBERS = {"SSLv2": 0x0200, "SSLv3": 0x0300, "TLSv1": 0x0301, "TLS 1.0": 0x0301,
                     "TLS 1.1": 0x0302, "TLS 1.2": 0x0303, "TLS 1.3": 0x0304}
 _FLOW_KEYS = ("timestamp", "src_ip", "src_port", "dest_ip", "dest_port")
+#: The event types read: ``tls`` here, ``quic`` folded per flow by :mod:`tlsdetect.readers.suricata_quic`.
+_READ_EVENTS = ("tls", "quic")
 _EXT_ALPN = 16
 _TS_MIN = pd.Timestamp("1678-01-01", tz="UTC")
 _TS_MAX = pd.Timestamp("2262-04-01", tz="UTC")
@@ -272,19 +279,33 @@ def _read_one(path: Path, dead_letter: DeadLetter) -> tuple[pd.DataFrame, int]:
     stats.lines += n_lines
     bad += [(r["__line__"], "no-event-type: JSON object without event_type", lines[r["__line__"] - 1])
             for r in records if not isinstance(r.get("event_type"), str)]
-    skipped = sum(1 for r in eve if r["event_type"] != "tls")
+    skipped = sum(1 for r in eve if r["event_type"] not in _READ_EVENTS)
     if skipped:
         stats.reasons["not-tls"] += skipped
-    tls_records: list[dict[str, Any]] = []
-    for r in (r for r in eve if r["event_type"] == "tls"):
+    by_type: dict[str, list[dict[str, Any]]] = {t: [] for t in _READ_EVENTS}
+    for r in (r for r in eve if r["event_type"] in _READ_EVENTS):
         missing = [k for k in _FLOW_KEYS if r.get(k) in (None, "")]
         if not missing and (_port(r["src_port"]) is None or _port(r["dest_port"]) is None):
             missing = ["src_port/dest_port (not a port number)"]
         if missing:
             bad.append((r["__line__"], f"missing-flow-keys: {', '.join(missing)}", lines[r["__line__"] - 1]))
             continue
-        tls_records.append(r)
+        by_type[r["event_type"]].append(r)
+    tls_records = by_type["tls"]
     frame, mismatches = _to_frame(tls_records) if tls_records else (schema.empty(), 0)
+    if by_type["quic"]:  # QUIC flows come after the TLS rows; an event with a bad timestamp is a bad line
+        q_ts = pd.to_datetime(pd.Series([r["timestamp"] if isinstance(r["timestamp"], str) else None
+                                         for r in by_type["quic"]], dtype=object),
+                              utc=True, format="ISO8601", errors="coerce")
+        ok = ((q_ts >= _TS_MIN) & (q_ts <= _TS_MAX)).to_numpy(dtype=bool)
+        for r in (r for r, good in zip(by_type["quic"], ok, strict=True) if not good):
+            bad.append((r["__line__"], "bad-timestamp: not ISO 8601 with a UTC offset", lines[r["__line__"] - 1]))
+        good_quic = [r for r, good in zip(by_type["quic"], ok, strict=True) if good]
+        if good_quic:
+            quic, folded = quic_frame(good_quic)
+            if folded:
+                stats.reasons[QUIC_FOLDED] += folded
+            frame = schema.concat([frame, quic]) if len(frame) else quic
     if len(frame):
         bad_ts = frame["ts"].isna().to_numpy()
         if bad_ts.any():

@@ -36,7 +36,7 @@ from tlsdetect.spark.schema import NAT, from_spark_frame, pack_columns, spark_ty
 
 __all__ = ["fit_baseline"]
 
-_DERIVED = ("_cid", "_uaf", "_sni", "_ver", "_origin", "_ab", "_c")
+_DERIVED = ("_cid", "_uaf", "_sni", "_ver", "_origin", "_ab", "_c", "_srv", "_tr")
 _ISSUER_COLS = tuple(c for cols in ROLES.values() for c in cols)
 #: What the server learners read (server_profiles.server_rows and renewals.clear_certs).
 _SERVER_COLS = ("sni", "server_ip", "server_port", "ja4", "tls_version", "sh_version", "sh_selected_version",
@@ -54,7 +54,9 @@ _SERVER_PARTIAL = ("table", *dict.fromkeys(c for name in OPTIONAL_TABLES for c i
 
 def _prepare(client_key: str) -> Any:
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        from tlsdetect.detect.columns import text_column
         from tlsdetect.detect.ja4_parts import ja4_parts
+        from tlsdetect.detect.transports import server_keys
         from tlsdetect.detect.useragent import ua_family
 
         for pdf in batches:
@@ -66,6 +68,10 @@ def _prepare(client_key: str) -> Any:
             out["_uaf"] = uaf.astype(object).where(uaf.notna(), None).to_numpy()
             sni = df["sni"].astype("string").str.lower()
             out["_sni"] = sni.astype(object).where(sni.notna(), None).to_numpy()
+            srv = server_keys(df)  # the transports table's server: the name, else the address
+            out["_srv"] = srv.astype(object).where(srv.notna(), None).to_numpy()
+            tr = text_column(df, "transport").astype("string").str.lower()
+            out["_tr"] = tr.astype(object).where(tr.notna(), None).to_numpy()
             ver = df["ja4"].astype("string").str.slice(1, 3)
             out["_ver"] = ver.astype(object).where(ver.notna(), None).to_numpy()
             # the ja4_stacks table's key, as the local learner derives it (ja4_parts.learn_ja4_stacks)
@@ -107,6 +113,7 @@ def fit_baseline(df: Any, *, client_key: str = "auto", mesh_ca: MeshSpec = None,
     # only the columns the tables need: the input is read (captures parsed) once, into this narrow
     # persisted frame; the hello lists pass through Python packed (see ``schema.pack_columns``)
     needed = ["ts", "client_id", "peer_subject", "client_ip", "user_agent", "ja4", "ja3n", "fingerprint_origin", "sni",
+              "transport",
               *_ISSUER_COLS,
               *HELLO_COLUMNS, "ja3_full", "ja4_ro", *_SERVER_COLS, *_IDENTITY_COLS[:4]]
     if client_key in df.columns and client_key not in needed and schema.COLUMNS.get(client_key) != "object":
@@ -195,6 +202,10 @@ def _fit(rows: Any, *, client_key: str, mesh_ca: MeshSpec, model: bool) -> Basel
         c("_cid").alias("client_id"), c("_origin").alias("origin"), c("_ab").alias("ja4_ab"), c("_c").alias("ja4_c")
     ).agg(F.count(F.lit(1)).alias("count"), *seen)
     tables["ja4_stacks"] = _times(_collect(stacks))[list(OPTIONAL_TABLES["ja4_stacks"])]
+    transports = usable.filter(c("_srv").isNotNull() & c("_tr").isNotNull()).groupBy(
+        c("_cid").alias("client_id"), c("_srv").alias("server"), c("_tr").alias("transport")
+    ).agg(F.count(F.lit(1)).alias("count"), *seen)
+    tables["transports"] = _times(_collect(transports))[list(OPTIONAL_TABLES["transports"])]
 
     tables.update(_server_tables(rows))
     hellos = _hellos(rows)

@@ -2,7 +2,8 @@
 
 Which log a file holds comes from its ``#path`` header or from its fields (ssl: ``version``/
 ``cipher``/``server_name``; x509: ``certificate.subject``/``fingerprint``; conn: ``proto``/
-``conn_state``), never from its name.
+``conn_state``; quic: ``client_initial_dcid``/``client_scid``/``server_scid``/``client_protocol``,
+checked first, as quic.log also has ``version`` and ``server_name``), never from its name.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ __all__ = [
     "kind_from_record", "split_vector", "unescape_one",
 ]  # fmt: skip
 
-KINDS = ("ssl", "x509", "conn")
+KINDS = ("ssl", "x509", "conn", "quic")
+#: quic.log fields no other log of ours has (it shares ``version``/``server_name`` with ssl.log).
+QUIC_FIELDS = frozenset({"client_initial_dcid", "client_scid", "server_scid", "client_protocol"})
 
 #: ssl.log fields (``ssl-log-ext`` policy script) -> ClientHello list columns.
 CH_LISTS = {
@@ -66,6 +69,7 @@ STRING_FIELDS = (
     "service",
     "cipher",
     "resumed",
+    *sorted(QUIC_FIELDS),
 )
 INT_FIELDS = ("id.orig_p", "id.resp_p", "client_version", "orig_bytes", "resp_bytes")
 U16_FIELDS = frozenset({"id.orig_p", "id.resp_p", "client_version"})
@@ -74,7 +78,8 @@ FLOAT_FIELDS = ("duration",)
 PER_DISTINCT = frozenset({*VECTOR_FIELDS, "version", "cipher", "resumed"})
 USED = frozenset({"ts", *INT_FIELDS, *FLOAT_FIELDS, *STRING_FIELDS, *VECTOR_FIELDS})
 #: Zeek-generated tokens (ids, addresses, hashes) never hold a backslash: skip the escape scan.
-NEVER_ESCAPED = frozenset({"uid", "id.orig_h", "id.resp_h", "version", "ja3", "ja3s", "ja4", "ja4_r", "ja4_o",
+NEVER_ESCAPED = frozenset({"client_initial_dcid", "client_scid", "server_scid",
+                           "uid", "id.orig_h", "id.resp_h", "version", "ja3", "ja3s", "ja4", "ja4_r", "ja4_o",
                            "ja4_ro", "fingerprint", "id", "proto", "cipher", "resumed"})
 _ESCAPE = re.compile(rb"\\(\\|x[0-9a-fA-F]{2})")
 
@@ -101,8 +106,10 @@ class Header:
 
 
 def kind_from_fields(fields: Iterable[str]) -> str | None:
-    """``ssl``, ``x509`` or ``conn`` from a TSV ``#fields`` list; None for another log."""
+    """``ssl``, ``x509``, ``conn`` or ``quic`` from a TSV ``#fields`` list; None for another log."""
     names = set(fields)
+    if names & QUIC_FIELDS:
+        return "quic"
     if "certificate.subject" in names or ("fingerprint" in names and "certificate.issuer" in names):
         return "x509"
     if names & {"version", "cipher", "server_name", "cert_chain_fps", "cert_chain_fuids"}:
@@ -113,7 +120,9 @@ def kind_from_fields(fields: Iterable[str]) -> str | None:
 
 
 def kind_from_record(obj: dict[str, Any]) -> str | None:
-    """``ssl``, ``x509`` or ``conn`` from one flattened JSON record; None for another log."""
+    """``ssl``, ``x509``, ``conn`` or ``quic`` from one flattened JSON record; None for another log."""
+    if obj.keys() & QUIC_FIELDS:
+        return "quic"
     if "certificate.subject" in obj or "fingerprint" in obj:
         return "x509"
     if obj.keys() & {"version", "cipher", "server_name", "cert_chain_fps", "cert_chain_fuids"}:

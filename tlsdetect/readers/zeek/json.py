@@ -26,7 +26,8 @@ from tlsdetect.readers.zeek.values import typed
 __all__ = ["read_json"]
 
 #: A JSON record of each kind carries at least one of these keys.
-_REQUIRED = {"ssl": frozenset({"uid"}), "conn": frozenset({"uid"}), "x509": frozenset({"fingerprint", "id"})}
+_REQUIRED = {"ssl": frozenset({"uid"}), "conn": frozenset({"uid"}), "quic": frozenset({"uid"}),
+             "x509": frozenset({"fingerprint", "id"})}
 
 
 def read_json(path: Path, data: bytes, letters: DeadLetter) -> list[Part]:
@@ -58,7 +59,7 @@ def read_json(path: Path, data: bytes, letters: DeadLetter) -> list[Part]:
         if kind is None:
             kind = kind_from_record(flat)
             if kind is None:
-                raise LogFormatError(f"{path}: JSON lines but not a Zeek ssl, x509 or conn log")
+                raise LogFormatError(f"{path}: JSON lines but not a Zeek ssl, x509, conn or quic log")
         if not (flat.keys() & _REQUIRED[kind]):
             letters.add(path, no, f"not a Zeek {kind} record: no {' or '.join(sorted(_REQUIRED[kind]))}", line)
             continue

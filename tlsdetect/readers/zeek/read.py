@@ -21,6 +21,7 @@ from tlsdetect.readers.zeek.fields import Part
 from tlsdetect.readers.zeek.join import CertCache, join_conn
 from tlsdetect.readers.zeek.json import read_json
 from tlsdetect.readers.zeek.mapping import conformed, map_ssl
+from tlsdetect.readers.zeek.quic import join_quic
 from tlsdetect.readers.zeek.tsv import read_tsv
 from tlsdetect.readers.zeek.tsv_disk import read_tsv_streamed
 
@@ -28,10 +29,10 @@ __all__ = ["read_zeek"]
 
 
 def read_zeek(paths: Sequence[Path], *, dead_letter: DeadLetter | None = None) -> pd.DataFrame:
-    """Read Zeek ssl (+ x509, + conn) logs into one connections table.
+    """Read Zeek ssl (+ x509, + conn, + quic) logs into one connections table.
 
     ``paths`` may mix files and directories (read recursively, sorted). Unparseable lines go to
-    ``dead_letter`` (counted even without one); a file that is not a Zeek ssl/x509/conn log
+    ``dead_letter`` (counted even without one); a file that is not a Zeek ssl/x509/conn/quic log
     raises :class:`LogFormatError`.
     """
     letters = dead_letter if dead_letter is not None else DeadLetter()
@@ -42,13 +43,19 @@ def read_zeek(paths: Sequence[Path], *, dead_letter: DeadLetter | None = None) -
     ssl = [p.frame for p in parts if p.kind == "ssl" and len(p.frame)]
     x509 = [p.frame for p in parts if p.kind == "x509" and len(p.frame)]
     conn = [p.frame for p in parts if p.kind == "conn" and len(p.frame)]
+    quic = [p.frame for p in parts if p.kind == "quic" and len(p.frame)]
     letters.stats.rows += sum(len(p.frame) for p in parts)
-    if not ssl:
+    if not ssl and not quic:
         return schema.empty()
-    raw = pd.concat(ssl, ignore_index=True) if len(ssl) > 1 else ssl[0]
-    out = map_ssl(raw, CertCache.build(x509))
-    if conn:
+    if ssl:
+        raw = pd.concat(ssl, ignore_index=True) if len(ssl) > 1 else ssl[0]
+        out = map_ssl(raw, CertCache.build(x509))
+    else:
+        out = schema.empty()
+    if conn and ssl:
         out = join_conn(out, pd.concat(conn, ignore_index=True))
+    if quic:  # QUIC-only rows (no ssl row) come last; conn.log's extras are not joined to them
+        return join_quic(conformed(out), pd.concat(quic, ignore_index=True))
     return conformed(out)
 
 

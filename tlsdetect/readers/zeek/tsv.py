@@ -121,7 +121,7 @@ def _read_block(path: Path, block: bytes, line_base: int, letters: DeadLetter, *
         raise LogFormatError(f"{path}: #fields names {', '.join(twice)} more than once (a damaged header)")
     kind = kind_of(head)
     if kind is None:
-        raise LogFormatError(f"{path}: Zeek log of kind {head.path or 'unknown'!r}, expected ssl, x509 or conn")
+        raise LogFormatError(f"{path}: Zeek log of kind {head.path or 'unknown'!r}, expected ssl, x509, conn or quic")
     first_line = line_base + len(header_lines) + 1
     # Arrow's handler for a bad row cannot be called on invalid UTF-8: such a block takes the exact path
     plain = len(head.separator) == 1 and block.find(b"\r", pos) < 0 and valid_utf8(block)
