@@ -57,7 +57,8 @@ connections that resume it, so ``resumed`` stays missing (as do the flights and 
 ``upstream_peer_cert`` and the other derived names; raw columns ``peer_cert_pem``/
 ``server_cert_pem`` for ``mapping``) log the leaf certificate as URL-encoded PEM. It gives
 ``peer_issuer_akid``/``server_issuer_akid`` (the leaf's Authority Key Identifier, lowercase hex: which
-key signed it), ``peer_spki_sha256``/``server_spki_sha256`` (the leaf's SPKI pin) and, where the line lacks them, the ``*_subject``, ``*_issuer`` and
+key signed it), ``peer_spki_sha256``/``server_spki_sha256`` (the leaf's SPKI pin) and, where the line
+lacks them, the ``*_subject``, ``*_issuer`` and
 ``*_cert_sha256`` of the same side. Each distinct PEM is parsed once. A PEM that does not parse
 leaves those cells missing and the row kept: it is counted in ``stats.reasons["bad certificate"]``
 (not a bad line) with one warning per block in ``stats.warnings`` naming the first line.
