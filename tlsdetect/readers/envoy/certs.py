@@ -1,7 +1,8 @@
 """The leaf certificates Envoy logs (``%DOWNSTREAM_PEER_CERT%``/``%UPSTREAM_PEER_CERT%``, URL-encoded PEM).
 
 They give ``*_issuer_akid`` (which key signed the leaf), ``*_spki_sha256`` (the leaf's SPKI pin)
-and, where the line lacks them, the ``*_subject``, ``*_issuer`` and ``*_cert_sha256`` of the same side; the client's leaf also gives
+and, where the line lacks them, the ``*_subject``, ``*_issuer`` and ``*_cert_sha256``
+of the same side; the client's leaf also gives
 ``peer_serial``, ``peer_not_before``/``peer_not_after`` (as ISO 8601 text, parsed with the logged
 ``%DOWNSTREAM_PEER_CERT_V_START%``/``_V_END%``) and ``peer_uri_san`` (the SPIFFE ID) where the line
 lacks them: the bound-identity signals need them. Each distinct PEM is parsed once
