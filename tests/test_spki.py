@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,8 @@ def make_cert(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25
     return builder.sign(key, algo).public_bytes(serialization.Encoding.DER)
 
 
-KEYS = {
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+KEYS: dict[str, Callable[[], PrivateKey]] = {
     "rsa": lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048),
     "ec": lambda: ec.generate_private_key(ec.SECP256R1()),
     "ed25519": ed25519.Ed25519PrivateKey.generate,

@@ -76,7 +76,8 @@ def _pins_of(policies: pd.DataFrame, rule: pd.Series, rules: pd.DataFrame, host:
         return chosen
     same = ((pinned["domain"] == rule["domain"]) & (pinned["include_subdomains"] == rule["include_subdomains"])
             & (pinned["format"] == rule["format"]))
-    return pinned[same]
+    own: pd.DataFrame = pinned[same]
+    return own
 
 
 def chain_matches(pins: pd.DataFrame, chain: Chain) -> list[tuple[str, str, int]]:
