@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import PROJECT_PCAPS
 from tlsdetect import schema
-from tlsdetect.pins.issuer_policy import issuer_violations, parse_issuer_policy
+from tlsdetect.pins.issuer_policy import ISSUER_RULE_COLUMNS, issuer_violations, parse_issuer_policy
 from tlsdetect.pins.rows import PolicyError
 from tlsdetect.readers.pcap.engine import read_pcap
 
@@ -46,10 +46,14 @@ def test_bad_lines_are_one_line_errors(text: str, line: int | None, words: str) 
 
 @given(st.text(max_size=300))
 def test_any_text_parses_or_is_a_policy_error(text: str) -> None:
+    message = ""
     try:
-        parse_issuer_policy("tlsdetect-issuers 1\n" + text)
-    except PolicyError:
-        pass
+        rules = parse_issuer_policy("tlsdetect-issuers 1\n" + text)
+    except PolicyError as exc:
+        message = str(exc)
+    else:
+        assert list(rules.columns) == list(ISSUER_RULE_COLUMNS)
+    assert "\n" not in message  # an error is one line, whatever the input
 
 
 def test_intercepted_legs_break_the_rule_by_dn_and_by_key() -> None:

@@ -69,7 +69,7 @@ def test_without_policies_nothing_changes() -> None:
 def test_stream_and_rest_flag_what_batch_flags(tmp_path: Path) -> None:
     """An Envoy log line whose upstream leaf is not the pinned key: the stream's Processor, the REST
     scoring function and batch score give the same pin_violation."""
-    from tlsdetect.serve.app import connections_frame
+    from tlsdetect.serve.models import connections_frame
 
     pinned, stranger = make_cert("backend.test", "Good CA"), make_cert("backend.test", "Evil CA")
     pin = parse_der_certificate(pinned.public_bytes(serialization.Encoding.DER)).spki
