@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from tests.conftest import PROJECT_PCAPS
@@ -66,3 +67,72 @@ def test_suggest_table_and_jsonl() -> None:
     assert res.exit_code == 0
     assert "no chain seen for" in res.stderr
     assert not [ln for ln in res.stdout.splitlines() if ln.startswith(("pin ", "domain "))]
+
+
+def _get(port: int, sni: str, ca: Path) -> None:
+    """One TLS 1.2 HTTPS request with Python's ssl (the client verifies the chain it is given)."""
+    import socket
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=str(ca))
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as raw, \
+            ctx.wrap_socket(raw, server_hostname=sni) as tls:
+        tls.sendall(f"GET /hello.txt HTTP/1.0\r\nHost: {sni}\r\n\r\n".encode())
+        while tls.recv(65536):
+            pass
+
+
+@pytest.mark.slow
+def test_live_capture_through_mitmproxy(tmp_path: Path) -> None:
+    """A fresh PKI, openssl s_server, mitmdump in the path, dumpcap: the pin is the intermediate's SPKI from the
+    real openssl pipeline; every connection through mitmproxy is a violation, every direct one a match, and
+    mitmproxy's own upstream legs (TLS 1.3) are hidden."""
+    import contextlib
+    import importlib
+    import subprocess
+    import sys
+    from typing import Any
+
+    from tests.conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    mc: Any = importlib.import_module("make_captures")
+    if not mc.MITMDUMP.exists():
+        pytest.skip(f"mitmdump not installed at {mc.MITMDUMP} (scripts/setup.sh)")
+    pki = mc.make_pki(tmp_path)
+    pem = subprocess.run(["openssl", "x509", "-in", str(pki.inter_cert), "-pubkey", "-noout"], capture_output=True,
+                         check=True).stdout
+    der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "der"], input=pem, capture_output=True,
+                         check=True).stdout
+    digest = subprocess.run(["openssl", "dgst", "-sha256", "-binary"], input=der, capture_output=True,
+                            check=True).stdout
+    pin = subprocess.run(["base64"], input=digest, capture_output=True, check=True).stdout.decode().strip()
+    policy = tmp_path / "app.pins"
+    policy.write_text(f"tlsdetect-pins 1\ndomain sample.tlsdetect.test subdomains expires 2027-06-30\npin ca {pin}\n")
+    confdir = tmp_path / "mitmproxy"
+    confdir.mkdir()
+    addon = tmp_path / "addon.py"
+    addon.write_text(mc.MITM_ADDON.format(log=str(tmp_path / "upstream.jsonl")))
+    cap = tmp_path / "live.pcapng"
+    names = ["a.sample.tlsdetect.test", "b.sample.tlsdetect.test"]
+    with contextlib.ExitStack() as stack:
+        upstream = stack.enter_context(mc.openssl_server(pki, tmp_path, "upstream"))
+        opts = ("--set", f"ssl_verify_upstream_trusted_ca={pki.root_cert}", "--set", "http2=false")
+        proxy = stack.enter_context(mc.mitmdump(confdir, tmp_path / "mitmdump.log", upstream.port, addon, opts))
+        stack.enter_context(mc.packet_capture(cap, [proxy, upstream.port], "dumpcap", "pcapng", tmp_path))
+        for sni in names:
+            _get(upstream.port, sni, pki.root_cert)  # direct: the real chain
+            _get(proxy, sni, confdir / "mitmproxy-ca-cert.pem")  # through mitmproxy: a forged chain
+    res = CliRunner().invoke(check_cmd, [str(policy), "--observed", str(cap), "--no-progress", "-f", "jsonl",
+                                         "--today", "2026-12-07"])
+    assert res.exit_code == EXIT_VIOLATIONS, res.output
+    conns = [json.loads(ln) for ln in res.stdout.splitlines() if '"record": "connection"' in ln]
+    by = {(int(c["server_port"]), c["status"], c["sni"]) for c in conns}
+    assert {(proxy, "violation", n) for n in names} <= by
+    assert {(upstream.port, "match", n) for n in names} <= by
+    through = [c for c in conns if int(c["server_port"]) == proxy]
+    assert len(through) == 2
+    assert all(c["status"] == "violation" and "mitmproxy" in c["issuer"] for c in through)
+    legs = [c for c in conns if int(c["server_port"]) == upstream.port and c["status"] != "match"]
+    assert all(c["status"] == "hidden" and c["reason"] == "tls13_encrypted" for c in legs)
