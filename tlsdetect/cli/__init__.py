@@ -17,7 +17,7 @@ import sys
 import click
 
 from tlsdetect import __version__
-from tlsdetect.cli import baseline, fingerprint, lookup, score, serve, spark, stream
+from tlsdetect.cli import baseline, fingerprint, lookup, pins, score, serve, spark, stream
 
 __all__ = ["main"]
 
@@ -43,6 +43,7 @@ main.add_command(lookup.lookup)
 main.add_command(serve.serve)
 main.add_command(stream.stream)
 main.add_command(spark.spark_group)
+main.add_command(pins.pins_group)
 
 if __name__ == "__main__":
     main()

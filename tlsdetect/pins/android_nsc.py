@@ -24,6 +24,8 @@ from tlsdetect.pins.rows import Collected, PolicyError, normalise_domain, parse_
 from tlsdetect.pins.safexml import Tree, parse
 
 FORMAT = "android"
+#: Deeper ``<domain-config>`` nesting than this is no real config (and would exhaust the stack).
+MAX_NESTING = 32
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,10 @@ def _pin_set(elem: ET.Element, tree: Tree, path: str) -> tuple[list[tuple[str, i
     return pins, expiry
 
 
-def _domain_config(elem: ET.Element, parent: _Inherited, tree: Tree, path: str, out: Collected) -> None:
+def _domain_config(elem: ET.Element, parent: _Inherited, tree: Tree, path: str, out: Collected,
+                   depth: int = 1) -> None:
+    if depth > MAX_NESTING:
+        raise PolicyError(path, tree.line(elem), f"<domain-config> nested deeper than {MAX_NESTING}")
     domains = elem.findall("domain")
     if not domains:
         raise PolicyError(path, tree.line(elem), "<domain-config> without a <domain>")
@@ -88,7 +93,7 @@ def _domain_config(elem: ET.Element, parent: _Inherited, tree: Tree, path: str, 
             out.note(path, tree.line(d), name, "override_pins",
                      f"trust anchors {', '.join(here.overrides)} have overridePins=true: they bypass these pins")
     for child in elem.findall("domain-config"):
-        _domain_config(child, here, tree, path, out)
+        _domain_config(child, here, tree, path, out, depth + 1)
 
 
 def read(path: str, data: bytes) -> Collected:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import plistlib
 from typing import Any
+from xml.parsers.expat import ExpatError
 
 from tlsdetect.pins import trustkit
 from tlsdetect.pins.rows import Collected, PolicyError, normalise_domain
@@ -84,7 +85,7 @@ def read(path: str, data: bytes) -> Collected:
     try:
         top = plistlib.loads(data)
     # plistlib raises many types on hostile input (bpo-42103); each becomes one line, never a trace
-    except (plistlib.InvalidFileException, ValueError, TypeError, KeyError, IndexError, OverflowError,
+    except (plistlib.InvalidFileException, ExpatError, ValueError, TypeError, KeyError, IndexError, OverflowError,
             RecursionError, MemoryError) as exc:
         why = str(exc).splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
         raise PolicyError(path, None, f"not a readable plist: {why}") from None

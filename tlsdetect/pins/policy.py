@@ -15,7 +15,7 @@ the result has :data:`POLICY_COLUMNS`, one row per (rule, pin):
   ``source`` the file, ``line`` 1-based (None in binary plists), ``format`` the reader's name.
 
 Remarks that are no pins (Android ``overridePins``, ``<debug-overrides>``) are in
-``df.attrs["notes"]``; ``pins lint`` reports them.
+``df.attrs["notes"]``, the files read in ``df.attrs["sources"]``; ``pins lint`` reports both.
 """
 
 from __future__ import annotations
@@ -29,8 +29,13 @@ import pandas as pd
 from tlsdetect.pins import android_nsc, envoy_tls, ios_plist, pinfile, trustkit
 from tlsdetect.pins.rows import POLICY_COLUMNS, Collected, PolicyError, frame, pin_problem
 
-__all__ = ["POLICY_COLUMNS", "PolicyError", "covers", "covers_many", "most_specific", "read_policies",
-           "sniff"]
+__all__ = ["POLICY_COLUMNS", "RULE_KEYS", "PolicyError", "covers", "covers_many", "match_rules", "most_specific",
+           "pin_sets", "read_policies", "sniff"]
+
+#: What makes a rule: a file's (format's) domain with or without its subdomains.
+RULE_KEYS = ["source", "format", "domain", "include_subdomains"]
+#: Formats whose clients take the union of every matching rule's pins (the others: the most specific rule).
+UNION_FORMATS = frozenset({"okhttp"})
 
 #: A policy file larger than this is no policy file (and would cost memory to parse).
 MAX_BYTES = 8 * 1024 * 1024
@@ -83,7 +88,9 @@ def read_policies(paths: Iterable[str | Path], *, strict: bool = True) -> pd.Dat
     """Every file's pins in one table; ``strict`` also raises on a malformed pin (``lint`` lists them)."""
     rows: list[dict[str, Any]] = []
     notes: list[dict[str, Any]] = []
+    sources: list[str] = []
     for path in paths:
+        sources.append(str(path))
         got = _read_one(str(path))
         if strict:
             for r in got.rows:
@@ -94,6 +101,7 @@ def read_policies(paths: Iterable[str | Path], *, strict: bool = True) -> pd.Dat
         notes += got.notes
     df = frame(rows)
     df.attrs["notes"] = notes
+    df.attrs["sources"] = sources
     return df
 
 
@@ -146,3 +154,35 @@ def most_specific(rules: pd.DataFrame, hosts: pd.Series) -> pd.Series:
                     choice, length = label, score
         best[h] = choice
     return hosts.map(best)
+
+
+def pin_sets(policy: pd.DataFrame) -> pd.DataFrame:
+    """One row per rule: :data:`RULE_KEYS`, ``pins`` (frozenset of (pin, kind); empty for a rule
+    without pins), ``expiry`` (the earliest) and ``line`` (the first)."""
+    rows = []
+    for key, grp in policy.groupby(RULE_KEYS, sort=False, dropna=False):
+        pinned = grp[grp["pin"].notna()]
+        expiry = grp["expiry"].dropna()
+        rows.append({**dict(zip(RULE_KEYS, key, strict=True)),
+                     "pins": frozenset(zip(pinned["pin"], pinned["kind"], strict=True)),
+                     "expiry": min(expiry) if len(expiry) else None, "line": grp["line"].min()})
+    return pd.DataFrame(rows, columns=[*RULE_KEYS, "pins", "expiry", "line"])
+
+
+def match_rules(sets: pd.DataFrame, hosts: pd.Series) -> pd.DataFrame:
+    """Which rules of :func:`pin_sets` govern each host, long form (``host``, ``rule`` = index label).
+
+    Per file: the most specific matching rule (Android, iOS, TrustKit, Envoy, tlsdetect-pins), or
+    every matching rule for OkHttp, whose ``CertificatePinner`` unions their pins. A host no rule
+    covers has no row; hosts are matched once per distinct name.
+    """
+    pairs: list[tuple[str, Any]] = []
+    uniq = [str(h) for h in pd.unique(hosts.dropna())]
+    for (_source, fmt), grp in sets.groupby(["source", "format"], sort=False):
+        if fmt in UNION_FORMATS:
+            for label, domain, subs in grp[["domain", "include_subdomains"]].itertuples(index=True, name=None):
+                pairs += [(h, label) for h in uniq if covers(str(domain), bool(subs), h)]
+            continue
+        best = most_specific(grp, pd.Series(uniq, dtype=object))
+        pairs += [(h, label) for h, label in zip(uniq, best, strict=True) if not pd.isna(label)]
+    return pd.DataFrame(pairs, columns=["host", "rule"])

@@ -9,6 +9,7 @@ error too (the last one would silently win in YAML, and a reviewer reads the fir
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,8 +17,14 @@ import yaml
 
 from tlsdetect.pins.rows import PolicyError
 
-MAX_NODES = 200_000
+MAX_NODES = 100_000
 MAX_DEPTH = 64
+#: Quoted strings and comments, whose brackets do not nest (newlines kept, so line numbers stay).
+_NOT_SYNTAX = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\'|#[^\n]*')
+_BRACKET = re.compile(r"[\[\]{}]")
+#: YAML tags a policy may carry (the core schema); ``!!python/...`` and custom tags are refused.
+_CORE_TAGS = frozenset("tag:yaml.org,2002:" + t for t in ("map", "seq", "str", "int", "float", "bool", "null",
+                                                           "timestamp", "merge"))
 
 
 @dataclass(frozen=True)
@@ -50,9 +57,21 @@ class _Budget:
             raise PolicyError(self.path, line, f"more than {MAX_NODES} values (an alias bomb?)")
 
 
+def _check_flow_depth(path: str, text: str) -> None:
+    """Refuse deep ``[[[...`` before parsing: PyYAML's scanner is quadratic in flow depth (seconds at 5,000)."""
+    plain = _NOT_SYNTAX.sub("", text)
+    depth = 0
+    for m in _BRACKET.finditer(plain):
+        depth += 1 if m.group() in "[{" else -1
+        if depth > MAX_DEPTH:
+            raise PolicyError(path, plain.count("\n", 0, m.start()) + 1, f"nested deeper than {MAX_DEPTH} levels")
+
+
 def _from_node(node: yaml.Node, ctor: yaml.constructor.SafeConstructor, budget: _Budget, depth: int) -> Y:
     line = node.start_mark.line + 1
     budget.spend(line)
+    if node.tag not in _CORE_TAGS:
+        raise PolicyError(budget.path, line, f"YAML tag {str(node.tag)[:60]!r} is not allowed")
     if depth > MAX_DEPTH:
         raise PolicyError(budget.path, line, f"nested deeper than {MAX_DEPTH} levels")
     if isinstance(node, yaml.MappingNode):
@@ -89,6 +108,7 @@ def load(path: str, data: bytes) -> Y:
     except UnicodeDecodeError as exc:
         raise PolicyError(path, data[:exc.start].count(b"\n") + 1, "not UTF-8 text") from None
     budget = _Budget(path)
+    _check_flow_depth(path, text)
     try:
         loader = yaml.SafeLoader(text)
         try:
