@@ -203,3 +203,12 @@ def test_no_policy_rows_and_no_connections(made: dict[str, bytes], tmp_path: Pat
     empty = check(pol, schema.empty(), today=TODAY)
     assert len(empty.connections) == 0
     assert empty.violations == 0
+
+
+def test_each_file_is_one_client(made: dict[str, bytes]) -> None:
+    """Two apps' pin sets for one name: one row per file; the app pinning another key would reject it."""
+    rows = _rows([[made["leaf"], made["inter"]]])
+    app_a = _policy([("app.test", False, _pin(made["inter"]), "ca", None, "android")]).assign(source="a.xml")
+    app_b = _policy([("app.test", True, _pin(made["new_leaf"]), "leaf", None, "ios")]).assign(source="b.plist")
+    got = check(pd.concat([app_a, app_b], ignore_index=True), rows, today=TODAY).connections
+    assert got[["row", "source", "status"]].values.tolist() == [[0, "a.xml", "match"], [0, "b.plist", "violation"]]

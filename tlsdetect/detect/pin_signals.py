@@ -62,7 +62,7 @@ def pin_signals(df: pd.DataFrame, policies: Policies | None, kb: Knowledge, ev: 
     n = len(df)
     if len(policies.pins):
         conns = check(policies.pins, df, today=policies.today).connections
-        bad = conns[conns["status"] == "violation"]
+        bad = conns[conns["status"] == "violation"].drop_duplicates("row")  # one reason per row: the first file
         if len(bad):
             products = _interception_names(bad["issuer"], kb)
             mask = np.zeros(n, dtype=bool)

@@ -1,7 +1,8 @@
 """Report-only pinning: which observed connections a pin set would have rejected. Pure: tables in, tables out.
 
-Per row whose server name a pinned rule governs (:func:`tlsdetect.pins.policy.most_specific`; OkHttp
-rules unite the pins of every matching pattern, as its ``CertificatePinner`` does), one status:
+Per row whose server name a rule governs, one status per policy file (each file is one client's
+config; :func:`tlsdetect.pins.policy.match_rules` picks the file's most specific rule, and OkHttp's
+matching patterns are united, as its ``CertificatePinner`` does):
 
 * ``match``: a pin of the rule is in the chain: a ``leaf`` pin on the leaf, a ``ca`` pin on a CA
   certificate (any but the leaf), an ``any`` pin anywhere, a ``cert`` pin (Envoy's
@@ -16,7 +17,8 @@ rules unite the pins of every matching pattern, as its ``CertificatePinner`` doe
   to ordinary validation, so nothing is rejected; counted apart;
 * ``unpinned``: the governing rule has no pins (it exempts the name from a broader rule).
 
-Rows no rule governs are left out. Everything is computed once per distinct (name, chain) pair.
+Rows no rule governs are left out; a row governed by two files has two rows (``source``).
+Everything is computed once per distinct (name, chain) pair.
 """
 
 from __future__ import annotations
@@ -30,13 +32,13 @@ import pandas as pd
 
 from tlsdetect.detect.columns import text_column
 from tlsdetect.pins.chains import Chain, chain_facts, hidden_reason, host_names
-from tlsdetect.pins.policy import covers, most_specific
+from tlsdetect.pins.policy import match_rules, pin_sets
 
-__all__ = ["CHECK_COLUMNS", "STATUSES", "CheckReport", "chain_matches", "check", "governing_rules"]
+__all__ = ["CHECK_COLUMNS", "STATUSES", "CheckReport", "Rule", "chain_matches", "check", "governing_rules"]
 
 STATUSES = ("violation", "hidden", "match", "expired", "unpinned")
 #: One row per governed connection.
-CHECK_COLUMNS = ("row", "ts", "sni", "client_ip", "server_ip", "server_port", "domain", "status", "reason",
+CHECK_COLUMNS = ("row", "ts", "sni", "client_ip", "server_ip", "server_port", "domain", "source", "status", "reason",
                  "observed", "issuer", "subject", "root_sent", "matched", "expected")
 
 
@@ -54,30 +56,31 @@ class CheckReport:
         return int((self.connections["status"] == "violation").sum())
 
 
-def governing_rules(policies: pd.DataFrame, hosts: pd.Series) -> tuple[pd.Series, pd.DataFrame]:
-    """Per host the governing rule's id (NA: none), and the rules (``rule``, ``domain``,
-    ``include_subdomains``, ``expiry``, ``format``), one row each."""
-    rules = (policies.drop_duplicates(["domain", "include_subdomains", "format"])
-             [["domain", "include_subdomains", "expiry", "format"]].reset_index(drop=True))
-    rules.index.name = "rule"
-    return most_specific(rules, hosts), rules
+def governing_rules(policies: pd.DataFrame, hosts: pd.Series) -> dict[str, list[Rule]]:
+    """Per host the rules that govern it, one per policy file (:func:`tlsdetect.pins.policy.match_rules`:
+    the most specific rule of the file; OkHttp's matching patterns united into one)."""
+    sets = pin_sets(policies)
+    matched = match_rules(sets, hosts)
+    out: dict[str, list[Rule]] = {}
+    for host, grp in matched.groupby("host", sort=False):
+        for _source, rules in sets.loc[grp["rule"].tolist()].groupby("source", sort=False):
+            domains = [str(d) for d in rules["domain"].tolist()]
+            expiries = [e for e in rules["expiry"].tolist() if e is not None and not pd.isna(e)]
+            out.setdefault(str(host), []).append(Rule(
+                domain=max(domains, key=len), source=str(_source),
+                pins=pd.DataFrame(sorted(set().union(*rules["pins"].tolist())), columns=["pin", "kind"]),
+                expiry=min(expiries) if expiries else None))
+    return out
 
 
-def _pins_of(policies: pd.DataFrame, rule: pd.Series, rules: pd.DataFrame, host: str) -> pd.DataFrame:
-    """The pins a rule applies to a host (OkHttp: every matching OkHttp pattern's)."""
-    pinned = policies[policies["pin"].notna()]
-    if rule["format"] == "okhttp":
-        okhttp = rules[rules["format"] == "okhttp"]
-        keys = [(d, s) for d, s in zip(okhttp["domain"], okhttp["include_subdomains"], strict=True)
-                if covers(str(d), bool(s), host)]
-        mask = [(d, s) in keys and f == "okhttp" for d, s, f in
-                zip(pinned["domain"], pinned["include_subdomains"], pinned["format"], strict=True)]
-        chosen: pd.DataFrame = pinned[np.asarray(mask, dtype=bool)] if len(pinned) else pinned
-        return chosen
-    same = ((pinned["domain"] == rule["domain"]) & (pinned["include_subdomains"] == rule["include_subdomains"])
-            & (pinned["format"] == rule["format"]))
-    own: pd.DataFrame = pinned[same]
-    return own
+@dataclass(frozen=True)
+class Rule:
+    """What one policy file applies to a host: its governing domain, pins (``pin``, ``kind``) and expiry."""
+
+    domain: str
+    source: str
+    pins: pd.DataFrame
+    expiry: dt.date | None
 
 
 def chain_matches(pins: pd.DataFrame, chain: Chain) -> list[tuple[str, str, int]]:
@@ -102,60 +105,55 @@ def check(policies: pd.DataFrame, df: pd.DataFrame, *, today: dt.date | None = N
     """Check every connection of ``df`` (a connections table) against the policy table ``policies``."""
     today = today or dt.datetime.now(dt.UTC).date()
     hosts = host_names(df).reset_index(drop=True)
-    rule_of, rules = governing_rules(policies, hosts)
+    rules_of = governing_rules(policies, hosts)
     facts = chain_facts(df)
     reasons = hidden_reason(df)
-    governed = np.flatnonzero(rule_of.notna().to_numpy(dtype=bool))
+    governed = np.flatnonzero(hosts.isin(list(rules_of)).to_numpy(dtype=bool))
     pair_codes, _ = pd.factorize(pd.MultiIndex.from_arrays([hosts.iloc[governed].to_numpy(dtype=object),
                                                             facts.codes[governed]]))
     inverse = np.asarray(pair_codes, dtype=np.int64)
     first = np.unique(inverse, return_index=True)[1]  # the first governed row of each (name, chain) pair
     verdicts: list[dict[str, Any]] = []
-    matched_counts: dict[tuple[Any, ...], int] = {}
     for k in range(len(first)):
         row = int(governed[first[k]])
         host, code = str(hosts.iloc[row]), int(facts.codes[row])
-        rule = rules.loc[rule_of.iloc[row]]
-        pins = _pins_of(policies, rule, rules, host)
-        expected = " ".join(f"{kd}:{p}" for p, kd in zip(pins["pin"], pins["kind"], strict=True))
-        v: dict[str, Any] = {"domain": rule["domain"], "expected": expected or None, "observed": None,
-                             "issuer": None, "subject": None, "root_sent": None, "matched": None, "reason": None}
-        expiry = rule["expiry"]
-        if not len(pins):
-            v["status"] = "unpinned"
-        elif expiry is not None and not pd.isna(expiry) and expiry < today:
-            v.update(status="expired", reason=f"pin set expired {expiry.isoformat()}")
-        elif code < 0:
-            v.update(status="hidden", reason=None)  # per row: hidden_reason
-        else:
-            chain = facts.chains[code]
-            found = chain_matches(pins, chain)
-            v.update(observed=chain.describe(), issuer=chain.leaf_issuer, subject=chain.subjects[0],
-                     root_sent=_root_sent(chain) if not chain.partial else None)
-            if found:
-                v.update(status="match", matched=" ".join(f"{kd}:{p}@{i}" for p, kd, i in found))
-                for p, kd, _ in found:
-                    matched_counts[(rule["domain"], p, kd)] = matched_counts.get((rule["domain"], p, kd), 0)
-            elif chain.partial and (pins["kind"] != "leaf").any():
-                v.update(status="hidden", reason="leaf_only")
-            else:
-                v.update(status="violation")
-        verdicts.append(v)
-    per = pd.DataFrame(verdicts, columns=["domain", "status", "reason", "observed", "issuer", "subject",
-                                          "root_sent", "matched", "expected"])
-    out = per.iloc[inverse].reset_index(drop=True)
-    out["row"] = governed
+        for rule in rules_of[host]:
+            verdicts.append({"pair": k, **_verdict(rule, facts.chains[code] if code >= 0 else None, today)})
+    per = pd.DataFrame(verdicts, columns=["pair", "domain", "source", "status", "reason", "observed", "issuer",
+                                          "subject", "root_sent", "matched", "expected"])
+    order = pd.DataFrame({"row": governed, "pair": inverse})
+    out = order.merge(per, on="pair", how="inner", sort=False).drop(columns="pair")
+    out = out.sort_values(["row", "source"], kind="stable").reset_index(drop=True)
+    rows = out["row"].to_numpy(dtype=np.int64)
     for col in ("ts", "sni", "client_ip", "server_ip", "server_port"):
-        out[col] = text_column(df, col).iloc[governed].to_numpy(dtype=object)
-    hid = (out["status"] == "hidden") & out["reason"].isna()
-    out.loc[hid, "reason"] = reasons[governed[hid.to_numpy()]]
+        out[col] = text_column(df, col).iloc[rows].to_numpy(dtype=object)
+    hid = ((out["status"] == "hidden") & out["reason"].isna()).to_numpy(dtype=bool)
+    out.loc[hid, "reason"] = reasons[rows[hid]]
     out = out[list(CHECK_COLUMNS)]
-    # per matched (domain, pin): the number of connections, counted per row not per pair
-    for p_key in list(matched_counts):
-        domain, pin, kind = p_key
-        hit = (out["domain"] == domain) & out["matched"].fillna("").str.contains(f"{kind}:{pin}@", regex=False)
-        matched_counts[p_key] = int(hit.sum())
-    return CheckReport(out, _domain_counts(out), _pin_table(policies, matched_counts))
+    return CheckReport(out, _domain_counts(out), _pin_table(policies, out))
+
+
+def _verdict(rule: Rule, chain: Chain | None, today: dt.date) -> dict[str, Any]:
+    """One rule's status for one chain (None: no chain visible)."""
+    pins = rule.pins
+    expected = " ".join(f"{kd}:{p}" for p, kd in zip(pins["pin"], pins["kind"], strict=True))
+    v: dict[str, Any] = {"domain": rule.domain, "source": rule.source, "expected": expected or None,
+                         "observed": None, "issuer": None, "subject": None, "root_sent": None, "matched": None,
+                         "reason": None}
+    if not len(pins):
+        return {**v, "status": "unpinned"}
+    if rule.expiry is not None and rule.expiry < today:
+        return {**v, "status": "expired", "reason": f"pin set expired {rule.expiry.isoformat()}"}
+    if chain is None:
+        return {**v, "status": "hidden"}  # the reason is the row's (hidden_reason)
+    found = chain_matches(pins, chain)
+    v.update(observed=chain.describe(), issuer=chain.leaf_issuer, subject=chain.subjects[0],
+             root_sent=_root_sent(chain) if not chain.partial else None)
+    if found:
+        return {**v, "status": "match", "matched": " ".join(f"{kd}:{p}@{i}" for p, kd, i in found)}
+    if chain.partial and (pins["kind"] != "leaf").any():
+        return {**v, "status": "hidden", "reason": "leaf_only"}
+    return {**v, "status": "violation"}
 
 
 def _domain_counts(out: pd.DataFrame) -> pd.DataFrame:
@@ -165,8 +163,15 @@ def _domain_counts(out: pd.DataFrame) -> pd.DataFrame:
     return counts.reset_index().rename(columns={"index": "domain"})
 
 
-def _pin_table(policies: pd.DataFrame, matched: dict[tuple[Any, ...], int]) -> pd.DataFrame:
+def _pin_table(policies: pd.DataFrame, out: pd.DataFrame) -> pd.DataFrame:
+    """Per pin of the policies, the connections it matched (under its own file's governing rule)."""
     pins = policies[policies["pin"].notna()][["domain", "pin", "kind", "backup", "source", "line"]].copy()
-    pins["matched"] = [matched.get((d, p, k), 0) for d, p, k in zip(pins["domain"], pins["pin"], pins["kind"],
-                                                                     strict=True)]
+    hits = out[out["status"] == "match"]
+    counted: dict[tuple[str, str, str], int] = {}
+    for source, matched in zip(hits["source"].tolist(), hits["matched"].tolist(), strict=True):
+        for token in {t.rsplit("@", 1)[0] for t in str(matched).split()}:
+            kind, _, pin = token.partition(":")
+            counted[(str(source), pin, kind)] = counted.get((str(source), pin, kind), 0) + 1
+    pins["matched"] = [counted.get((str(s), str(p), str(k)), 0)
+                       for s, p, k in zip(pins["source"], pins["pin"], pins["kind"], strict=True)]
     return pins.reset_index(drop=True)
