@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tlsdetect.detect.columns import text_column
+from tlsdetect.detect.columns import raw_column
 from tlsdetect.pins.chains import Chain, chain_facts, hidden_reason, host_names
 from tlsdetect.pins.policy import match_rules, pin_sets
 
@@ -125,8 +125,9 @@ def check(policies: pd.DataFrame, df: pd.DataFrame, *, today: dt.date | None = N
     out = order.merge(per, on="pair", how="inner", sort=False).drop(columns="pair")
     out = out.sort_values(["row", "source"], kind="stable").reset_index(drop=True)
     rows = out["row"].to_numpy(dtype=np.int64)
-    for col in ("ts", "sni", "client_ip", "server_ip", "server_port"):
-        out[col] = text_column(df, col).iloc[rows].to_numpy(dtype=object)
+    out["ts"] = raw_column(df, "ts").iloc[rows].to_numpy()  # as it is: per-row text costs seconds per million
+    for col in ("sni", "client_ip", "server_ip", "server_port"):
+        out[col] = raw_column(df, col).iloc[rows].to_numpy(dtype=object)
     hid = ((out["status"] == "hidden") & out["reason"].isna()).to_numpy(dtype=bool)
     out.loc[hid, "reason"] = reasons[rows[hid]]
     out = out[list(CHECK_COLUMNS)]
@@ -166,12 +167,12 @@ def _domain_counts(out: pd.DataFrame) -> pd.DataFrame:
 def _pin_table(policies: pd.DataFrame, out: pd.DataFrame) -> pd.DataFrame:
     """Per pin of the policies, the connections it matched (under its own file's governing rule)."""
     pins = policies[policies["pin"].notna()][["domain", "pin", "kind", "backup", "source", "line"]].copy()
-    hits = out[out["status"] == "match"]
+    hits = out.loc[out["status"] == "match", ["source", "matched"]].value_counts(sort=False)  # distinct first
     counted: dict[tuple[str, str, str], int] = {}
-    for source, matched in zip(hits["source"].tolist(), hits["matched"].tolist(), strict=True):
+    for (source, matched), n in zip(hits.index.tolist(), hits.tolist(), strict=True):
         for token in {t.rsplit("@", 1)[0] for t in str(matched).split()}:
             kind, _, pin = token.partition(":")
-            counted[(str(source), pin, kind)] = counted.get((str(source), pin, kind), 0) + 1
+            counted[(str(source), pin, kind)] = counted.get((str(source), pin, kind), 0) + int(n)
     pins["matched"] = [counted.get((str(s), str(p), str(k)), 0)
                        for s, p, k in zip(pins["source"], pins["pin"], pins["kind"], strict=True)]
     return pins.reset_index(drop=True)
