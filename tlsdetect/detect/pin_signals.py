@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from tlsdetect.detect.columns import Codes, raw_column
 from tlsdetect.detect.evidence import Evidence
 from tlsdetect.detect.knowledge import Knowledge, classify_issuers
 
@@ -55,28 +56,30 @@ def pin_signals(df: pd.DataFrame, policies: Policies | None, kb: Knowledge, ev: 
     """``pin_violation`` and ``issuer_policy_violation`` over a connections table (positions as in ``df``)."""
     if not policies:
         return
-    from tlsdetect.pins.check import check
+    from tlsdetect.pins.check import pair_verdicts
     from tlsdetect.pins.issuer_policy import issuer_violations
 
     assert policies is not None
     n = len(df)
     if len(policies.pins):
-        conns = check(policies.pins, df, today=policies.today).connections
-        bad = conns[conns["status"] == "violation"].drop_duplicates("row")  # one reason per row: the first file
+        pv = pair_verdicts(policies.pins, df, today=policies.today)
+        # one reason per pair: its first violating file; rows take their pair's by code, no per-row frame
+        bad = pv.verdicts[pv.verdicts["status"] == "violation"].drop_duplicates("pair")
         if len(bad):
+            at = np.full(int(pv.pair.max(initial=-1)) + 1, -1, dtype=np.int64)
+            at[bad["pair"].to_numpy(dtype=np.int64)] = np.arange(len(bad))
+            code = np.full(n, -1, dtype=np.int64)
+            code[pv.governed] = at[pv.pair]
             products = _interception_names(bad["issuer"], kb)
-            mask = np.zeros(n, dtype=bool)
-            rows = bad["row"].to_numpy(dtype=np.int64)
-            mask[rows] = True
-            detail = np.empty(n, dtype=object)
-            detail[rows] = [f"{sni}: the chain matches none of the pins for {dom}, so a pinning client would reject "
-                            f"it" + _named(iss, products)
-                            for sni, dom, iss in zip(bad["sni"], bad["domain"], bad["issuer"], strict=True)]
-            expected = np.empty(n, dtype=object)
-            expected[rows] = bad["expected"].to_numpy(dtype=object)
-            observed = np.empty(n, dtype=object)
-            observed[rows] = bad["observed"].to_numpy(dtype=object)
-            ev.add("pin_violation", mask, detail, expected=expected, observed=observed)
+            sni = raw_column(df, "sni")
+            detail = [f"{{sni}}: the chain matches none of the pins for {dom}, so a pinning client would reject it"
+                      + _named(iss, products) for dom, iss in zip(bad["domain"], bad["issuer"], strict=True)]
+            details = np.array([*detail, None], dtype=object)
+            ev.add("pin_violation", code >= 0,
+                   lambda i: [str(details[c]).replace("{sni}", str(s), 1) for c, s in
+                              zip(code[i].tolist(), sni.iloc[i].tolist(), strict=True)],
+                   expected=Codes(code, np.array([*bad["expected"].tolist(), None], dtype=object)),
+                   observed=Codes(code, np.array([*bad["observed"].tolist(), None], dtype=object)))
     if len(policies.issuers):
         bad = issuer_violations(policies.issuers, df)
         if len(bad):
@@ -84,11 +87,11 @@ def pin_signals(df: pd.DataFrame, policies: Policies | None, kb: Knowledge, ev: 
             rows = bad["row"].to_numpy(dtype=np.int64)
             mask = np.zeros(n, dtype=bool)
             mask[rows] = True
-            detail = np.empty(n, dtype=object)
-            detail[rows] = [f"the issuer is not one the policy allows for {pat}" + _named(iss, products)
+            why = np.empty(n, dtype=object)
+            why[rows] = [f"the issuer is not one the policy allows for {pat}" + _named(iss, products)
                             for pat, iss in zip(bad["pattern"], bad["issuer"], strict=True)]
             expected = np.empty(n, dtype=object)
             expected[rows] = bad["expected"].to_numpy(dtype=object)
             observed = np.empty(n, dtype=object)
             observed[rows] = bad["observed"].to_numpy(dtype=object)
-            ev.add("issuer_policy_violation", mask, detail, expected=expected, observed=observed)
+            ev.add("issuer_policy_violation", mask, why, expected=expected, observed=observed)

@@ -28,13 +28,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from tlsdetect.detect.columns import raw_column
 from tlsdetect.pins.chains import Chain, chain_facts, hidden_reason, host_names
 from tlsdetect.pins.policy import match_rules, pin_sets
 
-__all__ = ["CHECK_COLUMNS", "STATUSES", "CheckReport", "Rule", "chain_matches", "check", "governing_rules"]
+__all__ = ["CHECK_COLUMNS", "STATUSES", "CheckReport", "PairVerdicts", "Rule", "chain_matches", "check",
+           "governing_rules", "pair_verdicts"]
 
 STATUSES = ("violation", "hidden", "match", "expired", "unpinned")
 #: One row per governed connection.
@@ -101,14 +103,23 @@ def _root_sent(chain: Chain) -> bool:
     return len(chain.subjects) > 1 and chain.subjects[-1] is not None and chain.subjects[-1] == chain.issuers[-1]
 
 
-def check(policies: pd.DataFrame, df: pd.DataFrame, *, today: dt.date | None = None) -> CheckReport:
-    """Check every connection of ``df`` (a connections table) against the policy table ``policies``."""
+@dataclass(frozen=True)
+class PairVerdicts:
+    """The check before it is spread over rows: ``governed`` rows, ``pair`` (each governed row's (name, chain)
+    pair) and ``verdicts`` (``pair`` plus the :func:`_verdict` fields, one row per pair and governing file)."""
+
+    governed: npt.NDArray[np.int64]
+    pair: npt.NDArray[np.int64]
+    verdicts: pd.DataFrame
+
+
+def pair_verdicts(policies: pd.DataFrame, df: pd.DataFrame, *, today: dt.date | None = None) -> PairVerdicts:
+    """Each distinct (server name, chain) pair judged once, by every policy file that governs the name."""
     today = today or dt.datetime.now(dt.UTC).date()
     hosts = host_names(df).reset_index(drop=True)
     rules_of = governing_rules(policies, hosts)
     facts = chain_facts(df)
-    reasons = hidden_reason(df)
-    governed = np.flatnonzero(hosts.isin(list(rules_of)).to_numpy(dtype=bool))
+    governed = np.flatnonzero(hosts.isin(list(rules_of)).to_numpy(dtype=bool)).astype(np.int64)
     pair_codes, _ = pd.factorize(pd.MultiIndex.from_arrays([hosts.iloc[governed].to_numpy(dtype=object),
                                                             facts.codes[governed]]))
     inverse = np.asarray(pair_codes, dtype=np.int64)
@@ -121,15 +132,21 @@ def check(policies: pd.DataFrame, df: pd.DataFrame, *, today: dt.date | None = N
             verdicts.append({"pair": k, **_verdict(rule, facts.chains[code] if code >= 0 else None, today)})
     per = pd.DataFrame(verdicts, columns=["pair", "domain", "source", "status", "reason", "observed", "issuer",
                                           "subject", "root_sent", "matched", "expected"])
-    order = pd.DataFrame({"row": governed, "pair": inverse})
-    out = order.merge(per, on="pair", how="inner", sort=False).drop(columns="pair")
+    return PairVerdicts(governed, inverse, per)
+
+
+def check(policies: pd.DataFrame, df: pd.DataFrame, *, today: dt.date | None = None) -> CheckReport:
+    """Check every connection of ``df`` (a connections table) against the policy table ``policies``."""
+    pv = pair_verdicts(policies, df, today=today)
+    order = pd.DataFrame({"row": pv.governed, "pair": pv.pair})
+    out = order.merge(pv.verdicts, on="pair", how="inner", sort=False).drop(columns="pair")
     out = out.sort_values(["row", "source"], kind="stable").reset_index(drop=True)
     rows = out["row"].to_numpy(dtype=np.int64)
     out["ts"] = raw_column(df, "ts").iloc[rows].to_numpy()  # as it is: per-row text costs seconds per million
     for col in ("sni", "client_ip", "server_ip", "server_port"):
         out[col] = raw_column(df, col).iloc[rows].to_numpy(dtype=object)
     hid = ((out["status"] == "hidden") & out["reason"].isna()).to_numpy(dtype=bool)
-    out.loc[hid, "reason"] = reasons[rows[hid]]
+    out.loc[hid, "reason"] = hidden_reason(df)[rows[hid]]
     out = out[list(CHECK_COLUMNS)]
     return CheckReport(out, _domain_counts(out), _pin_table(policies, out))
 
