@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 from tlsdetect.readers.logs import DeadLetter
 from tlsdetect.schema import validate
+from tlsdetect.wire.tls import parse_der_certificate
 
 from .test_envoy import read_envoy, record, write
 
@@ -42,6 +45,9 @@ def test_peer_certificate_pem_gives_the_issuing_key(tmp_path: Path) -> None:
     a, b, c = (df.iloc[i] for i in range(3))
     assert a["peer_issuer_akid"] == b["peer_issuer_akid"] == CA_SKI.hex()
     assert a["server_issuer_akid"] == bytes(range(20)).hex()
+    assert a["server_spki_sha256"] == parse_der_certificate(upstream.public_bytes(serialization.Encoding.DER)).spki
+    assert a["peer_spki_sha256"] == parse_der_certificate(client.public_bytes(serialization.Encoding.DER)).spki
+    assert pd.isna(c["server_spki_sha256"])
     assert (a["peer_subject"], a["peer_issuer"]) == ("CN=client.test", "CN=Mesh CA")
     assert a["peer_cert_sha256"] == hashlib.sha256(client.public_bytes(serialization.Encoding.DER)).hexdigest()
     assert a["peer_issuer_key"] == a["server_issuer_key"]  # same DN ...

@@ -372,3 +372,28 @@ def test_deeply_nested_line_is_bad_json_and_the_rest_read(tmp_path: Path) -> Non
         dl = DeadLetter()
         read_suricata([write(tmp_path, [tls_event(flow_id=4), mid, *extra], name="m.json")], dead_letter=dl)
         assert dl.stats.bad_lines == 1 + len(extra)
+
+
+def test_logged_chain_gives_spki_pins(tmp_path: Path) -> None:
+    """``tls.chain`` (``custom: [chain]``): each certificate's SPKI pin in ``server_chain``, the leaf's in a column;
+    a chain that is not base64 certificates leaves those cells missing and the row kept."""
+    import base64
+    import hashlib
+
+    from cryptography.hazmat.primitives import serialization
+
+    from tests.test_tls import make_cert
+    from tlsdetect.wire.tls import parse_der_certificate
+
+    ders = [make_cert("www.example.org", "Inter").public_bytes(serialization.Encoding.DER),
+            make_cert("Inter", "Root").public_bytes(serialization.Encoding.DER)]
+    chain = [base64.b64encode(d).decode() for d in ders]
+    df, stats = read(write(tmp_path, [tls_event(tls_chain=chain), tls_event(tls_chain=["%%%"]), tls_event()]))
+    assert len(df) == 3
+    assert stats.bad_lines == 0
+    logged = json.loads(str(df["server_chain"].iloc[0]))
+    assert [c["spki"] for c in logged] == [parse_der_certificate(d).spki for d in ders]
+    assert df["server_spki_sha256"].iloc[0] == logged[0]["spki"]
+    assert df["server_cert_sha256"].iloc[0] == hashlib.sha256(ders[0]).hexdigest()
+    assert df[["server_chain", "server_spki_sha256"]].iloc[1:].isna().all().all()
+    assert df["server_subject"].iloc[1] == SUBJECT_X509  # the logged fields stay

@@ -210,7 +210,7 @@ def test_cert_info_carries_ski_and_akid() -> None:
     assert infos[0].akid == infos[1].ski  # the leaf names the key of the CA that signed it
     assert infos[0].issuer == "CN=Test Issuing CA"
     chain = json.loads(chain_json(infos))
-    assert [set(c) for c in chain] == [{"subject", "issuer", "sha256", "ski", "akid"}] * 2
+    assert [set(c) for c in chain] == [{"subject", "issuer", "sha256", "ski", "akid", "spki"}] * 2
     assert chain[0]["akid"] == chain[1]["ski"] == CA_SKI.hex()
 
 

@@ -16,9 +16,13 @@ Column groups:
   the tool whose log carried them (``zeek``, ``suricata``, ``envoy``: Envoy's JA3 keeps GREASE in
   supported_groups and its JA4 keeps GREASE in signature_algorithms, so compare like with like);
 * certificates: ``server_subject``, ``server_issuer``, ``server_cert_sha256`` (leaf) and
-  ``server_chain`` (JSON list of ``{subject, issuer, sha256, ski, akid}``, leaf first; ``ski``/
+  ``server_chain`` (JSON list of ``{subject, issuer, sha256, ski, akid, spki}``, leaf first; ``ski``/
   ``akid`` are the Subject/Authority Key Identifiers as lowercase hex, null when absent, and
-  sources without them, such as Zeek's x509 log, omit the two keys); ``peer_*`` for the client
+  sources without them, such as Zeek's x509 log, omit the two keys; ``spki`` is the base64 SHA-256
+  of the DER SubjectPublicKeyInfo, the value pin sets carry, omitted by sources that never saw the
+  certificate's bytes); ``server_spki_sha256`` is the leaf's ``spki``, a column so a leaf pin is
+  checked without parsing JSON; the chain JSON stays the one place for the intermediates' and
+  root's SPKIs (a per-position column would be as many columns as the longest chain); ``peer_*`` for the client
   certificate in mTLS; ``*_issuer_key`` is the issuer DN in the canonical form of
   :func:`tlsdetect.detect.issuers.dn_key`, equal whichever tool printed the DN; ``*_issuer_akid`` is the
   leaf's Authority Key Identifier (``key_identifier``, lowercase hex): which key signed the leaf,
@@ -134,11 +138,13 @@ COLUMNS: Mapping[str, str] = {
     "server_chain": "category",
     "server_issuer_key": "category",
     "server_issuer_akid": "category",
+    "server_spki_sha256": "category",
     "peer_subject": "category",
     "peer_issuer": "category",
     "peer_cert_sha256": "category",
     "peer_issuer_key": "category",
     "peer_issuer_akid": "category",
+    "peer_spki_sha256": "category",
     "peer_serial": "category",
     "peer_not_before": "datetime64[ns, UTC]",
     "peer_not_after": "datetime64[ns, UTC]",

@@ -70,3 +70,14 @@ def lint_cmd(policy: tuple[str, ...], days: int, observed: tuple[str, ...], out_
                    f"{counts.get('info', 0)} info", err=True)
     if (findings["severity"] == "error").any():
         raise SystemExit(1)
+
+
+def _observed_commands() -> None:
+    """``check`` and ``suggest`` read traffic (tlsdetect.cli.pins_observed); ``lint`` needs none."""
+    from tlsdetect.cli.pins_observed import check_cmd, suggest_cmd
+
+    pins_group.add_command(check_cmd)
+    pins_group.add_command(suggest_cmd)
+
+
+_observed_commands()

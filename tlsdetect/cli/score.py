@@ -27,6 +27,7 @@ from tlsdetect.cli.common import (
     warn_learned_mesh,
     weird_option,
 )
+from tlsdetect.cli.policy_options import load_policies, policy_options
 from tlsdetect.sinks.escape import escape_text
 
 if TYPE_CHECKING:
@@ -48,9 +49,11 @@ if TYPE_CHECKING:
 @input_options
 @weird_option
 @all_rows_option
+@policy_options
 def score_cmd(paths: tuple[str, ...], baseline_dir: str | None, fmt: str, output: str | None, only_flagged: bool,
               columns: str | None, engine: str, input_format: str | None, dead_letter: str | None,
-              no_progress: bool, weird: str | None, show_all: bool) -> None:
+              no_progress: bool, weird: str | None, show_all: bool, pins: tuple[str, ...] = (),
+              issuer_policy: tuple[str, ...] = ()) -> None:
     """Score every connection in PATHS against a baseline: score 0-100, verdict, reasons.
 
     Without --baseline, with the knowledge base and issuer rules alone (the summary says what was not compared).
@@ -69,6 +72,7 @@ def score_cmd(paths: tuple[str, ...], baseline_dir: str | None, fmt: str, output
     )
     from tlsdetect.sinks.table import by_column
 
+    policies = load_policies(pins, issuer_policy)
     wanted = parse_columns(columns, list(dict.fromkeys((*schema.COLUMNS, *SCORE_COLUMNS, "reason_codes"))))
     if wanted and fmt in ALERT_FORMATS:
         raise click.ClickException(f"--columns does not apply to -f {fmt}: its fields are fixed (see the README)")
@@ -77,7 +81,7 @@ def score_cmd(paths: tuple[str, ...], baseline_dir: str | None, fmt: str, output
         inputs = open_inputs(paths, engine, input_format, letters, progress=not no_progress)
         with user_errors():
             model = Baseline.load(baseline_dir) if baseline_dir is not None else None
-            scored = score(inputs.read_all(), model)
+            scored = score(inputs.read_all(), model, policies=policies)
         ledger = open_weird(weird)
         stack.callback(ledger.close)
         ledger.observe(scored)

@@ -33,6 +33,7 @@ from typing import Any
 import click
 
 from tlsdetect.cli.common import EXIT_INPUT, UserPath, baseline_option
+from tlsdetect.cli.policy_options import load_policies, policy_options
 
 
 @click.command("serve")
@@ -61,9 +62,11 @@ from tlsdetect.cli.common import EXIT_INPUT, UserPath, baseline_option
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="warning",
               show_default=True)
 @click.option("--access-log/--no-access-log", default=False, show_default=True, help="Log every request.")
+@policy_options
 def serve(baseline_dir: str, host: str, port: int, token_file: str | None, workers: int, max_body_bytes: int,
           max_batch: int, reload_check_seconds: float, header_timeout: float, body_timeout: float,
-          max_header_bytes: int, unhealthy_when_degraded: bool, log_level: str, access_log: bool) -> None:
+          max_header_bytes: int, unhealthy_when_degraded: bool, log_level: str, access_log: bool,
+          pins: tuple[str, ...] = (), issuer_policy: tuple[str, ...] = ()) -> None:
     """Serve the REST API: fingerprint lookups, batch scoring, /healthz, /metrics and the OpenAPI docs (/docs)."""
     try:
         from tlsdetect.serve.app import Settings, create_app
@@ -85,7 +88,9 @@ def serve(baseline_dir: str, host: str, port: int, token_file: str | None, worke
     settings = Settings(baseline_dir=Path(baseline_dir), token=token, max_body_bytes=max_body_bytes,
                         max_batch=max_batch, reload_check_seconds=reload_check_seconds,
                         header_timeout=header_timeout, body_timeout=body_timeout,
-                        max_header_bytes=max_header_bytes, unhealthy_when_degraded=unhealthy_when_degraded)
+                        max_header_bytes=max_header_bytes, unhealthy_when_degraded=unhealthy_when_degraded,
+                        pins=pins, issuer_policy=issuer_policy)
+    load_policies(pins, issuer_policy)  # a bad policy file: one line and exit 2 before the server starts
     try:
         app = create_app(settings)
     except BaselineError as exc:

@@ -13,6 +13,7 @@ from typing import BinaryIO, cast
 import click
 
 from tlsdetect.cli.common import UserPath, baseline_option
+from tlsdetect.cli.policy_options import load_policies, policy_options
 
 log = logging.getLogger("tlsdetect.stream.loop")
 
@@ -88,11 +89,13 @@ def source_path(spec: str, is_file: Callable[[str], bool] = os.path.isfile) -> s
               help="Alerts held in memory per sink that is down (behind its disk spool), then --when-full.")
 @click.option("--dedupe-window", default=1_000_000, show_default=True, type=click.IntRange(min=0),
               help="Alert ids kept per sink with the checkpoint: a replay does not send them again.")
+@policy_options
 def stream(
     baseline_dir: str | None, source: str, follow: bool, sink_specs: tuple[str, ...], state_dir: str,
     dead_letter: str | None, text_format: str | None, mapping_pairs: tuple[str, ...], metrics_port: int | None,
     metrics_host: str, batch_lines: int, batch_ms: int, spool_max_mb: int, workers: int, recover: str | None,
-    when_full: str, sink_buffer: int, dedupe_window: int,
+    when_full: str, sink_buffer: int, dedupe_window: int, pins: tuple[str, ...] = (),
+    issuer_policy: tuple[str, ...] = (),
 ) -> None:  # fmt: skip
     """Follow an Envoy access log, score every line and send alerts to sinks.
 
@@ -112,6 +115,7 @@ def stream(
     from tlsdetect.stream.metrics import Metrics, MetricsUnavailableError, serve_metrics
     from tlsdetect.stream.receivers import Receiver, ReceiverError, parse_receiver
 
+    policies = load_policies(pins, issuer_policy)
     try:
         pushed = parse_receiver(source) is not None
     except ReceiverError as exc:
@@ -152,7 +156,7 @@ def stream(
     except (ValueError, KeyError, OSError) as exc:
         store.close()
         raise click.ClickException(str(exc)) from None
-    processor = Processor(baseline, _mapping(mapping_pairs), text_format)
+    processor = Processor(baseline, _mapping(mapping_pairs), text_format, policies)
     config = StreamConfig(follow=follow, batch_lines=batch_lines, batch_ms=batch_ms, workers=workers,
                           recover=start, dedupe_window=dedupe_window)  # fmt: skip
     metrics = Metrics()

@@ -39,6 +39,10 @@ class Signal:
 
 SIGNALS: dict[str, Signal] = {s.code: s for s in (
     Signal("interception_ca", 95, "the certificate was issued by a known TLS-interception CA"),
+    Signal("pin_violation", 90, "a pinned name answered with a chain none of its pins is in: a pinning client "
+           "would reject it"),
+    Signal("issuer_policy_violation", 75, "a name's certificate came from an issuer its issuer policy does not "
+           "allow"),
     Signal("mesh_ca_lookalike", 90, "the issuer has the mesh CA's name but another key"),
     Signal("issuer_key_mismatch", 90, "a workload's certificate names its usual issuer but was signed by another key"),
     Signal("client_cert_changed", 60, "a known workload identity presented a certificate it never had"),

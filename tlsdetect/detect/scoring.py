@@ -34,6 +34,7 @@ from tlsdetect.detect.fingerprint_signals import baseline_signals, convergence_s
 from tlsdetect.detect.identity_signals import identity_signals
 from tlsdetect.detect.issuer_signals import issuer_signals, sni_issuer_signal
 from tlsdetect.detect.knowledge import Knowledge, load_knowledge
+from tlsdetect.detect.pin_signals import Policies, pin_signals
 from tlsdetect.detect.population_signals import model_signal, ua_signals
 from tlsdetect.detect.product_resemblance import resemblance_signal
 from tlsdetect.detect.proxy_hosts import proxy_host_signal
@@ -78,7 +79,8 @@ def verdict_of(scores: npt.NDArray[np.float64]) -> pd.Categorical:
 
 
 def score(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge | None = None, *,
-          convergence_window: str = "1h", convergence_min_clients: int = 3) -> pd.DataFrame:
+          convergence_window: str = "1h", convergence_min_clients: int = 3,
+          policies: Policies | None = None) -> pd.DataFrame:
     """Score every row of a connections table; returns it with :data:`SCORE_COLUMNS` added.
 
     ``baseline`` may be ``None`` (knowledge-only scoring: the knowledge base and the issuer rules, and every
@@ -88,6 +90,7 @@ def score(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge | None = No
     the empty tuple on a row without a reason (one shared immutable object, not a million lists).
     Every field is a ``str`` or ``None``, numbers written once as decimal text here, so every writer
     and reader sees one type per field (the schema: :data:`tlsdetect.schema.REASON_FIELDS`).
+    ``policies``: pin sets and issuer rules checked report-only (:mod:`~tlsdetect.detect.pin_signals`).
     """
     kb = kb or load_knowledge()
     out = df.reset_index(drop=True)  # a new frame (copy-on-write): the caller's table is never changed
@@ -101,6 +104,7 @@ def score(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge | None = No
     uaf = ua_family(text_column(out, "user_agent"))
 
     issuer_class = issuer_signals(out, baseline, kb, ev)
+    pin_signals(out, policies, kb, ev)
     known_product = product_signals(ja3, ja3n, ja4, kb, ev)
     known_product = resemblance_signal(text_column(out, "ja3_full"), known_product, kb, ev)
 

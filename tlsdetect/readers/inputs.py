@@ -105,8 +105,16 @@ class Inputs:
                 self.stats.merge(part)
 
     def read_all(self) -> pd.DataFrame:
-        """All chunks as one table (for commands that need the whole input at once)."""
+        """All chunks as one table (for commands that need the whole input at once).
+
+        Rows that name a certificate by SHA-256 only get its SPKI pin from any certificate the run
+        showed, before or after them (:class:`tlsdetect.readers.certstore.CertStore`).
+        """
         from tlsdetect import schema
+        from tlsdetect.readers.certstore import CertStore
 
         parts = [c for c in self.chunks() if len(c)]
-        return schema.concat(parts) if parts else schema.empty()
+        table = schema.concat(parts) if parts else schema.empty()
+        store = CertStore()
+        store.learn(table)
+        return store.fill(table)

@@ -36,6 +36,9 @@ EVE                                       connections table
                                           them with ``dn_order="x509"``)
 ``tls.fingerprint`` (SHA-1 ``aa:bb:..``)  extra column ``server_cert_sha1`` (lowercase
                                           hex, colons removed); never ``*_sha256``
+``tls.chain`` (base64 DER certificates,   ``server_chain`` (each certificate with its
+leaf first; ``custom: [chain]``)          SPKI pin), ``server_cert_sha256``,
+                                          ``server_spki_sha256``, ``server_issuer_akid``
 ``tls.client.{subject,issuerdn,           ``peer_subject``/``peer_issuer``/
 fingerprint}`` (mTLS, Suricata >= 7)      ``peer_cert_sha1`` (extra)
 ``tls.ja3.hash``/``tls.ja3.string``       ``ja3``/``ja3_full``; ``ja3n`` derived from the
@@ -88,6 +91,8 @@ Size: one reader: the field table, the record checks and the JA4 recomputation s
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import os
@@ -103,8 +108,10 @@ from tlsdetect import schema
 from tlsdetect.fingerprint import ja4 as ja4_fingerprint
 from tlsdetect.readers import json_depth
 from tlsdetect.readers.logs import DeadLetter, LogFormatError, LogStats, open_text, valid_utf8
+from tlsdetect.readers.pcap.tls_stream import chain_json
 from tlsdetect.readers.suricata_quic import FOLDED as QUIC_FOLDED
 from tlsdetect.readers.suricata_quic import quic_frame
+from tlsdetect.wire.tls import parse_der_certificate
 
 __all__ = ["read_suricata"]
 
@@ -434,9 +441,28 @@ def _to_frame(records: list[dict[str, Any]]) -> tuple[pd.DataFrame, int]:
     for name, values in fps.items():
         data[name] = _series(values, "string")
     data["fingerprint_origin"] = _series(origin, "string")
+    data.update(_chain_columns([t.get("chain") for t in tls]))
     df = pd.DataFrame(data)
     df["ja3n"] = pd.array([_ja3n(v) for v in df["ja3_full"].astype(object)], dtype="string")
     return schema.conform(df), mismatches
+
+
+def _chain_columns(raw: list[Any]) -> dict[str, pd.Series]:
+    """``tls.chain`` (base64 DER, leaf first; logged with ``custom: [chain]``) -> ``server_chain`` with each
+    certificate's SPKI pin, and the leaf's SHA-256, SPKI and issuing key. Each distinct chain is decoded once;
+    a chain that is not a list of base64 certificates is left out (the row keeps the logged subject/issuer)."""
+    keys = [tuple(c) if isinstance(c, list) and c and all(isinstance(x, str) for x in c) else None for c in raw]
+    per: dict[tuple[str, ...], tuple[str, str, str | None, str | None] | None] = {}
+    for key in dict.fromkeys(k for k in keys if k is not None):
+        try:
+            infos = tuple(parse_der_certificate(base64.b64decode(x, validate=True)) for x in key)
+        except (ValueError, binascii.Error):
+            per[key] = None
+            continue
+        per[key] = (chain_json(infos), infos[0].sha256, infos[0].spki, infos[0].akid) if infos else None
+    got = [per.get(k) if k is not None else None for k in keys]
+    names = ("server_chain", "server_cert_sha256", "server_spki_sha256", "server_issuer_akid")
+    return {name: _series([g[i] if g else None for g in got], "string") for i, name in enumerate(names)}
 
 
 def _series(values: list[Any], dtype: str) -> pd.Series:

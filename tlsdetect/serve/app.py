@@ -146,7 +146,7 @@ async def fingerprint(
 def _score_json(rows: list[dict[str, Any]], gen: Generation, metrics: Metrics) -> bytes:
     from tlsdetect.detect.scoring import score, summarize
 
-    scored = score(connections_frame(rows), gen.baseline, gen.knowledge)
+    scored = score(connections_frame(rows), gen.baseline, gen.knowledge, policies=gen.policies)
     summary = summarize(scored)
     for verdict, n in summary["verdicts"].items():
         if n:
@@ -272,7 +272,7 @@ def _warm_scoring(gen: Generation) -> None:
            "server_issuer": "CN=warm-up", "user_agent": "curl/8.0", "ch_version": 771, "ch_ciphers": [4865],
            "ch_extensions": [0, 43], "ch_groups": [29], "ch_point_formats": [0], "ch_sig_algs": [1027],
            "ch_supported_versions": [772], "ch_alpn": ["6832"]}
-    score(connections_frame([row, {}]), gen.baseline, gen.knowledge)
+    score(connections_frame([row, {}]), gen.baseline, gen.knowledge, policies=gen.policies)
     if gen.baseline.model_ is not None:  # the population model imports scikit-learn on first use: seconds
         import sklearn.neighbors  # noqa: F401
 

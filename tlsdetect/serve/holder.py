@@ -19,6 +19,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tlsdetect.detect.baseline import Baseline
 from tlsdetect.detect.baseline_dir import BaselineError
@@ -27,7 +28,10 @@ from tlsdetect.detect.lookup import FingerprintShapeError, describe
 from tlsdetect.serve.metrics import Metrics
 from tlsdetect.serve.responses import clean, dumps
 
-__all__ = ["BaselineHolder", "Generation", "Settings"]
+if TYPE_CHECKING:
+    from tlsdetect.detect.pin_signals import Policies
+
+__all__ = ["BaselineHolder", "Generation", "Settings", "load_policies"]
 
 log = logging.getLogger("tlsdetect.serve.app")  # the name the server has always logged under
 
@@ -50,9 +54,14 @@ class Settings:
     max_header_bytes: int = 65_536
     #: /healthz answers 503 (not 200) while degraded: the last reload failed and an older baseline serves
     unhealthy_when_degraded: bool = False
+    #: pin-set and issuer-policy files (``--pins``, ``--issuer-policy``): read once at start, checked report-only
+    pins: tuple[str, ...] = ()
+    issuer_policy: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "baseline_dir", Path(self.baseline_dir))
+        object.__setattr__(self, "pins", tuple(str(p) for p in self.pins))
+        object.__setattr__(self, "issuer_policy", tuple(str(p) for p in self.issuer_policy))
         if self.token is not None and not self.token:
             raise ValueError("the token must not be empty")
         if min(self.max_body_bytes, self.max_batch, self.cache_size, self.max_header_bytes) < 1:
@@ -73,6 +82,22 @@ class Settings:
         return cls(**d)
 
 
+def load_policies(settings: Settings) -> Policies | None:
+    """The pin sets and issuer rules of the settings (None without); a bad file raises ``PolicyError``."""
+    if not settings.pins and not settings.issuer_policy:
+        return None
+    from tlsdetect.detect.pin_signals import Policies
+    from tlsdetect.pins.issuer_policy import read_issuer_policy
+    from tlsdetect.pins.policy import read_policies
+
+    kw: dict[str, Any] = {}
+    if settings.pins:
+        kw["pins"] = read_policies(settings.pins)
+    if settings.issuer_policy:
+        kw["issuers"] = read_issuer_policy(list(settings.issuer_policy))
+    return Policies(**kw)
+
+
 def _signature(directory: Path) -> tuple[int, int, int] | None:
     """What changes when meta.json is rewritten or the directory replaced (None: not readable now)."""
     try:
@@ -86,9 +111,10 @@ class Generation:
     """One loaded baseline and the lookup answers computed from it."""
 
     def __init__(self, baseline: Baseline, number: int, signature: tuple[int, int, int] | None,
-                 cache_size: int, knowledge: Knowledge) -> None:
+                 cache_size: int, knowledge: Knowledge, policies: Policies | None = None) -> None:
         self.baseline = baseline
         self.knowledge = knowledge
+        self.policies = policies  # the same for every generation: policies are not reloaded with the baseline
         self.number = number
         self.signature = signature
         self.loaded_at = time.time()
@@ -143,12 +169,13 @@ class BaselineHolder:
         self._pending = False
         self._next_check = time.monotonic() + settings.reload_check_seconds
         self.last_error: str | None = None
+        self.policies = load_policies(settings)
         sig = _signature(settings.baseline_dir)
         self.current = self._generation(Baseline.load(settings.baseline_dir), 1, sig)
         self._publish()
 
     def _generation(self, baseline: Baseline, number: int, sig: tuple[int, int, int] | None) -> Generation:
-        gen = Generation(baseline, number, sig, self.settings.cache_size, self.knowledge)
+        gen = Generation(baseline, number, sig, self.settings.cache_size, self.knowledge, self.policies)
         gen.warm(self.settings.warm_top)
         return gen
 

@@ -145,6 +145,7 @@ _SHAPES: tuple[tuple[tuple[str, ...], tuple[str, int, str]], ...] = (
     (("ja3_full", "ja3s_full"), (_JA3_TEXT, 65_536, "a JA3 string (771,4865-4866,...)")),
     (("server_cert_sha256", "peer_cert_sha256"), (r"^[0-9a-fA-F]{64}$", 64, "a SHA-256 (64 hex digits)")),
     (("server_issuer_akid", "peer_issuer_akid"), (r"^[0-9a-fA-F]*$", 128, "a key identifier in hex")),
+    (("server_spki_sha256", "peer_spki_sha256"), (r"^[A-Za-z0-9+/]{43}=$", 44, "an SPKI pin (base64 SHA-256)")),
 )
 _SHAPED = {column: shape for columns, shape in _SHAPES for column in columns}
 _PORTS = frozenset({"client_port", "server_port"})

@@ -35,6 +35,7 @@ from typing import Any, BinaryIO
 import pandas as pd
 
 from tlsdetect.detect.baseline import Baseline
+from tlsdetect.detect.pin_signals import Policies
 from tlsdetect.detect.scoring import score
 from tlsdetect.fingerprint import enrich
 from tlsdetect.readers.envoy import parse_envoy_lines
@@ -82,9 +83,11 @@ class Processor:
     """Parse + score one batch (picklable: runs in worker processes too)."""
 
     def __init__(
-        self, baseline: Baseline | None, mapping: Mapping[str, str] | None = None, text_format: str | None = None
+        self, baseline: Baseline | None, mapping: Mapping[str, str] | None = None, text_format: str | None = None,
+        policies: Policies | None = None,
     ) -> None:
         self.baseline, self.mapping, self.text_format = baseline, dict(mapping or {}), text_format
+        self.policies = policies  # pin sets and issuer rules (--pins, --issuer-policy)
 
     def __call__(self, data: bytes, first_line: int, file: str) -> Scored:
         dead = _Collect()
@@ -96,7 +99,7 @@ class Processor:
             if len(df):
                 ts = df["ts"].max()
                 newest = None if pd.isna(ts) else float(ts.timestamp())
-                alerts = alerts_of(score(df, self.baseline), file)
+                alerts = alerts_of(score(df, self.baseline, policies=self.policies), file)
         except Exception as exc:  # a bug must not stop the stream: the batch's lines go to the dead letters, loudly
             log.exception("parsing/scoring failed for %s lines %d..: dead-lettering the batch", file, first_line)
             dead = _Collect()

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from tlsdetect.wire.spki import spki_sha256
+
 if TYPE_CHECKING:
     from cryptography import x509
 
@@ -176,6 +178,8 @@ class CertInfo:
     der_length: int
     ski: str | None = None
     akid: str | None = None
+    #: Base64 SHA-256 of the DER SubjectPublicKeyInfo: the pin (:mod:`tlsdetect.wire.spki`).
+    spki: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -482,14 +486,16 @@ def _cert_info(der: bytes) -> CertInfo:
     from cryptography import x509
 
     digest = hashlib.sha256(der).hexdigest()
+    spki = spki_sha256(der)
     try:
         cert = x509.load_der_x509_certificate(der)
         subject: str | None = cert.subject.rfc4514_string()
         issuer: str | None = cert.issuer.rfc4514_string()
     except (ValueError, TypeError, x509.InvalidVersion):  # InvalidVersion: not a ValueError
-        return CertInfo(sha256=digest, subject=None, issuer=None, der_length=len(der))
+        return CertInfo(sha256=digest, subject=None, issuer=None, der_length=len(der), spki=spki)
     ski, akid = _key_ids(cert)
-    return CertInfo(sha256=digest, subject=subject, issuer=issuer, der_length=len(der), ski=ski, akid=akid)
+    return CertInfo(sha256=digest, subject=subject, issuer=issuer, der_length=len(der), ski=ski, akid=akid,
+                    spki=spki)
 
 
 def _key_ids(cert: x509.Certificate) -> tuple[str | None, str | None]:

@@ -32,7 +32,7 @@ operator                               column
 ``%DOWNSTREAM_PEER_ISSUER%``           ``peer_issuer`` (and ``peer_issuer_key``)
 ``%DOWNSTREAM_PEER_FINGERPRINT_256%``  ``peer_cert_sha256``
 ``%DOWNSTREAM_PEER_URI_SAN%``          ``peer_uri_san`` (extra column; SPIFFE ID source)
-``%DOWNSTREAM_PEER_CERT%``             ``peer_issuer_akid`` (see below)
+``%DOWNSTREAM_PEER_CERT%``             ``peer_issuer_akid``, ``peer_spki_sha256`` (see below)
 ``%DOWNSTREAM_PEER_SERIAL%``           ``peer_serial`` (lowercase hex, colons dropped)
 ``%DOWNSTREAM_PEER_CERT_V_START%``     ``peer_not_before`` (ISO 8601 or epoch seconds; a value that does
                                        not parse is missing, counted in ``reasons``)
@@ -40,7 +40,7 @@ operator                               column
 ``%UPSTREAM_PEER_SUBJECT%``            ``server_subject``
 ``%UPSTREAM_PEER_ISSUER%``             ``server_issuer`` (and ``server_issuer_key``)
 ``%UPSTREAM_PEER_FINGERPRINT_256%``    ``server_cert_sha256``
-``%UPSTREAM_PEER_CERT%``               ``server_issuer_akid`` (see below)
+``%UPSTREAM_PEER_CERT%``               ``server_issuer_akid``, ``server_spki_sha256`` (see below)
 ``%CONNECTION_ID%``                    ``conn_id``
 ``%REQ(USER-AGENT)%``                  ``user_agent``
 =====================================  ==========================================
@@ -57,7 +57,8 @@ connections that resume it, so ``resumed`` stays missing (as do the flights and 
 ``upstream_peer_cert`` and the other derived names; raw columns ``peer_cert_pem``/
 ``server_cert_pem`` for ``mapping``) log the leaf certificate as URL-encoded PEM. It gives
 ``peer_issuer_akid``/``server_issuer_akid`` (the leaf's Authority Key Identifier, lowercase hex: which
-key signed it) and, where the line lacks them, the ``*_subject``, ``*_issuer`` and
+key signed it), ``peer_spki_sha256``/``server_spki_sha256`` (the leaf's SPKI pin) and, where the line
+lacks them, the ``*_subject``, ``*_issuer`` and
 ``*_cert_sha256`` of the same side. Each distinct PEM is parsed once. A PEM that does not parse
 leaves those cells missing and the row kept: it is counted in ``stats.reasons["bad certificate"]``
 (not a bad line) with one warning per block in ``stats.warnings`` naming the first line.

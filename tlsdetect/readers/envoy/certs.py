@@ -1,7 +1,8 @@
 """The leaf certificates Envoy logs (``%DOWNSTREAM_PEER_CERT%``/``%UPSTREAM_PEER_CERT%``, URL-encoded PEM).
 
-They give ``*_issuer_akid`` (which key signed the leaf) and, where the line lacks them, the
-``*_subject``, ``*_issuer`` and ``*_cert_sha256`` of the same side; the client's leaf also gives
+They give ``*_issuer_akid`` (which key signed the leaf), ``*_spki_sha256`` (the leaf's SPKI pin)
+and, where the line lacks them, the ``*_subject``, ``*_issuer`` and ``*_cert_sha256``
+of the same side; the client's leaf also gives
 ``peer_serial``, ``peer_not_before``/``peer_not_after`` (as ISO 8601 text, parsed with the logged
 ``%DOWNSTREAM_PEER_CERT_V_START%``/``_V_END%``) and ``peer_uri_san`` (the SPIFFE ID) where the line
 lacks them: the bound-identity signals need them. Each distinct PEM is parsed once
@@ -95,6 +96,7 @@ def certificates(
         pem = cols.get(raw)
         if pem is None or pem.null_count == n:
             out[f"{side}_issuer_akid"] = pa.nulls(n, pa.string())
+            out[f"{side}_spki_sha256"] = pa.nulls(n, pa.string())
             continue
         encoded = pc.dictionary_encode(pem)
         infos = [pem_certificate(t) for t in encoded.dictionary.to_pylist()]
@@ -105,6 +107,7 @@ def certificates(
             return pa.array(values, type=pa.string()).take(codes)
 
         out[f"{side}_issuer_akid"] = per_row([i.akid if i else None for i in infos])
+        out[f"{side}_spki_sha256"] = per_row([i.spki if i else None for i in infos])
         for col, attr in (("subject", "subject"), ("issuer", "issuer"), ("cert_sha256", "sha256")):
             logged = frame[f"{side}_{col}"]
             out[f"{side}_{col}"] = pc.coalesce(logged, per_row([getattr(i, attr) if i else None for i in infos]))

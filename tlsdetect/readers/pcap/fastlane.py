@@ -750,7 +750,8 @@ def _server_columns(hellos: list[ClientHello | ServerHello | None], gid: I64) ->
 def _cert_columns(
     chains: list[tuple[CertInfo, ...] | None], gid: I64, *, prefix: str = "server_", chain: bool = True
 ) -> dict[str, object]:
-    names = [f"{prefix}subject", f"{prefix}issuer", f"{prefix}cert_sha256", f"{prefix}issuer_akid"]
+    names = [f"{prefix}subject", f"{prefix}issuer", f"{prefix}cert_sha256", f"{prefix}issuer_akid",
+             f"{prefix}spki_sha256"]
     names += [f"{prefix}chain"] if chain else []
     per: dict[str, list[object]] = {name: [] for name in names}
     for certs in [*chains, None]:  # the extra last entry serves gid -1 (no certificate)
@@ -759,6 +760,7 @@ def _cert_columns(
         per[names[1]].append(leaf.issuer if leaf else None)
         per[names[2]].append(leaf.sha256 if leaf else None)
         per[names[3]].append(leaf.akid if leaf else None)
+        per[names[4]].append(leaf.spki if leaf else None)
         if chain:
-            per[names[4]].append(chain_json(certs) if certs else None)
+            per[names[5]].append(chain_json(certs) if certs else None)
     return {name: _broadcast(values, gid, schema.COLUMNS.get(name, "object")) for name, values in per.items()}

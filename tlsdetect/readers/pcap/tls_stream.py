@@ -252,10 +252,9 @@ def server_hello_columns(sh: ServerHello) -> dict[str, object]:
 
 
 def chain_json(chain: tuple[CertInfo, ...]) -> str:
-    """The ``server_chain`` column: leaf first, each with subject, issuer, SHA-256, SKI and AKI."""
-    return json.dumps(
-        [{"subject": c.subject, "issuer": c.issuer, "sha256": c.sha256, "ski": c.ski, "akid": c.akid} for c in chain]
-    )
+    """The ``server_chain`` column: leaf first, each with subject, issuer, SHA-256, SKI, AKI and SPKI pin."""
+    return json.dumps([{"subject": c.subject, "issuer": c.issuer, "sha256": c.sha256, "ski": c.ski, "akid": c.akid,
+                        "spki": c.spki} for c in chain])
 
 
 def _ip(hi: int, lo: int) -> str:
@@ -474,6 +473,7 @@ class Connection:
                     peer_issuer=leaf.issuer,
                     peer_issuer_akid=leaf.akid,
                     peer_cert_sha256=leaf.sha256,
+                    peer_spki_sha256=leaf.spki,
                 )
         negotiated: int | None = None
         if server and server.server_hellos:
@@ -488,6 +488,7 @@ class Connection:
                     server_issuer=leaf.issuer,
                     server_issuer_akid=leaf.akid,
                     server_cert_sha256=leaf.sha256,
+                    server_spki_sha256=leaf.spki,
                     server_chain=chain_json(server.certificates),
                 )
         version = negotiated if negotiated is not None else offered
