@@ -83,6 +83,13 @@ Column groups:
   ends mid-flight is common; the row stays a clean row with fewer columns known, and the anomaly
   ledger counts it (``record_truncated``). The reassembly depth is ``depth_exceeded``'s, not a cut.
   Only the native engine says it (tshark completes the records it prints; log sources do not say);
+* TLS 1.3 chains from a key log (``--keylog``): ``keylog`` is null unless the read had a key log; then each
+  row whose ServerHello chose TLS 1.3 says how its encrypted flight went: ``decrypted`` (the certificate
+  columns above are filled from it), ``no_key`` (the key log has no secret for this ClientHello random),
+  ``no_certificate`` (it opened and held no Certificate: a resumed session), ``decrypt_failed`` (the logged
+  secret does not open it: a key log of another run), ``unsupported_cipher``, ``flight_cut`` (the capture
+  ends or has a gap inside the flight), ``malformed_flight``. Not an ``incomplete`` reason: the hellos were
+  read whole. The reader counts each (``keylog_<status>``);
 * later stages' columns (``user_agent``, ``client_id``) exist from the start so all sources
   share one shape.
 """
@@ -166,6 +173,7 @@ COLUMNS: Mapping[str, str] = {
     "incomplete": "string",
     "ch_records": "Int32",
     "truncated": "string",
+    "keylog": "string",
 }
 
 LIST_COLUMNS = tuple(c for c, t in COLUMNS.items() if t == "object")
