@@ -40,6 +40,7 @@ SUITES: dict[int, Suite] = {
     0x1305: Suite("TLS_AES_128_CCM_8_SHA256", "ccm", 16, 8, "sha256"),
 }
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {"sha256": hashes.SHA256, "sha384": hashes.SHA384}
+_DIGEST_SIZE = {"sha256": 32, "sha384": 48}
 IV_LENGTH = 12
 #: RFC 8446 5.2: an encrypted record's body is at most 2^14 + 256 bytes.
 MAX_CIPHERTEXT = (1 << 14) + 256
@@ -71,7 +72,7 @@ def record_keys(secret: bytes, cipher: int) -> RecordKeys:
     suite = SUITES.get(cipher)
     if suite is None:
         raise DecryptError(f"cipher suite 0x{cipher:04x} is not a TLS 1.3 suite")
-    if len(secret) != _HASHES[suite.hash_name].digest_size:
+    if len(secret) != _DIGEST_SIZE[suite.hash_name]:
         raise DecryptError(f"a {len(secret)}-byte secret does not fit {suite.name}")
     key = hkdf_expand_label(secret, b"key", b"", suite.key_length, suite.hash_name)
     iv = hkdf_expand_label(secret, b"iv", b"", IV_LENGTH, suite.hash_name)

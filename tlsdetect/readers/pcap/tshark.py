@@ -71,6 +71,7 @@ from tlsdetect.readers.base import ReadStats
 from tlsdetect.readers.pcap.keylog_rows import KEYLOG_COLUMN, count, tshark_status
 from tlsdetect.readers.pcap.tls_stream import Connection, DirectionView, Endpoint, reassemble
 from tlsdetect.readers.pcap.tshark_frames import END_MARK, START_MARK, Frame, lua_script, parse_line
+from tlsdetect.wire.keylog import KeyLog
 from tlsdetect.wire.tls import (
     HANDSHAKE_CERTIFICATE,
     HANDSHAKE_CLIENT_HELLO,
@@ -83,7 +84,6 @@ from tlsdetect.wire.tls import (
     parse_client_hello,
     parse_server_hello,
 )
-from tlsdetect.wire.keylog import KeyLog
 from tlsdetect.wire.tls13_flight import parse_certificate13
 from tlsdetect.wire.versions import version_name
 
@@ -491,7 +491,8 @@ def _read_file(tshark: str, path: str | os.PathLike[str], keylog: KeyLog | None 
     with tempfile.TemporaryFile() as err:
         try:
             proc = subprocess.Popen(
-                tshark_command(tshark, path, _script(), None if keylog is None else keylog.path), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err
+                tshark_command(tshark, path, _script(), None if keylog is None else keylog.path),
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
             )
         except OSError as exc:
             raise TsharkError(f"cannot run {tshark}: {exc.strerror or exc}") from None
