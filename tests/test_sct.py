@@ -42,11 +42,12 @@ def _der_length(n: int) -> bytes:
 
 
 def make_leaf(name: str, *log_ids: bytes, raw_extension: x509.UnrecognizedExtension | None = None,
-              not_before: dt.datetime | None = None, issuer: str = "Test CA") -> bytes:
+              not_before: dt.datetime | None = None, issuer: str = "Test CA", issuer_o: str | None = None) -> bytes:
     start = not_before or dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
     b = (x509.CertificateBuilder()
          .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-         .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+         .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer),
+                                 *([x509.NameAttribute(NameOID.ORGANIZATION_NAME, issuer_o)] if issuer_o else [])]))
          .public_key(KEY.public_key()).serial_number(x509.random_serial_number())
          .not_valid_before(start).not_valid_after(start + dt.timedelta(days=90)))
     if log_ids:
