@@ -61,6 +61,8 @@ def capture(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         _client(plain.port, "nokey.tlsdetect.test", ["-tls1_3"])
         _client(plain.port, "tls12.tlsdetect.test", ["-tls1_2", "-keylogfile", str(keys)])
         _client(plain.port, "other.tlsdetect.test", ["-tls1_3", "-keylogfile", str(other)])
+        # a public name answered by the test's private CA without SCTs: what a forged leaf looks like
+        _client(plain.port, "www.example.com", ["-tls1_3", "-keylogfile", str(keys)])
     # the last connection's secrets replaced by another run's: same randoms, wrong secrets
     lines = other.read_text().splitlines()
     flipped = [ln[:-2] + ("00" if not ln.endswith("00") else "11") if ln and not ln.startswith("#") else ln
@@ -85,7 +87,7 @@ def test_both_engines_decrypt_the_same_chains(capture: dict[str, Any]) -> None:
     slow, _ = read_pcap(capture["cap"], keylog=keylog, fast_lane=False)
     wire, t_stats = read_pcap_tshark(capture["cap"], keylog=keylog)
     a, b, c = _by_sni(native), _by_sni(slow), _by_sni(wire)
-    assert len(a) == len(c) == 7
+    assert len(a) == len(c) == 8
     for col in (*CERT_COLUMNS, "keylog", "tls_version", "sh_cipher", "ja4", "ja3s"):
         assert a[col].astype(str).to_dict() == c[col].astype(str).to_dict(), col
         assert a[col].astype(str).to_dict() == b[col].astype(str).to_dict(), col
@@ -109,7 +111,7 @@ def test_both_engines_decrypt_the_same_chains(capture: dict[str, Any]) -> None:
     assert pd.isna(a.loc["tls12.tlsdetect.test", "keylog"])
     assert a.loc["tls12.tlsdetect.test", "server_cert_sha256"] == leaf["sha256"]
     for stats in (n_stats, t_stats):
-        assert stats.counts["keylog_decrypted"] == 4
+        assert stats.counts["keylog_decrypted"] == 5
         assert stats.skipped["keylog_no_key"] == 1
         assert stats.skipped["keylog_decrypt_failed"] == 1
 
@@ -118,7 +120,7 @@ def test_without_a_key_log_nothing_changes(capture: dict[str, Any]) -> None:
     native, _ = read_pcap(capture["cap"])
     assert native["keylog"].isna().all()
     tls13 = (native["tls_version"] == "TLSv1.3").to_numpy(dtype=bool)
-    assert tls13.sum() == 6
+    assert tls13.sum() == 7
     assert native.loc[tls13, "server_chain"].isna().all()
 
 
@@ -133,5 +135,23 @@ def test_the_cli_reads_it(capture: dict[str, Any], tmp_path: Path) -> None:
                                         "--engine", engine, "-f", "jsonl", "-o", str(out)])
         assert res.exit_code == 0, res.output
         rows = pd.read_json(out, lines=True)
-        assert (rows["keylog"] == "decrypted").sum() == 4, engine
+        assert (rows["keylog"] == "decrypted").sum() == 5, engine
         assert "TLS 1.3 server handshake secrets" in res.output
+
+
+def test_a_decrypted_chain_is_checked_for_ct(capture: dict[str, Any]) -> None:
+    """The CT signal needs the leaf: with the key log the forged-looking TLS 1.3 leaf is seen and judged."""
+    from tlsdetect.detect.scoring import score
+    from tlsdetect.readers.inputs import Inputs
+
+    for keylog, engine in ((read_keylog(capture["keys"]), "native"), (read_keylog(capture["keys"]), "tshark"),
+                           (None, "native")):
+        scored = score(Inputs([str(capture["cap"])], engine=engine, keylog=keylog).read_all(), None)
+        row = scored[scored["sni"] == "www.example.com"].iloc[0]
+        codes = {r["code"] for r in row["reasons"]}
+        assert ("public_name_no_sct" in codes) is (keylog is not None), engine
+        if keylog is not None:
+            assert row["server_sct_count"] == 0
+            assert row["verdict"] == "suspicious"
+        others = scored[scored["sni"] != "www.example.com"]
+        assert not any(r["code"] == "public_name_no_sct" for rs in others["reasons"] for r in rs)  # .test names
