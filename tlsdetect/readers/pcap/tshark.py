@@ -315,12 +315,22 @@ class _Assembler:
                     conn.random = body[2:34]
             elif msg_type == HANDSHAKE_SERVER_HELLO:
                 view.server_hellos.append(parse_server_hello(body))
-            elif msg_type == HANDSHAKE_CERTIFICATE and not view.certificates:
-                # TLS 1.3's is encrypted: seen only when tshark decrypted it (``--keylog``), in 1.3's framing
-                view.certificates = parse_certificate13(body) if conn.tls13() else parse_certificate(body)
+            elif msg_type == HANDSHAKE_CERTIFICATE and not view.certificates and not conn.tls13():
+                view.certificates = parse_certificate(body)
+            elif msg_type == HANDSHAKE_CERTIFICATE and not view.certificates and self._keyed(conn):
+                # TLS 1.3's is encrypted: seen when tshark decrypted it, in 1.3's framing; taken only with
+                # the key log's secret (tshark also uses a pcapng's own Decryption Secrets Block, which the
+                # native engine does not read: the engines stay equal)
+                view.certificates = parse_certificate13(body)
         except TLSParseError as exc:
             self.stats.counts["parse_errors"] += 1
             view.errors.append(f"frame {frame.number}: handshake type {msg_type}: {exc}")
+
+    def _keyed(self, conn: _Conn) -> bool:
+        """Whether ``--keylog`` holds a handshake secret for the connection's ClientHello random."""
+        log = self.keylog
+        return log is not None and conn.random is not None and (conn.random in log.server_hs
+                                                                  or conn.random in log.client_hs)
 
     def rows(self) -> list[dict[str, object]]:
         out = []
