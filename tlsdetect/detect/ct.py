@@ -41,6 +41,8 @@ def add_sct_columns(df: pd.DataFrame) -> pd.DataFrame:
     sha = schema.as_category(df["server_cert_sha256"])
     cats = [str(c).lower() for c in sha.cat.categories]
     found = sct.lookup(cats)
+    if all(f is None for f in found):  # a log source's digests: no bytes were parsed here, no per-row work
+        return df
     ids = [None if f is None else f.log_ids for f in found]
     per_count = np.array([-1 if f is None else len(f) for f in ids] + [-1], dtype=np.int64)
     per_logs = [None if f is None else ",".join(f) for f in ids]
