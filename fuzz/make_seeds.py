@@ -33,8 +33,8 @@ def _hello(**options: object) -> bytes:
 
 def seeds() -> dict[str, dict[str, bytes]]:
     # The suite's record builders, loaded by name (the tests are not under mypy; the seeds only need their output).
-    test_envoy, test_suricata, test_zeek = (importlib.import_module(f"tests.{m}")
-                                            for m in ("test_envoy", "test_suricata", "test_zeek"))
+    test_envoy, test_suricata, test_zeek, test_flight = (importlib.import_module(f"tests.{m}") for m in (
+        "test_envoy", "test_suricata", "test_zeek", "test_tls13_flight"))
     from .targets import ENVOY_TEXT_FORMAT
 
     zeek_rows = [test_zeek._row(i) for i in range(3)]
@@ -56,6 +56,8 @@ def seeds() -> dict[str, dict[str, bytes]]:
                                          for i in range(3)).encode()},
         "tls": {"openssl-default.bin": _hello(),
                 "openssl-tls12.bin": _hello(maximum_version=ssl.TLSVersion.TLSv1_2)},
+        # a flight sealed with the target's secret and suite (the test's builder uses the same)
+        "tls13-flight": {"sealed.bin": test_flight.flight(test_flight.handshake(), [300])},
         "api": {"one.json": json.dumps({"connections": [api_row]}).encode(),
                 "two.json": json.dumps({"connections": [api_row, {"client_ip": "::1", "hello_retry": True}]}).encode()},
     }

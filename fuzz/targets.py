@@ -127,6 +127,21 @@ def _api(data: bytes) -> object:
     return connections_frame(batch.model_dump()["connections"])
 
 
+#: The secret and suite the ``tls13-flight`` target decrypts with (``make_seeds`` seals its seed with them).
+FLIGHT_SECRET = bytes(range(32))
+FLIGHT_CIPHER = 0x1303
+
+
+def _tls13_flight(data: bytes) -> object:
+    """``--keylog``'s parsers: the bytes as a server's TLS 1.3 flight (opened with a fixed secret) and as a key
+    log. Every ending is a status or a counted skip, so no exception is an answer."""
+    from tlsdetect.wire.keylog import parse_keylog
+    from tlsdetect.wire.tls13_flight import decrypt_flight
+
+    flight = decrypt_flight(data, FLIGHT_SECRET, FLIGHT_CIPHER)
+    return [flight, *flight.certificates, parse_keylog(data)]
+
+
 _READ_ERRORS = ("InputError",)
 
 TARGETS: dict[str, Target] = {t.name: t for t in (
@@ -137,6 +152,7 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("zeek-tsv", _read("ssl.log", "zeek"), _READ_ERRORS, "a Zeek ssl.log in TSV"),
     Target("suricata", _read("eve.json", "suricata"), _READ_ERRORS, "a Suricata EVE JSON log"),
     Target("tls", _tls, ("TLSParseError",), "a TCP payload of TLS records (ClientHello, ServerHello, Certificate)"),
+    Target("tls13-flight", _tls13_flight, (), "a server's TLS 1.3 flight to decrypt (--keylog), also a key log"),
     Target("api", _api, ("ValidationError",), "a POST /v1/score JSON body"),
     Target("ccore", _ccore, ("CaptureError",), "a capture or raw bytes through the C capture core (ASan, UBSan),"
            " every array equal to the numpy core's", sanitized=True),

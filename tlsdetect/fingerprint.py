@@ -31,6 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tlsdetect.detect.ct import add_sct_columns
 from tlsdetect.detect.issuers import add_issuer_keys
 from tlsdetect.readers.base import DnOrder
 from tlsdetect.wire.tls import EXT_ALPN, EXT_SERVER_NAME, EXT_SUPPORTED_VERSIONS, ClientHello, ServerHello, is_grease
@@ -392,7 +393,7 @@ def enrich(df: pd.DataFrame, *, dn_order: DnOrder = "rfc2253") -> pd.DataFrame:
             df = add_fingerprints(df)
         elif hellos.any():
             df = _fingerprint_rows(df, hellos)
-    return add_issuer_keys(df, order=dn_order)
+    return add_sct_columns(add_issuer_keys(df, order=dn_order))
 
 
 def _fingerprint_rows(df: pd.DataFrame, rows: npt.NDArray[np.bool_]) -> pd.DataFrame:

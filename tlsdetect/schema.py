@@ -87,6 +87,19 @@ Column groups:
   ends mid-flight is common; the row stays a clean row with fewer columns known, and the anomaly
   ledger counts it (``record_truncated``). The reassembly depth is ``depth_exceeded``'s, not a cut.
   Only the native engine says it (tshark completes the records it prints; log sources do not say);
+* Certificate Transparency: ``server_sct_count`` is how many signed certificate timestamps the leaf embeds
+  (the SCT list extension, 1.3.6.1.4.1.11129.2.4.2; 0: none) and ``server_sct_logs`` their log IDs (base64,
+  comma-separated, in the certificate's order) and ``server_not_before`` the leaf's validity start (CT has
+  been required of public leaves issued since 2018-04-30); null where the leaf's bytes were never seen (Zeek,
+  Suricata, Envoy logs without the PEM fields, TLS 1.3 captures without ``--keylog``): not seen is not "none".
+  Filled after reading by :func:`tlsdetect.detect.ct.add_sct_columns`;
+* TLS 1.3 chains from a key log (``--keylog``): ``keylog`` is null unless the read had a key log; then each
+  row whose ServerHello chose TLS 1.3 says how its encrypted flight went: ``decrypted`` (the certificate
+  columns above are filled from it), ``no_key`` (the key log has no secret for this ClientHello random),
+  ``no_certificate`` (it opened and held no Certificate: a resumed session), ``decrypt_failed`` (the logged
+  secret does not open it: a key log of another run), ``unsupported_cipher``, ``flight_cut`` (the capture
+  ends or has a gap inside the flight), ``malformed_flight``. Not an ``incomplete`` reason: the hellos were
+  read whole. The reader counts each (``keylog_<status>``);
 * later stages' columns (``user_agent``, ``client_id``) exist from the start so all sources
   share one shape.
 """
@@ -172,6 +185,10 @@ COLUMNS: Mapping[str, str] = {
     "incomplete": "string",
     "ch_records": "Int32",
     "truncated": "string",
+    "keylog": "string",
+    "server_sct_count": "Int32",
+    "server_sct_logs": "category",
+    "server_not_before": "datetime64[ns, UTC]",
 }
 
 LIST_COLUMNS = tuple(c for c, t in COLUMNS.items() if t == "object")

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from tlsdetect.sinks.files import Sink
     from tlsdetect.sinks.table import Rank
     from tlsdetect.sinks.weird import WeirdLog
+    from tlsdetect.wire.keylog import KeyLog
 
 __all__ = [
     "ALERT_FORMATS",
@@ -55,6 +56,7 @@ __all__ = [
     "force_option",
     "input_format_option",
     "input_options",
+    "keylog_option",
     "mesh_ca_option",
     "no_model_option",
     "no_progress_option",
@@ -193,6 +195,25 @@ def report_weird(weird: WeirdLog, inputs: Inputs) -> None:
         click.echo(escape_text(line), err=True)
 
 
+def _keylog(ctx: click.Context, param: click.Parameter, value: str | None) -> KeyLog | None:
+    from tlsdetect.wire.keylog import KeyLogError, read_keylog
+
+    if value is None:
+        return None
+    try:
+        return read_keylog(value)
+    except KeyLogError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
+def keylog_option(f: F) -> F:
+    """``--keylog FILE``: an NSS key log (``SSLKEYLOGFILE``), read into a ``KeyLog`` for :func:`open_inputs`."""
+    return click.option("--keylog", type=UserPath(dir_okay=False, exists=True), callback=_keylog,
+                        help="NSS key log (SSLKEYLOGFILE, openssl s_client -keylogfile): capture engines decrypt "
+                             "the handshake of TLS 1.3 connections it has secrets for and fill their certificate "
+                             "columns; the 'keylog' column says how each went.")(f)
+
+
 def input_options(f: F) -> F:
     """``--engine``, ``--input-format``, ``--dead-letter``, ``--no-progress`` of the detection commands."""
     for opt in reversed([
@@ -271,12 +292,12 @@ def progress_bytes(files: list[Path], enabled: bool) -> Iterator[tuple[Path, obj
 
 
 def open_inputs(paths: tuple[str, ...], engine: str, input_format: str | None, letters: DeadLetter, *,
-                progress: bool) -> Inputs:
+                progress: bool, keylog: KeyLog | None = None) -> Inputs:
     """The readers over ``paths``, with a progress bar unless ``progress`` is False."""
     from tlsdetect.readers.inputs import Inputs
 
     return Inputs(paths, engine=engine, input_format=input_format, dead_letter=letters,
-                  progress=lambda files: progress_bytes(files, progress))
+                  progress=lambda files: progress_bytes(files, progress), keylog=keylog)
 
 
 def dead_letters(path: str | None) -> DeadLetter:
@@ -311,6 +332,8 @@ def report(inputs: Inputs, letters: DeadLetter, dead_letter: str | None) -> None
     """The readers' warnings and the dead-letter count on stderr."""
     for w in inputs.warnings:  # a warning may quote the input (a field name, a line): shown escaped
         click.echo(f"warning: {escape_text(w)}", err=True)
+    if inputs.keylog is not None:
+        click.echo(escape_text(inputs.keylog.summary()), err=True)
     if letters.stats.bad_lines:
         where = f"; see {dead_letter}" if dead_letter else " (add --dead-letter FILE to keep them)"
         click.echo(f"warning: {letters.stats.summary()}{where}", err=True)

@@ -15,6 +15,7 @@ from tlsdetect.cli.common import (
     dead_letters,
     engine_option,
     input_format_option,
+    keylog_option,
     no_progress_option,
     open_inputs,
     open_sink,
@@ -31,6 +32,8 @@ from tlsdetect.cli.common import (
 if TYPE_CHECKING:
     import pandas as pd
 
+    from tlsdetect.wire.keylog import KeyLog
+
 
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=UserPath())
@@ -46,6 +49,7 @@ if TYPE_CHECKING:
 @dead_letter_option("Append log lines that cannot be read here (JSON lines: file, line, reason, text).")
 @weird_option
 @all_rows_option
+@keylog_option
 def fingerprint(
     paths: tuple[str, ...],
     fmt: str,
@@ -57,6 +61,7 @@ def fingerprint(
     dead_letter: str | None,
     weird: str | None,
     show_all: bool,
+    keylog: KeyLog | None,
 ) -> None:
     """Fingerprint every TLS handshake in PATHS: pcap/pcapng captures, Zeek ssl/x509/conn logs,
     Suricata EVE or Envoy access logs (files or directories; the format is detected from the
@@ -72,7 +77,7 @@ def fingerprint(
     wanted = parse_columns(columns, list(schema.COLUMNS))
     with contextlib.ExitStack() as stack:
         letters = stack.enter_context(dead_letters(dead_letter))
-        inputs = open_inputs(paths, engine, input_format, letters, progress=not no_progress)
+        inputs = open_inputs(paths, engine, input_format, letters, progress=not no_progress, keylog=keylog)
         sink = open_sink(stack, fmt, output, wanted, show_all=show_all)
         ledger = open_weird(weird)
         stack.callback(ledger.close)

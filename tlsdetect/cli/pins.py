@@ -73,11 +73,13 @@ def lint_cmd(policy: tuple[str, ...], days: int, observed: tuple[str, ...], out_
 
 
 def _observed_commands() -> None:
-    """``check`` and ``suggest`` read traffic (tlsdetect.cli.pins_observed); ``lint`` needs none."""
+    """``check``, ``suggest`` and ``ct`` read traffic (tlsdetect.cli.pins_observed, pins_ct); ``lint`` needs none."""
+    from tlsdetect.cli.pins_ct import ct
     from tlsdetect.cli.pins_observed import check_cmd, suggest_cmd
 
     pins_group.add_command(check_cmd)
     pins_group.add_command(suggest_cmd)
+    pins_group.add_command(ct)
 
 
 _observed_commands()

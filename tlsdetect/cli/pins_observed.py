@@ -16,13 +16,22 @@ from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from tlsdetect.cli.common import UserPath, dead_letters, input_options, open_inputs, output_file_option, report
+from tlsdetect.cli.common import (
+    UserPath,
+    dead_letters,
+    input_options,
+    keylog_option,
+    open_inputs,
+    output_file_option,
+    report,
+)
 from tlsdetect.sinks.escape import escape_text
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from tlsdetect.pins.check import CheckReport
+    from tlsdetect.wire.keylog import KeyLog
 
 __all__ = ["check_cmd", "suggest_cmd"]
 
@@ -46,11 +55,11 @@ def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> dt.d
 
 
 def _read_observed(stack: contextlib.ExitStack, paths: tuple[str, ...], engine: str, input_format: str | None,
-                   dead_letter: str | None, no_progress: bool) -> pd.DataFrame:
+                   dead_letter: str | None, no_progress: bool, keylog: KeyLog | None = None) -> pd.DataFrame:
     from tlsdetect.readers.inputs import InputError
 
     letters = stack.enter_context(dead_letters(dead_letter))
-    inputs = open_inputs(paths, engine, input_format, letters, progress=not no_progress)
+    inputs = open_inputs(paths, engine, input_format, letters, progress=not no_progress, keylog=keylog)
     try:
         df = inputs.read_all()
     except InputError as exc:
@@ -115,9 +124,10 @@ def _table(fh: IO[str], result: CheckReport, show_all: bool) -> None:
               help="The date pin-set expiry is judged on (default: today, UTC).")
 @click.option("--all", "show_all", is_flag=True, help="Table: list matching connections too.")
 @input_options
+@keylog_option
 def check_cmd(policies: tuple[str, ...], observed: tuple[str, ...], fmt: str, output: str | None,
               today: dt.date | None, show_all: bool, engine: str, input_format: str | None, dead_letter: str | None,
-              no_progress: bool) -> None:
+              no_progress: bool, keylog: KeyLog | None = None) -> None:
     """Which observed connections would POLICY (pin sets) have rejected? Report-only pinning.
 
     Exit status 1 when at least one would have been; connections whose chain was not visible (TLS 1.3
@@ -131,7 +141,7 @@ def check_cmd(policies: tuple[str, ...], observed: tuple[str, ...], fmt: str, ou
     except PolicyError as exc:
         raise Unreadable(str(exc)) from None
     with contextlib.ExitStack() as stack:
-        df = _read_observed(stack, observed, engine, input_format, dead_letter, no_progress)
+        df = _read_observed(stack, observed, engine, input_format, dead_letter, no_progress, keylog)
         result = check(table, df, today=today)
         fh = _out(stack, output)
         if fmt == "jsonl":

@@ -16,6 +16,7 @@ from tlsdetect.cli.common import (
     baseline_option,
     dead_letters,
     input_options,
+    keylog_option,
     open_inputs,
     open_sink,
     open_weird,
@@ -32,6 +33,8 @@ from tlsdetect.sinks.escape import escape_text
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from tlsdetect.wire.keylog import KeyLog
 
 
 @click.command("score")
@@ -50,10 +53,11 @@ if TYPE_CHECKING:
 @weird_option
 @all_rows_option
 @policy_options
+@keylog_option
 def score_cmd(paths: tuple[str, ...], baseline_dir: str | None, fmt: str, output: str | None, only_flagged: bool,
               columns: str | None, engine: str, input_format: str | None, dead_letter: str | None,
-              no_progress: bool, weird: str | None, show_all: bool, pins: tuple[str, ...] = (),
-              issuer_policy: tuple[str, ...] = ()) -> None:
+              no_progress: bool, weird: str | None, show_all: bool, keylog: KeyLog | None,
+              pins: tuple[str, ...] = (), issuer_policy: tuple[str, ...] = ()) -> None:
     """Score every connection in PATHS against a baseline: score 0-100, verdict, reasons.
 
     Without --baseline, with the knowledge base and issuer rules alone (the summary says what was not compared).
@@ -78,7 +82,7 @@ def score_cmd(paths: tuple[str, ...], baseline_dir: str | None, fmt: str, output
         raise click.ClickException(f"--columns does not apply to -f {fmt}: its fields are fixed (see the README)")
     with contextlib.ExitStack() as stack:
         letters = stack.enter_context(dead_letters(dead_letter))
-        inputs = open_inputs(paths, engine, input_format, letters, progress=not no_progress)
+        inputs = open_inputs(paths, engine, input_format, letters, progress=not no_progress, keylog=keylog)
         with user_errors():
             model = Baseline.load(baseline_dir) if baseline_dir is not None else None
             scored = score(inputs.read_all(), model, policies=policies)

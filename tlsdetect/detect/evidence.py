@@ -49,6 +49,7 @@ SIGNALS: dict[str, Signal] = {s.code: s for s in (
     Signal("identity_new_network", 15, "a known workload identity connected from a network it never used",
            supporting=True),
     Signal("known_interception_fingerprint", 85, "the ClientHello is a known interception product's"),
+    Signal("public_name_no_sct", 45, "a leaf for a public name from a non-public CA carries no CT timestamps"),
     Signal("public_ca_in_mesh", 75, "a public CA issued a certificate where only the mesh CA belongs"),
     Signal("new_fingerprint_for_client", 60, "this client never sent this ClientHello in the baseline"),
     Signal("ua_fingerprint_mismatch", 50, "the ClientHello is not what the claimed User-Agent sends"),

@@ -28,6 +28,7 @@ import pandas as pd
 
 from tlsdetect.detect.baseline import Baseline, client_ids
 from tlsdetect.detect.columns import as_category, text_column
+from tlsdetect.detect.ct_signals import ct_signal
 from tlsdetect.detect.evidence import Evidence
 from tlsdetect.detect.features import hello_codes
 from tlsdetect.detect.fingerprint_signals import baseline_signals, convergence_signal, product_signals
@@ -105,6 +106,7 @@ def score(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge | None = No
 
     issuer_class = issuer_signals(out, baseline, kb, ev)
     pin_signals(out, policies, kb, ev)
+    ct_signal(out, kb, ev)
     known_product = product_signals(ja3, ja3n, ja4, kb, ev)
     known_product = resemblance_signal(text_column(out, "ja3_full"), known_product, kb, ev)
 

@@ -23,6 +23,7 @@ from tlsdetect.readers.logs import DeadLetter, LogFormatError, detect_format, sn
 from tlsdetect.readers.pcap.capture import CaptureError
 from tlsdetect.readers.pcap.tshark import TsharkError
 from tlsdetect.readers.registry import readers
+from tlsdetect.wire.keylog import KeyLog
 
 __all__ = ["InputError", "Inputs", "expand_paths"]
 
@@ -77,6 +78,8 @@ class Inputs:
     files: list[Path] = field(default_factory=list)
     #: what every reader read, merged (``warnings`` is its list)
     stats: ReadStats = field(default_factory=ReadStats)
+    #: ``--keylog``: the capture readers decrypt TLS 1.3 chains with it
+    keylog: KeyLog | None = None
 
     @property
     def warnings(self) -> list[str]:
@@ -92,7 +95,7 @@ class Inputs:
             groups = detect_format(self.files, self.input_format)
         except LogFormatError as exc:
             raise InputError(str(exc)) from None
-        by_kind = readers(self.engine, self.dead_letter)
+        by_kind = readers(self.engine, self.dead_letter, self.keylog)
         for kind, group in groups.items():
             reader = by_kind[kind]
             part = ReadStats()

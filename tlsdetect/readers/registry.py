@@ -16,6 +16,7 @@ import pandas as pd
 
 from tlsdetect.readers.base import DnOrder, FileProgress, Reader, ReadStats
 from tlsdetect.readers.logs import DeadLetter, LogStats
+from tlsdetect.wire.keylog import KeyLog
 
 __all__ = ["ENGINES", "EnvoyReader", "NativePcapReader", "SuricataReader", "TsharkPcapReader", "ZeekReader",
            "readers"]
@@ -35,12 +36,15 @@ class NativePcapReader:
     kind = "pcap"
     dn_order: DnOrder = "rfc2253"
 
+    def __init__(self, keylog: KeyLog | None = None) -> None:
+        self.keylog = keylog  # ``--keylog``: TLS 1.3 chains decrypted
+
     def read(self, paths: Sequence[Path], stats: ReadStats,
              progress: FileProgress | None = None) -> Iterator[pd.DataFrame]:
         from tlsdetect.readers.pcap.engine import iter_connections
 
         for f, callback in (progress or _no_progress)(list(paths)):
-            yield from iter_connections(f, stats=stats, progress=callback)
+            yield from iter_connections(f, stats=stats, progress=callback, keylog=self.keylog)
 
 
 class TsharkPcapReader:
@@ -49,11 +53,14 @@ class TsharkPcapReader:
     kind = "pcap"
     dn_order: DnOrder = "rfc2253"
 
+    def __init__(self, keylog: KeyLog | None = None) -> None:
+        self.keylog = keylog  # ``--keylog``: tshark decrypts TLS 1.3 handshakes with its file
+
     def read(self, paths: Sequence[Path], stats: ReadStats,
              progress: FileProgress | None = None) -> Iterator[pd.DataFrame]:
         from tlsdetect.readers.pcap.tshark import iter_tshark
 
-        yield from iter_tshark(paths, stats=stats)
+        yield from iter_tshark(paths, stats=stats, keylog=self.keylog)
 
 
 class _LogReader(ABC):
@@ -119,11 +126,12 @@ class EnvoyReader(_LogReader):
         return read_envoy(paths, dead_letter=self.dead_letter)
 
 
-def readers(engine: str = "native", dead_letter: DeadLetter | None = None) -> dict[str, Reader]:
+def readers(engine: str = "native", dead_letter: DeadLetter | None = None, keylog: KeyLog | None = None
+            ) -> dict[str, Reader]:
     """The reader of each kind :func:`~tlsdetect.readers.logs.sniff` names; ``engine`` reads captures."""
     if engine not in ENGINES:
         raise ValueError(f"unknown capture engine {engine!r}; choose one of {', '.join(ENGINES)}")
     letters = dead_letter if dead_letter is not None else DeadLetter()
-    pcap: Reader = NativePcapReader() if engine == "native" else TsharkPcapReader()
+    pcap: Reader = NativePcapReader(keylog) if engine == "native" else TsharkPcapReader(keylog)
     return {"pcap": pcap, "zeek": ZeekReader(letters), "suricata": SuricataReader(letters),
             "envoy": EnvoyReader(letters)}

@@ -276,7 +276,9 @@ def connections_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
             cells[:] = [tuple(v) if isinstance(v, list) else None for v in values]
             data[col] = cells
         elif dtype.startswith("datetime64"):  # ts, peer_not_before/after
-            data[col] = pd.to_datetime(pd.Series(values, dtype=object), utc=True, format="ISO8601").array
+            # in the schema's unit: pandas infers microseconds from whole-second ISO text
+            data[col] = pd.to_datetime(pd.Series(values, dtype=object), utc=True, format="ISO8601").dt.as_unit(
+                "ns").array
         elif dtype == "category":
             data[col] = schema.as_category(pd.Series(values, dtype="string")).array
         else:

@@ -485,6 +485,8 @@ def _cert_info(der: bytes) -> CertInfo:
     """Certificates repeat across connections, so each distinct DER is parsed once."""
     from cryptography import x509
 
+    from tlsdetect.wire import sct
+
     digest = hashlib.sha256(der).hexdigest()
     spki = spki_sha256(der)
     try:
@@ -494,6 +496,7 @@ def _cert_info(der: bytes) -> CertInfo:
     except (ValueError, TypeError, x509.InvalidVersion):  # InvalidVersion: not a ValueError
         return CertInfo(sha256=digest, subject=None, issuer=None, der_length=len(der), spki=spki)
     ski, akid = _key_ids(cert)
+    sct.remember(digest, cert)  # the leaf's CT evidence, for the stage after reading (tlsdetect.detect.ct)
     return CertInfo(sha256=digest, subject=subject, issuer=issuer, der_length=len(der), ski=ski, akid=akid,
                     spki=spki)
 

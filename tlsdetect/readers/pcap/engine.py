@@ -54,6 +54,7 @@ from tlsdetect.readers.base import ReadStats
 from tlsdetect.readers.pcap import ccore, pending
 from tlsdetect.readers.pcap.capture import WINDOW, CaptureReader, PacketBatch
 from tlsdetect.readers.pcap.fastlane import FastLane, Segments
+from tlsdetect.readers.pcap.keylog_rows import decrypted_columns, keyed_starts, mark_unkeyed, random_table
 from tlsdetect.readers.pcap.packets import PROTO_TCP, Decoded, decode, flow_hash, linktype_name
 from tlsdetect.readers.pcap.pending import DIRECTION_COST, EVICTED, EVICTED_WHOLE, SEGMENT_COST, evict
 from tlsdetect.readers.pcap.tls_stream import (
@@ -64,6 +65,7 @@ from tlsdetect.readers.pcap.tls_stream import (
     reassemble_runs,
 )
 from tlsdetect.wire.gather import Gather
+from tlsdetect.wire.keylog import KeyLog
 from tlsdetect.wire.tls import ClientHello
 
 __all__ = ["iter_connections", "iter_pcap", "read_pcap"]
@@ -178,8 +180,12 @@ def _lowest_start(keys: npt.NDArray[np.uint64], seq: I64) -> tuple[npt.NDArray[n
 
 
 class _Engine:
-    def __init__(self, source: str, *, fast_lane: bool = True, slow_batch: int = 1) -> None:
+    def __init__(self, source: str, *, fast_lane: bool = True, slow_batch: int = 1, keylog: KeyLog | None = None
+                 ) -> None:
         self.source = source
+        #: ``--keylog``: connections it has secrets for go to the reassembling lane, which decrypts their chain.
+        self.keylog = keylog
+        self.keyed = random_table(keylog) if keylog is not None else None
         # Slow-lane rows wait until there are this many (or the file ends): each batch costs a
         # table conversion and a merge, worth paying for a thousand rows, not for eight.
         self.slow_batch = slow_batch
@@ -211,7 +217,10 @@ class _Engine:
         counts["handshake_start_packets"] += len(start)
         if len(start) and self.use_fast_lane:
             busy = np.fromiter(st.flows.keys(), dtype=np.uint64, count=len(st.flows))
-            fast = self.fast.claim_handshakes(w.buf, seg, start, busy, base)
+            fast = np.zeros(len(start), dtype=bool)
+            lane = ~keyed_starts(w.buf, seg.payload[start], seg.plen[start], self.keyed) if self.keyed is not None \
+                else np.ones(len(start), dtype=bool)
+            fast[lane] = self.fast.claim_handshakes(w.buf, seg, start[lane], busy, base)
             start = start[~fast]
         if len(start):
             self._open_new(w.buf, seg, start)
@@ -406,6 +415,8 @@ class _Engine:
                 row["incomplete"] = reason
             elif reason is not None:
                 self.stats.skipped[EVICTED_WHOLE] += 1
+            if self.keylog is not None:
+                row.update(decrypted_columns(conn, self.keylog, self.stats))
             if conflicts and row["incomplete"] is None:
                 row["incomplete"] = OVERLAP_CONFLICT  # what the sensor read may not be what the server read
             elif conflicts:
@@ -548,6 +559,7 @@ def iter_connections(
     window: int | None = None,
     fast_lane: bool = True,
     chunk_rows: int = CHUNK_ROWS,
+    keylog: KeyLog | None = None,
 ) -> Iterator[pd.DataFrame]:
     """Yield the connections of one capture in chunks of about ``chunk_rows`` rows (not enriched).
 
@@ -559,19 +571,23 @@ def iter_connections(
     with a warning in ``stats.warnings`` (everything before it is kept). ``progress`` gets the
     bytes consumed. ``stats.counts`` gains the capture reader's counts (``packets``, ...) and the engine's.
     ``fast_lane=False`` sends every handshake through the reassembling path (the tests compare).
+    ``keylog``: TLS 1.3 chains decrypted with its secrets, and the ``keylog`` column (:mod:`.keylog_rows`).
     """
     total = stats if stats is not None else ReadStats()
     reader = CaptureReader(path, window=window or WINDOW, reuse_buffer=False)
     core = ccore.status() if reader.compiled == ccore.enabled() else ("compiled C" if reader.compiled else "numpy")
     log.info("%s: capture core: %s", Path(path).name, core)
-    engine = _Engine(Path(path).name, fast_lane=fast_lane, slow_batch=max(1, chunk_rows // 8))
+    engine = _Engine(Path(path).name, fast_lane=fast_lane, slow_batch=max(1, chunk_rows // 8), keylog=keylog)
     for prepared, position in _prefetch(reader):
         engine.window(prepared)
         if progress is not None:
             progress(position)
         if engine.pending_rows() >= chunk_rows:
-            yield engine.drain()
+            chunk = engine.drain()
+            yield chunk if keylog is None else mark_unkeyed(chunk, engine.stats)
     last = engine.drain(final=True)
+    if keylog is not None:
+        last = mark_unkeyed(last, engine.stats)
     engine.stats.files += 1
     for name in [n for n in engine.stats.skipped if n.startswith("unsupported link type")]:
         engine.stats.warn(f"{Path(path).name}: {name}: {engine.stats.skipped[name]} packets skipped")
@@ -590,10 +606,11 @@ def iter_pcap(
     window: int | None = None,
     fast_lane: bool = True,
     chunk_rows: int = CHUNK_ROWS,
+    keylog: KeyLog | None = None,
 ) -> Iterator[pd.DataFrame]:
     """:func:`iter_connections` with the enrichment stage applied to each chunk."""
     for chunk in iter_connections(path, stats=stats, progress=progress, window=window, fast_lane=fast_lane,
-                                  chunk_rows=chunk_rows):
+                                  chunk_rows=chunk_rows, keylog=keylog):
         yield enrich(chunk)
 
 
@@ -603,6 +620,7 @@ def read_pcap(
     progress: Callable[[int], None] | None = None,
     window: int | None = None,
     fast_lane: bool = True,
+    keylog: KeyLog | None = None,
 ) -> tuple[pd.DataFrame, ReadStats]:
     """Every TLS handshake of one or more captures as one table, and what was read.
 
@@ -614,7 +632,8 @@ def read_pcap(
     frames = [
         chunk
         for path in paths
-        for chunk in iter_pcap(path, stats=total, progress=progress, window=window, fast_lane=fast_lane)
+        for chunk in iter_pcap(path, stats=total, progress=progress, window=window, fast_lane=fast_lane,
+                               keylog=keylog)
     ]
     frames = [f for f in frames if len(f)]
     if not frames:

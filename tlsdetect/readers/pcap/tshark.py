@@ -68,8 +68,10 @@ import pandas as pd
 from tlsdetect import schema
 from tlsdetect.fingerprint import client_fingerprints, enrich
 from tlsdetect.readers.base import ReadStats
+from tlsdetect.readers.pcap.keylog_rows import KEYLOG_COLUMN, count, tshark_status
 from tlsdetect.readers.pcap.tls_stream import Connection, DirectionView, Endpoint, reassemble
 from tlsdetect.readers.pcap.tshark_frames import END_MARK, START_MARK, Frame, lua_script, parse_line
+from tlsdetect.wire.keylog import KeyLog
 from tlsdetect.wire.tls import (
     HANDSHAKE_CERTIFICATE,
     HANDSHAKE_CLIENT_HELLO,
@@ -82,6 +84,7 @@ from tlsdetect.wire.tls import (
     parse_client_hello,
     parse_server_hello,
 )
+from tlsdetect.wire.tls13_flight import parse_certificate13
 from tlsdetect.wire.versions import version_name
 
 __all__ = ["TsharkError", "iter_tshark", "read_pcap_tshark", "tshark_command"]
@@ -194,6 +197,7 @@ class _Conn:
     first_sender: tuple[str, int]  # (ip, port) as tshark spells it: the ``a`` side of ``conn``
     sides: dict[bool, _Side] = field(default_factory=dict)
     hello_ts: int | None = None
+    random: bytes | None = None  # the first ClientHello's (``--keylog`` looks it up)
 
     def side(self, forward: bool) -> _Side:
         if forward not in self.sides:
@@ -227,9 +231,10 @@ def _transport(proto: str, frame: Frame) -> str | None:
 class _Assembler:
     """Frames of one file -> connection states; :meth:`rows` renders them."""
 
-    def __init__(self, source: str, stats: ReadStats) -> None:
+    def __init__(self, source: str, stats: ReadStats, keylog: KeyLog | None = None) -> None:
         self.source = source
         self.stats = stats
+        self.keylog = keylog
         self.conns: dict[tuple[str, int], _Conn] = {}
 
     def add(self, frame: Frame) -> None:
@@ -307,13 +312,25 @@ class _Assembler:
                 view.client_hellos.append(parse_client_hello(body, dtls=conn.transport == "dtls"))
                 if conn.hello_ts is None:
                     conn.hello_ts = frame.ts_ns
+                    conn.random = body[2:34]
             elif msg_type == HANDSHAKE_SERVER_HELLO:
                 view.server_hellos.append(parse_server_hello(body))
             elif msg_type == HANDSHAKE_CERTIFICATE and not view.certificates and not conn.tls13():
                 view.certificates = parse_certificate(body)
+            elif msg_type == HANDSHAKE_CERTIFICATE and not view.certificates and self._keyed(conn):
+                # TLS 1.3's is encrypted: seen when tshark decrypted it, in 1.3's framing; taken only with
+                # the key log's secret (tshark also uses a pcapng's own Decryption Secrets Block, which the
+                # native engine does not read: the engines stay equal)
+                view.certificates = parse_certificate13(body)
         except TLSParseError as exc:
             self.stats.counts["parse_errors"] += 1
             view.errors.append(f"frame {frame.number}: handshake type {msg_type}: {exc}")
+
+    def _keyed(self, conn: _Conn) -> bool:
+        """Whether ``--keylog`` holds a handshake secret for the connection's ClientHello random."""
+        log = self.keylog
+        return log is not None and conn.random is not None and (conn.random in log.server_hs
+                                                                  or conn.random in log.client_hs)
 
     def rows(self) -> list[dict[str, object]]:
         out = []
@@ -321,7 +338,12 @@ class _Assembler:
             views = [s.view for s in conn.sides.values()]
             if not any(v.client_hellos or v.server_hellos for v in views):
                 continue
-            out.append(_render(conn, self.source))
+            row = _render(conn, self.source)
+            if self.keylog is not None and conn.transport == "tcp" and conn.tls13():
+                row[KEYLOG_COLUMN] = tshark_status(row.get("server_chain") is not None, conn.random, self.keylog,
+                                                   row.get("resumed"))  # type: ignore[arg-type]
+                count(self.stats, str(row[KEYLOG_COLUMN]))
+            out.append(row)
         return out
 
 
@@ -387,12 +409,15 @@ def _render(conn: _Conn, source: str) -> dict[str, object]:
 # Running tshark
 
 
-def tshark_command(tshark: str, path: str | os.PathLike[str], script: str | os.PathLike[str]) -> list[str]:
+def tshark_command(tshark: str, path: str | os.PathLike[str], script: str | os.PathLike[str],
+                   keylog: str | None = None) -> list[str]:
     """The command line: no output of tshark's own (``-q``), the listener ``script`` prints the
-    frames (see :mod:`.tshark_frames`)."""
+    frames (see :mod:`.tshark_frames`); ``keylog``: Wireshark decrypts TLS 1.3 handshakes with it."""
     cmd = [tshark, "-n", "-q", "-r", os.fspath(path), "-X", f"lua_script:{os.fspath(script)}"]
     for pref in PREFERENCES:
         cmd += ["-o", pref]
+    if keylog is not None:
+        cmd += ["-o", f"tls.keylog_file:{keylog}"]
     return cmd
 
 
@@ -463,7 +488,8 @@ def _remove(path: str) -> None:
         os.unlink(path)
 
 
-def _read_file(tshark: str, path: str | os.PathLike[str]) -> tuple[list[dict[str, object]], ReadStats]:
+def _read_file(tshark: str, path: str | os.PathLike[str], keylog: KeyLog | None = None
+               ) -> tuple[list[dict[str, object]], ReadStats]:
     """Run tshark over one file and turn its frames into rows, while it is still printing them.
 
     Counts: ``frames``, ``handshake_messages``, ``skipped_messages``, ``parse_errors``,
@@ -471,11 +497,12 @@ def _read_file(tshark: str, path: str | os.PathLike[str]) -> tuple[list[dict[str
     """
     name = Path(path).name
     stats = ReadStats(files=1)
-    assembler = _Assembler(name, stats)
+    assembler = _Assembler(name, stats, keylog)
     with tempfile.TemporaryFile() as err:
         try:
             proc = subprocess.Popen(
-                tshark_command(tshark, path, _script()), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err
+                tshark_command(tshark, path, _script(), None if keylog is None else keylog.path),
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
             )
         except OSError as exc:
             raise TsharkError(f"cannot run {tshark}: {exc.strerror or exc}") from None
@@ -516,16 +543,16 @@ def _to_frame(rows: list[dict[str, object]]) -> pd.DataFrame:
 
 
 def _map_files(
-    exe: str, files: list[str | os.PathLike[str]], workers: int
+    exe: str, files: list[str | os.PathLike[str]], workers: int, keylog: KeyLog | None = None
 ) -> Iterator[tuple[list[dict[str, object]], ReadStats]]:
     """Results in file order; with several workers, tshark processes overlap their start-up."""
     if workers == 1 or len(files) <= 1:
         for path in files:
-            yield _read_file(exe, path)
+            yield _read_file(exe, path, keylog)
         return
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
-        yield from pool.map(lambda p: _read_file(exe, p), files)
+        yield from pool.map(lambda p: _read_file(exe, p, keylog), files)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # a failed file stops the files not started
 
@@ -536,6 +563,7 @@ def iter_tshark(
     stats: ReadStats | None = None,
     tshark: str = "tshark",
     jobs: int | None = None,
+    keylog: KeyLog | None = None,
 ) -> Iterator[pd.DataFrame]:
     """The handshakes of each capture file through tshark, one table per file (not enriched).
 
@@ -554,7 +582,9 @@ def iter_tshark(
     exe = _resolve(tshark)
     workers = max(1, jobs if jobs is not None else min(4, os.cpu_count() or 1))
     total = stats if stats is not None else ReadStats()
-    for rows, part in _map_files(exe, files, workers):
+    if keylog is not None and keylog.path is None:
+        raise TsharkError("the tshark engine needs the key log as a file (KeyLog.path)")
+    for rows, part in _map_files(exe, files, workers, keylog):
         total.merge(part)
         if rows:
             yield _to_frame(rows)
@@ -565,13 +595,14 @@ def read_pcap_tshark(
     *,
     tshark: str = "tshark",
     jobs: int | None = None,
+    keylog: KeyLog | None = None,
 ) -> tuple[pd.DataFrame, ReadStats]:
     """Fingerprint every TLS, QUIC and DTLS handshake in capture files through tshark.
 
     :func:`iter_tshark` with the enrichment stage, as one table, and what was read.
     """
     total = ReadStats()
-    frames = [enrich(df) for df in iter_tshark(paths, stats=total, tshark=tshark, jobs=jobs)]
+    frames = [enrich(df) for df in iter_tshark(paths, stats=total, tshark=tshark, jobs=jobs, keylog=keylog)]
     if not frames:
         return schema.empty(), total
     return (frames[0] if len(frames) == 1 else schema.concat(frames)), total
