@@ -83,6 +83,11 @@ Column groups:
   ends mid-flight is common; the row stays a clean row with fewer columns known, and the anomaly
   ledger counts it (``record_truncated``). The reassembly depth is ``depth_exceeded``'s, not a cut.
   Only the native engine says it (tshark completes the records it prints; log sources do not say);
+* ``quic_transport_params`` (QUIC rows only): the ids of the client's QUIC transport parameters
+  (ClientHello extension 0x39), in wire order, lowercase hex, comma-separated, each GREASE id
+  (``31 * N + 27``, random per connection) written ``grease``: the QUIC stack's own list, which an
+  interception product that terminates QUIC replaces with its own. Missing on TCP and DTLS rows
+  and where the source does not say;
 * later stages' columns (``user_agent``, ``client_id``) exist from the start so all sources
   share one shape.
 """
@@ -166,6 +171,7 @@ COLUMNS: Mapping[str, str] = {
     "incomplete": "string",
     "ch_records": "Int32",
     "truncated": "string",
+    "quic_transport_params": "string",
 }
 
 LIST_COLUMNS = tuple(c for c, t in COLUMNS.items() if t == "object")

@@ -278,9 +278,8 @@ def protect_initial(
     payload += bytes(max(0, pad_to - len(payload), 4 - len(payload)))
     pn_bytes = pn.to_bytes(4, "big")
     first = 0xC0 | (v.initial_type << 4) | 0x03
-    token = b"" if server else b"\x00"
     head = bytes([first]) + version.to_bytes(4, "big") + bytes([len(dcid)]) + dcid + bytes([len(scid)]) + scid
-    head += token + _encode_varint(len(pn_bytes) + len(payload) + 16) + pn_bytes
+    head += b"\x00" + _encode_varint(len(pn_bytes) + len(payload) + 16) + pn_bytes
     nonce = (int.from_bytes(keys.iv, "big") ^ pn).to_bytes(12, "big")
     sealed = _aead(keys.key).encrypt(nonce, payload, head)
     pn_at = len(head) - 4
@@ -292,9 +291,10 @@ def protect_initial(
     return bytes(out)
 
 
-def transport_parameter_ids(hello_body: bytes) -> tuple[int, ...] | None:
+def transport_parameter_ids(hello_body: bytes) -> str | None:
     """The ids of the QUIC transport parameters (extension 0x39) of a ClientHello body, in wire
-    order, GREASE ids kept; None without the extension or when it does not parse."""
+    order, as the ``quic_transport_params`` column spells them (lowercase hex, comma-separated,
+    GREASE ids as ``grease``); None without the extension or when it does not parse."""
     try:
         pos = 2 + 32
         pos += 1 + hello_body[pos]  # session id
@@ -307,7 +307,8 @@ def transport_parameter_ids(hello_body: bytes) -> tuple[int, ...] | None:
             size = int.from_bytes(hello_body[pos + 2 : pos + 4], "big")
             pos += 4
             if ext == 0x39:
-                ids, at, stop = [], pos, pos + size
+                ids: list[int] = []
+                at, stop = pos, pos + size
                 if stop > len(hello_body):
                     return None
                 while at < stop:
@@ -315,7 +316,9 @@ def transport_parameter_ids(hello_body: bytes) -> tuple[int, ...] | None:
                     plen, at = _varint(hello_body, at, stop)
                     at += plen
                     ids.append(pid)
-                return tuple(ids) if at == stop else None
+                if at != stop:
+                    return None
+                return ",".join("grease" if i % 31 == 27 else f"{i:x}" for i in ids)
             pos += size
     except (IndexError, QuicSkipError):
         return None

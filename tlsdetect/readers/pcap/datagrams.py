@@ -38,9 +38,11 @@ from tlsdetect.wire.quic_initial import (
     transport_parameter_ids,
 )
 from tlsdetect.wire.tls import (
+    HANDSHAKE_CERTIFICATE,
     HANDSHAKE_CLIENT_HELLO,
     HANDSHAKE_SERVER_HELLO,
     TLSParseError,
+    parse_certificate,
     parse_client_hello,
     parse_server_hello,
 )
@@ -50,6 +52,7 @@ __all__ = ["Candidates", "Datagrams", "select"]
 I64 = npt.NDArray[np.int64]
 U64 = npt.NDArray[np.uint64]
 QUIC, DTLS = 0, 1
+DTLS13 = 0xFEFC
 #: Most CRYPTO bytes reassembled per direction (a post-quantum ClientHello is under 2 KB; a
 #: HelloRetryRequest's second hello doubles it).
 MAX_CRYPTO = 64 * 1024
@@ -59,6 +62,10 @@ MAX_HELD = 8
 MAX_OPEN = 65_536
 #: A connection untouched for this many windows is finished with what it has.
 IDLE_WINDOWS = 8
+HANDSHAKE_SERVER_HELLO_DONE = 14
+#: DTLS handshake messages a candidate datagram may begin with: the hellos, then the server's
+#: Certificate and ServerHelloDone (DTLS <= 1.2 sends its chain in clear, often in datagrams of its own).
+DTLS_MESSAGES = (1, 2, 11, 14)
 _INITIAL_TYPE = {v: spec.initial_type for v, spec in VERSIONS.items()}
 
 
@@ -92,7 +99,7 @@ def select(buf: npt.NDArray[np.uint8], dec: Decoded, ts_ns: I64) -> Candidates:
     quic = ((b0 & 0xC0) == 0xC0) & (np.sort(known)[at] == version) & (((b0 >> 4) & 0x03) == sorted_types[at])
     rv = g.be16(p + 1)
     msg = g.u8(p + 13)
-    dtls = (b0 == 22) & np.isin(rv, list(DTLS_VERSIONS)) & (g.be16(p + 3) == 0) & ((msg == 1) | (msg == 2))
+    dtls = (b0 == 22) & np.isin(rv, list(DTLS_VERSIONS)) & (g.be16(p + 3) == 0) & np.isin(msg, DTLS_MESSAGES)
     pick = quic | dtls
     i = idx[pick]
     return Candidates(
@@ -118,7 +125,7 @@ class _Flow:
     hello_ts: int | None = None
     settled: bool = False
     emitted: bool = False
-    params: tuple[int, ...] | None = None
+    params: str | None = None
 
 
 def _key(a: tuple[int, int, int], b: tuple[int, int, int]) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
@@ -175,7 +182,7 @@ class Datagrams:
                 break
             grew |= self._open(flow, forward, data, packet, ts)
         if grew:
-            self._reparse(flow)
+            self._reparse(flow, ts)
 
     def _open(self, flow: _Flow, forward: bool, data: bytes, packet: InitialPacket, ts: int) -> bool:
         """Decrypt one Initial with the keys its direction can have; True when CRYPTO bytes were added."""
@@ -196,12 +203,9 @@ class Datagrams:
                 self.stats.skipped[f"quic_{skip.reason}"] += 1
                 return False
             self.stats.counts["quic_initials_decrypted"] += 1
-            if not server:
-                if (packet.version, packet.dcid) not in flow.dcids[forward]:
-                    flow.dcids[forward].append((packet.version, packet.dcid))
-                    self._retry_held(flow, forward)
-                if flow.hello_ts is None:
-                    flow.hello_ts = ts
+            if not server and (packet.version, packet.dcid) not in flow.dcids[forward]:
+                flow.dcids[forward].append((packet.version, packet.dcid))
+                self._retry_held(flow, forward)
             flow.crypto[forward].extend(frames)
             return bool(frames)
         if not peer and len(flow.held) < MAX_HELD:
@@ -216,9 +220,9 @@ class Datagrams:
             if forward == client:
                 self.stats.skipped["quic_decrypt_failed"] += 1
                 continue
-            self._open(flow, forward, data, packet, flow.hello_ts or 0)
+            self._open(flow, forward, data, packet, 0)
 
-    def _reparse(self, flow: _Flow) -> None:
+    def _reparse(self, flow: _Flow, ts: int) -> None:
         """Both directions' CRYPTO streams from offset 0, message by message, into the views."""
         views = flow.conn.views
         for forward in (True, False):
@@ -235,6 +239,8 @@ class Datagrams:
                 body = stream[pos + 4 : pos + 4 + size]
                 pos += 4 + size
                 self._message(flow, view, msg_type, body, dtls=False)
+            if view.client_hellos and flow.hello_ts is None:
+                flow.hello_ts = ts  # the datagram that made the hello whole (as tshark dates it)
             if flow.crypto[forward] and len(flow.crypto[forward]) > 64:
                 flow.crypto[forward] = [(0, stream)]  # bound the segment list (retransmissions)
         flow.settled = _settled(views)
@@ -256,6 +262,8 @@ class Datagrams:
             if msg_type == HANDSHAKE_CLIENT_HELLO and flow.hello_ts is None:
                 flow.hello_ts = ts
             self._message(flow, view, msg_type, body, dtls=True)
+            if msg_type == HANDSHAKE_SERVER_HELLO_DONE:
+                view.server_hello_done = True
         flow.settled = _settled(flow.conn.views, dtls=True)
         if flow.settled:
             self._finish(flow)
@@ -274,6 +282,8 @@ class Datagrams:
                     flow.params = transport_parameter_ids(body)
             elif msg_type == HANDSHAKE_SERVER_HELLO:
                 view.server_hellos.append(parse_server_hello(body))
+            elif msg_type == HANDSHAKE_CERTIFICATE and dtls and not view.certificates:
+                view.certificates = parse_certificate(body)  # DTLS <= 1.2 sends it in clear
         except TLSParseError as exc:
             self.stats.skipped[f"{flow.transport}_malformed_hello"] += 1
             view.errors.append(f"handshake type {msg_type}: {exc}")
@@ -295,8 +305,8 @@ class Datagrams:
         if flow.emitted:
             return
         flow.emitted = True
-        if flow.held:
-            self.stats.skipped["quic_no_client_initial"] += len(flow.held)
+        if flow.held:  # no keys opened them: damaged, or a server's Initials whose client's were not captured
+            self.stats.skipped["quic_undecryptable"] += len(flow.held)
         views = flow.conn.views
         if not any(v.client_hellos or v.server_hellos for v in views.values()):
             self.stats.skipped[f"{flow.transport}_no_hello"] += 1
@@ -320,11 +330,14 @@ class Datagrams:
 
 def _settled(views: dict[bool, DirectionView], *, dtls: bool = False) -> bool:
     """Whether the hellos are read: a ClientHello one way, a ServerHello that is not a
-    HelloRetryRequest the other (after one, the second ClientHello and ServerHello too)."""
+    HelloRetryRequest the other (after one, the second ClientHello and ServerHello too); DTLS
+    <= 1.2 also waits for the server's chain or its ServerHelloDone."""
     client = next((v for v in views.values() if v.client_hellos), None)
     server = next((v for v in views.values() if v.server_hellos), None)
     if client is None or server is None or client is server:
         return False
     if server.server_hellos[0].is_hello_retry_request:
         return len(server.server_hellos) >= 2 and len(client.client_hellos) >= 2
-    return not dtls or len(client.client_hellos) >= 1
+    if not dtls or server.server_hellos[-1].version == DTLS13:
+        return True
+    return bool(server.certificates) or server.server_hello_done

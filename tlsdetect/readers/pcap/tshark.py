@@ -71,6 +71,7 @@ from tlsdetect.readers.base import ReadStats
 from tlsdetect.readers.pcap.tls_stream import Connection, DirectionView, Endpoint, reassemble
 from tlsdetect.readers.pcap.tshark_frames import END_MARK, START_MARK, Frame, lua_script, parse_line
 from tlsdetect.readers.pcap.udp_rows import udp_row
+from tlsdetect.wire.quic_initial import transport_parameter_ids
 from tlsdetect.wire.tls import (
     HANDSHAKE_CERTIFICATE,
     HANDSHAKE_CLIENT_HELLO,
@@ -191,6 +192,7 @@ class _Conn:
     first_sender: tuple[str, int]  # (ip, port) as tshark spells it: the ``a`` side of ``conn``
     sides: dict[bool, _Side] = field(default_factory=dict)
     hello_ts: int | None = None
+    params: str | None = None  # QUIC: the ``quic_transport_params`` column
 
     def side(self, forward: bool) -> _Side:
         if forward not in self.sides:
@@ -302,6 +304,8 @@ class _Assembler:
         try:
             if msg_type == HANDSHAKE_CLIENT_HELLO:
                 view.client_hellos.append(parse_client_hello(body, dtls=conn.transport == "dtls"))
+                if conn.transport == "quic" and conn.params is None:
+                    conn.params = transport_parameter_ids(body)
                 if conn.hello_ts is None:
                     conn.hello_ts = frame.ts_ns
             elif msg_type == HANDSHAKE_SERVER_HELLO:
@@ -349,6 +353,7 @@ def _render(conn: _Conn, source: str) -> dict[str, object]:
             _lay_out(side)
     if conn.transport != "tcp":
         row = udp_row(conn.conn, conn.transport)
+        row["quic_transport_params"] = conn.params
     else:
         row = conn.conn.row()
         retry = row.pop("retry_hello", None)
