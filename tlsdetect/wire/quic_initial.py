@@ -17,6 +17,7 @@ import hashlib
 import hmac
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -98,9 +99,13 @@ def _aead(key: bytes) -> AESGCM:
     return AESGCM(key)
 
 
+@functools.lru_cache(maxsize=4096)
+def _ecb(hp: bytes) -> Any:
+    return Cipher(algorithms.AES(hp), modes.ECB()).encryptor()  # stateless per block: reused
+
+
 def _mask(hp: bytes, sample: bytes) -> bytes:
-    enc = Cipher(algorithms.AES(hp), modes.ECB()).encryptor()
-    return enc.update(sample)[:5]
+    return bytes(_ecb(hp).update(sample)[:5])
 
 
 def _varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
@@ -229,9 +234,7 @@ def crypto_frames(plain: bytes) -> list[tuple[int, bytes]]:
     while pos < n:
         kind = plain[pos]
         if kind == PADDING:
-            pos += 1
-            while pos < n and plain[pos] == PADDING:
-                pos += 1
+            pos = n - len(plain[pos:].lstrip(b"\x00"))
         elif kind == PING:
             pos += 1
         elif kind in (ACK, ACK_ECN):

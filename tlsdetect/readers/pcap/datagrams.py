@@ -56,6 +56,8 @@ DTLS13 = 0xFEFC
 #: Most CRYPTO bytes reassembled per direction (a post-quantum ClientHello is under 2 KB; a
 #: HelloRetryRequest's second hello doubles it).
 MAX_CRYPTO = 64 * 1024
+#: CRYPTO frames kept per direction (a hello comes in a handful; retransmissions repeat them).
+MAX_FRAMES = 256
 #: Server Initials held while the client's (whose connection ID keys them) is not yet seen.
 MAX_HELD = 8
 #: Connections open at once; past it the oldest-idle is finished (``udp_evicted``).
@@ -126,6 +128,7 @@ class _Flow:
     settled: bool = False
     emitted: bool = False
     params: str | None = None
+    dirty: set[bool] = field(default_factory=set)  # QUIC: directions with CRYPTO bytes not yet parsed
 
 
 def _key(a: tuple[int, int, int], b: tuple[int, int, int]) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
@@ -206,7 +209,12 @@ class Datagrams:
             if not server and (packet.version, packet.dcid) not in flow.dcids[forward]:
                 flow.dcids[forward].append((packet.version, packet.dcid))
                 self._retry_held(flow, forward)
+            if len(flow.crypto[forward]) + len(frames) > MAX_FRAMES:
+                self.stats.skipped["quic_too_many_frames"] += 1
+                return False
             flow.crypto[forward].extend(frames)
+            if frames:
+                flow.dirty.add(forward)
             return bool(frames)
         if not peer and len(flow.held) < MAX_HELD:
             flow.held.append((forward, data, packet))  # a server Initial before its client's: keys come later
@@ -225,10 +233,9 @@ class Datagrams:
     def _reparse(self, flow: _Flow, ts: int) -> None:
         """Both directions' CRYPTO streams from offset 0, message by message, into the views."""
         views = flow.conn.views
-        for forward in (True, False):
+        dirty, flow.dirty = flow.dirty, set()
+        for forward in dirty:
             segments = flow.crypto[forward]
-            if not segments:
-                continue
             stream = reassemble(segments, MAX_CRYPTO)
             view = views[forward] = DirectionView()
             pos = 0
@@ -241,8 +248,6 @@ class Datagrams:
                 self._message(flow, view, msg_type, body, dtls=False)
             if view.client_hellos and flow.hello_ts is None:
                 flow.hello_ts = ts  # the datagram that made the hello whole (as tshark dates it)
-            if flow.crypto[forward] and len(flow.crypto[forward]) > 64:
-                flow.crypto[forward] = [(0, stream)]  # bound the segment list (retransmissions)
         flow.settled = _settled(views)
         if flow.settled:
             self._finish(flow)

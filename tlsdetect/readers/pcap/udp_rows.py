@@ -41,7 +41,7 @@ def correct_dtls(row: dict[str, object], conn: Connection) -> None:
 def udp_row(conn: Connection, transport: str) -> dict[str, object]:
     """The connections-table row of a ``quic`` or ``dtls`` connection, its second ClientHello
     (HelloRetryRequest, or DTLS's HelloVerifyRequest cookie) fingerprinted with the transport's letter."""
-    row = conn.row()
+    row = conn.row(records=False)
     row["transport"] = transport
     retry = row.pop("retry_hello", None)
     if isinstance(retry, ClientHello):
