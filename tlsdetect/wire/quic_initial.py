@@ -13,7 +13,6 @@ and drafts 29-32 (the last drafts browsers shipped). Anything that does not decr
 from __future__ import annotations
 
 import functools
-import hashlib
 import hmac
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -78,14 +77,14 @@ def _expand_label(secret: bytes, label: bytes, length: int) -> bytes:
     """HKDF-Expand-Label (RFC 8446 section 7.1) with SHA-256, empty context; one block suffices."""
     full = b"tls13 " + label
     info = length.to_bytes(2, "big") + bytes([len(full)]) + full + b"\x00"
-    return hmac.new(secret, info + b"\x01", hashlib.sha256).digest()[:length]
+    return hmac.digest(secret, info + b"\x01", "sha256")[:length]  # one-shot: no HMAC object
 
 
 @functools.lru_cache(maxsize=4096)
 def initial_keys(version: int, dcid: bytes, *, server: bool) -> Keys:
     """The Initial keys of one direction from the client's Destination Connection ID."""
     v = VERSIONS[version]
-    initial = hmac.new(v.salt, dcid, hashlib.sha256).digest()  # HKDF-Extract
+    initial = hmac.digest(v.salt, dcid, "sha256")  # HKDF-Extract
     secret = _expand_label(initial, b"server in" if server else b"client in", 32)
     return Keys(
         _expand_label(secret, v.prefix + b"key", 16),
@@ -113,6 +112,8 @@ def _varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
     if pos >= end:
         raise QuicSkipError("truncated")
     first = buf[pos]
+    if first < 0x40:
+        return first, pos + 1  # most values: one byte
     size = 1 << (first >> 6)
     if pos + size > end:
         raise QuicSkipError("truncated")
