@@ -205,6 +205,26 @@ def test_hello_retry_request_gives_the_second_hello(tmp_path: Path) -> None:
     assert row["ja4_retry"].startswith("q")
 
 
+def test_a_connection_across_windows_and_other_udp(tmp_path: Path) -> None:
+    """The hello's two datagrams and the server's Initial in different windows, DNS between them:
+    the connection's state carries over windows (and the unsettled first window emits nothing)."""
+    msg = handshake_message(1, _quic_hello(padding := "x" * 1500))
+    half = len(msg) // 2
+    dns = [ipv4_udp_frame(C, S, 5353, 53, bytes(80)) for _ in range(40)]
+    frames = [
+        _client(protect_initial(V1, DCID, CSCID, 0, [(half, msg[half:])], pad_to=1160)),
+        *dns,
+        _client(protect_initial(V1, DCID, CSCID, 1, [(0, msg[:half])], pad_to=1160)),
+        *dns,
+        _server(_server_initial()),
+    ]
+    df, stats = read_pcap(_write(tmp_path, frames), window=4096)
+    assert len(df) == 1
+    assert df.iloc[0]["sni"] == padding
+    assert pd.notna(df.iloc[0]["ja3s"])
+    assert stats.counts["udp_hello_datagrams"] == 3
+
+
 def _valid_client_datagram() -> bytes:
     return protect_initial(V1, DCID, CSCID, 0, [(0, handshake_message(1, _quic_hello()))], pad_to=1160)
 

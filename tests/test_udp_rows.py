@@ -33,7 +33,8 @@ def test_dtls_second_hello_is_a_cookie_answer_not_a_retry() -> None:
 
 def test_quic_row_without_server_takes_the_offered_version() -> None:
     conn = Connection(A, B, 1)
-    conn.views[True] = DirectionView(client_hellos=[ClientHello(0x0303, (0x1301,), (43,), supported_versions=(0x0304,))])
+    hello = ClientHello(0x0303, (0x1301,), (43,), supported_versions=(0x0304,))
+    conn.views[True] = DirectionView(client_hellos=[hello])
     row = udp_row(conn, "quic")
     assert (row["transport"], row["tls_version"], row["incomplete"]) == ("quic", "TLSv1.3", None)
     assert "ja4_retry" not in row

@@ -17,6 +17,10 @@ says how many more bytes each side needs. Step 4 then repeats on the same window
 directions whose need grew (a HelloRetryRequest, a long certificate chain), so data packets
 past the handshake are never touched by Python.
 
+UDP takes a path of its own (:mod:`.datagrams`): numpy picks the datagrams that can carry a QUIC
+Initial or a DTLS hello (in the prefetch thread), and only those are decrypted and read, one state
+per connection, into rows with ``transport`` ``quic`` or ``dtls``.
+
 :func:`iter_connections` is the reader: its slow-lane rows carry hello lists but no fingerprints
 and no issuer keys, which :func:`tlsdetect.fingerprint.enrich` adds as the stage after reading
 (the registry applies it). :func:`iter_pcap` and :func:`read_pcap` are that reader plus the
