@@ -51,7 +51,7 @@ def _quic_hello(sni: str = "quic.example") -> bytes:
 
 def _write(tmp_path: Path, frames: list[bytes], name: str = "udp.pcap") -> Path:
     path = tmp_path / name
-    path.write_bytes(pcap_file((1_700_000_000 + i, 0, f) for i, f in enumerate(frames)))
+    path.write_bytes(pcap_file((1_700_000_000, 1000 * i, f) for i, f in enumerate(frames)))  # 1 ms apart
     return path
 
 
@@ -223,6 +223,19 @@ def test_a_connection_across_windows_and_other_udp(tmp_path: Path) -> None:
     assert df.iloc[0]["sni"] == padding
     assert pd.notna(df.iloc[0]["ja3s"])
     assert stats.counts["udp_hello_datagrams"] == 3
+
+
+def test_an_idle_connection_is_finished_and_a_late_server_initial_is_a_named_skip(tmp_path: Path) -> None:
+    """Past the idle time (capture time) the connection is finished with its ClientHello alone; the
+    server's Initial 10 s later has no client keys left: a counted skip, not a second row."""
+    client = protect_initial(V1, DCID, CSCID, 0, [(0, handshake_message(1, _quic_hello()))], pad_to=1160)
+    path = tmp_path / "late.pcap"
+    path.write_bytes(pcap_file([(1_700_000_000, 0, _client(client)), (1_700_000_010, 0, _server(_server_initial()))]))
+    df, stats = read_pcap(path, window=1024)  # one datagram per window: expiry runs between them
+    assert len(df) == 1
+    assert pd.isna(df.iloc[0]["ja3s"])
+    assert stats.skipped["quic_undecryptable"] == 1
+    assert stats.skipped["quic_no_hello"] == 1
 
 
 def _valid_client_datagram() -> bytes:

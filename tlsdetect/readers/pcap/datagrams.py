@@ -62,8 +62,9 @@ MAX_FRAMES = 256
 MAX_HELD = 8
 #: Connections open at once; past it the oldest-idle is finished (``udp_evicted``).
 MAX_OPEN = 65_536
-#: A connection untouched for this many windows is finished with what it has.
-IDLE_WINDOWS = 8
+#: A connection without a datagram for this long in capture time is finished with what it has (capture
+#: time, not a count of windows: how much time a window holds depends on its size and the traffic's rate).
+IDLE_NS = 5_000_000_000
 HANDSHAKE_SERVER_HELLO_DONE = 14
 #: DTLS handshake messages a candidate datagram may begin with: the hellos, then the server's
 #: Certificate and ServerHelloDone (DTLS <= 1.2 sends its chain in clear, often in datagrams of its own).
@@ -116,7 +117,7 @@ class _Flow:
 
     transport: str
     conn: Connection
-    touched: int
+    touched: int  # capture time (ns) of its last candidate datagram
     crypto: dict[bool, list[tuple[int, bytes]]] = field(default_factory=lambda: {True: [], False: []})
     #: QUIC: the (version, DCID) of each client Initial that decrypted, per direction (the client's)
     dcids: dict[bool, list[tuple[int, bytes]]] = field(default_factory=lambda: {True: [], False: []})
@@ -142,11 +143,10 @@ class Datagrams:
         self.stats = stats
         self.flows: dict[tuple[tuple[int, int, int], tuple[int, int, int]], _Flow] = {}
         self.done: list[dict[str, object]] = []
-        self.window_no = 0
+        self.now = 0  # the latest capture time seen
 
     def window(self, buf: npt.NDArray[np.uint8], cand: Candidates) -> None:
         """Read one window's candidate datagrams, in capture order."""
-        self.window_no += 1
         counts = self.stats.counts
         counts["udp_hello_datagrams"] += len(cand.kind)
         cols = zip(
@@ -159,14 +159,18 @@ class Datagrams:
             key = _key(src, dst)
             flow = self.flows.get(key)
             transport = "quic" if kind == QUIC else "dtls"
+            self.now = max(self.now, ts)
+            if flow is not None and ts - flow.touched >= IDLE_NS:  # idle too long: a new connection on the 4-tuple
+                self._finish(self.flows.pop(key))
+                flow = None
             if flow is None:
-                flow = _Flow(transport, Connection(Endpoint(*src), Endpoint(*dst), ts), self.window_no)
+                flow = _Flow(transport, Connection(Endpoint(*src), Endpoint(*dst), ts), ts)
                 self.flows[key] = flow
                 if len(self.flows) > MAX_OPEN:
                     self._evict()
             elif flow.settled or flow.transport != transport:
                 continue
-            flow.touched = self.window_no
+            flow.touched = ts
             forward = (src == (flow.conn.a.hi, flow.conn.a.lo, flow.conn.a.port))
             data = buf[p : p + n].tobytes()
             if kind == QUIC:
@@ -296,7 +300,7 @@ class Datagrams:
     # -- finishing ----------------------------------------------------------------------------
 
     def _expire(self) -> None:
-        old = [k for k, f in self.flows.items() if self.window_no - f.touched >= IDLE_WINDOWS]
+        old = [k for k, f in self.flows.items() if self.now - f.touched >= IDLE_NS]
         for key in old:
             self._finish(self.flows.pop(key))
 

@@ -329,8 +329,7 @@ class Connection:
     def _flight_columns(self, *, final: bool, read_records: bool = True) -> tuple[dict[str, object], bool]:
         """See :meth:`flight_columns`; ``truncated`` too (:func:`.records.truncated_places`): which
         direction's flight is missing because its records were cut, only when both hellos were read
-        (a hello not read is the ``incomplete`` column's). ``read_records=False``: no records to walk (QUIC
-        and DTLS hellos come without a record stream), only the session columns."""
+        (a hello not read is the ``incomplete`` column's). ``read_records=False`` (QUIC, DTLS): session columns."""
         client_key, _ = self._roles()
         client, server = self.views.get(client_key), self.views.get(not client_key)
         if server is None or not server.server_hellos or server.server_hellos[-1].is_hello_retry_request:
@@ -340,9 +339,8 @@ class Connection:
         out: dict[str, object] = {}
         echoed = None if ch is None else bool(sh.session_id) and sh.session_id == ch.session_id
         out["sh_session_id_echoed"] = echoed
-        if not read_records:
-            out["resumed"] = (41 in sh.extensions) if sh.version == TLS13 else (True if echoed else None)
-            return out, True
+        if not read_records:  # no record stream to walk
+            return {**out, "resumed": (41 in sh.extensions) if sh.version == TLS13 else (echoed or None)}, True
         if sh.version == TLS13:
             out["resumed"] = 41 in sh.extensions
             if client is None:
@@ -446,8 +444,7 @@ class Connection:
         ) == 2
 
     def row(self, *, records: bool = True) -> dict[str, object]:
-        """The connections-table row (hello lists included, fingerprints added later); ``records=False``
-        for hellos read without a TLS record stream (QUIC, DTLS): no flight columns."""
+        """The connections-table row (hello lists included, fingerprints added later); ``records=False``: no flights."""
         client_key, _ = self._roles()
         client = self.views.get(client_key)
         server = self.views.get(not client_key)
