@@ -58,6 +58,8 @@ DTLS13 = 0xFEFC
 MAX_CRYPTO = 64 * 1024
 #: CRYPTO frames kept per direction (a hello comes in a handful; retransmissions repeat them).
 MAX_FRAMES = 256
+#: Client connection IDs kept per direction (a Retry adds one; more is a client trying the sensor's patience).
+MAX_DCIDS = 4
 #: Server Initials held while the client's (whose connection ID keys them) is not yet seen.
 MAX_HELD = 8
 #: Connections open at once; past it the oldest-idle is finished (``udp_evicted``).
@@ -182,17 +184,16 @@ class Datagrams:
     # -- QUIC ---------------------------------------------------------------------------------
 
     def _quic(self, flow: _Flow, forward: bool, data: bytes, ts: int) -> None:
-        grew = False
         for packet in initial_packets(data):
             if isinstance(packet, QuicSkipError):
                 self.stats.skipped[f"quic_{packet.reason}"] += 1
                 break
-            grew |= self._open(flow, forward, data, packet, ts)
-        if grew:
+            self._open(flow, forward, data, packet)
+        if flow.dirty:  # this datagram's CRYPTO bytes, or a held server Initial its keys opened
             self._reparse(flow, ts)
 
-    def _open(self, flow: _Flow, forward: bool, data: bytes, packet: InitialPacket, ts: int) -> bool:
-        """Decrypt one Initial with the keys its direction can have; True when CRYPTO bytes were added."""
+    def _open(self, flow: _Flow, forward: bool, data: bytes, packet: InitialPacket) -> None:
+        """Decrypt one Initial with the keys its direction can have; its CRYPTO frames join the direction's."""
         peer = flow.dcids[not forward]
         attempts: list[tuple[bytes, bool]] = [(cid, True) for v, cid in peer if v == packet.version]
         if not peer:  # not (yet) known to be the server side: try the client's keys first
@@ -208,23 +209,23 @@ class Datagrams:
                 frames = crypto_frames(plain)
             except QuicSkipError as skip:
                 self.stats.skipped[f"quic_{skip.reason}"] += 1
-                return False
+                return
             self.stats.counts["quic_initials_decrypted"] += 1
-            if not server and (packet.version, packet.dcid) not in flow.dcids[forward]:
+            known = flow.dcids[forward]
+            if not server and (packet.version, packet.dcid) not in known and len(known) < MAX_DCIDS:
                 flow.dcids[forward].append((packet.version, packet.dcid))
                 self._retry_held(flow, forward)
             if len(flow.crypto[forward]) + len(frames) > MAX_FRAMES:
                 self.stats.skipped["quic_too_many_frames"] += 1
-                return False
+                return
             flow.crypto[forward].extend(frames)
             if frames:
                 flow.dirty.add(forward)
-            return bool(frames)
+            return
         if not peer and len(flow.held) < MAX_HELD:
             flow.held.append((forward, data, packet))  # a server Initial before its client's: keys come later
         else:
             self.stats.skipped["quic_decrypt_failed"] += 1
-        return False
 
     def _retry_held(self, flow: _Flow, client: bool) -> None:
         held, flow.held = flow.held, []
@@ -232,7 +233,7 @@ class Datagrams:
             if forward == client:
                 self.stats.skipped["quic_decrypt_failed"] += 1
                 continue
-            self._open(flow, forward, data, packet, 0)
+            self._open(flow, forward, data, packet)
 
     def _reparse(self, flow: _Flow, ts: int) -> None:
         """Both directions' CRYPTO streams from offset 0, message by message, into the views."""
