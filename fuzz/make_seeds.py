@@ -31,6 +31,23 @@ def _hello(**options: object) -> bytes:
     return outgoing.read()
 
 
+def _quic_initial() -> bytes:
+    """A client's first Initial datagram carrying this machine's OpenSSL ClientHello (padded to 1200)."""
+    from tlsdetect.wire.quic_initial import protect_initial
+
+    hello = _hello()[5:]  # the handshake message, out of its TLS record
+    return protect_initial(1, bytes.fromhex("8394c8f03e515708"), b"\x01\x02", 0, [(0, hello)], pad_to=1150)
+
+
+def _dtls_hello() -> bytes:
+    """The same ClientHello as one DTLS 1.2 record (an empty cookie added after the session id)."""
+    body = _hello()[9:]
+    sid_end = 2 + 32 + 1 + body[34]
+    body = b"\xfe\xfd" + body[2:sid_end] + b"\x00" + body[sid_end:]
+    frag = bytes([1]) + len(body).to_bytes(3, "big") + bytes(2) + bytes(3) + len(body).to_bytes(3, "big") + body
+    return b"\x16\xfe\xfd" + bytes(8) + len(frag).to_bytes(2, "big") + frag
+
+
 def seeds() -> dict[str, dict[str, bytes]]:
     # The suite's record builders, loaded by name (the tests are not under mypy; the seeds only need their output).
     test_envoy, test_suricata, test_zeek, test_flight = (importlib.import_module(f"tests.{m}") for m in (
@@ -58,6 +75,7 @@ def seeds() -> dict[str, dict[str, bytes]]:
                 "openssl-tls12.bin": _hello(maximum_version=ssl.TLSVersion.TLSv1_2)},
         # a flight sealed with the target's secret and suite (the test's builder uses the same)
         "tls13-flight": {"sealed.bin": test_flight.flight(test_flight.handshake(), [300])},
+        "udp": {"quic-initial.bin": _quic_initial(), "dtls-hello.bin": _dtls_hello()},
         "api": {"one.json": json.dumps({"connections": [api_row]}).encode(),
                 "two.json": json.dumps({"connections": [api_row, {"client_ip": "::1", "hello_retry": True}]}).encode()},
     }

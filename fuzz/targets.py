@@ -112,6 +112,26 @@ def _tls(data: bytes) -> object:
     return out
 
 
+def _udp(data: bytes) -> object:
+    """A UDP payload through the native engine's UDP path, once as a QUIC Initial (header walk, key
+    derivation, header protection, AEAD, frames, CRYPTO reassembly, hello) and once as DTLS records:
+    rows and named skips; nothing may raise."""
+    import numpy as np
+
+    from tlsdetect.readers.base import ReadStats
+    from tlsdetect.readers.pcap.datagrams import DTLS, QUIC, Candidates, Datagrams
+
+    stats = ReadStats()
+    reader = Datagrams(stats)
+    buf = np.frombuffer(data, dtype=np.uint8)
+    one = np.ones(1, dtype=np.uint64)
+    for i, kind in enumerate((QUIC, DTLS)):
+        ints = np.array([kind, 0, len(data), i, 443 + i, 5000], dtype=np.int64)
+        reader.window(buf, Candidates(ints[0:1], ints[1:2], ints[2:3], ints[3:4], one, one * 2, one, one * 3,
+                                      ints[4:5], ints[5:6]))
+    return [*reader.rows(final=True), *stats.skipped.items()]
+
+
 def _ccore(data: bytes) -> object:
     """The compiled capture core on the bytes as a capture and as raw memory, held to the numpy core."""
     from fuzz import ccore_target
@@ -153,6 +173,7 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("suricata", _read("eve.json", "suricata"), _READ_ERRORS, "a Suricata EVE JSON log"),
     Target("tls", _tls, ("TLSParseError",), "a TCP payload of TLS records (ClientHello, ServerHello, Certificate)"),
     Target("tls13-flight", _tls13_flight, (), "a server's TLS 1.3 flight to decrypt (--keylog), also a key log"),
+    Target("udp", _udp, (), "a UDP payload: QUIC Initials (decrypted with the client's keys) and DTLS records"),
     Target("api", _api, ("ValidationError",), "a POST /v1/score JSON body"),
     Target("ccore", _ccore, ("CaptureError",), "a capture or raw bytes through the C capture core (ASan, UBSan),"
            " every array equal to the numpy core's", sanitized=True),

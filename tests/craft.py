@@ -318,6 +318,15 @@ def ipv4_tcp_frame(
 SYN, ACK, PSH = 0x02, 0x10, 0x08
 
 
+def ipv4_udp_frame(src: str, dst: str, sport: int, dport: int, payload: bytes) -> bytes:
+    """Ethernet + IPv4 + UDP (checksums left zero)."""
+    ip_src = bytes(int(x) for x in src.split("."))
+    ip_dst = bytes(int(x) for x in dst.split("."))
+    udp = struct.pack(">HHHH", sport, dport, 8 + len(payload), 0)
+    ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 28 + len(payload), 0, 0x4000, 64, 17, 0, ip_src, ip_dst)
+    return b"\x02\x00\x00\x00\x00\x01" + b"\x02\x00\x00\x00\x00\x02" + b"\x08\x00" + ip + udp + payload
+
+
 def tcp_conversation(
     client: tuple[str, int],
     server: tuple[str, int],

@@ -243,7 +243,7 @@ def test_corpus_stats_and_table_shape() -> None:
 def test_tcp_streams_agree_with_native_engine(name: str) -> None:
     """Same TCP connections and the same values: the engines differ only in dissection and reassembly."""
     ours = {k: r for k, r in _rows(name).items() if r["transport"] == "tcp"}
-    native = _native(name)
+    native = {k: r for k, r in _native(name).items() if r["transport"] == "tcp"}
     # A hello that began and was cut (no hello to dissect, so tshark shows no TLS): the native row says
     # ``hello_cut`` rather than vanishing (issue 18's anomaly ledger).
     cut = {k for k, r in native.items() if r["incomplete"] == "hello_cut" and k not in ours}
@@ -254,6 +254,24 @@ def test_tcp_streams_agree_with_native_engine(name: str) -> None:
         f"{key} {field}: tshark={ours[key][field]!r} native={native[key][field]!r}"
         for key in sorted(ours)
         for field in CROSS_FIELDS
+        if ours[key][field] != native[key][field]
+    ]
+    assert not differences, "\n".join(differences)
+
+
+@needs_reference
+@needs_tshark
+@pytest.mark.parametrize("name", [n for n in reference_files() if ja4_streams(n, "udp")])
+def test_udp_streams_agree_with_native_engine(name: str) -> None:
+    """QUIC (decrypted by the native engine itself) and DTLS: the same connections and values."""
+    ours = {k: r for k, r in _rows(name).items() if r["transport"] in UDP_TRANSPORTS}
+    native = {k: r for k, r in _native(name).items() if r["transport"] in UDP_TRANSPORTS}
+    assert set(ours) == set(native)
+    fields = (*CROSS_FIELDS, "transport", "ts", "quic_transport_params")
+    differences = [
+        f"{key} {field}: tshark={ours[key][field]!r} native={native[key][field]!r}"
+        for key in sorted(ours)
+        for field in fields
         if ours[key][field] != native[key][field]
     ]
     assert not differences, "\n".join(differences)

@@ -100,6 +100,11 @@ Column groups:
   secret does not open it: a key log of another run), ``unsupported_cipher``, ``flight_cut`` (the capture
   ends or has a gap inside the flight), ``malformed_flight``. Not an ``incomplete`` reason: the hellos were
   read whole. The reader counts each (``keylog_<status>``);
+* ``quic_transport_params`` (QUIC rows only): the ids of the client's QUIC transport parameters
+  (ClientHello extension 0x39), in wire order, lowercase hex, comma-separated, each GREASE id
+  (``31 * N + 27``, random per connection) written ``grease``: the QUIC stack's own list, which an
+  interception product that terminates QUIC replaces with its own. Missing on TCP and DTLS rows
+  and where the source does not say;
 * later stages' columns (``user_agent``, ``client_id``) exist from the start so all sources
   share one shape.
 """
@@ -189,6 +194,7 @@ COLUMNS: Mapping[str, str] = {
     "server_sct_count": "Int32",
     "server_sct_logs": "category",
     "server_not_before": "datetime64[ns, UTC]",
+    "quic_transport_params": "string",
 }
 
 LIST_COLUMNS = tuple(c for c, t in COLUMNS.items() if t == "object")

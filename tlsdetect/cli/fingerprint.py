@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     help="Output format.",
 )
 @output_file_option
-@engine_option("native: vectorised reader (TLS over TCP). tshark: Wireshark's dissection (adds QUIC and DTLS).")
+@engine_option("native: vectorised reader (TLS over TCP, QUIC Initials, DTLS). tshark: Wireshark's dissection.")
 @click.option("--columns", help="Comma-separated columns to output (default: all for files, a summary for the table).")
 @no_progress_option
 @input_format_option

@@ -17,6 +17,10 @@ says how many more bytes each side needs. Step 4 then repeats on the same window
 directions whose need grew (a HelloRetryRequest, a long certificate chain), so data packets
 past the handshake are never touched by Python.
 
+UDP takes a path of its own (:mod:`.datagrams`): numpy picks the datagrams that can carry a QUIC
+Initial or a DTLS hello (in the prefetch thread), and only those are decrypted and read, one state
+per connection, into rows with ``transport`` ``quic`` or ``dtls``.
+
 :func:`iter_connections` is the reader: its slow-lane rows carry hello lists but no fingerprints
 and no issuer keys, which :func:`tlsdetect.fingerprint.enrich` adds as the stage after reading
 (the registry applies it). :func:`iter_pcap` and :func:`read_pcap` are that reader plus the
@@ -53,6 +57,7 @@ from tlsdetect.fingerprint import client_fingerprints, enrich
 from tlsdetect.readers.base import ReadStats
 from tlsdetect.readers.pcap import ccore, pending
 from tlsdetect.readers.pcap.capture import WINDOW, CaptureReader, PacketBatch
+from tlsdetect.readers.pcap.datagrams import Candidates, Datagrams, select
 from tlsdetect.readers.pcap.fastlane import FastLane, Segments
 from tlsdetect.readers.pcap.keylog_rows import decrypted_columns, keyed_starts, mark_unkeyed, random_table
 from tlsdetect.readers.pcap.packets import PROTO_TCP, Decoded, decode, flow_hash, linktype_name
@@ -150,6 +155,7 @@ class _Window:
     start: I64
     fragments: int
     unsupported: dict[int, int]
+    udp: Candidates  # the UDP datagrams that may carry a QUIC or DTLS hello (:mod:`.datagrams`)
 
 
 def _prepare(batch: PacketBatch, dec: Decoded, *, compiled: bool | None = None) -> _Window:
@@ -162,7 +168,7 @@ def _prepare(batch: PacketBatch, dec: Decoded, *, compiled: bool | None = None) 
     start = np.flatnonzero(_start_mask(batch.buf, payload, plen))
     if len(start):
         seg.by_key()  # the fast lane's flow-key order
-    return _Window(batch.buf, seg, start, dec.fragments, dec.unsupported)
+    return _Window(batch.buf, seg, start, dec.fragments, dec.unsupported, select(batch.buf, dec, batch.ts_ns))
 
 
 def _lowest_start(keys: npt.NDArray[np.uint64], seq: I64) -> tuple[npt.NDArray[np.uint64], I64]:
@@ -195,6 +201,7 @@ class _Engine:
         self.stats = ReadStats()
         self.fast = FastLane(recent_windows=IDLE_WINDOWS)
         self.use_fast_lane = fast_lane
+        self.udp = Datagrams(self.stats)
         self.emitted = 0
         #: Capture position of the window's first TCP payload packet (the packets before it).
         self.base = 0
@@ -208,6 +215,7 @@ class _Engine:
         counts["ip_fragments_skipped"] += w.fragments
         for code, packets in w.unsupported.items():
             self.stats.skipped[f"unsupported link type {code} ({linktype_name(code)})"] += packets
+        self.udp.window(w.buf, w.udp)
         seg, start = w.seg, w.start
         counts["tcp_payload_packets"] += len(seg.keys)
         base, self.base = self.base, self.base + len(seg.keys)
@@ -451,7 +459,7 @@ class _Engine:
             self._finish(conns[i], EVICTED)
 
     def pending_rows(self) -> int:
-        return len(self.state.rows) + len(self.fast)
+        return len(self.state.rows) + len(self.fast) + len(self.udp.done)
 
     def drain(self, *, final: bool = False) -> pd.DataFrame:
         """Finished connections so far as a table (``final``: finish every open one first)."""
@@ -461,6 +469,7 @@ class _Engine:
         rows: list[dict[str, object]] = []
         if final or len(self.state.rows) >= self.slow_batch:
             rows, self.state.rows = self.state.rows, []
+        rows += self.udp.rows(final=final)
         self.stats.rows += len(rows) + len(self.fast)
         self.stats.counts["connections"] += len(rows) + len(self.fast)
         self.stats.counts["fast_lane_connections"] += len(self.fast)

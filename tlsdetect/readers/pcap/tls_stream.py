@@ -325,10 +325,10 @@ class Connection:
         self.memo = ((final, holes), read, answer)
         return answer
 
-    def _flight_columns(self, *, final: bool) -> tuple[dict[str, object], bool]:
+    def _flight_columns(self, *, final: bool, read_records: bool = True) -> tuple[dict[str, object], bool]:
         """See :meth:`flight_columns`; ``truncated`` too (:func:`.records.truncated_places`): which
         direction's flight is missing because its records were cut, only when both hellos were read
-        (a hello not read is the ``incomplete`` column's)."""
+        (a hello not read is the ``incomplete`` column's). ``read_records=False`` (QUIC, DTLS): session columns."""
         client_key, _ = self._roles()
         client, server = self.views.get(client_key), self.views.get(not client_key)
         if server is None or not server.server_hellos or server.server_hellos[-1].is_hello_retry_request:
@@ -338,6 +338,8 @@ class Connection:
         out: dict[str, object] = {}
         echoed = None if ch is None else bool(sh.session_id) and sh.session_id == ch.session_id
         out["sh_session_id_echoed"] = echoed
+        if not read_records:  # no record stream to walk
+            return {**out, "resumed": (41 in sh.extensions) if sh.version == TLS13 else (echoed or None)}, True
         if sh.version == TLS13:
             out["resumed"] = 41 in sh.extensions
             if client is None:
@@ -440,8 +442,8 @@ class Connection:
             self.views
         ) == 2
 
-    def row(self) -> dict[str, object]:
-        """The connections-table row (hello lists included, fingerprints added later)."""
+    def row(self, *, records: bool = True) -> dict[str, object]:
+        """The connections-table row (hello lists included, fingerprints added later); ``records=False``: no flights."""
         client_key, _ = self._roles()
         client = self.views.get(client_key)
         server = self.views.get(not client_key)
@@ -494,5 +496,6 @@ class Connection:
         version = negotiated if negotiated is not None else offered
         if version is not None:
             row["tls_version"] = version_name(version)
-        row.update(self.flight_columns(final=True)[0])
+        flights = self.flight_columns(final=True) if records else self._flight_columns(final=True, read_records=False)
+        row.update(flights[0])
         return row

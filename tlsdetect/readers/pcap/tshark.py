@@ -71,7 +71,9 @@ from tlsdetect.readers.base import ReadStats
 from tlsdetect.readers.pcap.keylog_rows import KEYLOG_COLUMN, count, tshark_status
 from tlsdetect.readers.pcap.tls_stream import Connection, DirectionView, Endpoint, reassemble
 from tlsdetect.readers.pcap.tshark_frames import END_MARK, START_MARK, Frame, lua_script, parse_line
+from tlsdetect.readers.pcap.udp_rows import udp_row
 from tlsdetect.wire.keylog import KeyLog
+from tlsdetect.wire.quic_initial import transport_parameter_ids
 from tlsdetect.wire.tls import (
     HANDSHAKE_CERTIFICATE,
     HANDSHAKE_CLIENT_HELLO,
@@ -85,7 +87,6 @@ from tlsdetect.wire.tls import (
     parse_server_hello,
 )
 from tlsdetect.wire.tls13_flight import parse_certificate13
-from tlsdetect.wire.versions import version_name
 
 __all__ = ["TsharkError", "iter_tshark", "read_pcap_tshark", "tshark_command"]
 
@@ -122,14 +123,11 @@ _DTLS_HEADER = 12
 #: the bound keeps a hostile capture from parking fragments of thousands of messages.
 _DTLS_MAX_SEQ = 16
 _DTLS_MAX_PARTS = 64
-#: DTLS versions count down: a larger rank is a newer protocol.
-_DTLS_RANK = {0xFEFF: 1, 0xFEFD: 2, 0xFEFC: 3}
 #: Lines of tshark's stderr that are chatter, not the reason it failed.
 _STDERR_NOISE = ("Running as user",)
 #: tshark errors that end a file part-way; what was read before them is kept.
 _PARTIAL_ERRORS = ("cut short in the middle of a packet", "appears to be damaged or corrupt")
 _STDERR_LIMIT = 64 * 1024
-_TRANSPORT_LETTER = {"tcp": "t", "quic": "q", "dtls": "d"}
 
 
 class TsharkError(RuntimeError):
@@ -198,6 +196,7 @@ class _Conn:
     sides: dict[bool, _Side] = field(default_factory=dict)
     hello_ts: int | None = None
     random: bytes | None = None  # the first ClientHello's (``--keylog`` looks it up)
+    params: str | None = None  # QUIC: the ``quic_transport_params`` column
 
     def side(self, forward: bool) -> _Side:
         if forward not in self.sides:
@@ -310,6 +309,8 @@ class _Assembler:
         try:
             if msg_type == HANDSHAKE_CLIENT_HELLO:
                 view.client_hellos.append(parse_client_hello(body, dtls=conn.transport == "dtls"))
+                if conn.transport == "quic" and conn.params is None:
+                    conn.params = transport_parameter_ids(body)
                 if conn.hello_ts is None:
                     conn.hello_ts = frame.ts_ns
                     conn.random = body[2:34]
@@ -347,27 +348,6 @@ class _Assembler:
         return out
 
 
-def _dtls_offered(hello: ClientHello) -> int:
-    """Highest DTLS version a ClientHello offers (DTLS numbers count down, so ``max`` is wrong)."""
-    offered = [v for v in hello.supported_versions if v in _DTLS_RANK]
-    return max(offered, key=_DTLS_RANK.__getitem__) if offered else hello.legacy_version
-
-
-def _correct_dtls(row: dict[str, object], conn: Connection) -> None:
-    """Where :meth:`Connection.row`'s TLS-over-TCP reasoning does not hold for DTLS.
-
-    * A second ClientHello is normal in DTLS <= 1.2 (the answer to a HelloVerifyRequest cookie),
-      so it is not evidence of a HelloRetryRequest: only the first ServerHello says so.
-    * Without a ServerHello the version is the highest offered, and DTLS numbers count down.
-    """
-    servers = [v.server_hellos[0] for v in conn.views.values() if v.server_hellos]
-    clients = [v.client_hellos[0] for v in conn.views.values() if v.client_hellos]
-    row["hello_retry"] = servers[0].is_hello_retry_request if servers else None
-    if not servers and clients:
-        version = _dtls_offered(clients[0])
-        row["tls_version"] = version_name(version)
-
-
 def _lay_out(side: _Side) -> None:
     """A direction's records end to end, as the native engine's reassembled stream: an encrypted
     record's body as zeros of its length (only its length is read), each record's capture
@@ -393,15 +373,16 @@ def _render(conn: _Conn, source: str) -> dict[str, object]:
     if conn.transport == "tcp":
         for side in conn.sides.values():
             _lay_out(side)
-    row = conn.conn.row()
-    row["transport"] = conn.transport
+    if conn.transport != "tcp":
+        row = udp_row(conn.conn, conn.transport)
+        row["quic_transport_params"] = conn.params
+    else:
+        row = conn.conn.row()
+        retry = row.pop("retry_hello", None)
+        if isinstance(retry, ClientHello):
+            fps = client_fingerprints("t", retry)
+            row["ja3_retry"], row["ja4_retry"] = fps.ja3, fps.ja4
     row["conn_id"] = f"{source}#{conn.transport}{conn.stream}"
-    retry = row.pop("retry_hello", None)
-    if isinstance(retry, ClientHello):
-        fps = client_fingerprints(_TRANSPORT_LETTER[conn.transport], retry)
-        row["ja3_retry"], row["ja4_retry"] = fps.ja3, fps.ja4
-    if conn.transport == "dtls":
-        _correct_dtls(row, conn.conn)
     return row
 
 
