@@ -327,12 +327,14 @@ class _Chains:
 class FastLane:
     """Accumulates fast-lane connections window by window; :meth:`frame` renders them."""
 
-    recent_windows: int = 8
+    #: How long (capture time, ns) retransmissions of a taken hello are swallowed.
+    recent_ns: int = 5_000_000_000
     clients: _Groups = field(default_factory=_Groups)
     servers: _Groups = field(default_factory=_Groups)
     cols: dict[str, list[npt.NDArray[np.generic]]] = field(default_factory=dict)
     rows: int = 0
-    recent: deque[U64] = field(default_factory=deque)
+    recent: deque[tuple[int, U64]] = field(default_factory=deque)  # (capture time taken, flow keys)
+    now: int = 0  # the latest capture time (ns) seen
     chains: _Chains = field(default_factory=_Chains)
 
     def _add(self, name: str, values: npt.NDArray[np.generic]) -> None:
@@ -345,7 +347,7 @@ class FastLane:
         lane already follows. A ClientHello may span its start segment and the next one in
         sequence (every Chrome hello with an ML-KEM key share does). Returns the mask of start
         packets this lane took; retransmissions of a taken hello are swallowed for
-        ``recent_windows`` windows. ``base`` is the capture position of the window's first
+        ``recent_ns`` of capture time. ``base`` is the capture position of the window's first
         segment; a handshake whose flight columns the window cannot decide is left to the slow
         lane, which reads on.
         """
@@ -353,8 +355,10 @@ class FastLane:
         payload, plen = seg.payload[start], seg.plen[start]
         n = len(start)
         taken = np.zeros(n, dtype=bool)
+        if len(seg.ts):
+            self.now = max(self.now, int(seg.ts.max()))
         if self.recent:
-            taken |= _member(keys, np.sort(np.concatenate(list(self.recent))))
+            taken |= _member(keys, np.sort(np.concatenate([k for _, k in self.recent])))
         g = Gather(buf)
         rec_len = g.be16(payload + 3)
         msg_type = g.u8(payload + 5)
@@ -573,8 +577,8 @@ class FastLane:
         self.rows += len(start)
 
     def _remember(self, keys: U64) -> None:
-        self.recent.append(keys)
-        while len(self.recent) > self.recent_windows:
+        self.recent.append((self.now, keys))
+        while self.recent and self.recent[0][0] < self.now - self.recent_ns:
             self.recent.popleft()
 
     @staticmethod
