@@ -443,3 +443,53 @@ def test_data_cut_after_the_flights_is_not_truncated(tmp_path: Path, filler: int
     assert pd.isna(row["truncated"])
     assert row["server_flight"] == (30, 1500, 90, 60)
     assert row["client_flight"] == (53,)
+
+
+# -- windows of any size give the same rows (issue 19 items 1 and 3) -----------------------------------
+
+import ipaddress  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+from .conftest import ROOT  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def interleaved(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """400 connections at 50,000/s with a 20 ms RTT: ~1,000 open at once, so with small windows a
+    handshake spans dozens of windows; 5% of ServerHellos split over two segments."""
+    out = tmp_path_factory.mktemp("interleaved") / "il.pcap"
+    subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "make_big_pcap.py"), "-o", str(out), "--connections", "400",
+         "--target-mb", "3", "--seed", "3", "--rate", "50000", "--servers", "4096", "--mss", "1448",
+         "--batch", "128", "--server-split-fraction", "0.05", "--quiet"],
+        check=True,
+    )
+    return out
+
+
+def _ja3_by_client(df: pd.DataFrame) -> dict[tuple[int, int], str]:
+    ips = [int(ipaddress.IPv4Address(a)) for a in df["client_ip"]]
+    return dict(zip(zip(ips, df["client_port"].astype(int).tolist(), strict=True), df["ja3"].tolist(), strict=True))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("window", [64 * 1024, 4096])
+def test_small_windows_give_the_rows_of_one_window_and_the_truth(interleaved: Path, window: int) -> None:
+    """Idle expiry was a count of windows: with 64 KiB windows a ClientHello's connection expired
+    before its ServerHello came (~1 ms of this traffic per window), which then opened a second row
+    with the server as client: 611 rows for 400 connections, 211 without a JA3."""
+    whole, _ = read_pcap(interleaved)
+    small, stats = read_pcap(interleaved, window=window)
+    truth = np.load(str(interleaved) + ".conns.npz")
+    want = dict(zip(zip(truth["client_ip"].astype(int).tolist(), truth["client_port"].astype(int).tolist(),
+                        strict=True), truth["ja3_md5"].tolist(), strict=True))
+    assert len(small) == len(whole) == len(want)
+    assert _ja3_by_client(small) == _ja3_by_client(whole) == want
+    cols = [c for c in whole.columns if c != "conn_id"]
+    key = ["client_ip", "client_port", "ts"]
+    pd.testing.assert_frame_equal(
+        whole[cols].astype(str).sort_values(key).reset_index(drop=True),
+        small[cols].astype(str).sort_values(key).reset_index(drop=True),
+    )
+    assert stats.counts["connections"] == len(want)

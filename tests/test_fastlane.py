@@ -173,6 +173,34 @@ def test_server_hello_record_spanning_segments(tmp_path: Path, mss: int) -> None
 
 @needs_reference
 @needs_tshark
+@pytest.mark.parametrize(("server_cuts", "client_cuts", "order", "fast"), [
+    ([20], [], "in", 1),  # a ServerHello split in two (3.35% of real servers, issue 19)
+    ([3, 9, 30, 31, 60], [], "in", 1),  # ... in six, one cut inside its record header
+    ([40], [50, 100], "in", 1),  # a ClientHello in three segments
+    ([40, 70], [9, 100, 101], "in", 1),
+    ([40, 70], [50, 100], "reversed", 1),  # the pieces out of order: stitched by sequence number
+    ([40, 70], [50, 100], "resent", 1),  # a piece sent twice, the same bytes
+    ([40, 70], [50, 100], "forged", 0),  # ... with other bytes: the reassembling lane says overlap_conflict
+])
+def test_hellos_over_many_segments(tmp_path: Path, server_cuts: list[int], client_cuts: list[int], order: str,
+                                   fast: int) -> None:
+    """Issue 19 item 2: hellos cut over any number of in-order segments take the fast lane."""
+    client, server = (_records(s) for s in follow(*TLS12_STREAM))
+    s_segs = _segments(server[0], server_cuts, client=False)
+    c_segs = _segments(client[0], client_cuts, client=True)
+    if order == "reversed":
+        s_segs, c_segs = s_segs[::-1], c_segs[::-1]
+    elif order == "resent":
+        s_segs.append(s_segs[1])
+    elif order == "forged":
+        s_segs.append((False, s_segs[1][1], bytes(len(s_segs[1][2]))))
+    rest = b"".join(server[1:5])
+    segs = [*c_segs, *s_segs, (False, len(server[0]), rest), (True, len(client[0]), b"".join(client[1:4]))]
+    assert _lanes_on(tmp_path, segs) == fast
+
+
+@needs_reference
+@needs_tshark
 @pytest.mark.parametrize(
     ("client_after", "server_after", "fast"),
     [

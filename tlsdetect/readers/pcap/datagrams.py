@@ -89,6 +89,12 @@ class Candidates:
     sport: I64
     dport: I64
 
+    @classmethod
+    def empty(cls) -> Candidates:
+        """No datagrams (the engine's last call, which only finishes what was carried)."""
+        i, u = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64)
+        return cls(i, i, i, i, u, u, u, u, i, i)
+
 
 def select(buf: npt.NDArray[np.uint8], dec: Decoded, ts_ns: I64) -> Candidates:
     """Locate the window's QUIC Initials and DTLS hello records with whole-array tests."""

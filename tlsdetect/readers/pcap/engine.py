@@ -7,7 +7,9 @@ Per window of the file (see :mod:`.capture`) everything up to "which packets mat
    lowest-sequence such packet of a flow direction opens it, wherever it is in the stream
    (after an HTTP CONNECT, SOCKS or STARTTLS preamble) and on any port;
 3. hand complete, ordinary handshakes to the fast lane (:mod:`.fastlane`), which fingerprints
-   them once per distinct hello, without Python per connection;
+   them once per distinct hello, without Python per connection; the packets of young handshakes
+   not yet complete are carried (:mod:`.carry`) in front of the next window's, where the fast
+   lane sees more of them;
 4. for the rest, select the segments whose sequence range lies inside the bytes each open
    direction still needs.
 
@@ -28,8 +30,9 @@ stage, for callers outside the registry. The one fingerprint computed here is of
 HelloRetryRequest's first ClientHello (``ja3_retry``/``ja4_retry``): the table keeps no hello
 lists of it, so no later stage could.
 
-Memory: one window, one chunk of rows, and the pending handshakes, which :mod:`.pending` caps
-as a whole (open directions and held bytes; the oldest-idle are evicted with a counted reason).
+Memory: one window, one chunk of rows, the carry (at most a window's bytes) and the pending
+handshakes, which :mod:`.pending` caps as a whole (open directions and held bytes; the carry is
+kept within the room they leave; the oldest-idle are evicted with a counted reason).
 
 Size: one module because the window steps share the pending state and its accounting; the
 prefetch thread and the table merge at the end are short.
@@ -55,7 +58,7 @@ import pyarrow.compute as pc
 from tlsdetect import schema
 from tlsdetect.fingerprint import client_fingerprints, enrich
 from tlsdetect.readers.base import ReadStats
-from tlsdetect.readers.pcap import ccore, pending
+from tlsdetect.readers.pcap import carry, ccore, pending
 from tlsdetect.readers.pcap.capture import WINDOW, CaptureReader, PacketBatch
 from tlsdetect.readers.pcap.datagrams import Candidates, Datagrams, select
 from tlsdetect.readers.pcap.fastlane import FastLane, Segments
@@ -80,8 +83,12 @@ log = logging.getLogger(__name__)
 #: Most bytes of one direction we ever reassemble (Suricata's ``stream.reassembly.depth``): hellos and
 #: a long chain. In bytes, never records or rounds (a fixed number of rounds was an evasion).
 MAX_STREAM = 256 * 1024
-#: A connection untouched for this many windows is finished with what it has (memory bound).
-IDLE_WINDOWS = 8
+#: A connection untouched for this long in capture time is finished with what it has; so are the
+#: retransmissions of a fast-lane hello swallowed for this long. Capture time, not a count of
+#: windows: how much traffic a window holds depends on the window size and the rate (a count of 8
+#: windows of 64 KiB at 50,000 connections/s was ~1 ms, less than a round trip). Memory is bounded
+#: by :mod:`.pending`'s caps, not by this.
+IDLE_NS = 5_000_000_000
 #: Rounds per window that read exactly what the parser asks for; then a direction still growing reads
 #: ahead, doubling each round: rounds stay logarithmic in its bytes (40k one-byte records: ~25).
 EXACT_ROUNDS = 8
@@ -118,12 +125,13 @@ class _Direction:
 @dataclass(slots=True)
 class _State:
     flows: dict[int, _Direction] = field(default_factory=dict)
-    touched: dict[int, int] = field(default_factory=dict)  # id(conn) -> window number
+    touched: dict[int, int] = field(default_factory=dict)  # id(conn) -> capture time (ns) last touched
     conns: dict[int, Connection] = field(default_factory=dict)
     #: id(conn) -> {forward: flow key}; both keys are known when the first direction opens.
     conn_keys: dict[int, dict[bool, int]] = field(default_factory=dict)
     rows: list[dict[str, object]] = field(default_factory=list)
     window: int = 0
+    now: int = 0  # the latest capture time (ns) seen so far
     held: int = 0  # the sum of every open direction's ``held`` (see :mod:`.pending`)
 
 
@@ -171,22 +179,9 @@ def _prepare(batch: PacketBatch, dec: Decoded, *, compiled: bool | None = None) 
     return _Window(batch.buf, seg, start, dec.fragments, dec.unsupported, select(batch.buf, dec, batch.ts_ns))
 
 
-def _lowest_start(keys: npt.NDArray[np.uint64], seq: I64) -> tuple[npt.NDArray[np.uint64], I64]:
-    """Per flow direction, the start packet lowest in sequence space (not first in time).
-
-    A reordered capture can show a later segment that merely looks like a record start before
-    the real first one; the stream must begin at the lowest sequence number.
-    """
-    uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    rel = ((seq - seq[first][inverse] + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
-    order = np.lexsort((rel, inverse))
-    group_starts = np.r_[0, np.flatnonzero(np.diff(inverse[order])) + 1]
-    return uniq, order[group_starts].astype(np.int64)
-
-
 class _Engine:
-    def __init__(self, source: str, *, fast_lane: bool = True, slow_batch: int = 1, keylog: KeyLog | None = None
+    def __init__(self, source: str, *, fast_lane: bool = True, slow_batch: int = 1, keylog: KeyLog | None = None,
+                 carry_bytes: int = WINDOW
                  ) -> None:
         self.source = source
         #: ``--keylog``: connections it has secrets for go to the reassembling lane, which decrypts their chain.
@@ -197,9 +192,14 @@ class _Engine:
         self.slow_batch = slow_batch
         self.state = _State()
         #: counts: tcp_payload_packets, handshake_start_packets, segments_parsed, connections,
-        #: fast_lane_connections, ip_fragments_skipped
+        #: fast_lane_connections, ip_fragments_skipped, carried_connections (carried into the next window,
+        #: once per window it was carried out of)
         self.stats = ReadStats()
-        self.fast = FastLane(recent_windows=IDLE_WINDOWS)
+        self.fast = FastLane(recent_ns=IDLE_NS)
+        #: Packets of handshakes the fast lane will finish in a later window (see :mod:`.carry`), at
+        #: most ``carry_bytes`` of them (a window's worth).
+        self.carry = carry.Carry.empty()
+        self.carry_bytes = carry_bytes
         self.use_fast_lane = fast_lane
         self.udp = Datagrams(self.stats)
         self.emitted = 0
@@ -208,7 +208,8 @@ class _Engine:
 
     # -- per window ---------------------------------------------------------------------------
 
-    def window(self, w: _Window) -> None:
+    def window(self, w: _Window, *, final: bool = False) -> None:
+        """One window's packets, after the carried ones (``final``: nothing is carried further)."""
         st = self.state
         st.window += 1
         counts = self.stats.counts
@@ -216,24 +217,79 @@ class _Engine:
         for code, packets in w.unsupported.items():
             self.stats.skipped[f"unsupported link type {code} ({linktype_name(code)})"] += packets
         self.udp.window(w.buf, w.udp)
-        seg, start = w.seg, w.start
-        counts["tcp_payload_packets"] += len(seg.keys)
-        base, self.base = self.base, self.base + len(seg.keys)
+        counts["tcp_payload_packets"] += len(w.seg.keys)
+        counts["handshake_start_packets"] += len(w.start)
+        if len(w.seg.keys):
+            st.now = max(st.now, int(w.seg.ts.max()))
+        # Carried packets go first, at the capture positions just before the window's (their order
+        # among themselves and before the window's is what the lanes compare, within a connection).
+        held, self.carry = self.carry, carry.Carry.empty()
+        buf, seg, start = carry.merge(held, w.buf, w.seg, w.start)
+        base = self.base - len(held)
+        self.base += len(w.seg.keys)
         if len(seg.keys) == 0:
             self._expire()
             return
-        counts["handshake_start_packets"] += len(start)
         if len(start) and self.use_fast_lane:
             busy = np.fromiter(st.flows.keys(), dtype=np.uint64, count=len(st.flows))
+            # --keylog: connections it has secrets for go to the reassembling lane (it decrypts their chain),
+            # neither fast nor carried
+            keyed = keyed_starts(buf, seg.payload[start], seg.plen[start], self.keyed) if self.keyed is not None \
+                else np.zeros(len(start), dtype=bool)
             fast = np.zeros(len(start), dtype=bool)
-            lane = ~keyed_starts(w.buf, seg.payload[start], seg.plen[start], self.keyed) if self.keyed is not None \
-                else np.ones(len(start), dtype=bool)
-            fast[lane] = self.fast.claim_handshakes(w.buf, seg, start[lane], busy, base)
-            start = start[~fast]
+            fast[~keyed] = self.fast.claim_handshakes(buf, seg, start[~keyed], busy, base)
+            start, keyed = start[~fast], keyed[~fast]
+            if len(start) and not final:
+                carried = np.zeros(len(start), dtype=bool)
+                carried[~keyed] = self._carry(buf, seg, start[~keyed], busy)
+                start = start[~carried]
         if len(start):
-            self._open_new(w.buf, seg, start)
-        self._select_rounds(w.buf, seg.keys, seg.seq, seg.payload, seg.plen, base)
+            self._open_new(buf, seg, start)
+        self._select_rounds(buf, seg.keys, seg.seq, seg.payload, seg.plen, base)
         self._expire()
+
+    def flush(self) -> None:
+        """At the end of the capture: the carried handshakes, taken or followed as they stand."""
+        if len(self.carry):
+            empty = carry.Carry.empty()
+            self.window(_Window(empty.buf, empty.seg, np.zeros(0, dtype=np.int64), 0, {}, Candidates.empty()),
+                        final=True)
+
+    def _carry(self, buf: npt.NDArray[np.uint8], seg: Segments, start: I64, busy: npt.NDArray[np.uint64]
+               ) -> npt.NDArray[np.bool_]:
+        """Keep the connections of the hello starts ``start`` (not taken by the fast lane) for the next
+        window where :mod:`.carry` allows; the mask of ``start`` carried. A connection the slow lane
+        already follows in either direction stays with it."""
+        st = self.state
+        keys = seg.keys[start]
+        rev = flow_hash(seg.dst_hi[start], seg.dst_lo[start], seg.src_hi[start], seg.src_lo[start],
+                        seg.dport[start], seg.sport[start])
+        _, conn = np.unique(np.minimum(keys, rev), return_inverse=True)
+        conn = conn.reshape(-1)
+        n = int(conn.max()) + 1
+        free = np.ones(n, dtype=bool)
+        if len(busy):
+            busy = np.sort(busy)
+            for k in (keys, rev):
+                pos = np.minimum(np.searchsorted(busy, k), len(busy) - 1)
+                free[conn[busy[pos] == k]] = False
+        first_ts = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(first_ts, conn, seg.ts[start])
+        dir_keys, at = np.unique(np.concatenate([keys, rev]), return_index=True)
+        dir_conn = np.concatenate([conn, conn])[at]
+        kept, dir_held, _ = carry.keep(buf, seg, start, dir_keys, depth=MAX_STREAM)
+        conn_held = np.bincount(dir_conn, weights=dir_held, minlength=n).astype(np.int64)
+        room_bytes = min(pending.MAX_PENDING_BYTES - st.held, self.carry_bytes)
+        chosen = free & carry.choose(first_ts, conn_held, st.now,
+                                     room_directions=pending.MAX_PENDING_DIRECTIONS - len(st.flows),
+                                     room_bytes=room_bytes)
+        if not chosen.any():
+            return np.zeros(len(start), dtype=bool)
+        self.carry, _, _ = carry.keep(kept.buf, kept.seg, np.flatnonzero(kept.start), dir_keys[chosen[dir_conn]],
+                                      depth=MAX_STREAM)
+        self.stats.counts["carried_connections"] += int(chosen.sum())
+        mask: npt.NDArray[np.bool_] = chosen[conn]
+        return mask
 
     def _open_new(self, buf: npt.NDArray[np.uint8], seg: Segments, start: I64) -> None:
         """Open the flow directions that the hello-start packets ``start`` begin, if new."""
@@ -242,7 +298,7 @@ class _Engine:
             seg.dst_hi[start], seg.dst_lo[start], seg.src_hi[start], seg.src_lo[start], seg.dport[start],
             seg.sport[start],
         )
-        uniq, first = _lowest_start(seg.keys[start], seg.seq[start])
+        uniq, first = carry.lowest_start(seg.keys[start], seg.seq[start])
         known = np.fromiter(st.flows.keys(), dtype=np.uint64, count=len(st.flows))
         fresh = ~np.isin(uniq, known)
         # Room first: a window of new flows must not pile on a full table; nor may one window's burst
@@ -306,7 +362,7 @@ class _Engine:
             need = max(need, SERVER_FIRST_FLIGHT)
         st.flows[key] = _Direction(conn=conn, forward=forward, base_seq=seq, need=need)
         st.held += DIRECTION_COST
-        st.touched[id(conn)] = st.window
+        st.touched[id(conn)] = st.now
 
     def _select_rounds(
         self, buf: npt.NDArray[np.uint8], keys: npt.NDArray[np.uint64], seq: I64, payload: I64, plen: I64, first_at: int
@@ -378,7 +434,7 @@ class _Engine:
     def _reparse(self, conns: Iterable[Connection]) -> None:
         st = self.state
         for conn in conns:
-            st.touched[id(conn)] = st.window
+            st.touched[id(conn)] = st.now
             dirs = self._directions(conn)
             for d in dirs:
                 if d.dirty:
@@ -433,7 +489,7 @@ class _Engine:
 
     def _expire(self) -> None:
         st = self.state
-        old = [cid for cid, w in st.touched.items() if st.window - w >= IDLE_WINDOWS]
+        old = [cid for cid, t in st.touched.items() if st.now - t > IDLE_NS]
         for cid in old:
             self._finish(st.conns[cid])
         self._bound()
@@ -586,7 +642,8 @@ def iter_connections(
     reader = CaptureReader(path, window=window or WINDOW, reuse_buffer=False)
     core = ccore.status() if reader.compiled == ccore.enabled() else ("compiled C" if reader.compiled else "numpy")
     log.info("%s: capture core: %s", Path(path).name, core)
-    engine = _Engine(Path(path).name, fast_lane=fast_lane, slow_batch=max(1, chunk_rows // 8), keylog=keylog)
+    engine = _Engine(Path(path).name, fast_lane=fast_lane, slow_batch=max(1, chunk_rows // 8), keylog=keylog,
+                     carry_bytes=window or WINDOW)
     for prepared, position in _prefetch(reader):
         engine.window(prepared)
         if progress is not None:
@@ -594,6 +651,7 @@ def iter_connections(
         if engine.pending_rows() >= chunk_rows:
             chunk = engine.drain()
             yield chunk if keylog is None else mark_unkeyed(chunk, engine.stats)
+    engine.flush()
     last = engine.drain(final=True)
     if keylog is not None:
         last = mark_unkeyed(last, engine.stats)

@@ -1,15 +1,16 @@
 """The fast lane: ordinary TLS handshakes that need no general reassembly, done in numpy.
 
-Most connections in bulk traffic look the same on the wire: a ClientHello in one segment (or
-two in sequence, also when the first ends inside the record header), a ServerHello whole in
-its segment, and after it either nothing in clear (TLS 1.3) or a TLS <= 1.2 first flight
-(Certificate ... ServerHelloDone, in its own records or in the ServerHello's) whose segments
-tile without overlap; a client certificate flight when the server asked for one; a
-HelloRetryRequest only when neither side visibly sends another hello. For those,
-:mod:`..hello_batch` groups the hellos by fingerprint input, one representative per group is
-parsed by :mod:`..tls`, and the rows are built column-wise. Everything else (partial overlaps,
-gaps, a hello whose partner is in another window, retransmitted hellos, a second ClientHello)
-is left to the reassembling slow lane in :mod:`.engine`, which gives the same row for the same
+Most connections in bulk traffic look the same on the wire: a ClientHello and a ServerHello
+each in one segment or in several that follow in sequence (stitched when they tile the record
+without a partial overlap; also when the first ends inside the record header), and after them
+either nothing in clear (TLS 1.3) or a TLS <= 1.2 first flight (Certificate ... ServerHelloDone,
+in its own records or in the ServerHello's) whose segments tile without overlap; a client
+certificate flight when the server asked for one; a HelloRetryRequest only when neither side
+visibly sends another hello. For those, :mod:`..hello_batch` groups the hellos by fingerprint
+input, one representative per group is parsed by :mod:`..tls`, and the rows are built
+column-wise. Everything else (partial overlaps, gaps, a hello whose partner never came while it
+was carried, retransmitted hellos, a second ClientHello) is left to the reassembling slow lane in
+:mod:`.engine`, which gives the same row for the same
 handshake — the tests compare the two lanes on the reference corpus and on crafted streams.
 
 Why this lane fingerprints its rows itself, although fingerprinting is the stage after reading
@@ -79,6 +80,8 @@ TRUNCATED = (None, "server_flight", "client_flight", "server_flight,client_fligh
 #: Certificate lists kept to recognise a repeated chain without hashing it (see ``_Chains``).
 RECENT_CHAINS = 1024
 RECENT_PER_PROBE = 4
+#: Time slots the taken hellos' keys are kept in (see ``FastLane.recent``).
+RECENT_SLOTS = 8
 
 
 @dataclass(slots=True)
@@ -225,6 +228,52 @@ def _with_joined(buf: U8, p1: I64, l1: I64, all_payload: I64, second: I64, rec_e
     return np.frombuffer(b"".join(pieces), dtype=np.uint8), starts
 
 
+@dataclass(slots=True)
+class _Stitched:
+    """Hello records stitched from several segments: ``data`` holds them one after another,
+    ``at`` where each hello-start packet's record begins there, ``ok`` whether it was stitched."""
+
+    data: U8
+    at: I64
+    ok: B
+
+    @staticmethod
+    def empty(n: int) -> _Stitched:
+        return _Stitched(np.zeros(0, dtype=np.uint8), np.full(n, -1, dtype=np.int64), np.zeros(n, dtype=bool))
+
+    def into(self, joined: U8, rec: I64, rows: I64) -> tuple[U8, I64]:
+        """``joined``/``rec`` (records of the hello starts ``rows``) with the stitched ones' records instead."""
+        mine = self.ok[rows]
+        if not mine.any():
+            return joined, rec
+        rec = np.where(mine, len(joined) + self.at[rows], rec)
+        return np.concatenate([joined, self.data]), rec
+
+
+def _stitched(buf: U8, seg: Segments, start: I64, which: I64, rec_end: I64) -> _Stitched:
+    """The records (``rec_end`` bytes) of the hello starts ``which`` (into ``start``), each from its
+    segment and the ones that follow it in sequence without a gap: stitched where those segments
+    cover the record and tile it (no partial overlap; a resent range with the same bytes), which is
+    where the reassembling lane reads the same bytes. The record is followed by ``SLACK`` zeros."""
+    out = _Stitched.empty(len(start))
+    first = start[which]
+    end = rec_end[which]
+    data, st, ln = assemble_prefix(
+        buf, seg.keys[first], seg.seq[first], seg.keys, seg.seq, seg.payload, seg.plen, int(end.max()), seg.by_key()
+    )
+    ok = (ln >= end) & _tiles(buf, seg, first, end)
+    if not ok.any():
+        return out
+    size = np.where(ok, end + SLACK, 0)
+    to = np.cumsum(size) - size
+    take = np.where(ok, end, 0)
+    within = np.arange(int(take.sum()), dtype=np.int64) - np.repeat(np.cumsum(take) - take, take)
+    packed = np.zeros(int(size.sum()), dtype=np.uint8)
+    packed[np.repeat(to, take) + within] = data[np.repeat(st, take) + within]
+    out.data, out.ok[which], out.at[which] = packed, ok, to
+    return out
+
+
 def _joined_headers(
     buf: U8, seg: Segments, first: I64, plen: I64
 ) -> tuple[I64, I64, I64, I64]:
@@ -327,12 +376,17 @@ class _Chains:
 class FastLane:
     """Accumulates fast-lane connections window by window; :meth:`frame` renders them."""
 
-    recent_windows: int = 8
+    #: How long (capture time, ns) retransmissions of a taken hello are swallowed.
+    recent_ns: int = 5_000_000_000
     clients: _Groups = field(default_factory=_Groups)
     servers: _Groups = field(default_factory=_Groups)
     cols: dict[str, list[npt.NDArray[np.generic]]] = field(default_factory=dict)
     rows: int = 0
-    recent: deque[U64] = field(default_factory=deque)
+    #: Flow keys taken, in time slots of ``recent_ns / RECENT_SLOTS``: (slot's first and last capture
+    #: time, its keys sorted). A few sorted arrays, so a window's lookup is a few binary searches and
+    #: no key set of the last seconds (~500k keys at 50,000 connections/s) is sorted again per window.
+    recent: deque[tuple[int, int, U64]] = field(default_factory=deque)
+    now: int = 0  # the latest capture time (ns) seen
     chains: _Chains = field(default_factory=_Chains)
 
     def _add(self, name: str, values: npt.NDArray[np.generic]) -> None:
@@ -345,7 +399,7 @@ class FastLane:
         lane already follows. A ClientHello may span its start segment and the next one in
         sequence (every Chrome hello with an ML-KEM key share does). Returns the mask of start
         packets this lane took; retransmissions of a taken hello are swallowed for
-        ``recent_windows`` windows. ``base`` is the capture position of the window's first
+        ``recent_ns`` of capture time. ``base`` is the capture position of the window's first
         segment; a handshake whose flight columns the window cannot decide is left to the slow
         lane, which reads on.
         """
@@ -353,8 +407,10 @@ class FastLane:
         payload, plen = seg.payload[start], seg.plen[start]
         n = len(start)
         taken = np.zeros(n, dtype=bool)
-        if self.recent:
-            taken |= _member(keys, np.sort(np.concatenate(list(self.recent))))
+        if len(seg.ts):
+            self.now = max(self.now, int(seg.ts.max()))
+        for _, _, known in self.recent:
+            taken |= _member(keys, known)
         g = Gather(buf)
         rec_len = g.be16(payload + 3)
         msg_type = g.u8(payload + 5)
@@ -383,27 +439,39 @@ class FastLane:
         # servers often put ServerHello, Certificate, ... ServerHelloDone in one record): the
         # flight walk below reads the rest and settles it, or leaves it to the slow lane.
         sh_here = framed & single & (msg_type == 2) & (plen >= 9 + msg_len)
+        # A hello over more segments (a ServerHello cut by the MSS, a ClientHello in three): its
+        # record is stitched from the segments that follow in sequence (see ``_stitched``).
+        multi = framed & single & ~whole & (second < 0) & ~sh_here & ((msg_type == 1) | (msg_type == 2))
+        stitched = _Stitched.empty(n)
+        if multi.any():
+            stitched = _stitched(buf, seg, start, np.flatnonzero(multi), 5 + rec_len)
+            single[multi] = stitched.ok[multi]
         # Another segment over the hello's bytes (a retransmission, or a conflicting overlap as
         # in evasion) is the reassembling lane's business: it has one rule for who wins. For a
         # ServerHello only its own segment is checked; the flight assembly vets the rest.
         span = np.where(sh_here & ~whole, plen, 5 + rec_len)
-        single &= ~_overlapped(seg, start, second, span)
-        ch = np.flatnonzero(single & (msg_type == 1) & (whole | (second >= 0)))
-        sh = np.flatnonzero(sh_here & single)
+        single &= multi | ~_overlapped(seg, start, second, span)
+        ch = np.flatnonzero(single & (msg_type == 1) & (whole | (second >= 0) | multi))
+        sh = np.flatnonzero((sh_here | multi) & single & (msg_type == 2))
         if len(ch) == 0 or len(sh) == 0:
             self._remember(keys[taken])
             return taken
         c_buf, c_rec = _with_joined(buf, payload[ch], plen[ch], seg.payload, second[ch], 5 + rec_len[ch])
-        c_body, s_body = c_rec + 9, payload[sh] + 9
+        c_buf, c_rec = stitched.into(c_buf, c_rec, ch)
+        s_buf, s_rec = buf, payload[sh]
+        if multi[sh].any():  # the ServerHellos as records of their own, each contiguous
+            s_buf, s_rec = _with_joined(buf, payload[sh], plen[sh], seg.payload, np.full(len(sh), -1), 9 + msg_len[sh])
+            s_buf, s_rec = stitched.into(s_buf, s_rec, sh)
+        c_body, s_body = c_rec + 9, s_rec + 9
         cb = client_hello_batch(c_buf, c_body, c_body + msg_len[ch])
-        sb = server_hello_batch(buf, s_body, s_body + msg_len[sh])
+        sb = server_hello_batch(s_buf, s_body, s_body + msg_len[sh])
         c_ok = np.flatnonzero(cb.valid)
         # TLS 1.3: nothing after the ServerHello is in clear. TLS <= 1.2: the rest of the
         # server's first flight (certificates) must be whole in this window.
         s_cert = np.full(len(sh), -1, dtype=np.int64)
         s_request = np.zeros(len(sh), dtype=bool)
         # TLS 1.3 sends nothing else in clear after the ServerHello: its record must be whole.
-        s_flat = sb.valid & (whole[sh] | ~sb.selected_tls13)
+        s_flat = sb.valid & (whole[sh] | multi[sh] | ~sb.selected_tls13)
         # A HelloRetryRequest: taken only when neither side says another hello afterwards (no
         # second ClientHello, no second ServerHello); otherwise the slow lane pairs them up.
         hrr = np.flatnonzero(s_flat & sb.hrr)
@@ -440,7 +508,7 @@ class FastLane:
         s_sel = s_ok[order[pos[paired]]]
         cb, sb = cb.subset(c_sel), sb.subset(s_sel)
         c_gid = self._group(self.clients, cb, c_buf, c_body[c_sel], msg_len[ch[c_sel]], parse_client_hello)
-        s_gid = self._group(self.servers, sb, buf, s_body[s_sel], msg_len[sh[s_sel]], parse_server_hello)
+        s_gid = self._group(self.servers, sb, s_buf, s_body[s_sel], msg_len[sh[s_sel]], parse_server_hello)
         good = (c_gid >= 0) & (s_gid >= 0)
         retried = np.flatnonzero(sb.hrr & good)
         if len(retried):
@@ -465,7 +533,7 @@ class FastLane:
             c_sizes = Sizes(walked[sizes.owner], sizes.size, np.zeros(len(c_sel), dtype=bool))
             c_sizes.known[walked] = sizes.known
         s_sizes = self._server_sizes(server_flight, older, s_sel, good)
-        echoed = session_id_echoed(c_buf, c_body[c_sel], buf, s_body[s_sel])
+        echoed = session_id_echoed(c_buf, c_body[c_sel], s_buf, s_body[s_sel])
         newer = np.flatnonzero(sb.selected_tls13 & ~sb.hrr & good)
         truncated = np.zeros(len(c_sel), dtype=np.int64)  # TRUNCATED codes (TLS <= 1.2 here: settled, never cut)
         if len(newer):
@@ -573,8 +641,13 @@ class FastLane:
         self.rows += len(start)
 
     def _remember(self, keys: U64) -> None:
-        self.recent.append(keys)
-        while len(self.recent) > self.recent_windows:
+        if len(keys):
+            if self.recent and self.now - self.recent[-1][0] < self.recent_ns // RECENT_SLOTS:
+                first, _, known = self.recent[-1]
+                self.recent[-1] = (first, self.now, np.sort(np.concatenate([known, keys])))
+            else:
+                self.recent.append((self.now, self.now, np.sort(keys)))
+        while self.recent and self.recent[0][1] < self.now - self.recent_ns:
             self.recent.popleft()
 
     @staticmethod
