@@ -469,6 +469,177 @@ fail:
     return NULL;
 }
 
+/* ---- fast-lane flights (tlsdetect/readers/pcap/flight.py) ----------------------------------------- */
+
+/* gather_slices(buf, lo, hi, out): the bytes buf[lo[i]:hi[i]] of every i, one after another, into the
+ * uint8 array `out` (exactly their total size). Replaces a Python slice and bytes.join per segment
+ * when a flight's or a hello's segments are stitched. Every range must lie in the buffer, and out
+ * must be exactly the sum of the ranges; anything else is refused before a byte is copied. */
+static PyObject *gather_slices(PyObject *self, PyObject *args)
+{
+    PyObject *buf_o, *lo_o, *hi_o, *out_o;
+    if (!PyArg_ParseTuple(args, "OOOO", &buf_o, &lo_o, &hi_o, &out_o))
+        return NULL;
+    Py_buffer buf, lo, hi, out;
+    if (get_buffer(buf_o, &buf, 0, 1, "buf") < 0)
+        return NULL;
+    if (get_buffer(lo_o, &lo, 0, 8, "lo") < 0)
+        goto fail_buf;
+    if (get_buffer(hi_o, &hi, 0, 8, "hi") < 0)
+        goto fail_lo;
+    if (get_buffer(out_o, &out, 1, 1, "out") < 0)
+        goto fail_hi;
+    const uint8_t *b = (const uint8_t *)buf.buf;
+    const int64_t n = (int64_t)buf.len, m = (int64_t)(lo.len / 8);
+    const int64_t *l = (const int64_t *)lo.buf, *h = (const int64_t *)hi.buf;
+    uint8_t *o = (uint8_t *)out.buf;
+    if (hi.len != lo.len) {
+        PyErr_SetString(PyExc_ValueError, "gather_slices: lo and hi must match in length");
+        goto fail_all;
+    }
+    int64_t total = 0;
+    for (int64_t i = 0; i < m; i++) {
+        if (l[i] < 0 || l[i] > h[i] || h[i] > n) {
+            PyErr_Format(PyExc_ValueError, "gather_slices: range %lld lies outside the buffer", (long long)i);
+            goto fail_all;
+        }
+        total += h[i] - l[i]; /* each term <= n, m terms: no overflow for any real buffer */
+    }
+    if (total != (int64_t)out.len) {
+        PyErr_SetString(PyExc_ValueError, "gather_slices: out must hold exactly the ranges' bytes");
+        goto fail_all;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    int64_t at = 0;
+    for (int64_t i = 0; i < m; i++) {
+        memcpy(o + at, b + l[i], (size_t)(h[i] - l[i]));
+        at += h[i] - l[i];
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&hi);
+    PyBuffer_Release(&lo);
+    PyBuffer_Release(&buf);
+    Py_RETURN_NONE;
+fail_all:
+    PyBuffer_Release(&out);
+fail_hi:
+    PyBuffer_Release(&hi);
+fail_lo:
+    PyBuffer_Release(&lo);
+fail_buf:
+    PyBuffer_Release(&buf);
+    return NULL;
+}
+
+/* A byte of `d` (n bytes) at a clamped index, as numpy's take(mode="clip") reads it (Gather.u8). */
+static inline int64_t clip8(const uint8_t *d, int64_t n, int64_t i)
+{
+    return d[i < 0 ? 0 : (i >= n ? n - 1 : i)];
+}
+
+#define FLIGHT_MAX_MESSAGES 16
+#define TLS_MAX_RECORD_LENGTH (16384 + 2048)
+
+/* flight_walk(data, start, length, settled, cert_start, cert_len, ran_out, cert_request, msg_owner,
+ *             msg_size) -> messages
+ *
+ * flight.py's _walk for every owner i of the assembled flights data[start[i]:start[i]+length[i]]:
+ * records and handshake messages, at most 16 message positions, stopping where the numpy walk stops
+ * (a record that is not handshake, a message spanning records, ServerHelloDone, ChangeCipherSpec).
+ * Per owner: settled, cert_start/cert_len (-1/0 without a Certificate), ran_out, cert_request (uint8
+ * or bool arrays of n; int64 for the two cert fields); every walked message's owner and size (with its
+ * 4-byte header) into msg_owner/msg_size (int64, room for 16 per owner), grouped by owner in stream
+ * order; returns how many. Reads go through clip8 like the numpy Gather, so they stay in `data`
+ * whatever the bytes say; each flight must lie in `data` (refused otherwise). */
+static PyObject *flight_walk(PyObject *self, PyObject *args)
+{
+    PyObject *o[10];
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &o[7], &o[8], &o[9]))
+        return NULL;
+    static const Py_ssize_t size[10] = {1, 8, 8, 1, 8, 8, 1, 1, 8, 8};
+    static const char *name[10] = {"data", "start", "length", "settled", "cert_start", "cert_len", "ran_out",
+                                   "cert_request", "msg_owner", "msg_size"};
+    Py_buffer v[10];
+    int got = 0;
+    for (; got < 10; got++) {
+        if (get_buffer(o[got], &v[got], got >= 3, size[got], name[got]) < 0)
+            goto fail;
+    }
+    const uint8_t *d = (const uint8_t *)v[0].buf;
+    const int64_t n = (int64_t)v[0].len, m = (int64_t)(v[1].len / 8);
+    const int64_t *st = v[1].buf, *ln = v[2].buf;
+    uint8_t *settled = v[3].buf, *ran_out = v[6].buf, *cert_request = v[7].buf;
+    int64_t *cert_start = v[4].buf, *cert_len = v[5].buf, *msg_owner = v[8].buf, *msg_size = v[9].buf;
+    if (v[2].len != v[1].len || v[3].len != m || v[4].len != m * 8 || v[5].len != m * 8 || v[6].len != m ||
+        v[7].len != m || v[8].len != v[9].len || v[8].len < m * 8 * FLIGHT_MAX_MESSAGES) {
+        PyErr_SetString(PyExc_ValueError, "flight_walk: output arrays do not match the flights");
+        goto fail;
+    }
+    for (int64_t i = 0; i < m; i++) {
+        if (st[i] < 0 || ln[i] < 0 || st[i] > n || ln[i] > n - st[i]) {
+            PyErr_Format(PyExc_ValueError, "flight_walk: flight %lld lies outside the data", (long long)i);
+            goto fail;
+        }
+    }
+    int64_t count = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (int64_t i = 0; i < m; i++) {
+        int64_t p = st[i], end = st[i] + ln[i], rec_end = st[i];
+        int s = 0, ro = 0, cr = 0;
+        int64_t cs = -1, cl = 0;
+        for (int step = 0; ln[i] > 0 && step < FLIGHT_MAX_MESSAGES; step++) {
+            int stop = 0;
+            if (p == rec_end) { /* a new record: handshake continues the walk, ChangeCipherSpec ends it */
+                int64_t ctype = clip8(d, n, p), rlen = clip8(d, n, p + 3) << 8 | clip8(d, n, p + 4);
+                int header_ok = p + 5 <= end && clip8(d, n, p + 1) == 3 && clip8(d, n, p + 2) <= 4 &&
+                                rlen <= TLS_MAX_RECORD_LENGTH;
+                if (header_ok && ctype == 20)
+                    s = 1;
+                stop = !(header_ok && ctype == 22 && p + 5 + rlen <= end);
+                if (p + 5 > end || (ctype == 22 && p + 5 + rlen > end))
+                    ro = 1;
+                if (!stop) {
+                    rec_end = p + 5 + rlen;
+                    p += 5;
+                }
+            }
+            if (stop)
+                break;
+            int64_t mtype = clip8(d, n, p);
+            int64_t mlen = clip8(d, n, p + 1) << 16 | clip8(d, n, p + 2) << 8 | clip8(d, n, p + 3);
+            if (p + 4 + mlen > rec_end) /* a message spanning records: the slow lane's */
+                break;
+            msg_owner[count] = i;
+            msg_size[count++] = mlen + 4;
+            if (mtype == 11 && cs < 0) {
+                cs = p + 4;
+                cl = mlen;
+            }
+            if (mtype == 13)
+                cr = 1;
+            p += 4 + mlen;
+            if (mtype == 14) {
+                s = 1;
+                break;
+            }
+        }
+        settled[i] = (uint8_t)s;
+        ran_out[i] = (uint8_t)ro;
+        cert_request[i] = (uint8_t)cr;
+        cert_start[i] = cs;
+        cert_len[i] = cl;
+    }
+    Py_END_ALLOW_THREADS
+    for (int k = 0; k < 10; k++)
+        PyBuffer_Release(&v[k]);
+    return PyLong_FromLongLong((long long)count);
+fail:
+    for (int k = 0; k < got; k++)
+        PyBuffer_Release(&v[k]);
+    return NULL;
+}
+
 /* ---- module ---------------------------------------------------------------------------------------- */
 
 static PyMethodDef methods[] = {
@@ -477,6 +648,8 @@ static PyMethodDef methods[] = {
     {"walk_pcapng", walk_pcapng, METH_VARARGS, "pcapng packet block starts from `at` (see ccore.py)."},
     {"decode", decode, METH_VARARGS, "Link/IP/TCP/UDP headers of a batch into a (13, n) int64 array."},
     {"flow_hash", flow_hash, METH_VARARGS, "64-bit flow keys of packets.flow_hash."},
+    {"gather_slices", gather_slices, METH_VARARGS, "Concatenate byte ranges of a buffer into out (see ccore.py)."},
+    {"flight_walk", flight_walk, METH_VARARGS, "Walk assembled TLS flights like flight.py's _walk (see ccore.py)."},
     {NULL, NULL, 0, NULL},
 };
 
