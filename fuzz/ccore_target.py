@@ -15,7 +15,8 @@ as much a bug as a crash, so every array is compared with the oracle (a differen
 3. the bytes as assembled TLS flights, for the fast lane's entry points: :func:`ccore.flight_walk`
    over flights cut from the bytes at offsets the bytes choose (equal to the numpy walk, field for
    field) and :func:`ccore.gather_slices` over ranges the bytes choose, some partly or wholly
-   outside (bounded as slicing is, equal to the numpy stitching).
+   outside (bounded as slicing is, equal to the numpy stitching); and :func:`ccore.hello_walk` over
+   the same cuts read as ClientHello and as ServerHello bodies (equal masks, SNI and keys to numpy).
 """
 
 from __future__ import annotations
@@ -189,6 +190,16 @@ def _as_flights(data: bytes) -> int:
     given = list(data[32 : 32 + len(at)])
     size = np.array(given + [0] * (len(at) - len(given)), dtype=np.int64)
     _equal("gather_slices", slices(buf, at, size, compiled=True), slices(buf, at, size, compiled=False))
+    if n:
+        from tlsdetect.wire.hello_batch import client_hello_batch, server_hello_batch
+
+        end = start + length + np.resize(np.array([-3, 0, 4], dtype=np.int64), len(start))  # ends lie too
+        for walk in (client_hello_batch, server_hello_batch):
+            hc, hn = walk(buf, start, end, compiled=True), walk(buf, start, end, compiled=False)
+            for name in ("valid", "sni_start", "sni_len", "hrr", "selected_tls13"):
+                _equal(f"{walk.__name__}.{name}", getattr(hc, name), getattr(hn, name))
+            if hc.key != hn.key:
+                raise MismatchError(f"{walk.__name__}: keys differ")
     return len(start)
 
 

@@ -22,6 +22,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ---- buffers ------------------------------------------------------------------------------- */
@@ -640,6 +641,206 @@ fail:
     return NULL;
 }
 
+/* ---- hellos in bulk (tlsdetect/wire/hello_batch.py) ---------------------------------------------- */
+
+#define HELLO_MAX_EXTENSIONS 1024
+
+static const uint8_t HRR_RANDOM[32] = {
+    0xCF, 0x21, 0xAD, 0x74, 0xE5, 0x9A, 0x61, 0x11, 0xBE, 0x1D, 0x8C, 0x02, 0x1E, 0x65, 0xB8, 0x91,
+    0xC2, 0xA2, 0x11, 0x16, 0x7A, 0xBB, 0x8C, 0x5E, 0x07, 0x9E, 0x09, 0xE2, 0xC8, 0xA8, 0x33, 0x9C,
+};
+
+static inline int64_t clip16(const uint8_t *d, int64_t n, int64_t i)
+{
+    return clip8(d, n, i) << 8 | clip8(d, n, i + 1);
+}
+
+/* A growing byte buffer for one hello's key. */
+typedef struct {
+    uint8_t *b;
+    size_t len, cap;
+} keybuf;
+
+/* Append one self-delimiting range (salt, 2-byte length, bytes), clamped to the buffer as
+ * hello_batch._byte_keys clamps it. Returns -1 when memory runs out. */
+static int key_range(keybuf *k, const uint8_t *d, int64_t n, int salt, int64_t start, int64_t length)
+{
+    start = start < 0 ? 0 : (start > n ? n : start);
+    int64_t room = n - start < 0xFFFF ? n - start : 0xFFFF;
+    length = length < 0 ? 0 : (length > room ? room : length);
+    if (k->len + 3 + (size_t)length > k->cap) {
+        size_t cap = (k->cap + 3 + (size_t)length) * 2;
+        uint8_t *b = realloc(k->b, cap);
+        if (!b)
+            return -1;
+        k->b = b;
+        k->cap = cap;
+    }
+    k->b[k->len] = (uint8_t)salt;
+    k->b[k->len + 1] = (uint8_t)(length >> 8);
+    k->b[k->len + 2] = (uint8_t)(length & 0xFF);
+    if (length)
+        memcpy(k->b + k->len + 3, d + start, (size_t)length);
+    k->len += 3 + (size_t)length;
+    return 0;
+}
+
+static int content_ext(int server, int64_t t)
+{
+    if (server)
+        return t == 0x0010 || t == 0x002B;
+    return t == 0x000A || t == 0x000B || t == 0x000D || t == 0x0010 || t == 0x002B;
+}
+
+/* hello_walk(buf, body, end, server, valid, sni_start, sni_len, hrr, tls13) -> [key, ...]
+ *
+ * hello_batch.client_hello_batch (server false) or server_hello_batch (server true) for the hello
+ * bodies buf[body[i]:end[i]]: per hello the `valid` walk (uint8/bool), the first host_name's start
+ * and length (client; -1/0 otherwise), the HelloRetryRequest and TLS 1.3 flags (server; 0 for a
+ * client), and the exact fingerprint-input key as bytes: the same bytes, range by range, as
+ * _hash_key/_byte_keys build with numpy. Every read is clamped like Gather (take mode="clip"), so
+ * lying lengths give a wrong key for an invalid hello, never a read outside `buf`. */
+static PyObject *hello_walk(PyObject *self, PyObject *args)
+{
+    PyObject *o[9];
+    int server;
+    if (!PyArg_ParseTuple(args, "OOOpOOOOO", &o[0], &o[1], &o[2], &server, &o[3], &o[4], &o[5], &o[6], &o[7]))
+        return NULL;
+    static const Py_ssize_t size[8] = {1, 8, 8, 1, 8, 8, 1, 1};
+    static const char *name[8] = {"buf", "body", "end", "valid", "sni_start", "sni_len", "hrr", "tls13"};
+    Py_buffer v[8];
+    int got = 0;
+    PyObject *keys = NULL;
+    keybuf k = {NULL, 0, 0};
+    int64_t *ext = NULL;
+    for (; got < 8; got++) {
+        if (get_buffer(o[got], &v[got], got >= 3, size[got], name[got]) < 0)
+            goto done;
+    }
+    const uint8_t *d = (const uint8_t *)v[0].buf;
+    const int64_t n = (int64_t)v[0].len, m = (int64_t)(v[1].len / 8);
+    const int64_t *body = v[1].buf, *endp = v[2].buf;
+    uint8_t *valid = v[3].buf, *hrr = v[6].buf, *tls13 = v[7].buf;
+    int64_t *sni_start = v[4].buf, *sni_len = v[5].buf;
+    if (v[2].len != v[1].len || v[3].len != m || v[4].len != m * 8 || v[5].len != m * 8 || v[6].len != m ||
+        v[7].len != m) {
+        PyErr_SetString(PyExc_ValueError, "hello_walk: arrays do not match the hellos");
+        goto done;
+    }
+    if (m && n == 0) {
+        PyErr_SetString(PyExc_ValueError, "hello_walk: hellos in an empty buffer");
+        goto done;
+    }
+    for (int64_t i = 0; i < m; i++) { /* offsets far outside keep every sum below int64 overflow */
+        if (body[i] < -(1LL << 40) || body[i] > (1LL << 40) || endp[i] < -(1LL << 40) || endp[i] > (1LL << 40)) {
+            PyErr_Format(PyExc_ValueError, "hello_walk: hello %lld lies far outside the buffer", (long long)i);
+            goto done;
+        }
+    }
+    ext = malloc(sizeof(int64_t) * 3 * HELLO_MAX_EXTENSIONS);
+    keys = PyList_New(m);
+    if (!ext || !keys) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (int64_t i = 0; i < m; i++) {
+        const int64_t b0 = body[i], end = endp[i];
+        int64_t sid_len, fixed0_at, fixed1_at, fixed1_len, ext_at;
+        int ok, v13 = 0, sv13 = 0;
+        k.len = 0;
+        if (!server) {
+            sid_len = clip8(d, n, b0 + 34);
+            int64_t cs_at = b0 + 35 + sid_len, cs_len = clip16(d, n, cs_at);
+            int64_t comp_at = cs_at + 2 + cs_len, comp_len = clip8(d, n, comp_at);
+            ext_at = comp_at + 1 + comp_len;
+            ok = sid_len <= 32 && cs_len % 2 == 0 && ext_at <= end && b0 + 35 <= end;
+            fixed0_at = b0;
+            fixed1_at = cs_at + 2;
+            int64_t left = end - cs_at - 2;
+            fixed1_len = ok ? (cs_len < (left > 0 ? left : 0) ? cs_len : (left > 0 ? left : 0)) : 0;
+            hrr[i] = 0;
+        } else {
+            int64_t version = clip16(d, n, b0);
+            int draft = (version >> 8) == 0x7F;
+            sid_len = draft ? 0 : clip8(d, n, b0 + 34);
+            int64_t cipher_at = draft ? b0 + 34 : b0 + 35 + sid_len;
+            ext_at = draft ? cipher_at + 2 : cipher_at + 3;
+            ok = sid_len <= 32 && ext_at <= end && b0 + 38 <= end && !draft;
+            fixed0_at = b0;
+            fixed1_at = cipher_at;
+            fixed1_len = 2;
+            int same = 1;
+            for (int j = 0; j < 32; j++)
+                same &= clip8(d, n, b0 + 2 + j) == HRR_RANDOM[j];
+            hrr[i] = (uint8_t)same;
+            v13 = version == 0x0304;
+        }
+        /* the extension list, in wire order */
+        int64_t count = 0;
+        if (ok && ext_at + 2 <= end) {
+            int64_t ext_len = clip16(d, n, ext_at);
+            int64_t ext_end = ext_at + 2 + ext_len < end ? ext_at + 2 + ext_len : end;
+            int64_t p = ext_at + 2;
+            while (p + 4 <= ext_end && count < HELLO_MAX_EXTENSIONS) {
+                int64_t t = clip16(d, n, p), ln = clip16(d, n, p + 2);
+                int fits = p + 4 + ln <= ext_end;
+                ext[3 * count] = t;
+                ext[3 * count + 1] = p + 4;
+                ext[3 * count + 2] = fits ? ln : -1;
+                count++;
+                p += 4 + ln;
+                if (!fits)
+                    break;
+            }
+        }
+        int fail = key_range(&k, d, n, 0, fixed0_at, 2) | key_range(&k, d, n, 1, fixed1_at, fixed1_len);
+        for (int64_t e = 0; e < count; e++)
+            fail |= key_range(&k, d, n, ext[3 * e + 2] < 0 ? 51 : 50, ext[3 * e + 1] - 4, 2);
+        for (int64_t e = 0; e < count; e++) {
+            if (ext[3 * e + 2] >= 0 && content_ext(server, ext[3 * e]))
+                fail |= key_range(&k, d, n, 60, ext[3 * e + 1], ext[3 * e + 2]);
+        }
+        if (fail) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        PyObject *key = PyBytes_FromStringAndSize((const char *)k.b, (Py_ssize_t)k.len);
+        if (!key)
+            goto done;
+        PyList_SET_ITEM(keys, i, key);
+        sni_start[i] = -1;
+        sni_len[i] = 0;
+        int odd = 0, snis = 0;
+        for (int64_t e = 0; e < count; e++) {
+            if (server) { /* supported_versions: the last one in the list says */
+                if (ext[3 * e] == 0x002B && ext[3 * e + 2] == 2)
+                    sv13 = clip16(d, n, ext[3 * e + 1]) == 0x0304;
+                continue;
+            }
+            if (ext[3 * e] != 0 || snis++)
+                continue;
+            int64_t at = ext[3 * e + 1], ln = ext[3 * e + 2];
+            int64_t list_len = clip16(d, n, at), name_type = clip8(d, n, at + 2), name_len = clip16(d, n, at + 3);
+            int good = ln >= 5 && list_len + 2 <= ln && name_type == 0 && name_len + 3 <= list_len;
+            sni_start[i] = good ? at + 5 : -1;
+            sni_len[i] = good ? name_len : 0;
+            odd = !good && ln >= 0 && !(ln == 0 || list_len == 0);
+        }
+        tls13[i] = (uint8_t)(v13 || sv13);
+        valid[i] = (uint8_t)(ok && !odd && snis <= 1);
+    }
+done:
+    free(ext);
+    free(k.b);
+    for (int j = 0; j < got; j++)
+        PyBuffer_Release(&v[j]);
+    if (PyErr_Occurred()) {
+        Py_XDECREF(keys);
+        return NULL;
+    }
+    return keys;
+}
+
 /* ---- module ---------------------------------------------------------------------------------------- */
 
 static PyMethodDef methods[] = {
@@ -649,6 +850,7 @@ static PyMethodDef methods[] = {
     {"decode", decode, METH_VARARGS, "Link/IP/TCP/UDP headers of a batch into a (13, n) int64 array."},
     {"flow_hash", flow_hash, METH_VARARGS, "64-bit flow keys of packets.flow_hash."},
     {"gather_slices", gather_slices, METH_VARARGS, "Concatenate byte ranges of a buffer into out (see ccore.py)."},
+    {"hello_walk", hello_walk, METH_VARARGS, "Walk ClientHello/ServerHello bodies like hello_batch.py (see ccore.py)."},
     {"flight_walk", flight_walk, METH_VARARGS, "Walk assembled TLS flights like flight.py's _walk (see ccore.py)."},
     {NULL, NULL, 0, NULL},
 };

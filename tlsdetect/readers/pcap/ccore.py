@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 __all__ = [
     "DISABLE_ENV", "DecodedArrays", "WalkedFlights", "decode", "enabled", "flight_walk", "flow_hash", "gather_slices",
-    "pcap_fields", "status", "walk_pcap", "walk_pcapng",
+    "hello_walk", "pcap_fields", "status", "walk_pcap", "walk_pcapng",
 ]
 
 I64 = npt.NDArray[np.int64]
@@ -178,3 +178,21 @@ def flight_walk(data: U8, start: I64, length: I64) -> WalkedFlights:
         count = _lib().flight_walk(np.ascontiguousarray(data), start, length, settled, cert_start, cert_len, ran_out,
                                    cert_request, owner, size)
     return settled, cert_start, cert_len, ran_out, cert_request, owner[:count].copy(), size[:count].copy()
+
+
+#: ``hello_walk``'s answer per hello: valid, SNI start and length, HelloRetryRequest, TLS 1.3 selected, key.
+WalkedHellos = tuple[B, I64, I64, B, B, list[bytes]]
+
+
+def hello_walk(buf: U8, body: I64, end: I64, server: bool) -> WalkedHellos:
+    """ClientHello (or ServerHello) bodies ``buf[body:end]`` walked in C, as
+    :func:`tlsdetect.wire.hello_batch.client_hello_batch` (``server_hello_batch``) walks them with numpy:
+    the same masks, SNI positions and exact fingerprint-input keys (the tests hold the two equal)."""
+    n = len(body)
+    body, end = (np.ascontiguousarray(a, dtype=np.int64) for a in (body, end))
+    valid, hrr, tls13 = (np.zeros(n, dtype=bool) for _ in range(3))
+    sni_start, sni_len = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
+    keys: list[bytes] = []
+    if n:
+        keys = _lib().hello_walk(np.ascontiguousarray(buf), body, end, server, valid, sni_start, sni_len, hrr, tls13)
+    return valid, sni_start, sni_len, hrr, tls13, keys
