@@ -13,6 +13,11 @@ Measuring and checking reuse ``bench_pcap.py`` (warm page cache, peak RSS by ``w
 multisets checked against the generator's manifest).
 
     python benchmarks/bench_ccore.py FILE.pcap [--repeat 3] [--skip tshark] [--results PATH]
+        [--formats jsonl,parquet] [--cores C,numpy] [--base TREE] [--bare]
+
+``--base TREE`` adds ``tlsdetect -f jsonl`` from another checkout (the code before a change, its C core
+built in place) as one more tool of the same rounds; ``--bare`` adds ``peers/bare_scan.py`` (the numpy
+memmap scan for ClientHello records: the floor issue 19 measures against).
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_pcap import (
+    PEERS,
     REPO_ROOT,
     Result,
     _merge,
@@ -39,6 +45,7 @@ from bench_pcap import (
     md5_lines,
     parquet_ja3,
     tlsdetect_env,
+    tree_label,
     warm_cache,
 )
 
@@ -111,6 +118,31 @@ def run_core(pcap: Path, manifest: dict[str, Any] | None, work: Path, core: str,
     return res
 
 
+def run_base(pcap: Path, manifest: dict[str, Any] | None, work: Path, tree: Path) -> Result:
+    """``tlsdetect -f jsonl`` of the checkout ``tree`` (C core as built there), checked like the others."""
+    out = work / "out-base.jsonl"
+    res = Result(f"tlsdetect -f jsonl, base {tree_label(tree)}",
+                 [sys.executable, "-m", "tlsdetect", "fingerprint", str(pcap), "-f", "jsonl", "-o", str(out),
+                  "--no-progress"])
+    env = tlsdetect_env(tree)
+    env.pop("TLSDETECT_NO_CCORE", None)
+    env["PYTHONPATH"] = str(tree)  # this checkout only, not also the one running the benchmark
+    if measure(res, work / "base.stdout", env):
+        res.hellos, md5s = jsonl_ja3(out)
+        res.check = compare_ja3(md5s, manifest and manifest["expected_ja3_md5"])
+        out.unlink()
+    return res
+
+
+def run_bare(pcap: Path, manifest: dict[str, Any] | None, work: Path) -> Result:
+    """The bare numpy scan (``peers/bare_scan.py``): ClientHello record starts, no fingerprints."""
+    res = Result("bare numpy scan", [sys.executable, str(PEERS / "bare_scan.py"), str(pcap)])
+    if measure(res, work / "bare.txt"):
+        res.hellos = int((work / "bare.txt").read_text().strip() or 0)
+        res.check = "floor (no fingerprints)"
+    return res
+
+
 def core_env(core: str) -> dict[str, str]:
     env = tlsdetect_env()
     env.pop("TLSDETECT_NO_CCORE", None)
@@ -149,6 +181,11 @@ def report(pcap: Path, results: list[Result], warm_s: float, repeat: int) -> str
                      f" | {r.peak_rss_mb or 0:.0f} | {hellos}"
                      f" | {r.check or r.status} |")
     lines.append("")
+    bare = by.get("bare numpy scan")
+    for r in results:
+        if bare and bare.seconds and r.seconds and r is not bare and r.tool != "tshark":
+            lines.append(f"- {r.tool}: **{r.seconds / bare.seconds:.2f}x** the bare numpy scan's wall time, "
+                         f"{cpu_best[r.tool] / cpu_best[bare.tool]:.2f}x its CPU")
     for fmt in FORMATS:
         ct, nt = f"tlsdetect -f {fmt}, C core", f"tlsdetect -f {fmt}, numpy core"
         c, n = by.get(ct), by.get(nt)
@@ -164,6 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("pcap", type=Path)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--skip", default="", help="comma separated: tshark")
+    p.add_argument("--formats", default=",".join(FORMATS), help="comma separated: jsonl,parquet")
+    p.add_argument("--cores", default=",".join(CORES), help="comma separated: C,numpy")
+    p.add_argument("--base", type=Path, help="a checkout of the code before: its -f jsonl joins the rounds")
+    p.add_argument("--bare", action="store_true", help="add the bare numpy scan (peers/bare_scan.py)")
     p.add_argument("--results", type=Path,
                    default=REPO_ROOT / "benchmarks" / "results" / f"ccore-{dt.date.today().isoformat()}.md")
     args = p.parse_args(argv)
@@ -173,7 +214,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-ccore-") as tmp:
         work = Path(tmp)
         for rnd in range(args.repeat):
-            runs = [lambda c=c, f=f: run_core(args.pcap, manifest, work, c, f) for f in FORMATS for c in CORES]
+            runs = [lambda c=c, f=f: run_core(args.pcap, manifest, work, c, f)
+                    for f in args.formats.split(",") for c in args.cores.split(",")]
+            if args.base:
+                runs.append(lambda: run_base(args.pcap, manifest, work, args.base))
+            if args.bare:
+                runs.append(lambda: run_bare(args.pcap, manifest, work))
             if "tshark" not in args.skip:
                 runs.append(lambda: run_tshark(args.pcap, manifest, work))
             for run in runs:

@@ -11,7 +11,12 @@ as much a bug as a crash, so every array is compared with the oracle (a differen
 2. the bytes as raw memory, the C entry points called directly with offsets no reader would pass:
    both walkers at a lying start and limit in either byte order (their chain checked),
    :func:`ccore.pcap_fields` at every start a header fits (and one it does not: refused), and
-   :func:`ccore.decode` over packets cut from the bytes in every link type (equal to numpy).
+   :func:`ccore.decode` over packets cut from the bytes in every link type (equal to numpy);
+3. the bytes as assembled TLS flights, for the fast lane's entry points: :func:`ccore.flight_walk`
+   over flights cut from the bytes at offsets the bytes choose (equal to the numpy walk, field for
+   field) and :func:`ccore.gather_slices` over ranges the bytes choose, some partly or wholly
+   outside (bounded as slicing is, equal to the numpy stitching); and :func:`ccore.hello_walk` over
+   the same cuts read as ClientHello and as ServerHello bodies (equal masks, SNI and keys to numpy).
 """
 
 from __future__ import annotations
@@ -168,8 +173,39 @@ def _as_memory(data: bytes) -> int:
     return len(data_at)
 
 
+def _as_flights(data: bytes) -> int:
+    """Pass 3: the flight walk and the segment stitching on the bytes, against their numpy versions."""
+    from tlsdetect.readers.pcap.flight import _walk, _walk_numpy, slices
+
+    buf = _exact(data)
+    n = len(buf)
+    cuts = np.unique(np.array([0, n, *(b * n // 256 for b in data[:16])], dtype=np.int64))
+    start, length = cuts[:-1], np.diff(cuts)  # consecutive flights tiling the bytes
+    start = np.concatenate([start, np.minimum(start + 5, n)])  # and each again from its first message
+    length = np.concatenate([length, np.minimum(length, n - start[len(length):])])
+    c, py = _walk(buf, start, length, len(start), compiled=True), _walk_numpy(buf, start, length, len(start))
+    for name in ("settled", "cert_start", "cert_len", "ran_out", "cert_request", "span", "msg_owner", "msg_size"):
+        _equal(f"flight_walk.{name}", getattr(c, name), getattr(py, name))
+    at = np.array([b * 7 for b in data[16:32]], dtype=np.int64)  # up to 1,785: past a short buffer's end
+    given = list(data[32 : 32 + len(at)])
+    size = np.array(given + [0] * (len(at) - len(given)), dtype=np.int64)
+    _equal("gather_slices", slices(buf, at, size, compiled=True), slices(buf, at, size, compiled=False))
+    if n:
+        from tlsdetect.wire.hello_batch import client_hello_batch, server_hello_batch
+
+        end = start + length + np.resize(np.array([-3, 0, 4], dtype=np.int64), len(start))  # ends lie too
+        for walk in (client_hello_batch, server_hello_batch):
+            hc, hn = walk(buf, start, end, compiled=True), walk(buf, start, end, compiled=False)
+            for name in ("valid", "sni_start", "sni_len", "hrr", "selected_tls13"):
+                _equal(f"{walk.__name__}.{name}", getattr(hc, name), getattr(hn, name))
+            if hc.key != hn.key:
+                raise MismatchError(f"{walk.__name__}: keys differ")
+    return len(start)
+
+
 def run(data: bytes) -> list[int]:
-    """The target: both passes; packets per batch of the capture pass (empty when it is no capture)."""
+    """The target: all three passes; packets per batch of the capture pass (empty when it is no capture)."""
     counts = _as_capture(data)
     _as_memory(data)
+    _as_flights(data)
     return counts

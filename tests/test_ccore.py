@@ -329,3 +329,46 @@ def test_wrong_dtypes_are_refused_not_reinterpreted() -> None:
     read_only.setflags(write=False)
     with pytest.raises(ValueError, match="read-only"):
         _ccore.walk_pcap(buf, read_only, 0, 100, True, MAX_PACKET)
+
+
+def test_gather_slices_refuses_ranges_outside_the_buffer() -> None:
+    from tlsdetect.readers.pcap import _ccore
+
+    buf = np.arange(100, dtype=np.uint8)
+    for lo, hi in ((-1, 5), (5, 4), (90, 101), (2**62, 2**62 + 1)):
+        with pytest.raises(ValueError, match="outside the buffer"):
+            ccore.gather_slices(buf, np.array([0, lo]), np.array([3, hi]))
+    with pytest.raises(ValueError, match="exactly"):  # an out of the wrong size is never written past
+        _ccore.gather_slices(buf, np.array([0]), np.array([10]), np.zeros(9, dtype=np.uint8))
+    with pytest.raises(ValueError, match="match in length"):
+        _ccore.gather_slices(buf, np.array([0, 1]), np.array([3]), np.zeros(3, dtype=np.uint8))
+    with pytest.raises(TypeError):
+        _ccore.gather_slices(buf, np.array([0.0]), np.array([3]), np.zeros(3, dtype=np.uint8))
+    assert ccore.gather_slices(buf, np.array([98, 0, 5]), np.array([100, 0, 7])).tolist() == [98, 99, 5, 6]
+
+
+def test_flight_walk_refuses_flights_outside_the_data() -> None:
+    from tlsdetect.readers.pcap import _ccore
+
+    data = np.zeros(50, dtype=np.uint8)
+    for start, length in ((-1, 5), (0, 51), (45, 6), (51, 0), (2**62, 2**62), (0, -1)):
+        with pytest.raises(ValueError, match="outside the data"):
+            ccore.flight_walk(data, np.array([0, start]), np.array([1, length]))
+    n = 2
+    bools = [np.zeros(n, dtype=bool) for _ in range(3)]
+    ints = [np.zeros(n, dtype=np.int64) for _ in range(2)]
+    short = [np.zeros(n * 16 - 1, dtype=np.int64) for _ in range(2)]  # no room for 16 messages a flight
+    with pytest.raises(ValueError, match="do not match"):
+        _ccore.flight_walk(data, np.zeros(n, dtype=np.int64), np.ones(n, dtype=np.int64), bools[0], *ints,
+                           bools[1], bools[2], *short)
+    with pytest.raises(TypeError):
+        _ccore.flight_walk(data, np.zeros(n, dtype=np.float64), np.ones(n, dtype=np.int64), bools[0], *ints,
+                           bools[1], bools[2], *short)
+
+
+def test_flight_walk_stops_after_sixteen_messages_inside_the_data() -> None:
+    """A record of 40 empty messages: 16 walked, not settled, nothing read past the flight."""
+    body = b"\x0c\x00\x00\x00" * 40
+    data = np.frombuffer(bytes([22, 3, 3]) + len(body).to_bytes(2, "big") + body, dtype=np.uint8)
+    settled, _, _, ran_out, _, owner, size = ccore.flight_walk(data, np.array([0]), np.array([len(data)]))
+    assert (settled.tolist(), ran_out.tolist(), owner.tolist(), size.tolist()) == ([False], [False], [0] * 16, [4] * 16)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import struct
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tlsdetect.fingerprint import client_fingerprints
-from tlsdetect.wire.hello_batch import client_hello_batch, server_hello_batch
+from tlsdetect.readers.pcap import ccore
+from tlsdetect.wire.hello_batch import HelloBatch, client_hello_batch, server_hello_batch
 from tlsdetect.wire.tls import HRR_RANDOM, TLSParseError, parse_client_hello, parse_server_hello
 
 from .test_tls import ALPN, GROUPS, POINTS, SIGS, SNI, VERSIONS, _ext, client_hello_body
@@ -89,3 +91,95 @@ def test_server_hello_flags() -> None:
         parsed = parse_server_hello(body)
         assert parsed.is_hello_retry_request == bool(batch.hrr[i])
         assert (parsed.version == 0x0304) == bool(batch.selected_tls13[i])
+
+
+# -- the C walk (ccore.hello_walk) against this numpy walk, its oracle ------------------------------------
+
+needs_c = pytest.mark.skipif(not ccore.enabled(), reason=f"the C core does not run here: {ccore.status()}")
+FIELDS = ("valid", "sni_start", "sni_len", "hrr", "selected_tls13")
+
+
+def _assert_same(c: HelloBatch, py: HelloBatch) -> None:
+    for name in FIELDS:
+        a, b = getattr(c, name), getattr(py, name)
+        assert a.dtype == b.dtype, name
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    assert c.key == py.key
+
+
+def _server_body(random: bytes, sid: bytes, exts: list[bytes], lie: int | None) -> bytes:
+    ext = b"".join(exts)
+    return (b"\x03\x03" + random + bytes([len(sid)]) + sid + b"\x13\x01\x00"
+            + struct.pack(">H", len(ext) if lie is None else lie) + ext)
+
+
+server_hellos = st.builds(
+    _server_body,
+    st.sampled_from([HRR_RANDOM, bytes(32), HRR_RANDOM[:31] + b"\0"]),
+    st.binary(max_size=33),
+    st.lists(st.sampled_from([_ext(43, b"\x03\x04"), _ext(43, b"\x03\x03"), _ext(43, b"\x03"), ALPN,
+                              _ext(16, b""), _ext(51, bytes(36)), _ext(0xFF01, b"\0")]), max_size=5),
+    st.one_of(st.none(), st.integers(0, 80)),
+)
+
+
+@needs_c
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.one_of(hellos, st.binary(max_size=120)), min_size=1, max_size=10),
+    st.lists(st.tuples(st.integers(0, 400), st.integers(0, 255)), max_size=4),
+    st.lists(st.integers(-8, 8), max_size=10),
+)
+def test_compiled_client_walk_equals_numpy(bodies: list[bytes], flips: list[tuple[int, int]], cut: list[int]) -> None:
+    """Real-shaped hellos, flipped bytes (lying lengths), random bytes, ends moved in and out: equal."""
+    mutated = []
+    for body in bodies:
+        b = bytearray(body)
+        for pos, value in flips:
+            if b:
+                b[pos % len(b)] = value
+        mutated.append(bytes(b))
+    buf, start, end = _batch(mutated)
+    end = end + np.resize(np.array(cut or [0], dtype=np.int64), len(end))
+    c = client_hello_batch(buf, start, end, compiled=True)
+    _assert_same(c, client_hello_batch(buf, start, end, compiled=False))
+
+
+@needs_c
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(server_hellos, st.binary(max_size=80)), min_size=1, max_size=10),
+       st.lists(st.tuples(st.integers(0, 200), st.integers(0, 255)), max_size=3))
+def test_compiled_server_walk_equals_numpy(bodies: list[bytes], flips: list[tuple[int, int]]) -> None:
+    mutated = []
+    for body in bodies:
+        b = bytearray(body)
+        for pos, value in flips:
+            if b:
+                b[pos % len(b)] = value
+        mutated.append(bytes(b))
+    buf, start, end = _batch(mutated)
+    c = server_hello_batch(buf, start, end, compiled=True)
+    _assert_same(c, server_hello_batch(buf, start, end, compiled=False))
+
+
+@needs_c
+def test_hello_walk_refuses_hostile_arguments() -> None:
+    from tlsdetect.readers.pcap import _ccore
+
+    buf = np.zeros(64, dtype=np.uint8)
+    with pytest.raises(ValueError, match="far outside"):
+        ccore.hello_walk(buf, np.array([0, 2**62]), np.array([10, 2**62 + 10]), False)
+    with pytest.raises(ValueError, match="empty buffer"):
+        ccore.hello_walk(np.zeros(0, dtype=np.uint8), np.array([0]), np.array([10]), True)
+    one = np.zeros(1, dtype=np.int64)
+    with pytest.raises(ValueError, match="do not match"):
+        _ccore.hello_walk(buf, one, one, False, np.zeros(2, dtype=bool), one, one, np.zeros(1, dtype=bool),
+                          np.zeros(1, dtype=bool))
+    with pytest.raises(TypeError):
+        _ccore.hello_walk(buf, np.zeros(1), one, False, np.zeros(1, dtype=bool), one, one, np.zeros(1, dtype=bool),
+                          np.zeros(1, dtype=bool))
+    # offsets before and past the buffer (within the bound) are read clamped, as numpy reads them
+    body, end = np.array([-40, 50, 60]), np.array([30, 200, 63])
+    for server in (False, True):
+        walk = server_hello_batch if server else client_hello_batch
+        _assert_same(walk(buf, body, end, compiled=True), walk(buf, body, end, compiled=False))

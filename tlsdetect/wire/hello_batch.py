@@ -197,8 +197,25 @@ def _sni(g: Gather, n: int, ext: tuple[I64, I64, I64, I64, I64]) -> tuple[I64, I
     return start, length, odd
 
 
-def client_hello_batch(buf: U8, body: I64, end: I64) -> HelloBatch:
-    """Walk ClientHello bodies ``buf[body:end]`` (after the 4-byte handshake header)."""
+def _compiled(compiled: bool | None) -> bool:
+    from tlsdetect.readers.pcap import ccore  # the capture core holds the C; a wire module stays importable alone
+
+    return ccore.enabled() if compiled is None else compiled
+
+
+def _hello_walk(buf: U8, body: I64, end: I64, server: bool) -> HelloBatch:
+    """The walk in C (``ccore.hello_walk``): one loop per hello instead of a gather per field and position."""
+    from tlsdetect.readers.pcap import ccore
+
+    valid, sni_start, sni_len, hrr, tls13, key = ccore.hello_walk(buf, body, end, server)
+    return HelloBatch(valid, key, sni_start, sni_len, hrr, tls13)
+
+
+def client_hello_batch(buf: U8, body: I64, end: I64, compiled: bool | None = None) -> HelloBatch:
+    """Walk ClientHello bodies ``buf[body:end]`` (after the 4-byte handshake header); in C with the
+    compiled core (``compiled``: None follows ``ccore.enabled()``), else with numpy, its oracle."""
+    if _compiled(compiled) and len(body):
+        return _hello_walk(buf, body, end, server=False)
     g = Gather(buf)
     n = len(body)
     version_at = body
@@ -222,8 +239,10 @@ def client_hello_batch(buf: U8, body: I64, end: I64) -> HelloBatch:
     return HelloBatch(valid & ~sni_odd, key, sni_start, sni_len, zero, zero.copy())
 
 
-def server_hello_batch(buf: U8, body: I64, end: I64) -> HelloBatch:
-    """Walk ServerHello bodies; flags HelloRetryRequests and TLS 1.3 selections."""
+def server_hello_batch(buf: U8, body: I64, end: I64, compiled: bool | None = None) -> HelloBatch:
+    """Walk ServerHello bodies; flags HelloRetryRequests and TLS 1.3 selections (in C as for the client)."""
+    if _compiled(compiled) and len(body):
+        return _hello_walk(buf, body, end, server=True)
     g = Gather(buf)
     n = len(body)
     version = g.be16(body)

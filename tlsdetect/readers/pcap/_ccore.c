@@ -22,6 +22,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ---- buffers ------------------------------------------------------------------------------- */
@@ -469,6 +470,377 @@ fail:
     return NULL;
 }
 
+/* ---- fast-lane flights (tlsdetect/readers/pcap/flight.py) ----------------------------------------- */
+
+/* gather_slices(buf, lo, hi, out): the bytes buf[lo[i]:hi[i]] of every i, one after another, into the
+ * uint8 array `out` (exactly their total size). Replaces a Python slice and bytes.join per segment
+ * when a flight's or a hello's segments are stitched. Every range must lie in the buffer, and out
+ * must be exactly the sum of the ranges; anything else is refused before a byte is copied. */
+static PyObject *gather_slices(PyObject *self, PyObject *args)
+{
+    PyObject *buf_o, *lo_o, *hi_o, *out_o;
+    if (!PyArg_ParseTuple(args, "OOOO", &buf_o, &lo_o, &hi_o, &out_o))
+        return NULL;
+    Py_buffer buf, lo, hi, out;
+    if (get_buffer(buf_o, &buf, 0, 1, "buf") < 0)
+        return NULL;
+    if (get_buffer(lo_o, &lo, 0, 8, "lo") < 0)
+        goto fail_buf;
+    if (get_buffer(hi_o, &hi, 0, 8, "hi") < 0)
+        goto fail_lo;
+    if (get_buffer(out_o, &out, 1, 1, "out") < 0)
+        goto fail_hi;
+    const uint8_t *b = (const uint8_t *)buf.buf;
+    const int64_t n = (int64_t)buf.len, m = (int64_t)(lo.len / 8);
+    const int64_t *l = (const int64_t *)lo.buf, *h = (const int64_t *)hi.buf;
+    uint8_t *o = (uint8_t *)out.buf;
+    if (hi.len != lo.len) {
+        PyErr_SetString(PyExc_ValueError, "gather_slices: lo and hi must match in length");
+        goto fail_all;
+    }
+    int64_t total = 0;
+    for (int64_t i = 0; i < m; i++) {
+        if (l[i] < 0 || l[i] > h[i] || h[i] > n) {
+            PyErr_Format(PyExc_ValueError, "gather_slices: range %lld lies outside the buffer", (long long)i);
+            goto fail_all;
+        }
+        total += h[i] - l[i]; /* each term <= n, m terms: no overflow for any real buffer */
+    }
+    if (total != (int64_t)out.len) {
+        PyErr_SetString(PyExc_ValueError, "gather_slices: out must hold exactly the ranges' bytes");
+        goto fail_all;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    int64_t at = 0;
+    for (int64_t i = 0; i < m; i++) {
+        memcpy(o + at, b + l[i], (size_t)(h[i] - l[i]));
+        at += h[i] - l[i];
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&hi);
+    PyBuffer_Release(&lo);
+    PyBuffer_Release(&buf);
+    Py_RETURN_NONE;
+fail_all:
+    PyBuffer_Release(&out);
+fail_hi:
+    PyBuffer_Release(&hi);
+fail_lo:
+    PyBuffer_Release(&lo);
+fail_buf:
+    PyBuffer_Release(&buf);
+    return NULL;
+}
+
+/* A byte of `d` (n bytes) at a clamped index, as numpy's take(mode="clip") reads it (Gather.u8). */
+static inline int64_t clip8(const uint8_t *d, int64_t n, int64_t i)
+{
+    return d[i < 0 ? 0 : (i >= n ? n - 1 : i)];
+}
+
+#define FLIGHT_MAX_MESSAGES 16
+#define TLS_MAX_RECORD_LENGTH (16384 + 2048)
+
+/* flight_walk(data, start, length, settled, cert_start, cert_len, ran_out, cert_request, msg_owner,
+ *             msg_size) -> messages
+ *
+ * flight.py's _walk for every owner i of the assembled flights data[start[i]:start[i]+length[i]]:
+ * records and handshake messages, at most 16 message positions, stopping where the numpy walk stops
+ * (a record that is not handshake, a message spanning records, ServerHelloDone, ChangeCipherSpec).
+ * Per owner: settled, cert_start/cert_len (-1/0 without a Certificate), ran_out, cert_request (uint8
+ * or bool arrays of n; int64 for the two cert fields); every walked message's owner and size (with its
+ * 4-byte header) into msg_owner/msg_size (int64, room for 16 per owner), grouped by owner in stream
+ * order; returns how many. Reads go through clip8 like the numpy Gather, so they stay in `data`
+ * whatever the bytes say; each flight must lie in `data` (refused otherwise). */
+static PyObject *flight_walk(PyObject *self, PyObject *args)
+{
+    PyObject *o[10];
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &o[7], &o[8], &o[9]))
+        return NULL;
+    static const Py_ssize_t size[10] = {1, 8, 8, 1, 8, 8, 1, 1, 8, 8};
+    static const char *name[10] = {"data", "start", "length", "settled", "cert_start", "cert_len", "ran_out",
+                                   "cert_request", "msg_owner", "msg_size"};
+    Py_buffer v[10];
+    int got = 0;
+    for (; got < 10; got++) {
+        if (get_buffer(o[got], &v[got], got >= 3, size[got], name[got]) < 0)
+            goto fail;
+    }
+    const uint8_t *d = (const uint8_t *)v[0].buf;
+    const int64_t n = (int64_t)v[0].len, m = (int64_t)(v[1].len / 8);
+    const int64_t *st = v[1].buf, *ln = v[2].buf;
+    uint8_t *settled = v[3].buf, *ran_out = v[6].buf, *cert_request = v[7].buf;
+    int64_t *cert_start = v[4].buf, *cert_len = v[5].buf, *msg_owner = v[8].buf, *msg_size = v[9].buf;
+    if (v[2].len != v[1].len || v[3].len != m || v[4].len != m * 8 || v[5].len != m * 8 || v[6].len != m ||
+        v[7].len != m || v[8].len != v[9].len || v[8].len < m * 8 * FLIGHT_MAX_MESSAGES) {
+        PyErr_SetString(PyExc_ValueError, "flight_walk: output arrays do not match the flights");
+        goto fail;
+    }
+    for (int64_t i = 0; i < m; i++) {
+        if (st[i] < 0 || ln[i] < 0 || st[i] > n || ln[i] > n - st[i]) {
+            PyErr_Format(PyExc_ValueError, "flight_walk: flight %lld lies outside the data", (long long)i);
+            goto fail;
+        }
+    }
+    int64_t count = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (int64_t i = 0; i < m; i++) {
+        int64_t p = st[i], end = st[i] + ln[i], rec_end = st[i];
+        int s = 0, ro = 0, cr = 0;
+        int64_t cs = -1, cl = 0;
+        for (int step = 0; ln[i] > 0 && step < FLIGHT_MAX_MESSAGES; step++) {
+            int stop = 0;
+            if (p == rec_end) { /* a new record: handshake continues the walk, ChangeCipherSpec ends it */
+                int64_t ctype = clip8(d, n, p), rlen = clip8(d, n, p + 3) << 8 | clip8(d, n, p + 4);
+                int header_ok = p + 5 <= end && clip8(d, n, p + 1) == 3 && clip8(d, n, p + 2) <= 4 &&
+                                rlen <= TLS_MAX_RECORD_LENGTH;
+                if (header_ok && ctype == 20)
+                    s = 1;
+                stop = !(header_ok && ctype == 22 && p + 5 + rlen <= end);
+                if (p + 5 > end || (ctype == 22 && p + 5 + rlen > end))
+                    ro = 1;
+                if (!stop) {
+                    rec_end = p + 5 + rlen;
+                    p += 5;
+                }
+            }
+            if (stop)
+                break;
+            int64_t mtype = clip8(d, n, p);
+            int64_t mlen = clip8(d, n, p + 1) << 16 | clip8(d, n, p + 2) << 8 | clip8(d, n, p + 3);
+            if (p + 4 + mlen > rec_end) /* a message spanning records: the slow lane's */
+                break;
+            msg_owner[count] = i;
+            msg_size[count++] = mlen + 4;
+            if (mtype == 11 && cs < 0) {
+                cs = p + 4;
+                cl = mlen;
+            }
+            if (mtype == 13)
+                cr = 1;
+            p += 4 + mlen;
+            if (mtype == 14) {
+                s = 1;
+                break;
+            }
+        }
+        settled[i] = (uint8_t)s;
+        ran_out[i] = (uint8_t)ro;
+        cert_request[i] = (uint8_t)cr;
+        cert_start[i] = cs;
+        cert_len[i] = cl;
+    }
+    Py_END_ALLOW_THREADS
+    for (int k = 0; k < 10; k++)
+        PyBuffer_Release(&v[k]);
+    return PyLong_FromLongLong((long long)count);
+fail:
+    for (int k = 0; k < got; k++)
+        PyBuffer_Release(&v[k]);
+    return NULL;
+}
+
+/* ---- hellos in bulk (tlsdetect/wire/hello_batch.py) ---------------------------------------------- */
+
+#define HELLO_MAX_EXTENSIONS 1024
+
+static const uint8_t HRR_RANDOM[32] = {
+    0xCF, 0x21, 0xAD, 0x74, 0xE5, 0x9A, 0x61, 0x11, 0xBE, 0x1D, 0x8C, 0x02, 0x1E, 0x65, 0xB8, 0x91,
+    0xC2, 0xA2, 0x11, 0x16, 0x7A, 0xBB, 0x8C, 0x5E, 0x07, 0x9E, 0x09, 0xE2, 0xC8, 0xA8, 0x33, 0x9C,
+};
+
+static inline int64_t clip16(const uint8_t *d, int64_t n, int64_t i)
+{
+    return clip8(d, n, i) << 8 | clip8(d, n, i + 1);
+}
+
+/* A growing byte buffer for one hello's key. */
+typedef struct {
+    uint8_t *b;
+    size_t len, cap;
+} keybuf;
+
+/* Append one self-delimiting range (salt, 2-byte length, bytes), clamped to the buffer as
+ * hello_batch._byte_keys clamps it. Returns -1 when memory runs out. */
+static int key_range(keybuf *k, const uint8_t *d, int64_t n, int salt, int64_t start, int64_t length)
+{
+    start = start < 0 ? 0 : (start > n ? n : start);
+    int64_t room = n - start < 0xFFFF ? n - start : 0xFFFF;
+    length = length < 0 ? 0 : (length > room ? room : length);
+    if (k->len + 3 + (size_t)length > k->cap) {
+        size_t cap = (k->cap + 3 + (size_t)length) * 2;
+        uint8_t *b = realloc(k->b, cap);
+        if (!b)
+            return -1;
+        k->b = b;
+        k->cap = cap;
+    }
+    k->b[k->len] = (uint8_t)salt;
+    k->b[k->len + 1] = (uint8_t)(length >> 8);
+    k->b[k->len + 2] = (uint8_t)(length & 0xFF);
+    if (length)
+        memcpy(k->b + k->len + 3, d + start, (size_t)length);
+    k->len += 3 + (size_t)length;
+    return 0;
+}
+
+static int content_ext(int server, int64_t t)
+{
+    if (server)
+        return t == 0x0010 || t == 0x002B;
+    return t == 0x000A || t == 0x000B || t == 0x000D || t == 0x0010 || t == 0x002B;
+}
+
+/* hello_walk(buf, body, end, server, valid, sni_start, sni_len, hrr, tls13) -> [key, ...]
+ *
+ * hello_batch.client_hello_batch (server false) or server_hello_batch (server true) for the hello
+ * bodies buf[body[i]:end[i]]: per hello the `valid` walk (uint8/bool), the first host_name's start
+ * and length (client; -1/0 otherwise), the HelloRetryRequest and TLS 1.3 flags (server; 0 for a
+ * client), and the exact fingerprint-input key as bytes: the same bytes, range by range, as
+ * _hash_key/_byte_keys build with numpy. Every read is clamped like Gather (take mode="clip"), so
+ * lying lengths give a wrong key for an invalid hello, never a read outside `buf`. */
+static PyObject *hello_walk(PyObject *self, PyObject *args)
+{
+    PyObject *o[9];
+    int server;
+    if (!PyArg_ParseTuple(args, "OOOpOOOOO", &o[0], &o[1], &o[2], &server, &o[3], &o[4], &o[5], &o[6], &o[7]))
+        return NULL;
+    static const Py_ssize_t size[8] = {1, 8, 8, 1, 8, 8, 1, 1};
+    static const char *name[8] = {"buf", "body", "end", "valid", "sni_start", "sni_len", "hrr", "tls13"};
+    Py_buffer v[8];
+    int got = 0;
+    PyObject *keys = NULL;
+    keybuf k = {NULL, 0, 0};
+    int64_t *ext = NULL;
+    for (; got < 8; got++) {
+        if (get_buffer(o[got], &v[got], got >= 3, size[got], name[got]) < 0)
+            goto done;
+    }
+    const uint8_t *d = (const uint8_t *)v[0].buf;
+    const int64_t n = (int64_t)v[0].len, m = (int64_t)(v[1].len / 8);
+    const int64_t *body = v[1].buf, *endp = v[2].buf;
+    uint8_t *valid = v[3].buf, *hrr = v[6].buf, *tls13 = v[7].buf;
+    int64_t *sni_start = v[4].buf, *sni_len = v[5].buf;
+    if (v[2].len != v[1].len || v[3].len != m || v[4].len != m * 8 || v[5].len != m * 8 || v[6].len != m ||
+        v[7].len != m) {
+        PyErr_SetString(PyExc_ValueError, "hello_walk: arrays do not match the hellos");
+        goto done;
+    }
+    if (m && n == 0) {
+        PyErr_SetString(PyExc_ValueError, "hello_walk: hellos in an empty buffer");
+        goto done;
+    }
+    for (int64_t i = 0; i < m; i++) { /* offsets far outside keep every sum below int64 overflow */
+        if (body[i] < -(1LL << 40) || body[i] > (1LL << 40) || endp[i] < -(1LL << 40) || endp[i] > (1LL << 40)) {
+            PyErr_Format(PyExc_ValueError, "hello_walk: hello %lld lies far outside the buffer", (long long)i);
+            goto done;
+        }
+    }
+    ext = malloc(sizeof(int64_t) * 3 * HELLO_MAX_EXTENSIONS);
+    keys = PyList_New(m);
+    if (!ext || !keys) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (int64_t i = 0; i < m; i++) {
+        const int64_t b0 = body[i], end = endp[i];
+        int64_t sid_len, fixed0_at, fixed1_at, fixed1_len, ext_at;
+        int ok, v13 = 0, sv13 = 0;
+        k.len = 0;
+        if (!server) {
+            sid_len = clip8(d, n, b0 + 34);
+            int64_t cs_at = b0 + 35 + sid_len, cs_len = clip16(d, n, cs_at);
+            int64_t comp_at = cs_at + 2 + cs_len, comp_len = clip8(d, n, comp_at);
+            ext_at = comp_at + 1 + comp_len;
+            ok = sid_len <= 32 && cs_len % 2 == 0 && ext_at <= end && b0 + 35 <= end;
+            fixed0_at = b0;
+            fixed1_at = cs_at + 2;
+            int64_t left = end - cs_at - 2;
+            fixed1_len = ok ? (cs_len < (left > 0 ? left : 0) ? cs_len : (left > 0 ? left : 0)) : 0;
+            hrr[i] = 0;
+        } else {
+            int64_t version = clip16(d, n, b0);
+            int draft = (version >> 8) == 0x7F;
+            sid_len = draft ? 0 : clip8(d, n, b0 + 34);
+            int64_t cipher_at = draft ? b0 + 34 : b0 + 35 + sid_len;
+            ext_at = draft ? cipher_at + 2 : cipher_at + 3;
+            ok = sid_len <= 32 && ext_at <= end && b0 + 38 <= end && !draft;
+            fixed0_at = b0;
+            fixed1_at = cipher_at;
+            fixed1_len = 2;
+            int same = 1;
+            for (int j = 0; j < 32; j++)
+                same &= clip8(d, n, b0 + 2 + j) == HRR_RANDOM[j];
+            hrr[i] = (uint8_t)same;
+            v13 = version == 0x0304;
+        }
+        /* the extension list, in wire order */
+        int64_t count = 0;
+        if (ok && ext_at + 2 <= end) {
+            int64_t ext_len = clip16(d, n, ext_at);
+            int64_t ext_end = ext_at + 2 + ext_len < end ? ext_at + 2 + ext_len : end;
+            int64_t p = ext_at + 2;
+            while (p + 4 <= ext_end && count < HELLO_MAX_EXTENSIONS) {
+                int64_t t = clip16(d, n, p), ln = clip16(d, n, p + 2);
+                int fits = p + 4 + ln <= ext_end;
+                ext[3 * count] = t;
+                ext[3 * count + 1] = p + 4;
+                ext[3 * count + 2] = fits ? ln : -1;
+                count++;
+                p += 4 + ln;
+                if (!fits)
+                    break;
+            }
+        }
+        int fail = key_range(&k, d, n, 0, fixed0_at, 2) | key_range(&k, d, n, 1, fixed1_at, fixed1_len);
+        for (int64_t e = 0; e < count; e++)
+            fail |= key_range(&k, d, n, ext[3 * e + 2] < 0 ? 51 : 50, ext[3 * e + 1] - 4, 2);
+        for (int64_t e = 0; e < count; e++) {
+            if (ext[3 * e + 2] >= 0 && content_ext(server, ext[3 * e]))
+                fail |= key_range(&k, d, n, 60, ext[3 * e + 1], ext[3 * e + 2]);
+        }
+        if (fail) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        PyObject *key = PyBytes_FromStringAndSize((const char *)k.b, (Py_ssize_t)k.len);
+        if (!key)
+            goto done;
+        PyList_SET_ITEM(keys, i, key);
+        sni_start[i] = -1;
+        sni_len[i] = 0;
+        int odd = 0, snis = 0;
+        for (int64_t e = 0; e < count; e++) {
+            if (server) { /* supported_versions: the last one in the list says */
+                if (ext[3 * e] == 0x002B && ext[3 * e + 2] == 2)
+                    sv13 = clip16(d, n, ext[3 * e + 1]) == 0x0304;
+                continue;
+            }
+            if (ext[3 * e] != 0 || snis++)
+                continue;
+            int64_t at = ext[3 * e + 1], ln = ext[3 * e + 2];
+            int64_t list_len = clip16(d, n, at), name_type = clip8(d, n, at + 2), name_len = clip16(d, n, at + 3);
+            int good = ln >= 5 && list_len + 2 <= ln && name_type == 0 && name_len + 3 <= list_len;
+            sni_start[i] = good ? at + 5 : -1;
+            sni_len[i] = good ? name_len : 0;
+            odd = !good && ln >= 0 && !(ln == 0 || list_len == 0);
+        }
+        tls13[i] = (uint8_t)(v13 || sv13);
+        valid[i] = (uint8_t)(ok && !odd && snis <= 1);
+    }
+done:
+    free(ext);
+    free(k.b);
+    for (int j = 0; j < got; j++)
+        PyBuffer_Release(&v[j]);
+    if (PyErr_Occurred()) {
+        Py_XDECREF(keys);
+        return NULL;
+    }
+    return keys;
+}
+
 /* ---- module ---------------------------------------------------------------------------------------- */
 
 static PyMethodDef methods[] = {
@@ -477,6 +849,9 @@ static PyMethodDef methods[] = {
     {"walk_pcapng", walk_pcapng, METH_VARARGS, "pcapng packet block starts from `at` (see ccore.py)."},
     {"decode", decode, METH_VARARGS, "Link/IP/TCP/UDP headers of a batch into a (13, n) int64 array."},
     {"flow_hash", flow_hash, METH_VARARGS, "64-bit flow keys of packets.flow_hash."},
+    {"gather_slices", gather_slices, METH_VARARGS, "Concatenate byte ranges of a buffer into out (see ccore.py)."},
+    {"hello_walk", hello_walk, METH_VARARGS, "Walk ClientHello/ServerHello bodies like hello_batch.py (see ccore.py)."},
+    {"flight_walk", flight_walk, METH_VARARGS, "Walk assembled TLS flights like flight.py's _walk (see ccore.py)."},
     {NULL, NULL, 0, NULL},
 };
 

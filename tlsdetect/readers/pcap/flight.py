@@ -23,10 +23,11 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from tlsdetect.readers.pcap import ccore
 from tlsdetect.wire.gather import Gather
 from tlsdetect.wire.tls import MAX_RECORD_LENGTH
 
-__all__ = ["Flight", "assemble_prefix", "contiguous_chain", "server_flights"]
+__all__ = ["Flight", "assemble_prefix", "contiguous_chain", "server_flights", "slices"]
 
 I64 = npt.NDArray[np.int64]
 U64 = npt.NDArray[np.uint64]
@@ -76,10 +77,22 @@ def assemble_prefix(
     start = np.concatenate([[0], np.cumsum(length)[:-1]]).astype(np.int64)
     if int(length.sum()) == 0:
         return np.empty(0, dtype=np.uint8), start, length
-    # Whole segments are copied as slices (memcpy each), cheaper than a per-byte index.
+    return slices(buf, payload[seg], seg_len), start, length
+
+
+def slices(buf: U8, at: I64, size: I64, compiled: bool | None = None) -> U8:
+    """``buf[at[i]:at[i]+size[i]]`` for every i (``at``, ``size`` >= 0), concatenated, bounded as slicing is.
+
+    Whole segments are copied as slices (memcpy each), cheaper than a per-byte index: one C loop
+    with the compiled core (``compiled``: None follows :func:`ccore.enabled`), else a Python slice
+    per segment and one ``bytes.join``.
+    """
+    if ccore.enabled() if compiled is None else compiled:
+        lo = np.minimum(at, len(buf))
+        return ccore.gather_slices(buf, lo, np.maximum(np.minimum(at + size, len(buf)), lo))
     view = buf.data
-    pieces = [view[p : p + n] for p, n in zip(payload[seg].tolist(), seg_len.tolist(), strict=True)]
-    return np.frombuffer(b"".join(pieces), dtype=np.uint8), start, length
+    pieces = [view[p : p + n] for p, n in zip(at.tolist(), size.tolist(), strict=True)]
+    return np.frombuffer(b"".join(pieces), dtype=np.uint8)
 
 
 def contiguous_chain(
@@ -180,7 +193,17 @@ def server_flights(
     )
 
 
-def _walk(data: U8, start: I64, length: I64, n: int) -> Flight:
+def _walk(data: U8, start: I64, length: I64, n: int, compiled: bool | None = None) -> Flight:
+    """Records and handshake messages of each assembled flight: a C loop per flight with the
+    compiled core (:func:`ccore.flight_walk`; ``compiled``: None follows :func:`ccore.enabled`), else
+    :func:`_walk_numpy`, its oracle in the tests."""
+    if not (ccore.enabled() if compiled is None else compiled):
+        return _walk_numpy(data, start, length, n)
+    settled, cert_start, cert_len, ran_out, cert_request, msg_owner, msg_size = ccore.flight_walk(data, start, length)
+    return Flight(data, settled, cert_start, cert_len, ran_out, cert_request, length, msg_owner, msg_size)
+
+
+def _walk_numpy(data: U8, start: I64, length: I64, n: int) -> Flight:
     """Records and handshake messages of each assembled flight, one message position a step."""
     g = Gather(data)
     end = start + length
