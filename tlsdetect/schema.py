@@ -98,9 +98,10 @@ import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 
-__all__ = ["CERT_COLUMNS", "COLUMNS", "LIST_COLUMNS", "OUTPUT_COLUMNS", "REASONS_ARROW", "REASON_FIELDS", "as_category",
-           "as_text", "category_from_codes", "concat", "conform", "dtype_name", "empty", "missing", "null_categories",
-           "null_strings", "strings_from_codes", "validate"]
+__all__ = ["CATEGORY_COLUMNS", "CERT_COLUMNS", "COLUMNS", "HELLO_TEXT_COLUMNS", "LIST_COLUMNS", "OUTPUT_COLUMNS",
+           "REASONS_ARROW", "REASON_FIELDS", "as_category", "as_text", "category_from_codes", "concat", "conform",
+           "dtype_name", "empty", "missing", "null_categories", "null_strings", "read_parquet", "strings_from_codes",
+           "validate"]
 
 #: Column name -> pandas dtype. ``object`` columns hold tuples of ints (or of hex strings).
 COLUMNS: Mapping[str, str] = {
@@ -116,14 +117,14 @@ COLUMNS: Mapping[str, str] = {
     "tls_version": "string",
     "alpn": "string",
     "ja3": "string",
-    "ja3_full": "string",
+    "ja3_full": "category",
     "ja3n": "string",
     "ja3s": "string",
-    "ja3s_full": "string",
+    "ja3s_full": "category",
     "ja4": "string",
-    "ja4_r": "string",
+    "ja4_r": "category",
     "ja4_o": "string",
-    "ja4_ro": "string",
+    "ja4_ro": "category",
     "fingerprint_origin": "string",
     "ja3_retry": "string",
     "ja4_retry": "string",
@@ -170,8 +171,15 @@ COLUMNS: Mapping[str, str] = {
 
 LIST_COLUMNS = tuple(c for c, t in COLUMNS.items() if t == "object")
 
-#: Columns held as categoricals with string categories (see the module docstring).
-CERT_COLUMNS = tuple(c for c, t in COLUMNS.items() if t == "category")
+#: Columns held as categoricals with string categories (see the module docstring): the certificate
+#: columns and the long fingerprint texts (:data:`HELLO_TEXT_COLUMNS`).
+CATEGORY_COLUMNS = tuple(c for c, t in COLUMNS.items() if t == "category")
+
+#: The fingerprint texts as long as the hello they spell out, held once per distinct hello.
+HELLO_TEXT_COLUMNS = ("ja3_full", "ja3s_full", "ja4_r", "ja4_ro")
+
+#: The certificate columns (``server_*``/``peer_*`` categoricals).
+CERT_COLUMNS = tuple(c for c in CATEGORY_COLUMNS if c not in HELLO_TEXT_COLUMNS)
 
 #: The fields of one entry of ``reasons``, the column :func:`tlsdetect.detect.scoring.score` adds: a list of
 #: ``{code, detail, expected, observed}`` per row (empty on a row without a reason). Every field is
@@ -252,12 +260,50 @@ def concat(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
         return empty()
     if len(frames) == 1:
         return frames[0].reset_index(drop=True)
-    cert = [c for c in CERT_COLUMNS if all(c in f.columns for f in frames)]
+    cert = [c for c in CATEGORY_COLUMNS if all(c in f.columns for f in frames)]
     out = pd.concat([f.drop(columns=cert) for f in frames], ignore_index=True)
     cats = {c: union_categoricals([as_category(f[c]).array for f in frames]) for c in cert}
     out = out.assign(**{c: pd.Series(v, index=out.index, copy=False) for c, v in cats.items()})
     order = [*frames[0].columns, *(c for c in out.columns if c not in frames[0].columns)]
     return out[order]
+
+
+def read_parquet(path: Any) -> pd.DataFrame:
+    """A connections table from a Parquet file of the Parquet sink, read back equal and as compact as written.
+
+    ``pd.read_parquet`` makes a numpy array per row of every list column (~100 bytes of object each)
+    and object strings of the dictionaries; here the list columns come back as shared tuples
+    (:func:`tlsdetect.lists.from_arrow`), the dictionary columns as categoricals of their dictionary
+    and text as Arrow-backed ``string``. Columns outside the schema (``score``'s) are read as pandas does.
+    """
+    import pyarrow.parquet as pq
+
+    from tlsdetect import lists
+
+    table = pq.read_table(path)
+    table = table.unify_dictionaries()
+    data: dict[str, Any] = {}
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        kind = COLUMNS.get(name)
+        if kind == "object" and (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)):
+            data[name] = lists.from_arrow(column)
+        elif kind == "category" and pa.types.is_dictionary(column.type):
+            data[name] = _category_from_arrow(column)
+        elif kind == "string" and (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            data[name] = pd.arrays.ArrowStringArray(pa.chunked_array(column.chunks, type=column.type).cast(
+                pa.large_string()))
+        else:
+            data[name] = column.to_pandas()
+    return conform(pd.DataFrame(data, index=pd.RangeIndex(table.num_rows)))
+
+
+def _category_from_arrow(column: Any) -> pd.Categorical:
+    """A dictionary column (one dictionary over its chunks) as a string categorical of that dictionary."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if isinstance(arr, pa.ChunkedArray):  # no chunks at all
+        return null_categories(0)
+    codes = np.asarray(arr.indices.cast(pa.int64()).fill_null(-1), dtype=np.int64)
+    return category_from_codes(arr.dictionary.to_pylist(), codes)
 
 
 def _conform_by_column(df: pd.DataFrame) -> pd.DataFrame:
