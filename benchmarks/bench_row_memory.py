@@ -78,14 +78,26 @@ GROUPS = {
 }
 
 
+def _deep_bytes(s: Any) -> int:
+    """Bytes of one column, a shared object counted once (pandas' ``deep`` counts it per row)."""
+    import numpy as np
+
+    if s.dtype != object:
+        return int(s.memory_usage(deep=True, index=False))
+    cells = s.to_numpy(dtype=object)
+    ids = np.fromiter(map(id, cells), dtype=np.uint64, count=len(cells))
+    _, first = np.unique(ids, return_index=True)
+    return 8 * len(cells) + sum(sys.getsizeof(c) + sum(map(sys.getsizeof, c)) if isinstance(c, (tuple, list))
+                                 else sys.getsizeof(c) for c in cells[first].tolist() if c is not None)
+
+
 def column_bytes(df: Any) -> dict[str, int]:
-    """Deep bytes per column group (MiB); what no group claims is ``other``."""
-    usage = df.memory_usage(deep=True, index=False)
+    """Bytes per column group (MiB), shared objects once; what no group claims is ``other``."""
     out = dict.fromkeys([*GROUPS, "other"], 0)
-    for col, n in usage.items():
+    for col in df.columns:
         info = {"dtype": str(df[col].dtype)}
         group = next((g for g, pick in GROUPS.items() if pick(col, info)), "other")
-        out[group] += int(n)
+        out[group] += _deep_bytes(df[col])
     return {g: round(n / 2**20) for g, n in out.items()}
 
 

@@ -30,10 +30,13 @@ def _keys(arr: Any) -> Any:
     item = arr.type.value_type
     if pa.types.is_integer(item):
         offsets = np.asarray(arr.offsets, dtype=np.int64)  # absolute into arr.values, slicing included
-        values = arr.values.cast(pa.int64()).fill_null(-(1 << 62))  # a null item differs from every 16-bit value
-        raw = np.ascontiguousarray(np.asarray(values, dtype=np.int64)).view(np.uint8)
-        byte_offsets = (offsets - offsets[0]) * 8
-        data = raw[offsets[0] * 8 : offsets[-1] * 8]
+        values = arr.values
+        if values.null_count or not pa.types.is_int32(values.type):  # a null item differs from every value
+            values = values.cast(pa.int64()).fill_null(-(1 << 62))
+        width = values.type.bit_width // 8
+        raw = np.asarray(values).view(np.uint8)  # no copy: Arrow's buffer
+        byte_offsets = (offsets - offsets[0]) * width
+        data = raw[offsets[0] * width : offsets[-1] * width]
         return pa.Array.from_buffers(pa.large_binary(), n, [validity, pa.py_buffer(byte_offsets),
                                                             pa.py_buffer(np.ascontiguousarray(data))])
     # text items (ch_alpn: hex): each item's length before it, so no separator can be ambiguous

@@ -276,25 +276,32 @@ def read_parquet(path: Any) -> pd.DataFrame:
     (:func:`tlsdetect.lists.from_arrow`), the dictionary columns as categoricals of their dictionary
     and text as Arrow-backed ``string``. Columns outside the schema (``score``'s) are read as pandas does.
     """
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     from tlsdetect import lists
 
-    table = pq.read_table(path)
-    table = table.unify_dictionaries()
+    source = pq.ParquetFile(path)
+    pool = pa.default_memory_pool()
     data: dict[str, Any] = {}
-    for name, column in zip(table.column_names, table.columns, strict=True):
+    for name in source.schema_arrow.names:  # one column at a time: its Arrow form never all at once
+        column = source.read(columns=[name]).column(0)
         kind = COLUMNS.get(name)
         if kind == "object" and (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)):
             data[name] = lists.from_arrow(column)
-        elif kind == "category" and pa.types.is_dictionary(column.type):
-            data[name] = _category_from_arrow(column)
+        elif kind == "category" and (pa.types.is_dictionary(column.type) or pa.types.is_string(column.type)
+                                     or pa.types.is_large_string(column.type)):
+            if not pa.types.is_dictionary(column.type):  # a file written before the column was categorical
+                column = pc.dictionary_encode(column)
+            data[name] = _category_from_arrow(column.unify_dictionaries())
         elif kind == "string" and (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
             data[name] = pd.arrays.ArrowStringArray(pa.chunked_array(column.chunks, type=column.type).cast(
                 pa.large_string()))
         else:
             data[name] = column.to_pandas()
-    return conform(pd.DataFrame(data, index=pd.RangeIndex(table.num_rows)))
+        del column
+        pool.release_unused()
+    return conform(pd.DataFrame(data, index=pd.RangeIndex(source.metadata.num_rows)))
 
 
 def _category_from_arrow(column: Any) -> pd.Categorical:
