@@ -33,6 +33,17 @@ Column groups:
 * the parsed hello lists (``ch_*``, ``sh_*``) so fingerprints can be recomputed from the table
   and features derived. Lists hold ints in wire order, GREASE kept; ``ch_alpn`` holds each
   protocol as lowercase hex so non-ASCII values survive every output format;
+* how the hello is held: a network shows a few thousand distinct hellos behind millions of
+  connections, so what a hello determines is stored once per distinct hello. A list column is
+  an ``object`` array of tuples in which equal lists are one shared tuple object (8 bytes per
+  row; the readers broadcast them so, :mod:`tlsdetect.lists` restores the sharing where lists
+  arrive one per row: :func:`read_parquet`, Spark's ``toPandas``). The long fingerprint texts
+  (:data:`HELLO_TEXT_COLUMNS`: ``ja3_full``, ``ja3s_full``, ``ja4_r``, ``ja4_ro``, as long as the
+  hello) are categoricals with string categories, like the certificate columns below (one code per
+  row); the 32-36 character hashes (``ja3``, ``ja3n``, ``ja3s``, ``ja4``, ``ja4_o``) stay
+  ``string``. Parquet keeps the lists as ``list<int32>`` (``list<string>`` for ``ch_alpn``) and the
+  categoricals as dictionaries, and :func:`read_parquet` reads them back in this form; JSON lines,
+  CSV and the table write the text and the lists as before; Spark sees strings and arrays;
 * the certificate columns (``server_*``/``peer_*`` above) are categoricals with string
   categories (:data:`CERT_COLUMNS`): a network sees a few hundred distinct certificates behind
   millions of connections, so each DN, digest and chain is stored once and the rows hold codes.
