@@ -331,7 +331,7 @@ def add_fingerprints(df: pd.DataFrame) -> pd.DataFrame:
     else get missing values; ``fingerprint_origin`` says which is which. Returns a new frame;
     the input is not changed.
     """
-    out = df.copy()
+    out = df.copy(deep=False)  # new columns replace, never write into, the input's arrays
     client_cols = list(CLIENT_FP_COLUMNS)
     if len(df) == 0:
         for col in [*client_cols, "ja3s", "ja3s_full"]:
