@@ -127,7 +127,7 @@ def inject(test: pd.DataFrame, pool: pd.DataFrame, icpt_rows: np.ndarray, share:
            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Interception-like hellos and switched issuers in the test table (in place); their row numbers."""
     n = len(test)
-    for col in schema.CERT_COLUMNS:  # written row by row below: as text here, categorical again after conform
+    for col in schema.CATEGORY_COLUMNS:  # written row by row below: as text here, categorical again after conform
         test[col] = test[col].astype("string")
     hit = np.sort(rng.choice(n, size=int(n * share), replace=False))
     if len(icpt_rows) and len(hit):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -103,3 +105,40 @@ def test_concat_of_nothing_is_the_empty_table() -> None:
     got = schema.concat([])
     assert len(got) == 0
     assert list(got.columns) == list(schema.COLUMNS)
+
+
+def _project_rows() -> pd.DataFrame:
+    from tlsdetect.readers.pcap.engine import iter_pcap
+
+    root = Path(__file__).resolve().parents[1] / "pcaps"
+    return schema.concat([c for f in sorted(root.glob("*.pcap*")) for c in iter_pcap(f)])
+
+
+def test_read_parquet_gives_back_the_written_table_with_lists_shared(tmp_path: Path) -> None:
+    """The Parquet sink's file read back: every value equal (in two chunks: one dictionary over both),
+    the long fingerprint texts categorical, equal hello lists one tuple object."""
+    from tlsdetect.sinks.files import Sink
+
+    rows = schema.conform(_project_rows())
+    assert len(rows) > 20
+    path = tmp_path / "t.parquet"
+    sink = Sink("parquet", path=str(path))
+    half = len(rows) // 2
+    sink.write(rows.iloc[:half].reset_index(drop=True))
+    sink.write(rows.iloc[half:].reset_index(drop=True))
+    sink.close()
+    back = schema.read_parquet(path)
+    schema.validate(back)
+    assert list(back.columns) == list(rows.columns)
+    for col in schema.COLUMNS:
+        if schema.COLUMNS[col] == "category":
+            assert schema.as_text(back[col]).tolist() == schema.as_text(rows[col]).tolist(), col
+        elif schema.COLUMNS[col] == "object":
+            want = [None if v is None else tuple(v) for v in rows[col]]
+            assert back[col].tolist() == want, col
+            present = [v for v in back[col] if v is not None]
+            assert len({id(v) for v in present}) == len(set(present)), col
+        else:
+            pd.testing.assert_series_equal(back[col], rows[col], check_dtype=False, obj=col)
+    assert back["ja4_ro"].dtype == "category"
+    assert back["ja4_ro"].notna().any()

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tlsdetect import lists, schema
 from tlsdetect.detect.ct import add_sct_columns
 from tlsdetect.detect.issuers import add_issuer_keys
 from tlsdetect.readers.base import DnOrder
@@ -300,10 +301,12 @@ def _client_row(key: tuple[object, ...]) -> ClientFingerprints | None:
 
 
 def _hashable_column(series: pd.Series) -> pd.Series:
-    """List columns come back from Parquet as numpy arrays, which cannot be hashed."""
+    """List columns come back from Parquet and Spark as numpy arrays, which cannot be hashed: as shared
+    tuples (one per distinct list, :func:`tlsdetect.lists.shared`); other columns as they are."""
     first = series.dropna().head(1)
     if len(first) and isinstance(first.iloc[0], (list, np.ndarray)):
-        return series.map(lambda v: tuple(v.tolist() if hasattr(v, "tolist") else v) if v is not None else None)
+        item = pa.string() if series.name == "ch_alpn" else None
+        return pd.Series(lists.shared(series, item=item), index=series.index, dtype=object, name=series.name)
     return series
 
 
@@ -329,7 +332,7 @@ def add_fingerprints(df: pd.DataFrame) -> pd.DataFrame:
     else get missing values; ``fingerprint_origin`` says which is which. Returns a new frame;
     the input is not changed.
     """
-    out = df.copy()
+    out = df.copy(deep=False)  # new columns replace, never write into, the input's arrays
     client_cols = list(CLIENT_FP_COLUMNS)
     if len(df) == 0:
         for col in [*client_cols, "ja3s", "ja3s_full"]:
@@ -339,8 +342,8 @@ def add_fingerprints(df: pd.DataFrame) -> pd.DataFrame:
     per_unique = [_client_row(k) for k in uniques]
     computed = np.array([fp is not None for fp in per_unique], dtype=bool)[codes]
     for i, col in enumerate(client_cols):
-        values = np.array([fp[i] if fp is not None else None for fp in per_unique], dtype=object)
-        out[col] = _keep_carried(df, col, pd.array(values[codes], dtype="string"), computed)
+        values = [fp[i] if fp is not None else None for fp in per_unique]
+        out[col] = _keep_carried(df, col, _per_row(col, values, codes), computed)
     origin = df["fingerprint_origin"] if "fingerprint_origin" in df.columns else pd.Series(None, index=df.index)
     out["fingerprint_origin"] = pd.array(np.where(computed, "computed", origin.astype(object)), dtype="string")
 
@@ -354,19 +357,26 @@ def add_fingerprints(df: pd.DataFrame) -> pd.DataFrame:
         full = ja3s_string(int(version), int(cipher), _as_tuple(exts))  # type: ignore[call-overload,arg-type]
         s_values.append((md5_hex(full), full))
     for i, col in enumerate(("ja3s", "ja3s_full")):
-        values = np.array([v[i] for v in s_values], dtype=object)
-        out[col] = _keep_carried(df, col, pd.array(values[s_codes], dtype="string"), s_computed)
+        out[col] = _keep_carried(df, col, _per_row(col, [v[i] for v in s_values], s_codes), s_computed)
     return out
 
 
-def _keep_carried(df: pd.DataFrame, col: str, computed: pd.api.extensions.ExtensionArray,
-                  mask: npt.NDArray[np.bool_]) -> pd.api.extensions.ExtensionArray:
-    """Computed values where the row had hello lists, the row's own value elsewhere."""
-    if col not in df.columns:
+def _per_row(col: str, values: list[str | None], codes: npt.NDArray[np.int64]) -> Any:
+    """A fingerprint column from one value per distinct hello: a categorical for the long texts
+    (:data:`schema.HELLO_TEXT_COLUMNS`), else text taken by Arrow; never a Python string per row."""
+    if schema.COLUMNS.get(col) == "category":
+        return schema.category_from_codes(values, codes)
+    return schema.strings_from_codes(values, codes)
+
+
+def _keep_carried(df: pd.DataFrame, col: str, computed: Any, mask: npt.NDArray[np.bool_]) -> Any:
+    """Computed values where the row had hello lists, the row's own value elsewhere (in the column's dtype)."""
+    if col not in df.columns or mask.all():
         return computed
     carried = df[col].astype(object).to_numpy()
     merged = np.where(mask, np.asarray(computed, dtype=object), carried)
-    return pd.array(merged, dtype="string")
+    text = pd.Series(pd.array(merged, dtype="string"), index=df.index)
+    return schema.as_category(text).array if schema.COLUMNS.get(col) == "category" else text.array
 
 
 #: The columns :func:`add_fingerprints` writes.
@@ -407,7 +417,9 @@ def _fingerprint_rows(df: pd.DataFrame, rows: npt.NDArray[np.bool_]) -> pd.DataF
     mask = pa.array(rows)
     for col in FP_COLUMNS:
         have = df[col] if col in df.columns else pd.Series(pd.NA, index=df.index, dtype="string")
-        kept = pa.array(have, type=pa.string(), from_pandas=True)
-        merged = pc.replace_with_mask(kept, mask, pa.array(done[col], type=pa.string(), from_pandas=True))
-        out[col] = pd.array(merged, dtype="string")
+        kept = pa.array(schema.as_text(have), type=pa.string(), from_pandas=True)
+        merged = pc.replace_with_mask(kept, mask, pa.array(schema.as_text(done[col]), type=pa.string(),
+                                                           from_pandas=True))
+        text = pd.Series(pd.array(merged, dtype="string"), index=df.index)
+        out[col] = schema.as_category(text) if schema.COLUMNS.get(col) == "category" else text
     return out

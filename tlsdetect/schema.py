@@ -37,6 +37,17 @@ Column groups:
 * the parsed hello lists (``ch_*``, ``sh_*``) so fingerprints can be recomputed from the table
   and features derived. Lists hold ints in wire order, GREASE kept; ``ch_alpn`` holds each
   protocol as lowercase hex so non-ASCII values survive every output format;
+* how the hello is held: a network shows a few thousand distinct hellos behind millions of
+  connections, so what a hello determines is stored once per distinct hello. A list column is
+  an ``object`` array of tuples in which equal lists are one shared tuple object (8 bytes per
+  row; the readers broadcast them so, :mod:`tlsdetect.lists` restores the sharing where lists
+  arrive one per row: :func:`read_parquet`, Spark's ``toPandas``). The long fingerprint texts
+  (:data:`HELLO_TEXT_COLUMNS`: ``ja3_full``, ``ja3s_full``, ``ja4_r``, ``ja4_ro``, as long as the
+  hello) are categoricals with string categories, like the certificate columns below (one code per
+  row); the 32-36 character hashes (``ja3``, ``ja3n``, ``ja3s``, ``ja4``, ``ja4_o``) stay
+  ``string``. Parquet keeps the lists as ``list<int32>`` (``list<string>`` for ``ch_alpn``) and the
+  categoricals as dictionaries, and :func:`read_parquet` reads them back in this form; JSON lines,
+  CSV and the table write the text and the lists as before; Spark sees strings and arrays;
 * the certificate columns (``server_*``/``peer_*`` above) are categoricals with string
   categories (:data:`CERT_COLUMNS`): a network sees a few hundred distinct certificates behind
   millions of connections, so each DN, digest and chain is stored once and the rows hold codes.
@@ -120,9 +131,10 @@ import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 
-__all__ = ["CERT_COLUMNS", "COLUMNS", "LIST_COLUMNS", "OUTPUT_COLUMNS", "REASONS_ARROW", "REASON_FIELDS", "as_category",
-           "as_text", "category_from_codes", "concat", "conform", "dtype_name", "empty", "missing", "null_categories",
-           "null_strings", "strings_from_codes", "validate"]
+__all__ = ["CATEGORY_COLUMNS", "CERT_COLUMNS", "COLUMNS", "HELLO_TEXT_COLUMNS", "LIST_COLUMNS", "OUTPUT_COLUMNS",
+           "REASONS_ARROW", "REASON_FIELDS", "as_category", "as_text", "category_from_codes", "concat", "conform",
+           "dtype_name", "empty", "missing", "null_categories", "null_strings", "read_parquet", "strings_from_codes",
+           "validate"]
 
 #: Column name -> pandas dtype. ``object`` columns hold tuples of ints (or of hex strings).
 COLUMNS: Mapping[str, str] = {
@@ -138,14 +150,14 @@ COLUMNS: Mapping[str, str] = {
     "tls_version": "string",
     "alpn": "string",
     "ja3": "string",
-    "ja3_full": "string",
+    "ja3_full": "category",
     "ja3n": "string",
     "ja3s": "string",
-    "ja3s_full": "string",
+    "ja3s_full": "category",
     "ja4": "string",
-    "ja4_r": "string",
+    "ja4_r": "category",
     "ja4_o": "string",
-    "ja4_ro": "string",
+    "ja4_ro": "category",
     "fingerprint_origin": "string",
     "ja3_retry": "string",
     "ja4_retry": "string",
@@ -199,8 +211,15 @@ COLUMNS: Mapping[str, str] = {
 
 LIST_COLUMNS = tuple(c for c, t in COLUMNS.items() if t == "object")
 
-#: Columns held as categoricals with string categories (see the module docstring).
-CERT_COLUMNS = tuple(c for c, t in COLUMNS.items() if t == "category")
+#: Columns held as categoricals with string categories (see the module docstring): the certificate
+#: columns and the long fingerprint texts (:data:`HELLO_TEXT_COLUMNS`).
+CATEGORY_COLUMNS = tuple(c for c, t in COLUMNS.items() if t == "category")
+
+#: The fingerprint texts as long as the hello they spell out, held once per distinct hello.
+HELLO_TEXT_COLUMNS = ("ja3_full", "ja3s_full", "ja4_r", "ja4_ro")
+
+#: The certificate columns (``server_*``/``peer_*`` categoricals).
+CERT_COLUMNS = tuple(c for c in CATEGORY_COLUMNS if c not in HELLO_TEXT_COLUMNS)
 
 #: The fields of one entry of ``reasons``, the column :func:`tlsdetect.detect.scoring.score` adds: a list of
 #: ``{code, detail, expected, observed}`` per row (empty on a row without a reason). Every field is
@@ -281,12 +300,57 @@ def concat(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
         return empty()
     if len(frames) == 1:
         return frames[0].reset_index(drop=True)
-    cert = [c for c in CERT_COLUMNS if all(c in f.columns for f in frames)]
+    cert = [c for c in CATEGORY_COLUMNS if all(c in f.columns for f in frames)]
     out = pd.concat([f.drop(columns=cert) for f in frames], ignore_index=True)
     cats = {c: union_categoricals([as_category(f[c]).array for f in frames]) for c in cert}
     out = out.assign(**{c: pd.Series(v, index=out.index, copy=False) for c, v in cats.items()})
     order = [*frames[0].columns, *(c for c in out.columns if c not in frames[0].columns)]
     return out[order]
+
+
+def read_parquet(path: Any) -> pd.DataFrame:
+    """A connections table from a Parquet file of the Parquet sink, read back equal and as compact as written.
+
+    ``pd.read_parquet`` makes a numpy array per row of every list column (~100 bytes of object each)
+    and object strings of the dictionaries; here the list columns come back as shared tuples
+    (:func:`tlsdetect.lists.from_arrow`), the dictionary columns as categoricals of their dictionary
+    and text as Arrow-backed ``string``. Columns outside the schema (``score``'s) are read as pandas does.
+    """
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from tlsdetect import lists
+
+    source = pq.ParquetFile(path)
+    pool = pa.default_memory_pool()
+    data: dict[str, Any] = {}
+    for name in source.schema_arrow.names:  # one column at a time: its Arrow form never all at once
+        column = source.read(columns=[name]).column(0)
+        kind = COLUMNS.get(name)
+        if kind == "object" and (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)):
+            data[name] = lists.from_arrow(column)
+        elif kind == "category" and (pa.types.is_dictionary(column.type) or pa.types.is_string(column.type)
+                                     or pa.types.is_large_string(column.type)):
+            if not pa.types.is_dictionary(column.type):  # a file written before the column was categorical
+                column = pc.dictionary_encode(column)
+            data[name] = _category_from_arrow(column.unify_dictionaries())
+        elif kind == "string" and (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            data[name] = pd.arrays.ArrowStringArray(pa.chunked_array(column.chunks, type=column.type).cast(
+                pa.large_string()))
+        else:
+            data[name] = column.to_pandas()
+        del column
+        pool.release_unused()
+    return conform(pd.DataFrame(data, index=pd.RangeIndex(source.metadata.num_rows)))
+
+
+def _category_from_arrow(column: Any) -> pd.Categorical:
+    """A dictionary column (one dictionary over its chunks) as a string categorical of that dictionary."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if isinstance(arr, pa.ChunkedArray):  # no chunks at all
+        return null_categories(0)
+    codes = np.asarray(arr.indices.cast(pa.int64()).fill_null(-1), dtype=np.int64)
+    return category_from_codes(arr.dictionary.to_pylist(), codes)
 
 
 def _conform_by_column(df: pd.DataFrame) -> pd.DataFrame:

@@ -27,7 +27,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from tlsdetect.detect.baseline import Baseline, client_ids
-from tlsdetect.detect.columns import as_category, text_column
+from tlsdetect.detect.columns import as_category, raw_column, text_column
 from tlsdetect.detect.ct_signals import ct_signal
 from tlsdetect.detect.evidence import Evidence
 from tlsdetect.detect.features import hello_codes
@@ -108,7 +108,7 @@ def score(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge | None = No
     pin_signals(out, policies, kb, ev)
     ct_signal(out, kb, ev)
     known_product = product_signals(ja3, ja3n, ja4, kb, ev)
-    known_product = resemblance_signal(text_column(out, "ja3_full"), known_product, kb, ev)
+    known_product = resemblance_signal(raw_column(out, "ja3_full"), known_product, kb, ev)  # codes, not text
 
     codes, hellos = hello_codes(out)
     compared: Any
@@ -123,7 +123,7 @@ def score(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge | None = No
         proxy_host_signal(out, baseline, cid, ev)
         identity_signals(out, baseline, ev)
         quic_blocked_signal(out, baseline, cid, ev)
-        model_signal(codes, hellos, baseline, ev, text_column(out, "ja3_full"), kb)
+        model_signal(codes, hellos, baseline, ev, raw_column(out, "ja3_full"), kb)
         compared = server_signals(out, baseline, ja4, ev, compared, convergence_window, convergence_min_clients,
                                   names)
     ua_signals(out, baseline, kb, ja4, ja3n, ja3, uaf, codes, hellos, ev)

@@ -27,8 +27,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from tlsdetect import schema
+from tlsdetect import lists, schema
 
 __all__ = [
     "HIDDEN",
@@ -194,12 +195,6 @@ def to_spark_frame(df: pd.DataFrame, order: Any = None) -> pd.DataFrame:
     return out
 
 
-def _as_tuple(v: Any) -> Any:
-    if v is None or (isinstance(v, float) and np.isnan(v)):
-        return None
-    return tuple(x if isinstance(x, str) else int(x) for x in v)
-
-
 def from_spark_frame(pdf: pd.DataFrame) -> pd.DataFrame:
     """The pandas batch a Spark task receives, back to the package's connections table.
 
@@ -218,8 +213,8 @@ def from_spark_frame(pdf: pd.DataFrame) -> pd.DataFrame:
                 out[col] = pd.Series(np.full(len(out), None, dtype=object), index=out.index, dtype=object)
             elif isinstance(first[0], str):  # packed JSON (inside the jobs)
                 out[col] = _per_distinct(col_values, _unpack_list)
-            else:  # arrays (a public DataFrame's toPandas)
-                out[col] = col_values.map(_as_tuple).astype(object)
+            else:  # arrays (a public DataFrame's toPandas): one tuple per distinct list
+                out[col] = lists.shared(col_values, item=pa.string() if col == "ch_alpn" else None)
     for col, dtype in schema.COLUMNS.items():
         if col in out.columns and dtype in ("string", "boolean") and str(out[col].dtype) != dtype:
             out[col] = out[col].where(out[col].notna(), None).astype(dtype)  # type: ignore[call-overload]

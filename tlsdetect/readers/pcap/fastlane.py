@@ -781,7 +781,10 @@ def _constant(text: str, n: int) -> object:
 def _broadcast(values: list[object], gid: I64, dtype: str) -> object:
     """``values[gid]`` per row, typed as the connections table wants it (``schema.conform``
     then has nothing to convert). Text goes through Arrow's take (no Python string per row);
-    integer columns are converted once per distinct value, not per row."""
+    integer columns are converted once per distinct value, not per row; categorical columns (the
+    certificate texts, the long fingerprint texts) are the distinct values and a code per row."""
+    if dtype == "category":
+        return schema.category_from_codes([None if v is None else str(v) for v in values], gid % max(len(values), 1))
     if dtype not in ("string", "object"):
         return pd.Series(values, dtype=dtype).array[gid]
     if all(v is None or isinstance(v, str) for v in values):
