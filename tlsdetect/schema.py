@@ -118,6 +118,9 @@ Column groups:
   and where the source does not say;
 * later stages' columns (``user_agent``, ``client_id``) exist from the start so all sources
   share one shape.
+
+Size: one module because the columns' documentation above, their dtypes and conform/concat/validate must
+agree column by column; most of its lines are that documentation, which readers of every source consult.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """From the reassembled bytes of one TCP connection to one connections-table row (pure logic).
 
-The pcap engine hands each direction's bytes, starting at the segment where a TLS record began,
-to :func:`read_direction`; :class:`Connection` decides from both directions how many more bytes
-each side still needs (``want``) and when the handshake is settled, and renders the row.
+The engine hands each direction's bytes from the segment where a TLS record began to :func:`read_direction`;
+:class:`Connection` decides how many more bytes each side needs (``want``), when it is settled, and renders the row.
 """
 
 from __future__ import annotations
