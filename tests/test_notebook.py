@@ -89,6 +89,9 @@ def test_notebook_runs(venv_kernel: str) -> None:
     assert counts["intercepted"] >= 1, counts
     assert "tlsdetect Sample Intermediate CA" in text, "the learned mesh CA is not shown"
     assert '"fingerprint":' in text, "describe() of a flagged fingerprint is not shown"
+    # report-only pinning: pins from the direct connections hold there and break on every forged leg
+    assert "direct: match 6\n" in text
+    assert "through mitmproxy: violation 6, hidden 6\n" in text
 
 
 @pytest.mark.slow
