@@ -97,14 +97,15 @@ def stream(
     when_full: str, sink_buffer: int, dedupe_window: int, pins: tuple[str, ...] = (),
     issuer_policy: tuple[str, ...] = (),
 ) -> None:  # fmt: skip
-    """Follow an Envoy access log, score every line and send alerts to sinks.
+    """Follow an Envoy access log (or receive the records Envoy pushes), score every line, send alerts to sinks.
 
     Without --follow the log is read to its end, alerts delivered, the checkpoint committed, and the
     command exits (a catch-up run); with --follow it keeps reading, through rename and copytruncate
     rotation. A restart goes on from the checkpoint in --state, which moves only after every sink took
     the alerts (a sink that is down is retried with backoff and spooled on disk meanwhile; the other sinks
     go on). A lost or damaged checkpoint stops the stream with one line unless --from-start or --from-end
-    says where to read.
+    says where to read. A receiver (envoy-als://, otlp://, otlp+http://) runs until SIGTERM or SIGINT, with
+    no checkpoint: what was queued and not yet scored is lost on a restart (README, "Deployments").
     """
     from tlsdetect.detect.baseline import Baseline
     from tlsdetect.detect.baseline_dir import BaselineError
