@@ -524,8 +524,9 @@ def test_cli_source_errors_list_the_forms(tmp_path: Path) -> None:
         res = CliRunner().invoke(main, args)
         assert res.exit_code != 0
         assert res.output.strip().splitlines() == [
-            f"Error: --source {spec!r}: expected envoy:PATH, envoy:- (standard input) or the path of an existing "
-            "log file"
+            f"Error: --source {spec!r}: expected envoy:PATH, envoy:- (standard input), the path of an existing "
+            "log file, envoy-als://HOST:PORT (Envoy's gRPC access-log service), otlp://HOST:PORT or "
+            "otlp+http://HOST:PORT (OpenTelemetry logs)"
         ]
         assert "Traceback" not in res.output
 
