@@ -79,6 +79,21 @@ def test_the_parser_remembers_each_certificate() -> None:
     assert sct.lookup(["0" * 64]) == [None]
 
 
+def test_a_cached_parse_puts_the_evidence_back() -> None:
+    """The store may evict a certificate the parse cache still serves (a long process: CI's suite made
+    test_spark_equals_local read null SCT columns); seeing the certificate again puts its evidence back."""
+    der = make_leaf("e.example.com", LOG_B, not_before=dt.datetime(2024, 5, 6, tzinfo=dt.UTC))
+    info = parse_der_certificate(der)
+    with sct._LOCK:
+        sct._STORE.pop(info.sha256)  # as eviction does
+    assert sct.lookup([info.sha256]) == [None]
+    again = parse_der_certificate(der)  # a parse-cache hit
+    assert again is info
+    (found,) = sct.lookup([info.sha256])
+    assert found is not None
+    assert found.log_ids == (base64.b64encode(LOG_B).decode(),)
+
+
 def test_the_store_is_bounded_and_shared_by_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sct, "MAX_CERTIFICATES", 8)
     cert = x509.load_der_x509_certificate(make_leaf("e.example.com", LOG_A))

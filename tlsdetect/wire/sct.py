@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-__all__ = ["SCT_OID", "CtEvidence", "lookup", "remember", "sct_log_ids"]
+__all__ = ["SCT_OID", "CtEvidence", "evidence", "keep", "lookup", "remember", "sct_log_ids"]
 
 SCT_OID = x509.oid.ExtensionOID.PRECERT_SIGNED_CERTIFICATE_TIMESTAMPS
 #: Certificates remembered at most: 8 times the parser's own cache, so a certificate still in use (looked
@@ -61,13 +61,22 @@ def sct_log_ids(cert: x509.Certificate) -> tuple[str, ...] | None:
     return tuple(base64.b64encode(sct.log_id).decode("ascii") for sct in value)
 
 
-def remember(sha256: str, cert: x509.Certificate) -> None:
-    """Record a parsed certificate's SCT log IDs and validity start under its SHA-256 (lowercase hex)."""
+def evidence(cert: x509.Certificate) -> CtEvidence:
+    """A parsed certificate's SCT log IDs and validity start."""
     try:
         start: dt.datetime | None = cert.not_valid_before_utc
     except ValueError:
         start = None
-    evidence = CtEvidence(sct_log_ids(cert), start)
+    return CtEvidence(sct_log_ids(cert), start)
+
+
+def remember(sha256: str, cert: x509.Certificate) -> None:
+    """Record a parsed certificate's SCT log IDs and validity start under its SHA-256 (lowercase hex)."""
+    keep(sha256, evidence(cert))
+
+
+def keep(sha256: str, evidence: CtEvidence) -> None:
+    """Put (or refresh) a certificate's CT evidence in the store, evicting the least recently seen."""
     with _LOCK:
         _STORE[sha256] = evidence
         _STORE.move_to_end(sha256)

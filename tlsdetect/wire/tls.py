@@ -481,8 +481,8 @@ def parse_server_hello(body: bytes) -> ServerHello:
 
 
 @lru_cache(maxsize=8192)
-def _cert_info(der: bytes) -> CertInfo:
-    """Certificates repeat across connections, so each distinct DER is parsed once."""
+def _parsed(der: bytes) -> tuple[CertInfo, object]:
+    """Certificates repeat across connections, so each distinct DER is parsed once (with its CT evidence)."""
     from cryptography import x509
 
     from tlsdetect.wire import sct
@@ -494,11 +494,23 @@ def _cert_info(der: bytes) -> CertInfo:
         subject: str | None = cert.subject.rfc4514_string()
         issuer: str | None = cert.issuer.rfc4514_string()
     except (ValueError, TypeError, x509.InvalidVersion):  # InvalidVersion: not a ValueError
-        return CertInfo(sha256=digest, subject=None, issuer=None, der_length=len(der), spki=spki)
+        return CertInfo(sha256=digest, subject=None, issuer=None, der_length=len(der), spki=spki), None
     ski, akid = _key_ids(cert)
-    sct.remember(digest, cert)  # the leaf's CT evidence, for the stage after reading (tlsdetect.detect.ct)
-    return CertInfo(sha256=digest, subject=subject, issuer=issuer, der_length=len(der), ski=ski, akid=akid,
+    info = CertInfo(sha256=digest, subject=subject, issuer=issuer, der_length=len(der), ski=ski, akid=akid,
                     spki=spki)
+    return info, sct.evidence(cert)
+
+
+def _cert_info(der: bytes) -> CertInfo:
+    """A parsed certificate; every sighting, cached or not, puts its CT evidence in :mod:`tlsdetect.wire.sct`'s
+    store, so the store (bounded, least recently seen first) never lacks a certificate the parse cache still
+    serves: a long process that parsed it long ago must not read "no SCT evidence" for it."""
+    from tlsdetect.wire import sct
+
+    info, evidence = _parsed(der)
+    if isinstance(evidence, sct.CtEvidence):
+        sct.keep(info.sha256, evidence)  # the leaf's CT evidence, for the stage after reading (detect.ct)
+    return info
 
 
 def _key_ids(cert: x509.Certificate) -> tuple[str | None, str | None]:
