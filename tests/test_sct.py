@@ -100,7 +100,7 @@ def test_the_store_is_bounded_and_shared_by_threads(monkeypatch: pytest.MonkeyPa
 
     def fill(prefix: str) -> None:
         for i in range(50):
-            sct.remember(f"{prefix}{i:060d}", cert)
+            sct.keep(f"{prefix}{i:060d}", sct.evidence(cert))
 
     threads = [threading.Thread(target=fill, args=(p,)) for p in ("aaaa", "bbbb", "cccc")]
     for t in threads:
@@ -108,7 +108,7 @@ def test_the_store_is_bounded_and_shared_by_threads(monkeypatch: pytest.MonkeyPa
     for t in threads:
         t.join()
     assert len(sct._STORE) == 8
-    sct.remember("f" * 64, cert)
+    sct.keep("f" * 64, sct.evidence(cert))
     assert sct.lookup(["f" * 64])[0] is not None
 
 

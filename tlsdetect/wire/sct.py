@@ -7,7 +7,7 @@ which logs vouched.
 
 Certificates are parsed where their bytes are (:func:`tlsdetect.wire.tls.parse_der_certificate`, once
 per distinct DER), long before a table exists, and the connections table keeps only each leaf's SHA-256.
-So the parser records each certificate's SCT log IDs here, by SHA-256 (:func:`remember`), and the stage
+So the parser records each certificate's SCT log IDs here, by SHA-256 (:func:`keep`), and the stage
 after reading (:func:`tlsdetect.detect.ct.add_sct_columns`) looks the leaves up (:func:`lookup`). The
 store is bounded (least recently looked up goes first; a lookup refreshes) and thread-safe (tshark files
 are read in threads).
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-__all__ = ["SCT_OID", "CtEvidence", "evidence", "keep", "lookup", "remember", "sct_log_ids"]
+__all__ = ["SCT_OID", "CtEvidence", "evidence", "keep", "lookup", "sct_log_ids"]
 
 SCT_OID = x509.oid.ExtensionOID.PRECERT_SIGNED_CERTIFICATE_TIMESTAMPS
 #: Certificates remembered at most: 8 times the parser's own cache, so a certificate still in use (looked
@@ -68,11 +68,6 @@ def evidence(cert: x509.Certificate) -> CtEvidence:
     except ValueError:
         start = None
     return CtEvidence(sct_log_ids(cert), start)
-
-
-def remember(sha256: str, cert: x509.Certificate) -> None:
-    """Record a parsed certificate's SCT log IDs and validity start under its SHA-256 (lowercase hex)."""
-    keep(sha256, evidence(cert))
 
 
 def keep(sha256: str, evidence: CtEvidence) -> None:

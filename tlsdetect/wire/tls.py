@@ -29,6 +29,8 @@ from tlsdetect.wire.spki import spki_sha256
 if TYPE_CHECKING:
     from cryptography import x509
 
+    from tlsdetect.wire.sct import CtEvidence
+
 __all__ = [
     "HANDSHAKE_CERTIFICATE",
     "HANDSHAKE_CLIENT_HELLO",
@@ -481,7 +483,7 @@ def parse_server_hello(body: bytes) -> ServerHello:
 
 
 @lru_cache(maxsize=8192)
-def _parsed(der: bytes) -> tuple[CertInfo, object]:
+def _parsed(der: bytes) -> tuple[CertInfo, CtEvidence | None]:
     """Certificates repeat across connections, so each distinct DER is parsed once (with its CT evidence)."""
     from cryptography import x509
 
@@ -508,7 +510,7 @@ def _cert_info(der: bytes) -> CertInfo:
     from tlsdetect.wire import sct
 
     info, evidence = _parsed(der)
-    if isinstance(evidence, sct.CtEvidence):
+    if evidence is not None:
         sct.keep(info.sha256, evidence)  # the leaf's CT evidence, for the stage after reading (detect.ct)
     return info
 
