@@ -1,26 +1,29 @@
-"""The SPKIs seen in traffic, for the backup-pin check of ``pins lint --observed``.
+"""The SPKIs seen, for the backup-pin check of ``pins lint --observed``.
 
-Until ``pins check`` brings SPKIs from captures and logs, an observed set is read from files a
-tester has at hand: PEM certificates (each one's SPKI pin and certificate hash) or a text list of
-pins, one per line (``sha256/`` optional, ``#`` comments).
+``pins check`` reads the SPKIs of captures and logs (the ``spki`` of each chain certificate); ``lint`` takes
+an observed set from files a tester has at hand: PEM certificates (each one's SPKI pin and certificate hash)
+or a text list of pins, one per line (``sha256/`` optional, ``#`` comments).
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from tlsdetect.pins.rows import PolicyError, pin_problem, strip_sha256
+from tlsdetect.wire.spki import spki_sha256
 
 
 def spki_pin(cert: x509.Certificate) -> str:
-    """Base64 SHA-256 of the DER SubjectPublicKeyInfo: the pin every format here uses."""
-    der = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-    return base64.b64encode(hashlib.sha256(der).digest()).decode("ascii")
+    """Base64 SHA-256 of the DER SubjectPublicKeyInfo: the pin every format here uses, computed as the
+    connections table's ``spki`` is (:func:`tlsdetect.wire.spki.spki_sha256`: from the certificate's bytes)."""
+    pin = spki_sha256(cert.public_bytes(Encoding.DER))
+    if pin is None:  # a certificate cryptography loaded always has a SubjectPublicKeyInfo to cut out
+        raise ValueError("certificate without a readable SubjectPublicKeyInfo")
+    return pin
 
 
 def cert_hash(cert: x509.Certificate) -> str:
@@ -39,9 +42,9 @@ def read_observed(paths: list[str]) -> set[str]:
         if b"-----BEGIN CERTIFICATE-----" in data:
             try:
                 certs = x509.load_pem_x509_certificates(data)
+                seen |= {spki_pin(c) for c in certs} | {cert_hash(c) for c in certs}
             except ValueError as exc:
                 raise PolicyError(path, None, f"bad PEM certificate: {str(exc)[:120]}") from None
-            seen |= {spki_pin(c) for c in certs} | {cert_hash(c) for c in certs}
             continue
         for n, raw in enumerate(data.decode("utf-8", "replace").splitlines(), start=1):
             text = strip_sha256(raw.split("#", 1)[0])
