@@ -8,11 +8,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tlsdetect import schema
 from tlsdetect.detect.baseline import Baseline
 from tlsdetect.detect.evidence import Evidence
-from tlsdetect.detect.identity_signals import identity_signals
+from tlsdetect.detect.identity_signals import _in, identity_signals
 from tlsdetect.detect.scoring import verdict_of
 
 MESH = "CN=Mesh CA,O=t"
@@ -123,3 +125,19 @@ def test_rows_of_unknown_identities_and_old_baselines_are_untouched(steady: Base
     old.identities_ = old.identities_.iloc[0:0]  # what a baseline written before the table loads
     row = _scored(_rows(1, sha="bb", akid="evil"), old).iloc[0]
     assert _reason(row, "client_cert_changed") is None
+
+
+_CELL = st.one_of(st.none(), st.sampled_from(["a", "b", "c", "spiffe://x/y", "10.0.0.0/24"]))
+
+
+@given(st.lists(st.tuples(_CELL, _CELL), max_size=30), st.lists(st.tuples(_CELL, _CELL), max_size=30))
+def test_membership_equals_a_set_of_complete_rows(frame_rows: list[tuple[str | None, str | None]],
+                                                  table_rows: list[tuple[str | None, str | None]]) -> None:
+    """``_in`` answers as a set of the table's complete rows would: a missing cell never matches."""
+    frame = pd.DataFrame(frame_rows, columns=["identity", "cert"], dtype=object)
+    table = pd.DataFrame(table_rows, columns=["identity", "cert"], dtype=object)
+    known = {r for r in table_rows if None not in r}
+    want = [None not in r and r in known for r in frame_rows]
+    assert _in(frame, table, ["identity", "cert"]).tolist() == want
+    assert _in(frame, table, ["identity"]).tolist() == [
+        r[0] is not None and r[0] in {t[0] for t in table_rows if t[0] is not None} for r in frame_rows]

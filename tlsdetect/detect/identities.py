@@ -113,20 +113,25 @@ def _network(ip: str) -> str | None:
     return str(ipaddress.ip_network(f"{addr}/{24 if addr.version == 4 else 64}", strict=False))
 
 
-#: A dotted IPv4 address as :mod:`ipaddress` accepts it (no leading zeros), its first three octets captured.
+#: A dotted IPv4 address as :mod:`ipaddress` accepts it (no leading zeros), its first three octets captured
+#: (RE2 syntax, for Arrow's vectorised matcher).
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_IPV4 = re.compile(rf"^((?:{_OCTET}\.){{3}}){_OCTET}$")
+_IPV4 = rf"^(?P<prefix>(?:{_OCTET}\.){{3}}){_OCTET}$"
 
 
 def _networks(values: npt.NDArray[np.object_]) -> npt.NDArray[np.object_]:
-    """:func:`_network` of each distinct address: IPv4 by one vectorised match (the common case, 20k distinct
-    addresses in 15 ms instead of 1.4 s), anything else through :mod:`ipaddress`."""
-    text = pd.Series(values, dtype="string")
-    prefix = text.str.extract(_IPV4, expand=False)
-    out: npt.NDArray[np.object_] = np.array((prefix + "0/24").astype(object).to_numpy(), dtype=np.object_)
-    for i in np.flatnonzero(prefix.isna().to_numpy()):
-        out[i] = _network(str(values[i]))
-    out[pd.isna(out)] = None
+    """:func:`_network` of each distinct address: IPv4 by one vectorised RE2 match in Arrow (the common case,
+    20k distinct addresses in ~20 ms instead of 1.4 s through :mod:`ipaddress`), anything else through
+    :mod:`ipaddress`."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = pa.array([v if isinstance(v, str) else None for v in values.tolist()], type=pa.string())
+    prefix = pc.struct_field(pc.extract_regex(text, pattern=_IPV4), [0])
+    nets = pc.binary_join_element_wise(prefix, "0/24", "")
+    out: npt.NDArray[np.object_] = np.array(nets.to_numpy(zero_copy_only=False), dtype=np.object_)
+    for i in np.flatnonzero(pc.is_null(prefix).to_numpy(zero_copy_only=False)):
+        out[i] = _network(str(values[i])) if isinstance(values[i], str) else None
     return out
 
 
