@@ -84,7 +84,8 @@ def _in(frame: pd.DataFrame, table: pd.DataFrame, cols: list[str]) -> npt.NDArra
         sizes.append(len(uniq) + 1)
     combo, _ = combination_codes(codes, sizes)
     present = np.all(np.stack([c[:nf] >= 0 for c in codes]), axis=0)
-    return present & np.isin(combo[:nf], combo[nf:])
+    hit: npt.NDArray[np.bool_] = present & np.isin(combo[:nf], combo[nf:])
+    return hit
 
 
 def _profiles(table: pd.DataFrame) -> pd.DataFrame:
