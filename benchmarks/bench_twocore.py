@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""Does reading a capture on both cores pay? ``fingerprint -f jsonl`` on one core vs split ways.
+
+Why: issue 19 item 6 asks for both cores on large captures "if it pays". The engine already has a
+prefetch thread and the CLI a write-behind thread, so the first question is how much of the second
+core one process already uses (CPU time over wall time), the second what a split can gain at best.
+Per file this runs, round robin, best of ``--rounds``, with ``/proc/loadavg`` before each run:
+
+* ``single``: ``tlsdetect fingerprint FILE -f jsonl -o OUT`` (one process, its threads);
+* ``halves``: the upper bound of any split, two such processes at once on the two halves of the
+  file cut at a record boundary (``FILE.a``/``FILE.b``, written beforehand by ``--make-halves``,
+  each a pcap header plus its records; no merge, so no split can do better);
+* ``jobs2``: ``fingerprint --jobs 2`` when the tree has that option (the split with its merge).
+
+It prints a Markdown table: wall, CPU (user+sys of every process of the run) and CPU/wall, and
+each run's figures with the load before it. Run it from the checkout with the venv's python.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PY = sys.executable
+
+
+@dataclass
+class Run:
+    wall: float
+    user: float
+    sys: float
+    load: str
+
+    @property
+    def cpu(self) -> float:
+        return self.user + self.sys
+
+
+@dataclass
+class Config:
+    name: str
+    commands: list[list[str]]
+    runs: list[Run] = field(default_factory=list)
+
+
+def load() -> str:
+    return Path("/proc/loadavg").read_text().split()[0]
+
+
+def run_together(commands: list[list[str]]) -> Run:
+    """Start every command at once; wall until the last ends; CPU of all of them (and their threads)."""
+    before = load()
+    t0 = time.perf_counter()
+    procs = [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for c in commands]
+    user = system = 0.0
+    for p in procs:
+        _, status, usage = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        user += usage.ru_utime
+        system += usage.ru_stime
+        if p.returncode != 0:
+            err = p.stderr.read().decode() if p.stderr else ""
+            raise SystemExit(f"{p.args} failed ({p.returncode}): {err[-2000:]}")
+    return Run(time.perf_counter() - t0, user, system, before)
+
+
+def make_halves(path: Path) -> int:
+    """Write ``path.a`` and ``path.b`` (pcap header + the records before / after the cut)."""
+    from tlsdetect.readers.pcap.capture import MAX_PACKET, CaptureReader
+    from tlsdetect.readers.pcap.split import find_boundary
+
+    fmt = CaptureReader(path).format
+    if fmt.kind != "pcap":
+        raise SystemExit(f"{path}: --make-halves needs a classic pcap")
+    size = path.stat().st_size
+    cut = find_boundary(str(path), size // 2, little=fmt.little_endian, nanosecond=fmt.nanosecond,
+                        max_packet=MAX_PACKET)
+    if cut is None:
+        raise SystemExit(f"{path}: no record boundary near the middle")
+    with path.open("rb") as fh:
+        header = fh.read(24)
+        for suffix, lo, hi in ((".a", 24, cut), (".b", cut, size)):
+            with open(str(path) + suffix, "wb") as out:
+                out.write(header)
+                fh.seek(lo)
+                left = hi - lo
+                while left:
+                    chunk = fh.read(min(left, 1 << 24))
+                    out.write(chunk)
+                    left -= len(chunk)
+    return cut
+
+
+def fingerprint(path: str, out: str, *extra: str) -> list[str]:
+    return [PY, "-m", "tlsdetect", "fingerprint", path, "-f", "jsonl", "-o", out, "--no-progress", *extra]
+
+
+def has_jobs() -> bool:
+    text = subprocess.run([PY, "-m", "tlsdetect", "fingerprint", "--help"], capture_output=True, text=True).stdout
+    return "--jobs" in text
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("files", nargs="+", type=Path)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--out-dir", type=Path, default=Path("/tmp"))
+    ap.add_argument("--make-halves", action="store_true", help="write FILE.a/FILE.b first (not timed)")
+    ap.add_argument("--configs", default="single,halves,jobs2")
+    args = ap.parse_args()
+    wanted = args.configs.split(",")
+    if "jobs2" in wanted and not has_jobs():
+        wanted.remove("jobs2")
+    out = args.out_dir
+    for f in args.files:
+        if args.make_halves:
+            print(f"{f}: cut at byte {make_halves(f):,}", file=sys.stderr)
+        configs = {
+            "single": Config("single process", [fingerprint(str(f), str(out / "tc-single.jsonl"))]),
+            "halves": Config("two halves at once (upper bound, no merge)",
+                             [fingerprint(f"{f}.a", str(out / "tc-a.jsonl")),
+                              fingerprint(f"{f}.b", str(out / "tc-b.jsonl"))]),
+            "jobs2": Config("--jobs 2", [fingerprint(str(f), str(out / "tc-jobs2.jsonl"), "--jobs", "2")]),
+        }
+        chosen = [configs[w] for w in wanted]
+        for _ in range(args.rounds):
+            for c in chosen:
+                c.runs.append(run_together(c.commands))
+                r = c.runs[-1]
+                print(f"  {f.name} {c.name}: {r.wall:.2f} s wall, {r.cpu:.2f} s CPU (load {r.load})", file=sys.stderr)
+        base = min(r.wall for r in chosen[0].runs)
+        print(f"\n### {f.name} ({f.stat().st_size / 1e6:,.0f} MB)\n")
+        print("| config | best wall s | vs single | CPU s of that run | CPU/wall | every run: wall / CPU (load before) |")
+        print("|---|---:|---:|---:|---:|---|")
+        for c in chosen:
+            best = min(c.runs, key=lambda r: r.wall)
+            every = ", ".join(f"{r.wall:.2f} / {r.cpu:.2f} ({r.load})" for r in c.runs)
+            print(f"| {c.name} | {best.wall:.2f} | {base / best.wall:.2f}x | {best.cpu:.2f} | "
+                  f"{best.cpu / best.wall:.2f} | {every} |")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
