@@ -65,14 +65,14 @@ def run_together(commands: list[list[str]]) -> Run:
         system += usage.ru_stime
         if p.returncode != 0:
             err = p.stderr.read().decode() if p.stderr else ""
-            raise SystemExit(f"{p.args} failed ({p.returncode}): {err[-2000:]}")
+            raise SystemExit(f"{p.args!r} failed ({p.returncode}): {err[-2000:]}")
     return Run(time.perf_counter() - t0, user, system, before)
 
 
 def make_halves(path: Path) -> int:
     """Write ``path.a`` and ``path.b`` (pcap header + the records before / after the cut)."""
     from tlsdetect.readers.pcap.capture import MAX_PACKET, CaptureReader
-    from tlsdetect.readers.pcap.split import find_boundary
+    from tlsdetect.readers.pcap.split import confirm, find_boundary
 
     fmt = CaptureReader(path).format
     if fmt.kind != "pcap":
@@ -80,8 +80,8 @@ def make_halves(path: Path) -> int:
     size = path.stat().st_size
     cut = find_boundary(str(path), size // 2, little=fmt.little_endian, nanosecond=fmt.nanosecond,
                         max_packet=MAX_PACKET)
-    if cut is None:
-        raise SystemExit(f"{path}: no record boundary near the middle")
+    if cut is None or not confirm(str(path), cut, little=fmt.little_endian, max_packet=MAX_PACKET):
+        raise SystemExit(f"{path}: no confirmed record boundary near the middle")
     with path.open("rb") as fh:
         header = fh.read(24)
         for suffix, lo, hi in ((".a", 24, cut), (".b", cut, size)):
@@ -100,8 +100,56 @@ def fingerprint(path: str, out: str, *extra: str) -> list[str]:
     return [PY, "-m", "tlsdetect", "fingerprint", path, "-f", "jsonl", "-o", out, "--no-progress", *extra]
 
 
+def thread_profile(path: Path, out: Path) -> dict[str, float]:
+    """CPU seconds per thread of one in-process ``fingerprint -f jsonl`` run (sampled from /proc every 50 ms).
+
+    On a quiet machine the wall time is at least the busiest thread's CPU, and a split can at best
+    spread the total over two cores: the two bound what a second process can gain.
+    """
+    import threading
+
+    from tlsdetect.cli import main as cli
+
+    tick = os.sysconf("SC_CLK_TCK")
+    seen: dict[int, tuple[str, float]] = {}
+    done = threading.Event()
+
+    def sample() -> None:
+        names = {}
+        while not done.is_set():
+            names.update({t.native_id: t.name for t in threading.enumerate() if t.native_id is not None})
+            for task in Path("/proc/self/task").iterdir():
+                try:
+                    fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                tid = int(task.name)
+                cpu = (int(fields[11]) + int(fields[12])) / tick
+                name = names.get(tid) or (task / "comm").read_text().strip()
+                seen[tid] = (name, cpu)
+            done.wait(0.05)
+
+    sampler = threading.Thread(target=sample, name="profiler", daemon=True)
+    sampler.start()
+    t0 = time.perf_counter()
+    try:
+        cli(["fingerprint", str(path), "-f", "jsonl", "-o", str(out), "--no-progress"], standalone_mode=False)
+    finally:
+        wall = time.perf_counter() - t0
+        done.set()
+        sampler.join()
+    by_name: dict[str, float] = {}
+    for name, cpu in seen.values():
+        key = name.rstrip("0123456789_") if name.startswith("tlsdetect-sink") else name
+        by_name[key] = by_name.get(key, 0.0) + cpu
+    by_name.pop("profiler", None)
+    by_name["(wall)"] = wall
+    return by_name
+
+
 def has_jobs() -> bool:
-    text = subprocess.run([PY, "-m", "tlsdetect", "fingerprint", "--help"], capture_output=True, text=True).stdout
+    text = subprocess.run([PY, "-m", "tlsdetect", "fingerprint", "--help"], check=False, capture_output=True,
+                          text=True).stdout
     return "--jobs" in text
 
 
@@ -112,7 +160,28 @@ def main() -> None:
     ap.add_argument("--out-dir", type=Path, default=Path("/tmp"))
     ap.add_argument("--make-halves", action="store_true", help="write FILE.a/FILE.b first (not timed)")
     ap.add_argument("--configs", default="single,halves,jobs2")
+    ap.add_argument("--thread-profile", action="store_true",
+                    help="instead: CPU per thread of one in-process run per file (best of --rounds by wall)")
     args = ap.parse_args()
+    if args.thread_profile:
+        for f in args.files:
+            runs = []
+            for _ in range(args.rounds):
+                before = load()
+                runs.append((thread_profile(f, args.out_dir / "tc-profile.jsonl"), before))
+            prof, before = min(runs, key=lambda r: r[0]["(wall)"])
+            total = sum(v for k, v in prof.items() if k != "(wall)")
+            print(f"\n### {f.name}: CPU per thread (best of {args.rounds} by wall; load before it {before})\n")
+            print("| thread | CPU s | share |")
+            print("|---|---:|---:|")
+            for name, cpu in sorted(prof.items(), key=lambda kv: -kv[1]):
+                if name != "(wall)" and cpu > 0.005:
+                    print(f"| {name} | {cpu:.2f} | {cpu / total:.0%} |")
+            print(f"| all threads | {total:.2f} | 100% |")
+            print(f"| wall | {prof['(wall)']:.2f} | |")
+            every = ", ".join(f"{r['(wall)']:.2f} s ({b})" for r, b in runs)
+            print(f"\nEvery run's wall (load before): {every}")
+        return
     wanted = args.configs.split(",")
     if "jobs2" in wanted and not has_jobs():
         wanted.remove("jobs2")
@@ -135,7 +204,8 @@ def main() -> None:
                 print(f"  {f.name} {c.name}: {r.wall:.2f} s wall, {r.cpu:.2f} s CPU (load {r.load})", file=sys.stderr)
         base = min(r.wall for r in chosen[0].runs)
         print(f"\n### {f.name} ({f.stat().st_size / 1e6:,.0f} MB)\n")
-        print("| config | best wall s | vs single | CPU s of that run | CPU/wall | every run: wall / CPU (load before) |")
+        print("| config | best wall s | vs single | CPU s of that run | CPU/wall "
+              "| every run: wall / CPU (load before) |")
         print("|---|---:|---:|---:|---:|---|")
         for c in chosen:
             best = min(c.runs, key=lambda r: r.wall)

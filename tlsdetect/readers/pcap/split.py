@@ -5,7 +5,8 @@ classic pcap has no index: a record boundary must be recognised from its header 
 header that looks right proves nothing (payload bytes can look like a header, and a damaged or
 hostile file has lying lengths), so a candidate is accepted only when ``RUN`` consecutive headers
 from it are plausible (captured length within the limit and not above the original length,
-sub-second field in range, timestamps within a day of each other) and the chain then lands on
+sub-second field in range, not empty: a run of zero bytes reads as empty records, timestamps
+within a day of each other) and the chain then lands on
 the end of the file or goes on. Even so it is a guess: the caller confirms it with the first
 part's exact walk (its reader stops at the first record boundary at or past the cut, which must
 be the cut itself) and falls back to one reader when it is not. Pure logic over bytes.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import struct
 
-__all__ = ["RUN", "boundary_in", "find_boundary"]
+__all__ = ["RUN", "boundary_in", "confirm", "find_boundary"]
 
 #: Consecutive plausible record headers that make a candidate boundary.
 RUN = 64
@@ -40,7 +41,7 @@ def _plausible_chain(head: bytes, at: int, *, little: bool, nanosecond: bool, ma
         if at + 16 > n:
             return False
         sec, sub, incl, orig = struct.unpack_from(fmt, head, at)
-        if sub >= frac or incl > max_packet or orig < incl or orig > MAX_ORIG:
+        if sub >= frac or incl == 0 or incl > max_packet or orig < incl or orig > MAX_ORIG:
             return False
         if prev is not None and abs(sec - prev) > MAX_GAP_S:
             return False
@@ -58,7 +59,7 @@ def boundary_in(head: bytes, *, little: bool, nanosecond: bool, max_packet: int,
     fmt = "<I" if little else ">I"
     frac = 1_000_000_000 if nanosecond else 1_000_000
     last = len(head) - 16
-    for at in range(0, last + 1):
+    for at in range(last + 1):
         # The cheap tests first: most offsets fail on the sub-second field or the lengths.
         if struct.unpack_from(fmt, head, at + 4)[0] >= frac:
             continue
@@ -86,3 +87,23 @@ def find_boundary(path: str, near: int, *, little: bool, nanosecond: bool, max_p
     if found is None or found > scan:
         return None
     return near + found
+
+
+def confirm(path: str, cut: int, *, little: bool, max_packet: int, header: int = 24) -> bool:
+    """Whether ``cut`` is a record boundary on the exact walk from the file header (reads every record header).
+
+    The check a guess needs before two readers trust it; a damaged record before ``cut`` also fails it.
+    """
+    fmt = "<I" if little else ">I"
+    at = header
+    with open(path, "rb") as fh:
+        while at < cut:
+            fh.seek(at + 8)
+            raw = fh.read(4)
+            if len(raw) < 4:
+                return False
+            incl = struct.unpack(fmt, raw)[0]
+            if incl > max_packet:
+                return False
+            at += 16 + incl
+    return at == cut
