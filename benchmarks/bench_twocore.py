@@ -147,6 +147,31 @@ def thread_profile(path: Path, out: Path) -> dict[str, float]:
     return by_name
 
 
+def seam_keys(path: Path) -> int:
+    """The first pass any merge needs: the flows (unordered address/port pairs) with payload in the file.
+
+    A split must know which connections have packets on both sides of the cut to re-read them
+    together; this is that pass over the whole file (each part would do its half), timed alone.
+    """
+    import numpy as np
+
+    from tlsdetect.readers.pcap.capture import CaptureReader
+    from tlsdetect.readers.pcap.packets import decode, flow_hash
+
+    found = []
+    for batch in CaptureReader(path):
+        d = decode(batch)
+        i = np.flatnonzero(d.valid & (d.payload_len > 0))
+        a = (d.src_hi[i], d.src_lo[i], d.sport[i])
+        b = (d.dst_hi[i], d.dst_lo[i], d.dport[i])
+        # the lower end first, so both directions of a flow give one key
+        first = (a[0] < b[0]) | ((a[0] == b[0]) & ((a[1] < b[1]) | ((a[1] == b[1]) & (a[2] <= b[2]))))
+        lo = [np.where(first, x, y) for x, y in zip(a, b, strict=True)]
+        hi = [np.where(first, y, x) for x, y in zip(a, b, strict=True)]
+        found.append(np.unique(flow_hash(lo[0], lo[1], hi[0], hi[1], lo[2], hi[2])))
+    return len(np.unique(np.concatenate(found))) if found else 0
+
+
 def has_jobs() -> bool:
     text = subprocess.run([PY, "-m", "tlsdetect", "fingerprint", "--help"], check=False, capture_output=True,
                           text=True).stdout
@@ -162,7 +187,12 @@ def main() -> None:
     ap.add_argument("--configs", default="single,halves,jobs2")
     ap.add_argument("--thread-profile", action="store_true",
                     help="instead: CPU per thread of one in-process run per file (best of --rounds by wall)")
+    ap.add_argument("--scan", action="store_true", help="instead: run the merge's key pass over the files")
     args = ap.parse_args()
+    if args.scan:
+        for f in args.files:
+            print(f"{f}: {seam_keys(f):,} flows with payload")
+        return
     if args.thread_profile:
         for f in args.files:
             runs = []
@@ -195,6 +225,8 @@ def main() -> None:
                              [fingerprint(f"{f}.a", str(out / "tc-a.jsonl")),
                               fingerprint(f"{f}.b", str(out / "tc-b.jsonl"))]),
             "jobs2": Config("--jobs 2", [fingerprint(str(f), str(out / "tc-jobs2.jsonl"), "--jobs", "2")]),
+            "scan": Config("a merge's key pass alone (whole file, one process)",
+                           [[PY, __file__, "--scan", str(f)]]),
         }
         chosen = [configs[w] for w in wanted]
         for _ in range(args.rounds):
