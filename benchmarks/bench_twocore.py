@@ -7,9 +7,11 @@ core one process already uses (CPU time over wall time), the second what a split
 Per file this runs, round robin, best of ``--rounds``, with ``/proc/loadavg`` before each run:
 
 * ``single``: ``tlsdetect fingerprint FILE -f jsonl -o OUT`` (one process, its threads);
-* ``halves``: the upper bound of any split, two such processes at once on the two halves of the
-  file cut at a record boundary (``FILE.a``/``FILE.b``, written beforehand by ``--make-halves``,
-  each a pcap header plus its records; no merge, so no split can do better);
+* ``halves``: a naive split, two such processes at once on the two halves of the file cut at a
+  record boundary (``FILE.a``/``FILE.b``, written beforehand by ``--make-halves``, each a pcap
+  header plus its records; no merge, and the second half starts in the middle of open connections);
+* ``merged``: what a split with a perfect merge reads (``--make-seam``): the halves without the
+  flows that cross the cut, at once, then those flows alone; their rows are checked against single's;
 * ``jobs2``: ``fingerprint --jobs 2`` when the tree has that option (the split with its merge).
 
 It prints a Markdown table: wall, CPU (user+sys of every process of the run) and CPU/wall, and
@@ -19,12 +21,16 @@ each run's figures with the load before it. Run it from the checkout with the ve
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 PY = sys.executable
 
@@ -45,6 +51,7 @@ class Run:
 class Config:
     name: str
     commands: list[list[str]]
+    then: list[list[str]] = field(default_factory=list)  # run after ``commands`` have all ended
     runs: list[Run] = field(default_factory=list)
 
 
@@ -67,6 +74,14 @@ def run_together(commands: list[list[str]]) -> Run:
             err = p.stderr.read().decode() if p.stderr else ""
             raise SystemExit(f"{p.args!r} failed ({p.returncode}): {err[-2000:]}")
     return Run(time.perf_counter() - t0, user, system, before)
+
+
+def run_config(c: Config) -> Run:
+    first = run_together(c.commands)
+    if not c.then:
+        return first
+    second = run_together(c.then)
+    return Run(first.wall + second.wall, first.user + second.user, first.sys + second.sys, first.load)
 
 
 def make_halves(path: Path) -> int:
@@ -147,29 +162,91 @@ def thread_profile(path: Path, out: Path) -> dict[str, float]:
     return by_name
 
 
+def _unordered_keys(d: Any) -> Any:
+    """One 64-bit key per packet for its flow, the same for both directions (lower end first)."""
+    from tlsdetect.readers.pcap.packets import flow_hash
+
+    a = (d.src_hi, d.src_lo, d.sport)
+    b = (d.dst_hi, d.dst_lo, d.dport)
+    first = (a[0] < b[0]) | ((a[0] == b[0]) & ((a[1] < b[1]) | ((a[1] == b[1]) & (a[2] <= b[2]))))
+    lo = [np.where(first, x, y) for x, y in zip(a, b, strict=True)]
+    hi = [np.where(first, y, x) for x, y in zip(a, b, strict=True)]
+    return flow_hash(lo[0], lo[1], hi[0], hi[1], lo[2], hi[2])
+
+
+def _payload_keys(path: Path) -> Any:
+    from tlsdetect.readers.pcap.capture import CaptureReader
+    from tlsdetect.readers.pcap.packets import decode
+
+    found = [np.zeros(0, dtype=np.uint64)]
+    for batch in CaptureReader(path):
+        d = decode(batch)
+        found.append(np.unique(_unordered_keys(d)[d.valid & (d.payload_len > 0)]))
+    return np.unique(np.concatenate(found))
+
+
+def make_seam(path: Path) -> str:
+    """What a split with a perfect merge would read, from ``FILE.a``/``FILE.b`` (``--make-halves``).
+
+    The seam is the flows with payload on both sides of the cut. ``FILE.a2``/``FILE.b2`` are the
+    halves without the seam's packets (what each part's engine would read if it could leave them
+    out), ``FILE.seam`` the seam's packets of both halves in file order (read once, after both).
+    Their rows together should be the single run's rows; the benchmark checks that.
+    """
+    from tlsdetect.readers.pcap.capture import CaptureReader
+    from tlsdetect.readers.pcap.packets import decode
+
+    halves = [Path(f"{path}.a"), Path(f"{path}.b")]
+    seam = np.intersect1d(*[_payload_keys(h) for h in halves])
+    with path.open("rb") as fh:
+        header = fh.read(24)
+    kept = {".a2": 0, ".b2": 0, ".seam": 0}
+    with open(f"{path}.seam", "wb") as seam_out:
+        seam_out.write(header)
+        for half, suffix in zip(halves, (".a2", ".b2"), strict=True):
+            with open(f"{path}{suffix}", "wb") as out:
+                out.write(header)
+                for batch in CaptureReader(half):
+                    d = decode(batch)
+                    inside = d.valid & np.isin(_unordered_keys(d), seam)
+                    buf = batch.buf
+                    for idx, dest, name in ((np.flatnonzero(~inside), out, suffix),
+                                            (np.flatnonzero(inside), seam_out, ".seam")):
+                        starts, ends = batch.data[idx] - 16, batch.data[idx] + batch.caplen[idx]
+                        dest.write(b"".join(buf[s:e].tobytes() for s, e in zip(starts.tolist(), ends.tolist(),
+                                                                                 strict=True)))
+                        kept[name] += len(idx)
+    return f"{len(seam):,} seam flows; packets: " + ", ".join(f"{k} {v:,}" for k, v in kept.items())
+
+
+def same_rows(single: Path, parts: list[Path]) -> str:
+    """Whether the parts' JSON lines are the single run's, as a multiset (``conn_id`` aside: it numbers per file)."""
+    def rows(p: Path) -> list[str]:
+        out = []
+        with p.open() as fh:
+            for line in fh:
+                row = json.loads(line)
+                row.pop("conn_id", None)
+                out.append(json.dumps(row, sort_keys=True))
+        return out
+
+    want = sorted(rows(single))
+    got = sorted(r for p in parts for r in rows(p))
+    if want == got:
+        return f"identical rows ({len(want):,})"
+    missing = len(set(want) - set(got))
+    extra = len(set(got) - set(want))
+    return (f"DIFFERENT: single {len(want):,} rows, parts {len(got):,}; {missing:,} only in single, "
+            f"{extra:,} only in parts")
+
+
 def seam_keys(path: Path) -> int:
     """The first pass any merge needs: the flows (unordered address/port pairs) with payload in the file.
 
     A split must know which connections have packets on both sides of the cut to re-read them
     together; this is that pass over the whole file (each part would do its half), timed alone.
     """
-    import numpy as np
-
-    from tlsdetect.readers.pcap.capture import CaptureReader
-    from tlsdetect.readers.pcap.packets import decode, flow_hash
-
-    found = []
-    for batch in CaptureReader(path):
-        d = decode(batch)
-        i = np.flatnonzero(d.valid & (d.payload_len > 0))
-        a = (d.src_hi[i], d.src_lo[i], d.sport[i])
-        b = (d.dst_hi[i], d.dst_lo[i], d.dport[i])
-        # the lower end first, so both directions of a flow give one key
-        first = (a[0] < b[0]) | ((a[0] == b[0]) & ((a[1] < b[1]) | ((a[1] == b[1]) & (a[2] <= b[2]))))
-        lo = [np.where(first, x, y) for x, y in zip(a, b, strict=True)]
-        hi = [np.where(first, y, x) for x, y in zip(a, b, strict=True)]
-        found.append(np.unique(flow_hash(lo[0], lo[1], hi[0], hi[1], lo[2], hi[2])))
-    return len(np.unique(np.concatenate(found))) if found else 0
+    return len(_payload_keys(path))
 
 
 def has_jobs() -> bool:
@@ -184,6 +261,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out-dir", type=Path, default=Path("/tmp"))
     ap.add_argument("--make-halves", action="store_true", help="write FILE.a/FILE.b first (not timed)")
+    ap.add_argument("--make-seam", action="store_true",
+                    help="write FILE.a2/FILE.b2/FILE.seam from the halves first (not timed)")
     ap.add_argument("--configs", default="single,halves,jobs2")
     ap.add_argument("--thread-profile", action="store_true",
                     help="instead: CPU per thread of one in-process run per file (best of --rounds by wall)")
@@ -219,19 +298,25 @@ def main() -> None:
     for f in args.files:
         if args.make_halves:
             print(f"{f}: cut at byte {make_halves(f):,}", file=sys.stderr)
+        if args.make_seam:
+            print(f"{f}: {make_seam(f)}", file=sys.stderr)
         configs = {
             "single": Config("single process", [fingerprint(str(f), str(out / "tc-single.jsonl"))]),
             "halves": Config("two halves at once (upper bound, no merge)",
                              [fingerprint(f"{f}.a", str(out / "tc-a.jsonl")),
                               fingerprint(f"{f}.b", str(out / "tc-b.jsonl"))]),
             "jobs2": Config("--jobs 2", [fingerprint(str(f), str(out / "tc-jobs2.jsonl"), "--jobs", "2")]),
+            "merged": Config("halves without the seam at once, then the seam (a perfect merge)",
+                             [fingerprint(f"{f}.a2", str(out / "tc-a2.jsonl")),
+                              fingerprint(f"{f}.b2", str(out / "tc-b2.jsonl"))],
+                             [fingerprint(f"{f}.seam", str(out / "tc-seam.jsonl"))]),
             "scan": Config("a merge's key pass alone (whole file, one process)",
                            [[PY, __file__, "--scan", str(f)]]),
         }
         chosen = [configs[w] for w in wanted]
         for _ in range(args.rounds):
             for c in chosen:
-                c.runs.append(run_together(c.commands))
+                c.runs.append(run_config(c))
                 r = c.runs[-1]
                 print(f"  {f.name} {c.name}: {r.wall:.2f} s wall, {r.cpu:.2f} s CPU (load {r.load})", file=sys.stderr)
         base = min(r.wall for r in chosen[0].runs)
@@ -244,6 +329,9 @@ def main() -> None:
             every = ", ".join(f"{r.wall:.2f} / {r.cpu:.2f} ({r.load})" for r in c.runs)
             print(f"| {c.name} | {best.wall:.2f} | {base / best.wall:.2f}x | {best.cpu:.2f} | "
                   f"{best.cpu / best.wall:.2f} | {every} |")
+        if "single" in wanted and "merged" in wanted:
+            parts = [out / "tc-a2.jsonl", out / "tc-b2.jsonl", out / "tc-seam.jsonl"]
+            print(f"\nmerged vs single: {same_rows(out / 'tc-single.jsonl', parts)}")
         sys.stdout.flush()
 
 
