@@ -15,7 +15,10 @@ Per file this runs, round robin, best of ``--rounds``, with ``/proc/loadavg`` be
 * ``jobs2``: ``fingerprint --jobs 2`` when the tree has that option (the split with its merge).
 
 It prints a Markdown table: wall, CPU (user+sys of every process of the run) and CPU/wall, and
-each run's figures with the load before it. Run it from the checkout with the venv's python.
+each run's figures with the load before it. Other modes: ``--thread-profile`` (CPU per thread of an
+in-process run), ``--scan`` (the merge's key pass alone; also the ``scan`` config). Run it from the
+checkout with the venv's python, e.g. ``bench_twocore.py --make-halves --make-seam
+--configs single,halves,merged big.pcap``; results: ``results/twocore-2026-12-07.md``.
 """
 
 from __future__ import annotations
