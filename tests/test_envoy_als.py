@@ -53,7 +53,7 @@ def test_http_entry_maps_to_operator_keys() -> None:
     assert rec["START_TIME"] == "2026-12-07T10:00:01.250Z"
     assert rec["ACCESS_LOG_TYPE"] == "DownstreamEnd"
     assert rec["REQ(:METHOD)"] == "GET"
-    assert rec["RESPONSE_CODE"] == 200
+    assert rec["RESPONSE_CODE"] == "200"  # cells are text, as a JSON log line's are read
     assert rec["DOWNSTREAM_PEER_URI_SAN"] == "spiffe://corp/ns/pay/sa/payments"
 
 
