@@ -65,6 +65,22 @@ def test_body_text_is_not_a_record_and_time_falls_back() -> None:
     assert "START_TIME" not in with_start
 
 
+def test_records_with_different_keys_keep_every_key() -> None:
+    """Each record's own keys, in columns: a key the first record lacks is kept (and an empty string, or a
+    record without attributes, is no value)."""
+    req = _request({"sni": "a"})
+    logs = req.resource_logs[0]
+    holder = getattr(logs, "scope_logs", None) or logs.instrumentation_library_logs
+    records = getattr(holder[0], "log_records", None) or holder[0].logs
+    second = records.add()
+    for key, value in (("ja4", "t13d"), ("sni", ""), ("START_TIME", "")):
+        kv = second.attributes.add()
+        kv.key, kv.value.string_value = key, value
+    second.time_unix_nano = 1_765_000_000_000_000_000
+    records.add()
+    assert otlp_records(req) == [{"sni": "a"}, {"ja4": "t13d", "START_TIME": "2025-12-06T05:46:40.000Z"}, {}]
+
+
 def test_any_value_kinds() -> None:
     v = COMMON.AnyValue()
     assert any_value(v) is None
