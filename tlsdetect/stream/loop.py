@@ -156,7 +156,7 @@ def _init_worker(proc: Processor) -> None:
 
 def _run_worker(data: bytes, first_line: int, file: str, records: pa.Table | None = None) -> Scored:
     assert _WORKER is not None
-    return _WORKER(data, first_line, file, records)
+    return _WORKER(data, first_line, file) if records is None else _WORKER(data, first_line, file, records)
 
 
 @dataclass
@@ -441,6 +441,8 @@ class Streamer:
                 return isolated(self.processor, _lines_of(batch), batch.first_line, batch.file)
             if batch.file != self.suspect.file or batch.first_line > self.suspect.last:
                 self.suspect = None  # past the lines the previous run died on
+        if batch.records is None:  # a processor for lines only (three arguments) serves line sources
+            return self.processor(batch.data, batch.first_line, batch.file)
         return self.processor(batch.data, batch.first_line, batch.file, batch.records)
 
     def _run_pool(self, workers: int) -> None:
