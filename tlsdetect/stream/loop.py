@@ -3,9 +3,12 @@
 Pipeline
 --------
 :class:`~tlsdetect.stream.follow.Follower` reads whole lines from the log at a byte offset, surviving
-rotation; the streamer groups them into micro-batches (up to ``batch_lines`` lines, or whatever is
-there when the follower reaches the end of the file, or after ``batch_ms``); a :class:`Processor`
-parses each batch with :func:`tlsdetect.readers.envoy.parse_envoy_lines` and scores it with
+rotation; any other :class:`~tlsdetect.stream.source.Source` (standard input, the receivers) hands lines
+or records already in columns. The streamer groups them into micro-batches (up to ``batch_lines``, or
+whatever is there when the source has no more yet, or after ``batch_ms``; queued receiver messages are
+merged into one batch: a batch's typing and scoring have a fixed cost); a :class:`Processor` parses each
+batch with :func:`tlsdetect.readers.envoy.parse_envoy_lines` (lines) or
+:func:`~tlsdetect.readers.envoy.read.parse_envoy_records` (records: the same key map) and scores it with
 :func:`tlsdetect.detect.scoring.score` (the same code as ``tlsdetect detect``), in worker processes
 on a catch-up run. The rows whose verdict is not ``ok`` become alerts
 (:func:`tlsdetect.sinks.alerts.alerts.alerts_of`), offered to every sink's lane
