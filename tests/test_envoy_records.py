@@ -57,7 +57,7 @@ _VALUES = st.one_of(st.text(max_size=30), st.sampled_from(["10.0.0.1:443", "[::1
                                                             "2026-12-07T10:00:00.000Z", "999999:1"]))  # fmt: skip
 
 
-@settings(deadline=None, max_examples=40, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, max_examples=20, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.dictionaries(_KEYS, _VALUES, max_size=6), max_size=12))
 def test_records_read_as_their_json_lines(records: list[dict[str, str]]) -> None:
     """Whatever the cells, the columns give the rows (and the dead letters) of the same records as JSON lines."""
