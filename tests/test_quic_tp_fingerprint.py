@@ -37,13 +37,15 @@ def test_real_stacks_one_fingerprint_each_across_order_version_and_retry(capture
     assert per_stack["aioquic"][0] != per_stack["chromium"][0]
     id_orders = captured["quic_transport_params"].str.replace(r"=[^,]*", "", regex=True)
     assert id_orders.nunique() == 4  # Chromium: 3 connections, 3 orders; aioquic: 1
-    assert per_stack["chromium"][0].startswith("12g_") and per_stack["aioquic"][0].startswith("12n_")
+    assert per_stack["chromium"][0].startswith("12g_")
+    assert per_stack["aioquic"][0].startswith("12n_")
 
 
 def test_same_ids_other_values_share_the_ids_part_only() -> None:
     other = AIOQUIC.replace("4=1048576", "4=2097152")
     fp = quic_tp_fingerprints(pd.Series([AIOQUIC, other]))["quic_tp"].tolist()
-    assert fp[0] != fp[1] and fp[0].split("_")[:2] == fp[1].split("_")[:2]
+    assert fp[0] != fp[1]
+    assert fp[0].split("_")[:2] == fp[1].split("_")[:2]
 
 
 def test_missing_and_unparsable_values_have_no_fingerprint() -> None:
