@@ -88,7 +88,7 @@ def _check(code: str, key: pd.Series, fp: pd.DataFrame, learned: pd.DataFrame, k
         expected[pair_code] = f"{top_fp[k]}: {top_form[k]}"
         observed[pair_code] = f"{f}: {form} ({difference(top_form[k], form)})"
     safe = np.maximum(codes, 0)
-    ev.add(code, mask, f"this QUIC hello's transport parameters are not any {what} sent in the baseline",
+    ev.add(code, mask, f"this QUIC hello's transport parameters match none that {what} sent in the baseline",
            expected=expected[safe], observed=observed[safe])
 
 
@@ -104,5 +104,5 @@ def quic_params_signals(df: pd.DataFrame, baseline: Any, cid: pd.Series, family:
         _check("quic_params_changed", cid, fp, per_client, "client_id", "this client", ev)
     per_family = getattr(baseline, "quic_param_families_", None)
     if per_family is not None:
-        _check("quic_params_ua_mismatch", family, fp, per_family, "ua_family", "client of its User-Agent's family",
+        _check("quic_params_ua_mismatch", family, fp, per_family, "ua_family", "a client of its User-Agent's family",
                ev)
