@@ -72,3 +72,18 @@ def test_a_baseline_without_the_tables_or_rows_without_params_add_nothing() -> N
 ])
 def test_difference_names_ids_added_missing_and_values_changed(expected: str, observed: str, text: str) -> None:
     assert difference(expected, observed) == text
+
+
+def test_real_mitmproxy_upstream_quic_is_flagged_and_the_genuine_legs_are_not() -> None:
+    mitm = QUIC_CAPTURE.parent / "mitm"
+    port = int((mitm / "server_port").read_text())
+    b = Baseline(model=False).fit(read_pcap(mitm / "baseline.pcapng")[0])
+    df, _ = read_pcap(mitm / "intercepted.pcapng")
+    ev = Evidence(len(df))
+    quic_params_signals(df, b, df["client_ip"].astype("string"), ua_family(df["user_agent"]), ev)
+    fired = [any(r["code"] == "quic_params_changed" for r in rs) for rs in ev.reasons()]
+    upstream = (df["server_port"].astype(int) == port).tolist()
+    assert sum(upstream) == 6
+    assert fired == upstream  # mitmproxy's own 6 legs; none of the clients' 6 genuine ones
+    observed = next(r["observed"] for rs in ev.reasons() for r in rs)
+    assert "ids added: 11,a,b,e" in observed  # aioquic's parameters in place of Chromium's
