@@ -141,7 +141,7 @@ def capture(out: Path, runs: int) -> tuple[dict[str, Path], int]:
                 for _ in range(runs):
                     chromium_get(mport, spki, work)
                     aioquic_get(mport)
-    (out / "port").write_text(str(port))
+    (out / "server_port").write_text(str(port))
     return paths, port
 
 
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reuse", action="store_true", help="score the captures already in --out")
     args = p.parse_args(argv)
     if args.reuse:
-        paths, port = {ph: args.out / f"{ph}.pcapng" for ph in PHASES}, int((args.out / "port").read_text())
+        paths, port = {ph: args.out / f"{ph}.pcapng" for ph in PHASES}, int((args.out / "server_port").read_text())
     else:
         paths, port = capture(args.out, args.runs)
     res = evaluate(paths, port)
