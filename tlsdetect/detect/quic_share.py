@@ -35,7 +35,7 @@ from tlsdetect.detect.evidence import Evidence
 from tlsdetect.detect.transports import server_keys
 
 __all__ = ["MAX_P", "MAX_SHARE", "MIN_BASELINE_QUIC", "MIN_INPUT", "MIN_SERVERS", "MIN_SERVER_QUIC", "Share",
-           "quic_share", "quic_share_signal", "tail_bound"]
+           "capable_servers", "quic_share", "quic_share_signal", "tail_bound"]
 
 MIN_SERVER_QUIC = 2
 MIN_BASELINE_QUIC = 5
@@ -74,15 +74,18 @@ class Share:
                 and self.now_servers >= MIN_SERVERS and y <= x / 2 and self.p <= MAX_P)
 
 
+def capable_servers(table: pd.DataFrame) -> pd.DataFrame:
+    """Per QUIC-capable server of a ``transports`` table: its QUIC and TCP connections (columns ``quic``, ``tcp``)."""
+    t = table[table["transport"].astype("string").isin(["quic", "tcp"]).to_numpy(dtype=bool)]
+    per = t.groupby(["server", "transport"], observed=True)["count"].sum().unstack(fill_value=0)
+    per = per.reindex(columns=["quic", "tcp"], fill_value=0)
+    return per[per["quic"] >= MIN_SERVER_QUIC]
+
+
 def quic_share(table: pd.DataFrame, servers: pd.Series, transports: pd.Series, clients: pd.Series) -> Share | None:
     """The :class:`Share` of an input (its rows' server keys, lowercase transports and client ids) against a
     ``transports`` table; None when the table has no QUIC-capable server."""
-    t = table[table["transport"].astype("string").isin(["quic", "tcp"]).to_numpy(dtype=bool)]
-    per = t.groupby(["server", "transport"], observed=True)["count"].sum().unstack(fill_value=0)
-    if "quic" not in per.columns:
-        return None
-    per = per.reindex(columns=["quic", "tcp"], fill_value=0)
-    capable = per[per["quic"] >= MIN_SERVER_QUIC]
+    capable = capable_servers(table)
     if len(capable) == 0:
         return None
     to_capable = servers.isin(capable.index).to_numpy(dtype=bool)
@@ -99,8 +102,8 @@ def quic_share(table: pd.DataFrame, servers: pd.Series, transports: pd.Series, c
 def quic_share_signal(df: pd.DataFrame, baseline: Any, cid: pd.Series, ev: Evidence) -> None:
     """Add ``quic_share_dropped`` on the TCP rows to QUIC-capable servers when the input's QUIC share fell."""
     table = getattr(baseline, "transports_", None)
-    if table is None or len(table) == 0 or len(df) == 0:
-        return
+    if table is None or len(table) == 0 or len(df) == 0 or len(capable_servers(table)) < MIN_SERVERS:
+        return  # before hashing the input's server names: most baselines have no QUIC
     servers = server_keys(df)
     transports = text_column(df, "transport").astype("string").str.lower().fillna("")
     share = quic_share(table, servers, transports, cid.astype("string").reset_index(drop=True))

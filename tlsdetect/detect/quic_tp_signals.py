@@ -20,7 +20,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 
 from tlsdetect.detect.columns import text_column
@@ -61,48 +60,54 @@ def _check(code: str, key: pd.Series, fp: pd.DataFrame, learned: pd.DataFrame, k
     if len(learned) == 0:
         return
     totals = learned.groupby(key_name, observed=True)["count"].sum()
-    armed = totals[totals >= MIN_LEARNED].index
-    frame = pd.DataFrame({"key": key.astype("string").reset_index(drop=True), "fp": fp["quic_tp"],
-                          "form": fp["quic_tp_params"]})
-    ok = frame["key"].notna() & frame["fp"].notna() & frame["key"].isin(armed)
+    kc, kuniq = pd.factorize(key.astype("string").reset_index(drop=True), use_na_sentinel=True)
+    fc, funiq = pd.factorize(fp["quic_tp"], use_na_sentinel=True)
+    ok = (kc >= 0) & (fc >= 0)
     if not ok.any():
         return
-    pairs = pd.MultiIndex.from_frame(frame[["key", "fp"]].astype(object))
-    codes, uniq = pd.factorize(pairs)
-    codes = np.asarray(codes, dtype=np.int64)
-    known = pd.MultiIndex.from_frame(learned[[key_name, "fingerprint"]].astype(object))
-    new_pair: npt.NDArray[np.bool_] = ~np.asarray(pd.MultiIndex.from_tuples(list(uniq)).isin(known), dtype=bool)
-    mask = ok.to_numpy(dtype=bool) & (codes >= 0) & new_pair[np.maximum(codes, 0)]
-    if not mask.any():
+    # (key, fingerprint) pairs as int64 codes: one sort of the rows, then Python per distinct pair only
+    pair = np.where(ok, kc.astype(np.int64) * max(len(funiq), 1) + fc, -1)
+    upair, first_rows, inv = np.unique(pair[ok], return_index=True, return_inverse=True)
+    pair_key = np.asarray(kuniq, dtype=object)[upair // max(len(funiq), 1)]
+    pair_fp = np.asarray(funiq, dtype=object)[upair % max(len(funiq), 1)]
+    armed = set(map(str, totals[totals >= MIN_LEARNED].index))
+    known = set(zip(learned[key_name].astype(str), learned["fingerprint"].astype(str), strict=True))
+    new_pair = np.array([str(k) in armed and (str(k), str(f)) not in known for k, f in zip(pair_key, pair_fp,
+                                                                                           strict=True)], dtype=bool)
+    if not new_pair.any():
         return
+    rows_ok = np.flatnonzero(ok)
+    mask = np.zeros(len(kc), dtype=bool)
+    mask[rows_ok] = new_pair[inv.reshape(-1)]
     top = learned.sort_values("count", ascending=False, kind="stable").drop_duplicates(key_name)
     top_form = dict(zip(top[key_name].astype(str), top["params"].astype(str), strict=True))
     top_fp = {str(k): f"{f} ({c} of {int(totals[k])} connections)"
               for k, f, c in zip(top[key_name], top["fingerprint"], top["count"], strict=True)}
-    # evidence per distinct flagged pair, gathered by code
-    flagged_codes, first_rows = np.unique(codes[mask], return_index=True)
-    expected = np.empty(len(uniq), dtype=object)
-    observed = np.empty(len(uniq), dtype=object)
-    for pair_code, row in zip(flagged_codes.tolist(), np.flatnonzero(mask)[first_rows].tolist(), strict=True):
-        k, f, form = (str(frame[c].iat[row]) for c in ("key", "fp", "form"))
-        expected[pair_code] = f"{top_fp[k]}: {top_form[k]}"
-        observed[pair_code] = f"{f}: {form} ({difference(top_form[k], form)})"
-    safe = np.maximum(codes, 0)
+    forms = fp["quic_tp_params"]
+    expected = np.empty(len(upair) + 1, dtype=object)
+    observed = np.empty(len(upair) + 1, dtype=object)
+    for i in np.flatnonzero(new_pair).tolist():  # evidence per distinct flagged pair
+        k, f, form = str(pair_key[i]), str(pair_fp[i]), str(forms.iat[int(rows_ok[first_rows[i]])])
+        expected[i] = f"{top_fp[k]}: {top_form[k]}"
+        observed[i] = f"{f}: {form} ({difference(top_form[k], form)})"
+    at = np.full(len(kc), len(upair), dtype=np.int64)
+    at[rows_ok] = inv.reshape(-1)
     ev.add(code, mask, f"this QUIC hello's transport parameters match none that {what} sent in the baseline",
-           expected=expected[safe], observed=observed[safe])
+           expected=expected[at], observed=observed[at])
 
 
 def quic_params_signals(df: pd.DataFrame, baseline: Any, cid: pd.Series, family: pd.Series, ev: Evidence) -> None:
     """Add ``quic_params_changed`` and ``quic_params_ua_mismatch`` on QUIC rows whose fingerprint is new."""
-    if len(df) == 0 or "quic_transport_params" not in df.columns:
-        return
+    per_client = getattr(baseline, "quic_params_", None)
+    per_family = getattr(baseline, "quic_param_families_", None)
+    if len(df) == 0 or "quic_transport_params" not in df.columns or not (
+            (per_client is not None and len(per_client)) or (per_family is not None and len(per_family))):
+        return  # nothing learned to compare with: no fingerprint computed
     fp = quic_tp_fingerprints(text_column(df, "quic_transport_params"))
     if fp["quic_tp"].isna().all():
         return
-    per_client = getattr(baseline, "quic_params_", None)
     if per_client is not None:
         _check("quic_params_changed", cid, fp, per_client, "client_id", "this client", ev)
-    per_family = getattr(baseline, "quic_param_families_", None)
     if per_family is not None:
         _check("quic_params_ua_mismatch", family, fp, per_family, "ua_family", "a client of its User-Agent's family",
                ev)
