@@ -76,17 +76,20 @@ def _fingerprint(column_text: str) -> tuple[str | None, str | None]:
 
 
 def quic_tp_fingerprints(params: pd.Series) -> pd.DataFrame:
-    """Per row: ``quic_tp`` (the fingerprint) and ``quic_tp_params`` (its normal form); missing where the
-    column is missing or does not parse. One computation per distinct value."""
+    """Per row: ``quic_tp`` (the fingerprint) and ``quic_tp_params`` (its normal form), as categoricals; missing
+    where the column is missing or does not parse. One computation per distinct value, rows by codes."""
     codes, uniq = pd.factorize(params.astype("string").reset_index(drop=True), use_na_sentinel=True)
-    fps = np.empty(len(uniq) + 1, dtype=object)
-    forms = np.empty(len(uniq) + 1, dtype=object)
+    fps = np.empty(len(uniq), dtype=object)
+    forms = np.empty(len(uniq), dtype=object)
     for i, text in enumerate(uniq):
         fps[i], forms[i] = _fingerprint(str(text))
-    fps[-1] = forms[-1] = None
-    at: npt.NDArray[np.int64] = np.where(codes < 0, len(uniq), codes)
-    return pd.DataFrame({"quic_tp": pd.array(fps[at], dtype="string"),
-                         "quic_tp_params": pd.array(forms[at], dtype="string")})
+    out = {}
+    for name, per_unique in (("quic_tp", fps), ("quic_tp_params", forms)):
+        # Chromium's many wire orders are one fingerprint: categories are the distinct results, not inputs
+        u_codes, cats = pd.factorize(pd.Series(per_unique, dtype=object), use_na_sentinel=True)
+        row_codes: npt.NDArray[np.int64] = np.where(codes < 0, -1, np.append(u_codes, -1)[codes])
+        out[name] = pd.Categorical.from_codes(row_codes, categories=pd.Index(cats, dtype="string"))
+    return pd.DataFrame(out)
 
 
 def _frame(df: pd.DataFrame, key: pd.Series, key_name: str, ts: pd.Series | None) -> pd.DataFrame:
