@@ -111,11 +111,13 @@ Column groups:
   secret does not open it: a key log of another run), ``unsupported_cipher``, ``flight_cut`` (the capture
   ends or has a gap inside the flight), ``malformed_flight``. Not an ``incomplete`` reason: the hellos were
   read whole. The reader counts each (``keylog_<status>``);
-* ``quic_transport_params`` (QUIC rows only): the ids of the client's QUIC transport parameters
-  (ClientHello extension 0x39), in wire order, lowercase hex, comma-separated, each GREASE id
-  (``31 * N + 27``, random per connection) written ``grease``: the QUIC stack's own list, which an
-  interception product that terminates QUIC replaces with its own. Missing on TCP and DTLS rows
-  and where the source does not say;
+* ``quic_transport_params`` (QUIC rows only): the client's QUIC transport parameters (ClientHello
+  extension 0x39), in wire order, comma-separated, each id in lowercase hex, each GREASE id
+  (``31 * N + 27``, random per connection) written ``grease``; a stack setting's value follows its id
+  (``4=15728640``: windows, limits, timeouts, UDP payload size; ``version_information`` as
+  ``11=00000001/6b3343cf``): the QUIC stack's own list, which an interception product that terminates
+  QUIC replaces with its own (:mod:`tlsdetect.wire.quic_tp`). Missing on TCP and DTLS rows and where
+  the source does not say;
 * later stages' columns (``user_agent``, ``client_id``) exist from the start so all sources
   share one shape.
 

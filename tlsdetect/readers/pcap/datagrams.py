@@ -35,8 +35,8 @@ from tlsdetect.wire.quic_initial import (
     initial_keys,
     initial_packets,
     open_packet,
-    transport_parameter_ids,
 )
+from tlsdetect.wire.quic_tp import transport_parameters
 from tlsdetect.wire.tls import (
     HANDSHAKE_CERTIFICATE,
     HANDSHAKE_CLIENT_HELLO,
@@ -295,7 +295,7 @@ class Datagrams:
                 hello = parse_client_hello(body, dtls=dtls)
                 view.client_hellos.append(hello)
                 if not dtls and flow.params is None:
-                    flow.params = transport_parameter_ids(body)
+                    flow.params = transport_parameters(body)
             elif msg_type == HANDSHAKE_SERVER_HELLO:
                 view.server_hellos.append(parse_server_hello(body))
             elif msg_type == HANDSHAKE_CERTIFICATE and dtls and not view.certificates:
