@@ -18,6 +18,9 @@ sink acknowledged (delivered, or spooled on disk for a sink that is down), once 
 disk, in one transaction with the ids of the alerts each sink took (:mod:`tlsdetect.stream.dedupe`). A
 crash between delivery and commit replays that batch: at-least-once; a replay of what a sink took
 before the last commit is not sent to it again.
+
+Size: one module because the batching, the worker pool and the checkpoint's order share the
+streamer's state; the sources, sinks, checkpoint and metrics live in modules of their own.
 """
 
 from __future__ import annotations
