@@ -48,6 +48,7 @@ from tlsdetect.stream.dedupe import DEFAULT_WINDOW, DeliveredIds
 from tlsdetect.stream.fanout import SinkLane
 from tlsdetect.stream.follow import STDIN, Batch, Follower, StdinFollower
 from tlsdetect.stream.isolate import InFlight, isolated
+from tlsdetect.stream.live_capture import LiveCapture
 from tlsdetect.stream.metrics import Metrics
 from tlsdetect.stream.receivers import Receiver
 from tlsdetect.stream.scored import DeadRecord, Scored
@@ -156,7 +157,7 @@ class Streamer:
 
     def __init__(
         self,
-        source: Path | BinaryIO | Receiver,
+        source: Path | BinaryIO | Receiver | LiveCapture,
         processor: Processor,
         sinks: Sequence[AlertSink | Spooled | SinkLane],
         store: CheckpointStore,
@@ -179,8 +180,8 @@ class Streamer:
         self.dead_path = dead_letter
         self.dead = _DeadLetters(dead_letter)
         self.stopping = False
-        self.follower: Follower | StdinFollower | Receiver
-        if isinstance(source, Receiver):  # records pushed to us (Envoy ALS, OTLP): no offsets, no checkpoint
+        self.follower: Follower | StdinFollower | Receiver | LiveCapture
+        if isinstance(source, Receiver | LiveCapture):  # pushed records, a capture: no offsets, no checkpoint
             self.source, self.key = Path(source.file), ""
             self.follower = source
         elif isinstance(source, str | os.PathLike):
