@@ -49,6 +49,11 @@ log = logging.getLogger("tlsdetect.stream.loop")
 PREFIX = "ring"
 #: How long dumpcap may take to open the interface and write its first file.
 START_S = 10.0
+#: A capture quiet this long (wall clock) has its open handshakes settled with what was kept.
+QUIET_NS = 1_000_000_000
+#: A capture whose newest packet is this close to the wall clock is live (its clock is ours): only
+#: then does the wall clock settle handshakes (a pipe replaying an old capture keeps its own clock).
+LIVE_SKEW_NS = 60_000_000_000
 
 
 class LiveCaptureError(ValueError):
@@ -93,6 +98,7 @@ class LiveCapture:
         self._stdin_done = threading.Event()
         self._stop = threading.Event()
         self.error: str | None = None
+        self._settled_at = 0
         if iface == "-":
             self.queue = RingQueue(self.spool, PREFIX, max_files, newest_open=False)
             self._thread = threading.Thread(target=self._read_stdin, args=(stdin, ring_mb << 20, ring_seconds),
@@ -126,7 +132,8 @@ class LiveCapture:
                 return
             time.sleep(0.02)
         self.close()
-        raise LiveCaptureError(f"{self.file}: dumpcap wrote no ring file within {START_S:.0f} s: {self._dumpcap_said()}")
+        said = self._dumpcap_said()
+        raise LiveCaptureError(f"{self.file}: dumpcap wrote no ring file within {START_S:.0f} s: {said}")
 
     def _dumpcap_said(self) -> str:
         self._stderr.seek(0)
@@ -199,7 +206,9 @@ class LiveCapture:
                 self.events.append(f"{self.file}: {path.name} skipped: {exc}")
             finally:
                 path.unlink(missing_ok=True)
-        elif done and not self._finished:
+        elif not done:
+            rows, name = self._settle(), "settled"
+        elif not self._finished:
             self._finished = True
             rows, name = self.engine.finish(), "end"
             self._ended_note()
@@ -211,6 +220,15 @@ class LiveCapture:
         first = self.rows + 1
         self.rows += len(rows)
         return Batch(pickle.dumps(rows, protocol=5), first, f"{self.file}/{name}", self.checkpoint, len(rows))
+
+    def _settle(self) -> pd.DataFrame | None:
+        """Rows of handshakes quiet for :data:`QUIET_NS` on a live clock (at most 4 times a second)."""
+        now = time.time_ns()
+        last = self.engine.last_packet_ns
+        if now - self._settled_at < 250_000_000 or not last or abs(now - last) > LIVE_SKEW_NS:
+            return None
+        self._settled_at = now
+        return self.engine.settle(now, QUIET_NS)
 
     def _ended_note(self) -> None:
         if self._proc is not None and self._proc.returncode not in (0, None) and not self._stop.is_set():

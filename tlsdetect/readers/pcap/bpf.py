@@ -34,8 +34,8 @@ from __future__ import annotations
 
 __all__ = ["RECORD_TYPES", "capture_filter"]
 
-#: TLS record types whose start in a segment keeps it: alert, handshake.
-RECORD_TYPES = (0x15, 0x16)
+#: TLS record types whose start in a segment keeps it: change_cipher_spec, alert, handshake.
+RECORD_TYPES = (0x14, 0x15, 0x16)
 #: QUIC versions kept: v1 (RFC 9000), v2 (RFC 9369); drafts are 0xff0000xx.
 _QUIC_V1, _QUIC_V2, _QUIC_DRAFT = 0x00000001, 0x6B3343CF, 0xFF00
 

@@ -6,6 +6,12 @@ traffic at arbitrary points, so a handshake may begin in one ring file and end i
 (the fast lane's carry, :mod:`.carry`, and the reassembling lane's open connections), so such a
 connection gives the one row it gives when the files are read as one. Each :meth:`feed` returns
 the connections settled so far; :meth:`finish` the rest, when the capture ends.
+
+A file read alone waits for capture time to settle a handshake (the fast lane decides only the
+connections quiet over the window's last packets, the carry and the slow lane wait seconds of
+capture time). A live capture's clock is the wall clock, and a quiet interface adds no packets
+to move it, so :meth:`settle` ends, by the wall clock, the handshakes quiet for ``quiet_ns``:
+what a capture filter kept of them is all there will be.
 """
 
 from __future__ import annotations
@@ -38,6 +44,27 @@ class RollingEngine:
         self.read.merge(reader.stats)
         self.read.files += 1
         return self.engine.drain()
+
+    def settle(self, now_ns: int, quiet_ns: int) -> pd.DataFrame:
+        """Rows of the handshakes with no packet for ``quiet_ns`` before ``now_ns`` (capture clock).
+
+        The carried ones go to the reassembling lane (as at the end of a capture), whose
+        connections quiet that long are finished with what they have."""
+        eng = self.engine
+        st = eng.state
+        if now_ns - st.now < quiet_ns:
+            return eng.drain()
+        if len(eng.carry):
+            eng.flush()
+        st.now = max(st.now, now_ns)
+        for cid in [cid for cid, t in st.touched.items() if st.now - t >= quiet_ns]:
+            eng._finish(st.conns[cid])
+        return eng.drain()
+
+    @property
+    def last_packet_ns(self) -> int:
+        """Capture time of the newest packet read (0 before any)."""
+        return self.engine.state.now
 
     def finish(self) -> pd.DataFrame:
         """The end of the capture: carried and open handshakes finished as they stand."""
