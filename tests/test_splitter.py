@@ -70,7 +70,7 @@ def test_a_record_cut_by_the_pipe_waits_for_its_rest() -> None:
     (struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1) + struct.pack("<IIII", 0, 0, 1 << 30, 4),
      "a record of 1073741824 bytes at stream byte 24"),
     (struct.pack(">I", 0x0A0D0D0A) + struct.pack("<I", 28) + b"\x4d\x3c\x2b\x1a" + bytes(16)
-     + struct.pack("<II", 6, 13), "a block of 13 bytes"),
+     + struct.pack("<III", 6, 13, 0), "a block of 13 bytes at stream byte 28"),
 ])  # fmt: skip
 def test_damage_is_one_clear_error(data: bytes, words: str) -> None:
     with pytest.raises(CaptureError, match=words):
