@@ -188,7 +188,7 @@ def stream(
     src: BinaryIO | Path | Receiver | LiveCapture
     try:
         if iface is not None:
-            src = LiveCapture(iface, state / "capture", metrics=metrics, max_files=ring_files, ring_mb=ring_mb,
+            src = LiveCapture(iface, state / "capture", metrics=metrics, max_files=ring_files, ring_bytes=ring_mb << 20,
                               ring_seconds=ring_seconds, bpf=capture_filter,
                               stdin=sys.stdin.buffer if iface == "-" else None)  # fmt: skip
         else:

@@ -76,7 +76,7 @@ class LiveCapture:
     live = True
 
     def __init__(
-        self, iface: str, spool: Path, *, metrics: Metrics | None = None, max_files: int = 64, ring_mb: int = 16,
+        self, iface: str, spool: Path, *, metrics: Metrics | None = None, max_files: int = 64, ring_bytes: int = 16 << 20,
         ring_seconds: int = 1, bpf: str | None = None, window: int = WINDOW, stdin: BinaryIO | None = None,
         dumpcap: str = "dumpcap",
     ) -> None:  # fmt: skip
@@ -101,23 +101,23 @@ class LiveCapture:
         self._settled_at = 0
         if iface == "-":
             self.queue = RingQueue(self.spool, PREFIX, max_files, newest_open=False)
-            self._thread = threading.Thread(target=self._read_stdin, args=(stdin, ring_mb << 20, ring_seconds),
+            self._thread = threading.Thread(target=self._read_stdin, args=(stdin, ring_bytes, ring_seconds),
                                             daemon=True, name="pcap-stdin")  # fmt: skip
             self._thread.start()
         else:
             self.queue = RingQueue(self.spool, PREFIX, max_files, newest_open=True)
-            self.command = self._dumpcap_command(dumpcap, max_files, ring_mb, ring_seconds, bpf)
+            self.command = self._dumpcap_command(dumpcap, max_files, ring_bytes, ring_seconds, bpf)
             self._start_dumpcap()
 
     # -- producers
-    def _dumpcap_command(self, dumpcap: str, max_files: int, ring_mb: int, ring_seconds: int,
+    def _dumpcap_command(self, dumpcap: str, max_files: int, ring_bytes: int, ring_seconds: int,
                          bpf: str | None) -> list[str]:  # fmt: skip
         exe = shutil.which(dumpcap)
         if exe is None:
             raise LiveCaptureError(f"{self.file}: {dumpcap} not found (Debian: apt-get install tshark, which has it)")
         # files: a disk ceiling of dumpcap's own, above ours: what it deletes shows as a gap and is counted
         return [exe, "-q", "-n", "-i", self.iface, "-f", capture_filter() if bpf is None else bpf,
-                "-w", str(self.spool / f"{PREFIX}.pcapng"), "-b", f"filesize:{ring_mb * 1024}",
+                "-w", str(self.spool / f"{PREFIX}.pcapng"), "-b", f"filesize:{max(1, ring_bytes // 1024)}",
                 "-b", f"duration:{max(1, ring_seconds)}", "-b", f"files:{max_files + 8}"]  # fmt: skip
 
     def _start_dumpcap(self) -> None:
