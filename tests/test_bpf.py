@@ -44,7 +44,8 @@ def test_tcpdump_compiles_it_to_bpf() -> None:
 
 @pytest.mark.skipif(shutil.which("dumpcap") is None, reason="dumpcap is not installed")
 def test_dumpcap_compiles_it_for_loopback() -> None:
-    got = subprocess.run(["dumpcap", "-i", "lo", "-d", "-f", capture_filter()], capture_output=True, text=True)
+    got = subprocess.run(["dumpcap", "-i", "lo", "-d", "-f", capture_filter()], capture_output=True, text=True,
+                         check=False)
     assert got.returncode == 0, got.stderr
     assert "ret" in got.stdout
 
@@ -71,4 +72,5 @@ def test_it_drops_the_second_segment_of_a_split_client_hello(tmp_path: Path) -> 
     kept, _ = read_pcap(_filtered(src, tmp_path / "f.pcap"))
     whole, _ = read_pcap(src)
     assert whole["ja4"].notna().all()
-    assert kept["ja4"].isna().all() and len(kept) == len(whole)
+    assert kept["ja4"].isna().all()
+    assert len(kept) == len(whole)

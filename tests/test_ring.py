@@ -18,12 +18,14 @@ def test_the_newest_file_is_left_to_dumpcap_until_it_stops(tmp_path: Path) -> No
     (tmp_path / "ring_00004_1.pcap.part").write_bytes(b"x")  # half written: not a ring file yet
     q = RingQueue(tmp_path, "ring")
     first = q.take(producer_done=False)
-    assert first is not None and first.name.startswith("ring_00001_")
+    assert first is not None
+    assert first.name.startswith("ring_00001_")
     first.unlink()
     assert q.take(producer_done=False) is None
     last = q.take(producer_done=True)
-    assert last is not None and last.name.startswith("ring_00002_")
-    assert q.taken == 2 and q.dropped_files == 0
+    assert last is not None
+    assert last.name.startswith("ring_00002_")
+    assert (q.taken, q.dropped_files) == (2, 0)
 
 
 def test_over_the_bound_the_oldest_are_deleted_and_counted(tmp_path: Path) -> None:
@@ -31,7 +33,8 @@ def test_over_the_bound_the_oldest_are_deleted_and_counted(tmp_path: Path) -> No
     q = RingQueue(tmp_path, "ring", max_files=2)
     assert q.queued_bytes() == 600
     got = q.take(producer_done=False)  # finished: 1..5; 2 may wait; 1, 2, 3 dropped
-    assert got is not None and got.name.startswith("ring_00004_")
+    assert got is not None
+    assert got.name.startswith("ring_00004_")
     assert (q.dropped_files, q.dropped_bytes, q.missing_files) == (3, 300, 0)
     assert sorted(p.name[:10] for p in tmp_path.iterdir()) == ["ring_00004", "ring_00005", "ring_00006"]
 
@@ -43,4 +46,4 @@ def test_gaps_in_the_numbering_are_counted_missing(tmp_path: Path) -> None:
         p = q.take(producer_done=False)
         assert p is not None
         p.unlink()
-    assert q.missing_files == 2 and q.taken == 2
+    assert (q.missing_files, q.taken) == (2, 2)

@@ -51,8 +51,9 @@ PREFIX = "ring"
 START_S = 10.0
 #: A capture quiet this long (wall clock) has its open handshakes settled with what was kept.
 QUIET_NS = 1_000_000_000
-#: A capture whose newest packet is this close to the wall clock is live (its clock is ours): only
-#: then does the wall clock settle handshakes (a pipe replaying an old capture keeps its own clock).
+#: A pipe whose packets were this close to the wall clock when read is live (its clock is ours):
+#: only then does the wall clock settle its handshakes (a pipe replaying an old capture keeps its
+#: own clock). An interface is always live, however far behind scoring is.
 LIVE_SKEW_NS = 60_000_000_000
 
 
@@ -76,9 +77,9 @@ class LiveCapture:
     live = True
 
     def __init__(
-        self, iface: str, spool: Path, *, metrics: Metrics | None = None, max_files: int = 64, ring_bytes: int = 16 << 20,
-        ring_seconds: int = 1, bpf: str | None = None, window: int = WINDOW, stdin: BinaryIO | None = None,
-        dumpcap: str = "dumpcap",
+        self, iface: str, spool: Path, *, metrics: Metrics | None = None, max_files: int = 64,
+        ring_bytes: int = 16 << 20, ring_seconds: int = 1, bpf: str | None = None, window: int = WINDOW,
+        stdin: BinaryIO | None = None, dumpcap: str = "dumpcap",
     ) -> None:  # fmt: skip
         self.iface = iface
         self.file = f"pcap:{iface}"
@@ -99,6 +100,7 @@ class LiveCapture:
         self._stop = threading.Event()
         self.error: str | None = None
         self._settled_at = 0
+        self._live = iface != "-"  # a pipe: once its packets are seen to be fresh
         if iface == "-":
             self.queue = RingQueue(self.spool, PREFIX, max_files, newest_open=False)
             self._thread = threading.Thread(target=self._read_stdin, args=(stdin, ring_bytes, ring_seconds),
@@ -201,6 +203,7 @@ class LiveCapture:
             name = path.name
             try:
                 rows = self.engine.feed(path)
+                self._live = self._live or abs(time.time_ns() - self.engine.last_packet_ns) < LIVE_SKEW_NS
             except (CaptureError, OSError) as exc:  # a file dumpcap left unreadable: skipped, counted, said
                 self.metrics.capture["unreadable_files"] = self.metrics.capture.get("unreadable_files", 0) + 1
                 self.events.append(f"{self.file}: {path.name} skipped: {exc}")
@@ -224,8 +227,7 @@ class LiveCapture:
     def _settle(self) -> pd.DataFrame | None:
         """Rows of handshakes quiet for :data:`QUIET_NS` on a live clock (at most 4 times a second)."""
         now = time.time_ns()
-        last = self.engine.last_packet_ns
-        if now - self._settled_at < 250_000_000 or not last or abs(now - last) > LIVE_SKEW_NS:
+        if now - self._settled_at < 250_000_000 or not self.engine.last_packet_ns or not self._live:
             return None
         self._settled_at = now
         return self.engine.settle(now, QUIET_NS)

@@ -33,9 +33,9 @@ class RowsProcessor(Processor):
         try:
             df = enrich(rows)
             alerts = alerts_of(score(df, self.baseline, policies=self.policies), file) if len(df) else []
+            ts = df["ts"].max() if len(df) else None
+            newest = None if ts is None or pd.isna(ts) else float(ts.timestamp())
         except Exception as exc:  # a bug must not stop the capture: the batch is counted as lost, loudly
             log.exception("scoring failed for %s rows %d..: %d rows not scored", file, first_line, len(rows))
             return Scored([], 0, 0, [], None, {f"internal_error: {type(exc).__name__}": len(rows)})
-        ts = df["ts"].max() if len(df) else None
-        newest = None if ts is None or pd.isna(ts) else float(ts.timestamp())
         return Scored(alerts, len(df), len(df), [], newest, ledger_events([], df))
