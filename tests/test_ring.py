@@ -47,3 +47,13 @@ def test_gaps_in_the_numbering_are_counted_missing(tmp_path: Path) -> None:
         assert p is not None
         p.unlink()
     assert (q.missing_files, q.taken) == (2, 2)
+
+
+def test_the_byte_bound_drops_the_oldest_first(tmp_path: Path) -> None:
+    _write(tmp_path, 1, 2, 3, size=100)
+    _write(tmp_path, 4, size=10)
+    q = RingQueue(tmp_path, "ring", max_bytes=150, newest_open=False)
+    got = q.take(producer_done=False)  # 310 bytes waiting: 1 and 2 go, 3 + 4 = 110 fit
+    assert got is not None
+    assert got.name.startswith("ring_00003_")
+    assert (q.dropped_files, q.dropped_bytes) == (2, 200)

@@ -96,7 +96,7 @@ def source_path(spec: str, is_file: Callable[[str], bool] = os.path.isfile) -> s
 @click.option("--ring-mb", default=16, show_default=True, type=click.IntRange(min=1),
               help="pcap sources: a ring file (a batch) closes at this size ...")
 @click.option("--ring-seconds", default=1, show_default=True, type=click.IntRange(min=1), help="... or this age.")
-@click.option("--ring-files", default=64, show_default=True, type=click.IntRange(min=1),
+@click.option("--ring-queue-mb", default=1024, show_default=True, type=click.IntRange(min=1),
               help="pcap sources: finished ring files kept waiting on disk; past it the oldest are dropped, counted.")
 @policy_options
 def stream(
@@ -105,7 +105,7 @@ def stream(
     metrics_host: str, batch_lines: int, batch_ms: int, spool_max_mb: int, workers: int, recover: str | None,
     when_full: str, sink_buffer: int, dedupe_window: int, pins: tuple[str, ...] = (),
     issuer_policy: tuple[str, ...] = (), capture_filter: str | None = None, ring_mb: int = 16,
-    ring_seconds: int = 1, ring_files: int = 64,
+    ring_seconds: int = 1, ring_queue_mb: int = 1024,
 ) -> None:  # fmt: skip
     """Follow an Envoy access log (or receive the records Envoy pushes), score every line, send alerts to sinks.
 
@@ -188,8 +188,8 @@ def stream(
     src: BinaryIO | Path | Receiver | LiveCapture
     try:
         if iface is not None:
-            src = LiveCapture(iface, state / "capture", metrics=metrics, max_files=ring_files, ring_bytes=ring_mb << 20,
-                              ring_seconds=ring_seconds, bpf=capture_filter,
+            src = LiveCapture(iface, state / "capture", metrics=metrics, max_bytes=ring_queue_mb << 20,
+                              ring_bytes=ring_mb << 20, ring_seconds=ring_seconds, bpf=capture_filter,
                               stdin=sys.stdin.buffer if iface == "-" else None)  # fmt: skip
         else:
             src = Receiver(source) if pushed else sys.stdin.buffer if stdin else Path(path)

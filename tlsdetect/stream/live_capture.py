@@ -77,7 +77,8 @@ class LiveCapture:
     live = True
 
     def __init__(
-        self, iface: str, spool: Path, *, metrics: Metrics | None = None, max_files: int = 64,
+        self, iface: str, spool: Path, *, metrics: Metrics | None = None, max_files: int = 3600,
+        max_bytes: int = 1 << 30,
         ring_bytes: int = 16 << 20, ring_seconds: int = 1, bpf: str | None = None, window: int = WINDOW,
         stdin: BinaryIO | None = None, dumpcap: str = "dumpcap",
     ) -> None:  # fmt: skip
@@ -102,12 +103,12 @@ class LiveCapture:
         self._settled_at = 0
         self._live = iface != "-"  # a pipe: once its packets are seen to be fresh
         if iface == "-":
-            self.queue = RingQueue(self.spool, PREFIX, max_files, newest_open=False)
+            self.queue = RingQueue(self.spool, PREFIX, max_files, max_bytes, newest_open=False)
             self._thread = threading.Thread(target=self._read_stdin, args=(stdin, ring_bytes, ring_seconds),
                                             daemon=True, name="pcap-stdin")  # fmt: skip
             self._thread.start()
         else:
-            self.queue = RingQueue(self.spool, PREFIX, max_files, newest_open=True)
+            self.queue = RingQueue(self.spool, PREFIX, max_files, max_bytes, newest_open=True)
             self.command = self._dumpcap_command(dumpcap, max_files, ring_bytes, ring_seconds, bpf)
             self._start_dumpcap()
 

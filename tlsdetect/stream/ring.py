@@ -4,7 +4,8 @@
 reader (``pcap:-``) writes its windows in the same pattern. A file is finished once a later one
 exists (dumpcap writes only the newest) or its producer has stopped. :class:`RingQueue` hands
 finished files out oldest first. When scoring falls behind, finished files wait on disk up to
-``max_files``; past that the oldest are deleted unread and counted (``dropped_files``,
+``max_bytes`` (and ``max_files``: a quiet interface still closes a file a second); past that the
+oldest are deleted unread and counted (``dropped_files``,
 ``dropped_bytes``), and so are files missing from the numbering (dumpcap's own ``files:`` bound
 deleted them first: ``missing_files``). Nothing is lost without a count.
 """
@@ -17,6 +18,13 @@ from pathlib import Path
 
 __all__ = ["RingQueue", "ring_name"]
 
+
+def _size(p: Path) -> int:
+    try:
+        return p.stat().st_size
+    except FileNotFoundError:
+        return 0
+
 _NAME = re.compile(r"_(\d{5,})_(\d+)\.(pcapng|pcap)$")
 
 
@@ -27,11 +35,13 @@ def ring_name(prefix: str, number: int, stamp: str = "0", ext: str = "pcap") -> 
 
 @dataclass
 class RingQueue:
-    """Finished ring files of ``prefix`` in ``directory``, oldest first, at most ``max_files`` waiting."""
+    """Finished ring files of ``prefix`` in ``directory``, oldest first, at most ``max_bytes`` and
+    ``max_files`` of them waiting."""
 
     directory: Path
     prefix: str
-    max_files: int = 64
+    max_files: int = 3600
+    max_bytes: int = 1 << 30
     #: True when the newest file may still be written (dumpcap); False when files appear whole (renamed in).
     newest_open: bool = True
     dropped_files: int = 0
@@ -53,10 +63,15 @@ class RingQueue:
         """The finished files not yet handed out, after dropping (and deleting) the oldest over the bound."""
         found = [(n, p) for n, p in self.files() if n > self._last]
         done = found if producer_done or not self.newest_open else found[:-1]
-        over = len(done) - self.max_files
-        for n, p in done[:max(0, over)]:
+        sizes = [_size(p) for _, p in done]
+        over, total = max(0, len(done) - self.max_files), sum(sizes)
+        total -= sum(sizes[:over])
+        while over < len(done) and total > self.max_bytes:
+            total -= sizes[over]
+            over += 1
+        for n, p in done[:over]:
             self._drop(n, p)
-        return done[max(0, over):]
+        return done[over:]
 
     def take(self, *, producer_done: bool) -> Path | None:
         """The oldest finished file (the caller deletes it once read), or None."""
