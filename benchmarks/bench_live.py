@@ -59,7 +59,7 @@ def offline(pcap: Path) -> dict[str, float]:
     return {"rows": rows, "seconds": dt, "hellos_per_s": rows / dt, "load": float(load())}
 
 
-def inner(pcap: Path, out: Path, pps: int | None) -> None:
+def inner(pcap: Path, out: Path, pps: int | None, quiet_s: float = 3.0) -> None:
     """In the namespace: capture lo, replay, score as batches close; write the numbers to ``out``."""
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     spool = Path(tempfile.mkdtemp(prefix="bench-live-"))
@@ -86,7 +86,7 @@ def inner(pcap: Path, out: Path, pps: int | None) -> None:
             replay_s = time.time() - t0
         if replay_s is not None:
             quiet_since = quiet_since or time.time()
-            if time.time() - quiet_since > 3:  # nothing more for 3 s after the replay: the capture has it all
+            if time.time() - quiet_since > quiet_s:  # nothing more for quiet_s after the replay: all in
                 break
         time.sleep(0.01)
     said = replay.stdout.read().decode() if replay.stdout else ""
@@ -99,9 +99,9 @@ def inner(pcap: Path, out: Path, pps: int | None) -> None:
     }))  # fmt: skip
 
 
-def live_run(pcap: Path, pps: int | None) -> dict[str, object]:
+def live_run(pcap: Path, pps: int | None, quiet_s: float = 3.0) -> dict[str, object]:
     out = Path(tempfile.mktemp(suffix=".json"))
-    cmd = ["unshare", "-n", sys.executable, __file__, "--inner", str(pcap), "--out", str(out)]
+    cmd = ["unshare", "-n", sys.executable, __file__, "--inner", str(pcap), "--out", str(out), "--quiet-s", str(quiet_s)]
     if pps is not None:
         cmd += ["--pps", str(pps)]
     subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -116,11 +116,13 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--pps", type=int, help="replay at this many packets/s (default: tcpreplay --topspeed)")
     p.add_argument("--pcap", type=Path, help="an existing capture (default: built with make_big_pcap.py)")
+    p.add_argument("--quiet-s", type=float, default=3.0, help="the live run ends this long after its last row")
+    p.add_argument("--live-only", action="store_true", help="no offline peer (a diagnosis run, not a result)")
     p.add_argument("--inner", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.inner is not None:
-        inner(a.inner, a.out, a.pps)
+        inner(a.inner, a.out, a.pps, a.quiet_s)
         return
     pcap = a.pcap
     if pcap is None:
@@ -132,8 +134,10 @@ def main() -> None:
                             "--quiet"], check=True)  # fmt: skip
     runs: dict[str, list[dict[str, object]]] = {"live": [], "offline": []}
     for r in range(a.rounds):  # round robin: live, offline, live, offline, ...
-        runs["live"].append(live_run(pcap, a.pps))
+        runs["live"].append(live_run(pcap, a.pps, a.quiet_s))
         print(f"round {r + 1} live    {json.dumps(runs['live'][-1])}", flush=True)
+        if a.live_only:
+            return
         runs["offline"].append(offline(pcap))
         print(f"round {r + 1} offline {json.dumps(runs['offline'][-1])}", flush=True)
     best_live = max(runs["live"], key=lambda x: float(x["hellos_per_s"]))  # type: ignore[arg-type]
