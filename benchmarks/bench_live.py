@@ -101,7 +101,8 @@ def inner(pcap: Path, out: Path, pps: int | None, quiet_s: float = 3.0) -> None:
 
 def live_run(pcap: Path, pps: int | None, quiet_s: float = 3.0) -> dict[str, object]:
     out = Path(tempfile.mktemp(suffix=".json"))
-    cmd = ["unshare", "-n", sys.executable, __file__, "--inner", str(pcap), "--out", str(out), "--quiet-s", str(quiet_s)]
+    cmd = ["unshare", "-n", sys.executable, __file__, "--inner", str(pcap), "--out", str(out),
+           "--quiet-s", str(quiet_s)]
     if pps is not None:
         cmd += ["--pps", str(pps)]
     subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
