@@ -75,6 +75,8 @@ class LiveCapture:
     """Ring files from dumpcap (or windows of standard input) -> one engine -> a batch of rows per file."""
 
     live = True
+    #: No offsets, no checkpoint (the stream's Source interface: "" commits nothing).
+    key = ""
 
     def __init__(
         self, iface: str, spool: Path, *, metrics: Metrics | None = None, max_files: int = 3600,

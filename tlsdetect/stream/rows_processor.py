@@ -12,6 +12,7 @@ import logging
 import pickle
 
 import pandas as pd
+import pyarrow as pa
 
 from tlsdetect.detect.scoring import score
 from tlsdetect.fingerprint import enrich
@@ -27,7 +28,9 @@ log = logging.getLogger("tlsdetect.stream.loop")
 class RowsProcessor(Processor):
     """Enrich + score a pickled table of rows (picklable, like :class:`Processor`)."""
 
-    def __call__(self, data: bytes, first_line: int, file: str) -> Scored:
+    def __call__(self, data: bytes, first_line: int, file: str, records: pa.Table | None = None) -> Scored:
+        """``records`` (a receiver's decoded records) never comes from a capture: the rows are in ``data``."""
+        del records
         rows = pickle.loads(data)  # our own engine's table, pickled by this program
         assert isinstance(rows, pd.DataFrame)
         try:
