@@ -19,6 +19,11 @@ ls /usr/lib/*/rsyslog/lmnsd_gtls.so >/dev/null 2>&1 || missing+=(rsyslog-gnutls)
 command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || missing+=(iptables)
 command -v sslsplit >/dev/null 2>&1 || missing+=(sslsplit)
 command -v gnutls-cli >/dev/null 2>&1 && command -v gnutls-serv >/dev/null 2>&1 || missing+=(gnutls-bin)
+# tcpdump and tcpreplay: the live capture's tests compile its BPF and filter the reference captures
+# with tcpdump, and replay a capture at top speed onto lo in a network namespace with tcpreplay
+# (dumpcap, the capture process of --source pcap:IFACE, comes with tshark).
+command -v tcpdump >/dev/null 2>&1 || [ -x /usr/bin/tcpdump ] || missing+=(tcpdump)
+command -v tcpreplay >/dev/null 2>&1 || missing+=(tcpreplay)
 # gcc and the Python headers: the compiled capture core (tlsdetect/readers/pcap/_ccore.c) is built at
 # install; without them the install still succeeds and the numpy core runs (slower).
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)

@@ -49,6 +49,8 @@ class Metrics:
     weird: dict[str, int] = field(default_factory=dict)
     #: records that did not become rows, by reason (a dead letter's reason up to its first colon)
     skipped: dict[str, int] = field(default_factory=dict)
+    #: a live capture's counts by name (:mod:`tlsdetect.stream.live_capture`): ring files read, dropped, missing
+    capture: dict[str, int] = field(default_factory=dict)
 
     def prometheus(self) -> str:
         """The Prometheus text format, as ``/metrics`` serves it."""
@@ -99,6 +101,11 @@ class _Collector:
         for name, n in sorted(m.weird.items()):
             weird.add_metric([name], n)
         yield weird
+        capture = CounterMetricFamily("tlsdetect_stream_capture_total", "Live capture: ring files read, dropped "
+                                      "(scoring fell behind) and missing, bytes dropped, packets.", labels=["name"])
+        for name, n in sorted(m.capture.items()):
+            capture.add_metric([name], n)
+        yield capture
 
         def by_sink(family: Any, values: Mapping[str, int]) -> Any:
             for sink, v in values.items():
