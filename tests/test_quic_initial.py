@@ -114,3 +114,48 @@ def test_any_bytes_give_packets_or_named_skips(data: bytes) -> None:
             reasons.append(skip.reason)
     assert all(reasons)
     assert q.transport_parameter_ids(data) is None or isinstance(q.transport_parameter_ids(data), str)
+
+
+needs_kernel = pytest.mark.skipif(q._quic_crypto is None, reason="the libcrypto kernel _quic_crypto is not built")
+
+
+def _both(datagram: bytes, packet: q.InitialPacket, cid: bytes, server: bool) -> list[tuple[int, bytes] | str]:
+    """:func:`q.open_initial` through the C kernel and through `cryptography`: result or skip reason."""
+    out: list[tuple[int, bytes] | str] = []
+    for native in (True, False):
+        try:
+            out.append(q.open_initial(datagram, packet, cid, server=server, native=native))
+        except q.QuicSkipError as skip:
+            out.append(skip.reason)
+    return out
+
+
+@needs_kernel
+@pytest.mark.parametrize("version", sorted(q.VERSIONS))
+@pytest.mark.parametrize("server", [False, True])
+def test_kernel_opens_what_the_python_path_opens(version: int, server: bool) -> None:
+    cid = bytes(range(1, 19))
+    datagram = q.protect_initial(version, b"\x07" * 8, b"\x09" * 5, 77, [(0, b"a" * 300)], server=server, key_cid=cid)
+    packet = next(iter(q.initial_packets(datagram)))
+    assert isinstance(packet, q.InitialPacket)
+    native, python = _both(datagram, packet, cid, server)
+    assert native == python
+    assert isinstance(native, tuple)
+    assert native[0] == 77
+    assert q.crypto_frames(native[1]) == [(0, b"a" * 300)]
+    assert _both(datagram, packet, cid, not server) == ["decrypt_failed", "decrypt_failed"]  # the other direction
+    assert _both(datagram, packet, cid[:-1], server) == ["decrypt_failed", "decrypt_failed"]
+
+
+@needs_kernel
+@settings(max_examples=hypothesis_examples(300), deadline=None)
+@given(st.integers(0, 10_000), st.integers(0, 255), st.sampled_from(sorted(q.VERSIONS)), st.booleans())
+def test_kernel_and_python_agree_on_damaged_packets(at: int, flip: int, version: int, cut: bool) -> None:
+    """Any one byte changed (or the datagram cut there): both paths give the same plaintext or the same skip."""
+    datagram = bytearray(q.protect_initial(version, DCID, b"\x01\x02", 3, [(0, b"hello" * 40)], pad_to=300))
+    at %= len(datagram)
+    damaged = bytes(datagram[:at]) if cut else bytes(datagram[:at] + bytes([datagram[at] ^ flip]) + datagram[at + 1 :])
+    for packet in q.initial_packets(damaged):
+        if isinstance(packet, q.InitialPacket):
+            native, python = _both(damaged, packet, DCID, False)
+            assert native == python

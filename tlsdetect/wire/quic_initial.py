@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import hmac
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,11 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+try:  # the libcrypto kernel (_quic_crypto.c): optional, like the capture core
+    from tlsdetect.wire import _quic_crypto
+except ImportError:  # not compiled: the `cryptography` path below runs
+    _quic_crypto = None  # type: ignore[assignment]
 
 __all__ = [
     "VERSIONS",
@@ -30,6 +36,7 @@ __all__ = [
     "crypto_frames",
     "initial_keys",
     "initial_packets",
+    "open_initial",
     "open_packet",
     "protect_initial",
     "transport_parameter_ids",
@@ -224,6 +231,33 @@ def open_packet(datagram: bytes, packet: InitialPacket, keys: Keys) -> tuple[int
     except InvalidTag:
         raise QuicSkipError("decrypt_failed") from None
     return pn, plain
+
+
+#: Whether :func:`open_initial` runs the C kernel: built, and not switched off by ``TLSDETECT_NO_CCORE``
+#: (the capture core's switch: one variable turns every compiled part off).
+_OFF = os.environ.get("TLSDETECT_NO_CCORE", "").strip().lower() in {"1", "true", "yes"}
+NATIVE = _quic_crypto is not None and not _OFF
+
+
+def open_initial(
+    datagram: bytes, packet: InitialPacket, cid: bytes, *, server: bool, native: bool = NATIVE
+) -> tuple[int, bytes]:
+    """:func:`open_packet` with the keys of ``cid`` (a client's first DCID) for one direction, derived here.
+
+    ``native``: the whole step in one C call (libcrypto), else :func:`initial_keys` and
+    :func:`open_packet`; both raise the same :class:`QuicSkipError` on the same input.
+    """
+    if not native:
+        return open_packet(datagram, packet, initial_keys(packet.version, cid, server=server))
+    if packet.pn_offset + 20 > packet.end:
+        raise QuicSkipError("truncated")
+    v = VERSIONS[packet.version]
+    opened = _quic_crypto.open_initial(
+        datagram, packet.start, packet.pn_offset, packet.end, v.salt, v.prefix, cid, server
+    )
+    if opened is None:
+        raise QuicSkipError("decrypt_failed")
+    return opened
 
 
 def crypto_frames(plain: bytes) -> list[tuple[int, bytes]]:

@@ -32,9 +32,8 @@ from tlsdetect.wire.quic_initial import (
     InitialPacket,
     QuicSkipError,
     crypto_frames,
-    initial_keys,
     initial_packets,
-    open_packet,
+    open_initial,
     transport_parameter_ids,
 )
 from tlsdetect.wire.tls import (
@@ -208,7 +207,7 @@ class Datagrams:
             attempts.append((packet.dcid, False))
         for cid, server in attempts:
             try:
-                _, plain = open_packet(data, packet, initial_keys(packet.version, cid, server=server))
+                _, plain = open_initial(data, packet, cid, server=server)
             except QuicSkipError:
                 continue
             try:
