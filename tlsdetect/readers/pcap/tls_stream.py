@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import socket
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -257,8 +258,10 @@ def chain_json(chain: tuple[CertInfo, ...]) -> str:
 
 
 def _ip(hi: int, lo: int) -> str:
+    """An endpoint's address as text; IPv4 through ``inet_ntoa`` (the same dotted quad as
+    ``ipaddress``, ~10x cheaper: two per row, and a QUIC row costs little else)."""
     if hi == 0 and (lo >> 32) == 0xFFFF:
-        return str(ipaddress.IPv4Address(lo & 0xFFFFFFFF))
+        return socket.inet_ntoa((lo & 0xFFFFFFFF).to_bytes(4, "big"))
     return str(ipaddress.IPv6Address((hi << 64) | lo))
 
 
