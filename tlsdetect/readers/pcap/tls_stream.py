@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import socket
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -258,8 +257,8 @@ def chain_json(chain: tuple[CertInfo, ...]) -> str:
 
 
 def _ip(hi: int, lo: int) -> str:
-    if hi == 0 and (lo >> 32) == 0xFFFF:  # IPv4: inet_ntoa spells it as ipaddress does, ~10x cheaper
-        return socket.inet_ntoa((lo & 0xFFFFFFFF).to_bytes(4, "big"))
+    if hi == 0 and (lo >> 32) == 0xFFFF:  # IPv4: the dotted quad ipaddress spells, ~10x cheaper
+        return f"{(lo >> 24) & 255}.{(lo >> 16) & 255}.{(lo >> 8) & 255}.{lo & 255}"
     return str(ipaddress.IPv6Address((hi << 64) | lo))
 
 
