@@ -29,6 +29,9 @@ command -v tcpreplay >/dev/null 2>&1 || missing+=(tcpreplay)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
     || missing+=(python3-dev)
+# libcrypto's headers: the QUIC Initial kernel (tlsdetect/wire/_quic_crypto.c) links it; without them
+# the `cryptography` path opens QUIC Initials (slower).
+[ -e /usr/include/openssl/evp.h ] || missing+=(libssl-dev)
 if [ ${#missing[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -45,6 +48,7 @@ fi
 .venv/bin/python -m pip install -q -e '.[dev]'
 # Say which capture core this install runs (the C one, or numpy when the compile failed).
 .venv/bin/python -c 'from tlsdetect.readers.pcap import ccore; print("capture core:", ccore.status())'
+.venv/bin/python -c 'from tlsdetect.wire import quic_initial as q; print("QUIC kernel:", "libcrypto" if q.NATIVE else "cryptography")'
 # Bytecode up front: an editable install leaves it to the first import, and environments with
 # PYTHONDONTWRITEBYTECODE never write it, so every command would compile the package again (~55 ms).
 .venv/bin/python -m compileall -q tlsdetect
