@@ -6,7 +6,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tlsdetect.readers.pcap.carry import Carry, choose, keep, lowest_start, merge
+from tlsdetect.readers.pcap import ccore
+from tlsdetect.readers.pcap.carry import Carry, _gather, choose, keep, lowest_start, merge
 from tlsdetect.readers.pcap.fastlane import Segments
 from tlsdetect.readers.pcap.pending import DIRECTION_COST, SEGMENT_COST
 
@@ -102,3 +103,18 @@ def test_keep_without_hellos_keeps_every_packet_of_the_flows_asked(packets: list
     kept, _, count = keep(buf, seg, np.zeros(0, dtype=np.int64), np.array([1, 3], dtype=np.uint64), depth=1)
     assert _payloads(kept.buf, kept.seg) == [p for p in packets if p[0] in (1, 3)]
     assert count.tolist() == [sum(p[0] == k for p in packets) for k in (1, 3)]
+
+
+@SETTINGS
+@given(packets_st, st.data())
+def test_the_c_gather_equals_the_numpy_one(packets: list[tuple[int, int, bytes]], data: st.DataObject) -> None:
+    """The carry's byte gather: the compiled core and numpy (its oracle) give the same bytes."""
+    buf, seg = _window(packets)
+    idx = np.array(sorted(data.draw(st.sets(st.integers(0, max(len(packets) - 1, 0)))) if packets else []),
+                   dtype=np.int64)
+    at, plen = seg.payload[idx], seg.plen[idx]
+    new_at = np.cumsum(plen) - plen
+    expected = b"".join(packets[i][2] for i in idx.tolist())
+    assert _gather(buf, at, plen, new_at, compiled=False).tobytes() == expected
+    if ccore.enabled():
+        assert _gather(buf, at, plen, new_at, compiled=True).tobytes() == expected
