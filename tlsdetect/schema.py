@@ -344,7 +344,9 @@ def read_parquet(path: Any) -> pd.DataFrame:
             data[name] = column.to_pandas()
         del column
         pool.release_unused()
-    return conform(pd.DataFrame(data, index=pd.RangeIndex(source.metadata.num_rows)))
+    # copy=False: the arrays are this call's own; a dict is otherwise copied into 2-D blocks (measured
+    # +0.2 GB RSS per 1M rows)
+    return conform(pd.DataFrame(data, index=pd.RangeIndex(source.metadata.num_rows), copy=False))
 
 
 def _category_from_arrow(column: Any) -> pd.Categorical:
@@ -358,7 +360,7 @@ def _category_from_arrow(column: Any) -> pd.Categorical:
 
 def _conform_by_column(df: pd.DataFrame) -> pd.DataFrame:
     """:func:`conform` one column at a time, then a reorder."""
-    out = df.copy()
+    out = df.copy(deep=False)  # copy-on-write: a cast or new column replaces the input's, never writes into it
     for col, dtype in COLUMNS.items():
         if col not in out.columns:
             out[col] = missing(dtype, out.index)
