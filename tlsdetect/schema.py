@@ -340,13 +340,17 @@ def read_parquet(path: Any) -> pd.DataFrame:
         elif kind == "string" and (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
             data[name] = pd.arrays.ArrowStringArray(pa.chunked_array(column.chunks, type=column.type).cast(
                 pa.large_string()))
-        else:
-            data[name] = column.to_pandas()
+        else:  # Int32 and boolean straight to pandas' masked arrays: no float64/object step and cast after
+            data[name] = column.to_pandas(types_mapper=_NULLABLE_ARROW.get)
         del column
         pool.release_unused()
     # copy=False: the arrays are this call's own; a dict is otherwise copied into 2-D blocks (measured
     # +0.2 GB RSS per 1M rows)
     return conform(pd.DataFrame(data, index=pd.RangeIndex(source.metadata.num_rows), copy=False))
+
+
+#: Arrow types :func:`read_parquet` turns into pandas' masked arrays directly.
+_NULLABLE_ARROW = {pa.int32(): pd.Int32Dtype(), pa.bool_(): pd.BooleanDtype()}
 
 
 def _category_from_arrow(column: Any) -> pd.Categorical:
