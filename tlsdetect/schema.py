@@ -152,14 +152,14 @@ COLUMNS: Mapping[str, str] = {
     "sni": "string",
     "tls_version": "string",
     "alpn": "string",
-    "ja3": "string",
+    "ja3": "category",
     "ja3_full": "category",
-    "ja3n": "string",
-    "ja3s": "string",
+    "ja3n": "category",
+    "ja3s": "category",
     "ja3s_full": "category",
-    "ja4": "string",
+    "ja4": "category",
     "ja4_r": "category",
-    "ja4_o": "string",
+    "ja4_o": "category",
     "ja4_ro": "category",
     "fingerprint_origin": "string",
     "ja3_retry": "string",
@@ -219,7 +219,7 @@ LIST_COLUMNS = tuple(c for c, t in COLUMNS.items() if t == "object")
 CATEGORY_COLUMNS = tuple(c for c, t in COLUMNS.items() if t == "category")
 
 #: The fingerprint texts as long as the hello they spell out, held once per distinct hello.
-HELLO_TEXT_COLUMNS = ("ja3_full", "ja3s_full", "ja4_r", "ja4_ro")
+HELLO_TEXT_COLUMNS = ("ja3", "ja3_full", "ja3n", "ja3s", "ja3s_full", "ja4", "ja4_r", "ja4_o", "ja4_ro")
 
 #: The certificate columns (``server_*``/``peer_*`` categoricals).
 CERT_COLUMNS = tuple(c for c in CATEGORY_COLUMNS if c not in HELLO_TEXT_COLUMNS)
