@@ -41,10 +41,11 @@ Column groups:
   connections, so what a hello determines is stored once per distinct hello. A list column is
   an ``object`` array of tuples in which equal lists are one shared tuple object (8 bytes per
   row; the readers broadcast them so, :mod:`tlsdetect.lists` restores the sharing where lists
-  arrive one per row: :func:`read_parquet`, Spark's ``toPandas``). The long fingerprint texts
-  (:data:`HELLO_TEXT_COLUMNS`: ``ja3_full``, ``ja3s_full``, ``ja4_r``, ``ja4_ro``, as long as the
-  hello) are categoricals with string categories, like the certificate columns below (one code per
-  row); the 32-36 character hashes (``ja3``, ``ja3n``, ``ja3s``, ``ja4``, ``ja4_o``) stay
+  arrive one per row: :func:`read_parquet`, Spark's ``toPandas``). The fingerprint texts
+  (:data:`HELLO_TEXT_COLUMNS`: the long ``ja3_full``, ``ja3s_full``, ``ja4_r``, ``ja4_ro`` and the
+  32-36 character hashes ``ja3``, ``ja3n``, ``ja3s``, ``ja4``, ``ja4_o``) are categoricals with
+  string categories, like the certificate columns below (one code per row: ~40 bytes of text per
+  row and hash become 1-2 bytes); the retry fingerprints (``ja3_retry``, ``ja4_retry``, rare) stay
   ``string``. Parquet keeps the lists as ``list<int32>`` (``list<string>`` for ``ch_alpn``) and the
   categoricals as dictionaries, and :func:`read_parquet` reads them back in this form; JSON lines,
   CSV and the table write the text and the lists as before; Spark sees strings and arrays;
@@ -218,7 +219,7 @@ LIST_COLUMNS = tuple(c for c, t in COLUMNS.items() if t == "object")
 #: columns and the long fingerprint texts (:data:`HELLO_TEXT_COLUMNS`).
 CATEGORY_COLUMNS = tuple(c for c, t in COLUMNS.items() if t == "category")
 
-#: The fingerprint texts as long as the hello they spell out, held once per distinct hello.
+#: The fingerprint texts (spelled-out hellos and their hashes), held once per distinct hello.
 HELLO_TEXT_COLUMNS = ("ja3", "ja3_full", "ja3n", "ja3s", "ja3s_full", "ja4", "ja4_r", "ja4_o", "ja4_ro")
 
 #: The certificate columns (``server_*``/``peer_*`` categoricals).
