@@ -338,6 +338,8 @@ def read_parquet(path: Any) -> pd.DataFrame:
             if not pa.types.is_dictionary(column.type):  # a file written before the column was categorical
                 column = pc.dictionary_encode(column)
             data[name] = _category_from_arrow(column.unify_dictionaries())
+        elif kind == "string" and column.null_count == len(column):  # a column this source never fills
+            data[name] = null_strings(len(column))  # one shared all-null array, not offsets per column
         elif kind == "string" and (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
             data[name] = pd.arrays.ArrowStringArray(pa.chunked_array(column.chunks, type=column.type).cast(
                 pa.large_string()))
