@@ -355,8 +355,11 @@ def add_fingerprints(df: pd.DataFrame) -> pd.DataFrame:
     for i, col in enumerate(client_cols):
         values = [fp[i] if fp is not None else None for fp in per_unique]
         out[col] = _keep_carried(df, col, _per_row(col, values, codes), computed)
-    origin = df["fingerprint_origin"] if "fingerprint_origin" in df.columns else pd.Series(None, index=df.index)
-    out["fingerprint_origin"] = pd.array(np.where(computed, "computed", origin.astype(object)), dtype="string")
+    if computed.all():  # every row had its hello (captures): a constant, without a Python string per row
+        out["fingerprint_origin"] = schema.strings_from_codes(["computed"], np.zeros(len(df), dtype=np.int64))
+    else:
+        origin = df["fingerprint_origin"] if "fingerprint_origin" in df.columns else pd.Series(None, index=df.index)
+        out["fingerprint_origin"] = pd.array(np.where(computed, "computed", origin.astype(object)), dtype="string")
 
     s_codes, s_uniques = _factorize_rows(df, SERVER_INPUT_COLUMNS)
     s_computed = np.array([not _missing(k[0]) for k in s_uniques], dtype=bool)[s_codes]
