@@ -18,7 +18,6 @@ import click
 
 from tlsdetect import __version__
 from tlsdetect.cli import baseline, fingerprint, lookup, pins, score, serve, spark, stream
-from tlsdetect.memory import return_freed_memory
 
 __all__ = ["main"]
 
@@ -28,7 +27,6 @@ __all__ = ["main"]
 @click.option("-v", "--verbose", is_flag=True, help="Log what the readers do.")
 def main(verbose: bool) -> None:
     """Detect TLS interception from ClientHello fingerprints and certificate issuers."""
-    return_freed_memory()  # peak RSS follows live memory (tlsdetect.memory)
     logging.basicConfig(
         level=logging.INFO if verbose else logging.ERROR,
         format="%(levelname)s %(name)s: %(message)s",
