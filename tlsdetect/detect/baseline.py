@@ -122,7 +122,7 @@ def _count_by(frame: pd.DataFrame, keys: list[str], ts: bool = True) -> pd.DataF
 
 def _version_of(df: pd.DataFrame) -> pd.Series:
     """Highest TLS version the client offered, from the JA4 version field (present in every source)."""
-    ja4 = df["ja4"].astype("string") if "ja4" in df.columns else pd.Series(pd.NA, index=df.index, dtype="string")
+    ja4 = schema.as_text(df["ja4"]) if "ja4" in df.columns else pd.Series(pd.NA, index=df.index, dtype="string")
     return ja4.str.slice(1, 3)
 
 
@@ -196,7 +196,8 @@ class Baseline:
             raise ValueError("no connections to learn from")
         frame = pd.DataFrame({"client_id": client_ids(df, self.client_key), "ts": _ts_series(df)})
         usable = frame["client_id"].notna().to_numpy()
-        fps = {k: (df[k].astype("string") if k in df.columns else None) for k in FP_KINDS}
+        # as_text: a categorical fingerprint spelled out by Arrow, not through a Python string per row
+        fps = {k: (schema.as_text(df[k]) if k in df.columns else None) for k in FP_KINDS}
         if not any(v is not None and v.notna().any() for v in fps.values()) and not any(
             c in df.columns and df[c].notna().any() for c, _, _ in ROLES.values()
         ):
