@@ -90,7 +90,7 @@ def run_config(c: Config) -> Run:
 def make_halves(path: Path) -> int:
     """Write ``path.a`` and ``path.b`` (pcap header + the records before / after the cut)."""
     from tlsdetect.readers.pcap.capture import MAX_PACKET, CaptureReader
-    from tlsdetect.readers.pcap.split import confirm, find_boundary
+    from tlsdetect.readers.pcap.record_cut import confirm, find_boundary
 
     fmt = CaptureReader(path).format
     if fmt.kind != "pcap":

@@ -1,4 +1,4 @@
-"""The record-boundary finder of :mod:`tlsdetect.readers.pcap.split`: true boundaries, and guesses it must not trust."""
+"""The record-boundary finder of :mod:`tlsdetect.readers.pcap.record_cut`: true boundaries, and guesses it must not trust."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from tests.craft import hypothesis_examples, pcap_file, pcap_record
 from tlsdetect.readers.pcap.capture import MAX_PACKET
-from tlsdetect.readers.pcap.split import boundary_in, confirm, find_boundary
+from tlsdetect.readers.pcap.record_cut import boundary_in, confirm, find_boundary
 
 
 def _starts(records: list[tuple[int, int, bytes]]) -> list[int]:
