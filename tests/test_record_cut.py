@@ -1,4 +1,5 @@
-"""The record-boundary finder of :mod:`tlsdetect.readers.pcap.record_cut`: true boundaries, and guesses it must not trust."""
+"""The record-boundary finder of :mod:`tlsdetect.readers.pcap.record_cut`: true boundaries, and guesses
+it must not trust."""
 
 from __future__ import annotations
 
