@@ -1,7 +1,8 @@
 """The compiled capture core as an optional extension (pyproject.toml holds everything else).
 
 ``optional=True``: a machine without a C compiler or Python headers installs tlsdetect anyway and
-runs the numpy core (``tlsdetect.readers.pcap.ccore`` says which core runs).
+runs the numpy core (``tlsdetect.readers.pcap.ccore`` says which core runs); likewise without
+libcrypto's headers the QUIC kernel is not built and ``cryptography`` opens the Initials.
 """
 
 from setuptools import Extension, setup
@@ -13,6 +14,15 @@ setup(
             sources=["tlsdetect/readers/pcap/_ccore.c"],
             extra_compile_args=["-O2", "-std=c99", "-Wall", "-Wextra", "-Wno-unused-parameter"],
             optional=True,
-        )
+        ),
+        # QUIC Initial unprotection with libcrypto (Debian: libssl-dev); without it the
+        # `cryptography` path of tlsdetect.wire.quic_initial runs.
+        Extension(
+            "tlsdetect.wire._quic_crypto",
+            sources=["tlsdetect/wire/_quic_crypto.c"],
+            libraries=["crypto"],
+            extra_compile_args=["-O2", "-std=c99", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+            optional=True,
+        ),
     ],
 )

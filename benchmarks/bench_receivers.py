@@ -14,7 +14,7 @@ long-running process, so its start-up is not part of its rate). Messages are bui
 Each line of output is one JSON object (best of ``--rounds``, with the load average); a Markdown summary goes
 to ``benchmarks/results/receivers-<date>.md``.
 
-    .venv/bin/python benchmarks/bench_receivers.py [--records 200000] [--rounds 3]
+    .venv/bin/python benchmarks/bench_receivers.py [--records 200000] [--rounds 3] [--suffix b]
 """
 
 from __future__ import annotations
@@ -176,6 +176,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--records", type=int, default=200_000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--suffix", default="", help="results file receivers-<date>-<suffix>.md (another run)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-receivers-"))
     try:
@@ -187,6 +188,7 @@ def main() -> None:
         records = [json.loads(x) for x in lines]
         messages = {"als": _als_messages(records), "otlp": _otlp_requests(records)}
         best: dict[str, tuple[float, str]] = {}
+        runs: list[str] = []
         for r in range(args.rounds):
             for kind in ("file", "als", "otlp"):
                 load = _load()
@@ -194,19 +196,22 @@ def main() -> None:
                         else run_pushed(work, baseline, kind, messages[kind], args.records))  # fmt: skip
                 print(json.dumps({"round": r + 1, "source": kind, "records": args.records,
                                   "records_per_s": round(rate), "load": load}), flush=True)  # fmt: skip
+                runs.append(f"| {r + 1} | {kind} | {rate:,.0f} | {load} |")
                 if rate > best.get(kind, (0.0, ""))[0]:
                     best[kind] = (rate, load)
         for kind, (rate, load) in best.items():
             print(json.dumps({"best_of": args.rounds, "source": kind, "records_per_s": round(rate), "load": load,
                               "vs_file": round(rate / best["file"][0], 2)}))  # fmt: skip
         day = dt.date.today().isoformat()
-        out = ROOT / "benchmarks" / "results" / f"receivers-{day}.md"
+        out = ROOT / "benchmarks" / "results" / f"receivers-{day}{'-' + args.suffix if args.suffix else ''}.md"
         rows = "\n".join(f"| {k} | {v[0]:,.0f} | {v[0] / best['file'][0]:.2f} | {v[1]} |" for k, v in best.items())
         out.write_text(
             f"# Receivers vs the file follower ({day})\n\n`benchmarks/bench_receivers.py --records {args.records} "
             f"--rounds {args.rounds}`; same run, sources alternating, best of {args.rounds}. `file` includes the "
             "CLI's start-up; the receivers are timed from the first message to the last row scored.\n\n"
-            f"| source | records/s | vs file | load (1 min) at that round |\n| --- | ---: | ---: | --- |\n{rows}\n"
+            f"| source | records/s | vs file | load (1 min) at that round |\n| --- | ---: | ---: | --- |\n{rows}\n\n"
+            f"All rounds:\n\n| round | source | records/s | load (1 min) |\n| ---: | --- | ---: | --- |\n"
+            + "\n".join(runs) + "\n"
         )
         print(f"wrote {out}", file=sys.stderr)
     finally:

@@ -19,11 +19,19 @@ ls /usr/lib/*/rsyslog/lmnsd_gtls.so >/dev/null 2>&1 || missing+=(rsyslog-gnutls)
 command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || missing+=(iptables)
 command -v sslsplit >/dev/null 2>&1 || missing+=(sslsplit)
 command -v gnutls-cli >/dev/null 2>&1 && command -v gnutls-serv >/dev/null 2>&1 || missing+=(gnutls-bin)
+# tcpdump and tcpreplay: the live capture's tests compile its BPF and filter the reference captures
+# with tcpdump, and replay a capture at top speed onto lo in a network namespace with tcpreplay
+# (dumpcap, the capture process of --source pcap:IFACE, comes with tshark).
+command -v tcpdump >/dev/null 2>&1 || [ -x /usr/bin/tcpdump ] || missing+=(tcpdump)
+command -v tcpreplay >/dev/null 2>&1 || missing+=(tcpreplay)
 # gcc and the Python headers: the compiled capture core (tlsdetect/readers/pcap/_ccore.c) is built at
 # install; without them the install still succeeds and the numpy core runs (slower).
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
     || missing+=(python3-dev)
+# libcrypto's headers: the QUIC Initial kernel (tlsdetect/wire/_quic_crypto.c) links it; without them
+# the `cryptography` path opens QUIC Initials (slower).
+[ -e /usr/include/openssl/evp.h ] || missing+=(libssl-dev)
 if [ ${#missing[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -40,6 +48,7 @@ fi
 .venv/bin/python -m pip install -q -e '.[dev]'
 # Say which capture core this install runs (the C one, or numpy when the compile failed).
 .venv/bin/python -c 'from tlsdetect.readers.pcap import ccore; print("capture core:", ccore.status())'
+.venv/bin/python -c 'from tlsdetect.wire import quic_initial as q; print("QUIC kernel:", "libcrypto" if q.NATIVE else "cryptography")'
 # Bytecode up front: an editable install leaves it to the first import, and environments with
 # PYTHONDONTWRITEBYTECODE never write it, so every command would compile the package again (~55 ms).
 .venv/bin/python -m compileall -q tlsdetect

@@ -12,6 +12,7 @@ from functools import cache
 import numpy as np
 import pandas as pd
 
+from tlsdetect import schema
 from tlsdetect.detect.issuers import add_issuer_keys
 from tlsdetect.readers.inputs import Inputs
 
@@ -56,6 +57,15 @@ def later(df: pd.DataFrame, days: int = 30) -> pd.DataFrame:
     return out
 
 
+def _like(col: pd.Series, values: np.ndarray) -> pd.Series:
+    """``values`` in ``col``'s dtype; a categorical (fingerprint, certificate) gains the new values as categories."""
+    if col.dtype == object:
+        return pd.Series(values, index=col.index, dtype=object)
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        return schema.as_category(pd.Series(values, index=col.index).astype("string"))
+    return pd.Series(values, index=col.index).astype(col.dtype)
+
+
 def with_hello_of(df: pd.DataFrame, rows: np.ndarray | list[int], donor: pd.Series) -> pd.DataFrame:
     """Rows ``rows`` now carry ``donor``'s ClientHello (lists and fingerprints): the client changed stack."""
     out = df.copy()
@@ -63,8 +73,7 @@ def with_hello_of(df: pd.DataFrame, rows: np.ndarray | list[int], donor: pd.Seri
         values = out[col].to_numpy(dtype=object, copy=True)
         for r in rows:
             values[r] = donor[col]
-        out[col] = pd.Series(values, index=out.index).astype(out[col].dtype) if out[col].dtype != object \
-            else pd.Series(values, index=out.index, dtype=object)
+        out[col] = _like(out[col], values)
     return out
 
 

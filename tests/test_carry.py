@@ -6,7 +6,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tlsdetect.readers.pcap.carry import Carry, choose, keep, lowest_start, merge
+from tlsdetect.readers.pcap import ccore
+from tlsdetect.readers.pcap.carry import Carry, _gather, choose, held, keep, lowest_start, merge
 from tlsdetect.readers.pcap.fastlane import Segments
 from tlsdetect.readers.pcap.pending import DIRECTION_COST, SEGMENT_COST
 
@@ -102,3 +103,38 @@ def test_keep_without_hellos_keeps_every_packet_of_the_flows_asked(packets: list
     kept, _, count = keep(buf, seg, np.zeros(0, dtype=np.int64), np.array([1, 3], dtype=np.uint64), depth=1)
     assert _payloads(kept.buf, kept.seg) == [p for p in packets if p[0] in (1, 3)]
     assert count.tolist() == [sum(p[0] == k for p in packets) for k in (1, 3)]
+
+
+@SETTINGS
+@given(packets_st, st.data())
+def test_the_c_gather_equals_the_numpy_one(packets: list[tuple[int, int, bytes]], data: st.DataObject) -> None:
+    """The carry's byte gather: the compiled core and numpy (its oracle) give the same bytes."""
+    buf, seg = _window(packets)
+    idx = np.array(sorted(data.draw(st.sets(st.integers(0, max(len(packets) - 1, 0)))) if packets else []),
+                   dtype=np.int64)
+    at, plen = seg.payload[idx], seg.plen[idx]
+    new_at = np.cumsum(plen) - plen
+    expected = b"".join(packets[i][2] for i in idx.tolist())
+    assert _gather(buf, at, plen, new_at, compiled=False).tobytes() == expected
+    if ccore.enabled():
+        assert _gather(buf, at, plen, new_at, compiled=True).tobytes() == expected
+
+
+@SETTINGS
+@given(packets_st, st.data())
+def test_held_counts_what_keep_would_carry(packets: list[tuple[int, int, bytes]], data: st.DataObject) -> None:
+    """``held`` weighs the directions as ``keep`` does, and keeping a subset of directions from the whole
+    window gives the same carry as keeping it from an earlier carry of more directions (the engine did the
+    latter; it now weighs with ``held`` and keeps once)."""
+    buf, seg = _window(packets)
+    start = np.array(sorted(data.draw(st.sets(st.integers(0, max(len(packets) - 1, 0)))) if packets else []),
+                     dtype=np.int64)
+    everyone = np.array([1, 2, 3, 4], dtype=np.uint64)
+    kept, want_held, want_count = keep(buf, seg, start, everyone, depth=1500)
+    got_held, got_count = held(seg, start, everyone, depth=1500)
+    assert (got_held.tolist(), got_count.tolist()) == (want_held.tolist(), want_count.tolist())
+    some = np.array(sorted(data.draw(st.sets(st.sampled_from([1, 2, 3, 4])))), dtype=np.uint64)
+    once, _, _ = keep(buf, seg, start, some, depth=1500)
+    twice, _, _ = keep(kept.buf, kept.seg, np.flatnonzero(kept.start), some, depth=1500)
+    assert _payloads(once.buf, once.seg) == _payloads(twice.buf, twice.seg)
+    assert once.start.tolist() == twice.start.tolist()

@@ -236,3 +236,16 @@ def test_a_mistyped_path_is_one_error_line(case: int, tmp_path: Path, monkeypatc
     assert names in last
     assert list(cwd.iterdir()) == []  # nothing written where the user happened to be
 
+
+
+def test_the_imports_are_kept_out_of_the_collectors_full_passes(tmp_path: Path) -> None:
+    """``fingerprint`` freezes what exists before reading (imports), so the collector skips it."""
+    import gc
+
+    gc.unfreeze()
+    try:
+        code, _, _ = _run("fingerprint", str(SAMPLE), "-f", "jsonl", "-o", str(tmp_path / "out.jsonl"))
+        assert code == 0
+        assert gc.get_freeze_count() > 10_000  # pandas and pyarrow alone are far more
+    finally:
+        gc.unfreeze()

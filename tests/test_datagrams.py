@@ -138,7 +138,7 @@ def test_any_split_and_order_gives_the_same_hello(scattered: tuple[list[bytes], 
     assert (row["client_port"], row["server_port"]) == (CPORT, 443)
     assert row["sh_cipher"] == 0x1301
     assert row["tls_version"] == "TLSv1.3"
-    assert row["quic_transport_params"] == "1,4,grease"
+    assert row["quic_transport_params"] == "1=100,4=16,grease"
     assert row["incomplete"] is None
     assert not any(k.startswith("quic_") for k in stats.skipped), stats.skipped
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 pytest.importorskip("envoy.data.accesslog.v3.accesslog_pb2", reason="xds-protos (pip install tlsdetect[receivers])")
@@ -13,7 +14,8 @@ from envoy.data.accesslog.v3 import accesslog_pb2
 from envoy.service.accesslog.v3 import als_pb2
 
 from tlsdetect.readers.envoy import parse_envoy_lines
-from tlsdetect.readers.envoy.als import address_text, als_records
+from tlsdetect.readers.envoy.als import address_text, als_columns, als_records
+from tlsdetect.readers.envoy.read import parse_envoy_records
 
 
 def _http_message() -> als_pb2.StreamAccessLogsMessage:
@@ -53,14 +55,14 @@ def test_http_entry_maps_to_operator_keys() -> None:
     assert rec["START_TIME"] == "2026-12-07T10:00:01.250Z"
     assert rec["ACCESS_LOG_TYPE"] == "DownstreamEnd"
     assert rec["REQ(:METHOD)"] == "GET"
-    assert rec["RESPONSE_CODE"] == 200
+    assert rec["RESPONSE_CODE"] == "200"  # cells are text, as a JSON log line's are read
     assert rec["DOWNSTREAM_PEER_URI_SAN"] == "spiffe://corp/ns/pay/sa/payments"
 
 
 def test_entry_reads_as_the_same_row_as_a_json_line() -> None:
-    """The ALS record and the JSON line Envoy's file logger would write for it give the same row."""
-    (rec,) = als_records(_http_message())
-    als = parse_envoy_lines(json.dumps(rec).encode() + b"\n", source=Path("als"))
+    """The ALS record (in columns, as the receiver hands it) and the JSON line Envoy's file logger would write
+    for it give the same row."""
+    als = parse_envoy_records(als_columns(_http_message()).table(), source=Path("als"))
     line = {
         "start_time": "2026-12-07T10:00:01.250Z", "downstream_remote_address": "[2001:db8::7]:50123",
         "downstream_local_address": "10.0.0.5:443", "requested_server_name": "api.example",
@@ -78,6 +80,31 @@ def test_entry_reads_as_the_same_row_as_a_json_line() -> None:
         assert str(als[col].iloc[0]) == str(file[col].iloc[0]), col
     assert str(als["client_ip"].iloc[0]) == "2001:db8::7"
     assert str(als["ja3"].iloc[0]) == "0149f47eabf9a20d0893e2a44e5a6323"
+    pd.testing.assert_frame_equal(als, file, check_like=True)
+
+
+def test_many_entries_in_columns_are_the_rows_of_their_lines() -> None:
+    """A message of many entries (mixed kinds of value, repeated ciphers and versions, an unset time, one
+    custom tag) reads as the JSON lines of the same records, row for row."""
+    msg = als_pb2.StreamAccessLogsMessage()
+    for i in range(40):
+        e = msg.http_logs.log_entry.add()
+        c = e.common_properties
+        if i % 7:
+            c.start_time.FromJsonString(f"2026-12-07T10:00:{i:02d}.{i * 3:03d}Z")
+        c.downstream_remote_address.socket_address.address = "2001:db8::1" if i % 2 else f"10.0.0.{i}"
+        c.downstream_remote_address.socket_address.port_value = 40000 + i
+        c.tls_properties.tls_version = (i % 4) + 1
+        c.tls_properties.tls_cipher_suite.value = (0xC02F, 0x1301, 0xFAFA)[i % 3]
+        c.tls_properties.tls_sni_hostname = f"h{i % 5}.example" if i % 5 else ""
+        if i == 13:
+            c.custom_tags["ja4"] = "t13d1516h2_8daaf6152771_b186095e22b6"
+        e.request.request_method = (i % 9) + 1
+    rows = parse_envoy_records(als_columns(msg).table(), source=Path("als"))
+    lines = b"".join(json.dumps(r).encode() + b"\n" for r in als_records(msg))
+    pd.testing.assert_frame_equal(rows, parse_envoy_lines(lines, source=Path("als")), check_like=True)
+    assert rows["ts"].isna().sum() == 6  # i = 0, 7, ... 35: no time, missing
+    assert rows["ja4"].notna().sum() == 1
 
 
 def test_tcp_entries_and_missing_tls() -> None:

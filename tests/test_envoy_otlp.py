@@ -47,7 +47,8 @@ def _request(attrs: dict[str, object], body: str | None = None, ts_ns: int = 0) 
 def test_attributes_are_the_record() -> None:
     req = _request({"ja4": "t13d1516h2_8daaf6152771_b186095e22b6", "response_code": 200, "tls": True})
     (rec,) = otlp_records(req)
-    assert rec == {"ja4": "t13d1516h2_8daaf6152771_b186095e22b6", "response_code": 200, "tls": True}
+    # cells are text, as a JSON log line's cells are read (200 -> "200", true -> "true")
+    assert rec == {"ja4": "t13d1516h2_8daaf6152771_b186095e22b6", "response_code": "200", "tls": "true"}
 
 
 def test_body_json_is_merged_and_attributes_win() -> None:
@@ -62,6 +63,22 @@ def test_body_text_is_not_a_record_and_time_falls_back() -> None:
     assert rec == {"sni": "a", "START_TIME": "2025-12-06T05:46:40.123Z"}
     (with_start,) = otlp_records(_request({"start_time": "2026-01-01T00:00:00.000Z"}, ts_ns=ns))
     assert "START_TIME" not in with_start
+
+
+def test_records_with_different_keys_keep_every_key() -> None:
+    """Each record's own keys, in columns: a key the first record lacks is kept (and an empty string, or a
+    record without attributes, is no value)."""
+    req = _request({"sni": "a"})
+    logs = req.resource_logs[0]
+    holder = getattr(logs, "scope_logs", None) or logs.instrumentation_library_logs
+    records = getattr(holder[0], "log_records", None) or holder[0].logs
+    second = records.add()
+    for key, value in (("ja4", "t13d"), ("sni", ""), ("START_TIME", "")):
+        kv = second.attributes.add()
+        kv.key, kv.value.string_value = key, value
+    second.time_unix_nano = 1_765_000_000_000_000_000
+    records.add()
+    assert otlp_records(req) == [{"sni": "a"}, {"ja4": "t13d", "START_TIME": "2025-12-06T05:46:40.000Z"}, {}]
 
 
 def test_any_value_kinds() -> None:

@@ -24,6 +24,7 @@ from tests.conftest import load_envoy_script
 pytest.importorskip("grpc", reason="pip install tlsdetect[receivers]")
 
 from tlsdetect.readers.envoy import parse_envoy_lines
+from tlsdetect.readers.envoy.read import parse_envoy_records
 from tlsdetect.stream.receivers import Receiver
 
 pytestmark = pytest.mark.slow
@@ -64,7 +65,8 @@ def test_als_rows_equal_the_file_rows(tmp_path: Path, envoy: Any) -> None:
         receiver.close()
     assert receiver.refused == 0
     assert receiver.received == lines.count(b"\n")  # one record per file line, none lost, none doubled
-    pushed = _by_conn(parse_envoy_lines(batch.data, source=Path("als")))
+    assert batch.records is not None  # records in columns, no JSON lines
+    pushed = _by_conn(parse_envoy_records(batch.records, source=Path("als")))
     file = _by_conn(parse_envoy_lines(lines, source=log))
     assert len(pushed) == len(file) >= len(ran)
     for col in ("client_ip", "client_port", "server_ip", "server_port", "sni", "tls_version", "ja3", "peer_subject",

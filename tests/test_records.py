@@ -25,6 +25,7 @@ from tlsdetect.readers.pcap.records import (
     single,
     tls13_flights,
     truncated_places,
+    unique_rows,
     walk_stream,
 )
 
@@ -266,3 +267,15 @@ def test_walks_agree_after_the_last_record_walked() -> None:
         ctype = walk_stream(data, [0], [10], final=True, capped=False, record_max=RECORD_MAX).ctype
         assert mine.ctype.tolist() == ctype
         assert ctype[-1] == NEXT
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 40), st.integers(1, 6), st.data())
+def test_unique_rows_equals_numpys_unique_over_rows(n: int, width: int, data: st.DataObject) -> None:
+    """Same distinct rows in the same order, and the same inverse, as ``np.unique(axis=0)``."""
+    values = data.draw(st.lists(st.integers(-2, 3), min_size=n * width, max_size=n * width))
+    matrix = np.array(values, dtype=np.int64).reshape(n, width)
+    uniq, inverse = unique_rows(matrix)
+    want_uniq, want_inverse = np.unique(matrix, axis=0, return_inverse=True)
+    assert uniq.tolist() == want_uniq.tolist()
+    assert inverse.tolist() == want_inverse.reshape(-1).tolist()

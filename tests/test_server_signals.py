@@ -13,7 +13,7 @@ from tlsdetect.detect.issuers import add_issuer_keys
 from tlsdetect.detect.scoring import score
 from tlsdetect.detect.server_signals import FLIGHT_TOLERANCE, MIN_OBSERVATIONS
 
-from .detect_data import codes, later, population
+from .detect_data import _like, codes, later, population
 from .test_server_profiles import with_flights
 
 SERVER_CODES = {"server_flight_changed", "server_fingerprint_changed", "server_version_changed",
@@ -39,7 +39,7 @@ def _set(df: pd.DataFrame, col: str, rows: list[int] | np.ndarray, value: object
     out = df.copy()
     values = out[col].to_numpy(dtype=object, copy=True)
     values[list(rows)] = value
-    out[col] = pd.Series(values, index=out.index).astype(out[col].dtype)
+    out[col] = _like(out[col], values)
     return out
 
 

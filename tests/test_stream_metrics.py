@@ -36,7 +36,8 @@ def test_names_types_and_labels() -> None:
     """Every metric the README and the end-to-end test name, with its type; sink labels escaped."""
     m = Metrics(lines_read=3, rows=2, alerts=1, dead_letters=1, batches=1, lag_bytes=5, lag_seconds=1.23456,
                 sink_sent={'a"b': 1}, sink_rejected={'a"b': 0}, sink_up={'a"b': 1}, spool_bytes={'a"b': 7},
-                weird={"broken JSON": 2})
+                weird={"broken JSON": 2}, records_in=3, skipped={"bad address": 1},
+                capture={"ring_files_dropped": 3})
     text = m.prometheus()
     types = dict(x.split()[2:4] for x in text.splitlines() if x.startswith("# TYPE"))
     assert types == {
@@ -47,9 +48,13 @@ def test_names_types_and_labels() -> None:
         "tlsdetect_stream_alerts_rejected_total": "counter", "tlsdetect_stream_sink_up": "gauge",
         "tlsdetect_stream_spool_bytes": "gauge", "tlsdetect_stream_alerts_dropped_total": "counter",
         "tlsdetect_stream_sink_held_alerts": "gauge", "tlsdetect_stream_alerts_deduped_total": "counter",
-        "tlsdetect_stream_weird_total": "counter",
+        "tlsdetect_stream_weird_total": "counter", "tlsdetect_stream_records_in_total": "counter",
+        "tlsdetect_stream_skipped_total": "counter", "tlsdetect_stream_capture_total": "counter",
     }  # fmt: skip
+    assert "tlsdetect_stream_records_in_total 3.0" in text
+    assert 'tlsdetect_stream_skipped_total{reason="bad address"} 1.0' in text
     assert 'tlsdetect_stream_weird_total{name="broken JSON"} 2.0' in text
+    assert 'tlsdetect_stream_capture_total{name="ring_files_dropped"} 3.0' in text
     assert "tlsdetect_stream_lag_seconds 1.235" in text
     assert 'tlsdetect_stream_spool_bytes{sink="a\\"b"} 7' in text
     assert "_created" not in text

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import ipaddress
 import itertools
 import random
 import shutil
@@ -24,7 +25,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from tlsdetect.readers.pcap.engine import read_pcap
-from tlsdetect.readers.pcap.tls_stream import conflicting_segments, reassemble, reassemble_runs
+from tlsdetect.readers.pcap.tls_stream import _ip, conflicting_segments, reassemble, reassemble_runs
 
 from .conftest import REFERENCE, expected_ja3, expected_ja4, needs_reference
 from .craft import hypothesis_examples, tcp_conversation
@@ -393,3 +394,10 @@ def test_incomplete_reasons_of_a_direction() -> None:
     conn = Connection(a=Endpoint(0, 1, 1000), b=Endpoint(0, 2, 443), ts_ns=0, views={True: DirectionView()})
     assert conn.incomplete() == "hello_cut"
     assert conn.row()["incomplete"] == "hello_cut"
+
+
+@given(st.integers(0, 2**32 - 1))
+def test_addresses_are_spelled_as_ipaddress_does(v4: int) -> None:
+    """IPv4 (stored IPv4-mapped) through inet_ntoa: the same text as the ipaddress module's."""
+    assert _ip(0, 0xFFFF << 32 | v4) == str(ipaddress.IPv4Address(v4))
+    assert _ip(1, v4) == str(ipaddress.IPv6Address(1 << 64 | v4))

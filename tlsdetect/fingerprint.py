@@ -317,8 +317,19 @@ def _factorize_rows(df: pd.DataFrame, columns: Sequence[str]) -> tuple[np.ndarra
     with ``np.unique``: no Python runs per row.
     """
     cols = [_hashable_column(df[c]) for c in columns]
-    codes = np.column_stack([pd.factorize(c, use_na_sentinel=True)[0] for c in cols])
-    _, first, inverse = np.unique(codes, axis=0, return_index=True, return_inverse=True)
+    per_column = [pd.factorize(c, use_na_sentinel=True)[0] for c in cols]
+    widths = [int(c.max(initial=-1)) + 2 for c in per_column]  # codes -1 .. max, shifted to 0 ..
+    if math.prod(widths) < 1 << 62:
+        # one int64 per row, column 0 most significant: the same order as np.unique(axis=0) of the
+        # stacked codes, without its (rows x columns) copy and row-wise sort (~0.2 GB per 1M rows)
+        combined = np.zeros(len(df), dtype=np.int64)
+        for c, w in zip(per_column, widths, strict=True):
+            combined *= w
+            combined += c
+            combined += 1
+        _, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
+    else:
+        _, first, inverse = np.unique(np.column_stack(per_column), axis=0, return_index=True, return_inverse=True)
     keys = [tuple(c.iloc[i] for c in cols) for i in first.tolist()]
     return inverse.reshape(-1), keys
 
@@ -344,8 +355,11 @@ def add_fingerprints(df: pd.DataFrame) -> pd.DataFrame:
     for i, col in enumerate(client_cols):
         values = [fp[i] if fp is not None else None for fp in per_unique]
         out[col] = _keep_carried(df, col, _per_row(col, values, codes), computed)
-    origin = df["fingerprint_origin"] if "fingerprint_origin" in df.columns else pd.Series(None, index=df.index)
-    out["fingerprint_origin"] = pd.array(np.where(computed, "computed", origin.astype(object)), dtype="string")
+    if computed.all():  # every row had its hello (captures): a constant, without a Python string per row
+        out["fingerprint_origin"] = schema.strings_from_codes(["computed"], np.zeros(len(df), dtype=np.int64))
+    else:
+        origin = df["fingerprint_origin"] if "fingerprint_origin" in df.columns else pd.Series(None, index=df.index)
+        out["fingerprint_origin"] = pd.array(np.where(computed, "computed", origin.astype(object)), dtype="string")
 
     s_codes, s_uniques = _factorize_rows(df, SERVER_INPUT_COLUMNS)
     s_computed = np.array([not _missing(k[0]) for k in s_uniques], dtype=bool)[s_codes]

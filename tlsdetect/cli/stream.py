@@ -51,11 +51,13 @@ def source_path(spec: str, is_file: Callable[[str], bool] = os.path.isfile) -> s
 @click.command("stream")
 @baseline_option(required=False, help_text="Baseline directory (else knowledge only).")
 @click.option(
-    "--source", required=True, metavar="envoy:PATH|envoy:-|envoy-als://HOST:PORT|otlp[+http]://HOST:PORT",
+    "--source", required=True,
+    metavar="envoy:PATH|envoy:-|envoy-als://HOST:PORT|otlp[+http]://HOST:PORT|pcap:IFACE|pcap:-",
     help="The Envoy access log to read (JSON lines or --text-format): envoy:PATH, a bare PATH of an existing "
     "file, or envoy:- (also -) for standard input, read until it ends, without a checkpoint; or a receiver Envoy "
     "pushes to: envoy-als://HOST:PORT (gRPC access-log service), otlp://HOST:PORT (OpenTelemetry logs over gRPC) "
-    "or otlp+http://HOST:PORT (POST /v1/logs). Receivers keep no checkpoint and run until stopped.",
+    "or otlp+http://HOST:PORT (POST /v1/logs). Receivers keep no checkpoint and run until stopped. pcap:IFACE "
+    "captures an interface with dumpcap (a ring buffer in STATE/capture); pcap:- reads a pcap stream on stdin.",
 )  # fmt: skip
 @click.option("--follow", is_flag=True, help="Keep following the log through rotation (else read to its end and exit).")
 @click.option(
@@ -89,13 +91,21 @@ def source_path(spec: str, is_file: Callable[[str], bool] = os.path.isfile) -> s
               help="Alerts held in memory per sink that is down (behind its disk spool), then --when-full.")
 @click.option("--dedupe-window", default=1_000_000, show_default=True, type=click.IntRange(min=0),
               help="Alert ids kept per sink with the checkpoint: a replay does not send them again.")
+@click.option("--capture-filter", metavar="BPF", help="pcap:IFACE: dumpcap's capture filter instead of the "
+              "built-in one (hellos, SYN, QUIC long headers, DTLS handshakes; README, 'live interface').")
+@click.option("--ring-mb", default=16, show_default=True, type=click.IntRange(min=1),
+              help="pcap sources: a ring file (a batch) closes at this size ...")
+@click.option("--ring-seconds", default=1, show_default=True, type=click.IntRange(min=1), help="... or this age.")
+@click.option("--ring-queue-mb", default=1024, show_default=True, type=click.IntRange(min=1),
+              help="pcap sources: finished ring files kept waiting on disk; past it the oldest are dropped, counted.")
 @policy_options
 def stream(
     baseline_dir: str | None, source: str, follow: bool, sink_specs: tuple[str, ...], state_dir: str,
     dead_letter: str | None, text_format: str | None, mapping_pairs: tuple[str, ...], metrics_port: int | None,
     metrics_host: str, batch_lines: int, batch_ms: int, spool_max_mb: int, workers: int, recover: str | None,
     when_full: str, sink_buffer: int, dedupe_window: int, pins: tuple[str, ...] = (),
-    issuer_policy: tuple[str, ...] = (),
+    issuer_policy: tuple[str, ...] = (), capture_filter: str | None = None, ring_mb: int = 16,
+    ring_seconds: int = 1, ring_queue_mb: int = 1024,
 ) -> None:  # fmt: skip
     """Follow an Envoy access log (or receive the records Envoy pushes), score every line, send alerts to sinks.
 
@@ -112,14 +122,17 @@ def stream(
     from tlsdetect.sinks.alerts.open import open_sink, split_when_full
     from tlsdetect.stream.checkpoint import CheckpointStore, Recover, StateDirError, check_state_dir
     from tlsdetect.stream.fanout import WHEN_FULL, SinkLane, WhenFull
+    from tlsdetect.stream.live_capture import LiveCapture, LiveCaptureError, parse_live
     from tlsdetect.stream.loop import Processor, StreamConfig, Streamer
     from tlsdetect.stream.metrics import Metrics, MetricsUnavailableError, serve_metrics
     from tlsdetect.stream.receivers import Receiver, ReceiverError, parse_receiver
+    from tlsdetect.stream.rows_processor import RowsProcessor
 
     policies = load_policies(pins, issuer_policy)
     try:
-        pushed = parse_receiver(source) is not None
-    except ReceiverError as exc:
+        iface = parse_live(source)
+        pushed = iface is not None or parse_receiver(source) is not None
+    except (ReceiverError, LiveCaptureError) as exc:
         raise click.ClickException(f"--source {exc}") from None
     path = source if pushed else source_path(source)
     if path is None:
@@ -157,7 +170,8 @@ def stream(
     except (ValueError, KeyError, OSError) as exc:
         store.close()
         raise click.ClickException(str(exc)) from None
-    processor = Processor(baseline, _mapping(mapping_pairs), text_format, policies)
+    processor = (RowsProcessor if iface is not None else Processor)(baseline, _mapping(mapping_pairs), text_format,
+                                                                    policies)  # fmt: skip
     config = StreamConfig(follow=follow, batch_lines=batch_lines, batch_ms=batch_ms, workers=workers,
                           recover=start, dedupe_window=dedupe_window)  # fmt: skip
     metrics = Metrics()
@@ -171,16 +185,23 @@ def stream(
         raise click.ClickException(f"--metrics-port {metrics_port} on {metrics_host}: {why}") from None
     if stdin:
         click.echo(STDIN_NOTE, err=True)
-    src: BinaryIO | Path | Receiver
+    src: BinaryIO | Path | Receiver | LiveCapture
     try:
-        src = Receiver(source) if pushed else sys.stdin.buffer if stdin else Path(path)
-    except ReceiverError as exc:
+        if iface is not None:
+            src = LiveCapture(iface, state / "capture", metrics=metrics, max_bytes=ring_queue_mb << 20,
+                              ring_bytes=ring_mb << 20, ring_seconds=ring_seconds, bpf=capture_filter,
+                              stdin=sys.stdin.buffer if iface == "-" else None)  # fmt: skip
+        else:
+            src = Receiver(source) if pushed else sys.stdin.buffer if stdin else Path(path)
+    except (ReceiverError, LiveCaptureError) as exc:
         for lane in sinks:
             lane.sink.close()
         store.close()
         if server is not None:
             server.shutdown()
         raise click.ClickException(f"--source {exc}") from None
+    if isinstance(src, LiveCapture):
+        click.echo(f"capturing {src.file} (no checkpoint: ring files not yet scored are lost on a restart)", err=True)
     if isinstance(src, Receiver):
         click.echo(f"receiving on {src.file} (no checkpoint: what is queued and not yet scored is lost on a "
                    "restart; the sender buffers while this is down)", err=True)  # fmt: skip

@@ -49,6 +49,7 @@ from tlsdetect.detect.identities import learn_identities
 from tlsdetect.detect.issuers import dn_key
 from tlsdetect.detect.ja4_parts import learn_ja4_stacks
 from tlsdetect.detect.mesh import LEARN, MeshCA, MeshSpec
+from tlsdetect.detect.quic_tp_fingerprint import learn_quic_param_families, learn_quic_params
 from tlsdetect.detect.renewals import learn_server_certs
 from tlsdetect.detect.server_profiles import learn_server_values, server_summary
 from tlsdetect.detect.transports import learn_transports
@@ -121,7 +122,7 @@ def _count_by(frame: pd.DataFrame, keys: list[str], ts: bool = True) -> pd.DataF
 
 def _version_of(df: pd.DataFrame) -> pd.Series:
     """Highest TLS version the client offered, from the JA4 version field (present in every source)."""
-    ja4 = df["ja4"].astype("string") if "ja4" in df.columns else pd.Series(pd.NA, index=df.index, dtype="string")
+    ja4 = schema.as_text(df["ja4"]) if "ja4" in df.columns else pd.Series(pd.NA, index=df.index, dtype="string")
     return ja4.str.slice(1, 3)
 
 
@@ -158,6 +159,8 @@ class Baseline:
     identities_: pd.DataFrame
     ja4_stacks_: pd.DataFrame
     transports_: pd.DataFrame
+    quic_params_: pd.DataFrame
+    quic_param_families_: pd.DataFrame
     hellos_: pd.DataFrame
     n_connections_: int
     model_: HelloNovelty | None
@@ -193,7 +196,8 @@ class Baseline:
             raise ValueError("no connections to learn from")
         frame = pd.DataFrame({"client_id": client_ids(df, self.client_key), "ts": _ts_series(df)})
         usable = frame["client_id"].notna().to_numpy()
-        fps = {k: (df[k].astype("string") if k in df.columns else None) for k in FP_KINDS}
+        # as_text: a categorical fingerprint spelled out by Arrow, not through a Python string per row
+        fps = {k: (schema.as_text(df[k]) if k in df.columns else None) for k in FP_KINDS}
         if not any(v is not None and v.notna().any() for v in fps.values()) and not any(
             c in df.columns and df[c].notna().any() for c, _, _ in ROLES.values()
         ):
@@ -283,6 +287,7 @@ class Baseline:
         self.transports_ = merge_table("transports", getattr(self, "transports_", empty_table("transports")),
                                        learn_transports(df, frame["client_id"], frame["ts"]),
                                        OPTIONAL_KEYS["transports"])
+        self._learn_quic_params(df, frame, uaf)
 
         _, hellos = hello_codes(df)
         if len(hellos):
@@ -290,6 +295,17 @@ class Baseline:
         self._learn_mesh()
         self._fit_model()
         return self
+
+    def _learn_quic_params(self, df: pd.DataFrame, frame: pd.DataFrame, uaf: pd.Series | None) -> None:
+        """Fold the QUIC transport-parameter fingerprints per client and per User-Agent family."""
+        self.quic_params_ = merge_table("quic_params", getattr(self, "quic_params_", empty_table("quic_params")),
+                                        learn_quic_params(df, frame["client_id"], frame["ts"]),
+                                        OPTIONAL_KEYS["quic_params"])
+        old = getattr(self, "quic_param_families_", empty_table("quic_param_families"))
+        if uaf is not None:
+            old = merge_table("quic_param_families", old, learn_quic_param_families(df, uaf),
+                              OPTIONAL_KEYS["quic_param_families"])
+        self.quic_param_families_ = old
 
     def from_tables(self, tables: dict[str, pd.DataFrame], hellos: pd.DataFrame, n_connections: int) -> Baseline:
         """Learn from aggregates computed elsewhere (``tlsdetect.spark``): the state ``fit`` would set.

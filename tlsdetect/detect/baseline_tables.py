@@ -52,6 +52,11 @@ OPTIONAL_TABLES: dict[str, dict[str, str]] = {
     # dtls) with its connections (:mod:`tlsdetect.detect.transports`): a client that used QUIC and now only TCP
     "transports": {"client_id": "string", "server": "string", "transport": "string", "count": "int64",
                    "first_seen": _TIME, "last_seen": _TIME},
+    # ``quic_params``: per client, each QUIC transport-parameter fingerprint with its normal form; and
+    # ``quic_param_families`` the same per User-Agent family (:mod:`tlsdetect.detect.quic_tp_fingerprint`)
+    "quic_params": {"client_id": "string", "fingerprint": "string", "params": "string", "count": "int64",
+                    "first_seen": _TIME, "last_seen": _TIME},
+    "quic_param_families": {"ua_family": "string", "fingerprint": "string", "params": "string", "count": "int64"},
 }
 OPTIONAL_KEYS: dict[str, list[str]] = {
     "identities": ["identity", "kind", "value"],
@@ -59,6 +64,8 @@ OPTIONAL_KEYS: dict[str, list[str]] = {
     "server_values": ["scope", "server", "family", "kind", "value"],
     "server_certs": ["scope", "server", "family", "cert", "cert_bytes", "issuer_key", "issuer_akid", "chain"],
     "transports": ["client_id", "server", "transport"],
+    "quic_params": ["client_id", "fingerprint"],
+    "quic_param_families": ["ua_family", "fingerprint"],
 }
 _SCHEMAS = {**TABLES, **OPTIONAL_TABLES}
 

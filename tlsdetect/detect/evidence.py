@@ -73,6 +73,10 @@ SIGNALS: dict[str, Signal] = {s.code: s for s in (
            supporting=True),
     Signal("incomplete_handshake", 30, "the reader could not see the whole handshake: no fingerprint to check"),
     Signal("quic_blocked", 35, "this client used QUIC to this server before and now reaches it only over TCP"),
+    Signal("quic_share_dropped", 40, "this network's share of QUIC to QUIC-capable servers fell far below its "
+           "baseline's: UDP/443 blocked for many clients at once"),
+    Signal("quic_params_changed", 60, "this client never sent these QUIC transport parameters in the baseline"),
+    Signal("quic_params_ua_mismatch", 50, "the QUIC transport parameters are not what the claimed User-Agent sends"),
     Signal("hello_fragmented", 50, "the ClientHello came in many tiny TLS records, a way past inspection"),
     Signal("resumed_no_certificate", 0, "a resumed session: no certificate to check (informational)"),
 )}

@@ -39,6 +39,8 @@ from tlsdetect.detect.pin_signals import Policies, pin_signals
 from tlsdetect.detect.population_signals import model_signal, ua_signals
 from tlsdetect.detect.product_resemblance import resemblance_signal
 from tlsdetect.detect.proxy_hosts import proxy_host_signal
+from tlsdetect.detect.quic_share import quic_share_signal
+from tlsdetect.detect.quic_tp_signals import quic_params_signals
 from tlsdetect.detect.resumption import resumption_signals
 from tlsdetect.detect.server_profiles import server_names
 from tlsdetect.detect.server_signals import server_signals
@@ -123,6 +125,8 @@ def score(df: pd.DataFrame, baseline: Baseline | None, kb: Knowledge | None = No
         proxy_host_signal(out, baseline, cid, ev)
         identity_signals(out, baseline, ev)
         quic_blocked_signal(out, baseline, cid, ev)
+        quic_share_signal(out, baseline, cid_text, ev)
+        quic_params_signals(out, baseline, cid_text, uaf, ev)
         model_signal(codes, hellos, baseline, ev, raw_column(out, "ja3_full"), kb)
         compared = server_signals(out, baseline, ja4, ev, compared, convergence_window, convergence_min_clients,
                                   names)

@@ -34,11 +34,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
 from tlsdetect.stream.checkpoint import RECOVER_HINT, Checkpoint, CheckpointError, Recover
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["HEAD_BYTES", "ROTATE_GRACE", "STDIN", "Batch", "Follower", "StdinFollower", "cut_lines", "head_hash",
            "resume_decision"]  # fmt: skip
@@ -93,7 +96,9 @@ def cut_lines(data: bytes, max_lines: int) -> bytes:
 
 @dataclass(slots=True)
 class Batch:
-    """Complete lines of one file: bytes, number of the first line, and the checkpoint after them."""
+    """Complete lines of one file: bytes, number of the first line, and the checkpoint after them; or, from a
+    source that decodes records itself (a receiver), ``records``: one row of named string cells per record,
+    ``lines`` of them, ``data`` empty."""
 
     data: bytes
     first_line: int
@@ -101,6 +106,7 @@ class Batch:
     end: Checkpoint
     lines: int
     born: float = field(default_factory=time.monotonic)
+    records: pa.Table | None = None
 
 
 class Follower:
@@ -118,6 +124,8 @@ class Follower:
         self.read_bytes = read_bytes
         self.fd: int | None = None
         self.file = str(self.path)
+        #: The checkpoint store's key: the path the log is followed at (:class:`~tlsdetect.stream.source.Source`)
+        self.key = str(self.path.resolve())
         self.dev = self.ino = 0
         self.head = ""
         self.offset = 0
@@ -330,6 +338,7 @@ class StdinFollower:
 
     def __init__(self, stream: BinaryIO, *, read_bytes: int = 32 << 20, chunk: int = 1 << 16) -> None:
         self.file = STDIN
+        self.key = ""  # a pipe has no offsets: no checkpoint
         self.read_bytes = read_bytes
         self.events: list[str] = []
         self.ended = False

@@ -3,9 +3,12 @@
 Pipeline
 --------
 :class:`~tlsdetect.stream.follow.Follower` reads whole lines from the log at a byte offset, surviving
-rotation; the streamer groups them into micro-batches (up to ``batch_lines`` lines, or whatever is
-there when the follower reaches the end of the file, or after ``batch_ms``); a :class:`Processor`
-parses each batch with :func:`tlsdetect.readers.envoy.parse_envoy_lines` and scores it with
+rotation; any other :class:`~tlsdetect.stream.source.Source` (standard input, the receivers) hands lines
+or records already in columns. The streamer groups them into micro-batches (up to ``batch_lines``, or
+whatever is there when the source has no more yet, or after ``batch_ms``; queued receiver messages are
+merged into one batch: a batch's typing and scoring have a fixed cost); a :class:`Processor` parses each
+batch with :func:`tlsdetect.readers.envoy.parse_envoy_lines` (lines) or
+:func:`~tlsdetect.readers.envoy.read.parse_envoy_records` (records: the same key map) and scores it with
 :func:`tlsdetect.detect.scoring.score` (the same code as ``tlsdetect detect``), in worker processes
 on a catch-up run. The rows whose verdict is not ``ok`` become alerts
 (:func:`tlsdetect.sinks.alerts.alerts.alerts_of`), offered to every sink's lane
@@ -15,6 +18,9 @@ sink acknowledged (delivered, or spooled on disk for a sink that is down), once 
 disk, in one transaction with the ids of the alerts each sink took (:mod:`tlsdetect.stream.dedupe`). A
 crash between delivery and commit replays that batch: at-least-once; a replay of what a sink took
 before the last commit is not sent to it again.
+
+Size: one module because the batching, the worker pool and the checkpoint's order share the
+streamer's state; the sources, sinks, checkpoint and metrics live in modules of their own.
 """
 
 from __future__ import annotations
@@ -33,12 +39,15 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import pandas as pd
+import pyarrow as pa
 
 from tlsdetect.detect.baseline import Baseline
 from tlsdetect.detect.pin_signals import Policies
 from tlsdetect.detect.scoring import score
 from tlsdetect.fingerprint import enrich
 from tlsdetect.readers.envoy import parse_envoy_lines
+from tlsdetect.readers.envoy.read import parse_envoy_records
+from tlsdetect.readers.envoy.records import record_text
 from tlsdetect.readers.logs import DeadLetter
 from tlsdetect.sinks.alerts.alerts import alerts_of
 from tlsdetect.sinks.alerts.spool import AlertSink, SinkError, Spooled
@@ -49,8 +58,8 @@ from tlsdetect.stream.fanout import SinkLane
 from tlsdetect.stream.follow import STDIN, Batch, Follower, StdinFollower
 from tlsdetect.stream.isolate import InFlight, isolated
 from tlsdetect.stream.metrics import Metrics
-from tlsdetect.stream.receivers import Receiver
 from tlsdetect.stream.scored import DeadRecord, Scored
+from tlsdetect.stream.source import Source
 
 __all__ = ["Processor", "Scored", "StreamConfig", "Streamer", "ledger_events"]
 
@@ -58,15 +67,17 @@ log = logging.getLogger("tlsdetect.stream.loop")
 
 
 class _Collect(DeadLetter):
-    """Dead letters kept in memory (a worker process hands them back to the writer)."""
+    """Dead letters kept in memory (a worker process hands them back to the writer), named by the batch's source
+    as the source names itself (``envoy-als://127.0.0.1:9001``, which a ``Path`` would make ``envoy-als:/...``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str) -> None:
         super().__init__(None)
+        self.name = name
         self.records: list[DeadRecord] = []
 
     def add(self, file: str | os.PathLike[str], line_no: int, reason: str, line: str | bytes) -> None:
-        super().add(file, line_no, reason, line)
-        self.records.append((str(file), line_no, reason, line))
+        super().add(self.name, line_no, reason, line)
+        self.records.append((self.name, line_no, reason, line))
 
 
 class _DeadLetters(DeadLetter):
@@ -89,11 +100,17 @@ class Processor:
         self.baseline, self.mapping, self.text_format = baseline, dict(mapping or {}), text_format
         self.policies = policies  # pin sets and issuer rules (--pins, --issuer-policy)
 
-    def __call__(self, data: bytes, first_line: int, file: str) -> Scored:
-        dead = _Collect()
+    def __call__(self, data: bytes, first_line: int, file: str, records: pa.Table | None = None) -> Scored:
+        """Lines (``data``) or a source's decoded records (``records``): the same mapping, scoring and alerts."""
+        dead = _Collect(file)
         try:
-            df = enrich(parse_envoy_lines(data, source=Path(file), first_line=first_line, dead_letter=dead,
-                                          mapping=self.mapping or None, text_format=self.text_format))  # fmt: skip
+            if records is not None:
+                table = parse_envoy_records(records, source=Path(file), first_line=first_line, dead_letter=dead,
+                                            mapping=self.mapping or None)  # fmt: skip
+            else:
+                table = parse_envoy_lines(data, source=Path(file), first_line=first_line, dead_letter=dead,
+                                          mapping=self.mapping or None, text_format=self.text_format)  # fmt: skip
+            df = enrich(table)
             newest: float | None = None
             alerts: list[dict[str, Any]] = []
             if len(df):
@@ -102,8 +119,11 @@ class Processor:
                 alerts = alerts_of(score(df, self.baseline, policies=self.policies), file)
         except Exception as exc:  # a bug must not stop the stream: the batch's lines go to the dead letters, loudly
             log.exception("parsing/scoring failed for %s lines %d..: dead-lettering the batch", file, first_line)
-            dead = _Collect()
-            for i, raw in enumerate(data.split(b"\n")):
+            dead = _Collect(file)
+            texts: list[str | bytes] = list(data.split(b"\n"))
+            if records is not None:
+                texts = [record_text(records, i) for i in range(records.num_rows)]
+            for i, raw in enumerate(texts):
                 if raw.strip():
                     dead.stats.lines += 1
                     dead.add(file, first_line + i, f"internal error: {type(exc).__name__}: {exc}", raw)
@@ -121,6 +141,13 @@ def ledger_events(dead: Sequence[DeadRecord], table: pd.DataFrame | None) -> dic
     return dict(events)
 
 
+def _lines_of(batch: Batch) -> bytes:
+    """A batch as JSON lines: records made lines again (one each, same numbers) for line-by-line isolation."""
+    if batch.records is None:
+        return batch.data
+    return "".join(record_text(batch.records, i) + "\n" for i in range(batch.records.num_rows)).encode()
+
+
 _WORKER: Processor | None = None
 
 
@@ -133,9 +160,9 @@ def _init_worker(proc: Processor) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _run_worker(data: bytes, first_line: int, file: str) -> Scored:
+def _run_worker(data: bytes, first_line: int, file: str, records: pa.Table | None = None) -> Scored:
     assert _WORKER is not None
-    return _WORKER(data, first_line, file)
+    return _WORKER(data, first_line, file) if records is None else _WORKER(data, first_line, file, records)
 
 
 @dataclass
@@ -156,7 +183,7 @@ class Streamer:
 
     def __init__(
         self,
-        source: Path | BinaryIO | Receiver,
+        source: Path | BinaryIO | Source,
         processor: Processor,
         sinks: Sequence[AlertSink | Spooled | SinkLane],
         store: CheckpointStore,
@@ -179,19 +206,20 @@ class Streamer:
         self.dead_path = dead_letter
         self.dead = _DeadLetters(dead_letter)
         self.stopping = False
-        self.follower: Follower | StdinFollower | Receiver
-        if isinstance(source, Receiver):  # records pushed to us (Envoy ALS, OTLP): no offsets, no checkpoint
-            self.source, self.key = Path(source.file), ""
-            self.follower = source
-        elif isinstance(source, str | os.PathLike):
+        self.follower: Source
+        if isinstance(source, str | os.PathLike):
             self.source = Path(source)
-            self.key = str(self.source.resolve())
-            self.follower = Follower(self.source, store.load(self.key), recover=self.config.recover)
-            if self.config.recover is not None and self.follower.fd is not None:
-                store.commit(self.key, self.follower.checkpoint)  # where --from-start/--from-end put us, kept
+            follower = Follower(self.source, store.load(str(self.source.resolve())), recover=self.config.recover)
+            if self.config.recover is not None and follower.fd is not None:
+                store.commit(follower.key, follower.checkpoint)  # where --from-start/--from-end put us, kept
+            self.follower = follower
+        elif isinstance(source, Source):  # a receiver, a capture: see tlsdetect.stream.source
+            self.source = Path(source.file)
+            self.follower = source
         else:  # a stream (standard input): no checkpoint, see StdinFollower
-            self.source, self.key = Path(STDIN), ""
+            self.source = Path(STDIN)
             self.follower = StdinFollower(source)
+        self.key = self.follower.key  # "" for a source without offsets: nothing is committed
         self._log_events()
         self.inflight = InFlight(store.state_dir, self.key) if self.key else None
         self.suspect = self.inflight.left_behind() if self.inflight else None
@@ -224,7 +252,11 @@ class Streamer:
         def merged() -> Batch:
             first, last = parts[0], parts[-1]
             data = first.data if len(parts) == 1 else b"".join(p.data for p in parts)
-            return Batch(data, first.first_line, first.file, last.end, sum(p.lines for p in parts), first.born)
+            tables = [p.records for p in parts if p.records is not None]
+            records = (tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
+                       if tables else None)  # fmt: skip
+            return Batch(data, first.first_line, first.file, last.end, sum(p.lines for p in parts), first.born,
+                         records)  # fmt: skip
 
         while not self.stopping:
             want = cfg.batch_lines - sum(p.lines for p in parts)
@@ -350,6 +382,10 @@ class Streamer:
         self._commit()
         m = self.metrics
         m.lines_read += result.lines
+        m.records_in += result.lines
+        for _, _, reason, _ in result.dead:
+            name = reason.split(":", maxsplit=1)[0]
+            m.skipped[name] = m.skipped.get(name, 0) + 1
         m.rows += result.rows
         m.alerts += len(result.alerts)
         m.dead_letters += len(result.dead)
@@ -408,10 +444,12 @@ class Streamer:
             self.inflight.mark(batch.file, batch.first_line, batch.lines)
         if self.suspect is not None:
             if self.suspect.overlaps(batch.file, batch.first_line, batch.lines):
-                return isolated(self.processor, batch.data, batch.first_line, batch.file)
+                return isolated(self.processor, _lines_of(batch), batch.first_line, batch.file)
             if batch.file != self.suspect.file or batch.first_line > self.suspect.last:
                 self.suspect = None  # past the lines the previous run died on
-        return self.processor(batch.data, batch.first_line, batch.file)
+        if batch.records is None:  # a processor for lines only (three arguments) serves line sources
+            return self.processor(batch.data, batch.first_line, batch.file)
+        return self.processor(batch.data, batch.first_line, batch.file, batch.records)
 
     def _run_pool(self, workers: int) -> None:
         """Batches scored by worker processes (a catch-up run); a worker's death breaks the pool: the batches
@@ -437,12 +475,13 @@ class Streamer:
                           b.file, b.first_line)  # fmt: skip
                 pool.shutdown(wait=False, cancel_futures=True)
                 pool = start()
-                return isolated(self.processor, b.data, b.first_line, b.file)
+                return isolated(self.processor, _lines_of(b), b.first_line, b.file)
 
         try:
             for batch in self.batches():
                 try:
-                    fut: Future[Scored] | None = pool.submit(_run_worker, batch.data, batch.first_line, batch.file)
+                    fut: Future[Scored] | None = pool.submit(_run_worker, batch.data, batch.first_line, batch.file,
+                                                                  batch.records)
                 except BrokenProcessPool:
                     fut = None
                 inflight.append((batch, fut))

@@ -4,6 +4,10 @@
 it); a collector turns it into Prometheus families when ``/metrics`` is scraped, so nothing is
 kept twice. ``prometheus_client`` (the ``serve`` extra, like ``tlsdetect serve``'s metrics) is
 imported only when the metrics are rendered or served.
+
+Every source (a followed file, standard input, the gRPC access-log service, OTLP, a live capture) is counted
+under the same names (:class:`~tlsdetect.stream.source.Source`): ``records_in`` (lines or records read),
+``rows`` (connections out), ``skipped`` (records not made rows, by reason), ``lag_bytes``/``lag_seconds``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ class Metrics:
     state."""
 
     lines_read: int = 0
+    #: lines or records read from the source, whatever it is (equal to ``lines_read``, named for every source)
+    records_in: int = 0
     rows: int = 0
     alerts: int = 0
     dead_letters: int = 0
@@ -41,6 +47,10 @@ class Metrics:
     #: the anomaly ledger's events by name (:mod:`tlsdetect.sinks.weird`): dead letters by reason, connections
     #: by their ``incomplete`` reason code
     weird: dict[str, int] = field(default_factory=dict)
+    #: records that did not become rows, by reason (a dead letter's reason up to its first colon)
+    skipped: dict[str, int] = field(default_factory=dict)
+    #: a live capture's counts by name (:mod:`tlsdetect.stream.live_capture`): ring files read, dropped, missing
+    capture: dict[str, int] = field(default_factory=dict)
 
     def prometheus(self) -> str:
         """The Prometheus text format, as ``/metrics`` serves it."""
@@ -68,7 +78,14 @@ class _Collector:
 
         m = self.metrics
         yield CounterMetricFamily("tlsdetect_stream_lines_read_total", "Log lines read.", value=m.lines_read)
+        yield CounterMetricFamily("tlsdetect_stream_records_in_total", "Lines or records read, for every source.",
+                                  value=m.records_in)  # fmt: skip
         yield CounterMetricFamily("tlsdetect_stream_rows_total", "Connections parsed and scored.", value=m.rows)
+        skipped = CounterMetricFamily("tlsdetect_stream_skipped_total", "Records that did not become rows, by reason.",
+                                      labels=["reason"])  # fmt: skip
+        for reason, n in sorted(m.skipped.items()):
+            skipped.add_metric([reason], n)
+        yield skipped
         yield CounterMetricFamily("tlsdetect_stream_alerts_total", "Alerts produced (verdict not ok).",
                                   value=m.alerts)  # fmt: skip
         yield CounterMetricFamily("tlsdetect_stream_dead_letters_total", "Lines that could not be parsed.",
@@ -84,6 +101,11 @@ class _Collector:
         for name, n in sorted(m.weird.items()):
             weird.add_metric([name], n)
         yield weird
+        capture = CounterMetricFamily("tlsdetect_stream_capture_total", "Live capture: ring files read, dropped "
+                                      "(scoring fell behind) and missing, bytes dropped, packets.", labels=["name"])
+        for name, n in sorted(m.capture.items()):
+            capture.add_metric([name], n)
+        yield capture
 
         def by_sink(family: Any, values: Mapping[str, int]) -> Any:
             for sink, v in values.items():

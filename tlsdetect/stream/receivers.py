@@ -2,9 +2,10 @@
 
 ``--source envoy-als://HOST:PORT`` serves ``envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs``;
 ``otlp://HOST:PORT`` serves ``opentelemetry.proto.collector.logs.v1.LogsService/Export`` over gRPC and
-``otlp+http://HOST:PORT`` the same over HTTP (``POST /v1/logs``, protobuf or JSON). Each record becomes one
-JSON line (:mod:`tlsdetect.readers.envoy.als`, :mod:`tlsdetect.readers.envoy.otlp`) handed to the stream's
-loop in the shape of a follower, so parsing, scoring, sinks and metrics are the file's.
+``otlp+http://HOST:PORT`` the same over HTTP (``POST /v1/logs``, protobuf or JSON). Each message becomes
+one table of named string cells, a row per record (:mod:`tlsdetect.readers.envoy.als`,
+:mod:`tlsdetect.readers.envoy.otlp`; no JSON round trip), handed to the stream's loop as a
+:class:`~tlsdetect.stream.source.Source`; the JSON log's key map, scoring, sinks and metrics are the file's.
 
 Delivery: gRPC streams and OTLP exports have **no offsets**, so there is no checkpoint to resume from.
 Records are acknowledged to the sender when they are queued here, not when their alerts are delivered: a
@@ -29,6 +30,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+import pyarrow as pa
+
+from tlsdetect.readers.envoy.records import Records
 from tlsdetect.stream.checkpoint import Checkpoint
 from tlsdetect.stream.follow import Batch
 
@@ -65,10 +69,12 @@ def parse_receiver(spec: str) -> tuple[str, str, int] | None:
 
 
 class Receiver:
-    """A push source: a server thread queues records as JSON lines; the loop reads them like a follower."""
+    """A push source: server threads queue each message's records as one table; the loop reads them as a
+    :class:`~tlsdetect.stream.source.Source` without offsets (``key`` "")."""
 
     live = True
     ended = False
+    key = ""
 
     def __init__(self, spec: str, *, max_lines: int = 100_000) -> None:
         parsed = parse_receiver(spec)
@@ -81,7 +87,8 @@ class Receiver:
         self.line = 0
         self.received = 0  # records queued
         self.refused = 0  # messages that could not be decoded
-        self._lines: deque[bytes] = deque()
+        self._tables: deque[pa.Table] = deque()
+        self._queued = 0  # records in _tables
         self._bytes = 0
         self._cond = threading.Condition()
         self._closed = False
@@ -100,11 +107,11 @@ class Receiver:
         if self.scheme == "envoy-als":
             from envoy.service.accesslog.v3 import als_pb2
 
-            from tlsdetect.readers.envoy.als import als_records
+            from tlsdetect.readers.envoy.als import als_columns
 
             def stream_logs(requests: Iterable[Any], context: Any) -> Any:
                 for message in requests:
-                    self.put(self._mapped(als_records, message, context))
+                    self.put(self._mapped(als_columns, message, context))
                 return als_pb2.StreamAccessLogsResponse()
 
             handler = grpc.stream_unary_rpc_method_handler(
@@ -113,12 +120,12 @@ class Receiver:
             )  # fmt: skip
             service, method = "envoy.service.accesslog.v3.AccessLogService", "StreamAccessLogs"
         else:
-            from tlsdetect.readers.envoy.otlp import otlp_records
+            from tlsdetect.readers.envoy.otlp import otlp_columns
 
             otlp = _otlp_protos()
 
             def export(request: Any, context: Any) -> Any:
-                self.put(self._mapped(otlp_records, request, context))
+                self.put(self._mapped(otlp_columns, request, context))
                 return otlp.ExportLogsServiceResponse()
 
             handler = grpc.unary_unary_rpc_method_handler(
@@ -138,11 +145,10 @@ class Receiver:
         self._grpc = server
         return int(bound)
 
-    def _mapped(self, mapping: Callable[[Any], list[dict[str, object]]], message: Any, context: Any
-                ) -> list[dict[str, object]]:  # fmt: skip
+    def _mapped(self, mapping: Callable[[Any], Records], message: Any, context: Any) -> pa.Table:
         """The records of a message; a message the mapping cannot read is refused to the sender and counted."""
         try:
-            return mapping(message)
+            return mapping(message).table()
         except Exception as exc:  # a bug or a message shape we do not know: the sender keeps it, we say so
             with self._cond:
                 self.refused += 1
@@ -167,7 +173,7 @@ class Receiver:
     def _start_http(self, port: int) -> int:
         from google.protobuf import json_format
 
-        from tlsdetect.readers.envoy.otlp import json_names, otlp_json, otlp_records
+        from tlsdetect.readers.envoy.otlp import json_names, otlp_columns, otlp_json
 
         otlp = _otlp_protos()
         names = json_names(importlib.import_module("opentelemetry.proto.logs.v1.logs_pb2"))
@@ -212,7 +218,14 @@ class Receiver:
                         receiver.refused += 1
                         receiver.events.append("otlp+http: an export that could not be decoded was refused")
                     return self._answer(400, b'{"error": "not an OTLP logs export"}')
-                if not receiver.put(otlp_records(request), wait=False):
+                try:
+                    records = otlp_columns(request).table()
+                except Exception:  # a bug or a shape we do not know: the sender keeps it, we say so
+                    with receiver._cond:
+                        receiver.refused += 1
+                        receiver.events.append("otlp+http: an export could not be mapped: refused")
+                    return self._answer(500, b'{"error": "tlsdetect could not read this export"}')
+                if not receiver.put(records, wait=False):
                     return self._answer(503, b'{"error": "busy"}', retry=True)
                 return self._answer(200, b"{}")
 
@@ -225,17 +238,20 @@ class Receiver:
         return int(self._http.server_address[1])
 
     # -- the queue
-    def put(self, records: list[dict[str, object]], *, wait: bool = True) -> bool:
-        """Queue records as JSON lines; when full, wait for room (``wait``) or refuse the lot (False)."""
-        lines = [json.dumps(r, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n" for r in records]
+    def put(self, records: pa.Table, *, wait: bool = True) -> bool:
+        """Queue one message's records; when full, wait for room (``wait``) or refuse the lot (False)."""
+        n = records.num_rows
+        if not n:
+            return True
         with self._cond:
-            while len(self._lines) + len(lines) > self.max_lines and self._lines and not self._closed:
+            while self._queued + n > self.max_lines and self._tables and not self._closed:
                 if not wait:
                     return False
                 self._cond.wait(0.5)
-            self._lines.extend(lines)
-            self._bytes += sum(len(x) for x in lines)
-            self.received += len(lines)
+            self._tables.append(records)
+            self._queued += n
+            self._bytes += records.nbytes
+            self.received += n
             self._cond.notify_all()
         return True
 
@@ -244,18 +260,29 @@ class Receiver:
         return Checkpoint(0, 0, "", self.offset, self.line)
 
     def read(self, max_lines: int, *, final: bool = False) -> Batch | None:
-        """The records queued so far as lines (at most ``max_lines``); None when there are none yet."""
+        """The records queued so far (at most ``max_lines``, a message split if need be); None when none yet."""
         with self._cond:
-            n = min(max_lines, len(self._lines))
-            if n <= 0:
+            if not self._tables or max_lines <= 0:
                 return None
-            chunk = b"".join(self._lines.popleft() for _ in range(n))
-            self._bytes -= len(chunk)
+            taken: list[pa.Table] = []
+            n = 0
+            while self._tables and n < max_lines:
+                table = self._tables.popleft()
+                if n + table.num_rows > max_lines:
+                    keep = max_lines - n
+                    self._tables.appendleft(table.slice(keep))
+                    table = table.slice(0, keep)
+                taken.append(table)
+                n += table.num_rows
+            self._queued -= n
+            size = sum(t.nbytes for t in taken)
+            self._bytes = max(0, self._bytes - size)
             self._cond.notify_all()
+        records = taken[0] if len(taken) == 1 else pa.concat_tables(taken, promote_options="default")
         first = self.line + 1
-        self.offset += len(chunk)
+        self.offset += size
         self.line += n
-        return Batch(chunk, first, self.file, self.checkpoint, n)
+        return Batch(b"", first, self.file, self.checkpoint, n, records=records)
 
     def lag_bytes(self) -> int:
         with self._cond:

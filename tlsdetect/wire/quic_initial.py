@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import functools
 import hmac
+import os
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +23,11 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+try:  # the libcrypto kernel (_quic_crypto.c): optional, like the capture core
+    from tlsdetect.wire import _quic_crypto
+except ImportError:  # not compiled: the `cryptography` path below runs
+    _quic_crypto = None  # type: ignore[assignment]
 
 __all__ = [
     "VERSIONS",
@@ -30,6 +37,7 @@ __all__ = [
     "crypto_frames",
     "initial_keys",
     "initial_packets",
+    "open_initial",
     "open_packet",
     "protect_initial",
     "transport_parameter_ids",
@@ -226,6 +234,33 @@ def open_packet(datagram: bytes, packet: InitialPacket, keys: Keys) -> tuple[int
     return pn, plain
 
 
+#: Whether :func:`open_initial` runs the C kernel: built, and not switched off by ``TLSDETECT_NO_CCORE``
+#: (the capture core's switch: one variable turns every compiled part off).
+_OFF = os.environ.get("TLSDETECT_NO_CCORE", "").strip().lower() in {"1", "true", "yes"}
+NATIVE = _quic_crypto is not None and not _OFF
+
+
+def open_initial(
+    datagram: bytes, packet: InitialPacket, cid: bytes, *, server: bool, native: bool = NATIVE
+) -> tuple[int, bytes]:
+    """:func:`open_packet` with the keys of ``cid`` (a client's first DCID) for one direction, derived here.
+
+    ``native``: the whole step in one C call (libcrypto), else :func:`initial_keys` and
+    :func:`open_packet`; both raise the same :class:`QuicSkipError` on the same input.
+    """
+    if not native:
+        return open_packet(datagram, packet, initial_keys(packet.version, cid, server=server))
+    if packet.pn_offset + 20 > packet.end:
+        raise QuicSkipError("truncated")
+    v = VERSIONS[packet.version]
+    opened = _quic_crypto.open_initial(
+        datagram, packet.start, packet.pn_offset, packet.end, v.salt, v.prefix, cid, server
+    )
+    if opened is None:
+        raise QuicSkipError("decrypt_failed")
+    return opened
+
+
 def crypto_frames(plain: bytes) -> list[tuple[int, bytes]]:
     """The CRYPTO frames of an Initial's payload as ``(offset, data)``; PADDING, PING and ACK are
     stepped over, CONNECTION_CLOSE ends the payload. Any other frame type is not allowed in an
@@ -295,35 +330,62 @@ def protect_initial(
     return bytes(out)
 
 
+_EXT_HEAD = struct.Struct(">HH")
+#: The value bits of a 1-, 2-, 4- and 8-byte varint (the first two bits give its size).
+_VALUE_MASK = {1: 0x3F, 2: (1 << 14) - 1, 4: (1 << 30) - 1, 8: (1 << 62) - 1}
+
+
+@functools.lru_cache(maxsize=1024)
+def _parameter_names(ids: tuple[int, ...]) -> str:
+    """The column's spelling of one id sequence: a client stack sends the same one on every connection."""
+    return ",".join("grease" if i % 31 == 27 else f"{i:x}" for i in ids)
+
+
 def transport_parameter_ids(hello_body: bytes) -> str | None:
     """The ids of the QUIC transport parameters (extension 0x39) of a ClientHello body, in wire
     order, as the ``quic_transport_params`` column spells them (lowercase hex, comma-separated,
-    GREASE ids as ``grease``); None without the extension or when it does not parse."""
+    GREASE ids as ``grease``); None without the extension or when it does not parse.
+
+    Runs once per QUIC connection, so the varints are read inline (no call per parameter)."""
+    body, n = hello_body, len(hello_body)
     try:
         pos = 2 + 32
-        pos += 1 + hello_body[pos]  # session id
-        pos += 2 + int.from_bytes(hello_body[pos : pos + 2], "big")  # ciphers
-        pos += 1 + hello_body[pos]  # compression
-        end = pos + 2 + int.from_bytes(hello_body[pos : pos + 2], "big")
-        pos += 2
-        while pos + 4 <= min(end, len(hello_body)):
-            ext = int.from_bytes(hello_body[pos : pos + 2], "big")
-            size = int.from_bytes(hello_body[pos + 2 : pos + 4], "big")
-            pos += 4
-            if ext == 0x39:
-                ids: list[int] = []
-                at, stop = pos, pos + size
-                if stop > len(hello_body):
-                    return None
-                while at < stop:
-                    pid, at = _varint(hello_body, at, stop)
-                    plen, at = _varint(hello_body, at, stop)
-                    at += plen
-                    ids.append(pid)
-                if at != stop:
-                    return None
-                return ",".join("grease" if i % 31 == 27 else f"{i:x}" for i in ids)
-            pos += size
-    except (IndexError, QuicSkipError):
+        pos += 1 + body[pos]  # session id
+        pos += 2 + int.from_bytes(body[pos : pos + 2], "big")  # ciphers
+        pos += 1 + body[pos]  # compression
+        end = min(pos + 2 + int.from_bytes(body[pos : pos + 2], "big"), n)
+    except IndexError:
         return None
+    pos += 2
+    while pos + 4 <= end:
+        ext, size = _EXT_HEAD.unpack_from(body, pos)
+        pos += 4
+        if ext != 0x39:
+            pos += size
+            continue
+        at, stop = pos, pos + size
+        if stop > n:
+            return None
+        ids: list[int] = []
+        while at < stop:
+            b = body[at]  # the id
+            if b < 0x40:
+                pid, at = b, at + 1
+            else:
+                k = 1 << (b >> 6)
+                if at + k > stop:
+                    return None
+                pid, at = int.from_bytes(body[at : at + k], "big") & _VALUE_MASK[k], at + k
+            if at >= stop:
+                return None
+            b = body[at]  # the value's length, then the value
+            if b < 0x40:
+                at += 1 + b
+            else:
+                k = 1 << (b >> 6)
+                if at + k > stop:
+                    return None
+                at += k + (int.from_bytes(body[at : at + k], "big") & _VALUE_MASK[k])
+            ids.append(pid)
+        return _parameter_names(tuple(ids)) if at == stop else None
     return None

@@ -41,8 +41,14 @@ def _null_dash(arr: pa.Array) -> pa.Array:
 
 
 def _split_address(arr: pa.Array) -> tuple[pa.Array, pa.Array, np.ndarray[Any, np.dtype[np.bool_]]]:
-    """(ip, port, bad mask) of ``ip:port`` / ``[v6]:port`` / bare ip texts; missing stays missing."""
-    parts = pc.extract_regex(arr, _ADDRESS_RE)
+    """(ip, port, bad mask) of ``ip:port`` / ``[v6]:port`` / bare ip texts; missing stays missing.
+
+    A column of few distinct values (the server side: a listener's address) is matched once per value."""
+    encoded = arr.dictionary_encode()
+    if len(encoded.dictionary) * 4 <= len(arr):
+        parts = pc.extract_regex(encoded.dictionary, _ADDRESS_RE).take(encoded.indices)
+    else:
+        parts = pc.extract_regex(arr, _ADDRESS_RE)
     present = arr.is_valid().to_numpy(zero_copy_only=False)
     matched = parts.is_valid().to_numpy(zero_copy_only=False)
 

@@ -125,11 +125,12 @@ class JsonReader:
 
     def _arrow(self, first: int, block: bytes) -> Chunk:
         table = _bounded_table(block, self.names)
-        columns = self._from_table(table)
+        columns = self.columns_of(table)
         lazy = LazyLines(first, block)
         return Chunk(columns, table.num_rows, table.num_rows, lazy.text, lazy.line_no)
 
-    def _from_table(self, table: pa.Table) -> dict[str, pa.Array]:
+    def columns_of(self, table: pa.Table) -> dict[str, pa.Array]:
+        """The raw columns of a table of named cells (a JSON block, or pushed records): the one key map."""
         names = set(table.column_names)
         out: dict[str, pa.Array] = {}
         for col, keys in self.candidates.items():

@@ -19,11 +19,16 @@ on the wire, so binary exports read the same under either name, and OTLP/JSON's 
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from typing import Any
 
-__all__ = ["any_value", "json_names", "otlp_json", "otlp_records"]
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tlsdetect.readers.envoy.records import Records, scalar_text
+
+__all__ = ["any_value", "json_names", "otlp_columns", "otlp_json", "otlp_records"]
 
 _START_KEYS = ("start_time", "START_TIME", "%START_TIME%", "startTime", "ts", "timestamp")
 
@@ -42,22 +47,64 @@ def any_value(value: Any) -> object:
     return getattr(value, kind)
 
 
-def _record(log: Any) -> dict[str, object]:
-    rec: dict[str, object] = {}
-    body = any_value(log.body) if log.HasField("body") else None
+def _body(log: Any) -> dict[str, str | None]:
+    """A body that is a JSON object (as text) or a key-value list: its keys (attributes, merged later, win)."""
+    body = any_value(log.body)
     if isinstance(body, str) and body.lstrip().startswith("{"):
         try:
             body = json.loads(body)
         except ValueError:
             body = None
-    if isinstance(body, dict):
-        rec.update({str(k): v for k, v in body.items()})
-    for kv in log.attributes:
-        rec[str(kv.key)] = any_value(kv.value)
-    if log.time_unix_nano and not any(rec.get(k) for k in _START_KEYS):
-        when = dt.datetime.fromtimestamp(log.time_unix_nano // 1_000_000_000, dt.UTC)
-        when += dt.timedelta(microseconds=(log.time_unix_nano % 1_000_000_000) // 1000)
-        rec["START_TIME"] = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return {str(k): scalar_text(v) for k, v in body.items()} if isinstance(body, dict) else {}
+
+
+def _attributes(log: Any) -> dict[str, str | None]:
+    """A record's attributes as text: string values (what Envoy's logger sends) read without asking their kind."""
+    cells: dict[str, str | None] = {kv.key: kv.value.string_value for kv in log.attributes}
+    if "" in cells.values():  # an empty string, or another kind of value: ask
+        for kv in log.attributes:
+            if kv.value.WhichOneof("value") != "string_value":
+                cells[kv.key] = scalar_text(any_value(kv.value))
+    return cells
+
+
+def otlp_columns(request: Any) -> Records:
+    """The records of one ``ExportLogsServiceRequest``, in order, as columns.
+
+    The per-record Python is one dict of the attributes (the protobuf walk, ~17 values per Envoy record);
+    Arrow makes the columns of them, and the times are formatted over the whole column.
+    """
+    cells: list[dict[str, str | None]] = []
+    times: list[int] = []
+    for resource in request.resource_logs:
+        for scope in _field(resource, "scope_logs", "instrumentation_library_logs"):
+            for log in _field(scope, "log_records", "logs"):
+                row = _attributes(log)
+                if log.HasField("body"):
+                    row = {**_body(log), **row}
+                cells.append(row)
+                times.append(log.time_unix_nano)
+    rec = Records(len(cells))
+    if not cells:
+        return rec
+    rows = pa.array(cells)  # a struct of every key of every record (Table.from_pylist keeps the first's only)
+    if pa.types.is_struct(rows.type):
+        rec.arrays = {f.name: pc.cast(rows.field(i), pa.string()) for i, f in enumerate(rows.type)}
+    if any(times):
+        start = None
+        for key in _START_KEYS:
+            if key in rec.arrays:
+                filled = pc.fill_null(pc.greater(pc.utf8_length(rec.arrays[key]), 0), False)
+                start = filled if start is None else pc.or_(start, filled)
+        ns = np.asarray(times, dtype=np.uint64).astype(np.int64)
+        unset = ns == 0
+        if start is not None:
+            unset |= start.to_numpy(zero_copy_only=False)
+        ts = pa.array(ns // 1000, type=pa.timestamp("us", tz="UTC"), mask=unset)
+        millis = pc.cast(pc.floor_temporal(ts, unit="millisecond"), pa.timestamp("ms", tz="UTC"))
+        when = pc.strftime(millis, format="%Y-%m-%dT%H:%M:%SZ")
+        given = rec.arrays.get("START_TIME")
+        rec.arrays["START_TIME"] = when if given is None else pc.if_else(pc.is_null(when), given, when)
     return rec
 
 
@@ -66,14 +113,9 @@ def _field(message: Any, new: str, old: str) -> Any:
     return value if value is not None else getattr(message, old)
 
 
-def otlp_records(request: Any) -> list[dict[str, object]]:
-    """The records of one ``ExportLogsServiceRequest``, in order."""
-    return [
-        _record(log)
-        for resource in request.resource_logs
-        for scope in _field(resource, "scope_logs", "instrumentation_library_logs")
-        for log in _field(scope, "log_records", "logs")
-    ]
+def otlp_records(request: Any) -> list[dict[str, str]]:
+    """The records of one ``ExportLogsServiceRequest`` as dicts of their non-empty values (tests)."""
+    return otlp_columns(request).dicts()
 
 
 def json_names(logs_module: Any) -> tuple[str, str]:

@@ -11,16 +11,18 @@ from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
-from tlsdetect.readers.envoy.chunk import blocks, open_binary
+from tlsdetect.readers.envoy.chunk import Chunk, blocks, open_binary, without_empty
 from tlsdetect.readers.envoy.columns import block_frame
 from tlsdetect.readers.envoy.finish import finish
 from tlsdetect.readers.envoy.json import JsonReader
 from tlsdetect.readers.envoy.keys import RAW_COLUMNS
+from tlsdetect.readers.envoy.records import record_text
 from tlsdetect.readers.envoy.text import TextReader
 from tlsdetect.readers.logs import DeadLetter, LogFormatError, LogStats
 
-__all__ = ["parse_envoy_lines", "read_envoy"]
+__all__ = ["parse_envoy_lines", "parse_envoy_records", "read_envoy"]
 
 _SNIFF_LINES = 20
 
@@ -96,6 +98,34 @@ def parse_envoy_lines(
     chunk = reader.read_block(Path(source), first_line, block, dead)
     dead.stats.lines += chunk.lines
     out = finish(block_frame(chunk, Path(source), dead, reader.time_format), collapse)
+    dead.stats.rows += len(out)
+    return out
+
+
+def parse_envoy_records(
+    records: pa.Table,
+    *,
+    source: Path,
+    first_line: int = 1,
+    dead_letter: DeadLetter | None = None,
+    mapping: Mapping[str, str] | None = None,
+    collapse: bool = False,
+) -> pd.DataFrame:
+    """The rows of pushed records (a table of string cells named by key, one row per record: ALS, OTLP).
+
+    The JSON reader's key map (``mapping`` as for JSON logs) reads the names, then the same typing and
+    finishing as :func:`parse_envoy_lines`, so a record gives the row its JSON log line would. A bad record
+    is a dead letter named ``source`` with number ``first_line + i`` and the record as JSON for its text.
+    """
+    dead = dead_letter if dead_letter is not None else DeadLetter()
+    reader = _reader(tuple(sorted(mapping.items())) if mapping else None, None)
+    assert isinstance(reader, JsonReader)  # no text format: the JSON reader
+    path = Path(source)
+    chunk = Chunk(reader.columns_of(records), records.num_rows, records.num_rows,
+                  lambda i: record_text(records, i), lambda i: first_line + i)  # fmt: skip
+    chunk = without_empty(chunk, path, dead)
+    dead.stats.lines += chunk.lines
+    out = finish(block_frame(chunk, path, dead, reader.time_format), collapse)
     dead.stats.rows += len(out)
     return out
 

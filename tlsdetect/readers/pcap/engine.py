@@ -277,7 +277,7 @@ class _Engine:
         np.minimum.at(first_ts, conn, seg.ts[start])
         dir_keys, at = np.unique(np.concatenate([keys, rev]), return_index=True)
         dir_conn = np.concatenate([conn, conn])[at]
-        kept, dir_held, _ = carry.keep(buf, seg, start, dir_keys, depth=MAX_STREAM)
+        dir_held, _ = carry.held(seg, start, dir_keys, depth=MAX_STREAM)
         conn_held = np.bincount(dir_conn, weights=dir_held, minlength=n).astype(np.int64)
         room_bytes = min(pending.MAX_PENDING_BYTES - st.held, self.carry_bytes)
         chosen = free & carry.choose(first_ts, conn_held, st.now,
@@ -285,8 +285,7 @@ class _Engine:
                                      room_bytes=room_bytes)
         if not chosen.any():
             return np.zeros(len(start), dtype=bool)
-        self.carry, _, _ = carry.keep(kept.buf, kept.seg, np.flatnonzero(kept.start), dir_keys[chosen[dir_conn]],
-                                      depth=MAX_STREAM)
+        self.carry, _, _ = carry.keep(buf, seg, start, dir_keys[chosen[dir_conn]], depth=MAX_STREAM)
         self.stats.counts["carried_connections"] += int(chosen.sum())
         mask: npt.NDArray[np.bool_] = chosen[conn]
         return mask

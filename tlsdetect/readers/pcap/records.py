@@ -39,7 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = ["NEXT", "QUIET", "UNKNOWN", "HeaderWalk", "Records", "Sizes", "Walk", "as_tuples", "flight_cut", "ran_out",
-           "tls13_flights", "truncated_places", "walk_headers"]
+           "tls13_flights", "truncated_places", "unique_rows", "walk_headers"]
 
 I64 = npt.NDArray[np.int64]
 B = npt.NDArray[np.bool_]
@@ -147,10 +147,25 @@ def as_tuples(sizes: Sizes) -> tuple[npt.NDArray[np.object_], npt.NDArray[np.int
     matrix[:, 0] = np.where(sizes.known, count, -1)
     at = np.arange(len(sizes.owner), dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
     matrix[sizes.owner, at + 1] = sizes.size
-    uniq, inverse = np.unique(matrix, axis=0, return_inverse=True)
+    uniq, inverse = unique_rows(matrix)
     values = np.empty(len(uniq), dtype=object)
     values[:] = [None if row[0] < 0 else tuple(row[1 : 1 + row[0]]) for row in uniq.tolist()]
-    return values[inverse.reshape(-1)], total
+    return values[inverse], total
+
+
+def unique_rows(matrix: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """``np.unique(matrix, axis=0, return_inverse=True)`` (same rows, same order), by a lexsort of the
+    columns: numpy's ``axis=0`` compares rows as opaque bytes, ~10x slower on 30,000 rows of 7 ints
+    (0.2 s against 0.02 s; ``as_tuples`` cost 0.28 s per 20,000 interleaved connections)."""
+    n = len(matrix)
+    if n == 0:
+        return matrix[:0], np.zeros(0, dtype=np.int64)
+    order = np.lexsort(matrix.T[::-1])
+    ordered = matrix[order]
+    new = np.r_[True, (ordered[1:] != ordered[:-1]).any(axis=1)]
+    inverse = np.empty(n, dtype=np.int64)
+    inverse[order] = np.cumsum(new) - 1
+    return ordered[new], inverse
 
 
 #: Records walked per direction in one go (a TLS 1.3 flight is 3-6, with 0.5-RTT data a few more).

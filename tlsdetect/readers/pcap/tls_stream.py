@@ -257,8 +257,8 @@ def chain_json(chain: tuple[CertInfo, ...]) -> str:
 
 
 def _ip(hi: int, lo: int) -> str:
-    if hi == 0 and (lo >> 32) == 0xFFFF:
-        return str(ipaddress.IPv4Address(lo & 0xFFFFFFFF))
+    if hi == 0 and (lo >> 32) == 0xFFFF:  # IPv4: the dotted quad ipaddress spells, ~10x cheaper
+        return f"{(lo >> 24) & 255}.{(lo >> 16) & 255}.{(lo >> 8) & 255}.{lo & 255}"
     return str(ipaddress.IPv6Address((hi << 64) | lo))
 
 

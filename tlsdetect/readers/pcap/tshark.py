@@ -73,7 +73,7 @@ from tlsdetect.readers.pcap.tls_stream import Connection, DirectionView, Endpoin
 from tlsdetect.readers.pcap.tshark_frames import END_MARK, START_MARK, Frame, lua_script, parse_line
 from tlsdetect.readers.pcap.udp_rows import udp_row
 from tlsdetect.wire.keylog import KeyLog
-from tlsdetect.wire.quic_initial import transport_parameter_ids
+from tlsdetect.wire.quic_tp import transport_parameters
 from tlsdetect.wire.tls import (
     HANDSHAKE_CERTIFICATE,
     HANDSHAKE_CLIENT_HELLO,
@@ -310,7 +310,7 @@ class _Assembler:
             if msg_type == HANDSHAKE_CLIENT_HELLO:
                 view.client_hellos.append(parse_client_hello(body, dtls=conn.transport == "dtls"))
                 if conn.transport == "quic" and conn.params is None:
-                    conn.params = transport_parameter_ids(body)
+                    conn.params = transport_parameters(body)
                 if conn.hello_ts is None:
                     conn.hello_ts = frame.ts_ns
                     conn.random = body[2:34]
