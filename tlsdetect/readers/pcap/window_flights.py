@@ -27,8 +27,7 @@ from tlsdetect.readers.pcap.records import (
 from tlsdetect.wire.gather import Gather
 from tlsdetect.wire.tls import MAX_RECORD_LENGTH
 
-__all__ = ["SETTLE_MARGIN", "WALK_LIMIT", "WindowFlights", "idle_at_window_end", "session_id_echoed",
-           "tls13_window_flights"]
+__all__ = ["WALK_LIMIT", "WindowFlights", "session_id_echoed", "tls13_window_flights"]
 
 I64 = npt.NDArray[np.int64]
 U64 = npt.NDArray[np.uint64]
@@ -37,9 +36,6 @@ B = npt.NDArray[np.bool_]
 
 #: Stream bytes of each direction whose record headers are walked (flights end well before).
 WALK_LIMIT = 64 * 1024
-#: TCP payload packets at a window's end within which a connection counts as still talking
-#: (its unfinished flights are followed into the next windows by the reassembling lane).
-SETTLE_MARGIN = 4096
 _SID = np.arange(32, dtype=np.int64)
 _NEVER = np.iinfo(np.int64).max
 
@@ -80,19 +76,6 @@ def _direction(
     arrival = base + np.arange(len(keys), dtype=np.int64)
     return HeaderWalk(buf, Chain(owner, rel, seg, seg_len), payload, arrival, n, beyond, MAX_RECORD_LENGTH,
                       broken, limited)
-
-
-def idle_at_window_end(keys: U64, by_key: I64, client: I64, server: I64, margin: int = SETTLE_MARGIN) -> B:
-    """Whether each connection (hello segments ``client``/``server``) sent no segment, either
-    way, in the window's last ``margin`` TCP payload packets: a flight it has not finished by
-    then is taken as it stands (missing), not followed into the next windows."""
-    n = len(client)
-    last = np.full(n, -1, dtype=np.int64)
-    for hello in (client, server):
-        idx, own = segments_of(keys[hello], keys, by_key)
-        np.maximum.at(last, own, idx)
-    idle: B = last < len(keys) - margin
-    return idle
 
 
 @dataclass(slots=True)
