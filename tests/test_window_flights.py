@@ -18,6 +18,7 @@ from tlsdetect.readers.pcap.engine import read_pcap
 from tlsdetect.readers.pcap.records import Sizes, as_tuples, flight_cut, group_starts, tls13_flights
 from tlsdetect.readers.pcap.window_flights import (
     _direction,
+    quiet_at_window_end,
     session_id_echoed,
     tls13_window_flights,
 )
@@ -194,6 +195,19 @@ def test_early_stop_gives_the_whole_walks_flights(
             assert a.tolist() == b.tolist()
     assert got.server_cut.tolist() == want[2].tolist()
     assert got.client_cut.tolist() == want[3].tolist()
+
+
+def test_quiet_at_window_end_counts_capture_time_not_packets() -> None:
+    """Flows 0/1 (one connection) last spoke at 100 ms, flows 2/3 at 900 ms, then flow 9's bulk to 1 s:
+    with 500 ms the first is quiet, the second is not, however many packets came after it."""
+    keys = np.array([0, 1, 2, 3, 1, 3, *[9] * 50], dtype=np.uint64)
+    ts = np.array([0, 10, 0, 10, 100, 900, *range(901, 951)], dtype=np.int64) * 1_000_000
+    ts[-1] = 1_000_000_000
+    by_key = np.argsort(keys, kind="stable")
+    client, server = np.array([0, 2]), np.array([1, 3])
+    assert quiet_at_window_end(ts, keys, by_key, client, server, 500_000_000).tolist() == [True, False]
+    assert quiet_at_window_end(ts, keys, by_key, client, server, 50_000_000).tolist() == [True, True]
+    assert quiet_at_window_end(ts, keys, by_key, client, server, 950_000_000).tolist() == [False, False]
 
 
 # --- rows must not depend on where the capture's windows fall ------------------------------------

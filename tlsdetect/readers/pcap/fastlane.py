@@ -50,7 +50,7 @@ from tlsdetect.readers.pcap.tls_stream import (
     client_hello_columns,
     server_hello_columns,
 )
-from tlsdetect.readers.pcap.window_flights import session_id_echoed, tls13_window_flights
+from tlsdetect.readers.pcap.window_flights import quiet_at_window_end, session_id_echoed, tls13_window_flights
 from tlsdetect.wire.gather import Gather
 from tlsdetect.wire.hello_batch import HelloBatch, client_hello_batch, server_hello_batch
 from tlsdetect.wire.tls import (
@@ -544,9 +544,12 @@ class FastLane:
             s13, c13 = w13.server, w13.client
             # Flights not yet decided are followed into the next windows (carry, slow lane): a
             # connection quiet at this window's end may yet speak in the next one, so taking it
-            # here would make its row depend on where the window fell. At the capture's end it is
-            # taken with the flights it finished, unless its bytes stop at a hole or an overlap.
-            good[newer] &= (s13.known & c13.known) | (final & ~w13.broken)
+            # here would make its row depend on where the window fell. At the capture's end, or
+            # after QUIET_NS of capture time without a segment, it is taken with the flights it
+            # finished, unless its bytes stop at a hole or an overlap.
+            settled = final | quiet_at_window_end(seg.ts, seg.keys, seg.by_key(), start[ch[c_sel[newer]]],
+                                                  start[sh[s_sel[newer]]])
+            good[newer] &= (s13.known & c13.known) | (settled & ~w13.broken)
             truncated[newer] = w13.server_cut.astype(np.int64) + 2 * w13.client_cut.astype(np.int64)
             s_sizes = _merge_sizes(s_sizes, s13, newer)
             c_sizes = _merge_sizes(c_sizes, c13, newer)

@@ -27,7 +27,8 @@ from tlsdetect.readers.pcap.records import (
 from tlsdetect.wire.gather import Gather
 from tlsdetect.wire.tls import MAX_RECORD_LENGTH
 
-__all__ = ["WALK_LIMIT", "WindowFlights", "session_id_echoed", "tls13_window_flights"]
+__all__ = ["QUIET_NS", "WALK_LIMIT", "WindowFlights", "quiet_at_window_end", "session_id_echoed",
+           "tls13_window_flights"]
 
 I64 = npt.NDArray[np.int64]
 U64 = npt.NDArray[np.uint64]
@@ -36,6 +37,12 @@ B = npt.NDArray[np.bool_]
 
 #: Stream bytes of each direction whose record headers are walked (flights end well before).
 WALK_LIMIT = 64 * 1024
+#: Capture time without a segment, either way, after which a handshake whose flights are still
+#: undecided at a window's end is taken as it stands (the undecided ones missing). Far above any
+#: round trip, so a connection waiting one (20 ms at 50,000 connections/s: ~4,000 packets) is
+#: followed into the next windows; short enough that handshakes never decided (no server record
+#: after the client's Finished) do not fill the carry on long captures.
+QUIET_NS = 500_000_000
 _SID = np.arange(32, dtype=np.int64)
 _NEVER = np.iinfo(np.int64).max
 
@@ -76,6 +83,19 @@ def _direction(
     arrival = base + np.arange(len(keys), dtype=np.int64)
     return HeaderWalk(buf, Chain(owner, rel, seg, seg_len), payload, arrival, n, beyond, MAX_RECORD_LENGTH,
                       broken, limited)
+
+
+def quiet_at_window_end(ts: I64, keys: U64, by_key: I64, client: I64, server: I64, quiet_ns: int = QUIET_NS) -> B:
+    """Whether each connection (hello segments ``client``/``server``) sent no segment, either way,
+    in the window's last ``quiet_ns`` of capture time: in capture time, not packets, so whether it
+    is followed on does not depend on how busy the window's end was."""
+    n = len(client)
+    last = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
+    for hello in (client, server):
+        idx, own = segments_of(keys[hello], keys, by_key)
+        np.maximum.at(last, own, ts[idx])
+    quiet: B = last < (int(ts.max()) if len(ts) else 0) - quiet_ns
+    return quiet
 
 
 @dataclass(slots=True)
