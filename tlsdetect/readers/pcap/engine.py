@@ -199,8 +199,8 @@ class _Engine:
         #: Packets of handshakes the fast lane will finish in a later window (see :mod:`.carry`), at
         #: most ``carry_bytes`` of them and within the room :mod:`.pending`'s caps leave. Not a
         #: window's bytes: handshakes waiting on a flight (TLS 1.3 with no server record after the
-        #: client's Finished) stay carried until the capture's end, and at 50,000 connections/s
-        #: they outgrew a 16 MiB window's budget (~4x), which sent most handshakes to the slow lane.
+        #: client's Finished) stay carried until quiet for ``window_flights.QUIET_NS``, and at 50,000
+        #: connections/s they outgrew a 16 MiB window's budget (~4x), sending most to the slow lane.
         self.carry = carry.Carry.empty()
         self.carry_bytes = carry_bytes
         self.use_fast_lane = fast_lane

@@ -8,7 +8,7 @@ connection gives the one row it gives when the files are read as one. Each :meth
 the connections settled so far; :meth:`finish` the rest, when the capture ends.
 
 A file read alone waits for capture time to settle a handshake (the carry and the slow lane
-follow a handshake whose flights are undecided for seconds of capture time, or to its end). A
+follow a handshake whose flights are undecided until it is quiet for ``QUIET_NS``). A
 live capture's clock is the wall clock, and a quiet interface adds no packets to move it, so
 :meth:`settle` ends, by the wall clock, the handshakes quiet for ``quiet_ns``:
 what a capture filter kept of them is all there will be.
