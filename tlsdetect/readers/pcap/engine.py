@@ -30,9 +30,9 @@ stage, for callers outside the registry. The one fingerprint computed here is of
 HelloRetryRequest's first ClientHello (``ja3_retry``/``ja4_retry``): the table keeps no hello
 lists of it, so no later stage could.
 
-Memory: one window, one chunk of rows, the carry (at most a window's bytes) and the pending
-handshakes, which :mod:`.pending` caps as a whole (open directions and held bytes; the carry is
-kept within the room they leave; the oldest-idle are evicted with a counted reason).
+Memory: one window, one chunk of rows, the carry and the pending handshakes, which :mod:`.pending`
+caps as a whole (open directions and held bytes; the carry is kept within the room they leave; the
+oldest-idle are evicted with a counted reason).
 
 Size: one module because the window steps share the pending state and its accounting; the
 prefetch thread and the table merge at the end are short.
@@ -181,7 +181,7 @@ def _prepare(batch: PacketBatch, dec: Decoded, *, compiled: bool | None = None) 
 
 class _Engine:
     def __init__(self, source: str, *, fast_lane: bool = True, slow_batch: int = 1, keylog: KeyLog | None = None,
-                 carry_bytes: int = WINDOW
+                 carry_bytes: int = pending.MAX_PENDING_BYTES
                  ) -> None:
         self.source = source
         #: ``--keylog``: connections it has secrets for go to the reassembling lane, which decrypts their chain.
@@ -197,7 +197,10 @@ class _Engine:
         self.stats = ReadStats()
         self.fast = FastLane(recent_ns=IDLE_NS)
         #: Packets of handshakes the fast lane will finish in a later window (see :mod:`.carry`), at
-        #: most ``carry_bytes`` of them (a window's worth).
+        #: most ``carry_bytes`` of them and within the room :mod:`.pending`'s caps leave. Not a
+        #: window's bytes: handshakes waiting on a flight (TLS 1.3 with no server record after the
+        #: client's Finished) stay carried until quiet for ``window_flights.QUIET_NS``, and at 50,000
+        #: connections/s they outgrew a 16 MiB window's budget (~4x), sending most to the slow lane.
         self.carry = carry.Carry.empty()
         self.carry_bytes = carry_bytes
         self.use_fast_lane = fast_lane
@@ -237,7 +240,7 @@ class _Engine:
             keyed = keyed_starts(buf, seg.payload[start], seg.plen[start], self.keyed) if self.keyed is not None \
                 else np.zeros(len(start), dtype=bool)
             fast = np.zeros(len(start), dtype=bool)
-            fast[~keyed] = self.fast.claim_handshakes(buf, seg, start[~keyed], busy, base)
+            fast[~keyed] = self.fast.claim_handshakes(buf, seg, start[~keyed], busy, base, final=final)
             start, keyed = start[~fast], keyed[~fast]
             if len(start) and not final:
                 carried = np.zeros(len(start), dtype=bool)
@@ -641,8 +644,7 @@ def iter_connections(
     reader = CaptureReader(path, window=window or WINDOW, reuse_buffer=False)
     core = ccore.status() if reader.compiled == ccore.enabled() else ("compiled C" if reader.compiled else "numpy")
     log.info("%s: capture core: %s", Path(path).name, core)
-    engine = _Engine(Path(path).name, fast_lane=fast_lane, slow_batch=max(1, chunk_rows // 8), keylog=keylog,
-                     carry_bytes=window or WINDOW)
+    engine = _Engine(Path(path).name, fast_lane=fast_lane, slow_batch=max(1, chunk_rows // 8), keylog=keylog)
     for prepared, position in _prefetch(reader):
         engine.window(prepared)
         if progress is not None:

@@ -50,7 +50,7 @@ from tlsdetect.readers.pcap.tls_stream import (
     client_hello_columns,
     server_hello_columns,
 )
-from tlsdetect.readers.pcap.window_flights import idle_at_window_end, session_id_echoed, tls13_window_flights
+from tlsdetect.readers.pcap.window_flights import quiet_at_window_end, session_id_echoed, tls13_window_flights
 from tlsdetect.wire.gather import Gather
 from tlsdetect.wire.hello_batch import HelloBatch, client_hello_batch, server_hello_batch
 from tlsdetect.wire.tls import (
@@ -390,7 +390,8 @@ class FastLane:
     def _add(self, name: str, values: npt.NDArray[np.generic]) -> None:
         self.cols.setdefault(name, []).append(values)
 
-    def claim_handshakes(self, buf: U8, seg: Segments, start: I64, busy: U64, base: int = 0) -> B:
+    def claim_handshakes(self, buf: U8, seg: Segments, start: I64, busy: U64, base: int = 0, *,
+                         final: bool = False) -> B:
         """Take over the complete, ordinary handshakes among the hello-start packets ``start`` of a window.
 
         ``seg`` holds every TCP payload packet of the window; ``busy`` the flow keys the slow
@@ -398,8 +399,9 @@ class FastLane:
         sequence (every Chrome hello with an ML-KEM key share does). Returns the mask of start
         packets this lane took; retransmissions of a taken hello are swallowed for
         ``recent_ns`` of capture time. ``base`` is the capture position of the window's first
-        segment; a handshake whose flight columns the window cannot decide is left to the slow
-        lane, which reads on.
+        segment; a handshake whose flight columns the window cannot decide is left to the carry or
+        the slow lane, which read on, unless the capture ends here (``final``): then it is taken
+        with the flights it finished (the others missing, said cut where a record was cut).
         """
         keys = seg.keys[start]
         payload, plen = seg.payload[start], seg.plen[start]
@@ -540,11 +542,14 @@ class FastLane:
                 start[sh[s_sel[newer]]],
             )
             s13, c13 = w13.server, w13.client
-            # A connection quiet at the window's end is taken with the flights it finished (the
-            # others missing, said cut where they were); one still talking there, or whose bytes
-            # stop at a hole or an overlap, is followed by the slow lane.
-            idle = idle_at_window_end(seg.keys, seg.by_key(), start[ch[c_sel[newer]]], start[sh[s_sel[newer]]])
-            good[newer] &= (s13.known & c13.known) | (idle & ~w13.broken)
+            # Flights not yet decided are followed into the next windows (carry, slow lane): a
+            # connection quiet at this window's end may yet speak in the next one, so taking it
+            # here would make its row depend on where the window fell. At the capture's end, or
+            # after QUIET_NS of capture time without a segment, it is taken with the flights it
+            # finished, unless its bytes stop at a hole or an overlap.
+            settled = final | quiet_at_window_end(seg.ts, seg.keys, seg.by_key(), start[ch[c_sel[newer]]],
+                                                  start[sh[s_sel[newer]]])
+            good[newer] &= (s13.known & c13.known) | (settled & ~w13.broken)
             truncated[newer] = w13.server_cut.astype(np.int64) + 2 * w13.client_cut.astype(np.int64)
             s_sizes = _merge_sizes(s_sizes, s13, newer)
             c_sizes = _merge_sizes(c_sizes, c13, newer)

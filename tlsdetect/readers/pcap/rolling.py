@@ -7,10 +7,10 @@ traffic at arbitrary points, so a handshake may begin in one ring file and end i
 connection gives the one row it gives when the files are read as one. Each :meth:`feed` returns
 the connections settled so far; :meth:`finish` the rest, when the capture ends.
 
-A file read alone waits for capture time to settle a handshake (the fast lane decides only the
-connections quiet over the window's last packets, the carry and the slow lane wait seconds of
-capture time). A live capture's clock is the wall clock, and a quiet interface adds no packets
-to move it, so :meth:`settle` ends, by the wall clock, the handshakes quiet for ``quiet_ns``:
+A file read alone waits for capture time to settle a handshake (the carry and the slow lane
+follow a handshake whose flights are undecided until it is quiet for ``QUIET_NS``). A
+live capture's clock is the wall clock, and a quiet interface adds no packets to move it, so
+:meth:`settle` ends, by the wall clock, the handshakes quiet for ``quiet_ns``:
 what a capture filter kept of them is all there will be.
 """
 
@@ -32,7 +32,7 @@ class RollingEngine:
 
     def __init__(self, name: str, *, window: int = WINDOW) -> None:
         self.window = window
-        self.engine = _Engine(name, slow_batch=1, carry_bytes=window)
+        self.engine = _Engine(name, slow_batch=1)
         #: the capture readers' counts (packets, bytes_read, warnings) summed over the files fed
         self.read = ReadStats()
 

@@ -27,7 +27,7 @@ from tlsdetect.readers.pcap.records import (
 from tlsdetect.wire.gather import Gather
 from tlsdetect.wire.tls import MAX_RECORD_LENGTH
 
-__all__ = ["SETTLE_MARGIN", "WALK_LIMIT", "WindowFlights", "idle_at_window_end", "session_id_echoed",
+__all__ = ["QUIET_NS", "WALK_LIMIT", "WindowFlights", "quiet_at_window_end", "session_id_echoed",
            "tls13_window_flights"]
 
 I64 = npt.NDArray[np.int64]
@@ -37,9 +37,12 @@ B = npt.NDArray[np.bool_]
 
 #: Stream bytes of each direction whose record headers are walked (flights end well before).
 WALK_LIMIT = 64 * 1024
-#: TCP payload packets at a window's end within which a connection counts as still talking
-#: (its unfinished flights are followed into the next windows by the reassembling lane).
-SETTLE_MARGIN = 4096
+#: Capture time without a segment, either way, after which a handshake whose flights are still
+#: undecided at a window's end is taken as it stands (the undecided ones missing). Far above any
+#: round trip, so a connection waiting one (20 ms at 50,000 connections/s: ~4,000 packets) is
+#: followed into the next windows; short enough that handshakes never decided (no server record
+#: after the client's Finished) do not fill the carry on long captures.
+QUIET_NS = 500_000_000
 _SID = np.arange(32, dtype=np.int64)
 _NEVER = np.iinfo(np.int64).max
 
@@ -82,17 +85,17 @@ def _direction(
                       broken, limited)
 
 
-def idle_at_window_end(keys: U64, by_key: I64, client: I64, server: I64, margin: int = SETTLE_MARGIN) -> B:
-    """Whether each connection (hello segments ``client``/``server``) sent no segment, either
-    way, in the window's last ``margin`` TCP payload packets: a flight it has not finished by
-    then is taken as it stands (missing), not followed into the next windows."""
+def quiet_at_window_end(ts: I64, keys: U64, by_key: I64, client: I64, server: I64, quiet_ns: int = QUIET_NS) -> B:
+    """Whether each connection (hello segments ``client``/``server``) sent no segment, either way,
+    in the window's last ``quiet_ns`` of capture time: in capture time, not packets, so whether it
+    is followed on does not depend on how busy the window's end was."""
     n = len(client)
-    last = np.full(n, -1, dtype=np.int64)
+    last = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
     for hello in (client, server):
         idx, own = segments_of(keys[hello], keys, by_key)
-        np.maximum.at(last, own, idx)
-    idle: B = last < len(keys) - margin
-    return idle
+        np.maximum.at(last, own, ts[idx])
+    quiet: B = last < (int(ts.max()) if len(ts) else 0) - quiet_ns
+    return quiet
 
 
 @dataclass(slots=True)
