@@ -32,7 +32,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -101,22 +100,6 @@ def mitm_http3(upstream: int, work: Path, cert: Path) -> Iterator[int]:
         mc.stop_process(proc)
 
 
-@contextlib.contextmanager
-def udp_capture(path: Path, ports: list[int], work: Path) -> Iterator[None]:
-    bpf = " or ".join(f"udp port {p}" for p in ports)
-    log = work / f"dumpcap-{path.stem}.log"
-    with log.open("wb") as fh:
-        proc = subprocess.Popen(["dumpcap", "-q", "-i", "lo", "-f", bpf, "-w", str(path)],
-                                stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT)
-    try:
-        mc.wait_for(lambda: proc.poll() is not None or (path.exists() and path.stat().st_size >= 24), "dumpcap")
-        time.sleep(0.3)
-        yield
-        time.sleep(0.7)
-    finally:
-        mc.stop_process(proc, mc.signal.SIGINT)
-
-
 def capture(out: Path, runs: int) -> tuple[dict[str, Path], int]:
     """The three captures into ``out``; returns them and the server's port."""
     out.mkdir(parents=True, exist_ok=True)
@@ -131,13 +114,13 @@ def capture(out: Path, runs: int) -> tuple[dict[str, Path], int]:
         h3 = [str(mq.AIOQUIC), str(mq.PEER), "serve", str(chain), str(pki.server_key), str(port)]
         with mq.server(h3, "ready", work, "h3"):
             for phase in ("baseline", "later"):
-                with udp_capture(paths[phase], [port], work):
+                with mq.udp_capture(paths[phase], [port], work):
                     for _ in range(runs):
                         chromium_get(port, spki, work)
                         aioquic_get(port)
             both = work / "mitm-cert.pem"
             both.write_text(pki.server_key.read_text() + chain.read_text())
-            with mitm_http3(port, work, both) as mport, udp_capture(paths["intercepted"], [port, mport], work):
+            with mitm_http3(port, work, both) as mport, mq.udp_capture(paths["intercepted"], [port, mport], work):
                 for _ in range(runs):
                     chromium_get(mport, spki, work)
                     aioquic_get(mport)

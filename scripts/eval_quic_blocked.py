@@ -30,7 +30,6 @@ import http.server
 import importlib
 import shutil
 import ssl
-import subprocess
 import sys
 import tempfile
 import threading
@@ -118,7 +117,7 @@ def capture(out: Path, runs: int) -> dict[str, Path]:
             blocked = phase == "later_blocked"
             cap = work / f"{phase}.pcapng"
             bpf_ports = f"tcp port {port} or udp port {port}"
-            with _capture(cap, bpf_ports, work), tcp_server(root, port, chain, pki.server_key), \
+            with mc.bpf_capture(cap, bpf_ports, work), tcp_server(root, port, chain, pki.server_key), \
                     contextlib.ExitStack() as servers:
                 # one HTTP/3 server per address: a UDP socket bound to all would answer from 127.0.0.1
                 for h in () if blocked else QUIC_HOSTS:
@@ -128,21 +127,6 @@ def capture(out: Path, runs: int) -> dict[str, Path]:
                     time.sleep(0.5)
             shutil.copyfile(cap, paths[phase])
     return paths
-
-
-@contextlib.contextmanager
-def _capture(path: Path, bpf: str, work: Path) -> Iterator[None]:
-    log = work / f"capture-{path.stem}.log"
-    with log.open("wb") as fh:
-        proc = subprocess.Popen(["dumpcap", "-q", "-i", "lo", "-f", bpf, "-w", str(path)],
-                                stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT)
-    try:
-        mc.wait_for(lambda: proc.poll() is not None or (path.exists() and path.stat().st_size >= 24), "dumpcap")
-        time.sleep(0.3)
-        yield
-        time.sleep(0.7)
-    finally:
-        mc.stop_process(proc, mc.signal.SIGINT)
 
 
 def evaluate(paths: dict[str, Path]) -> dict[str, dict[str, Any]]:

@@ -677,14 +677,21 @@ def mitmdump(confdir: Path, log: Path, upstream_port: int, addon: Path, extra: t
 
 @contextlib.contextmanager
 def packet_capture(path: Path, ports: list[int], tool: str, fmt: str, work: Path) -> Iterator[str]:
-    """Capture loopback traffic for ``ports`` into ``path`` while the block runs.
+    """Capture loopback TCP traffic for ``ports`` into ``path`` while the block runs (see
+    :func:`bpf_capture`). Yields the BPF filter used (for the manifest)."""
+    bpf = f"host {HOST} and (" + " or ".join(f"tcp port {p}" for p in ports) + ")"
+    with bpf_capture(path, bpf, work, tool=tool, fmt=fmt):
+        yield bpf
+
+
+@contextlib.contextmanager
+def bpf_capture(path: Path, bpf: str, work: Path, tool: str = "dumpcap", fmt: str = "pcapng") -> Iterator[None]:
+    """Capture loopback traffic matching ``bpf`` into ``path`` while the block runs.
 
     Readiness: dumpcap/tcpdump write the file header only after the BPF
     filter is attached, so an existing, non-empty file means "listening".
     Stop: wait briefly, then SIGINT so the tool flushes every packet.
-    Yields the BPF filter used (for the manifest).
     """
-    bpf = f"host {HOST} and (" + " or ".join(f"tcp port {p}" for p in ports) + ")"
     if tool == "dumpcap":
         cmd = ["dumpcap", "-q", "-i", "lo", "-f", bpf, "-w", str(path)]
         if fmt == "pcap":
@@ -702,7 +709,7 @@ def packet_capture(path: Path, ports: list[int], tool: str, fmt: str, work: Path
         if proc.poll() is not None:
             raise CaptureError(f"{tool} exited early (need root/CAP_NET_RAW?):\n{log.read_text()}")
         time.sleep(0.3)
-        yield bpf
+        yield
         time.sleep(0.7)  # let the last FIN/ACKs reach the capture buffer
     finally:
         stop_process(proc, signal.SIGINT)

@@ -32,7 +32,6 @@ import hashlib
 import importlib
 import json
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -73,21 +72,10 @@ class Run:
 
 @contextlib.contextmanager
 def udp_capture(path: Path, ports: list[int], work: Path) -> Iterator[str]:
-    """dumpcap on lo for the UDP ``ports`` while the block runs (readiness: the file header)."""
+    """dumpcap on lo for the UDP ``ports`` while the block runs (``make_captures.bpf_capture``)."""
     bpf = f"host {HOST} and (" + " or ".join(f"udp port {p}" for p in ports) + ")"
-    log = work / f"capture-{path.stem}.log"
-    with log.open("wb") as fh:
-        proc = subprocess.Popen(["dumpcap", "-q", "-i", "lo", "-f", bpf, "-w", str(path)],
-                                stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT)
-    try:
-        mc.wait_for(lambda: proc.poll() is not None or (path.exists() and path.stat().st_size >= 24), "dumpcap")
-        if proc.poll() is not None:
-            raise mc.CaptureError(f"dumpcap exited early:\n{log.read_text()}")
-        time.sleep(0.3)
+    with mc.bpf_capture(path, bpf, work):
         yield bpf
-        time.sleep(0.7)
-    finally:
-        mc.stop_process(proc, signal.SIGINT)
 
 
 @contextlib.contextmanager
