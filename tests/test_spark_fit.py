@@ -110,3 +110,24 @@ def test_fit_of_no_rows_is_the_local_error(spark: Any) -> None:
         Baseline().fit(Inputs([str(PCAPS)]).read_all().iloc[:0])
     with pytest.raises(ValueError, match="no connections to learn from"):
         fit_baseline(read_connections(spark, [str(PCAPS)]).limit(0))
+
+
+@pytest.mark.slow
+def test_quic_parameter_tables_equal_the_local_fit(spark: Any) -> None:
+    """Real QUIC hellos (Chromium, aioquic) over two partitions, half of them with a User-Agent: the QUIC
+    transport-parameter tables, per client and per family, are the local fit's and not empty."""
+    from tlsdetect.spark import connections_schema, fit_baseline
+    from tlsdetect.spark.schema import to_spark_frame, unpack_columns
+
+    quic = Path(__file__).parent / "data" / "quic" / "quic.pcapng"
+    df = Inputs([str(quic)]).read_all()
+    assert df["quic_transport_params"].notna().sum() >= 3
+    ua = np.where(np.arange(len(df)) % 2 == 0, "Mozilla/5.0 (X11; Linux x86_64) Chrome/156.0.0.0 Safari/537.36", None)
+    df["user_agent"] = pd.Series(ua, index=df.index, dtype="string")
+    frame = spark.createDataFrame(to_spark_frame(df), connections_schema(packed=True)).repartition(2)
+    a = fit_baseline(unpack_columns(frame), model=False)
+    b = Baseline(model=False).fit(df)
+    for name in ("quic_params", "quic_param_families"):
+        pd.testing.assert_frame_equal(getattr(a, f"{name}_"), getattr(b, f"{name}_"), obj=name)
+    assert len(a.quic_params_) >= 2
+    assert len(a.quic_param_families_) >= 1

@@ -17,6 +17,10 @@ are learned per Arrow batch in ``mapInPandas`` by the local learners themselves
 :func:`~tlsdetect.detect.renewals.learn_server_certs`); only their small partial tables reach the driver,
 which folds them as ``partial_fit`` does (counts summed, first/last seen widened). ``rest_bytes``, the one
 column that is neither key nor count, is the least over all batches, as one local fit over all rows takes it.
+
+The QUIC transport-parameter tables (``quic_params``, ``quic_param_families``) are grouped counts like the
+others: each row's fingerprint and normal form are derived in ``mapInPandas`` by
+:func:`~tlsdetect.detect.quic_tp_fingerprint.quic_tp_fingerprints`, the function the local learners call.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from tlsdetect.spark.schema import NAT, from_spark_frame, pack_columns, spark_ty
 
 __all__ = ["fit_baseline"]
 
-_DERIVED = ("_cid", "_uaf", "_sni", "_ver", "_origin", "_ab", "_c", "_srv", "_tr")
+_DERIVED = ("_cid", "_uaf", "_sni", "_ver", "_origin", "_ab", "_c", "_srv", "_tr", "_qfp", "_qpar")
 _ISSUER_COLS = tuple(c for cols in ROLES.values() for c in cols)
 #: What the server learners read (server_profiles.server_rows and renewals.clear_certs).
 _SERVER_COLS = ("sni", "server_ip", "server_port", "ja4", "tls_version", "sh_version", "sh_selected_version",
@@ -56,6 +60,7 @@ def _prepare(client_key: str) -> Any:
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         from tlsdetect.detect.columns import text_column
         from tlsdetect.detect.ja4_parts import ja4_parts
+        from tlsdetect.detect.quic_tp_fingerprint import quic_tp_fingerprints
         from tlsdetect.detect.transports import server_keys
         from tlsdetect.detect.useragent import ua_family
 
@@ -77,7 +82,10 @@ def _prepare(client_key: str) -> Any:
             # the ja4_stacks table's key, as the local learner derives it (ja4_parts.learn_ja4_stacks)
             parts = ja4_parts(df["ja4"])
             origin = df["fingerprint_origin"].astype("string").fillna("unknown")
-            for name, col in (("_origin", origin), ("_ab", parts["ab"]), ("_c", parts["c"])):
+            # the quic_params tables' key and evidence, as quic_tp_fingerprint's learners derive them
+            qtp = quic_tp_fingerprints(text_column(df, "quic_transport_params"))
+            for name, col in (("_origin", origin), ("_ab", parts["ab"]), ("_c", parts["c"]),
+                              ("_qfp", qtp["quic_tp"]), ("_qpar", qtp["quic_tp_params"])):
                 out[name] = col.astype(object).where(col.notna(), None).to_numpy()
             yield out
 
@@ -113,7 +121,7 @@ def fit_baseline(df: Any, *, client_key: str = "auto", mesh_ca: MeshSpec = None,
     # only the columns the tables need: the input is read (captures parsed) once, into this narrow
     # persisted frame; the hello lists pass through Python packed (see ``schema.pack_columns``)
     needed = ["ts", "client_id", "peer_subject", "client_ip", "user_agent", "ja4", "ja3n", "fingerprint_origin", "sni",
-              "transport",
+              "transport", "quic_transport_params",
               *_ISSUER_COLS,
               *HELLO_COLUMNS, "ja3_full", "ja4_ro", *_SERVER_COLS, *_IDENTITY_COLS[:4]]
     if client_key in df.columns and client_key not in needed and schema.COLUMNS.get(client_key) != "object":
@@ -206,6 +214,15 @@ def _fit(rows: Any, *, client_key: str, mesh_ca: MeshSpec, model: bool) -> Basel
         c("_cid").alias("client_id"), c("_srv").alias("server"), c("_tr").alias("transport")
     ).agg(F.count(F.lit(1)).alias("count"), *seen)
     tables["transports"] = _times(_collect(transports))[list(OPTIONAL_TABLES["transports"])]
+    # quic_params per client (rows with a client), quic_param_families per User-Agent family (any row with one)
+    qparams = usable.filter(c("_qfp").isNotNull()).groupBy(
+        c("_cid").alias("client_id"), c("_qfp").alias("fingerprint")
+    ).agg(F.count(F.lit(1)).alias("count"), _first("_qpar").alias("params"), *seen)
+    tables["quic_params"] = _times(_collect(qparams))[list(OPTIONAL_TABLES["quic_params"])]
+    qfams = rows.filter(c("_qfp").isNotNull() & c("_uaf").isNotNull()).groupBy(
+        c("_uaf").alias("ua_family"), c("_qfp").alias("fingerprint")
+    ).agg(F.count(F.lit(1)).alias("count"), _first("_qpar").alias("params"))
+    tables["quic_param_families"] = _times(_collect(qfams))[list(OPTIONAL_TABLES["quic_param_families"])]
 
     tables.update(_server_tables(rows))
     hellos = _hellos(rows)
