@@ -95,7 +95,7 @@ class LiveCapture:
         self.ended = False
         self._finished = False
         self.rows = 0
-        self.engine = RollingEngine(self.file, window=window)
+        self.engine = RollingEngine(self.file, window=window, quiet_ns=QUIET_NS)
         self._warned: set[str] = set()
         self._proc: subprocess.Popen[bytes] | None = None
         self._thread: threading.Thread | None = None
