@@ -99,7 +99,8 @@ def inner(pcap: Path, out: Path, pps: int | None, quiet_s: float = 3.0) -> None:
             continue
         if replay_s is None and replay.poll() is not None:
             replay_s = time.time() - t0
-        if replay_s is not None and live.lag_bytes():  # ring files still queued: not quiet
+        # ring files still queued (past the open one, which an idle dumpcap keeps at ~2 KB): not quiet
+        if replay_s is not None and live.lag_bytes() > 64 << 10:
             quiet_since = None
         elif replay_s is not None:
             quiet_since = quiet_since or time.time()
