@@ -170,6 +170,23 @@ def test_behind_the_bound_the_oldest_windows_are_dropped_and_counted(tmp_path: P
     assert 0 < len(got) < 79
 
 
+@needs_reference
+def test_files_queued_behind_are_read_into_one_batch(tmp_path: Path) -> None:
+    """A reader behind takes the queued ring files together: one batch, the rows of the whole file."""
+    src = REFERENCE / "tls-handshake.pcapng"
+    writer, stream = _pipe(src.read_bytes())
+    live = LiveCapture("-", tmp_path / "spool", ring_bytes=8192, stdin=stream)  # type: ignore[arg-type]
+    writer.join()
+    live._stdin_done.wait(10)
+    windows = len(list((tmp_path / "spool").glob("ring_*")))
+    first = live.read(10_000)
+    assert first is not None
+    assert ".." in first.file  # files ring_..1 to ring_..N in one batch
+    got = enrich(pd.concat([pickle.loads(first.data), _drain(live)], ignore_index=True))
+    assert live.metrics.capture["ring_files_read"] == windows > 2
+    assert _key(got) == _key(read_pcap(src)[0])
+
+
 @pytest.mark.slow
 @needs_reference
 def test_the_stream_command_reads_pcap_on_stdin(tmp_path: Path) -> None:

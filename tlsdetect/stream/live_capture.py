@@ -58,6 +58,10 @@ LIVE_SKEW_NS = 60_000_000_000
 #: How much earlier than a ring file's last write a packet may still be delivered to dumpcap and
 #: land in the next file (the kernel hands packets over in blocks, 250 ms apart at most).
 EDGE_SLACK_NS = 500_000_000
+#: Queued ring files read into one batch at most (files, bytes past the first): a catching-up
+#: reader's batches stay a few seconds of capture each.
+BATCH_FILES = 16
+BATCH_BYTES = 64 << 20
 
 
 class LiveCaptureError(ValueError):
@@ -202,29 +206,25 @@ class LiveCapture:
         return Checkpoint(0, 0, "", 0, self.rows)
 
     def read(self, max_lines: int, *, final: bool = False) -> Batch | None:
-        """The rows settled by the next finished ring file (None when no file is finished yet).
+        """The rows settled by the next finished ring files (None when no file is finished yet).
 
-        ``max_lines`` does not cut a file's rows: a batch is one file (its rows are one table)."""
+        The files queued when it is called, up to :data:`BATCH_FILES` and :data:`BATCH_BYTES`, are
+        read one after another and their rows are one batch: behind, the reader catches up with
+        one table and one scoring call per batch, not per file. ``max_lines`` does not cut a
+        batch's rows (they are one table)."""
         del max_lines, final
         if self.ended:
             return None
         done = self._producer_done()
         written = self._written_ns  # before take: the files holding the bytes before it are on disk by now
-        path = self.queue.take(producer_done=done)
+        paths = self.queue.take_many(producer_done=done, max_files=BATCH_FILES, max_bytes=BATCH_BYTES)
         rows: pd.DataFrame | None = None
         name = ""
-        if path is not None:
-            name = path.name
-            try:
-                edge = path.stat().st_mtime_ns - EDGE_SLACK_NS if self._proc is not None else 0
-                rows = self.engine.feed(path)
-                self._edge_ns = max(self._edge_ns, edge)
-                self._live = self._live or abs(time.time_ns() - self.engine.last_packet_ns) < LIVE_SKEW_NS
-            except (CaptureError, OSError) as exc:  # a file dumpcap left unreadable: skipped, counted, said
-                self.metrics.capture["unreadable_files"] = self.metrics.capture.get("unreadable_files", 0) + 1
-                self.events.append(f"{self.file}: {path.name} skipped: {exc}")
-            finally:
-                path.unlink(missing_ok=True)
+        if paths:
+            name = paths[0].name if len(paths) == 1 else f"{paths[0].name}..{paths[-1].name}"
+            for path in paths:
+                self._read_file(path)
+            rows = self.engine.settled()
         elif not done:
             rows, name = self._settle(written), "settled"
         elif not self._finished:
@@ -239,6 +239,19 @@ class LiveCapture:
         first = self.rows + 1
         self.rows += len(rows)
         return Batch(pickle.dumps(rows, protocol=5), first, f"{self.file}/{name}", self.checkpoint, len(rows))
+
+    def _read_file(self, path: Path) -> None:
+        """One ring file through the engine, then deleted; an unreadable one skipped, counted, said."""
+        try:
+            edge = path.stat().st_mtime_ns - EDGE_SLACK_NS if self._proc is not None else 0
+            self.engine.read_file(path)
+            self._edge_ns = max(self._edge_ns, edge)
+            self._live = self._live or abs(time.time_ns() - self.engine.last_packet_ns) < LIVE_SKEW_NS
+        except (CaptureError, OSError) as exc:  # a file dumpcap left unreadable
+            self.metrics.capture["unreadable_files"] = self.metrics.capture.get("unreadable_files", 0) + 1
+            self.events.append(f"{self.file}: {path.name} skipped: {exc}")
+        finally:
+            path.unlink(missing_ok=True)
 
     def _settle(self, written: int) -> pd.DataFrame | None:
         """Rows of handshakes quiet for :data:`QUIET_NS` at the live edge (at most 4 times a second).

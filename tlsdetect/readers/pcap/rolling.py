@@ -47,11 +47,21 @@ class RollingEngine:
 
     def feed(self, path: str | os.PathLike[str]) -> pd.DataFrame:
         """Every window of one file through the engine; the connections settled by now."""
+        self.read_file(path)
+        return self.settled()
+
+    def read_file(self, path: str | os.PathLike[str]) -> None:
+        """Every window of one file through the engine, no rows yet: files queued behind one
+        another are read first and :meth:`settled` once (a table and a scoring batch cost ~0.1 s
+        of CPU each, whatever their rows)."""
         reader = CaptureReader(path, window=self.window, reuse_buffer=False)
         for prepared, _ in _prefetch(reader):
             self.engine.window(prepared)
         self.read.merge(reader.stats)
         self.read.files += 1
+
+    def settled(self) -> pd.DataFrame:
+        """The connections settled by the files read so far (after the quiet rule, if set)."""
         if self.quiet_ns is not None:
             self._finish_quiet(self.engine.state.now, self.quiet_ns)
         return self.engine.drain()
