@@ -59,11 +59,11 @@ class RollingEngine:
             self.engine.window(prepared)
         self.read.merge(reader.stats)
         self.read.files += 1
+        if self.quiet_ns is not None:  # after every file, batched or not: the table holds ~quiet_ns of traffic
+            self._finish_quiet(self.engine.state.now, self.quiet_ns)
 
     def settled(self) -> pd.DataFrame:
-        """The connections settled by the files read so far (after the quiet rule, if set)."""
-        if self.quiet_ns is not None:
-            self._finish_quiet(self.engine.state.now, self.quiet_ns)
+        """The connections settled by the files read so far."""
         return self.engine.drain()
 
     def _finish_quiet(self, now_ns: int, quiet_ns: int) -> None:
