@@ -8,9 +8,10 @@ thread cuts standard input (``tcpdump -w -``) into windows
 way :class:`~tlsdetect.stream.ring.RingQueue` hands finished files out oldest first, bounded on
 disk (the oldest dropped and counted when scoring falls behind), and one
 :class:`~tlsdetect.readers.pcap.rolling.RollingEngine` reads them all, so a handshake spanning
-two files gives one row. Each file's settled rows are one batch of the stream's loop, in the
-shape of a follower, scored by :class:`~tlsdetect.stream.rows_processor.RowsProcessor` and sent
-to the sinks like any other source's. No checkpoint: a packet is read once, from a file that
+two files gives one row. The rows settled by a file (by the files queued together, when
+reading is behind) are one batch of the stream's loop, in the shape of a follower, scored by
+:class:`~tlsdetect.stream.rows_processor.RowsProcessor` and sent to the sinks like any other
+source's. No checkpoint: a packet is read once, from a file that
 is deleted once read.
 
 Counts (``/metrics``, ``tlsdetect_stream_capture_total{name}``): ``ring_files_read``,
