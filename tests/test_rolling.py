@@ -76,7 +76,7 @@ def test_settle_ends_quiet_handshakes_by_the_clock_given(tmp_path: Path) -> None
 
 
 @needs_reference
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(name=st.sampled_from(CUT_FILES), cuts=st.lists(st.floats(0, 1), min_size=1, max_size=12))
 def test_rows_of_the_cut_files_equal_the_rows_of_the_whole_file(name: str, cuts: list[float], tmp_path: Path) -> None:
     """Ring files are pieces of one capture: wherever they are cut, the live engine (with its
