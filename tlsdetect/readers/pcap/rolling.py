@@ -5,7 +5,8 @@ traffic at arbitrary points, so a handshake may begin in one ring file and end i
 :class:`RollingEngine` keeps one :class:`~tlsdetect.readers.pcap.engine` state across files
 (the fast lane's carry, :mod:`.carry`, and the reassembling lane's open connections), so such a
 connection gives the one row it gives when the files are read as one. Each :meth:`feed` returns
-the connections settled so far; :meth:`finish` the rest, when the capture ends.
+the connections settled so far (:meth:`read_file` then :meth:`settled`: files queued behind one
+another are read first and give one table); :meth:`finish` the rest, when the capture ends.
 
 Quiet handshakes, in capture time. A capture filter (:mod:`.bpf`) drops the segments that
 continue a record, so many handshakes never complete: the reassembling lane would follow each for
