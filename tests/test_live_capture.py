@@ -7,6 +7,7 @@ import json
 import os
 import pickle
 import shutil
+import struct
 import subprocess
 import sys
 import threading
@@ -82,6 +83,76 @@ def test_a_capture_on_stdin_gives_the_rows_of_the_file(tmp_path: Path) -> None:
     assert not list((tmp_path / "spool").glob("ring_*"))  # read files are deleted
 
 
+def _stamped_now(data: bytes, before_s: float) -> bytes:
+    """A little-endian pcap with its packets moved to end ``before_s`` seconds ago (a live capture)."""
+    out, pos, recs = bytearray(data[:24]), 24, []
+    while pos + 16 <= len(data):
+        sec, usec, incl, _ = struct.unpack_from("<IIII", data, pos)
+        recs.append((sec * 1_000_000 + usec, data[pos + 8:pos + 16 + incl]))
+        pos += 16 + incl
+    shift = int((time.time() - before_s) * 1e6) - recs[-1][0]
+    for ts, rest in recs:
+        out += struct.pack("<II", *divmod(ts + shift, 1_000_000)) + rest
+    return bytes(out)
+
+
+@needs_reference
+def test_a_live_pipe_settles_its_quiet_handshakes_before_it_ends(tmp_path: Path) -> None:
+    """Packets stamped now, the pipe kept open: the rows come at the live edge (every byte read
+    and a second quiet), not only at the end of the stream, and they are the file's rows."""
+    src = REFERENCE / "arkime_tls13.pcap"
+    data = _stamped_now(src.read_bytes(), 0.2)
+    r, w = os.pipe()
+    os.write(w, data)
+    live = LiveCapture("-", tmp_path / "spool", stdin=os.fdopen(r, "rb"))
+    whole, _ = read_pcap(src)
+    parts, names, deadline = [], [], time.monotonic() + 20
+    while sum(map(len, parts)) < len(whole) and time.monotonic() < deadline:
+        batch = live.read(10_000)
+        if batch is None:
+            time.sleep(0.02)
+            continue
+        parts.append(pickle.loads(batch.data))
+        names.append(batch.file)
+    assert not live.ended  # the pipe is still open
+    assert any(n.endswith("/settled") for n in names)  # taken at the edge, not at the end
+    got = enrich(pd.concat(parts, ignore_index=True))
+    assert _key(got) == _key(whole)
+    os.close(w)
+    live.close()
+
+
+@needs_reference
+def test_a_packet_still_arriving_holds_the_settle_back(tmp_path: Path) -> None:
+    """Quiet by the wall clock is not quiet: while a record is still in the pipe's buffer, nothing
+    is settled (it could be the rest of a handshake); once it is in, the rows are the file's."""
+    src = REFERENCE / "arkime_tls13.pcap"
+    data = _stamped_now(src.read_bytes(), 1.5)
+    r, w = os.pipe()
+    os.write(w, data[:-5])
+    live = LiveCapture("-", tmp_path / "spool", stdin=os.fdopen(r, "rb"))
+    parts, names = [], []
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        batch = live.read(10_000)
+        if batch is not None:
+            parts.append(pickle.loads(batch.data))
+            names.append(batch.file)
+        time.sleep(0.02)
+    assert not any(n.endswith("/settled") for n in names)
+    os.write(w, data[-5:])
+    whole, _ = read_pcap(src)
+    deadline = time.monotonic() + 20
+    while sum(map(len, parts)) < len(whole) and time.monotonic() < deadline:
+        batch = live.read(10_000)
+        if batch is not None:
+            parts.append(pickle.loads(batch.data))
+        time.sleep(0.02)
+    assert _key(enrich(pd.concat(parts, ignore_index=True))) == _key(whole)
+    os.close(w)
+    live.close()
+
+
 @needs_reference
 def test_behind_the_bound_the_oldest_windows_are_dropped_and_counted(tmp_path: Path) -> None:
     src = REFERENCE / "tls-handshake.pcapng"
@@ -97,6 +168,23 @@ def test_behind_the_bound_the_oldest_windows_are_dropped_and_counted(tmp_path: P
     assert c["ring_bytes_dropped"] > 0
     assert c["ring_files_read"] == 2
     assert 0 < len(got) < 79
+
+
+@needs_reference
+def test_files_queued_behind_are_read_into_one_batch(tmp_path: Path) -> None:
+    """A reader behind takes the queued ring files together: one batch, the rows of the whole file."""
+    src = REFERENCE / "tls-handshake.pcapng"
+    writer, stream = _pipe(src.read_bytes())
+    live = LiveCapture("-", tmp_path / "spool", ring_bytes=8192, stdin=stream)  # type: ignore[arg-type]
+    writer.join()
+    live._stdin_done.wait(10)
+    windows = len(list((tmp_path / "spool").glob("ring_*")))
+    first = live.read(10_000)
+    assert first is not None
+    assert ".." in first.file  # files ring_..1 to ring_..N in one batch
+    got = enrich(pd.concat([pickle.loads(first.data), _drain(live)], ignore_index=True))
+    assert live.metrics.capture["ring_files_read"] == windows > 2
+    assert _key(got) == _key(read_pcap(src)[0])
 
 
 @pytest.mark.slow

@@ -57,3 +57,16 @@ def test_the_byte_bound_drops_the_oldest_first(tmp_path: Path) -> None:
     assert got is not None
     assert got.name.startswith("ring_00003_")
     assert (q.dropped_files, q.dropped_bytes) == (2, 200)
+
+
+def test_a_catching_up_reader_takes_the_queued_files_together(tmp_path: Path) -> None:
+    _write(tmp_path, 1, 2, 3, 4, 5, 6, size=100)
+    q = RingQueue(tmp_path, "ring")
+    got = q.take_many(producer_done=False, max_files=3)  # 1..5 finished; three of them, oldest first
+    assert [p.name[:10] for p in got] == ["ring_00001", "ring_00002", "ring_00003"]
+    got = q.take_many(producer_done=False, max_files=9, max_bytes=50)  # the first always, however large
+    assert [p.name[:10] for p in got] == ["ring_00004"]
+    got = q.take_many(producer_done=False, max_files=9, max_bytes=150)  # 5 fits; 6 is dumpcap's
+    assert [p.name[:10] for p in got] == ["ring_00005"]
+    assert q.take_many(producer_done=False, max_files=9) == []
+    assert (q.taken, q.dropped_files, q.missing_files) == (5, 0, 0)

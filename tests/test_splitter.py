@@ -60,9 +60,13 @@ def test_a_record_cut_by_the_pipe_waits_for_its_rest() -> None:
     sp.feed(head + rec + rec[:7])
     assert sp.cut() == head + rec
     assert sp.cut() is None
+    assert sp.pending == 0
+    assert sp.buffered == 7  # the record still arriving: not in a file yet
     sp.feed(rec[7:])
+    assert sp.buffered == len(rec)
     assert sp.cut() == head + rec
     assert sp.records == 2
+    assert sp.buffered == 0
 
 
 @pytest.mark.parametrize(("data", "words"), [

@@ -8,9 +8,10 @@ thread cuts standard input (``tcpdump -w -``) into windows
 way :class:`~tlsdetect.stream.ring.RingQueue` hands finished files out oldest first, bounded on
 disk (the oldest dropped and counted when scoring falls behind), and one
 :class:`~tlsdetect.readers.pcap.rolling.RollingEngine` reads them all, so a handshake spanning
-two files gives one row. Each file's settled rows are one batch of the stream's loop, in the
-shape of a follower, scored by :class:`~tlsdetect.stream.rows_processor.RowsProcessor` and sent
-to the sinks like any other source's. No checkpoint: a packet is read once, from a file that
+two files gives one row. The rows settled by a file (by the files queued together, when
+reading is behind) are one batch of the stream's loop, in the shape of a follower, scored by
+:class:`~tlsdetect.stream.rows_processor.RowsProcessor` and sent to the sinks like any other
+source's. No checkpoint: a packet is read once, from a file that
 is deleted once read.
 
 Counts (``/metrics``, ``tlsdetect_stream_capture_total{name}``): ``ring_files_read``,
@@ -55,6 +56,13 @@ QUIET_NS = 1_000_000_000
 #: only then does the wall clock settle its handshakes (a pipe replaying an old capture keeps its
 #: own clock). An interface is always live, however far behind scoring is.
 LIVE_SKEW_NS = 60_000_000_000
+#: How much earlier than a ring file's last write a packet may still be delivered to dumpcap and
+#: land in the next file (the kernel hands packets over in blocks, 250 ms apart at most).
+EDGE_SLACK_NS = 500_000_000
+#: Queued ring files read into one batch at most (files, bytes past the first): a catching-up
+#: reader's batches stay a few seconds of capture each.
+BATCH_FILES = 16
+BATCH_BYTES = 64 << 20
 
 
 class LiveCaptureError(ValueError):
@@ -95,7 +103,7 @@ class LiveCapture:
         self.ended = False
         self._finished = False
         self.rows = 0
-        self.engine = RollingEngine(self.file, window=window)
+        self.engine = RollingEngine(self.file, window=window, quiet_ns=QUIET_NS)
         self._warned: set[str] = set()
         self._proc: subprocess.Popen[bytes] | None = None
         self._thread: threading.Thread | None = None
@@ -103,6 +111,10 @@ class LiveCapture:
         self._stop = threading.Event()
         self.error: str | None = None
         self._settled_at = 0
+        #: the live edge: wall time before which every captured packet is in a file already read
+        #: (files are read in order, so the handshakes quiet since before it are quiet indeed)
+        self._edge_ns = 0
+        self._written_ns = 0  # pcap:-: when the stdin thread last had every byte read in a file
         self._live = iface != "-"  # a pipe: once its packets are seen to be fresh
         if iface == "-":
             self.queue = RingQueue(self.spool, PREFIX, max_files, max_bytes, newest_open=False)
@@ -165,7 +177,10 @@ class LiveCapture:
         began = time.monotonic()
         try:
             while not self._stop.is_set():
+                idle_since = time.time_ns()
                 ready, _, _ = select.select([fd], [], [], 0.05)
+                if not ready and not splitter.buffered:  # every byte before idle_since is in a file
+                    self._written_ns = idle_since
                 if ready:
                     chunk = os.read(fd, 1 << 20)
                     if not chunk:
@@ -192,28 +207,27 @@ class LiveCapture:
         return Checkpoint(0, 0, "", 0, self.rows)
 
     def read(self, max_lines: int, *, final: bool = False) -> Batch | None:
-        """The rows settled by the next finished ring file (None when no file is finished yet).
+        """The rows settled by the next finished ring files (None when no file is finished yet).
 
-        ``max_lines`` does not cut a file's rows: a batch is one file (its rows are one table)."""
+        The files queued when it is called, up to :data:`BATCH_FILES` and :data:`BATCH_BYTES`, are
+        read one after another and their rows are one batch: behind, the reader catches up with
+        one table and one scoring call per batch, not per file. ``max_lines`` does not cut a
+        batch's rows (they are one table)."""
         del max_lines, final
         if self.ended:
             return None
         done = self._producer_done()
-        path = self.queue.take(producer_done=done)
+        written = self._written_ns  # before take: the files holding the bytes before it are on disk by now
+        paths = self.queue.take_many(producer_done=done, max_files=BATCH_FILES, max_bytes=BATCH_BYTES)
         rows: pd.DataFrame | None = None
         name = ""
-        if path is not None:
-            name = path.name
-            try:
-                rows = self.engine.feed(path)
-                self._live = self._live or abs(time.time_ns() - self.engine.last_packet_ns) < LIVE_SKEW_NS
-            except (CaptureError, OSError) as exc:  # a file dumpcap left unreadable: skipped, counted, said
-                self.metrics.capture["unreadable_files"] = self.metrics.capture.get("unreadable_files", 0) + 1
-                self.events.append(f"{self.file}: {path.name} skipped: {exc}")
-            finally:
-                path.unlink(missing_ok=True)
+        if paths:
+            name = paths[0].name if len(paths) == 1 else f"{paths[0].name}..{paths[-1].name}"
+            for path in paths:
+                self._read_file(path)
+            rows = self.engine.settled()
         elif not done:
-            rows, name = self._settle(), "settled"
+            rows, name = self._settle(written), "settled"
         elif not self._finished:
             self._finished = True
             rows, name = self.engine.finish(), "end"
@@ -227,13 +241,33 @@ class LiveCapture:
         self.rows += len(rows)
         return Batch(pickle.dumps(rows, protocol=5), first, f"{self.file}/{name}", self.checkpoint, len(rows))
 
-    def _settle(self) -> pd.DataFrame | None:
-        """Rows of handshakes quiet for :data:`QUIET_NS` on a live clock (at most 4 times a second)."""
+    def _read_file(self, path: Path) -> None:
+        """One ring file through the engine, then deleted; an unreadable one skipped, counted, said."""
+        try:
+            edge = path.stat().st_mtime_ns - EDGE_SLACK_NS if self._proc is not None else 0
+            self.engine.read_file(path)
+            self._edge_ns = max(self._edge_ns, edge)
+            self._live = self._live or abs(time.time_ns() - self.engine.last_packet_ns) < LIVE_SKEW_NS
+        except (CaptureError, OSError) as exc:  # a file dumpcap left unreadable
+            self.metrics.capture["unreadable_files"] = self.metrics.capture.get("unreadable_files", 0) + 1
+            self.events.append(f"{self.file}: {path.name} skipped: {exc}")
+        finally:
+            path.unlink(missing_ok=True)
+
+    def _settle(self, written: int) -> pd.DataFrame | None:
+        """Rows of handshakes quiet for :data:`QUIET_NS` at the live edge (at most 4 times a second).
+
+        Not the wall clock: the file dumpcap is writing (the pipe's bytes not yet cut) may hold
+        packets of a handshake that looks quiet, so only the time up to which every packet has
+        been read counts: a file's last write, less :data:`EDGE_SLACK_NS` (dumpcap closes a file
+        a second even when the interface is quiet); for the pipe, when its thread last had every
+        byte in a file (``written``, read before the queue was found empty)."""
         now = time.time_ns()
         if now - self._settled_at < 250_000_000 or not self.engine.last_packet_ns or not self._live:
             return None
         self._settled_at = now
-        return self.engine.settle(now, QUIET_NS)
+        edge = self._edge_ns if self._proc is not None else written
+        return self.engine.settle(min(now, edge), QUIET_NS)
 
     def _ended_note(self) -> None:
         if self._proc is not None and self._proc.returncode not in (0, None) and not self._stop.is_set():

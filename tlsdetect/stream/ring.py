@@ -75,13 +75,22 @@ class RingQueue:
 
     def take(self, *, producer_done: bool) -> Path | None:
         """The oldest finished file (the caller deletes it once read), or None."""
-        waiting = self.waiting(producer_done=producer_done)
-        if not waiting:
-            return None
-        n, p = waiting[0]
-        self._skip_to(n)
-        self.taken += 1
-        return p
+        got = self.take_many(producer_done=producer_done, max_files=1)
+        return got[0] if got else None
+
+    def take_many(self, *, producer_done: bool, max_files: int, max_bytes: int = 1 << 62) -> list[Path]:
+        """The oldest finished files, at most ``max_files`` and (past the first) ``max_bytes`` of them,
+        oldest first (the caller deletes each once read)."""
+        out: list[Path] = []
+        total = 0
+        for n, p in self.waiting(producer_done=producer_done)[:max_files]:
+            total += _size(p)
+            if out and total > max_bytes:
+                break
+            self._skip_to(n)
+            self.taken += 1
+            out.append(p)
+        return out
 
     def queued_bytes(self) -> int:
         """Bytes of ring files on disk not yet handed out (the live capture's lag)."""

@@ -48,6 +48,11 @@ class StreamSplitter:
         """Bytes of whole records walked and not yet cut."""
         return self._pos
 
+    @property
+    def buffered(self) -> int:
+        """Bytes fed and not yet cut (whole records and a record still arriving)."""
+        return len(self._buf)
+
     def cut(self) -> bytes | None:
         """The whole records so far as one capture file (None when there are none)."""
         if self._pos == 0:
