@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REFERENCE, needs_reference
-from tlsdetect.readers.pcap.bpf import RECORD_TYPES, capture_filter
+from tlsdetect.readers.pcap.bpf import CLIENT_TO_PORTS, RECORD_TYPES, capture_filter
 from tlsdetect.readers.pcap.engine import read_pcap
 
 needs_tcpdump = pytest.mark.skipif(shutil.which("tcpdump") is None, reason="tcpdump is not installed")
@@ -66,11 +66,56 @@ def test_filtered_captures_give_the_same_client_fingerprints(name: str, tmp_path
 
 @needs_tcpdump
 @needs_reference
-def test_it_drops_the_second_segment_of_a_split_client_hello(tmp_path: Path) -> None:
-    """The documented loss: a ClientHello over two segments keeps only its first (no state in BPF)."""
+def test_a_client_hello_split_over_two_segments_to_443_is_kept_whole(tmp_path: Path) -> None:
+    """The client's direction to a TLS port is kept whole: a split ClientHello keeps its fingerprint."""
     src = REFERENCE / "arkime_tls-split-client-hello.pcap"
     kept, _ = read_pcap(_filtered(src, tmp_path / "f.pcap"))
     whole, _ = read_pcap(src)
     assert whole["ja4"].notna().all()
+    assert kept["ja4"].tolist() == whole["ja4"].tolist()
+    assert kept["ja3"].tolist() == whole["ja3"].tolist()
+
+
+@needs_tcpdump
+@needs_reference
+def test_it_drops_the_second_segment_of_a_split_client_hello_to_another_port(tmp_path: Path) -> None:
+    """The documented loss: on a port not in CLIENT_TO_PORTS a ClientHello over two segments keeps only its
+    first (no state in BPF), and the row says it has no client fingerprint."""
+    assert 9443 not in CLIENT_TO_PORTS
+    from scapy.layers.inet import TCP
+    from scapy.utils import rdpcap, wrpcap
+
+    packets = rdpcap(str(REFERENCE / "arkime_tls-split-client-hello.pcap"))
+    for p in packets:  # the same bytes on port 9443 (checksums recomputed; lengths and padding untouched)
+        tcp = p[TCP]
+        tcp.sport, tcp.dport = (9443 if x == 443 else x for x in (tcp.sport, tcp.dport))
+        del tcp.chksum
+    moved = tmp_path / "9443.pcap"
+    wrpcap(str(moved), packets)
+    kept, _ = read_pcap(_filtered(moved, tmp_path / "f.pcap"))
+    whole, _ = read_pcap(moved)
+    assert whole["ja4"].notna().all()
     assert kept["ja4"].isna().all()
     assert len(kept) == len(whole)
+
+
+def _client_payloads(path: Path, version: str) -> list[int]:
+    out = subprocess.run(["tshark", "-r", str(path), "-Y", f"{version} and tcp.dstport == 443 and tcp.len > 0",
+                          "-T", "fields", "-e", "tcp.len"], check=True, capture_output=True, text=True).stdout
+    return [int(x) for x in out.split()]
+
+
+@needs_tcpdump
+@needs_reference
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
+@pytest.mark.parametrize(("name", "version"), [("chrome-cloudflare-quic-with-secrets.pcapng", "ipv6"),
+                                               ("arkime_curl-enabled-tls13.pcap", "ip")])
+def test_every_client_segment_with_payload_to_443_is_kept(name: str, version: str, tmp_path: Path) -> None:
+    """Application data from the client (record type 23, which the record-start test alone drops) is kept, over
+    IPv6 (offsets into ``ip6[]``) and IPv4; server data that continues a record is not."""
+    src = REFERENCE / name
+    out = _filtered(src, tmp_path / "f.pcap")
+    sent = _client_payloads(src, version)
+    assert len(sent) >= 3
+    assert _client_payloads(out, version) == sent
+    assert out.stat().st_size < src.stat().st_size

@@ -7,6 +7,11 @@ A live sensor sees mostly data packets; the engine reads handshakes. The filter 
   any preamble that ended in an earlier segment), a Certificate or ServerKeyExchange record
   that happens to begin a segment, and the alerts that end a rejected handshake;
 * TCP **SYN and SYN-ACK** (a connection's first packet of each direction: cheap, for context);
+* every TCP segment **with payload from a client to a TLS server port** (:data:`CLIENT_TO_PORTS`: 443,
+  8443, 853, 465, 993, 995, 636, 5061, 6514): the client's direction is the small one (requests,
+  not downloads), and it holds the second half of a ClientHello split over two segments, which
+  Chrome's and Firefox's post-quantum key shares (~1.8 kB, over one 1,460-byte segment) make the
+  common case, not an exception: without it, a browser's hello gave no client fingerprint at all;
 * UDP datagrams carrying a **QUIC long header** of version 1, 2 or a draft (``0xff00....``):
   Initial packets, however many a ClientHello spans;
 * UDP datagrams starting a **DTLS handshake record** (``16 fe ..``): every fragment is a record.
@@ -16,11 +21,12 @@ so the IPv6 half indexes ``ip6[]``), each also behind one 802.1Q tag.
 
 What it drops, by design (BPF has no per-flow state, so it cannot keep "the next segment"):
 
-* **segments continuing a record** that began in an earlier segment: the second half of a
-  ClientHello split over two segments (post-quantum key shares make Chrome's ~1.8 kB) and
-  the rest of a server's flight after its first segment (the certificate chain, unless one
-  of its records starts a segment). Such a connection still gives a row from what was kept,
-  flagged ``incomplete``; a ClientHello cut in two gives no client fingerprint.
+* **segments continuing a record** that began in an earlier segment, in the server's direction
+  (the rest of a server's flight after its first segment: the certificate chain, unless one of
+  its records starts a segment; the encrypted flight sizes of TLS 1.3), and in the client's
+  direction on ports not in :data:`CLIENT_TO_PORTS` (the second half of a split ClientHello).
+  Such a connection still gives a row from what was kept, flagged ``incomplete``; a ClientHello
+  cut in two gives no client fingerprint.
 * IPv6 with extension headers before TCP/UDP, IP fragments, more than one VLAN tag, and
   a hello whose first segment holds fewer than two bytes.
 
@@ -32,10 +38,13 @@ loss on the reference captures (filtered vs unfiltered rows).
 
 from __future__ import annotations
 
-__all__ = ["RECORD_TYPES", "capture_filter"]
+__all__ = ["CLIENT_TO_PORTS", "RECORD_TYPES", "capture_filter"]
 
 #: TLS record types whose start in a segment keeps it: change_cipher_spec, alert, handshake.
 RECORD_TYPES = (0x14, 0x15, 0x16)
+#: Server ports (HTTPS, alternative HTTPS, DNS over TLS, SMTPS, IMAPS, POP3S, LDAPS, SIP over TLS, syslog over
+#: TLS) to which every client segment with payload is kept.
+CLIENT_TO_PORTS = (443, 8443, 853, 465, 993, 995, 636, 5061, 6514)
 #: QUIC versions kept: v1 (RFC 9000), v2 (RFC 9369); drafts are 0xff0000xx.
 _QUIC_V1, _QUIC_V2, _QUIC_DRAFT = 0x00000001, 0x6B3343CF, 0xFF00
 
@@ -56,16 +65,24 @@ def _udp_hello(byte: str, word: str, half: str) -> str:
     return f"({dtls} or {quic})"
 
 
+def _to_ports(port: str) -> str:
+    """A test that the destination port (the 16-bit load ``port``) is one of :data:`CLIENT_TO_PORTS`."""
+    return "(" + " or ".join(f"{port} = {p}" for p in CLIENT_TO_PORTS) + ")"
+
+
 def _ipv4() -> str:
     data = "((tcp[12:1] & 0xf0) >> 2)"
-    tcp = f"(tcp and (tcp[tcpflags] & tcp-syn != 0 or {_tls_start('tcp[' + data + ' + {k}:1]')}))"
+    payload = f"(ip[2:2] - ((ip[0:1] & 0x0f) << 2) - {data} > 0)"
+    client = f"({_to_ports('tcp[2:2]')} and {payload})"
+    tcp = f"(tcp and (tcp[tcpflags] & tcp-syn != 0 or {_tls_start('tcp[' + data + ' + {k}:1]')} or {client}))"
     udp = f"(udp and {_udp_hello('udp[8 + {k}:1]', 'udp[8 + {k}:4]', 'udp[8 + {k}:2]')})"
     return f"(ip and ({tcp} or {udp}))"
 
 
 def _ipv6() -> str:
     data = "40 + ((ip6[52:1] & 0xf0) >> 2)"
-    tcp = f"(ip6[6:1] = 6 and (ip6[53:1] & 0x02 != 0 or {_tls_start('ip6[' + data + ' + {k}:1]')}))"
+    client = f"({_to_ports('ip6[42:2]')} and ip6[4:2] - ((ip6[52:1] & 0xf0) >> 2) > 0)"
+    tcp = f"(ip6[6:1] = 6 and (ip6[53:1] & 0x02 != 0 or {_tls_start('ip6[' + data + ' + {k}:1]')} or {client}))"
     udp = f"(ip6[6:1] = 17 and {_udp_hello('ip6[48 + {k}:1]', 'ip6[48 + {k}:4]', 'ip6[48 + {k}:2]')})"
     return f"(ip6 and ({tcp} or {udp}))"
 
