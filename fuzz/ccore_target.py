@@ -16,7 +16,10 @@ as much a bug as a crash, so every array is compared with the oracle (a differen
    over flights cut from the bytes at offsets the bytes choose (equal to the numpy walk, field for
    field) and :func:`ccore.gather_slices` over ranges the bytes choose, some partly or wholly
    outside (bounded as slicing is, equal to the numpy stitching); and :func:`ccore.hello_walk` over
-   the same cuts read as ClientHello and as ServerHello bodies (equal masks, SNI and keys to numpy).
+   the same cuts read as ClientHello and as ServerHello bodies (equal masks, SNI and keys to numpy);
+4. the bytes as a window of TCP segments of two TLS 1.3 connections (cut and assigned to the four
+   directions as the bytes choose, some moved back or ahead: holes and partial overlaps), for
+   :func:`ccore.tls13_walk`: the same records, arrivals and cuts as the numpy walk.
 """
 
 from __future__ import annotations
@@ -203,9 +206,50 @@ def _as_flights(data: bytes) -> int:
     return len(start)
 
 
+def _as_window(data: bytes) -> int:
+    """Pass 4: the TLS 1.3 flight walk over segments cut from the bytes, against the numpy walk."""
+    from tlsdetect.readers.pcap.window_flights import _direction, _walk_compiled, _walk_numpy
+
+    buf = _exact(data)
+    n = len(buf)
+    if n < 2:
+        return 0
+    cuts = np.unique(np.array([0, n, *(b * n // 256 for b in data[:24])], dtype=np.int64))
+    payload, plen = cuts[:-1], np.diff(cuts)
+    pick = np.frombuffer(data, dtype=np.uint8)[np.arange(len(payload)) % n].astype(np.int64)
+    keys = (1 + (pick & 3)).astype(np.uint64)  # directions 1/2 (client/server of one connection), 3/4
+    shift = np.where((pick & 0x30) == 0x30, pick % 7 - 3, 0)
+    ends = np.zeros(5, dtype=np.int64)
+    seq = np.empty(len(payload), dtype=np.int64)
+    for i, k in enumerate(keys.tolist()):
+        seq[i] = 10_000 * k + ends[k] + (shift[i] if seq[:i][keys[:i] == k].size else 0)
+        ends[k] += plen[i]
+    first = {int(k): int(np.flatnonzero(keys == k)[0]) for k in np.unique(keys)}
+    pairs = [(first[c], first[c + 1]) for c in (1, 3) if c in first and c + 1 in first]
+    if not pairs:
+        return 0
+    client, server = (np.array(side, dtype=np.int64) for side in zip(*pairs, strict=True))
+    by_key = np.argsort(keys, kind="stable")
+    base = data[0] * 100
+
+    def walks() -> tuple[object, object]:
+        return tuple(_direction(buf, keys, seq, payload, plen, by_key, keys[h], seq[h], base)  # type: ignore[return-value]
+                     for h in (server, client))
+
+    got = _walk_compiled(payload, base, base + server, *walks())  # type: ignore[arg-type]
+    want = _walk_numpy(*walks(), base + server)  # type: ignore[arg-type]
+    for side, g_rec, w_rec, g_cut, w_cut in (("server", got[0], want[0], got[1], want[1]),
+                                             ("client", got[2], want[2], got[3], want[3])):
+        for name in ("owner", "ctype", "length", "arrival"):
+            _equal(f"tls13_walk.{side}.{name}", getattr(g_rec, name), getattr(w_rec, name))
+        _equal(f"tls13_walk.{side}.cut", g_cut, w_cut)
+    return len(pairs)
+
+
 def run(data: bytes) -> list[int]:
-    """The target: all three passes; packets per batch of the capture pass (empty when it is no capture)."""
+    """The target: all four passes; packets per batch of the capture pass (empty when it is no capture)."""
     counts = _as_capture(data)
     _as_memory(data)
     _as_flights(data)
+    _as_window(data)
     return counts

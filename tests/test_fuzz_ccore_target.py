@@ -62,3 +62,24 @@ def test_pcap_fields_reading_past_its_check_is_a_finding(monkeypatch: pytest.Mon
         np.zeros(len(starts), dtype=np.int64), np.zeros(len(starts), dtype=np.int64)))
     with pytest.raises(MismatchError, match="pcap_fields"):
         ccore_target.run(b"\x01" * 40)
+
+
+def test_a_flight_walk_that_loses_a_cut_is_a_finding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pass 4 holds ccore.tls13_walk to the numpy walk: a C walk that never says cut is caught on a
+    window whose server record runs past its bytes."""
+    real = ccore.tls13_walk
+
+    def uncut(*args: object) -> object:
+        s, c = real(*args)  # type: ignore[arg-type]
+        return (*s[:4], np.zeros_like(s[4])), c
+
+    monkeypatch.setattr(ccore, "tls13_walk", uncut)
+    # the first 24 bytes are the cut points (0, 65, 128, 193 of 256) and, by their low bits, the segments'
+    # directions (client, server, client, server); the server's second record claims 255 bytes
+    data = bytearray(256)
+    data[:4] = bytes([0, 65, 128, 193])
+    data[4:24] = bytes([193] * 20)
+    data[65:74] = b"\x16\x03\x03\x00\x04\x02\x00\x00\x00"  # the ServerHello's record ...
+    data[74:79] = b"\x17\x03\x03\x00\xff"  # ... then one that runs past the window
+    with pytest.raises(MismatchError, match="tls13_walk"):
+        ccore_target._as_window(bytes(data))

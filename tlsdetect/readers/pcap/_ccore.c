@@ -841,6 +841,221 @@ done:
     return keys;
 }
 
+/* ---- TLS 1.3 flight record walks (window_flights.py's tls13_window_flights) ------------------------ */
+
+#define WALK_MAX_RECORDS 24 /* records.MAX_RECORDS: steps per direction (a sentinel may follow) */
+#define WALK_SLOTS (WALK_MAX_RECORDS + 1)
+#define KIND_NEXT (-1)
+#define KIND_QUIET (-2)
+#define KIND_UNKNOWN (-3)
+#define WALK_NEVER INT64_MAX
+
+/* One direction of one owner: its contiguous chain of segments (rel, seg, len: pieces lo..hi) and
+ * where its walk is. */
+typedef struct {
+    const int64_t *rel, *seg, *len;
+    int64_t lo, hi, end, beyond, pos;
+    int broken, limited, active, step, cut;
+} hwalk;
+
+typedef struct {
+    const uint8_t *buf;
+    const int64_t *payload;
+    int64_t base, record_max;
+} hsrc;
+
+/* records.HeaderWalk._piece: the last piece of the owner starting at or before x (else its first). */
+static inline int64_t piece_of(const hwalk *w, int64_t x)
+{
+    int64_t a = w->lo, b = w->hi; /* the answer is in [lo, hi) */
+    while (b - a > 1) {
+        int64_t mid = a + (b - a) / 2;
+        if (w->rel[mid] <= x)
+            a = mid;
+        else
+            b = mid;
+    }
+    return a;
+}
+
+static inline int64_t chain_byte(const hsrc *s, const hwalk *w, int64_t x)
+{
+    int64_t j = piece_of(w, x);
+    return s->buf[s->payload[w->seg[j]] + x - w->rel[j]];
+}
+
+/* records.HeaderWalk.step for one owner: one record (or the sentinel that ends its walk) into
+ * kind/length/when; returns 0 when the walk is not active. */
+static int hwalk_step(const hsrc *s, hwalk *w, int64_t *kind, int64_t *length, int64_t *when)
+{
+    if (!w->active)
+        return 0;
+    int64_t p = w->pos, end = w->end;
+    int whole = p + 5 <= end;
+    int64_t at = piece_of(w, p < (end > 1 ? end - 1 : 0) ? p : (end > 1 ? end - 1 : 0));
+    int64_t t = s->base + w->seg[at];
+    int last = !whole || w->step == WALK_MAX_RECORDS;
+    int64_t k = p < end ? KIND_NEXT : (p == end && !w->broken ? KIND_QUIET : KIND_UNKNOWN);
+    int64_t len = 0;
+    if (whole) {
+        int64_t ctype = chain_byte(s, w, p), b1 = chain_byte(s, w, p + 1), b2 = chain_byte(s, w, p + 2);
+        len = chain_byte(s, w, p + 3) << 8 | chain_byte(s, w, p + 4);
+        int sane = ctype >= 20 && ctype <= 24 && b1 == 3 && b2 <= 4 && len <= s->record_max;
+        int take = !last;
+        k = take ? (sane ? ctype : KIND_UNKNOWN) : KIND_NEXT;
+        if (take && sane)
+            w->pos = p + 5 + len;
+        last |= !sane;
+    }
+    *kind = k;
+    *length = k >= 0 ? len : 0;
+    *when = k >= 0 ? t : (p == end ? w->beyond : t);
+    if (last) { /* records.ran_out */
+        int cut = p > end || (p < end && p + 5 > end) || (p == end && w->broken);
+        w->cut = cut && !w->limited;
+        w->active = 0;
+    }
+    w->step++;
+    return 1;
+}
+
+/* Both walks' per-owner inputs checked against the buffers they index. */
+static int walk_inputs_ok(const int64_t *chain, int64_t m, const int64_t *lo, int64_t n, const int64_t *payload,
+                          int64_t segs, int64_t buflen)
+{
+    if (lo[0] != 0 || lo[n] != m)
+        return 0;
+    for (int64_t o = 0; o < n; o++)
+        if (lo[o + 1] < lo[o])
+            return 0;
+    for (int64_t j = 0; j < m; j++) {
+        int64_t rel = chain[j], seg = chain[m + j], len = chain[2 * m + j];
+        if (seg < 0 || seg >= segs || len < 0 || rel < 0 || payload[seg] < 0 || payload[seg] > buflen ||
+            len > buflen - payload[seg])
+            return 0;
+    }
+    return 1;
+}
+
+static hwalk hwalk_init(const int64_t *chain, int64_t m, const int64_t *lo, const int64_t *own, int64_t n, int64_t o)
+{
+    hwalk w;
+    w.rel = chain;
+    w.seg = chain + m;
+    w.len = chain + 2 * m;
+    w.lo = lo[o];
+    w.hi = lo[o + 1];
+    w.end = own[o];
+    w.beyond = own[n + o];
+    w.broken = own[2 * n + o] != 0;
+    w.limited = own[3 * n + o] != 0;
+    w.pos = 0;
+    w.active = w.end > 0 && w.hi > w.lo;
+    w.step = 0;
+    w.cut = 0;
+    return w;
+}
+
+/* tls13_walk(buf, payload, base, record_max, t_hello, s_chain, s_lo, s_own, c_chain, c_lo, c_own,
+ *            s_out, c_out, cut) -> (server records, client records)
+ *
+ * window_flights.tls13_window_flights' loop for every owner o (a TLS 1.3 handshake): the server's and
+ * the client's record headers walked a record at a time together, each direction halted as soon as
+ * the records walked decide its flight, by the same rules (records.HeaderWalk.step per record, the
+ * loop's s_max/t_c1/s_next/c_max per owner). Owners are independent, so each is walked to its end
+ * before the next. Inputs: buf (uint8), payload (int64, per window segment), base (the capture
+ * position of segment 0), t_hello (int64 n); per direction a chain (int64 (3, m): rel, seg, len,
+ * grouped by owner in stream order, pieces lo[o]..lo[o+1]) and per owner (int64 (4, n): end,
+ * beyond, broken, limited). Outputs: per direction int64 (4, n * 25): owner, kind, length, arrival
+ * of every record walked, grouped by owner in step order; cut (uint8 (2, n): server, client). */
+static PyObject *tls13_walk(PyObject *self, PyObject *args)
+{
+    PyObject *o[14];
+    long long base, record_max;
+    if (!PyArg_ParseTuple(args, "OOLLOOOOOOOOOO", &o[0], &o[1], &base, &record_max, &o[2], &o[3], &o[4], &o[5],
+                          &o[6], &o[7], &o[8], &o[9], &o[10], &o[11]))
+        return NULL;
+    static const Py_ssize_t size[12] = {1, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 1};
+    static const char *name[12] = {"buf", "payload", "t_hello", "s_chain", "s_lo", "s_own", "c_chain", "c_lo",
+                                   "c_own", "s_out", "c_out", "cut"};
+    Py_buffer v[12];
+    int got = 0;
+    for (; got < 12; got++) {
+        if (get_buffer(o[got], &v[got], got >= 9, size[got], name[got]) < 0)
+            goto fail;
+    }
+    const int64_t n = (int64_t)(v[2].len / 8), segs = (int64_t)(v[1].len / 8);
+    const int64_t sm = (int64_t)(v[3].len / 24), cm = (int64_t)(v[6].len / 24);
+    if (v[3].len != sm * 24 || v[6].len != cm * 24 || v[4].len != (n + 1) * 8 || v[7].len != (n + 1) * 8 ||
+        v[5].len != n * 32 || v[8].len != n * 32 || v[9].len != n * 32 * WALK_SLOTS ||
+        v[10].len != n * 32 * WALK_SLOTS || v[11].len != 2 * n) {
+        PyErr_SetString(PyExc_ValueError, "tls13_walk: arrays do not match the owners");
+        goto fail;
+    }
+    const int64_t *payload = v[1].buf;
+    if (!walk_inputs_ok(v[3].buf, sm, v[4].buf, n, payload, segs, (int64_t)v[0].len) ||
+        !walk_inputs_ok(v[6].buf, cm, v[7].buf, n, payload, segs, (int64_t)v[0].len)) {
+        PyErr_SetString(PyExc_ValueError, "tls13_walk: a chain lies outside the window's segments");
+        goto fail;
+    }
+    const int64_t *t_hello = v[2].buf;
+    int64_t *so = v[9].buf, *co = v[10].buf;
+    uint8_t *cut = v[11].buf;
+    const int64_t slots = n * WALK_SLOTS;
+    int64_t sc = 0, cc = 0;
+    hsrc src = {(const uint8_t *)v[0].buf, payload, (int64_t)base, (int64_t)record_max};
+    Py_BEGIN_ALLOW_THREADS
+    for (int64_t i = 0; i < n; i++) {
+        hwalk s = hwalk_init(v[3].buf, sm, v[4].buf, v[5].buf, n, i);
+        hwalk c = hwalk_init(v[6].buf, cm, v[7].buf, v[8].buf, n, i);
+        int64_t s_max = -1, s_next = -1, c_max = -1, t_c1 = WALK_NEVER;
+        int s_halt = 0, c_halt = 0;
+        for (;;) {
+            if (s_halt)
+                s.active = 0;
+            if (c_halt)
+                c.active = 0;
+            if (!s.active && !c.active)
+                break;
+            int64_t sk, sl, sw, ck, cl, cw;
+            int s_step = s.step, c_step = c.step;
+            int s_did = hwalk_step(&src, &s, &sk, &sl, &sw);
+            int c_did = hwalk_step(&src, &c, &ck, &cl, &cw);
+            if (s_did) {
+                so[sc] = i, so[slots + sc] = sk, so[2 * slots + sc] = sl, so[3 * slots + sc] = sw;
+                sc++;
+                if (s_step >= 1 && sk != KIND_UNKNOWN) {
+                    s_max = sw > s_max ? sw : s_max;
+                    if (sk != KIND_QUIET)
+                        s_next = sw > s_next ? sw : s_next;
+                }
+            }
+            if (c_did) {
+                co[cc] = i, co[slots + cc] = ck, co[2 * slots + cc] = cl, co[3 * slots + cc] = cw;
+                cc++;
+                if (c_step >= 1) {
+                    if (ck == 23 && cw > t_hello[i] && t_c1 == WALK_NEVER)
+                        t_c1 = cw;
+                    if (ck != KIND_UNKNOWN && t_c1 != WALK_NEVER)
+                        c_max = cw > c_max ? cw : c_max;
+                }
+            }
+            s_halt = s_max > t_c1;
+            c_halt = !s.active && t_c1 != WALK_NEVER && s_next > t_c1 && c_max > s_max;
+        }
+        cut[i] = (uint8_t)s.cut;
+        cut[n + i] = (uint8_t)c.cut;
+    }
+    Py_END_ALLOW_THREADS
+    for (int k = 0; k < 12; k++)
+        PyBuffer_Release(&v[k]);
+    return Py_BuildValue("LL", (long long)sc, (long long)cc);
+fail:
+    for (int k = 0; k < got; k++)
+        PyBuffer_Release(&v[k]);
+    return NULL;
+}
+
 /* ---- module ---------------------------------------------------------------------------------------- */
 
 static PyMethodDef methods[] = {
@@ -852,6 +1067,7 @@ static PyMethodDef methods[] = {
     {"gather_slices", gather_slices, METH_VARARGS, "Concatenate byte ranges of a buffer into out (see ccore.py)."},
     {"hello_walk", hello_walk, METH_VARARGS, "Walk ClientHello/ServerHello bodies like hello_batch.py (see ccore.py)."},
     {"flight_walk", flight_walk, METH_VARARGS, "Walk assembled TLS flights like flight.py's _walk (see ccore.py)."},
+    {"tls13_walk", tls13_walk, METH_VARARGS, "TLS 1.3 flight record walks like window_flights.py (see ccore.py)."},
     {NULL, NULL, 0, NULL},
 };
 

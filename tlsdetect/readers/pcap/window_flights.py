@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from tlsdetect.readers.pcap import ccore
 from tlsdetect.readers.pcap.flight import contiguous_chain, segments_of
 from tlsdetect.readers.pcap.records import (
     APPLICATION_DATA,
@@ -19,6 +20,7 @@ from tlsdetect.readers.pcap.records import (
     UNKNOWN,
     Chain,
     HeaderWalk,
+    Records,
     Sizes,
     flight_cut,
     group_starts,
@@ -128,6 +130,20 @@ def tls13_window_flights(
     s_walk = _direction(buf, keys, seq, payload, plen, by_key, keys[server], seq[server], base)
     c_walk = _direction(buf, keys, seq, payload, plen, by_key, keys[client], seq[client], base)
     t_hello = base + server
+    if ccore.enabled():
+        s_rec, s_cut, c_rec, c_cut = _walk_compiled(payload, base, t_hello, s_walk, c_walk)
+    else:
+        s_rec, s_cut, c_rec, c_cut = _walk_numpy(s_walk, c_walk, t_hello)
+    s_start, c_start = group_starts(s_rec.owner, n), group_starts(c_rec.owner, n)
+    s_sizes, c_sizes = tls13_flights(s_rec, c_rec, s_start + 1, c_start + 1, t_hello)
+    return WindowFlights(s_sizes, c_sizes, flight_cut(s_sizes, s_cut), flight_cut(c_sizes, c_cut),
+                         s_walk.broken | c_walk.broken)
+
+
+def _walk_numpy(s_walk: HeaderWalk, c_walk: HeaderWalk, t_hello: I64) -> tuple[Records, B, Records, B]:
+    """Both walks a record at a time together in numpy, each owner halted once its flight is decided;
+    the records walked and the cut masks (the oracle of :func:`_walk_compiled`)."""
+    n = len(t_hello)
     t_c1 = np.full(n, _NEVER, dtype=np.int64)  # the client's first encrypted record after the ServerHello
     s_max = np.full(n, -1, dtype=np.int64)  # latest server record walked after its hello
     s_next = np.full(n, -1, dtype=np.int64)  # ... of those that say the server spoke again (not QUIET)
@@ -157,8 +173,15 @@ def tls13_window_flights(
         # end: whether it was cut is read there.
         s_halt = s_max > t_c1
         c_halt = ~s_walk.active & (t_c1 != _NEVER) & (s_next > t_c1) & (c_max > s_max)
-    s_rec, c_rec = s_walk.records(), c_walk.records()
-    s_start, c_start = group_starts(s_rec.owner, n), group_starts(c_rec.owner, n)
-    s_sizes, c_sizes = tls13_flights(s_rec, c_rec, s_start + 1, c_start + 1, t_hello)
-    return WindowFlights(s_sizes, c_sizes, flight_cut(s_sizes, s_walk.cut), flight_cut(c_sizes, c_walk.cut),
-                         s_walk.broken | c_walk.broken)
+    return s_walk.records(), s_walk.cut, c_walk.records(), c_walk.cut
+
+
+def _walk_compiled(payload: I64, base: int, t_hello: I64, s_walk: HeaderWalk, c_walk: HeaderWalk
+                   ) -> tuple[Records, B, Records, B]:
+    """:func:`_walk_numpy` in one C call (:func:`.ccore.tls13_walk`), on the same chains."""
+    def given(w: HeaderWalk) -> ccore.WalkDirection:
+        c = w.chain
+        return c.owner, c.rel, c.seg, c.seg_len, w.end, w.beyond, w.broken, w.limited
+
+    s, c = ccore.tls13_walk(s_walk.buf, payload, base, s_walk.record_max, t_hello, given(s_walk), given(c_walk))
+    return Records(*s[:4]), s[4], Records(*c[:4]), c[4]
