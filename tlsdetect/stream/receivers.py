@@ -49,6 +49,13 @@ def _otlp_protos() -> Any:
     return importlib.import_module("opentelemetry.proto.collector.logs.v1.logs_service_pb2")
 
 
+def _export_records(decoded: Any) -> Records:
+    """An export's records: already read by the compiled walk, or mapped from protobuf's message."""
+    from tlsdetect.readers.envoy.otlp import otlp_columns
+
+    return decoded if isinstance(decoded, Records) else otlp_columns(decoded)
+
+
 class ReceiverError(ValueError):
     """A receiver spec that cannot be served (bad form, port in use)."""
 
@@ -120,16 +127,16 @@ class Receiver:
             )  # fmt: skip
             service, method = "envoy.service.accesslog.v3.AccessLogService", "StreamAccessLogs"
         else:
-            from tlsdetect.readers.envoy.otlp import otlp_columns
+            from tlsdetect.readers.envoy.otlp_wire import decode_export
 
             otlp = _otlp_protos()
 
             def export(request: Any, context: Any) -> Any:
-                self.put(self._mapped(otlp_columns, request, context))
+                self.put(self._mapped(_export_records, request, context))
                 return otlp.ExportLogsServiceResponse()
 
             handler = grpc.unary_unary_rpc_method_handler(
-                export, request_deserializer=self._decoder(otlp.ExportLogsServiceRequest.FromString),
+                export, request_deserializer=self._decoder(decode_export),
                 response_serializer=otlp.ExportLogsServiceResponse.SerializeToString,
             )  # fmt: skip
             service, method = "opentelemetry.proto.collector.logs.v1.LogsService", "Export"
@@ -173,7 +180,8 @@ class Receiver:
     def _start_http(self, port: int) -> int:
         from google.protobuf import json_format
 
-        from tlsdetect.readers.envoy.otlp import json_names, otlp_columns, otlp_json
+        from tlsdetect.readers.envoy.otlp import json_names, otlp_json
+        from tlsdetect.readers.envoy.otlp_wire import decode_export
 
         otlp = _otlp_protos()
         names = json_names(importlib.import_module("opentelemetry.proto.logs.v1.logs_pb2"))
@@ -210,7 +218,7 @@ class Receiver:
                         doc = otlp_json(json.loads(data.decode("utf-8")), *names)
                         json_format.ParseDict(doc, request, ignore_unknown_fields=True, max_recursion_depth=32)
                     elif kind == "application/x-protobuf":
-                        request.ParseFromString(data)
+                        request = decode_export(data)
                     else:
                         return self._answer(415, b'{"error": "application/x-protobuf or application/json"}')
                 except Exception:  # a body that is not an export: refused, counted
@@ -219,7 +227,7 @@ class Receiver:
                         receiver.events.append("otlp+http: an export that could not be decoded was refused")
                     return self._answer(400, b'{"error": "not an OTLP logs export"}')
                 try:
-                    records = otlp_columns(request).table()
+                    records = _export_records(request).table()
                 except Exception:  # a bug or a shape we do not know: the sender keeps it, we say so
                     with receiver._cond:
                         receiver.refused += 1
