@@ -17,8 +17,8 @@ setup(
         ),
         # OTLP logs exports read into columns (issue 22); without it protobuf reads every export.
         Extension(
-            "tlsdetect.readers.envoy._otlpwire",
-            sources=["tlsdetect/readers/envoy/_otlpwire.c"],
+            "tlsdetect.readers.envoy._pushwire",
+            sources=["tlsdetect/readers/envoy/_pushwire.c"],
             extra_compile_args=["-O2", "-std=c99", "-Wall", "-Wextra", "-Wno-unused-parameter"],
             optional=True,
         ),

@@ -14,7 +14,11 @@ long-running process, so its start-up is not part of its rate). Messages are bui
 Each line of output is one JSON object (best of ``--rounds``, with the load average); a Markdown summary goes
 to ``benchmarks/results/receivers-<date>.md``.
 
+``--tree LABEL=PATH`` (repeatable) runs ``tlsdetect stream`` from other checkouts too (``PYTHONPATH=PATH``),
+alternating with the sources, so a change is measured against the tree before it in the same run.
+
     .venv/bin/python benchmarks/bench_receivers.py [--records 200000] [--rounds 3] [--suffix b]
+                                                   [--tree before=/tmp/old-checkout --tree after=.]
 """
 
 from __future__ import annotations
@@ -117,17 +121,21 @@ def _rows(metrics_port: int) -> int:
     return -1
 
 
-def run_file(work: Path, baseline: Path, log: Path, n: int) -> float:
+def _env(tree: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(tree)}
+
+
+def run_file(work: Path, baseline: Path, log: Path, n: int, tree: Path = ROOT) -> float:
     state = work / "state-file"
     shutil.rmtree(state, ignore_errors=True)
     t = time.perf_counter()
     subprocess.run([*TLSDETECT, "stream", "--baseline", str(baseline), "--source", f"envoy:{log}", "--sink",
                     f"jsonl:{work / 'alerts-file.jsonl'}", "--state", str(state), "--batch-lines", "20000"],
-                   capture_output=True, text=True, check=True)  # fmt: skip
+                   capture_output=True, text=True, check=True, env=_env(tree))  # fmt: skip
     return n / (time.perf_counter() - t)
 
 
-def run_pushed(work: Path, baseline: Path, kind: str, messages: list[Any], n: int) -> float:
+def run_pushed(work: Path, baseline: Path, kind: str, messages: list[Any], n: int, tree: Path = ROOT) -> float:
     import grpc
 
     port, mport = _port(), _port()
@@ -138,7 +146,7 @@ def run_pushed(work: Path, baseline: Path, kind: str, messages: list[Any], n: in
     proc = subprocess.Popen([*TLSDETECT, "stream", "--baseline", str(baseline), "--source", f"{scheme}://127.0.0.1:{port}",
                              "--sink", f"jsonl:{work / f'alerts-{kind}.jsonl'}", "--state", str(state),
                              "--metrics-port", str(mport), "--batch-lines", "20000", "--batch-ms", "50"],
-                            stdout=subprocess.DEVNULL, stderr=err)  # fmt: skip
+                            stdout=subprocess.DEVNULL, stderr=err, env=_env(tree))  # fmt: skip
     try:
         end = time.monotonic() + 60
         while _rows(mport) < 0 or b"receiving on" not in (work / f"{kind}.stderr").read_bytes():
@@ -177,7 +185,10 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=200_000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--suffix", default="", help="results file receivers-<date>-<suffix>.md (another run)")
+    ap.add_argument("--tree", action="append", default=[], help="LABEL=PATH: also run stream from this checkout")
     args = ap.parse_args()
+    trees = [(label, Path(path).resolve()) for label, _, path in (t.partition("=") for t in args.tree)] or [
+        ("", ROOT)]
     work = Path(tempfile.mkdtemp(prefix="bench-receivers-"))
     try:
         baseline = make_baseline(work)
@@ -190,21 +201,24 @@ def main() -> None:
         best: dict[str, tuple[float, str]] = {}
         runs: list[str] = []
         for r in range(args.rounds):
-            for kind in ("file", "als", "otlp"):
-                load = _load()
-                rate = (run_file(work, baseline, log, args.records) if kind == "file"
-                        else run_pushed(work, baseline, kind, messages[kind], args.records))  # fmt: skip
-                print(json.dumps({"round": r + 1, "source": kind, "records": args.records,
-                                  "records_per_s": round(rate), "load": load}), flush=True)  # fmt: skip
-                runs.append(f"| {r + 1} | {kind} | {rate:,.0f} | {load} |")
-                if rate > best.get(kind, (0.0, ""))[0]:
-                    best[kind] = (rate, load)
+            for source in ("file", "als", "otlp"):
+                for label, tree in trees:
+                    kind = f"{source} ({label})" if label else source
+                    load = _load()
+                    rate = (run_file(work, baseline, log, args.records, tree) if source == "file"
+                            else run_pushed(work, baseline, source, messages[source], args.records, tree))  # fmt: skip
+                    print(json.dumps({"round": r + 1, "source": kind, "records": args.records,
+                                      "records_per_s": round(rate), "load": load}), flush=True)  # fmt: skip
+                    runs.append(f"| {r + 1} | {kind} | {rate:,.0f} | {load} |")
+                    if rate > best.get(kind, (0.0, ""))[0]:
+                        best[kind] = (rate, load)
+        file_best = max(v[0] for k, v in best.items() if k.startswith("file"))
         for kind, (rate, load) in best.items():
             print(json.dumps({"best_of": args.rounds, "source": kind, "records_per_s": round(rate), "load": load,
-                              "vs_file": round(rate / best["file"][0], 2)}))  # fmt: skip
+                              "vs_file": round(rate / file_best, 2)}))  # fmt: skip
         day = dt.date.today().isoformat()
         out = ROOT / "benchmarks" / "results" / f"receivers-{day}{'-' + args.suffix if args.suffix else ''}.md"
-        rows = "\n".join(f"| {k} | {v[0]:,.0f} | {v[0] / best['file'][0]:.2f} | {v[1]} |" for k, v in best.items())
+        rows = "\n".join(f"| {k} | {v[0]:,.0f} | {v[0] / file_best:.2f} | {v[1]} |" for k, v in best.items())
         out.write_text(
             f"# Receivers vs the file follower ({day})\n\n`benchmarks/bench_receivers.py --records {args.records} "
             f"--rounds {args.rounds}`; same run, sources alternating, best of {args.rounds}. `file` includes the "

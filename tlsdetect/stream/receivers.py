@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 import pyarrow as pa
 
+from tlsdetect.readers.envoy.als import Entries, als_columns
 from tlsdetect.readers.envoy.records import Records
 from tlsdetect.stream.checkpoint import Checkpoint
 from tlsdetect.stream.follow import Batch
@@ -54,6 +55,26 @@ def _export_records(decoded: Any) -> Records:
     from tlsdetect.readers.envoy.otlp import otlp_columns
 
     return decoded if isinstance(decoded, Records) else otlp_columns(decoded)
+
+
+def _formatted(parts: list[pa.Table | Entries], failed: Callable[[int, Exception], None]) -> list[pa.Table]:
+    """Queued parts as tables, each run of ALS entries of one kind formatted as one (see Entries); a run that
+    cannot be formatted (a bug) is reported to ``failed`` with its size, never half-kept."""
+    out: list[pa.Table] = []
+    run: list[Entries] = []
+    for part in [*parts, None]:
+        if run and not (isinstance(part, Entries) and part.http == run[0].http):
+            entries = Entries.concat(run)
+            try:
+                out.append(entries.table())
+            except Exception as exc:  # a bug: counted and named by the receiver
+                failed(entries.num_rows, exc)
+            run = []
+        if isinstance(part, Entries):
+            run.append(part)
+        elif part is not None:
+            out.append(part)
+    return out
 
 
 class ReceiverError(ValueError):
@@ -94,7 +115,7 @@ class Receiver:
         self.line = 0
         self.received = 0  # records queued
         self.refused = 0  # messages that could not be decoded
-        self._tables: deque[pa.Table] = deque()
+        self._tables: deque[pa.Table | Entries] = deque()  # ALS entries are formatted per batch (Entries)
         self._queued = 0  # records in _tables
         self._bytes = 0
         self._cond = threading.Condition()
@@ -114,15 +135,15 @@ class Receiver:
         if self.scheme == "envoy-als":
             from envoy.service.accesslog.v3 import als_pb2
 
-            from tlsdetect.readers.envoy.als import als_columns
+            from tlsdetect.readers.envoy.als_wire import decode_message
 
             def stream_logs(requests: Iterable[Any], context: Any) -> Any:
                 for message in requests:
-                    self.put(self._mapped(als_columns, message, context))
+                    self.put(message if isinstance(message, Entries) else self._mapped(als_columns, message, context))
                 return als_pb2.StreamAccessLogsResponse()
 
             handler = grpc.stream_unary_rpc_method_handler(
-                stream_logs, request_deserializer=self._decoder(als_pb2.StreamAccessLogsMessage.FromString),
+                stream_logs, request_deserializer=self._decoder(decode_message),
                 response_serializer=als_pb2.StreamAccessLogsResponse.SerializeToString,
             )  # fmt: skip
             service, method = "envoy.service.accesslog.v3.AccessLogService", "StreamAccessLogs"
@@ -246,7 +267,7 @@ class Receiver:
         return int(self._http.server_address[1])
 
     # -- the queue
-    def put(self, records: pa.Table, *, wait: bool = True) -> bool:
+    def put(self, records: pa.Table | Entries, *, wait: bool = True) -> bool:
         """Queue one message's records; when full, wait for room (``wait``) or refuse the lot (False)."""
         n = records.num_rows
         if not n:
@@ -272,7 +293,7 @@ class Receiver:
         with self._cond:
             if not self._tables or max_lines <= 0:
                 return None
-            taken: list[pa.Table] = []
+            taken: list[pa.Table | Entries] = []
             n = 0
             while self._tables and n < max_lines:
                 table = self._tables.popleft()
@@ -286,11 +307,19 @@ class Receiver:
             size = sum(t.nbytes for t in taken)
             self._bytes = max(0, self._bytes - size)
             self._cond.notify_all()
-        records = taken[0] if len(taken) == 1 else pa.concat_tables(taken, promote_options="default")
+        tables = _formatted(taken, self._unformatted)
+        if not tables:
+            return None
+        records = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
         first = self.line + 1
         self.offset += size
         self.line += n
         return Batch(b"", first, self.file, self.checkpoint, n, records=records)
+
+    def _unformatted(self, n: int, exc: Exception) -> None:
+        with self._cond:
+            self.refused += 1
+            self.events.append(f"{self.scheme}: {n} records could not be formatted ({type(exc).__name__}): lost")
 
     def lag_bytes(self) -> int:
         with self._cond:
