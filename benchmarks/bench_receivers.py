@@ -129,6 +129,8 @@ def _cpu(pid: int) -> float:
 
 
 def _env(tree: Path) -> dict[str, str]:
+    """The tree's own code: ``python -m`` puts the working directory first on sys.path, so the run's cwd is
+    the tree too (with only PYTHONPATH set, every tree would import the checkout the bench runs from)."""
     return {**os.environ, "PYTHONPATH": str(tree)}
 
 
@@ -140,7 +142,7 @@ def run_file(work: Path, baseline: Path, log: Path, n: int, tree: Path = ROOT) -
     t = time.perf_counter()
     subprocess.run([*TLSDETECT, "stream", "--baseline", str(baseline), "--source", f"envoy:{log}", "--sink",
                     f"jsonl:{work / 'alerts-file.jsonl'}", "--state", str(state), "--batch-lines", "20000"],
-                   capture_output=True, text=True, check=True, env=_env(tree))  # fmt: skip
+                   capture_output=True, text=True, check=True, env=_env(tree), cwd=tree)  # fmt: skip
     rate = n / (time.perf_counter() - t)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
@@ -160,7 +162,7 @@ def run_pushed(work: Path, baseline: Path, kind: str, messages: list[Any], n: in
     proc = subprocess.Popen([*TLSDETECT, "stream", "--baseline", str(baseline), "--source", f"{scheme}://127.0.0.1:{port}",
                              "--sink", f"jsonl:{work / f'alerts-{kind}.jsonl'}", "--state", str(state),
                              "--metrics-port", str(mport), "--batch-lines", "20000", "--batch-ms", "50"],
-                            stdout=subprocess.DEVNULL, stderr=err, env=_env(tree))  # fmt: skip
+                            stdout=subprocess.DEVNULL, stderr=err, env=_env(tree), cwd=tree)  # fmt: skip
     try:
         end = time.monotonic() + 60
         while _rows(mport) < 0 or b"receiving on" not in (work / f"{kind}.stderr").read_bytes():
