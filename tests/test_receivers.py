@@ -175,3 +175,33 @@ def test_port_in_use_is_a_receiver_error() -> None:
         port = s.getsockname()[1]
         with pytest.raises(ReceiverError, match="cannot listen"):
             Receiver(f"otlp+http://127.0.0.1:{port}")
+
+
+def test_queued_entries_and_tables_keep_their_order_across_a_split(als: Receiver) -> None:
+    """ALS entries are formatted per batch (Entries), OTLP/tagged records arrive as tables: a batch that
+    mixes them, or cuts a message, keeps every record once and in order."""
+    import pyarrow as pa
+
+    from tlsdetect.readers.envoy.als import Entries
+    from tlsdetect.readers.envoy.als_wire import decode_message
+
+    def entries(first_port: int, n: int) -> Entries:
+        msg = als_pb2.StreamAccessLogsMessage()
+        for i in range(n):
+            sock = msg.http_logs.log_entry.add().common_properties.downstream_remote_address.socket_address
+            sock.address, sock.port_value = "10.0.0.1", first_port + i
+        got = decode_message(msg.SerializeToString())
+        assert isinstance(got, Entries)
+        return got
+
+    table = pa.table({"DOWNSTREAM_REMOTE_ADDRESS": ["10.0.0.2:1", "10.0.0.2:2"]})
+    for part in (entries(100, 3), table, entries(200, 2), entries(300, 4)):
+        assert als.put(part)
+    first, second = als.read(6), als.read(100)
+    assert first is not None
+    assert second is not None
+    assert (first.lines, second.lines) == (6, 5)
+    assert (first.first_line, second.first_line) == (1, 7)
+    got = [a for b in (first, second) for a in b.records.column("DOWNSTREAM_REMOTE_ADDRESS").to_pylist()]
+    assert got == ["10.0.0.1:100", "10.0.0.1:101", "10.0.0.1:102", "10.0.0.2:1", "10.0.0.2:2", "10.0.0.1:200",
+                   "10.0.0.1:201", "10.0.0.1:300", "10.0.0.1:301", "10.0.0.1:302", "10.0.0.1:303"]  # fmt: skip
