@@ -118,3 +118,20 @@ def test_garbage_is_refused_or_read_never_a_crash(raw: bytes) -> None:
         return
     if slow is not None:
         assert fast.equals(slow)
+
+
+def test_custom_tags_keep_their_entry_through_slices_and_joins() -> None:
+    from tlsdetect.readers.envoy.als import als_entries
+
+    msg = als_pb2.StreamAccessLogsMessage()
+    for i in range(3):
+        e = msg.http_logs.log_entry.add()
+        e.common_properties.tls_properties.tls_sni_hostname = f"s{i}.test"
+        if i != 1:
+            e.common_properties.custom_tags["ja4"] = f"ja4-{i}"
+    whole = als_entries(msg)
+    assert [r.get("ja4") for r in whole.records().dicts()] == ["ja4-0", None, "ja4-2"]
+    for cut in range(4):
+        joined = Entries.concat([whole.slice(0, cut), whole.slice(cut)])
+        assert joined.table().equals(whole.table())
+    assert whole.slice(2).records().dicts() == [{"REQUESTED_SERVER_NAME": "s2.test", "ja4": "ja4-2"}]

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 import pyarrow as pa
 
-from tlsdetect.readers.envoy.als import Entries, als_columns
+from tlsdetect.readers.envoy.als import Entries, als_entries
 from tlsdetect.readers.envoy.records import Records
 from tlsdetect.stream.checkpoint import Checkpoint
 from tlsdetect.stream.follow import Batch
@@ -139,7 +139,7 @@ class Receiver:
 
             def stream_logs(requests: Iterable[Any], context: Any) -> Any:
                 for message in requests:
-                    self.put(message if isinstance(message, Entries) else self._mapped(als_columns, message, context))
+                    self.put(message if isinstance(message, Entries) else self._read_entries(message, context))
                 return als_pb2.StreamAccessLogsResponse()
 
             handler = grpc.stream_unary_rpc_method_handler(
@@ -185,6 +185,20 @@ class Receiver:
 
             context.abort(grpc.StatusCode.INTERNAL, f"tlsdetect could not read this message: {type(exc).__name__}")
             raise  # abort raises; this keeps type checkers sure the function never returns here
+
+    def _read_entries(self, message: Any, context: Any) -> Entries:
+        """A decoded ALS message's entries (custom tags, or no compiled walk); one that cannot be read is refused
+        to the sender and counted."""
+        try:
+            return als_entries(message)
+        except Exception as exc:  # a bug or a message shape we do not know: the sender keeps it, we say so
+            with self._cond:
+                self.refused += 1
+                self.events.append(f"{self.scheme}: a message could not be mapped ({type(exc).__name__}): refused")
+            import grpc
+
+            context.abort(grpc.StatusCode.INTERNAL, f"tlsdetect could not read this message: {type(exc).__name__}")
+            raise
 
     def _decoder(self, parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
         def decode(data: bytes) -> Any:

@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 from tlsdetect.readers.envoy.records import Records
 from tlsdetect.wire.ciphers import cipher_name
 
-__all__ = ["TLS_VERSIONS", "Entries", "address_text", "als_columns", "als_records", "entry_columns"]
+__all__ = ["TLS_VERSIONS", "Entries", "address_text", "als_columns", "als_entries", "als_records", "entry_columns"]
 
 #: ``TLSProperties.TLSVersion`` -> what ``%DOWNSTREAM_TLS_VERSION%`` prints.
 TLS_VERSIONS = {1: "TLSv1", 2: "TLSv1.1", 3: "TLSv1.2", 4: "TLSv1.3"}
@@ -93,6 +93,11 @@ def als_columns(message: Any) -> Records:
     A serialized message without custom tags is read without the generated classes by
     :func:`tlsdetect.readers.envoy.als_wire.message_records`, into the same :func:`entry_columns`.
     """
+    return als_entries(message).records()
+
+
+def als_entries(message: Any) -> Entries:
+    """The entries of one decoded ``StreamAccessLogsMessage``, read but not formatted (see :class:`Entries`)."""
     kind = message.WhichOneof("log_entries")
     entries = message.http_logs.log_entry if kind == "http_logs" else message.tcp_logs.log_entry if kind else []
     ints: list[list[int]] = [[] for _ in range(9)]
@@ -134,11 +139,8 @@ def als_columns(message: Any) -> Records:
             method.append(0)
             agent.append("")
             status.append(-1)
-    rec = entry_columns(len(secs), http, np.array(ints, dtype=np.int64).reshape(9, -1), texts)
-    for i, custom in tags:  # rare: literal, header, environment or metadata tags under their own names
-        for name, value in custom.items():
-            rec.put(i, str(name), str(value) or None)
-    return rec
+    tagged = [(i, {str(k): str(v) for k, v in custom.items()}) for i, custom in tags]
+    return Entries(len(secs), http, np.array(ints, dtype=np.int64).reshape(9, -1), texts, tagged)
 
 
 class Entries:
@@ -146,8 +148,11 @@ class Entries:
     each micro-batch once, since formatting costs ~60 Arrow kernel calls whatever the size, and Envoy sends
     small messages (its logger flushes every 16 KiB: ~40 entries)."""
 
-    def __init__(self, n: int, http: bool, ints: np.ndarray[Any, Any], texts: list[list[str]]) -> None:
+    def __init__(self, n: int, http: bool, ints: np.ndarray[Any, Any], texts: list[list[str]],
+                 tags: list[tuple[int, dict[str, str]]] | None = None) -> None:
         self.num_rows, self.http, self.ints, self.texts = n, http, ints, texts
+        #: custom tags (literal, header, environment or metadata tags) by entry: put under their own names
+        self.tags = tags or []
 
     @property
     def nbytes(self) -> int:
@@ -155,7 +160,9 @@ class Entries:
 
     def slice(self, offset: int, length: int | None = None) -> Entries:
         end = self.num_rows if length is None else min(self.num_rows, offset + length)
-        return Entries(max(0, end - offset), self.http, self.ints[:, offset:end], [c[offset:end] for c in self.texts])
+        tags = [(i - offset, t) for i, t in self.tags if offset <= i < end]
+        return Entries(max(0, end - offset), self.http, self.ints[:, offset:end], [c[offset:end] for c in self.texts],
+                       tags)  # fmt: skip
 
     @staticmethod
     def concat(parts: list[Entries]) -> Entries:
@@ -163,11 +170,20 @@ class Entries:
         if len(parts) == 1:
             return parts[0]
         texts = [[t for p in parts for t in p.texts[i]] for i in range(8)]
+        starts = np.cumsum([0, *(p.num_rows for p in parts)])
+        tags = [(int(at) + i, t) for p, at in zip(parts, starts, strict=False) for i, t in p.tags]
         return Entries(sum(p.num_rows for p in parts), parts[0].http, np.concatenate([p.ints for p in parts], axis=1),
-                       texts)  # fmt: skip
+                       texts, tags)  # fmt: skip
+
+    def records(self) -> Records:
+        rec = entry_columns(self.num_rows, self.http, self.ints, self.texts)
+        for i, custom in self.tags:  # rare: literal, header, environment or metadata tags under their own names
+            for name, value in custom.items():
+                rec.put(i, name, value or None)
+        return rec
 
     def table(self) -> pa.Table:
-        return entry_columns(self.num_rows, self.http, self.ints, self.texts).table()
+        return self.records().table()
 
 
 def entry_columns(n: int, http: bool, ints: np.ndarray[Any, Any], texts: list[list[str]]) -> Records:
