@@ -15,6 +15,13 @@ setup(
             extra_compile_args=["-O2", "-std=c99", "-Wall", "-Wextra", "-Wno-unused-parameter"],
             optional=True,
         ),
+        # OTLP logs exports read into columns (issue 22); without it protobuf reads every export.
+        Extension(
+            "tlsdetect.readers.envoy._pushwire",
+            sources=["tlsdetect/readers/envoy/_pushwire.c"],
+            extra_compile_args=["-O2", "-std=c99", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+            optional=True,
+        ),
         # QUIC Initial unprotection with libcrypto (Debian: libssl-dev); without it the
         # `cryptography` path of tlsdetect.wire.quic_initial runs.
         Extension(

@@ -5,7 +5,8 @@ alternating round robin, best of ``--rounds``, the load average beside each numb
 
 * ``file``: Arrow's JSON parse of the lines to raw columns; typing and finishing (``block_frame``, ``finish``);
 * ``als``/``otlp``: protobuf decode of the serialized messages; the mapping to columns (``als_columns``,
-  ``otlp_columns``); typing and finishing (``parse_envoy_records``);
+  ``otlp_columns``); the compiled walk that replaces both (``als_wire``, ``otlp_wire``: ALS entries formatted
+  per message and, as the receiver does, once per batch); typing and finishing (``parse_envoy_records``);
 * ``score``: ``enrich`` + ``score`` + ``alerts_of`` of the rows (the same for every source).
 
 Typing and finishing run once per micro-batch; the ``batches of 1,000`` row shows its fixed cost per call.
@@ -44,11 +45,13 @@ def main() -> None:
     from tlsdetect.detect.baseline import Baseline
     from tlsdetect.detect.scoring import score
     from tlsdetect.fingerprint import enrich
-    from tlsdetect.readers.envoy.als import als_columns
+    from tlsdetect.readers.envoy.als import Entries, als_columns
+    from tlsdetect.readers.envoy.als_wire import decode_message, message_records
     from tlsdetect.readers.envoy.columns import block_frame
     from tlsdetect.readers.envoy.finish import finish
     from tlsdetect.readers.envoy.json import JsonReader
     from tlsdetect.readers.envoy.otlp import otlp_columns
+    from tlsdetect.readers.envoy.otlp_wire import export_records
     from tlsdetect.readers.envoy.read import parse_envoy_records
     from tlsdetect.readers.logs import DeadLetter
     from tlsdetect.sinks.alerts.alerts import alerts_of
@@ -82,6 +85,17 @@ def main() -> None:
     def als_map() -> None:
         state["als_t"] = [als_columns(m).table() for m in state["als"]]
 
+    def als_walk() -> None:
+        [message_records(b).table() for b in als_bytes]
+
+    def als_walk_batch() -> None:
+        parts = [decode_message(b) for b in als_bytes]
+        assert all(isinstance(p, Entries) for p in parts)
+        Entries.concat(parts).table()
+
+    def otlp_walk() -> None:
+        [export_records(b).table() for b in otlp_bytes]
+
     def otlp_decode() -> None:
         state["otlp"] = [svc.ExportLogsServiceRequest.FromString(b) for b in otlp_bytes]
 
@@ -104,25 +118,32 @@ def main() -> None:
     stages: list[tuple[str, Callable[[], None]]] = [
         ("file: JSON parse (Arrow)", file_json), ("file: type + finish", file_finish),
         ("als: protobuf decode", als_decode), ("als: to columns", als_map),
+        ("als: compiled walk + format per message", als_walk),
+        ("als: compiled walk + format per batch", als_walk_batch),
         ("als: type + finish (one batch)", records_finish("als_t")),
         ("als: type + finish (batches of 1,000)", small_batches),
         ("otlp: protobuf decode", otlp_decode), ("otlp: to columns", otlp_map),
+        ("otlp: compiled walk + columns", otlp_walk),
         ("otlp: type + finish (one batch)", records_finish("otlp_t")),
         ("score: enrich + score + alerts", scoring),
     ]  # fmt: skip
     best: dict[str, tuple[float, str]] = {}
+    cpu: dict[str, float] = {}
     for r in range(args.rounds):
         for name, run in stages:
             load = _load()
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             run()
-            rate = n / (time.perf_counter() - t)
-            print(json.dumps({"round": r + 1, "stage": name, "records_per_s": round(rate), "load": load}), flush=True)
+            rate, cpu_us = n / (time.perf_counter() - t), (time.process_time() - c) / n * 1e6
+            print(json.dumps({"round": r + 1, "stage": name, "records_per_s": round(rate), "cpu_us_per_record":
+                              round(cpu_us, 1), "load": load}), flush=True)  # fmt: skip
             if rate > best.get(name, (0.0, ""))[0]:
                 best[name] = (rate, load)
-    print(f"\n| stage | records/s (best of {args.rounds}) | ms per 10k | load (1 min) |\n| --- | ---: | ---: | --- |")
+            cpu[name] = min(cpu.get(name, cpu_us), cpu_us)
+    print(f"\n| stage | records/s (best of {args.rounds}) | ms per 10k | CPU us per record (least) | load (1 min) |\n"
+          "| --- | ---: | ---: | ---: | --- |")  # fmt: skip
     for name, (rate, load) in best.items():
-        print(f"| {name} | {rate:,.0f} | {1e7 / rate:,.0f} | {load} |")
+        print(f"| {name} | {rate:,.0f} | {1e7 / rate:,.0f} | {cpu[name]:.1f} | {load} |")
 
 
 if __name__ == "__main__":

@@ -78,7 +78,20 @@ def seeds() -> dict[str, dict[str, bytes]]:
         "udp": {"quic-initial.bin": _quic_initial(), "dtls-hello.bin": _dtls_hello()},
         "api": {"one.json": json.dumps({"connections": [api_row]}).encode(),
                 "two.json": json.dumps({"connections": [api_row, {"client_ip": "::1", "hello_retry": True}]}).encode()},
+        "pushed": _pushed(),
     }
+
+
+def _pushed() -> dict[str, bytes]:
+    """An ALS message and an OTLP export of two records each, from the walks' tests' builders."""
+    als, otlp = (importlib.import_module(f"tests.{m}") for m in ("test_als_wire", "test_otlp_wire"))
+    entry = {"secs": 1_765_000_000, "nanos": 1_000_000, "host": "10.0.0.1", "port": 40000, "pipe": False,
+             "named": False, "type": 3, "version": 4, "cipher": 0x1302, "sni": "a.test", "ja3": "x" * 32,
+             "subject": "CN=node", "sans": [(True, "spiffe://a/b")], "method": 1, "agent": "curl", "status": 200}
+    attrs = [("start_time", "2026-11-26T17:08:00.484Z"), ("downstream_remote_address", "10.0.0.1:40000"),
+             ("ja4", "t13d591000_a33745022dd6_1f22a2ca17c4")]
+    return {"als.bin": als._message([entry, {**entry, "cipher": None, "pipe": True}], True),
+            "otlp.bin": otlp._export([attrs, attrs[:2]], [0, 1_765_000_000_000_000_000])}
 
 
 def main() -> None:

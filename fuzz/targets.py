@@ -162,6 +162,37 @@ def _tls13_flight(data: bytes) -> object:
     return [flight, *flight.certificates, parse_keylog(data)]
 
 
+def _pushed(data: bytes) -> object:
+    """A receiver's message bytes, as an OTLP export and as an ALS message: the compiled walk
+    (``_pushwire.c``) and protobuf's classes must give the same cells wherever protobuf reads the bytes;
+    protobuf's ``DecodeError`` (neither reading took them) is the answer to what is not a message."""
+    from google.protobuf.message import DecodeError
+
+    from tlsdetect.readers.envoy.als_wire import message_records
+    from tlsdetect.readers.envoy.otlp_wire import export_records
+
+    out: list[object] = []
+    refused: DecodeError | None = None
+    for read in (export_records, message_records):
+        try:
+            slow = read(data, fast=False).table()
+        except DecodeError:
+            slow = None
+        try:
+            fast = read(data).table()
+        except DecodeError as exc:  # the walk fell back and protobuf refused: so must the slow path have
+            if slow is not None:
+                raise AssertionError(f"{read.__name__}: refused where protobuf reads it") from exc
+            refused = exc
+            continue
+        if slow is not None and not fast.equals(slow):
+            raise AssertionError(f"{read.__name__}: the compiled walk and protobuf disagree")
+        out.append(fast)
+    if not out and refused is not None:
+        raise refused
+    return out
+
+
 _READ_ERRORS = ("InputError",)
 
 TARGETS: dict[str, Target] = {t.name: t for t in (
@@ -175,6 +206,7 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("tls13-flight", _tls13_flight, (), "a server's TLS 1.3 flight to decrypt (--keylog), also a key log"),
     Target("udp", _udp, (), "a UDP payload: QUIC Initials (decrypted with the client's keys) and DTLS records"),
     Target("api", _api, ("ValidationError",), "a POST /v1/score JSON body"),
+    Target("pushed", _pushed, ("DecodeError",), "an OTLP export / ALS message: the compiled walk held to protobuf"),
     Target("ccore", _ccore, ("CaptureError",), "a capture or raw bytes through the C capture core (ASan, UBSan),"
            " every array equal to the numpy core's", sanitized=True),
 )}

@@ -175,3 +175,31 @@ def test_port_in_use_is_a_receiver_error() -> None:
         port = s.getsockname()[1]
         with pytest.raises(ReceiverError, match="cannot listen"):
             Receiver(f"otlp+http://127.0.0.1:{port}")
+
+
+def test_queued_entries_and_tables_keep_their_order_across_a_split(als: Receiver) -> None:
+    """ALS entries are formatted per batch (Entries), OTLP/tagged records arrive as tables: a batch that
+    mixes them, or cuts a message, keeps every record once and in order."""
+    import numpy as np
+    import pyarrow as pa
+
+    from tlsdetect.readers.envoy.als import Entries
+
+    def entries(first_port: int, n: int) -> Entries:  # what the compiled walk queues, built by hand
+        ints = np.zeros((9, n), dtype=np.int64)
+        ints[2] = np.arange(first_port, first_port + n)
+        ints[6] = ints[8] = -1
+        texts = [["10.0.0.1"] * n, *([[""] * n] * 7)]
+        return Entries(n, True, ints, texts)
+
+    table = pa.table({"DOWNSTREAM_REMOTE_ADDRESS": ["10.0.0.2:1", "10.0.0.2:2"]})
+    for part in (entries(100, 3), table, entries(200, 2), entries(300, 4)):
+        assert als.put(part)
+    first, second = als.read(6), als.read(100)
+    assert first is not None
+    assert second is not None
+    assert (first.lines, second.lines) == (6, 5)
+    assert (first.first_line, second.first_line) == (1, 7)
+    got = [a for b in (first, second) for a in b.records.column("DOWNSTREAM_REMOTE_ADDRESS").to_pylist()]
+    assert got == ["10.0.0.1:100", "10.0.0.1:101", "10.0.0.1:102", "10.0.0.2:1", "10.0.0.2:2", "10.0.0.1:200",
+                   "10.0.0.1:201", "10.0.0.1:300", "10.0.0.1:301", "10.0.0.1:302", "10.0.0.1:303"]  # fmt: skip

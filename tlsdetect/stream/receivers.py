@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 import pyarrow as pa
 
+from tlsdetect.readers.envoy.als import Entries, als_entries
 from tlsdetect.readers.envoy.records import Records
 from tlsdetect.stream.checkpoint import Checkpoint
 from tlsdetect.stream.follow import Batch
@@ -47,6 +48,33 @@ MAX_BODY = 16 << 20  # an OTLP/HTTP export larger than this is refused (413), ne
 def _otlp_protos() -> Any:
     """OpenTelemetry's generated logs-service module (from xds-protos; untyped, so typed Any here)."""
     return importlib.import_module("opentelemetry.proto.collector.logs.v1.logs_service_pb2")
+
+
+def _export_records(decoded: Any) -> Records:
+    """An export's records: already read by the compiled walk, or mapped from protobuf's message."""
+    from tlsdetect.readers.envoy.otlp import otlp_columns
+
+    return decoded if isinstance(decoded, Records) else otlp_columns(decoded)
+
+
+def _formatted(parts: list[pa.Table | Entries], failed: Callable[[int, Exception], None]) -> list[pa.Table]:
+    """Queued parts as tables, each run of ALS entries of one kind formatted as one (see Entries); a run that
+    cannot be formatted (a bug) is reported to ``failed`` with its size, never half-kept."""
+    out: list[pa.Table] = []
+    run: list[Entries] = []
+    for part in [*parts, None]:
+        if run and not (isinstance(part, Entries) and part.http == run[0].http):
+            entries = Entries.concat(run)
+            try:
+                out.append(entries.table())
+            except Exception as exc:  # a bug: counted and named by the receiver
+                failed(entries.num_rows, exc)
+            run = []
+        if isinstance(part, Entries):
+            run.append(part)
+        elif part is not None:
+            out.append(part)
+    return out
 
 
 class ReceiverError(ValueError):
@@ -87,7 +115,7 @@ class Receiver:
         self.line = 0
         self.received = 0  # records queued
         self.refused = 0  # messages that could not be decoded
-        self._tables: deque[pa.Table] = deque()
+        self._tables: deque[pa.Table | Entries] = deque()  # ALS entries are formatted per batch (Entries)
         self._queued = 0  # records in _tables
         self._bytes = 0
         self._cond = threading.Condition()
@@ -107,29 +135,29 @@ class Receiver:
         if self.scheme == "envoy-als":
             from envoy.service.accesslog.v3 import als_pb2
 
-            from tlsdetect.readers.envoy.als import als_columns
+            from tlsdetect.readers.envoy.als_wire import decode_message
 
             def stream_logs(requests: Iterable[Any], context: Any) -> Any:
                 for message in requests:
-                    self.put(self._mapped(als_columns, message, context))
+                    self.put(message if isinstance(message, Entries) else self._read_entries(message, context))
                 return als_pb2.StreamAccessLogsResponse()
 
             handler = grpc.stream_unary_rpc_method_handler(
-                stream_logs, request_deserializer=self._decoder(als_pb2.StreamAccessLogsMessage.FromString),
+                stream_logs, request_deserializer=self._decoder(decode_message),
                 response_serializer=als_pb2.StreamAccessLogsResponse.SerializeToString,
             )  # fmt: skip
             service, method = "envoy.service.accesslog.v3.AccessLogService", "StreamAccessLogs"
         else:
-            from tlsdetect.readers.envoy.otlp import otlp_columns
+            from tlsdetect.readers.envoy.otlp_wire import decode_export
 
             otlp = _otlp_protos()
 
             def export(request: Any, context: Any) -> Any:
-                self.put(self._mapped(otlp_columns, request, context))
+                self.put(self._mapped(_export_records, request, context))
                 return otlp.ExportLogsServiceResponse()
 
             handler = grpc.unary_unary_rpc_method_handler(
-                export, request_deserializer=self._decoder(otlp.ExportLogsServiceRequest.FromString),
+                export, request_deserializer=self._decoder(decode_export),
                 response_serializer=otlp.ExportLogsServiceResponse.SerializeToString,
             )  # fmt: skip
             service, method = "opentelemetry.proto.collector.logs.v1.LogsService", "Export"
@@ -158,6 +186,20 @@ class Receiver:
             context.abort(grpc.StatusCode.INTERNAL, f"tlsdetect could not read this message: {type(exc).__name__}")
             raise  # abort raises; this keeps type checkers sure the function never returns here
 
+    def _read_entries(self, message: Any, context: Any) -> Entries:
+        """A decoded ALS message's entries (custom tags, or no compiled walk); one that cannot be read is refused
+        to the sender and counted."""
+        try:
+            return als_entries(message)
+        except Exception as exc:  # a bug or a message shape we do not know: the sender keeps it, we say so
+            with self._cond:
+                self.refused += 1
+                self.events.append(f"{self.scheme}: a message could not be mapped ({type(exc).__name__}): refused")
+            import grpc
+
+            context.abort(grpc.StatusCode.INTERNAL, f"tlsdetect could not read this message: {type(exc).__name__}")
+            raise
+
     def _decoder(self, parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
         def decode(data: bytes) -> Any:
             try:
@@ -173,7 +215,8 @@ class Receiver:
     def _start_http(self, port: int) -> int:
         from google.protobuf import json_format
 
-        from tlsdetect.readers.envoy.otlp import json_names, otlp_columns, otlp_json
+        from tlsdetect.readers.envoy.otlp import json_names, otlp_json
+        from tlsdetect.readers.envoy.otlp_wire import decode_export
 
         otlp = _otlp_protos()
         names = json_names(importlib.import_module("opentelemetry.proto.logs.v1.logs_pb2"))
@@ -210,7 +253,7 @@ class Receiver:
                         doc = otlp_json(json.loads(data.decode("utf-8")), *names)
                         json_format.ParseDict(doc, request, ignore_unknown_fields=True, max_recursion_depth=32)
                     elif kind == "application/x-protobuf":
-                        request.ParseFromString(data)
+                        request = decode_export(data)
                     else:
                         return self._answer(415, b'{"error": "application/x-protobuf or application/json"}')
                 except Exception:  # a body that is not an export: refused, counted
@@ -219,7 +262,7 @@ class Receiver:
                         receiver.events.append("otlp+http: an export that could not be decoded was refused")
                     return self._answer(400, b'{"error": "not an OTLP logs export"}')
                 try:
-                    records = otlp_columns(request).table()
+                    records = _export_records(request).table()
                 except Exception:  # a bug or a shape we do not know: the sender keeps it, we say so
                     with receiver._cond:
                         receiver.refused += 1
@@ -238,7 +281,7 @@ class Receiver:
         return int(self._http.server_address[1])
 
     # -- the queue
-    def put(self, records: pa.Table, *, wait: bool = True) -> bool:
+    def put(self, records: pa.Table | Entries, *, wait: bool = True) -> bool:
         """Queue one message's records; when full, wait for room (``wait``) or refuse the lot (False)."""
         n = records.num_rows
         if not n:
@@ -264,7 +307,7 @@ class Receiver:
         with self._cond:
             if not self._tables or max_lines <= 0:
                 return None
-            taken: list[pa.Table] = []
+            taken: list[pa.Table | Entries] = []
             n = 0
             while self._tables and n < max_lines:
                 table = self._tables.popleft()
@@ -278,11 +321,19 @@ class Receiver:
             size = sum(t.nbytes for t in taken)
             self._bytes = max(0, self._bytes - size)
             self._cond.notify_all()
-        records = taken[0] if len(taken) == 1 else pa.concat_tables(taken, promote_options="default")
+        tables = _formatted(taken, self._unformatted)
+        if not tables:
+            return None
+        records = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
         first = self.line + 1
         self.offset += size
         self.line += n
         return Batch(b"", first, self.file, self.checkpoint, n, records=records)
+
+    def _unformatted(self, n: int, exc: Exception) -> None:
+        with self._cond:
+            self.refused += 1
+            self.events.append(f"{self.scheme}: {n} records could not be formatted ({type(exc).__name__}): lost")
 
     def lag_bytes(self) -> int:
         with self._cond:

@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 from tlsdetect.readers.envoy.records import Records
 from tlsdetect.wire.ciphers import cipher_name
 
-__all__ = ["TLS_VERSIONS", "address_text", "als_columns", "als_records"]
+__all__ = ["TLS_VERSIONS", "Entries", "address_text", "als_columns", "als_entries", "als_records", "entry_columns"]
 
 #: ``TLSProperties.TLSVersion`` -> what ``%DOWNSTREAM_TLS_VERSION%`` prints.
 TLS_VERSIONS = {1: "TLSv1", 2: "TLSv1.1", 3: "TLSv1.2", 4: "TLSv1.3"}
@@ -50,7 +50,7 @@ def address_text(address: Any) -> str | None:
     return f"{host}:{int(sock.port_value)}"
 
 
-def _addresses(hosts: list[str], ports: list[int]) -> pa.Array:
+def _addresses(hosts: list[str], ports: np.ndarray[Any, Any]) -> pa.Array:
     """``host:port`` / ``[v6]:port`` over a column; an empty host is missing."""
     host = pa.array(hosts, type=pa.string())
     bracketed = pc.binary_join_element_wise("[", host, "]", "")
@@ -60,7 +60,7 @@ def _addresses(hosts: list[str], ports: list[int]) -> pa.Array:
                       text)  # fmt: skip
 
 
-def _timestamps(seconds: list[int], nanos: list[int]) -> pa.Array:
+def _timestamps(seconds: np.ndarray[Any, Any], nanos: np.ndarray[Any, Any]) -> pa.Array:
     """ISO 8601 UTC with milliseconds (``2026-12-07T10:00:00.123Z``) over a column; an unset time is missing."""
     sec = np.asarray(seconds, dtype=np.int64)
     ms = sec * 1000 + np.asarray(nanos, dtype=np.int64) // 1_000_000
@@ -68,7 +68,7 @@ def _timestamps(seconds: list[int], nanos: list[int]) -> pa.Array:
     return pc.strftime(ts, format="%Y-%m-%dT%H:%M:%SZ")
 
 
-def _mapped(codes: list[int], names: dict[int, str]) -> pa.Array:
+def _mapped(codes: np.ndarray[Any, Any], names: dict[int, str]) -> pa.Array:
     """Each code's name (missing when it has none), looked up once per distinct code."""
     arr = np.asarray(codes, dtype=np.int64)
     uniq, inverse = np.unique(arr, return_inverse=True)
@@ -76,9 +76,9 @@ def _mapped(codes: list[int], names: dict[int, str]) -> pa.Array:
     return values.take(pa.array(inverse.astype(np.int32)))
 
 
-def _cipher_names(codes: list[int]) -> pa.Array:
+def _cipher_names(codes: np.ndarray[Any, Any]) -> pa.Array:
     """``%DOWNSTREAM_TLS_CIPHER%`` of each suite code (-1: none), once per distinct code."""
-    names = {int(c): cipher_name(int(c)) or f"0x{int(c):04X}" for c in set(codes) if c >= 0}
+    names = {int(c): cipher_name(int(c)) or f"0x{int(c):04X}" for c in np.unique(codes) if c >= 0}
     return _mapped(codes, names)
 
 
@@ -88,28 +88,22 @@ _COMMON = ("START_TIME", "DOWNSTREAM_REMOTE_ADDRESS", "DOWNSTREAM_LOCAL_ADDRESS"
 
 
 def als_columns(message: Any) -> Records:
-    """The records of one ``StreamAccessLogsMessage`` (its HTTP or its TCP entries), in order, as columns."""
-    from envoy.data.accesslog.v3 import accesslog_pb2
+    """The records of one decoded ``StreamAccessLogsMessage`` (its HTTP or its TCP entries), in order, as columns.
 
+    A serialized message without custom tags is read without the generated classes by
+    :func:`tlsdetect.readers.envoy.als_wire.message_records`, into the same :func:`entry_columns`.
+    """
+    return als_entries(message).records()
+
+
+def als_entries(message: Any) -> Entries:
+    """The entries of one decoded ``StreamAccessLogsMessage``, read but not formatted (see :class:`Entries`)."""
     kind = message.WhichOneof("log_entries")
     entries = message.http_logs.log_entry if kind == "http_logs" else message.tcp_logs.log_entry if kind else []
-    secs: list[int] = []
-    nanos: list[int] = []
-    r_host: list[str] = []
-    r_port: list[int] = []
-    l_host: list[str] = []
-    l_port: list[int] = []
-    log_type: list[int] = []
-    sni: list[str] = []
-    version: list[int] = []
-    cipher: list[int] = []
-    ja3: list[str] = []
-    subject: list[str] = []
-    issuer: list[str] = []
-    uri_san: list[str] = []
-    method: list[int] = []
-    agent: list[str] = []
-    status: list[str | None] = []
+    ints: list[list[int]] = [[] for _ in range(9)]
+    secs, nanos, r_port, l_port, log_type, version, cipher, method, status = ints
+    texts: list[list[str]] = [[] for _ in range(8)]
+    r_host, l_host, sni, ja3, subject, issuer, uri_san, agent = texts
     tags: list[tuple[int, Any]] = []
     http = kind == "http_logs"
     for i, entry in enumerate(entries):
@@ -140,10 +134,69 @@ def als_columns(message: Any) -> Records:
             method.append(entry.request.request_method)
             agent.append(entry.request.user_agent)
             response = entry.response
-            status.append(str(response.response_code.value) if response.HasField("response_code") else None)
-    rec = Records(len(secs))
-    if not rec.rows:
+            status.append(response.response_code.value if response.HasField("response_code") else -1)
+        else:  # a TCP entry has no request: the columns are left out (entry_columns)
+            method.append(0)
+            agent.append("")
+            status.append(-1)
+    tagged = [(i, {str(k): str(v) for k, v in custom.items()}) for i, custom in tags]
+    return Entries(len(secs), http, np.array(ints, dtype=np.int64).reshape(9, -1), texts, tagged)
+
+
+class Entries:
+    """ALS entries read but not yet formatted (:func:`entry_columns`): a receiver queues these and formats
+    each micro-batch once, since formatting costs ~60 Arrow kernel calls whatever the size, and Envoy sends
+    small messages (its logger flushes every 16 KiB: ~40 entries)."""
+
+    def __init__(self, n: int, http: bool, ints: np.ndarray[Any, Any], texts: list[list[str]],
+                 tags: list[tuple[int, dict[str, str]]] | None = None) -> None:
+        self.num_rows, self.http, self.ints, self.texts = n, http, ints, texts
+        #: custom tags (literal, header, environment or metadata tags) by entry: put under their own names
+        self.tags = tags or []
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.ints.nbytes) + sum(len(t) for col in self.texts for t in col)
+
+    def slice(self, offset: int, length: int | None = None) -> Entries:
+        end = self.num_rows if length is None else min(self.num_rows, offset + length)
+        tags = [(i - offset, t) for i, t in self.tags if offset <= i < end]
+        return Entries(max(0, end - offset), self.http, self.ints[:, offset:end], [c[offset:end] for c in self.texts],
+                       tags)  # fmt: skip
+
+    @staticmethod
+    def concat(parts: list[Entries]) -> Entries:
+        """Entries of one kind (HTTP or TCP) one after another."""
+        if len(parts) == 1:
+            return parts[0]
+        texts = [[t for p in parts for t in p.texts[i]] for i in range(8)]
+        starts = np.cumsum([0, *(p.num_rows for p in parts)])
+        tags = [(int(at) + i, t) for p, at in zip(parts, starts, strict=False) for i, t in p.tags]
+        return Entries(sum(p.num_rows for p in parts), parts[0].http, np.concatenate([p.ints for p in parts], axis=1),
+                       texts, tags)  # fmt: skip
+
+    def records(self) -> Records:
+        rec = entry_columns(self.num_rows, self.http, self.ints, self.texts)
+        for i, custom in self.tags:  # rare: literal, header, environment or metadata tags under their own names
+            for name, value in custom.items():
+                rec.put(i, name, value or None)
         return rec
+
+    def table(self) -> pa.Table:
+        return self.records().table()
+
+
+def entry_columns(n: int, http: bool, ints: np.ndarray[Any, Any], texts: list[list[str]]) -> Records:
+    """``n`` entries' records from their fields: ``ints`` (9 rows: start seconds and nanos, remote and local
+    port, log type, TLS version, cipher suite or -1, request method, response code or -1) and ``texts``
+    (remote and local host, SNI, JA3, peer subject and issuer, URI SANs joined by ",", user agent)."""
+    from envoy.data.accesslog.v3 import accesslog_pb2
+
+    rec = Records(n)
+    if not n:
+        return rec
+    secs, nanos, r_port, l_port, log_type, version, cipher, method, status = ints
+    r_host, l_host, sni, ja3, subject, issuer, uri_san, agent = texts
     type_names = {v.number: v.name for v in accesslog_pb2.AccessLogType.DESCRIPTOR.values if v.number}
     cols: dict[str, pa.Array] = {
         "START_TIME": _timestamps(secs, nanos),
@@ -161,11 +214,9 @@ def als_columns(message: Any) -> Records:
     if http:
         cols["REQ(:METHOD)"] = _mapped(method, _METHODS)
         cols["REQ(USER-AGENT)"] = pa.array(agent, type=pa.string())
-        cols["RESPONSE_CODE"] = pa.array(status, type=pa.string())
+        text = pc.cast(pa.array(status, type=pa.int64()), pa.string())
+        cols["RESPONSE_CODE"] = pc.if_else(pc.less(pa.array(status), 0), pa.scalar(None, pa.string()), text)
     rec.arrays = {k: _empty_null(v) for k, v in cols.items()}
-    for i, custom in tags:  # rare: literal, header, environment or metadata tags under their own names
-        for name, value in custom.items():
-            rec.put(i, str(name), str(value) or None)
     return rec
 
 
