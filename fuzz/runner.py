@@ -173,8 +173,10 @@ def run_target(target: str, seconds: float, *, seed: int = 1, corpus: Path | Non
                f"-artifact_prefix={artifacts}/", str(grown), str(seeds)]
         env["TLSDETECT_FUZZ_SCRATCH"] = str(work)  # the child's input files, removed with this directory
         start = time.monotonic()
+        # libFuzzer reads every seed before its clock starts: under ASan on a loaded host that read alone took
+        # ~290 s (stop 30), so the guard leaves it 900 s; it only catches a child that hangs
         proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              errors="replace", timeout=seconds + timeout + 300, check=False)
+                              errors="replace", timeout=seconds + timeout + 900, check=False)
         log = "\n".join(line for line in proc.stdout.splitlines() if not line.startswith("INFO: Instrumenting "))
         stats = parse_stats(target, log)
         stats.seconds = time.monotonic() - start
