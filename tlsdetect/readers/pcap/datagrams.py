@@ -24,6 +24,7 @@ import numpy.typing as npt
 
 from tlsdetect.readers.base import ReadStats
 from tlsdetect.readers.pcap.packets import PROTO_UDP, Decoded
+from tlsdetect.readers.pcap.quic_batch import Templates, settle
 from tlsdetect.readers.pcap.tls_stream import Connection, DirectionView, Endpoint, reassemble
 from tlsdetect.readers.pcap.udp_rows import udp_row
 from tlsdetect.wire.dtls import DTLS_VERSIONS, DtlsSide, handshake_fragments
@@ -140,6 +141,16 @@ class _Flow:
     dirty: set[bool] = field(default_factory=set)  # QUIC: directions with CRYPTO bytes not yet parsed
 
 
+@dataclass(slots=True)
+class _Passed:
+    """A QUIC connection the C batch settled (:mod:`.quic_batch`): kept so its later datagrams are passed over."""
+
+    touched: int
+    transport: str = "quic"
+    settled: bool = True
+    emitted: bool = True
+
+
 def _key(a: tuple[int, int, int], b: tuple[int, int, int]) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
     return (a, b) if a <= b else (b, a)
 
@@ -149,7 +160,8 @@ class Datagrams:
 
     def __init__(self, stats: ReadStats) -> None:
         self.stats = stats
-        self.flows: dict[tuple[tuple[int, int, int], tuple[int, int, int]], _Flow] = {}
+        self.flows: dict[tuple[tuple[int, int, int], tuple[int, int, int]], _Flow | _Passed] = {}
+        self.templates = Templates()
         self.done: list[dict[str, object]] = []
         self.now = 0  # the latest capture time seen
 
@@ -171,6 +183,8 @@ class Datagrams:
     def _window(self, buf: npt.NDArray[np.uint8], cand: Candidates) -> None:
         counts = self.stats.counts
         counts["udp_hello_datagrams"] += len(cand.kind)
+        if len(cand.kind):
+            cand = self._batch(buf, cand)
         cols = zip(
             cand.kind.tolist(), cand.payload.tolist(), cand.plen.tolist(), cand.ts.tolist(), cand.src_hi.tolist(),
             cand.src_lo.tolist(), cand.dst_hi.tolist(), cand.dst_lo.tolist(), cand.sport.tolist(),
@@ -190,7 +204,7 @@ class Datagrams:
                 self.flows[key] = flow
                 if len(self.flows) > MAX_OPEN:
                     self._evict()
-            elif flow.settled or flow.transport != transport:
+            elif isinstance(flow, _Passed) or flow.settled or flow.transport != transport:
                 continue
             flow.touched = ts
             forward = (src == (flow.conn.a.hi, flow.conn.a.lo, flow.conn.a.port))
@@ -200,6 +214,27 @@ class Datagrams:
             else:
                 self._dtls(flow, forward, data, ts)
         self._expire()
+
+    def _batch(self, buf: npt.NDArray[np.uint8], cand: Candidates) -> Candidates:
+        """Settle the window's common QUIC connections in one C call (:mod:`.quic_batch`); the
+        candidates it leaves, in capture order, for the loop."""
+        got = settle(buf, cand.kind, cand.payload, cand.plen, cand.ts, cand.src_hi, cand.src_lo, cand.dst_hi,
+                     cand.dst_lo, cand.sport, cand.dport, self.flows, self.templates, QUIC)
+        if not got.rows:
+            return cand
+        self.now = max(self.now, int(cand.ts.max()))
+        for key, touched in got.passed:
+            self.flows[key] = _Passed(touched)
+        while len(self.flows) > MAX_OPEN:
+            self._evict()
+        self.stats.counts["quic_initials_decrypted"] += got.decrypted
+        self.stats.counts["quic_connections"] += len(got.rows)
+        self.done.extend(got.rows)
+        keep = np.flatnonzero(got.python)
+        return Candidates(
+            cand.kind[keep], cand.payload[keep], cand.plen[keep], cand.ts[keep], cand.src_hi[keep],
+            cand.src_lo[keep], cand.dst_hi[keep], cand.dst_lo[keep], cand.sport[keep], cand.dport[keep],
+        )
 
     # -- QUIC ---------------------------------------------------------------------------------
 
@@ -330,9 +365,9 @@ class Datagrams:
         self.stats.skipped["udp_evicted"] += 1
         self._finish(self.flows.pop(key))
 
-    def _finish(self, flow: _Flow) -> None:
+    def _finish(self, flow: _Flow | _Passed) -> None:
         """Render the row once (a settled connection's entry stays, so its later datagrams are passed over)."""
-        if flow.emitted:
+        if isinstance(flow, _Passed) or flow.emitted:
             return
         flow.emitted = True
         if flow.held:  # no keys opened them: damaged, or a server's Initials whose client's were not captured

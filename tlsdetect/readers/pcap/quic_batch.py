@@ -1,0 +1,182 @@
+"""QUIC connections of a window settled in one C call, their rows rendered once per distinct hello pair.
+
+Why: with the crypto in C, ~0.4 ms of Python per QUIC connection remained in :mod:`.datagrams`
+(long-header walk, CRYPTO frames, reassembly, message walk, settle test, one parse of each hello,
+the row). Here the common case takes none of it per connection:
+
+1. numpy groups the window's candidate datagrams by unordered 4-tuple (dense flow ids, the
+   direction of each datagram against the flow's first);
+2. ``_quic_crypto.initial_batch`` walks all of them in capture order in C and settles each
+   connection whose ClientHello and ServerHello complete in the window, handing both bodies in one
+   arena;
+3. the C hello walk (:mod:`tlsdetect.wire.hello_batch`) keys each hello by its fingerprint input;
+   per distinct (ClientHello key, SNI, ServerHello key, session id echoed) the row is built once by
+   the same code as the Python path (:func:`.udp_rows.udp_row`) and copied per connection with its
+   own time, addresses, ports and transport parameters.
+
+What this does not settle (a connection seen in an earlier window, one with DTLS datagrams, a skip,
+a Retry, a HelloRetryRequest, other keys, differing overlaps, a connection still open at the
+window's end, a hello the walk or the parser rejects) is left, datagram by datagram, to
+:class:`.datagrams.Datagrams`, which stays the oracle: the tests require identical rows.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Container
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from tlsdetect.readers.pcap.tls_stream import Connection, DirectionView, Endpoint, _ip
+from tlsdetect.readers.pcap.udp_rows import udp_row
+from tlsdetect.wire.hello_batch import client_hello_batch, server_hello_batch
+from tlsdetect.wire.quic_initial import NATIVE, VERSIONS
+from tlsdetect.wire.quic_tp import transport_parameters
+from tlsdetect.wire.tls import TLSParseError, parse_client_hello, parse_server_hello
+
+try:  # the libcrypto kernel; without it (NATIVE False) the batch is off
+    from tlsdetect.wire import _quic_crypto
+except ImportError:  # pragma: no cover - the kernel is built in CI
+    _quic_crypto = None  # type: ignore[assignment]
+
+__all__ = ["ENABLED", "Batch", "FlowKey", "Templates", "settle"]
+
+I64 = npt.NDArray[np.int64]
+U64 = npt.NDArray[np.uint64]
+B = npt.NDArray[np.bool_]
+FlowKey = tuple[tuple[int, int, int], tuple[int, int, int]]
+#: Whether the batch runs: the kernel is built and on, and ``TLSDETECT_NO_QUIC_BATCH`` is not set
+#: (the switch the equivalence tests and the benchmark use to run the Python path alone).
+ENABLED = NATIVE and os.environ.get("TLSDETECT_NO_QUIC_BATCH", "").strip().lower() not in {"1", "true", "yes"}
+SETTLED = 1
+#: Row templates kept across windows (distinct hello pairs: a handful of stacks in real traffic).
+MAX_TEMPLATES = 4096
+_VERSIONS = tuple((v, spec.salt, spec.prefix, spec.initial_type) for v, spec in VERSIONS.items())
+_FIELDS = 10
+
+
+@dataclass(slots=True)
+class Templates:
+    """Rows by distinct hello pair, and the IP spellings seen (both reused across windows)."""
+
+    rows: dict[tuple[bytes, bytes | None, bytes, bool], dict[str, object] | None] = field(default_factory=dict)
+    ips: dict[tuple[int, int], str] = field(default_factory=dict)
+
+    def ip(self, hi: int, lo: int) -> str:
+        text = self.ips.get((hi, lo))
+        if text is None:
+            if len(self.ips) > 65_536:
+                self.ips.clear()
+            text = self.ips[(hi, lo)] = _ip(hi, lo)
+        return text
+
+
+@dataclass(slots=True)
+class Batch:
+    """What one window's batch settled: rows in settling order, the flows to mark as passed over
+    (key, capture time of the settling datagram), the Initials it opened, and which candidate
+    datagrams are left to the Python path."""
+
+    rows: list[dict[str, object]]
+    passed: list[tuple[FlowKey, int]]
+    decrypted: int
+    python: B
+
+
+def _flows(kind: I64, src_hi: U64, src_lo: U64, sport: I64, dst_hi: U64, dst_lo: U64, dport: I64,
+           ) -> tuple[I64, I64, list[FlowKey], B]:
+    """Dense flow id per datagram (the unordered 4-tuple), first datagram per flow, the flows' keys
+    as the Python path spells them, and each datagram's direction (True: the flow's first sender's)."""
+    sp, dp = sport.astype(np.uint64), dport.astype(np.uint64)
+    src_first = (src_hi < dst_hi) | ((src_hi == dst_hi) & ((src_lo < dst_lo) | ((src_lo == dst_lo) & (sp <= dp))))
+    lo = np.where(src_first[:, None], np.stack([src_hi, src_lo, sp], axis=1), np.stack([dst_hi, dst_lo, dp], axis=1))
+    hi = np.where(src_first[:, None], np.stack([dst_hi, dst_lo, dp], axis=1), np.stack([src_hi, src_lo, sp], axis=1))
+    uniq, first, inv = np.unique(np.concatenate([lo, hi], axis=1), axis=0, return_index=True, return_inverse=True)
+    inv = inv.reshape(-1).astype(np.int64)
+    keys: list[FlowKey] = [((a, b, c), (d, e, f)) for a, b, c, d, e, f in uniq.tolist()]
+    f0 = first[inv]
+    fwd = (src_hi == src_hi[f0]) & (src_lo == src_lo[f0]) & (sport == sport[f0])
+    return inv, first.astype(np.int64), keys, fwd
+
+
+def settle(
+    buf: npt.NDArray[np.uint8], kind: I64, payload: I64, plen: I64, ts: I64, src_hi: U64, src_lo: U64,
+    dst_hi: U64, dst_lo: U64, sport: I64, dport: I64, known: Container[FlowKey], templates: Templates,
+    quic: int = 0,
+) -> Batch:
+    """Settle what the C batch can of one window's candidate datagrams (``kind == quic`` are QUIC)."""
+    n = len(kind)
+    if n == 0 or not ENABLED:
+        return Batch([], [], 0, np.ones(n, dtype=bool))
+    inv, first, keys, fwd = _flows(kind, src_hi, src_lo, sport, dst_hi, dst_lo, dport)
+    nflows = len(keys)
+    ok = np.bincount(inv, weights=(kind != quic), minlength=nflows) == 0  # no DTLS datagram on the 4-tuple
+    ok &= np.fromiter((k not in known for k in keys), dtype=bool, count=nflows)  # new in this window
+    flow_id = np.where(ok[inv], inv, -1).astype(np.int64)
+    raw, arena = _quic_crypto.initial_batch(
+        np.ascontiguousarray(buf), np.ascontiguousarray(payload, dtype=np.int64),
+        np.ascontiguousarray(plen, dtype=np.int64), np.ascontiguousarray(ts, dtype=np.int64), flow_id,
+        np.ascontiguousarray(fwd, dtype=np.uint8), nflows, _VERSIONS,
+    )
+    ans = np.frombuffer(raw, dtype=np.int64).reshape(nflows, _FIELDS)
+    done = np.flatnonzero(ans[:, 0] == SETTLED)
+    done = done[np.argsort(ans[done, 3], kind="stable")]  # in settling order, as the Python path emits
+    good = np.zeros(nflows, dtype=bool)
+    rows: list[dict[str, object]] = []
+    passed: list[tuple[FlowKey, int]] = []
+    decrypted = 0
+    if len(done):
+        a = ans[done]
+        data = np.frombuffer(arena, dtype=np.uint8)
+        ch = client_hello_batch(data, a[:, 4], a[:, 4] + a[:, 5])
+        sh = server_hello_batch(data, a[:, 6], a[:, 6] + a[:, 7])
+        take = ch.valid & sh.valid & ~sh.hrr
+        cols = zip(done.tolist(), a.tolist(), take.tolist(), ch.sni_start.tolist(), ch.sni_len.tolist(),
+                   ch.key, sh.key, strict=True)
+        for flow, (_, client, hello_ts, settled_ts, co, cl, so, sl, dec, echoed), walked, s0, sn, ck, sk in cols:
+            if not walked:
+                continue
+            tkey = (ck, arena[s0 : s0 + sn] if s0 >= 0 else None, sk, bool(echoed))
+            template = templates.rows.get(tkey, templates)  # the Templates object: not seen yet
+            ch_body = arena[co : co + cl]
+            i0 = int(first[flow])
+            a_end = (int(src_hi[i0]), int(src_lo[i0]), int(sport[i0]))
+            b_end = (int(dst_hi[i0]), int(dst_lo[i0]), int(dport[i0]))
+            if template is templates:
+                template = _template(ch_body, arena[so : so + sl], bool(client), a_end, b_end, hello_ts)
+                if len(templates.rows) >= MAX_TEMPLATES:
+                    templates.rows.clear()
+                templates.rows[tkey] = template
+            if not isinstance(template, dict):
+                continue  # the parser rejects it: the Python path counts and records why
+            c_end, s_end = (a_end, b_end) if client else (b_end, a_end)
+            row = template.copy()
+            row["ts"] = hello_ts
+            row["client_ip"] = templates.ip(c_end[0], c_end[1])
+            row["client_port"] = c_end[2]
+            row["server_ip"] = templates.ip(s_end[0], s_end[1])
+            row["server_port"] = s_end[2]
+            row["quic_transport_params"] = transport_parameters(ch_body)
+            rows.append(row)
+            passed.append((keys[flow], settled_ts))
+            decrypted += dec
+            good[flow] = True
+    return Batch(rows, passed, decrypted, ~good[inv])
+
+
+def _template(
+    ch_body: bytes, sh_body: bytes, client: bool, a: tuple[int, int, int], b: tuple[int, int, int], ts: int
+) -> dict[str, object] | None:
+    """The row of one connection, built as :class:`.datagrams.Datagrams` builds it (None: a hello does not parse)."""
+    try:
+        ch, sh = parse_client_hello(ch_body), parse_server_hello(sh_body)
+    except TLSParseError:
+        return None
+    conn = Connection(Endpoint(*a), Endpoint(*b), ts)
+    conn.views[client] = DirectionView(client_hellos=[ch])
+    conn.views[not client] = DirectionView(server_hellos=[sh])
+    row = udp_row(conn, "quic")
+    row["quic_transport_params"] = None
+    return row
