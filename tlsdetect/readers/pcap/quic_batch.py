@@ -33,7 +33,6 @@ from tlsdetect.readers.pcap.tls_stream import Connection, DirectionView, Endpoin
 from tlsdetect.readers.pcap.udp_rows import udp_row
 from tlsdetect.wire.hello_batch import client_hello_batch, server_hello_batch
 from tlsdetect.wire.quic_initial import NATIVE, VERSIONS
-from tlsdetect.wire.quic_tp import transport_parameters
 from tlsdetect.wire.tls import TLSParseError, parse_client_hello, parse_server_hello
 
 try:  # the libcrypto kernel; without it (NATIVE False) the batch is off
@@ -158,7 +157,7 @@ def settle(
             row["client_port"] = c_end[2]
             row["server_ip"] = templates.ip(s_end[0], s_end[1])
             row["server_port"] = s_end[2]
-            row["quic_transport_params"] = transport_parameters(ch_body)
+            row["quic_transport_params"] = _quic_crypto.transport_parameters(ch_body)  # quic_tp in C
             rows.append(row)
             passed.append((keys[flow], settled_ts))
             decrypted += dec
