@@ -199,10 +199,14 @@ done:
 #define QB_IDLE_NS 5000000000LL
 #define QB_MAX_VERSIONS 16
 #define QB_SLACK 16
-/* per connection answer: status, client direction, hello ts, settle ts, ch off/len, sh off/len, decrypted, echoed */
-#define QB_FIELDS 10
+/* per connection answer: status, client direction, hello ts, settle (or last) ts, ch off/len, sh off/len,
+ * Initials opened, session id echoed; for a handoff also: CRYPTO frames per direction (client, server),
+ * the version, the connection id's arena offset and length */
+#define QB_FIELDS 16
 
-enum { QB_OPEN = 0, QB_SETTLED = 1, QB_PYTHON = 2 };
+/* QB_HANDOFF: open at the window's end with each direction's bytes contiguous from offset 0; the
+ * arena holds them (not just the hello bodies) and the Python path carries the connection on. */
+enum { QB_OPEN = 0, QB_SETTLED = 1, QB_PYTHON = 2, QB_HANDOFF = 3 };
 
 typedef struct {
     uint32_t version;
@@ -220,7 +224,8 @@ typedef struct {
 
 typedef struct {
     unsigned char *data, *have; /* cap bytes each, grown as CRYPTO frames reach further */
-    size_t cap, contig;              /* bytes from offset 0 without a gap */
+    size_t cap, contig;         /* bytes from offset 0 without a gap */
+    size_t maxend;              /* one past the furthest CRYPTO byte */
     int frames;
     Py_ssize_t msg_len;         /* the direction's hello body length once whole, else -1 */
 } qb_dir;
@@ -375,6 +380,8 @@ static int qb_frames(qb_dir *dir, const unsigned char *p, size_t n, int *added)
                         dir->have[at] = 1;
                     }
                 }
+                if ((size_t)(a + b) > dir->maxend)
+                    dir->maxend = (size_t)(a + b);
                 while (dir->contig < dir->cap && dir->have[dir->contig])
                     dir->contig++;
                 *added = 1;
@@ -434,7 +441,8 @@ static Py_ssize_t qb_append(unsigned char **arena, size_t *len, size_t *cap, con
         *cap = cap2;
     }
     size_t at = *len;
-    memcpy(*arena + at, p, n);
+    if (n > 0)
+        memcpy(*arena + at, p, n);
     memset(*arena + at + n, 0, QB_SLACK);
     *len = need;
     return (Py_ssize_t)at;
@@ -698,14 +706,39 @@ static PyObject *initial_batch(PyObject *self, PyObject *args)
         }
     }
     answers = PyBytes_FromStringAndSize(NULL, nflows * QB_FIELDS * 8);
-    arena = PyBytes_FromStringAndSize(arena_len ? (const char *)arena_buf : NULL, (Py_ssize_t)arena_len);
-    if (answers == NULL || arena == NULL)
+    if (answers == NULL)
         goto done;
     int64_t *A = (int64_t *)PyBytes_AS_STRING(answers);
     for (Py_ssize_t i = 0; i < nflows; i++) {
         qb_flow *f = &flows[i];
         int64_t *a = A + i * QB_FIELDS;
         memset(a, 0, QB_FIELDS * 8);
+        if (!f->bad && f->status != QB_SETTLED && f->started && f->client >= 0
+            && f->dir[0].maxend == f->dir[0].contig && f->dir[1].maxend == f->dir[1].contig) {
+            qb_dir *c = &f->dir[f->client], *s = &f->dir[!f->client];
+            Py_ssize_t co = qb_append(&arena_buf, &arena_len, &arena_cap, c->data, c->contig);
+            Py_ssize_t so = co < 0 ? -1 : qb_append(&arena_buf, &arena_len, &arena_cap, s->data, s->contig);
+            Py_ssize_t io = so < 0 ? -1 : qb_append(&arena_buf, &arena_len, &arena_cap, f->cid, f->cid_len);
+            if (io < 0) {
+                PyErr_NoMemory();
+                goto done;
+            }
+            a[0] = QB_HANDOFF;
+            a[1] = f->client;
+            a[2] = c->msg_len >= 0 ? f->hello_ts : -1;
+            a[3] = f->touched;
+            a[4] = co;
+            a[5] = (int64_t)c->contig;
+            a[6] = so;
+            a[7] = (int64_t)s->contig;
+            a[8] = f->decrypted;
+            a[10] = c->frames;
+            a[11] = s->frames;
+            a[12] = f->v->version;
+            a[13] = io;
+            a[14] = (int64_t)f->cid_len;
+            continue;
+        }
         if (f->bad || f->status != QB_SETTLED) {
             a[0] = f->started ? QB_PYTHON : QB_OPEN;
             continue;
@@ -721,6 +754,9 @@ static PyObject *initial_batch(PyObject *self, PyObject *args)
         a[8] = f->decrypted;
         a[9] = f->echoed;
     }
+    arena = PyBytes_FromStringAndSize(arena_len ? (const char *)arena_buf : NULL, (Py_ssize_t)arena_len);
+    if (arena == NULL)
+        goto done;
     result = Py_BuildValue("(OO)", answers, arena);
 done:
     Py_XDECREF(answers);

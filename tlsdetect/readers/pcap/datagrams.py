@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from tlsdetect.readers.base import ReadStats
 from tlsdetect.readers.pcap.packets import PROTO_UDP, Decoded
-from tlsdetect.readers.pcap.quic_batch import Templates, settle
+from tlsdetect.readers.pcap.quic_batch import Handoff, Templates, settle
 from tlsdetect.readers.pcap.tls_stream import Connection, DirectionView, Endpoint, reassemble
 from tlsdetect.readers.pcap.udp_rows import udp_row
 from tlsdetect.wire.dtls import DTLS_VERSIONS, DtlsSide, handshake_fragments
@@ -151,6 +151,20 @@ class _Passed:
     emitted: bool = True
 
 
+def _carried(h: Handoff) -> _Flow:
+    """The Python path's state of a connection the batch left open (:class:`.quic_batch.Handoff`)."""
+    flow = _Flow("quic", Connection(Endpoint(*h.a), Endpoint(*h.b), h.first_ts), h.touched)
+    for forward, stream, frames in ((h.client, h.streams[0], h.frames[0]), (not h.client, h.streams[1], h.frames[1])):
+        if frames:  # the direction's frames: one segment for the whole bytes, empty ones for the count
+            flow.crypto[forward] = [(0, stream)] + [(0, b"")] * (frames - 1)
+            flow.conn.views[forward] = DirectionView()
+    flow.dcids[h.client] = [(h.version, h.cid)]
+    if h.hello is not None:
+        flow.conn.views[h.client].client_hellos.append(h.hello)
+        flow.hello_ts, flow.params = h.hello_ts, h.params
+    return flow
+
+
 def _key(a: tuple[int, int, int], b: tuple[int, int, int]) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
     return (a, b) if a <= b else (b, a)
 
@@ -220,11 +234,13 @@ class Datagrams:
         candidates it leaves, in capture order, for the loop."""
         got = settle(buf, cand.kind, cand.payload, cand.plen, cand.ts, cand.src_hi, cand.src_lo, cand.dst_hi,
                      cand.dst_lo, cand.sport, cand.dport, self.flows, self.templates, QUIC)
-        if not got.rows:
+        if not got.rows and not got.handoffs:
             return cand
         self.now = max(self.now, int(cand.ts.max()))
         for key, touched in got.passed:
             self.flows[key] = _Passed(touched)
+        for h in got.handoffs:
+            self.flows[h.key] = _carried(h)
         while len(self.flows) > MAX_OPEN:
             self._evict()
         self.stats.counts["quic_initials_decrypted"] += got.decrypted

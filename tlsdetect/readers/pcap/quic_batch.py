@@ -33,14 +33,14 @@ from tlsdetect.readers.pcap.tls_stream import Connection, DirectionView, Endpoin
 from tlsdetect.readers.pcap.udp_rows import udp_row
 from tlsdetect.wire.hello_batch import client_hello_batch, server_hello_batch
 from tlsdetect.wire.quic_initial import NATIVE, VERSIONS
-from tlsdetect.wire.tls import TLSParseError, parse_client_hello, parse_server_hello
+from tlsdetect.wire.tls import ClientHello, TLSParseError, parse_client_hello, parse_server_hello
 
 try:  # the libcrypto kernel; without it (NATIVE False) the batch is off
     from tlsdetect.wire import _quic_crypto
 except ImportError:  # pragma: no cover - the kernel is built in CI
     _quic_crypto = None  # type: ignore[assignment]
 
-__all__ = ["ENABLED", "Batch", "FlowKey", "Templates", "settle"]
+__all__ = ["ENABLED", "Batch", "FlowKey", "Handoff", "Templates", "settle"]
 
 I64 = npt.NDArray[np.int64]
 U64 = npt.NDArray[np.uint64]
@@ -49,11 +49,11 @@ FlowKey = tuple[tuple[int, int, int], tuple[int, int, int]]
 #: Whether the batch runs: the kernel is built and on, and ``TLSDETECT_NO_QUIC_BATCH`` is not set
 #: (the switch the equivalence tests and the benchmark use to run the Python path alone).
 ENABLED = NATIVE and os.environ.get("TLSDETECT_NO_QUIC_BATCH", "").strip().lower() not in {"1", "true", "yes"}
-SETTLED = 1
+SETTLED, HANDOFF = 1, 3
 #: Row templates kept across windows (distinct hello pairs: a handful of stacks in real traffic).
 MAX_TEMPLATES = 4096
 _VERSIONS = tuple((v, spec.salt, spec.prefix, spec.initial_type) for v, spec in VERSIONS.items())
-_FIELDS = 10
+_FIELDS = 16
 
 
 @dataclass(slots=True)
@@ -72,16 +72,38 @@ class Templates:
         return text
 
 
+@dataclass(frozen=True, slots=True)
+class Handoff:
+    """A connection still open at the window's end, for the Python path to carry on from: its state
+    as that path would hold it after the same datagrams (each direction's CRYPTO bytes are whole
+    from offset 0, so one segment stands for them; ``frames`` keeps its count of frames)."""
+
+    key: FlowKey
+    a: tuple[int, int, int]  # the sender of its first datagram
+    b: tuple[int, int, int]
+    first_ts: int
+    touched: int
+    client: bool  # the direction (True: a -> b) of the client's Initials
+    streams: tuple[bytes, bytes]  # (client's, server's) CRYPTO bytes
+    frames: tuple[int, int]
+    version: int
+    cid: bytes
+    hello_ts: int | None
+    hello: ClientHello | None  # whole in the client's bytes: parsed
+    params: str | None
+
+
 @dataclass(slots=True)
 class Batch:
     """What one window's batch settled: rows in settling order, the flows to mark as passed over
-    (key, capture time of the settling datagram), the Initials it opened, and which candidate
-    datagrams are left to the Python path."""
+    (key, capture time of the settling datagram), the connections handed over still open, the
+    Initials it opened, and which candidate datagrams are left to the Python path."""
 
     rows: list[dict[str, object]]
     passed: list[tuple[FlowKey, int]]
     decrypted: int
     python: B
+    handoffs: list[Handoff] = field(default_factory=list)
 
 
 def _flows(kind: I64, src_hi: U64, src_lo: U64, sport: I64, dst_hi: U64, dst_lo: U64, dport: I64,
@@ -134,7 +156,7 @@ def settle(
         take = ch.valid & sh.valid & ~sh.hrr
         cols = zip(done.tolist(), a.tolist(), take.tolist(), ch.sni_start.tolist(), ch.sni_len.tolist(),
                    ch.key, sh.key, strict=True)
-        for flow, (_, client, hello_ts, settled_ts, co, cl, so, sl, dec, echoed), walked, s0, sn, ck, sk in cols:
+        for flow, (_, client, hello_ts, settled_ts, co, cl, so, sl, dec, echoed, *_), walked, s0, sn, ck, sk in cols:
             if not walked:
                 continue
             tkey = (ck, arena[s0 : s0 + sn] if s0 >= 0 else None, sk, bool(echoed))
@@ -162,7 +184,37 @@ def settle(
             passed.append((keys[flow], settled_ts))
             decrypted += dec
             good[flow] = True
-    return Batch(rows, passed, decrypted, ~good[inv])
+    handoffs = []
+    for flow in np.flatnonzero(ans[:, 0] == HANDOFF).tolist():
+        got = _handoff(flow, ans[flow].tolist(), arena, keys[flow], int(first[flow]), ts, src_hi, src_lo, sport,
+                       dst_hi, dst_lo, dport)
+        if got is not None:
+            handoffs.append(got)
+            decrypted += int(ans[flow, 8])
+            good[flow] = True
+    return Batch(rows, passed, decrypted, ~good[inv], handoffs)
+
+
+def _handoff(flow: int, a: list[int], arena: bytes, key: FlowKey, i0: int, ts: I64, src_hi: U64, src_lo: U64,
+             sport: I64, dst_hi: U64, dst_lo: U64, dport: I64) -> Handoff | None:
+    """The open connection's state for the Python path (None: its hello does not parse; that path
+    then reads its datagrams itself and records why)."""
+    _, client, hello_ts, touched, co, cl, so, sl, _, _, cf, sf, version, io, il, _ = a
+    cstream, sstream = arena[co : co + cl], arena[so : so + sl]
+    hello: ClientHello | None = None
+    params = None
+    if hello_ts >= 0:
+        body = cstream[4:]
+        try:
+            hello = parse_client_hello(body)
+        except TLSParseError:
+            return None
+        params = _quic_crypto.transport_parameters(body)
+    return Handoff(
+        key, (int(src_hi[i0]), int(src_lo[i0]), int(sport[i0])), (int(dst_hi[i0]), int(dst_lo[i0]), int(dport[i0])),
+        int(ts[i0]), touched, bool(client), (cstream, sstream), (cf, sf), version, arena[io : io + il],
+        hello_ts if hello_ts >= 0 else None, hello, params,
+    )
 
 
 def _template(
