@@ -62,6 +62,9 @@ class Templates:
 
     rows: dict[tuple[bytes, bytes | None, bytes, bool], dict[str, object] | None] = field(default_factory=dict)
     ips: dict[tuple[int, int], str] = field(default_factory=dict)
+    #: ClientHellos of handed-over connections by (key, SNI, session id): equal keys parse equal
+    #: (frozen objects, so one is shared); None: the parser rejects it
+    hellos: dict[tuple[bytes, bytes | None, bytes], ClientHello | None] = field(default_factory=dict)
 
     def ip(self, hi: int, lo: int) -> str:
         text = self.ips.get((hi, lo))
@@ -185,35 +188,65 @@ def settle(
             decrypted += dec
             good[flow] = True
     handoffs = []
-    for flow in np.flatnonzero(ans[:, 0] == HANDOFF).tolist():
-        got = _handoff(flow, ans[flow].tolist(), arena, keys[flow], int(first[flow]), ts, src_hi, src_lo, sport,
-                       dst_hi, dst_lo, dport)
-        if got is not None:
-            handoffs.append(got)
-            decrypted += int(ans[flow, 8])
-            good[flow] = True
+    open_ = np.flatnonzero(ans[:, 0] == HANDOFF)
+    hellos = _handoff_hellos(ans[open_], arena, templates)
+    for flow, hello in zip(open_.tolist(), hellos, strict=True):
+        if hello is False:
+            continue  # its hello does not parse: the Python path reads its datagrams and records why
+        handoffs.append(_handoff(ans[flow].tolist(), arena, keys[flow], int(first[flow]), ts, src_hi, src_lo, sport,
+                                 dst_hi, dst_lo, dport, hello))
+        decrypted += int(ans[flow, 8])
+        good[flow] = True
     return Batch(rows, passed, decrypted, ~good[inv], handoffs)
 
 
-def _handoff(flow: int, a: list[int], arena: bytes, key: FlowKey, i0: int, ts: I64, src_hi: U64, src_lo: U64,
-             sport: I64, dst_hi: U64, dst_lo: U64, dport: I64) -> Handoff | None:
-    """The open connection's state for the Python path (None: its hello does not parse; that path
-    then reads its datagrams itself and records why)."""
+def _handoff_hellos(a: I64, arena: bytes, templates: Templates) -> list[ClientHello | bool | None]:
+    """Per handed-over connection: its ClientHello (parsed once per distinct key, SNI and session id),
+    None when its bytes do not hold a whole one yet, False when the parser rejects it."""
+    out: list[ClientHello | bool | None] = [None] * len(a)
+    whole = np.flatnonzero(a[:, 2] >= 0)
+    if not len(whole):
+        return out
+    data = np.frombuffer(arena, dtype=np.uint8)
+    body = a[whole, 4] + 4
+    walked = client_hello_batch(data, body, a[whole, 4] + a[whole, 5])
+    cols = zip(whole.tolist(), body.tolist(), (a[whole, 4] + a[whole, 5]).tolist(), walked.valid.tolist(),
+               walked.key, walked.sni_start.tolist(), walked.sni_len.tolist(), strict=True)
+    for i, start, end, valid, key, s0, sn in cols:
+        raw = arena[start:end]
+        if not valid:
+            out[i] = _parse(raw)
+            continue
+        sid = raw[35 : 35 + raw[34]] if len(raw) > 34 else b""
+        hkey = (key, arena[s0 : s0 + sn] if s0 >= 0 else None, sid)
+        if hkey not in templates.hellos:
+            if len(templates.hellos) >= MAX_TEMPLATES:
+                templates.hellos.clear()
+            got = _parse(raw)
+            templates.hellos[hkey] = None if got is False else got  # type: ignore[assignment]
+        hello = templates.hellos[hkey]
+        out[i] = False if hello is None else hello
+    return out
+
+
+def _parse(body: bytes) -> ClientHello | bool:
+    try:
+        return parse_client_hello(body)
+    except TLSParseError:
+        return False
+
+
+def _handoff(a: list[int], arena: bytes, key: FlowKey, i0: int, ts: I64, src_hi: U64, src_lo: U64,
+             sport: I64, dst_hi: U64, dst_lo: U64, dport: I64, hello: ClientHello | bool | None) -> Handoff:
+    """The open connection's state for the Python path."""
     _, client, hello_ts, touched, co, cl, so, sl, _, _, cf, sf, version, io, il, _ = a
     cstream, sstream = arena[co : co + cl], arena[so : so + sl]
-    hello: ClientHello | None = None
-    params = None
-    if hello_ts >= 0:
-        body = cstream[4:]
-        try:
-            hello = parse_client_hello(body)
-        except TLSParseError:
-            return None
-        params = _quic_crypto.transport_parameters(body)
+    whole = isinstance(hello, ClientHello)
     return Handoff(
         key, (int(src_hi[i0]), int(src_lo[i0]), int(sport[i0])), (int(dst_hi[i0]), int(dst_lo[i0]), int(dport[i0])),
         int(ts[i0]), touched, bool(client), (cstream, sstream), (cf, sf), version, arena[io : io + il],
-        hello_ts if hello_ts >= 0 else None, hello, params,
+        hello_ts if whole else None, hello if isinstance(hello, ClientHello) else None,
+        _quic_crypto.transport_parameters(cstream[4:]) if whole else None,
     )
 
 
