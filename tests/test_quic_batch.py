@@ -203,3 +203,30 @@ def test_flow_keys_and_directions_as_the_python_path_spells_them() -> None:
         f0 = int(first[inv[i]])
         assert bool(fwd[i]) == (src == (int(hi[f0]), int(lo[f0]), int(port[f0])))
     assert len(set(keys)) == len(keys)
+
+
+def test_clients_without_an_answer_share_one_rendered_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two clients whose server never answers: handed over open, finished from one row per hello."""
+    hello = handshake_message(1, _quic_hello())
+    other = bytes(8 - len(DCID)) + bytes(reversed(DCID))
+    frames = [
+        _client(protect_initial(V1, DCID, CSCID, 0, [(0, hello)], pad_to=1200)),
+        ipv4_udp_frame("10.9.9.9", "10.2.0.2", 40000, 443, protect_initial(V1, other, CSCID, 0, [(0, hello)],
+                                                                             pad_to=1200)),
+    ]
+    path = _write(tmp_path, frames)
+    rendered: list[int] = []
+    real = quic_batch.udp_row
+
+    def counting(*args: Any, **kwargs: Any) -> dict[str, object]:
+        rendered.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(quic_batch, "udp_row", counting)
+    (on, _), (off, _), taken = _both(monkeypatch, lambda: read_pcap(path))
+    assert taken == 0  # nothing settled in the batch: both handed over
+    assert len(rendered) == 1  # one rendering for both rows (the batch off renders its own)
+    pd.testing.assert_frame_equal(_sorted(on), _sorted(off))
+    assert sorted(on["client_ip"]) == ["10.1.0.1", "10.9.9.9"]
+    assert on["sh_cipher"].isna().all()
+    assert set(on["quic_transport_params"]) == {"1=100,4=16,grease"}

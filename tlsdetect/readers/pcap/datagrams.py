@@ -23,8 +23,9 @@ import numpy as np
 import numpy.typing as npt
 
 from tlsdetect.readers.base import ReadStats
+from tlsdetect.readers.pcap import quic_batch
 from tlsdetect.readers.pcap.packets import PROTO_UDP, Decoded
-from tlsdetect.readers.pcap.quic_batch import Handoff, Templates, settle
+from tlsdetect.readers.pcap.quic_batch import Handoff, Templates, lone_hello_row, settle
 from tlsdetect.readers.pcap.tls_stream import Connection, DirectionView, Endpoint, reassemble
 from tlsdetect.readers.pcap.udp_rows import udp_row
 from tlsdetect.wire.dtls import DTLS_VERSIONS, DtlsSide, handshake_fragments
@@ -394,7 +395,9 @@ class Datagrams:
             return
         if flow.hello_ts is not None:
             flow.conn.ts_ns = flow.hello_ts
-        row = udp_row(flow.conn, flow.transport)
+        row = lone_hello_row(flow.conn, self.templates) if flow.transport == "quic" and quic_batch.ENABLED else None
+        if row is None:
+            row = udp_row(flow.conn, flow.transport)
         row["quic_transport_params"] = flow.params
         self.stats.counts[f"{flow.transport}_connections"] += 1
         self.done.append(row)

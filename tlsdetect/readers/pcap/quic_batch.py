@@ -40,7 +40,7 @@ try:  # the libcrypto kernel; without it (NATIVE False) the batch is off
 except ImportError:  # pragma: no cover - the kernel is built in CI
     _quic_crypto = None  # type: ignore[assignment]
 
-__all__ = ["ENABLED", "Batch", "FlowKey", "Handoff", "Templates", "settle"]
+__all__ = ["ENABLED", "Batch", "FlowKey", "Handoff", "Templates", "lone_hello_row", "settle"]
 
 I64 = npt.NDArray[np.int64]
 U64 = npt.NDArray[np.uint64]
@@ -65,6 +65,8 @@ class Templates:
     #: ClientHellos of handed-over connections by (key, SNI, session id): equal keys parse equal
     #: (frozen objects, so one is shared); None: the parser rejects it
     hellos: dict[tuple[bytes, bytes | None, bytes], ClientHello | None] = field(default_factory=dict)
+    #: rows of connections that ended with a ClientHello alone, by (hello, other direction seen)
+    lone: dict[tuple[ClientHello, bool], dict[str, object]] = field(default_factory=dict)
 
     def ip(self, hi: int, lo: int) -> str:
         text = self.ips.get((hi, lo))
@@ -248,6 +250,38 @@ def _handoff(a: list[int], arena: bytes, key: FlowKey, i0: int, ts: I64, src_hi:
         hello_ts if whole else None, hello if isinstance(hello, ClientHello) else None,
         _quic_crypto.transport_parameters(cstream[4:]) if whole else None,
     )
+
+
+def lone_hello_row(conn: Connection, templates: Templates) -> dict[str, object] | None:
+    """The ``quic`` row of a connection that ended with one ClientHello and nothing else read (a client
+    whose server never answered, or was not captured), from a row rendered once per distinct hello;
+    None for any other shape (then :func:`.udp_rows.udp_row` renders it)."""
+    views = conn.views
+    if not 1 <= len(views) <= 2:
+        return None
+    client_key = next((k for k, v in views.items() if v.client_hellos), None)
+    if client_key is None:
+        return None
+    view = views[client_key]
+    other = views.get(not client_key)
+    if len(view.client_hellos) != 1 or view != DirectionView(client_hellos=view.client_hellos):
+        return None
+    if other is not None and other != DirectionView():
+        return None
+    key = (view.client_hellos[0], other is not None)
+    template = templates.lone.get(key)
+    if template is None:
+        if len(templates.lone) >= MAX_TEMPLATES:
+            templates.lone.clear()
+        template = templates.lone[key] = udp_row(conn, "quic")
+    c_end, s_end = (conn.a, conn.b) if client_key else (conn.b, conn.a)
+    row = template.copy()
+    row["ts"] = conn.ts_ns
+    row["client_ip"] = templates.ip(c_end.hi, c_end.lo)
+    row["client_port"] = c_end.port
+    row["server_ip"] = templates.ip(s_end.hi, s_end.lo)
+    row["server_port"] = s_end.port
+    return row
 
 
 def _template(
