@@ -714,7 +714,8 @@ static PyObject *initial_batch(PyObject *self, PyObject *args)
         int64_t *a = A + i * QB_FIELDS;
         memset(a, 0, QB_FIELDS * 8);
         if (!f->bad && f->status != QB_SETTLED && f->started && f->client >= 0
-            && f->dir[0].maxend == f->dir[0].contig && f->dir[1].maxend == f->dir[1].contig) {
+            && f->dir[0].maxend == f->dir[0].contig && f->dir[1].maxend == f->dir[1].contig
+            && f->dir[!f->client].msg_len < 0) { /* a whole ServerHello is the Python path's to parse */
             qb_dir *c = &f->dir[f->client], *s = &f->dir[!f->client];
             Py_ssize_t co = qb_append(&arena_buf, &arena_len, &arena_cap, c->data, c->contig);
             Py_ssize_t so = co < 0 ? -1 : qb_append(&arena_buf, &arena_len, &arena_cap, s->data, s->contig);
