@@ -44,6 +44,10 @@ BUILD = ROOT / "build" / "ccore-sanitized"
 MODULE = "tlsdetect.readers.pcap._ccore"
 #: The sanitized module's path, set by :func:`child_env`; :func:`install` loads it.
 ENV_SO = "TLSDETECT_SANITIZED_CCORE"
+#: The QUIC Initial kernel (libcrypto), built and loaded the same way beside the core (``quic`` target).
+QUIC_SOURCE = ROOT / "tlsdetect" / "wire" / "_quic_crypto.c"
+QUIC_MODULE = "tlsdetect.wire._quic_crypto"
+ENV_QUIC_SO = "TLSDETECT_SANITIZED_QUIC"
 FLAGS = ("-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g", "-O1")
 #: The normal build's warnings (setup.py), so a sanitized build never hides one.
 WARNINGS = ("-std=c99", "-Wall", "-Wextra", "-Wno-unused-parameter")
@@ -73,7 +77,7 @@ def runtime() -> Path:
     return path.resolve()
 
 
-def compile_shared(sources: Sequence[Path], out: Path, flags: Sequence[str] = FLAGS) -> Path:
+def compile_shared(sources: Sequence[Path], out: Path, flags: Sequence[str] = FLAGS, libs: Sequence[str] = ()) -> Path:
     """``sources`` compiled with ``flags`` (default :data:`FLAGS`) into the shared object ``out`` (written
     whole, then renamed, so a parallel reader never loads half a file)."""
     include = sysconfig.get_paths()["include"]
@@ -81,7 +85,8 @@ def compile_shared(sources: Sequence[Path], out: Path, flags: Sequence[str] = FL
         raise UnavailableError(f"no Python headers in {include}: install python3-dev (scripts/setup.sh)")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}")
-    cmd = [_cc(), "-shared", "-fPIC", *flags, *WARNINGS, f"-I{include}", *map(str, sources), "-o", str(tmp), "-ldl"]
+    cmd = [_cc(), "-shared", "-fPIC", *flags, *WARNINGS, f"-I{include}", *map(str, sources), "-o", str(tmp), *libs,
+           "-ldl"]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         tmp.unlink(missing_ok=True)
@@ -99,6 +104,16 @@ def build(source: Path = SOURCE, folder: Path = BUILD) -> Path:
     if not out.exists():
         compile_shared([SHIM], out.with_name("covshim.so"), flags=("-O1", "-g"))
         compile_shared([source], out)
+    return out
+
+
+def build_quic(folder: Path = BUILD) -> Path:
+    """The sanitized ``_quic_crypto`` extension (linked with libcrypto), beside the core's build."""
+    suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+    key = QUIC_SOURCE.read_bytes() + " ".join(FLAGS + WARNINGS).encode()
+    out = folder / ("quic-" + hashlib.sha256(key).hexdigest()[:16]) / f"_quic_crypto{suffix}"
+    if not out.exists():
+        compile_shared([QUIC_SOURCE], out, libs=("-lcrypto",))
     return out
 
 
@@ -133,18 +148,23 @@ def child_env(so: Path, base: Mapping[str, str] | None = None) -> dict[str, str]
         ENV_SO: str(so),
     })
     env.pop("TLSDETECT_NO_CCORE", None)  # the point is to run the C core
+    try:  # the QUIC kernel too, when libcrypto's headers are there (the ``quic`` target requires it)
+        env[ENV_QUIC_SO] = str(build_quic())
+    except (UnavailableError, RuntimeError):
+        env.pop(ENV_QUIC_SO, None)
     return env
 
 
 class _Finder:
-    """A meta path finder that answers for :data:`MODULE` alone, with the sanitized file."""
+    """A meta path finder that answers for :data:`MODULE` (or ``name``) alone, with the sanitized file."""
 
-    def __init__(self, so: Path) -> None:
+    def __init__(self, so: Path, name: str = MODULE) -> None:
         self.so = so
+        self.name = name
 
     def find_spec(self, name: str, path: Sequence[str] | None = None,
                   target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
-        if name != MODULE:
+        if name != self.name:
             return None
         loader = importlib.machinery.ExtensionFileLoader(name, str(self.so))
         return importlib.util.spec_from_file_location(name, self.so, loader=loader)
@@ -167,6 +187,9 @@ def install(so: Path | None = None) -> Path:
     if not _asan_loaded():
         raise RuntimeError("the ASan runtime is not loaded: run with fuzz.sanitized.child_env (LD_PRELOAD)")
     sys.meta_path.insert(0, _Finder(path))
+    quic = os.environ.get(ENV_QUIC_SO)
+    if quic and QUIC_MODULE not in sys.modules:
+        sys.meta_path.insert(0, _Finder(Path(quic).resolve(), QUIC_MODULE))
     return path
 
 
@@ -176,7 +199,9 @@ def loaded() -> str:
 
     module = sys.modules.get(MODULE)
     where = getattr(module, "__file__", None) or "not loaded"
-    return f"capture core: {where} ({ccore.status()}; ASan runtime {'loaded' if _asan_loaded() else 'absent'})"
+    quic = getattr(sys.modules.get(QUIC_MODULE), "__file__", None) or "not loaded"
+    return (f"capture core: {where} ({ccore.status()}; ASan runtime {'loaded' if _asan_loaded() else 'absent'}); "
+            f"QUIC kernel: {quic}")
 
 
 def _check(paths: list[Path]) -> int:

@@ -139,6 +139,13 @@ def _ccore(data: bytes) -> object:
     return ccore_target.run(data)
 
 
+def _quic(data: bytes) -> object:
+    """The QUIC Initial kernel (``_quic_crypto.c``) on the bytes as hellos, datagrams and sealed plaintexts."""
+    from fuzz import quic_target
+
+    return quic_target.run(data)
+
+
 def _api(data: bytes) -> object:
     """``POST /v1/score``'s body: validated by the app's model, then turned into a connections table."""
     from tlsdetect.serve.models import connections_frame, score_request_model
@@ -209,6 +216,8 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("pushed", _pushed, ("DecodeError",), "an OTLP export / ALS message: the compiled walk held to protobuf"),
     Target("ccore", _ccore, ("CaptureError",), "a capture or raw bytes through the C capture core (ASan, UBSan),"
            " every array equal to the numpy core's", sanitized=True),
+    Target("quic", _quic, (), "a hello, datagrams and Initial plaintexts through the QUIC kernel (ASan, UBSan),"
+           " every answer equal to the Python path's", sanitized=True),
 )}
 
 

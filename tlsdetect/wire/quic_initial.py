@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import hmac
 import os
-import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +39,6 @@ __all__ = [
     "open_initial",
     "open_packet",
     "protect_initial",
-    "transport_parameter_ids",
 ]
 
 #: The most bytes of a connection ID (RFC 9000 section 17.2: 20 for version 1).
@@ -328,64 +326,3 @@ def protect_initial(
     for i in range(4):
         out[pn_at + i] ^= mask[1 + i]
     return bytes(out)
-
-
-_EXT_HEAD = struct.Struct(">HH")
-#: The value bits of a 1-, 2-, 4- and 8-byte varint (the first two bits give its size).
-_VALUE_MASK = {1: 0x3F, 2: (1 << 14) - 1, 4: (1 << 30) - 1, 8: (1 << 62) - 1}
-
-
-@functools.lru_cache(maxsize=1024)
-def _parameter_names(ids: tuple[int, ...]) -> str:
-    """The column's spelling of one id sequence: a client stack sends the same one on every connection."""
-    return ",".join("grease" if i % 31 == 27 else f"{i:x}" for i in ids)
-
-
-def transport_parameter_ids(hello_body: bytes) -> str | None:
-    """The ids of the QUIC transport parameters (extension 0x39) of a ClientHello body, in wire
-    order, as the ``quic_transport_params`` column spells them (lowercase hex, comma-separated,
-    GREASE ids as ``grease``); None without the extension or when it does not parse.
-
-    Runs once per QUIC connection, so the varints are read inline (no call per parameter)."""
-    body, n = hello_body, len(hello_body)
-    try:
-        pos = 2 + 32
-        pos += 1 + body[pos]  # session id
-        pos += 2 + int.from_bytes(body[pos : pos + 2], "big")  # ciphers
-        pos += 1 + body[pos]  # compression
-        end = min(pos + 2 + int.from_bytes(body[pos : pos + 2], "big"), n)
-    except IndexError:
-        return None
-    pos += 2
-    while pos + 4 <= end:
-        ext, size = _EXT_HEAD.unpack_from(body, pos)
-        pos += 4
-        if ext != 0x39:
-            pos += size
-            continue
-        at, stop = pos, pos + size
-        if stop > n:
-            return None
-        ids: list[int] = []
-        while at < stop:
-            b = body[at]  # the id
-            if b < 0x40:
-                pid, at = b, at + 1
-            else:
-                k = 1 << (b >> 6)
-                if at + k > stop:
-                    return None
-                pid, at = int.from_bytes(body[at : at + k], "big") & _VALUE_MASK[k], at + k
-            if at >= stop:
-                return None
-            b = body[at]  # the value's length, then the value
-            if b < 0x40:
-                at += 1 + b
-            else:
-                k = 1 << (b >> 6)
-                if at + k > stop:
-                    return None
-                at += k + (int.from_bytes(body[at : at + k], "big") & _VALUE_MASK[k])
-            ids.append(pid)
-        return _parameter_names(tuple(ids)) if at == stop else None
-    return None

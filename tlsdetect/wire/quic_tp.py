@@ -15,6 +15,8 @@ Pure logic: bytes in, text out; a hello that does not parse gives ``None`` (the 
 
 from __future__ import annotations
 
+import struct
+
 __all__ = ["VALUED", "transport_parameters"]
 
 #: Transport parameter ids whose value is a stack's own setting, written ``id=value`` (RFC 9000 section 18.2:
@@ -24,6 +26,9 @@ VALUED = frozenset({0x1, 0x3, 0x4, 0x5, 0x6, 0x7, 0x8, 0x9, 0xA, 0xB, 0xE, 0x20}
 #: version_information (RFC 9368): a list of 4-byte versions.
 VERSION_INFORMATION = 0x11
 _EXTENSION = 0x39
+#: The value bits of a 1-, 2-, 4- and 8-byte varint (its first two bits give its size).
+_VALUE_MASK = {1: 0x3F, 2: (1 << 14) - 1, 4: (1 << 30) - 1, 8: (1 << 62) - 1}
+_EXT_HEAD = struct.Struct(">HH")
 
 
 class _ParseError(ValueError):
@@ -63,18 +68,37 @@ def _value(pid: int, data: bytes) -> str | None:
 
 
 def _parameters(ext: bytes) -> str:
-    """The column text of the extension's body."""
+    """The column text of the extension's body.
+
+    Runs once per QUIC connection the Python path reads, so the id and length varints are read inline
+    (most are one byte: no call per field); :func:`_varint` reads the values."""
     out: list[str] = []
     at, stop = 0, len(ext)
     while at < stop:
-        pid, at = _varint(ext, at, stop)
-        size, at = _varint(ext, at, stop)
+        b = ext[at]  # the id
+        if b < 0x40:
+            pid, at = b, at + 1
+        else:
+            k = 1 << (b >> 6)
+            if at + k > stop:
+                raise _ParseError("truncated varint")
+            pid, at = int.from_bytes(ext[at : at + k], "big") & _VALUE_MASK[k], at + k
+        if at >= stop:
+            raise _ParseError("truncated varint")
+        b = ext[at]  # the value's length
+        if b < 0x40:
+            size, at = b, at + 1
+        else:
+            k = 1 << (b >> 6)
+            if at + k > stop:
+                raise _ParseError("truncated varint")
+            size, at = int.from_bytes(ext[at : at + k], "big") & _VALUE_MASK[k], at + k
         if at + size > stop:
             raise _ParseError("parameter past the extension")
         if pid % 31 == 27:
             out.append("grease")
         else:
-            value = _value(pid, ext[at : at + size])
+            value = _value(pid, ext[at : at + size]) if pid in VALUED or pid == VERSION_INFORMATION else None
             out.append(f"{pid:x}" if value is None else f"{pid:x}={value}")
         at += size
     return ",".join(out)
@@ -89,8 +113,7 @@ def _extension(hello_body: bytes) -> bytes | None:
     end = min(pos + 2 + int.from_bytes(hello_body[pos : pos + 2], "big"), len(hello_body))
     pos += 2
     while pos + 4 <= end:
-        ext = int.from_bytes(hello_body[pos : pos + 2], "big")
-        size = int.from_bytes(hello_body[pos + 2 : pos + 4], "big")
+        ext, size = _EXT_HEAD.unpack_from(hello_body, pos)
         pos += 4
         if ext == _EXTENSION:
             if pos + size > len(hello_body):

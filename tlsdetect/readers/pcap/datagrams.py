@@ -23,7 +23,9 @@ import numpy as np
 import numpy.typing as npt
 
 from tlsdetect.readers.base import ReadStats
+from tlsdetect.readers.pcap import quic_batch
 from tlsdetect.readers.pcap.packets import PROTO_UDP, Decoded
+from tlsdetect.readers.pcap.quic_batch import Handoff, Templates, lone_hello_row, settle
 from tlsdetect.readers.pcap.tls_stream import Connection, DirectionView, Endpoint, reassemble
 from tlsdetect.readers.pcap.udp_rows import udp_row
 from tlsdetect.wire.dtls import DTLS_VERSIONS, DtlsSide, handshake_fragments
@@ -140,6 +142,30 @@ class _Flow:
     dirty: set[bool] = field(default_factory=set)  # QUIC: directions with CRYPTO bytes not yet parsed
 
 
+@dataclass(slots=True)
+class _Passed:
+    """A QUIC connection the C batch settled (:mod:`.quic_batch`): kept so its later datagrams are passed over."""
+
+    touched: int
+    transport: str = "quic"
+    settled: bool = True
+    emitted: bool = True
+
+
+def _carried(h: Handoff) -> _Flow:
+    """The Python path's state of a connection the batch left open (:class:`.quic_batch.Handoff`)."""
+    flow = _Flow("quic", Connection(Endpoint(*h.a), Endpoint(*h.b), h.first_ts), h.touched)
+    for forward, stream, frames in ((h.client, h.streams[0], h.frames[0]), (not h.client, h.streams[1], h.frames[1])):
+        if frames:  # the direction's frames: one segment for the whole bytes, empty ones for the count
+            flow.crypto[forward] = [(0, stream)] + [(0, b"")] * (frames - 1)
+            flow.conn.views[forward] = DirectionView()
+    flow.dcids[h.client] = [(h.version, h.cid)]
+    if h.hello is not None:
+        flow.conn.views[h.client].client_hellos.append(h.hello)
+        flow.hello_ts, flow.params = h.hello_ts, h.params
+    return flow
+
+
 def _key(a: tuple[int, int, int], b: tuple[int, int, int]) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
     return (a, b) if a <= b else (b, a)
 
@@ -149,7 +175,8 @@ class Datagrams:
 
     def __init__(self, stats: ReadStats) -> None:
         self.stats = stats
-        self.flows: dict[tuple[tuple[int, int, int], tuple[int, int, int]], _Flow] = {}
+        self.flows: dict[tuple[tuple[int, int, int], tuple[int, int, int]], _Flow | _Passed] = {}
+        self.templates = Templates()
         self.done: list[dict[str, object]] = []
         self.now = 0  # the latest capture time seen
 
@@ -171,6 +198,8 @@ class Datagrams:
     def _window(self, buf: npt.NDArray[np.uint8], cand: Candidates) -> None:
         counts = self.stats.counts
         counts["udp_hello_datagrams"] += len(cand.kind)
+        if len(cand.kind):
+            cand = self._batch(buf, cand)
         cols = zip(
             cand.kind.tolist(), cand.payload.tolist(), cand.plen.tolist(), cand.ts.tolist(), cand.src_hi.tolist(),
             cand.src_lo.tolist(), cand.dst_hi.tolist(), cand.dst_lo.tolist(), cand.sport.tolist(),
@@ -190,7 +219,7 @@ class Datagrams:
                 self.flows[key] = flow
                 if len(self.flows) > MAX_OPEN:
                     self._evict()
-            elif flow.settled or flow.transport != transport:
+            elif isinstance(flow, _Passed) or flow.settled or flow.transport != transport:
                 continue
             flow.touched = ts
             forward = (src == (flow.conn.a.hi, flow.conn.a.lo, flow.conn.a.port))
@@ -200,6 +229,29 @@ class Datagrams:
             else:
                 self._dtls(flow, forward, data, ts)
         self._expire()
+
+    def _batch(self, buf: npt.NDArray[np.uint8], cand: Candidates) -> Candidates:
+        """Settle the window's common QUIC connections in one C call (:mod:`.quic_batch`); the
+        candidates it leaves, in capture order, for the loop."""
+        got = settle(buf, cand.kind, cand.payload, cand.plen, cand.ts, cand.src_hi, cand.src_lo, cand.dst_hi,
+                     cand.dst_lo, cand.sport, cand.dport, self.flows, self.templates, QUIC)
+        if not got.rows and not got.handoffs:
+            return cand
+        self.now = max(self.now, int(cand.ts.max()))
+        for key, touched in got.passed:
+            self.flows[key] = _Passed(touched)
+        for h in got.handoffs:
+            self.flows[h.key] = _carried(h)
+        while len(self.flows) > MAX_OPEN:
+            self._evict()
+        self.stats.counts["quic_initials_decrypted"] += got.decrypted
+        self.stats.counts["quic_connections"] += len(got.rows)
+        self.done.extend(got.rows)
+        keep = np.flatnonzero(got.python)
+        return Candidates(
+            cand.kind[keep], cand.payload[keep], cand.plen[keep], cand.ts[keep], cand.src_hi[keep],
+            cand.src_lo[keep], cand.dst_hi[keep], cand.dst_lo[keep], cand.sport[keep], cand.dport[keep],
+        )
 
     # -- QUIC ---------------------------------------------------------------------------------
 
@@ -330,9 +382,9 @@ class Datagrams:
         self.stats.skipped["udp_evicted"] += 1
         self._finish(self.flows.pop(key))
 
-    def _finish(self, flow: _Flow) -> None:
+    def _finish(self, flow: _Flow | _Passed) -> None:
         """Render the row once (a settled connection's entry stays, so its later datagrams are passed over)."""
-        if flow.emitted:
+        if isinstance(flow, _Passed) or flow.emitted:
             return
         flow.emitted = True
         if flow.held:  # no keys opened them: damaged, or a server's Initials whose client's were not captured
@@ -343,7 +395,9 @@ class Datagrams:
             return
         if flow.hello_ts is not None:
             flow.conn.ts_ns = flow.hello_ts
-        row = udp_row(flow.conn, flow.transport)
+        row = lone_hello_row(flow.conn, self.templates) if flow.transport == "quic" and quic_batch.ENABLED else None
+        if row is None:
+            row = udp_row(flow.conn, flow.transport)
         row["quic_transport_params"] = flow.params
         self.stats.counts[f"{flow.transport}_connections"] += 1
         self.done.append(row)
