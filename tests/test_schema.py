@@ -145,8 +145,7 @@ def test_read_parquet_gives_back_the_written_table_with_lists_shared(tmp_path: P
 
 
 #: Text columns of few distinct values (versions, transports, origins, reason codes): categoricals, not text per row.
-_LOW_CARDINALITY = ("source", "transport", "tls_version", "alpn", "sh_alpn", "fingerprint_origin", "ja3_retry",
-                    "ja4_retry", "incomplete", "truncated", "keylog", "quic_transport_params")
+_LOW_CARDINALITY = schema.LOW_CARDINALITY_COLUMNS
 
 
 def test_low_cardinality_text_columns_are_categoricals_and_parquet_dictionaries(tmp_path: Path) -> None:
