@@ -127,3 +127,18 @@ def test_evidence_text_of_text_keeps_each_string_and_nulls_none(values: list[obj
     arr = np.empty(len(values), dtype=object)
     arr[:] = values
     assert evidence_text(arr) == [text_of(v) for v in values]
+
+
+def test_reasons_keep_the_evidence_objects_given() -> None:
+    """A detail given once is one object in every fired row's reason (no Python string per row), and a text
+    computed per row is that text."""
+    detail = "".join(["shared ", "detail"])  # a str object built at run time, not an interned constant
+    ev = Evidence(4)
+    ev.add("tls_downgrade", np.array([True, True, False, True]), detail,
+           observed=lambda i: [f"seen {j}" for j in i], weight=10.0)
+    reasons = ev.reasons()
+    details = [reasons[i][0]["detail"] for i in (0, 1, 3)]
+    assert details == ["shared detail"] * 3
+    assert all(d is detail for d in details)
+    assert [reasons[i][0]["observed"] for i in (0, 1, 3)] == ["seen 0", "seen 1", "seen 3"]
+    assert reasons[2] == ()

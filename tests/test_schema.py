@@ -142,3 +142,33 @@ def test_read_parquet_gives_back_the_written_table_with_lists_shared(tmp_path: P
             pd.testing.assert_series_equal(back[col], rows[col], check_dtype=False, obj=col)
     assert back["ja4_ro"].dtype == "category"
     assert back["ja4_ro"].notna().any()
+
+
+#: Text columns of few distinct values (versions, transports, origins, reason codes): categoricals, not text per row.
+_LOW_CARDINALITY = schema.LOW_CARDINALITY_COLUMNS
+
+
+def test_low_cardinality_text_columns_are_categoricals_and_parquet_dictionaries(tmp_path: Path) -> None:
+    """Conformed from text they become string categoricals with the same values; the Parquet sink writes them
+    as dictionaries and ``read_parquet`` gives them back as categoricals of the same text."""
+    import pyarrow.parquet as pq
+
+    from tlsdetect.sinks.files import Sink
+
+    text = pd.DataFrame({c: pd.array(["x1", None, "x2", "x1"], dtype="string") for c in _LOW_CARDINALITY})
+    rows = schema.conform(text)
+    schema.validate(rows)
+    path = tmp_path / "t.parquet"
+    sink = Sink("parquet", path=str(path))
+    sink.write(rows)
+    sink.close()
+    arrow = pq.read_schema(path)
+    back = schema.read_parquet(path)
+    for col in _LOW_CARDINALITY:
+        assert schema.COLUMNS[col] == "category", col
+        assert isinstance(rows[col].dtype, pd.CategoricalDtype), col
+        assert str(arrow.field(col).type).startswith("dictionary<"), col
+        assert schema.as_text(back[col]).fillna("-").tolist() == ["x1", "-", "x2", "x1"], col
+        assert rows[col].cat.codes.tolist() == [rows[col].cat.categories.get_loc("x1"), -1,
+                                                rows[col].cat.categories.get_loc("x2"),
+                                                rows[col].cat.categories.get_loc("x1")], col

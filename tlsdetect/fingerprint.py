@@ -355,11 +355,14 @@ def add_fingerprints(df: pd.DataFrame) -> pd.DataFrame:
     for i, col in enumerate(client_cols):
         values = [fp[i] if fp is not None else None for fp in per_unique]
         out[col] = _keep_carried(df, col, _per_row(col, values, codes), computed)
-    if computed.all():  # every row had its hello (captures): a constant, without a Python string per row
-        out["fingerprint_origin"] = schema.strings_from_codes(["computed"], np.zeros(len(df), dtype=np.int64))
-    else:
-        origin = df["fingerprint_origin"] if "fingerprint_origin" in df.columns else pd.Series(None, index=df.index)
-        out["fingerprint_origin"] = pd.array(np.where(computed, "computed", origin.astype(object)), dtype="string")
+    if computed.all():  # every row had its hello (captures): a constant, one code per row
+        out["fingerprint_origin"] = schema.category_from_codes(["computed"], np.zeros(len(df), dtype=np.int64))
+    else:  # "computed" as one more category over the carried ones: codes, never a Python string per row
+        origin = (schema.as_category(df["fingerprint_origin"]) if "fingerprint_origin" in df.columns
+                  else pd.Series(schema.null_categories(len(df)), index=df.index))
+        names = [*map(str, origin.cat.categories), "computed"]
+        codes = np.where(computed, len(names) - 1, np.asarray(origin.cat.codes, dtype=np.int64))
+        out["fingerprint_origin"] = schema.category_from_codes(names, codes)
 
     s_codes, s_uniques = _factorize_rows(df, SERVER_INPUT_COLUMNS)
     s_computed = np.array([not _missing(k[0]) for k in s_uniques], dtype=bool)[s_codes]

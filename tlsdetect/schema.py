@@ -45,10 +45,15 @@ Column groups:
   (:data:`HELLO_TEXT_COLUMNS`: the long ``ja3_full``, ``ja3s_full``, ``ja4_r``, ``ja4_ro`` and the
   32-36 character hashes ``ja3``, ``ja3n``, ``ja3s``, ``ja4``, ``ja4_o``) are categoricals with
   string categories, like the certificate columns below (one code per row: ~40 bytes of text per
-  row and hash become 1-2 bytes); the retry fingerprints (``ja3_retry``, ``ja4_retry``, rare) stay
-  ``string``. Parquet keeps the lists as ``list<int32>`` (``list<string>`` for ``ch_alpn``) and the
-  categoricals as dictionaries, and :func:`read_parquet` reads them back in this form; JSON lines,
-  CSV and the table write the text and the lists as before; Spark sees strings and arrays;
+  row and hash become 1-2 bytes); so are the retry fingerprints (``ja3_retry``, ``ja4_retry``, rare),
+  with the low-cardinality columns below. Parquet keeps the lists as ``list<int32>`` (``list<string>``
+  for ``ch_alpn``) and the categoricals as dictionaries, and :func:`read_parquet` reads them back in this
+  form; JSON lines, CSV and the table write the text and the lists as before; Spark sees strings and arrays;
+* the text columns of few distinct values (:data:`LOW_CARDINALITY_COLUMNS`: ``source``, ``transport``,
+  ``tls_version``, ``alpn``, ``sh_alpn``, ``fingerprint_origin``, the retry fingerprints, ``incomplete``,
+  ``truncated``, ``keylog``, ``quic_transport_params``) are string categoricals as well, read and written
+  like the certificate columns below (Parquet dictionaries; text in JSON lines, CSV and the table). The
+  addresses, ``sni`` and ``conn_id`` stay ``string``;
 * the certificate columns (``server_*``/``peer_*`` above) are categoricals with string
   categories (:data:`CERT_COLUMNS`): a network sees a few hundred distinct certificates behind
   millions of connections, so each DN, digest and chain is stored once and the rows hold codes.
@@ -137,24 +142,24 @@ import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 
-__all__ = ["CATEGORY_COLUMNS", "CERT_COLUMNS", "COLUMNS", "HELLO_TEXT_COLUMNS", "LIST_COLUMNS", "OUTPUT_COLUMNS",
-           "REASONS_ARROW", "REASON_FIELDS", "as_category", "as_text", "category_from_codes", "concat", "conform",
-           "dtype_name", "empty", "missing", "null_categories", "null_strings", "read_parquet", "strings_from_codes",
-           "validate"]
+__all__ = ["CATEGORY_COLUMNS", "CERT_COLUMNS", "COLUMNS", "HELLO_TEXT_COLUMNS", "LIST_COLUMNS",
+           "LOW_CARDINALITY_COLUMNS", "OUTPUT_COLUMNS", "REASONS_ARROW", "REASON_FIELDS", "as_category", "as_text",
+           "category_from_codes", "concat", "conform", "dtype_name", "empty", "missing", "null_categories",
+           "null_strings", "read_parquet", "strings_from_codes", "validate"]
 
 #: Column name -> pandas dtype. ``object`` columns hold tuples of ints (or of hex strings).
 COLUMNS: Mapping[str, str] = {
     "ts": "datetime64[ns, UTC]",
-    "source": "string",
+    "source": "category",
     "conn_id": "string",
     "client_ip": "string",
     "client_port": "Int32",
     "server_ip": "string",
     "server_port": "Int32",
-    "transport": "string",
+    "transport": "category",
     "sni": "string",
-    "tls_version": "string",
-    "alpn": "string",
+    "tls_version": "category",
+    "alpn": "category",
     "ja3": "category",
     "ja3_full": "category",
     "ja3n": "category",
@@ -164,9 +169,9 @@ COLUMNS: Mapping[str, str] = {
     "ja4_r": "category",
     "ja4_o": "category",
     "ja4_ro": "category",
-    "fingerprint_origin": "string",
-    "ja3_retry": "string",
-    "ja4_retry": "string",
+    "fingerprint_origin": "category",
+    "ja3_retry": "category",
+    "ja4_retry": "category",
     "hello_retry": "boolean",
     "server_subject": "category",
     "server_issuer": "category",
@@ -198,21 +203,21 @@ COLUMNS: Mapping[str, str] = {
     "sh_cipher": "Int32",
     "sh_extensions": "object",
     "sh_selected_version": "Int32",
-    "sh_alpn": "string",
+    "sh_alpn": "category",
     "sh_session_id_echoed": "boolean",
     "resumed": "boolean",
     "server_flight": "object",
     "server_flight_bytes": "Int32",
     "client_flight": "object",
     "client_flight_bytes": "Int32",
-    "incomplete": "string",
+    "incomplete": "category",
     "ch_records": "Int32",
-    "truncated": "string",
-    "keylog": "string",
+    "truncated": "category",
+    "keylog": "category",
     "server_sct_count": "Int32",
     "server_sct_logs": "category",
     "server_not_before": "datetime64[ns, UTC]",
-    "quic_transport_params": "string",
+    "quic_transport_params": "category",
 }
 
 LIST_COLUMNS = tuple(c for c, t in COLUMNS.items() if t == "object")
@@ -224,8 +229,13 @@ CATEGORY_COLUMNS = tuple(c for c, t in COLUMNS.items() if t == "category")
 #: The fingerprint texts (spelled-out hellos and their hashes), held once per distinct hello.
 HELLO_TEXT_COLUMNS = ("ja3", "ja3_full", "ja3n", "ja3s", "ja3s_full", "ja4", "ja4_r", "ja4_o", "ja4_ro")
 
+#: Text columns of few distinct values (a source name, a transport, a version, an ALPN, a reason code, a QUIC
+#: stack's parameters): categoricals too, one code per row instead of its text (~115 MiB per 1M rows).
+LOW_CARDINALITY_COLUMNS = ("source", "transport", "tls_version", "alpn", "fingerprint_origin", "ja3_retry", "ja4_retry",
+                           "sh_alpn", "incomplete", "truncated", "keylog", "quic_transport_params")
+
 #: The certificate columns (``server_*``/``peer_*`` categoricals).
-CERT_COLUMNS = tuple(c for c in CATEGORY_COLUMNS if c not in HELLO_TEXT_COLUMNS)
+CERT_COLUMNS = tuple(c for c in CATEGORY_COLUMNS if c not in HELLO_TEXT_COLUMNS and c not in LOW_CARDINALITY_COLUMNS)
 
 #: The fields of one entry of ``reasons``, the column :func:`tlsdetect.detect.scoring.score` adds: a list of
 #: ``{code, detail, expected, observed}`` per row (empty on a row without a reason). Every field is

@@ -126,9 +126,15 @@ class Evidence:
                 return v[idx]
             return [v] * len(idx)
 
+        def held(v: Any) -> pd.Series:
+            # object, as picked: pandas 3 would copy text into an Arrow column, and reasons() make a new Python
+            # string per row of it again (825k strings, 82 MiB, for the 260k reasons of a 1M-row score)
+            return pd.Series(pick(v), dtype=object)
+
         self.parts.append(pd.DataFrame({
-            "row": idx, "code": code, "weight": w[idx], "detail": pick(detail), "expected": pick(expected),
-            "observed": pick(observed), "supporting": SIGNALS[code].supporting,
+            "row": idx, "code": pd.Series(np.full(len(idx), code, dtype=object), dtype=object), "weight": w[idx],
+            "detail": held(detail), "expected": held(expected),
+            "observed": held(observed), "supporting": SIGNALS[code].supporting,
         }))
 
     def scores(self) -> npt.NDArray[np.float64]:

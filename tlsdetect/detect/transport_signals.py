@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tlsdetect.detect.columns import text_column
+from tlsdetect.detect.columns import Codes, Unique, combination_codes, raw_column
 from tlsdetect.detect.evidence import Evidence
 from tlsdetect.detect.transports import server_keys
 
@@ -41,27 +41,29 @@ def quic_blocked_signal(df: pd.DataFrame, baseline: Any, cid: pd.Series, ev: Evi
     learned = learned[learned >= MIN_QUIC]
     if len(learned) == 0:
         return
-    transport = text_column(df, "transport").astype("string").str.lower().fillna("")
-    frame = pd.DataFrame({"client_id": cid.astype("string").reset_index(drop=True), "server": server_keys(df),
-                          "quic": (transport == "quic").to_numpy(dtype=bool),
-                          "tcp": (transport == "tcp").to_numpy(dtype=bool)})
-    pairs = pd.MultiIndex.from_frame(frame[["client_id", "server"]].astype(object))
-    codes, uniq = pd.factorize(pairs)
-    codes = np.asarray(codes, dtype=np.int64)
-    n_pairs = len(uniq)
-    quic_now = np.bincount(codes[codes >= 0], weights=frame["quic"].to_numpy()[codes >= 0], minlength=n_pairs)
-    tcp_now = np.bincount(codes[codes >= 0], weights=frame["tcp"].to_numpy()[codes >= 0], minlength=n_pairs)
-    before = learned.reindex(pd.MultiIndex.from_tuples(list(uniq), names=["client_id", "server"]))
-    before_n = before.fillna(0).to_numpy(dtype=np.float64)
+    # one code per client and per server, the pair one int64 key: hashed over the distinct values, never a
+    # Python tuple per row (a MultiIndex of a million text pairs took 5 s of a 1M-row score)
+    clients, servers = Unique(cid.reset_index(drop=True)), Unique(server_keys(df))
+    known = (clients.codes >= 0) & (servers.codes >= 0)
+    pair, first = combination_codes([clients.codes, servers.codes], [len(clients.values) + 1, len(servers.values) + 1])
+    tr = Unique(raw_column(df, "transport"))
+    names = tr.values.str.lower().to_numpy(dtype=object, na_value="")
+    quic, tcp = (np.append(names == name, False)[tr.codes] for name in ("quic", "tcp"))  # code -1: neither
+    n_pairs = len(first)
+    quic_now = np.bincount(pair[known], weights=quic[known], minlength=n_pairs)
+    tcp_now = np.bincount(pair[known], weights=tcp[known], minlength=n_pairs)
+    at = pd.MultiIndex.from_arrays([clients.values.to_numpy(dtype=object)[np.maximum(clients.codes[first], 0)],
+                                    servers.values.to_numpy(dtype=object)[np.maximum(servers.codes[first], 0)]],
+                                   names=["client_id", "server"])
+    before_n = learned.reindex(at).fillna(0).to_numpy(dtype=np.float64)
     blocked_pair = (before_n >= MIN_QUIC) & (quic_now == 0) & (tcp_now > 0)
-    if not blocked_pair.any():
+    mask = known & blocked_pair[pair] & tcp
+    if not mask.any():
         return
-    mask = (codes >= 0) & blocked_pair[np.maximum(codes, 0)] & frame["tcp"].to_numpy()
-    expected = np.array([f"quic ({int(n)} connections to this server in the baseline)" for n in before_n],
-                        dtype=object)
-    observed = np.array([f"tcp only ({int(n)} tcp, 0 quic connections in this input)" for n in tcp_now],
-                        dtype=object)
-    safe = np.maximum(codes, 0)
+    expected, observed = np.empty(n_pairs, dtype=object), np.empty(n_pairs, dtype=object)  # the blocked pairs' only
+    hit = np.flatnonzero(blocked_pair)
+    expected[hit] = [f"quic ({int(n)} connections to this server in the baseline)" for n in before_n[hit]]
+    observed[hit] = [f"tcp only ({int(n)} tcp, 0 quic connections in this input)" for n in tcp_now[hit]]
     ev.add("quic_blocked", mask, "this client used QUIC to this server before and now reaches it only over TCP "
            "(UDP/443 blocked, as interception products do to force inspectable TLS)",
-           expected=expected[safe], observed=observed[safe])
+           expected=Codes(pair, expected), observed=Codes(pair, observed))

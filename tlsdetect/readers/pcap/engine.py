@@ -612,7 +612,7 @@ def _to_frame(rows: list[dict[str, object]], fast: pd.DataFrame) -> pd.DataFrame
     if not parts:
         return schema.empty()
     df = parts[0] if len(parts) == 1 else schema.concat(parts)
-    df["source"] = pd.Series("pcap", index=df.index, dtype="string")
+    df["source"] = pd.Series(schema.category_from_codes(["pcap"], np.zeros(len(df), dtype=np.int64)), index=df.index)
     if not df["ts"].is_monotonic_increasing:
         df = df.sort_values("ts", kind="stable", ignore_index=True)
     return df

@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from tlsdetect import schema
 from tlsdetect.readers.base import ReadStats
 from tlsdetect.readers.pcap.tls_stream import TLS13, Connection, chain_json
 from tlsdetect.wire.keylog import KeyLog
@@ -127,7 +128,7 @@ def mark_unkeyed(df: pd.DataFrame, stats: ReadStats) -> pd.DataFrame:
     tls13 = (df["sh_selected_version"] == TLS13).fillna(False).to_numpy(dtype=bool)
     unmarked = tls13 & status.isna().to_numpy()
     if unmarked.any():
-        status = status.astype("string").mask(unmarked, NO_KEY)
+        status = schema.as_category(status.astype("string").mask(unmarked, NO_KEY))  # the schema dtype again
         stats.skipped[f"keylog_{NO_KEY}"] += int(unmarked.sum())
         df = df.assign(**{KEYLOG_COLUMN: status})
     return df

@@ -127,5 +127,6 @@ def join_conn(out: pd.DataFrame, conn: pd.DataFrame) -> pd.DataFrame:
     merged = out.merge(right, on="conn_id", how="left")
     if "conn_service" in merged.columns:
         quic = merged["conn_service"].astype("string").str.contains("quic", regex=False).fillna(False)
-        merged.loc[quic.to_numpy(dtype=bool), "transport"] = "quic"
+        # as text: ``transport`` may be a categorical without a "quic" category (conformed again after)
+        merged["transport"] = schema.as_text(merged["transport"]).mask(quic.to_numpy(dtype=bool), "quic")
     return merged
