@@ -52,3 +52,18 @@ def test_lanes_agree_after_a_client_hello_with_a_mangled_sequence_number() -> No
     pd.testing.assert_frame_equal(_canonical(fast), _canonical(slow))
     row = fast[fast["client_port"] == 49706]
     assert row["truncated"].tolist() == ["client_flight"]
+
+
+#: The mTLS connection of ``pcaps/edge_cases.pcapng`` (port 46938) with its CertificateRequest's
+#: message type flipped (13 -> 0x60): the server no longer visibly asks, but the client still sends its
+#: Certificate in clear (tshark shows it in frame 4). Both lanes must report that certificate; the fast
+#: lane used to read it only when the server was seen to ask, so its row lost the peer identity.
+MANGLED_REQUEST = Path(__file__).parent / "data" / "lanes" / "certificate_request_mangled.pcapng"
+
+
+def test_lanes_agree_on_a_client_certificate_sent_without_a_readable_request() -> None:
+    fast, stats = read_pcap(MANGLED_REQUEST)
+    slow, _ = read_pcap(MANGLED_REQUEST, fast_lane=False)
+    pd.testing.assert_frame_equal(_canonical(fast), _canonical(slow))
+    assert stats.counts["fast_lane_connections"] == 1  # the fast lane took it
+    assert fast["peer_subject"].tolist() == ["CN=tlsdetect sample client,O=tlsdetect"]
