@@ -67,3 +67,19 @@ def test_lanes_agree_on_a_client_certificate_sent_without_a_readable_request() -
     pd.testing.assert_frame_equal(_canonical(fast), _canonical(slow))
     assert stats.counts["fast_lane_connections"] == 1  # the fast lane took it
     assert fast["peer_subject"].tolist() == ["CN=tlsdetect sample client,O=tlsdetect"]
+
+
+#: A connection of ``pcaps/tls13_stacks.pcapng`` (port 56293) whose ClientHello's message length was flipped
+#: (0x1d2 -> 0x157): its record holds the shorter hello and the start of a "message" running on past the
+#: record, into the ChangeCipherSpec that follows. tshark shows one Client Hello and no HelloRetryRequest.
+#: The reassembling lane, reading the client's bytes as they came, took the hello once per read (the record
+#: was not yet consumed), so its row said ``hello_retry`` with a ``ja3_retry`` equal to the ``ja3``.
+SHORT_LENGTH = Path(__file__).parent / "data" / "lanes" / "client_hello_short_message_length.pcapng"
+
+
+def test_lanes_agree_on_a_client_hello_record_that_ends_inside_a_message() -> None:
+    fast, _ = read_pcap(SHORT_LENGTH)
+    slow, _ = read_pcap(SHORT_LENGTH, fast_lane=False)
+    pd.testing.assert_frame_equal(_canonical(fast), _canonical(slow))
+    assert slow["hello_retry"].tolist() == [False]
+    assert slow["ja3_retry"].isna().all()
