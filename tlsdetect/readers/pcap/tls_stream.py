@@ -2,6 +2,9 @@
 
 The engine hands each direction's bytes from the segment where a TLS record began to :func:`read_direction`;
 :class:`Connection` decides how many more bytes each side needs (``want``), when it is settled, and renders the row.
+
+Size: one module because it is the reassembling lane's one rule set, the oracle the fast lane is tested against:
+what a direction's bytes say (read as they arrive, equal to read at once) and what the row makes of both.
 """
 
 from __future__ import annotations
