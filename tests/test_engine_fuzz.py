@@ -54,6 +54,22 @@ def test_lanes_agree_after_a_client_hello_with_a_mangled_sequence_number() -> No
     assert row["truncated"].tolist() == ["client_flight"]
 
 
+
+#: The TLS 1.3 connection of ``pcaps/edge_cases.pcapng`` from port 33763 with its ServerHello segment's
+#: sequence number flipped (1000441718 -> 346130294): the server's later bytes lie ~650 MB past it, so the
+#: record that would close its flight is past a hole (tshark: "Previous segment not captured"). Whether
+#: the flight ended with the ServerHello segment's records is not known: ``truncated=server_flight``. The
+#: fast lane, from a carry that had dropped the far bytes, gave a clean ``server_flight`` instead.
+SH_BAD_SEQ = Path(__file__).parent / "data" / "lanes" / "server_hello_bad_seq.pcapng"
+
+
+def test_lanes_agree_after_a_server_hello_with_a_mangled_sequence_number() -> None:
+    fast, _ = read_pcap(SH_BAD_SEQ)
+    slow, _ = read_pcap(SH_BAD_SEQ, fast_lane=False)
+    pd.testing.assert_frame_equal(_canonical(fast), _canonical(slow))
+    assert fast["server_flight"].isna().all()
+    assert fast["truncated"].tolist() == ["server_flight"]  # the far bytes may hold more of the flight
+
 #: The mTLS connection of ``pcaps/edge_cases.pcapng`` (port 46938) with its CertificateRequest's
 #: message type flipped (13 -> 0x60): the server no longer visibly asks, but the client still sends its
 #: Certificate in clear (tshark shows it in frame 4). Both lanes must report that certificate; the fast
