@@ -57,16 +57,17 @@ def test_merge_puts_the_carry_first_and_keeps_flow_order(
 
 
 def test_keep_holds_a_direction_from_its_lowest_hello_to_the_depth() -> None:
-    # flow 1: a hello at seq 100 and one resent at 100; bytes before (seq 90, ends 95) and past the depth
-    packets = [(1, 90, b"p" * 5), (1, 100, b"h" * 8), (1, 100, b"h" * 8), (1, 108, b"x" * 4), (1, 150, b"far"),
-               (2, 5, b"greeting"), (3, 7, b"other flow")]
+    # flow 1: a hello at seq 100 and one resent at 100; bytes before (seq 90, ends 95) and two segments past
+    # the depth: the first to arrive is kept (it says the direction has bytes there), the other is not
+    packets = [(1, 90, b"p" * 5), (1, 100, b"h" * 8), (1, 100, b"h" * 8), (1, 108, b"x" * 4), (1, 170, b"far"),
+               (2, 5, b"greeting"), (3, 7, b"other flow"), (1, 150, b"farther")]
     buf, seg = _window(packets)
     kept, held, count = keep(buf, seg, np.array([1, 2], dtype=np.int64), np.array([1, 2], dtype=np.uint64), depth=50)
-    assert _payloads(kept.buf, kept.seg) == [packets[i] for i in (1, 2, 3, 5)]  # flow 2 has no hello: all of it
-    assert kept.start.tolist() == [True, True, False, False]
-    assert count.tolist() == [3, 1]
-    assert held.tolist() == [20 + 3 * SEGMENT_COST, 8 + SEGMENT_COST]
-    assert kept.held() == 28 + 4 * SEGMENT_COST
+    assert _payloads(kept.buf, kept.seg) == [packets[i] for i in (1, 2, 3, 4, 5)]  # flow 2 has no hello: all of it
+    assert kept.start.tolist() == [True, True, False, False, False]
+    assert count.tolist() == [4, 1]
+    assert held.tolist() == [23 + 4 * SEGMENT_COST, 8 + SEGMENT_COST]
+    assert kept.held() == 31 + 5 * SEGMENT_COST
 
 
 def test_lowest_start_is_lowest_in_sequence_space_across_the_wrap() -> None:

@@ -127,6 +127,23 @@ def test_scan_records_joins_fragments_and_reports_need_more() -> None:
     assert scan_records(whole + bytes([23, 3, 3, 0, 1, 0])).stop == "encrypted"
 
 
+
+def test_scan_records_says_which_messages_lie_inside_what_it_consumed() -> None:
+    # One record: a whole message and the first bytes of a second that continues in the next record.
+    first = bytes([14, 0, 0, 0])
+    second = bytes([13, 0, 0, 3, 1, 2, 3])
+    head = bytes([22, 3, 3, 0, 6]) + first + second[:2]
+    tail = bytes([22, 3, 3, 0, 5]) + second[2:]
+    ccs = bytes([20, 3, 3, 0, 1, 1])
+    cut = scan_records(head)
+    assert [m.msg_type for m in cut.messages] == [14]
+    assert (cut.consumed, cut.settled, cut.before_ccs) == (0, 0, None)  # a resumed scan finds the first again
+    # A ChangeCipherSpec between the two halves does not move ``consumed`` past the cut message.
+    split = scan_records(head + ccs + tail, after_ccs=True)
+    assert [m.msg_type for m in split.messages] == [14, 13]
+    assert (split.consumed, split.settled, split.before_ccs) == (len(head + ccs + tail), 2, 1)
+    assert scan_records(head + ccs).consumed == 0
+
 def test_grease_values() -> None:
     greases = [g for g in range(0x10000) if is_grease(g)]
     assert greases == [0x0A0A + 0x1010 * i for i in range(16)]

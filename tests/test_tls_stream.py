@@ -401,3 +401,38 @@ def test_addresses_are_spelled_as_ipaddress_does(v4: int) -> None:
     """IPv4 (stored IPv4-mapped) through inet_ntoa: the same text as the ipaddress module's."""
     assert _ip(0, 0xFFFF << 32 | v4) == str(ipaddress.IPv4Address(v4))
     assert _ip(1, v4) == str(ipaddress.IPv6Address(1 << 64 | v4))
+
+
+# -- one direction read as its bytes arrive equals it read at once -----------------------------------
+
+
+@st.composite
+def handshake_streams(draw: st.DrawFn) -> bytes:
+    """Handshake messages (a real ClientHello among junk-bodied ones) cut into records of any size, with a
+    ChangeCipherSpec record at any record boundary, mid-message included (a mangled length does that)."""
+    from .craft import client_hello_body, handshake_message, tls_records
+
+    kinds = st.one_of(st.just((1, client_hello_body())),
+                      st.tuples(st.sampled_from([1, 2, 11, 13, 14, 99]), st.binary(max_size=60)))
+    msgs = draw(st.lists(kinds, min_size=1, max_size=5))
+    records = tls_records(b"".join(handshake_message(t, b) for t, b in msgs), draw(st.integers(1, 400)))
+    if draw(st.booleans()):
+        records.insert(draw(st.integers(0, len(records))), b"\x14\x03\x03\x00\x01\x01")
+    return b"".join(records) + draw(st.binary(max_size=8))
+
+
+@SETTINGS
+@given(data=handshake_streams(), cuts=st.lists(st.integers(0, 3000), max_size=6))
+def test_a_direction_read_in_pieces_equals_it_read_at_once(data: bytes, cuts: list[int]) -> None:
+    # A record holding a whole message and the start of the next one used to give its whole message twice
+    # when read in pieces (a second ClientHello: a HelloRetryRequest that never happened).
+    from tlsdetect.readers.pcap.tls_stream import DirectionView, read_direction
+
+    view: DirectionView | None = None
+    for end in [*sorted(c for c in cuts if c < len(data)), len(data)]:
+        view = read_direction(data[:end], view)
+    once = read_direction(data)
+    assert view is not None
+    fields = ("client_hellos", "server_hellos", "certificates", "certificate_request", "server_hello_done", "garbled",
+              "change_cipher_spec", "stop", "errors", "consumed", "messages")
+    assert {f: getattr(view, f) for f in fields} == {f: getattr(once, f) for f in fields}

@@ -200,10 +200,17 @@ class RecordScan:
     ``stop`` says why scanning ended: ``"need_more"`` (bytes ran out mid-record or mid-message),
     ``"encrypted"`` (application data or post-ChangeCipherSpec records follow), ``"alert"``,
     ``"not_tls"`` (the bytes at ``consumed`` are not a TLS record) or ``"limit"``.
+    ``settled``: how many of ``messages`` lie wholly inside the first ``consumed`` bytes; the others
+    came out of a record whose last message continues past it, and a scan resumed at ``consumed``
+    finds them again (an incremental reader must not count them twice).
+
+    ``before_ccs``: how many of ``messages`` came before the first ChangeCipherSpec (None: none seen).
     """
 
     messages: list[HandshakeMessage] = field(default_factory=list)
     consumed: int = 0
+    settled: int = 0
+    before_ccs: int | None = None
     stop: str = "need_more"
     saw_change_cipher_spec: bool = False
 
@@ -253,14 +260,17 @@ def scan_records(
             break
         fragment = stream[pos + 5 : pos + 5 + length]
         if ctype == CONTENT_CHANGE_CIPHER_SPEC:
+            if not saw_ccs:
+                scan.before_ccs = len(scan.messages)
             saw_ccs = True
             scan.saw_change_cipher_spec = True
             pos += 5 + length
-            scan.consumed = pos
+            if not pending:  # a message cut by it still waits: resuming here would lose its start
+                scan.consumed, scan.settled = pos, len(scan.messages)
             continue
         if ctype == CONTENT_ALERT:
             scan.stop = "alert"
-            scan.consumed = pos
+            scan.consumed, scan.settled = pos, len(scan.messages)
             break
         if ctype != CONTENT_HANDSHAKE or (saw_ccs and not after_ccs):
             scan.stop = "encrypted"
@@ -283,7 +293,7 @@ def scan_records(
             del pending[: 4 + msg_len]
             pending_version = version
         if not pending:
-            scan.consumed = pos
+            scan.consumed, scan.settled = pos, len(scan.messages)
     return scan
 
 

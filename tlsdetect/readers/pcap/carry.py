@@ -165,6 +165,13 @@ def _select(seg: Segments, start: I64, keys: U64, depth: int) -> tuple[I64, I64]
     b = base_seq[pos]
     rel = ((seg.seq - b + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
     inside = (b < 0) | ((rel + seg.plen > 0) & (rel < depth))
+    # Past the depth nobody reads a byte, but both lanes must still see that the direction has bytes
+    # there: a flight walk that ends before them ran into a hole (``truncated``), not the stream's end.
+    # The earliest-arriving such segment per direction says so (and when the chain stopped).
+    past = np.flatnonzero(mine & (b >= 0) & (rel >= depth))
+    if len(past):
+        first_past = np.unique(pos[past], return_index=True)[1]
+        inside[past[first_past]] = True
     idx = np.flatnonzero(mine & inside)
     return idx, pos[idx]
 

@@ -5,7 +5,7 @@ each in one segment or in several that follow in sequence (stitched when they ti
 without a partial overlap; also when the first ends inside the record header), and after them
 either nothing in clear (TLS 1.3) or a TLS <= 1.2 first flight (Certificate ... ServerHelloDone,
 in its own records or in the ServerHello's) whose segments tile without overlap; a client
-certificate flight when the server asked for one; a HelloRetryRequest only when neither side
+certificate flight (its Certificate read whenever it is in clear); a HelloRetryRequest only when neither side
 visibly sends another hello. For those, :mod:`..hello_batch` groups the hellos by fingerprint
 input, one representative per group is parsed by :mod:`..tls`, and the rows are built
 column-wise. Everything else (partial overlaps, gaps, a hello whose partner never came while it
@@ -469,7 +469,6 @@ class FastLane:
         # TLS 1.3: nothing after the ServerHello is in clear. TLS <= 1.2: the rest of the
         # server's first flight (certificates) must be whole in this window.
         s_cert = np.full(len(sh), -1, dtype=np.int64)
-        s_request = np.zeros(len(sh), dtype=bool)
         # TLS 1.3 sends nothing else in clear after the ServerHello: its record must be whole.
         s_flat = sb.valid & (whole[sh] | multi[sh] | ~sb.selected_tls13)
         # A HelloRetryRequest: taken only when neither side says another hello afterwards (no
@@ -485,7 +484,6 @@ class FastLane:
                 seg.by_key(),
             )
             s_cert[older] = self._cert_groups(flight)
-            s_request[older] = flight.cert_request
             s_flat[older] &= flight.settled & (s_cert[older] != -2)
             s_flat[older] &= _tiles(buf, seg, start[sh[older]], flight.span)
         s_ok = np.flatnonzero(s_flat)
@@ -525,8 +523,9 @@ class FastLane:
                 buf, seg.keys[c_first], seg.seq[c_first], seg.keys, seg.seq, seg.payload, seg.plen,
                 seg.by_key(),
             )
-            asked = s_request[s_sel[walked]]
-            peer[walked[asked]] = self._cert_groups(client_flight)[asked]
+            # The client's certificate whenever its flight carries one in clear, asked or not (a
+            # CertificateRequest the sensor could not read does not unsend it): the reassembling lane's rule.
+            peer[walked] = self._cert_groups(client_flight)
             good[walked] &= client_flight.settled & (peer[walked] != -2)
             good[walked] &= _tiles(buf, seg, c_first, client_flight.span)
             sizes = handshake_flight(client_flight.msg_owner, client_flight.msg_size, client_flight.settled)

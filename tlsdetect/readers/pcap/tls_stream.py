@@ -2,6 +2,9 @@
 
 The engine hands each direction's bytes from the segment where a TLS record began to :func:`read_direction`;
 :class:`Connection` decides how many more bytes each side needs (``want``), when it is settled, and renders the row.
+
+Size: one module because it is the reassembling lane's one rule set, the oracle the fast lane is tested against:
+what a direction's bytes say (read as they arrive, equal to read at once) and what the row makes of both.
 """
 
 from __future__ import annotations
@@ -123,6 +126,11 @@ class DirectionView:
     errors: list[str] = field(default_factory=list)
     consumed: int = 0
     messages: int = 0
+    #: Messages already taken from past ``consumed`` (their record's last message was still cut): the
+    #: next scan, resumed at ``consumed``, finds them again first and skips them.
+    ahead: int = 0
+    #: A message after ChangeCipherSpec did not parse (the encrypted Finished): no later one is read.
+    garbled: bool = False
     #: The reassembled bytes so far and their pieces' starts and capture positions (the engine
     #: sets them): the flight columns walk the records past the plaintext handshake.
     data: bytes = b""
@@ -192,13 +200,20 @@ def read_direction(data: bytes, previous: DirectionView | None = None) -> Direct
     if view.stop != "need_more":
         return view  # encryption, an alert or junk already ended the plaintext
     base = view.consumed
-    scan = scan_records(data[base:], max_messages=MAX_MESSAGES - view.messages, after_ccs=True)
+    scan = scan_records(data[base:], max_messages=MAX_MESSAGES - view.messages + view.ahead, after_ccs=True)
     view.stop = scan.stop
+    # Which messages came after a ChangeCipherSpec, per message: the answer must not depend on how
+    # the bytes were split between calls (a CCS read later does not make an earlier error expected).
+    ccs_at = 0 if view.change_cipher_spec else scan.before_ccs
     view.change_cipher_spec |= scan.saw_change_cipher_spec
     view.consumed = base + scan.consumed
-    view.messages += len(scan.messages)
+    first = view.ahead
+    view.ahead = len(scan.messages) - scan.settled
+    view.messages += len(scan.messages) - first
     view.next_need = base + _next_need(data[base:], scan.consumed) if scan.stop == "need_more" else len(data)
-    for msg in scan.messages:
+    for i, msg in enumerate(scan.messages[first:], start=first):
+        if view.garbled:
+            break
         try:
             if msg.msg_type == HANDSHAKE_CLIENT_HELLO:
                 view.client_hellos.append(parse_client_hello(msg.body))
@@ -211,8 +226,9 @@ def read_direction(data: bytes, previous: DirectionView | None = None) -> Direct
             elif msg.msg_type == HANDSHAKE_SERVER_HELLO_DONE:
                 view.server_hello_done = True
         except TLSParseError as exc:
-            if view.change_cipher_spec:
-                break  # encrypted Finished after CCS looks like garbage: expected
+            if ccs_at is not None and i >= ccs_at:
+                view.garbled = True  # encrypted Finished after CCS looks like garbage: expected; read no further
+                break
             view.errors.append(f"handshake type {msg.msg_type}: {exc}")
     return view
 
