@@ -48,6 +48,10 @@ ENV_SO = "TLSDETECT_SANITIZED_CCORE"
 QUIC_SOURCE = ROOT / "tlsdetect" / "wire" / "_quic_crypto.c"
 QUIC_MODULE = "tlsdetect.wire._quic_crypto"
 ENV_QUIC_SO = "TLSDETECT_SANITIZED_QUIC"
+#: The pushed-message walk (Envoy ALS, OTLP), built and loaded the same way (``pushed`` target).
+PUSH_SOURCE = ROOT / "tlsdetect" / "readers" / "envoy" / "_pushwire.c"
+PUSH_MODULE = "tlsdetect.readers.envoy._pushwire"
+ENV_PUSH_SO = "TLSDETECT_SANITIZED_PUSHWIRE"
 FLAGS = ("-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g", "-O1")
 #: The normal build's warnings (setup.py), so a sanitized build never hides one.
 WARNINGS = ("-std=c99", "-Wall", "-Wextra", "-Wno-unused-parameter")
@@ -117,6 +121,16 @@ def build_quic(folder: Path = BUILD) -> Path:
     return out
 
 
+def build_push(folder: Path = BUILD) -> Path:
+    """The sanitized ``_pushwire`` extension (the ALS/OTLP wire walk), beside the core's build."""
+    suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+    key = PUSH_SOURCE.read_bytes() + " ".join(FLAGS + WARNINGS).encode()
+    out = folder / ("pushwire-" + hashlib.sha256(key).hexdigest()[:16]) / f"_pushwire{suffix}"
+    if not out.exists():
+        compile_shared([PUSH_SOURCE], out)
+    return out
+
+
 def _atheris_core() -> str:
     """atheris' own libFuzzer (its ``core_with_libfuzzer`` module), which the shim forwards to; "" without it."""
     spec = importlib.util.find_spec("atheris")
@@ -152,6 +166,7 @@ def child_env(so: Path, base: Mapping[str, str] | None = None) -> dict[str, str]
         env[ENV_QUIC_SO] = str(build_quic())
     except (UnavailableError, RuntimeError):
         env.pop(ENV_QUIC_SO, None)
+    env[ENV_PUSH_SO] = str(build_push())  # no library beyond the compiler's: built wherever the core is
     return env
 
 
@@ -190,6 +205,9 @@ def install(so: Path | None = None) -> Path:
     quic = os.environ.get(ENV_QUIC_SO)
     if quic and QUIC_MODULE not in sys.modules:
         sys.meta_path.insert(0, _Finder(Path(quic).resolve(), QUIC_MODULE))
+    push = os.environ.get(ENV_PUSH_SO)
+    if push and PUSH_MODULE not in sys.modules:
+        sys.meta_path.insert(0, _Finder(Path(push).resolve(), PUSH_MODULE))
     return path
 
 
@@ -200,8 +218,9 @@ def loaded() -> str:
     module = sys.modules.get(MODULE)
     where = getattr(module, "__file__", None) or "not loaded"
     quic = getattr(sys.modules.get(QUIC_MODULE), "__file__", None) or "not loaded"
+    push = getattr(sys.modules.get(PUSH_MODULE), "__file__", None) or "not loaded"
     return (f"capture core: {where} ({ccore.status()}; ASan runtime {'loaded' if _asan_loaded() else 'absent'}); "
-            f"QUIC kernel: {quic}")
+            f"QUIC kernel: {quic}; pushed walk: {push}")
 
 
 def _check(paths: list[Path]) -> int:

@@ -213,7 +213,8 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("tls13-flight", _tls13_flight, (), "a server's TLS 1.3 flight to decrypt (--keylog), also a key log"),
     Target("udp", _udp, (), "a UDP payload: QUIC Initials (decrypted with the client's keys) and DTLS records"),
     Target("api", _api, ("ValidationError",), "a POST /v1/score JSON body"),
-    Target("pushed", _pushed, ("DecodeError",), "an OTLP export / ALS message: the compiled walk held to protobuf"),
+    Target("pushed", _pushed, ("DecodeError",), "an OTLP export / ALS message: the compiled walk held to protobuf",
+           sanitized=True),
     Target("ccore", _ccore, ("CaptureError",), "a capture or raw bytes through the C capture core (ASan, UBSan),"
            " every array equal to the numpy core's", sanitized=True),
     Target("quic", _quic, (), "a hello, datagrams and Initial plaintexts through the QUIC kernel (ASan, UBSan),"
