@@ -111,24 +111,26 @@ def build(source: Path = SOURCE, folder: Path = BUILD) -> Path:
     return out
 
 
+def _build_beside(source: Path, folder: Path, libs: Sequence[str] = ()) -> Path:
+    """A sanitized build of another extension ``source``, in ``folder/<stem>-<hash>/`` (rebuilt only when the
+    source or the flags change)."""
+    suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+    key = source.read_bytes() + " ".join(FLAGS + WARNINGS).encode()
+    stem = source.stem.lstrip("_")
+    out = folder / (f"{stem.split('_')[0]}-" + hashlib.sha256(key).hexdigest()[:16]) / f"{source.stem}{suffix}"
+    if not out.exists():
+        compile_shared([source], out, libs=libs)
+    return out
+
+
 def build_quic(folder: Path = BUILD) -> Path:
     """The sanitized ``_quic_crypto`` extension (linked with libcrypto), beside the core's build."""
-    suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
-    key = QUIC_SOURCE.read_bytes() + " ".join(FLAGS + WARNINGS).encode()
-    out = folder / ("quic-" + hashlib.sha256(key).hexdigest()[:16]) / f"_quic_crypto{suffix}"
-    if not out.exists():
-        compile_shared([QUIC_SOURCE], out, libs=("-lcrypto",))
-    return out
+    return _build_beside(QUIC_SOURCE, folder, libs=("-lcrypto",))
 
 
 def build_push(folder: Path = BUILD) -> Path:
     """The sanitized ``_pushwire`` extension (the ALS/OTLP wire walk), beside the core's build."""
-    suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
-    key = PUSH_SOURCE.read_bytes() + " ".join(FLAGS + WARNINGS).encode()
-    out = folder / ("pushwire-" + hashlib.sha256(key).hexdigest()[:16]) / f"_pushwire{suffix}"
-    if not out.exists():
-        compile_shared([PUSH_SOURCE], out)
-    return out
+    return _build_beside(PUSH_SOURCE, folder)
 
 
 def _atheris_core() -> str:
